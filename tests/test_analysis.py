@@ -1,0 +1,319 @@
+"""Summaries, scaling fits and comparisons on hand-built frames whose answers are known."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy.stats import mannwhitneyu
+
+from conc_lab.analysis import (
+    amdahl_speedup,
+    compare,
+    fit_amdahl,
+    mann_whitney_p,
+    render,
+    summarize,
+    tidy_dtypes,
+)
+
+
+def runs(backend: str, workers: int, times, *, status="ok", **extra) -> list[dict]:
+    base = {"workload": "experiments.cpu:sum_squares", "tasks": 8, "size": 1000, "hostname": "box"}
+    return [
+        {**base, "backend": backend, "workers": workers, "status": status, "run_s": t, **extra} for t in times
+    ]
+
+
+def row(summary: pd.DataFrame, **where) -> pd.Series:
+    mask = np.ones(len(summary), bool)
+    for key, value in where.items():
+        col = summary[key]
+        mask &= (col.isna() if value is None else col == value).to_numpy()
+    assert mask.sum() == 1, f"expected one row for {where}, got {mask.sum()}"
+    return summary[mask].iloc[0]
+
+
+def test_known_medians_speedup_efficiency_and_karp_flatt():
+    df = pd.DataFrame(
+        runs("sequential", 1, [3.9, 4.0, 4.1], setup_s=0.0, correct=True)
+        + runs("threading", 2, [4.2, 4.4, 4.0, 4.3], setup_s=0.001, correct=True)
+        + runs("multiprocessing", 4, [1.18, 1.2, 1.22], setup_s=0.05, correct=True, start_method="fork")
+    )
+    s = summarize(df)
+    assert list(s.backend) == ["sequential", "threading", "multiprocessing"]  # baseline first
+    seq = row(s, backend="sequential")
+    assert (seq.n, seq.median_s, seq.speedup, seq.speedup_ci_low, seq.speedup_ci_high) == (
+        3,
+        4.0,
+        1.0,
+        1.0,
+        1.0,
+    )
+    thr = row(s, backend="threading")
+    assert thr.median_s == pytest.approx(4.25)
+    assert thr.q1_s == pytest.approx(np.quantile([4.2, 4.4, 4.0, 4.3], 0.25))
+    assert thr.iqr_s == pytest.approx(np.quantile([4.2, 4.4, 4.0, 4.3], 0.75) - thr.q1_s)
+    assert thr.speedup == pytest.approx(4.0 / 4.25)
+    assert thr.efficiency == pytest.approx(4.0 / 4.25 / 2)
+    assert thr.setup_s == pytest.approx(0.001)
+    mp = row(s, backend="multiprocessing")
+    assert mp.start_method == "fork"
+    assert mp.speedup == pytest.approx(4.0 / 1.2)
+    assert mp.efficiency == pytest.approx(4.0 / 1.2 / 4)
+    # Karp–Flatt: e = (1/S - 1/p) / (1 - 1/p)
+    assert mp.karp_flatt == pytest.approx((1.2 / 4.0 - 0.25) / 0.75)
+    assert np.isnan(seq.karp_flatt)
+    assert mp.speedup_ci_low < mp.speedup < mp.speedup_ci_high
+    assert (s.correct_share == 1.0).all()
+    assert (s.notes == "").all()
+
+
+def test_failures_are_counted_never_dropped():
+    df = pd.DataFrame(
+        runs("sequential", 1, [1.0, 1.0, 1.0])
+        + runs("threading", 2, [0.5, 0.6])
+        + runs("threading", 2, [None], status="failed")
+        + runs("threading", 2, [None], status="timeout")
+        + runs("threading", 2, [0.5], status="skipped")
+        + runs("ray", 2, [None, None], status="failed")
+    )
+    s = summarize(df)
+    thr = row(s, backend="threading")
+    assert (thr.n, thr.failures, thr.skipped) == (2, 2, 1)
+    assert thr.median_s == pytest.approx(0.55)  # the skipped run's time is not a measurement
+    assert "failures" in thr.notes
+    ray = row(s, backend="ray")
+    assert (ray.n, ray.failures) == (0, 2)
+    assert np.isnan(ray.median_s) and np.isnan(ray.speedup)
+    assert "no runs" in ray.notes and "failures" in ray.notes
+
+
+def test_correct_share_counts_only_checkable_runs():
+    df = pd.DataFrame(
+        runs("sequential", 1, [1.0, 1.0], correct=True)
+        + runs("threading", 2, [1.0, 1.0, 1.0], correct=True)
+        + runs("threading", 2, [1.0], correct=False)
+        + runs("multiprocessing", 2, [1.0, 1.0], correct=None)
+    )
+    s = summarize(df)
+    assert row(s, backend="threading").correct_share == pytest.approx(0.75)
+    assert "incorrect" in row(s, backend="threading").notes
+    assert np.isnan(row(s, backend="multiprocessing").correct_share)
+
+
+def test_baseline_is_matched_on_parameters_python_and_node():
+    df = pd.DataFrame(
+        runs("sequential", 1, [2.0], size=10)
+        + runs("sequential", 1, [8.0], size=20)
+        + runs("threading", 2, [1.0], size=10)
+        + runs("threading", 2, [2.0], size=20)
+        + runs("sequential", 1, [6.0], size=10, python="3.13t")
+        + runs("threading", 2, [1.5], size=10, python="3.13t")
+        + runs("threading", 2, [1.0], size=10, hostname="other-box")  # no baseline measured there
+    )
+    s = summarize(df)
+    assert row(s, backend="threading", size=10, node="box", python=None).speedup == pytest.approx(2.0)
+    assert row(s, backend="threading", size=20).speedup == pytest.approx(4.0)
+    assert row(s, backend="threading", python="3.13t").speedup == pytest.approx(4.0)
+    lost = row(s, node="other-box")
+    assert np.isnan(lost.speedup) and "no baseline" in lost.notes
+
+
+def test_node_id_wins_over_hostname():
+    df = pd.DataFrame(runs("sequential", 1, [1.0], node_id="n1") + runs("sequential", 1, [2.0], node_id="n2"))
+    assert sorted(summarize(df).node) == ["n1", "n2"]
+
+
+def exact_vs_monte_carlo(sample: np.ndarray, resamples: int = 20000, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    boot = np.median(rng.choice(sample, size=(resamples, len(sample))), axis=1)
+    return np.quantile(boot, [0.025, 0.975])
+
+
+@pytest.mark.parametrize("n", [5, 9, 15, 31])
+def test_exact_bootstrap_interval_matches_a_brute_force_bootstrap_for_odd_n(n):
+    sample = np.sort(np.random.default_rng(n).lognormal(0, 0.3, n))
+    s = summarize(pd.DataFrame(runs("sequential", 1, sample)))
+    lo, hi = exact_vs_monte_carlo(sample)
+    # Monte-Carlo noise can move a percentile by at most one order statistic
+    rank = {v: i for i, v in enumerate(sample)}
+    assert abs(rank[s.ci_low_s[0]] - np.searchsorted(sample, lo)) <= 1
+    assert abs(rank[s.ci_high_s[0]] - np.searchsorted(sample, hi)) <= 1
+
+
+@pytest.mark.parametrize("n", [4, 10, 20])
+def test_exact_bootstrap_interval_is_conservative_for_even_n(n):
+    sample = np.sort(np.random.default_rng(n).lognormal(0, 0.3, n))
+    s = summarize(pd.DataFrame(runs("sequential", 1, sample)))
+    lo, hi = exact_vs_monte_carlo(sample)
+    assert s.ci_low_s[0] <= lo + 1e-12 and hi <= s.ci_high_s[0] + 1e-12
+    assert s.ci_low_s[0] < s.median_s[0] < s.ci_high_s[0]
+
+
+def test_intervals_cover_the_true_median_and_speedup_about_95_percent_of_the_time():
+    # 400 independent experiments in one frame (one "size" each): true median 1.0 for the
+    # baseline and 0.25 for 4 processes, so the true speedup is exactly 4.
+    rng = np.random.default_rng(42)
+    experiments, n = 400, 11
+    frames = []
+    for backend, workers, median in (("sequential", 1, 1.0), ("multiprocessing", 4, 0.25)):
+        frames.append(
+            pd.DataFrame(
+                {
+                    "workload": "w",
+                    "tasks": 8,
+                    "size": np.repeat(np.arange(experiments), n),
+                    "backend": backend,
+                    "workers": workers,
+                    "status": "ok",
+                    "run_s": median * rng.lognormal(0, 0.1, experiments * n),
+                }
+            )
+        )
+    s = summarize(pd.concat(frames, ignore_index=True))
+    seq, mp = s[s.backend == "sequential"], s[s.backend == "multiprocessing"]
+    median_cover = ((seq.ci_low_s <= 1.0) & (1.0 <= seq.ci_high_s)).mean()
+    speedup_cover = ((mp.speedup_ci_low <= 4.0) & (4.0 <= mp.speedup_ci_high)).mean()
+    assert 0.90 <= median_cover <= 0.995, median_cover
+    assert 0.90 <= speedup_cover <= 0.995, speedup_cover
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.lists(st.floats(min_value=1e-4, max_value=1e3, allow_nan=False), min_size=1, max_size=25),
+        min_size=1,
+        max_size=6,
+    )
+)
+def test_group_statistics_agree_with_numpy(groups):
+    df = pd.DataFrame([r for i, g in enumerate(groups) for r in runs("sequential", 1, g, size=i)])
+    s = summarize(df).set_index("size")
+    for i, g in enumerate(groups):
+        got = s.loc[i]
+        assert got.n == len(g)
+        assert got.median_s == pytest.approx(np.median(g), rel=1e-12)
+        assert got.q1_s == pytest.approx(np.quantile(g, 0.25), rel=1e-12)
+        assert got.q3_s == pytest.approx(np.quantile(g, 0.75), rel=1e-12)
+        assert min(g) <= got.ci_low_s <= got.median_s <= got.ci_high_s <= max(g)
+
+
+def test_unstable_and_superlinear_are_flagged():
+    df = pd.DataFrame(
+        runs("sequential", 1, [4.0, 4.01, 3.99, 4.0, 4.02])
+        + runs("threading", 2, [2.0, 3.5, 1.2, 2.8, 4.4])  # CV far over 10%
+        + runs("multiprocessing", 2, [1.0, 1.01, 0.99, 1.0, 1.0])  # speedup 4 on 2 workers
+        + runs("multiprocessing", 4, [1.01, 1.0, 0.99, 1.0, 1.01])
+    )
+    s = summarize(df)
+    assert row(s, backend="threading").unstable and "unstable" in row(s, backend="threading").notes
+    assert not row(s, backend="sequential").unstable
+    assert row(s, backend="multiprocessing", workers=2).superlinear
+    assert not row(s, backend="multiprocessing", workers=4).superlinear  # 4x on 4 is the ideal, not beyond
+    assert not row(s, backend="threading").superlinear
+
+
+def test_amdahl_fit_recovers_a_known_serial_fraction():
+    rng = np.random.default_rng(7)
+    frames = []
+    for backend, f in (("threading", 0.9), ("multiprocessing", 0.1)):
+        for workers in (1, 2, 4, 8, 16):
+            t = 10.0 * (f + (1 - f) / workers) * rng.lognormal(0, 0.01, 9)
+            frames += runs(backend, workers, t)
+    frames += runs("sequential", 1, 10.0 * rng.lognormal(0, 0.01, 9))
+    s = summarize(pd.DataFrame(frames))
+    fit = fit_amdahl(s).set_index("backend")
+    assert fit.loc["threading", "serial_fraction"] == pytest.approx(0.9, abs=0.02)
+    assert fit.loc["multiprocessing", "serial_fraction"] == pytest.approx(0.1, abs=0.02)
+    assert fit.loc["multiprocessing", "max_speedup"] == pytest.approx(10, rel=0.2)
+    assert fit.loc["multiprocessing", "points"] == 5
+    assert fit.loc["multiprocessing", "rmse"] < 0.2
+    # Karp–Flatt per point estimates the same serial fraction
+    kf = s[(s.backend == "multiprocessing") & (s.workers > 1)].karp_flatt
+    assert np.allclose(kf, 0.1, atol=0.03)
+    assert amdahl_speedup(0.1, np.array([16]))[0] == pytest.approx(1 / (0.1 + 0.9 / 16))
+
+
+def test_mann_whitney_matches_scipy_on_ragged_groups_with_and_without_ties():
+    rng = np.random.default_rng(3)
+    groups, values, sides, expected = [], [], [], []
+    for i in range(300):
+        n1, n2 = rng.integers(1, 14, 2)
+        a, b = rng.normal(0, 1, n1), rng.normal(rng.normal(0, 1), 1, n2)
+        if i % 3 == 0:
+            a, b = np.round(a), np.round(b)
+        groups.append(np.full(n1 + n2, i))
+        values.append(np.concatenate([a, b]))
+        sides.append(np.r_[np.zeros(n1, bool), np.ones(n2, bool)])
+        equal = np.ptp(np.r_[a, b]) == 0
+        expected.append(1.0 if equal else mannwhitneyu(a, b, method="auto").pvalue)
+    got = mann_whitney_p(np.concatenate(groups), np.concatenate(values), np.concatenate(sides), 300)
+    assert np.allclose(got, expected, rtol=1e-10, atol=1e-12)
+
+
+def test_compare_finds_a_real_change_and_not_a_noise_one():
+    rng = np.random.default_rng(11)
+
+    def sweep(scale_mp: float, seed: int) -> pd.DataFrame:
+        r = np.random.default_rng(seed)
+        return pd.DataFrame(
+            runs("sequential", 1, 2.0 * r.lognormal(0, 0.02, 10))
+            + runs("multiprocessing", 2, scale_mp * r.lognormal(0, 0.02, 10), start_method="spawn")
+        )
+
+    before, after = sweep(1.0, 1), sweep(0.8, 2)
+    after = pd.concat([after, pd.DataFrame(runs("ray", 2, [0.9, 0.95]))], ignore_index=True)
+    c = compare(before, after)
+    mp = row(c, backend="multiprocessing")
+    assert mp.change == "faster" and mp.significant
+    assert mp.ratio == pytest.approx(0.8, rel=0.03)
+    assert mp.ratio_ci_low < 0.8 < mp.ratio_ci_high
+    assert mp.p_value < 0.001 and mp.q_value >= mp.p_value
+    seq = row(c, backend="sequential")
+    assert seq.change == "same" and seq.p_value > 0.05
+    ray = row(c, backend="ray")
+    assert ray.change == "only in b" and (ray.n_a, ray.n_b) == (0, 2)
+    assert rng is not None
+
+
+def test_compare_refuses_an_empty_side():
+    with pytest.raises(ValueError, match="a is empty"):
+        compare(pd.DataFrame(columns=["workload", "backend", "run_s"]), pd.DataFrame(runs("ray", 1, [1.0])))
+
+
+def test_render_formats_round_trip():
+    df = pd.DataFrame(
+        runs("sequential", 1, [1.0, 1.1, 0.9])
+        + runs("threading", 2, [0.6, 0.5, 0.55])
+        + runs("ray", 2, [None], status="failed")
+    )
+    s = summarize(df)
+    back = pd.read_csv(io.StringIO(render(s, "csv")))
+    assert list(back.columns) == list(s.columns) and len(back) == 3
+    assert back.speedup.tolist()[:2] == pytest.approx(s.speedup.tolist()[:2])
+    records = json.loads(render(s, "json"))
+    assert records[1]["backend"] == "threading" and records[2]["median_s"] is None
+    md = render(s, "markdown").splitlines()
+    assert md[0].startswith("| workload |") and len(md) == 2 + 3
+    table = render(s, "table")
+    for text in ("sequential", "threading", "ray", "1.82", "failures"):
+        assert text in table
+    assert "start_method" not in table  # a key that never varies is left out for people
+    with pytest.raises(ValueError, match="unknown format"):
+        render(s, "xml")
+
+
+def test_tidy_dtypes_makes_categoricals_and_summaries_accept_them():
+    df = pd.DataFrame(runs("sequential", 1, [1.0, 2.0]) + runs("threading", 2, [1.0]))
+    tidy = tidy_dtypes(df)
+    assert isinstance(tidy.backend.dtype, pd.CategoricalDtype) and not isinstance(
+        df.backend.dtype, pd.CategoricalDtype
+    )
+    a, b = summarize(df), summarize(tidy)
+    pd.testing.assert_frame_equal(a, b, check_dtype=False)
