@@ -1,0 +1,37 @@
+"""conc_lab: threads or processes (or Ray), and how much faster, for *your* work?
+
+The public API, all importable from the top level::
+
+    import conc_lab
+    result = conc_lab.sweep("configs/smoke.yaml")        # run a matrix, write Parquet
+    df = conc_lab.load("results/smoke")                    # every trial run, as a DataFrame
+
+Attributes are imported lazily (PEP 562): the trial host imports ``conc_lab.host`` under
+interpreters that have none of conc_lab's dependencies, and a small host forks fast.
+This file must therefore stay importable by Python 3.8 and import nothing heavy.
+"""
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "load": "conc_lab.store",
+    "sweep": "conc_lab.runner",
+    "SweepResult": "conc_lab.runner",
+    "load_config": "conc_lab.config",
+    "Config": "conc_lab.config",
+    "ConfigError": "conc_lab.config",
+    "expand": "conc_lab.matrix",
+    "Trial": "conc_lab.matrix",
+    "summarize": "conc_lab.analysis",
+}
+
+__all__ = sorted(_LAZY) + ["__version__"]
+
+
+def __getattr__(name):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError("module 'conc_lab' has no attribute %r" % name)
+    import importlib
+
+    return getattr(importlib.import_module(module), name)

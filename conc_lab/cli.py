@@ -1,0 +1,177 @@
+"""The ``conclab`` command: parses arguments, calls the library, prints. Nothing else lives here."""
+
+from __future__ import annotations
+
+import signal
+import sys
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from conc_lab import matrix
+from conc_lab.config import ConfigError, load_config
+from conc_lab.store import StoreError
+
+app = typer.Typer(
+    help="conc_lab: threads or processes (or Ray), and how much faster, for your work? "
+    "Run a YAML experiment matrix as core-pinned trials and analyse the Parquet results.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console(stderr=True)
+out_console = Console()
+
+
+def _die(message: str, code: int = 2) -> None:
+    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _load(path: Path):
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        _die(str(exc))
+
+
+@app.command()
+def sweep(
+    config: Path = typer.Argument(..., help="The experiment matrix, e.g. configs/cpu.yaml."),
+    out: Path = typer.Option(
+        Path("results"), "--out", "-o", help="Results root; rows go to OUT/<name>/<sweep_id>/."
+    ),
+    resume: bool = typer.Option(
+        False, "--resume", help="Continue the latest sweep of this config: run only what is missing."
+    ),
+    fail_fast: bool = typer.Option(
+        False, "--fail-fast", help="Stop at the first failed, hung or wrong trial run."
+    ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+):
+    """Run every trial of CONFIG, pinned to cores, and write one Parquet row per measured run.
+
+    Prints progress, failures as they happen, and a summary table at the end. Exit code 0 when
+    every run succeeded with the sequential answer, 1 when any failed, timed out or was wrong,
+    2 for a bad config, 130 when interrupted (resume with --resume).
+    """
+    from conc_lab import runner
+
+    cfg = _load(config)
+    progress = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[last]}"),
+        console=console,
+        disable=quiet,
+        transient=False,
+    )
+    bar = {}
+
+    def on_event(kind: str, data: dict) -> None:
+        if kind == "planned":
+            bar["id"] = progress.add_task(cfg.name, total=data["total"], last="")
+            console.print(
+                f"{data['trials']} trials, {data['measured']} measured runs → {data['sweep_dir']}",
+                highlight=False,
+            )
+        elif kind == "run":
+            row = data["row"]
+            label = f"{row['backend']} w={row['workers']} {row['workload'].rsplit(':', 1)[-1]}"
+            progress.update(bar["id"], advance=1, last=label)
+            if row["status"] not in ("ok", "skipped") or row["correct"] is False:
+                what = "WRONG ANSWER" if row["status"] == "ok" else row["status"].upper()
+                err = (row["error"] or "differs from the sequential answer").strip().splitlines()
+                progress.console.print(
+                    f"[red]{what}[/] {label} repeat {row['repeat']}: {err[-1] if err else ''}"
+                )
+        elif kind == "warning":
+            progress.console.print(f"[yellow]warning:[/] {data['text']}")
+
+    # A batch scheduler's SIGTERM stops the sweep the way Ctrl-C does: after saving.
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        with progress:
+            result = runner.sweep(cfg, out, resume=resume, fail_fast=fail_fast, on_event=on_event)
+    except (ConfigError, StoreError) as exc:
+        _die(str(exc))
+    _print_summary(result.sweep_dir)
+    console.print(
+        f"{result.recorded} runs recorded ({result.failed} failed, {result.wrong} wrong, {result.skipped} skipped) "
+        f"in {result.wall_s:.1f} s; runner overhead {result.overhead_per_run_s * 1e3:.2f} ms per run → {result.sweep_dir}",
+        highlight=False,
+    )
+    if result.interrupted:
+        console.print(
+            f"[yellow]interrupted[/]; what ran is saved. Resume with: conclab sweep {config} --resume"
+        )
+        raise typer.Exit(130)
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def _print_summary(sweep_dir: Path) -> None:
+    from conc_lab import analysis, store
+
+    df = store.load(sweep_dir)
+    if df.empty:
+        return
+    out_console.print(analysis.render(analysis.summarize(df), "table"), highlight=False)
+
+
+@app.command()
+def expand(
+    config: Path = typer.Argument(..., help="The experiment matrix to expand."),
+    count: bool = typer.Option(False, "--count", help="Print only the number of trials."),
+    limit: int = typer.Option(200, "--limit", help="Show at most this many trials in the table."),
+):
+    """Dry run: list the trials CONFIG would run (nothing is executed or written)."""
+    cfg = _load(config)
+    if count:
+        print(matrix.count(cfg))
+        return
+    table = Table(title=f"{cfg.name}: trials (each runs {cfg.warmup} warm-up + {cfg.repeats} measured)")
+    for col in ("trial_id", "workload", "backend", "workers", "tasks", "size", "start_method", "python"):
+        table.add_column(col)
+    n = 0
+    for n, trial in enumerate(matrix.expand(cfg), 1):
+        if n <= limit:
+            p = trial.params()
+            table.add_row(
+                trial.trial_id,
+                *[
+                    "" if p[c] is None else str(p[c])
+                    for c in ("workload", "backend", "workers", "tasks", "size", "start_method", "python")
+                ],
+            )
+    out_console.print(table)
+    out_console.print(f"{n} trials" + (f" (first {limit} shown)" if n > limit else ""))
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    try:
+        app()
+    except BrokenPipeError:
+        sys.exit(1)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

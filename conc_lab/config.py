@@ -1,0 +1,421 @@
+"""Reading and validating an experiment matrix file (configs/*.yaml).
+
+Every problem is a ``ConfigError`` that names the file, the key and what is wrong, in one
+line, e.g. ``configs/cpu.yaml: matrix.workers[1]: must be a positive integer, got -2``.
+Validation happens before anything is written or run.
+
+A config is code-equivalent: its workloads are imported and run. Trust a config as you
+would a Makefile. YAML is parsed with the safe loader (no object tags).
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import importlib
+import json
+import multiprocessing
+import os
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from conc_lab.host import affinity as host_affinity
+
+BACKENDS = ("sequential", "threading", "multiprocessing", "ray")
+AXES = ("workload", "backend", "workers", "tasks", "tasks_per_worker", "size", "python")
+#: Axes a matrix may leave out, and the value they then take.
+AXIS_DEFAULTS = {"workers": [1], "size": [1], "python": [None]}
+#: Options each backend accepts under ``backend_options``; a list there is one more matrix axis.
+BACKEND_OPTIONS: dict[str, dict[str, tuple]] = {
+    "multiprocessing": {"start_method": ("fork", "spawn", "forkserver")},
+    "sequential": {},
+    "threading": {},
+    "ray": {},
+}
+TOP_KEYS = (
+    "name",
+    "description",
+    "repeats",
+    "warmup",
+    "timeout_s",
+    "matrix",
+    "exclude",
+    "include",
+    "backend_options",
+    "affinity",
+    "shuffle",
+    "seed",
+)
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+_WORKLOAD_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+
+
+class ConfigError(ValueError):
+    """A bad config: ``str(err)`` is the one line a user sees (file: key: problem)."""
+
+    def __init__(self, path: str | os.PathLike | None, key: str, problem: str):
+        self.path, self.key, self.problem = str(path or "<config>"), key, problem
+        super().__init__(f"{self.path}: {key}: {problem}")
+
+
+@dataclass(frozen=True)
+class Config:
+    """A validated experiment matrix. Build it with ``load_config`` or ``parse_config``.
+
+    >>> cfg = parse_config({"name": "demo", "matrix": {"workload": ["experiments.io:sleep"],
+    ...                     "backend": ["sequential", "threading"], "workers": [1, 2]}})
+    >>> cfg.repeats, cfg.axes["workers"]
+    (5, (1, 2))
+    """
+
+    name: str
+    axes: dict[str, tuple]  # axis -> values, every axis present (defaults filled)
+    workload_sizes: dict[str, tuple] = field(
+        default_factory=dict
+    )  # per-workload size axis, overrides axes["size"]
+    repeats: int = 5
+    warmup: int = 1
+    timeout_s: float = 120.0
+    affinity: str | tuple[int, ...] = "compact"
+    exclude: tuple[dict, ...] = ()
+    include: tuple[dict, ...] = ()
+    backend_options: dict[str, dict[str, tuple]] = field(default_factory=dict)
+    shuffle: bool = False
+    seed: int = 0
+    description: str = ""
+    path: str | None = None
+    source_text: str = ""  # the file as read, kept in the sweep's manifest
+
+    @property
+    def fingerprint(self) -> str:
+        """Hash of everything that decides which trials run and how: resume refuses a changed config."""
+        doc = {
+            "axes": {k: list(v) for k, v in self.axes.items()},
+            "workload_sizes": {k: list(v) for k, v in self.workload_sizes.items()},
+            "repeats": self.repeats,
+            "warmup": self.warmup,
+            "timeout_s": self.timeout_s,
+            "affinity": list(self.affinity) if isinstance(self.affinity, tuple) else self.affinity,
+            "exclude": list(self.exclude),
+            "include": list(self.include),
+            "backend_options": {
+                b: {k: list(v) for k, v in o.items()} for b, o in self.backend_options.items()
+            },
+            "shuffle": self.shuffle,
+            "seed": self.seed,
+        }
+        return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def load_config(path: str | os.PathLike, *, check_imports: bool = True) -> Config:
+    """Read and validate a matrix file; raises ``ConfigError`` on any problem.
+
+    >>> load_config("configs/smoke.yaml").name
+    'smoke'
+    """
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except FileNotFoundError:
+        raise ConfigError(path, "(file)", "no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(path, "(file)", f"cannot read: {exc}") from None
+    try:
+        doc = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(path, "(yaml)", f"{where}{problem}") from None
+    return parse_config(doc, path=str(path), source_text=text, check_imports=check_imports)
+
+
+def parse_config(
+    doc: Any, *, path: str | None = None, source_text: str = "", check_imports: bool = True
+) -> Config:
+    """Validate an already-parsed document (a dict) into a ``Config``."""
+    v = _Validator(path)
+    if not isinstance(doc, dict):
+        v.fail("(top level)", f"must be a mapping of keys such as name and matrix, got {_kind(doc)}")
+    v.known_keys(doc, TOP_KEYS, "")
+    name = doc.get("name")
+    if name is None:
+        if path is None:
+            v.fail("name", "is required")
+        name = Path(path).stem
+    if not isinstance(name, str) or not _NAME_RE.match(name):
+        v.fail("name", f"must be letters, digits, '_', '.', '-' (no path separators), got {name!r}")
+    repeats = v.integer(doc.get("repeats", 5), "repeats", minimum=1)
+    warmup = v.integer(doc.get("warmup", 1), "warmup", minimum=0)
+    timeout_s = v.number(doc.get("timeout_s", 120), "timeout_s")
+    shuffle = doc.get("shuffle", False)
+    if not isinstance(shuffle, bool):
+        v.fail("shuffle", f"must be true or false, got {shuffle!r}")
+    seed = v.integer(doc.get("seed", 0), "seed", minimum=0)
+    description = doc.get("description", "")
+    if not isinstance(description, str):
+        v.fail("description", "must be a string")
+
+    matrix = doc.get("matrix")
+    if not isinstance(matrix, dict) or not matrix:
+        v.fail("matrix", "is required: a mapping of axes (workload, backend, workers, ...) to lists")
+    v.known_keys(matrix, AXES, "matrix.")
+    axes: dict[str, tuple] = {}
+    for axis in ("workload", "backend"):
+        if axis not in matrix:
+            v.fail(f"matrix.{axis}", "is required")
+    if "tasks" in matrix and "tasks_per_worker" in matrix:
+        v.fail(
+            "matrix.tasks_per_worker",
+            "give either tasks (strong scaling) or tasks_per_worker (weak), not both",
+        )
+    workload_sizes: dict[str, tuple] = {}
+    for axis in AXES:
+        if axis in matrix:
+            axes[axis] = tuple(v.axis_values(axis, matrix[axis], f"matrix.{axis}", workload_sizes))
+        elif axis in AXIS_DEFAULTS:
+            axes[axis] = tuple(AXIS_DEFAULTS[axis])
+    if "tasks" not in axes and "tasks_per_worker" not in axes:
+        axes["tasks_per_worker"] = (1,)
+
+    aff = doc.get("affinity", "compact")
+    if isinstance(aff, list):
+        cores = host_affinity.available_cores()
+        for i, c in enumerate(aff):
+            if not isinstance(c, int) or isinstance(c, bool) or c not in cores:
+                v.fail(f"affinity[{i}]", f"{c!r} is not a core this process may use (available: {cores})")
+        if not aff:
+            v.fail("affinity", "an explicit core list must not be empty")
+        aff = tuple(aff)
+    elif aff not in ("compact", "spread", "none"):
+        v.fail("affinity", f"must be compact, spread, none or a list of cores, got {aff!r}")
+    if aff != "none" and host_affinity.SUPPORTED:
+        n_cores = len(aff) if isinstance(aff, tuple) else len(host_affinity.available_cores())
+        too_many = [w for w in axes["workers"] if w > n_cores]
+        if too_many:
+            v.fail(
+                "matrix.workers",
+                f"{too_many[0]} workers but only {n_cores} cores to pin them to; "
+                "use fewer workers or 'affinity: none' to oversubscribe on purpose",
+            )
+
+    backend_options = v.backend_options(doc.get("backend_options") or {}, axes["backend"])
+    option_names = {k for opts in BACKEND_OPTIONS.values() for k in opts}
+    exclude = tuple(v.partial_params(doc.get("exclude") or [], "exclude", option_names))
+    include = tuple(v.partial_params(doc.get("include") or [], "include", option_names))
+    for i, inc in enumerate(include):
+        for required in ("workload", "backend"):
+            if required not in inc:
+                v.fail(f"include[{i}].{required}", "is required in an include entry")
+        v.axis_values("workload", [inc["workload"]], f"include[{i}].workload")
+        v.axis_values("backend", [inc["backend"]], f"include[{i}].backend")
+    if check_imports:
+        workloads = list(axes["workload"]) + [inc["workload"] for inc in include]
+        for i, ref in enumerate(dict.fromkeys(workloads)):
+            problem = check_workload(ref, Path(path).parent if path else None)
+            if problem:
+                key = f"matrix.workload[{i}]" if ref in axes["workload"] else "include"
+                v.fail(key, problem)
+
+    return Config(
+        name=name,
+        axes=axes,
+        workload_sizes=workload_sizes,
+        repeats=repeats,
+        warmup=warmup,
+        timeout_s=timeout_s,
+        affinity=aff,
+        exclude=exclude,
+        include=include,
+        backend_options=backend_options,
+        shuffle=shuffle,
+        seed=seed,
+        description=description,
+        path=path,
+        source_text=source_text,
+    )
+
+
+def workload_search_path(config_dir: Path | None = None) -> list[str]:
+    """Where workloads are imported from: the working directory, then the config's project root."""
+    paths = [os.getcwd()]
+    if config_dir is not None:
+        root = Path(config_dir).resolve()
+        paths += [str(root), str(root.parent)]
+    return list(dict.fromkeys(paths))
+
+
+def check_workload(ref: str, config_dir: Path | None = None) -> str | None:
+    """None if ``module:function`` imports and is callable, else what is wrong."""
+    module_name, _, attr = ref.partition(":")
+    added = [p for p in workload_search_path(config_dir) if p not in sys.path]
+    sys.path[:0] = added
+    try:
+        obj = importlib.import_module(module_name)
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+    except ImportError as exc:
+        return f"cannot import {module_name!r} for {ref!r}: {exc}"
+    except AttributeError:
+        return f"module {module_name!r} has no {attr!r}"
+    except Exception as exc:  # a workload module that raises on import is a bad config too
+        return f"importing {module_name!r} raised {type(exc).__name__}: {exc}"
+    finally:
+        for p in added:
+            if p in sys.path:
+                sys.path.remove(p)
+    if not callable(obj):
+        return f"{ref!r} is not callable"
+    return None
+
+
+class _Validator:
+    def __init__(self, path: str | None):
+        self.path = path
+
+    def fail(self, key: str, problem: str):
+        raise ConfigError(self.path, key, problem)
+
+    def known_keys(self, mapping: dict, known: tuple | set, prefix: str):
+        for key in mapping:
+            if not isinstance(key, str) or key not in known:
+                hint = difflib.get_close_matches(str(key), list(known), n=1)
+                suggestion = (
+                    f"; did you mean {hint[0]!r}?" if hint else f"; known: {', '.join(sorted(known))}"
+                )
+                self.fail(f"{prefix}{key}", f"unknown key{suggestion}")
+
+    def integer(self, value: Any, key: str, minimum: int) -> int:
+        if not isinstance(value, int) or isinstance(value, bool):
+            self.fail(key, f"must be an integer, got {_kind(value)} {value!r}")
+        if value < minimum:
+            what = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+            self.fail(key, f"must be {what}, got {value}")
+        return value
+
+    def number(self, value: Any, key: str) -> float:
+        if (
+            not isinstance(value, (int, float))
+            or isinstance(value, bool)
+            or not value > 0
+            or value == float("inf")
+        ):
+            self.fail(key, f"must be a positive number of seconds, got {value!r}")
+        return float(value)
+
+    def axis_values(self, axis: str, raw: Any, key: str, sizes: dict | None = None) -> list:
+        values = raw if isinstance(raw, list) else [raw]
+        if not values:
+            self.fail(key, "is empty: an empty axis makes an empty matrix")
+        out = []
+        for i, value in enumerate(values):
+            k = f"{key}[{i}]" if isinstance(raw, list) else key
+            if axis == "workload":
+                if isinstance(value, dict) and sizes is not None:
+                    # {workload: module:function, size: [...]}: sizes that suit this workload alone
+                    self.known_keys(value, ("workload", "size"), f"{k}.")
+                    if "workload" not in value:
+                        self.fail(f"{k}.workload", "is required")
+                    if "size" in value:
+                        sizes[value["workload"]] = tuple(self.axis_values("size", value["size"], f"{k}.size"))
+                    value = value["workload"]
+                if not isinstance(value, str) or not _WORKLOAD_RE.match(value):
+                    self.fail(
+                        k, f"must be 'module:function' or {{workload: ..., size: [...]}}, got {value!r}"
+                    )
+            elif axis == "backend":
+                if value not in BACKENDS:
+                    hint = difflib.get_close_matches(str(value), BACKENDS, n=1)
+                    more = f"; did you mean {hint[0]!r}?" if hint else f"; known: {', '.join(BACKENDS)}"
+                    self.fail(k, f"unknown backend {value!r}{more}")
+            elif axis in ("workers", "tasks", "tasks_per_worker"):
+                self.integer(value, k, minimum=1)
+            elif axis == "size":
+                self.integer(value, k, minimum=0)
+            elif axis == "python":
+                if value is not None and (not isinstance(value, str) or not value):
+                    self.fail(k, f"must be an interpreter name or path, got {value!r}")
+            if value in out:
+                self.fail(k, f"{value!r} is listed twice")
+            out.append(value)
+        return out
+
+    def backend_options(self, raw: Any, backends: tuple) -> dict[str, dict[str, tuple]]:
+        if not isinstance(raw, dict):
+            self.fail("backend_options", f"must be a mapping of backend to options, got {_kind(raw)}")
+        out: dict[str, dict[str, tuple]] = {}
+        for backend, opts in raw.items():
+            key = f"backend_options.{backend}"
+            if backend not in BACKEND_OPTIONS:
+                self.known_keys({backend: None}, tuple(BACKEND_OPTIONS), "backend_options.")
+            if backend not in backends:
+                self.fail(key, f"options for {backend!r}, which matrix.backend does not list")
+            if not isinstance(opts, dict):
+                self.fail(key, f"must be a mapping of option to values, got {_kind(opts)}")
+            allowed = BACKEND_OPTIONS[backend]
+            self.known_keys(opts, tuple(allowed), key + ".")
+            out[backend] = {}
+            for opt, values in opts.items():
+                values = values if isinstance(values, list) else [values]
+                if not values:
+                    self.fail(f"{key}.{opt}", "is empty")
+                for i, value in enumerate(values):
+                    if value not in allowed[opt]:
+                        self.fail(
+                            f"{key}.{opt}[{i}]", f"must be one of {', '.join(allowed[opt])}, got {value!r}"
+                        )
+                    if opt == "start_method" and value not in multiprocessing.get_all_start_methods():
+                        self.fail(f"{key}.{opt}[{i}]", f"{value!r} is not available on this platform")
+                out[backend][opt] = tuple(dict.fromkeys(values))
+        return out
+
+    def partial_params(self, raw: Any, key: str, option_names: set) -> list[dict]:
+        if not isinstance(raw, list):
+            self.fail(key, f"must be a list of mappings, got {_kind(raw)}")
+        out = []
+        for i, entry in enumerate(raw):
+            if not isinstance(entry, dict) or not entry:
+                self.fail(f"{key}[{i}]", f"must be a non-empty mapping of axis to value, got {entry!r}")
+            self.known_keys(entry, set(AXES) | option_names, f"{key}[{i}].")
+            for axis, value in entry.items():
+                if isinstance(value, (list, dict)):
+                    self.fail(f"{key}[{i}].{axis}", f"must be a single value, got {_kind(value)}")
+                if axis in AXES:
+                    self.axis_values(axis, [value], f"{key}[{i}].{axis}")
+            out.append(dict(entry))
+        return out
+
+
+def _kind(value: Any) -> str:
+    return {dict: "a mapping", list: "a list", str: "a string", type(None): "nothing"}.get(
+        type(value), type(value).__name__
+    )
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """The safe loader, refusing duplicate keys (YAML silently keeps the last one)."""
+
+
+def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    loader.flatten_mapping(node)
+    seen = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        try:
+            hash(key)
+        except TypeError:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"unhashable key {key!r}", key_node.start_mark
+            ) from None
+        if key in seen:
+            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+        seen[key] = True
+    return loader.construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)

@@ -1,0 +1,40 @@
+"""The environment a sweep ran in, captured once per sweep and kept in its manifest."""
+
+from __future__ import annotations
+
+import os
+import platform
+import socket
+
+import conc_lab
+from conc_lab.host import affinity
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def capture(config_hash: str = "", config_path: str = "") -> dict:
+    """Sweep-level facts; every key is one of ``schema.ENV_COLUMNS`` or ``hostname``.
+
+    >>> sorted(capture())[:2]
+    ['config_hash', 'config_path']
+    """
+    return {
+        "hostname": socket.gethostname(),
+        "cpu_model": cpu_model(),
+        "logical_cores": os.cpu_count() or 0,
+        "platform": platform.platform(),
+        "conclab_version": conc_lab.__version__,
+        "config_hash": config_hash,
+        "config_path": config_path,
+        "affinity_supported": affinity.SUPPORTED,
+        "cores_available": affinity.available_cores(),
+    }

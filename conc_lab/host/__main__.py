@@ -1,0 +1,78 @@
+"""The trial host: a child process that runs one trial at a time for the runner.
+
+Protocol: one JSON object per line. The host answers each request on its original stdout,
+which it keeps for itself; file descriptor 1 is pointed at /dev/null so a workload's prints
+cannot corrupt the protocol. Requests::
+
+    {"op": "run", "trial": {...}}        -> {"ok": true, "outcome": {...}}
+    {"op": "reference", "trial": {...}}  -> {"ok": true, "outcome": {...}}  (sequential, untimed)
+    {"op": "exit"}                       -> the host exits
+
+At start the host sends ``{"op": "hello", ...interpreter facts...}``. The runner kills the
+host's whole process group on a timeout or crash and starts a fresh one, so nothing here
+needs to defend against a hung workload.
+
+Standard library only, Python 3.8 syntax: the host may run under another interpreter.
+"""
+
+import json
+import os
+import sys
+
+from conc_lab.host import affinity, backends, measure
+from conc_lab.host.backends._worker import resolve
+
+
+def handle(request, workloads):
+    trial = request["trial"]
+    ref = trial["workload"]
+    fn = workloads.get(ref)
+    if fn is None:
+        fn = workloads[ref] = resolve(ref)
+    if request["op"] == "reference":
+        trial = dict(trial, backend="sequential", cores=None)
+    backend = backends.get(trial["backend"])
+    measure.reset_peak_rss()
+    outcome = backend.run(fn, trial)
+    outcome["peak_rss_bytes"] = (outcome.get("peak_rss_bytes") or 0) + measure.peak_rss_bytes()
+    outcome["checkable"] = getattr(fn, "checkable", True)
+    return outcome
+
+
+def main():
+    proto_out = os.fdopen(os.dup(1), "w", buffering=1)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.close(devnull)
+    # User code resolves relative imports (experiments.*) against the directory the sweep runs from.
+    extra = [p for p in os.environ.get("CONCLAB_PATH", "").split(os.pathsep) if p]
+    sys.path[:0] = [p for p in extra if p not in sys.path]
+
+    def send(obj):
+        proto_out.write(json.dumps(obj, default=repr) + "\n")
+
+    hello = measure.interpreter()
+    hello.update(op="hello", affinity=affinity.SUPPORTED)
+    send(hello)
+    workloads = {}
+    for line in sys.stdin:
+        request = json.loads(line)
+        if request["op"] == "exit":
+            break
+        try:
+            send({"ok": True, "outcome": handle(request, workloads)})
+        except Exception as exc:  # a trial that fails to start is a recorded failure, not a dead host
+            import traceback
+
+            send(
+                {
+                    "ok": False,
+                    "error": "%s: %s" % (type(exc).__name__, exc),
+                    "traceback": traceback.format_exc(),
+                }
+            )
+    backends.close_all()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,145 @@
+"""The one worker loop every backend runs, and the collector that turns its messages into an outcome.
+
+Sequential, threading and multiprocessing workers all run ``run_worker``: pin, signal
+ready, pull task indices until ``None``, call the workload, emit a record per task. Using
+one loop everywhere keeps the per-task bookkeeping identical, so backends differ only in
+what they are meant to differ in: where the loop runs.
+
+Messages (plain tuples, picklable): ``("ready", worker)``, ``("done", task, result, record)``,
+``("error", task, text)``, ``("exit", worker, user_s, sys_s, peak_rss_bytes)``.
+A record is ``[task, worker, core, cpu, pid, node, start, end]`` with absolute clock times;
+the collector makes them relative to the run's start.
+
+Standard library only, Python 3.8 syntax.
+"""
+
+import importlib
+import os
+import sys
+import traceback
+
+from conc_lab.host import affinity, measure
+
+
+def resolve(ref):
+    """Import ``module:function`` and return the function."""
+    module_name, _, attr = ref.partition(":")
+    fn = importlib.import_module(module_name)
+    for part in attr.split("."):
+        fn = getattr(fn, part)
+    if not callable(fn):
+        raise TypeError("%s is not callable" % ref)
+    return fn
+
+
+def run_worker(index, core, fn, size, next_task, emit, node=None):
+    """Pin to ``core`` (None: don't), then run tasks from ``next_task()`` until it returns None.
+
+    Returns the (user, system) CPU seconds this worker spent in the loop. The affinity the
+    thread had before is restored, so a reused thread (the host's own) is not left pinned.
+    """
+    previous = affinity.pin(core) if core is not None else None
+    try:
+        pid = os.getpid()
+        core_no = -1 if core is None else core
+        user0, sys0 = measure.cpu_times()
+        emit(("ready", index))
+        while True:
+            task = next_task()
+            if task is None:
+                break
+            start = measure.clock()
+            try:
+                result = fn(task, size)
+            except BaseException:  # noqa: B036 - a workload's SystemExit is a failed task, not our exit
+                emit(("error", task, _short_traceback()))
+                break  # the trial has failed; its other workers are stopped by the backend
+            end = measure.clock()
+            emit(
+                ("done", task, result, [task, index, core_no, affinity.current_cpu(), pid, node, start, end])
+            )
+        user1, sys1 = measure.cpu_times()
+        return user1 - user0, sys1 - sys0
+    finally:
+        affinity.restore(previous)
+
+
+class Collector(object):
+    """Accumulates worker messages into the outcome dict the host sends back."""
+
+    def __init__(self, tasks, workers):
+        self.tasks = tasks
+        self.workers = workers
+        self.results = [None] * tasks
+        self.records = []
+        self.done = 0
+        self.ready = 0
+        self.exited = 0
+        self.user = 0.0
+        self.sys = 0.0
+        self.rss = 0
+        self.error = None
+        self.run_end = None
+
+    def feed(self, msg):
+        kind = msg[0]
+        if kind == "done":
+            _, task, result, record = msg
+            self.results[task] = result
+            self.records.append(record)
+            self.done += 1
+            if self.done == self.tasks:
+                self.run_end = measure.clock()
+        elif kind == "ready":
+            self.ready += 1
+        elif kind == "exit":
+            self.exited += 1
+            self.user += msg[2]
+            self.sys += msg[3]
+            self.rss += msg[4]
+        elif kind == "error":
+            if self.error is None:
+                self.error = "task %s raised:\n%s" % (msg[1], msg[2])
+        else:
+            raise ValueError("unknown worker message %r" % (kind,))
+
+    @property
+    def finished(self):
+        return self.error is not None or (self.done == self.tasks and self.exited == self.workers)
+
+    def outcome(self, setup_s, run_start, cores):
+        out = {
+            "status": "ok" if self.error is None else "failed",
+            "error": self.error,
+            "setup_s": setup_s,
+            "run_s": (self.run_end - run_start) if self.run_end is not None else None,
+            "cpu_user_s": self.user,
+            "cpu_sys_s": self.sys,
+            "peak_rss_bytes": self.rss,
+            "cores": cores,
+            "task_records": [r[:6] + [r[6] - run_start, r[7] - run_start] for r in self.records],
+            "checksum": measure.checksum(self.results) if self.error is None else None,
+        }
+        return out
+
+
+def _short_traceback(limit=4000):
+    text = traceback.format_exc()
+    return text if len(text) <= limit else "...\n" + text[-limit:]
+
+
+def process_main(index, core, ref, size, tasks_q, conn, path):
+    """Entry point of a multiprocessing worker (module-level so spawn and forkserver can import it)."""
+    sys.path[:0] = [p for p in path if p not in sys.path]
+    try:
+        fn = resolve(ref)
+        measure.reset_peak_rss()
+        user, system = run_worker(index, core, fn, size, tasks_q.get, conn.send)
+        conn.send(("exit", index, user, system, measure.peak_rss_bytes()))
+    except BaseException:  # noqa: B036 - report anything, including a bad import, before dying
+        try:
+            conn.send(("error", -1, _short_traceback()))
+        except Exception:
+            pass
+    finally:
+        conn.close()

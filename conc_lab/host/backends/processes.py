@@ -1,0 +1,126 @@
+"""A pool of ``workers`` processes made with the trial's start method (fork, spawn, forkserver).
+
+Hand-rolled rather than ``multiprocessing.Pool`` for three reasons: each worker must know
+its index to pin itself to its own core; start-up must be measured until every worker is
+pinned and has imported the workload (Pool returns before spawned workers are ready);
+and a worker that dies (os._exit, a segfault) must fail the trial at once, where Pool
+would hang or silently replace it.
+"""
+
+import multiprocessing
+import sys
+import threading
+from multiprocessing.connection import wait
+
+from conc_lab.host import measure
+from conc_lab.host.backends import Backend
+from conc_lab.host.backends._worker import Collector, process_main
+
+
+class ProcessBackend(Backend):
+    name = "multiprocessing"
+
+    def run(self, fn, trial):
+        workers, cores = trial["workers"], trial["cores"]
+        method = trial.get("start_method") or "fork"
+        ctx = multiprocessing.get_context(method)
+        tasks_q = ctx.SimpleQueue()
+        collector = Collector(trial["tasks"], workers)
+        setup_start = measure.clock()
+        procs, conns = [], {}
+        try:
+            for i in range(workers):
+                reader, writer = ctx.Pipe(duplex=False)
+                p = ctx.Process(
+                    target=process_main,
+                    args=(
+                        i,
+                        cores[i] if cores else None,
+                        trial["workload"],
+                        trial["size"],
+                        tasks_q,
+                        writer,
+                        sys.path,
+                    ),
+                    name="conclab-worker-%d" % i,
+                    daemon=True,
+                )
+                p.start()
+                writer.close()
+                procs.append(p)
+                conns[reader] = p
+            alive = dict(conns)
+            _pump(collector, alive, lambda: collector.ready >= workers)
+            run_start = measure.clock()
+            setup_s = run_start - setup_start
+            if collector.error is None:
+                # A feeder thread, so a full pipe can never deadlock us against workers sending results.
+                feeder = threading.Thread(target=_feed, args=(tasks_q, trial["tasks"], workers), daemon=True)
+                feeder.start()
+                _pump(collector, alive, lambda: collector.finished)
+            return collector.outcome(setup_s, run_start, cores)
+        finally:
+            for p in procs:
+                if collector.error is not None and p.is_alive():
+                    p.kill()
+                p.join()
+            for c in conns:
+                c.close()
+            tasks_q.close()
+
+
+def _feed(tasks_q, tasks, workers):
+    for task in range(tasks):
+        tasks_q.put(task)
+    for _ in range(workers):
+        tasks_q.put(None)
+
+
+def _pump(collector, alive, done):
+    """Feed worker messages to the collector until ``done()``; a worker that dies fails the trial.
+
+    ``alive`` maps each worker's pipe to its process. A pipe at EOF is only dropped from the
+    wait set: joining its process there would stall on the interpreter's shutdown (10-30 ms
+    for a spawned worker) while other workers' results wait unread, inflating ``run_s``.
+    """
+    readers = [c for c in alive if not c.closed]
+    while not done() and collector.error is None:
+        if not alive:
+            collector.error = "all workers exited before the trial finished"
+            return
+        sentinels = {p.sentinel: c for c, p in alive.items()}
+        for ready in wait(readers + list(sentinels)):
+            if ready in sentinels:
+                conn = sentinels[ready]
+                proc = alive.pop(conn)
+                if conn in readers:  # it has exited: read what it sent before it went
+                    _drain(collector, conn)
+                    readers.remove(conn)
+                proc.join()
+                if proc.exitcode != 0 and collector.error is None:
+                    collector.error = "worker %s died (%s)" % (proc.name, _describe_exit(proc.exitcode))
+            elif ready in readers and not _drain(collector, ready):
+                readers.remove(ready)
+
+
+def _drain(collector, conn):
+    """Feed every message waiting on ``conn``; False once it is at EOF."""
+    try:
+        while conn.poll():
+            collector.feed(conn.recv())
+    except (EOFError, OSError):
+        return False
+    return True
+
+
+def _describe_exit(code):
+    if code is None:
+        return "still running"
+    if code < 0:
+        import signal
+
+        try:
+            return "killed by %s" % signal.Signals(-code).name
+        except ValueError:
+            return "killed by signal %d" % -code
+    return "exit code %d" % code

@@ -1,0 +1,77 @@
+"""What a trial measures: clocks, CPU time, peak memory, the answer's checksum, the interpreter.
+
+Standard library only, Python 3.8 syntax: this runs inside the trial host and its workers.
+"""
+
+import hashlib
+import json
+import os
+import platform
+import resource
+import socket
+import sys
+import sysconfig
+import time
+
+#: Monotonic and system-wide on Linux, so times taken in worker processes compare with the host's.
+clock = time.perf_counter
+
+
+def cpu_times():
+    """(user, system) CPU seconds of the calling thread when the platform can tell, else the process."""
+    if hasattr(resource, "RUSAGE_THREAD"):
+        r = resource.getrusage(resource.RUSAGE_THREAD)
+    else:
+        r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime, r.ru_stime
+
+
+def process_cpu_times():
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime, r.ru_stime
+
+
+def reset_peak_rss():
+    """Reset this process's peak-RSS watermark (Linux >= 4.0), so a reused host measures each trial anew."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_rss_bytes():
+    """Peak resident set size since the last reset (VmHWM), falling back to ru_maxrss."""
+    try:
+        with open("/proc/self/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss if sys.platform == "darwin" else rss * 1024
+
+
+def checksum(results):
+    """sha256 of the task results in task order; equal answers give equal checksums."""
+    blob = json.dumps(results, sort_keys=True, separators=(",", ":"), default=repr)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def interpreter():
+    """Facts about the running interpreter that every row records."""
+    is_gil_enabled = getattr(sys, "_is_gil_enabled", None)
+    free_threaded = bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
+    return {
+        "python_version": platform.python_version(),
+        "python_impl": platform.python_implementation(),
+        "gil_enabled": bool(is_gil_enabled())
+        if is_gil_enabled
+        else platform.python_implementation() == "CPython",
+        "free_threaded": free_threaded,
+        "executable": sys.executable,
+        "hostname": socket.gethostname(),
+        "pid": os.getpid(),
+    }

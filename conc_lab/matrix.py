@@ -1,0 +1,153 @@
+"""Expanding a Config into Trials: product, per-backend options, exclude, include, trial ids.
+
+``expand`` is a generator: a matrix of 10^6 points is never held in memory, and
+``count`` walks the same combinations without building Trial objects.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from functools import cached_property
+
+from conc_lab.config import Config
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One point of the matrix: a workload on a backend with its parameters.
+
+    >>> t = Trial("experiments.io:sleep", "threading", workers=2, tasks=8, size=10)
+    >>> len(t.trial_id)
+    16
+    """
+
+    workload: str
+    backend: str
+    workers: int
+    tasks: int
+    size: int
+    start_method: str | None = None
+    python: str | None = None
+    affinity: str = "compact"  # compact | spread | none | explicit cores as "0,1"
+    options: str | None = None  # other backend options, canonical JSON
+
+    @cached_property
+    def trial_id(self) -> str:
+        """A stable hash of the parameters: the same trial has the same id in every sweep."""
+        blob = json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    @property
+    def reference_key(self) -> tuple:
+        """Trials with this key must all give the sequential answer."""
+        return (self.workload, self.tasks, self.size, self.python)
+
+    def params(self) -> dict:
+        return asdict(self)
+
+
+def _affinity_label(config: Config) -> str:
+    aff = config.affinity
+    return ",".join(map(str, aff)) if isinstance(aff, tuple) else aff
+
+
+def _combos(config: Config) -> Iterator[dict]:
+    """Parameter dicts in matrix order; the shared walk behind ``expand`` and ``count``."""
+    axes = config.axes
+    weak = "tasks_per_worker" in axes
+    per_backend = {}
+    for backend in axes["backend"]:
+        opts = config.backend_options.get(backend, {})
+        names = sorted(opts)
+        per_backend[backend] = [
+            dict(zip(names, values)) for values in itertools.product(*(opts[n] for n in names))
+        ]
+    excludes = config.exclude
+    outer = (
+        (workload, size, n, python)
+        for workload in axes["workload"]
+        for size, n, python in itertools.product(
+            config.workload_sizes.get(workload, axes["size"]),
+            axes["tasks_per_worker" if weak else "tasks"],
+            axes["python"],
+        )
+    )
+    for workload, size, n, python in outer:
+        for backend in axes["backend"]:
+            for opts in per_backend[backend]:
+                seen_sequential = set()
+                for workers in axes["workers"]:
+                    raw = {
+                        "workload": workload,
+                        "backend": backend,
+                        "workers": workers,
+                        "size": size,
+                        "python": python,
+                        ("tasks_per_worker" if weak else "tasks"): n,
+                        **opts,
+                    }
+                    if excludes and any(_matches(raw, ex) for ex in excludes):
+                        continue
+                    tasks = n * workers if weak else n
+                    if backend == "sequential":
+                        # The baseline has one worker; the workers axis only changes its task count.
+                        if tasks in seen_sequential:
+                            continue
+                        seen_sequential.add(tasks)
+                        workers = 1
+                    yield {
+                        "workload": workload,
+                        "backend": backend,
+                        "workers": workers,
+                        "tasks": tasks,
+                        "size": size,
+                        "python": python,
+                        **opts,
+                    }
+    for inc in config.include:
+        combo = {"workers": 1, "size": axes["size"][0], "python": None, **inc}
+        tpw = combo.pop("tasks_per_worker", None)
+        combo.setdefault(
+            "tasks", tpw * combo["workers"] if tpw else axes.get("tasks", (combo["workers"],))[0]
+        )
+        yield combo
+
+
+def _matches(raw: dict, exclude: dict) -> bool:
+    return all(raw.get(k, _MISSING) == v for k, v in exclude.items())
+
+
+_MISSING = object()
+
+
+def expand(config: Config) -> Iterator[Trial]:
+    """Yield every Trial of the matrix, lazily, in matrix order.
+
+    >>> from conc_lab.config import parse_config
+    >>> cfg = parse_config({"name": "d", "matrix": {"workload": "experiments.io:sleep",
+    ...        "backend": ["sequential", "threading"], "workers": [1, 2], "tasks": 4}})
+    >>> [(t.backend, t.workers) for t in expand(cfg)]
+    [('sequential', 1), ('threading', 1), ('threading', 2)]
+    """
+    label = _affinity_label(config)
+    for combo in _combos(config):
+        start_method = combo.pop("start_method", None)
+        extra = {k: combo.pop(k) for k in list(combo) if k not in _TRIAL_FIELDS}
+        yield Trial(
+            **combo,
+            start_method=start_method,
+            affinity=label,
+            options=json.dumps(extra, sort_keys=True) if extra else None,
+        )
+
+
+_TRIAL_FIELDS = {"workload", "backend", "workers", "tasks", "size", "python"}
+
+
+def count(config: Config) -> int:
+    """Number of trials ``expand`` yields, without building them."""
+    return sum(1 for _ in _combos(config))

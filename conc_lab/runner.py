@@ -1,0 +1,328 @@
+"""Running a sweep: order the trial runs, execute each in a trial host, record every outcome.
+
+Two layers, so a cluster sweep can reuse the second on every node:
+
+* ``sweep`` (the driver) plans the runs (repeats interleaved: A B C A B C ..., optionally
+  shuffled with a recorded seed), skips what a resumed sweep already has, writes every
+  row to the store as it finishes, reports progress, and handles Ctrl-C and fail-fast.
+* ``TrialExecutor`` turns one (trial, repeat) into one schema row: it keeps a trial host
+  per interpreter, pins workers to cores, checks the answer against the sequential one,
+  and replaces a host that hung or died.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from conc_lab import environment, schema, store
+from conc_lab.config import Config, ConfigError, load_config, workload_search_path
+from conc_lab.host import affinity
+from conc_lab.hosts import HostDied, HostTimeout, TrialHost
+from conc_lab.matrix import Trial, expand
+
+EventHandler = Callable[[str, dict], None]
+_TASK_KEYS = [schema.TASK_TYPE.field(i).name for i in range(schema.TASK_TYPE.num_fields)]
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    """What a sweep did. ``ok`` is true when every recorded run succeeded with a correct answer.
+
+    >>> r = SweepResult(Path("results/x/1"), "1", planned=2, recorded=2, failed=0, wrong=0,
+    ...                 skipped=0, interrupted=False, wall_s=1.0, measured_s=0.9)
+    >>> r.ok
+    True
+    """
+
+    sweep_dir: Path
+    sweep_id: str
+    planned: int  # measured runs the plan holds (warm-ups not counted)
+    recorded: int  # rows written by this invocation
+    failed: int  # status failed or timeout
+    wrong: int  # ok, but the answer differs from sequential
+    skipped: int
+    interrupted: bool
+    wall_s: float
+    measured_s: float  # time the trial hosts spent running trials (setup + run), warm-ups included
+
+    @property
+    def ok(self) -> bool:
+        return not (self.failed or self.wrong or self.interrupted)
+
+    @property
+    def overhead_per_run_s(self) -> float:
+        """The runner's own cost per run: wall time not spent inside a trial, per run executed."""
+        runs = max(self.recorded, 1)
+        return max(self.wall_s - self.measured_s, 0.0) / runs
+
+
+class TrialExecutor:
+    """Runs single trial runs in trial hosts and builds their rows.
+
+    >>> with TrialExecutor("demo", "s1", affinity_mode="compact") as ex:  # doctest: +SKIP
+    ...     row = ex.execute(Trial("experiments.cpu:sum_squares", "threading", 2, 8, 1000), repeat=0)
+    """
+
+    def __init__(
+        self,
+        sweep_name: str,
+        sweep_id: str,
+        affinity_mode: str | tuple[int, ...] = "compact",
+        timeout_s: float = 120.0,
+        search_path: list[str] | None = None,
+        node_id: str | None = None,
+    ):
+        self.sweep_name, self.sweep_id = sweep_name, sweep_id
+        self.affinity_mode, self.timeout_s = affinity_mode, timeout_s
+        self.search_path = search_path or [os.getcwd()]
+        self.node_id = node_id
+        self.hosts: dict[str | None, TrialHost] = {}
+        self.references: dict[tuple, str | None] = {}
+        self.measured_s = 0.0  # time spent inside trial hosts, for the overhead figure
+
+    def host(self, python: str | None) -> TrialHost:
+        host = self.hosts.get(python)
+        if host is None or host.proc.poll() is not None:
+            host = self.hosts[python] = TrialHost(python, self.search_path)
+        return host
+
+    def _drop_host(self, python: str | None) -> None:
+        host = self.hosts.pop(python, None)
+        if host is not None:
+            host.close()
+
+    def _call(self, trial: Trial, op: str, cores: list[int] | None) -> dict:
+        """One request to the trial's host; a timeout or death becomes a failed outcome."""
+        message = {"op": op, "trial": {**trial.params(), "cores": cores}}
+        try:
+            host = self.host(trial.python)
+        except (HostDied, HostTimeout, OSError) as exc:
+            self._drop_host(trial.python)
+            return {
+                "status": "failed",
+                "error": f"cannot start trial host for {trial.python or 'python'}: {exc}",
+            }
+        started = time.perf_counter()
+        try:
+            reply = host.request(message, self.timeout_s)
+        except HostTimeout as exc:
+            self._drop_host(trial.python)
+            return {"status": "timeout", "error": f"{exc}; trial host killed and replaced"}
+        except HostDied as exc:
+            self._drop_host(trial.python)
+            return {"status": "failed", "error": str(exc)}
+        finally:
+            self.measured_s += time.perf_counter() - started
+        if not reply.get("ok"):
+            return {"status": "failed", "error": reply.get("error") or "trial host error"}
+        return reply["outcome"]
+
+    def cores_for(self, trial: Trial) -> list[int] | None:
+        mode = self.affinity_mode
+        return affinity.plan(list(mode) if isinstance(mode, tuple) else mode, trial.workers)
+
+    def execute(self, trial: Trial, repeat: int) -> dict:
+        """Run ``trial`` once and return its row (also for a failure or timeout)."""
+        cores = self.cores_for(trial)
+        started_at = int(time.time() * 1e6)
+        outcome = self._call(trial, "run", cores)
+        row = schema.empty_row()
+        row.update(
+            sweep_id=self.sweep_id,
+            sweep_name=self.sweep_name,
+            trial_id=trial.trial_id,
+            **trial.params(),
+            repeat=repeat,
+            status=outcome.get("status", "failed"),
+            error=outcome.get("error"),
+            started_at=started_at,
+            node_id=self.node_id,
+        )
+        for key in ("run_s", "setup_s", "cpu_user_s", "cpu_sys_s", "peak_rss_bytes", "checksum"):
+            row[key] = outcome.get(key)
+        row["pinned"] = cores is not None
+        row["cores"] = cores or []
+        row["task_records"] = [dict(zip(_TASK_KEYS, rec)) for rec in outcome.get("task_records") or []]
+        host = self.hosts.get(trial.python)
+        info = host.info if host is not None else {}
+        for key in ("hostname", "python_version", "python_impl", "gil_enabled", "free_threaded"):
+            row[key] = info.get(key)
+        if row["status"] == "ok" and outcome.get("checkable", True):
+            row["correct"] = self._check(trial, outcome["checksum"])
+        return row
+
+    def _check(self, trial: Trial, checksum: str) -> bool | None:
+        key = trial.reference_key
+        if key not in self.references:
+            if trial.backend == "sequential":
+                self.references[key] = checksum
+            else:
+                ref = self._call(trial, "reference", None)
+                self.references[key] = ref.get("checksum") if ref.get("status") == "ok" else None
+        reference = self.references[key]
+        return None if reference is None else checksum == reference
+
+    def close(self) -> None:
+        for python in list(self.hosts):
+            self._drop_host(python)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def plan_runs(trials: list[Trial], config: Config) -> Iterable[tuple[Trial, int]]:
+    """(trial, repeat) in run order; repeat < 0 is a warm-up. Rounds interleave all trials."""
+    for round_no in range(config.warmup + config.repeats):
+        order = list(trials)
+        if config.shuffle:
+            random.Random(config.seed * 1_000_003 + round_no).shuffle(order)
+        repeat = round_no - config.warmup
+        for trial in order:
+            yield trial, repeat
+
+
+def sweep(
+    config: Config | str | os.PathLike,
+    out: str | os.PathLike = "results",
+    *,
+    resume: bool = False,
+    fail_fast: bool = False,
+    on_event: EventHandler | None = None,
+) -> SweepResult:
+    """Run every trial of a matrix and store one row per measured run under ``out/<name>/<sweep_id>``.
+
+    ``on_event(kind, data)`` is told ``planned`` (total runs), ``run`` (each row; data has
+    ``row`` and ``measured``) and ``warning`` (``text``). Ctrl-C stops after saving what ran;
+    the result says ``interrupted`` and ``sweep(..., resume=True)`` runs what is missing.
+
+    >>> result = sweep("configs/smoke.yaml", out="/tmp/results")  # doctest: +SKIP
+    >>> result.recorded, result.ok  # doctest: +SKIP
+    (24, True)
+    """
+    emit = on_event or (lambda kind, data: None)
+    if not isinstance(config, Config):
+        config = load_config(config)
+    store.preflight(out)
+    trials = list(expand(config))
+    done: set[tuple[str, int]] = set()
+    sweep_dir = None
+    if resume:
+        sweep_dir = store.latest_sweep(Path(out) / config.name)
+        if sweep_dir is not None:
+            manifest = store.read_manifest(sweep_dir)
+            if manifest.get("fingerprint") != config.fingerprint:
+                raise ConfigError(
+                    config.path,
+                    "(resume)",
+                    f"the config changed since sweep {manifest.get('sweep_id')} began "
+                    "(its fingerprint differs); run without --resume to start a new sweep",
+                )
+            done = store.completed_runs(sweep_dir)
+            sweep_id = manifest["sweep_id"]
+        else:
+            emit(
+                "warning",
+                {"text": f"nothing to resume under {Path(out) / config.name}; starting a new sweep"},
+            )
+    if sweep_dir is None:
+        sweep_id = store.new_sweep_id()
+        sweep_dir = Path(out) / config.name / sweep_id
+    manifest = {
+        "sweep_id": sweep_id,
+        "name": config.name,
+        "fingerprint": config.fingerprint,
+        "config_path": config.path,
+        "config_text": config.source_text,
+        "started_at": time.time(),
+        "environment": environment.capture(config.fingerprint, config.path or ""),
+        "seed": config.seed,
+        "shuffle": config.shuffle,
+    }
+    if resume and done:
+        manifest["started_at"] = store.read_manifest(sweep_dir).get("started_at", manifest["started_at"])
+    writer = store.SweepWriter(sweep_dir, manifest)
+
+    runs = [(t, r) for t, r in plan_runs(trials, config) if r < 0 or (t.trial_id, r) not in done]
+    measured_total = sum(1 for _, r in runs if r >= 0)
+    emit(
+        "planned",
+        {"total": len(runs), "measured": measured_total, "sweep_dir": str(sweep_dir), "trials": len(trials)},
+    )
+    if config.affinity != "none" and not affinity.SUPPORTED:
+        emit("warning", {"text": "this platform has no CPU affinity: trials run unpinned (pinned=false)"})
+
+    executor = TrialExecutor(
+        config.name,
+        sweep_id,
+        config.affinity,
+        config.timeout_s,
+        workload_search_path(Path(config.path).parent if config.path else None),
+    )
+    counts = {"recorded": 0, "failed": 0, "wrong": 0, "skipped": 0}
+    given_up: dict[str, str] = {}  # trial_id -> why its later runs are skipped
+    interrupted = False
+    started = time.perf_counter()
+    try:
+        for trial, repeat in runs:
+            if trial.trial_id in given_up:
+                if repeat < 0:
+                    continue
+                row = _skipped_row(trial, repeat, sweep_id, config.name, given_up[trial.trial_id])
+            else:
+                row = executor.execute(trial, repeat)
+                if row["status"] == "timeout":
+                    given_up[trial.trial_id] = "an earlier run of this trial timed out"
+            if repeat >= 0:
+                writer.append(row)
+                counts["recorded"] += 1
+                counts["failed"] += row["status"] in ("failed", "timeout")
+                counts["skipped"] += row["status"] == "skipped"
+                counts["wrong"] += row["correct"] is False
+            emit("run", {"row": row, "measured": repeat >= 0})
+            if fail_fast and (row["status"] in ("failed", "timeout") or row["correct"] is False):
+                emit("warning", {"text": "stopping at the first failure (--fail-fast)"})
+                break
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        executor.close()
+        complete = not interrupted and counts["recorded"] == measured_total
+        writer.close("complete" if complete else ("interrupted" if interrupted else "stopped"))
+    return SweepResult(
+        sweep_dir=sweep_dir,
+        sweep_id=sweep_id,
+        planned=measured_total,
+        recorded=counts["recorded"],
+        failed=counts["failed"],
+        wrong=counts["wrong"],
+        skipped=counts["skipped"],
+        interrupted=interrupted,
+        wall_s=time.perf_counter() - started,
+        measured_s=executor.measured_s,
+    )
+
+
+def _skipped_row(trial: Trial, repeat: int, sweep_id: str, name: str, why: str) -> dict:
+    row = schema.empty_row()
+    row.update(
+        sweep_id=sweep_id,
+        sweep_name=name,
+        trial_id=trial.trial_id,
+        **trial.params(),
+        repeat=repeat,
+        status="skipped",
+        error=why,
+        started_at=int(time.time() * 1e6),
+        pinned=False,
+        cores=[],
+        task_records=[],
+    )
+    return row
