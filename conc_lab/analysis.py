@@ -100,7 +100,7 @@ def _keyed(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     """The key columns of ``df`` (missing optional ones as null), ``node`` derived."""
     cols = {}
     for key in keys:
-        if key == "node":
+        if key == "node" and "node" not in df.columns:
             node = df["node_id"] if "node_id" in df.columns else None
             host = df["hostname"] if "hostname" in df.columns else None
             if node is None and host is None:
@@ -588,6 +588,27 @@ def compare(
     return merged[cols]
 
 
+def compare_verdict(result: pd.DataFrame) -> str:
+    """One line that says what changed in a ``compare`` result.
+
+    Example::
+
+        >>> compare_verdict(pd.DataFrame({"change": ["faster", "same"], "ratio": [0.5, 1.0]}))
+        '1 faster, 1 same; geometric mean of b/a over 2 matched trials: 0.707'
+    """
+    counts = result["change"].value_counts()
+    order = ["faster", "slower", "same", "only in a", "only in b"]
+    parts = [f"{int(counts[c])} {c}" for c in order if c in counts.index]
+    ratio = result["ratio"].to_numpy(dtype=np.float64)
+    ratio = ratio[np.isfinite(ratio) & (ratio > 0)]
+    line = ", ".join(parts) or "nothing to compare"
+    if len(ratio):
+        line += (
+            f"; geometric mean of b/a over {len(ratio)} matched trials: {np.exp(np.log(ratio).mean()):.3g}"
+        )
+    return line
+
+
 def _exact_u_sf(n1: int, n2: int) -> np.ndarray:
     """``P(U >= u)`` for u = 0..n1*n2 under H0, no ties: counts of rank arrangements by U."""
     # counts[m][n] as polynomials in u: f(m, n) = f(m-1, n) shifted by n + f(m, n-1)
@@ -685,6 +706,8 @@ _OPTIONAL_KEYS = ["start_method", "python", "node", "affinity", "options"]
 def _fmt_time(x: float) -> str:
     if not np.isfinite(x):
         return "-"
+    if x == 0:
+        return "0"
     if x >= 1:
         return f"{x:.3g} s"
     if x >= 1e-3:
@@ -763,6 +786,9 @@ def _jsonable(frame: pd.DataFrame) -> list[dict]:
     return records
 
 
+FORMATS = ("table", "csv", "markdown", "json")
+
+
 def render(frame: pd.DataFrame, fmt: str = "table", *, color: bool = False, width: int | None = None) -> str:
     """Render a ``summarize`` or ``compare`` result as text: ``table``, ``csv``, ``markdown`` or ``json``.
 
@@ -817,5 +843,6 @@ def render(frame: pd.DataFrame, fmt: str = "table", *, color: bool = False, widt
         Console(
             file=buf, width=width or 200, force_terminal=color, color_system="auto" if color else None
         ).print(table)
-        return buf.getvalue()
+        text = buf.getvalue()
+        return text if text.endswith("\n") else text + "\n"
     raise ValueError(f"unknown format {fmt!r}: use table, csv, markdown or json")

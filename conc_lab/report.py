@@ -1,0 +1,504 @@
+"""Plots and one self-contained HTML page for a store of trial runs.
+
+``write_report(store, out_dir)`` writes, for the parameter sets with the fullest scaling
+curves (every set is in the page's table):
+
+* ``speedup.png`` — speedup vs workers per backend, with its interval, the ideal line and
+  the Amdahl fit (serial fraction in the legend);
+* ``runtimes.png`` — every run's time per backend and worker count (dots; a bar at the
+  median), failed runs counted under the axis, so the spread and outliers stay visible;
+* ``timeline-N.png`` — a Gantt chart of one representative run (the median one) per backend
+  at its most workers: one lane per worker, one bar per task. Threads on CPU-bound work
+  take turns under the GIL (bars stretched, one running at a time); processes run side by side;
+* ``index.html`` — all of the above embedded as base64, the summary and scaling tables,
+  the failures with their errors, and where the numbers came from. It needs no network
+  and no other file.
+
+Figures are drawn with matplotlib's object API on the Agg canvas (no pyplot, no display),
+so building a report never touches global GUI state.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import time
+from os import PathLike
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from conc_lab.analysis import (
+    BACKEND_ORDER,
+    SEQUENTIAL,
+    _as_frame,
+    _display,
+    _keyed,
+    amdahl_speedup,
+    fit_amdahl,
+    summarize,
+)
+
+#: One panel = one parameter set whose backends and worker counts are compared.
+PANEL_KEYS = ["workload", "tasks", "size", "python", "node"]
+#: What tells two curves of one panel apart.
+CURVE_KEYS = ["backend", "start_method", "affinity", "options"]
+DPI = 110
+
+
+def write_report(
+    data: pd.DataFrame | str | PathLike,
+    out_dir: str | PathLike,
+    *,
+    title: str | None = None,
+    max_panels: int = 6,
+    max_timelines: int = 2,
+) -> Path:
+    """Write the PNG figures and a self-contained ``index.html`` into ``out_dir``; return the page's path.
+
+    ``data`` is a store path (read with ``conc_lab.load``) or the DataFrame it returns.
+
+    Example::
+
+        >>> page = write_report("results/smoke", "report/")  # doctest: +SKIP
+        >>> page.name
+        'index.html'
+    """
+    t0 = time.perf_counter()
+    df = _as_frame(data)
+    if len(df) == 0:
+        raise ValueError("nothing to report: the store has no trial runs")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    summary = summarize(df)
+    fits = fit_amdahl(summary)
+    panels = _pick_panels(summary, max_panels)
+    colors = _curve_colors(summary)
+
+    figures: list[tuple[str, str, bytes]] = []  # (file name, caption, png)
+    if panels:
+        figures.append(("speedup.png", _SPEEDUP_CAPTION, _speedup_figure(summary, fits, panels, colors)))
+        figures.append(("runtimes.png", _RUNTIME_CAPTION, _runtime_figure(df, panels, colors)))
+    for i, panel in enumerate(panels[:max_timelines]):
+        png = _timeline_figure(df, panel, colors)
+        if png is not None:
+            figures.append((f"timeline-{i + 1}.png", _TIMELINE_CAPTION + " " + _panel_title(panel), png))
+    for name, _, png in figures:
+        _write_atomic(out / name, png)
+
+    page = _html(df, summary, fits, panels, figures, title, time.perf_counter() - t0)
+    _write_atomic(out / "index.html", page.encode())
+    return out / "index.html"
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    # a report opened while being rebuilt should show the old file or the new one, never half of one
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+
+
+# --- choosing what to draw ---------------------------------------------------------------------
+
+
+def _panel_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame[PANEL_KEYS].astype(object).where(frame[PANEL_KEYS].notna(), None)
+
+
+def _pick_panels(summary: pd.DataFrame, max_panels: int) -> list[dict]:
+    """The parameter sets with the most (backend, workers) points measured; then the longest runs."""
+    ok = summary[summary["n"] > 0]
+    if len(ok) == 0:
+        return []
+    keyed = _panel_frame(ok).assign(_points=1, _median=ok["median_s"].to_numpy())
+    grouped = keyed.groupby(PANEL_KEYS, dropna=False, sort=False).agg(
+        points=("_points", "sum"), median=("_median", "max")
+    )
+    grouped = grouped.sort_values(["points", "median"], ascending=False).head(max_panels)
+    return [
+        {k: (None if pd.isna(v) else v) for k, v in zip(PANEL_KEYS, idx, strict=True)}
+        for idx in grouped.index
+    ]
+
+
+def _in_panel(frame: pd.DataFrame, panel: dict) -> np.ndarray:
+    keyed = _keyed(frame, PANEL_KEYS)
+    mask = np.ones(len(frame), bool)
+    for key, value in panel.items():
+        col = keyed[key].astype(object)
+        mask &= (col.isna() if value is None else col == value).to_numpy()
+    return mask
+
+
+def _curve_label(frame: pd.DataFrame) -> pd.Series:
+    """``backend[/start_method][ affinity][ options]`` per row."""
+    keyed = _keyed(frame, CURVE_KEYS).astype(object)
+    label = keyed["backend"].astype(str)
+    method = keyed["start_method"]
+    label = label.where(method.isna(), label + "/" + method.astype(str))
+    for key in ("affinity", "options"):
+        # shown only where they vary, or every label would repeat "compact"
+        if keyed[key].nunique(dropna=False) > 1:
+            label = label + keyed[key].map(lambda v, k=key: "" if v is None or v != v else f" {k}={v}")
+    return label
+
+
+def _curve_colors(summary: pd.DataFrame) -> dict[str, tuple]:
+    from matplotlib import colormaps
+
+    labels = _curve_label(summary)
+    rank = summary["backend"].astype(object).map(BACKEND_ORDER).fillna(len(BACKEND_ORDER))
+    ordered = (
+        pd.DataFrame({"label": labels, "rank": rank}).drop_duplicates("label").sort_values(["rank", "label"])
+    )
+    palette = colormaps["tab10"].colors
+    return {label: palette[i % len(palette)] for i, label in enumerate(ordered["label"])}
+
+
+def _panel_title(panel: dict) -> str:
+    parts = [str(panel["workload"]), f"tasks={panel['tasks']}", f"size={panel['size']}"]
+    if panel.get("python"):
+        parts.append(f"python={panel['python']}")
+    if panel.get("node"):
+        parts.append(f"on {panel['node']}")
+    return "  ".join(parts)
+
+
+# --- figures -------------------------------------------------------------------------------------
+
+
+def _grid(n: int, width: float = 5.2, height: float = 3.8):
+    from matplotlib.figure import Figure
+
+    cols = min(n, 2)
+    rows = -(-n // cols)
+    fig = Figure(figsize=(width * cols, height * rows), dpi=DPI, layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    for ax in axes[n:]:
+        ax.set_visible(False)
+    return fig, axes[:n]
+
+
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI)
+    return buf.getvalue()
+
+
+_SPEEDUP_CAPTION = (
+    "Speedup over the sequential baseline (median run time ratio, bars: 95% interval) against workers. "
+    "Grey dashes: ideal (speedup = workers). Dotted: Amdahl's law fitted per backend, serial fraction f in "
+    "the legend. Circled in red: superlinear points (whole interval above the worker count)."
+)
+
+
+def _speedup_figure(summary: pd.DataFrame, fits: pd.DataFrame, panels: list[dict], colors: dict) -> bytes:
+    fig, axes = _grid(len(panels))
+    labels = _curve_label(summary)
+    fit_labels = _curve_label(fits) if len(fits) else pd.Series(dtype=object)
+    for ax, panel in zip(axes, panels, strict=True):
+        mask = _in_panel(summary, panel) & np.isfinite(summary["speedup"].to_numpy())
+        part, part_labels = summary[mask], labels[mask]
+        max_w = max(2, int(part["workers"].max())) if len(part) else 2
+        ax.plot([1, max_w], [1, max_w], color="0.6", linestyle="--", linewidth=1, label="ideal")
+        for label in sorted(set(part_labels), key=lambda lab: list(colors).index(lab)):
+            curve = part[part_labels == label].sort_values("workers")
+            if curve["backend"].iloc[0] == SEQUENTIAL:
+                continue  # the baseline is 1 by definition
+            w = curve["workers"].to_numpy(dtype=float)
+            s = curve["speedup"].to_numpy()
+            err = np.vstack([s - curve["speedup_ci_low"].to_numpy(), curve["speedup_ci_high"].to_numpy() - s])
+            color = colors[label]
+            text = label
+            fit = fits[(_in_panel(fits, panel)) & (fit_labels == label).to_numpy()] if len(fits) else fits
+            if len(fit) == 1 and np.isfinite(fit["serial_fraction"].iloc[0]) and len(w) > 1:
+                f = float(fit["serial_fraction"].iloc[0])
+                grid_w = np.linspace(1, max_w, 100)
+                ax.plot(grid_w, amdahl_speedup(f, grid_w), color=color, linestyle=":", linewidth=1.2)
+                text += f" (f={f:.2f})"
+            ax.errorbar(
+                w, s, yerr=np.clip(err, 0, None), color=color, marker="o", markersize=4, capsize=3, label=text
+            )
+            sup = curve["superlinear"].to_numpy(dtype=bool)
+            if sup.any():
+                ax.scatter(
+                    w[sup], s[sup], s=140, facecolors="none", edgecolors="red", linewidths=1.5, zorder=5
+                )
+        ax.set_title(_panel_title(panel), fontsize=9)
+        ax.set_xlabel("workers")
+        ax.set_ylabel("speedup")
+        ax.set_xlim(0.8, max_w * 1.05)
+        ax.set_ylim(bottom=0)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="upper left")
+    return _png(fig)
+
+
+_RUNTIME_CAPTION = (
+    "Every run's time (dots, jittered sideways) per backend and worker count; the bar is the median. "
+    "Failed or timed-out runs are counted under the axis: they are never dropped silently."
+)
+
+
+def _runtime_figure(df: pd.DataFrame, panels: list[dict], colors: dict) -> bytes:
+    fig, axes = _grid(len(panels), width=6.2)
+    labels = _curve_label(df)
+    status = df["status"].astype(object).to_numpy() if "status" in df.columns else np.full(len(df), "ok")
+    run = df["run_s"].to_numpy(dtype=np.float64, na_value=np.nan)
+    rng = np.random.default_rng(0)  # fixed jitter: the same data draws the same picture
+    for ax, panel in zip(axes, panels, strict=True):
+        mask = _in_panel(df, panel)
+        part = pd.DataFrame(
+            {
+                "label": labels[mask].to_numpy(),
+                "workers": df["workers"].to_numpy()[mask],
+                "ok": (status[mask] == "ok") & np.isfinite(run[mask]),
+                "run_s": run[mask],
+            }
+        )
+        order = sorted(
+            part.groupby(["label", "workers"]).groups, key=lambda k: (list(colors).index(k[0]), k[1])
+        )
+        ticks = []
+        for x, (label, workers) in enumerate(order):
+            sel = part[(part["label"] == label) & (part["workers"] == workers)]
+            times = sel.loc[sel["ok"], "run_s"].to_numpy()
+            color = colors[label]
+            if len(times):
+                ax.scatter(x + rng.uniform(-0.18, 0.18, len(times)), times, s=9, color=color, alpha=0.7)
+                ax.plot([x - 0.3, x + 0.3], [np.median(times)] * 2, color="black", linewidth=1.5)
+            failed = int((~sel["ok"]).sum())
+            ticks.append(f"{label}\n{workers}w" + (f"\n{failed} failed" if failed else ""))
+        ax.set_xticks(range(len(ticks)), ticks, fontsize=6, rotation=90)
+        ok_times = part.loc[part["ok"], "run_s"]
+        if len(ok_times) and ok_times.min() > 0 and ok_times.max() / ok_times.min() > 20:
+            ax.set_yscale("log")
+        ax.set_ylabel("run time (s)")
+        ax.set_title(_panel_title(panel), fontsize=9)
+        ax.grid(axis="y", alpha=0.3)
+    return _png(fig)
+
+
+_TIMELINE_CAPTION = (
+    "Task timeline of the median run per backend at its most workers: one lane per worker, one bar per "
+    "task (label: task index; lane: worker and the core it was pinned to)."
+)
+
+
+def _records(value) -> pd.DataFrame | None:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return None
+    rec = pd.DataFrame(list(value))
+    if len(rec) == 0 or not {"worker", "start_s", "end_s"} <= set(rec.columns):
+        return None
+    return rec
+
+
+def _timeline_figure(df: pd.DataFrame, panel: dict, colors: dict) -> bytes | None:
+    from matplotlib.figure import Figure
+
+    if "task_records" not in df.columns:
+        return None
+    mask = _in_panel(df, panel) & (df["status"].astype(object).to_numpy() == "ok")
+    part = df[mask]
+    part = part.assign(_label=_curve_label(part).to_numpy())
+    chosen = []  # (label, workers, run row, records)
+    for label, runs in part.groupby("_label", sort=False):
+        runs = runs[runs["workers"] == runs["workers"].max()].sort_values("run_s")
+        if len(runs) == 0:
+            continue
+        pick = runs.iloc[(len(runs) - 1) // 2]  # the median run, not the luckiest one
+        rec = _records(pick["task_records"])
+        if rec is not None:
+            chosen.append((label, int(pick["workers"]), pick, rec))
+    if not chosen:
+        return None
+    chosen.sort(key=lambda c: list(colors).index(c[0]))
+    lanes = [max(c[1], int(c[3]["worker"].max()) + 1) for c in chosen]
+    fig = Figure(figsize=(10, 0.9 + sum(0.32 * n + 0.55 for n in lanes)), dpi=DPI, layout="constrained")
+    axes = fig.subplots(
+        len(chosen), 1, sharex=True, squeeze=False, height_ratios=[n + 1.5 for n in lanes]
+    ).ravel()
+    end = max(float(c[3]["end_s"].max()) for c in chosen)
+    for ax, (label, workers, pick, rec), n_lanes in zip(axes, chosen, lanes, strict=True):
+        color = colors[label]
+        rec = rec.sort_values("start_s")
+        ax.barh(
+            rec["worker"],
+            rec["end_s"] - rec["start_s"],
+            left=rec["start_s"],
+            height=0.7,
+            color=color,
+            edgecolor="white",
+            linewidth=0.6,
+        )
+        if len(rec) <= 64:  # a label per bar only where they can be read
+            for _, r in rec.iterrows():
+                ax.text(
+                    (r["start_s"] + r["end_s"]) / 2,
+                    r["worker"],
+                    str(r.get("task", "")),
+                    ha="center",
+                    va="center",
+                    fontsize=6,
+                )
+        cores = rec.groupby("worker")["core"].first() if "core" in rec.columns else pd.Series(dtype=int)
+        ax.set_yticks(
+            range(n_lanes),
+            [
+                f"w{w}" + (f" · core {cores[w]}" if w in cores.index and cores[w] >= 0 else "")
+                for w in range(n_lanes)
+            ],
+            fontsize=7,
+        )
+        ax.set_ylim(n_lanes - 0.5, -0.5)
+        ax.set_title(f"{label}, {workers} workers — run {pick['run_s']:.3g} s", fontsize=8, loc="left")
+        ax.grid(axis="x", alpha=0.3)
+    axes[-1].set_xlabel("seconds since the run started")
+    axes[-1].set_xlim(0, end * 1.02 if end > 0 else 1)
+    fig.suptitle(_panel_title(panel), fontsize=9)
+    return _png(fig)
+
+
+# --- the page --------------------------------------------------------------------------------------
+
+_CSS = """
+body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; padding: 0 1em; }
+h1 { font-size: 1.5em; } h2 { font-size: 1.2em; margin-top: 2em; border-bottom: 1px solid #ddd; }
+table { border-collapse: collapse; font-size: 12px; margin: .5em 0; }
+th, td { border: 1px solid #ddd; padding: 2px 6px; text-align: right; white-space: nowrap; }
+th { background: #f4f4f4; position: sticky; top: 0; }
+td:first-child, th:first-child { text-align: left; }
+figure { margin: 1em 0; } figure img { max-width: 100%; border: 1px solid #eee; }
+figcaption { font-size: 12px; color: #555; max-width: 70em; }
+.scroll { max-height: 36em; overflow: auto; }
+.meta td { text-align: left; } .warn { color: #a40; }
+"""
+
+
+def _table(frame: pd.DataFrame, table_id: str) -> str:
+    body = frame.astype(object).where(frame.notna(), "").to_html(index=False, escape=True, border=0)
+    return body.replace("<table", f'<table id="{table_id}"', 1)
+
+
+def _html(
+    df: pd.DataFrame,
+    summary: pd.DataFrame,
+    fits: pd.DataFrame,
+    panels: list[dict],
+    figures: list[tuple[str, str, bytes]],
+    title: str | None,
+    elapsed: float,
+) -> str:
+    esc = html.escape
+    names = sorted(df["sweep_name"].astype(object).dropna().unique()) if "sweep_name" in df.columns else []
+    title = title or ("conc_lab report: " + ", ".join(map(str, names)) if names else "conc_lab report")
+    status = df["status"].astype(object).value_counts() if "status" in df.columns else pd.Series(dtype=int)
+
+    meta_rows = [
+        ("trial runs", f"{len(df):,}"),
+        ("by status", ", ".join(f"{k}: {v:,}" for k, v in status.items())),
+    ]
+    for col, label in (
+        ("sweep_id", "sweeps"),
+        ("hostname", "hosts"),
+        ("cpu_model", "CPU"),
+        ("logical_cores", "logical cores"),
+        ("python_version", "Python"),
+        ("platform", "platform"),
+        ("conclab_version", "conc_lab"),
+        ("config_path", "config"),
+    ):
+        if col in df.columns:
+            values = sorted(map(str, df[col].astype(object).dropna().unique()))
+            if values:
+                meta_rows.append(
+                    (label, ", ".join(values[:8]) + (f" … ({len(values)} in all)" if len(values) > 8 else ""))
+                )
+    meta = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in meta_rows)
+
+    figs = "".join(
+        f'<figure id="{esc(name)}"><img alt="{esc(name)}" src="data:image/png;base64,'
+        f'{base64.b64encode(png).decode()}"><figcaption>{esc(caption)}</figcaption></figure>'
+        for name, caption, png in figures
+    )
+    n_panels = summary[["workload", "tasks", "size"]].drop_duplicates().shape[0] if len(summary) else 0
+    shown = (
+        f"<p>Figures show {len(panels)} parameter set(s), those with the most points measured; "
+        f"the table below has all {n_panels}.</p>"
+        if n_panels > len(panels)
+        else ""
+    )
+
+    fit_view = fits.copy()
+    if len(fit_view):
+        fit_view = fit_view.drop(columns=[c for c in fit_view.columns if fit_view[c].isna().all()])
+        for col in ("serial_fraction", "max_speedup", "rmse"):
+            fit_view[col] = fit_view[col].map(lambda v: f"{v:.3f}" if np.isfinite(v) else "∞")
+    karp = summary[np.isfinite(summary["karp_flatt"])][
+        ["workload", "tasks", "size", "backend", "start_method", "workers", "speedup", "karp_flatt"]
+    ].copy()
+    karp["speedup"] = karp["speedup"].map(lambda v: f"{v:.2f}")
+    karp["karp_flatt"] = karp["karp_flatt"].map(lambda v: f"{v:.3f}")
+    karp = karp.drop(columns=[c for c in karp.columns if karp[c].isna().all()])
+
+    failures = _failures(df)
+    flagged = int((summary["notes"] != "").sum())
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{esc(title)}</title><style>{_CSS}</style></head>
+<body>
+<h1>{esc(title)}</h1>
+<table class="meta">{meta}</table>
+<h2>Figures</h2>
+{shown}{figs or "<p>No successful runs to draw.</p>"}
+<h2>Summary</h2>
+<p>One row per parameter set, backend and worker count. Median and 95% interval of the run time
+(exact bootstrap of the median); speedup over the sequential baseline of the same parameters, with its
+interval; efficiency = speedup / workers; setup = median pool start-up, not in the run time.
+{flagged} row(s) carry notes (unstable: CV &gt; 10% or interval wider than 20% of the median).</p>
+<div class="scroll">{_table(_display(summary), "summary")}</div>
+<h2>Scaling</h2>
+<p>Amdahl's law S(p) = 1 / (f + (1 − f)/p) fitted per backend; f is the serial fraction, 1/f the
+ceiling no number of workers can pass. Karp–Flatt: the serial fraction each point implies; rising with
+workers means overhead that grows with them, not serial work.</p>
+{_table(fit_view, "amdahl") if len(fit_view) else "<p>No parallel backend measured against a baseline.</p>"}
+<details><summary>Karp–Flatt per point</summary><div class="scroll">{_table(karp, "karp-flatt")}</div></details>
+<h2>Failures</h2>
+{failures}
+<p style="color:#888;font-size:11px">Built by conc_lab in {elapsed:.1f} s.</p>
+</body></html>
+"""
+
+
+def _failures(df: pd.DataFrame, limit: int = 50) -> str:
+    if "status" not in df.columns:
+        return "<p>No status recorded.</p>"
+    bad = df[df["status"].astype(object).isin(["failed", "timeout"])]
+    if len(bad) == 0:
+        return "<p>None: every run finished.</p>"
+    cols = [
+        c
+        for c in (
+            "workload",
+            "tasks",
+            "size",
+            "backend",
+            "start_method",
+            "workers",
+            "repeat",
+            "status",
+            "error",
+        )
+        if c in bad.columns
+    ]
+    view = bad[cols].head(limit).copy()
+    if "error" in view.columns:
+        view["error"] = (
+            view["error"].astype(object).map(lambda e: "" if e is None or e != e else str(e)[:300])
+        )
+    more = f"<p class='warn'>… and {len(bad) - limit:,} more.</p>" if len(bad) > limit else ""
+    return f"<p class='warn'>{len(bad):,} run(s) failed or timed out.</p>" + _table(view, "failures") + more

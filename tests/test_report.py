@@ -1,0 +1,196 @@
+"""The report, built from a real small sweep and opened in a real headless Chromium."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import textwrap
+
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.image import imread
+from typer.testing import CliRunner
+
+import conc_lab
+from conc_lab.cli import app
+from conc_lab.report import write_report
+
+SWEEP = """
+name: report-test
+repeats: 3
+warmup: 0
+timeout_s: 60
+matrix:
+  workload:
+    - experiments.cpu:sum_squares
+    - {workload: experiments.io:sleep, size: [10]}
+  backend: [sequential, threading, multiprocessing]
+  workers: [1, 2]
+  tasks: [4]
+  size: [20000]
+backend_options:
+  multiprocessing: {start_method: [fork]}
+affinity: compact
+"""
+
+
+@pytest.fixture(scope="module")
+def sweep_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("results")
+    config = root / "report-test.yaml"
+    config.write_text(textwrap.dedent(SWEEP))
+    result = conc_lab.sweep(config, out=root / "out")
+    assert result.ok and result.recorded == 30
+    return result.sweep_dir
+
+
+@pytest.fixture(scope="module")
+def report_dir(sweep_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("report")
+    write_report(sweep_dir, out)
+    return out
+
+
+def test_report_writes_real_pngs_and_one_self_contained_page(report_dir):
+    names = sorted(p.name for p in report_dir.iterdir())
+    assert names == ["index.html", "runtimes.png", "speedup.png", "timeline-1.png", "timeline-2.png"]
+    for png in report_dir.glob("*.png"):
+        image = imread(png)
+        assert image.shape[0] > 200 and image.shape[1] > 400
+        assert image[..., :3].std() > 0.05  # not a blank canvas
+    page = (report_dir / "index.html").read_text()
+    # nothing fetched from elsewhere: every image is inline, no stylesheet or script links
+    srcs = re.findall(r'src="([^"]*)"', page)
+    assert len(srcs) == 4 and all(s.startswith("data:image/png;base64,") for s in srcs)
+    assert "<link" not in page and "http://" not in page and "https://" not in page
+    for text in (
+        'id="summary"',
+        'id="amdahl"',
+        "sequential",
+        "threading",
+        "multiprocessing",
+        "fork",
+        "report-test",
+    ):
+        assert text in page
+    assert "every run finished" in page
+
+
+def chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+
+
+PROBE = """<script>
+window.addEventListener("load", function () {
+  var imgs = Array.prototype.slice.call(document.images);
+  var ok = imgs.filter(function (i) { return i.complete && i.naturalWidth > 0; });
+  var out = document.createElement("pre");
+  out.id = "probe";
+  out.textContent = JSON.stringify({
+    title: document.title, images: imgs.length, loaded: ok.length,
+    summaryRows: document.querySelectorAll("#summary tbody tr").length,
+    summaryHead: Array.prototype.map.call(document.querySelectorAll("#summary thead th"),
+                                         function (th) { return th.textContent; })});
+  document.body.appendChild(out);
+});
+</script>"""
+
+
+@pytest.mark.skipif(chromium() is None, reason="no chromium on PATH (Debian: apt-get install chromium)")
+def test_report_loads_in_headless_chromium_with_images_and_table(report_dir, tmp_path):
+    # The probe is added to a copy: the report itself carries no test hooks.
+    probe_page = tmp_path / "probe.html"
+    probe_page.write_text((report_dir / "index.html").read_text().replace("</body>", PROBE + "</body>"))
+    proc = subprocess.run(
+        [
+            chromium(),
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--virtual-time-budget=10000",
+            "--dump-dom",
+            probe_page.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    match = re.search(r'<pre id="probe">([^<]*)</pre>', proc.stdout)
+    assert match, f"the page did not finish loading in chromium (rc {proc.returncode}): {proc.stderr[-2000:]}"
+    seen = json.loads(match.group(1).replace("&quot;", '"').replace("&amp;", "&"))
+    assert seen["title"].startswith("conc_lab report")
+    assert seen["images"] == 4 and seen["loaded"] == 4
+    assert seen["summaryRows"] == 10  # 2 workloads x (sequential + threading x2 + fork x2)
+    assert {"backend", "median", "speedup", "95% CI"} <= set(seen["summaryHead"])
+
+
+def test_report_lists_failures_with_their_errors(sweep_dir, tmp_path):
+    df = conc_lab.load(sweep_dir)
+    broken = df[df["backend"] == "threading"].head(2).copy()
+    broken["status"] = "timeout"
+    broken["run_s"] = np.nan
+    broken["error"] = "trial exceeded timeout_s=60 <script>"
+    page = write_report(pd.concat([df, broken], ignore_index=True), tmp_path).read_text()
+    assert "2 run(s) failed or timed out" in page
+    assert "trial exceeded timeout_s=60 &lt;script&gt;" in page  # escaped, not markup
+
+
+def test_report_without_task_records_or_baseline_still_draws(tmp_path):
+    df = pd.DataFrame(
+        {
+            "workload": "w",
+            "tasks": 4,
+            "size": 1,
+            "backend": ["threading"] * 3 + ["ray"] * 3,
+            "workers": 2,
+            "status": "ok",
+            "run_s": [1.0, 1.1, 0.9, 0.5, 0.6, 0.55],
+        }
+    )
+    write_report(df, tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["index.html", "runtimes.png", "speedup.png"]
+    assert "no baseline" in (tmp_path / "index.html").read_text()
+
+
+def test_report_refuses_an_empty_store(tmp_path):
+    with pytest.raises(ValueError, match="no trial runs"):
+        write_report(pd.DataFrame(columns=["workload", "backend", "run_s"]), tmp_path)
+
+
+def test_cli_summarize_compare_report(sweep_dir, tmp_path):
+    runner = CliRunner()
+    res = runner.invoke(app, ["summarize", str(sweep_dir), "--format", "csv"])
+    assert res.exit_code == 0, res.output
+    lines = res.stdout.strip().splitlines()
+    assert lines[0].startswith("workload,tasks,size,backend,workers") and len(lines) == 11
+    res = runner.invoke(app, ["summarize", str(sweep_dir), "--backend", "threading", "--format", "json"])
+    backends = {r["backend"] for r in json.loads(res.stdout)}
+    assert backends == {"threading", "sequential"}  # the baseline comes along for the speedup
+    res = runner.invoke(app, ["compare", str(sweep_dir), str(sweep_dir)])
+    assert res.exit_code == 0 and "10 same" in res.output
+    res = runner.invoke(app, ["report", str(sweep_dir), "-o", str(tmp_path / "r")])
+    assert res.exit_code == 0 and (tmp_path / "r" / "index.html").exists()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["summarize", "/no/such/dir"], "/no/such/dir: no such results directory"),
+        (["summarize", "{tmp}", "--format", "xml"], "--format: unknown format 'xml'"),
+        (["summarize", "{tmp}"], "no trial runs recorded there"),
+        (["compare", "/no/such/dir", "{tmp}"], "/no/such/dir: no such results directory"),
+        (["report", "/no/such/dir"], "/no/such/dir: no such results directory"),
+    ],
+)
+def test_cli_bad_input_is_one_line_and_exit_2(args, message, tmp_path):
+    res = CliRunner().invoke(app, [a.replace("{tmp}", str(tmp_path)) for a in args])
+    assert res.exit_code == 2
+    assert message in res.output and "Traceback" not in res.output
