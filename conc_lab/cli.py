@@ -134,7 +134,10 @@ def _print_summary(sweep_dir: Path) -> None:
     df = store.load(sweep_dir)
     if df.empty:
         return
-    out_console.print(analysis.render(analysis.summarize(df), "table"), highlight=False)
+    # markup=False: parameters like options='{"n": [1]}' are data, not rich markup
+    out_console.print(
+        analysis.render(analysis.summarize(df), "table", width=_width()), highlight=False, markup=False
+    )
 
 
 @app.command()
@@ -164,6 +167,96 @@ def expand(
             )
     out_console.print(table)
     out_console.print(f"{n} trials" + (f" (first {limit} shown)" if n > limit else ""))
+
+
+def _load_runs(paths: list[Path], filters: dict):
+    from conc_lab import store
+
+    try:
+        df = store.load(paths, **{k: v for k, v in filters.items() if v})
+    except (StoreError, ValueError) as exc:
+        _die(str(exc))
+    if df.empty:
+        _die(f"{', '.join(map(str, paths))}: no trial runs recorded there")
+    return df
+
+
+def _check_format(fmt: str) -> None:
+    from conc_lab import analysis
+
+    if fmt not in analysis.FORMATS:
+        _die(f"--format: unknown format {fmt!r}; use one of {', '.join(analysis.FORMATS)}")
+
+
+def _width() -> int | None:
+    # a pipe or a file gets the full table, not one squeezed into 80 columns
+    return out_console.width if out_console.is_terminal else None
+
+
+def _emit(text: str) -> None:
+    sys.stdout.write(text)
+    sys.stdout.flush()
+
+
+_PATHS_HELP = "Results: a sweep directory, a sweep name's folder or a results root."
+_FILTER_HELP = "Only these (repeatable); filtered while reading, so a large store is not read whole."
+
+
+@app.command()
+def summarize(
+    paths: list[Path] = typer.Argument(..., help=_PATHS_HELP),
+    fmt: str = typer.Option("table", "--format", "-f", help="table, csv, markdown or json."),
+    workload: list[str] = typer.Option(None, "--workload", help=_FILTER_HELP),
+    backend: list[str] = typer.Option(None, "--backend", help=_FILTER_HELP),
+):
+    """Median, 95% interval, speedup over sequential, efficiency and flags per trial parameter set."""
+    from conc_lab import analysis
+
+    _check_format(fmt)
+    if backend and "sequential" not in backend:
+        backend = [*backend, "sequential"]  # the baseline every speedup is measured against
+    summary = analysis.summarize(_load_runs(paths, {"workload": workload, "backend": backend}))
+    _emit(analysis.render(summary, fmt, width=_width()))
+
+
+@app.command()
+def compare(
+    a: Path = typer.Argument(..., help="The results to compare against (before, machine A, Python X)."),
+    b: Path = typer.Argument(..., help="The results to compare (after, machine B, Python Y)."),
+    fmt: str = typer.Option("table", "--format", "-f", help="table, csv, markdown or json."),
+    alpha: float = typer.Option(0.05, "--alpha", help="False discovery rate for a significant change."),
+):
+    """Ratio b/a of the median run time per trial, with its interval and a Mann–Whitney test."""
+    from conc_lab import analysis
+
+    _check_format(fmt)
+    if not 0 < alpha < 1:
+        _die(f"--alpha: must be between 0 and 1, got {alpha}")
+    result = analysis.compare(_load_runs([a], {}), _load_runs([b], {}), alpha=alpha)
+    _emit(analysis.render(result, fmt, width=_width()))
+    if fmt == "table":
+        console.print(analysis.compare_verdict(result), highlight=False, markup=False)
+
+
+@app.command()
+def report(
+    paths: list[Path] = typer.Argument(..., help=_PATHS_HELP),
+    out: Path = typer.Option(Path("report"), "--out", "-o", help="Where to write the PNGs and index.html."),
+    title: str = typer.Option(None, "--title", help="Page title (default: the sweeps' names)."),
+):
+    """Write PNG plots and one self-contained HTML page (speedup, run times, task timelines, tables)."""
+    import time
+
+    from conc_lab.report import write_report
+
+    t0 = time.perf_counter()
+    df = _load_runs(paths, {})
+    try:
+        page = write_report(df, out, title=title)
+    except OSError as exc:
+        _die(f"{out}: cannot write the report ({exc.strerror or exc})")
+    elapsed = time.perf_counter() - t0
+    console.print(f"report of {len(df):,} runs written in {elapsed:.1f} s → {page}", highlight=False)
 
 
 def main() -> None:  # pragma: no cover - console entry point
