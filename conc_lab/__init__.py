@@ -23,6 +23,9 @@ _LAZY = {
     "expand": "conc_lab.matrix",
     "Trial": "conc_lab.matrix",
     "summarize": "conc_lab.analysis",
+    "compare": "conc_lab.analysis",
+    "fit_amdahl": "conc_lab.analysis",
+    "write_report": "conc_lab.report",
 }
 
 __all__ = sorted(_LAZY) + ["__version__"]
