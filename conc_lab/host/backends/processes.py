@@ -66,7 +66,16 @@ class ProcessBackend(Backend):
                 p.join()
             for c in conns:
                 c.close()
-            tasks_q.close()
+            _close_queue(tasks_q)
+
+
+def _close_queue(q):
+    close = getattr(q, "close", None)
+    if close is not None:
+        close()
+    else:  # Python 3.8's SimpleQueue has no close(): its pipe ends would leak until collected
+        q._reader.close()
+        q._writer.close()
 
 
 def _feed(tasks_q, tasks, workers):
