@@ -31,6 +31,8 @@ app = typer.Typer(
 )
 console = Console(stderr=True)
 out_console = Console()
+if not out_console.is_terminal:
+    out_console.width = 220  # piped to a file or a test: don't fold tables to a fictional 80 columns
 
 
 def _die(message: str, code: int = 2) -> None:
@@ -153,7 +155,7 @@ def expand(
         return
     table = Table(title=f"{cfg.name}: trials (each runs {cfg.warmup} warm-up + {cfg.repeats} measured)")
     for col in ("trial_id", "workload", "backend", "workers", "tasks", "size", "start_method", "python"):
-        table.add_column(col)
+        table.add_column(col, overflow="fold")  # wrap, never elide: ids and names must stay whole
     n = 0
     for n, trial in enumerate(matrix.expand(cfg), 1):
         if n <= limit:

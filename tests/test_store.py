@@ -1,0 +1,138 @@
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from conc_lab import schema, store
+
+
+def make_row(i: int, backend: str = "threading", sweep_id: str = "s1") -> dict:
+    row = schema.empty_row()
+    row.update(
+        sweep_id=sweep_id,
+        sweep_name="demo",
+        trial_id=f"t{i % 3}",
+        workload="m:f",
+        backend=backend,
+        workers=2,
+        tasks=4,
+        size=10,
+        affinity="compact",
+        repeat=i,
+        status="ok",
+        started_at=1_764_086_400_000_000 + i,
+        run_s=0.1 * (i + 1),
+        pinned=True,
+        cores=[0, 1],
+        task_records=[
+            {"task": 0, "worker": 1, "core": 1, "cpu": 1, "pid": 42, "start_s": 0.0, "end_s": 0.05}
+        ],
+        correct=True,
+    )
+    return row
+
+
+def writer(tmp_path, **kw) -> store.SweepWriter:
+    return store.SweepWriter(
+        tmp_path / "demo" / "s1", {"sweep_id": "s1", "environment": {"cpu_model": "X"}}, **kw
+    )
+
+
+def test_rows_round_trip_with_schema_types_and_environment(tmp_path):
+    w = writer(tmp_path)
+    rows = [make_row(i) for i in range(5)]
+    for r in rows:
+        w.append(r)
+    w.close("complete")
+    assert not list((tmp_path / "demo" / "s1").glob("journal-*"))
+    df = store.load(tmp_path / "demo")
+    assert len(df) == 5
+    assert list(df["run_s"]) == pytest.approx([r["run_s"] for r in rows])
+    assert isinstance(df["backend"].dtype, pd.CategoricalDtype)
+    assert str(df["started_at"].dtype).startswith("datetime64")
+    assert df["task_records"][0][0]["core"] == 1
+    assert (df["cpu_model"] == "X").all()
+    assert store.read_manifest(tmp_path / "demo" / "s1")["state"] == "complete"
+
+
+def test_unsealed_rows_are_read_from_the_journal_and_a_torn_line_is_dropped(tmp_path):
+    w = writer(tmp_path, flush_rows=3)
+    for i in range(5):  # 3 sealed into a part, 2 left in the journal: a crash now loses nothing
+        w.append(make_row(i))
+    journal = next((tmp_path / "demo" / "s1").glob("journal-*.jsonl"))
+    with open(journal, "ab") as f:
+        f.write(b'{"sweep_id": "s1", "trial_')  # a kill in the middle of a write
+    df = store.load(tmp_path / "demo" / "s1")
+    assert sorted(df["repeat"]) == [0, 1, 2, 3, 4]
+    # A resumed sweep first seals what the killed one left.
+    w2 = writer(tmp_path)
+    assert not any(p.stat().st_size for p in (tmp_path / "demo" / "s1").glob("journal-*.jsonl"))
+    w2.close("complete")
+    assert sorted(store.load(tmp_path / "demo")["repeat"]) == [0, 1, 2, 3, 4]
+
+
+def test_journal_beside_its_own_part_is_not_read_twice(tmp_path):
+    w = writer(tmp_path)
+    for i in range(3):
+        w.append(make_row(i))
+    journal = w._journal_path
+    saved = journal.read_bytes()
+    w.seal()  # part-000000 written, journal removed; now pretend the unlink never happened
+    journal.write_bytes(saved)
+    assert len(store.load(tmp_path / "demo")) == 3
+
+
+def test_filters_are_pushed_down_and_checked(tmp_path):
+    w = writer(tmp_path)
+    for i in range(6):
+        w.append(make_row(i, backend="sequential" if i % 2 else "threading"))
+    w.close("complete")
+    df = store.load(tmp_path, backend="sequential")
+    assert set(df["backend"]) == {"sequential"} and len(df) == 3
+    assert len(store.load(tmp_path, repeat=[0, 1, 2])) == 3
+    with pytest.raises(ValueError, match="unknown columns"):
+        store.load(tmp_path, colour="red")
+
+
+def test_many_sweeps_load_together_and_foreign_files_are_reported(tmp_path):
+    for sid in ("s1", "s2"):
+        w = store.SweepWriter(tmp_path / "demo" / sid, {"sweep_id": sid})
+        w.append(make_row(0, sweep_id=sid))
+        w.close("complete")
+    assert sorted(store.load(tmp_path)["sweep_id"]) == ["s1", "s2"]
+    assert store.completed_runs(tmp_path / "demo" / "s1") == {("t0", 0)}
+    (tmp_path / "demo" / "s2" / "notes.txt").write_text("hi")
+    with pytest.raises(store.StoreError, match="notes.txt: not a conc_lab file"):
+        store.load(tmp_path)
+
+
+def test_corrupt_part_and_unknown_schema_version_are_errors(tmp_path):
+    w = writer(tmp_path)
+    w.append(make_row(0))
+    w.close("complete")
+    sweep = tmp_path / "demo" / "s1"
+    manifest = json.loads((sweep / "manifest.json").read_text())
+    (sweep / "manifest.json").write_text(json.dumps({**manifest, "schema_version": 99}))
+    with pytest.raises(store.StoreError, match="schema version 99"):
+        store.load(sweep)
+    (sweep / "manifest.json").write_text(json.dumps(manifest))
+    (sweep / "part-000000.parquet").write_bytes(b"PAR1 garbage")
+    with pytest.raises(store.StoreError, match="corrupt"):
+        store.load(sweep)
+
+
+def test_files_are_not_world_writable(tmp_path):
+    w = writer(tmp_path)
+    w.append(make_row(0))
+    w.close("complete")
+    for p in (tmp_path / "demo" / "s1").iterdir():
+        assert not p.stat().st_mode & 0o002, p
+
+
+def test_preflight_refuses_an_unwritable_results_dir(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(store.StoreError, match="not writable"):
+        store.preflight(blocker / "results")
