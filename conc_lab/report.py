@@ -46,6 +46,7 @@ PANEL_KEYS = ["workload", "tasks", "size", "python", "node"]
 #: What tells two curves of one panel apart.
 CURVE_KEYS = ["backend", "start_method", "affinity", "options"]
 DPI = 110
+LAYOUT = "constrained"
 
 
 def write_report(
@@ -108,7 +109,8 @@ def _panel_frame(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _pick_panels(summary: pd.DataFrame, max_panels: int) -> list[dict]:
-    """The parameter sets with the most (backend, workers) points measured; then the longest runs."""
+    """The parameter sets with the most (backend, workers) points measured, then the longest runs,
+    taking turns between workloads so that each is drawn."""
     ok = summary[summary["n"] > 0]
     if len(ok) == 0:
         return []
@@ -116,7 +118,10 @@ def _pick_panels(summary: pd.DataFrame, max_panels: int) -> list[dict]:
     grouped = keyed.groupby(PANEL_KEYS, dropna=False, sort=False).agg(
         points=("_points", "sum"), median=("_median", "max")
     )
-    grouped = grouped.sort_values(["points", "median"], ascending=False).head(max_panels)
+    grouped = grouped.sort_values(["points", "median"], ascending=False).reset_index()
+    # round-robin over workloads: the best set of each workload before the second best of any
+    grouped["_turn"] = grouped.groupby("workload", sort=False, dropna=False).cumcount()
+    grouped = grouped.sort_values("_turn", kind="stable").head(max_panels).set_index(PANEL_KEYS)
     return [
         {k: (None if pd.isna(v) else v) for k, v in zip(PANEL_KEYS, idx, strict=True)}
         for idx in grouped.index
@@ -174,7 +179,7 @@ def _grid(n: int, width: float = 5.2, height: float = 3.8):
 
     cols = min(n, 2)
     rows = -(-n // cols)
-    fig = Figure(figsize=(width * cols, height * rows), dpi=DPI, layout="constrained")
+    fig = Figure(figsize=(width * cols, height * rows), dpi=DPI, layout=LAYOUT)
     axes = fig.subplots(rows, cols, squeeze=False).ravel()
     for ax in axes[n:]:
         ax.set_visible(False)
@@ -195,6 +200,8 @@ _SPEEDUP_CAPTION = (
 
 
 def _speedup_figure(summary: pd.DataFrame, fits: pd.DataFrame, panels: list[dict], colors: dict) -> bytes:
+    from matplotlib.ticker import MaxNLocator
+
     fig, axes = _grid(len(panels))
     labels = _curve_label(summary)
     fit_labels = _curve_label(fits) if len(fits) else pd.Series(dtype=object)
@@ -230,6 +237,7 @@ def _speedup_figure(summary: pd.DataFrame, fits: pd.DataFrame, panels: list[dict
         ax.set_xlabel("workers")
         ax.set_ylabel("speedup")
         ax.set_xlim(0.8, max_w * 1.05)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylim(bottom=0)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="upper left")
@@ -317,7 +325,7 @@ def _timeline_figure(df: pd.DataFrame, panel: dict, colors: dict) -> bytes | Non
         return None
     chosen.sort(key=lambda c: list(colors).index(c[0]))
     lanes = [max(c[1], int(c[3]["worker"].max()) + 1) for c in chosen]
-    fig = Figure(figsize=(10, 0.9 + sum(0.32 * n + 0.55 for n in lanes)), dpi=DPI, layout="constrained")
+    fig = Figure(figsize=(10, 0.9 + sum(0.32 * n + 0.55 for n in lanes)), dpi=DPI, layout=LAYOUT)
     axes = fig.subplots(
         len(chosen), 1, sharex=True, squeeze=False, height_ratios=[n + 1.5 for n in lanes]
     ).ravel()
