@@ -336,7 +336,9 @@ class _Validator:
             elif axis in ("workers", "tasks", "tasks_per_worker"):
                 self.integer(value, k, minimum=1)
             elif axis == "size":
-                self.integer(value, k, minimum=0)
+                # "auto": calibrated before the sweep runs (conc_lab.calibration)
+                if value != "auto" and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
+                    self.fail(k, f"must be an integer >= 0 or 'auto', got {_kind(value)} {value!r}")
             elif axis == "python":
                 if value is not None and (not isinstance(value, str) or not value):
                     self.fail(k, f"must be an interpreter name or path, got {value!r}")

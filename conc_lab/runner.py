@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from conc_lab import environment, schema, store
+from conc_lab import calibration, doctor, environment, schema, store
 from conc_lab.config import Config, ConfigError, load_config, workload_search_path
 from conc_lab.host import affinity
 from conc_lab.hosts import HostDied, HostTimeout, TrialHost
@@ -143,7 +143,7 @@ class TrialExecutor:
             started_at=started_at,
             node_id=self.node_id,
         )
-        for key in ("run_s", "setup_s", "cpu_user_s", "cpu_sys_s", "peak_rss_bytes", "checksum"):
+        for key in ("run_s", "setup_s", "cpu_user_s", "cpu_sys_s", "peak_rss_bytes", "checksum", "observed"):
             row[key] = outcome.get(key)
         row["pinned"] = cores is not None
         row["cores"] = cores or []
@@ -213,6 +213,7 @@ def sweep(
     store.preflight(out)
     trials = list(expand(config))
     done: set[tuple[str, int]] = set()
+    known_sizes: dict[str, int] = {}  # size: auto, as calibrated by the sweep being resumed
     sweep_dir = None
     if resume:
         sweep_dir = store.latest_sweep(Path(out) / config.name)
@@ -226,6 +227,7 @@ def sweep(
                     "(its fingerprint differs); run without --resume to start a new sweep",
                 )
             done = store.completed_runs(sweep_dir)
+            known_sizes = manifest.get("calibrated_sizes") or {}
             sweep_id = manifest["sweep_id"]
         else:
             emit(
@@ -235,6 +237,17 @@ def sweep(
     if sweep_dir is None:
         sweep_id = store.new_sweep_id()
         sweep_dir = Path(out) / config.name / sweep_id
+    search_path = workload_search_path(Path(config.path).parent if config.path else None)
+    try:
+        trials, calibrated = calibration.resolve_auto_sizes(
+            trials,
+            search_path,
+            known_sizes,
+            on_calibrated=lambda w, size, s: emit("calibrated", {"workload": w, "size": size, "task_s": s}),
+        )
+    except calibration.CalibrationFailed as exc:
+        raise ConfigError(config.path, "matrix.size", str(exc)) from None
+    findings = doctor.diagnose()
     manifest = {
         "sweep_id": sweep_id,
         "name": config.name,
@@ -245,6 +258,8 @@ def sweep(
         "environment": environment.capture(config.fingerprint, config.path or ""),
         "seed": config.seed,
         "shuffle": config.shuffle,
+        "calibrated_sizes": calibrated,
+        "doctor": [f.to_dict() for f in findings],
     }
     if resume and done:
         manifest["started_at"] = store.read_manifest(sweep_dir).get("started_at", manifest["started_at"])
@@ -258,13 +273,16 @@ def sweep(
     )
     if config.affinity != "none" and not affinity.SUPPORTED:
         emit("warning", {"text": "this platform has no CPU affinity: trials run unpinned (pinned=false)"})
+    spoilers = doctor.summary_line(findings)
+    if spoilers:
+        emit("warning", {"text": spoilers})
 
     executor = TrialExecutor(
         config.name,
         sweep_id,
         config.affinity,
         config.timeout_s,
-        workload_search_path(Path(config.path).parent if config.path else None),
+        search_path,
     )
     counts = {"recorded": 0, "failed": 0, "wrong": 0, "skipped": 0}
     given_up: dict[str, str] = {}  # trial_id -> why its later runs are skipped

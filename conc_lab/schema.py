@@ -63,6 +63,9 @@ SCHEMA = pa.schema(
         pa.field("task_records", pa.list_(TASK_TYPE)),
         pa.field("checksum", pa.string()),  # sha256 of the ordered task results
         pa.field("correct", pa.bool_()),  # checksum == sequential reference; null if not checkable
+        # What the parent process saw after the run (JSON of the workload's fn.observe() hook, e.g.
+        # experiments.memory: lost updates, a worker's write seen or not); null for workloads without one.
+        pa.field("observed", pa.string()),
         pa.field("hostname", pa.string()),
         pa.field("node_id", pa.string()),  # Ray node id in cluster sweeps, else null
         pa.field("python_version", pa.string()),

@@ -91,3 +91,68 @@ def test_module_calibrates_a_real_workload_in_a_fresh_process():
 def test_module_reports_errors_as_data():
     assert "no attribute" in _run_module("experiments.cpu:nope")["error"]
     assert "does not take longer" in _run_module("experiments.overhead:noop", "0.001")["error"]
+
+
+# --- size: auto through a sweep ------------------------------------------------------
+
+
+def test_sweep_resolves_auto_once_per_workload_and_resume_reuses_it(tmp_path, write_config):
+    import conc_lab
+    from conc_lab import store
+
+    path = write_config(
+        """
+        name: auto
+        repeats: 2
+        warmup: 0
+        matrix:
+          workload: [experiments.seed:calc_square]
+          backend: [sequential, threading]
+          workers: [1, 2]
+          tasks: [2]
+          size: [auto, 3]
+        """
+    )
+    events = []
+    first = conc_lab.sweep(path, out=tmp_path / "r", on_event=lambda k, d: events.append((k, d)))
+    assert first.ok
+    manifest = store.read_manifest(first.sweep_dir)
+    size = manifest["calibrated_sizes"]["experiments.seed:calc_square"]
+    assert size > 3
+    calibrated = [d for k, d in events if k == "calibrated"]
+    assert [(d["workload"], d["size"]) for d in calibrated] == [("experiments.seed:calc_square", size)]
+    assert calibrated[0]["task_s"] >= 0.05
+    df = conc_lab.load(first.sweep_dir)
+    assert sorted(df["size"].unique()) == [3, size], "every backend of the workload got the same size"
+    assert (df.groupby("size")["trial_id"].nunique() == 3).all()  # sequential, threading w=1, w=2
+
+    # Resume after losing the last run: the stored size is reused (no calibration), ids stay.
+    events.clear()
+    again = conc_lab.sweep(path, out=tmp_path / "r", resume=True, on_event=lambda k, d: events.append((k, d)))
+    assert again.sweep_id == first.sweep_id and again.recorded == 0
+    assert not [d for k, d in events if k == "calibrated"]
+
+
+def test_auto_on_a_workload_that_ignores_size_is_a_config_error(tmp_path, write_config):
+    import conc_lab
+    from conc_lab.config import ConfigError
+
+    path = write_config(
+        """
+        name: noauto
+        matrix: {workload: [experiments.overhead:noop], backend: [sequential], size: auto}
+        """
+    )
+    with pytest.raises(ConfigError, match=r"matrix.size: size auto: cannot calibrate experiments.overhead:noop"):
+        conc_lab.sweep(path, out=tmp_path / "r")
+    assert not (tmp_path / "r" / "noauto").exists() or not any((tmp_path / "r" / "noauto").iterdir())
+
+
+def test_config_accepts_auto_and_rejects_other_words(write_config):
+    from conc_lab.config import ConfigError, load_config
+
+    ok = write_config("matrix: {workload: [experiments.cpu:sum_squares], backend: [sequential], size: [auto, 10]}")
+    assert load_config(ok).axes["size"] == ("auto", 10)
+    bad = write_config("matrix: {workload: [experiments.cpu:sum_squares], backend: [sequential], size: [big]}")
+    with pytest.raises(ConfigError, match=r"matrix.size\[0\]: must be an integer >= 0 or 'auto'"):
+        load_config(bad)

@@ -113,3 +113,27 @@ def test_real_machine_every_check_answers():
     before = os.sched_getaffinity(0)
     doctor.diagnose()
     assert os.sched_getaffinity(0) == before
+
+
+def test_sweep_stores_findings_and_warns_at_most_once(tmp_path, write_config):
+    import conc_lab
+    from conc_lab import store
+
+    path = write_config(
+        """
+        name: doc
+        repeats: 2
+        warmup: 0
+        matrix: {workload: [experiments.seed:calc_square], backend: [sequential, threading], tasks: [2], size: [10]}
+        """
+    )
+    events = []
+    result = conc_lab.sweep(path, out=tmp_path / "r", on_event=lambda k, d: events.append((k, d)))
+    manifest = store.read_manifest(result.sweep_dir)
+    stored = manifest["doctor"]
+    assert [f["name"] for f in stored] == [f.name for f in doctor.diagnose()]
+    warnings = [d["text"] for k, d in events if k == "warning" and "spoiled" in d["text"]]
+    spoiling = [f for f in stored if f["status"] in ("warn", "bad")]
+    assert len(warnings) == (1 if spoiling else 0)
+    for f in spoiling:
+        assert f["name"] in warnings[0]

@@ -232,3 +232,52 @@ def test_thread_and_process_starts_really_run_their_children():
 def test_configs_validate(name):
     cfg = load_config(ROOT / "configs" / f"{name}.yaml")
     assert cfg.name == name
+
+
+# --- through conclab: the trial host runs prepare/observe in the parent -------------
+
+
+def test_memory_effects_recorded_by_a_sweep(tmp_path, write_config):
+    import conc_lab
+
+    path = write_config(
+        """
+        name: mem
+        repeats: 1
+        warmup: 0
+        matrix:
+          workload: [experiments.memory:result_global, experiments.memory:result_local,
+                     experiments.memory:counter_locked]
+          backend: [sequential, threading, multiprocessing]
+          workers: [2]
+          tasks: [4]
+          size: [2000]
+        """
+    )
+    result = conc_lab.sweep(path, out=tmp_path / "results")
+    assert result.ok
+    df = conc_lab.load(result.sweep_dir)
+    seen = {(r.workload.split(":")[1], r.backend): json.loads(r.observed) for r in df.itertuples()}
+    assert seen["result_global", "sequential"]["writers"] == [0, 1, 2, 3]
+    assert seen["result_global", "threading"]["writers"] == [0, 1, 2, 3], "threads write the parent's memory"
+    assert seen["result_global", "multiprocessing"] == {"result": None, "writers": []}, "processes write copies"
+    for backend in ("sequential", "threading", "multiprocessing"):
+        assert seen["result_local", backend] == {"result": None, "writers": []}, "without global: a local"
+    assert seen["counter_locked", "threading"] == {"counter": 8000, "increments": 8000, "lost": 0}
+    assert seen["counter_locked", "multiprocessing"]["counter"] == 0
+    assert df["correct"].all(), "the task answers agree with sequential on every backend"
+
+
+def test_workloads_without_hooks_record_no_observation(tmp_path, write_config):
+    import conc_lab
+
+    path = write_config(
+        """
+        name: plain
+        repeats: 1
+        warmup: 0
+        matrix: {workload: [experiments.seed:calc_square], backend: [sequential], tasks: [2], size: [1]}
+        """
+    )
+    df = conc_lab.load(conc_lab.sweep(path, out=tmp_path / "r").sweep_dir)
+    assert df["observed"].isna().all()

@@ -33,7 +33,14 @@ def handle(request, workloads):
         trial = dict(trial, backend="sequential", cores=None)
     backend = backends.get(trial["backend"])
     measure.reset_peak_rss()
+    # Optional hooks, run here in the parent and untimed, as the seed post's main does
+    # `result = None`, starts and joins its workers, then reads `result` (experiments.memory).
+    prepare, observe = getattr(fn, "prepare", None), getattr(fn, "observe", None)
+    if prepare is not None:
+        prepare()
     outcome = backend.run(fn, trial)
+    if observe is not None and outcome.get("status") == "ok":
+        outcome["observed"] = json.dumps(observe(), sort_keys=True, default=repr)
     outcome["peak_rss_bytes"] = (outcome.get("peak_rss_bytes") or 0) + measure.peak_rss_bytes()
     outcome["checkable"] = getattr(fn, "checkable", True)
     return outcome
