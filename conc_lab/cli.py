@@ -103,6 +103,11 @@ def sweep(
                 )
         elif kind == "warning":
             progress.console.print(f"[yellow]warning:[/] {data['text']}")
+        elif kind == "calibrated":
+            console.print(
+                f"size auto: {data['workload']} → {data['size']} ({data['task_s'] * 1e3:.0f} ms per task)",
+                highlight=False,
+            )
 
     # A batch scheduler's SIGTERM stops the sweep the way Ctrl-C does: after saving.
     signal.signal(signal.SIGTERM, _interrupt)
@@ -259,6 +264,33 @@ def report(
         _die(f"{out}: cannot write the report ({exc.strerror or exc})")
     elapsed = time.perf_counter() - t0
     console.print(f"report of {len(df):,} runs written in {elapsed:.1f} s → {page}", highlight=False)
+
+
+@app.command()
+def doctor(
+    as_json: bool = typer.Option(False, "--json", help="Print the findings as JSON."),
+    strict: bool = typer.Option(False, "--strict", help="Exit 1 when any finding can spoil measurements."),
+):
+    """What on this machine could spoil a measurement, each with a plain recommendation.
+
+    Checks SMT siblings, CPU governor and turbo, load, isolated CPUs, cgroup CPU quota,
+    affinity, timer, the GIL, a hypervisor and Ray. `conclab sweep` stores the same findings.
+    """
+    import json
+
+    from conc_lab import doctor as checks
+
+    findings = checks.diagnose()
+    if as_json:
+        out_console.print_json(json.dumps([f.to_dict() for f in findings]))
+    else:
+        colour = {"ok": "green", "info": "blue", "warn": "yellow", "bad": "bold red"}
+        table = Table("check", "status", "seen", "advice", show_lines=False)
+        for f in findings:
+            table.add_row(f.name, f"[{colour[f.status]}]{f.status}[/]", f.detail, f.advice)
+        out_console.print(table)
+    if strict and any(f.spoils for f in findings):
+        raise typer.Exit(1)
 
 
 def main() -> None:  # pragma: no cover - console entry point

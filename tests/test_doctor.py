@@ -137,3 +137,19 @@ def test_sweep_stores_findings_and_warns_at_most_once(tmp_path, write_config):
     assert len(warnings) == (1 if spoiling else 0)
     for f in spoiling:
         assert f["name"] in warnings[0]
+
+
+def test_cli_doctor_json_and_strict_exit_code():
+    import json
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-m", "conc_lab.cli", "doctor", "--json", "--strict"], capture_output=True, text=True
+    )
+    findings = json.loads(out.stdout)
+    assert [f["name"] for f in findings][:2] == ["cores", "smt"]
+    spoils = any(f["status"] in ("warn", "bad") for f in findings)
+    assert out.returncode == (1 if spoils else 0), out.stderr
+    table = subprocess.run([sys.executable, "-m", "conc_lab.cli", "doctor"], capture_output=True, text=True)
+    assert table.returncode == 0 and "cpu_governor" in table.stdout
