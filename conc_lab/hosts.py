@@ -52,17 +52,33 @@ class TrialHost:
         for var in THREAD_ENV:
             env.setdefault(var, "1")
         self._stderr = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen(
-            [self.python, "-m", "conc_lab.host"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=self._stderr,
-            env=env,
-            start_new_session=True,
-        )
+        # The host watches the read end and kills its process group when this process dies
+        # (see host.__main__._watch_parent): no orphaned trial outlives a killed sweep.
+        watch_fd, self._lifeline = os.pipe()
+        env["CONCLAB_PARENT_FD"] = str(watch_fd)
+        try:
+            self.proc = subprocess.Popen(
+                [self.python, "-m", "conc_lab.host"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=self._stderr,
+                env=env,
+                start_new_session=True,
+                pass_fds=(watch_fd,),
+            )
+        except BaseException:
+            os.close(self._lifeline)
+            self._stderr.close()
+            raise
+        finally:
+            os.close(watch_fd)
         self._buf = b""
         self.started = time.perf_counter()
-        self.info = self._read(start_timeout)
+        try:
+            self.info = self._read(start_timeout)
+        except BaseException:
+            self.close()
+            raise
         self.start_s = time.perf_counter() - self.started
 
     def request(self, message: dict, timeout: float | None) -> dict:
@@ -131,6 +147,9 @@ class TrialHost:
         self.kill()
         for f in (self.proc.stdin, self.proc.stdout, self._stderr):
             f.close()
+        if self._lifeline is not None:
+            os.close(self._lifeline)
+            self._lifeline = None
 
     def __enter__(self):
         return self

@@ -47,10 +47,16 @@ def handle(request, workloads):
 
 
 def main():
+    # The protocol keeps stdin/stdout for itself: a workload that prints, or reads stdin,
+    # sees /dev/null instead of eating or corrupting the runner's requests and replies.
+    proto_in = os.fdopen(os.dup(0), "r")
     proto_out = os.fdopen(os.dup(1), "w", buffering=1)
-    devnull = os.open(os.devnull, os.O_WRONLY)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    os.dup2(devnull, 0)
     os.dup2(devnull, 1)
     os.close(devnull)
+    sys.stdin = open(os.devnull)
+    _watch_parent()
     # User code resolves relative imports (experiments.*) against the directory the sweep runs from.
     extra = [p for p in os.environ.get("CONCLAB_PATH", "").split(os.pathsep) if p]
     sys.path[:0] = [p for p in extra if p not in sys.path]
@@ -62,7 +68,7 @@ def main():
     hello.update(op="hello", affinity=affinity.SUPPORTED)
     send(hello)
     workloads = {}
-    for line in sys.stdin:
+    for line in proto_in:
         request = json.loads(line)
         if request["op"] == "exit":
             break
@@ -79,6 +85,35 @@ def main():
                 }
             )
     backends.close_all()
+
+
+def _watch_parent():
+    """Kill this host's whole process group when the runner dies, even by SIGKILL.
+
+    The runner holds the write end of a pipe whose read end is CONCLAB_PARENT_FD; the kernel
+    closes it when the runner dies, however it dies. Without this, a host busy with a hung
+    or long trial would outlive a killed sweep and spoil the timings of the resumed one.
+    A thread blocked in ``os.read`` holds no GIL, so it costs the trials nothing.
+    """
+    fd = os.environ.pop("CONCLAB_PARENT_FD", None)
+    if not fd:
+        return
+    import signal
+    import threading
+
+    fd = int(fd)
+
+    def watch():
+        try:
+            while os.read(fd, 1):
+                pass
+        except OSError:
+            pass
+        if os.getpgid(0) == os.getpid():  # our own session (TrialHost): take the workers along
+            os.killpg(os.getpid(), signal.SIGKILL)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    threading.Thread(target=watch, name="conclab-parent-watch", daemon=True).start()
 
 
 if __name__ == "__main__":

@@ -95,7 +95,8 @@ def _pump(collector, alive, done):
     readers = [c for c in alive if not c.closed]
     while not done() and collector.error is None:
         if not alive:
-            collector.error = "all workers exited before the trial finished"
+            done = "%d of %d tasks done" % (collector.done, collector.tasks)
+            collector.error = "every worker exited with %s (a workload calling os._exit?)" % done
             return
         sentinels = {p.sentinel: c for c, p in alive.items()}
         for ready in wait(readers + list(sentinels)):
