@@ -20,7 +20,6 @@ from rich.table import Table
 
 from conc_lab import matrix
 from conc_lab.config import ConfigError, load_config
-from conc_lab.store import StoreError
 
 app = typer.Typer(
     help="conc_lab: threads or processes (or Ray), and how much faster, for your work? "
@@ -67,7 +66,8 @@ def sweep(
     every run succeeded with the sequential answer, 1 when any failed, timed out or was wrong,
     2 for a bad config, 130 when interrupted (resume with --resume).
     """
-    from conc_lab import runner
+    from conc_lab import runner  # pandas and pyarrow load only for commands that need them
+    from conc_lab.store import StoreError
 
     cfg = _load(config)
     progress = Progress(
@@ -181,7 +181,7 @@ def _load_runs(paths: list[Path], filters: dict):
 
     try:
         df = store.load(paths, **{k: v for k, v in filters.items() if v})
-    except (StoreError, ValueError) as exc:
+    except (store.StoreError, ValueError) as exc:
         _die(str(exc))
     if df.empty:
         _die(f"{', '.join(map(str, paths))}: no trial runs recorded there")

@@ -40,6 +40,7 @@ def test_weak_scaling_gives_the_baseline_each_task_count():
     thr = [(t.workers, t.tasks) for t in expand(c) if t.backend == "threading"]
     assert seq == [3, 6, 12]
     assert thr == [(1, 3), (2, 6), (4, 12)]
+    assert count(c) == len(list(expand(c))) == 6
 
 
 def test_backend_options_are_an_axis_and_exclude_include_apply():

@@ -1,0 +1,151 @@
+"""Figures for the core sweep (issue 2), measured with the real runner on this machine.
+
+    python benchmarks/bench_core.py            # all four figures
+    python benchmarks/bench_core.py overhead   # one of: speedup, overhead, expand, noise
+
+1. speedup:  CPU-bound pure Python (tasks=8): multiprocessing and threading at workers=2 over
+             sequential; I/O-bound sleep: threading at workers=2.
+2. overhead: 1,000 trials of a no-op workload, sequential, repeats=1: wall time and per trial.
+3. expand:   `conclab expand --count` on a 1,000,000-point matrix: time and peak memory.
+4. noise:    coefficient of variation of 10 repeats of a ~200 ms sequential trial, pinned vs not.
+"""
+
+from __future__ import annotations
+
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import conc_lab
+from conc_lab.analysis import summarize
+from conc_lab.config import parse_config
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _sweep(doc: dict, out: Path):
+    cfg = parse_config(doc, path=str(ROOT / "configs" / "bench.yaml"))
+    return conc_lab.sweep(cfg, out)
+
+
+def speedup(out: Path) -> None:
+    result = _sweep(
+        {
+            "name": "bench-speedup",
+            "repeats": 5,
+            "warmup": 1,
+            "matrix": {
+                "workload": [
+                    {"workload": "experiments.cpu:sum_squares", "size": [300_000]},
+                    {"workload": "experiments.io:sleep", "size": [100]},
+                ],
+                "backend": ["sequential", "threading", "multiprocessing"],
+                "workers": [1, 2],
+                "tasks": [8],
+            },
+            "backend_options": {"multiprocessing": {"start_method": ["fork"]}},
+        },
+        out,
+    )
+    s = summarize(conc_lab.load(result.sweep_dir))
+    print("\n# 1. speedup over sequential (median of 5 runs, 95% CI), tasks=8")
+    for _, r in s[s.workers == 2].iterrows():
+        print(
+            f"  {r.workload:30s} {r.backend:16s} workers=2  median {r.median_s * 1e3:8.1f} ms  "
+            f"speedup {r.speedup:.2f} ({r.speedup_ci_low:.2f}-{r.speedup_ci_high:.2f})"
+        )
+    seq = s[s.backend == "sequential"]
+    for _, r in seq.iterrows():
+        print(f"  {r.workload:30s} sequential        median {r.median_s * 1e3:8.1f} ms")
+
+
+def overhead(out: Path) -> None:
+    doc = {
+        "name": "bench-overhead",
+        "repeats": 1,
+        "warmup": 0,
+        "matrix": {
+            "workload": ["experiments.overhead:noop"],
+            "backend": ["sequential"],
+            "tasks": [1],
+            "size": list(range(1000)),  # 1,000 distinct trials
+        },
+    }
+    t0 = time.perf_counter()
+    result = _sweep(doc, out)
+    wall = time.perf_counter() - t0
+    df = conc_lab.load(result.sweep_dir)
+    assert len(df) == 1000 and (df.status == "ok").all()
+    work = (df.run_s + df.setup_s).sum()
+    print("\n# 2. runner overhead: 1,000 no-op trials, sequential, repeats=1 (Parquet writes included)")
+    print(f"  total wall (conc_lab.sweep call, host start-up included): {wall:.3f} s")
+    print(f"  per trial: {wall / 1000 * 1e3:.3f} ms wall, of which the trial itself {work / 1000 * 1e3:.4f} ms")
+    print(f"  runner's own estimate (wall outside trial hosts per run): {result.overhead_per_run_s * 1e3:.3f} ms")
+
+
+def expand(out: Path) -> None:
+    """Each variant runs in a fresh process so its peak RSS is its own."""
+    million = (
+        "name: million\nmatrix:\n"
+        "  workload: [experiments.overhead:noop]\n"
+        "  backend: [threading]\n"
+        f"  tasks: {list(range(1, 1001))}\n"
+        f"  size: {{sizes}}\n"
+        "affinity: none\n"
+    )
+    variants = {
+        "1,000 points": million.format(sizes=[1]),
+        "1,000,000 points": million.format(sizes=list(range(1000))),
+        # An exclude forces the walk over every combination (no arithmetic shortcut).
+        "1,000,000 points + exclude (walked)": million.format(sizes=list(range(1000)))
+        + "exclude:\n  - {tasks: 1, size: 0}\n",
+    }
+    print("\n# 3. conclab expand --count (whole command: start-up, config validation, count)")
+    for label, text in variants.items():
+        cfg = out / "expand.yaml"
+        cfg.write_text(text)
+        code = (
+            "import resource, subprocess, sys, time; t = time.perf_counter(); "
+            "n = subprocess.run(sys.argv[1:], capture_output=True, text=True, check=True).stdout.strip(); "
+            "print(n, time.perf_counter() - t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+        )
+        cmd = [sys.executable, "-c", code, sys.executable, "-m", "conc_lab.cli", "expand", "--count", str(cfg)]
+        n, wall, peak = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.split()
+        print(f"  {label:38s} {int(n):>9,} trials  {float(wall):5.2f} s  peak RSS {int(peak) / 1024:6.1f} MiB")
+
+
+def noise(out: Path) -> None:
+    print("\n# 4. noise: CV of 10 repeats of a ~200 ms sequential trial")
+    for aff in ("compact", "none"):
+        result = _sweep(
+            {
+                "name": f"bench-noise-{aff}",
+                "repeats": 10,
+                "warmup": 1,
+                "affinity": aff,
+                "matrix": {
+                    "workload": ["experiments.cpu:sum_squares"],
+                    "backend": ["sequential"],
+                    "tasks": [1],
+                    "size": [2_000_000],
+                },
+            },
+            out,
+        )
+        runs = conc_lab.load(result.sweep_dir).run_s
+        print(
+            f"  pinned={aff != 'none'!s:5s}  median {runs.median() * 1e3:7.1f} ms  "
+            f"CV {runs.std() / runs.mean() * 100:.2f}%  min {runs.min() * 1e3:.1f}  max {runs.max() * 1e3:.1f}"
+        )
+
+
+FIGURES = {"speedup": speedup, "overhead": overhead, "expand": expand, "noise": noise}
+
+if __name__ == "__main__":
+    chosen = sys.argv[1:] or list(FIGURES)
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in chosen:
+            FIGURES[name](Path(tmp))
