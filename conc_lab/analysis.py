@@ -402,6 +402,15 @@ def _join_key(frame: pd.DataFrame, keys: list[str]) -> pd.Series:
     return joined
 
 
+def _match(left: pd.DataFrame, right: pd.DataFrame, keys: list[str]) -> np.ndarray:
+    """For each row of ``left``, the row of ``right`` (unique keys) with equal ``keys``, else -1; nulls match nulls."""
+    both = pd.concat([left[keys].astype(object), right[keys].astype(object)], ignore_index=True)
+    codes = both.groupby(keys, dropna=False, sort=False).ngroup().to_numpy()
+    lookup = np.full(codes.max() + 1 if len(codes) else 0, -1, dtype=np.int64)
+    lookup[codes[len(left) :]] = np.arange(len(right))
+    return lookup[codes[: len(left)]]
+
+
 def _attach_baseline(out: pd.DataFrame, base: dict[str, pd.DataFrame | None]) -> pd.DataFrame:
     cols = ["_b_med", "_b_lo", "_b_hi", "_b_n"]
     vals = {c: np.full(len(out), np.nan) for c in cols}
@@ -409,7 +418,7 @@ def _attach_baseline(out: pd.DataFrame, base: dict[str, pd.DataFrame | None]) ->
         groups = base[name]
         if groups is None:
             continue
-        idx = pd.Index(_join_key(groups, keys)).get_indexer(_join_key(out, keys))
+        idx = _match(out, groups, keys)
         hit = idx >= 0
         for c in cols:  # "exact" runs second and overrides the pooled baseline where it exists
             vals[c][hit] = groups[c].to_numpy(dtype=np.float64)[idx[hit]]
@@ -695,6 +704,89 @@ def _benjamini_hochberg(p: np.ndarray) -> np.ndarray:
     adj[order] = np.minimum(ranked, 1.0)
     q[has] = adj
     return q
+
+
+# --- interpreters side by side --------------------------------------------------------------------
+
+
+def interpreter_labels(df: pd.DataFrame) -> dict:
+    """Each ``python`` value of ``df`` -> what ran it: ``3.12.1``, ``3.13.5t`` (free-threaded),
+    ``3.13.5t+GIL`` (free-threaded build that ran with the GIL on), from the rows' own facts.
+
+    Example::
+
+        >>> interpreter_labels(pd.DataFrame({"python": ["3.12", None], "python_version": ["3.12.1", "3.11.7"],
+        ...                                  "free_threaded": [False, False], "gil_enabled": [True, True]}))
+        {None: '3.11.7', '3.12': '3.12.1'}
+    """
+    if "python_version" not in df.columns or len(df) == 0:
+        return {}
+    facts = _keyed(df, ["python"]).astype(object)
+    facts = facts.where(facts.notna(), None)
+    for col in ("python_version", "free_threaded", "gil_enabled"):
+        facts[col] = df[col].astype(object).to_numpy() if col in df.columns else None
+    facts = facts[facts["python_version"].notna()]
+    labels: dict = {}
+    for python, rows in facts.groupby("python", dropna=False, sort=False):
+        python = None if python is None or python != python else python
+        row = rows.iloc[0]
+        label = str(row["python_version"])
+        if row["free_threaded"] is True:
+            label += "t" + ("+GIL" if rows["gil_enabled"].eq(True).any() else "")
+        labels[python] = label
+    clash = pd.Series(labels).duplicated(keep=False)
+    for python in clash[clash].index:  # e.g. "python3.11" and the default both ran 3.11.7
+        labels[python] += f" ({python or 'default'})"
+    return dict(sorted(labels.items(), key=lambda kv: _version_order(kv[1])))
+
+
+def _version_order(label: str) -> tuple:
+    nums = label.split(" ")[0].rstrip("t+GIL").split(".")
+    return (tuple(int(n) if n.isdigit() else 0 for n in nums), label)
+
+
+def by_interpreter(
+    df: pd.DataFrame, summary: pd.DataFrame | None = None, value: str = "speedup"
+) -> pd.DataFrame:
+    """``value`` (a ``summarize`` column) per parameter set, one column per interpreter, oldest first.
+
+    Rows are the non-sequential backends; key columns that do not vary are left out.
+
+    Example::
+
+        >>> df = pd.DataFrame({"workload": "w", "tasks": 2, "size": 9, "status": "ok", "workers": [1, 2, 1, 2],
+        ...     "backend": ["sequential", "threading"] * 2, "run_s": [2.0, 1.0, 2.0, 2.0],
+        ...     "python": ["3.13t", "3.13t", "3.12", "3.12"], "python_version": ["3.13.5"] * 2 + ["3.12.1"] * 2,
+        ...     "free_threaded": [True, True, False, False], "gil_enabled": [False, False, True, True]})
+        >>> by_interpreter(df)[["3.12.1", "3.13.5t"]].to_numpy().tolist()
+        [[1.0, 2.0]]
+    """
+    summary = summarize(df) if summary is None else summary
+    labels = interpreter_labels(df)
+    part = summary[summary["backend"].astype(object) != SEQUENTIAL]
+    python = part["python"].astype(object)
+    part = part.assign(_interp=python.where(python.notna(), None).map(lambda p: labels.get(p, str(p))))
+    keys = [k for k in GROUP_KEYS if k != "python"]
+    keys = [
+        k for k in keys if k in ("workload", "backend", "workers") or part[k].astype(object).nunique() > 1
+    ]
+    if len(part) == 0:
+        return pd.DataFrame(columns=keys + list(labels.values()))
+    # null keys (start_method of threading) as "-": a pivot would drop their rows
+    part = part.assign(**{k: part[k].astype(object).where(part[k].notna(), "-") for k in keys})
+    wide = part.pivot_table(
+        index=keys, columns="_interp", values=value, aggfunc="first", dropna=False, observed=True
+    )
+    order = [lab for lab in labels.values() if lab in wide.columns]
+    wide = wide.reindex(columns=order).dropna(how="all").reset_index()
+    wide.columns.name = None
+    rank = wide["backend"].astype(object).map(BACKEND_ORDER).fillna(len(BACKEND_ORDER))
+    return (
+        wide.assign(_rank=rank)
+        .sort_values(["workload", "_rank"] + keys[1:])
+        .drop(columns="_rank")
+        .reset_index(drop=True)
+    )
 
 
 # --- rendering -----------------------------------------------------------------------------------

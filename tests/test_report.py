@@ -54,6 +54,17 @@ def report_dir(sweep_dir, tmp_path_factory):
     return out
 
 
+def test_summary_of_a_real_sweep_is_complete_and_consistent(sweep_dir):
+    s = conc_lab.summarize(conc_lab.load(sweep_dir))
+    assert len(s) == 10 and (s.n == 3).all() and (s.failures == 0).all()
+    assert (s.correct_share == 1.0).all()  # every backend's answer matched the sequential one
+    seq = s[s.backend == "sequential"]
+    assert (seq.speedup == 1.0).all()
+    assert np.allclose(s.speedup, s.baseline_s / s.median_s)
+    assert ((s.ci_low_s <= s.median_s) & (s.median_s <= s.ci_high_s)).all()
+    assert (s[s.backend != "sequential"].setup_s > 0).all()  # pools cost something to start
+
+
 def test_report_writes_real_pngs_and_one_self_contained_page(report_dir):
     names = sorted(p.name for p in report_dir.iterdir())
     assert names == ["index.html", "runtimes.png", "speedup.png", "timeline-1.png", "timeline-2.png"]
