@@ -38,6 +38,7 @@ from conc_lab.analysis import (
     _keyed,
     amdahl_speedup,
     fit_amdahl,
+    interpreter_labels,
     summarize,
 )
 
@@ -86,6 +87,9 @@ def write_report(
         png = _timeline_figure(df, panel, colors)
         if png is not None:
             figures.append((f"timeline-{i + 1}.png", _TIMELINE_CAPTION + " " + _panel_title(panel), png))
+    png = _python_figure(df, summary)
+    if png is not None:
+        figures.append(("python_speedup.png", _PYTHON_CAPTION, png))
     for name, _, png in figures:
         _write_atomic(out / name, png)
 
@@ -370,6 +374,75 @@ def _timeline_figure(df: pd.DataFrame, panel: dict, colors: dict) -> bytes | Non
     return _png(fig)
 
 
+_PYTHON_CAPTION = (
+    "Speedup over each interpreter's own sequential baseline, per Python version (oldest left), at the "
+    "most workers measured; bars: 95% interval. Under the GIL, threads on CPU-bound Python code stay "
+    "near 1; a free-threaded build (version ending in t) can reach the worker count, as processes do."
+)
+#: Most lines per panel of the per-version figure: the parameter sets with the longest baselines.
+_PYTHON_MAX_LINES = 8
+
+
+def _python_figure(df: pd.DataFrame, summary: pd.DataFrame) -> bytes | None:
+    """Threading (and multiprocessing) speedup against the Python version, when more than one ran."""
+    labels = interpreter_labels(df)
+    if len(labels) < 2:
+        return None
+    from matplotlib import colormaps
+
+    part = summary[
+        np.isfinite(summary["speedup"].to_numpy()) & (summary["backend"].astype(object) != SEQUENTIAL)
+    ]
+    part = part.assign(_interp=part["python"].astype(object).map(lambda p: labels.get(None if p != p else p)))
+    part = part[
+        part["_interp"].notna() & part["backend"].astype(object).isin(["threading", "multiprocessing"])
+    ]
+    if len(part) == 0:
+        return None
+    line_keys = ["workload", "tasks", "size", "node", "start_method", "affinity", "options"]
+    keyed = _keyed(part, line_keys).astype(object).fillna("-")
+    part = part.assign(_line=[" ".join(map(str, r)) for r in keyed.itertuples(index=False)])
+    most = part.groupby(["backend", "_line"], observed=True)["workers"].transform("max")
+    part = part[part["workers"] == most]
+    backends = [b for b in ("threading", "multiprocessing") if (part["backend"] == b).any()]
+    fig, axes = _grid(len(backends), width=6.0)
+    x_of = {label: i for i, label in enumerate(labels.values())}
+    palette = colormaps["tab10"].colors
+    for ax, backend in zip(axes, backends, strict=True):
+        mine = part[part["backend"] == backend]
+        longest = mine.groupby("_line")["baseline_s"].max().sort_values(ascending=False)
+        for i, line in enumerate(longest.index[:_PYTHON_MAX_LINES]):
+            pts = mine[mine["_line"] == line].assign(_x=lambda f: f["_interp"].map(x_of)).sort_values("_x")
+            s = pts["speedup"].to_numpy()
+            err = np.vstack([s - pts["speedup_ci_low"].to_numpy(), pts["speedup_ci_high"].to_numpy() - s])
+            first = pts.iloc[0]
+            text = f"{str(first['workload']).rsplit(':', 1)[-1]} size={first['size']} w={first['workers']}"
+            if backend == "multiprocessing" and first["start_method"] == first["start_method"]:
+                text += f" {first['start_method']}"
+            ax.errorbar(
+                pts["_x"],
+                s,
+                yerr=np.clip(np.nan_to_num(err), 0, None),
+                marker="o",
+                markersize=4,
+                capsize=3,
+                color=palette[i % len(palette)],
+                label=text,
+            )
+        workers = int(mine["workers"].max())
+        ax.axhline(1, color="0.6", linewidth=1)
+        ax.axhline(workers, color="0.6", linestyle="--", linewidth=1, label=f"ideal ({workers} workers)")
+        ax.set_xticks(range(len(x_of)), list(x_of), fontsize=8, rotation=30)
+        ax.set_xlim(-0.4, len(x_of) - 0.6)
+        ax.set_ylim(bottom=0)
+        ax.set_xlabel("Python")
+        ax.set_ylabel("speedup over sequential")
+        ax.set_title(f"{backend} speedup per Python version", fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=6, loc="best")
+    return _png(fig)
+
+
 # --- the page --------------------------------------------------------------------------------------
 
 _CSS = """
@@ -442,7 +515,15 @@ def _html(
 
     fit_view = fits.copy()
     if len(fit_view):
-        fit_view = fit_view.drop(columns=[c for c in fit_view.columns if fit_view[c].isna().all()])
+        # like the summary table: a key that never varies (node, affinity, ...) is noise here
+        fit_view = fit_view.drop(
+            columns=[
+                c
+                for c in ("start_method", "python", "node", "affinity", "options")
+                if c in fit_view.columns and fit_view[c].astype(object).nunique(dropna=False) <= 1
+            ]
+        )
+        fit_view["max_workers"] = fit_view["max_workers"].astype(int)
         for col in ("serial_fraction", "max_speedup", "rmse"):
             fit_view[col] = fit_view[col].map(lambda v: f"{v:.3f}" if np.isfinite(v) else "∞")
     karp = summary[np.isfinite(summary["karp_flatt"])][
@@ -473,7 +554,7 @@ interval; efficiency = speedup / workers; setup = median pool start-up, not in t
 <p>Amdahl's law S(p) = 1 / (f + (1 − f)/p) fitted per backend; f is the serial fraction, 1/f the
 ceiling no number of workers can pass. Karp–Flatt: the serial fraction each point implies; rising with
 workers means overhead that grows with them, not serial work.</p>
-{_table(fit_view, "amdahl") if len(fit_view) else "<p>No parallel backend measured against a baseline.</p>"}
+{'<div class="scroll">' + _table(fit_view, "amdahl") + "</div>" if len(fit_view) else "<p>No parallel backend measured against a baseline.</p>"}
 <details><summary>Karp–Flatt per point</summary><div class="scroll">{_table(karp, "karp-flatt")}</div></details>
 <h2>Failures</h2>
 {failures}
