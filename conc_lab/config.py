@@ -51,6 +51,8 @@ TOP_KEYS = (
     "shuffle",
     "seed",
 )
+_INT32_MAX = 2**31 - 1  # workers, tasks, repeat: int32 columns in conc_lab.schema
+_INT64_MAX = 2**63 - 1  # size: int64
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 _WORKLOAD_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 
@@ -127,6 +129,8 @@ def load_config(path: str | os.PathLike, *, check_imports: bool = True) -> Confi
         raise ConfigError(path, "(file)", f"cannot read: {exc}") from None
     try:
         doc = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+    except RecursionError:  # the composer recurses once per nesting level
+        raise ConfigError(path, "(yaml)", "nested too deeply to be a matrix file") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
@@ -156,7 +160,7 @@ def parse_config(
     shuffle = doc.get("shuffle", False)
     if not isinstance(shuffle, bool):
         v.fail("shuffle", f"must be true or false, got {shuffle!r}")
-    seed = v.integer(doc.get("seed", 0), "seed", minimum=0)
+    seed = v.integer(doc.get("seed", 0), "seed", minimum=0, maximum=_INT64_MAX)
     description = doc.get("description", "")
     if not isinstance(description, str):
         v.fail("description", "must be a string")
@@ -182,6 +186,8 @@ def parse_config(
             axes[axis] = tuple(AXIS_DEFAULTS[axis])
     if "tasks" not in axes and "tasks_per_worker" not in axes:
         axes["tasks_per_worker"] = (1,)
+    if "tasks_per_worker" in axes and max(axes["tasks_per_worker"]) * max(axes["workers"]) > _INT32_MAX:
+        v.fail("matrix.tasks_per_worker", f"times the most workers must be at most {_INT32_MAX} tasks")
 
     aff = doc.get("affinity", "compact")
     if isinstance(aff, list):
@@ -189,6 +195,8 @@ def parse_config(
         for i, c in enumerate(aff):
             if not isinstance(c, int) or isinstance(c, bool) or c not in cores:
                 v.fail(f"affinity[{i}]", f"{c!r} is not a core this process may use (available: {cores})")
+            if c in aff[:i]:
+                v.fail(f"affinity[{i}]", f"core {c} is listed twice")
         if not aff:
             v.fail("affinity", "an explicit core list must not be empty")
         aff = tuple(aff)
@@ -214,6 +222,10 @@ def parse_config(
                 v.fail(f"include[{i}].{required}", "is required in an include entry")
         v.axis_values("workload", [inc["workload"]], f"include[{i}].workload")
         v.axis_values("backend", [inc["backend"]], f"include[{i}].backend")
+        if aff != "none" and host_affinity.SUPPORTED and inc.get("workers", 1) > n_cores:
+            v.fail(
+                f"include[{i}].workers", f"{inc['workers']} workers but only {n_cores} cores to pin them to"
+            )
     if check_imports:
         workloads = list(axes["workload"]) + [inc["workload"] for inc in include]
         for i, ref in enumerate(dict.fromkeys(workloads)):
@@ -290,12 +302,14 @@ class _Validator:
                 )
                 self.fail(f"{prefix}{key}", f"unknown key{suggestion}")
 
-    def integer(self, value: Any, key: str, minimum: int) -> int:
+    def integer(self, value: Any, key: str, minimum: int, maximum: int = _INT32_MAX) -> int:
         if not isinstance(value, int) or isinstance(value, bool):
             self.fail(key, f"must be an integer, got {_kind(value)} {value!r}")
         if value < minimum:
             what = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
             self.fail(key, f"must be {what}, got {value}")
+        if value > maximum:  # the store keeps it in a fixed-width column: refuse now, not at the first write
+            self.fail(key, f"must be at most {maximum}, got {value}")
         return value
 
     def number(self, value: Any, key: str) -> float:
@@ -321,7 +335,7 @@ class _Validator:
                     self.known_keys(value, ("workload", "size"), f"{k}.")
                     if "workload" not in value:
                         self.fail(f"{k}.workload", "is required")
-                    if "size" in value:
+                    if "size" in value and isinstance(value["workload"], str):
                         sizes[value["workload"]] = tuple(self.axis_values("size", value["size"], f"{k}.size"))
                     value = value["workload"]
                 if not isinstance(value, str) or not _WORKLOAD_RE.match(value):
@@ -337,7 +351,9 @@ class _Validator:
                 self.integer(value, k, minimum=1)
             elif axis == "size":
                 # "auto": calibrated before the sweep runs (conc_lab.calibration)
-                if value != "auto" and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
+                if value != "auto" and (
+                    not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= _INT64_MAX
+                ):
                     self.fail(k, f"must be an integer >= 0 or 'auto', got {_kind(value)} {value!r}")
             elif axis == "python":
                 if value is not None and (not isinstance(value, str) or not value):
@@ -389,6 +405,11 @@ class _Validator:
                     self.fail(f"{key}[{i}].{axis}", f"must be a single value, got {_kind(value)}")
                 if axis in AXES:
                     self.axis_values(axis, [value], f"{key}[{i}].{axis}")
+                else:  # a backend option: a value no backend accepts would silently match nothing
+                    allowed = {v for opts in BACKEND_OPTIONS.values() for v in opts.get(axis, ())}
+                    if value not in allowed:
+                        known = ", ".join(sorted(map(str, allowed)))
+                        self.fail(f"{key}[{i}].{axis}", f"must be one of {known}, got {value!r}")
             out.append(dict(entry))
         return out
 
