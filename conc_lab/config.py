@@ -233,6 +233,17 @@ def parse_config(
             if problem:
                 key = f"matrix.workload[{i}]" if ref in axes["workload"] else "include"
                 v.fail(key, problem)
+        listed = isinstance(matrix.get("python"), list)
+        pythons = [
+            (f"matrix.python[{i}]" if listed else "matrix.python", p) for i, p in enumerate(axes["python"])
+        ]
+        pythons += [
+            (f"include[{i}].python", inc["python"]) for i, inc in enumerate(include) if "python" in inc
+        ]
+        for key, value in pythons:
+            problem = check_interpreter(value)
+            if problem:
+                v.fail(key, problem)
 
     return Config(
         name=name,
@@ -283,6 +294,19 @@ def check_workload(ref: str, config_dir: Path | None = None) -> str | None:
                 sys.path.remove(p)
     if not callable(obj):
         return f"{ref!r} is not callable"
+    return None
+
+
+def check_interpreter(value: str | None) -> str | None:
+    """None if the ``python`` value names an interpreter that can host trials, else what is wrong."""
+    if value is None:
+        return None
+    from conc_lab import interpreters  # probing starts a process: only when a matrix names one
+
+    try:
+        interpreters.check(value)
+    except interpreters.InterpreterError as exc:
+        return exc.problem
     return None
 
 

@@ -329,3 +329,36 @@ def _ray() -> Finding:
         return Finding("ray", "ok", f"ray {version('ray')} available", "")
     except PackageNotFoundError:
         return Finding("ray", "ok", "ray importable", "")
+
+
+def interpreters() -> list[Finding]:
+    """One finding per Python interpreter found (PATH, pyenv, common places): can it host trials?
+
+    Not one of ``diagnose()``'s checks: it starts every interpreter once (about a second in
+    all), and every sweep runs ``diagnose()``. The advice is the value to put in ``matrix.python``.
+
+    >>> any(f.status == "ok" for f in interpreters())
+    True
+    """
+    from conc_lab import interpreters as interp
+
+    root = interp.pyenv_root()
+    out = []
+    for info in interp.find_interpreters():
+        name = f"python {info.label}" if info.version else "python ?"
+        if not info.can_host:
+            out.append(Finding(name, "info", f"{info.path}: cannot host trials: {info.problem}", ""))
+            continue
+        build = "free-threaded" if info.free_threaded else "default build"
+        gil = "GIL off" if info.gil_enabled is False else "GIL on"
+        path = Path(info.path)
+        value = path.parent.parent.name if root and path.is_relative_to(root / "versions") else info.path
+        out.append(
+            Finding(
+                name,
+                "ok",
+                f"{info.path}: {info.implementation} {info.version}, {build}, {gil}; can host trials",
+                f"matrix: {{python: [{value}]}}",
+            )
+        )
+    return out

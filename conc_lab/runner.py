@@ -23,6 +23,7 @@ from conc_lab import calibration, doctor, environment, schema, store
 from conc_lab.config import Config, ConfigError, load_config, workload_search_path
 from conc_lab.host import affinity
 from conc_lab.hosts import HostDied, HostTimeout, TrialHost
+from conc_lab.interpreters import InterpreterError, resolve
 from conc_lab.matrix import Trial, expand
 
 EventHandler = Callable[[str, dict], None]
@@ -88,7 +89,8 @@ class TrialExecutor:
     def host(self, python: str | None) -> TrialHost:
         host = self.hosts.get(python)
         if host is None or host.proc.poll() is not None:
-            host = self.hosts[python] = TrialHost(python, self.search_path)
+            # a matrix names "3.12" or "python3.12"; the host needs the executable it stands for
+            host = self.hosts[python] = TrialHost(resolve(python), self.search_path)
         return host
 
     def _drop_host(self, python: str | None) -> None:
@@ -101,7 +103,7 @@ class TrialExecutor:
         message = {"op": op, "trial": {**trial.params(), "cores": cores}}
         try:
             host = self.host(trial.python)
-        except (HostDied, HostTimeout, OSError) as exc:
+        except (HostDied, HostTimeout, OSError, InterpreterError) as exc:
             self._drop_host(trial.python)
             return {
                 "status": "failed",
@@ -148,13 +150,19 @@ class TrialExecutor:
         row["pinned"] = cores is not None
         row["cores"] = cores or []
         row["task_records"] = [dict(zip(_TASK_KEYS, rec)) for rec in outcome.get("task_records") or []]
-        host = self.hosts.get(trial.python)
-        info = host.info if host is not None else {}
-        for key in ("hostname", "python_version", "python_impl", "gil_enabled", "free_threaded"):
-            row[key] = info.get(key)
+        row.update(self.interpreter_facts(trial.python))
+        if outcome.get("gil_enabled") is not None:  # the state during the run, not at host start
+            row["gil_enabled"] = outcome["gil_enabled"]
         if row["status"] == "ok" and outcome.get("checkable", True):
             row["correct"] = self._check(trial, outcome["checksum"])
         return row
+
+    def interpreter_facts(self, python: str | None) -> dict:
+        """What the host for ``python`` said of its interpreter (empty when none is running)."""
+        host = self.hosts.get(python)
+        info = host.info if host is not None else {}
+        keys = ("hostname", "python_version", "python_impl", "gil_enabled", "free_threaded")
+        return {key: info[key] for key in keys if info.get(key) is not None}
 
     def _check(self, trial: Trial, checksum: str) -> bool | None:
         key = trial.reference_key
@@ -294,10 +302,13 @@ def sweep(
                 if repeat < 0:
                     continue
                 row = _skipped_row(trial, repeat, sweep_id, config.name, given_up[trial.trial_id])
+                row.update(executor.interpreter_facts(trial.python))  # the interpreter it was skipped under
             else:
                 row = executor.execute(trial, repeat)
                 if row["status"] == "timeout":
                     given_up[trial.trial_id] = "an earlier run of this trial timed out"
+                elif row["status"] == "skipped":  # this interpreter lacks what the workload needs
+                    given_up[trial.trial_id] = row["error"]
             if repeat >= 0:
                 writer.append(row)
                 counts["recorded"] += 1

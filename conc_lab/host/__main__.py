@@ -15,8 +15,10 @@ needs to defend against a hung workload.
 Standard library only, Python 3.8 syntax: the host may run under another interpreter.
 """
 
+import importlib.util
 import json
 import os
+import platform
 import sys
 
 from conc_lab.host import affinity, backends, measure
@@ -28,7 +30,9 @@ def handle(request, workloads):
     ref = trial["workload"]
     fn = workloads.get(ref)
     if fn is None:
-        fn = workloads[ref] = resolve(ref)
+        fn = workloads[ref] = load_workload(ref)
+    if not callable(fn):  # what this interpreter lacks: the trial is skipped here, not failed
+        return {"status": "skipped", "error": fn}
     if request["op"] == "reference":
         trial = dict(trial, backend="sequential", cores=None)
     backend = backends.get(trial["backend"])
@@ -43,7 +47,44 @@ def handle(request, workloads):
         outcome["observed"] = json.dumps(observe(), sort_keys=True, default=repr)
     outcome["peak_rss_bytes"] = (outcome.get("peak_rss_bytes") or 0) + measure.peak_rss_bytes()
     outcome["checkable"] = getattr(fn, "checkable", True)
+    outcome["gil_enabled"] = measure.gil_enabled()  # a free-threaded build may have turned it back on
     return outcome
+
+
+def load_workload(ref):
+    """The workload's function, or a string naming the module this interpreter lacks for it.
+
+    A workload that needs a package says so by importing it at the top of its module, or,
+    if it imports lazily, with ``fn.requires = ("numpy",)``. The config check already
+    imported the workload under conc_lab's own interpreter, so a module missing *here* is
+    this interpreter's lack (a package not installed in it, a stdlib module newer than it),
+    not a bug; only a module of the workload's own package missing is left to fail.
+    """
+    try:
+        fn = resolve(ref)
+    except ImportError as exc:
+        missing = getattr(exc, "name", None)
+        own = ref.partition(":")[0].partition(".")[0]
+        if type(exc).__name__ != "ModuleNotFoundError" or not missing or missing.partition(".")[0] == own:
+            raise
+        return _lacks(missing)
+    for name in getattr(fn, "requires", ()):
+        try:
+            found = importlib.util.find_spec(name.partition(".")[0]) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            return _lacks(name)
+    return fn
+
+
+def _lacks(module):
+    return "needs %s, which %s %s (%s) lacks" % (
+        module,
+        platform.python_implementation(),
+        platform.python_version(),
+        sys.executable,
+    )
 
 
 def main():

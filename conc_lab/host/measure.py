@@ -60,16 +60,25 @@ def checksum(results):
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
+def gil_enabled():
+    """Whether the GIL is on now: ``sys._is_gil_enabled()`` (3.13+), else true for CPython.
+
+    A free-threaded build starts without it but turns it on when it imports an extension
+    module not marked safe for free threading (or with PYTHON_GIL=1), so ask at run time.
+    """
+    is_gil_enabled = getattr(sys, "_is_gil_enabled", None)
+    if is_gil_enabled is not None:
+        return bool(is_gil_enabled())
+    return platform.python_implementation() == "CPython"
+
+
 def interpreter():
     """Facts about the running interpreter that every row records."""
-    is_gil_enabled = getattr(sys, "_is_gil_enabled", None)
     free_threaded = bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
     return {
         "python_version": platform.python_version(),
         "python_impl": platform.python_implementation(),
-        "gil_enabled": bool(is_gil_enabled())
-        if is_gil_enabled
-        else platform.python_implementation() == "CPython",
+        "gil_enabled": gil_enabled(),
         "free_threaded": free_threaded,
         "executable": sys.executable,
         "hostname": socket.gethostname(),
