@@ -339,10 +339,10 @@ def summarize(
 BACKEND_ORDER = {SEQUENTIAL: 0, "threading": 1, "multiprocessing": 2, "ray": 3}
 
 
-def _ordered(frame: pd.DataFrame) -> pd.DataFrame:
+def _ordered(frame: pd.DataFrame, keys: Sequence[str] = GROUP_KEYS) -> pd.DataFrame:
     """Rows sorted by the keys, with the backends in ``BACKEND_ORDER``."""
     arrays = []  # np.lexsort: the last array is the primary key
-    for key in reversed(GROUP_KEYS):
+    for key in reversed(keys):
         codes, _ = pd.factorize(frame[key].astype(object).fillna(""), sort=True)
         arrays.append(codes)
         if key == "backend":
@@ -594,10 +594,10 @@ def compare(
         "correct_share_a",
         "correct_share_b",
     ]
-    return merged[cols]
+    return _ordered(merged[cols], keys)
 
 
-def compare_verdict(result: pd.DataFrame) -> str:
+def compare_verdict(result: pd.DataFrame, alpha: float = 0.05) -> str:
     """One line that says what changed in a ``compare`` result.
 
     Example::
@@ -615,6 +615,18 @@ def compare_verdict(result: pd.DataFrame) -> str:
         line += (
             f"; geometric mean of b/a over {len(ratio)} matched trials: {np.exp(np.log(ratio).mean()):.3g}"
         )
+    if "n_a" in result.columns and "n_b" in result.columns:
+        from scipy.special import comb
+
+        n_a, n_b = result["n_a"].to_numpy(dtype=float), result["n_b"].to_numpy(dtype=float)
+        matched = (n_a > 0) & (n_b > 0)
+        # the smallest two-sided p the rank test can give is 2 / C(n_a + n_b, n_a)
+        powerless = matched & (2 / comb(n_a + n_b, n_a) >= alpha)
+        if powerless.any():
+            line += (
+                f"; {int(powerless.sum())} trial(s) have too few runs for any change to reach p < {alpha:g}"
+                " (more repeats help)"
+            )
     return line
 
 

@@ -222,8 +222,12 @@ def summarize(
     _check_format(fmt)
     if backend and "sequential" not in backend:
         backend = [*backend, "sequential"]  # the baseline every speedup is measured against
-    summary = analysis.summarize(_load_runs(paths, {"workload": workload, "backend": backend}))
+    df = _load_runs(paths, {"workload": workload, "backend": backend})
+    summary = analysis.summarize(df)
     _emit(analysis.render(summary, fmt, width=_width()))
+    if fmt in ("table", "markdown") and len(analysis.interpreter_labels(df)) > 1:
+        wide = analysis.by_interpreter(df, summary).round(2)
+        _emit(("\n" if fmt == "table" else "\n**Speedup per interpreter**\n\n") + analysis.render(wide, fmt, width=_width()))
 
 
 @app.command()
@@ -242,7 +246,7 @@ def compare(
     result = analysis.compare(_load_runs([a], {}), _load_runs([b], {}), alpha=alpha)
     _emit(analysis.render(result, fmt, width=_width()))
     if fmt == "table":
-        console.print(analysis.compare_verdict(result), highlight=False, markup=False)
+        console.print(analysis.compare_verdict(result, alpha), highlight=False, markup=False)
 
 
 @app.command()
@@ -275,12 +279,14 @@ def doctor(
 
     Checks SMT siblings, CPU governor and turbo, load, isolated CPUs, cgroup CPU quota,
     affinity, timer, the GIL, a hypervisor and Ray. `conclab sweep` stores the same findings.
+    Then lists the Python interpreters found (PATH, pyenv, common places) and which can host
+    trials, with the value to name each by in `matrix.python`.
     """
     import json
 
     from conc_lab import doctor as checks
 
-    findings = checks.diagnose()
+    findings = checks.diagnose() + checks.interpreters()
     if as_json:
         out_console.print_json(json.dumps([f.to_dict() for f in findings]))
     else:

@@ -15,6 +15,7 @@ from scipy.stats import mannwhitneyu
 from conc_lab.analysis import (
     amdahl_speedup,
     compare,
+    compare_verdict,
     fit_amdahl,
     mann_whitney_p,
     render,
@@ -317,3 +318,19 @@ def test_tidy_dtypes_makes_categoricals_and_summaries_accept_them():
     )
     a, b = summarize(df), summarize(tidy)
     pd.testing.assert_frame_equal(a, b, check_dtype=False)
+
+
+def test_compare_verdict_counts_changes_and_warns_when_runs_are_too_few():
+    a = pd.DataFrame(runs("sequential", 1, [1.0, 1.1, 0.9]) + runs("threading", 2, [2.0, 2.1, 1.9]))
+    b = a.assign(run_s=a.run_s * 0.5)
+    c = compare(a, b)
+    assert list(c.backend) == ["sequential", "threading"]
+    # 3 runs a side: the smallest exact two-sided p is 2/C(6,3) = 0.1, so nothing can be significant
+    assert c.p_value.tolist() == pytest.approx([0.1, 0.1]) and (c.change == "same").all()
+    verdict = compare_verdict(c)
+    assert verdict.startswith("2 same; geometric mean of b/a over 2 matched trials: 0.5")
+    assert "2 trial(s) have too few runs" in verdict
+    more = pd.concat([a] * 3, ignore_index=True)
+    more = more.assign(run_s=more.run_s * np.random.default_rng(0).lognormal(0, 0.01, len(more)))
+    c = compare(more, more.assign(run_s=more.run_s * 0.5))
+    assert (c.change == "faster").all() and "too few" not in compare_verdict(c)
