@@ -109,10 +109,14 @@ def test_zlib_compress_round_trips_and_compresses():
 
 
 def test_mandelbrot_row_known_points():
-    # Row through y=0 at size 4 holds x = -2, -1.375, -0.75, -0.125: all but x=-2 (escapes
-    # after 2 steps... it stays at 2 exactly) are inside the set for 50 iterations.
-    assert cpu.mandelbrot_row(2, 4) == 50 * 4
-    assert cpu.mandelbrot_row(2 + 4, 4) == cpu.mandelbrot_row(2, 4), "rows wrap around"
+    # Task 0 is the row through y = 0; at size 4 it holds x = -2, -1.375, -0.75, -0.125,
+    # all in the set, so every point runs the full 50 iterations.
+    assert cpu.mandelbrot_row(0, 4) == 50 * 4
+    # Task 2 wraps to the top edge, y = -1.25, where every point escapes within a few steps.
+    assert cpu.mandelbrot_row(2, 4) < 4 * 5
+    assert cpu.mandelbrot_row(0 + 4, 4) == cpu.mandelbrot_row(0, 4), "rows wrap around"
+    # The middle row is the costliest: calibrating on task 0 covers the worst case.
+    assert all(cpu.mandelbrot_row(t, 64) <= cpu.mandelbrot_row(0, 64) for t in range(64))
 
 
 # --- io -----------------------------------------------------------------------------
