@@ -12,10 +12,13 @@ Two layers, so a cluster sweep can reuse the second on every node:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
+import signal
+import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,6 +87,7 @@ class TrialExecutor:
         self.node_id = node_id
         self.hosts: dict[str | None, TrialHost] = {}
         self.references: dict[tuple, str | None] = {}
+        self._facts: dict[str | None, dict] = {}
         self.measured_s = 0.0  # time spent inside trial hosts, for the overhead figure
 
     def host(self, python: str | None) -> TrialHost:
@@ -91,6 +95,7 @@ class TrialExecutor:
         if host is None or host.proc.poll() is not None:
             # a matrix names "3.12" or "python3.12"; the host needs the executable it stands for
             host = self.hosts[python] = TrialHost(resolve(python), self.search_path)
+            self._facts[python] = host.info  # kept for the row of a trial that kills its host
         return host
 
     def _drop_host(self, python: str | None) -> None:
@@ -158,9 +163,8 @@ class TrialExecutor:
         return row
 
     def interpreter_facts(self, python: str | None) -> dict:
-        """What the host for ``python`` said of its interpreter (empty when none is running)."""
-        host = self.hosts.get(python)
-        info = host.info if host is not None else {}
+        """What the latest host for ``python`` said of its interpreter (empty before one started)."""
+        info = self._facts.get(python, {})
         keys = ("hostname", "python_version", "python_impl", "gil_enabled", "free_threaded")
         return {key: info[key] for key in keys if info.get(key) is not None}
 
@@ -273,7 +277,13 @@ def sweep(
         manifest["started_at"] = store.read_manifest(sweep_dir).get("started_at", manifest["started_at"])
     writer = store.SweepWriter(sweep_dir, manifest)
 
-    runs = [(t, r) for t, r in plan_runs(trials, config) if r < 0 or (t.trial_id, r) not in done]
+    # A resumed sweep runs what is missing, with warm-ups only for trials that miss something.
+    finished = {t.trial_id for t in trials if all((t.trial_id, r) in done for r in range(config.repeats))}
+    runs = [
+        (t, r)
+        for t, r in plan_runs(trials, config)
+        if t.trial_id not in finished and (r < 0 or (t.trial_id, r) not in done)
+    ]
     measured_total = sum(1 for _, r in runs if r >= 0)
     emit(
         "planned",
@@ -310,11 +320,12 @@ def sweep(
                 elif row["status"] == "skipped":  # this interpreter lacks what the workload needs
                     given_up[trial.trial_id] = row["error"]
             if repeat >= 0:
-                writer.append(row)
-                counts["recorded"] += 1
-                counts["failed"] += row["status"] in ("failed", "timeout")
-                counts["skipped"] += row["status"] == "skipped"
-                counts["wrong"] += row["correct"] is False
+                with _interrupts_held():  # a Ctrl-C lands after the row is whole on disk, never inside
+                    writer.append(row)
+                    counts["recorded"] += 1
+                    counts["failed"] += row["status"] in ("failed", "timeout")
+                    counts["skipped"] += row["status"] == "skipped"
+                    counts["wrong"] += row["correct"] is False
             emit("run", {"row": row, "measured": repeat >= 0})
             if fail_fast and (row["status"] in ("failed", "timeout") or row["correct"] is False):
                 emit("warning", {"text": "stopping at the first failure (--fail-fast)"})
@@ -322,9 +333,11 @@ def sweep(
     except KeyboardInterrupt:
         interrupted = True
     finally:
-        executor.close()
-        complete = not interrupted and counts["recorded"] == measured_total
-        writer.close("complete" if complete else ("interrupted" if interrupted else "stopped"))
+        with _interrupts_held(reraise=False) as held:  # a second Ctrl-C must not cut the saving short
+            executor.close()
+            complete = not interrupted and counts["recorded"] == measured_total
+            writer.close("complete" if complete else ("interrupted" if interrupted else "stopped"))
+        interrupted = interrupted or bool(held)
     return SweepResult(
         sweep_dir=sweep_dir,
         sweep_id=sweep_id,
@@ -337,6 +350,28 @@ def sweep(
         wall_s=time.perf_counter() - started,
         measured_s=executor.measured_s,
     )
+
+
+@contextlib.contextmanager
+def _interrupts_held(reraise: bool = True) -> Iterator[list[int]]:
+    """Hold Ctrl-C and SIGTERM for the duration; then raise KeyboardInterrupt if one came.
+
+    The held signals are listed in the yielded list. Python runs signal handlers in the main
+    thread only, so elsewhere this holds nothing (and nothing there needs holding).
+    """
+    held: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield held
+        return
+    wanted = [s for s in (signal.SIGINT, signal.SIGTERM) if callable(signal.getsignal(s))]
+    previous = {s: signal.signal(s, lambda signum, frame: held.append(signum)) for s in wanted}
+    try:
+        yield held
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    if held and reraise:
+        raise KeyboardInterrupt
 
 
 def _skipped_row(trial: Trial, repeat: int, sweep_id: str, name: str, why: str) -> dict:

@@ -49,7 +49,7 @@ def preflight(out: str | os.PathLike) -> None:
     """Fail now, not after an hour, if results cannot be written under ``out``."""
     out = Path(out)
     try:
-        out.mkdir(parents=True, exist_ok=True)
+        make_dirs(out)
         probe = out / f".conclab-probe-{os.getpid()}"
         probe.write_bytes(b"x")
         probe.unlink()
@@ -58,6 +58,22 @@ def preflight(out: str | os.PathLike) -> None:
     free = shutil.disk_usage(out).free
     if free < MIN_FREE_BYTES:
         raise StoreError(f"{out}: only {free >> 20} MiB free; need at least {MIN_FREE_BYTES >> 20} MiB")
+
+
+def make_dirs(path: Path) -> None:
+    """``mkdir -p`` whose new folders are 0o755 whatever the umask: never world-writable."""
+    missing = []
+    while not path.exists():
+        missing.append(path)
+        if path.parent == path:
+            break
+        path = path.parent
+    for folder in reversed(missing):
+        try:
+            folder.mkdir(mode=_DIR_MODE)
+        except FileExistsError:  # made meanwhile by a sweep beside this one
+            continue
+        os.chmod(folder, _DIR_MODE)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -73,12 +89,22 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, _FILE_MODE)
     try:
-        os.write(fd, data)
+        _write_all(fd, data)
         os.fsync(fd)
-    finally:
+    except BaseException:
         os.close(fd)
+        tmp.unlink(missing_ok=True)  # a full disk must not also keep the half-written file
+        raise
+    os.close(fd)
     os.replace(tmp, path)
     _fsync_dir(path.parent)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """``os.write`` until all of ``data`` is out: a write can be short when the disk fills."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def read_manifest(sweep_dir: str | os.PathLike) -> dict:
@@ -105,34 +131,55 @@ class SweepWriter:
         self, sweep_dir: str | os.PathLike, manifest: dict, flush_rows: int = 2000, flush_s: float = 10.0
     ):
         self.dir = Path(sweep_dir)
-        self.dir.mkdir(parents=True, exist_ok=True, mode=_DIR_MODE)
-        os.chmod(self.dir, _DIR_MODE)
         self.manifest = dict(manifest, schema_version=schema.SCHEMA_VERSION, state="running")
-        write_manifest(self.dir, self.manifest)
         self.flush_rows, self.flush_s = flush_rows, flush_s
-        self._seal_leftover_journals()
-        self._seq = 1 + max([_seq(p) for p in self.dir.glob("part-*.parquet")] + [-1])
-        self._rows: list[dict] = []
-        self._open_journal()
+        try:
+            make_dirs(self.dir)
+            write_manifest(self.dir, self.manifest)
+            self._seal_leftover_journals()
+            self._seq = 1 + max([_seq(p) for p in self.dir.glob("part-*.parquet")] + [-1])
+            self._rows: list[dict] = []
+            self._open_journal()
+        except OSError as exc:
+            raise StoreError(self._cannot_write(self.dir, exc)) from None
 
     def _open_journal(self) -> None:
         self._journal_path = self.dir / f"journal-{self._seq:06d}.jsonl"
         self._fd = os.open(self._journal_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, _FILE_MODE)
+        self._journal_size = os.fstat(self._fd).st_size
         self._last_seal = time.monotonic()
 
     def append(self, row: dict) -> None:
-        """Record one finished run; it is on disk (in the kernel) when this returns."""
-        os.write(self._fd, (json.dumps(row, separators=(",", ":")) + "\n").encode())
+        """Record one finished run; it is on disk (in the kernel) when this returns.
+
+        Raises ``StoreError`` when the row cannot be written (disk full): the journal is
+        then cut back to its last whole row, so every row before this one stays readable.
+        """
+        line = (json.dumps(row, separators=(",", ":")) + "\n").encode()
+        try:
+            _write_all(self._fd, line)
+        except OSError as exc:
+            os.ftruncate(self._fd, self._journal_size)  # no torn line mid-journal once space is back
+            raise StoreError(self._cannot_write(self._journal_path, exc)) from None
+        self._journal_size += len(line)
         self._rows.append(row)
         if len(self._rows) >= self.flush_rows or time.monotonic() - self._last_seal >= self.flush_s:
             self.seal()
 
+    def _cannot_write(self, path: Path, exc: OSError) -> str:
+        return (
+            f"{path}: cannot write results ({exc.strerror or exc}); the runs recorded before are "
+            "kept; make room, then run the same sweep with --resume"
+        )
+
     def seal(self) -> None:
         """Turn the journal's rows into a Parquet part (atomically), then drop the journal."""
         if self._rows:
-            _write_part(
-                self.dir / f"part-{self._seq:06d}.parquet", schema.to_table(self._rows), self.manifest
-            )
+            part = self.dir / f"part-{self._seq:06d}.parquet"
+            try:
+                _write_part(part, schema.to_table(self._rows), self.manifest)
+            except OSError as exc:  # the journal still holds every row; a resume seals it
+                raise StoreError(self._cannot_write(part, exc)) from None
         os.close(self._fd)
         self._journal_path.unlink()
         self._rows = []
@@ -146,7 +193,10 @@ class SweepWriter:
         self._journal_path.unlink()
         self.manifest["state"] = state
         self.manifest["finished_at"] = time.time()
-        write_manifest(self.dir, self.manifest)
+        try:
+            write_manifest(self.dir, self.manifest)
+        except OSError as exc:
+            raise StoreError(self._cannot_write(self.dir / MANIFEST, exc)) from None
 
     def _seal_leftover_journals(self) -> None:
         """A resumed sweep first turns what a killed run left in journals into parts."""
