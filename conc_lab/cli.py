@@ -227,7 +227,9 @@ def summarize(
     _emit(analysis.render(summary, fmt, width=_width()))
     if fmt in ("table", "markdown") and len(analysis.interpreter_labels(df)) > 1:
         wide = analysis.by_interpreter(df, summary).round(2)
-        _emit(("\n" if fmt == "table" else "\n**Speedup per interpreter**\n\n") + analysis.render(wide, fmt, width=_width()))
+        title = "speedup over each interpreter's own sequential baseline, side by side"
+        _emit(f"\n{title}:\n" if fmt == "table" else f"\n**{title}**\n\n")
+        _emit(analysis.render(wide, fmt, width=_width()))
 
 
 @app.command()

@@ -10,7 +10,6 @@ import platform
 import resource
 import socket
 import sys
-import sysconfig
 import time
 
 #: Monotonic and system-wide on Linux, so times taken in worker processes compare with the host's.
@@ -74,6 +73,8 @@ def gil_enabled():
 
 def interpreter():
     """Facts about the running interpreter that every row records."""
+    import sysconfig  # here, not at the top: every worker imports this module, few ask this
+
     free_threaded = bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
     return {
         "python_version": platform.python_version(),
