@@ -17,6 +17,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 from conc_lab import matrix
 from conc_lab.config import ConfigError, load_config
@@ -295,7 +296,8 @@ def doctor(
         colour = {"ok": "green", "info": "blue", "warn": "yellow", "bad": "bold red"}
         table = Table("check", "status", "seen", "advice", show_lines=False)
         for f in findings:
-            table.add_row(f.name, f"[{colour[f.status]}]{f.status}[/]", f.detail, f.advice)
+            # details hold paths and YAML snippets: text, not rich markup
+            table.add_row(f.name, f"[{colour[f.status]}]{f.status}[/]", Text(f.detail), Text(f.advice))
         out_console.print(table)
     if strict and any(f.spoils for f in findings):
         raise typer.Exit(1)

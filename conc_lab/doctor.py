@@ -358,7 +358,7 @@ def interpreters() -> list[Finding]:
                 name,
                 "ok",
                 f"{info.path}: {info.implementation} {info.version}, {build}, {gil}; can host trials",
-                f"matrix: {{python: [{value}]}}",
+                f"name it in matrix.python as {value}",
             )
         )
     return out
