@@ -538,7 +538,7 @@ def compare(
         sides[name] = (groups, codes[ok], run[ok])
     ga, gb = sides["a"][0], sides["b"][0]
     merged = ga.set_index("_key").join(gb.drop(columns=keys).set_index("_key"), how="outer")
-    only_b = merged[keys[0]].isna() & merged.index.isin(gb["_key"]) & ~merged.index.isin(ga["_key"])
+    only_b = pd.Index(ga["_key"]).get_indexer(merged.index) < 0  # (Index.isin on strings is slow)
     if only_b.any():  # their keys live on b's side of the join
         merged.loc[only_b, keys] = gb.set_index("_key").loc[merged.index[only_b], keys].to_numpy()
     position = pd.Index(merged.index)
