@@ -6,6 +6,7 @@ machine lacks is skipped with the reason.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -14,8 +15,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from typer.testing import CliRunner
 
 from conc_lab import analysis, doctor, interpreters, store
+from conc_lab.cli import app
 from conc_lab.config import ConfigError, load_config
 from conc_lab.hosts import TrialHost
 from conc_lab.runner import sweep
@@ -132,6 +135,10 @@ def test_doctor_lists_interpreters_with_what_they_can_do():
     hosts = [f for f in findings if f.status == "ok"]
     assert hosts and all("can host trials" in f.detail for f in hosts)
     assert any(sys.executable in f.detail for f in findings)
+    res = CliRunner().invoke(app, ["doctor", "--json"])
+    assert res.exit_code == 0, res.output
+    listed = {f["name"] for f in json.loads(res.output)}
+    assert {f.name for f in findings} <= listed
 
 
 # --- config validation --------------------------------------------------------------------------
@@ -151,6 +158,18 @@ def test_config_names_the_bad_python_entry(tmp_path):
         load_config(path)
     assert str(err.value).startswith(f"{path}: matrix.python[1]: no interpreter 'python9.99'")
     assert "\n" not in str(err.value)
+
+
+def test_config_checks_the_python_of_an_include_entry(tmp_path):
+    path = _config(
+        tmp_path,
+        {"workload": "experiments.seed:calc_square", "backend": ["sequential"]},
+        include=[
+            {"workload": "experiments.seed:calc_square", "backend": "threading", "python": "python9.99"}
+        ],
+    )
+    with pytest.raises(ConfigError, match=r"include\[0\]\.python: no interpreter 'python9.99'"):
+        load_config(path)
 
 
 def test_config_refuses_a_too_old_python(tmp_path):
@@ -260,6 +279,12 @@ def test_one_matrix_across_three_interpreters(tmp_path, three_pythons, monkeypat
     page = write_report(df, tmp_path / "report")
     assert (tmp_path / "report" / "python_speedup.png").stat().st_size > 1000
     assert "python_speedup.png" in page.read_text()
+
+    # conclab summarize prints the same side by side after its main table
+    res = CliRunner().invoke(app, ["summarize", str(result.sweep_dir), "--format", "markdown"])
+    assert res.exit_code == 0, res.output
+    side = res.output.split("side by side")[1]
+    assert side.splitlines()[2].startswith("| workload | backend |") and all(lab in side for lab in labels)
 
 
 def test_a_lazily_imported_package_is_declared_and_skipped_where_missing(tmp_path, monkeypatch):
