@@ -304,6 +304,7 @@ def sweep(
     )
     counts = {"recorded": 0, "failed": 0, "wrong": 0, "skipped": 0}
     given_up: dict[str, str] = {}  # trial_id -> why its later runs are skipped
+    hung_warmups: dict[str, dict] = {}  # trial_id -> the row of a warm-up run that timed out
     interrupted = False
     started = time.perf_counter()
     try:
@@ -311,12 +312,19 @@ def sweep(
             if trial.trial_id in given_up:
                 if repeat < 0:
                     continue
-                row = _skipped_row(trial, repeat, sweep_id, config.name, given_up[trial.trial_id])
-                row.update(executor.interpreter_facts(trial.python))  # the interpreter it was skipped under
+                hung = hung_warmups.pop(trial.trial_id, None)
+                if hung is not None:  # its first measured row says so, or the hang would go unrecorded
+                    row = dict(hung, repeat=repeat, error=f"in its warm-up run: {hung['error']}")
+                else:
+                    row = _skipped_row(trial, repeat, sweep_id, config.name, given_up[trial.trial_id])
+                    # the interpreter it was skipped under
+                    row.update(executor.interpreter_facts(trial.python))
             else:
                 row = executor.execute(trial, repeat)
                 if row["status"] == "timeout":
                     given_up[trial.trial_id] = "an earlier run of this trial timed out"
+                    if repeat < 0:
+                        hung_warmups[trial.trial_id] = row
                 elif row["status"] == "skipped":  # this interpreter lacks what the workload needs
                     given_up[trial.trial_id] = row["error"]
             if repeat >= 0:

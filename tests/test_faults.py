@@ -1,0 +1,194 @@
+"""Trials that raise, exit, segfault or hang, on every local backend, in real trial hosts.
+
+Each one must be recorded (status and error text), must not take the sweep with it, and
+must leave nothing behind that could disturb the next trial's timing: no live process of a
+killed host's group, no extra thread or worker in a host that survived. The misbehaving
+workloads are in tests/workloads_faulty.py. How long recovery takes is measured, not
+asserted, by benchmarks/bench_recovery.py.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from conc_lab import runner, store
+from conc_lab.config import parse_config
+from conc_lab.matrix import Trial
+from conc_lab.runner import TrialExecutor
+
+TESTS = str(Path(__file__).resolve().parent)
+TIMEOUT_S = 2.0  # small, yet above a spawned pool's start-up on a busy 2-core machine
+
+# (backend, start_method, workers)
+BACKENDS = [
+    ("sequential", None, 1),
+    ("threading", None, 2),
+    ("multiprocessing", "fork", 2),
+    ("multiprocessing", "spawn", 2),
+    ("multiprocessing", "forkserver", 2),
+]
+BACKEND_IDS = ["sequential", "threading", "fork", "spawn", "forkserver"]
+
+
+def live_group(pgid: int) -> set[int]:
+    """Pids of the process group that are still running (zombies left for init do not count)."""
+    pids = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()  # after "pid (comm)": state ppid pgrp ...
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            pids.add(int(entry))
+    return pids
+
+
+def gone(pgid: int, within_s: float = 5.0) -> bool:
+    """True once no process of the group runs; SIGKILLed processes take a moment to exit."""
+    deadline = time.monotonic() + within_s
+    while live_group(pgid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def thread_count(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/task"))
+
+
+@pytest.fixture
+def executor():
+    with TrialExecutor("faults", "t", "compact", timeout_s=TIMEOUT_S, search_path=[TESTS]) as ex:
+        yield ex
+
+
+def _trial(fn: str, backend: str, start_method: str | None, workers: int) -> Trial:
+    return Trial(f"workloads_faulty:{fn}", backend, workers, tasks=4, size=2000, start_method=start_method)
+
+
+def _expected(fault: str, backend: str) -> tuple[str, str, bool]:
+    """(status, words in the error, whether the host must have been replaced)."""
+    in_host = backend != "multiprocessing"  # sequential and threading run tasks in the host itself
+    if fault == "raises":
+        return "failed", "ValueError: task 1 is broken on purpose", False
+    if fault == "exits":
+        return (
+            ("failed", "trial host exited with code 3", True)
+            if in_host
+            else ("failed", "(exit code 3)", False)
+        )
+    if fault == "segfaults":
+        return (
+            ("failed", "killed by SIGSEGV", True)
+            if in_host
+            else ("failed", "died (killed by SIGSEGV)", False)
+        )
+    if fault in ("hangs", "spins"):
+        return "timeout", f"no answer within {TIMEOUT_S:g} s; trial host killed and replaced", True
+    raise AssertionError(fault)
+
+
+CASES = [
+    pytest.param(fault, *backend, id=f"{fault}-{bid}")
+    for fault in ("raises", "exits", "segfaults", "hangs")
+    for backend, bid in zip(BACKENDS, BACKEND_IDS)
+] + [
+    # Spinning holds the GIL, so the host cannot even answer: it must be killed from outside.
+    pytest.param("spins", *BACKENDS[0], id="spins-sequential"),
+    pytest.param("spins", *BACKENDS[1], id="spins-threading"),
+]
+
+
+@pytest.mark.parametrize("fault, backend, start_method, workers", CASES)
+def test_a_faulty_trial_is_recorded_and_leaves_nothing_behind(
+    executor, fault, backend, start_method, workers
+):
+    good = _trial("good", backend, start_method, workers)
+    first = executor.execute(good, 0)
+    assert (first["status"], first["correct"]) == ("ok", True), first["error"]
+    host = executor.hosts[None]
+    group_before, threads_before = live_group(host.proc.pid), thread_count(host.proc.pid)
+
+    row = executor.execute(_trial(fault, backend, start_method, workers), 0)
+
+    status, words, replaced = _expected(fault, backend)
+    assert row["status"] == status
+    assert words in row["error"]
+    assert row["run_s"] is None and row["checksum"] is None and row["correct"] is None
+    assert row["python_version"] and row["hostname"]  # facts kept even when the host died
+    if replaced:
+        assert executor.hosts.get(None) is not host
+        assert gone(host.proc.pid)  # the hung thread or worker died with its host
+    else:
+        # The pool is gone (workers killed or joined), the host is the one it was.
+        assert executor.hosts[None] is host and host.proc.poll() is None
+        assert live_group(host.proc.pid) == group_before
+        assert thread_count(host.proc.pid) == threads_before
+
+    after = executor.execute(good, 1)
+    assert (after["status"], after["correct"]) == ("ok", True), after["error"]
+    assert after["checksum"] == first["checksum"]
+    assert len(after["task_records"]) == 4
+
+
+def test_a_worker_exiting_zero_mid_trial_still_fails_it(executor):
+    row = executor.execute(_trial("exits_zero", "multiprocessing", "fork", 2), 0)
+    assert row["status"] == "failed"
+    assert "every worker exited with" in row["error"] and "of 4 tasks done" in row["error"]
+
+
+def test_a_workload_reading_stdin_cannot_eat_the_hosts_requests(executor):
+    row = executor.execute(_trial("reads_stdin", "threading", None, 2), 0)
+    assert row["status"] == "ok"  # it read /dev/null, not the runner's pipe
+
+
+def test_a_sweep_of_faulty_trials_goes_on_records_all_and_skips_after_a_timeout(tmp_path):
+    cfg = parse_config(
+        {
+            "name": "faulty",
+            "repeats": 2,
+            "warmup": 1,
+            "timeout_s": TIMEOUT_S,
+            "matrix": {
+                "workload": [
+                    f"workloads_faulty:{f}" for f in ("raises", "exits", "segfaults", "hangs", "good")
+                ],
+                "backend": ["threading", "multiprocessing"],
+                "workers": [2],
+                "tasks": [4],
+                "size": [2000],
+            },
+            "backend_options": {"multiprocessing": {"start_method": ["fork"]}},
+        },
+        path=str(Path(TESTS) / "faulty.yaml"),  # so the host finds workloads_faulty beside it
+    )
+    failures = []
+    result = runner.sweep(
+        cfg,
+        tmp_path,
+        on_event=lambda kind, data: (
+            failures.append(data["row"]["workload"])
+            if kind == "run" and data["row"]["status"] in ("failed", "timeout")
+            else None
+        ),
+    )
+    assert (result.planned, result.recorded, result.interrupted) == (20, 20, False)
+    assert not result.ok and result.failed == 14  # 3 failing workloads x 2 backends x 2 repeats, 2 timeouts
+    df = store.load(result.sweep_dir)
+    assert len(df) == 20 and not df.duplicated(["trial_id", "repeat"]).any()
+    by = df.groupby(["workload", "status"], observed=True).size().to_dict()
+    assert by[("workloads_faulty:good", "ok")] == 4 and df[df.status == "ok"]["correct"].all()
+    assert by[("workloads_faulty:hangs", "timeout")] == 2  # its warm-up hung: repeat 0 says so
+    assert by[("workloads_faulty:hangs", "skipped")] == 2  # repeat 1 not tried again
+    assert by[("workloads_faulty:raises", "failed")] == by[("workloads_faulty:segfaults", "failed")] == 4
+    assert df[df.status != "ok"]["error"].str.len().min() > 0
+    assert store.read_manifest(result.sweep_dir)["state"] == "complete"
+    assert "workloads_faulty:segfaults" in failures  # told as they happened, not only at the end

@@ -1,0 +1,89 @@
+"""Workloads that misbehave on purpose, for the fault tests and benchmarks/bench_recovery.py.
+
+They live with the tests, not in experiments/, because no one should sweep them for numbers;
+a sweep reaches them as ``workloads_faulty:<name>`` with tests/ on its search path. Each one
+behaves like ``experiments.cpu:sum_squares`` except on task ``FAULTY_TASK``, where it fails
+in its own way, so a trial with several workers has good tasks running beside the bad one.
+The workload contract is in experiments/__init__.py.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+FAULTY_TASK = 1
+
+
+def _work(task: int, size: int) -> int:
+    total = 0
+    for i in range(task * size, (task + 1) * size):
+        total += i * i
+    return total
+
+
+def good(task: int, size: int) -> int:
+    """The well-behaved twin: the answer the others would give.
+
+    >>> good(0, 4)
+    14
+    """
+    return _work(task, size)
+
+
+def raises(task: int, size: int) -> int:
+    """Raises ValueError on the faulty task."""
+    if task == FAULTY_TASK:
+        raise ValueError(f"task {task} is broken on purpose")
+    return _work(task, size)
+
+
+def exits(task: int, size: int) -> int:
+    """Leaves the process at once with ``os._exit(3)``: no cleanup, no exception to catch."""
+    if task == FAULTY_TASK:
+        os._exit(3)
+    return _work(task, size)
+
+
+def exits_zero(task: int, size: int) -> int:
+    """``os._exit(0)``: a death that looks like success from the exit code alone."""
+    if task == FAULTY_TASK:
+        os._exit(0)
+    return _work(task, size)
+
+
+def segfaults(task: int, size: int) -> int:
+    """Dereferences address 0 through ctypes: SIGSEGV in native code, no Python frame to unwind."""
+    if task == FAULTY_TASK:
+        import ctypes
+
+        ctypes.string_at(0)
+    return _work(task, size)
+
+
+def hangs(task: int, size: int) -> int:
+    """Sleeps for an hour (the GIL released): only a timeout ends it."""
+    if task == FAULTY_TASK:
+        time.sleep(3600)
+    return _work(task, size)
+
+
+def spins(task: int, size: int) -> int:
+    """Loops forever holding the GIL: the host cannot even answer, so it must be killed from outside."""
+    if task == FAULTY_TASK:
+        while True:
+            pass
+    return _work(task, size)
+
+
+def reads_stdin(task: int, size: int) -> int:
+    """Reads standard input, which in the trial host must not be the runner's request pipe."""
+    import sys
+
+    data = sys.stdin.read()
+    return _work(task, size) + len(data)
+
+
+def unpicklable(task: int, size: int):
+    """Returns a lambda: fine in a thread, cannot cross a process boundary or be hashed as JSON."""
+    return lambda: task
