@@ -6,7 +6,7 @@ calibration), conclab with a sequential sweep (one task per trial run, in its tr
 To let drift (other load, thermal) hit both alike, the two alternate for ``--rounds``
 rounds, and each side's median is over all its values. Target: medians within 3%.
 
-    python benchmarks/bench_pyperf.py            # ~1 minute
+    python benchmarks/bench_pyperf.py            # about 40 s
     python benchmarks/bench_pyperf.py --size 2000000 --rounds 5
 """
 
@@ -77,11 +77,11 @@ def conclab_values(size: int, repeats: int, core: int, workdir: Path) -> list[fl
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", type=int, default=1_000_000, help="sum_squares size (1e6: about 55 ms here)")
-    ap.add_argument("--rounds", type=int, default=3, help="alternating pyperf/conclab rounds")
+    ap.add_argument("--rounds", type=int, default=8, help="alternating pyperf/conclab rounds")
     ap.add_argument(
-        "--processes", type=int, default=6, help="pyperf worker processes per round (3 values each)"
+        "--processes", type=int, default=3, help="pyperf worker processes per round (3 values each)"
     )
-    ap.add_argument("--repeats", type=int, default=18, help="conclab measured runs per round")
+    ap.add_argument("--repeats", type=int, default=9, help="conclab measured runs per round")
     ap.add_argument("--core", type=int, default=0, help="the core both instruments are pinned to")
     args = ap.parse_args()
 
