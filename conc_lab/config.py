@@ -61,8 +61,15 @@ class ConfigError(ValueError):
     """A bad config: ``str(err)`` is the one line a user sees (file: key: problem)."""
 
     def __init__(self, path: str | os.PathLike | None, key: str, problem: str):
-        self.path, self.key, self.problem = str(path or "<config>"), key, problem
-        super().__init__(f"{self.path}: {key}: {problem}")
+        # A key or message may quote what the user wrote, newlines included: it stays one line.
+        self.path = _one_line(str(path or "<config>"))
+        self.key, self.problem = _one_line(key), _one_line(problem)
+        super().__init__(f"{self.path}: {self.key}: {self.problem}")
+
+
+def _one_line(text: str) -> str:
+    """``text`` with control characters escaped (\\n, \\t, \\x00), so it prints as one line."""
+    return text if text.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 @dataclass(frozen=True)
@@ -324,7 +331,9 @@ class _Validator:
                 suggestion = (
                     f"; did you mean {hint[0]!r}?" if hint else f"; known: {', '.join(sorted(known))}"
                 )
-                self.fail(f"{prefix}{key}", f"unknown key{suggestion}")
+                # quoted when it would not show: an empty key, or one with spaces around it
+                shown = repr(key) if isinstance(key, str) and (not key or key.strip() != key) else key
+                self.fail(f"{prefix}{shown}", f"unknown key{suggestion}")
 
     def integer(self, value: Any, key: str, minimum: int, maximum: int = _INT32_MAX) -> int:
         if not isinstance(value, int) or isinstance(value, bool):

@@ -199,7 +199,13 @@ class SweepWriter:
             raise StoreError(self._cannot_write(self.dir / MANIFEST, exc)) from None
 
     def _seal_leftover_journals(self) -> None:
-        """A resumed sweep first turns what a killed run left in journals into parts."""
+        """A resumed sweep first turns what a killed run left in journals into parts.
+
+        Temp files a killed run left before their rename are dropped: their rows are
+        still in the journal, or (for the manifest) rewritten just now.
+        """
+        for tmp in self.dir.glob(".*.tmp"):
+            tmp.unlink(missing_ok=True)
         for journal in sorted(self.dir.glob("journal-*.jsonl")):
             part = self.dir / f"part-{_seq(journal):06d}.parquet"
             if not part.exists():

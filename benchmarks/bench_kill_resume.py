@@ -1,0 +1,161 @@
+"""Kill-and-resume loop: SIGKILL the real `conclab sweep` at random moments, N times, then resume.
+
+Each round starts `conclab sweep CONFIG --resume`, waits until its runs begin, sleeps a
+random time and sends SIGKILL (kill -9: no handler, no cleanup). After N kills the sweep is
+resumed until it completes. Reported: kills that landed, rows expected vs rows stored,
+duplicate (trial_id, repeat) rows, runs lost between kills (rows stored earlier that a later
+load no longer shows), processes the killed sweeps left running, and stray files.
+
+    python benchmarks/bench_kill_resume.py              # 30 kills, about 2 minutes
+    python benchmarks/bench_kill_resume.py --kills 100 --seed 7
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from _common import ROOT
+
+CLI = [sys.executable, "-m", "conc_lab.cli"]
+CONFIG = """\
+name: kr
+repeats: 5
+warmup: 1
+timeout_s: 30
+shuffle: true
+matrix:
+  workload: [experiments.io:sleep, experiments.cpu:sum_squares]
+  backend: [sequential, threading, multiprocessing]
+  workers: [1, 2]
+  tasks: [2]
+  size: [5]
+backend_options:
+  multiprocessing: {start_method: [fork, forkserver]}
+"""
+
+
+def survivors(tag: str, within_s: float = 5.0) -> list[int]:
+    """Running processes whose environment carries ``tag`` (the sweep's hosts and workers inherit it)."""
+    needle = f"CONCLAB_TEST_TAG={tag}".encode()
+    deadline = time.monotonic() + within_s
+    while True:
+        alive = []
+        for entry in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                if needle in Path(f"/proc/{entry}/environ").read_bytes().split(b"\0"):
+                    if Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+                        alive.append(int(entry))
+            except OSError:
+                continue
+        if not alive or time.monotonic() > deadline:
+            return alive
+        time.sleep(0.02)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--kills", type=int, default=30)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--max-delay", type=float, default=0.8, help="kill within this many seconds of the start")
+    args = ap.parse_args()
+
+    from conc_lab import store
+    from conc_lab.config import load_config
+    from conc_lab.matrix import count
+
+    rng = random.Random(args.seed)
+    work = Path(tempfile.mkdtemp(prefix="bench_kill_resume-"))
+    config, out = work / "kr.yaml", work / "out"
+    config.write_text(CONFIG)
+    cfg = load_config(config)
+    expected = count(cfg) * cfg.repeats
+    tag = uuid.uuid4().hex
+    env = dict(os.environ, CONCLAB_TEST_TAG=tag)
+
+    def verify(out: Path) -> dict:
+        sweeps = [d for d in (out / "kr").iterdir() if (d / store.MANIFEST).exists()]
+        df = store.load(out / "kr")
+        return {
+            "sweeps": len(sweeps),
+            "rows": len(df),
+            "dup": int(df.duplicated(["trial_id", "repeat"]).sum()),
+            "stray": sum(
+                1
+                for d in sweeps
+                for p in d.iterdir()
+                if not (p.name == "manifest.json" or p.name.startswith("part-"))
+            ),
+            "complete": all(store.read_manifest(d)["state"] == "complete" for d in sweeps),
+            "ok": bool((df.status == "ok").all() and df.correct.all()),
+        }
+
+    def finish(out: Path) -> dict:
+        for _ in range(4):
+            if subprocess.run(argv_for(out), cwd=ROOT, env=env, capture_output=True).returncode == 0:
+                return verify(out)
+        raise SystemExit(f"resume of {out} did not complete")
+
+    def argv_for(out: Path) -> list[str]:
+        return [*CLI, "sweep", str(config), "--out", str(out), "--resume", "-q"]
+
+    kills = lost = orphans = starts = 0
+    sweeps: list[dict] = []
+    progress: list[int] = []  # rows stored after each start, to show where the kills landed
+    seen: set[tuple[str, int]] = set()
+    t0 = time.perf_counter()
+    while kills < args.kills:
+        starts += 1
+        proc = subprocess.Popen(
+            argv_for(out), cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        )
+        for line in proc.stderr:  # the runs begin once this line is out
+            if "measured runs" in line:
+                break
+        time.sleep(rng.uniform(0.0, args.max_delay))
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            kills += 1
+        proc.communicate()
+        orphans += len(survivors(tag))
+        df = store.load(out / "kr", columns=["trial_id", "repeat"])
+        now = set(zip(df["trial_id"], df["repeat"].astype(int)))
+        lost += len(seen - now)
+        seen |= now
+        progress.append(len(now))
+        if proc.returncode == 0:  # it finished between kills: check it, go on with a new sweep
+            sweeps.append(verify(out))
+            out, seen = work / f"out{starts}", set()
+    sweeps.append(finish(out))
+    loop_s = time.perf_counter() - t0
+
+    rows = [s["rows"] for s in sweeps]
+    dup = sum(s["dup"] for s in sweeps)
+    stray = sum(s["stray"] for s in sweeps)
+    good = all(s["complete"] and s["ok"] and s["sweeps"] == 1 for s in sweeps)
+    print(
+        f"kills landed:          {kills} (in {starts} starts), over {len(sweeps)} sweeps resumed to completion"
+    )
+    print(f"rows stored after each kill: {progress}")
+    print(f"rows expected:         {expected} per sweep, {expected * len(sweeps)} in all")
+    print(f"rows stored:           {rows} = {sum(rows)} in all")
+    print(f"duplicate rows:        {dup}")
+    print(f"rows lost after a kill (stored, later missing): {lost}")
+    print(f"processes left running after a kill: {orphans}")
+    print(f"stray files (journal, .tmp) after completion: {stray}")
+    print(f"each sweep one dir, state complete, all runs ok and correct: {good}")
+    print(f"loop time:             {loop_s:.1f} s")
+    if sum(rows) != expected * len(sweeps) or dup or lost or orphans or stray or not good:
+        raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,321 @@
+"""A sweep killed at any moment loses nothing it finished and resumes to exactly what is missing.
+
+Everything here runs the real `conclab sweep` in a child process and kills it for real:
+SIGKILL at random moments in a loop, SIGKILL at chosen points (during the warm-up round,
+between a Parquet part's rename and its journal's unlink, between fsync and rename),
+Ctrl-C (SIGINT to its process group, as a terminal sends it) and SIGTERM. After each,
+`--resume` must complete the sweep with every run stored once: no lost rows, no duplicate
+rows, no torn or stray files, and no trial host or worker left running.
+The loop's figures (N kills, rows expected vs stored, duplicates) are measured by
+benchmarks/bench_kill_resume.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from conc_lab import store
+from conc_lab.config import load_config
+from conc_lab.matrix import count
+
+REPO = Path(__file__).resolve().parent.parent
+CLI = [sys.executable, "-m", "conc_lab.cli"]
+PYTHON_C = [sys.executable, "-c"]
+
+CONFIG = """\
+name: kr
+repeats: 4
+warmup: 1
+timeout_s: 30
+matrix:
+  workload: [experiments.io:sleep]
+  backend: [sequential, threading, multiprocessing]
+  workers: [1, 2]
+  tasks: [2]
+  size: [5]
+backend_options:
+  multiprocessing: {start_method: [fork]}
+"""
+
+
+@pytest.fixture
+def sweep_config(tmp_path):
+    path = tmp_path / "kr.yaml"
+    path.write_text(CONFIG)
+    return path
+
+
+def expected_rows(config: Path) -> int:
+    cfg = load_config(config)
+    return count(cfg) * cfg.repeats
+
+
+def start(args: list[str], tag: str, program: list[str] = CLI) -> subprocess.Popen:
+    """The real CLI in its own session (so a signal to its group reaches it alone, as from a terminal).
+
+    ``tag`` goes into its environment, which its trial hosts and their workers inherit: that is
+    how ``survivors`` finds every process the sweep started.
+    """
+    env = dict(os.environ, CONCLAB_TEST_TAG=tag, COLUMNS="400")  # wide: no message wrapped mid-path
+    return subprocess.Popen(
+        [*program, *args],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def survivors(tag: str, within_s: float = 5.0) -> list[int]:
+    """Processes carrying ``tag`` still running after ``within_s`` (a SIGKILLed one takes a moment)."""
+    needle = f"CONCLAB_TEST_TAG={tag}".encode()
+    deadline = time.monotonic() + within_s
+    while True:
+        alive = []
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit() or int(entry) == os.getpid():
+                continue
+            try:
+                if needle not in Path(f"/proc/{entry}/environ").read_bytes().split(b"\0"):
+                    continue
+                state = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            except OSError:
+                continue
+            if state != "Z":
+                alive.append(int(entry))
+        if not alive or time.monotonic() > deadline:
+            return alive
+        time.sleep(0.02)
+
+
+def run_to_end(args: list[str], tag: str, program: list[str] = CLI) -> subprocess.CompletedProcess:
+    proc = start(args, tag, program)
+    out, err = proc.communicate(timeout=120)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def resume_until_complete(config: Path, out: Path, tag: str) -> int:
+    """Run `conclab sweep --resume` until it exits 0; returns how many runs that took."""
+    for attempt in range(1, 4):
+        done = run_to_end(["sweep", str(config), "--out", str(out), "--resume", "-q"], tag)
+        assert done.returncode in (0, 130), done.stderr
+        assert "Traceback" not in done.stderr
+        if done.returncode == 0:
+            return attempt
+    raise AssertionError("the sweep did not complete after 3 resumes")
+
+
+def check_complete_store(config: Path, out: Path) -> None:
+    """Exactly the expected rows, each run once, in whole files of known kinds."""
+    sweeps = [d for d in (out / "kr").iterdir() if (d / store.MANIFEST).exists()]
+    assert len(sweeps) == 1, sweeps  # every resume continued the same sweep
+    sweep_dir = sweeps[0]
+    names = sorted(p.name for p in sweep_dir.iterdir())
+    assert all(n == "manifest.json" or n.startswith("part-") for n in names), names  # no journal, no .tmp
+    for part in sweep_dir.glob("part-*.parquet"):
+        pq.read_table(part)  # whole: a torn file would not parse
+    df = store.load(sweep_dir)
+    assert len(df) == expected_rows(config)
+    assert not df.duplicated(["trial_id", "repeat"]).any()
+    assert (df["status"] == "ok").all() and df["correct"].all()
+    assert store.read_manifest(sweep_dir)["state"] == "complete"
+
+
+def test_sigkill_at_random_moments_then_resume_stores_every_run_once(sweep_config, tmp_path):
+    out = tmp_path / "out"
+    rng = random.Random(20240607)  # a fixed seed: a failure here can be replayed
+    tag = uuid.uuid4().hex
+    kills, stored = 0, 0
+    for _ in range(8):
+        proc = start(["sweep", str(sweep_config), "--out", str(out), "--resume", "-q"], tag)
+        # Its "N trials, M measured runs -> dir" line comes once the store is open and the runs
+        # begin (~0.4 s of them in all): the kill lands among them, the warm-up round included.
+        for line in proc.stderr:
+            if "measured runs" in line:
+                break
+        time.sleep(rng.uniform(0.0, 0.12))
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            kills += 1
+        proc.communicate()
+        if proc.returncode == 0:
+            break
+        assert proc.returncode == -signal.SIGKILL
+        assert survivors(tag) == []  # its trial hosts and workers died with it (the lifeline)
+        loaded = store.load(out / "kr")  # a killed sweep's store reads cleanly ...
+        assert not loaded.duplicated(["trial_id", "repeat"]).any()  # ... with no run twice
+        assert len(loaded) >= stored  # ... and nothing stored before is lost
+        stored = len(loaded)
+    assert kills >= 3
+    resume_until_complete(sweep_config, out, tag)
+    check_complete_store(sweep_config, out)
+
+
+# Killing itself at a chosen point of a real sweep: the one thing patched is *when* the
+# process dies, never what is written.
+KILLER = textwrap.dedent(
+    """
+    import os, signal, sys
+    from conc_lab import runner, store
+    point, config, out = sys.argv[1], sys.argv[2], sys.argv[3]
+    die = lambda: os.kill(os.getpid(), signal.SIGKILL)
+    seen = {"warmup": 0, "measured": 0}
+
+    def on_event(kind, data):
+        if kind != "run":
+            return
+        seen["measured" if data["measured"] else "warmup"] += 1
+        if point == "warmup" and seen["warmup"] == 3:
+            die()
+        if point == "rows" and seen["measured"] == 7:
+            die()
+
+    if point == "after-rename":  # the part is in place, its journal not yet unlinked
+        real_write_part = store._write_part
+        def write_part(*args):
+            real_write_part(*args)
+            die()
+        store._write_part = write_part
+    if point == "before-rename":  # the temp file is written and fsynced, not yet renamed
+        real_replace = os.replace
+        def replace(src, dst):
+            if str(dst).endswith(".parquet"):
+                die()
+            real_replace(src, dst)
+        os.replace = replace
+    runner.sweep(config, out, on_event=on_event)
+    """
+)
+
+
+@pytest.mark.parametrize("point", ["warmup", "rows", "after-rename", "before-rename"])
+def test_sigkill_at_a_chosen_point_then_resume(sweep_config, tmp_path, point):
+    out = tmp_path / "out"
+    tag = uuid.uuid4().hex
+    killed = run_to_end([KILLER, point, str(sweep_config), str(out)], tag, PYTHON_C)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert survivors(tag) == []
+    (sweep_dir,) = (out / "kr").iterdir()
+    files = {p.name for p in sweep_dir.iterdir()}
+    df = store.load(sweep_dir)  # what a user sees of the killed sweep
+    assert not df.duplicated(["trial_id", "repeat"]).any()
+    if point == "warmup":
+        assert len(df) == 0 and store.read_manifest(sweep_dir)["state"] == "running"
+    elif point == "rows":
+        assert len(df) == 7
+    elif point == "after-rename":  # the same rows twice on disk, read once
+        assert {"part-000000.parquet", "journal-000000.jsonl"} <= files
+        assert len(df) == expected_rows(sweep_config)
+    else:  # the part never appeared; its rows are still in the journal
+        assert "part-000000.parquet" not in files and any(f.endswith(".tmp") for f in files)
+        assert len(df) == expected_rows(sweep_config)
+    resume_until_complete(sweep_config, out, tag)
+    check_complete_store(sweep_config, out)
+
+
+def test_a_torn_last_journal_line_is_dropped_by_load_and_rerun_by_resume(sweep_config, tmp_path):
+    out = tmp_path / "out"
+    tag = uuid.uuid4().hex
+    killed = run_to_end([KILLER, "rows", str(sweep_config), str(out)], tag, PYTHON_C)
+    assert killed.returncode == -signal.SIGKILL
+    (journal,) = out.glob("kr/*/journal-*.jsonl")
+    rows = journal.read_text().splitlines()
+    half = json.dumps(dict(json.loads(rows[-1]), repeat=3))[:80]
+    with journal.open("a") as f:
+        f.write(half)  # what a write cut short by the kill leaves: a line with no end
+    df = store.load(out / "kr")
+    assert len(df) == len(rows) == 7
+    resume_until_complete(sweep_config, out, tag)
+    check_complete_store(sweep_config, out)
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def _ppid(pid: int) -> int:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except OSError:
+        return -1
+
+
+def wait_for_a_forked_worker(tag: str, proc: subprocess.Popen) -> None:
+    """Until a worker process runs: a tagged conc_lab.host process whose parent is the host."""
+    deadline = time.monotonic() + 60
+    while True:
+        hosts = {p for p in survivors(tag, within_s=0) if "conc_lab.host" in _cmdline(p)}
+        if any(_ppid(p) in hosts for p in hosts):
+            return
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.005)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_or_sigterm_during_a_multiprocessing_trial_saves_and_says_how_to_resume(tmp_path, sig):
+    config = tmp_path / "kr.yaml"
+    # Long multiprocessing trials, so the signal lands while worker processes are running.
+    config.write_text(
+        CONFIG.replace(
+            "backend: [sequential, threading, multiprocessing]", "backend: [sequential, multiprocessing]"
+        )
+        .replace("workers: [1, 2]", "workers: [2]")
+        .replace("size: [5]", "size: [150]")
+        .replace("repeats: 4", "repeats: 3")
+    )
+    out = tmp_path / "out"
+    tag = uuid.uuid4().hex
+    proc = start(["sweep", str(config), "--out", str(out), "-q"], tag)
+    deadline = time.monotonic() + 60
+    while not any(p.stat().st_size for p in out.glob("kr/*/journal-*.jsonl")):  # a run is saved
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.01)
+    wait_for_a_forked_worker(tag, proc)
+    os.killpg(proc.pid, sig)  # the whole foreground group, as a terminal's Ctrl-C does
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    assert f"Resume with: conclab sweep {config} --resume" in " ".join(err.split())
+    assert survivors(tag) == []  # no host, no worker, no forkserver left behind
+    (sweep_dir,) = (out / "kr").iterdir()
+    assert store.read_manifest(sweep_dir)["state"] == "interrupted"
+    assert not list(sweep_dir.glob("journal-*")) and list(sweep_dir.glob("part-*.parquet"))  # sealed
+    saved = len(store.load(sweep_dir))
+    assert 1 <= saved < expected_rows(config)
+    done = run_to_end(["sweep", str(config), "--out", str(out), "--resume", "-q"], tag)
+    assert done.returncode == 0, done.stderr
+    df = store.load(sweep_dir)
+    assert len(df) == expected_rows(config) and not df.duplicated(["trial_id", "repeat"]).any()
+
+
+def test_resume_with_a_changed_config_is_refused_and_writes_nothing(sweep_config, tmp_path):
+    out = tmp_path / "out"
+    tag = uuid.uuid4().hex
+    killed = run_to_end([KILLER, "rows", str(sweep_config), str(out)], tag, PYTHON_C)
+    assert killed.returncode == -signal.SIGKILL
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*")}
+    sweep_config.write_text(CONFIG.replace("size: [5]", "size: [6]"))
+    refused = run_to_end(["sweep", str(sweep_config), "--out", str(out), "--resume", "-q"], tag)
+    assert refused.returncode == 2
+    lines = refused.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in refused.stderr
+    assert f"{sweep_config}: (resume): the config changed since sweep" in lines[0]
+    assert "run without --resume" in lines[0]
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*")} == before
