@@ -37,6 +37,7 @@ from conc_lab.analysis import (
     _display,
     _keyed,
     amdahl_speedup,
+    by_interpreter,
     fit_amdahl,
     interpreter_labels,
     summarize,
@@ -549,6 +550,7 @@ def _html(
 interval; efficiency = speedup / workers; setup = median pool start-up, not in the run time.
 {flagged} row(s) carry notes (unstable: CV &gt; 10% or interval wider than 20% of the median).</p>
 <div class="scroll">{_table(_display(summary), "summary")}</div>
+{_interpreter_section(df, summary)}
 <h2>Scaling</h2>
 <p>Amdahl's law S(p) = 1 / (f + (1 − f)/p) fitted per backend; f is the serial fraction, 1/f the
 ceiling no number of workers can pass. Karp–Flatt: the serial fraction each point implies; rising with
@@ -560,6 +562,18 @@ workers means overhead that grows with them, not serial work.</p>
 <p style="color:#888;font-size:11px">Built by conc_lab in {elapsed:.1f} s.</p>
 </body></html>
 """
+
+
+def _interpreter_section(df: pd.DataFrame, summary: pd.DataFrame) -> str:
+    """Speedup per interpreter side by side, when the runs span more than one."""
+    if len(interpreter_labels(df)) < 2:
+        return ""
+    wide = by_interpreter(df, summary).round(2)
+    return (
+        "<h2>Per interpreter</h2><p>Speedup over each interpreter's own sequential baseline, one column "
+        "per Python version (oldest first; <i>t</i>: free-threaded build, <i>+GIL</i>: it ran with the "
+        "GIL on).</p>" + f'<div class="scroll">{_table(wide, "interpreters")}</div>'
+    )
 
 
 def _failures(df: pd.DataFrame, limit: int = 50) -> str:

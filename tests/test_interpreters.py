@@ -278,7 +278,9 @@ def test_one_matrix_across_three_interpreters(tmp_path, three_pythons, monkeypat
 
     page = write_report(df, tmp_path / "report")
     assert (tmp_path / "report" / "python_speedup.png").stat().st_size > 1000
-    assert "python_speedup.png" in page.read_text()
+    html = page.read_text()
+    assert "python_speedup.png" in html and '<table id="interpreters"' in html
+    assert all(f"<th>{lab}</th>" in html for lab in labels)
 
     # conclab summarize prints the same side by side after its main table
     res = CliRunner().invoke(app, ["summarize", str(result.sweep_dir), "--format", "markdown"])
