@@ -76,7 +76,7 @@ def _block(kind: str) -> bytes:
 
         rng = random.Random(20240521)
         if kind == "random":
-            block = rng.randbytes(_MIB)
+            block = rng.getrandbits(8 * _MIB).to_bytes(_MIB, "little")  # randbytes is 3.9+
         else:
             # Words from a small vocabulary: compresses about 3:1, like logs or JSON.
             words = [

@@ -178,7 +178,8 @@ def _payload(task: int, size: int) -> bytes:
     if data is None:
         import random
 
-        data = random.Random(task).randbytes(size)
+        # getrandbits, not randbytes (3.9+): the interpreter axis reaches back to 3.8
+        data = random.Random(task).getrandbits(8 * size).to_bytes(size, "little") if size else b""
         _PAYLOADS.clear()  # keep one payload per process: sizes can be large
         _PAYLOADS[key] = data
     return data

@@ -66,11 +66,13 @@ def _process_start(method: str, task: int, size: int) -> int:
     ctx = multiprocessing.get_context(method)
     total = 0
     for i in range(size):
-        p = ctx.Process(target=_exit_with, args=(_value(task, size, i),))
+        value = _value(task, size, i)
+        p = ctx.Process(target=_exit_with, args=(value,))
         p.start()
         p.join()
-        if p.exitcode is None or p.exitcode < 0:
-            raise RuntimeError(f"{method} child ended with {p.exitcode!r}")
+        # A child that failed to start (exit 1 from a traceback) must not pass for a value.
+        if p.exitcode != value:
+            raise RuntimeError(f"{method} child exited with {p.exitcode!r}, expected {value}")
         total += p.exitcode
     return total
 
