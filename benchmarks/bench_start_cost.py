@@ -4,7 +4,9 @@ Each experiments.overhead workload starts and joins ``size`` threads / processes
 another inside one task, so one start+join costs run_s / size. Two instruments:
 
 * conclab: a sweep on the sequential backend (the trial host is small, so fork is fast);
-* direct: the same function timed with time.perf_counter in a fresh ``python -c`` process.
+* direct: the same function timed with time.perf_counter in a fresh ``python -c`` process,
+  pinned to core 0 as conclab's compact affinity pins its sequential worker (a thread
+  started and joined on one core costs less than one woken on another).
 
 Ray's task and actor are timed directly only, in a process of their own (loading Ray into
 the trial host would slow every later fork there).
@@ -61,8 +63,9 @@ def conclab_per_start(repeats: int, reuse: str | None) -> dict[str, float]:
 
 
 _DIRECT = """
-import json, statistics, sys, time
+import json, os, statistics, sys, time
 sys.path.insert(0, {root!r})
+os.sched_setaffinity(0, {{{core}}})  # as conclab pins its host: children inherit the core
 from experiments import overhead
 fn = getattr(overhead, {name!r})
 fn(0, 1)  # warm: imports, a forkserver, a Ray runtime
@@ -73,8 +76,8 @@ print(json.dumps(statistics.median(values)))
 """
 
 
-def direct_per_start(name: str, size: int, repeats: int) -> float:
-    code = _DIRECT.format(root=str(ROOT), name=name, size=size, repeats=repeats)
+def direct_per_start(name: str, size: int, repeats: int, core: int = 0) -> float:
+    code = _DIRECT.format(root=str(ROOT), name=name, size=size, repeats=repeats, core=core)
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, cwd=ROOT)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
