@@ -79,7 +79,7 @@ def main() -> None:
     cfg = load_config(config)
     expected = count(cfg) * cfg.repeats
     tag = uuid.uuid4().hex
-    env = dict(os.environ, CONCLAB_TEST_TAG=tag)
+    env = dict(os.environ, CONCLAB_TEST_TAG=tag, COLUMNS="400")
 
     def verify(out: Path) -> dict:
         sweeps = [d for d in (out / "kr").iterdir() if (d / store.MANIFEST).exists()]
@@ -124,10 +124,14 @@ def main() -> None:
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
             kills += 1
-        proc.communicate()
+        _, rest = proc.communicate()
+        if proc.returncode not in (0, -signal.SIGKILL):
+            raise SystemExit(f"conclab sweep exited {proc.returncode}: {rest}")
         orphans += len(survivors(tag))
-        df = store.load(out / "kr", columns=["trial_id", "repeat"])
-        now = set(zip(df["trial_id"], df["repeat"].astype(int)))
+        now = set()
+        if (out / "kr").exists():  # killed before it made its store: nothing to check yet
+            df = store.load(out / "kr", columns=["trial_id", "repeat"])
+            now = set(zip(df["trial_id"], df["repeat"].astype(int)))
         lost += len(seen - now)
         seen |= now
         progress.append(len(now))

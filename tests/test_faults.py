@@ -10,10 +10,13 @@ asserted, by benchmarks/bench_recovery.py.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from conc_lab import runner, store
 from conc_lab.config import parse_config
@@ -21,6 +24,7 @@ from conc_lab.matrix import Trial
 from conc_lab.runner import TrialExecutor
 
 TESTS = str(Path(__file__).resolve().parent)
+REPO = Path(TESTS).parent
 TIMEOUT_S = 2.0  # small, yet above a spawned pool's start-up on a busy 2-core machine
 
 # (backend, start_method, workers)
@@ -192,3 +196,124 @@ def test_a_sweep_of_faulty_trials_goes_on_records_all_and_skips_after_a_timeout(
     assert df[df.status != "ok"]["error"].str.len().min() > 0
     assert store.read_manifest(result.sweep_dir)["state"] == "complete"
     assert "workloads_faulty:segfaults" in failures  # told as they happened, not only at the end
+
+
+# --- the machine's faults: a full disk, a read-only or impossible results directory ------
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 70 MiB filesystem (tmpfs) to fill up; needs root with CAP_SYS_ADMIN, else skipped."""
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=70m", "tmpfs", str(mnt)], capture_output=True)
+    if made.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {made.stderr.decode().strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def _fill(path: Path) -> None:
+    with open(path, "wb") as f:
+        try:
+            while True:
+                f.write(b"\0" * (1 << 20))
+                f.flush()
+        except OSError:
+            pass
+
+
+SMALL = {
+    "name": "disk",
+    "repeats": 3,
+    "warmup": 0,
+    "matrix": {
+        "workload": ["experiments.cpu:sum_squares"],
+        "backend": ["sequential", "threading"],
+        "workers": [1, 2],
+        "tasks": [4],
+        "size": [500],
+    },
+}
+
+
+def test_a_disk_that_fills_mid_sweep_stops_it_clearly_keeps_what_ran_and_resumes(small_disk):
+    cfg = parse_config(SMALL, path=str(REPO / "configs" / "disk.yaml"))
+    filler = small_disk / "filler"
+    runs = []
+
+    def fill_after_two(kind, data):
+        if kind == "run":
+            runs.append(data["row"])
+            if len(runs) == 2:
+                _fill(filler)
+
+    with pytest.raises(store.StoreError) as err:
+        runner.sweep(cfg, small_disk / "results", on_event=fill_after_two)
+    message = str(err.value)
+    assert "No space left on device" in message and "--resume" in message and "\n" not in message
+    (sweep_dir,) = (small_disk / "results" / "disk").iterdir()
+    assert not list(sweep_dir.glob(".*.tmp"))  # no half-written part left to take space
+    kept = store.load(sweep_dir)
+    assert 2 <= len(kept) < 9 and not kept.duplicated(["trial_id", "repeat"]).any()
+    filler.unlink()  # room again
+    result = runner.sweep(cfg, small_disk / "results", resume=True)
+    assert result.ok and result.sweep_dir == sweep_dir
+    df = store.load(sweep_dir)
+    assert len(df) == 9 and not df.duplicated(["trial_id", "repeat"]).any() and df["correct"].all()
+
+
+@pytest.mark.parametrize(
+    "fill_mib, words",
+    [
+        (None, "results directory is not writable (No space left on device)"),
+        (60, "MiB free; need at least 64"),
+    ],
+)
+def test_a_full_or_nearly_full_disk_is_refused_before_the_sweep_starts(small_disk, fill_mib, words):
+    if fill_mib is None:
+        _fill(small_disk / "filler")
+    else:
+        (small_disk / "filler").write_bytes(b"\0" * (fill_mib << 20))
+    with pytest.raises(store.StoreError) as err:
+        runner.sweep(parse_config(SMALL, path=str(REPO / "configs" / "disk.yaml")), small_disk / "results")
+    assert words in str(err.value)
+    assert not (small_disk / "results" / "disk").exists()  # nothing started
+
+
+def test_a_read_only_results_dir_is_refused_before_anything_runs(tmp_path):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(ro)], capture_output=True)
+    if made.returncode != 0:
+        if os.geteuid() == 0:
+            pytest.skip("root ignores permission bits and cannot mount a read-only filesystem here")
+        ro.chmod(0o555)
+    try:
+        config = tmp_path / "disk.yaml"
+        config.write_text(yaml.safe_dump(SMALL))
+        proc = subprocess.run(
+            [sys.executable, "-m", "conc_lab.cli", "sweep", str(config), "--out", str(ro / "results")],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            env={**os.environ, "COLUMNS": "300"},
+        )
+    finally:
+        if made.returncode == 0:
+            subprocess.run(["umount", "-l", str(ro)], check=False)
+    assert proc.returncode == 2
+    (line,) = proc.stderr.strip().splitlines()
+    assert (
+        "results directory is not writable" in line and "Read-only file system" in line or "ermission" in line
+    )
+    assert "trials" not in proc.stderr  # refused before planning or running anything
+
+
+def test_a_file_where_the_results_dir_should_be_is_refused(tmp_path):
+    blocker = tmp_path / "results"
+    blocker.write_text("a file, not a folder")
+    with pytest.raises(store.StoreError, match="results directory is not writable"):
+        runner.sweep(parse_config(SMALL, path=str(REPO / "configs" / "disk.yaml")), blocker / "sub")
