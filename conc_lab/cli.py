@@ -60,6 +60,17 @@ def sweep(
         False, "--fail-fast", help="Stop at the first failed, hung or wrong trial run."
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    shard: str = typer.Option(
+        None, "--shard", help="Run only slice K of N of the trials, e.g. 3/10 (a batch array job); see merge."
+    ),
+    cluster: str = typer.Option(
+        None, "--cluster", help="Spread the trials over the nodes of this Ray cluster (HOST:PORT or auto)."
+    ),
+    ray_address: str = typer.Option(
+        None,
+        "--ray-address",
+        help="Ray runtime for ray trials (default: config ray.address, RAY_ADDRESS, or a local one).",
+    ),
 ):
     """Run every trial of CONFIG, pinned to cores, and write one Parquet row per measured run.
 
@@ -71,6 +82,13 @@ def sweep(
     from conc_lab.store import StoreError
 
     cfg = _load(config)
+    if shard is not None:
+        from conc_lab.cluster import parse_shard
+
+        try:
+            parse_shard(shard)
+        except ValueError as exc:
+            _die(str(exc))
     progress = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -84,6 +102,14 @@ def sweep(
         transient=False,
     )
     bar = {}
+    per_node: dict[str, object] = {}  # cluster sweeps: a progress line of runs done per node
+
+    def node_line(node_id: str, hostname: str | None) -> object:
+        if node_id not in per_node:
+            per_node[node_id] = progress.add_task(
+                f"  node {hostname or '?'} {node_id[:8]}", total=None, last=""
+            )
+        return per_node[node_id]
 
     def on_event(kind: str, data: dict) -> None:
         if kind == "planned":
@@ -96,6 +122,8 @@ def sweep(
             row = data["row"]
             label = f"{row['backend']} w={row['workers']} {row['workload'].rsplit(':', 1)[-1]}"
             progress.update(bar["id"], advance=1, last=label)
+            if row.get("node_id"):
+                progress.update(node_line(row["node_id"], row.get("hostname")), advance=1, last=label)
             if row["status"] not in ("ok", "skipped") or row["correct"] is False:
                 what = "WRONG ANSWER" if row["status"] == "ok" else row["status"].upper()
                 err = (row["error"] or "differs from the sequential answer").strip().splitlines()
@@ -104,6 +132,15 @@ def sweep(
                 )
         elif kind == "warning":
             progress.console.print(f"[yellow]warning:[/] {data['text']}")
+        elif kind == "ray":
+            how = "started a local runtime at" if data["started"] else "joined"
+            console.print(f"ray: {how} {data['address']} ({data['start_s']:.1f} s)", highlight=False)
+        elif kind == "node":
+            node_line(data["node_id"], data.get("hostname"))
+            if data["state"] == "lost":
+                progress.console.print(
+                    f"[yellow]node lost:[/] {data.get('hostname')} {data['node_id'][:8]}: {data.get('error')}"
+                )
         elif kind == "calibrated":
             console.print(
                 f"size auto: {data['workload']} → {data['size']} ({data['task_s'] * 1e3:.0f} ms per task)",
@@ -114,8 +151,23 @@ def sweep(
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         with progress:
-            result = runner.sweep(cfg, out, resume=resume, fail_fast=fail_fast, on_event=on_event)
+            result = runner.sweep(
+                cfg,
+                out,
+                resume=resume,
+                fail_fast=fail_fast,
+                on_event=on_event,
+                shard=shard,
+                cluster=cluster,
+                ray_address=ray_address,
+            )
     except (ConfigError, StoreError) as exc:
+        _die(str(exc))
+    except RuntimeError as exc:  # a cluster that cannot be reached or lost every node
+        from conc_lab.cluster import ClusterError
+
+        if not isinstance(exc, ClusterError):
+            raise
         _die(str(exc))
     _print_summary(result.sweep_dir)
     console.print(
@@ -126,6 +178,7 @@ def sweep(
     if result.interrupted:
         console.print(
             f"[yellow]interrupted[/]; what ran is saved. Resume with: conclab sweep {config} --resume"
+            + (f" --shard {shard}" if shard else "")
         )
         raise typer.Exit(130)
     if not result.ok:
@@ -301,6 +354,36 @@ def doctor(
         out_console.print(table)
     if strict and any(f.spoils for f in findings):
         raise typer.Exit(1)
+
+
+@app.command()
+def merge(
+    results: Path = typer.Argument(
+        ..., help="A config's results folder holding --shard sweeps, e.g. results/cpu."
+    ),
+    out: Path = typer.Option(
+        None, "--out", "-o", help="Write the merged sweep under OUT and keep the shards (default: in place)."
+    ),
+):
+    """Combine the shard sweeps (conclab sweep --shard K/N) of one config into one sweep.
+
+    In place, the shard folders are replaced by the merged sweep once it reads back whole.
+    Refuses shards of different configs and any trial run present twice.
+    """
+    from conc_lab import store
+
+    try:
+        result = store.merge(results, out)
+    except store.StoreError as exc:
+        _die(str(exc))
+    console.print(
+        f"merged {len(result.shards)} shards ({', '.join(result.shards)}), {result.rows} runs → {result.sweep_dir}",
+        highlight=False,
+    )
+    if result.missing:
+        console.print(
+            f"[yellow]warning:[/] shards missing: {', '.join(result.missing)}; the sweep is partial"
+        )
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -50,6 +50,7 @@ TOP_KEYS = (
     "affinity",
     "shuffle",
     "seed",
+    "ray",
 )
 _INT32_MAX = 2**31 - 1  # workers, tasks, repeat: int32 columns in conc_lab.schema
 _INT64_MAX = 2**63 - 1  # size: int64
@@ -97,6 +98,7 @@ class Config:
     shuffle: bool = False
     seed: int = 0
     description: str = ""
+    ray_address: str | None = None  # ray: {address: ...}: the Ray runtime ray trials join
     path: str | None = None
     source_text: str = ""  # the file as read, kept in the sweep's manifest
 
@@ -169,6 +171,7 @@ def parse_config(
         v.fail("shuffle", f"must be true or false, got {shuffle!r}")
     seed = v.integer(doc.get("seed", 0), "seed", minimum=0, maximum=_INT64_MAX)
     description = doc.get("description", "")
+    ray_address = v.ray_section(doc.get("ray"))
     if not isinstance(description, str):
         v.fail("description", "must be a string")
 
@@ -266,6 +269,7 @@ def parse_config(
         shuffle=shuffle,
         seed=seed,
         description=description,
+        ray_address=ray_address,
         path=path,
         source_text=source_text,
     )
@@ -424,6 +428,20 @@ class _Validator:
                         self.fail(f"{key}.{opt}[{i}]", f"{value!r} is not available on this platform")
                 out[backend][opt] = tuple(dict.fromkeys(values))
         return out
+
+    def ray_section(self, raw: Any) -> str | None:
+        """``ray: {address: HOST:PORT | auto}``; None when absent (a runtime is started per sweep)."""
+        if raw is None:
+            return None
+        if not isinstance(raw, dict):
+            self.fail("ray", f"must be a mapping such as {{address: auto}}, got {_kind(raw)}")
+        self.known_keys(raw, ("address",), "ray.")
+        address = raw.get("address")
+        if address is not None and (not isinstance(address, str) or not address.strip()):
+            self.fail(
+                "ray.address", f"must be a cluster address such as 10.0.0.5:6379 or auto, got {address!r}"
+            )
+        return address
 
     def partial_params(self, raw: Any, key: str, option_names: set) -> list[dict]:
         if not isinstance(raw, list):

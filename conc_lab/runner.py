@@ -208,12 +208,22 @@ def sweep(
     resume: bool = False,
     fail_fast: bool = False,
     on_event: EventHandler | None = None,
+    shard: str | tuple[int, int] | None = None,
+    cluster: str | None = None,
+    ray_address: str | None = None,
 ) -> SweepResult:
     """Run every trial of a matrix and store one row per measured run under ``out/<name>/<sweep_id>``.
 
     ``on_event(kind, data)`` is told ``planned`` (total runs), ``run`` (each row; data has
     ``row`` and ``measured``) and ``warning`` (``text``). Ctrl-C stops after saving what ran;
     the result says ``interrupted`` and ``sweep(..., resume=True)`` runs what is missing.
+
+    ``shard="3/10"`` runs only the third of ten deterministic slices of the trials (see
+    ``cluster.shard_trials``; ``store.merge`` joins the shards). ``cluster=ADDRESS`` runs the
+    trials on the nodes of that Ray cluster, one at a time per node (``cluster.run_on_cluster``);
+    ``node`` events then tell nodes joining and lost. ``ray_address`` is the Ray runtime
+    ``ray`` trials join (else the config's ``ray.address``, ``RAY_ADDRESS``, or one started here);
+    a ``ray`` event (address, started, start_s) tells which.
 
     >>> result = sweep("configs/smoke.yaml", out="/tmp/results")  # doctest: +SKIP
     >>> result.recorded, result.ok  # doctest: +SKIP
@@ -224,11 +234,17 @@ def sweep(
         config = load_config(config)
     store.preflight(out)
     trials = list(expand(config))
+    if shard is not None:
+        from conc_lab import cluster as cluster_mod
+
+        shard = cluster_mod.parse_shard(shard) if isinstance(shard, str) else shard
+        trials = cluster_mod.shard_trials(trials, shard)
+    shard_label = f"{shard[0]}/{shard[1]}" if shard else None
     done: set[tuple[str, int]] = set()
     known_sizes: dict[str, int] = {}  # size: auto, as calibrated by the sweep being resumed
     sweep_dir = None
     if resume:
-        sweep_dir = store.latest_sweep(Path(out) / config.name)
+        sweep_dir = store.latest_sweep(Path(out) / config.name, shard=shard_label)
         if sweep_dir is not None:
             manifest = store.read_manifest(sweep_dir)
             if manifest.get("fingerprint") != config.fingerprint:
@@ -272,6 +288,8 @@ def sweep(
         "shuffle": config.shuffle,
         "calibrated_sizes": calibrated,
         "doctor": [f.to_dict() for f in findings],
+        "shard": shard_label,
+        "cluster": cluster,
     }
     if resume and done:
         manifest["started_at"] = store.read_manifest(sweep_dir).get("started_at", manifest["started_at"])
@@ -307,9 +325,43 @@ def sweep(
     hung_warmups: dict[str, dict] = {}  # trial_id -> the row of a warm-up run that timed out
     interrupted = False
     started = time.perf_counter()
+    ray_runtime = None
+    if cluster is None and any(t.backend == "ray" for t in trials):
+        from conc_lab.ray_runtime import RayRuntime  # Ray is imported only for sweeps that use it
+
+        ray_runtime = RayRuntime(ray_address or config.ray_address)
+    if cluster is not None:
+        from conc_lab import cluster as cluster_mod
+
+        source = cluster_mod.run_on_cluster(
+            cluster,
+            runs,
+            sweep_name=config.name,
+            sweep_id=sweep_id,
+            affinity_mode=config.affinity,
+            timeout_s=config.timeout_s,
+            search_path=search_path,
+            skip=lambda t: t.trial_id in given_up,
+            on_event=emit,
+        )
+    else:  # row None: the trial was given up before this run
+        source = ((t, r, None if t.trial_id in given_up else executor.execute(t, r)) for t, r in runs)
     try:
-        for trial, repeat in runs:
-            if trial.trial_id in given_up:
+        if ray_runtime is not None:
+            ray_started = time.perf_counter()
+            ray_runtime.open()
+            # Ray's own start-up (seconds) is reported apart, not as the runner's per-run overhead.
+            started += time.perf_counter() - ray_started
+            emit(
+                "ray",
+                {
+                    "address": ray_runtime.address,
+                    "started": ray_runtime.started,
+                    "start_s": time.perf_counter() - ray_started,
+                },
+            )
+        for trial, repeat, row in source:
+            if row is None:
                 if repeat < 0:
                     continue
                 hung = hung_warmups.pop(trial.trial_id, None)
@@ -320,7 +372,6 @@ def sweep(
                     # the interpreter it was skipped under
                     row.update(executor.interpreter_facts(trial.python))
             else:
-                row = executor.execute(trial, repeat)
                 if row["status"] == "timeout":
                     given_up[trial.trial_id] = "an earlier run of this trial timed out"
                     if repeat < 0:
@@ -342,7 +393,11 @@ def sweep(
         interrupted = True
     finally:
         with _interrupts_held(reraise=False) as held:  # a second Ctrl-C must not cut the saving short
+            if cluster is not None:
+                source.close()  # stops the node runners
             executor.close()
+            if ray_runtime is not None:
+                ray_runtime.close()
             complete = not interrupted and counts["recorded"] == measured_total
             writer.close("complete" if complete else ("interrupted" if interrupted else "stopped"))
         interrupted = interrupted or bool(held)

@@ -22,6 +22,7 @@ import secrets
 import shutil
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -278,13 +279,124 @@ def completed_runs(sweep_dir: str | os.PathLike) -> set[tuple[str, int]]:
     return set(zip(df["trial_id"], df["repeat"].astype(int)))
 
 
-def latest_sweep(results_dir: str | os.PathLike) -> Path | None:
-    """The most recently started sweep under ``results/<name>``, or None."""
+def latest_sweep(results_dir: str | os.PathLike, shard: str | None = None) -> Path | None:
+    """The most recently started sweep under ``results/<name>`` (of that ``shard``, e.g. "3/10"), or None."""
     root = Path(results_dir)
     if not root.exists():
         return None
     dirs = [p for p in root.iterdir() if (p / MANIFEST).exists()]
+    dirs = [p for p in dirs if read_manifest(p).get("shard") == shard]
     return max(dirs, key=lambda p: read_manifest(p).get("started_at", 0), default=None)
+
+
+@dataclass(frozen=True)
+class MergeResult:
+    """What ``merge`` wrote: the merged sweep, its rows, and the shards it found or missed."""
+
+    sweep_dir: Path
+    rows: int
+    shards: tuple[str, ...]  # e.g. ("1/3", "2/3")
+    missing: tuple[str, ...]  # shards of the N that were not there
+    removed: tuple[Path, ...]  # shard directories replaced by the merged sweep
+
+
+def merge(results_dir: str | os.PathLike, out: str | os.PathLike | None = None) -> MergeResult:
+    """Combine the shard sweeps of one config under ``results_dir`` into one sweep.
+
+    ``results_dir`` is a config's folder (``results/cpu``) holding sweeps run with
+    ``--shard K/N``, on one machine or many (copied together). Every shard must come from
+    the same config (fingerprint) and no (trial, repeat) may appear twice. The merged sweep
+    is written to ``out`` (default ``results_dir``) under a new sweep id, state ``complete``
+    only when all N shards were there and complete (else ``partial``). Written in place,
+    the shard directories are removed once the merged part is on disk and reads back whole,
+    so ``load`` does not count their rows twice; with another ``out`` they are kept.
+
+    >>> merge("results/cpu").shards  # doctest: +SKIP
+    ('1/2', '2/2')
+    """
+    root = Path(results_dir)
+    shards = []
+    for d in sweep_dirs(root):
+        m = read_manifest(d)
+        if m.get("shard"):
+            shards.append((d, m))
+    if not shards:
+        raise StoreError(f"{root}: no shard sweeps to merge (run: conclab sweep CONFIG --shard K/N)")
+    fingerprints = {m.get("fingerprint") for _, m in shards}
+    if len(fingerprints) > 1:
+        raise StoreError(
+            f"{root}: shards of different configs (fingerprints {sorted(map(str, fingerprints))})"
+        )
+    counts = {int(m["shard"].split("/")[1]) for _, m in shards}
+    if len(counts) > 1:
+        raise StoreError(f"{root}: shards of different splits ({sorted(m['shard'] for _, m in shards)})")
+    seen: dict[str, Path] = {}
+    for d, m in shards:
+        if m["shard"] in seen:
+            raise StoreError(
+                f"{root}: shard {m['shard']} is there twice ({seen[m['shard']]} and {d}); remove one"
+            )
+        seen[m["shard"]] = d
+    n = counts.pop()
+    shards.sort(key=lambda dm: int(dm[1]["shard"].split("/")[0]))
+    tables = []
+    for d, _ in shards:
+        _check_files(d)
+        parts = sorted(d.glob("part-*.parquet"))
+        if parts:
+            tables.append(
+                ds.dataset([str(p) for p in parts], schema=schema.SCHEMA, format="parquet").to_table()
+            )
+        sealed = {_seq(p) for p in parts}
+        rows = [
+            r for j in sorted(d.glob("journal-*.jsonl")) if _seq(j) not in sealed for r in _read_journal(j)
+        ]
+        if rows:
+            tables.append(schema.to_table(rows))
+    table = pa.concat_tables(tables) if tables else schema.SCHEMA.empty_table()
+    keys = set()
+    for trial_id, repeat in zip(table["trial_id"].to_pylist(), table["repeat"].to_pylist()):
+        if (trial_id, repeat) in keys:
+            raise StoreError(f"{root}: trial {trial_id} repeat {repeat} is in more than one shard")
+        keys.add((trial_id, repeat))
+    sweep_id = new_sweep_id()
+    table = table.set_column(
+        table.schema.get_field_index("sweep_id"), "sweep_id", pa.array([sweep_id] * len(table), pa.string())
+    )
+    labels = tuple(m["shard"] for _, m in shards)
+    missing = tuple(f"{k}/{n}" for k in range(1, n + 1) if f"{k}/{n}" not in labels)
+    first = shards[0][1]
+    complete = not missing and all(m.get("state") == "complete" for _, m in shards)
+    manifest = dict(
+        first,
+        sweep_id=sweep_id,
+        shard=None,
+        started_at=min(m.get("started_at", 0) for _, m in shards),
+        finished_at=max(m.get("finished_at", 0) or 0 for _, m in shards),
+        state="complete" if complete else "partial",
+        schema_version=schema.SCHEMA_VERSION,
+        merged_from=[
+            {"sweep_id": m.get("sweep_id"), "shard": m["shard"], "state": m.get("state"), "dir": str(d)}
+            for d, m in shards
+        ],
+    )
+    dest = Path(out) if out is not None else root
+    merged_dir = dest / sweep_id
+    make_dirs(merged_dir)
+    _write_part(merged_dir / "part-000000.parquet", table, manifest)
+    write_manifest(merged_dir, manifest)
+    if len(load(merged_dir, columns=["trial_id"], env=False)) != len(table):
+        raise StoreError(f"{merged_dir}: the merged sweep does not read back whole; shards left in place")
+    removed = []
+    if dest.resolve() == root.resolve():
+        for d, _ in shards:
+            for f in d.iterdir():
+                if f.is_file() and any(f.match(pattern) for pattern in _KNOWN):
+                    f.unlink()
+            if not any(d.iterdir()):
+                d.rmdir()
+            removed.append(d)
+    return MergeResult(merged_dir, len(table), labels, missing, tuple(removed))
 
 
 _CATEGORICAL = ("sweep_name", "workload", "backend", "start_method", "python", "affinity", "status")

@@ -15,6 +15,7 @@ _REGISTRY = {
     "sequential": "conc_lab.host.backends.sequential:SequentialBackend",
     "threading": "conc_lab.host.backends.threads:ThreadingBackend",
     "multiprocessing": "conc_lab.host.backends.processes:ProcessBackend",
+    "ray": "conc_lab.host.backends.ray_backend:RayBackend",
 }
 _instances = {}
 

@@ -1,0 +1,264 @@
+"""Sweeps spread over the nodes of a Ray cluster, and deterministic shards for batch schedulers.
+
+A cluster sweep is the local sweep with one more hop. The driver (``runner.sweep``) plans
+the runs, writes the store and reports progress exactly as for a local sweep; only where a
+run executes changes: ``run_on_cluster`` sends each (trial, repeat) to a ``NodeRunner``
+actor, one per live node, and that actor runs it with the same ``runner.TrialExecutor``
+(trial host, pinning, answer check) that ``conclab sweep`` uses on one machine. So:
+
+* one trial at a time per node (an actor runs one call at a time, and only one call is
+  ever in flight per node), so trials never share a node's cores;
+* rows come back to the driver, which alone writes the store: no shared filesystem;
+* a node that dies loses its actor; the run it held goes back to the front of the queue
+  and runs again on another node. A row reaches the driver only from a completed call,
+  so nothing is doubled, and nothing leaves the queue until its row is in, so nothing is lost;
+* nodes that join while the sweep runs are put to work.
+
+Ray is Ray's: no scheduler, queue or RPC of our own beyond this dispatch loop.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+
+from conc_lab.host.backends.ray_backend import ADDRESS_ENV, NODE_ENV, import_ray
+from conc_lab.matrix import Trial
+
+#: How often the driver looks for nodes that joined, in seconds.
+NODE_POLL_S = 2.0
+#: A run whose node is lost this many times is recorded as failed rather than retried forever.
+MAX_ATTEMPTS = 3
+#: Actors that die on a node that still looks alive (a broken install there) before it is dropped.
+MAX_NODE_FAILURES = 3
+#: How long to wait for a first (or replacement) live node before giving up.
+NO_NODE_TIMEOUT_S = 60.0
+
+
+class ClusterError(RuntimeError):
+    """The cluster cannot run the sweep (unreachable, or no live node left)."""
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"3/10"`` -> (3, 10): the third of ten slices, counted from 1.
+
+    >>> parse_shard("3/10")
+    (3, 10)
+    """
+    k, sep, n = str(text).partition("/")
+    try:
+        k_i, n_i = int(k), int(n)
+    except ValueError:
+        k_i = n_i = 0
+    if not sep or n_i < 1 or not 1 <= k_i <= n_i:
+        raise ValueError(f"--shard: must be K/N with 1 <= K <= N, e.g. 3/10, got {text!r}")
+    return k_i, n_i
+
+
+def shard_trials(trials: Iterable[Trial], shard: tuple[int, int]) -> list[Trial]:
+    """The K-th of N slices of ``trials``: every N-th trial in matrix order, starting at the K-th.
+
+    Deterministic (matrix order is), disjoint and complete over K = 1..N, and striding
+    spreads every backend and size over all shards so they take similar times.
+
+    >>> [t for t in shard_trials(list("abcdefg"), (2, 3))]
+    ['b', 'e']
+    """
+    k, n = shard
+    return [t for i, t in enumerate(trials) if i % n == k - 1]
+
+
+class NodeRunner:
+    """Runs trial runs on its node with the local runner; one per node, one call at a time."""
+
+    def __init__(
+        self,
+        sweep_name: str,
+        sweep_id: str,
+        affinity_mode,
+        timeout_s: float,
+        search_path: list[str],
+    ):
+        import ray
+
+        from conc_lab.runner import TrialExecutor
+
+        context = ray.get_runtime_context()
+        self.node_id = context.get_node_id()
+        # The node's ray trials join this cluster and stay on this node (see ray_backend).
+        os.environ[ADDRESS_ENV] = context.gcs_address
+        os.environ[NODE_ENV] = self.node_id
+        path = list(dict.fromkeys(list(search_path) + [os.getcwd()]))
+        self.executor = TrialExecutor(
+            sweep_name, sweep_id, affinity_mode, timeout_s, path, node_id=self.node_id
+        )
+
+    def info(self) -> dict:
+        from conc_lab.host import affinity
+
+        return {
+            "node_id": self.node_id,
+            "hostname": socket.gethostname(),
+            "cores": affinity.available_cores(),
+        }
+
+    def execute(self, params: dict, repeat: int) -> dict:
+        return self.executor.execute(Trial(**params), repeat)
+
+    def close(self) -> None:
+        self.executor.close()
+
+
+def run_on_cluster(
+    address: str,
+    runs: Iterable[tuple[Trial, int]],
+    *,
+    sweep_name: str,
+    sweep_id: str,
+    affinity_mode,
+    timeout_s: float,
+    search_path: list[str],
+    skip: Callable[[Trial], bool] = lambda trial: False,
+    on_event: Callable[[str, dict], None] | None = None,
+    max_nodes: int | None = None,
+) -> Iterator[tuple[Trial, int, dict | None]]:
+    """Run ``runs`` on the cluster at ``address``; yield (trial, repeat, row) as each finishes.
+
+    ``skip(trial)`` is asked just before a run is sent; a skipped run is yielded with row
+    None. ``on_event`` hears ``node`` (data: node_id, hostname, state joined|lost) and
+    ``warning``. ``max_nodes`` caps the nodes used (a benchmark's 1-node baseline).
+    Closing the generator early (fail-fast, Ctrl-C) stops the node runners.
+
+    >>> for trial, repeat, row in run_on_cluster("auto", runs, sweep_name="cpu", ...):  # doctest: +SKIP
+    ...     store_row(row)
+    """
+    emit = on_event or (lambda kind, data: None)
+    ray = import_ray(address)
+    from ray.exceptions import RayActorError
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    connected_here = not ray.is_initialized()
+    if connected_here:
+        try:
+            ray.init(address=address, log_to_driver=False, configure_logging=False)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            raise ClusterError(
+                f"--cluster {address}: cannot connect to a Ray cluster there ({exc})"
+            ) from None
+    node_cls = ray.remote(num_cpus=0, max_restarts=0, max_concurrency=1)(NodeRunner)
+    pending: deque[tuple[Trial, int, int]] = deque((t, r, 0) for t, r in runs)
+    actors: dict[str, object] = {}  # node id -> its NodeRunner
+    hosts: dict[str, str] = {}
+    busy: dict[object, tuple[str, Trial, int, int]] = {}  # ObjectRef -> (node, trial, repeat, attempt)
+    failures: dict[str, int] = {}
+    dropped: set[str] = set()
+    last_poll = -1e9
+    no_node_since = None
+
+    def refresh_nodes():
+        for node in ray.nodes():
+            nid = node["NodeID"]
+            if not node["Alive"] or nid in actors or nid in dropped:
+                continue
+            if max_nodes is not None and len(actors) >= max_nodes:
+                break
+            strategy = NodeAffinitySchedulingStrategy(node_id=nid, soft=False)
+            actors[nid] = node_cls.options(scheduling_strategy=strategy).remote(
+                sweep_name, sweep_id, affinity_mode, timeout_s, search_path
+            )
+            hosts[nid] = node.get("NodeManagerHostname") or node.get("NodeManagerAddress") or "?"
+            emit("node", {"node_id": nid, "hostname": hosts[nid], "state": "joined"})
+
+    def lose(nid: str, why: str):
+        actor = actors.pop(nid, None)
+        if actor is not None:
+            try:
+                ray.kill(actor, no_restart=True)
+            except Exception:
+                pass
+        failures[nid] = failures.get(nid, 0) + 1
+        alive = any(n["NodeID"] == nid and n["Alive"] for n in ray.nodes())
+        if not alive or failures[nid] >= MAX_NODE_FAILURES:
+            dropped.add(nid)
+        emit("node", {"node_id": nid, "hostname": hosts.get(nid, "?"), "state": "lost", "error": why})
+
+    try:
+        while pending or busy:
+            now = time.monotonic()
+            if now - last_poll >= NODE_POLL_S or not actors:
+                refresh_nodes()
+                last_poll = now
+            if not actors:
+                no_node_since = no_node_since or now
+                if now - no_node_since > NO_NODE_TIMEOUT_S:
+                    raise ClusterError(
+                        f"--cluster {address}: no live node to run on for {NO_NODE_TIMEOUT_S:g} s"
+                    )
+                time.sleep(0.5)
+                continue
+            no_node_since = None
+            busy_nodes = {entry[0] for entry in busy.values()}
+            for nid in [n for n in actors if n not in busy_nodes]:
+                while pending:
+                    trial, repeat, attempt = pending.popleft()
+                    if skip(trial):
+                        yield trial, repeat, None
+                        continue
+                    ref = actors[nid].execute.remote(trial.params(), repeat)
+                    busy[ref] = (nid, trial, repeat, attempt)
+                    break
+            if not busy:
+                continue
+            done, _ = ray.wait(list(busy), num_returns=1, timeout=NODE_POLL_S)
+            for ref in done:
+                nid, trial, repeat, attempt = busy.pop(ref)
+                try:
+                    row = ray.get(ref)
+                except RayActorError as exc:
+                    why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                    lose(nid, why)
+                    if attempt + 1 >= MAX_ATTEMPTS:
+                        yield trial, repeat, _lost_row(trial, repeat, sweep_id, sweep_name, attempt + 1, why)
+                    else:
+                        emit(
+                            "warning", {"text": f"node {nid[:8]} lost ({why}); its run goes to another node"}
+                        )
+                        pending.appendleft((trial, repeat, attempt + 1))
+                    continue
+                yield trial, repeat, row
+    finally:
+        try:  # trial hosts exit cleanly first; the kills then take what is left
+            closing = [actor.close.remote() for actor in actors.values()]
+            ray.wait(closing, num_returns=len(closing), timeout=10)
+        except Exception:
+            pass
+        for actor in actors.values():
+            try:
+                ray.kill(actor, no_restart=True)
+            except Exception:
+                pass
+        if connected_here:
+            ray.shutdown()
+
+
+def _lost_row(trial: Trial, repeat: int, sweep_id: str, name: str, attempts: int, why: str) -> dict:
+    from conc_lab import schema
+
+    row = schema.empty_row()
+    row.update(
+        sweep_id=sweep_id,
+        sweep_name=name,
+        trial_id=trial.trial_id,
+        **trial.params(),
+        repeat=repeat,
+        status="failed",
+        error=f"its node was lost {attempts} times (last: {why})",
+        started_at=int(time.time() * 1e6),
+        pinned=False,
+        cores=[],
+        task_records=[],
+    )
+    return row

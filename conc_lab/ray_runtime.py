@@ -1,0 +1,80 @@
+"""The Ray runtime a sweep's ``ray`` trials use: started once per sweep, or an existing one joined.
+
+Trial hosts are separate processes; they learn the runtime's address from
+``CONCLAB_RAY_ADDRESS``, which ``RayRuntime`` sets in this process's environment for as
+long as it is open (``TrialHost`` passes the environment on). Which runtime:
+
+1. ``address`` given (``--ray-address``, or ``ray: {address: ...}`` in the config): joined;
+2. else ``RAY_ADDRESS`` in the environment (what ``ray job submit`` sets): joined;
+3. else this process is already a Ray driver: its cluster is used;
+4. else a local runtime is started here: bound to 127.0.0.1 only, no dashboard, one
+   logical CPU per core this process may use; it is shut down when the sweep ends.
+
+Ray itself is imported only when a sweep has ``ray`` trials.
+"""
+
+from __future__ import annotations
+
+import os
+
+from conc_lab.host import affinity
+from conc_lab.host.backends.ray_backend import ADDRESS_ENV, import_ray, mark_loopback
+
+
+class RayRuntime:
+    """A Ray runtime for the trial hosts of one sweep; use as a context manager.
+
+    >>> with RayRuntime() as rt:  # doctest: +SKIP
+    ...     rt.address, rt.started
+    ('127.0.0.1:6379', True)
+    """
+
+    def __init__(self, address: str | None = None):
+        self.requested = address
+        self.address: str | None = None
+        self.started = False
+        self._previous_env: str | None = None
+
+    def open(self) -> RayRuntime:
+        address = self.requested or os.environ.get("RAY_ADDRESS") or None
+        if address is None:
+            ray = import_ray(None)
+            if ray.is_initialized():
+                address = ray.get_runtime_context().gcs_address
+            else:
+                context = ray.init(
+                    address="local",
+                    num_cpus=len(affinity.available_cores()),
+                    include_dashboard=False,
+                    _node_ip_address="127.0.0.1",
+                    log_to_driver=False,
+                    configure_logging=False,
+                )
+                address = context.address_info["gcs_address"]
+                self.started = True
+        else:
+            mark_loopback(address)  # the hosts join it; this process needs no Ray
+        self.address = address
+        self._previous_env = os.environ.get(ADDRESS_ENV)
+        os.environ[ADDRESS_ENV] = address
+        return self
+
+    def close(self) -> None:
+        if self.address is None:
+            return
+        if self._previous_env is None:
+            os.environ.pop(ADDRESS_ENV, None)
+        else:
+            os.environ[ADDRESS_ENV] = self._previous_env
+        if self.started:
+            import ray
+
+            ray.shutdown()
+            self.started = False
+        self.address = None
+
+    def __enter__(self) -> RayRuntime:
+        return self.open()
+
+    def __exit__(self, *exc) -> None:
+        self.close()
