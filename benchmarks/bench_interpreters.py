@@ -121,7 +121,7 @@ def main() -> None:
         return
     config = None if args.reuse else seed_config(found, args.out)
     df = sweep_frame(config, args.out, reuse=args.reuse)
-    sizes = sorted(df["size"].unique())
+    sizes = sorted(int(x) for x in df["size"].unique())
     print(
         f"\n## configs/seed.yaml under every interpreter (sizes {sizes}; speedup = own sequential / backend)"
     )

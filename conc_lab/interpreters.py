@@ -129,8 +129,13 @@ def resolve(value: str | None) -> str:
         return str(path)
     found = _on_path(value) or _pyenv_version(value)
     if found is None:
-        where = "on PATH" + (f" or under {pyenv_root()}/versions" if pyenv_root() else "")
-        raise InterpreterError(value, f"no interpreter {value!r} {where}")
+        root = pyenv_root()
+        where = "on PATH" + (f" or under {root}/versions" if root else "")
+        have = sorted(_pyenv_versions(root), key=_version_key) if root else []
+        hint = (
+            f" (pyenv has {', '.join(have)}; `conclab doctor` lists every interpreter found)" if have else ""
+        )
+        raise InterpreterError(value, f"no interpreter {value!r} {where}{hint}")
     return found
 
 
