@@ -392,3 +392,15 @@ def test_host_code_keeps_to_python_38_syntax():
     )
     proc = subprocess.run([info.path, "-c", code, *files], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_shipped_workloads_import_under_the_oldest_python():
+    """configs/interpreters.yaml runs experiments/* under 3.8: a 3.9+ annotation there would fail at import."""
+    info = _need("3.8")
+    root = Path(interpreters.__file__).resolve().parent.parent
+    modules = [
+        f"experiments.{p.stem}" for p in sorted((root / "experiments").glob("*.py")) if p.stem != "__init__"
+    ]
+    code = "import importlib, sys\nfor m in sys.argv[1:]:\n    importlib.import_module(m)\n"
+    proc = subprocess.run([info.path, "-c", code, *modules], capture_output=True, text=True, cwd=root)
+    assert modules and proc.returncode == 0, proc.stderr
