@@ -20,3 +20,32 @@ def write_config(tmp_path):
         return path
 
     return write
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """One real 2-node Ray cluster on 127.0.0.1 for the whole session (Ray takes seconds to start).
+
+    Head and second node get 1 logical CPU each; both share this machine's cores, which is what
+    a node's trials pin within. Yields the ``ray.cluster_utils.Cluster``; tests that kill a node
+    add their own (``add_node``) so the two stay up for the others. Health checks are quick so a
+    killed node is noticed in seconds, not the default ~30 s.
+    """
+    import os
+
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # loopback only; see ray_backend
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(
+        initialize_head=True,
+        connect=False,
+        head_node_args={
+            "num_cpus": 1,
+            "include_dashboard": False,
+            "_system_config": {"health_check_period_ms": 500, "health_check_failure_threshold": 3},
+        },
+    )
+    cluster.add_node(num_cpus=1)
+    cluster.wait_for_nodes()
+    yield cluster
+    cluster.shutdown()
