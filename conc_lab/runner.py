@@ -397,7 +397,9 @@ def sweep(
                 source.close()  # stops the node runners
             executor.close()
             if ray_runtime is not None:
+                closing = time.perf_counter()
                 ray_runtime.close()
+                started += time.perf_counter() - closing  # Ray's shutdown is not runner overhead either
             complete = not interrupted and counts["recorded"] == measured_total
             writer.close("complete" if complete else ("interrupted" if interrupted else "stopped"))
         interrupted = interrupted or bool(held)
