@@ -189,18 +189,20 @@ def _receive(conn, out: list, use_shm: bool) -> None:
     """The receiving side: get the payload (or its shared-memory name) and checksum it."""
     import pickle
 
-    if use_shm:
-        from multiprocessing import shared_memory
+    try:
+        if use_shm:
+            from multiprocessing import shared_memory
 
-        name, length = pickle.loads(conn.recv_bytes())
-        shm = shared_memory.SharedMemory(name=name)
-        try:
-            out.append(zlib.crc32(shm.buf[:length]))
-        finally:
-            shm.close()
-    else:
-        out.append(zlib.crc32(pickle.loads(conn.recv_bytes())))
-    conn.send_bytes(b"done")
+            name, length = pickle.loads(conn.recv_bytes())
+            shm = shared_memory.SharedMemory(name=name)
+            try:
+                out.append(zlib.crc32(shm.buf[:length]))
+            finally:
+                shm.close()
+        else:
+            out.append(zlib.crc32(pickle.loads(conn.recv_bytes())))
+    finally:
+        conn.send_bytes(b"done")  # also on failure, so the sender never waits forever
 
 
 def _transfer(task: int, size: int, use_shm: bool) -> int:
