@@ -103,7 +103,7 @@ class RayBackend(Backend):
         self.ray = None
         self.actor_cls = None
         self.node = None
-        self.started_runtime = False
+        self.connected_here = False  # ray.init was ours to call, so shutdown is ours too
 
     def _connect(self):
         if self.ray is not None:
@@ -111,6 +111,7 @@ class RayBackend(Backend):
         address = os.environ.get(ADDRESS_ENV) or os.environ.get("RAY_ADDRESS") or None
         ray = import_ray(address)
         if not ray.is_initialized():
+            self.connected_here = True
             if address:
                 ray.init(address=address, log_to_driver=False, configure_logging=False)
             else:
@@ -121,7 +122,6 @@ class RayBackend(Backend):
                     log_to_driver=False,
                     configure_logging=False,
                 )
-                self.started_runtime = True
         self.node = os.environ.get(NODE_ENV) or ray.get_runtime_context().get_node_id()
         # num_cpus=0: conc_lab does its own core accounting by pinning; Ray's logical CPUs must not
         # make a workers=2 trial wait on a node that advertises fewer.
@@ -200,9 +200,10 @@ class RayBackend(Backend):
                 submit(i)
 
     def close(self):
-        if self.ray is not None and self.ray.is_initialized():
+        if self.connected_here and self.ray.is_initialized():
             self.ray.shutdown()
         self.ray = None
+        self.connected_here = False
 
 
 def _first_line(exc):
