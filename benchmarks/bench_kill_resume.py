@@ -61,11 +61,27 @@ def survivors(tag: str, within_s: float = 5.0) -> list[int]:
         time.sleep(0.02)
 
 
+def journal_rows(out: Path) -> int:
+    """Rows in the journals of the sweep under ``out``: what this start wrote so far (parts come at the end)."""
+    n = 0
+    for journal in out.glob("kr/*/journal-*.jsonl"):
+        try:
+            n += journal.read_bytes().count(b"\n")
+        except OSError:  # sealed and removed meanwhile
+            pass
+    return n
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--kills", type=int, default=30)
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--max-delay", type=float, default=0.8, help="kill within this many seconds of the start")
+    ap.add_argument(
+        "--max-delay", type=float, default=0.8, help="a warm-up kill lands within this many seconds"
+    )
+    ap.add_argument(
+        "--max-rows", type=int, default=40, help="other kills land after up to this many new rows"
+    )
     args = ap.parse_args()
 
     from conc_lab import store
@@ -117,16 +133,26 @@ def main() -> None:
         proc = subprocess.Popen(
             argv_for(out), cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
         )
+        said = []
         for line in proc.stderr:  # the runs begin once this line is out
+            said.append(line)
             if "measured runs" in line:
                 break
-        time.sleep(rng.uniform(0.0, args.max_delay))
+        # Where to kill: during the warm-up round or host start (wait 0), or after a random number
+        # of this start's rows have reached the journal, a random fraction of a run later.
+        rows = rng.choice([0, rng.randint(1, args.max_rows)])
+        if rows == 0:
+            time.sleep(rng.uniform(0.0, args.max_delay))
+        else:
+            while journal_rows(out) < rows and proc.poll() is None:
+                time.sleep(0.001)
+            time.sleep(rng.uniform(0.0, 0.02))
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
             kills += 1
         _, rest = proc.communicate()
         if proc.returncode not in (0, -signal.SIGKILL):
-            raise SystemExit(f"conclab sweep exited {proc.returncode}: {rest}")
+            raise SystemExit(f"conclab sweep exited {proc.returncode}: {''.join(said)}{rest}")
         orphans += len(survivors(tag))
         now = set()
         if (out / "kr").exists():  # killed before it made its store: nothing to check yet
@@ -148,7 +174,7 @@ def main() -> None:
     print(
         f"kills landed:          {kills} (in {starts} starts), over {len(sweeps)} sweeps resumed to completion"
     )
-    print(f"rows stored after each kill: {progress}")
+    print(f"rows stored after each start: {progress}")
     print(f"rows expected:         {expected} per sweep, {expected * len(sweeps)} in all")
     print(f"rows stored:           {rows} = {sum(rows)} in all")
     print(f"duplicate rows:        {dup}")

@@ -80,8 +80,13 @@ class TrialExecutor:
         timeout_s: float = 120.0,
         search_path: list[str] | None = None,
         node_id: str | None = None,
+        rewarm: bool = True,
     ):
         self.sweep_name, self.sweep_id = sweep_name, sweep_id
+        # After a host is replaced, each trial runs once untimed before its next measured run.
+        self.rewarm = rewarm
+        self._ran: dict[str | None, set[str]] = {}  # python -> trial ids its current host has run
+        self._replaced: set[str | None] = set()  # pythons whose host was replaced at least once
         self.affinity_mode, self.timeout_s = affinity_mode, timeout_s
         self.search_path = search_path or [os.getcwd()]
         self.node_id = node_id
@@ -96,6 +101,9 @@ class TrialExecutor:
             # a matrix names "3.12" or "python3.12"; the host needs the executable it stands for
             host = self.hosts[python] = TrialHost(resolve(python), self.search_path)
             self._facts[python] = host.info  # kept for the row of a trial that kills its host
+            if python in self._ran:
+                self._replaced.add(python)
+            self._ran[python] = set()
         return host
 
     def _drop_host(self, python: str | None) -> None:
@@ -138,6 +146,14 @@ class TrialExecutor:
         cores = self.cores_for(trial)
         started_at = int(time.time() * 1e6)
         outcome = self._call(trial, "run", cores)
+        if outcome.get("status") == "ok" and repeat >= 0 and self._cold(trial):
+            # A fresh host runs a trial slower the first time (imports, caches, the interpreter
+            # specialising its code): the warm-up round covered the sweep's first host, this
+            # covers its replacements, so the run after a hang or crash is measured warm.
+            # A first run that failed is the row itself: a hang is not waited for twice.
+            self._ran[trial.python].add(trial.trial_id)
+            outcome = self._call(trial, "run", cores)
+        self._ran.setdefault(trial.python, set()).add(trial.trial_id)
         row = schema.empty_row()
         row.update(
             sweep_id=self.sweep_id,
@@ -161,6 +177,11 @@ class TrialExecutor:
         if row["status"] == "ok" and outcome.get("checkable", True):
             row["correct"] = self._check(trial, outcome["checksum"])
         return row
+
+    def _cold(self, trial: Trial) -> bool:
+        """True when the host that replaced a failed one has not yet run ``trial``."""
+        ran = self._ran.get(trial.python, set())
+        return self.rewarm and trial.python in self._replaced and trial.trial_id not in ran
 
     def interpreter_facts(self, python: str | None) -> dict:
         """What the latest host for ``python`` said of its interpreter (empty before one started)."""
@@ -319,6 +340,7 @@ def sweep(
         config.affinity,
         config.timeout_s,
         search_path,
+        rewarm=config.warmup > 0,
     )
     counts = {"recorded": 0, "failed": 0, "wrong": 0, "skipped": 0}
     given_up: dict[str, str] = {}  # trial_id -> why its later runs are skipped

@@ -20,6 +20,7 @@ import yaml
 
 from conc_lab import runner, store
 from conc_lab.config import parse_config
+from conc_lab.host.measure import checksum
 from conc_lab.matrix import Trial
 from conc_lab.runner import TrialExecutor
 
@@ -317,3 +318,24 @@ def test_a_file_where_the_results_dir_should_be_is_refused(tmp_path):
     blocker.write_text("a file, not a folder")
     with pytest.raises(store.StoreError, match="results directory is not writable"):
         runner.sweep(parse_config(SMALL, path=str(REPO / "configs" / "disk.yaml")), blocker / "sub")
+
+
+def test_after_a_host_is_replaced_each_trial_runs_once_untimed_before_it_is_measured(executor):
+    """A fresh host is cold; the sweep's warm-up round only warmed the first one."""
+    counter = _trial("counts_calls", "sequential", None, 1)
+    assert executor.execute(counter, 0)["checksum"] == checksum([1, 2, 3, 4])  # first host: as planned
+    assert executor.execute(counter, 1)["checksum"] == checksum([5, 6, 7, 8])
+    assert executor.execute(_trial("exits", "sequential", None, 1), 0)["status"] == "failed"  # host replaced
+    row = executor.execute(counter, 2)
+    assert row["checksum"] == checksum([5, 6, 7, 8])  # measured on the new host's second run
+    assert executor.execute(counter, 3)["checksum"] == checksum([9, 10, 11, 12])  # and only once
+
+
+def test_no_untimed_run_when_the_sweep_asks_for_no_warm_up():
+    with TrialExecutor("faults", "t", timeout_s=TIMEOUT_S, search_path=[TESTS], rewarm=False) as ex:
+        counter = _trial("counts_calls", "sequential", None, 1)
+        ex.execute(counter, 0)
+        ex.execute(_trial("exits", "sequential", None, 1), 0)
+        assert ex.execute(counter, 1)["checksum"] == __import__(
+            "conc_lab.host.measure"
+        ).host.measure.checksum([1, 2, 3, 4])

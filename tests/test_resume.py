@@ -102,6 +102,17 @@ def survivors(tag: str, within_s: float = 5.0) -> list[int]:
         time.sleep(0.02)
 
 
+def journal_rows(out: Path) -> int:
+    """Rows saved so far in the journals under ``out`` (a resumed sweep starts a fresh journal)."""
+    n = 0
+    for journal in out.glob("kr/*/journal-*.jsonl"):
+        try:
+            n += journal.read_bytes().count(b"\n")
+        except OSError:  # sealed and removed meanwhile
+            pass
+    return n
+
+
 def run_to_end(args: list[str], tag: str, program: list[str] = CLI) -> subprocess.CompletedProcess:
     proc = start(args, tag, program)
     out, err = proc.communicate(timeout=120)
@@ -139,15 +150,20 @@ def test_sigkill_at_random_moments_then_resume_stores_every_run_once(sweep_confi
     out = tmp_path / "out"
     rng = random.Random(20240607)  # a fixed seed: a failure here can be replayed
     tag = uuid.uuid4().hex
-    kills, stored = 0, 0
+    kills, stored, mid_sweep = 0, 0, 0
     for _ in range(8):
         proc = start(["sweep", str(sweep_config), "--out", str(out), "--resume", "-q"], tag)
-        # Its "N trials, M measured runs -> dir" line comes once the store is open and the runs
-        # begin (~0.4 s of them in all): the kill lands among them, the warm-up round included.
+        # Its "N trials, M measured runs -> dir" line comes once the store is open. Then the kill
+        # lands in the warm-up round (rows == 0) or a moment after this start's n-th row is saved.
         for line in proc.stderr:
             if "measured runs" in line:
                 break
-        time.sleep(rng.uniform(0.0, 0.12))
+        rows = rng.choice([0, rng.randint(1, 12)])
+        if rows == 0:
+            time.sleep(rng.uniform(0.0, 0.1))
+        while journal_rows(out) < rows and proc.poll() is None:
+            time.sleep(0.001)
+        time.sleep(rng.uniform(0.0, 0.01))
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
             kills += 1
@@ -160,7 +176,8 @@ def test_sigkill_at_random_moments_then_resume_stores_every_run_once(sweep_confi
         assert not loaded.duplicated(["trial_id", "repeat"]).any()  # ... with no run twice
         assert len(loaded) >= stored  # ... and nothing stored before is lost
         stored = len(loaded)
-    assert kills >= 3
+        mid_sweep += 0 < stored < expected_rows(sweep_config)
+    assert kills >= 3 and mid_sweep >= 1  # some kills landed with part of the runs stored
     resume_until_complete(sweep_config, out, tag)
     check_complete_store(sweep_config, out)
 
