@@ -795,7 +795,7 @@ def by_interpreter(
     rank = wide["backend"].astype(object).map(BACKEND_ORDER).fillna(len(BACKEND_ORDER))
     return (
         wide.assign(_rank=rank)
-        .sort_values(["workload", "_rank"] + keys[1:])
+        .sort_values(["_rank" if k == "backend" else k for k in keys])  # sizes first, then backends
         .drop(columns="_rank")
         .reset_index(drop=True)
     )
