@@ -105,8 +105,11 @@ class NodeRunner:
             "cores": affinity.available_cores(),
         }
 
-    def execute(self, params: dict, repeat: int) -> dict:
-        return self.executor.execute(Trial(**params), repeat)
+    def execute(self, params: dict, repeat: int) -> tuple[dict, float]:
+        """The run's row, and the seconds this node spent inside its trial host for it."""
+        before = self.executor.measured_s
+        row = self.executor.execute(Trial(**params), repeat)
+        return row, self.executor.measured_s - before
 
     def close(self) -> None:
         self.executor.close()
@@ -124,18 +127,23 @@ def run_on_cluster(
     skip: Callable[[Trial], bool] = lambda trial: False,
     on_event: Callable[[str, dict], None] | None = None,
     max_nodes: int | None = None,
+    stats: dict | None = None,
 ) -> Iterator[tuple[Trial, int, dict | None]]:
     """Run ``runs`` on the cluster at ``address``; yield (trial, repeat, row) as each finishes.
 
     ``skip(trial)`` is asked just before a run is sent; a skipped run is yielded with row
     None. ``on_event`` hears ``node`` (data: node_id, hostname, state joined|lost) and
-    ``warning``. ``max_nodes`` caps the nodes used (a benchmark's 1-node baseline).
+    ``warning``. ``max_nodes`` caps the nodes used. ``stats``, when given, is kept up to date
+    with ``measured_s`` (seconds the nodes spent inside trial hosts, summed) and ``nodes``
+    (nodes that took part).
     Closing the generator early (fail-fast, Ctrl-C) stops the node runners.
 
     >>> for trial, repeat, row in run_on_cluster("auto", runs, sweep_name="cpu", ...):  # doctest: +SKIP
     ...     store_row(row)
     """
     emit = on_event or (lambda kind, data: None)
+    stats = stats if stats is not None else {}
+    stats.update(measured_s=0.0, nodes=0)
     ray = import_ray(address)
     from ray.exceptions import RayActorError
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
@@ -170,6 +178,7 @@ def run_on_cluster(
                 sweep_name, sweep_id, affinity_mode, timeout_s, search_path
             )
             hosts[nid] = node.get("NodeManagerHostname") or node.get("NodeManagerAddress") or "?"
+            stats["nodes"] += 1
             emit("node", {"node_id": nid, "hostname": hosts[nid], "state": "joined"})
 
     def lose(nid: str, why: str):
@@ -216,7 +225,7 @@ def run_on_cluster(
             for ref in done:
                 nid, trial, repeat, attempt = busy.pop(ref)
                 try:
-                    row = ray.get(ref)
+                    row, measured = ray.get(ref)
                 except RayActorError as exc:
                     why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
                     lose(nid, why)
@@ -228,6 +237,7 @@ def run_on_cluster(
                         )
                         pending.appendleft((trial, repeat, attempt + 1))
                     continue
+                stats["measured_s"] += measured
                 yield trial, repeat, row
     finally:
         try:  # trial hosts exit cleanly first; the kills then take what is left
