@@ -82,6 +82,10 @@ def sweep(
     from conc_lab.store import StoreError
 
     cfg = _load(config)
+    if cluster is not None and ray_address is not None:
+        _die(
+            "--ray-address: a cluster sweep's ray trials run on the --cluster cluster; give one or the other"
+        )
     if shard is not None:
         from conc_lab.cluster import parse_shard
 

@@ -356,6 +356,10 @@ def sweep(
     if cluster is not None:
         from conc_lab import cluster as cluster_mod
 
+        if ray_address or config.ray_address:
+            emit(
+                "warning", {"text": "ray.address is not used: a cluster sweep's ray trials run on its nodes"}
+            )
         source = cluster_mod.run_on_cluster(
             cluster,
             runs,

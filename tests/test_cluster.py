@@ -174,3 +174,10 @@ def test_a_bad_shard_is_one_line_and_exit_2(write_config):
     result = CliRunner().invoke(app, ["sweep", str(write_config(SHARDED)), "--shard", "5/3"])
     assert result.exit_code == 2
     assert "--shard: must be K/N" in result.output and "Traceback" not in result.output
+
+
+def test_ray_address_with_cluster_is_refused(write_config):
+    result = CliRunner().invoke(
+        app, ["sweep", str(write_config(SHARDED)), "--cluster", "auto", "--ray-address", "auto"]
+    )
+    assert result.exit_code == 2 and "--ray-address:" in result.output

@@ -128,3 +128,26 @@ def test_without_an_address_a_sweep_starts_a_loopback_runtime_and_stops_it(tmp_p
     assert not leftovers
     df = conc_lab.load(tmp_path / "out" / "rayvs")
     assert df["correct"].all() and len(df) == 4
+
+
+def _python_without_ray() -> str | None:
+    from conc_lab.interpreters import InterpreterError, resolve
+
+    for version in ("3.8", "3.9", "3.10", "3.12"):
+        try:
+            exe = resolve(version)
+        except InterpreterError:
+            continue
+        if subprocess.run([exe, "-c", "import ray"], capture_output=True).returncode != 0:
+            return version
+    return None
+
+
+def test_a_ray_trial_under_an_interpreter_without_ray_is_skipped_not_failed():
+    version = _python_without_ray()
+    if version is None:
+        pytest.skip("no interpreter without Ray on this machine")
+    with runner.TrialExecutor("x", "t", "compact", timeout_s=60) as ex:
+        row = ex.execute(Trial("experiments.io:sleep", "ray", 1, tasks=2, size=1, python=version), repeat=0)
+    assert row["status"] == "skipped" and row["error"].startswith("needs ray, which ")
+    assert row["python_version"].startswith(version)

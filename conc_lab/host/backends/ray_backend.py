@@ -20,6 +20,7 @@ Ray is imported here only when a ``ray`` trial runs. Python 3.8 syntax.
 """
 
 import os
+import platform
 import sys
 
 from conc_lab.host import measure
@@ -130,7 +131,17 @@ class RayBackend(Backend):
         return ray
 
     def run(self, fn, trial):
-        ray = self._connect()
+        try:
+            ray = self._connect()
+        except ModuleNotFoundError as exc:
+            if (exc.name or "").partition(".")[0] != "ray":
+                raise
+            # An interpreter of the python axis without Ray: skipped there, as a workload it cannot import.
+            return {
+                "status": "skipped",
+                "error": "needs ray, which %s %s (%s) lacks"
+                % (platform.python_implementation(), platform.python_version(), sys.executable),
+            }
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         workers, cores, tasks = trial["workers"], trial["cores"], trial["tasks"]
