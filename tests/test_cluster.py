@@ -181,3 +181,13 @@ def test_ray_address_with_cluster_is_refused(write_config):
         app, ["sweep", str(write_config(SHARDED)), "--cluster", "auto", "--ray-address", "auto"]
     )
     assert result.exit_code == 2 and "--ray-address:" in result.output
+
+
+def test_resuming_a_shard_continues_that_shard_not_the_latest_sweep(tmp_path, write_config):
+    config = write_config(SHARDED)
+    out = tmp_path / "results"
+    first = runner.sweep(config, out, shard="1/2")
+    runner.sweep(config, out, shard="2/2")  # the latest sweep under results/sharded
+    again = runner.sweep(config, out, shard="1/2", resume=True)
+    assert again.sweep_dir == first.sweep_dir and again.recorded == 0
+    assert store.read_manifest(first.sweep_dir)["shard"] == "1/2"
