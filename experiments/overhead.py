@@ -15,8 +15,8 @@ they stay checkable against the sequential backend like any other workload.
   server; warm-up repeats absorb it. Run these on the sequential or threading backend:
   multiprocessing pool workers are daemonic and may not have children.
 * ``ray_task`` / ``ray_actor``: a Ray task submitted and awaited; an actor created, called
-  once and killed. They join the Ray runtime already running in the process (the ray
-  backend's) or start a local one.
+  once and killed. They use the Ray runtime this process already joined (the ray
+  backend's) or start a local one of their own (never attaching to another program's).
 """
 
 import threading
@@ -104,7 +104,8 @@ def _ray():
     import ray
 
     if not ray.is_initialized():
-        ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
+        # address="local": a runtime of our own, never one another program left running here
+        ray.init(address="local", include_dashboard=False, log_to_driver=False, configure_logging=False)
     if "echo" not in _RAY:
 
         @ray.remote(num_cpus=0)
