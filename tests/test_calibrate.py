@@ -143,7 +143,9 @@ def test_auto_on_a_workload_that_ignores_size_is_a_config_error(tmp_path, write_
         matrix: {workload: [experiments.overhead:noop], backend: [sequential], size: auto}
         """
     )
-    with pytest.raises(ConfigError, match=r"matrix.size: size auto: cannot calibrate experiments.overhead:noop"):
+    with pytest.raises(
+        ConfigError, match=r"matrix.size: size auto: cannot calibrate experiments.overhead:noop"
+    ):
         conc_lab.sweep(path, out=tmp_path / "r")
     assert not (tmp_path / "r" / "noauto").exists() or not any((tmp_path / "r" / "noauto").iterdir())
 
@@ -151,8 +153,12 @@ def test_auto_on_a_workload_that_ignores_size_is_a_config_error(tmp_path, write_
 def test_config_accepts_auto_and_rejects_other_words(write_config):
     from conc_lab.config import ConfigError, load_config
 
-    ok = write_config("matrix: {workload: [experiments.cpu:sum_squares], backend: [sequential], size: [auto, 10]}")
+    ok = write_config(
+        "matrix: {workload: [experiments.cpu:sum_squares], backend: [sequential], size: [auto, 10]}"
+    )
     assert load_config(ok).axes["size"] == ("auto", 10)
-    bad = write_config("matrix: {workload: [experiments.cpu:sum_squares], backend: [sequential], size: [big]}")
+    bad = write_config(
+        "matrix: {workload: [experiments.cpu:sum_squares], backend: [sequential], size: [big]}"
+    )
     with pytest.raises(ConfigError, match=r"matrix.size\[0\]: must be an integer >= 0 or 'auto'"):
         load_config(bad)

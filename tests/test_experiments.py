@@ -264,7 +264,9 @@ def test_memory_effects_recorded_by_a_sweep(tmp_path, write_config):
     seen = {(r.workload.split(":")[1], r.backend): json.loads(r.observed) for r in df.itertuples()}
     assert seen["result_global", "sequential"]["writers"] == [0, 1, 2, 3]
     assert seen["result_global", "threading"]["writers"] == [0, 1, 2, 3], "threads write the parent's memory"
-    assert seen["result_global", "multiprocessing"] == {"result": None, "writers": []}, "processes write copies"
+    assert seen["result_global", "multiprocessing"] == {"result": None, "writers": []}, (
+        "processes write copies"
+    )
     for backend in ("sequential", "threading", "multiprocessing"):
         assert seen["result_local", backend] == {"result": None, "writers": []}, "without global: a local"
     assert seen["counter_locked", "threading"] == {"counter": 8000, "increments": 8000, "lost": 0}
