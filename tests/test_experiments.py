@@ -209,7 +209,7 @@ def test_counter_in_processes_never_reaches_the_parent():
 
 @pytest.mark.parametrize("size", [0, 1, 4096, 3_000_000])
 def test_payload_transfers_deliver_the_same_bytes(size):
-    want = zlib.crc32(memory._payload(1, size))
+    want = zlib.crc32(memory._payload(size))
     assert memory.payload_pickle(1, size) == memory.payload_shared_memory(1, size) == want
 
 
