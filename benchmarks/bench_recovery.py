@@ -8,7 +8,9 @@ again. Reported, as medians over ``--rounds``:
   process group, reaping it);
 * restart: the next good trial's wall time minus a warm one's (starting a fresh host);
 * recovery: overshoot + restart, the price of one hung trial beyond its timeout;
-* next run_s / warm run_s: whether the trial after the hang is measured as if nothing happened.
+* next run_s / warm run_s: whether the trial after the hang is measured as if nothing happened;
+* cold host: in ``--rounds`` fresh hosts, a trial's first run_s over its next runs' median,
+  the penalty the untimed run in a replacement host is there to keep out of the numbers.
   A fresh host is cold (imports, caches, the interpreter specialising its code), so the
   runner runs each trial once untimed in a replacement host before measuring it; with
   ``--no-rewarm`` that run is skipped and the ratio shows what it prevents. The untimed run
@@ -56,7 +58,7 @@ def main() -> None:
     for backend, method, workers in BACKENDS:
 
         def trial(fn: str, backend=backend, workers=workers, method=method) -> Trial:
-            return Trial(f"workloads_faulty:{fn}", backend, workers, tasks=4, size=20000, start_method=method)
+            return Trial(f"workloads_faulty:{fn}", backend, workers, tasks=4, size=50000, start_method=method)
 
         overshoot, restart, ratio = [], [], []
         search = [str(ROOT / "tests")]
@@ -84,6 +86,31 @@ def main() -> None:
         label = f"{backend}/{method}" if method else backend
         print(
             f"{label:28} {ms(over):>10} {ms(rest):>10} {ms(over + rest):>10} {statistics.median(ratio):>16.2f}"
+        )
+    cold_host(max(args.rounds, 12))
+
+
+def cold_host(rounds: int) -> None:
+    """A trial's first run in a fresh host against its later runs there, per backend."""
+    from conc_lab.host.affinity import plan
+    from conc_lab.hosts import TrialHost
+    from conc_lab.matrix import Trial
+
+    print(
+        f"\ncold host: first run_s / median of runs 2-4, in {rounds} fresh hosts (control: run 3 / runs 2 and 4)"
+    )
+    for backend, method, workers in BACKENDS:
+        first, control = [], []
+        t = Trial("workloads_faulty:good", backend, workers, tasks=4, size=50000, start_method=method)
+        message = {"op": "run", "trial": {**t.params(), "cores": plan("compact", workers)}}
+        for _ in range(rounds):
+            with TrialHost(None, [str(ROOT / "tests")]) as host:
+                r = [host.request(message, 60)["outcome"]["run_s"] for _ in range(4)]
+            first.append(r[0] / statistics.median(r[1:]))
+            control.append(r[2] / statistics.median([r[1], r[3]]))
+        label = f"{backend}/{method}" if method else backend
+        print(
+            f"{label:28} first/warm {statistics.median(first):5.2f}   control {statistics.median(control):5.2f}"
         )
 
 
