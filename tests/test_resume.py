@@ -336,3 +336,27 @@ def test_resume_with_a_changed_config_is_refused_and_writes_nothing(sweep_config
     assert f"{sweep_config}: (resume): the config changed since sweep" in lines[0]
     assert "run without --resume" in lines[0]
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*")} == before
+
+
+@pytest.mark.parametrize("damage", ["foreign file", "corrupt journal line"])
+def test_resume_refuses_a_store_it_cannot_trust_in_one_line(sweep_config, tmp_path, damage):
+    out = tmp_path / "out"
+    tag = uuid.uuid4().hex
+    killed = run_to_end([KILLER, "rows", str(sweep_config), str(out)], tag, PYTHON_C)
+    assert killed.returncode == -signal.SIGKILL
+    (sweep_dir,) = (out / "kr").iterdir()
+    if damage == "foreign file":
+        (sweep_dir / "notes.txt").write_text("mine")
+        words = "notes.txt: not a conc_lab file"
+    else:
+        (journal,) = sweep_dir.glob("journal-*.jsonl")
+        lines = journal.read_text().splitlines(keepends=True)
+        lines[2] = lines[2][: len(lines[2]) // 2] + "\n"  # a line torn in the middle: not a kill's doing
+        journal.write_text("".join(lines))
+        words = "corrupt line 3"
+    before = {p: p.stat().st_mtime_ns for p in sweep_dir.iterdir()}
+    refused = run_to_end(["sweep", str(sweep_config), "--out", str(out), "--resume", "-q"], tag)
+    assert refused.returncode == 2
+    (line,) = refused.stderr.strip().splitlines()
+    assert words in line and "Traceback" not in refused.stderr
+    assert {p: p.stat().st_mtime_ns for p in sweep_dir.iterdir()} == before  # not "repaired" silently
