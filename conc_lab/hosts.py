@@ -93,20 +93,27 @@ class TrialHost:
     def _read(self, timeout: float | None) -> dict:
         deadline = None if timeout is None else time.monotonic() + timeout
         fd = self.proc.stdout.fileno()
-        while b"\n" not in self._buf:
-            left = None if deadline is None else deadline - time.monotonic()
-            if left is not None and left <= 0:
+        while True:
+            while b"\n" not in self._buf:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    self.kill()
+                    raise HostTimeout(f"no answer within {timeout:g} s")
+                ready, _, _ = select.select([fd], [], [], left)
+                if not ready:
+                    continue
+                chunk = os.read(fd, 1 << 20)
+                if not chunk:
+                    raise HostDied(self._death_note())
+                self._buf += chunk
+            line, _, self._buf = self._buf.partition(b"\n")
+            try:
+                return json.loads(line)
+            except ValueError:
+                if not hasattr(self, "info"):  # printed before the host took stdout (a sitecustomize)
+                    continue
                 self.kill()
-                raise HostTimeout(f"no answer within {timeout:g} s")
-            ready, _, _ = select.select([fd], [], [], left)
-            if not ready:
-                continue
-            chunk = os.read(fd, 1 << 20)
-            if not chunk:
-                raise HostDied(self._death_note())
-            self._buf += chunk
-        line, _, self._buf = self._buf.partition(b"\n")
-        return json.loads(line)
+                raise HostDied(f"trial host sent a line that is not JSON: {line[:200]!r}") from None
 
     def _death_note(self) -> str:
         code = self.kill()

@@ -339,3 +339,12 @@ def test_no_untimed_run_when_the_sweep_asks_for_no_warm_up():
         assert ex.execute(counter, 1)["checksum"] == __import__(
             "conc_lab.host.measure"
         ).host.measure.checksum([1, 2, 3, 4])
+
+
+def test_a_host_interpreter_that_prints_at_start_up_still_serves_trials(tmp_path, monkeypatch):
+    """A sitecustomize (or a distribution's start-up hook) printing before the host owns stdout."""
+    (tmp_path / "sitecustomize.py").write_text("print('hello from site, not JSON')\n")
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    with TrialExecutor("faults", "t", timeout_s=TIMEOUT_S, search_path=[TESTS]) as ex:
+        row = ex.execute(_trial("good", "threading", None, 2), 0)
+    assert (row["status"], row["correct"]) == ("ok", True), row["error"]
