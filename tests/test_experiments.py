@@ -287,3 +287,30 @@ def test_workloads_without_hooks_record_no_observation(tmp_path, write_config):
     )
     df = conc_lab.load(conc_lab.sweep(path, out=tmp_path / "r").sweep_dir)
     assert df["observed"].isna().all()
+
+
+def test_seed_config_answers_the_exercise_in_one_sweep(tmp_path):
+    """configs/seed.yaml as shipped (fewer repeats): every backend agrees with the plain loop."""
+    import yaml
+
+    import conc_lab
+
+    doc = yaml.safe_load((ROOT / "configs" / "seed.yaml").read_text())
+    doc.update(repeats=1, warmup=0)
+    path = tmp_path / "seed.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    result = conc_lab.sweep(path, out=tmp_path / "r")
+    assert result.ok, result
+    df = conc_lab.load(result.sweep_dir)
+    variants = set(
+        zip(df["backend"], df["start_method"].astype(object).where(df["start_method"].notna(), None))
+    )
+    assert variants == {
+        ("sequential", None),
+        ("threading", None),
+        ("multiprocessing", "fork"),
+        ("multiprocessing", "spawn"),
+    }
+    sizes = df.groupby(df["workload"].astype(str))["size"].apply(lambda s: sorted(set(s)))
+    assert all(s[0] == 1 and s[1] > 1 for s in sizes), "size 1 (the post's program) and a calibrated size"
+    assert df["correct"].all() and (df["status"] == "ok").all()
