@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import resource
 import subprocess
 import sys
 import tempfile
@@ -82,8 +81,12 @@ def overhead(out: Path) -> None:
     work = (df.run_s + df.setup_s).sum()
     print("\n# 2. runner overhead: 1,000 no-op trials, sequential, repeats=1 (Parquet writes included)")
     print(f"  total wall (conc_lab.sweep call, host start-up included): {wall:.3f} s")
-    print(f"  per trial: {wall / 1000 * 1e3:.3f} ms wall, of which the trial itself {work / 1000 * 1e3:.4f} ms")
-    print(f"  runner's own estimate (wall outside trial hosts per run): {result.overhead_per_run_s * 1e3:.3f} ms")
+    print(
+        f"  per trial: {wall / 1000 * 1e3:.3f} ms wall, of which the trial itself {work / 1000 * 1e3:.4f} ms"
+    )
+    print(
+        f"  runner's own estimate (wall outside trial hosts per run): {result.overhead_per_run_s * 1e3:.3f} ms"
+    )
 
 
 def expand(out: Path) -> None:
@@ -112,9 +115,21 @@ def expand(out: Path) -> None:
             "n = subprocess.run(sys.argv[1:], capture_output=True, text=True, check=True).stdout.strip(); "
             "print(n, time.perf_counter() - t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
         )
-        cmd = [sys.executable, "-c", code, sys.executable, "-m", "conc_lab.cli", "expand", "--count", str(cfg)]
+        cmd = [
+            sys.executable,
+            "-c",
+            code,
+            sys.executable,
+            "-m",
+            "conc_lab.cli",
+            "expand",
+            "--count",
+            str(cfg),
+        ]
         n, wall, peak = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.split()
-        print(f"  {label:38s} {int(n):>9,} trials  {float(wall):5.2f} s  peak RSS {int(peak) / 1024:6.1f} MiB")
+        print(
+            f"  {label:38s} {int(n):>9,} trials  {float(wall):5.2f} s  peak RSS {int(peak) / 1024:6.1f} MiB"
+        )
 
 
 def noise(out: Path) -> None:

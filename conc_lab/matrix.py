@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-from operator import itemgetter
 import json
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from functools import cached_property
+from operator import itemgetter
 
 from conc_lab.config import Config
 
