@@ -420,7 +420,7 @@ def sweep(
     except KeyboardInterrupt:
         interrupted = True
     finally:
-        with _interrupts_held(reraise=False) as held:  # a second Ctrl-C must not cut the saving short
+        try:
             if cluster is not None:
                 source.close()  # stops the node runners
             executor.close()
@@ -428,6 +428,9 @@ def sweep(
                 closing = time.perf_counter()
                 ray_runtime.close()
                 started += time.perf_counter() - closing  # Ray's shutdown is not runner overhead either
+        except KeyboardInterrupt:  # a second Ctrl-C may cut the clean-up short (hosts die with us) ...
+            interrupted = True
+        with _interrupts_held(reraise=False) as held:  # ... but never the saving
             complete = not interrupted and counts["recorded"] == measured_total
             writer.close("complete" if complete else ("interrupted" if interrupted else "stopped"))
         interrupted = interrupted or bool(held)

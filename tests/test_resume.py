@@ -285,8 +285,12 @@ def wait_for_a_forked_worker(tag: str, proc: subprocess.Popen) -> None:
         time.sleep(0.005)
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_ctrl_c_or_sigterm_during_a_multiprocessing_trial_saves_and_says_how_to_resume(tmp_path, sig):
+@pytest.mark.parametrize(
+    "signals",
+    [[signal.SIGINT], [signal.SIGTERM], [signal.SIGINT, signal.SIGINT]],
+    ids=["ctrl-c", "sigterm", "ctrl-c-twice"],
+)
+def test_ctrl_c_or_sigterm_during_a_multiprocessing_trial_saves_and_says_how_to_resume(tmp_path, signals):
     config = tmp_path / "kr.yaml"
     # Long multiprocessing trials, so the signal lands while worker processes are running.
     config.write_text(
@@ -305,7 +309,9 @@ def test_ctrl_c_or_sigterm_during_a_multiprocessing_trial_saves_and_says_how_to_
         assert proc.poll() is None and time.monotonic() < deadline
         time.sleep(0.01)
     wait_for_a_forked_worker(tag, proc)
-    os.killpg(proc.pid, sig)  # the whole foreground group, as a terminal's Ctrl-C does
+    for sig in signals:  # an impatient second Ctrl-C lands while the sweep is cleaning up
+        os.killpg(proc.pid, sig)  # the whole foreground group, as a terminal's Ctrl-C does
+        time.sleep(0.05)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert "Traceback" not in err
