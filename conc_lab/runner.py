@@ -261,29 +261,14 @@ def sweep(
         shard = cluster_mod.parse_shard(shard) if isinstance(shard, str) else shard
         trials = cluster_mod.shard_trials(trials, shard)
     shard_label = f"{shard[0]}/{shard[1]}" if shard else None
+    previous = _resumable(config, out, shard_label, emit) if resume else None
     done: set[tuple[str, int]] = set()
     known_sizes: dict[str, int] = {}  # size: auto, as calibrated by the sweep being resumed
-    sweep_dir = None
-    if resume:
-        sweep_dir = store.latest_sweep(Path(out) / config.name, shard=shard_label)
-        if sweep_dir is not None:
-            manifest = store.read_manifest(sweep_dir)
-            if manifest.get("fingerprint") != config.fingerprint:
-                raise ConfigError(
-                    config.path,
-                    "(resume)",
-                    f"the config changed since sweep {manifest.get('sweep_id')} began "
-                    "(its fingerprint differs); run without --resume to start a new sweep",
-                )
-            done = store.completed_runs(sweep_dir)
-            known_sizes = manifest.get("calibrated_sizes") or {}
-            sweep_id = manifest["sweep_id"]
-        else:
-            emit(
-                "warning",
-                {"text": f"nothing to resume under {Path(out) / config.name}; starting a new sweep"},
-            )
-    if sweep_dir is None:
+    if previous is not None:
+        sweep_dir, sweep_id = previous
+        done = store.completed_runs(sweep_dir)
+        known_sizes = store.read_manifest(sweep_dir).get("calibrated_sizes") or {}
+    else:
         sweep_id = store.new_sweep_id()
         sweep_dir = Path(out) / config.name / sweep_id
     search_path = workload_search_path(Path(config.path).parent if config.path else None)
@@ -448,6 +433,27 @@ def sweep(
         measured_s=executor.measured_s
         + cluster_stats.get("measured_s", 0.0) / max(cluster_stats.get("nodes", 0), 1),
     )
+
+
+def _resumable(config: Config, out: str | os.PathLike, shard_label: str | None, emit: EventHandler):
+    """(sweep_dir, sweep_id) of the sweep ``--resume`` continues, or None to start a new one.
+
+    A sweep begun under another config is refused: mixing its rows with these would
+    compare trials that were not run alike.
+    """
+    sweep_dir = store.latest_sweep(Path(out) / config.name, shard=shard_label)
+    if sweep_dir is None:
+        emit("warning", {"text": f"nothing to resume under {Path(out) / config.name}; starting a new sweep"})
+        return None
+    manifest = store.read_manifest(sweep_dir)
+    if manifest.get("fingerprint") != config.fingerprint:
+        raise ConfigError(
+            config.path,
+            "(resume)",
+            f"the config changed since sweep {manifest.get('sweep_id')} began "
+            "(its fingerprint differs); run without --resume to start a new sweep",
+        )
+    return sweep_dir, manifest["sweep_id"]
 
 
 @contextlib.contextmanager
