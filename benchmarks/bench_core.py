@@ -145,7 +145,7 @@ def noise(out: Path) -> None:
                     "workload": ["experiments.cpu:sum_squares"],
                     "backend": ["sequential"],
                     "tasks": [1],
-                    "size": [2_000_000],
+                    "size": [3_600_000],
                 },
             },
             out,
