@@ -255,20 +255,8 @@ def run_on_cluster(
 
 
 def _lost_row(trial: Trial, repeat: int, sweep_id: str, name: str, attempts: int, why: str) -> dict:
-    from conc_lab import schema
+    from conc_lab.runner import unrun_row  # runner imports this module lazily; import back the same way
 
-    row = schema.empty_row()
-    row.update(
-        sweep_id=sweep_id,
-        sweep_name=name,
-        trial_id=trial.trial_id,
-        **trial.params(),
-        repeat=repeat,
-        status="failed",
-        error=f"its node was lost {attempts} times (last: {why})",
-        started_at=int(time.time() * 1e6),
-        pinned=False,
-        cores=[],
-        task_records=[],
+    return unrun_row(
+        trial, repeat, sweep_id, name, "failed", f"its node was lost {attempts} times (last: {why})"
     )
-    return row

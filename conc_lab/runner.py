@@ -381,7 +381,7 @@ def sweep(
                 if hung is not None:  # its first measured row says so, or the hang would go unrecorded
                     row = dict(hung, repeat=repeat, error=f"in its warm-up run: {hung['error']}")
                 else:
-                    row = _skipped_row(trial, repeat, sweep_id, config.name, given_up[trial.trial_id])
+                    row = unrun_row(trial, repeat, sweep_id, config.name, "skipped", given_up[trial.trial_id])
                     # the interpreter it was skipped under
                     row.update(executor.interpreter_facts(trial.python))
             else:
@@ -478,7 +478,8 @@ def _interrupts_held(reraise: bool = True) -> Iterator[list[int]]:
         raise KeyboardInterrupt
 
 
-def _skipped_row(trial: Trial, repeat: int, sweep_id: str, name: str, why: str) -> dict:
+def unrun_row(trial: Trial, repeat: int, sweep_id: str, name: str, status: str, why: str) -> dict:
+    """The row of a run that never reached a trial host (skipped, or its cluster node was lost)."""
     row = schema.empty_row()
     row.update(
         sweep_id=sweep_id,
@@ -486,7 +487,7 @@ def _skipped_row(trial: Trial, repeat: int, sweep_id: str, name: str, why: str) 
         trial_id=trial.trial_id,
         **trial.params(),
         repeat=repeat,
-        status="skipped",
+        status=status,
         error=why,
         started_at=int(time.time() * 1e6),
         pinned=False,

@@ -95,8 +95,8 @@ def _pump(collector, alive, done):
     readers = [c for c in alive if not c.closed]
     while not done() and collector.error is None:
         if not alive:
-            done = "%d of %d tasks done" % (collector.done, collector.tasks)
-            collector.error = "every worker exited with %s (a workload calling os._exit?)" % done
+            progress = "%d of %d tasks done" % (collector.done, collector.tasks)
+            collector.error = "every worker exited with %s (a workload calling os._exit?)" % progress
             return
         sentinels = {p.sentinel: c for c, p in alive.items()}
         for ready in wait(readers + list(sentinels)):
