@@ -115,10 +115,12 @@ def test_find_interpreters_lists_pyenv_versions_and_which_can_host():
     root = interpreters.pyenv_root()
     if root is None:
         pytest.skip("no pyenv root on this machine")
+    # By real path: in a virtual environment (CI's) the running interpreter is listed under the
+    # venv's path, though it is one of pyenv's versions.
     found = {
-        Path(i.path).parent.parent.name: i
+        Path(os.path.realpath(i.path)).parent.parent.name: i
         for i in interpreters.find_interpreters()
-        if root.as_posix() in i.path
+        if root.resolve().as_posix() in os.path.realpath(i.path)
     }
     pyenv_versions = [p.name for p in (root / "versions").iterdir() if (p / "bin" / "python").exists()]
     assert pyenv_versions and set(pyenv_versions) <= set(found)
