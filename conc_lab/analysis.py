@@ -51,6 +51,9 @@ GROUP_KEYS = [
 ]
 #: Keys on which a backend row finds its sequential baseline (first with affinity, then without).
 BASELINE_KEYS = ["workload", "tasks", "size", "python", "node"]
+#: Last resort, for cluster sweeps whose sequential trial ran on another node: pooled over nodes
+#: and flagged "baseline from other nodes" (nodes of one cluster are usually, not surely, alike).
+CROSS_NODE_KEYS = [k for k in BASELINE_KEYS if k != "node"]
 #: Keys two result sets are matched on by ``compare``: the trial's parameters, not where it ran.
 COMPARE_KEYS = ["workload", "tasks", "size", "backend", "workers", "start_method", "affinity", "options"]
 SEQUENTIAL = "sequential"
@@ -256,7 +259,8 @@ def summarize(
     ``median_s``, ``q1_s``, ``q3_s``, ``iqr_s``, ``ci_low_s``/``ci_high_s`` (exact bootstrap
     interval of the median at ``level``), ``cv``; ``setup_s`` (median); ``correct_share``
     (over runs whose answer could be checked); ``baseline_s`` (median of the sequential runs
-    with the same workload, tasks, size, python and node; same affinity where one exists);
+    with the same workload, tasks, size, python and node; same affinity where one exists; on
+    other nodes, flagged, where this node ran none);
     ``speedup`` with ``speedup_ci_low``/``speedup_ci_high``; ``efficiency`` (speedup/workers);
     ``karp_flatt`` (experimentally determined serial fraction, workers > 1); and the flags
     ``unstable`` (cv > ``cv_threshold`` or CI width > ``ci_threshold`` x median),
@@ -287,7 +291,10 @@ def summarize(
     backend = keyed["backend"].astype(object).to_numpy()
     seq = backend == SEQUENTIAL
     base = _baseline(df[seq], keyed[seq], level)
-    out = _attach_baseline(out, base)
+    # Within a cluster sweep (nodes named by Ray node id) a node that ran no sequential trial
+    # borrows the other nodes' baseline, flagged; machines told apart by hostname never do.
+    ray_nodes = df["node_id"].dropna().astype(object).unique() if "node_id" in df.columns else []
+    out = _attach_baseline(out, base, cross_node_ok=out["node"].astype(object).isin(ray_nodes).to_numpy())
 
     speed, s_lo, s_hi = _ratio_ci(
         out["baseline_s"].to_numpy(),
@@ -330,6 +337,7 @@ def summarize(
             "unstable": unstable,
             "superlinear": superlinear,
             "no baseline": ~np.isfinite(out["baseline_s"].to_numpy()) & (out["n"].to_numpy() > 0),
+            "baseline from other nodes": out["_b_other_nodes"].to_numpy() & (out["n"].to_numpy() > 0),
         }
     )
     return _ordered(out[GROUP_KEYS + SUMMARY_COLUMNS])
@@ -379,7 +387,11 @@ SUMMARY_COLUMNS = [
 def _baseline(seq_df: pd.DataFrame, seq_keyed: pd.DataFrame, level: float) -> dict[str, pd.DataFrame]:
     """Median and CI of the pooled sequential runs, keyed with and without affinity."""
     found = {}
-    for name, keys in (("exact", BASELINE_KEYS + ["affinity"]), ("any", BASELINE_KEYS)):
+    for name, keys in (
+        ("exact", BASELINE_KEYS + ["affinity"]),
+        ("any", BASELINE_KEYS),
+        ("nodes", CROSS_NODE_KEYS),
+    ):
         if len(seq_df) == 0:
             found[name] = None
             continue
@@ -411,18 +423,27 @@ def _match(left: pd.DataFrame, right: pd.DataFrame, keys: list[str]) -> np.ndarr
     return lookup[codes[: len(left)]]
 
 
-def _attach_baseline(out: pd.DataFrame, base: dict[str, pd.DataFrame | None]) -> pd.DataFrame:
+def _attach_baseline(
+    out: pd.DataFrame, base: dict[str, pd.DataFrame | None], cross_node_ok: np.ndarray
+) -> pd.DataFrame:
     cols = ["_b_med", "_b_lo", "_b_hi", "_b_n"]
     vals = {c: np.full(len(out), np.nan) for c in cols}
-    for name, keys in (("any", BASELINE_KEYS), ("exact", BASELINE_KEYS + ["affinity"])):
+    other_nodes = np.zeros(len(out), dtype=bool)
+    # Each level overrides the one before where it has a match: the closest baseline wins.
+    for name, keys in (
+        ("nodes", CROSS_NODE_KEYS),
+        ("any", BASELINE_KEYS),
+        ("exact", BASELINE_KEYS + ["affinity"]),
+    ):
         groups = base[name]
         if groups is None:
             continue
         idx = _match(out, groups, keys)
-        hit = idx >= 0
-        for c in cols:  # "exact" runs second and overrides the pooled baseline where it exists
+        hit = (idx >= 0) & (cross_node_ok if name == "nodes" else True)
+        other_nodes = np.where(hit, name == "nodes", other_nodes)
+        for c in cols:
             vals[c][hit] = groups[c].to_numpy(dtype=np.float64)[idx[hit]]
-    out = out.assign(**vals)
+    out = out.assign(**vals, _b_other_nodes=other_nodes)
     return out.rename(columns={"_b_med": "baseline_s"})
 
 

@@ -126,6 +126,21 @@ def test_baseline_is_matched_on_parameters_python_and_node():
     assert np.isnan(lost.speedup) and "no baseline" in lost.notes
 
 
+def test_a_cluster_node_without_its_own_baseline_borrows_the_other_nodes_flagged():
+    df = pd.DataFrame(
+        runs("sequential", 1, [4.0, 4.0, 4.4], node_id="n1")
+        + runs("sequential", 1, [3.0], node_id="n3")
+        + runs("threading", 2, [2.0], node_id="n1")
+        + runs("threading", 2, [1.0], node_id="n2")  # n2 ran no sequential trial
+    )
+    s = summarize(df)
+    same = row(s, backend="threading", node="n1")
+    assert same.speedup == pytest.approx(2.0) and "other nodes" not in same.notes
+    borrowed = row(s, backend="threading", node="n2")
+    assert borrowed.baseline_s == pytest.approx(4.0)  # the median of every node's sequential runs
+    assert borrowed.speedup == pytest.approx(4.0) and "baseline from other nodes" in borrowed.notes
+
+
 def test_node_id_wins_over_hostname():
     df = pd.DataFrame(runs("sequential", 1, [1.0], node_id="n1") + runs("sequential", 1, [2.0], node_id="n2"))
     assert sorted(summarize(df).node) == ["n1", "n2"]
