@@ -63,7 +63,10 @@ repeats: 1
 warmup: 0
 timeout_s: 60
 matrix:
-  workload: [{workload: experiments.io:sleep, size: [700, 701, 702, 703, 704, 705, 706, 707]}]
+  # 16 trials: enough that the added node still has work queued after its first row, even when
+  # its actor starts late on a loaded machine (with 8 the queue could be empty by then: a flake).
+  workload: [{workload: experiments.io:sleep, size: [700, 701, 702, 703, 704, 705, 706, 707,
+                                                     708, 709, 710, 711, 712, 713, 714, 715]}]
   backend: [sequential]
   tasks: [1]
 """
@@ -93,12 +96,14 @@ def test_a_node_killed_mid_sweep_loses_and_doubles_nothing(ray_cluster, tmp_path
     )
     killer.join(5)
     assert first_row_there.is_set()
-    assert result.ok and result.planned == result.recorded == 8
+    assert result.ok and result.planned == result.recorded == 16
     df = conc_lab.load(result.sweep_dir)
-    _assert_each_run_once(df, 8)
+    _assert_each_run_once(df, 16)
     assert (df["status"] == "ok").all()
     lost = [d for k, d in events if k == "node" and d["state"] == "lost"]
-    assert [d["node_id"] for d in lost] == [doomed.node_id]
+    # Only the killed node is lost. It may be reported more than once: until Ray's control store
+    # notices the node is gone it still looks alive, so the driver may try an actor there again.
+    assert lost and {d["node_id"] for d in lost} == {doomed.node_id}
     assert any(k == "warning" and "goes to another node" in d["text"] for k, d in events)
     survivors = df[df.node_id != doomed.node_id]
     assert len(survivors) >= 1  # the requeued run finished elsewhere
