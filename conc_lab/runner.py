@@ -85,29 +85,39 @@ class TrialExecutor:
         self.sweep_name, self.sweep_id = sweep_name, sweep_id
         # After a host is replaced, each trial runs once untimed before its next measured run.
         self.rewarm = rewarm
-        self._ran: dict[str | None, set[str]] = {}  # python -> trial ids its current host has run
-        self._replaced: set[str | None] = set()  # pythons whose host was replaced at least once
+        self._ran: dict[tuple, set[str]] = {}  # host key -> trial ids its current host has run
+        self._replaced: set[tuple] = set()  # host keys whose host was replaced at least once
         self.affinity_mode, self.timeout_s = affinity_mode, timeout_s
         self.search_path = search_path or [os.getcwd()]
         self.node_id = node_id
-        self.hosts: dict[str | None, TrialHost] = {}
+        self.hosts: dict[tuple, TrialHost] = {}  # see host_key
         self.references: dict[tuple, str | None] = {}
         self._facts: dict[str | None, dict] = {}
         self.measured_s = 0.0  # time spent inside trial hosts, for the overhead figure
 
-    def host(self, python: str | None) -> TrialHost:
-        host = self.hosts.get(python)
+    @staticmethod
+    def host_key(trial: Trial) -> tuple:
+        """Which host runs ``trial``: one per interpreter, and Ray trials in a host of their own.
+
+        A host that has imported Ray holds ~150 MB more; forking multiprocessing workers from it
+        would cost several times more than from the small host, and that is no number to report.
+        """
+        return (trial.python, trial.backend == "ray")
+
+    def host(self, key: tuple) -> TrialHost:
+        python = key[0]
+        host = self.hosts.get(key)
         if host is None or host.proc.poll() is not None:
             # a matrix names "3.12" or "python3.12"; the host needs the executable it stands for
-            host = self.hosts[python] = TrialHost(resolve(python), self.search_path)
+            host = self.hosts[key] = TrialHost(resolve(python), self.search_path)
             self._facts[python] = host.info  # kept for the row of a trial that kills its host
-            if python in self._ran:
-                self._replaced.add(python)
-            self._ran[python] = set()
+            if key in self._ran:
+                self._replaced.add(key)
+            self._ran[key] = set()
         return host
 
-    def _drop_host(self, python: str | None) -> None:
-        host = self.hosts.pop(python, None)
+    def _drop_host(self, key: tuple) -> None:
+        host = self.hosts.pop(key, None)
         if host is not None:
             host.close()
 
@@ -115,9 +125,9 @@ class TrialExecutor:
         """One request to the trial's host; a timeout or death becomes a failed outcome."""
         message = {"op": op, "trial": {**trial.params(), "cores": cores}}
         try:
-            host = self.host(trial.python)
+            host = self.host(self.host_key(trial))
         except (HostDied, HostTimeout, OSError, InterpreterError) as exc:
-            self._drop_host(trial.python)
+            self._drop_host(self.host_key(trial))
             return {
                 "status": "failed",
                 "error": f"cannot start trial host for {trial.python or 'python'}: {exc}",
@@ -126,10 +136,10 @@ class TrialExecutor:
         try:
             reply = host.request(message, self.timeout_s)
         except HostTimeout as exc:
-            self._drop_host(trial.python)
+            self._drop_host(self.host_key(trial))
             return {"status": "timeout", "error": f"{exc}; trial host killed and replaced"}
         except HostDied as exc:
-            self._drop_host(trial.python)
+            self._drop_host(self.host_key(trial))
             return {"status": "failed", "error": str(exc)}
         finally:
             self.measured_s += time.perf_counter() - started
@@ -151,9 +161,9 @@ class TrialExecutor:
             # specialising its code): the warm-up round covered the sweep's first host, this
             # covers its replacements, so the run after a hang or crash is measured warm.
             # A first run that failed is the row itself: a hang is not waited for twice.
-            self._ran[trial.python].add(trial.trial_id)
+            self._ran[self.host_key(trial)].add(trial.trial_id)
             outcome = self._call(trial, "run", cores)
-        self._ran.setdefault(trial.python, set()).add(trial.trial_id)
+        self._ran.setdefault(self.host_key(trial), set()).add(trial.trial_id)
         row = schema.empty_row()
         row.update(
             sweep_id=self.sweep_id,
@@ -180,8 +190,8 @@ class TrialExecutor:
 
     def _cold(self, trial: Trial) -> bool:
         """True when the host that replaced a failed one has not yet run ``trial``."""
-        ran = self._ran.get(trial.python, set())
-        return self.rewarm and trial.python in self._replaced and trial.trial_id not in ran
+        key = self.host_key(trial)
+        return self.rewarm and key in self._replaced and trial.trial_id not in self._ran.get(key, set())
 
     def interpreter_facts(self, python: str | None) -> dict:
         """What the latest host for ``python`` said of its interpreter (empty before one started)."""
@@ -201,8 +211,8 @@ class TrialExecutor:
         return None if reference is None else checksum == reference
 
     def close(self) -> None:
-        for python in list(self.hosts):
-            self._drop_host(python)
+        for key in list(self.hosts):
+            self._drop_host(key)
 
     def __enter__(self):
         return self

@@ -129,7 +129,7 @@ def test_a_faulty_trial_is_recorded_and_leaves_nothing_behind(
     good = _trial("good", backend, start_method, workers)
     first = executor.execute(good, 0)
     assert (first["status"], first["correct"]) == ("ok", True), first["error"]
-    host = executor.hosts[None]
+    host = executor.hosts[executor.host_key(good)]
     group_before, threads_before = live_group(host.proc.pid), thread_count(host.proc.pid)
 
     row = executor.execute(_trial(fault, backend, start_method, workers), 0)
@@ -140,11 +140,11 @@ def test_a_faulty_trial_is_recorded_and_leaves_nothing_behind(
     assert row["run_s"] is None and row["checksum"] is None and row["correct"] is None
     assert row["python_version"] and row["hostname"]  # facts kept even when the host died
     if replaced:
-        assert executor.hosts.get(None) is not host
+        assert executor.hosts.get(executor.host_key(good)) is not host
         assert gone(host.proc.pid)  # the hung thread or worker died with its host
     else:
         # The pool is gone (workers killed or joined), the host is the one it was.
-        assert executor.hosts[None] is host and host.proc.poll() is None
+        assert executor.hosts[executor.host_key(good)] is host and host.proc.poll() is None
         assert settles(lambda: live_group(host.proc.pid), group_before)
         # A joined thread has finished its Python work a moment before the OS thread is gone.
         assert settles(lambda: thread_count(host.proc.pid), threads_before)
