@@ -20,7 +20,6 @@ Ray is Ray's: no scheduler, queue or RPC of our own beyond this dispatch loop.
 from __future__ import annotations
 
 import os
-import socket
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -95,15 +94,6 @@ class NodeRunner:
         self.executor = TrialExecutor(
             sweep_name, sweep_id, affinity_mode, timeout_s, path, node_id=self.node_id
         )
-
-    def info(self) -> dict:
-        from conc_lab.host import affinity
-
-        return {
-            "node_id": self.node_id,
-            "hostname": socket.gethostname(),
-            "cores": affinity.available_cores(),
-        }
 
     def execute(self, params: dict, repeat: int) -> tuple[dict, float]:
         """The run's row, and the seconds this node spent inside its trial host for it."""
@@ -255,8 +245,8 @@ def run_on_cluster(
 
 
 def _lost_row(trial: Trial, repeat: int, sweep_id: str, name: str, attempts: int, why: str) -> dict:
-    from conc_lab.runner import unrun_row  # runner imports this module lazily; import back the same way
+    from conc_lab.runner import trial_row  # runner imports this module lazily; import back the same way
 
-    return unrun_row(
+    return trial_row(
         trial, repeat, sweep_id, name, "failed", f"its node was lost {attempts} times (last: {why})"
     )

@@ -164,18 +164,9 @@ class TrialExecutor:
             self._ran[self.host_key(trial)].add(trial.trial_id)
             outcome = self._call(trial, "run", cores)
         self._ran.setdefault(self.host_key(trial), set()).add(trial.trial_id)
-        row = schema.empty_row()
-        row.update(
-            sweep_id=self.sweep_id,
-            sweep_name=self.sweep_name,
-            trial_id=trial.trial_id,
-            **trial.params(),
-            repeat=repeat,
-            status=outcome.get("status", "failed"),
-            error=outcome.get("error"),
-            started_at=started_at,
-            node_id=self.node_id,
-        )
+        status, error = outcome.get("status", "failed"), outcome.get("error")
+        row = trial_row(trial, repeat, self.sweep_id, self.sweep_name, status, error, started_at)
+        row["node_id"] = self.node_id
         for key in ("run_s", "setup_s", "cpu_user_s", "cpu_sys_s", "peak_rss_bytes", "checksum", "observed"):
             row[key] = outcome.get(key)
         row["pinned"] = cores is not None
@@ -391,7 +382,7 @@ def sweep(
                 if hung is not None:  # its first measured row says so, or the hang would go unrecorded
                     row = dict(hung, repeat=repeat, error=f"in its warm-up run: {hung['error']}")
                 else:
-                    row = unrun_row(trial, repeat, sweep_id, config.name, "skipped", given_up[trial.trial_id])
+                    row = trial_row(trial, repeat, sweep_id, config.name, "skipped", given_up[trial.trial_id])
                     # the interpreter it was skipped under
                     row.update(executor.interpreter_facts(trial.python))
             else:
@@ -490,8 +481,20 @@ def _interrupts_held(reraise: bool = True) -> Iterator[list[int]]:
         raise KeyboardInterrupt
 
 
-def unrun_row(trial: Trial, repeat: int, sweep_id: str, name: str, status: str, why: str) -> dict:
-    """The row of a run that never reached a trial host (skipped, or its cluster node was lost)."""
+def trial_row(
+    trial: Trial,
+    repeat: int,
+    sweep_id: str,
+    name: str,
+    status: str,
+    error: str | None,
+    started_at: int | None = None,
+) -> dict:
+    """A row naming the run and its trial's parameters, with nothing measured yet.
+
+    As it stands, the row of a run that never reached a trial host (skipped, or its cluster
+    node lost); ``TrialExecutor.execute`` fills in what a host measured.
+    """
     row = schema.empty_row()
     row.update(
         sweep_id=sweep_id,
@@ -500,8 +503,8 @@ def unrun_row(trial: Trial, repeat: int, sweep_id: str, name: str, status: str, 
         **trial.params(),
         repeat=repeat,
         status=status,
-        error=why,
-        started_at=int(time.time() * 1e6),
+        error=error,
+        started_at=int(time.time() * 1e6) if started_at is None else started_at,
         pinned=False,
         cores=[],
         task_records=[],

@@ -25,11 +25,6 @@ def cpu_times():
     return r.ru_utime, r.ru_stime
 
 
-def process_cpu_times():
-    r = resource.getrusage(resource.RUSAGE_SELF)
-    return r.ru_utime, r.ru_stime
-
-
 def reset_peak_rss():
     """Reset this process's peak-RSS watermark (Linux >= 4.0), so a reused host measures each trial anew."""
     try:
