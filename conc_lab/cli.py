@@ -48,7 +48,7 @@ def _load(path: Path):
 
 
 @app.command()
-def sweep(
+def sweep(  # noqa: C901 -- being split (#11)
     config: Path = typer.Argument(..., help="The experiment matrix, e.g. configs/cpu.yaml."),
     out: Path = typer.Option(
         Path("results"), "--out", "-o", help="Results root; rows go to OUT/<name>/<sweep_id>/."

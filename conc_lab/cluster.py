@@ -105,7 +105,7 @@ class NodeRunner:
         self.executor.close()
 
 
-def run_on_cluster(
+def run_on_cluster(  # noqa: C901 -- being split (#11)
     address: str,
     runs: Iterable[tuple[Trial, int]],
     *,

@@ -223,7 +223,7 @@ def plan_runs(trials: list[Trial], config: Config) -> Iterable[tuple[Trial, int]
             yield trial, repeat
 
 
-def sweep(
+def sweep(  # noqa: C901 -- being split (#11)
     config: Config | str | os.PathLike,
     out: str | os.PathLike = "results",
     *,

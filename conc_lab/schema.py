@@ -76,7 +76,35 @@ SCHEMA = pa.schema(
 )
 
 COLUMNS = SCHEMA.names
-STATUSES = ("ok", "failed", "timeout", "skipped")
+
+# Run statuses: every module spells them through these names, never as literals.
+OK = "ok"
+FAILED = "failed"  # raised, crashed, wrong signature, its host died
+TIMEOUT = "timeout"  # ran past timeout_s; its host was killed and replaced
+SKIPPED = "skipped"  # never ran: an earlier run hung, or the interpreter lacks what it needs
+STATUSES = (OK, FAILED, TIMEOUT, SKIPPED)
+#: Statuses that make a sweep's exit code 1.
+FAILURES = (FAILED, TIMEOUT)
+
+#: The trial-parameter columns, in order; ``matrix.Trial`` has a field for each.
+PARAM_NAMES = [f.name for f in PARAM_FIELDS]
+
+#: String columns worth storing as categoricals in a DataFrame: few distinct values, many rows.
+CATEGORICAL_COLUMNS = [
+    "sweep_id",
+    "sweep_name",
+    "workload",
+    "backend",
+    "start_method",
+    "python",
+    "affinity",
+    "options",
+    "status",
+    "hostname",
+    "node_id",
+    "python_version",
+    "python_impl",
+]
 
 #: Sweep-level environment columns that ``load`` adds from each sweep's manifest.
 ENV_COLUMNS = [

@@ -300,7 +300,7 @@ class MergeResult:
     removed: tuple[Path, ...]  # shard directories replaced by the merged sweep
 
 
-def merge(results_dir: str | os.PathLike, out: str | os.PathLike | None = None) -> MergeResult:
+def merge(results_dir: str | os.PathLike, out: str | os.PathLike | None = None) -> MergeResult:  # noqa: C901 -- being split (#11)
     """Combine the shard sweeps of one config under ``results_dir`` into one sweep.
 
     ``results_dir`` is a config's folder (``results/cpu``) holding sweeps run with
@@ -402,7 +402,7 @@ def merge(results_dir: str | os.PathLike, out: str | os.PathLike | None = None) 
 _CATEGORICAL = ("sweep_name", "workload", "backend", "start_method", "python", "affinity", "status")
 
 
-def load(
+def load(  # noqa: C901 -- being split (#11)
     paths: str | os.PathLike | Iterable[str | os.PathLike],
     columns: list[str] | None = None,
     env: bool = True,
