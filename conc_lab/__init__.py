@@ -22,9 +22,9 @@ _LAZY = {
     "ConfigError": "conc_lab.config",
     "expand": "conc_lab.matrix",
     "Trial": "conc_lab.matrix",
-    "summarize": "conc_lab.analysis",
-    "compare": "conc_lab.analysis",
-    "fit_amdahl": "conc_lab.analysis",
+    "summarize": "conc_lab.summary",
+    "compare": "conc_lab.compare",
+    "fit_amdahl": "conc_lab.scaling",
     "write_report": "conc_lab.report",
 }
 

@@ -30,16 +30,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from conc_lab.analysis import (
+from conc_lab.render import display
+from conc_lab.scaling import amdahl_speedup, fit_amdahl
+from conc_lab.summary import (
     BACKEND_ORDER,
     SEQUENTIAL,
-    _as_frame,
-    _display,
-    _keyed,
-    amdahl_speedup,
+    as_frame,
     by_interpreter,
-    fit_amdahl,
     interpreter_labels,
+    key_columns,
     summarize,
 )
 
@@ -69,7 +68,7 @@ def write_report(
         PosixPath('report/index.html')
     """
     t0 = time.perf_counter()
-    df = _as_frame(data)
+    df = as_frame(data)
     if len(df) == 0:
         raise ValueError("nothing to report: the store has no trial runs")
     out = Path(out_dir)
@@ -133,7 +132,7 @@ def _pick_panels(summary: pd.DataFrame, max_panels: int) -> list[dict]:
 
 
 def _in_panel(frame: pd.DataFrame, panel: dict) -> np.ndarray:
-    keyed = _keyed(frame, PANEL_KEYS)
+    keyed = key_columns(frame, PANEL_KEYS)
     mask = np.ones(len(frame), bool)
     for key, value in panel.items():
         col = keyed[key].astype(object)
@@ -143,7 +142,7 @@ def _in_panel(frame: pd.DataFrame, panel: dict) -> np.ndarray:
 
 def _curve_label(frame: pd.DataFrame) -> pd.Series:
     """``backend[/start_method][ affinity][ options]`` per row."""
-    keyed = _keyed(frame, CURVE_KEYS).astype(object)
+    keyed = key_columns(frame, CURVE_KEYS).astype(object)
     label = keyed["backend"].astype(str)
     method = keyed["start_method"]
     label = label.where(method.isna(), label + "/" + method.astype(str))
@@ -400,7 +399,7 @@ def _python_figure(df: pd.DataFrame, summary: pd.DataFrame) -> bytes | None:
     if len(part) == 0:
         return None
     line_keys = ["workload", "tasks", "size", "node", "start_method", "affinity", "options"]
-    keyed = _keyed(part, line_keys).astype(object).fillna("-")
+    keyed = key_columns(part, line_keys).astype(object).fillna("-")
     part = part.assign(_line=[" ".join(map(str, r)) for r in keyed.itertuples(index=False)])
     most = part.groupby(["backend", "_line"], observed=True)["workers"].transform("max")
     part = part[part["workers"] == most]
@@ -549,7 +548,7 @@ def _html(
 (exact bootstrap of the median); speedup over the sequential baseline of the same parameters, with its
 interval; efficiency = speedup / workers; setup = median pool start-up, not in the run time.
 {flagged} row(s) carry notes (unstable: CV &gt; 10% or interval wider than 20% of the median).</p>
-<div class="scroll">{_table(_display(summary), "summary")}</div>
+<div class="scroll">{_table(display(summary), "summary")}</div>
 {_interpreter_section(df, summary)}
 <h2>Scaling</h2>
 <p>Amdahl's law S(p) = 1 / (f + (1 − f)/p) fitted per backend; f is the serial fraction, 1/f the

@@ -12,16 +12,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import mannwhitneyu
 
-from conc_lab.analysis import (
-    amdahl_speedup,
-    compare,
-    compare_verdict,
-    fit_amdahl,
-    mann_whitney_p,
-    render,
-    summarize,
-    tidy_dtypes,
-)
+from conc_lab.compare import compare, compare_verdict
+from conc_lab.render import render
+from conc_lab.scaling import amdahl_speedup, fit_amdahl
+from conc_lab.stats import mann_whitney_p
+from conc_lab.summary import summarize, tidy_dtypes
 
 
 def runs(backend: str, workers: int, times, *, status="ok", **extra) -> list[dict]:

@@ -1,0 +1,194 @@
+"""Summary and compare frames as text: a rich table for people, CSV, Markdown or JSON for scripts.
+
+No statistics here: every figure comes from ``summary``/``compare``; this module only formats.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+
+import numpy as np
+import pandas as pd
+
+from conc_lab.compare import COMPARE_KEYS
+from conc_lab.summary import GROUP_KEYS
+
+FORMATS = ("table", "csv", "markdown", "json")
+#: Keys shown in the human table only where they vary.
+OPTIONAL_KEYS = ["start_method", "python", "node", "affinity", "options"]
+#: Columns of the human table that are right-aligned.
+_NUMERIC = {
+    "n",
+    "fail",
+    "median",
+    "95% CI",
+    "IQR",
+    "speedup",
+    "eff",
+    "setup",
+    "correct",
+    "tasks",
+    "size",
+    "workers",
+}
+
+
+def fmt_time(x: float) -> str:
+    """Seconds with a unit people read at a glance; ``-`` for a missing value.
+
+    Example::
+
+        >>> [fmt_time(x) for x in (2.5, 0.0123, 4e-6, float("nan"))]
+        ['2.5 s', '12.3 ms', '4 µs', '-']
+    """
+    if not np.isfinite(x):
+        return "-"
+    if x == 0:
+        return "0"
+    if x >= 1:
+        return f"{x:.3g} s"
+    if x >= 1e-3:
+        return f"{x * 1e3:.3g} ms"
+    return f"{x * 1e6:.3g} µs"
+
+
+def fmt_num(x: float | None, spec: str = ".2f") -> str:
+    """``x`` formatted with ``spec``; ``-`` for a missing value.
+
+    Example::
+
+        >>> fmt_num(1.2345), fmt_num(None)
+        ('1.23', '-')
+    """
+    return "-" if x is None or not np.isfinite(x) else format(x, spec)
+
+
+def _shown_keys(frame: pd.DataFrame, keys: list[str]) -> list[str]:
+    always = [k for k in keys if k not in OPTIONAL_KEYS and k in frame.columns]
+    varying = [
+        k
+        for k in keys
+        if k in OPTIONAL_KEYS and k in frame.columns and frame[k].astype(object).nunique(dropna=False) > 1
+    ]
+    return always + varying
+
+
+def _interval(values, lows, highs, fmt) -> list[str]:
+    return [f"{fmt(v)} ({fmt(lo)}–{fmt(hi)})" for v, lo, hi in zip(values, lows, highs, strict=True)]
+
+
+def display(frame: pd.DataFrame) -> pd.DataFrame:
+    """A compact, human-formatted copy of a ``summarize`` (or ``compare``) result.
+
+    Example::
+
+        >>> s = pd.DataFrame({"workload": ["w"], "tasks": [1], "size": [1], "backend": ["threading"],
+        ...     "workers": [2], "n": [3], "failures": [0], "median_s": [0.5], "ci_low_s": [0.4],
+        ...     "ci_high_s": [0.6], "iqr_s": [0.1], "speedup": [2.0], "speedup_ci_low": [1.5],
+        ...     "speedup_ci_high": [2.5], "efficiency": [1.0], "setup_s": [0.01], "correct_share": [1.0],
+        ...     "notes": [""]})
+        >>> display(s).loc[0, ["median", "speedup", "correct"]].tolist()
+        ['500 ms', '2.00 (1.50–2.50)', '100%']
+    """
+    if "ratio" in frame.columns:
+        return _display_compare(frame)
+    keys = _shown_keys(frame, GROUP_KEYS)
+    out = frame[keys].astype(object).where(frame[keys].notna(), "-").copy()
+    out["n"] = frame["n"]
+    out["fail"] = frame["failures"]
+    out["median"] = [fmt_time(x) for x in frame["median_s"]]
+    out["95% CI"] = [
+        f"{fmt_time(lo)} – {fmt_time(hi)}"
+        for lo, hi in zip(frame["ci_low_s"], frame["ci_high_s"], strict=True)
+    ]
+    out["IQR"] = [fmt_time(x) for x in frame["iqr_s"]]
+    out["speedup"] = _interval(frame["speedup"], frame["speedup_ci_low"], frame["speedup_ci_high"], fmt_num)
+    out["eff"] = [fmt_num(x) for x in frame["efficiency"]]
+    out["setup"] = [fmt_time(x) for x in frame["setup_s"]]
+    out["correct"] = [
+        fmt_num(x * 100, ".0f") + ("%" if np.isfinite(x) else "") for x in frame["correct_share"]
+    ]
+    out["notes"] = frame["notes"]
+    return out.reset_index(drop=True)
+
+
+def _display_compare(cmp: pd.DataFrame) -> pd.DataFrame:
+    keys = _shown_keys(cmp, COMPARE_KEYS)
+    out = cmp[keys].astype(object).where(cmp[keys].notna(), "-").copy()
+    out["n a/b"] = [f"{a}/{b}" for a, b in zip(cmp["n_a"], cmp["n_b"], strict=True)]
+    out["median a"] = [fmt_time(x) for x in cmp["median_a"]]
+    out["median b"] = [fmt_time(x) for x in cmp["median_b"]]
+    out["b/a"] = _interval(
+        cmp["ratio"], cmp["ratio_ci_low"], cmp["ratio_ci_high"], lambda x: fmt_num(x, ".3f")
+    )
+    out["p"] = [fmt_num(x, ".3g") for x in cmp["p_value"]]
+    out["q"] = [fmt_num(x, ".3g") for x in cmp["q_value"]]
+    out["change"] = cmp["change"]
+    return out.reset_index(drop=True)
+
+
+def _plain(v: object) -> object:
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    if v is pd.NA or v is pd.NaT:
+        return None
+    if isinstance(v, np.generic):
+        return v.item()
+    return v
+
+
+def _jsonable(frame: pd.DataFrame) -> list[dict]:
+    return [{k: _plain(v) for k, v in row.items()} for row in frame.astype(object).to_dict(orient="records")]
+
+
+def _markdown(shown: pd.DataFrame) -> str:
+    def cell(v: object) -> str:
+        return str(v).replace("|", "\\|").replace("\n", " ")
+
+    cols = [str(c) for c in shown.columns]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in shown.itertuples(index=False)]
+    return "\n".join(lines) + "\n"
+
+
+def _rich_table(shown: pd.DataFrame, color: bool, width: int | None) -> str:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(show_lines=False, header_style="bold")
+    for col in shown.columns:
+        table.add_column(str(col), justify="right" if col in _NUMERIC else "left")
+    for row in shown.itertuples(index=False):
+        table.add_row(*(str(v) for v in row))
+    buf = io.StringIO()
+    Console(file=buf, width=width or 200, force_terminal=color, color_system="auto" if color else None).print(
+        table
+    )
+    text = buf.getvalue()
+    return text if text.endswith("\n") else text + "\n"
+
+
+def render(frame: pd.DataFrame, fmt: str = "table", *, color: bool = False, width: int | None = None) -> str:
+    """Render a ``summarize`` or ``compare`` result as text: ``table``, ``csv``, ``markdown`` or ``json``.
+
+    ``table`` is a rich table for people (optional keys shown only where they vary, times
+    with units); ``csv`` and ``json`` carry every column, unformatted, for scripts;
+    ``markdown`` is the people's table as a GitHub-flavoured Markdown table.
+
+    Example::
+
+        >>> print(render(pd.DataFrame({"a": [1]}), "csv"), end="")
+        a
+        1
+    """
+    if fmt == "csv":
+        return frame.to_csv(index=False)
+    if fmt == "json":
+        return json.dumps(_jsonable(frame), indent=1, default=str) + "\n"
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r}: use table, csv, markdown or json")
+    is_result = "ratio" in frame.columns or "median_s" in frame.columns
+    shown = display(frame) if is_result else frame.astype(object).where(frame.notna(), "-")
+    return _markdown(shown) if fmt == "markdown" else _rich_table(shown, color, width)
