@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from conc_lab import schema
 from conc_lab.render import display
 from conc_lab.scaling import amdahl_speedup, fit_amdahl
 from conc_lab.summary import (
@@ -256,7 +257,7 @@ _RUNTIME_CAPTION = (
 def _runtime_figure(df: pd.DataFrame, panels: list[dict], colors: dict) -> bytes:
     fig, axes = _grid(len(panels), width=6.2)
     labels = _curve_label(df)
-    status = df["status"].astype(object).to_numpy() if "status" in df.columns else np.full(len(df), "ok")
+    status = df["status"].astype(object).to_numpy() if "status" in df.columns else np.full(len(df), schema.OK)
     run = df["run_s"].to_numpy(dtype=np.float64, na_value=np.nan)
     rng = np.random.default_rng(0)  # fixed jitter: the same data draws the same picture
     for ax, panel in zip(axes, panels, strict=True):
@@ -265,7 +266,7 @@ def _runtime_figure(df: pd.DataFrame, panels: list[dict], colors: dict) -> bytes
             {
                 "label": labels[mask].to_numpy(),
                 "workers": df["workers"].to_numpy()[mask],
-                "ok": (status[mask] == "ok") & np.isfinite(run[mask]),
+                "ok": (status[mask] == schema.OK) & np.isfinite(run[mask]),
                 "run_s": run[mask],
             }
         )
@@ -307,15 +308,12 @@ def _records(value) -> pd.DataFrame | None:
     return rec
 
 
-def _timeline_figure(df: pd.DataFrame, panel: dict, colors: dict) -> bytes | None:
-    from matplotlib.figure import Figure
-
-    if "task_records" not in df.columns:
-        return None
-    mask = _in_panel(df, panel) & (df["status"].astype(object).to_numpy() == "ok")
+def _timeline_runs(df: pd.DataFrame, panel: dict, colors: dict) -> list[tuple]:
+    """Per curve of the panel, its median run at its most workers: (label, workers, row, records)."""
+    mask = _in_panel(df, panel) & (df["status"].astype(object).to_numpy() == schema.OK)
     part = df[mask]
     part = part.assign(_label=_curve_label(part).to_numpy())
-    chosen = []  # (label, workers, run row, records)
+    chosen = []
     for label, runs in part.groupby("_label", sort=False):
         runs = runs[runs["workers"] == runs["workers"].max()].sort_values("run_s")
         if len(runs) == 0:
@@ -324,9 +322,17 @@ def _timeline_figure(df: pd.DataFrame, panel: dict, colors: dict) -> bytes | Non
         rec = _records(pick["task_records"])
         if rec is not None:
             chosen.append((label, int(pick["workers"]), pick, rec))
+    return sorted(chosen, key=lambda c: list(colors).index(c[0]))
+
+
+def _timeline_figure(df: pd.DataFrame, panel: dict, colors: dict) -> bytes | None:
+    from matplotlib.figure import Figure
+
+    if "task_records" not in df.columns:
+        return None
+    chosen = _timeline_runs(df, panel, colors)
     if not chosen:
         return None
-    chosen.sort(key=lambda c: list(colors).index(c[0]))
     lanes = [max(c[1], int(c[3]["worker"].max()) + 1) for c in chosen]
     fig = Figure(figsize=(10, 0.9 + sum(0.32 * n + 0.55 for n in lanes)), dpi=DPI, layout=LAYOUT)
     axes = fig.subplots(
@@ -347,14 +353,8 @@ def _timeline_figure(df: pd.DataFrame, panel: dict, colors: dict) -> bytes | Non
         )
         if len(rec) <= 64:  # a label per bar only where they can be read
             for _, r in rec.iterrows():
-                ax.text(
-                    (r["start_s"] + r["end_s"]) / 2,
-                    r["worker"],
-                    str(r.get("task", "")),
-                    ha="center",
-                    va="center",
-                    fontsize=6,
-                )
+                mid = (r["start_s"] + r["end_s"]) / 2
+                ax.text(mid, r["worker"], str(r.get("task", "")), ha="center", va="center", fontsize=6)
         cores = rec.groupby("worker")["core"].first() if "core" in rec.columns else pd.Series(dtype=int)
         ax.set_yticks(
             range(n_lanes),
@@ -475,29 +475,7 @@ def _html(
     esc = html.escape
     names = sorted(df["sweep_name"].astype(object).dropna().unique()) if "sweep_name" in df.columns else []
     title = title or ("conc_lab report: " + ", ".join(map(str, names)) if names else "conc_lab report")
-    status = df["status"].astype(object).value_counts() if "status" in df.columns else pd.Series(dtype=int)
-
-    meta_rows = [
-        ("trial runs", f"{len(df):,}"),
-        ("by status", ", ".join(f"{k}: {v:,}" for k, v in status.items())),
-    ]
-    for col, label in (
-        ("sweep_id", "sweeps"),
-        ("hostname", "hosts"),
-        ("cpu_model", "CPU"),
-        ("logical_cores", "logical cores"),
-        ("python_version", "Python"),
-        ("platform", "platform"),
-        ("conclab_version", "conc_lab"),
-        ("config_path", "config"),
-    ):
-        if col in df.columns:
-            values = sorted(map(str, df[col].astype(object).dropna().unique()))
-            if values:
-                meta_rows.append(
-                    (label, ", ".join(values[:8]) + (f" … ({len(values)} in all)" if len(values) > 8 else ""))
-                )
-    meta = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in meta_rows)
+    meta = _meta_table(df)
 
     figs = "".join(
         f'<figure id="{esc(name)}"><img alt="{esc(name)}" src="data:image/png;base64,'
@@ -512,26 +490,8 @@ def _html(
         else ""
     )
 
-    fit_view = fits.copy()
-    if len(fit_view):
-        # like the summary table: a key that never varies (node, affinity, ...) is noise here
-        fit_view = fit_view.drop(
-            columns=[
-                c
-                for c in ("start_method", "python", "node", "affinity", "options")
-                if c in fit_view.columns and fit_view[c].astype(object).nunique(dropna=False) <= 1
-            ]
-        )
-        fit_view["max_workers"] = fit_view["max_workers"].astype(int)
-        for col in ("serial_fraction", "max_speedup", "rmse"):
-            fit_view[col] = fit_view[col].map(lambda v: f"{v:.3f}" if np.isfinite(v) else "∞")
-    karp = summary[np.isfinite(summary["karp_flatt"])][
-        ["workload", "tasks", "size", "backend", "start_method", "workers", "speedup", "karp_flatt"]
-    ].copy()
-    karp["speedup"] = karp["speedup"].map(lambda v: f"{v:.2f}")
-    karp["karp_flatt"] = karp["karp_flatt"].map(lambda v: f"{v:.3f}")
-    karp = karp.drop(columns=[c for c in karp.columns if karp[c].isna().all()])
-
+    fit_view = _fit_view(fits)
+    karp = _karp_view(summary)
     failures = _failures(df)
     flagged = int((summary["notes"] != "").sum())
     return f"""<!DOCTYPE html>
@@ -563,6 +523,60 @@ workers means overhead that grows with them, not serial work.</p>
 """
 
 
+def _meta_table(df: pd.DataFrame) -> str:
+    """Where the numbers came from: runs by status, sweeps, hosts, CPU, Python, config."""
+    esc = html.escape
+    status = df["status"].astype(object).value_counts() if "status" in df.columns else pd.Series(dtype=int)
+    meta_rows = [
+        ("trial runs", f"{len(df):,}"),
+        ("by status", ", ".join(f"{k}: {v:,}" for k, v in status.items())),
+    ]
+    for col, label in (
+        ("sweep_id", "sweeps"),
+        ("hostname", "hosts"),
+        ("cpu_model", "CPU"),
+        ("logical_cores", "logical cores"),
+        ("python_version", "Python"),
+        ("platform", "platform"),
+        ("conclab_version", "conc_lab"),
+        ("config_path", "config"),
+    ):
+        if col in df.columns:
+            values = sorted(map(str, df[col].astype(object).dropna().unique()))
+            if values:
+                meta_rows.append(
+                    (label, ", ".join(values[:8]) + (f" … ({len(values)} in all)" if len(values) > 8 else ""))
+                )
+    return "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in meta_rows)
+
+
+def _fit_view(fits: pd.DataFrame) -> pd.DataFrame:
+    fit_view = fits.copy()
+    if len(fit_view):
+        # like the summary table: a key that never varies (node, affinity, ...) is noise here
+        fit_view = fit_view.drop(
+            columns=[
+                c
+                for c in ("start_method", "python", "node", "affinity", "options")
+                if c in fit_view.columns and fit_view[c].astype(object).nunique(dropna=False) <= 1
+            ]
+        )
+        fit_view["max_workers"] = fit_view["max_workers"].astype(int)
+        for col in ("serial_fraction", "max_speedup", "rmse"):
+            fit_view[col] = fit_view[col].map(lambda v: f"{v:.3f}" if np.isfinite(v) else "∞")
+    return fit_view
+
+
+def _karp_view(summary: pd.DataFrame) -> pd.DataFrame:
+    karp = summary[np.isfinite(summary["karp_flatt"])][
+        ["workload", "tasks", "size", "backend", "start_method", "workers", "speedup", "karp_flatt"]
+    ].copy()
+    karp["speedup"] = karp["speedup"].map(lambda v: f"{v:.2f}")
+    karp["karp_flatt"] = karp["karp_flatt"].map(lambda v: f"{v:.3f}")
+    karp = karp.drop(columns=[c for c in karp.columns if karp[c].isna().all()])
+    return karp
+
+
 def _interpreter_section(df: pd.DataFrame, summary: pd.DataFrame) -> str:
     """Speedup per interpreter side by side, when the runs span more than one."""
     if len(interpreter_labels(df)) < 2:
@@ -578,7 +592,7 @@ def _interpreter_section(df: pd.DataFrame, summary: pd.DataFrame) -> str:
 def _failures(df: pd.DataFrame, limit: int = 50) -> str:
     if "status" not in df.columns:
         return "<p>No status recorded.</p>"
-    bad = df[df["status"].astype(object).isin(["failed", "timeout"])]
+    bad = df[df["status"].astype(object).isin(schema.FAILURES)]
     if len(bad) == 0:
         return "<p>None: every run finished.</p>"
     cols = [
