@@ -86,7 +86,7 @@ def _p_values(merged: pd.DataFrame, sides: dict) -> np.ndarray:
 def change_labels(
     ratio: np.ndarray, significant: np.ndarray, powerless: np.ndarray, in_a: np.ndarray, in_b: np.ndarray
 ) -> np.ndarray:
-    """``faster``/``slower`` where significant, ``inconclusive`` where the test had no power, else ``same``.
+    """``faster``/``slower`` where significant, ``inconclusive`` where the test lacked power, else ``same``.
 
     Example::
 
@@ -146,7 +146,9 @@ def compare(
     in_b = (merged["median_b"].notna() | merged["n_b"].notna()).to_numpy()
     for col in ("n_a", "n_b", "failures_a", "failures_b"):
         merged[col] = merged[col].fillna(0).astype(np.int64)
-    powerless = np.zeros(len(merged), bool)
+    # no power: too few runs for any p < alpha, or the medians' interval excludes "no change"
+    # while the rank test cannot confirm it; "same" would claim evidence that is not there
+    powerless = (min_p_value(merged["n_a"], merged["n_b"]) >= alpha) | (r_lo > 1) | (r_hi < 1)
     merged = merged.assign(
         ratio=ratio,
         ratio_ci_low=r_lo,

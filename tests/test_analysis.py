@@ -336,11 +336,25 @@ def test_compare_verdict_counts_changes_and_warns_when_runs_are_too_few():
     c = compare(a, b)
     assert list(c.backend) == ["sequential", "threading"]
     # 3 runs a side: the smallest exact two-sided p is 2/C(6,3) = 0.1, so nothing can be significant
-    assert c.p_value.tolist() == pytest.approx([0.1, 0.1]) and (c.change == "same").all()
+    assert c.p_value.tolist() == pytest.approx([0.1, 0.1]) and (c.change == "inconclusive").all()
     verdict = compare_verdict(c)
-    assert verdict.startswith("2 same; geometric mean of b/a over 2 matched trials: 0.5")
+    assert verdict.startswith("2 inconclusive; geometric mean of b/a over 2 matched trials: 0.5")
     assert "2 trial(s) have too few runs" in verdict
     more = pd.concat([a] * 3, ignore_index=True)
     more = more.assign(run_s=more.run_s * np.random.default_rng(0).lognormal(0, 0.01, len(more)))
     c = compare(more, more.assign(run_s=more.run_s * 0.5))
     assert (c.change == "faster").all() and "too few" not in compare_verdict(c)
+
+
+def test_compare_says_inconclusive_when_the_test_lacks_power_not_same():
+    # #12: a 2.2x change measured 3 times a side was labelled "same"
+    a = pd.DataFrame(runs("threading", 2, [1.0, 1.05, 0.95]))
+    c = compare(a, a.assign(run_s=a.run_s * 2.2))
+    assert c.change.tolist() == ["inconclusive"] and not c.significant.any()
+    assert compare_verdict(c).startswith("1 inconclusive")
+    # with power: the same change is "slower", and a real non-change is "same"
+    r = np.random.default_rng(3)
+    a = pd.DataFrame(runs("threading", 2, r.lognormal(0, 0.02, 12)))
+    assert compare(a, a.assign(run_s=a.run_s * 2.2)).change.tolist() == ["slower"]
+    b = pd.DataFrame(runs("threading", 2, r.lognormal(0, 0.02, 12)))
+    assert compare(a, b).change.tolist() == ["same"]
