@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 from conc_lab.host.backends.ray_backend import ADDRESS_ENV, NODE_ENV, import_ray
 from conc_lab.matrix import Trial
@@ -41,20 +41,52 @@ class ClusterError(RuntimeError):
     """The cluster cannot run the sweep (unreachable, or no live node left)."""
 
 
-def parse_shard(text: str) -> tuple[int, int]:
+def parse_shard(text: str, environ: Mapping[str, str] | None = None) -> tuple[int, int]:
     """``"3/10"`` -> (3, 10): the third of ten slices, counted from 1.
+
+    ``"auto"`` is this SLURM array task's slice, from ``SLURM_ARRAY_TASK_ID`` and the array's
+    ``SLURM_ARRAY_TASK_MIN`` with ``SLURM_ARRAY_TASK_COUNT`` (or ``_MAX`` and ``_STEP``), so an
+    array job script needs no arithmetic: ``--array=0-3`` and ``--array=1-4`` both give 1/4 .. 4/4.
 
     >>> parse_shard("3/10")
     (3, 10)
+    >>> parse_shard("auto", {"SLURM_ARRAY_TASK_ID": "2", "SLURM_ARRAY_TASK_MIN": "0", "SLURM_ARRAY_TASK_COUNT": "4"})
+    (3, 4)
     """
+    if str(text).strip().lower() == "auto":
+        return _slurm_array_shard(os.environ if environ is None else environ)
     k, sep, n = str(text).partition("/")
     try:
         k_i, n_i = int(k), int(n)
     except ValueError:
         k_i = n_i = 0
     if not sep or n_i < 1 or not 1 <= k_i <= n_i:
-        raise ValueError(f"--shard: must be K/N with 1 <= K <= N, e.g. 3/10, got {text!r}")
+        raise ValueError(f"--shard: must be K/N with 1 <= K <= N or auto, e.g. 3/10, got {text!r}")
     return k_i, n_i
+
+
+def _slurm_array_shard(environ: Mapping[str, str]) -> tuple[int, int]:
+    """(K, N) of this SLURM array task; ValueError naming the variable when it cannot tell."""
+    get = environ.get
+    if get("SLURM_ARRAY_TASK_ID") is None:
+        raise ValueError("--shard auto: not a SLURM array task (SLURM_ARRAY_TASK_ID is unset); give K/N")
+    try:
+        task, low = int(get("SLURM_ARRAY_TASK_ID")), int(get("SLURM_ARRAY_TASK_MIN", ""))
+        step = int(get("SLURM_ARRAY_TASK_STEP") or 1)
+        high = int(get("SLURM_ARRAY_TASK_MAX") or low + (int(get("SLURM_ARRAY_TASK_COUNT", "")) - 1) * step)
+        count = int(get("SLURM_ARRAY_TASK_COUNT") or (high - low) // step + 1)
+    except ValueError:
+        raise ValueError(
+            "--shard auto: SLURM_ARRAY_TASK_ID, _MIN and _COUNT (or _MAX) must be set, as integers; give K/N"
+        ) from None
+    k, off = divmod(task - low, step)
+    # An index list like --array=1,5,7 has no stride that maps every index to a slice.
+    if off or not 0 <= k < count or (high - low) // step + 1 != count:
+        raise ValueError(
+            f"--shard auto: array index {task} is not one of {count} evenly spaced indices from {low} "
+            "(use --array=1-N, or give K/N)"
+        )
+    return k + 1, count
 
 
 def shard_trials(trials: Iterable[Trial], shard: tuple[int, int]) -> list[Trial]:

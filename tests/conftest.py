@@ -49,3 +49,22 @@ def ray_cluster():
     cluster.wait_for_nodes()
     yield cluster
     cluster.shutdown()
+
+
+@pytest.fixture(scope="session")
+def slurm():
+    """A real single-node SLURM on 127.0.0.1 for the whole session (tests/slurm_cluster.py).
+
+    Skips, saying why, where it cannot run (not root, not Debian, slurm-wlm or munge missing).
+    Stops exactly the daemons it started, by PID.
+    """
+    from slurm_cluster import SlurmCluster, why_not
+
+    reason = why_not()
+    if reason:
+        pytest.skip(reason)
+    cluster = SlurmCluster().start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()

@@ -1,0 +1,179 @@
+"""The README's SLURM job array, run as written on a real single-node SLURM (conftest's ``slurm``).
+
+The array script and the ``afterok`` merge job are taken from the README's own code blocks, so
+the README cannot drift from what works. Each test checks what a SLURM user relies on: every
+(trial, repeat) exactly once after the merge, every worker inside its job's CPU mask, and the
+exit codes the scheduler sees (``afterok`` ran the merge because every array task exited 0).
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+import conc_lab
+from conc_lab import store
+from conc_lab.cli import app
+from conc_lab.cluster import parse_shard, shard_trials
+from conc_lab.config import load_config
+from conc_lab.matrix import expand
+
+REPO = Path(__file__).resolve().parent.parent
+
+# Named cpu, as the README's configs/cpu.yaml, so its commands run unchanged; small enough for CI.
+CPU = """\
+name: cpu
+repeats: 2
+warmup: 0
+timeout_s: 60
+matrix:
+  workload: [experiments.cpu:sum_squares]
+  backend: [sequential, threading, multiprocessing]
+  workers: [1, 2]
+  tasks: [4]
+  size: [20000]
+backend_options:
+  multiprocessing: {start_method: [fork]}
+affinity: compact
+"""
+
+
+def _readme_blocks() -> tuple[str, str]:
+    """The README's SLURM array script and its afterok merge submission."""
+    blocks = re.findall(r"```bash\n(.*?)```", (REPO / "README.md").read_text(), re.S)
+    (script,) = [b for b in blocks if "#SBATCH --array" in b]
+    (submit,) = [b for b in blocks if "--dependency=afterok" in b]
+    return script, submit
+
+
+def _workdir(tmp_path: Path, script: str, config: str = CPU) -> Path:
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "cpu.yaml").write_text(config)
+    (tmp_path / "sweep.sh").write_text(script)
+    return tmp_path
+
+
+def _submit(slurm, workdir: Path, submit: str, *sbatch_args: str) -> tuple[str, str]:
+    """Run the README's submission lines in ``workdir``; (array job id, merge job id)."""
+    if sbatch_args:  # options given to the array's sbatch, as a user would type them
+        submit = submit.replace(
+            "sbatch --parsable sweep.sh", f"sbatch --parsable {' '.join(sbatch_args)} sweep.sh"
+        )
+    shell = subprocess.run(
+        ["bash", "-euc", submit + 'echo "array=$array"\n'],
+        cwd=workdir,
+        env=slurm.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert shell.returncode == 0, shell.stderr
+    array = re.search(r"^array=(\d+)$", shell.stdout, re.M).group(1)
+    merge = re.search(r"Submitted batch job (\d+)", shell.stdout).group(1)
+    return array, merge
+
+
+def _check_array_and_merge(slurm, workdir: Path, array: str, merge: str) -> list[dict]:
+    tasks = slurm.wait(array)
+    (merged,) = slurm.wait(merge)
+    logs = {p.name: p.read_text() for p in workdir.glob("slurm-*.out")}
+    assert len(tasks) == 4, logs
+    for task in tasks:  # what afterok looks at: every task completed with exit 0
+        assert (task["JobState"], task["ExitCode"]) == ("COMPLETED", "0:0"), (task, logs)
+    assert (merged["JobState"], merged["ExitCode"]) == ("COMPLETED", "0:0"), (merged, logs)
+    merge_log = (workdir / f"slurm-{merge}.out").read_text()
+    assert "merged 4 shards (1/4, 2/4, 3/4, 4/4)" in merge_log, merge_log
+
+    trials = list(expand(load_config(workdir / "configs" / "cpu.yaml")))
+    (sweep_dir,) = store.sweep_dirs(workdir / "results" / "cpu")  # the shards became one sweep
+    assert store.read_manifest(sweep_dir)["state"] == "complete"
+    df = conc_lab.load(workdir / "results" / "cpu")
+    keys = list(zip(df["trial_id"], df["repeat"]))
+    assert len(keys) == len(set(keys)) == len(trials) * 2  # every (trial, repeat) exactly once
+    assert (df["status"] == "ok").all() and df["correct"].all()
+    return tasks
+
+
+def test_readme_array_with_k_of_n_then_afterok_merge(slurm, tmp_path):
+    script, submit = _readme_blocks()
+    assert "--shard ${SLURM_ARRAY_TASK_ID}/4" in script
+    workdir = _workdir(tmp_path, script)
+    array, merge = _submit(slurm, workdir, submit)
+    _check_array_and_merge(slurm, workdir, array, merge)
+    df = conc_lab.load(workdir / "results" / "cpu")
+    assert df["pinned"].all()
+
+
+def test_readme_array_with_shard_auto_pins_inside_each_jobs_cpus(slurm, tmp_path):
+    script, submit = _readme_blocks()
+    # The README's `# or: --shard auto` form; each task first notes the CPUs SLURM gave it (before
+    # conclab, whose exit code stays the script's).
+    auto = script.replace("${SLURM_ARRAY_TASK_ID}/4", "auto").replace(
+        "\nconclab", "\ngrep Cpus_allowed_list /proc/self/status > mask-$SLURM_ARRAY_TASK_ID.txt\nconclab"
+    )
+    # One worker per trial: with one CPU a 2-worker trial is refused (exit 2), not oversubscribed.
+    workdir = _workdir(
+        tmp_path, auto, CPU.replace("workers: [1, 2]", "workers: [1]").replace("[20000]", "[20000, 30000]")
+    )
+    # One CPU per task, indices from 0: two tasks run at once on the 2-CPU node, on different CPUs.
+    array, merge = _submit(slurm, workdir, submit, "--cpus-per-task=1", "--array=0-3")
+    tasks = _check_array_and_merge(slurm, workdir, array, merge)
+    assert sorted(int(t["ArrayTaskId"]) for t in tasks) == [0, 1, 2, 3]
+
+    trials = list(expand(load_config(workdir / "configs" / "cpu.yaml")))
+    df = conc_lab.load(workdir / "results" / "cpu")
+    masks = set()
+    for index in range(4):
+        text = (workdir / f"mask-{index}.txt").read_text().split(":")[1].strip()
+        mask = set(_cpu_list(text))
+        masks.add(frozenset(mask))
+        assert len(mask) == 1, text  # --cpus-per-task=1 under CR_Core: one core per task
+        mine = {t.trial_id for t in shard_trials(trials, (index + 1, 4))}
+        rows = df[df["trial_id"].isin(mine)]
+        assert len(rows) == len(mine) * 2
+        for _, row in rows.iterrows():
+            assert set(row["cores"]) <= mask, (index, mask, row["cores"])
+            for rec in row["task_records"]:
+                assert rec["cpu"] in mask and rec["core"] in mask, (index, mask, rec)
+    assert len(masks) == 2  # both of the node's CPUs were used, each by its own tasks
+
+
+def _cpu_list(text: str) -> list[int]:
+    cpus = []
+    for part in text.split(","):
+        lo, _, hi = part.partition("-")
+        cpus.extend(range(int(lo), int(hi or lo) + 1))
+    return cpus
+
+
+def test_shard_auto_reads_the_slurm_array_variables():
+    def env(**kw):
+        return {f"SLURM_ARRAY_TASK_{k}": str(v) for k, v in kw.items()}
+
+    assert parse_shard("auto", env(ID=1, MIN=1, MAX=4, COUNT=4)) == (1, 4)
+    assert parse_shard("auto", env(ID=3, MIN=0, MAX=3, COUNT=4)) == (4, 4)
+    assert parse_shard("auto", env(ID=4, MIN=1, MAX=4)) == (4, 4)  # no _COUNT: from _MAX
+    assert parse_shard("auto", env(ID=5, MIN=1, MAX=9, STEP=2, COUNT=5)) == (3, 5)  # --array=1-9:2
+    for bad, says in [
+        ({}, "not a SLURM array task"),
+        (env(ID=1), "must be set"),
+        (env(ID=5, MIN=1, MAX=7, COUNT=3), "evenly spaced"),  # --array=1,5,7
+    ]:
+        with pytest.raises(ValueError, match=says):
+            parse_shard("auto", bad)
+
+
+def test_shard_auto_outside_an_array_is_one_line_and_exit_2(tmp_path, monkeypatch):
+    for var in ("SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_MIN", "SLURM_ARRAY_TASK_COUNT"):
+        monkeypatch.delenv(var, raising=False)
+    (tmp_path / "cpu.yaml").write_text(CPU)
+    result = CliRunner().invoke(
+        app, ["sweep", str(tmp_path / "cpu.yaml"), "--shard", "auto", "-o", str(tmp_path)]
+    )
+    assert result.exit_code == 2, result.output
+    assert "--shard auto: not a SLURM array task" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "cpu").exists()  # nothing written
