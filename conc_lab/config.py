@@ -13,6 +13,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import importlib
+import inspect
 import json
 import multiprocessing
 import os
@@ -26,7 +27,12 @@ import yaml
 
 from conc_lab.host import affinity as host_affinity
 
-BACKENDS = ("sequential", "threading", "multiprocessing", "ray")
+BACKENDS = ("sequential", "threading", "multiprocessing", "ray", "asyncio", "subinterpreters")
+#: Backends that run on one core whatever ``workers`` says (asyncio: ``workers`` coroutines in flight
+#: on one pinned loop), so a workers count above the cores is not oversubscription for them.
+ONE_CORE_BACKENDS = ("sequential", "asyncio")
+#: Backends that can run an ``async def`` workload (sequential: one task at a time on one loop).
+ASYNC_BACKENDS = ("sequential", "asyncio")
 AXES = ("workload", "backend", "workers", "tasks", "tasks_per_worker", "size", "python")
 #: Axes a matrix may leave out, and the value they then take.
 AXIS_DEFAULTS = {"workers": [1], "size": [1], "python": [None]}
@@ -36,6 +42,9 @@ BACKEND_OPTIONS: dict[str, dict[str, tuple]] = {
     "sequential": {},
     "threading": {},
     "ray": {},
+    # offload: thread runs a plain function with loop.run_in_executor (asyncio.to_thread's way)
+    "asyncio": {"offload": ("none", "thread")},
+    "subinterpreters": {},
 }
 TOP_KEYS = (
     "name",
@@ -214,7 +223,8 @@ def parse_config(  # noqa: C901 -- being split (#11)
         v.fail("affinity", f"must be compact, spread, none or a list of cores, got {aff!r}")
     if aff != "none" and host_affinity.SUPPORTED:
         n_cores = len(aff) if isinstance(aff, tuple) else len(host_affinity.available_cores())
-        too_many = [w for w in axes["workers"] if w > n_cores]
+        pinned_backends = set(axes["backend"]) - set(ONE_CORE_BACKENDS)
+        too_many = [w for w in axes["workers"] if w > n_cores and pinned_backends]
         if too_many:
             v.fail(
                 "matrix.workers",
@@ -232,7 +242,8 @@ def parse_config(  # noqa: C901 -- being split (#11)
                 v.fail(f"include[{i}].{required}", "is required in an include entry")
         v.axis_values("workload", [inc["workload"]], f"include[{i}].workload")
         v.axis_values("backend", [inc["backend"]], f"include[{i}].backend")
-        if aff != "none" and host_affinity.SUPPORTED and inc.get("workers", 1) > n_cores:
+        one_core = inc["backend"] in ONE_CORE_BACKENDS
+        if aff != "none" and host_affinity.SUPPORTED and inc.get("workers", 1) > n_cores and not one_core:
             v.fail(
                 f"include[{i}].workers", f"{inc['workers']} workers but only {n_cores} cores to pin them to"
             )
@@ -254,6 +265,7 @@ def parse_config(  # noqa: C901 -- being split (#11)
             problem = check_interpreter(value)
             if problem:
                 v.fail(key, problem)
+        _check_async_pairs(v, axes, include, exclude, backend_options, Path(path).parent if path else None)
 
     return Config(
         name=name,
@@ -273,6 +285,63 @@ def parse_config(  # noqa: C901 -- being split (#11)
         path=path,
         source_text=source_text,
     )
+
+
+def _check_async_pairs(v, axes, include, exclude, backend_options, config_dir) -> None:
+    """An ``async def`` workload only on sequential or asyncio; a plain one on asyncio only offloaded.
+
+    A pair the matrix crosses is refused unless an exclude entry naming only workload, backend
+    and backend options removes it whole; an include entry is checked as it stands.
+    """
+    offloads = backend_options.get("asyncio", {}).get("offload", ("none",))
+    pairs = [
+        (f"matrix.workload[{i}]", w, b, {"offload": o} if b == "asyncio" else {})
+        for i, w in enumerate(axes["workload"])
+        for b in axes["backend"]
+        for o in (offloads if b == "asyncio" else (None,))
+    ]
+    pairs += [
+        (f"include[{i}]", inc["workload"], inc["backend"], {"offload": inc.get("offload", "none")})
+        for i, inc in enumerate(include)
+    ]
+    pair_keys = {"workload", "backend", "offload"}
+    for key, workload, backend, opts in pairs:
+        point = {"workload": workload, "backend": backend, **opts}
+        if key.startswith("matrix") and any(
+            set(ex) <= pair_keys and all(point.get(k) == val for k, val in ex.items()) for ex in exclude
+        ):
+            continue
+        problem = async_pair_problem(workload, backend, opts.get("offload"), config_dir)
+        if problem:
+            v.fail(key, problem)
+
+
+def async_pair_problem(
+    ref: str, backend: str, offload: str | None, config_dir: Path | None = None
+) -> str | None:
+    """Why ``ref`` cannot run on ``backend`` (async vs plain), or None."""
+    added = [p for p in workload_search_path(config_dir) if p not in sys.path]
+    sys.path[:0] = added
+    try:
+        module_name, _, attr = ref.partition(":")
+        fn = importlib.import_module(module_name)
+        for part in attr.split("."):
+            fn = getattr(fn, part)
+    finally:
+        for p in added:
+            if p in sys.path:
+                sys.path.remove(p)
+    if inspect.iscoroutinefunction(fn):
+        if backend not in ASYNC_BACKENDS:
+            return f"{ref} is an async def workload, which {backend} cannot await; run it on sequential or asyncio"
+        return None
+    if backend == "asyncio" and offload != "thread":
+        return (
+            f"{ref} is a plain function: asyncio awaits async def workloads; to run it with "
+            "asyncio.to_thread set backend_options: {asyncio: {offload: thread}}, or pair it "
+            "with other backends (exclude / include)"
+        )
+    return None
 
 
 def workload_search_path(config_dir: Path | None = None) -> list[str]:

@@ -125,3 +125,18 @@ def zlib_compress(task: int, size: int) -> list:
         total += len(packed)
         crc = zlib.crc32(packed, crc)
     return [total, crc]
+
+
+# --- Pure-Python CPU work as a coroutine, for the asyncio backend ---------------------------
+# It never awaits: the loop runs one task to its end before the next starts. What asyncio
+# does with CPU work, measured, not assumed.
+
+
+async def async_sum_squares(task: int, size: int) -> int:
+    """``sum_squares`` as an ``async def`` (no await inside): the same answer.
+
+    >>> import asyncio
+    >>> asyncio.run(async_sum_squares(0, 4))
+    14
+    """
+    return sum_squares(task, size)

@@ -110,3 +110,63 @@ def loopback_echo(task: int, size: int) -> int:
     finally:
         server.close()
     return total
+
+
+# --- The same waits as coroutines, for the asyncio backend -------------------------------
+# Same answers as their plain twins, so threads and asyncio are compared on the same waits.
+
+
+async def async_sleep(task: int, size: int) -> int:
+    """``await asyncio.sleep`` for ``size`` milliseconds; the answer is the task index.
+
+    >>> import asyncio
+    >>> asyncio.run(async_sleep(3, 1))
+    3
+    """
+    import asyncio
+
+    await asyncio.sleep(size / 1000.0)
+    return task
+
+
+async def async_loopback_echo(task: int, size: int) -> int:
+    """``loopback_echo`` with asyncio streams: a server on 127.0.0.1 (ephemeral port) for one
+    connection of ``size`` requests, each answered with request + 1, all on the caller's loop.
+
+    Every read waits at most ``SOCKET_TIMEOUT_S``; the server is closed before returning.
+    The answer equals ``loopback_echo(task, size)``.
+
+    >>> import asyncio
+    >>> asyncio.run(async_loopback_echo(2, 3)) == loopback_echo(2, 3)
+    True
+    """
+    import asyncio
+    import socket
+
+    async def serve(reader, writer):
+        try:
+            for _ in range(size):
+                request = await reader.readexactly(8)
+                writer.write((int.from_bytes(request, "little") + 1).to_bytes(8, "little"))
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    try:
+        port = server.sockets[0].getsockname()[1]
+        reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), SOCKET_TIMEOUT_S)
+        writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        total = 0
+        try:
+            for i in range(size):
+                writer.write((task * size + i).to_bytes(8, "little"))
+                response = await asyncio.wait_for(reader.readexactly(8), SOCKET_TIMEOUT_S)
+                total += int.from_bytes(response, "little")
+        finally:
+            writer.close()
+    finally:
+        server.close()
+        await server.wait_closed()
+    return total

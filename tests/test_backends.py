@@ -33,15 +33,23 @@ VARIANTS = [
     ("multiprocessing", {"start_method": "fork"}),
     ("multiprocessing", {"start_method": "spawn"}),
     ("multiprocessing", {"start_method": "forkserver"}),
+    # asyncio: coroutines on one loop pinned to the first core (worker 0), or plain calls offloaded
+    # to a pool of pinned threads (worker = the pool thread).
+    ("asyncio", {"workload": "experiments.cpu:async_sum_squares"}),
+    ("asyncio", {"options": '{"offload": "thread"}'}),
 ]
 
 
-@pytest.mark.parametrize(
-    "backend, extra", VARIANTS, ids=lambda v: v if isinstance(v, str) else v.get("start_method", "")
-)
+def _variant_id(v):
+    return v if isinstance(v, str) else v.get("start_method") or v.get("options") or v.get("workload", "")
+
+
+@pytest.mark.parametrize("backend, extra", VARIANTS, ids=_variant_id)
 def test_every_backend_gives_the_sequential_answer_and_records_each_task(host, backend, extra):
     workers = 1 if backend == "sequential" else (2 if TWO else 1)
-    reference, _ = run(host, "sequential", workers=1)
+    reference, _ = run(
+        host, "sequential", workers=1, workload=extra.get("workload", "experiments.cpu:sum_squares")
+    )
     outcome, cores = run(host, backend, workers=workers, **extra)
     assert outcome["status"] == "ok", outcome["error"]
     assert outcome["checksum"] == reference["checksum"]

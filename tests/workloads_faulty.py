@@ -100,3 +100,32 @@ def counts_calls(task: int, size: int) -> int:
 
 
 counts_calls.checkable = False  # its answer depends on the process's history, by design
+
+
+# --- The same faults as coroutines, for the asyncio backend ---------------------------------
+
+
+async def async_good(task: int, size: int) -> int:
+    return _work(task, size)
+
+
+async def async_raises(task: int, size: int) -> int:
+    return raises(task, size)
+
+
+async def async_exits(task: int, size: int) -> int:
+    return exits(task, size)
+
+
+async def async_hangs(task: int, size: int) -> int:
+    """Awaits for an hour: the loop is free, the trial never ends."""
+    import asyncio
+
+    if task == FAULTY_TASK:
+        await asyncio.sleep(3600)
+    return _work(task, size)
+
+
+async def async_blocks(task: int, size: int) -> int:
+    """Sleeps for an hour *without* awaiting: the event loop itself is stuck."""
+    return hangs(task, size)

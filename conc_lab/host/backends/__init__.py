@@ -16,6 +16,8 @@ _REGISTRY = {
     "threading": "conc_lab.host.backends.threads:ThreadingBackend",
     "multiprocessing": "conc_lab.host.backends.processes:ProcessBackend",
     "ray": "conc_lab.host.backends.ray_backend:RayBackend",
+    "asyncio": "conc_lab.host.backends.asyncio_backend:AsyncioBackend",
+    "subinterpreters": "conc_lab.host.backends.subinterpreters:SubinterpreterBackend",
 }
 _instances = {}
 

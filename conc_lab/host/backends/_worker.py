@@ -31,6 +31,21 @@ def resolve(ref):
     return fn
 
 
+def is_async(fn):
+    """True for an ``async def`` workload (awaited by asyncio, run on a loop by sequential).
+
+    Read from the code flags rather than ``inspect``, which the host does not otherwise import.
+
+    >>> async def f(task, size): return task
+    >>> is_async(f), is_async(print)
+    (True, False)
+    """
+    return bool(getattr(getattr(fn, "__code__", None), "co_flags", 0) & _CO_COROUTINE)
+
+
+_CO_COROUTINE = 0x80  # inspect.CO_COROUTINE, the same on every CPython 3.x
+
+
 def run_worker(index, core, fn, size, next_task, emit, node=None):
     """Pin to ``core`` (None: don't), then run tasks from ``next_task()`` until it returns None.
 

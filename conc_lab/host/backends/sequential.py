@@ -1,14 +1,30 @@
-"""The baseline: every task in a plain loop on the host's own thread, no concurrency library."""
+"""The baseline: every task in a plain loop on the host's own thread, no concurrency library.
+
+An ``async def`` workload is awaited one task at a time on one event loop per trial (what
+``asyncio.run`` would do), so its answer is the reference the asyncio backend is checked
+against. The loop is made before the timing starts, as a program calling ``asyncio.run`` has one.
+"""
 
 from conc_lab.host import measure
 from conc_lab.host.backends import Backend
-from conc_lab.host.backends._worker import Collector, run_worker
+from conc_lab.host.backends._worker import Collector, is_async, run_worker
 
 
 class SequentialBackend(Backend):
     name = "sequential"
 
     def run(self, fn, trial):
+        if not is_async(fn):
+            return self._run(fn, trial)
+        import asyncio  # only for async workloads: the host stays small (and cheap to fork) without it
+
+        loop = asyncio.new_event_loop()
+        try:
+            return self._run(lambda task, size: loop.run_until_complete(fn(task, size)), trial)
+        finally:
+            loop.close()
+
+    def _run(self, fn, trial):
         tasks = iter(range(trial["tasks"]))
         cores = trial["cores"]
         collector = Collector(trial["tasks"], 1)

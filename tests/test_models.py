@@ -1,0 +1,167 @@
+"""The asyncio and subinterpreters backends: faults recorded, config pairing, in real trial hosts.
+
+The answer-and-pinning contract every backend meets is in tests/test_backends.py; here are
+the faults (a raising, hanging or os._exit-ing workload, tests/workloads_faulty.py) and what
+is particular to each new backend.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from conc_lab.host import affinity
+from conc_lab.matrix import Trial
+from conc_lab.runner import TrialExecutor
+
+TESTS = str(Path(__file__).resolve().parent)
+REPO = Path(TESTS).parent
+TIMEOUT_S = 3.0
+OFFLOAD = json.dumps({"offload": "thread"}, sort_keys=True)
+WORKERS = 2 if len(affinity.available_cores()) >= 2 else 1
+
+
+@pytest.fixture
+def executor():
+    with TrialExecutor("models", "t", "compact", timeout_s=TIMEOUT_S, search_path=[TESTS, str(REPO)]) as ex:
+        yield ex
+
+
+# (workload prefix, options): coroutines on the loop, and plain functions offloaded to threads
+ASYNCIO_MODES = [pytest.param("async_", None, id="coroutines"), pytest.param("", OFFLOAD, id="offload")]
+
+
+def _asyncio_trial(prefix: str, fault: str, options: str | None, workers: int = WORKERS) -> Trial:
+    return Trial(f"workloads_faulty:{prefix}{fault}", "asyncio", workers, tasks=4, size=2000, options=options)
+
+
+@pytest.mark.parametrize("prefix, options", ASYNCIO_MODES)
+@pytest.mark.parametrize(
+    "fault, status, words, replaced",
+    [
+        ("raises", "failed", "ValueError: task 1 is broken on purpose", False),
+        ("exits", "failed", "trial host exited with code 3", True),
+        ("hangs", "timeout", "trial host killed and replaced", True),
+    ],
+)
+def test_asyncio_faults_are_recorded_and_the_next_trial_runs(
+    executor, prefix, options, fault, status, words, replaced
+):
+    good = _asyncio_trial(prefix, "good", options)
+    first = executor.execute(good, 0)
+    assert (first["status"], first["correct"]) == ("ok", True), first["error"]
+    host = executor.hosts[executor.host_key(good)]
+
+    row = executor.execute(_asyncio_trial(prefix, fault, options), 0)
+
+    assert row["status"] == status
+    assert words in row["error"]
+    assert row["run_s"] is None and row["checksum"] is None and row["correct"] is None
+    assert (executor.hosts.get(executor.host_key(good)) is not host) == replaced
+    after = executor.execute(good, 1)
+    assert (after["status"], after["correct"]) == ("ok", True), after["error"]
+    assert after["checksum"] == first["checksum"]
+
+
+def test_a_coroutine_that_blocks_the_loop_times_out(executor):
+    row = executor.execute(_asyncio_trial("async_", "blocks", None), 0)
+    assert row["status"] == "timeout"
+
+
+def _max_in_flight(records) -> int:
+    events = sorted([(r["start_s"], 1) for r in records] + [(r["end_s"], -1) for r in records])
+    live = peak = 0
+    for _, step in events:
+        live += step
+        peak = max(peak, live)
+    return peak
+
+
+@pytest.mark.parametrize("workers", [1, 2, 8])
+def test_asyncio_keeps_at_most_workers_coroutines_in_flight_on_one_pinned_core(executor, workers):
+    trial = Trial("experiments.io:async_sleep", "asyncio", workers, tasks=8, size=20)
+    row = executor.execute(trial, 0)
+    assert (row["status"], row["correct"]) == ("ok", True), row["error"]
+    records = row["task_records"]
+    assert sorted(r["task"] for r in records) == list(range(8))
+    assert _max_in_flight(records) == workers  # every slot busy at once, never more
+    core = affinity.plan("compact", 1)[0]
+    assert {(r["worker"], r["core"], r["cpu"], r["pid"]) for r in records} == {
+        (0, core, core, executor.hosts[executor.host_key(trial)].proc.pid)
+    }
+
+
+def test_async_loopback_gives_the_same_answer_as_the_threaded_one(executor):
+    rows = [
+        executor.execute(Trial(f"experiments.io:{fn}", backend, 2, tasks=4, size=50), 0)
+        for fn, backend in [("loopback_echo", "threading"), ("async_loopback_echo", "asyncio")]
+    ]
+    assert [(r["status"], r["correct"]) for r in rows] == [("ok", True)] * 2
+    assert rows[0]["checksum"] == rows[1]["checksum"]
+
+
+def _expand(tmp_path, text: str) -> subprocess.CompletedProcess:
+    path = tmp_path / "m.yaml"
+    path.write_text(textwrap.dedent(text))
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    return subprocess.run(
+        [sys.executable, "-m", "conc_lab.cli", "expand", str(path), "--count"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize(
+    "matrix, words",
+    [
+        (
+            "workload: [experiments.io:sleep]\n  backend: [asyncio]",
+            "matrix.workload[0]: experiments.io:sleep is a plain function: asyncio awaits async def "
+            "workloads; to run it with asyncio.to_thread set backend_options: {asyncio: {offload: thread}}",
+        ),
+        (
+            "workload: [experiments.io:async_sleep]\n  backend: [sequential, threading]",
+            "matrix.workload[0]: experiments.io:async_sleep is an async def workload, which threading "
+            "cannot await; run it on sequential or asyncio",
+        ),
+    ],
+)
+def test_a_workload_on_a_backend_that_cannot_run_it_is_a_config_error(tmp_path, matrix, words):
+    done = _expand(tmp_path, f"name: m\nmatrix:\n  {matrix}\n  workers: [1]\n")
+    assert done.returncode == 2
+    assert done.stderr.startswith(f"error: {tmp_path / 'm.yaml'}: {words}")
+    assert done.stderr.count("\n") == 1  # one line
+    assert "Traceback" not in done.stderr + done.stdout
+
+
+def test_async_and_plain_workloads_mix_through_excludes_includes_and_the_offload_axis(tmp_path):
+    done = _expand(
+        tmp_path,
+        """\
+        name: m
+        matrix:
+          workload: [experiments.io:async_sleep, experiments.io:sleep]
+          backend: [sequential, asyncio, threading]
+          workers: [2]
+        exclude:
+          - {workload: experiments.io:async_sleep, backend: threading}
+          - {workload: experiments.io:sleep, backend: asyncio, offload: none}
+        include:
+          - {workload: experiments.io:async_sleep, backend: asyncio, workers: 8}
+        backend_options:
+          asyncio: {offload: [none, thread]}
+        """,
+    )
+    assert done.returncode == 0, done.stderr
+    # async_sleep: sequential, asyncio x 2 offloads (awaited either way); sleep: sequential, threading,
+    # asyncio offloaded; and the 8-in-flight include, which pins one core and so fits 2 cores.
+    assert done.stdout.split()[-1] == "7"
