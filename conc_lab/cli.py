@@ -374,11 +374,12 @@ def merge(
     In place, the shard folders are replaced by the merged sweep once it reads back whole.
     Refuses shards of different configs and any trial run present twice.
     """
-    from conc_lab import store
+    from conc_lab import merge as merging
+    from conc_lab.store import StoreError
 
     try:
-        result = store.merge(results, out)
-    except store.StoreError as exc:
+        result = merging.merge(results, out)
+    except StoreError as exc:
         _die(str(exc))
     console.print(
         f"merged {len(result.shards)} shards ({', '.join(result.shards)}), {result.rows} runs → {result.sweep_dir}",

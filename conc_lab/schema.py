@@ -12,6 +12,8 @@ version it does not know.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import pyarrow as pa
 
 SCHEMA_VERSION = 1
@@ -122,10 +124,123 @@ def empty_row() -> dict:
     return dict.fromkeys(COLUMNS)
 
 
-def to_table(rows: list[dict]) -> pa.Table:
-    """Rows (dicts keyed by column) to a table with exactly ``SCHEMA``; unknown keys are an error."""
-    for row in rows:
-        extra = set(row) - set(COLUMNS)
-        if extra:
-            raise ValueError(f"unknown result columns: {sorted(extra)}")
+class RowError(ValueError):
+    """A row that does not fit the schema: an unknown column, a wrong type, a bad status."""
+
+
+def safe_text(text: str) -> str:
+    r"""``text`` as Parquet can store it: lone surrogates escaped, everything else kept.
+
+    Workload text (error messages, observed values) may carry surrogates, e.g. a file name
+    from ``os.fsdecode`` of non-UTF-8 bytes; Arrow refuses those, so they become ``\udcXX``.
+
+    >>> safe_text("caf\udce9.txt")
+    'caf\\udce9.txt'
+    >>> safe_text("café")
+    'café'
+    """
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
+def _value_check(kind: pa.DataType):
+    """A function that returns a value of Arrow type ``kind`` as stored, or raises TypeError."""
+    if pa.types.is_string(kind):
+        return lambda v: safe_text(v) if isinstance(v, str) else _wrong(v, "text")
+    if pa.types.is_boolean(kind):
+        return lambda v: v if isinstance(v, bool) else _wrong(v, "true/false")
+    if pa.types.is_integer(kind):
+        limit = 1 << (kind.bit_width - 1)
+        return lambda v: v if type(v) is int and -limit <= v < limit else _wrong(v, f"an integer ({kind})")
+    if pa.types.is_floating(kind):
+        return lambda v: (
+            v if isinstance(v, (int, float)) and not isinstance(v, bool) else _wrong(v, "a number")
+        )
+    if pa.types.is_timestamp(kind):
+        return lambda v: v if type(v) is int or isinstance(v, datetime) else _wrong(v, "microseconds (int)")
+    if pa.types.is_list(kind):
+        item = _nullable_check(kind.value_type)
+        return lambda v: [item(x) for x in v] if isinstance(v, (list, tuple)) else _wrong(v, "a list")
+    if pa.types.is_struct(kind):
+        fields = {f.name: _nullable_check(f.type) for f in kind}
+        return lambda v: _struct(v, fields)
+    raise NotImplementedError(kind)  # pragma: no cover - a new column type needs a check here
+
+
+def _nullable_check(kind: pa.DataType):
+    check = _value_check(kind)
+    return lambda v: None if v is None else check(v)
+
+
+def _struct(value, fields: dict) -> dict:
+    if not isinstance(value, dict):
+        _wrong(value, "a record")
+    extra = value.keys() - fields.keys()
+    if extra:
+        raise TypeError(f"unknown fields {sorted(map(str, extra))}")
+    return {name: check(value.get(name)) for name, check in fields.items()}
+
+
+def _wrong(value, wanted: str):
+    shown = repr(value)
+    shown = shown if len(shown) <= 40 else shown[:37] + "..."  # never an unbounded repr in an error
+    raise TypeError(f"{shown} ({type(value).__name__}) is not {wanted}")
+
+
+_CHECKS = {f.name: (_value_check(f.type), f.nullable) for f in SCHEMA}
+
+
+def check_row(row: dict) -> dict:
+    """The row as stored (text made safe), or ``RowError`` naming the column and the problem.
+
+    Every row is checked before it is journaled, so a row that cannot be stored is refused
+    alone, at once, and never spoils the batch it would have been sealed with.
+
+    >>> row = empty_row() | dict(sweep_id="s", sweep_name="n", trial_id="t", workload="m:f",
+    ...     backend="threading", workers=2, tasks=4, size=10, affinity="none", repeat=0, status="ok")
+    >>> check_row(row)["workers"]
+    2
+    >>> check_row(row | {"size": "auto"})
+    Traceback (most recent call last):
+    ...
+    conc_lab.schema.RowError: column size: 'auto' (str) is not an integer (int64)
+    >>> check_row(row | {"status": "fine"})
+    Traceback (most recent call last):
+    ...
+    conc_lab.schema.RowError: column status: 'fine' is not one of ok, failed, timeout, skipped
+    """
+    if not isinstance(row, dict):
+        raise RowError(f"a row is a dict of columns, not {type(row).__name__}")
+    extra = row.keys() - _CHECKS.keys()
+    if extra:
+        raise RowError(f"unknown result columns: {sorted(map(str, extra))}")
+    out = {}
+    for name, (check, nullable) in _CHECKS.items():
+        value = row.get(name)
+        if value is None:
+            if not nullable:
+                raise RowError(f"column {name}: missing (null)")
+            out[name] = None
+            continue
+        try:
+            out[name] = check(value)
+        except TypeError as exc:
+            raise RowError(f"column {name}: {exc}") from None
+    if out["status"] not in STATUSES:
+        raise RowError(f"column status: {out['status']!r} is not one of {', '.join(STATUSES)}")
+    return out
+
+
+def to_table(rows: list[dict], checked: bool = False) -> pa.Table:
+    """Rows (dicts keyed by column) to a table with exactly ``SCHEMA``; a bad row is ``RowError``.
+
+    ``checked``: the rows already passed ``check_row`` (the writer checks each on append).
+    """
+    if not checked:
+        rows = [check_row(row) for row in rows]
     return pa.Table.from_pylist(rows, schema=SCHEMA)

@@ -21,12 +21,14 @@ import os
 import secrets
 import shutil
 import time
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
@@ -40,6 +42,10 @@ _DIR_MODE = 0o755
 
 class StoreError(RuntimeError):
     """A results directory that cannot be written, or holds files conc_lab did not write."""
+
+
+class StoreWarning(UserWarning):
+    """Something read that conc_lab repaired in what it returns (a run stored twice, counted once)."""
 
 
 def new_sweep_id() -> str:
@@ -85,11 +91,23 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so readers see the old file or the new one, never a torn one."""
+def write_atomic(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` so readers see the old file or the new one, never a torn one.
+
+    The bytes go to a hidden temp file beside ``path`` (mode 0644, fsynced), which is renamed
+    over ``path``; the folder is fsynced so the rename survives a power cut too.
+
+    >>> import tempfile
+    >>> target = Path(tempfile.mkdtemp()) / "report.html"
+    >>> write_atomic(target, b"<html></html>")
+    >>> target.read_bytes(), oct(target.stat().st_mode & 0o777)
+    (b'<html></html>', '0o644')
+    """
+    path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, _FILE_MODE)
     try:
+        os.fchmod(fd, _FILE_MODE)  # whatever the umask: results are readable by the group's tools
         _write_all(fd, data)
         os.fsync(fd)
     except BaseException:
@@ -108,23 +126,54 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
+_MANIFEST_TYPES = {  # keys the store relies on, with the types they must have when present
+    "sweep_id": str,
+    "name": str,
+    "state": str,
+    "shard": str,
+    "fingerprint": str,
+    "started_at": (int, float),
+    "finished_at": (int, float),
+    "schema_version": int,
+    "environment": dict,
+    "merged_from": list,
+}
+
+
 def read_manifest(sweep_dir: str | os.PathLike) -> dict:
+    """A sweep's manifest, checked: ``StoreError`` naming the file when it is missing or damaged."""
     path = Path(sweep_dir) / MANIFEST
     try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise StoreError(f"{path}: unreadable manifest ({exc})") from None
+        manifest = json.loads(path.read_bytes())
+    except FileNotFoundError:
+        raise StoreError(f"{path}: missing; this sweep folder has lost its manifest") from None
+    except (OSError, ValueError, RecursionError) as exc:
+        raise StoreError(f"{path}: damaged manifest ({exc})") from None
+    if not isinstance(manifest, dict):
+        raise StoreError(f"{path}: damaged manifest (a JSON {type(manifest).__name__}, not an object)")
+    for key, kind in _MANIFEST_TYPES.items():
+        value = manifest.get(key)
+        if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
+            raise StoreError(f"{path}: damaged manifest ({key} is {type(value).__name__})")
+    return manifest
 
 
 def write_manifest(sweep_dir: Path, manifest: dict) -> None:
-    atomic_write_bytes(sweep_dir / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True).encode())
+    write_atomic(sweep_dir / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True).encode())
 
 
 class SweepWriter:
     """Appends rows of one sweep as they come; seals them into Parquet parts in batches.
 
+    Each row is checked against the schema on ``append`` (``schema.RowError`` otherwise),
+    so a malformed row is refused alone and the sweep folder stays readable.
+
     >>> import tempfile
     >>> w = SweepWriter(Path(tempfile.mkdtemp()) / "demo" / "s1", {"sweep_id": "s1"})
+    >>> w.append({"sweep_id": "s1", "colour": "red"})
+    Traceback (most recent call last):
+    ...
+    conc_lab.schema.RowError: row refused: unknown result columns: ['colour']
     >>> w.close("complete")
     """
 
@@ -138,7 +187,7 @@ class SweepWriter:
             make_dirs(self.dir)
             write_manifest(self.dir, self.manifest)
             self._seal_leftover_journals()
-            self._seq = 1 + max([_seq(p) for p in self.dir.glob("part-*.parquet")] + [-1])
+            self._seq = 1 + max([_seq(p) for p in _parts(self.dir)] + [-1])
             self._rows: list[dict] = []
             self._open_journal()
         except OSError as exc:
@@ -151,11 +200,19 @@ class SweepWriter:
         self._last_seal = time.monotonic()
 
     def append(self, row: dict) -> None:
-        """Record one finished run; it is on disk (in the kernel) when this returns.
+        """Check one finished run's row and record it; it is on disk (in the kernel) when this returns.
 
-        Raises ``StoreError`` when the row cannot be written (disk full): the journal is
-        then cut back to its last whole row, so every row before this one stays readable.
+        Raises ``schema.RowError`` for a row that does not fit the schema (nothing is written),
+        and ``StoreError`` when the row cannot be written (disk full): the journal is then cut
+        back to its last whole row, so every row before this one stays readable.
         """
+        try:
+            row = schema.check_row(row)
+        except schema.RowError as exc:
+            raise schema.RowError(f"row refused: {exc}") from None
+        if row["sweep_id"] != self.manifest.get("sweep_id", row["sweep_id"]):
+            raise schema.RowError(f"row refused: sweep_id {row['sweep_id']!r} in sweep {self.dir}")
+        # ensure_ascii (the default): the journal is plain ASCII whatever text the row holds
         line = (json.dumps(row, separators=(",", ":")) + "\n").encode()
         try:
             _write_all(self._fd, line)
@@ -178,7 +235,7 @@ class SweepWriter:
         if self._rows:
             part = self.dir / f"part-{self._seq:06d}.parquet"
             try:
-                _write_part(part, schema.to_table(self._rows), self.manifest)
+                write_part(part, schema.to_table(self._rows, checked=True), self.manifest)
             except OSError as exc:  # the journal still holds every row; a resume seals it
                 raise StoreError(self._cannot_write(part, exc)) from None
         os.close(self._fd)
@@ -207,12 +264,16 @@ class SweepWriter:
         """
         for tmp in self.dir.glob(".*.tmp"):
             tmp.unlink(missing_ok=True)
-        for journal in sorted(self.dir.glob("journal-*.jsonl")):
-            part = self.dir / f"part-{_seq(journal):06d}.parquet"
-            if not part.exists():
+        sealed = {_seq(p) for p in _parts(self.dir)}
+        for journal in _journals(self.dir):
+            if _seq(journal) not in sealed:
                 rows = _read_journal(journal)
                 if rows:
-                    _write_part(part, schema.to_table(rows), self.manifest)
+                    write_part(
+                        self.dir / f"part-{_seq(journal):06d}.parquet",
+                        schema.to_table(rows, True),
+                        self.manifest,
+                    )
             journal.unlink()
 
 
@@ -220,7 +281,16 @@ def _seq(path: Path) -> int:
     return int(path.stem.split("-")[1])
 
 
-def _write_part(path: Path, table: pa.Table, manifest: dict) -> None:
+def _parts(sweep_dir: Path) -> list[Path]:
+    return sorted(sweep_dir.glob("part-*.parquet"))
+
+
+def _journals(sweep_dir: Path) -> list[Path]:
+    return sorted(sweep_dir.glob("journal-*.jsonl"))
+
+
+def write_part(path: Path, table: pa.Table, manifest: dict) -> None:
+    """Write rows as one Parquet part (atomically), tagged with the schema version and sweep id."""
     meta = {
         b"conc_lab": json.dumps(
             {"schema_version": schema.SCHEMA_VERSION, "sweep_id": manifest.get("sweep_id")}
@@ -229,26 +299,103 @@ def _write_part(path: Path, table: pa.Table, manifest: dict) -> None:
     table = table.replace_schema_metadata(meta)
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink, compression="zstd")
-    atomic_write_bytes(path, sink.getvalue().to_pybytes())
+    write_atomic(path, sink.getvalue().to_pybytes())
 
 
 def _read_journal(path: Path) -> list[dict]:
+    """A journal's rows, each checked; a torn last line (a kill mid-write: that run was in flight) is dropped."""
     lines = path.read_bytes().split(b"\n")
     rows = []
-    for i, line in enumerate(lines):
-        if not line:
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
             continue
         try:
-            rows.append(json.loads(line))
-        except ValueError:
-            if i == len(lines) - 1:  # torn by a kill mid-write: that run was in flight, not finished
+            rows.append(schema.check_row(json.loads(line)))
+        except json.JSONDecodeError as exc:
+            if number == len(lines):  # no newline after it: torn, not damaged
                 break
-            raise StoreError(f"{path}: corrupt line {i + 1}") from None
+            raise StoreError(f"{path}: corrupt line {number} (not JSON: {exc.msg})") from None
+        except (ValueError, RecursionError) as exc:  # RowError, or bytes that are not UTF-8
+            raise StoreError(f"{path}: corrupt line {number} (not a result row: {exc})") from None
     return rows
 
 
+@dataclass(frozen=True)
+class SweepRows:
+    """One sweep folder as read: its manifest, and its rows (sealed parts and unsealed journals)."""
+
+    dir: Path
+    manifest: dict
+    table: pa.Table
+
+
+def read_sweep(
+    sweep_dir: str | os.PathLike, columns: list[str] | None = None, where: ds.Expression | None = None
+) -> SweepRows:
+    """Read one sweep folder, checking what is read: the one reader of parts and journals.
+
+    ``columns`` (default all) always gain ``sweep_id``, ``trial_id`` and ``repeat``; ``where``
+    filters rows. Damage (a foreign file, a damaged manifest, part or journal line, a version
+    this conc_lab cannot read) is a ``StoreError`` naming the file. A run found twice (a
+    copied part) is counted once, with a ``StoreWarning``.
+    """
+    sweep_dir = Path(sweep_dir)
+    _check_files(sweep_dir)
+    manifest = read_manifest(sweep_dir)
+    version = manifest.get("schema_version")
+    if version != schema.SCHEMA_VERSION:
+        raise StoreError(
+            f"{sweep_dir}: schema version {version}, this conc_lab reads {schema.SCHEMA_VERSION}"
+        )
+    need = list(dict.fromkeys(["sweep_id", "trial_id", "repeat"] + list(columns or schema.COLUMNS)))
+    parts = _parts(sweep_dir)
+    tables = [_read_part(p, need, where, manifest.get("sweep_id")) for p in parts]
+    sealed = {_seq(p) for p in parts}
+    rows = [r for j in _journals(sweep_dir) if _seq(j) not in sealed for r in _read_journal(j)]
+    if rows:
+        table = schema.to_table(rows, checked=True).select(need)
+        tables.append(table.filter(where) if where is not None else table)
+    table = pa.concat_tables(tables) if tables else schema.SCHEMA.empty_table().select(need)
+    return SweepRows(sweep_dir, manifest, _once_per_run(table, sweep_dir))
+
+
+def _read_part(part: Path, columns: list[str], where, sweep_id: str | None) -> pa.Table:
+    try:
+        table = ds.dataset(str(part), schema=schema.SCHEMA, format="parquet").to_table(
+            columns=columns, filter=where
+        )
+    except (pa.ArrowException, OSError) as exc:
+        problem = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise StoreError(f"{part}: damaged Parquet part, cannot be read ({problem})") from None
+    foreign = set(pc.unique(table["sweep_id"]).to_pylist()) - {sweep_id}
+    if sweep_id is not None and foreign:
+        raise StoreError(
+            f"{part}: holds runs of sweep {sorted(foreign)[0]}, not of {sweep_id} (a copied file?)"
+        )
+    return table
+
+
+def _once_per_run(table: pa.Table, sweep_dir: Path) -> pa.Table:
+    """Each (trial_id, repeat) once: a part copied beside itself must not double a sweep's runs."""
+    counts = table.group_by(["trial_id", "repeat"]).aggregate([([], "count_all")])
+    if len(counts) == len(table):
+        return table
+    doubled = table.select(["trial_id", "repeat"]).to_pandas().duplicated().to_numpy()
+    warnings.warn(
+        f"{sweep_dir}: {int(doubled.sum())} runs are stored twice (a copied file?); each is counted once "
+        f"(conclab check {sweep_dir} names the files)",
+        StoreWarning,
+        stacklevel=3,
+    )
+    return table.filter(pa.array(~doubled))
+
+
 def sweep_dirs(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list[Path]:
-    """Every sweep directory (one holding a manifest) at or under the given paths."""
+    """Every sweep directory (one holding a manifest) at or under the given paths.
+
+    A folder holding result files but no manifest (deleted?) is a ``StoreError``: its runs
+    would otherwise be left out in silence.
+    """
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     found = []
@@ -257,9 +404,20 @@ def sweep_dirs(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list[P
             raise StoreError(f"{p}: no such results directory")
         if (p / MANIFEST).exists():
             found.append(p)
-        else:
-            found.extend(sorted(m.parent for m in p.rglob(MANIFEST)))
+            continue
+        _check_orphans(p)
+        found.extend(sorted(m.parent for m in p.rglob(MANIFEST)))
     return found
+
+
+def _check_orphans(root: Path) -> None:
+    for pattern in ("part-*.parquet", "journal-*.jsonl"):
+        for f in root.rglob(pattern):
+            if not (f.parent / MANIFEST).exists():
+                raise StoreError(
+                    f"{f.parent}: result files without a {MANIFEST} (deleted?); restore it, "
+                    "or move the folder out of the results directory"
+                )
 
 
 _KNOWN = ("manifest.json", "part-*.parquet", "journal-*.jsonl", ".*.tmp")
@@ -273,10 +431,19 @@ def _check_files(sweep_dir: Path) -> None:
             raise StoreError(f"{f}: not a conc_lab file; move it out of the results directory")
 
 
+def remove_sweep(sweep_dir: Path) -> None:
+    """Delete a sweep folder's own files, and the folder once empty (anything else stays)."""
+    for f in sweep_dir.iterdir():
+        if f.is_file() and any(f.match(pattern) for pattern in _KNOWN):
+            f.unlink()
+    if not any(sweep_dir.iterdir()):
+        sweep_dir.rmdir()
+
+
 def completed_runs(sweep_dir: str | os.PathLike) -> set[tuple[str, int]]:
     """(trial_id, repeat) of every run recorded in a sweep: what ``--resume`` skips."""
-    df = load(sweep_dir, columns=["trial_id", "repeat"], env=False)
-    return set(zip(df["trial_id"], df["repeat"].astype(int)))
+    table = read_sweep(sweep_dir, ["trial_id", "repeat"]).table
+    return set(zip(table["trial_id"].to_pylist(), table["repeat"].to_pylist()))
 
 
 def latest_sweep(results_dir: str | os.PathLike, shard: str | None = None) -> Path | None:
@@ -284,125 +451,13 @@ def latest_sweep(results_dir: str | os.PathLike, shard: str | None = None) -> Pa
     root = Path(results_dir)
     if not root.exists():
         return None
-    dirs = [p for p in root.iterdir() if (p / MANIFEST).exists()]
-    dirs = [p for p in dirs if read_manifest(p).get("shard") == shard]
-    return max(dirs, key=lambda p: read_manifest(p).get("started_at", 0), default=None)
+    _check_orphans(root)
+    manifests = {p: read_manifest(p) for p in root.iterdir() if (p / MANIFEST).exists()}
+    dirs = [p for p, m in manifests.items() if m.get("shard") == shard]
+    return max(dirs, key=lambda p: manifests[p].get("started_at") or 0, default=None)
 
 
-@dataclass(frozen=True)
-class MergeResult:
-    """What ``merge`` wrote: the merged sweep, its rows, and the shards it found or missed."""
-
-    sweep_dir: Path
-    rows: int
-    shards: tuple[str, ...]  # e.g. ("1/3", "2/3")
-    missing: tuple[str, ...]  # shards of the N that were not there
-    removed: tuple[Path, ...]  # shard directories replaced by the merged sweep
-
-
-def merge(results_dir: str | os.PathLike, out: str | os.PathLike | None = None) -> MergeResult:  # noqa: C901 -- being split (#11)
-    """Combine the shard sweeps of one config under ``results_dir`` into one sweep.
-
-    ``results_dir`` is a config's folder (``results/cpu``) holding sweeps run with
-    ``--shard K/N``, on one machine or many (copied together). Every shard must come from
-    the same config (fingerprint) and no (trial, repeat) may appear twice. The merged sweep
-    is written to ``out`` (default ``results_dir``) under a new sweep id, state ``complete``
-    only when all N shards were there and complete (else ``partial``). Written in place,
-    the shard directories are removed once the merged part is on disk and reads back whole,
-    so ``load`` does not count their rows twice; with another ``out`` they are kept.
-
-    >>> merge("results/cpu").shards  # doctest: +SKIP
-    ('1/2', '2/2')
-    """
-    root = Path(results_dir)
-    shards = []
-    for d in sweep_dirs(root):
-        m = read_manifest(d)
-        if m.get("shard"):
-            shards.append((d, m))
-    if not shards:
-        raise StoreError(f"{root}: no shard sweeps to merge (run: conclab sweep CONFIG --shard K/N)")
-    fingerprints = {m.get("fingerprint") for _, m in shards}
-    if len(fingerprints) > 1:
-        raise StoreError(
-            f"{root}: shards of different configs (fingerprints {sorted(map(str, fingerprints))})"
-        )
-    counts = {int(m["shard"].split("/")[1]) for _, m in shards}
-    if len(counts) > 1:
-        raise StoreError(f"{root}: shards of different splits ({sorted(m['shard'] for _, m in shards)})")
-    seen: dict[str, Path] = {}
-    for d, m in shards:
-        if m["shard"] in seen:
-            raise StoreError(
-                f"{root}: shard {m['shard']} is there twice ({seen[m['shard']]} and {d}); remove one"
-            )
-        seen[m["shard"]] = d
-    n = counts.pop()
-    shards.sort(key=lambda dm: int(dm[1]["shard"].split("/")[0]))
-    tables = []
-    for d, _ in shards:
-        _check_files(d)
-        parts = sorted(d.glob("part-*.parquet"))
-        if parts:
-            tables.append(
-                ds.dataset([str(p) for p in parts], schema=schema.SCHEMA, format="parquet").to_table()
-            )
-        sealed = {_seq(p) for p in parts}
-        rows = [
-            r for j in sorted(d.glob("journal-*.jsonl")) if _seq(j) not in sealed for r in _read_journal(j)
-        ]
-        if rows:
-            tables.append(schema.to_table(rows))
-    table = pa.concat_tables(tables) if tables else schema.SCHEMA.empty_table()
-    keys = set()
-    for trial_id, repeat in zip(table["trial_id"].to_pylist(), table["repeat"].to_pylist()):
-        if (trial_id, repeat) in keys:
-            raise StoreError(f"{root}: trial {trial_id} repeat {repeat} is in more than one shard")
-        keys.add((trial_id, repeat))
-    sweep_id = new_sweep_id()
-    table = table.set_column(
-        table.schema.get_field_index("sweep_id"), "sweep_id", pa.array([sweep_id] * len(table), pa.string())
-    )
-    labels = tuple(m["shard"] for _, m in shards)
-    missing = tuple(f"{k}/{n}" for k in range(1, n + 1) if f"{k}/{n}" not in labels)
-    first = shards[0][1]
-    complete = not missing and all(m.get("state") == "complete" for _, m in shards)
-    manifest = dict(
-        first,
-        sweep_id=sweep_id,
-        shard=None,
-        started_at=min(m.get("started_at", 0) for _, m in shards),
-        finished_at=max(m.get("finished_at", 0) or 0 for _, m in shards),
-        state="complete" if complete else "partial",
-        schema_version=schema.SCHEMA_VERSION,
-        merged_from=[
-            {"sweep_id": m.get("sweep_id"), "shard": m["shard"], "state": m.get("state"), "dir": str(d)}
-            for d, m in shards
-        ],
-    )
-    dest = Path(out) if out is not None else root
-    merged_dir = dest / sweep_id
-    make_dirs(merged_dir)
-    _write_part(merged_dir / "part-000000.parquet", table, manifest)
-    write_manifest(merged_dir, manifest)
-    if len(load(merged_dir, columns=["trial_id"], env=False)) != len(table):
-        raise StoreError(f"{merged_dir}: the merged sweep does not read back whole; shards left in place")
-    removed = []
-    if dest.resolve() == root.resolve():
-        for d, _ in shards:
-            for f in d.iterdir():
-                if f.is_file() and any(f.match(pattern) for pattern in _KNOWN):
-                    f.unlink()
-            if not any(d.iterdir()):
-                d.rmdir()
-            removed.append(d)
-    return MergeResult(merged_dir, len(table), labels, missing, tuple(removed))
-
-
-_CATEGORICAL = ("sweep_name", "workload", "backend", "start_method", "python", "affinity", "status")
-
-
-def load(  # noqa: C901 -- being split (#11)
+def load(
     paths: str | os.PathLike | Iterable[str | os.PathLike],
     columns: list[str] | None = None,
     env: bool = True,
@@ -412,61 +467,49 @@ def load(  # noqa: C901 -- being split (#11)
 
     ``filters`` select rows before they are read (pushed down to Parquet): a value matches
     by equality, a list or tuple by membership. With ``env`` the sweep-level environment
-    (``schema.ENV_COLUMNS``) is joined as columns.
+    (``schema.ENV_COLUMNS``) is joined as columns. Each run counts once: damage is a
+    ``StoreError`` naming the file, a run stored twice a ``StoreWarning``.
 
     >>> df = load("results/smoke", backend=["threading", "sequential"])  # doctest: +SKIP
     """
+    where = _where(filters)
+    wanted = list(columns) if columns else list(schema.COLUMNS)
+    need = list(dict.fromkeys(wanted + list(filters)))
+    reads = [read_sweep(d, need, where) for d in sweep_dirs(paths)]
+    tables = [r.table for r in reads]
+    table = pa.concat_tables(tables) if tables else schema.SCHEMA.empty_table()
+    df = table.select(wanted).to_pandas()
+    if env and "sweep_id" in wanted:
+        df = _join_environment(df, [r.manifest for r in reads])
+    return _with_dtypes(df)
+
+
+def _where(filters: dict) -> ds.Expression | None:
+    """Filters as a dataset expression: a value by equality, a list, tuple or set by membership."""
     unknown = set(filters) - set(schema.COLUMNS)
     if unknown:
         raise ValueError(f"cannot filter on unknown columns {sorted(unknown)}")
-    read_cols = list(columns) if columns else list(schema.COLUMNS)
-    need = list(dict.fromkeys(read_cols + list(filters) + ["sweep_id"]))
-    expr = None
+    where = None
     for col, value in filters.items():
-        e = (
-            ds.field(col).isin(list(value))
-            if isinstance(value, (list, tuple, set))
-            else ds.field(col) == value
-        )
-        expr = e if expr is None else expr & e
-    tables, envs = [], []
-    for sweep_dir in sweep_dirs(paths):
-        _check_files(sweep_dir)
-        manifest = read_manifest(sweep_dir)
-        version = manifest.get("schema_version")
-        if version != schema.SCHEMA_VERSION:
-            raise StoreError(
-                f"{sweep_dir}: schema version {version}, this conc_lab reads {schema.SCHEMA_VERSION}"
-            )
-        parts = sorted(sweep_dir.glob("part-*.parquet"))
-        if parts:
-            try:
-                dataset = ds.dataset([str(p) for p in parts], schema=schema.SCHEMA, format="parquet")
-                tables.append(dataset.to_table(columns=need, filter=expr))
-            except (pa.ArrowInvalid, OSError) as exc:
-                raise StoreError(f"{sweep_dir}: corrupt Parquet part ({exc})") from None
-        sealed = {_seq(p) for p in parts}
-        journal_rows = [
-            row
-            for j in sorted(sweep_dir.glob("journal-*.jsonl"))
-            if _seq(j) not in sealed
-            for row in _read_journal(j)
-        ]
-        if journal_rows:
-            table = schema.to_table(journal_rows).select(need)
-            tables.append(table.filter(expr) if expr is not None else table)
-        envs.append({"sweep_id": manifest.get("sweep_id"), **(manifest.get("environment") or {})})
-    if tables:
-        df = pa.concat_tables(tables).to_pandas()
-    else:
-        df = schema.SCHEMA.empty_table().select(need).to_pandas()
-    df = df[[c for c in need if c in read_cols or c == "sweep_id"]]
-    if columns and "sweep_id" not in columns:
-        df = df.drop(columns="sweep_id")
-    for col in _CATEGORICAL:
+        if isinstance(value, (list, tuple, set)):
+            e = ds.field(col).isin(list(value))
+        else:
+            e = ds.field(col) == value
+        where = e if where is None else where & e
+    return where
+
+
+def _join_environment(df: pd.DataFrame, manifests: list[dict]) -> pd.DataFrame:
+    envs = [{"sweep_id": m.get("sweep_id"), **(m.get("environment") or {})} for m in manifests]
+    if not envs:
+        return df
+    env_df = pd.DataFrame(envs)
+    env_df = env_df[["sweep_id"] + [c for c in schema.ENV_COLUMNS if c in env_df]]
+    return df.merge(env_df.drop_duplicates("sweep_id"), on="sweep_id", how="left")
+
+
+def _with_dtypes(df: pd.DataFrame) -> pd.DataFrame:
+    for col in schema.CATEGORICAL_COLUMNS:
         if col in df:
             df[col] = df[col].astype("category")
-    if env and envs and "sweep_id" in df:
-        env_df = pd.DataFrame(envs)[["sweep_id"] + [c for c in schema.ENV_COLUMNS if c in envs[0]]]
-        df = df.merge(env_df.drop_duplicates("sweep_id"), on="sweep_id", how="left")
     return df

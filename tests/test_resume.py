@@ -202,11 +202,11 @@ KILLER = textwrap.dedent(
             die()
 
     if point == "after-rename":  # the part is in place, its journal not yet unlinked
-        real_write_part = store._write_part
+        real_write_part = store.write_part
         def write_part(*args):
             real_write_part(*args)
             die()
-        store._write_part = write_part
+        store.write_part = write_part
     if point == "before-rename":  # the temp file is written and fsynced, not yet renamed
         real_replace = os.replace
         def replace(src, dst):
