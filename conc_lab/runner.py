@@ -167,7 +167,16 @@ class TrialExecutor:
         status, error = outcome.get("status", "failed"), outcome.get("error")
         row = trial_row(trial, repeat, self.sweep_id, self.sweep_name, status, error, started_at)
         row["node_id"] = self.node_id
-        for key in ("run_s", "setup_s", "cpu_user_s", "cpu_sys_s", "peak_rss_bytes", "checksum", "observed"):
+        for key in (
+            "run_s",
+            "setup_s",
+            "cpu_user_s",
+            "cpu_sys_s",
+            "peak_rss_bytes",
+            "checksum",
+            "observed",
+            "own_gil",
+        ):
             row[key] = outcome.get(key)
         row["pinned"] = cores is not None
         row["cores"] = cores or []

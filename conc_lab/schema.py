@@ -74,6 +74,8 @@ SCHEMA = pa.schema(
         pa.field("python_impl", pa.string()),
         pa.field("gil_enabled", pa.bool_()),  # sys._is_gil_enabled() where it exists, else true for CPython
         pa.field("free_threaded", pa.bool_()),  # built with Py_GIL_DISABLED
+        # subinterpreters backend: every worker's interpreter had a GIL of its own (PEP 684); else null
+        pa.field("own_gil", pa.bool_()),
     ]
 )
 

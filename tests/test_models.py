@@ -165,3 +165,134 @@ def test_async_and_plain_workloads_mix_through_excludes_includes_and_the_offload
     # async_sleep: sequential, asyncio x 2 offloads (awaited either way); sleep: sequential, threading,
     # asyncio offloaded; and the 8-in-flight include, which pins one core and so fits 2 cores.
     assert done.stdout.split()[-1] == "7"
+
+
+# --- subinterpreters ------------------------------------------------------------------------
+
+PYENV = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
+BACKPORT = "interpreters-pep-734"
+
+
+def _pyenv_python(version: str) -> str | None:
+    found = sorted(PYENV.glob(f"{version}.*/bin/python{version}"))
+    return str(found[-1]) if found else None
+
+
+@pytest.fixture(scope="session")
+def backport(tmp_path_factory):
+    """(python3.13, folder with the backport installed for it): pip --target into a temp dir."""
+    python = _pyenv_python("3.13")
+    if python is None:
+        pytest.skip(f"no pyenv Python 3.13 under {PYENV} to run subinterpreters on")
+    target = tmp_path_factory.mktemp("backport313")
+    done = subprocess.run(
+        [
+            python,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--target",
+            str(target),
+            BACKPORT,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot install {BACKPORT} for {python}: {done.stderr.strip()[-300:]}")
+    return python, str(target)
+
+
+@pytest.fixture
+def sub_executor(backport):
+    python, target = backport
+    with TrialExecutor(
+        "models", "t", "compact", timeout_s=TIMEOUT_S * 3, search_path=[TESTS, str(REPO), target]
+    ) as ex:
+        yield ex, python
+
+
+def _sub_trial(workload: str, python: str, workers: int = WORKERS, tasks: int = 4, size: int = 2000) -> Trial:
+    return Trial(workload, "subinterpreters", workers, tasks=tasks, size=size, python=python)
+
+
+def test_subinterpreters_give_the_sequential_answer_pinned_each_with_its_own_gil(sub_executor):
+    executor, python = sub_executor
+    trial = _sub_trial("experiments.cpu:sum_squares", python, tasks=6)
+    row = executor.execute(trial, 0)
+    assert (row["status"], row["correct"]) == ("ok", True), row["error"]
+    assert row["own_gil"] is True
+    assert row["python_version"].startswith("3.13")
+    cores = affinity.plan("compact", WORKERS)
+    records = row["task_records"]
+    assert sorted(r["task"] for r in records) == list(range(6))
+    host_pid = executor.hosts[executor.host_key(trial)].proc.pid
+    for r in records:
+        assert r["core"] == cores[r["worker"]] == r["cpu"]  # pinned, and seen on that core
+        assert r["pid"] == host_pid  # in the host process: interpreters, not processes
+        assert 0 <= r["start_s"] <= r["end_s"] <= row["run_s"] + 1e-3
+    assert row["setup_s"] > 0 and row["cpu_user_s"] + row["cpu_sys_s"] > 0
+
+
+def test_a_result_that_is_not_shareable_crosses_back_pickled(sub_executor):
+    executor, python = sub_executor
+    row = executor.execute(_sub_trial("experiments.cpu:zlib_compress", python, tasks=2, size=1), 0)
+    assert (row["status"], row["correct"]) == ("ok", True), row["error"]  # a list: pickled
+
+
+@pytest.mark.parametrize(
+    "fault, status, words, replaced",
+    [
+        ("raises", "failed", "ValueError: task 1 is broken on purpose", False),
+        ("exits", "failed", "trial host exited with code 3", True),
+        ("hangs", "timeout", "trial host killed and replaced", True),
+    ],
+)
+def test_subinterpreter_faults_are_recorded_and_the_next_trial_runs(
+    sub_executor, fault, status, words, replaced
+):
+    executor, python = sub_executor
+    good = _sub_trial("workloads_faulty:good", python)
+    first = executor.execute(good, 0)
+    assert (first["status"], first["correct"]) == ("ok", True), first["error"]
+    host = executor.hosts[executor.host_key(good)]
+    row = executor.execute(_sub_trial(f"workloads_faulty:{fault}", python), 0)
+    assert row["status"] == status
+    assert words in row["error"]
+    assert row["run_s"] is None and row["correct"] is None
+    assert (executor.hosts.get(executor.host_key(good)) is not host) == replaced
+    after = executor.execute(good, 1)
+    assert (after["status"], after["correct"]) == ("ok", True), after["error"]
+
+
+def test_a_module_a_subinterpreter_cannot_import_fails_the_trial_with_the_reason(sub_executor):
+    executor, python = sub_executor
+    trial = _sub_trial("workloads_single_phase:work", python)
+    row = executor.execute(trial, 0)
+    assert row["status"] == "failed"
+    assert "cannot import workloads_single_phase:work in a subinterpreter: ImportError: " in row["error"]
+    assert "module _testsinglephase does not support loading in subinterpreters" in row["error"]
+    host = executor.hosts[executor.host_key(trial)]
+    good = executor.execute(_sub_trial("workloads_faulty:good", python), 0)
+    assert good["status"] == "ok" and host.proc.poll() is None  # the host lived on
+
+
+def test_an_interpreter_without_the_api_skips_the_trial_with_the_reason(tmp_path):
+    # conc_lab's own interpreter (3.11 here) has neither concurrent.interpreters nor the backport.
+    try:
+        import interpreters_backport  # noqa: F401
+
+        pytest.skip("the backport is installed in conc_lab's own interpreter")
+    except ImportError:
+        pass
+    if sys.version_info >= (3, 14):
+        pytest.skip("3.14+ has concurrent.interpreters")
+    with TrialExecutor("models", "t", "compact", timeout_s=30, search_path=[TESTS]) as ex:
+        row = ex.execute(Trial("workloads_faulty:good", "subinterpreters", 1, tasks=2, size=10), 0)
+    assert row["status"] == "skipped"
+    assert row["error"].startswith(
+        "needs concurrent.interpreters (Python 3.14+) or the PyPI backport interpreters-pep-734, which CPython"
+    )

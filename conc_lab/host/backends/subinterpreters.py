@@ -1,0 +1,241 @@
+"""A pool of ``workers`` subinterpreters (PEP 554/734), one per pinned OS thread, each with its own GIL.
+
+Where the API comes from, per interpreter on the ``python`` axis: the standard library's
+``concurrent.interpreters`` (3.14+), else the PyPI backport ``interpreters-pep-734``
+(``interpreters_backport.interpreters``, 3.13) when it is installed in that interpreter.
+Without either the trial is ``skipped`` with the reason, as for a missing package.
+
+Worker ``i`` is a host thread pinned to ``cores[i]`` that creates its interpreter (set-up),
+imports the workload *inside* it (so a module that cannot be loaded in a subinterpreter,
+an extension without multi-phase init, fails the trial with that reason), then runs one
+``exec`` per task unit. The task runs in the subinterpreter, timed and recorded there with
+the same bookkeeping as every backend, and its message crosses back pickled (bytes, which
+every version of the API shares) through a cross-interpreter queue. The host thread reads
+it with ``get_nowait`` once ``exec`` has returned: the backport's blocking ``get`` polls
+every 10 ms, which would be measured as work.
+
+Whether each interpreter got its own GIL (``_interpreters.get_config(id).gil == "own"``)
+is recorded in the outcome's ``own_gil``: true only if every worker's had one.
+
+Standard library only, Python 3.8 syntax.
+"""
+
+import os
+import platform
+import queue
+import sys
+import threading
+
+from conc_lab.host import affinity, measure
+from conc_lab.host.backends import Backend
+from conc_lab.host.backends._worker import Collector, _short_traceback
+
+#: (module with create(), queue module a subinterpreter must import before a queue is shared with it)
+_SOURCES = (
+    ("concurrent.interpreters", "concurrent.interpreters._queues"),
+    ("interpreters_backport.interpreters", "interpreters_backport.interpreters.queues"),
+)
+
+#: Run inside each new interpreter: its sys.path, the queue module, the workload, one step function.
+_SETUP = """
+import sys
+sys.path[:0] = [p for p in %(path)r if p not in sys.path]
+import importlib
+import pickle
+from time import perf_counter as _clock  # measure.clock, without measure's imports (json, socket, ...)
+import %(queues)s
+from conc_lab.host import affinity as _affinity
+
+_module, _, _attr = %(ref)r.partition(":")
+_fn = importlib.import_module(_module)
+for _part in _attr.split("."):
+    _fn = getattr(_fn, _part)
+
+def _conclab_step(task):
+    start = _clock()
+    try:
+        result = _fn(task, %(size)r)
+    except BaseException:
+        import traceback
+        msg = ("error", task, traceback.format_exc()[-4000:])
+    else:
+        end = _clock()
+        msg = ("done", task, result, [task, %(index)d, %(core)d, _affinity.current_cpu(), %(pid)d, None, start, end])
+    try:
+        data = pickle.dumps(msg)
+    except Exception as exc:
+        data = pickle.dumps(("error", task, "its result cannot cross back to the host: %%r" %% (exc,)))
+    _out.put(data)
+"""
+
+
+def find_api():
+    """(interpreters module, name of its queue module), or raise ImportError saying why not."""
+    problems = []
+    for name, queues in _SOURCES:
+        try:
+            module = __import__(name, fromlist=["create"])
+        except ImportError as exc:
+            absent = type(exc).__name__ == "ModuleNotFoundError" and exc.name in (
+                name,
+                name.partition(".")[0],
+            )
+            if not absent:  # there, but broken here (e.g. the backport's pure-Python wheel on 3.12)
+                problems.append("%s does not import here (%s: %s)" % (name, type(exc).__name__, exc))
+            continue
+        if hasattr(module, "create") and hasattr(module, "create_queue"):
+            return module, queues
+        problems.append("%s has no create() and create_queue()" % name)
+    raise ImportError(
+        "needs concurrent.interpreters (Python 3.14+) or the PyPI backport interpreters-pep-734, which "
+        "%s %s (%s) lacks%s"
+        % (
+            platform.python_implementation(),
+            platform.python_version(),
+            sys.executable,
+            "".join("; " + p for p in problems),
+        )
+    )
+
+
+def own_gil(interp):
+    """Whether ``interp`` has a GIL of its own (PEP 684), or None where the runtime cannot say."""
+    try:
+        import _interpreters
+
+        return getattr(_interpreters.get_config(interp.id), "gil", None) == "own"
+    except Exception:
+        return None
+
+
+class SubinterpreterBackend(Backend):
+    name = "subinterpreters"
+
+    def run(self, fn, trial):
+        try:
+            api, queues = find_api()
+        except ImportError as exc:
+            return {"status": "skipped", "error": str(exc)}
+        return _Pool(api, queues, trial).run()
+
+
+class _Pool(object):
+    def __init__(self, api, queues, trial):
+        self.api, self.queues, self.trial = api, queues, trial
+        self.workers, self.cores = trial["workers"], trial["cores"]
+        self.tasks_q, self.out_q = queue.SimpleQueue(), queue.SimpleQueue()
+        self.gils = [None] * self.workers
+        self.collector = Collector(trial["tasks"], self.workers)
+
+    def run(self):
+        collector = self.collector
+        setup_start = measure.clock()
+        threads = [
+            threading.Thread(target=self._worker, args=(i,), name="conclab-subinterp-%d" % i, daemon=True)
+            for i in range(self.workers)
+        ]
+        for t in threads:
+            t.start()
+        while collector.ready < self.workers and collector.error is None:
+            collector.feed(self.out_q.get())
+        run_start = measure.clock()
+        if collector.error is None:
+            for task in range(self.trial["tasks"]):
+                self.tasks_q.put(task)
+        for _ in range(self.workers):
+            self.tasks_q.put(None)
+        while not collector.finished:
+            collector.feed(self.out_q.get())
+        if collector.error is not None:
+            _drain(self.tasks_q)  # the other workers stop after their current task
+            for _ in range(self.workers):
+                self.tasks_q.put(None)
+        for t in threads:
+            t.join()
+        out = collector.outcome(run_start - setup_start, run_start, self.cores)
+        known = [g for g in self.gils if g is not None]
+        out["own_gil"] = all(known) if known and len(known) == self.workers else None
+        return out
+
+    def _worker(self, index):
+        core = self.cores[index] if self.cores else None
+        previous = affinity.pin(core) if core is not None else None  # the OS thread its interpreter runs on
+        interp = None
+        try:
+            interp = self.api.create()
+            self.gils[index] = own_gil(interp)
+            out = self._setup(interp, index, core)
+            self.out_q.put(("ready", index))
+            user0, sys0 = measure.cpu_times()
+            self._loop(interp, out)
+            user1, sys1 = measure.cpu_times()
+            self.out_q.put(("exit", index, user1 - user0, sys1 - sys0, 0))
+        except BaseException:  # noqa: B036 - anything here fails the trial, never the host
+            self.out_q.put(("error", -1, "worker %d: %s" % (index, _failure_text())))
+        finally:
+            if interp is not None:
+                try:
+                    interp.close()
+                except Exception:
+                    pass
+            affinity.restore(previous)
+
+    def _setup(self, interp, index, core):
+        """Import the workload inside ``interp``; return the queue its results come back on."""
+        code = _SETUP % {
+            "path": list(sys.path),
+            "queues": self.queues,
+            "ref": self.trial["workload"],
+            "size": self.trial["size"],
+            "index": index,
+            "core": -1 if core is None else core,
+            "pid": os.getpid(),
+        }
+        try:
+            interp.exec(code)
+        except Exception as exc:
+            raise _SetupFailed(
+                "cannot import %s in a subinterpreter: %s" % (self.trial["workload"], _excinfo(exc))
+            ) from None
+        out = self.api.create_queue()
+        interp.prepare_main(_out=out)
+        return out
+
+    def _loop(self, interp, out):
+        import pickle
+
+        while True:
+            task = self.tasks_q.get()
+            if task is None:
+                return
+            interp.exec("_conclab_step(%d)" % task)
+            msg = pickle.loads(out.get_nowait())
+            self.out_q.put(msg)
+            if msg[0] == "error":
+                return
+
+
+class _SetupFailed(Exception):
+    pass
+
+
+def _excinfo(exc):
+    """The subinterpreter's own exception line (``ExecutionFailed.excinfo``), else ``exc`` itself."""
+    info = getattr(exc, "excinfo", None)
+    if info is not None:
+        kind = getattr(info.type, "__name__", info.type)
+        return "%s: %s" % (kind, info.msg)
+    return "%s: %s" % (type(exc).__name__, exc)
+
+
+def _failure_text():
+    exc = sys.exc_info()[1]
+    return str(exc) if isinstance(exc, _SetupFailed) else _short_traceback()
+
+
+def _drain(q):
+    try:
+        while True:
+            q.get_nowait()
+    except queue.Empty:
+        pass
