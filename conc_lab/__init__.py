@@ -25,6 +25,8 @@ _LAZY = {
     "summarize": "conc_lab.summary",
     "compare": "conc_lab.compare",
     "fit_amdahl": "conc_lab.scaling",
+    "fit_scaling": "conc_lab.scaling",
+    "predict_scaling": "conc_lab.scaling",
     "write_report": "conc_lab.report",
 }
 

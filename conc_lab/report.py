@@ -32,7 +32,7 @@ import pandas as pd
 
 from conc_lab import schema
 from conc_lab.render import display
-from conc_lab.scaling import amdahl_speedup, fit_amdahl
+from conc_lab.scaling import amdahl_speedup, fit_scaling, predict_scaling, usl_speedup
 from conc_lab.summary import (
     BACKEND_ORDER,
     SEQUENTIAL,
@@ -75,7 +75,7 @@ def write_report(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     summary = summarize(df)
-    fits = fit_amdahl(summary)
+    fits = fit_scaling(summary)
     panels = _pick_panels(summary, max_panels)
     colors = _curve_colors(summary)
 
@@ -198,9 +198,29 @@ def _png(fig) -> bytes:
 
 _SPEEDUP_CAPTION = (
     "Speedup over the sequential baseline (median run time ratio, bars: 95% interval) against workers. "
-    "Grey dashes: ideal (speedup = workers). Dotted: Amdahl's law fitted per backend, serial fraction f in "
-    "the legend. Circled in red: superlinear points (whole interval above the worker count)."
+    "Grey dashes: ideal (speedup = workers). Per backend, the scaling law that fits better (see Scaling): "
+    "dotted, Amdahl's law with its serial fraction f (0 ≤ f ≤ 1); dash-dot, the Universal Scalability Law "
+    "with contention σ and coherency κ. No line: too few worker counts to fit. "
+    "Circled in red: superlinear points (whole interval above the worker count)."
 )
+
+
+def _draw_fit(ax, fit: pd.Series, max_w: int, color) -> str:
+    """Draw the law that fits the curve better over the measured range; return its legend text."""
+    grid_w = np.linspace(1, max_w, 100)
+    if fit["better"] == "usl":
+        ax.plot(
+            grid_w,
+            usl_speedup(fit["usl_sigma"], fit["usl_kappa"], grid_w),
+            color=color,
+            linestyle="-.",
+            lw=1.2,
+        )
+        return f" (USL σ={fit['usl_sigma']:.2f} κ={fit['usl_kappa']:.3f})"
+    if fit["better"] == "amdahl":
+        ax.plot(grid_w, amdahl_speedup(fit["amdahl_f"], grid_w), color=color, linestyle=":", linewidth=1.2)
+        return f" (Amdahl f={fit['amdahl_f']:.2f})"
+    return ""
 
 
 def _speedup_figure(summary: pd.DataFrame, fits: pd.DataFrame, panels: list[dict], colors: dict) -> bytes:
@@ -224,11 +244,8 @@ def _speedup_figure(summary: pd.DataFrame, fits: pd.DataFrame, panels: list[dict
             color = colors[label]
             text = label
             fit = fits[(_in_panel(fits, panel)) & (fit_labels == label).to_numpy()] if len(fits) else fits
-            if len(fit) == 1 and np.isfinite(fit["serial_fraction"].iloc[0]) and len(w) > 1:
-                f = float(fit["serial_fraction"].iloc[0])
-                grid_w = np.linspace(1, max_w, 100)
-                ax.plot(grid_w, amdahl_speedup(f, grid_w), color=color, linestyle=":", linewidth=1.2)
-                text += f" (f={f:.2f})"
+            if len(fit) == 1:
+                text += _draw_fit(ax, fit.iloc[0], max_w, color)
             ax.errorbar(
                 w, s, yerr=np.clip(err, 0, None), color=color, marker="o", markersize=4, capsize=3, label=text
             )
@@ -454,6 +471,7 @@ td:first-child, th:first-child { text-align: left; }
 figure { margin: 1em 0; } figure img { max-width: 100%; border: 1px solid #eee; }
 figcaption { font-size: 12px; color: #555; max-width: 70em; }
 .scroll { max-height: 36em; overflow: auto; }
+.wide { overflow-x: auto; }
 .meta td { text-align: left; } .warn { color: #a40; }
 """
 
@@ -490,7 +508,6 @@ def _html(
         else ""
     )
 
-    fit_view = _fit_view(fits)
     karp = _karp_view(summary)
     failures = _failures(df)
     flagged = int((summary["notes"] != "").sum())
@@ -511,10 +528,9 @@ interval; efficiency = speedup / workers; setup = median pool start-up, not in t
 <div class="scroll">{_table(display(summary), "summary")}</div>
 {_interpreter_section(df, summary)}
 <h2>Scaling</h2>
-<p>Amdahl's law S(p) = 1 / (f + (1 − f)/p) fitted per backend; f is the serial fraction, 1/f the
-ceiling no number of workers can pass. Karp–Flatt: the serial fraction each point implies; rising with
-workers means overhead that grows with them, not serial work.</p>
-{'<div class="scroll">' + _table(fit_view, "amdahl") + "</div>" if len(fit_view) else "<p>No parallel backend measured against a baseline.</p>"}
+{_scaling_section(fits)}
+<p>Karp–Flatt: the serial fraction each point implies; rising with workers means overhead that grows
+with them, not serial work.</p>
 <details><summary>Karp–Flatt per point</summary><div class="scroll">{_table(karp, "karp-flatt")}</div></details>
 <h2>Failures</h2>
 {failures}
@@ -550,21 +566,94 @@ def _meta_table(df: pd.DataFrame) -> str:
     return "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in meta_rows)
 
 
+def _varying(frame: pd.DataFrame, keys: list[str]) -> list[str]:
+    """``keys`` without the optional ones that never vary (node, affinity, ...): noise in a table."""
+    optional = ("start_method", "python", "node", "affinity", "options")
+    return [
+        k
+        for k in keys
+        if k in frame.columns and (k not in optional or frame[k].astype(object).nunique(dropna=False) > 1)
+    ]
+
+
+def _pm(value: float, se: float, spec: str) -> str:
+    if not np.isfinite(value):
+        return "–"
+    return format(value, spec) + (f" ± {format(se, spec)}" if np.isfinite(se) else "")
+
+
 def _fit_view(fits: pd.DataFrame) -> pd.DataFrame:
-    fit_view = fits.copy()
-    if len(fit_view):
-        # like the summary table: a key that never varies (node, affinity, ...) is noise here
-        fit_view = fit_view.drop(
-            columns=[
-                c
-                for c in ("start_method", "python", "node", "affinity", "options")
-                if c in fit_view.columns and fit_view[c].astype(object).nunique(dropna=False) <= 1
-            ]
-        )
-        fit_view["max_workers"] = fit_view["max_workers"].astype(int)
-        for col in ("serial_fraction", "max_speedup", "rmse"):
-            fit_view[col] = fit_view[col].map(lambda v: f"{v:.3f}" if np.isfinite(v) else "∞")
-    return fit_view
+    """The fits table for people: both laws' parameters with standard errors, misfit, the better one."""
+    keys = _varying(
+        fits,
+        ["workload", "tasks", "size", "backend", "start_method", "python", "node", "affinity", "options"],
+    )
+    view = fits[keys].astype(object).where(fits[keys].notna(), "-").copy()
+    view["workers"] = [
+        f"{a}–{b} ({n} counts)"
+        for a, b, n in zip(fits["min_workers"], fits["max_workers"], fits["points"], strict=True)
+    ]
+    view["Amdahl f"] = [_pm(v, e, ".3f") for v, e in zip(fits["amdahl_f"], fits["amdahl_f_se"], strict=True)]
+    view["Amdahl misfit"] = [f"{v:.2g}" if np.isfinite(v) else "–" for v in fits["amdahl_chi2"]]
+    view["USL σ"] = [_pm(v, e, ".3f") for v, e in zip(fits["usl_sigma"], fits["usl_sigma_se"], strict=True)]
+    view["USL κ"] = [_pm(v, e, ".4f") for v, e in zip(fits["usl_kappa"], fits["usl_kappa_se"], strict=True)]
+    view["USL peak at"] = [
+        f"{v:.1f} workers" if np.isfinite(v) else ("none" if v == np.inf else "–")
+        for v in fits["usl_peak_workers"]
+    ]
+    view["USL misfit"] = [f"{v:.2g}" if np.isfinite(v) else "–" for v in fits["usl_chi2"]]
+    view["better"] = fits["better"].map({"usl": "USL", "amdahl": "Amdahl", "none": "–"})
+    view["note"] = fits["note"]
+    return view
+
+
+def _prediction_view(fits: pd.DataFrame) -> pd.DataFrame:
+    """Per curve and law, the forecast speedup at 4, 8, 16, 64 workers; * marks an extrapolation."""
+    pred = predict_scaling(fits)
+    keys = _varying(
+        pred,
+        ["workload", "tasks", "size", "backend", "start_method", "python", "node", "affinity", "options"],
+    )
+    if len(pred) == 0:
+        return pd.DataFrame(columns=keys + ["law"])
+    pred = pred.assign(
+        law=pred["law"].map({"usl": "USL", "amdahl": "Amdahl"}) + np.where(pred["better"], " (better)", ""),
+        cell=[
+            f"{sp:.2f} ({lo:.2f}–{hi:.2f})" + ("*" if ex else "")
+            for sp, lo, hi, ex in zip(
+                pred["speedup"], pred["speedup_low"], pred["speedup_high"], pred["extrapolated"], strict=True
+            )
+        ],
+    )
+    index = keys + ["law"]
+    flat = pred.assign(**{k: pred[k].astype(object).where(pred[k].notna(), "-") for k in index})
+    wide = flat.pivot_table(index=index, columns="workers", values="cell", aggfunc="first", sort=False)
+    wide.columns = [f"{w} workers" for w in wide.columns]
+    return wide.reset_index()
+
+
+_SCALING_TEXT = """<p>Two laws fitted per backend to the speedups (on the log scale, each point weighed by its
+interval): Amdahl's S(N) = 1 / (f + (1 − f)/N), with the serial fraction f bounded to 0 ≤ f ≤ 1, and
+Gunther's Universal Scalability Law S(N) = N / (1 + σ(N − 1) + κN(N − 1)): σ is contention (like f),
+κ coherency, the cost of workers keeping each other in step, which makes the speedup <em>fall</em>
+past N* = √((1 − σ)/κ) workers; Amdahl cannot express a slowdown. Misfit: weighted squared residuals
+per degree of freedom (≈ 1: within the measured noise; lower is better). "Better": USL when its
+extra parameter buys a significant drop in misfit (F-test, p &lt; 0.05), else the simpler Amdahl.
+A law is never fitted with as many parameters as worker counts: measure more worker counts.</p>"""
+
+
+def _scaling_section(fits: pd.DataFrame) -> str:
+    if len(fits) == 0:
+        return "<p>No parallel backend measured against a baseline.</p>"
+    pred = _prediction_view(fits)
+    pred_html = (
+        "<p>Forecast speedup (95% interval) on more workers. <b>*</b> marks an extrapolation beyond the "
+        "worker counts measured: a forecast of the law, not a measurement, and only as good as the law.</p>"
+        f'<div class="wide">{_table(pred, "predictions")}</div>'
+        if len(pred)
+        else "<p>No forecasts: no law could be fitted.</p>"
+    )
+    return _SCALING_TEXT + f'<div class="wide">{_table(_fit_view(fits), "scaling")}</div>' + pred_html
 
 
 def _karp_view(summary: pd.DataFrame) -> pd.DataFrame:

@@ -14,7 +14,7 @@ from scipy.stats import mannwhitneyu
 
 from conc_lab.compare import compare, compare_verdict
 from conc_lab.render import render
-from conc_lab.scaling import amdahl_speedup, fit_amdahl
+from conc_lab.scaling import amdahl_speedup, fit_amdahl, fit_scaling, predict_scaling, usl_speedup
 from conc_lab.stats import mann_whitney_p
 from conc_lab.summary import summarize, tidy_dtypes
 
@@ -358,3 +358,55 @@ def test_compare_says_inconclusive_when_the_test_lacks_power_not_same():
     assert compare(a, a.assign(run_s=a.run_s * 2.2)).change.tolist() == ["slower"]
     b = pd.DataFrame(runs("threading", 2, r.lognormal(0, 0.02, 12)))
     assert compare(a, b).change.tolist() == ["same"]
+
+
+def usl_runs(backend: str, sigma: float, kappa: float, workers=(1, 2, 4, 8, 16), seed=5, noise=0.01):
+    r = np.random.default_rng(seed)
+    frames = runs("sequential", 1, 10.0 * r.lognormal(0, noise, 9))
+    for n in workers:
+        frames += runs(
+            backend, n, 10.0 / usl_speedup(sigma, kappa, np.array([n]))[0] * r.lognormal(0, noise, 9)
+        )
+    return frames
+
+
+def test_usl_fit_recovers_known_contention_and_coherency_and_wins_over_amdahl():
+    s = summarize(pd.DataFrame(usl_runs("threading", 0.05, 0.02)))
+    fit = fit_scaling(s).set_index("backend").loc["threading"]
+    assert fit.usl_sigma == pytest.approx(0.05, abs=0.015)
+    assert fit.usl_kappa == pytest.approx(0.02, abs=0.004)
+    assert fit.usl_peak_workers == pytest.approx(np.sqrt(0.95 / 0.02), rel=0.15)
+    assert fit.better == "usl" and fit.usl_chi2 < fit.amdahl_chi2
+    assert 0 <= fit.amdahl_f <= 1  # a fraction, however badly Amdahl fits retrograde data
+    pred = predict_scaling(fit_scaling(s)).query("law == 'usl'").set_index("workers")
+    truth = usl_speedup(0.05, 0.02, np.array([4, 8, 16, 64]))
+    assert ((pred.speedup_low.to_numpy() <= truth) & (truth <= pred.speedup_high.to_numpy())).all()
+    assert pred.extrapolated.tolist() == [False, False, False, True]  # 64 lies beyond the measured 16
+    assert pred.better.all()
+
+
+def test_amdahl_wins_on_amdahl_data_and_a_slowdown_never_gives_a_fraction_above_one():
+    s = summarize(pd.DataFrame(usl_runs("multiprocessing", 0.1, 0.0, seed=8)))
+    fit = fit_scaling(s).loc[0]
+    assert fit.better == "amdahl" and fit.amdahl_f == pytest.approx(0.1, abs=0.02)
+    assert fit.usl_kappa == pytest.approx(0.0, abs=0.003)
+    # threads on GIL-bound work: slower with more workers (S(2) = 0.57): Amdahl cannot say it
+    slow = summarize(pd.DataFrame(usl_runs("threading", 0.9, 0.5, workers=(1, 2, 3, 4))))
+    assert (fit_amdahl(slow).serial_fraction <= 1).all()
+    fit = fit_scaling(slow).loc[0]
+    assert fit.amdahl_f == pytest.approx(1.0) and fit.better == "usl" and fit.usl_kappa > 0.3
+
+
+def test_no_law_is_fitted_with_as_many_parameters_as_worker_counts():
+    s = summarize(pd.DataFrame(usl_runs("threading", 0.2, 0.0, workers=(1, 2))))
+    fit = fit_scaling(s).loc[0]
+    assert fit.points == 2 and np.isnan(fit.usl_sigma) and np.isfinite(fit.amdahl_f)
+    assert "USL: too few worker counts (2 for 2 parameters)" in fit.note and fit.better == "amdahl"
+    pred = predict_scaling(fit_scaling(s))
+    assert set(pred.law) == {"amdahl"} and pred.extrapolated.all()  # 4..64 all beyond 2 workers
+    # one worker count (the seed config: workers [2] only) fits nothing: no f = 1.75, no ceiling of 87.8
+    one = summarize(pd.DataFrame(usl_runs("threading", 0.2, 0.0, workers=(2,))))
+    assert np.isnan(fit_amdahl(one).serial_fraction[0]) and np.isnan(fit_amdahl(one).max_speedup[0])
+    fit = fit_scaling(one).loc[0]
+    assert fit.better == "none" and "Amdahl: too few worker counts (1 for 1 parameter)" in fit.note
+    assert len(predict_scaling(fit_scaling(one))) == 0

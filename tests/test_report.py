@@ -79,7 +79,8 @@ def test_report_writes_real_pngs_and_one_self_contained_page(report_dir):
     assert "<link" not in page and "http://" not in page and "https://" not in page
     for text in (
         'id="summary"',
-        'id="amdahl"',
+        'id="scaling"',
+        'id="predictions"',
         "sequential",
         "threading",
         "multiprocessing",
@@ -206,3 +207,29 @@ def test_cli_bad_input_is_one_line_and_exit_2(args, message, tmp_path):
     res = CliRunner().invoke(app, [a.replace("{tmp}", str(tmp_path)) for a in args])
     assert res.exit_code == 2
     assert message in res.output and "Traceback" not in res.output
+
+
+def test_report_scaling_never_shows_a_fraction_above_one_and_says_when_points_are_too_few(tmp_path):
+    # #15: threads slower on 2 workers than on 1 gave "threading (f=1.75)" in the legend
+    rows = []
+    for backend, workers, t in (("sequential", 1, 1.0), ("threading", 1, 1.02), ("threading", 2, 1.75)):
+        rows += [
+            {
+                "workload": "w:slow",
+                "tasks": 4,
+                "size": 9,
+                "backend": backend,
+                "workers": workers,
+                "status": "ok",
+                "run_s": t * (1 + 0.01 * i),
+            }
+            for i in range(5)
+        ]
+    page = write_report(pd.DataFrame(rows), tmp_path).read_text()
+    scaling = page[page.index('id="scaling"') : page.index("</table>", page.index('id="scaling"'))]
+    fractions = [float(f) for f in re.findall(r"<td>(\d+\.\d+) ± [\d.]+</td>", scaling)]
+    assert fractions and all(0 <= f <= 1 for f in fractions)
+    assert "USL: too few worker counts (2 for 2 parameters)" in scaling
+    assert "Amdahl misfit" in scaling and "does not describe this curve" in scaling  # a slowdown
+    predictions = page[page.index('id="predictions"') :]
+    assert "64 workers" in predictions and "*" in predictions  # every forecast is an extrapolation here
