@@ -1,0 +1,307 @@
+"""An independent check of conc_lab's end-to-end speedups (#15 item 5), standard library only.
+
+No conc_lab runner, no trial host, no pinning: plain ``threading.Thread`` and
+``multiprocessing.Process`` (fork, spawn), each timed from the first ``start()`` to the last
+``join()``, against the same work in a plain loop. Two workers, each given half of:
+
+* ``sum_squares``: sum of i*i for i < 10^7 (pure Python, holds the GIL);
+* ``sha256``: 64 MiB hashed (32 MiB per worker, C that releases the GIL);
+* ``sleep``: 8 sleeps of 50 ms (4 per worker).
+
+Rounds are interleaved (every cell once, then again), and a round in which other processes
+used >= 0.15 CPUs (``/proc/stat`` busy time minus this script's own, children included) is
+discarded and said so. In the same run conc_lab sweeps the same halves (``tasks: 2``,
+``size`` the half) in blocks between the harness's rounds, and its end-to-end speedup is
+taken from ``setup_s + run_s`` (``+ teardown_s`` where that column exists and is filled,
+which the output says). Each cell prints both speedups and whether they agree within 5%.
+
+    python benchmarks/bench_harness.py                 # ~3 min on 2 cores; Markdown table on stdout
+    python benchmarks/bench_harness.py --blocks 2 --rounds 2   # quicker, noisier
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import multiprocessing
+import os
+import statistics
+import sys
+import tempfile
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+N_SQUARES = 10**7
+SHA_MIB = 64
+SLEEPS, SLEEP_S = 8, 0.05
+WORKERS = 2
+MAX_FOREIGN_CPUS = 0.15
+TOLERANCE = 0.05
+
+# --- the work, written here (not imported from experiments/) so the check is independent ----
+
+
+def squares(lo: int, hi: int) -> int:
+    total = 0
+    for i in range(lo, hi):
+        total += i * i
+    return total
+
+
+_BLOCK: list = []
+
+
+def _mib() -> bytes:
+    if not _BLOCK:
+        import random
+
+        rng = random.Random(20240521)
+        _BLOCK.append(rng.getrandbits(8 << 20).to_bytes(1 << 20, "little"))
+    return _BLOCK[0]
+
+
+def sha(part: int, mib: int) -> str:
+    digest = hashlib.sha256(part.to_bytes(8, "little"))
+    block = _mib()
+    for _ in range(mib):
+        digest.update(block)
+    return digest.hexdigest()
+
+
+def sleeps(n: int) -> int:
+    for _ in range(n):
+        time.sleep(SLEEP_S)
+    return n
+
+
+def half(cell: str, part: int):
+    """Worker ``part``'s half of ``cell``'s work (the sequential loop runs both halves)."""
+    if cell == "sum_squares":
+        step = N_SQUARES // WORKERS
+        return squares(part * step, (part + 1) * step)
+    if cell == "sha256":
+        return sha(part, SHA_MIB // WORKERS)
+    return sleeps(SLEEPS // WORKERS)
+
+
+CELLS = ("sum_squares", "sha256", "sleep")
+VARIANTS = ("sequential", "threading", "fork", "spawn")
+
+# --- timing --------------------------------------------------------------------------------
+
+
+def run_once(cell: str, variant: str) -> float:
+    """Seconds from the first start to the last join (or for the plain loop)."""
+    if variant == "sequential":
+        t0 = time.perf_counter()
+        for part in range(WORKERS):
+            half(cell, part)
+        return time.perf_counter() - t0
+    if variant == "threading":
+        workers = [threading.Thread(target=half, args=(cell, p)) for p in range(WORKERS)]
+    else:
+        ctx = multiprocessing.get_context(variant)
+        workers = [ctx.Process(target=half, args=(cell, p)) for p in range(WORKERS)]
+    t0 = time.perf_counter()
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    elapsed = time.perf_counter() - t0
+    if variant != "threading" and any(w.exitcode != 0 for w in workers):
+        raise SystemExit(f"{variant} worker failed on {cell}")
+    return elapsed
+
+
+def busy_s() -> float:
+    """Seconds of CPU the whole machine spent busy (user+nice+system+irq+softirq+steal), /proc/stat."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    return (fields[0] + fields[1] + fields[2] + fields[5] + fields[6] + fields[7]) / os.sysconf("SC_CLK_TCK")
+
+
+def own_s() -> float:
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+def harness_round(samples: dict, discarded: list, round_no: int, max_foreign: float) -> None:
+    """Every cell on every variant once; the round is kept only if the machine stayed quiet."""
+    wall0, busy0, own0 = time.perf_counter(), busy_s(), own_s()
+    got = {(c, v): run_once(c, v) for c in CELLS for v in VARIANTS}
+    wall = time.perf_counter() - wall0
+    foreign = max(0.0, (busy_s() - busy0) - (own_s() - own0)) / wall
+    if foreign >= max_foreign:
+        discarded.append((round_no, foreign))
+        return
+    for key, value in got.items():
+        samples.setdefault(key, []).append(value)
+
+
+# --- conc_lab on the same halves -------------------------------------------------------------
+
+
+def config(repeats: int) -> dict:
+    """The cells as a conc_lab matrix (JSON is YAML): two tasks of a half each; sleep as 8 tasks of 50 ms."""
+    ms = int(SLEEP_S * 1000)
+    sleep = "experiments.io:sleep"
+    return {
+        "name": "harness",
+        "description": "The independent harness's cells, run by conc_lab (benchmarks/bench_harness.py).",
+        "repeats": repeats,
+        "warmup": 1,
+        "matrix": {
+            "workload": [
+                {"workload": "experiments.cpu:sum_squares", "size": [N_SQUARES // WORKERS]},
+                {"workload": "experiments.cpu:sha256_blocks", "size": [SHA_MIB // WORKERS]},
+            ],
+            "backend": ["sequential", "threading", "multiprocessing"],
+            "workers": [WORKERS],
+            "tasks": [WORKERS],
+        },
+        "include": [
+            {"workload": sleep, "backend": "sequential", "workers": 1, "tasks": SLEEPS, "size": ms},
+            {"workload": sleep, "backend": "threading", "workers": WORKERS, "tasks": SLEEPS, "size": ms},
+        ]
+        + [
+            {"workload": sleep, "backend": "multiprocessing", "start_method": sm, "workers": WORKERS}
+            | {"tasks": SLEEPS, "size": ms}
+            for sm in ("fork", "spawn")
+        ],
+        "backend_options": {"multiprocessing": {"start_method": ["fork", "spawn"]}},
+    }
+
+
+_CELL_OF = {
+    "experiments.cpu:sum_squares": "sum_squares",
+    "experiments.cpu:sha256_blocks": "sha256",
+    "experiments.io:sleep": "sleep",
+}
+
+
+def conclab_block(out: Path, repeats: int):
+    """One conc_lab sweep of the cells; returns its rows."""
+    sys.path.insert(0, str(ROOT))
+    import conc_lab
+
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "harness.yaml"
+    path.write_text(json.dumps(config(repeats), indent=1))
+    cwd = os.getcwd()
+    os.chdir(ROOT)  # workloads import from the repository, as `conclab sweep` run there does
+    try:
+        result = conc_lab.sweep(str(path), out=str(out / "results"))
+    finally:
+        os.chdir(cwd)
+    df = conc_lab.load(str(result.sweep_dir))
+    bad = df[(df["status"] != "ok") | (df["correct"] == False)]  # noqa: E712 - null: not checkable
+    if len(bad):
+        raise SystemExit(
+            f"conc_lab: {len(bad)} runs failed or were wrong:\n{bad[['workload', 'backend', 'error']]}"
+        )
+    return df
+
+
+def conclab_samples(frames) -> tuple[dict, str]:
+    import pandas as pd
+
+    df = pd.concat(frames, ignore_index=True)
+    parts = ["setup_s", "run_s"]
+    if "teardown_s" in df.columns and df["teardown_s"].notna().all():
+        parts.append("teardown_s")
+    df = df.assign(
+        e2e=df[parts].fillna(0).sum(axis=1),
+        variant=[
+            sm if b == "multiprocessing" else b
+            for b, sm in zip(df["backend"], df["start_method"].astype(object))
+        ],
+        cell=df["workload"].map(_CELL_OF),
+    )
+    samples = {(c, v): list(g["e2e"]) for (c, v), g in df.groupby(["cell", "variant"], observed=True)}
+    return samples, " + ".join(parts)
+
+
+# --- report --------------------------------------------------------------------------------
+
+
+def speedups(samples: dict) -> dict:
+    out = {}
+    for cell in CELLS:
+        seq = statistics.median(samples[(cell, "sequential")])
+        for v in VARIANTS:
+            out[(cell, v)] = (
+                seq / statistics.median(samples[(cell, v)]),
+                statistics.median(samples[(cell, v)]),
+            )
+    return out
+
+
+def table(h: dict, c: dict, n_h: int, n_c: int, parts: str) -> str:
+    lines = [
+        f"| work | model | harness: start→last join | harness speedup | conc_lab: {parts} | conc_lab speedup | gap | within 5% |",
+        "|---|---|---:|---:|---:|---:|---:|:---:|",
+    ]
+    for cell in CELLS:
+        for v in VARIANTS[1:]:
+            hs, ht = h[(cell, v)]
+            cs, ct = c[(cell, v)]
+            gap = cs / hs - 1
+            lines.append(
+                f"| {cell} | {v} | {ht * 1e3:.0f} ms | {hs:.2f}× | {ct * 1e3:.0f} ms | {cs:.2f}× | "
+                f"{gap:+.1%} | {'yes' if abs(gap) <= TOLERANCE else '**no**'} |"
+            )
+    lines.append("")
+    lines.append(
+        f"Medians of {n_h} kept harness rounds and {n_c} conc_lab runs per cell; sequential (the plain loop) "
+        "is each side's own baseline."
+    )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--blocks", type=int, default=3, help="harness rounds + conc_lab sweep, alternated")
+    ap.add_argument("--rounds", type=int, default=3, help="harness rounds (and conc_lab repeats) per block")
+    ap.add_argument(
+        "--max-foreign-cpus",
+        type=float,
+        default=MAX_FOREIGN_CPUS,
+        help="discard a harness round in which other processes used this many CPUs (default %(default)s)",
+    )
+    args = ap.parse_args()
+    h_samples: dict = {}
+    discarded: list = []
+    frames = []
+    with tempfile.TemporaryDirectory(prefix="conclab-harness-") as tmp:
+        for block in range(args.blocks):
+            for r in range(args.rounds):
+                harness_round(h_samples, discarded, block * args.rounds + r, args.max_foreign_cpus)
+            frames.append(conclab_block(Path(tmp) / f"b{block}", args.rounds))
+            print(f"block {block + 1}/{args.blocks} done", file=sys.stderr)
+    if not h_samples:
+        raise SystemExit(f"every harness round was discarded as noisy: {discarded}")
+    c_samples, parts = conclab_samples(frames)
+    n_h = len(h_samples[(CELLS[0], VARIANTS[0])])
+    n_c = min(len(v) for v in c_samples.values())
+    print(table(speedups(h_samples), speedups(c_samples), n_h, n_c, parts))
+    if discarded:
+        shown = ", ".join(f"round {r} ({cpus:.2f} CPUs)" for r, cpus in discarded)
+        print(f"\nDiscarded as noisy (other processes used >= {args.max_foreign_cpus} CPUs): {shown}.")
+    if "teardown_s" not in parts:
+        print(
+            textwrap.fill(
+                "conc_lab's end-to-end time here is setup_s + run_s: no teardown_s column (or not filled) "
+                "in this conc_lab, so joining the workers is not in it, while the harness's time is.",
+                100,
+            )
+        )
+    load = os.getloadavg()
+    print(f"\nload average during/after: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} CPUs")
+
+
+if __name__ == "__main__":
+    main()
