@@ -361,4 +361,17 @@ def interpreters() -> list[Finding]:
                 f"name it in matrix.python as {value}",
             )
         )
+    if not any(f.status == "ok" and "free-threaded" in f.detail for f in out):
+        out.append(FREE_THREADED_ADVICE)
     return out
+
+
+#: What doctor says when no interpreter found is a free-threaded build (PEP 703/779).
+FREE_THREADED_ADVICE = Finding(
+    "free-threaded python",
+    "info",
+    "no free-threaded build found: no interpreter here runs Python threads in parallel",
+    "build one from Debian's sources with benchmarks/build_free_threaded_python.sh (3.13; '3.14' for 3.14, "
+    "which also has concurrent.interpreters), about 6 min on 2 cores, into pyenv as e.g. 3.13.5t; "
+    'or `pyenv install 3.13t` where python.org is reachable. Then put "3.13t" in matrix.python',
+)

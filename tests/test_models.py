@@ -296,3 +296,30 @@ def test_an_interpreter_without_the_api_skips_the_trial_with_the_reason(tmp_path
     assert row["error"].startswith(
         "needs concurrent.interpreters (Python 3.14+) or the PyPI backport interpreters-pep-734, which CPython"
     )
+
+
+# --- free-threaded: how to get one ----------------------------------------------------------
+
+
+def test_doctor_says_how_to_get_a_free_threaded_build_when_none_is_found():
+    from conc_lab import doctor
+
+    found = doctor.interpreters()
+    free = [f for f in found if f.status == "ok" and "free-threaded" in f.detail]
+    advice = [f for f in found if f.name == "free-threaded python"]
+    if free:
+        assert not advice
+    else:
+        assert advice == [doctor.FREE_THREADED_ADVICE]
+        assert "benchmarks/build_free_threaded_python.sh" in advice[0].advice
+        assert (REPO / "benchmarks/build_free_threaded_python.sh").stat().st_mode & 0o111  # executable
+
+
+def test_the_build_script_parses_and_refuses_a_version_it_cannot_build(tmp_path):
+    script = str(REPO / "benchmarks/build_free_threaded_python.sh")
+    assert subprocess.run(["bash", "-n", script], timeout=30).returncode == 0
+    done = subprocess.run(
+        [script, "3.9"], capture_output=True, text=True, timeout=30, env={**os.environ, "WORK": str(tmp_path)}
+    )
+    assert done.returncode == 2 and "usage:" in done.stderr
+    assert not any(tmp_path.iterdir())  # refused before touching anything
