@@ -10,22 +10,25 @@ would a Makefile. YAML is parsed with the safe loader (no object tags).
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import hashlib
-import importlib
 import inspect
 import json
 import multiprocessing
 import os
 import re
+import reprlib
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
 from conc_lab.host import affinity as host_affinity
+from conc_lab.host import workload as host_workload
 
 BACKENDS = ("sequential", "threading", "multiprocessing", "ray", "asyncio", "subinterpreters")
 #: Backends that run on one core whatever ``workers`` says (asyncio: ``workers`` coroutines in flight
@@ -61,6 +64,10 @@ TOP_KEYS = (
     "seed",
     "ray",
 )
+#: ``size: auto``: the size is calibrated before the sweep runs (``conc_lab.calibration``).
+AUTO = "auto"
+#: A trial's size: a number the workload is given, or ``AUTO`` until calibration replaces it.
+Size = int | Literal["auto"]
 _INT32_MAX = 2**31 - 1  # workers, tasks, repeat: int32 columns in conc_lab.schema
 _INT64_MAX = 2**63 - 1  # size: int64
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
@@ -73,7 +80,7 @@ class ConfigError(ValueError):
     def __init__(self, path: str | os.PathLike | None, key: str, problem: str):
         # A key or message may quote what the user wrote, newlines included: it stays one line.
         self.path = _one_line(str(path or "<config>"))
-        self.key, self.problem = _one_line(key), _one_line(problem)
+        self.key, self.problem = _one_line(_clip(key)), _one_line(_clip(problem, 2000))
         super().__init__(f"{self.path}: {self.key}: {self.problem}")
 
 
@@ -157,38 +164,76 @@ def load_config(path: str | os.PathLike, *, check_imports: bool = True) -> Confi
     return parse_config(doc, path=str(path), source_text=text, check_imports=check_imports)
 
 
-def parse_config(  # noqa: C901 -- being split (#11)
+def parse_config(
     doc: Any, *, path: str | None = None, source_text: str = "", check_imports: bool = True
 ) -> Config:
-    """Validate an already-parsed document (a dict) into a ``Config``."""
+    """Validate an already-parsed document (a dict) into a ``Config``.
+
+    The stages, in order: top-level settings, the matrix's axes, affinity, backend options,
+    exclude and include entries, then (``check_imports``) the workloads and interpreters named.
+    """
     v = _Validator(path)
     if not isinstance(doc, dict):
         v.fail("(top level)", f"must be a mapping of keys such as name and matrix, got {_kind(doc)}")
     v.known_keys(doc, TOP_KEYS, "")
+    settings = _settings(v, doc, path)
+    matrix = doc.get("matrix")
+    axes, workload_sizes = _matrix_axes(v, matrix)
+    aff = _affinity(v, doc.get("affinity", "compact"), axes["workers"], axes["backend"])
+    backend_options = v.backend_options(doc.get("backend_options") or {}, axes["backend"])
+    option_names = {k for opts in BACKEND_OPTIONS.values() for k in opts}
+    exclude = tuple(v.partial_params(doc.get("exclude") or [], "exclude", option_names))
+    include = tuple(v.partial_params(doc.get("include") or [], "include", option_names))
+    _check_includes(v, include, aff)
+    if check_imports:
+        _check_workloads(v, axes["workload"], include, path)
+        _check_interpreters(v, axes["python"], isinstance(matrix.get("python"), list), include)
+        _check_async_pairs(v, axes, include, exclude, backend_options, Path(path).parent if path else None)
+    return Config(
+        **settings,
+        axes=axes,
+        workload_sizes=workload_sizes,
+        affinity=aff,
+        exclude=exclude,
+        include=include,
+        backend_options=backend_options,
+        path=path,
+        source_text=source_text,
+    )
+
+
+def _settings(v: _Validator, doc: dict, path: str | None) -> dict[str, Any]:
+    """The top-level scalars: name, repeats, warmup, timeout_s, shuffle, seed, description, ray."""
     name = doc.get("name")
     if name is None:
         if path is None:
             v.fail("name", "is required")
         name = Path(path).stem
     if not isinstance(name, str) or not _NAME_RE.match(name):
-        v.fail("name", f"must be letters, digits, '_', '.', '-' (no path separators), got {name!r}")
-    repeats = v.integer(doc.get("repeats", 5), "repeats", minimum=1)
-    warmup = v.integer(doc.get("warmup", 1), "warmup", minimum=0)
-    timeout_s = v.number(doc.get("timeout_s", 120), "timeout_s")
+        v.fail("name", f"must be letters, digits, '_', '.', '-' (no path separators), got {_show(name)}")
     shuffle = doc.get("shuffle", False)
     if not isinstance(shuffle, bool):
-        v.fail("shuffle", f"must be true or false, got {shuffle!r}")
-    seed = v.integer(doc.get("seed", 0), "seed", minimum=0, maximum=_INT64_MAX)
+        v.fail("shuffle", f"must be true or false, got {_show(shuffle)}")
     description = doc.get("description", "")
-    ray_address = v.ray_section(doc.get("ray"))
     if not isinstance(description, str):
         v.fail("description", "must be a string")
+    return {
+        "name": name,
+        "repeats": v.integer(doc.get("repeats", 5), "repeats", minimum=1),
+        "warmup": v.integer(doc.get("warmup", 1), "warmup", minimum=0),
+        "timeout_s": v.number(doc.get("timeout_s", 120), "timeout_s"),
+        "shuffle": shuffle,
+        "seed": v.integer(doc.get("seed", 0), "seed", minimum=0, maximum=_INT64_MAX),
+        "description": description,
+        "ray_address": v.ray_section(doc.get("ray")),
+    }
 
-    matrix = doc.get("matrix")
+
+def _matrix_axes(v: _Validator, matrix: Any) -> tuple[dict[str, tuple], dict[str, tuple]]:
+    """(axes, per-workload sizes) from the ``matrix`` mapping, every axis present (defaults filled)."""
     if not isinstance(matrix, dict) or not matrix:
         v.fail("matrix", "is required: a mapping of axes (workload, backend, workers, ...) to lists")
     v.known_keys(matrix, AXES, "matrix.")
-    axes: dict[str, tuple] = {}
     for axis in ("workload", "backend"):
         if axis not in matrix:
             v.fail(f"matrix.{axis}", "is required")
@@ -197,6 +242,7 @@ def parse_config(  # noqa: C901 -- being split (#11)
             "matrix.tasks_per_worker",
             "give either tasks (strong scaling) or tasks_per_worker (weak), not both",
         )
+    axes: dict[str, tuple] = {}
     workload_sizes: dict[str, tuple] = {}
     for axis in AXES:
         if axis in matrix:
@@ -207,84 +253,77 @@ def parse_config(  # noqa: C901 -- being split (#11)
         axes["tasks_per_worker"] = (1,)
     if "tasks_per_worker" in axes and max(axes["tasks_per_worker"]) * max(axes["workers"]) > _INT32_MAX:
         v.fail("matrix.tasks_per_worker", f"times the most workers must be at most {_INT32_MAX} tasks")
+    return axes, workload_sizes
 
-    aff = doc.get("affinity", "compact")
+
+def _affinity(
+    v: _Validator, aff: Any, workers: tuple[int, ...], backends: tuple[str, ...]
+) -> str | tuple[int, ...]:
+    """``compact``, ``spread``, ``none`` or a tuple of cores; pinned workers must fit the cores."""
     if isinstance(aff, list):
         cores = host_affinity.available_cores()
         for i, c in enumerate(aff):
             if not isinstance(c, int) or isinstance(c, bool) or c not in cores:
-                v.fail(f"affinity[{i}]", f"{c!r} is not a core this process may use (available: {cores})")
+                v.fail(
+                    f"affinity[{i}]", f"{_show(c)} is not a core this process may use (available: {cores})"
+                )
             if c in aff[:i]:
                 v.fail(f"affinity[{i}]", f"core {c} is listed twice")
         if not aff:
             v.fail("affinity", "an explicit core list must not be empty")
         aff = tuple(aff)
     elif aff not in ("compact", "spread", "none"):
-        v.fail("affinity", f"must be compact, spread, none or a list of cores, got {aff!r}")
-    if aff != "none" and host_affinity.SUPPORTED:
-        n_cores = len(aff) if isinstance(aff, tuple) else len(host_affinity.available_cores())
-        pinned_backends = set(axes["backend"]) - set(ONE_CORE_BACKENDS)
-        too_many = [w for w in axes["workers"] if w > n_cores and pinned_backends]
-        if too_many:
-            v.fail(
-                "matrix.workers",
-                f"{too_many[0]} workers but only {n_cores} cores to pin them to; "
-                "use fewer workers or 'affinity: none' to oversubscribe on purpose",
-            )
+        v.fail("affinity", f"must be compact, spread, none or a list of cores, got {_show(aff)}")
+    n_cores = _pinning_cores(aff)
+    pinned_backends = set(backends) - set(ONE_CORE_BACKENDS)  # the others use one core whatever workers says
+    too_many = [w for w in workers if n_cores is not None and w > n_cores and pinned_backends]
+    if too_many:
+        v.fail(
+            "matrix.workers",
+            f"{too_many[0]} workers but only {n_cores} cores to pin them to; "
+            "use fewer workers or 'affinity: none' to oversubscribe on purpose",
+        )
+    return aff
 
-    backend_options = v.backend_options(doc.get("backend_options") or {}, axes["backend"])
-    option_names = {k for opts in BACKEND_OPTIONS.values() for k in opts}
-    exclude = tuple(v.partial_params(doc.get("exclude") or [], "exclude", option_names))
-    include = tuple(v.partial_params(doc.get("include") or [], "include", option_names))
+
+def _pinning_cores(aff: str | tuple[int, ...]) -> int | None:
+    """How many cores workers are pinned to under ``aff``; None when they are not pinned."""
+    if aff == "none" or not host_affinity.SUPPORTED:
+        return None
+    return len(aff) if isinstance(aff, tuple) else len(host_affinity.available_cores())
+
+
+def _check_includes(v: _Validator, include: tuple[dict, ...], aff: str | tuple[int, ...]) -> None:
+    """An include entry names its workload and backend, and pins no more workers than there are cores."""
+    n_cores = _pinning_cores(aff)
     for i, inc in enumerate(include):
         for required in ("workload", "backend"):
             if required not in inc:
                 v.fail(f"include[{i}].{required}", "is required in an include entry")
-        v.axis_values("workload", [inc["workload"]], f"include[{i}].workload")
-        v.axis_values("backend", [inc["backend"]], f"include[{i}].backend")
         one_core = inc["backend"] in ONE_CORE_BACKENDS
-        if aff != "none" and host_affinity.SUPPORTED and inc.get("workers", 1) > n_cores and not one_core:
+        if n_cores is not None and inc.get("workers", 1) > n_cores and not one_core:
             v.fail(
                 f"include[{i}].workers", f"{inc['workers']} workers but only {n_cores} cores to pin them to"
             )
-    if check_imports:
-        workloads = list(axes["workload"]) + [inc["workload"] for inc in include]
-        for i, ref in enumerate(dict.fromkeys(workloads)):
-            problem = check_workload(ref, Path(path).parent if path else None)
-            if problem:
-                key = f"matrix.workload[{i}]" if ref in axes["workload"] else "include"
-                v.fail(key, problem)
-        listed = isinstance(matrix.get("python"), list)
-        pythons = [
-            (f"matrix.python[{i}]" if listed else "matrix.python", p) for i, p in enumerate(axes["python"])
-        ]
-        pythons += [
-            (f"include[{i}].python", inc["python"]) for i, inc in enumerate(include) if "python" in inc
-        ]
-        for key, value in pythons:
-            problem = check_interpreter(value)
-            if problem:
-                v.fail(key, problem)
-        _check_async_pairs(v, axes, include, exclude, backend_options, Path(path).parent if path else None)
 
-    return Config(
-        name=name,
-        axes=axes,
-        workload_sizes=workload_sizes,
-        repeats=repeats,
-        warmup=warmup,
-        timeout_s=timeout_s,
-        affinity=aff,
-        exclude=exclude,
-        include=include,
-        backend_options=backend_options,
-        shuffle=shuffle,
-        seed=seed,
-        description=description,
-        ray_address=ray_address,
-        path=path,
-        source_text=source_text,
-    )
+
+def _check_workloads(v: _Validator, workloads: tuple[str, ...], include: tuple[dict, ...], path: str | None):
+    """Every workload named imports and is callable (this imports the workload modules)."""
+    config_dir = Path(path).parent if path else None
+    for i, ref in enumerate(dict.fromkeys([*workloads, *(inc["workload"] for inc in include)])):
+        problem = check_workload(ref, config_dir)
+        if problem:
+            v.fail(f"matrix.workload[{i}]" if ref in workloads else "include", problem)
+
+
+def _check_interpreters(v: _Validator, pythons: tuple, listed: bool, include: tuple[dict, ...]) -> None:
+    """Every interpreter named on the python axis or in an include entry can host trials."""
+    named = [(f"matrix.python[{i}]" if listed else "matrix.python", p) for i, p in enumerate(pythons)]
+    named += [(f"include[{i}].python", inc["python"]) for i, inc in enumerate(include) if "python" in inc]
+    for key, value in named:
+        problem = check_interpreter(value)
+        if problem:
+            v.fail(key, problem)
 
 
 def _check_async_pairs(v, axes, include, exclude, backend_options, config_dir) -> None:
@@ -320,17 +359,8 @@ def async_pair_problem(
     ref: str, backend: str, offload: str | None, config_dir: Path | None = None
 ) -> str | None:
     """Why ``ref`` cannot run on ``backend`` (async vs plain), or None."""
-    added = [p for p in workload_search_path(config_dir) if p not in sys.path]
-    sys.path[:0] = added
-    try:
-        module_name, _, attr = ref.partition(":")
-        fn = importlib.import_module(module_name)
-        for part in attr.split("."):
-            fn = getattr(fn, part)
-    finally:
-        for p in added:
-            if p in sys.path:
-                sys.path.remove(p)
+    with _workload_path(config_dir):
+        fn = host_workload.import_function(ref)
     if inspect.iscoroutinefunction(fn):
         if backend not in ASYNC_BACKENDS:
             return f"{ref} is an async def workload, which {backend} cannot await; run it on sequential or asyncio"
@@ -356,25 +386,42 @@ def workload_search_path(config_dir: Path | None = None) -> list[str]:
 def check_workload(ref: str, config_dir: Path | None = None) -> str | None:
     """None if ``module:function`` imports and is callable, else what is wrong."""
     module_name, _, attr = ref.partition(":")
+    try:
+        with _workload_path(config_dir):
+            host_workload.import_function(ref)
+    except ImportError as exc:
+        return f"cannot import {module_name!r} for {ref!r}: {exc}"
+    except host_workload.MissingFunction as exc:
+        return f"module {module_name!r} has no {attr!r}{_did_you_mean_function(ref, exc)}"
+    except host_workload.NotCallable:
+        return f"{ref!r} is not callable"
+    except Exception as exc:  # a workload module that raises on import is a bad config too
+        return f"importing {module_name!r} raised {type(exc).__name__}: {exc}"
+    return None
+
+
+@contextlib.contextmanager
+def _workload_path(config_dir: Path | None) -> Iterator[None]:
+    """``workload_search_path`` in front of ``sys.path`` for the duration, as the trial host has it."""
     added = [p for p in workload_search_path(config_dir) if p not in sys.path]
     sys.path[:0] = added
     try:
-        obj = importlib.import_module(module_name)
-        for part in attr.split("."):
-            obj = getattr(obj, part)
-    except ImportError as exc:
-        return f"cannot import {module_name!r} for {ref!r}: {exc}"
-    except AttributeError:
-        return f"module {module_name!r} has no {attr!r}"
-    except Exception as exc:  # a workload module that raises on import is a bad config too
-        return f"importing {module_name!r} raised {type(exc).__name__}: {exc}"
+        yield
     finally:
         for p in added:
             if p in sys.path:
                 sys.path.remove(p)
-    if not callable(obj):
-        return f"{ref!r} is not callable"
-    return None
+
+
+def _did_you_mean_function(ref: str, missing: host_workload.MissingFunction) -> str:
+    """``; did you mean 'module:close_name'?`` for a misspelled function, else nothing."""
+    owner = missing.owner
+    names = [n for n in dir(owner) if not n.startswith("_") and callable(getattr(owner, n, None))]
+    hint = difflib.get_close_matches(missing.missing, names, n=1)
+    if not hint:
+        return ""
+    prefix, _, _ = ref.rpartition(missing.missing)
+    return f"; did you mean {prefix + hint[0]!r}?"
 
 
 def check_interpreter(value: str | None) -> str | None:
@@ -405,12 +452,14 @@ class _Validator:
                     f"; did you mean {hint[0]!r}?" if hint else f"; known: {', '.join(sorted(known))}"
                 )
                 # quoted when it would not show: an empty key, or one with spaces around it
-                shown = repr(key) if isinstance(key, str) and (not key or key.strip() != key) else key
+                shown = (
+                    _show(key) if not isinstance(key, str) or not key or key.strip() != key else _clip(key)
+                )
                 self.fail(f"{prefix}{shown}", f"unknown key{suggestion}")
 
     def integer(self, value: Any, key: str, minimum: int, maximum: int = _INT32_MAX) -> int:
         if not isinstance(value, int) or isinstance(value, bool):
-            self.fail(key, f"must be an integer, got {_kind(value)} {value!r}")
+            self.fail(key, f"must be an integer, got {_kind(value)} {_show(value)}")
         if value < minimum:
             what = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
             self.fail(key, f"must be {what}, got {value}")
@@ -425,49 +474,67 @@ class _Validator:
             or not value > 0
             or value == float("inf")
         ):
-            self.fail(key, f"must be a positive number of seconds, got {value!r}")
+            self.fail(key, f"must be a positive number of seconds, got {_show(value)}")
         return float(value)
 
-    def axis_values(self, axis: str, raw: Any, key: str, sizes: dict | None = None) -> list:  # noqa: C901 -- being split (#11)
+    def axis_values(self, axis: str, raw: Any, key: str, sizes: dict | None = None) -> list:
+        """The values of one axis (a scalar is a one-value axis), each checked, none listed twice.
+
+        ``sizes`` collects per-workload size axes (``{workload: ..., size: [...]}`` entries);
+        None where such entries are not allowed (exclude, include).
+        """
         values = raw if isinstance(raw, list) else [raw]
         if not values:
             self.fail(key, "is empty: an empty axis makes an empty matrix")
-        out = []
+        check = getattr(self, f"_{axis}_value")
+        out: list = []
+        seen: set = set()  # checked values are hashable: a set keeps a long axis linear
         for i, value in enumerate(values):
             k = f"{key}[{i}]" if isinstance(raw, list) else key
-            if axis == "workload":
-                if isinstance(value, dict) and sizes is not None:
-                    # {workload: module:function, size: [...]}: sizes that suit this workload alone
-                    self.known_keys(value, ("workload", "size"), f"{k}.")
-                    if "workload" not in value:
-                        self.fail(f"{k}.workload", "is required")
-                    if "size" in value and isinstance(value["workload"], str):
-                        sizes[value["workload"]] = tuple(self.axis_values("size", value["size"], f"{k}.size"))
-                    value = value["workload"]
-                if not isinstance(value, str) or not _WORKLOAD_RE.match(value):
-                    self.fail(
-                        k, f"must be 'module:function' or {{workload: ..., size: [...]}}, got {value!r}"
-                    )
-            elif axis == "backend":
-                if value not in BACKENDS:
-                    hint = difflib.get_close_matches(str(value), BACKENDS, n=1)
-                    more = f"; did you mean {hint[0]!r}?" if hint else f"; known: {', '.join(BACKENDS)}"
-                    self.fail(k, f"unknown backend {value!r}{more}")
-            elif axis in ("workers", "tasks", "tasks_per_worker"):
-                self.integer(value, k, minimum=1)
-            elif axis == "size":
-                # "auto": calibrated before the sweep runs (conc_lab.calibration)
-                if value != "auto" and (
-                    not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= _INT64_MAX
-                ):
-                    self.fail(k, f"must be an integer >= 0 or 'auto', got {_kind(value)} {value!r}")
-            elif axis == "python":
-                if value is not None and (not isinstance(value, str) or not value):
-                    self.fail(k, f"must be an interpreter name or path, got {value!r}")
-            if value in out:
-                self.fail(k, f"{value!r} is listed twice")
+            value = check(value, k, sizes)
+            if value in seen:
+                self.fail(k, f"{_show(value)} is listed twice")
+            seen.add(value)
             out.append(value)
         return out
+
+    def _workload_value(self, value: Any, key: str, sizes: dict | None) -> str:
+        if isinstance(value, dict) and sizes is not None:
+            # {workload: module:function, size: [...]}: sizes that suit this workload alone
+            self.known_keys(value, ("workload", "size"), f"{key}.")
+            if "workload" not in value:
+                self.fail(f"{key}.workload", "is required")
+            if "size" in value and isinstance(value["workload"], str):
+                sizes[value["workload"]] = tuple(self.axis_values("size", value["size"], f"{key}.size"))
+            value = value["workload"]
+        if not isinstance(value, str) or not _WORKLOAD_RE.match(value):
+            self.fail(key, f"must be 'module:function' or {{workload: ..., size: [...]}}, got {_show(value)}")
+        return value
+
+    def _backend_value(self, value: Any, key: str, sizes: dict | None) -> str:
+        if not isinstance(value, str) or value not in BACKENDS:
+            hint = difflib.get_close_matches(str(value), BACKENDS, n=1)
+            more = f"; did you mean {hint[0]!r}?" if hint else f"; known: {', '.join(BACKENDS)}"
+            self.fail(key, f"unknown backend {_show(value)}{more}")
+        return value
+
+    def _count_value(self, value: Any, key: str, sizes: dict | None) -> int:
+        return self.integer(value, key, minimum=1)
+
+    _workers_value = _tasks_value = _tasks_per_worker_value = _count_value
+
+    def _size_value(self, value: Any, key: str, sizes: dict | None) -> Size:
+        # "auto": calibrated before the sweep runs (conc_lab.calibration)
+        if value != AUTO and (
+            not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= _INT64_MAX
+        ):
+            self.fail(key, f"must be an integer >= 0 or 'auto', got {_kind(value)} {_show(value)}")
+        return value
+
+    def _python_value(self, value: Any, key: str, sizes: dict | None) -> str | None:
+        if value is not None and (not isinstance(value, str) or not value):
+            self.fail(key, f"must be an interpreter name or path, got {_show(value)}")
+        return value
 
     def backend_options(self, raw: Any, backends: tuple) -> dict[str, dict[str, tuple]]:
         if not isinstance(raw, dict):
@@ -478,7 +545,7 @@ class _Validator:
             if backend not in BACKEND_OPTIONS:
                 self.known_keys({backend: None}, tuple(BACKEND_OPTIONS), "backend_options.")
             if backend not in backends:
-                self.fail(key, f"options for {backend!r}, which matrix.backend does not list")
+                self.fail(key, f"options for {_show(backend)}, which matrix.backend does not list")
             if not isinstance(opts, dict):
                 self.fail(key, f"must be a mapping of option to values, got {_kind(opts)}")
             allowed = BACKEND_OPTIONS[backend]
@@ -491,10 +558,11 @@ class _Validator:
                 for i, value in enumerate(values):
                     if value not in allowed[opt]:
                         self.fail(
-                            f"{key}.{opt}[{i}]", f"must be one of {', '.join(allowed[opt])}, got {value!r}"
+                            f"{key}.{opt}[{i}]",
+                            f"must be one of {', '.join(allowed[opt])}, got {_show(value)}",
                         )
                     if opt == "start_method" and value not in multiprocessing.get_all_start_methods():
-                        self.fail(f"{key}.{opt}[{i}]", f"{value!r} is not available on this platform")
+                        self.fail(f"{key}.{opt}[{i}]", f"{_show(value)} is not available on this platform")
                 out[backend][opt] = tuple(dict.fromkeys(values))
         return out
 
@@ -508,7 +576,8 @@ class _Validator:
         address = raw.get("address")
         if address is not None and (not isinstance(address, str) or not address.strip()):
             self.fail(
-                "ray.address", f"must be a cluster address such as 10.0.0.5:6379 or auto, got {address!r}"
+                "ray.address",
+                f"must be a cluster address such as 10.0.0.5:6379 or auto, got {_show(address)}",
             )
         return address
 
@@ -518,7 +587,7 @@ class _Validator:
         out = []
         for i, entry in enumerate(raw):
             if not isinstance(entry, dict) or not entry:
-                self.fail(f"{key}[{i}]", f"must be a non-empty mapping of axis to value, got {entry!r}")
+                self.fail(f"{key}[{i}]", f"must be a non-empty mapping of axis to value, got {_show(entry)}")
             self.known_keys(entry, set(AXES) | option_names, f"{key}[{i}].")
             for axis, value in entry.items():
                 if isinstance(value, (list, dict)):
@@ -529,9 +598,27 @@ class _Validator:
                     allowed = {v for opts in BACKEND_OPTIONS.values() for v in opts.get(axis, ())}
                     if value not in allowed:
                         known = ", ".join(sorted(map(str, allowed)))
-                        self.fail(f"{key}[{i}].{axis}", f"must be one of {known}, got {value!r}")
+                        self.fail(f"{key}[{i}].{axis}", f"must be one of {known}, got {_show(value)}")
             out.append(dict(entry))
         return out
+
+
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxdict, _REPR.maxlist, _REPR.maxtuple, _REPR.maxset = 3, 4, 6, 6, 6
+_REPR.maxstring = _REPR.maxother = _REPR.maxlong = 80
+
+
+def _show(value: Any) -> str:
+    """``repr(value)``, cut short: a value quoted in an error may be huge (an alias bomb), the line is not.
+
+    >>> _show(list(range(10**6)))
+    '[0, 1, 2, 3, 4, 5, ...]'
+    """
+    return _REPR.repr(value)
+
+
+def _clip(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _kind(value: Any) -> str:
@@ -553,10 +640,12 @@ def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool
             hash(key)
         except TypeError:
             raise yaml.constructor.ConstructorError(
-                None, None, f"unhashable key {key!r}", key_node.start_mark
+                None, None, f"unhashable key {_show(key)}", key_node.start_mark
             ) from None
         if key in seen:
-            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {_show(key)}", key_node.start_mark
+            )
         seen[key] = True
     return loader.construct_mapping(node, deep=deep)
 

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from functools import cached_property
 from operator import itemgetter
 
-from conc_lab.config import Config
+from conc_lab.config import Config, Size
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,7 @@ class Trial:
     backend: str
     workers: int
     tasks: int
-    size: int
+    size: Size  # "auto" until calibration.resolve_auto_sizes replaces the trial with a calibrated one
     start_method: str | None = None
     python: str | None = None
     affinity: str = "compact"  # compact | spread | none | explicit cores as "0,1"

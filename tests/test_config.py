@@ -104,3 +104,14 @@ def test_missing_file_and_non_mapping(tmp_path, write_config):
         load_config(tmp_path / "absent.yaml")
     with pytest.raises(ConfigError, match="must be a mapping"):
         load_config(write_config("- just\n- a list\n"))
+
+
+def test_one_workload_lookup_and_one_lacks_message():
+    """``module:function`` is looked up, and "needs X, which ... lacks" worded, in one place."""
+    import re
+    from pathlib import Path
+
+    sources = {p: p.read_text() for p in Path("conc_lab").rglob("*.py")}
+    lookups = [p.name for p, text in sources.items() if 'partition(":")' in text and "import_module(" in text]
+    lacks = [p.name for p, text in sources.items() if re.search(r"needs %s, which|which \{.*lacks", text)]
+    assert lookups == lacks == ["workload.py"]

@@ -104,3 +104,22 @@ def test_expand_is_lazy_on_a_million_points():
     assert len(first) == 1000
     assert peak < 5_000_000  # the other 999,000 trials were never built
     assert count(c) == 1_000_000  # its time and memory are measured in benchmarks/bench_core.py
+
+
+def test_trial_fields_are_the_schema_parameter_columns():
+    """Trial and the Parquet schema name the same parameters, in order, with matching types."""
+    import dataclasses
+    import typing
+
+    import pyarrow as pa
+
+    from conc_lab import schema
+
+    assert [f.name for f in dataclasses.fields(Trial)] == schema.PARAM_NAMES
+    hints = typing.get_type_hints(Trial)
+    assert hints["size"] == int | typing.Literal["auto"]  # "auto" until calibrated: typed as such
+    for column in schema.PARAM_FIELDS:
+        kinds = set(typing.get_args(hints[column.name])) or {hints[column.name]}
+        expected = int if pa.types.is_integer(column.type) else str
+        assert expected in kinds, (column.name, hints[column.name])
+        assert (type(None) in kinds) == column.nullable, column.name

@@ -18,11 +18,10 @@ Standard library only, Python 3.8 syntax: the host may run under another interpr
 import importlib.util
 import json
 import os
-import platform
 import sys
 
 from conc_lab.host import affinity, backends, measure
-from conc_lab.host.backends._worker import resolve
+from conc_lab.host.workload import import_function, lacks
 
 
 def handle(request, workloads):
@@ -61,30 +60,21 @@ def load_workload(ref):
     not a bug; only a module of the workload's own package missing is left to fail.
     """
     try:
-        fn = resolve(ref)
+        fn = import_function(ref)
     except ImportError as exc:
         missing = getattr(exc, "name", None)
         own = ref.partition(":")[0].partition(".")[0]
         if type(exc).__name__ != "ModuleNotFoundError" or not missing or missing.partition(".")[0] == own:
             raise
-        return _lacks(missing)
+        return lacks(missing)
     for name in getattr(fn, "requires", ()):
         try:
             found = importlib.util.find_spec(name.partition(".")[0]) is not None
         except (ImportError, ValueError):
             found = False
         if not found:
-            return _lacks(name)
+            return lacks(name)
     return fn
-
-
-def _lacks(module):
-    return "needs %s, which %s %s (%s) lacks" % (
-        module,
-        platform.python_implementation(),
-        platform.python_version(),
-        sys.executable,
-    )
 
 
 def main():

@@ -69,7 +69,7 @@ def main(argv=None):
     if not 1 <= len(argv) <= 2:
         sys.stderr.write("usage: python -m conc_lab.host.calibrate module:function [target_s]\n")
         return 2
-    from conc_lab.host.backends._worker import resolve
+    from conc_lab.host.workload import import_function
 
     extra = [p for p in os.environ.get("CONCLAB_PATH", "").split(os.pathsep) if p]
     sys.path[:0] = [p for p in extra if p not in sys.path]
@@ -78,7 +78,7 @@ def main(argv=None):
     os.dup2(devnull, 1)  # a workload's prints must not corrupt the JSON answer
     os.close(devnull)
     try:
-        fn = resolve(argv[0])
+        fn = import_function(argv[0])
         size, seconds = calibrate(fn, float(argv[1]) if len(argv) > 1 else DEFAULT_TARGET_S)
         answer = {"size": size, "seconds": seconds}
     except Exception as exc:  # reported as data: the runner turns it into one line for the user

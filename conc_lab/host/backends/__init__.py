@@ -9,7 +9,7 @@ Backends are imported on first use, so the host never imports Ray unless a trial
 Standard library only, Python 3.8 syntax.
 """
 
-import importlib
+from conc_lab.host.workload import import_function
 
 _REGISTRY = {
     "sequential": "conc_lab.host.backends.sequential:SequentialBackend",
@@ -54,8 +54,7 @@ def get(name):
     if name not in _instances:
         if name not in _REGISTRY:
             raise KeyError("unknown backend %r (known: %s)" % (name, ", ".join(names())))
-        module_name, _, cls = _REGISTRY[name].partition(":")
-        _instances[name] = getattr(importlib.import_module(module_name), cls)()
+        _instances[name] = import_function(_REGISTRY[name])()
     return _instances[name]
 
 

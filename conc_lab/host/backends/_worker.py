@@ -13,22 +13,11 @@ the collector makes them relative to the run's start.
 Standard library only, Python 3.8 syntax.
 """
 
-import importlib
 import os
 import sys
 
 from conc_lab.host import affinity, measure
-
-
-def resolve(ref):
-    """Import ``module:function`` and return the function."""
-    module_name, _, attr = ref.partition(":")
-    fn = importlib.import_module(module_name)
-    for part in attr.split("."):
-        fn = getattr(fn, part)
-    if not callable(fn):
-        raise TypeError("%s is not callable" % ref)
-    return fn
+from conc_lab.host.workload import import_function
 
 
 def is_async(fn):
@@ -148,7 +137,7 @@ def process_main(index, core, ref, size, tasks_q, conn, path):
     """Entry point of a multiprocessing worker (module-level so spawn and forkserver can import it)."""
     sys.path[:0] = [p for p in path if p not in sys.path]
     try:
-        fn = resolve(ref)
+        fn = import_function(ref)
         measure.reset_peak_rss()
         user, system = run_worker(index, core, fn, size, tasks_q.get, conn.send)
         conn.send(("exit", index, user, system, measure.peak_rss_bytes()))

@@ -20,13 +20,13 @@ Ray is imported here only when a ``ray`` trial runs. Python 3.8 syntax.
 """
 
 import os
-import platform
 import sys
 import time
 
 from conc_lab.host import measure
 from conc_lab.host.backends import Backend
-from conc_lab.host.backends._worker import Collector, _short_traceback, resolve, run_worker
+from conc_lab.host.backends._worker import Collector, _short_traceback, run_worker
+from conc_lab.host.workload import import_function, lacks
 
 ADDRESS_ENV = "CONCLAB_RAY_ADDRESS"
 NODE_ENV = "CONCLAB_RAY_NODE"
@@ -67,7 +67,7 @@ class _RayWorker(object):
     def __init__(self, index, core, ref, size, path, node):
         sys.path[:0] = [p for p in path if p not in sys.path]
         self.index, self.core, self.size, self.node = index, core, size, node
-        self.fn = resolve(ref)
+        self.fn = import_function(ref)
         self.user = self.sys = 0.0
         measure.reset_peak_rss()
 
@@ -138,11 +138,7 @@ class RayBackend(Backend):
             if (exc.name or "").partition(".")[0] != "ray":
                 raise
             # An interpreter of the python axis without Ray: skipped there, as a workload it cannot import.
-            return {
-                "status": "skipped",
-                "error": "needs ray, which %s %s (%s) lacks"
-                % (platform.python_implementation(), platform.python_version(), sys.executable),
-            }
+            return {"status": "skipped", "error": lacks("ray")}
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         workers, cores, tasks = trial["workers"], trial["cores"], trial["tasks"]

@@ -1,0 +1,62 @@
+"""A workload named ``module:function``: finding it, and saying what an interpreter lacks for it.
+
+The one place both sides look a workload up: the config check (in conc_lab's interpreter,
+before anything runs) and the trial host and its workers (in whatever interpreter hosts
+the trial). Standard library only, Python 3.8 syntax.
+"""
+
+import importlib
+import platform
+import sys
+
+
+class MissingFunction(AttributeError):
+    """The module imported, but ``owner`` has no attribute ``missing``."""
+
+    def __init__(self, message, owner, missing):
+        super(MissingFunction, self).__init__(message)
+        self.owner = owner
+        self.missing = missing
+
+
+class NotCallable(TypeError):
+    """The name was found, but is not a function (or other callable)."""
+
+
+def import_function(ref):
+    """Import ``module:function`` (``function`` may be dotted: ``Class.method``) and return it.
+
+    An error importing the module propagates as it is; a missing attribute raises
+    ``MissingFunction``, a found one that cannot be called ``NotCallable``.
+
+    >>> import_function("os.path:join")("a", "b") == "a" + __import__("os").sep + "b"
+    True
+    >>> import_function("os:nope")
+    Traceback (most recent call last):
+    ...
+    conc_lab.host.workload.MissingFunction: module 'os' has no 'nope'
+    """
+    module_name, _, attr = ref.partition(":")
+    obj = importlib.import_module(module_name)
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise MissingFunction("module %r has no %r" % (module_name, attr), obj, part) from None
+    if not callable(obj):
+        raise NotCallable("%r is not callable" % ref)
+    return obj
+
+
+def lacks(module):
+    """Why a trial is skipped in this interpreter: it lacks ``module`` (a package, or a newer stdlib).
+
+    >>> lacks("numpy").startswith("needs numpy, which ")
+    True
+    """
+    return "needs %s, which %s %s (%s) lacks" % (
+        module,
+        platform.python_implementation(),
+        platform.python_version(),
+        sys.executable,
+    )
