@@ -34,7 +34,7 @@ def import_function(ref):
     >>> import_function("os:nope")
     Traceback (most recent call last):
     ...
-    conc_lab.host.workload.MissingFunction: module 'os' has no 'nope'
+    conc_lab.host.workload.MissingFunction: module 'os' has no attribute 'nope'
     """
     module_name, _, attr = ref.partition(":")
     obj = importlib.import_module(module_name)
@@ -42,7 +42,7 @@ def import_function(ref):
         try:
             obj = getattr(obj, part)
         except AttributeError:
-            raise MissingFunction("module %r has no %r" % (module_name, attr), obj, part) from None
+            raise MissingFunction("module %r has no attribute %r" % (module_name, attr), obj, part) from None
     if not callable(obj):
         raise NotCallable("%r is not callable" % ref)
     return obj
