@@ -6,7 +6,6 @@ the trial). Standard library only, Python 3.8 syntax.
 """
 
 import importlib
-import platform
 import sys
 
 
@@ -54,6 +53,8 @@ def lacks(module):
     >>> lacks("numpy").startswith("needs numpy, which ")
     True
     """
+    import platform  # only when something is lacking: workers and subinterpreters import this module
+
     return "needs %s, which %s %s (%s) lacks" % (
         module,
         platform.python_implementation(),

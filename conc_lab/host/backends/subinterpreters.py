@@ -40,16 +40,13 @@ _SOURCES = (
 _SETUP = """
 import sys
 sys.path[:0] = [p for p in %(path)r if p not in sys.path]
-import importlib
 import pickle
 from time import perf_counter as _clock  # measure.clock, without measure's imports (json, socket, ...)
 import %(queues)s
 from conc_lab.host import affinity as _affinity
+from conc_lab.host.workload import import_function
 
-_module, _, _attr = %(ref)r.partition(":")
-_fn = importlib.import_module(_module)
-for _part in _attr.split("."):
-    _fn = getattr(_fn, _part)
+_fn = import_function(%(ref)r)
 
 def _conclab_step(task):
     start = _clock()
