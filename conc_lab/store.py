@@ -16,6 +16,8 @@ crash mid-write) is dropped. ``load`` reads parts and journals alike.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import secrets
@@ -35,6 +37,7 @@ import pyarrow.parquet as pq
 from conc_lab import schema
 
 MANIFEST = "manifest.json"
+LOCK = ".lock"  # hidden: plain Parquet readers skip it
 MIN_FREE_BYTES = 64 << 20
 _FILE_MODE = 0o644
 _DIR_MODE = 0o755
@@ -42,6 +45,10 @@ _DIR_MODE = 0o755
 
 class StoreError(RuntimeError):
     """A results directory that cannot be written, or holds files conc_lab did not write."""
+
+
+class SweepBusy(StoreError):
+    """The sweep folder is held by a live conclab: two writers would corrupt each other's rows."""
 
 
 class StoreWarning(UserWarning):
@@ -162,11 +169,73 @@ def write_manifest(sweep_dir: Path, manifest: dict) -> None:
     write_atomic(sweep_dir / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True).encode())
 
 
+def _lock(sweep_dir: Path) -> int:
+    """Take the sweep folder's lock; the fd holds it until ``_unlock``, or until this process dies.
+
+    An ``flock``, so the kernel releases it when its owner dies however it dies (``kill -9``
+    included), and a later ``--resume`` takes over; ``SweepBusy`` while the owner lives. The
+    holder removes the lock file on release, so a finished sweep keeps no ``.lock``; a lock
+    taken on a file that was removed meanwhile is not the lock, and is taken again.
+    """
+    path = sweep_dir / LOCK
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, _FILE_MODE)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if os.fstat(fd).st_ino == os.stat(path).st_ino:
+                break
+        except BlockingIOError:
+            owner = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise SweepBusy(
+                f"{sweep_dir}: this sweep is being written by another conclab (pid {owner}), still "
+                "running; let it finish, or stop it, then resume"
+            ) from None
+        except FileNotFoundError:  # released (and removed) by its holder just now
+            pass
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)
+    with contextlib.suppress(OSError):  # a full disk: the lock holds without the owner's pid
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
+def _unlock(sweep_dir: Path, fd: int) -> None:
+    with contextlib.suppress(OSError):  # removed with its folder (a merge), or a read-only copy
+        os.unlink(sweep_dir / LOCK)
+    os.close(fd)
+
+
+@contextlib.contextmanager
+def sweep_lock(sweep_dir: str | os.PathLike):
+    """Hold a sweep folder's lock for the block (``SweepBusy`` if a live conclab holds it)."""
+    fd = _lock(Path(sweep_dir))
+    try:
+        yield
+    finally:
+        _unlock(Path(sweep_dir), fd)
+
+
+def is_live(sweep_dir: str | os.PathLike) -> bool:
+    """Whether a live conclab holds the sweep (a ``running`` state without one: its owner died)."""
+    try:
+        with sweep_lock(sweep_dir):
+            return False
+    except SweepBusy:
+        return True
+    except OSError:  # a read-only copy of the results: no one writes there
+        return False
+
+
 class SweepWriter:
     """Appends rows of one sweep as they come; seals them into Parquet parts in batches.
 
     Each row is checked against the schema on ``append`` (``schema.RowError`` otherwise),
-    so a malformed row is refused alone and the sweep folder stays readable.
+    so a malformed row is refused alone and the sweep folder stays readable. The writer holds
+    the folder's lock (``.lock``) from start to ``close``: a second writer gets ``SweepBusy``.
 
     >>> import tempfile
     >>> w = SweepWriter(Path(tempfile.mkdtemp()) / "demo" / "s1", {"sweep_id": "s1"})
@@ -185,13 +254,26 @@ class SweepWriter:
         self.flush_rows, self.flush_s = flush_rows, flush_s
         try:
             make_dirs(self.dir)
+            self._lock_fd = _lock(self.dir)
+        except OSError as exc:
+            raise StoreError(self._cannot_write(self.dir, exc)) from None
+        try:
             write_manifest(self.dir, self.manifest)
             self._seal_leftover_journals()
             self._seq = 1 + max([_seq(p) for p in _parts(self.dir)] + [-1])
             self._rows: list[dict] = []
             self._open_journal()
         except OSError as exc:
+            self._unlock()
             raise StoreError(self._cannot_write(self.dir, exc)) from None
+        except BaseException:
+            self._unlock()
+            raise
+
+    def _unlock(self) -> None:
+        if self._lock_fd is not None:
+            _unlock(self.dir, self._lock_fd)
+            self._lock_fd = None
 
     def _open_journal(self) -> None:
         self._journal_path = self.dir / f"journal-{self._seq:06d}.jsonl"
@@ -245,16 +327,21 @@ class SweepWriter:
         self._open_journal()
 
     def close(self, state: str) -> None:
-        """Seal what is left and record the sweep's final state (complete, interrupted, failed)."""
-        self.seal()
-        os.close(self._fd)
-        self._journal_path.unlink()
-        self.manifest["state"] = state
-        self.manifest["finished_at"] = time.time()
+        """Seal what is left, record the sweep's final state (complete, interrupted, failed), unlock.
+
+        The lock goes even when sealing fails (a full disk): ``--resume`` then takes over.
+        """
         try:
+            self.seal()
+            os.close(self._fd)
+            self._journal_path.unlink()
+            self.manifest["state"] = state
+            self.manifest["finished_at"] = time.time()
             write_manifest(self.dir, self.manifest)
         except OSError as exc:
             raise StoreError(self._cannot_write(self.dir / MANIFEST, exc)) from None
+        finally:
+            self._unlock()
 
     def _seal_leftover_journals(self) -> None:
         """A resumed sweep first turns what a killed run left in journals into parts.
@@ -340,6 +427,15 @@ def read_sweep(
     copied part) is counted once, with a ``StoreWarning``.
     """
     sweep_dir = Path(sweep_dir)
+    for _ in range(10):
+        try:
+            return _read_sweep_once(sweep_dir, columns, where)
+        except FileNotFoundError:  # a live writer sealed a journal meanwhile: read the new state
+            time.sleep(0.01)
+    raise StoreError(f"{sweep_dir}: its files change too fast to be read; try again")
+
+
+def _read_sweep_once(sweep_dir: Path, columns: list[str] | None, where) -> SweepRows:
     _check_files(sweep_dir)
     manifest = read_manifest(sweep_dir)
     version = manifest.get("schema_version")
@@ -365,6 +461,8 @@ def _read_part(part: Path, columns: list[str], where, sweep_id: str | None) -> p
             columns=columns, filter=where
         )
     except (pa.ArrowException, OSError) as exc:
+        if not part.exists():
+            raise FileNotFoundError(part) from None
         problem = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise StoreError(f"{part}: damaged Parquet part, cannot be read ({problem})") from None
     foreign = set(pc.unique(table["sweep_id"]).to_pylist()) - {sweep_id}
@@ -420,7 +518,7 @@ def _check_orphans(root: Path) -> None:
                 )
 
 
-_KNOWN = ("manifest.json", "part-*.parquet", "journal-*.jsonl", ".*.tmp")
+_KNOWN = (MANIFEST, LOCK, "part-*.parquet", "journal-*.jsonl", ".*.tmp")
 
 
 def _check_files(sweep_dir: Path) -> None:

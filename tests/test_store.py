@@ -66,7 +66,8 @@ def test_unsealed_rows_are_read_from_the_journal_and_a_torn_line_is_dropped(tmp_
         f.write(b'{"sweep_id": "s1", "trial_')  # a kill in the middle of a write
     df = store.load(tmp_path / "demo" / "s1")
     assert sorted(df["repeat"]) == [0, 1, 2, 3, 4]
-    # A resumed sweep first seals what the killed one left.
+    # A resumed sweep first seals what the killed one left (its lock died with it).
+    w._unlock()
     w2 = writer(tmp_path)
     assert not any(p.stat().st_size for p in (tmp_path / "demo" / "s1").glob("journal-*.jsonl"))
     w2.close("complete")

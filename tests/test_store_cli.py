@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -45,6 +47,11 @@ def fsname(task, size):
     return task * size
 
 def fine(task, size):
+    return task * size
+
+def slow(task, size):
+    import time
+    time.sleep(0.3)
     return task * size
 """
 
@@ -160,3 +167,67 @@ def test_a_malformed_row_is_refused_at_append_and_the_sweep_stays_readable(tmp_p
     writer.close("complete")
     assert sorted(store.load(sweep_dir)["repeat"]) == [0, 2]
     assert store.completed_runs(sweep_dir) == {("t0", 0), ("t0", 2)}
+
+
+def wait_for(predicate, timeout=120.0):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.05)
+
+
+def recorded(sweep_root: Path) -> int:
+    """Rows recorded so far by a sweep that may still be running (read as any reader would)."""
+    if not any(sweep_root.glob(f"*/{store.MANIFEST}")):
+        return 0
+    return len(store.load(sweep_root, columns=["trial_id"]))
+
+
+def test_resume_while_the_sweep_runs_is_refused_and_takes_over_once_its_owner_died(tmp_path):
+    config = hostile_config(tmp_path, workloads=("slow",), repeats=20, name="owned")
+    out = tmp_path / "results"
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    first = subprocess.Popen(
+        [*CLI, "sweep", str(config), "--out", str(out), "-q"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        wait_for(lambda: recorded(out / "owned") >= 3)
+        refused = conclab("sweep", str(config), "--out", str(out), "--resume", "-q")
+        assert refused.returncode == 2
+        line = one_line_error(refused)
+        assert f"being written by another conclab (pid {first.pid}), still running" in line
+        assert first.poll() is None  # the first sweep was not disturbed ...
+        rows_before = recorded(out / "owned")
+        wait_for(lambda: recorded(out / "owned") > rows_before)  # ... and goes on writing
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=60)
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+        first.stderr.close()
+    (sweep_dir,) = (out / "owned").iterdir()
+    assert store.read_manifest(sweep_dir)["state"] == "running"
+    taken = conclab("sweep", str(config), "--out", str(out), "--resume", "-q")
+    assert taken.returncode == 0, taken.stderr
+    df = conc_lab.load(out / "owned")
+    assert len(df) == 40 and not df.duplicated(["trial_id", "repeat"]).any()
+    assert store.read_manifest(sweep_dir)["state"] == "complete"
+
+
+def test_a_second_writer_of_one_sweep_folder_is_refused_until_the_first_closes(tmp_path):
+    sweep_dir = tmp_path / "demo" / "s1"
+    first = store.SweepWriter(sweep_dir, {"sweep_id": "s1"})
+    with pytest.raises(store.SweepBusy, match=f"pid {os.getpid()}"):
+        store.SweepWriter(sweep_dir, {"sweep_id": "s1"})
+    assert store.is_live(sweep_dir)
+    first.append(good_row())
+    first.close("complete")
+    assert not store.is_live(sweep_dir)
+    second = store.SweepWriter(sweep_dir, {"sweep_id": "s1"})
+    second.close("complete")
+    assert len(store.load(sweep_dir)) == 1
