@@ -25,7 +25,7 @@ import yaml
 from _common import ROOT, ms, sweep_frame
 
 from conc_lab import analysis, interpreters
-from conc_lab.hosts import TrialHost
+from conc_lab.trial_host import TrialHost
 
 
 def pick() -> list[interpreters.Interpreter]:

@@ -19,19 +19,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Callable, Iterable
-from pathlib import Path
 
-import conc_lab
 from conc_lab.host.calibrate import DEFAULT_TARGET_S
+from conc_lab.trial_host import child_env
 
 AUTO = "auto"
 #: Wall-clock limit for calibrating one workload (the calibrator gives up by itself well before).
 TIMEOUT_S = 300.0
-_PACKAGE_ROOT = str(Path(conc_lab.__file__).resolve().parent.parent)
 
 
 class CalibrationFailed(RuntimeError):
@@ -52,11 +49,7 @@ def calibrate_workload(
 
     >>> size, seconds = calibrate_workload("experiments.cpu:sum_squares", 0.01)  # doctest: +SKIP
     """
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([_PACKAGE_ROOT] + [p for p in [env.get("PYTHONPATH")] if p])
-    env["CONCLAB_PATH"] = os.pathsep.join(search_path or [os.getcwd()])
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS"):
-        env.setdefault(var, "1")  # as in the trial host: one core's worth of native threads
+    env = child_env(list(search_path) if search_path is not None else None)  # as the trial host's
     cmd = [python or sys.executable, "-m", "conc_lab.host.calibrate", workload, repr(float(target_s))]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=TIMEOUT_S)

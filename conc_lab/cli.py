@@ -19,7 +19,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from conc_lab import matrix
+from conc_lab import events, matrix
 from conc_lab.config import ConfigError, load_config
 
 app = typer.Typer(
@@ -105,52 +105,7 @@ def sweep(  # noqa: C901 -- being split (#11)
         disable=quiet,
         transient=False,
     )
-    bar = {}
-    per_node: dict[str, object] = {}  # cluster sweeps: a progress line of runs done per node
-
-    def node_line(node_id: str, hostname: str | None) -> object:
-        if node_id not in per_node:
-            per_node[node_id] = progress.add_task(
-                f"  node {hostname or '?'} {node_id[:8]}", total=None, last=""
-            )
-        return per_node[node_id]
-
-    def on_event(kind: str, data: dict) -> None:
-        if kind == "planned":
-            bar["id"] = progress.add_task(cfg.name, total=data["total"], last="")
-            console.print(
-                f"{data['trials']} trials, {data['measured']} measured runs → {data['sweep_dir']}",
-                highlight=False,
-            )
-        elif kind == "run":
-            row = data["row"]
-            label = f"{row['backend']} w={row['workers']} {row['workload'].rsplit(':', 1)[-1]}"
-            progress.update(bar["id"], advance=1, last=label)
-            if row.get("node_id"):
-                progress.update(node_line(row["node_id"], row.get("hostname")), advance=1, last=label)
-            if row["status"] not in ("ok", "skipped") or row["correct"] is False:
-                what = "WRONG ANSWER" if row["status"] == "ok" else row["status"].upper()
-                err = (row["error"] or "differs from the sequential answer").strip().splitlines()
-                progress.console.print(
-                    f"[red]{what}[/] {label} repeat {row['repeat']}: {err[-1] if err else ''}"
-                )
-        elif kind == "warning":
-            progress.console.print(f"[yellow]warning:[/] {data['text']}")
-        elif kind == "ray":
-            how = "started a local runtime at" if data["started"] else "joined"
-            console.print(f"ray: {how} {data['address']} ({data['start_s']:.1f} s)", highlight=False)
-        elif kind == "node":
-            node_line(data["node_id"], data.get("hostname"))
-            if data["state"] == "lost":
-                progress.console.print(
-                    f"[yellow]node lost:[/] {data.get('hostname')} {data['node_id'][:8]}: {data.get('error')}"
-                )
-        elif kind == "calibrated":
-            console.print(
-                f"size auto: {data['workload']} → {data['size']} ({data['task_s'] * 1e3:.0f} ms per task)",
-                highlight=False,
-            )
-
+    render = _SweepRenderer(progress, cfg.name)
     # A batch scheduler's SIGTERM stops the sweep the way Ctrl-C does: after saving.
     signal.signal(signal.SIGTERM, _interrupt)
     try:
@@ -160,7 +115,7 @@ def sweep(  # noqa: C901 -- being split (#11)
                 out,
                 resume=resume,
                 fail_fast=fail_fast,
-                on_event=on_event,
+                on_event=render,
                 shard=shard,
                 cluster=cluster,
                 ray_address=ray_address,
@@ -187,6 +142,65 @@ def sweep(  # noqa: C901 -- being split (#11)
         raise typer.Exit(130)
     if not result.ok:
         raise typer.Exit(1)
+
+
+class _SweepRenderer:
+    """Prints a sweep's events (``conc_lab.events``) as they come: one method per event type."""
+
+    def __init__(self, progress: Progress, name: str):
+        self.progress, self.name = progress, name
+        self.bar = None
+        self.per_node: dict[str, object] = {}  # cluster sweeps: a progress line of runs done per node
+
+    def __call__(self, event: events.Event) -> None:
+        handler = getattr(self, "_" + type(event).__name__, None)
+        if handler is not None:
+            handler(event)
+
+    def _node_line(self, node_id: str, hostname: str | None) -> object:
+        if node_id not in self.per_node:
+            self.per_node[node_id] = self.progress.add_task(
+                f"  node {hostname or '?'} {node_id[:8]}", total=None, last=""
+            )
+        return self.per_node[node_id]
+
+    def _Planned(self, e: events.Planned) -> None:
+        self.bar = self.progress.add_task(self.name, total=e.total, last="")
+        console.print(f"{e.trials} trials, {e.measured} measured runs → {e.sweep_dir}", highlight=False)
+
+    def _RunFinished(self, e: events.RunFinished) -> None:
+        from conc_lab import schema  # loaded by the sweep already; pyarrow stays out of other commands
+
+        row = e.row
+        label = f"{row['backend']} w={row['workers']} {row['workload'].rsplit(':', 1)[-1]}"
+        self.progress.update(self.bar, advance=1, last=label)
+        if row.get("node_id"):
+            self.progress.update(self._node_line(row["node_id"], row.get("hostname")), advance=1, last=label)
+        if row["status"] not in (schema.OK, schema.SKIPPED) or row["correct"] is False:
+            what = "WRONG ANSWER" if row["status"] == schema.OK else row["status"].upper()
+            err = (row["error"] or "differs from the sequential answer").strip().splitlines()
+            self.progress.console.print(
+                f"[red]{what}[/] {label} repeat {row['repeat']}: {err[-1] if err else ''}"
+            )
+
+    def _Warned(self, e: events.Warned) -> None:
+        self.progress.console.print(f"[yellow]warning:[/] {e.text}")
+
+    def _RayStarted(self, e: events.RayStarted) -> None:
+        how = "started a local runtime at" if e.started else "joined"
+        console.print(f"ray: {how} {e.address} ({e.start_s:.1f} s)", highlight=False)
+
+    def _NodeJoined(self, e: events.NodeJoined) -> None:
+        self._node_line(e.node_id, e.hostname)
+
+    def _NodeLost(self, e: events.NodeLost) -> None:
+        self._node_line(e.node_id, e.hostname)
+        self.progress.console.print(f"[yellow]node lost:[/] {e.hostname} {e.node_id[:8]}: {e.error}")
+
+    def _Calibrated(self, e: events.Calibrated) -> None:
+        console.print(
+            f"size auto: {e.workload} → {e.size} ({e.task_s * 1e3:.0f} ms per task)", highlight=False
+        )
 
 
 def _interrupt(signum, frame):

@@ -24,7 +24,10 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 
-from conc_lab.host.backends.ray_backend import ADDRESS_ENV, NODE_ENV, import_ray
+from conc_lab import events, schema
+from conc_lab.events import EventHandler
+from conc_lab.host import protocol
+from conc_lab.host.backends.ray_backend import import_ray
 from conc_lab.matrix import Trial
 
 #: How often the driver looks for nodes that joined, in seconds.
@@ -120,8 +123,8 @@ class NodeRunner:
         context = ray.get_runtime_context()
         self.node_id = context.get_node_id()
         # The node's ray trials join this cluster and stay on this node (see ray_backend).
-        os.environ[ADDRESS_ENV] = context.gcs_address
-        os.environ[NODE_ENV] = self.node_id
+        os.environ[protocol.RAY_ADDRESS_ENV] = context.gcs_address
+        os.environ[protocol.RAY_NODE_ENV] = self.node_id
         path = list(dict.fromkeys(list(search_path) + [os.getcwd()]))
         self.executor = TrialExecutor(
             sweep_name, sweep_id, affinity_mode, timeout_s, path, node_id=self.node_id
@@ -147,15 +150,14 @@ def run_on_cluster(  # noqa: C901 -- being split (#11)
     timeout_s: float,
     search_path: list[str],
     skip: Callable[[Trial], bool] = lambda trial: False,
-    on_event: Callable[[str, dict], None] | None = None,
+    on_event: EventHandler | None = None,
     max_nodes: int | None = None,
     stats: dict | None = None,
 ) -> Iterator[tuple[Trial, int, dict | None]]:
     """Run ``runs`` on the cluster at ``address``; yield (trial, repeat, row) as each finishes.
 
     ``skip(trial)`` is asked just before a run is sent; a skipped run is yielded with row
-    None. ``on_event`` hears ``node`` (data: node_id, hostname, state joined|lost) and
-    ``warning``. ``max_nodes`` caps the nodes used. ``stats``, when given, is kept up to date
+    None. ``on_event`` hears ``NodeJoined``, ``NodeLost`` and ``Warned`` events. ``max_nodes`` caps the nodes used. ``stats``, when given, is kept up to date
     with ``measured_s`` (seconds the nodes spent inside trial hosts, summed) and ``nodes``
     (nodes that took part).
     Closing the generator early (fail-fast, Ctrl-C) stops the node runners.
@@ -163,7 +165,7 @@ def run_on_cluster(  # noqa: C901 -- being split (#11)
     >>> for trial, repeat, row in run_on_cluster("auto", runs, sweep_name="cpu", ...):  # doctest: +SKIP
     ...     store_row(row)
     """
-    emit = on_event or (lambda kind, data: None)
+    emit = on_event or events.ignore
     stats = stats if stats is not None else {}
     stats.update(measured_s=0.0, nodes=0)
     ray = import_ray(address)
@@ -201,7 +203,7 @@ def run_on_cluster(  # noqa: C901 -- being split (#11)
             )
             hosts[nid] = node.get("NodeManagerHostname") or node.get("NodeManagerAddress") or "?"
             stats["nodes"] += 1
-            emit("node", {"node_id": nid, "hostname": hosts[nid], "state": "joined"})
+            emit(events.NodeJoined(nid, hosts[nid]))
 
     def lose(nid: str, why: str):
         actor = actors.pop(nid, None)
@@ -214,7 +216,7 @@ def run_on_cluster(  # noqa: C901 -- being split (#11)
         alive = any(n["NodeID"] == nid and n["Alive"] for n in ray.nodes())
         if not alive or failures[nid] >= MAX_NODE_FAILURES:
             dropped.add(nid)
-        emit("node", {"node_id": nid, "hostname": hosts.get(nid, "?"), "state": "lost", "error": why})
+        emit(events.NodeLost(nid, hosts.get(nid, "?"), why))
 
     try:
         while pending or busy:
@@ -254,9 +256,7 @@ def run_on_cluster(  # noqa: C901 -- being split (#11)
                     if attempt + 1 >= MAX_ATTEMPTS:
                         yield trial, repeat, _lost_row(trial, repeat, sweep_id, sweep_name, attempt + 1, why)
                     else:
-                        emit(
-                            "warning", {"text": f"node {nid[:8]} lost ({why}); its run goes to another node"}
-                        )
+                        emit(events.Warned(f"node {nid[:8]} lost ({why}); its run goes to another node"))
                         pending.appendleft((trial, repeat, attempt + 1))
                     continue
                 stats["measured_s"] += measured
@@ -280,5 +280,5 @@ def _lost_row(trial: Trial, repeat: int, sweep_id: str, name: str, attempts: int
     from conc_lab.runner import trial_row  # runner imports this module lazily; import back the same way
 
     return trial_row(
-        trial, repeat, sweep_id, name, "failed", f"its node was lost {attempts} times (last: {why})"
+        trial, repeat, sweep_id, name, schema.FAILED, f"its node was lost {attempts} times (last: {why})"
     )

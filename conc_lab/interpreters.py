@@ -29,9 +29,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from conc_lab.trial_host import PACKAGE_ROOT
+
 #: The oldest Python the trial host supports (its code keeps to 3.8 syntax and library).
 MIN_VERSION = (3, 8)
-_PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
 _PROBE_TIMEOUT_S = 20.0
 #: "3.12", "python3.12", "3.13t", "python3.13t", "3.12.1": a version that pyenv may hold.
 _VERSION_NAME = re.compile(r"^(?:python)?(\d+(?:\.\d+){0,2})(t?)$")
@@ -240,7 +241,7 @@ def probe(path: str) -> Interpreter:
 def _probe_cached(path: str, stamp: int) -> Interpreter:
     try:
         proc = subprocess.run(
-            [path, "-E", "-s", "-c", _PROBE, _PACKAGE_ROOT],
+            [path, "-E", "-s", "-c", _PROBE, PACKAGE_ROOT],
             capture_output=True,
             timeout=_PROBE_TIMEOUT_S,
             stdin=subprocess.DEVNULL,

@@ -18,19 +18,17 @@ import random
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from conc_lab import calibration, doctor, environment, schema, store
+from conc_lab import calibration, doctor, environment, events, schema, store
 from conc_lab.config import Config, ConfigError, load_config, workload_search_path
-from conc_lab.host import affinity
-from conc_lab.hosts import HostDied, HostTimeout, TrialHost
+from conc_lab.events import EventHandler
+from conc_lab.host import affinity, protocol
 from conc_lab.interpreters import InterpreterError, resolve
 from conc_lab.matrix import Trial, expand
-
-EventHandler = Callable[[str, dict], None]
-_TASK_KEYS = [schema.TASK_TYPE.field(i).name for i in range(schema.TASK_TYPE.num_fields)]
+from conc_lab.trial_host import HostDied, HostTimeout, TrialHost
 
 
 @dataclass(frozen=True)
@@ -123,29 +121,32 @@ class TrialExecutor:
 
     def _call(self, trial: Trial, op: str, cores: list[int] | None) -> dict:
         """One request to the trial's host; a timeout or death becomes a failed outcome."""
-        message = {"op": op, "trial": {**trial.params(), "cores": cores}}
+        message = protocol.request(op, {**trial.params(), protocol.CORES: cores})
         try:
             host = self.host(self.host_key(trial))
         except (HostDied, HostTimeout, OSError, InterpreterError) as exc:
             self._drop_host(self.host_key(trial))
             return {
-                "status": "failed",
-                "error": f"cannot start trial host for {trial.python or 'python'}: {exc}",
+                protocol.STATUS: schema.FAILED,
+                protocol.ERROR: f"cannot start trial host for {trial.python or 'python'}: {exc}",
             }
         started = time.perf_counter()
         try:
             reply = host.request(message, self.timeout_s)
         except HostTimeout as exc:
             self._drop_host(self.host_key(trial))
-            return {"status": "timeout", "error": f"{exc}; trial host killed and replaced"}
+            return {protocol.STATUS: schema.TIMEOUT, protocol.ERROR: f"{exc}; trial host killed and replaced"}
         except HostDied as exc:
             self._drop_host(self.host_key(trial))
-            return {"status": "failed", "error": str(exc)}
+            return {protocol.STATUS: schema.FAILED, protocol.ERROR: str(exc)}
         finally:
             self.measured_s += time.perf_counter() - started
-        if not reply.get("ok"):
-            return {"status": "failed", "error": reply.get("error") or "trial host error"}
-        return reply["outcome"]
+        if not reply.get(protocol.OK):
+            return {
+                protocol.STATUS: schema.FAILED,
+                protocol.ERROR: reply.get(protocol.ERROR) or "trial host error",
+            }
+        return reply[protocol.OUTCOME]
 
     def cores_for(self, trial: Trial) -> list[int] | None:
         mode = self.affinity_mode
@@ -155,36 +156,27 @@ class TrialExecutor:
         """Run ``trial`` once and return its row (also for a failure or timeout)."""
         cores = self.cores_for(trial)
         started_at = int(time.time() * 1e6)
-        outcome = self._call(trial, "run", cores)
-        if outcome.get("status") == "ok" and repeat >= 0 and self._cold(trial):
+        outcome = self._call(trial, protocol.RUN, cores)
+        if outcome.get(protocol.STATUS) == schema.OK and repeat >= 0 and self._cold(trial):
             # A fresh host runs a trial slower the first time (imports, caches, the interpreter
             # specialising its code): the warm-up round covered the sweep's first host, this
             # covers its replacements, so the run after a hang or crash is measured warm.
             # A first run that failed is the row itself: a hang is not waited for twice.
             self._ran[self.host_key(trial)].add(trial.trial_id)
-            outcome = self._call(trial, "run", cores)
+            outcome = self._call(trial, protocol.RUN, cores)
         self._ran.setdefault(self.host_key(trial), set()).add(trial.trial_id)
-        status, error = outcome.get("status", "failed"), outcome.get("error")
+        status, error = outcome.get(protocol.STATUS, schema.FAILED), outcome.get(protocol.ERROR)
         row = trial_row(trial, repeat, self.sweep_id, self.sweep_name, status, error, started_at)
         row["node_id"] = self.node_id
-        for key in (
-            "run_s",
-            "setup_s",
-            "cpu_user_s",
-            "cpu_sys_s",
-            "peak_rss_bytes",
-            "checksum",
-            "observed",
-            "own_gil",
-        ):
+        for key in protocol.MEASURED_FIELDS:
             row[key] = outcome.get(key)
         row["pinned"] = cores is not None
         row["cores"] = cores or []
-        row["task_records"] = [dict(zip(_TASK_KEYS, rec)) for rec in outcome.get("task_records") or []]
+        row["task_records"] = [protocol.task_record(rec) for rec in outcome.get(protocol.TASK_RECORDS) or []]
         row.update(self.interpreter_facts(trial.python))
-        if outcome.get("gil_enabled") is not None:  # the state during the run, not at host start
-            row["gil_enabled"] = outcome["gil_enabled"]
-        if row["status"] == "ok" and outcome.get("checkable", True):
+        if outcome.get(protocol.GIL_ENABLED) is not None:  # the state during the run, not at host start
+            row["gil_enabled"] = outcome[protocol.GIL_ENABLED]
+        if row["status"] == schema.OK and outcome.get(protocol.CHECKABLE, True):
             row["correct"] = self._check(trial, outcome["checksum"])
         return row
 
@@ -196,8 +188,7 @@ class TrialExecutor:
     def interpreter_facts(self, python: str | None) -> dict:
         """What the latest host for ``python`` said of its interpreter (empty before one started)."""
         info = self._facts.get(python, {})
-        keys = ("hostname", "python_version", "python_impl", "gil_enabled", "free_threaded")
-        return {key: info[key] for key in keys if info.get(key) is not None}
+        return {key: info[key] for key in protocol.HELLO_FACTS if info.get(key) is not None}
 
     def _check(self, trial: Trial, checksum: str) -> bool | None:
         key = trial.reference_key
@@ -205,8 +196,8 @@ class TrialExecutor:
             if trial.backend == "sequential":
                 self.references[key] = checksum
             else:
-                ref = self._call(trial, "reference", None)
-                self.references[key] = ref.get("checksum") if ref.get("status") == "ok" else None
+                ref = self._call(trial, protocol.REFERENCE, None)
+                self.references[key] = ref.get("checksum") if ref.get(protocol.STATUS) == schema.OK else None
         reference = self.references[key]
         return None if reference is None else checksum == reference
 
@@ -245,22 +236,22 @@ def sweep(  # noqa: C901 -- being split (#11)
 ) -> SweepResult:
     """Run every trial of a matrix and store one row per measured run under ``out/<name>/<sweep_id>``.
 
-    ``on_event(kind, data)`` is told ``planned`` (total runs), ``run`` (each row; data has
-    ``row`` and ``measured``) and ``warning`` (``text``). Ctrl-C stops after saving what ran;
+    ``on_event(event)`` is told each ``conc_lab.events`` event: ``Planned``, ``RunFinished``
+    (every run, warm-ups included), ``Warned``, ``Calibrated``, ``RayStarted``. Ctrl-C stops after saving what ran;
     the result says ``interrupted`` and ``sweep(..., resume=True)`` runs what is missing.
 
     ``shard="3/10"`` runs only the third of ten deterministic slices of the trials (see
     ``cluster.shard_trials``; ``store.merge`` joins the shards). ``cluster=ADDRESS`` runs the
     trials on the nodes of that Ray cluster, one at a time per node (``cluster.run_on_cluster``);
-    ``node`` events then tell nodes joining and lost. ``ray_address`` is the Ray runtime
-    ``ray`` trials join (else the config's ``ray.address``, ``RAY_ADDRESS``, or one started here);
-    a ``ray`` event (address, started, start_s) tells which.
+    ``NodeJoined`` / ``NodeLost`` events then tell nodes joining and lost. ``ray_address`` is
+    the Ray runtime ``ray`` trials join (else the config's ``ray.address``, ``RAY_ADDRESS``, or
+    one started here); a ``RayStarted`` event tells which.
 
     >>> result = sweep("configs/smoke.yaml", out="/tmp/results")  # doctest: +SKIP
     >>> result.recorded, result.ok  # doctest: +SKIP
     (24, True)
     """
-    emit = on_event or (lambda kind, data: None)
+    emit = on_event or events.ignore
     if not isinstance(config, Config):
         config = load_config(config)
     store.preflight(out)
@@ -287,7 +278,7 @@ def sweep(  # noqa: C901 -- being split (#11)
             trials,
             search_path,
             known_sizes,
-            on_calibrated=lambda w, size, s: emit("calibrated", {"workload": w, "size": size, "task_s": s}),
+            on_calibrated=lambda w, size, s: emit(events.Calibrated(w, size, s)),
         )
     except calibration.CalibrationFailed as exc:
         raise ConfigError(config.path, "matrix.size", str(exc)) from None
@@ -319,15 +310,12 @@ def sweep(  # noqa: C901 -- being split (#11)
         if t.trial_id not in finished and (r < 0 or (t.trial_id, r) not in done)
     ]
     measured_total = sum(1 for _, r in runs if r >= 0)
-    emit(
-        "planned",
-        {"total": len(runs), "measured": measured_total, "sweep_dir": str(sweep_dir), "trials": len(trials)},
-    )
+    emit(events.Planned(len(runs), measured_total, str(sweep_dir), len(trials)))
     if config.affinity != "none" and not affinity.SUPPORTED:
-        emit("warning", {"text": "this platform has no CPU affinity: trials run unpinned (pinned=false)"})
+        emit(events.Warned("this platform has no CPU affinity: trials run unpinned (pinned=false)"))
     spoilers = doctor.summary_line(findings)
     if spoilers:
-        emit("warning", {"text": spoilers})
+        emit(events.Warned(spoilers))
 
     executor = TrialExecutor(
         config.name,
@@ -352,9 +340,7 @@ def sweep(  # noqa: C901 -- being split (#11)
         from conc_lab import cluster as cluster_mod
 
         if ray_address or config.ray_address:
-            emit(
-                "warning", {"text": "ray.address is not used: a cluster sweep's ray trials run on its nodes"}
-            )
+            emit(events.Warned("ray.address is not used: a cluster sweep's ray trials run on its nodes"))
         source = cluster_mod.run_on_cluster(
             cluster,
             runs,
@@ -376,12 +362,7 @@ def sweep(  # noqa: C901 -- being split (#11)
             # Ray's own start-up (seconds) is reported apart, not as the runner's per-run overhead.
             started += time.perf_counter() - ray_started
             emit(
-                "ray",
-                {
-                    "address": ray_runtime.address,
-                    "started": ray_runtime.started,
-                    "start_s": time.perf_counter() - ray_started,
-                },
+                events.RayStarted(ray_runtime.address, ray_runtime.started, time.perf_counter() - ray_started)
             )
         for trial, repeat, row in source:
             if row is None:
@@ -408,9 +389,9 @@ def sweep(  # noqa: C901 -- being split (#11)
                     counts["failed"] += row["status"] in ("failed", "timeout")
                     counts["skipped"] += row["status"] == "skipped"
                     counts["wrong"] += row["correct"] is False
-            emit("run", {"row": row, "measured": repeat >= 0})
+            emit(events.RunFinished(row, repeat >= 0))
             if fail_fast and (row["status"] in ("failed", "timeout") or row["correct"] is False):
-                emit("warning", {"text": "stopping at the first failure (--fail-fast)"})
+                emit(events.Warned("stopping at the first failure (--fail-fast)"))
                 break
     except KeyboardInterrupt:
         interrupted = True
@@ -455,7 +436,7 @@ def _resumable(config: Config, out: str | os.PathLike, shard_label: str | None, 
     """
     sweep_dir = store.latest_sweep(Path(out) / config.name, shard=shard_label)
     if sweep_dir is None:
-        emit("warning", {"text": f"nothing to resume under {Path(out) / config.name}; starting a new sweep"})
+        emit(events.Warned(f"nothing to resume under {Path(out) / config.name}; starting a new sweep"))
         return None
     manifest = store.read_manifest(sweep_dir)
     if manifest.get("fingerprint") != config.fingerprint:

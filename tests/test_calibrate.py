@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from conc_lab.events import Calibrated
 from conc_lab.host import calibrate as cal
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -114,23 +115,23 @@ def test_sweep_resolves_auto_once_per_workload_and_resume_reuses_it(tmp_path, wr
         """
     )
     events = []
-    first = conc_lab.sweep(path, out=tmp_path / "r", on_event=lambda k, d: events.append((k, d)))
+    first = conc_lab.sweep(path, out=tmp_path / "r", on_event=events.append)
     assert first.ok
     manifest = store.read_manifest(first.sweep_dir)
     size = manifest["calibrated_sizes"]["experiments.seed:calc_square"]
     assert size > 3
-    calibrated = [d for k, d in events if k == "calibrated"]
-    assert [(d["workload"], d["size"]) for d in calibrated] == [("experiments.seed:calc_square", size)]
-    assert calibrated[0]["task_s"] >= 0.05
+    calibrated = [e for e in events if isinstance(e, Calibrated)]
+    assert [(e.workload, e.size) for e in calibrated] == [("experiments.seed:calc_square", size)]
+    assert calibrated[0].task_s >= 0.05
     df = conc_lab.load(first.sweep_dir)
     assert sorted(df["size"].unique()) == [3, size], "every backend of the workload got the same size"
     assert (df.groupby("size")["trial_id"].nunique() == 3).all()  # sequential, threading w=1, w=2
 
     # Resume after losing the last run: the stored size is reused (no calibration), ids stay.
     events.clear()
-    again = conc_lab.sweep(path, out=tmp_path / "r", resume=True, on_event=lambda k, d: events.append((k, d)))
+    again = conc_lab.sweep(path, out=tmp_path / "r", resume=True, on_event=events.append)
     assert again.sweep_id == first.sweep_id and again.recorded == 0
-    assert not [d for k, d in events if k == "calibrated"]
+    assert not [e for e in events if isinstance(e, Calibrated)]
 
 
 def test_auto_on_a_workload_that_ignores_size_is_a_config_error(tmp_path, write_config):

@@ -13,6 +13,7 @@ from conc_lab import runner, store
 from conc_lab.cli import app
 from conc_lab.cluster import parse_shard, shard_trials
 from conc_lab.config import load_config
+from conc_lab.events import NodeJoined, NodeLost, RunFinished, Warned
 from conc_lab.matrix import expand
 
 SPREAD = """
@@ -39,7 +40,7 @@ def test_a_cluster_sweep_lands_rows_from_both_nodes_each_run_once(ray_cluster, t
         write_config(SPREAD),
         tmp_path / "out",
         cluster=ray_cluster.address,
-        on_event=lambda k, d: events.append((k, d)),
+        on_event=events.append,
     )
     assert result.ok and result.planned == result.recorded == 15 * 2
     df = conc_lab.load(result.sweep_dir)
@@ -48,7 +49,7 @@ def test_a_cluster_sweep_lands_rows_from_both_nodes_each_run_once(ray_cluster, t
     nodes = {n.node_id for n in ray_cluster.list_all_nodes()}
     assert set(df["node_id"]) == nodes  # both nodes ran trials
     assert df["hostname"].notna().all()
-    joined = {d["node_id"] for k, d in events if k == "node" and d["state"] == "joined"}
+    joined = {e.node_id for e in events if isinstance(e, NodeJoined)}
     assert joined == nodes
     # a node's ray trials ran their tasks on that node
     for _, row in df[df.backend == "ray"].iterrows():
@@ -78,9 +79,9 @@ def test_a_node_killed_mid_sweep_loses_and_doubles_nothing(ray_cluster, tmp_path
     first_row_there = threading.Event()
     events = []
 
-    def on_event(kind, data):
-        events.append((kind, data))
-        if kind == "run" and data["row"]["node_id"] == doomed.node_id:
+    def on_event(event):
+        events.append(event)
+        if isinstance(event, RunFinished) and event.row["node_id"] == doomed.node_id:
             first_row_there.set()
 
     def kill_when_busy():
@@ -100,11 +101,11 @@ def test_a_node_killed_mid_sweep_loses_and_doubles_nothing(ray_cluster, tmp_path
     df = conc_lab.load(result.sweep_dir)
     _assert_each_run_once(df, 16)
     assert (df["status"] == "ok").all()
-    lost = [d for k, d in events if k == "node" and d["state"] == "lost"]
+    lost = [e for e in events if isinstance(e, NodeLost)]
     # Only the killed node is lost. It may be reported more than once: until Ray's control store
     # notices the node is gone it still looks alive, so the driver may try an actor there again.
-    assert lost and {d["node_id"] for d in lost} == {doomed.node_id}
-    assert any(k == "warning" and "goes to another node" in d["text"] for k, d in events)
+    assert lost and {e.node_id for e in lost} == {doomed.node_id}
+    assert any(isinstance(e, Warned) and "goes to another node" in e.text for e in events)
     survivors = df[df.node_id != doomed.node_id]
     assert len(survivors) >= 1  # the requeued run finished elsewhere
 

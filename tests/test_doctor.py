@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from conc_lab import doctor
+from conc_lab.events import Warned
 
 
 def _tree(root: Path, files: dict[str, str]) -> Path:
@@ -128,11 +129,11 @@ def test_sweep_stores_findings_and_warns_at_most_once(tmp_path, write_config):
         """
     )
     events = []
-    result = conc_lab.sweep(path, out=tmp_path / "r", on_event=lambda k, d: events.append((k, d)))
+    result = conc_lab.sweep(path, out=tmp_path / "r", on_event=events.append)
     manifest = store.read_manifest(result.sweep_dir)
     stored = manifest["doctor"]
     assert [f["name"] for f in stored] == [f.name for f in doctor.diagnose()]
-    warnings = [d["text"] for k, d in events if k == "warning" and "spoiled" in d["text"]]
+    warnings = [e.text for e in events if isinstance(e, Warned) and "spoiled" in e.text]
     spoiling = [f for f in stored if f["status"] in ("warn", "bad")]
     assert len(warnings) == (1 if spoiling else 0)
     for f in spoiling:

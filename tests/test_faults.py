@@ -20,6 +20,7 @@ import yaml
 
 from conc_lab import runner, store
 from conc_lab.config import parse_config
+from conc_lab.events import RunFinished
 from conc_lab.host.measure import checksum
 from conc_lab.matrix import Trial
 from conc_lab.runner import TrialExecutor
@@ -190,9 +191,9 @@ def test_a_sweep_of_faulty_trials_goes_on_records_all_and_skips_after_a_timeout(
     result = runner.sweep(
         cfg,
         tmp_path,
-        on_event=lambda kind, data: (
-            failures.append(data["row"]["workload"])
-            if kind == "run" and data["row"]["status"] in ("failed", "timeout")
+        on_event=lambda e: (
+            failures.append(e.row["workload"])
+            if isinstance(e, RunFinished) and e.row["status"] in ("failed", "timeout")
             else None
         ),
     )
@@ -256,9 +257,9 @@ def test_a_disk_that_fills_mid_sweep_stops_it_clearly_keeps_what_ran_and_resumes
     filler = small_disk / "filler"
     runs = []
 
-    def fill_after_two(kind, data):
-        if kind == "run":
-            runs.append(data["row"])
+    def fill_after_two(event):
+        if isinstance(event, RunFinished):
+            runs.append(event.row)
             if len(runs) == 2:
                 _fill(filler)
 

@@ -20,8 +20,8 @@ from typer.testing import CliRunner
 from conc_lab import analysis, doctor, interpreters, store
 from conc_lab.cli import app
 from conc_lab.config import ConfigError, load_config
-from conc_lab.hosts import TrialHost
 from conc_lab.runner import sweep
+from conc_lab.trial_host import TrialHost
 
 #: Versions the matrix test picks its three (or more) interpreters from, oldest first.
 WANTED = ["3.8", "3.10", "3.12", "3.9", "3.11", "3.13"]

@@ -11,6 +11,7 @@ import pytest
 
 import conc_lab
 from conc_lab import runner
+from conc_lab.events import RayStarted
 from conc_lab.host import affinity
 from conc_lab.host.backends.ray_backend import _RayWorker, is_loopback
 from conc_lab.matrix import Trial
@@ -41,11 +42,11 @@ def test_ray_answers_match_sequential_and_tasks_run_on_the_pinned_cores(ray_clus
         write_config(RAY_VS_SEQUENTIAL),
         tmp_path / "out",
         ray_address=ray_cluster.address,
-        on_event=lambda k, d: events.append((k, d)),
+        on_event=events.append,
     )
     assert result.ok and result.recorded == 3 * 2
-    assert ("ray", {"address": ray_cluster.address, "started": False}) in [
-        (k, {key: d[key] for key in ("address", "started")}) for k, d in events if k == "ray"
+    assert (ray_cluster.address, False) in [
+        (e.address, e.started) for e in events if isinstance(e, RayStarted)
     ]
     df = conc_lab.load(tmp_path / "out" / "rayvs")
     ray_rows = df[df.backend == "ray"]

@@ -192,10 +192,10 @@ KILLER = textwrap.dedent(
     die = lambda: os.kill(os.getpid(), signal.SIGKILL)
     seen = {"warmup": 0, "measured": 0}
 
-    def on_event(kind, data):
-        if kind != "run":
+    def on_event(event):
+        if type(event).__name__ != "RunFinished":
             return
-        seen["measured" if data["measured"] else "warmup"] += 1
+        seen["measured" if event.measured else "warmup"] += 1
         if point == "warmup" and seen["warmup"] == 3:
             die()
         if point == "rows" and seen["measured"] == 7:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import conc_lab
 from conc_lab import runner, store
+from conc_lab.events import Planned, RunFinished
 
 SMALL = """
 name: small
@@ -25,7 +26,7 @@ def test_a_sweep_records_every_run_with_correct_answers(tmp_path, write_config):
     result = runner.sweep(
         write_config(SMALL.format(affinity="compact")),
         tmp_path / "out",
-        on_event=lambda k, d: events.append((k, d)),
+        on_event=events.append,
     )
     assert result.ok and result.planned == result.recorded == 5 * 2
     df = conc_lab.load(tmp_path / "out" / "small")
@@ -38,8 +39,8 @@ def test_a_sweep_records_every_run_with_correct_answers(tmp_path, write_config):
     assert df["cpu_model"].notna().all()
     # Interleaved: every trial's repeat 0 starts before any trial's repeat 1.
     assert df.loc[df.repeat == 0, "started_at"].max() < df.loc[df.repeat == 1, "started_at"].min()
-    kinds = [k for k, _ in events]
-    assert kinds[0] == "planned" and kinds.count("run") == 5 * 3  # warm-ups are reported too
+    kinds = [type(e) for e in events]
+    assert kinds[0] is Planned and kinds.count(RunFinished) == 5 * 3  # warm-ups are reported too
     assert store.read_manifest(result.sweep_dir)["state"] == "complete"
 
 

@@ -1,14 +1,9 @@
 """The trial host: a child process that runs one trial at a time for the runner.
 
-Protocol: one JSON object per line. The host answers each request on its original stdout,
-which it keeps for itself; file descriptor 1 is pointed at /dev/null so a workload's prints
-cannot corrupt the protocol. Requests::
-
-    {"op": "run", "trial": {...}}        -> {"ok": true, "outcome": {...}}
-    {"op": "reference", "trial": {...}}  -> {"ok": true, "outcome": {...}}  (sequential, untimed)
-    {"op": "exit"}                       -> the host exits
-
-At start the host sends ``{"op": "hello", ...interpreter facts...}``. The runner kills the
+The protocol (ops, fields, environment names) is ``conc_lab.host.protocol``: one JSON
+object per line. The host answers each request on its original stdout, which it keeps for
+itself; file descriptor 1 is pointed at /dev/null so a workload's prints cannot corrupt
+the protocol. At start the host sends its hello line. The runner kills the
 host's whole process group on a timeout or crash and starts a fresh one, so nothing here
 needs to defend against a hung workload.
 
@@ -20,19 +15,19 @@ import json
 import os
 import sys
 
-from conc_lab.host import affinity, backends, measure
+from conc_lab.host import affinity, backends, measure, protocol
 from conc_lab.host.workload import import_function, lacks
 
 
 def handle(request, workloads):
-    trial = request["trial"]
+    trial = request[protocol.TRIAL]
     ref = trial["workload"]
     fn = workloads.get(ref)
     if fn is None:
         fn = workloads[ref] = load_workload(ref)
     if not callable(fn):  # what this interpreter lacks: the trial is skipped here, not failed
-        return {"status": "skipped", "error": fn}
-    if request["op"] == "reference":
+        return {protocol.STATUS: protocol.STATUS_SKIPPED, protocol.ERROR: fn}
+    if request[protocol.OP] == protocol.REFERENCE:
         trial = dict(trial, backend="sequential", cores=None)
     backend = backends.get(trial["backend"])
     measure.reset_peak_rss()
@@ -42,11 +37,11 @@ def handle(request, workloads):
     if prepare is not None:
         prepare()
     outcome = backend.run(fn, trial)
-    if observe is not None and outcome.get("status") == "ok":
+    if observe is not None and outcome.get(protocol.STATUS) == protocol.STATUS_OK:
         outcome["observed"] = json.dumps(observe(), sort_keys=True, default=repr)
     outcome["peak_rss_bytes"] = (outcome.get("peak_rss_bytes") or 0) + measure.peak_rss_bytes()
-    outcome["checkable"] = getattr(fn, "checkable", True)
-    outcome["gil_enabled"] = measure.gil_enabled()  # a free-threaded build may have turned it back on
+    outcome[protocol.CHECKABLE] = getattr(fn, "checkable", True)
+    outcome[protocol.GIL_ENABLED] = measure.gil_enabled()  # a free-threaded build may have turned it back on
     return outcome
 
 
@@ -89,30 +84,31 @@ def main():
     sys.stdin = open(os.devnull)
     _watch_parent()
     # User code resolves relative imports (experiments.*) against the directory the sweep runs from.
-    extra = [p for p in os.environ.get("CONCLAB_PATH", "").split(os.pathsep) if p]
+    extra = protocol.search_path(os.environ)
     sys.path[:0] = [p for p in extra if p not in sys.path]
 
     def send(obj):
         proto_out.write(json.dumps(obj, default=repr) + "\n")
 
     hello = measure.interpreter()
-    hello.update(op="hello", affinity=affinity.SUPPORTED)
+    hello[protocol.OP] = protocol.HELLO
+    hello["affinity"] = affinity.SUPPORTED
     send(hello)
     workloads = {}
     for line in proto_in:
         request = json.loads(line)
-        if request["op"] == "exit":
+        if request[protocol.OP] == protocol.EXIT:
             break
         try:
-            send({"ok": True, "outcome": handle(request, workloads)})
+            send({protocol.OK: True, protocol.OUTCOME: handle(request, workloads)})
         except Exception as exc:  # a trial that fails to start is a recorded failure, not a dead host
             import traceback
 
             send(
                 {
-                    "ok": False,
-                    "error": "%s: %s" % (type(exc).__name__, exc),
-                    "traceback": traceback.format_exc(),
+                    protocol.OK: False,
+                    protocol.ERROR: "%s: %s" % (type(exc).__name__, exc),
+                    protocol.TRACEBACK: traceback.format_exc(),
                 }
             )
     backends.close_all()
@@ -121,12 +117,12 @@ def main():
 def _watch_parent():
     """Kill this host's whole process group when the runner dies, even by SIGKILL.
 
-    The runner holds the write end of a pipe whose read end is CONCLAB_PARENT_FD; the kernel
+    The runner holds the write end of a pipe whose read end is PARENT_FD_ENV; the kernel
     closes it when the runner dies, however it dies. Without this, a host busy with a hung
     or long trial would outlive a killed sweep and spoil the timings of the resumed one.
     A thread blocked in ``os.read`` holds no GIL, so it costs the trials nothing.
     """
-    fd = os.environ.pop("CONCLAB_PARENT_FD", None)
+    fd = os.environ.pop(protocol.PARENT_FD_ENV, None)
     if not fd:
         return
     import signal

@@ -19,6 +19,8 @@ import os
 import sys
 import time
 
+from conc_lab.host import protocol
+
 DEFAULT_TARGET_S = 0.05
 #: Largest size tried: past it a workload evidently does not grow with ``size``.
 MAX_SIZE = 1 << 40
@@ -71,7 +73,7 @@ def main(argv=None):
         return 2
     from conc_lab.host.workload import import_function
 
-    extra = [p for p in os.environ.get("CONCLAB_PATH", "").split(os.pathsep) if p]
+    extra = protocol.search_path(os.environ)
     sys.path[:0] = [p for p in extra if p not in sys.path]
     proto_out = os.fdopen(os.dup(1), "w")
     devnull = os.open(os.devnull, os.O_WRONLY)

@@ -23,13 +23,13 @@ import os
 import sys
 import time
 
-from conc_lab.host import measure
+from conc_lab.host import measure, protocol
 from conc_lab.host.backends import Backend
 from conc_lab.host.backends._worker import Collector, _short_traceback, run_worker
 from conc_lab.host.workload import import_function, lacks
 
-ADDRESS_ENV = "CONCLAB_RAY_ADDRESS"
-NODE_ENV = "CONCLAB_RAY_NODE"
+ADDRESS_ENV = protocol.RAY_ADDRESS_ENV
+NODE_ENV = protocol.RAY_NODE_ENV
 #: Calls kept queued on each actor: 2 hides the round trip; more would unbalance the last tasks.
 PIPELINE_DEPTH = 2
 #: Ray resolves 127.0.0.1 to the machine's outward address unless told the cluster is single-host;

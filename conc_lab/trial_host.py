@@ -1,4 +1,8 @@
-"""The runner's handle on a trial host process: start it, ask it, and kill it when it hangs or dies.
+"""The parent's handle on one trial host process: start it, ask it, kill it when it hangs or dies.
+
+Also the one builder of a child process's environment (``child_env``), which the trial
+host and the ``size: auto`` calibrator (``calibration``) both start with. The messages
+and environment names are ``conc_lab.host.protocol``'s.
 
 The host runs in its own process group (session), so one ``killpg`` takes its worker
 processes and forkserver with it. Replies are read with ``select`` and a deadline: a hung
@@ -15,13 +19,33 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 import conc_lab
+from conc_lab.host import protocol
 
-#: Native libraries (BLAS, OpenMP) sized to one pinned core per worker, so they don't oversubscribe.
-THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS")
-_PACKAGE_ROOT = str(Path(conc_lab.__file__).resolve().parent.parent)
+#: The folder holding the ``conc_lab`` package: put on a child's path, so any interpreter can
+#: run ``python -m conc_lab.host`` from source without conc_lab installed in it.
+PACKAGE_ROOT = str(Path(conc_lab.__file__).resolve().parent.parent)
+THREAD_ENV = protocol.THREAD_ENV
+
+
+def child_env(search_path: Iterable[str] | None = None, base: dict | None = None) -> dict:
+    """The environment of a child that runs conc_lab.host code: the package on its path,
+    the workload folders in ``PATH_ENV``, unbuffered output, one native thread per worker.
+
+    >>> env = child_env(["/w"], base={"PYTHONPATH": "/x"})
+    >>> env["PYTHONPATH"] == os.pathsep.join([PACKAGE_ROOT, "/x"]), env[protocol.PATH_ENV]
+    (True, '/w')
+    """
+    env = dict(os.environ if base is None else base)
+    env["PYTHONPATH"] = os.pathsep.join([PACKAGE_ROOT] + [p for p in [env.get("PYTHONPATH")] if p])
+    env[protocol.PATH_ENV] = os.pathsep.join(search_path or [os.getcwd()])
+    env["PYTHONUNBUFFERED"] = "1"
+    for var in protocol.THREAD_ENV:
+        env.setdefault(var, "1")
+    return env
 
 
 class HostDied(RuntimeError):
@@ -44,18 +68,12 @@ class TrialHost:
         self, python: str | None = None, search_path: list[str] | None = None, start_timeout: float = 60
     ):
         self.python = python or sys.executable
-        env = dict(os.environ)
-        # conc_lab's own source is put on the path, so any interpreter can run the host without installing it.
-        env["PYTHONPATH"] = os.pathsep.join([_PACKAGE_ROOT] + [p for p in [env.get("PYTHONPATH")] if p])
-        env["CONCLAB_PATH"] = os.pathsep.join(search_path or [os.getcwd()])
-        env["PYTHONUNBUFFERED"] = "1"
-        for var in THREAD_ENV:
-            env.setdefault(var, "1")
+        env = child_env(search_path)
         self._stderr = tempfile.TemporaryFile()
         # The host watches the read end and kills its process group when this process dies
         # (see host.__main__._watch_parent): no orphaned trial outlives a killed sweep.
         watch_fd, self._lifeline = os.pipe()
-        env["CONCLAB_PARENT_FD"] = str(watch_fd)
+        env[protocol.PARENT_FD_ENV] = str(watch_fd)
         try:
             self.proc = subprocess.Popen(
                 [self.python, "-m", "conc_lab.host"],
@@ -146,7 +164,7 @@ class TrialHost:
         """Ask the host to exit; kill it if it does not within a second."""
         if self.proc.poll() is None:
             try:
-                self.proc.stdin.write(b'{"op": "exit"}\n')
+                self.proc.stdin.write(json.dumps(protocol.request(protocol.EXIT)).encode() + b"\n")
                 self.proc.stdin.flush()
                 self.proc.wait(1)
             except (OSError, subprocess.TimeoutExpired):
