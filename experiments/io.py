@@ -93,7 +93,9 @@ def loopback_echo(task: int, size: int) -> int:
         server.bind(("127.0.0.1", 0))
         server.listen(1)
         server.settimeout(SOCKET_TIMEOUT_S)
-        thread = threading.Thread(target=_serve_one, args=(server, size), daemon=True)
+        # Not a daemon: an isolated subinterpreter (PEP 684) refuses daemon threads, and this one
+        # needs none: every socket call times out and the thread is joined below.
+        thread = threading.Thread(target=_serve_one, args=(server, size))
         thread.start()
         total = 0
         try:

@@ -323,3 +323,9 @@ def test_the_build_script_parses_and_refuses_a_version_it_cannot_build(tmp_path)
     )
     assert done.returncode == 2 and "usage:" in done.stderr
     assert not any(tmp_path.iterdir())  # refused before touching anything
+
+
+def test_the_loopback_workload_runs_in_subinterpreters_which_refuse_daemon_threads(sub_executor):
+    executor, python = sub_executor
+    row = executor.execute(_sub_trial("experiments.io:loopback_echo", python, tasks=2, size=20), 0)
+    assert (row["status"], row["correct"]) == ("ok", True), row["error"]
