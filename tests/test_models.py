@@ -329,3 +329,37 @@ def test_the_loopback_workload_runs_in_subinterpreters_which_refuse_daemon_threa
     executor, python = sub_executor
     row = executor.execute(_sub_trial("experiments.io:loopback_echo", python, tasks=2, size=20), 0)
     assert (row["status"], row["correct"]) == ("ok", True), row["error"]
+
+
+def test_the_backport_on_312_is_skipped_with_the_reason_it_does_not_import(tmp_path):
+    """interpreters-pep-734 0.5.0 is pure Python over 3.13's private _interpreters module: on 3.12
+    it installs, but does not import. The trial says so instead of failing."""
+    python = _pyenv_python("3.12")
+    if python is None:
+        pytest.skip(f"no pyenv Python 3.12 under {PYENV}")
+    target = tmp_path / "backport312"
+    done = subprocess.run(
+        [
+            python,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--target",
+            str(target),
+            BACKPORT,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot install {BACKPORT} for {python}: {done.stderr.strip()[-300:]}")
+    with TrialExecutor("models", "t", "compact", timeout_s=30, search_path=[TESTS, str(target)]) as ex:
+        row = ex.execute(_sub_trial("workloads_faulty:good", python), 0)
+    if row["status"] == "ok":  # a later backport that supports 3.12 would land here: then it must be right
+        assert row["correct"] is True and row["own_gil"] is not None
+        return
+    assert row["status"] == "skipped"
+    assert "interpreters_backport.interpreters does not import here (ImportError: " in row["error"]
