@@ -110,6 +110,8 @@ def display(frame: pd.DataFrame) -> pd.DataFrame:
     out["correct"] = [
         fmt_num(x * 100, ".0f") + ("%" if np.isfinite(x) else "") for x in frame["correct_share"]
     ]
+    if "why" in frame.columns:
+        out["why"] = frame["why"].astype(object).where(frame["why"].notna(), "")
     out["notes"] = frame["notes"]
     return out.reset_index(drop=True)
 

@@ -31,15 +31,19 @@ import numpy as np
 import pandas as pd
 
 from conc_lab import schema
+from conc_lab.attribution import PARTS, attribute, median_rows
 from conc_lab.render import display
 from conc_lab.scaling import amdahl_speedup, fit_scaling, predict_scaling, usl_speedup
+from conc_lab.stats import group_codes
 from conc_lab.summary import (
     BACKEND_ORDER,
+    GROUP_KEYS,
     SEQUENTIAL,
     as_frame,
     by_interpreter,
     interpreter_labels,
     key_columns,
+    ordered,
     summarize,
 )
 
@@ -87,6 +91,9 @@ def write_report(
         png = _timeline_figure(df, panel, colors)
         if png is not None:
             figures.append((f"timeline-{i + 1}.png", _TIMELINE_CAPTION + " " + _panel_title(panel), png))
+    png = _attribution_figure(df)
+    if png is not None:
+        figures.append(("attribution.png", _ATTRIBUTION_CAPTION, png))
     png = _python_figure(df, summary)
     if png is not None:
         figures.append(("python_speedup.png", _PYTHON_CAPTION, png))
@@ -382,7 +389,7 @@ def _timeline_figure(df: pd.DataFrame, panel: dict, colors: dict) -> bytes | Non
             fontsize=7,
         )
         ax.set_ylim(n_lanes - 0.5, -0.5)
-        ax.set_title(f"{label}, {workers} workers — run {pick['run_s']:.3g} s", fontsize=8, loc="left")
+        ax.set_title(f"{label}, {_workers(workers)} — run {pick['run_s']:.3g} s", fontsize=8, loc="left")
         ax.grid(axis="x", alpha=0.3)
     axes[-1].set_xlabel("seconds since the run started")
     axes[-1].set_xlim(0, end * 1.02 if end > 0 else 1)
@@ -457,6 +464,79 @@ def _python_figure(df: pd.DataFrame, summary: pd.DataFrame) -> bytes | None:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=6, loc="best")
     return _png(fig)
+
+
+_ATTRIBUTION_CAPTION = (
+    "Where each trial's worker-time went, in its median run (100% = workers × (start-up + run + teardown)): "
+    "on a CPU in tasks (work); in tasks off the CPU while the workers together used about one CPU "
+    "(serialisation: the GIL's signature); in tasks off the CPU otherwise (waiting: sleep, I/O, locks); "
+    "taken by other processes on the run's cores (others, where measured); idle after finishing early "
+    "(imbalance); between tasks and collecting results (dispatch/IPC); starting and joining the workers. "
+    "Right: the dominant cause, as in the summary's why column."
+)
+#: One fixed colour per part, the same in every report.
+_PART_COLORS = {
+    "work_s": "#4c72b0",
+    "serialisation_s": "#c44e52",
+    "waiting_s": "#dd8452",
+    "others_s": "#bbbbbb",
+    "imbalance_s": "#8172b3",
+    "dispatch_s": "#937860",
+    "startup_s": "#55a868",
+    "teardown_s": "#64b5cd",
+}
+
+
+def _attribution_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """Per trial (summary keys), its median run's parts as shares of its worker-time, with a label."""
+    att = attribute(df)
+    keyed = key_columns(df, GROUP_KEYS)
+    codes, groups = group_codes(keyed, GROUP_KEYS)
+    pick = median_rows(att, df, codes, len(groups))
+    groups, pick = groups[pick >= 0].reset_index(drop=True), pick[pick >= 0]
+    parts = att.iloc[pick].reset_index(drop=True)
+    shares = parts[PARTS].div(parts["capacity_s"], axis=0)
+    label = _curve_label(groups) + " · " + groups["workers"].map(_workers)
+    label = groups["workload"].astype(str).str.rsplit(":", n=1).str[-1] + " · " + label
+    return ordered(pd.concat([groups, shares], axis=1).assign(_label=label, _why=parts["why"]))
+
+
+def _attribution_figure(df: pd.DataFrame) -> bytes | None:
+    from matplotlib.figure import Figure
+
+    if "task_records" not in df.columns:
+        return None
+    rows = _attribution_rows(df)
+    if len(rows) == 0:
+        return None
+    fig = Figure(figsize=(11, 1.2 + 0.3 * len(rows)), dpi=DPI, layout=LAYOUT)
+    ax = fig.subplots()
+    y = np.arange(len(rows))
+    left = np.zeros(len(rows))
+    for part in PARTS:
+        width = np.nan_to_num(rows[part].to_numpy(dtype=np.float64))
+        ax.barh(y, width, left=left, color=_PART_COLORS[part], height=0.7, label=part.removesuffix("_s"))
+        left += width
+    for yi, why in zip(y, rows["_why"], strict=True):
+        ax.text(1.01, yi, str(why), va="center", fontsize=7, clip_on=False)
+    ax.set_yticks(y, rows["_label"], fontsize=7)
+    ax.set_ylim(len(rows) - 0.5, -0.5)
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("share of the trial's worker-time (median run)")
+    ax.xaxis.set_major_formatter(lambda v, _: f"{v:.0%}")
+    ax.legend(fontsize=7, ncols=8, loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
+    return _png(fig)
+
+
+def _workers(n: object) -> str:
+    """``1 worker``, ``2 workers``.
+
+    Example::
+
+        >>> _workers(1), _workers(2)
+        ('1 worker', '2 workers')
+    """
+    return f"{n} worker" + ("" if n == 1 else "s")
 
 
 # --- the page --------------------------------------------------------------------------------------

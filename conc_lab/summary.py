@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from conc_lab import schema
+from conc_lab.attribution import median_run_why
 from conc_lab.stats import group_codes, ratio_ci, run_stats
 
 #: Trial parameters that define one summary row; the last ones are optional (filled with
@@ -67,6 +68,7 @@ SUMMARY_COLUMNS = [
     "karp_flatt",
     "unstable",
     "superlinear",
+    "why",
     "notes",
 ]
 
@@ -307,7 +309,8 @@ def summarize(
     ``speedup`` with ``speedup_ci_low``/``speedup_ci_high``; ``efficiency`` (speedup/workers);
     ``karp_flatt`` (experimentally determined serial fraction, workers > 1); and the flags
     ``unstable`` (cv > ``cv_threshold`` or CI width > ``ci_threshold`` x median),
-    ``superlinear`` (workers > 1 and the speedup's whole interval above ``workers``) and
+    ``superlinear`` (workers > 1 and the speedup's whole interval above ``workers``), ``why``
+    (the dominant cause of lost worker-time in the median run, ``conc_lab.attribution``) and
     ``notes`` (every flag as text, with ``failures``, ``incorrect``, ``no runs``, ``no baseline``).
 
     ``df`` may also be a path to a store, read with ``conc_lab.load``.
@@ -327,6 +330,7 @@ def summarize(
     keyed = key_columns(df, GROUP_KEYS)
     codes, groups = group_codes(keyed, GROUP_KEYS)
     out = pd.concat([groups, pd.DataFrame(run_stats(codes, df, len(groups), level))], axis=1)
+    out["why"] = median_run_why(df, codes, len(groups))
     out = _with_baseline(out, df, keyed, level)
     out = _with_speedup(out)
     out = _with_flags(out, cv_threshold, ci_threshold)

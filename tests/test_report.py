@@ -67,7 +67,14 @@ def test_summary_of_a_real_sweep_is_complete_and_consistent(sweep_dir):
 
 def test_report_writes_real_pngs_and_one_self_contained_page(report_dir):
     names = sorted(p.name for p in report_dir.iterdir())
-    assert names == ["index.html", "runtimes.png", "speedup.png", "timeline-1.png", "timeline-2.png"]
+    assert names == [
+        "attribution.png",
+        "index.html",
+        "runtimes.png",
+        "speedup.png",
+        "timeline-1.png",
+        "timeline-2.png",
+    ]
     for png in report_dir.glob("*.png"):
         image = imread(png)
         assert image.shape[0] > 200 and image.shape[1] > 400
@@ -75,7 +82,7 @@ def test_report_writes_real_pngs_and_one_self_contained_page(report_dir):
     page = (report_dir / "index.html").read_text()
     # nothing fetched from elsewhere: every image is inline, no stylesheet or script links
     srcs = re.findall(r'src="([^"]*)"', page)
-    assert len(srcs) == 4 and all(s.startswith("data:image/png;base64,") for s in srcs)
+    assert len(srcs) == 5 and all(s.startswith("data:image/png;base64,") for s in srcs)
     assert "<link" not in page and "http://" not in page and "https://" not in page
     for text in (
         'id="summary"',
@@ -139,7 +146,7 @@ def test_report_loads_in_headless_chromium_with_images_and_table(report_dir, tmp
     assert match, f"the page did not finish loading in chromium (rc {proc.returncode}): {proc.stderr[-2000:]}"
     seen = json.loads(match.group(1).replace("&quot;", '"').replace("&amp;", "&"))
     assert seen["title"].startswith("conc_lab report")
-    assert seen["images"] == 4 and seen["loaded"] == 4
+    assert seen["images"] == 5 and seen["loaded"] == 5
     assert seen["summaryRows"] == 10  # 2 workloads x (sequential + threading x2 + fork x2)
     assert {"backend", "median", "speedup", "95% CI"} <= set(seen["summaryHead"])
 

@@ -1,0 +1,313 @@
+"""Why a backend is not faster: each trial run's worker-time split by cause.
+
+From what every run records (task records with each task's worker, start and end; the
+workers' CPU time; ``setup_s``; ``teardown_s`` where measured), a run's *capacity*, its
+workers times its wall time (start-up + run + teardown), is split into:
+
+* ``work_s``: time inside tasks on a CPU (the workers' CPU time, at most their busy time);
+* ``serialisation_s``: time inside tasks *off* the CPU while the workers together used no
+  more than one CPU's worth: the GIL's signature on threads (CPU ≈ wall however many workers
+  were busy). It disappears on free-threaded builds and on processes;
+* ``others_s``: time inside tasks off the CPU because other processes used the run's cores
+  (from the host's ``foreign_cpu`` and ``steal_cpu``, where measured). It is a condition of the
+  measurement, not of the backend: never the dominant cause, but named after it;
+* ``waiting_s``: the rest of the off-CPU time inside tasks (sleep, I/O, locks; and other
+  processes, for runs recorded without the noise columns);
+* ``imbalance_s``: workers idle after finishing their last task while another still ran
+  (and workers that got no task at all);
+* ``dispatch_s``: gaps before a worker's first task, between its tasks, and after the last
+  task until the results were in: handing out work and moving results (IPC);
+* ``startup_s`` and ``teardown_s``: the pool's start-up and joining, times the workers.
+
+The parts add up to the capacity. The *dominant* cause is the largest non-work part when it
+holds at least ``DOMINANT_SHARE`` of the capacity (less what other processes took), told as a short phrase such as
+"GIL-bound: 2 workers, CPU 1.02× wall", "imbalance: worker 1 idle 31%" or
+"start-up: 48 ms of 60 ms"; else "none dominant".
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from conc_lab import schema
+
+#: The parts of a run's worker-time, in the order the report stacks them.
+PARTS = [
+    "work_s",
+    "serialisation_s",
+    "waiting_s",
+    "others_s",
+    "imbalance_s",
+    "dispatch_s",
+    "startup_s",
+    "teardown_s",
+]
+#: Each non-work part's name as a cause.
+CAUSES = {
+    "serialisation_s": "serialisation",
+    "waiting_s": "waiting",
+    "imbalance_s": "imbalance",
+    "dispatch_s": "dispatch/IPC",
+    "startup_s": "start-up",
+    "teardown_s": "teardown",
+}
+#: Share of a run's worker-time a cause must hold to be called dominant.
+DOMINANT_SHARE = 0.10
+#: Serialisation: workers' CPU at most this many walls (one CPU's worth, with slack for the
+#: host's own thread) ...
+GIL_CPU_MAX = 1.15
+#: ... and at least this share of a wall (CPU-bound, not sleeping) while busy in tasks.
+GIL_CPU_MIN = 0.4
+ATTRIBUTION_COLUMNS = ["workers_used", "wall_s", "capacity_s", *PARTS, "cause", "why"]
+
+
+def _flat_records(df: pd.DataFrame) -> tuple[np.ndarray, ...]:
+    """Every task record as flat arrays: run position, worker, start, end."""
+    run, worker, start, end = [], [], [], []
+    for pos, recs in enumerate(df["task_records"].to_numpy(dtype=object)):
+        if recs is None or isinstance(recs, float):
+            continue
+        for rec in recs:
+            if rec.get("start_s") is None or rec.get("end_s") is None:
+                continue
+            run.append(pos)
+            worker.append(rec.get("worker") or 0)
+            start.append(rec["start_s"])
+            end.append(rec["end_s"])
+    return (
+        np.asarray(run, dtype=np.int64),
+        np.asarray(worker, dtype=np.int64),
+        np.asarray(start, dtype=np.float64),
+        np.asarray(end, dtype=np.float64),
+    )
+
+
+def _per_worker(run: np.ndarray, worker: np.ndarray, start: np.ndarray, end: np.ndarray) -> pd.DataFrame:
+    """One row per (run, worker): busy time, first start, last end, and the gaps between its tasks."""
+    lanes = pd.DataFrame({"run": run, "worker": worker, "start": start, "end": end, "dur": end - start})
+    per = lanes.groupby(["run", "worker"], sort=True).agg(
+        busy=("dur", "sum"), first=("start", "min"), last=("end", "max")
+    )
+    span = per["last"] - per["first"]
+    per["busy"] = np.minimum(per["busy"], span)  # overlapping tasks on one worker (asyncio) count once
+    per["gaps"] = span - per["busy"]
+    return per.reset_index()
+
+
+def _union(run: np.ndarray, start: np.ndarray, end: np.ndarray, n: int) -> np.ndarray:
+    """Per run, the time at least one task was running (the union of its task intervals)."""
+    out = np.zeros(n)
+    if len(run) == 0:
+        return out
+    order = np.lexsort((start, run))
+    r, s, e = run[order], start[order], end[order]
+    reach = pd.Series(e).groupby(r).cummax().to_numpy()  # furthest end so far within the run
+    new = np.r_[True, (r[1:] != r[:-1]) | (s[1:] > reach[:-1])]  # a task that starts a new stretch
+    stretch = np.cumsum(new) - 1
+    first = pd.Series(s).groupby(stretch).min().to_numpy()
+    last = pd.Series(e).groupby(stretch).max().to_numpy()
+    np.add.at(out, r[new], last - first)
+    return out
+
+
+def _column(df: pd.DataFrame, name: str, default: float = np.nan) -> np.ndarray:
+    if name not in df.columns:
+        return np.full(len(df), default)
+    values = df[name].to_numpy(dtype=np.float64, na_value=np.nan)
+    return values if np.isnan(default) else np.where(np.isfinite(values), values, default)
+
+
+def _sums(per: pd.DataFrame, n: int) -> dict[str, np.ndarray]:
+    by_run = per.groupby("run")
+    idx = by_run.size().index.to_numpy()
+    sums = {c: np.zeros(n) for c in ("busy", "first", "gaps", "last", "active", "max_end")}
+    for col in ("busy", "first", "gaps", "last"):
+        sums[col][idx] = by_run[col].sum().to_numpy()
+    sums["active"][idx] = by_run.size().to_numpy()
+    sums["max_end"][idx] = by_run["last"].max().to_numpy()
+    return sums
+
+
+def _off_cpu(df: pd.DataFrame, busy: np.ndarray, union: np.ndarray) -> dict[str, np.ndarray]:
+    """Time inside tasks off the CPU, split: other processes, serialisation (the GIL), other waiting."""
+    run_s = _column(df, "run_s")
+    cpu = _column(df, "cpu_user_s") + _column(df, "cpu_sys_s", 0.0)
+    # the share of each core left to the run (noise columns, where the host measured them)
+    avail = np.clip(1.0 - _column(df, "foreign_cpu", 0.0) - _column(df, "steal_cpu", 0.0), 0.05, 1.0)
+    on_cpu = np.where(np.isfinite(cpu), np.minimum(cpu, busy), busy)
+    off = busy - on_cpu
+    others = np.minimum(off, (1.0 - avail) * busy)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        # CPU used per stretch of time when any task ran, in cores' worth of what the others left
+        cores_used = cpu / (avail * union)
+    # the GIL's signature: tasks overlapped, yet together they used about one CPU (and were not asleep)
+    gil = (busy > 1.2 * union) & (cores_used <= GIL_CPU_MAX) & (cores_used >= GIL_CPU_MIN)
+    rest = off - others
+    return {
+        "work_s": on_cpu,
+        "serialisation_s": np.where(gil, rest, 0.0),
+        "waiting_s": np.where(gil, 0.0, rest),
+        "others_s": others,
+        "_cpu_walls": cpu / run_s,
+        "_others_share": 1.0 - avail,
+    }
+
+
+def _run_parts(df: pd.DataFrame, per: pd.DataFrame, union: np.ndarray) -> pd.DataFrame:
+    """Per run: the worker-time parts (see the module doc), from the per-worker rows."""
+    sums = _sums(per, len(df))
+    most = np.maximum(_column(df, "workers"), sums["active"])
+    run_s = _column(df, "run_s")
+    max_end = sums["max_end"]
+    # idle after finishing (to the last task's end), and the whole of it for workers that got no task
+    imbalance = (sums["active"] * max_end - sums["last"]) + (most - sums["active"]) * max_end
+    collect = most * np.clip(run_s - max_end, 0, None)
+    setup, teardown = _column(df, "setup_s", 0.0), _column(df, "teardown_s", 0.0)
+    wall = setup + run_s + teardown
+    parts = {"workers_used": most, "wall_s": wall, "capacity_s": most * wall}
+    parts.update(_off_cpu(df, sums["busy"], union))
+    parts.update(
+        imbalance_s=imbalance,
+        dispatch_s=sums["first"] + sums["gaps"] + collect,
+        startup_s=most * setup,
+        teardown_s=most * teardown,
+        _max_end=max_end,
+    )
+    return pd.DataFrame(parts, index=df.index)
+
+
+def _idlest(per: pd.DataFrame, parts: pd.DataFrame, run_s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per run: the worker idle longest after its last task, and that idle time's share of the run."""
+    n = len(parts)
+    worker, share = np.full(n, -1), np.full(n, np.nan)
+    if len(per):
+        max_end = parts["_max_end"].to_numpy()[per["run"].to_numpy()]
+        idle = max_end - per["last"].to_numpy()
+        order = np.lexsort((-idle, per["run"].to_numpy()))  # per run, the idlest first
+        first = order[np.r_[True, per["run"].to_numpy()[order][1:] != per["run"].to_numpy()[order][:-1]]]
+        runs = per["run"].to_numpy()[first]
+        worker[runs] = per["worker"].to_numpy()[first]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            share[runs] = idle[first] / run_s[runs]
+    return worker, share
+
+
+def _fmt_s(x: float) -> str:
+    return f"{x * 1e3:.3g} ms" if x < 1 else f"{x:.3g} s"
+
+
+def _phrase(cause: str, row: dict) -> str:
+    """The dominant cause as a short phrase with the number that shows it; other processes' share after it."""
+    tail = (
+        f" (others used {row['_others_share']:.0%} of its cores)"
+        if row["_others_share"] >= DOMINANT_SHARE
+        else ""
+    )
+    return _cause_phrase(cause, row) + tail
+
+
+def _cause_phrase(cause: str, row: dict) -> str:
+    if cause == "serialisation":
+        return f"GIL-bound: {int(row['workers_used'])} workers, CPU {row['_cpu_walls']:.2f}× wall"
+    if cause == "imbalance":
+        return f"imbalance: worker {int(row['_idlest'])} idle {row['_idle_share']:.0%}"
+    if cause == "start-up":
+        return f"start-up: {_fmt_s(row['startup_s'] / row['workers_used'])} of {_fmt_s(row['wall_s'])}"
+    if cause == "teardown":
+        return f"teardown: {_fmt_s(row['teardown_s'] / row['workers_used'])} of {_fmt_s(row['wall_s'])}"
+    if cause == "none":
+        busy = (row["work_s"] + row["serialisation_s"] + row["waiting_s"] + row["others_s"]) / row[
+            "capacity_s"
+        ]
+        return f"none dominant: workers busy {busy:.0%}"
+    share = row[next(k for k, v in CAUSES.items() if v == cause)] / (row["capacity_s"] - row["others_s"])
+    if cause == "waiting":
+        return f"waiting off-CPU (sleep, I/O, locks): {share:.0%} of worker time"
+    return f"dispatch/IPC: {share:.0%} of worker time between tasks"
+
+
+def attribute(df: pd.DataFrame) -> pd.DataFrame:
+    """Each ``ok`` run's worker-time split by cause, with the dominant cause and its phrase.
+
+    One row per row of ``df`` (same index): ``workers_used``, ``wall_s`` (start-up + run +
+    teardown), ``capacity_s`` (workers x wall), the parts in ``PARTS`` (seconds of worker-time,
+    adding up to the capacity), ``cause`` (the dominant part's name, or ``none``) and ``why``
+    (the phrase). Runs that are not ``ok`` or have no task records get NaN parts and no phrase.
+
+    Example::
+
+        >>> recs = [{"worker": 0, "start_s": 0.0, "end_s": 1.0}, {"worker": 1, "start_s": 0.0, "end_s": 0.5}]
+        >>> df = pd.DataFrame({"backend": ["multiprocessing"], "workers": [2], "status": ["ok"], "run_s": [1.0],
+        ...                    "setup_s": [0.0], "cpu_user_s": [1.5], "cpu_sys_s": [0.0], "task_records": [recs]})
+        >>> a = attribute(df).loc[0]
+        >>> print(a.imbalance_s, a.work_s, a.capacity_s, "|", a.why)
+        0.5 1.5 2.0 | imbalance: worker 1 idle 50%
+    """
+    out = pd.DataFrame(np.nan, index=df.index, columns=ATTRIBUTION_COLUMNS).astype(
+        {"cause": object, "why": object}
+    )
+    if "task_records" not in df.columns or len(df) == 0:
+        return out
+    status = df["status"].astype(object).to_numpy() if "status" in df.columns else np.full(len(df), schema.OK)
+    run, worker, start, end = _flat_records(df)
+    per = _per_worker(run, worker, start, end)
+    parts = _run_parts(df, per, _union(run, start, end, len(df)))
+    parts["_idlest"], parts["_idle_share"] = _idlest(per, parts, _column(df, "run_s"))
+    usable = (
+        (status == schema.OK) & np.isin(np.arange(len(df)), run) & np.isfinite(parts["wall_s"].to_numpy())
+    )
+    # shares of what the run could have used: the time other processes took is not the backend's
+    usable_s = (parts["capacity_s"] - parts["others_s"]).to_numpy()
+    shares = parts[list(CAUSES)].to_numpy() / usable_s[:, None]
+    top = np.nanargmax(np.where(np.isfinite(shares), shares, -1), axis=1)
+    dominant = np.take_along_axis(shares, top[:, None], axis=1)[:, 0] >= DOMINANT_SHARE
+    cause = np.where(dominant, np.array(list(CAUSES.values()), dtype=object)[top], "none")
+    records = parts.to_dict(orient="records")
+    why = [_phrase(c, r) if ok else None for c, r, ok in zip(cause, records, usable, strict=True)]
+    parts = parts.assign(cause=np.where(usable, cause, None), why=why)
+    out.loc[usable] = parts.loc[usable, ATTRIBUTION_COLUMNS].to_numpy()
+    return out.astype({c: np.float64 for c in ATTRIBUTION_COLUMNS if c not in ("cause", "why")})
+
+
+def median_rows(att: pd.DataFrame, df: pd.DataFrame, codes: np.ndarray, ngroups: int) -> np.ndarray:
+    """Per group of runs, the position of its median attributed run (by ``run_s``, the lower
+    middle one: the run the report's timeline shows); -1 where no run could be attributed.
+
+    Example::
+
+        >>> att = pd.DataFrame({"why": ["a", None, "b", "c"]})
+        >>> median_rows(att, pd.DataFrame({"run_s": [3.0, 1.0, 1.0, 2.0]}), np.array([0, 0, 0, 1]), 3).tolist()
+        [2, 3, -1]
+    """
+    out = np.full(ngroups, -1, dtype=np.int64)
+    rows = np.flatnonzero(att["why"].notna().to_numpy())
+    if len(rows) == 0:
+        return out
+    run_s = df["run_s"].to_numpy(dtype=np.float64, na_value=np.nan)[rows]
+    order = rows[np.lexsort((run_s, codes[rows]))]
+    n = np.bincount(codes[order], minlength=ngroups)
+    start = np.concatenate(([0], np.cumsum(n)[:-1]))
+    got = n > 0
+    out[got] = order[start[got] + (n[got] - 1) // 2]
+    return out
+
+
+def median_run_why(df: pd.DataFrame, codes: np.ndarray, ngroups: int) -> np.ndarray:
+    """Per group of runs, the phrase of its median run (see ``median_rows``); None where there is none.
+
+    Example::
+
+        >>> recs = [{"worker": 0, "start_s": 0.0, "end_s": 1.0}, {"worker": 1, "start_s": 0.0, "end_s": 0.5}]
+        >>> df = pd.DataFrame({"workers": 2, "status": "ok", "run_s": [1.0, 1.2], "setup_s": 0.0,
+        ...                    "cpu_user_s": 1.5, "task_records": [recs, recs]})
+        >>> median_run_why(df, np.array([0, 0]), 1).tolist()
+        ['imbalance: worker 1 idle 50%']
+    """
+    why = np.full(ngroups, None, dtype=object)
+    if "task_records" not in df.columns or len(df) == 0:
+        return why
+    att = attribute(df)
+    pick = median_rows(att, df, codes, ngroups)
+    why[pick >= 0] = att["why"].to_numpy(dtype=object)[pick[pick >= 0]]
+    return why
