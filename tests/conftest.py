@@ -68,3 +68,23 @@ def slurm():
         yield cluster
     finally:
         cluster.stop()
+
+
+@pytest.fixture(scope="session", params=["token-off", "token-on"])
+def ray_start(request):
+    """A real 2-node cluster started with the README's ``ray start`` lines (tests/ray_start_cluster.py).
+
+    Once with Ray's token authentication off and once on (a private ``~/.ray/auth_token`` and
+    ``RAY_AUTH_MODE=token``, as the README says); a test that needs one only parametrizes it
+    indirectly. Skips, saying why, without ``ray[default]``. Stopped by the PIDs it started.
+    """
+    from ray_start_cluster import RayStartCluster, why_not
+
+    reason = why_not()
+    if reason:
+        pytest.skip(reason)
+    cluster = RayStartCluster(auth=request.param == "token-on").start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
