@@ -2,12 +2,17 @@
 
     python benchmarks/bench_core.py            # all four figures
     python benchmarks/bench_core.py overhead   # one of: speedup, overhead, expand, noise
+    python benchmarks/bench_core.py redesign [OLD_TREE] [ROUNDS] [TRIALS]   # not in "all": needs OLD_TREE
 
 1. speedup:  CPU-bound pure Python (tasks=8): multiprocessing and threading at workers=2 over
              sequential; I/O-bound sleep: threading at workers=2.
 2. overhead: 1,000 trials of a no-op workload, sequential, repeats=1: wall time and per trial.
 3. expand:   `conclab expand --count` on a 1,000,000-point matrix: time and peak memory.
 4. noise:    coefficient of variation of 10 repeats of a ~200 ms sequential trial, pinned vs not.
+5. redesign: runner overhead per no-op trial, this tree against an older checkout of conc_lab
+             (issue 11: before vs after the pipeline redesign), in one run: each round runs one
+             sweep with each tree, in alternating order, each in a fresh process; medians over rounds.
+             Make the old tree with ``git worktree add /tmp/old 75d9006``.
 """
 
 from __future__ import annotations
@@ -157,10 +162,70 @@ def noise(out: Path) -> None:
         )
 
 
+#: One no-op sweep in a fresh process under the tree on PYTHONPATH; prints three figures as JSON:
+#: the runner's own overhead estimate, the sweep call's wall per trial, and the trial time per trial.
+_ONE_SWEEP = """
+import json, sys, time
+import conc_lab
+from conc_lab.config import parse_config
+n, out, cfg_path = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+doc = {"name": "bench-redesign", "repeats": 1, "warmup": 0, "affinity": "compact",
+       "matrix": {"workload": ["experiments.overhead:noop"], "backend": ["sequential"], "tasks": [1],
+                  "size": list(range(n))}}
+cfg = parse_config(doc, path=cfg_path)
+t0 = time.perf_counter()
+result = conc_lab.sweep(cfg, out)
+wall = time.perf_counter() - t0
+df = conc_lab.load(result.sweep_dir)
+assert len(df) == n and (df.status == "ok").all()
+print(json.dumps({"own": result.overhead_per_run_s, "call": wall / n, "work": float((df.run_s + df.setup_s).sum()) / n}))
+"""
+
+
+def redesign(out: Path, old_tree: str = "/tmp/old", rounds: str = "7", trials: str = "300") -> None:
+    import json
+    import os
+    import statistics
+
+    trees = {"before (old tree)": str(Path(old_tree).resolve()), "after (this tree)": str(ROOT)}
+    for tree in trees.values():
+        if not (Path(tree) / "conc_lab" / "runner.py").exists():
+            raise SystemExit(f"{tree}: no conc_lab checkout there (git worktree add {old_tree} 75d9006)")
+    figures: dict[str, list[dict]] = {label: [] for label in trees}
+    for round_no in range(int(rounds)):
+        order = list(trees.items()) if round_no % 2 == 0 else list(trees.items())[::-1]
+        for label, tree in order:
+            env = dict(os.environ, PYTHONPATH=tree)
+            cmd = [
+                sys.executable,
+                "-c",
+                _ONE_SWEEP,
+                trials,
+                str(out / f"r{round_no}"),
+                str(ROOT / "bench.yaml"),
+            ]
+            # run from the tree itself, so its experiments package is the one imported
+            proc = subprocess.run(cmd, cwd=tree, env=env, capture_output=True, text=True, check=True)
+            figures[label].append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    print(
+        f"\n# 5. runner overhead per no-op trial, before vs after the redesign ({rounds} rounds x {trials} trials,"
+    )
+    print("#    alternating order, a fresh process per sweep; median over rounds, min-max in brackets)")
+    for label, runs in figures.items():
+        parts = []
+        for key, what in (("own", "runner's own estimate"), ("call", "sweep call per trial")):
+            values = [r[key] * 1e3 for r in runs]
+            parts.append(f"{what} {statistics.median(values):.3f} ms [{min(values):.3f}-{max(values):.3f}]")
+        print(f"  {label:18s} " + ";  ".join(parts))
+
+
 FIGURES = {"speedup": speedup, "overhead": overhead, "expand": expand, "noise": noise}
 
 if __name__ == "__main__":
     chosen = sys.argv[1:] or list(FIGURES)
     with tempfile.TemporaryDirectory() as tmp:
-        for name in chosen:
-            FIGURES[name](Path(tmp))
+        if chosen[0] == "redesign":
+            redesign(Path(tmp), *chosen[1:])
+        else:
+            for name in chosen:
+                FIGURES[name](Path(tmp))

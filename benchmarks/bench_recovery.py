@@ -48,8 +48,8 @@ def main() -> None:
     )
     args = ap.parse_args()
 
+    from conc_lab.executor import TrialExecutor
     from conc_lab.matrix import Trial
-    from conc_lab.runner import TrialExecutor
 
     how = "cold (--no-rewarm)" if args.no_rewarm else "after one untimed run in the new host"
     print(f"timeout {args.timeout:g} s, {args.rounds} rounds, next trial measured {how}; medians")

@@ -48,7 +48,7 @@ def _load(path: Path):
 
 
 @app.command()
-def sweep(  # noqa: C901 -- being split (#11)
+def sweep(
     config: Path = typer.Argument(..., help="The experiment matrix, e.g. configs/cpu.yaml."),
     out: Path = typer.Option(
         Path("results"), "--out", "-o", help="Results root; rows go to OUT/<name>/<sweep_id>/."
@@ -82,29 +82,8 @@ def sweep(  # noqa: C901 -- being split (#11)
     from conc_lab.store import StoreError
 
     cfg = _load(config)
-    if cluster is not None and ray_address is not None:
-        _die(
-            "--ray-address: a cluster sweep's ray trials run on the --cluster cluster; give one or the other"
-        )
-    if shard is not None:
-        from conc_lab.cluster import parse_shard
-
-        try:
-            parse_shard(shard)
-        except ValueError as exc:
-            _die(str(exc))
-    progress = Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("eta"),
-        TimeRemainingColumn(),
-        TextColumn("{task.fields[last]}"),
-        console=console,
-        disable=quiet,
-        transient=False,
-    )
+    _check_sweep_flags(cluster, ray_address, shard)
+    progress = _sweep_progress(quiet)
     render = _SweepRenderer(progress, cfg.name)
     # A batch scheduler's SIGTERM stops the sweep the way Ctrl-C does: after saving.
     signal.signal(signal.SIGTERM, _interrupt)
@@ -129,6 +108,40 @@ def sweep(  # noqa: C901 -- being split (#11)
             raise
         _die(str(exc))
     _print_summary(result.sweep_dir)
+    _print_outcome(result, config, shard)
+
+
+def _check_sweep_flags(cluster: str | None, ray_address: str | None, shard: str | None) -> None:
+    if cluster is not None and ray_address is not None:
+        _die(
+            "--ray-address: a cluster sweep's ray trials run on the --cluster cluster; give one or the other"
+        )
+    if shard is not None:
+        from conc_lab.plan import parse_shard
+
+        try:
+            parse_shard(shard)
+        except ValueError as exc:
+            _die(str(exc))
+
+
+def _sweep_progress(quiet: bool) -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[last]}"),
+        console=console,
+        disable=quiet,
+        transient=False,
+    )
+
+
+def _print_outcome(result, config: Path, shard: str | None) -> None:
+    """The sweep's last line (its honest wall time, the runner's own overhead) and its exit code."""
     console.print(
         f"{result.recorded} runs recorded ({result.failed} failed, {result.wrong} wrong, {result.skipped} skipped) "
         f"in {result.wall_s:.1f} s; runner overhead {result.overhead_per_run_s * 1e3:.2f} ms per run → {result.sweep_dir}",
@@ -179,9 +192,8 @@ class _SweepRenderer:
         if row["status"] not in (schema.OK, schema.SKIPPED) or row["correct"] is False:
             what = "WRONG ANSWER" if row["status"] == schema.OK else row["status"].upper()
             err = (row["error"] or "differs from the sequential answer").strip().splitlines()
-            self.progress.console.print(
-                f"[red]{what}[/] {label} repeat {row['repeat']}: {err[-1] if err else ''}"
-            )
+            when = f"repeat {row['repeat']}" if e.measured else f"warm-up {row['repeat'] + 1}"
+            self.progress.console.print(f"[red]{what}[/] {label} {when}: {err[-1] if err else ''}")
 
     def _Warned(self, e: events.Warned) -> None:
         self.progress.console.print(f"[yellow]warning:[/] {e.text}")

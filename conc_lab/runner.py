@@ -1,34 +1,32 @@
-"""Running a sweep: order the trial runs, execute each in a trial host, record every outcome.
+"""The driver of a sweep: plan, dispatch, record, and Ctrl-C, into one ``SweepResult``.
 
-Two layers, so a cluster sweep can reuse the second on every node:
-
-* ``sweep`` (the driver) plans the runs (repeats interleaved: A B C A B C ..., optionally
-  shuffled with a recorded seed), skips what a resumed sweep already has, writes every
-  row to the store as it finishes, reports progress, and handles Ctrl-C and fail-fast.
-* ``TrialExecutor`` turns one (trial, repeat) into one schema row: it keeps a trial host
-  per interpreter, pins workers to cores, checks the answer against the sequential one,
-  and replaces a host that hung or died.
+The pipeline, one stage per module: ``config`` (YAML -> Config) -> ``plan`` (trials, run
+order, shard, what a resume still needs) -> ``dispatch`` (local trial hosts, or
+``cluster`` nodes; both through ``executor``) -> ``store`` (a row per measured run,
+journalled as it finishes). This module wires them: it writes each row as it comes,
+tells progress as ``events``, keeps a trial that hung or cannot run from running again,
+and saves what ran when interrupted (``sweep(..., resume=True)`` runs the rest).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import random
 import signal
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from conc_lab import calibration, doctor, environment, events, schema, store
+from conc_lab import calibration, doctor, environment, events, plan, schema, store
 from conc_lab.config import Config, ConfigError, load_config, workload_search_path
+from conc_lab.dispatch import Dispatch, LocalDispatch
 from conc_lab.events import EventHandler
-from conc_lab.host import affinity, protocol
-from conc_lab.interpreters import InterpreterError, resolve
-from conc_lab.matrix import Trial, expand
-from conc_lab.trial_host import HostDied, HostTimeout, TrialHost
+from conc_lab.executor import TrialExecutor
+from conc_lab.host import affinity
+from conc_lab.matrix import Trial
+from conc_lab.plan import Plan, ResumeState, Run
 
 
 @dataclass(frozen=True)
@@ -37,8 +35,8 @@ class SweepResult:
 
     >>> r = SweepResult(Path("results/x/1"), "1", planned=2, recorded=2, failed=0, wrong=0,
     ...                 skipped=0, interrupted=False, wall_s=1.0, measured_s=0.9)
-    >>> r.ok
-    True
+    >>> r.ok, round(r.overhead_per_run_s, 3)
+    (True, 0.05)
     """
 
     sweep_dir: Path
@@ -49,8 +47,10 @@ class SweepResult:
     wrong: int  # ok, but the answer differs from sequential
     skipped: int
     interrupted: bool
-    wall_s: float
+    wall_s: float  # the whole sweep, from the call to its return: calibration and Ray start-up included
     measured_s: float  # time the trial hosts spent running trials (setup + run), warm-ups included
+    ray_start_s: float = 0.0  # starting or joining Ray (or connecting to the cluster), part of wall_s
+    loop_s: float | None = None  # running and recording the runs (no start-up, no teardown); None: wall_s
 
     @property
     def ok(self) -> bool:
@@ -58,172 +58,24 @@ class SweepResult:
 
     @property
     def overhead_per_run_s(self) -> float:
-        """The runner's own cost per run: wall time not spent inside a trial, per run executed."""
-        runs = max(self.recorded, 1)
-        return max(self.wall_s - self.measured_s, 0.0) / runs
+        """The runner's own cost per run: time running the runs not spent inside a trial, per run."""
+        loop = self.wall_s if self.loop_s is None else self.loop_s
+        return max(loop - self.measured_s, 0.0) / max(self.recorded, 1)
 
 
-class TrialExecutor:
-    """Runs single trial runs in trial hosts and builds their rows.
+@dataclass(frozen=True)
+class _Prepared:
+    """Everything decided before the first run: the plan, where it goes, the manifest."""
 
-    >>> with TrialExecutor("demo", "s1", affinity_mode="compact") as ex:  # doctest: +SKIP
-    ...     row = ex.execute(Trial("experiments.cpu:sum_squares", "threading", 2, 8, 1000), repeat=0)
-    """
-
-    def __init__(
-        self,
-        sweep_name: str,
-        sweep_id: str,
-        affinity_mode: str | tuple[int, ...] = "compact",
-        timeout_s: float = 120.0,
-        search_path: list[str] | None = None,
-        node_id: str | None = None,
-        rewarm: bool = True,
-    ):
-        self.sweep_name, self.sweep_id = sweep_name, sweep_id
-        # After a host is replaced, each trial runs once untimed before its next measured run.
-        self.rewarm = rewarm
-        self._ran: dict[tuple, set[str]] = {}  # host key -> trial ids its current host has run
-        self._replaced: set[tuple] = set()  # host keys whose host was replaced at least once
-        self.affinity_mode, self.timeout_s = affinity_mode, timeout_s
-        self.search_path = search_path or [os.getcwd()]
-        self.node_id = node_id
-        self.hosts: dict[tuple, TrialHost] = {}  # see host_key
-        self.references: dict[tuple, str | None] = {}
-        self._facts: dict[str | None, dict] = {}
-        self.measured_s = 0.0  # time spent inside trial hosts, for the overhead figure
-
-    @staticmethod
-    def host_key(trial: Trial) -> tuple:
-        """Which host runs ``trial``: one per interpreter, and Ray trials in a host of their own.
-
-        A host that has imported Ray holds ~150 MB more; forking multiprocessing workers from it
-        would cost several times more than from the small host, and that is no number to report.
-        """
-        return (trial.python, trial.backend == "ray")
-
-    def host(self, key: tuple) -> TrialHost:
-        python = key[0]
-        host = self.hosts.get(key)
-        if host is None or host.proc.poll() is not None:
-            # a matrix names "3.12" or "python3.12"; the host needs the executable it stands for
-            host = self.hosts[key] = TrialHost(resolve(python), self.search_path)
-            self._facts[python] = host.info  # kept for the row of a trial that kills its host
-            if key in self._ran:
-                self._replaced.add(key)
-            self._ran[key] = set()
-        return host
-
-    def _drop_host(self, key: tuple) -> None:
-        host = self.hosts.pop(key, None)
-        if host is not None:
-            host.close()
-
-    def _call(self, trial: Trial, op: str, cores: list[int] | None) -> dict:
-        """One request to the trial's host; a timeout or death becomes a failed outcome."""
-        message = protocol.request(op, {**trial.params(), protocol.CORES: cores})
-        try:
-            host = self.host(self.host_key(trial))
-        except (HostDied, HostTimeout, OSError, InterpreterError) as exc:
-            self._drop_host(self.host_key(trial))
-            return {
-                protocol.STATUS: schema.FAILED,
-                protocol.ERROR: f"cannot start trial host for {trial.python or 'python'}: {exc}",
-            }
-        started = time.perf_counter()
-        try:
-            reply = host.request(message, self.timeout_s)
-        except HostTimeout as exc:
-            self._drop_host(self.host_key(trial))
-            return {protocol.STATUS: schema.TIMEOUT, protocol.ERROR: f"{exc}; trial host killed and replaced"}
-        except HostDied as exc:
-            self._drop_host(self.host_key(trial))
-            return {protocol.STATUS: schema.FAILED, protocol.ERROR: str(exc)}
-        finally:
-            self.measured_s += time.perf_counter() - started
-        if not reply.get(protocol.OK):
-            return {
-                protocol.STATUS: schema.FAILED,
-                protocol.ERROR: reply.get(protocol.ERROR) or "trial host error",
-            }
-        return reply[protocol.OUTCOME]
-
-    def cores_for(self, trial: Trial) -> list[int] | None:
-        mode = self.affinity_mode
-        return affinity.plan(list(mode) if isinstance(mode, tuple) else mode, trial.workers)
-
-    def execute(self, trial: Trial, repeat: int) -> dict:
-        """Run ``trial`` once and return its row (also for a failure or timeout)."""
-        cores = self.cores_for(trial)
-        started_at = int(time.time() * 1e6)
-        outcome = self._call(trial, protocol.RUN, cores)
-        if outcome.get(protocol.STATUS) == schema.OK and repeat >= 0 and self._cold(trial):
-            # A fresh host runs a trial slower the first time (imports, caches, the interpreter
-            # specialising its code): the warm-up round covered the sweep's first host, this
-            # covers its replacements, so the run after a hang or crash is measured warm.
-            # A first run that failed is the row itself: a hang is not waited for twice.
-            self._ran[self.host_key(trial)].add(trial.trial_id)
-            outcome = self._call(trial, protocol.RUN, cores)
-        self._ran.setdefault(self.host_key(trial), set()).add(trial.trial_id)
-        status, error = outcome.get(protocol.STATUS, schema.FAILED), outcome.get(protocol.ERROR)
-        row = trial_row(trial, repeat, self.sweep_id, self.sweep_name, status, error, started_at)
-        row["node_id"] = self.node_id
-        for key in protocol.MEASURED_FIELDS:
-            row[key] = outcome.get(key)
-        row["pinned"] = cores is not None
-        row["cores"] = cores or []
-        row["task_records"] = [protocol.task_record(rec) for rec in outcome.get(protocol.TASK_RECORDS) or []]
-        row.update(self.interpreter_facts(trial.python))
-        if outcome.get(protocol.GIL_ENABLED) is not None:  # the state during the run, not at host start
-            row["gil_enabled"] = outcome[protocol.GIL_ENABLED]
-        if row["status"] == schema.OK and outcome.get(protocol.CHECKABLE, True):
-            row["correct"] = self._check(trial, outcome["checksum"])
-        return row
-
-    def _cold(self, trial: Trial) -> bool:
-        """True when the host that replaced a failed one has not yet run ``trial``."""
-        key = self.host_key(trial)
-        return self.rewarm and key in self._replaced and trial.trial_id not in self._ran.get(key, set())
-
-    def interpreter_facts(self, python: str | None) -> dict:
-        """What the latest host for ``python`` said of its interpreter (empty before one started)."""
-        info = self._facts.get(python, {})
-        return {key: info[key] for key in protocol.HELLO_FACTS if info.get(key) is not None}
-
-    def _check(self, trial: Trial, checksum: str) -> bool | None:
-        key = trial.reference_key
-        if key not in self.references:
-            if trial.backend == "sequential":
-                self.references[key] = checksum
-            else:
-                ref = self._call(trial, protocol.REFERENCE, None)
-                self.references[key] = ref.get("checksum") if ref.get(protocol.STATUS) == schema.OK else None
-        reference = self.references[key]
-        return None if reference is None else checksum == reference
-
-    def close(self) -> None:
-        for key in list(self.hosts):
-            self._drop_host(key)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
+    plan: Plan
+    sweep_dir: Path
+    sweep_id: str
+    manifest: dict
+    search_path: list[str]
+    findings: list
 
 
-def plan_runs(trials: list[Trial], config: Config) -> Iterable[tuple[Trial, int]]:
-    """(trial, repeat) in run order; repeat < 0 is a warm-up. Rounds interleave all trials."""
-    for round_no in range(config.warmup + config.repeats):
-        order = list(trials)
-        if config.shuffle:
-            random.Random(config.seed * 1_000_003 + round_no).shuffle(order)
-        repeat = round_no - config.warmup
-        for trial in order:
-            yield trial, repeat
-
-
-def sweep(  # noqa: C901 -- being split (#11)
+def sweep(
     config: Config | str | os.PathLike,
     out: str | os.PathLike = "results",
     *,
@@ -237,51 +89,82 @@ def sweep(  # noqa: C901 -- being split (#11)
     """Run every trial of a matrix and store one row per measured run under ``out/<name>/<sweep_id>``.
 
     ``on_event(event)`` is told each ``conc_lab.events`` event: ``Planned``, ``RunFinished``
-    (every run, warm-ups included), ``Warned``, ``Calibrated``, ``RayStarted``. Ctrl-C stops after saving what ran;
-    the result says ``interrupted`` and ``sweep(..., resume=True)`` runs what is missing.
+    (every run, warm-ups included), ``Warned``, ``Calibrated``, ``RayStarted``. Ctrl-C stops
+    after saving what ran; the result says ``interrupted`` and ``sweep(..., resume=True)``
+    runs what is missing.
 
     ``shard="3/10"`` runs only the third of ten deterministic slices of the trials (see
-    ``cluster.shard_trials``; ``store.merge`` joins the shards). ``cluster=ADDRESS`` runs the
-    trials on the nodes of that Ray cluster, one at a time per node (``cluster.run_on_cluster``);
+    ``plan.shard_trials``; ``store.merge`` joins the shards). ``cluster=ADDRESS`` runs the
+    trials on the nodes of that Ray cluster, one at a time per node (``cluster.ClusterDispatch``);
     ``NodeJoined`` / ``NodeLost`` events then tell nodes joining and lost. ``ray_address`` is
     the Ray runtime ``ray`` trials join (else the config's ``ray.address``, ``RAY_ADDRESS``, or
-    one started here); a ``RayStarted`` event tells which.
+    one started here); a ``RayStarted`` event tells which. Without Ray installed, ray trials
+    are recorded as skipped, with the reason.
 
     >>> result = sweep("configs/smoke.yaml", out="/tmp/results")  # doctest: +SKIP
     >>> result.recorded, result.ok  # doctest: +SKIP
     (24, True)
     """
+    began = time.perf_counter()
     emit = on_event or events.ignore
     if not isinstance(config, Config):
         config = load_config(config)
     store.preflight(out)
-    trials = list(expand(config))
-    if shard is not None:
-        from conc_lab import cluster as cluster_mod
-
-        shard = cluster_mod.parse_shard(shard) if isinstance(shard, str) else shard
-        trials = cluster_mod.shard_trials(trials, shard)
-    shard_label = f"{shard[0]}/{shard[1]}" if shard else None
-    previous = _resumable(config, out, shard_label, emit) if resume else None
-    done: set[tuple[str, int]] = set()
-    known_sizes: dict[str, int] = {}  # size: auto, as calibrated by the sweep being resumed
-    if previous is not None:
-        sweep_dir, sweep_id = previous
-        done = store.completed_runs(sweep_dir)
-        known_sizes = store.read_manifest(sweep_dir).get("calibrated_sizes") or {}
-    else:
-        sweep_id = store.new_sweep_id()
-        sweep_dir = Path(out) / config.name / sweep_id
-    search_path = workload_search_path(Path(config.path).parent if config.path else None)
-    try:
-        trials, calibrated = calibration.resolve_auto_sizes(
-            trials,
-            search_path,
-            known_sizes,
-            on_calibrated=lambda w, size, s: emit(events.Calibrated(w, size, s)),
+    shard = plan.parse_shard(shard) if isinstance(shard, str) else shard
+    prepared = _prepare(config, out, resume, shard, cluster, emit)
+    emit(
+        events.Planned(
+            prepared.plan.total, prepared.plan.measured, str(prepared.sweep_dir), len(prepared.plan.trials)
         )
-    except calibration.CalibrationFailed as exc:
-        raise ConfigError(config.path, "matrix.size", str(exc)) from None
+    )
+    _warn_before_running(config, prepared.findings, cluster, ray_address, emit)
+    dispatch = _dispatch(config, prepared, cluster, ray_address)
+    unavailable, interrupted = _open(dispatch, prepared.plan.trials, emit)
+    writer = store.SweepWriter(prepared.sweep_dir, prepared.manifest)
+    book = _Book(unavailable)
+    loop_began = time.perf_counter()
+    interrupted = _drive(prepared.plan, dispatch, writer, book, fail_fast, emit, interrupted)
+    return _result(prepared, book, dispatch, interrupted, began, loop_began)
+
+
+def _result(
+    prepared: _Prepared, book: _Book, dispatch: Dispatch, interrupted: bool, began: float, loop_began: float
+) -> SweepResult:
+    ended = time.perf_counter()
+    return SweepResult(
+        sweep_dir=prepared.sweep_dir,
+        sweep_id=prepared.sweep_id,
+        planned=prepared.plan.measured,
+        recorded=book.recorded,
+        failed=book.failed,
+        wrong=book.wrong,
+        skipped=book.skipped,
+        interrupted=interrupted,
+        wall_s=ended - began,
+        measured_s=dispatch.measured_s,
+        ray_start_s=dispatch.setup_s,
+        # hosts and Ray shutting down, once per sweep, are not a per-run cost
+        loop_s=ended - loop_began - dispatch.teardown_s,
+    )
+
+
+def _prepare(
+    config: Config,
+    out: str | os.PathLike,
+    resume: bool,
+    shard: tuple[int, int] | None,
+    cluster: str | None,
+    emit: EventHandler,
+) -> _Prepared:
+    """Plan the sweep: its trials (sizes calibrated), what a resume still needs, its manifest."""
+    label = plan.shard_label(shard)
+    state = plan.resume_state(config, out, label) if resume else None
+    if resume and state is None:
+        emit(events.Warned(f"nothing to resume under {Path(out) / config.name}; starting a new sweep"))
+    sweep_id = state.sweep_id if state else store.new_sweep_id()
+    sweep_dir = state.sweep_dir if state else Path(out) / config.name / sweep_id
+    search_path = workload_search_path(Path(config.path).parent if config.path else None)
+    trials, calibrated = _calibrate(config, plan.select_trials(config, shard), search_path, state, emit)
     findings = doctor.diagnose()
     manifest = {
         "sweep_id": sweep_id,
@@ -295,158 +178,157 @@ def sweep(  # noqa: C901 -- being split (#11)
         "shuffle": config.shuffle,
         "calibrated_sizes": calibrated,
         "doctor": [f.to_dict() for f in findings],
-        "shard": shard_label,
+        "shard": label,
         "cluster": cluster,
     }
-    if resume and done:
-        manifest["started_at"] = store.read_manifest(sweep_dir).get("started_at", manifest["started_at"])
-    writer = store.SweepWriter(sweep_dir, manifest)
+    if state is not None and state.done and state.started_at is not None:
+        manifest["started_at"] = state.started_at
+    done = state.done if state else frozenset()
+    return _Prepared(Plan(config, trials, done), sweep_dir, sweep_id, manifest, search_path, findings)
 
-    # A resumed sweep runs what is missing, with warm-ups only for trials that miss something.
-    finished = {t.trial_id for t in trials if all((t.trial_id, r) in done for r in range(config.repeats))}
-    runs = [
-        (t, r)
-        for t, r in plan_runs(trials, config)
-        if t.trial_id not in finished and (r < 0 or (t.trial_id, r) not in done)
-    ]
-    measured_total = sum(1 for _, r in runs if r >= 0)
-    emit(events.Planned(len(runs), measured_total, str(sweep_dir), len(trials)))
+
+def _calibrate(
+    config: Config, trials: list[Trial], search_path: list[str], state: ResumeState | None, emit: EventHandler
+) -> tuple[list[Trial], dict[str, int]]:
+    """Trials with ``size: auto`` resolved (a resumed sweep reuses its sizes), and the sizes chosen."""
+    try:
+        return calibration.resolve_auto_sizes(
+            trials,
+            search_path,
+            state.calibrated_sizes if state else {},
+            on_calibrated=lambda w, size, s: emit(events.Calibrated(w, size, s)),
+        )
+    except calibration.CalibrationFailed as exc:
+        raise ConfigError(config.path, "matrix.size", str(exc)) from None
+
+
+def _warn_before_running(
+    config: Config, findings: list, cluster: str | None, ray_address: str | None, emit: EventHandler
+) -> None:
     if config.affinity != "none" and not affinity.SUPPORTED:
         emit(events.Warned("this platform has no CPU affinity: trials run unpinned (pinned=false)"))
     spoilers = doctor.summary_line(findings)
     if spoilers:
         emit(events.Warned(spoilers))
+    if cluster is not None and (ray_address or config.ray_address):
+        emit(events.Warned("ray.address is not used: a cluster sweep's ray trials run on its nodes"))
 
-    executor = TrialExecutor(
-        config.name,
-        sweep_id,
-        config.affinity,
-        config.timeout_s,
-        search_path,
-        rewarm=config.warmup > 0,
-    )
-    counts = {"recorded": 0, "failed": 0, "wrong": 0, "skipped": 0}
-    given_up: dict[str, str] = {}  # trial_id -> why its later runs are skipped
-    hung_warmups: dict[str, dict] = {}  # trial_id -> the row of a warm-up run that timed out
-    interrupted = False
-    started = time.perf_counter()
-    ray_runtime = None
-    cluster_stats: dict = {}  # measured_s summed over nodes, and how many nodes took part
-    if cluster is None and any(t.backend == "ray" for t in trials):
-        from conc_lab.ray_runtime import RayRuntime  # Ray is imported only for sweeps that use it
 
-        ray_runtime = RayRuntime(ray_address or config.ray_address)
+def _dispatch(config: Config, prepared: _Prepared, cluster: str | None, ray_address: str | None) -> Dispatch:
+    """Where the runs execute: on this machine, or on the nodes of ``cluster``."""
     if cluster is not None:
-        from conc_lab import cluster as cluster_mod
+        from conc_lab.cluster import ClusterDispatch  # Ray is imported only for sweeps that use it
 
-        if ray_address or config.ray_address:
-            emit(events.Warned("ray.address is not used: a cluster sweep's ray trials run on its nodes"))
-        source = cluster_mod.run_on_cluster(
+        return ClusterDispatch(
             cluster,
-            runs,
             sweep_name=config.name,
-            sweep_id=sweep_id,
+            sweep_id=prepared.sweep_id,
             affinity_mode=config.affinity,
             timeout_s=config.timeout_s,
-            search_path=search_path,
-            skip=lambda t: t.trial_id in given_up,
-            on_event=emit,
-            stats=cluster_stats,
+            search_path=prepared.search_path,
         )
-    else:  # row None: the trial was given up before this run
-        source = ((t, r, None if t.trial_id in given_up else executor.execute(t, r)) for t, r in runs)
+    executor = TrialExecutor(
+        config.name,
+        prepared.sweep_id,
+        config.affinity,
+        config.timeout_s,
+        prepared.search_path,
+        rewarm=config.warmup > 0,
+    )
+    return LocalDispatch(executor, ray_address or config.ray_address)
+
+
+def _open(dispatch: Dispatch, trials: list[Trial], emit: EventHandler) -> tuple[dict[str, str], bool]:
+    """Open ``dispatch``: ({trial_id: why it cannot run}, whether Ctrl-C came meanwhile).
+
+    Before the sweep folder exists, so a cluster that cannot be reached leaves nothing behind.
+    """
     try:
-        if ray_runtime is not None:
-            ray_started = time.perf_counter()
-            ray_runtime.open()
-            # Ray's own start-up (seconds) is reported apart, not as the runner's per-run overhead.
-            started += time.perf_counter() - ray_started
-            emit(
-                events.RayStarted(ray_runtime.address, ray_runtime.started, time.perf_counter() - ray_started)
-            )
-        for trial, repeat, row in source:
-            if row is None:
-                if repeat < 0:
+        return dispatch.open(trials, emit), False
+    except KeyboardInterrupt:  # the sweep folder is still made, marked interrupted: --resume works
+        dispatch.close()
+        return {}, True
+    except BaseException:
+        dispatch.close()
+        raise
+
+
+class _Book:
+    """The per-run bookkeeping: counts, and trials given up (hung once, or unable to run here)."""
+
+    def __init__(self, given_up: dict[str, str]):
+        self.given_up = dict(given_up)  # trial_id -> why its later runs are skipped
+        self.hung_warmups: dict[str, dict] = {}  # trial_id -> the row of a warm-up run that timed out
+        self.recorded = self.failed = self.wrong = self.skipped = 0
+
+    def skips(self, trial: Trial) -> bool:
+        return trial.trial_id in self.given_up
+
+    def settle(self, run: Run, row: dict | None, dispatch: Dispatch) -> dict | None:
+        """The row to report for ``run`` (None: a skipped warm-up, nothing to tell); notes give-ups."""
+        tid = run.trial.trial_id
+        if row is None:  # given up before this run
+            if run.warmup:
+                return None
+            hung = self.hung_warmups.pop(tid, None)
+            if hung is not None:  # its first measured row says so, or the hang would go unrecorded
+                return dict(hung, repeat=run.repeat, error=f"in its warm-up run: {hung['error']}")
+            return dispatch.skipped_row(run, self.given_up[tid])
+        if row["status"] == schema.TIMEOUT:
+            self.given_up[tid] = "an earlier run of this trial timed out"
+            if run.warmup:
+                self.hung_warmups[tid] = row
+        elif row["status"] == schema.SKIPPED:  # this interpreter lacks what the workload needs
+            self.given_up[tid] = row["error"]
+        return row
+
+    def count(self, row: dict) -> None:
+        self.recorded += 1
+        self.failed += row["status"] in schema.FAILURES
+        self.skipped += row["status"] == schema.SKIPPED
+        self.wrong += row["correct"] is False
+
+    @staticmethod
+    def is_failure(row: dict) -> bool:
+        return row["status"] in schema.FAILURES or row["correct"] is False
+
+
+def _drive(
+    the_plan: Plan,
+    dispatch: Dispatch,
+    writer: store.SweepWriter,
+    book: _Book,
+    fail_fast: bool,
+    emit: EventHandler,
+    interrupted: bool = False,
+) -> bool:
+    """Run the plan through ``dispatch``, writing each measured row; True when interrupted."""
+    try:
+        if not interrupted:
+            for run, row in dispatch.results(the_plan.runs(), book.skips):
+                row = book.settle(run, row, dispatch)
+                if row is None:
                     continue
-                hung = hung_warmups.pop(trial.trial_id, None)
-                if hung is not None:  # its first measured row says so, or the hang would go unrecorded
-                    row = dict(hung, repeat=repeat, error=f"in its warm-up run: {hung['error']}")
-                else:
-                    row = trial_row(trial, repeat, sweep_id, config.name, "skipped", given_up[trial.trial_id])
-                    # the interpreter it was skipped under
-                    row.update(executor.interpreter_facts(trial.python))
-            else:
-                if row["status"] == "timeout":
-                    given_up[trial.trial_id] = "an earlier run of this trial timed out"
-                    if repeat < 0:
-                        hung_warmups[trial.trial_id] = row
-                elif row["status"] == "skipped":  # this interpreter lacks what the workload needs
-                    given_up[trial.trial_id] = row["error"]
-            if repeat >= 0:
-                with _interrupts_held():  # a Ctrl-C lands after the row is whole on disk, never inside
-                    writer.append(row)
-                    counts["recorded"] += 1
-                    counts["failed"] += row["status"] in ("failed", "timeout")
-                    counts["skipped"] += row["status"] == "skipped"
-                    counts["wrong"] += row["correct"] is False
-            emit(events.RunFinished(row, repeat >= 0))
-            if fail_fast and (row["status"] in ("failed", "timeout") or row["correct"] is False):
-                emit(events.Warned("stopping at the first failure (--fail-fast)"))
-                break
+                if not run.warmup:
+                    with _interrupts_held():  # a Ctrl-C lands after the row is whole on disk, never inside
+                        writer.append(row)
+                        book.count(row)
+                emit(events.RunFinished(row, not run.warmup))
+                if fail_fast and book.is_failure(row):
+                    emit(events.Warned("stopping at the first failure (--fail-fast)"))
+                    break
     except KeyboardInterrupt:
         interrupted = True
     finally:
         try:
-            if cluster is not None:
-                source.close()  # stops the node runners
-            closing = time.perf_counter()
-            executor.close()  # once per sweep (a Ray-connected host takes ~0.5 s): not a per-run cost
-            started += time.perf_counter() - closing
-            if ray_runtime is not None:
-                closing = time.perf_counter()
-                ray_runtime.close()
-                started += time.perf_counter() - closing  # Ray's shutdown is not runner overhead either
+            dispatch.close()
         except KeyboardInterrupt:  # a second Ctrl-C may cut the clean-up short (hosts die with us) ...
             interrupted = True
         with _interrupts_held(reraise=False) as held:  # ... but never the saving
-            complete = not interrupted and counts["recorded"] == measured_total
+            complete = not interrupted and book.recorded == the_plan.measured
             writer.close("complete" if complete else ("interrupted" if interrupted else "stopped"))
         interrupted = interrupted or bool(held)
-    return SweepResult(
-        sweep_dir=sweep_dir,
-        sweep_id=sweep_id,
-        planned=measured_total,
-        recorded=counts["recorded"],
-        failed=counts["failed"],
-        wrong=counts["wrong"],
-        skipped=counts["skipped"],
-        interrupted=interrupted,
-        wall_s=time.perf_counter() - started,
-        # Nodes run side by side: their trial time, shared out over them, is what the wall time covers.
-        measured_s=executor.measured_s
-        + cluster_stats.get("measured_s", 0.0) / max(cluster_stats.get("nodes", 0), 1),
-    )
-
-
-def _resumable(config: Config, out: str | os.PathLike, shard_label: str | None, emit: EventHandler):
-    """(sweep_dir, sweep_id) of the sweep ``--resume`` continues, or None to start a new one.
-
-    A sweep begun under another config is refused: mixing its rows with these would
-    compare trials that were not run alike.
-    """
-    sweep_dir = store.latest_sweep(Path(out) / config.name, shard=shard_label)
-    if sweep_dir is None:
-        emit(events.Warned(f"nothing to resume under {Path(out) / config.name}; starting a new sweep"))
-        return None
-    manifest = store.read_manifest(sweep_dir)
-    if manifest.get("fingerprint") != config.fingerprint:
-        raise ConfigError(
-            config.path,
-            "(resume)",
-            f"the config changed since sweep {manifest.get('sweep_id')} began "
-            "(its fingerprint differs); run without --resume to start a new sweep",
-        )
-    return sweep_dir, manifest["sweep_id"]
+    return interrupted
 
 
 @contextlib.contextmanager
@@ -469,34 +351,3 @@ def _interrupts_held(reraise: bool = True) -> Iterator[list[int]]:
             signal.signal(s, handler)
     if held and reraise:
         raise KeyboardInterrupt
-
-
-def trial_row(
-    trial: Trial,
-    repeat: int,
-    sweep_id: str,
-    name: str,
-    status: str,
-    error: str | None,
-    started_at: int | None = None,
-) -> dict:
-    """A row naming the run and its trial's parameters, with nothing measured yet.
-
-    As it stands, the row of a run that never reached a trial host (skipped, or its cluster
-    node lost); ``TrialExecutor.execute`` fills in what a host measured.
-    """
-    row = schema.empty_row()
-    row.update(
-        sweep_id=sweep_id,
-        sweep_name=name,
-        trial_id=trial.trial_id,
-        **trial.params(),
-        repeat=repeat,
-        status=status,
-        error=error,
-        started_at=int(time.time() * 1e6) if started_at is None else started_at,
-        pinned=False,
-        cores=[],
-        task_records=[],
-    )
-    return row

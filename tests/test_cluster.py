@@ -11,10 +11,10 @@ from typer.testing import CliRunner
 import conc_lab
 from conc_lab import runner, store
 from conc_lab.cli import app
-from conc_lab.cluster import parse_shard, shard_trials
 from conc_lab.config import load_config
 from conc_lab.events import NodeJoined, NodeLost, RunFinished, Warned
 from conc_lab.matrix import expand
+from conc_lab.plan import parse_shard, shard_trials
 
 SPREAD = """
 name: spread

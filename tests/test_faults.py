@@ -21,9 +21,9 @@ import yaml
 from conc_lab import runner, store
 from conc_lab.config import parse_config
 from conc_lab.events import RunFinished
+from conc_lab.executor import TrialExecutor
 from conc_lab.host.measure import checksum
 from conc_lab.matrix import Trial
-from conc_lab.runner import TrialExecutor
 
 TESTS = str(Path(__file__).resolve().parent)
 REPO = Path(TESTS).parent

@@ -12,6 +12,7 @@ import pytest
 import conc_lab
 from conc_lab import runner
 from conc_lab.events import RayStarted
+from conc_lab.executor import TrialExecutor
 from conc_lab.host import affinity
 from conc_lab.host.backends.ray_backend import _RayWorker, is_loopback
 from conc_lab.matrix import Trial
@@ -87,7 +88,7 @@ def test_a_ray_worker_pins_each_task_and_gives_its_process_its_affinity_back(tmp
 def test_a_failing_ray_task_fails_the_trial_with_the_reason(ray_cluster, workload, expected):
     with (
         RayRuntime(ray_cluster.address),
-        runner.TrialExecutor("faults", "t", "compact", timeout_s=60, search_path=[TESTS]) as ex,
+        TrialExecutor("faults", "t", "compact", timeout_s=60, search_path=[TESTS]) as ex,
     ):
         row = ex.execute(Trial(f"workloads_faulty:{workload}", "ray", 2, tasks=4, size=2000), repeat=0)
         assert row["status"] == "failed" and expected in row["error"]
@@ -148,7 +149,7 @@ def test_a_ray_trial_under_an_interpreter_without_ray_is_skipped_not_failed():
     version = _python_without_ray()
     if version is None:
         pytest.skip("no interpreter without Ray on this machine")
-    with runner.TrialExecutor("x", "t", "compact", timeout_s=60) as ex:
+    with TrialExecutor("x", "t", "compact", timeout_s=60) as ex:
         row = ex.execute(Trial("experiments.io:sleep", "ray", 1, tasks=2, size=1, python=version), repeat=0)
     assert row["status"] == "skipped" and row["error"].startswith("needs ray, which ")
     assert row["python_version"].startswith(version)

@@ -1,0 +1,111 @@
+"""Where a sweep's runs execute: one small interface, two implementations.
+
+``Dispatch`` takes the plan's runs and yields ``(run, row)`` as each finishes; ``row`` is
+None for a run it was told to skip (the driver writes that row). Like the executors of
+``concurrent.futures``, implementations differ only in where the work happens:
+
+* ``LocalDispatch`` (here): trial hosts on this machine, through one ``TrialExecutor``;
+  it starts or joins the Ray runtime a sweep's ``ray`` trials need;
+* ``cluster.ClusterDispatch``: one node actor per Ray node, each with its own executor.
+
+Both depend on the executor, never on the driver (``runner``).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import time
+from collections.abc import Callable, Iterable, Iterator
+
+from conc_lab import events
+from conc_lab.events import EventHandler
+from conc_lab.executor import TrialExecutor
+from conc_lab.matrix import Trial
+from conc_lab.plan import Run
+
+Skip = Callable[[Trial], bool]
+
+
+class Dispatch:
+    """The interface. ``open``, then ``results`` once, then ``close`` (also after an error)."""
+
+    #: seconds spent inside trial hosts (for the overhead figure); nodes' time shared out over them
+    measured_s: float = 0.0
+    #: seconds ``open`` took (Ray's start-up): reported on its own, not as runner overhead
+    setup_s: float = 0.0
+    #: seconds ``close`` took (hosts and Ray shutting down), likewise
+    teardown_s: float = 0.0
+
+    def open(self, trials: list[Trial], emit: EventHandler) -> dict[str, str]:
+        """Get ready to run ``trials``; return {trial_id: reason} for trials it cannot run."""
+        return {}
+
+    def results(self, runs: Iterable[Run], skip: Skip) -> Iterator[tuple[Run, dict | None]]:
+        """Execute ``runs``; yield (run, row) as each finishes, row None where ``skip(trial)``."""
+        raise NotImplementedError
+
+    def skipped_row(self, run: Run, reason: str) -> dict:
+        """The row of a run that was not executed."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release hosts, actors and runtimes; safe to call twice."""
+
+
+class LocalDispatch(Dispatch):
+    """Runs every run here, in order, in the executor's trial hosts."""
+
+    def __init__(self, executor: TrialExecutor, ray_address: str | None = None):
+        self.executor = executor
+        self.ray_address = ray_address
+        self._ray = None
+
+    @property
+    def measured_s(self) -> float:
+        return self.executor.measured_s
+
+    def open(self, trials: list[Trial], emit: EventHandler) -> dict[str, str]:
+        ray_trials = [t.trial_id for t in trials if t.backend == "ray"]
+        if not ray_trials:
+            return {}
+        missing = ray_missing()
+        if missing:
+            emit(events.Warned(f"ray trials ({len(ray_trials)}) are skipped: {missing}"))
+            return dict.fromkeys(ray_trials, missing)
+        from conc_lab.ray_runtime import RayRuntime  # Ray is imported only for sweeps that use it
+
+        started = time.perf_counter()
+        self._ray = RayRuntime(self.ray_address).open()
+        self.setup_s = time.perf_counter() - started
+        emit(events.RayStarted(self._ray.address, self._ray.started, self.setup_s))
+        return {}
+
+    def results(self, runs: Iterable[Run], skip: Skip) -> Iterator[tuple[Run, dict | None]]:
+        execute = self.executor.execute
+        for run in runs:
+            yield run, None if skip(run.trial) else execute(run.trial, run.repeat, run.warmup)
+
+    def skipped_row(self, run: Run, reason: str) -> dict:
+        return self.executor.skipped_row(run.trial, run.repeat, reason)
+
+    def close(self) -> None:
+        started = time.perf_counter()
+        try:
+            self.executor.close()  # once per sweep (a Ray-connected host takes ~0.5 s)
+        finally:
+            if self._ray is not None:
+                self._ray.close()
+                self._ray = None
+            self.teardown_s += time.perf_counter() - started
+
+
+def ray_missing() -> str | None:
+    """Why Ray cannot be used here (one line), or None when it can be imported."""
+    missing = "ray is not installed here (pip install ray)"
+    try:
+        found = importlib.util.find_spec("ray") is not None
+    except ModuleNotFoundError:
+        return missing
+    except (ImportError, ValueError) as exc:
+        return f"ray cannot be imported here ({exc})"
+    return None if found else missing

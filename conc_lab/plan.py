@@ -1,0 +1,221 @@
+"""The plan of a sweep, as plain data: which trials, in which order, and what a resume still needs.
+
+Nothing here runs a trial. ``select_trials`` expands the matrix and takes a shard of it;
+``Plan`` orders the runs (rounds interleave every trial: A B C A B C ..., each round
+optionally shuffled with a recorded seed; warm-up rounds first) and leaves out what a
+resumed sweep already recorded; ``resume_state`` reads what that is from the store.
+Runs are generated, never listed: a plan of 10^6 trials x 100 repeats costs the trials'
+memory, not the runs'.
+
+>>> from conc_lab.config import parse_config
+>>> cfg = parse_config({"name": "p", "repeats": 2, "warmup": 1,
+...     "matrix": {"workload": ["experiments.io:sleep"], "backend": ["sequential", "threading"]}})
+>>> plan = Plan(cfg, select_trials(cfg))
+>>> [(r.trial.backend, r.repeat, r.warmup) for r in plan.runs()]  # doctest: +NORMALIZE_WHITESPACE
+[('sequential', 0, True), ('threading', 0, True), ('sequential', 0, False), ('threading', 0, False),
+ ('sequential', 1, False), ('threading', 1, False)]
+>>> plan.total, plan.measured
+(6, 4)
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+from conc_lab import store
+from conc_lab.config import Config, ConfigError
+from conc_lab.matrix import Trial, expand
+
+
+@dataclass(frozen=True)
+class Run:
+    """One execution of a trial: measured repeat ``repeat``, or its warm-up round ``repeat``.
+
+    A warm-up run executes like any other but makes no row in the store.
+    """
+
+    trial: Trial
+    repeat: int
+    warmup: bool = False
+
+
+# -- shards ---------------------------------------------------------------------------------
+
+
+def parse_shard(text: str, environ: Mapping[str, str] | None = None) -> tuple[int, int]:
+    """``"3/10"`` -> (3, 10): the third of ten slices, counted from 1.
+
+    ``"auto"`` is this SLURM array task's slice, from ``SLURM_ARRAY_TASK_ID`` and the array's
+    ``SLURM_ARRAY_TASK_MIN`` with ``SLURM_ARRAY_TASK_COUNT`` (or ``_MAX`` and ``_STEP``), so an
+    array job script needs no arithmetic: ``--array=0-3`` and ``--array=1-4`` both give 1/4 .. 4/4.
+
+    >>> parse_shard("3/10")
+    (3, 10)
+    >>> parse_shard("auto", {"SLURM_ARRAY_TASK_ID": "2", "SLURM_ARRAY_TASK_MIN": "0", "SLURM_ARRAY_TASK_COUNT": "4"})
+    (3, 4)
+    """
+    if str(text).strip().lower() == "auto":
+        return _slurm_array_shard(os.environ if environ is None else environ)
+    k, sep, n = str(text).partition("/")
+    try:
+        k_i, n_i = int(k), int(n)
+    except ValueError:
+        k_i = n_i = 0
+    if not sep or n_i < 1 or not 1 <= k_i <= n_i:
+        raise ValueError(f"--shard: must be K/N with 1 <= K <= N or auto, e.g. 3/10, got {text!r}")
+    return k_i, n_i
+
+
+def _slurm_array_shard(environ: Mapping[str, str]) -> tuple[int, int]:
+    """(K, N) of this SLURM array task; ValueError naming the variable when it cannot tell."""
+    get = environ.get
+    if get("SLURM_ARRAY_TASK_ID") is None:
+        raise ValueError("--shard auto: not a SLURM array task (SLURM_ARRAY_TASK_ID is unset); give K/N")
+    try:
+        task, low = int(get("SLURM_ARRAY_TASK_ID")), int(get("SLURM_ARRAY_TASK_MIN", ""))
+        step = int(get("SLURM_ARRAY_TASK_STEP") or 1)
+        high = int(get("SLURM_ARRAY_TASK_MAX") or low + (int(get("SLURM_ARRAY_TASK_COUNT", "")) - 1) * step)
+        count = int(get("SLURM_ARRAY_TASK_COUNT") or (high - low) // step + 1)
+    except ValueError:
+        raise ValueError(
+            "--shard auto: SLURM_ARRAY_TASK_ID, _MIN and _COUNT (or _MAX) must be set, as integers; give K/N"
+        ) from None
+    k, off = divmod(task - low, step)
+    # An index list like --array=1,5,7 has no stride that maps every index to a slice.
+    if off or not 0 <= k < count or (high - low) // step + 1 != count:
+        raise ValueError(
+            f"--shard auto: array index {task} is not one of {count} evenly spaced indices from {low} "
+            "(use --array=1-N, or give K/N)"
+        )
+    return k + 1, count
+
+
+def shard_trials(trials: Iterable[Trial], shard: tuple[int, int]) -> list[Trial]:
+    """The K-th of N slices of ``trials``: every N-th trial in matrix order, starting at the K-th.
+
+    Deterministic (matrix order is), disjoint and complete over K = 1..N, and striding
+    spreads every backend and size over all shards so they take similar times.
+
+    >>> [t for t in shard_trials(list("abcdefg"), (2, 3))]
+    ['b', 'e']
+    """
+    k, n = shard
+    return [t for i, t in enumerate(trials) if i % n == k - 1]
+
+
+def shard_label(shard: tuple[int, int] | None) -> str | None:
+    """``(3, 10)`` -> ``"3/10"``, as the manifest and ``--resume`` name a shard."""
+    return f"{shard[0]}/{shard[1]}" if shard else None
+
+
+def select_trials(config: Config, shard: str | tuple[int, int] | None = None) -> list[Trial]:
+    """The trials this sweep runs: the matrix, or the given shard of it, in matrix order."""
+    if shard is None:
+        return list(expand(config))
+    return shard_trials(expand(config), parse_shard(shard) if isinstance(shard, str) else shard)
+
+
+# -- resume ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ResumeState:
+    """What a resumed sweep continues from: its folder, id, recorded runs and calibrated sizes."""
+
+    sweep_dir: Path
+    sweep_id: str
+    done: frozenset[tuple[str, int]] = frozenset()  # (trial_id, repeat) already recorded
+    calibrated_sizes: dict[str, int] = field(default_factory=dict)
+    started_at: float | None = None
+
+
+def resume_state(config: Config, out: str | os.PathLike, shard: str | None = None) -> ResumeState | None:
+    """The state of the latest sweep of ``config`` under ``out`` (of that shard), or None if none.
+
+    A sweep begun under another config is refused: mixing its rows with these would
+    compare trials that were not run alike.
+    """
+    sweep_dir = store.latest_sweep(Path(out) / config.name, shard=shard)
+    if sweep_dir is None:
+        return None
+    manifest = store.read_manifest(sweep_dir)
+    if manifest.get("fingerprint") != config.fingerprint:
+        raise ConfigError(
+            config.path,
+            "(resume)",
+            f"the config changed since sweep {manifest.get('sweep_id')} began "
+            "(its fingerprint differs); run without --resume to start a new sweep",
+        )
+    return ResumeState(
+        sweep_dir=sweep_dir,
+        sweep_id=manifest["sweep_id"],
+        done=frozenset(store.completed_runs(sweep_dir)),
+        calibrated_sizes=manifest.get("calibrated_sizes") or {},
+        started_at=manifest.get("started_at"),
+    )
+
+
+# -- run order ------------------------------------------------------------------------------
+
+
+def run_order(trials: list[Trial], config: Config) -> Iterator[Run]:
+    """Every run in order: ``config.warmup`` warm-up rounds, then ``config.repeats`` measured ones.
+
+    Each round runs every trial once, shuffled (when ``config.shuffle``) by a seed derived
+    from ``config.seed`` and the round, so a sweep's order can be replayed.
+    """
+    for round_no in range(config.warmup + config.repeats):
+        order = trials
+        if config.shuffle:
+            order = list(trials)
+            random.Random(config.seed * 1_000_003 + round_no).shuffle(order)
+        warmup = round_no < config.warmup
+        repeat = round_no if warmup else round_no - config.warmup
+        for trial in order:
+            yield Run(trial, repeat, warmup)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The runs a sweep still has to do: ``trials`` in ``run_order``, less the runs in ``done``.
+
+    A resumed sweep runs what is missing, with warm-ups only for trials that miss something.
+    """
+
+    config: Config
+    trials: list[Trial]
+    done: frozenset[tuple[str, int]] = frozenset()
+
+    @cached_property
+    def _missing(self) -> dict[str, int]:
+        """trial_id -> measured runs it still needs (only trials that need any)."""
+        have = Counter(tid for tid, repeat in self.done if 0 <= repeat < self.config.repeats)
+        missing = ((t.trial_id, self.config.repeats - have[t.trial_id]) for t in self.trials)
+        return {tid: n for tid, n in missing if n > 0}
+
+    def runs(self) -> Iterator[Run]:
+        """The runs to execute, in order (generated as they are asked for)."""
+        if not self.done:
+            yield from run_order(self.trials, self.config)
+            return
+        missing, done = self._missing, self.done
+        for run in run_order(self.trials, self.config):
+            tid = run.trial.trial_id
+            if tid in missing and (run.warmup or (tid, run.repeat) not in done):
+                yield run
+
+    @property
+    def measured(self) -> int:
+        """Runs that will make a row."""
+        return sum(self._missing.values())
+
+    @property
+    def total(self) -> int:
+        """Runs that will execute, warm-ups included."""
+        return self.measured + len(self._missing) * self.config.warmup

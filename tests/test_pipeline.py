@@ -1,0 +1,167 @@
+"""The pipeline's shape (config → plan → dispatch → record): no import cycles, honest times,
+and a sweep on a machine without Ray."""
+
+from __future__ import annotations
+
+import ast
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import conc_lab
+from conc_lab import runner
+from conc_lab.events import RayStarted
+
+REPO = Path(__file__).resolve().parent.parent
+PACKAGE = REPO / "conc_lab"
+
+NO_RAY = """
+import sys
+
+
+class _NoRay:
+    \"\"\"Ray hidden from the import system, as on a machine without it.\"\"\"
+
+    def find_spec(self, name, path=None, target=None):
+        if name == "ray" or name.startswith("ray."):
+            raise ModuleNotFoundError("No module named %r" % name, name=name)
+        return None
+
+
+sys.meta_path.insert(0, _NoRay())
+"""
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(REPO).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _imports(path: Path, known: set[str]) -> set[str]:
+    """conc_lab modules ``path`` imports anywhere (in functions too), resolved to module names."""
+    me = _module_name(path)
+    package = me if path.name == "__init__.py" else me.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                base = ".".join(
+                    package.split(".")[: len(package.split(".")) - node.level + 1] + [base]
+                ).strip(".")
+            # ``from pkg import mod`` imports the module pkg.mod where there is one
+            names = [f"{base}.{a.name}" if f"{base}.{a.name}" in known else base for a in node.names]
+        else:
+            continue
+        for name in names:
+            while name and name not in known:  # a.b.c -> the deepest conc_lab module it names
+                name = name.rpartition(".")[0]
+            if name and name != me:
+                found.add(name)
+    return found
+
+
+def import_graph() -> dict[str, set[str]]:
+    files = {_module_name(p): p for p in PACKAGE.rglob("*.py")}
+    known = set(files)
+    graph = {m: _imports(p, known) for m, p in files.items()}
+    # A package's __init__ runs before its modules: importing a.b imports a too. Parents are not
+    # edges here, since conc_lab/__init__ imports its API lazily (PEP 562) and must stay that way.
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import cycle in ``graph`` as a list of modules, or None.
+
+    >>> find_cycle({"a": {"b"}, "b": {"a"}})
+    ['a', 'b', 'a']
+    """
+    state: dict[str, int] = {}  # 1: on the path, 2: done
+    path: list[str] = []
+
+    def visit(m: str) -> list[str] | None:
+        state[m] = 1
+        path.append(m)
+        for n in sorted(graph.get(m, ())):
+            if state.get(n) == 1:
+                return path[path.index(n) :] + [n]
+            if n not in state:
+                found = visit(n)
+                if found:
+                    return found
+        state[m] = 2
+        path.pop()
+        return None
+
+    for m in sorted(graph):
+        if m not in state:
+            found = visit(m)
+            if found:
+                return found
+    return None
+
+
+def test_no_import_cycles_inside_conc_lab_lazy_imports_included():
+    graph = import_graph()
+    assert "conc_lab.executor" in graph["conc_lab.cluster"]  # the walk sees what it should
+    assert "conc_lab.cluster" in graph["conc_lab.runner"]  # ... lazy imports in functions too
+    assert find_cycle(graph) is None, " -> ".join(find_cycle(graph))
+
+
+def test_the_walk_finds_a_cycle_made_by_a_lazy_import(tmp_path):
+    graph = import_graph()
+    graph["conc_lab.executor"] = graph["conc_lab.executor"] | {"conc_lab.runner"}  # as cluster once did
+    assert find_cycle(graph) is not None
+
+
+def test_the_host_side_imports_nothing_of_the_parent_side():
+    graph = import_graph()
+    for module, imported in graph.items():
+        if module.startswith("conc_lab.host"):
+            assert all(m.startswith("conc_lab.host") or m == "conc_lab" for m in imported), (module, imported)
+
+
+def test_wall_time_is_the_whole_sweep_and_ray_start_up_is_apart(tmp_path, write_config, ray_cluster):
+    config = write_config(
+        """
+        name: walls
+        repeats: 1
+        warmup: 0
+        matrix: {workload: [experiments.io:sleep], backend: [sequential, ray], tasks: [2], size: [1]}
+        """
+    )
+    seen = []
+    began = time.perf_counter()
+    result = runner.sweep(config, tmp_path, ray_address=ray_cluster.address, on_event=seen.append)
+    outside = time.perf_counter() - began
+    assert result.ok and result.recorded == 2
+    (ray,) = [e for e in seen if isinstance(e, RayStarted)]
+    assert result.ray_start_s == ray.start_s
+    # the wall time is the call's, everything included; the overhead's window is inside it
+    assert result.ray_start_s + result.loop_s <= result.wall_s <= outside
+    assert result.overhead_per_run_s == max(result.loop_s - result.measured_s, 0) / 2
+
+
+def test_without_ray_a_smoke_sweep_records_its_ray_trials_as_skipped(tmp_path):
+    hide = tmp_path / "no_ray"
+    hide.mkdir()
+    (hide / "sitecustomize.py").write_text(NO_RAY)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(hide), str(REPO)]))
+    probe = subprocess.run([sys.executable, "-c", "import ray"], env=env, capture_output=True, text=True)
+    assert probe.returncode == 1 and "No module named 'ray'" in probe.stderr  # hidden for real
+    out = tmp_path / "results"
+    cmd = [sys.executable, "-m", "conc_lab.cli", "sweep", "configs/smoke.yaml", "--out", str(out), "--quiet"]
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr + proc.stdout
+    assert "ray trials (4) are skipped: ray is not installed here" in " ".join(proc.stderr.split())
+    (sweep_dir,) = (out / "smoke").iterdir()  # one folder, and it holds every planned row
+    df = conc_lab.load(sweep_dir)
+    ray_rows = df[df.backend == "ray"]
+    assert len(ray_rows) == 4 * 3 and (ray_rows["status"] == "skipped").all()
+    assert ray_rows["error"].str.contains("ray is not installed").all()
+    assert (df.loc[df.backend != "ray", "status"] == "ok").all() and len(df) == 24 * 3
