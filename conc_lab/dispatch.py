@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Iterator
 from conc_lab import events
 from conc_lab.events import EventHandler
 from conc_lab.executor import TrialExecutor
+from conc_lab.host.workload import lacks
 from conc_lab.matrix import Trial
 from conc_lab.plan import Run
 
@@ -101,7 +102,7 @@ class LocalDispatch(Dispatch):
 
 def ray_missing() -> str | None:
     """Why Ray cannot be used here (one line), or None when it can be imported."""
-    missing = "ray is not installed here (pip install ray)"
+    missing = lacks("ray")  # the same words as a trial skipped for what its interpreter lacks
     try:
         found = importlib.util.find_spec("ray") is not None
     except ModuleNotFoundError:
