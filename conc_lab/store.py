@@ -24,7 +24,8 @@ import secrets
 import shutil
 import time
 import warnings
-from collections.abc import Iterable
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -260,7 +261,7 @@ class SweepWriter:
         try:
             write_manifest(self.dir, self.manifest)
             self._seal_leftover_journals()
-            self._seq = 1 + max([_seq(p) for p in _parts(self.dir)] + [-1])
+            self._seq = 1 + max([file_seq(p) for p in part_files(self.dir)] + [-1])
             self._rows: list[dict] = []
             self._open_journal()
         except OSError as exc:
@@ -351,59 +352,81 @@ class SweepWriter:
         """
         for tmp in self.dir.glob(".*.tmp"):
             tmp.unlink(missing_ok=True)
-        sealed = {_seq(p) for p in _parts(self.dir)}
-        for journal in _journals(self.dir):
-            if _seq(journal) not in sealed:
+        sealed = {file_seq(p) for p in part_files(self.dir)}
+        for journal in journal_files(self.dir):
+            if file_seq(journal) not in sealed:
                 rows = _read_journal(journal)
                 if rows:
                     write_part(
-                        self.dir / f"part-{_seq(journal):06d}.parquet",
+                        self.dir / f"part-{file_seq(journal):06d}.parquet",
                         schema.to_table(rows, True),
                         self.manifest,
                     )
             journal.unlink()
 
 
-def _seq(path: Path) -> int:
+def file_seq(path: Path) -> int:
     return int(path.stem.split("-")[1])
 
 
-def _parts(sweep_dir: Path) -> list[Path]:
+def part_files(sweep_dir: Path) -> list[Path]:
     return sorted(sweep_dir.glob("part-*.parquet"))
 
 
-def _journals(sweep_dir: Path) -> list[Path]:
+def journal_files(sweep_dir: Path) -> list[Path]:
     return sorted(sweep_dir.glob("journal-*.jsonl"))
 
 
-def write_part(path: Path, table: pa.Table, manifest: dict) -> None:
-    """Write rows as one Parquet part (atomically), tagged with the schema version and sweep id."""
-    meta = {
-        b"conc_lab": json.dumps(
-            {"schema_version": schema.SCHEMA_VERSION, "sweep_id": manifest.get("sweep_id")}
-        )
-    }
-    table = table.replace_schema_metadata(meta)
+def write_part(path: Path, table: pa.Table, manifest: dict, merged_from: str | None = None) -> None:
+    """Write rows as one Parquet part (atomically), tagged with the schema version and sweep id.
+
+    ``merged_from``: the shard sweep whose rows these are (a merge), so a merge cut short is
+    not merged twice when run again (``part_tag``).
+    """
+    tag = {"schema_version": schema.SCHEMA_VERSION, "sweep_id": manifest.get("sweep_id")}
+    if merged_from is not None:
+        tag["merged_from"] = merged_from
+    table = table.replace_schema_metadata({b"conc_lab": json.dumps(tag)})
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink, compression="zstd")
     write_atomic(path, sink.getvalue().to_pybytes())
 
 
-def _read_journal(path: Path) -> list[dict]:
-    """A journal's rows, each checked; a torn last line (a kill mid-write: that run was in flight) is dropped."""
+def part_tag(path: Path) -> dict:
+    """The conc_lab tag a part was written with (``write_part``); {} when it has none or is damaged."""
+    try:
+        meta = pq.read_schema(path).metadata or {}
+        tag = json.loads(meta.get(b"conc_lab", b"{}"))
+    except (pa.ArrowException, OSError, ValueError):
+        return {}
+    return tag if isinstance(tag, dict) else {}
+
+
+def journal_entries(path: Path) -> Iterator[tuple[int, dict | str]]:
+    """``(line number, row)`` for each whole line of a journal, ``(line number, problem)`` for a damaged one.
+
+    Rows are checked against the schema (text made safe). A torn last line, with no newline
+    after it, is a kill mid-write: that run was in flight, not finished; it is skipped.
+    """
     lines = path.read_bytes().split(b"\n")
-    rows = []
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
-            rows.append(schema.check_row(json.loads(line)))
+            yield number, schema.check_row(json.loads(line))
         except json.JSONDecodeError as exc:
-            if number == len(lines):  # no newline after it: torn, not damaged
-                break
-            raise StoreError(f"{path}: corrupt line {number} (not JSON: {exc.msg})") from None
+            if number < len(lines):  # else no newline after it: torn, not damaged
+                yield number, f"corrupt line {number} (not JSON: {exc.msg})"
         except (ValueError, RecursionError) as exc:  # RowError, or bytes that are not UTF-8
-            raise StoreError(f"{path}: corrupt line {number} (not a result row: {exc})") from None
+            yield number, f"corrupt line {number} (not a result row: {exc})"
+
+
+def _read_journal(path: Path) -> list[dict]:
+    rows = []
+    for _, entry in journal_entries(path):
+        if isinstance(entry, str):
+            raise StoreError(f"{path}: {entry}; `conclab check` lists all damage")
+        rows.append(entry)
     return rows
 
 
@@ -436,7 +459,7 @@ def read_sweep(
 
 
 def _read_sweep_once(sweep_dir: Path, columns: list[str] | None, where) -> SweepRows:
-    _check_files(sweep_dir)
+    check_files(sweep_dir)
     manifest = read_manifest(sweep_dir)
     version = manifest.get("schema_version")
     if version != schema.SCHEMA_VERSION:
@@ -444,10 +467,10 @@ def _read_sweep_once(sweep_dir: Path, columns: list[str] | None, where) -> Sweep
             f"{sweep_dir}: schema version {version}, this conc_lab reads {schema.SCHEMA_VERSION}"
         )
     need = list(dict.fromkeys(["sweep_id", "trial_id", "repeat"] + list(columns or schema.COLUMNS)))
-    parts = _parts(sweep_dir)
-    tables = [_read_part(p, need, where, manifest.get("sweep_id")) for p in parts]
-    sealed = {_seq(p) for p in parts}
-    rows = [r for j in _journals(sweep_dir) if _seq(j) not in sealed for r in _read_journal(j)]
+    parts = part_files(sweep_dir)
+    tables = [read_part(p, need, where, manifest.get("sweep_id")) for p in parts]
+    sealed = {file_seq(p) for p in parts}
+    rows = [r for j in journal_files(sweep_dir) if file_seq(j) not in sealed for r in _read_journal(j)]
     if rows:
         table = schema.to_table(rows, checked=True).select(need)
         tables.append(table.filter(where) if where is not None else table)
@@ -455,7 +478,7 @@ def _read_sweep_once(sweep_dir: Path, columns: list[str] | None, where) -> Sweep
     return SweepRows(sweep_dir, manifest, _once_per_run(table, sweep_dir))
 
 
-def _read_part(part: Path, columns: list[str], where, sweep_id: str | None) -> pa.Table:
+def read_part(part: Path, columns: list[str], where, sweep_id: str | None) -> pa.Table:
     try:
         table = ds.dataset(str(part), schema=schema.SCHEMA, format="parquet").to_table(
             columns=columns, filter=where
@@ -491,7 +514,8 @@ def _once_per_run(table: pa.Table, sweep_dir: Path) -> pa.Table:
 def sweep_dirs(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list[Path]:
     """Every sweep directory (one holding a manifest) at or under the given paths.
 
-    A folder holding result files but no manifest (deleted?) is a ``StoreError``: its runs
+    Hidden folders (``.`` or ``_`` first, as Parquet readers skip them) are not searched. A
+    folder holding result files but no manifest (deleted?) is a ``StoreError``: its runs
     would otherwise be left out in silence.
     """
     if isinstance(paths, (str, os.PathLike)):
@@ -503,25 +527,66 @@ def sweep_dirs(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list[P
         if (p / MANIFEST).exists():
             found.append(p)
             continue
-        _check_orphans(p)
-        found.extend(sorted(m.parent for m in p.rglob(MANIFEST)))
+        orphans = orphan_dirs(p)
+        if orphans:
+            raise StoreError(
+                f"{orphans[0]}: result files without a {MANIFEST} (deleted?); restore it, "
+                "or move the folder out of the results directory"
+            )
+        found.extend(sorted(m.parent for m in visible_files(p, MANIFEST)))
     return found
 
 
-def _check_orphans(root: Path) -> None:
-    for pattern in ("part-*.parquet", "journal-*.jsonl"):
-        for f in root.rglob(pattern):
-            if not (f.parent / MANIFEST).exists():
-                raise StoreError(
-                    f"{f.parent}: result files without a {MANIFEST} (deleted?); restore it, "
-                    "or move the folder out of the results directory"
-                )
+def visible_files(root: Path, pattern: str) -> Iterator[Path]:
+    for f in root.rglob(pattern):
+        if not any(part.startswith((".", "_")) for part in f.relative_to(root).parts[:-1]):
+            yield f
+
+
+def orphan_dirs(root: Path) -> list[Path]:
+    """Folders under ``root`` that hold result files but no manifest."""
+    found = {
+        f.parent for pattern in ("part-*.parquet", "journal-*.jsonl") for f in visible_files(root, pattern)
+    }
+    return sorted(d for d in found if not (d / MANIFEST).exists())
+
+
+def doubled_sweeps(manifests: dict[Path, dict]) -> dict[Path, str]:
+    """Sweeps among ``manifests`` whose runs another of them holds too, each with the reason.
+
+    A shard run twice (same config, same ``K/N``): the complete one, else the latest, is kept.
+    A shard beside the merged sweep that absorbed it (merged elsewhere, then copied back).
+    """
+    merged_into: dict[str, Path] = {}
+    for d, m in manifests.items():
+        for source in m.get("merged_from") or []:
+            if isinstance(source, dict) and source.get("sweep_id"):
+                merged_into[source["sweep_id"]] = d
+                merged_into[f"{m.get('fingerprint')} {source.get('shard')}"] = d
+    doubled = {}
+    by_shard = defaultdict(list)
+    for d, m in manifests.items():
+        merged = merged_into.get(m.get("sweep_id")) or merged_into.get(
+            f"{m.get('fingerprint')} {m.get('shard')}"
+        )
+        if merged is not None and merged != d:
+            doubled[d] = f"shard {m.get('shard')} is already in merged sweep {merged.name}"
+        elif m.get("shard"):
+            by_shard[(m.get("fingerprint"), m["shard"])].append(d)
+    for (_, shard), dirs in by_shard.items():
+        keep = max(
+            dirs, key=lambda d: (manifests[d].get("state") == "complete", manifests[d].get("started_at") or 0)
+        )
+        for d in dirs:
+            if d != keep:
+                doubled[d] = f"shard {shard} was run twice; {keep.name} is kept"
+    return doubled
 
 
 _KNOWN = (MANIFEST, LOCK, "part-*.parquet", "journal-*.jsonl", ".*.tmp")
 
 
-def _check_files(sweep_dir: Path) -> None:
+def check_files(sweep_dir: Path) -> None:
     for f in sweep_dir.iterdir():
         if f.is_dir() and (f / MANIFEST).exists():
             continue
@@ -549,7 +614,12 @@ def latest_sweep(results_dir: str | os.PathLike, shard: str | None = None) -> Pa
     root = Path(results_dir)
     if not root.exists():
         return None
-    _check_orphans(root)
+    orphans = orphan_dirs(root)
+    if orphans:
+        raise StoreError(
+            f"{orphans[0]}: result files without a {MANIFEST} (deleted?); restore it, or move the "
+            "folder out, before resuming"
+        )
     manifests = {p: read_manifest(p) for p in root.iterdir() if (p / MANIFEST).exists()}
     dirs = [p for p, m in manifests.items() if m.get("shard") == shard]
     return max(dirs, key=lambda p: manifests[p].get("started_at") or 0, default=None)
@@ -573,7 +643,13 @@ def load(
     where = _where(filters)
     wanted = list(columns) if columns else list(schema.COLUMNS)
     need = list(dict.fromkeys(wanted + list(filters)))
-    reads = [read_sweep(d, need, where) for d in sweep_dirs(paths)]
+    dirs = sweep_dirs(paths)
+    doubled = doubled_sweeps({d: read_manifest(d) for d in dirs}) if len(dirs) > 1 else {}
+    for d, why in doubled.items():
+        warnings.warn(
+            f"{d}: not counted: {why} (load that folder alone to see it)", StoreWarning, stacklevel=2
+        )
+    reads = [read_sweep(d, need, where) for d in dirs if d not in doubled]
     tables = [r.table for r in reads]
     table = pa.concat_tables(tables) if tables else schema.SCHEMA.empty_table()
     df = table.select(wanted).to_pandas()

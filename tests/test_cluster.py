@@ -171,7 +171,7 @@ def test_merge_refuses_a_doubled_shard_and_reports_a_missing_one(tmp_path, write
             f.unlink()
         d.rmdir()
     result = CliRunner().invoke(app, ["merge", str(out / "sharded"), "--out", str(elsewhere)])
-    assert result.exit_code == 0 and "shards missing: 2/3, 3/3" in result.output
+    assert result.exit_code == 3 and "shards missing: 2/3, 3/3" in result.output  # partial: not afterok
     assert store.read_manifest(store.sweep_dirs(elsewhere)[0])["state"] == "partial"
     assert len(store.sweep_dirs(out / "sharded")) == 1  # with --out the shard is kept
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -18,6 +19,7 @@ import pytest
 
 import conc_lab
 from conc_lab import schema, store
+from conc_lab.merge import PARTIAL_EXIT
 
 REPO = Path(__file__).resolve().parent.parent
 CLI = [sys.executable, "-m", "conc_lab.cli"]
@@ -231,3 +233,219 @@ def test_a_second_writer_of_one_sweep_folder_is_refused_until_the_first_closes(t
     second = store.SweepWriter(sweep_dir, {"sweep_id": "s1"})
     second.close("complete")
     assert len(store.load(sweep_dir)) == 1
+
+
+# ---- damaged stores (#14 item 10): one line naming the file, never a traceback, never a run twice
+
+
+@pytest.fixture(scope="module")
+def shard_store(tmp_path_factory) -> Path:
+    """One real sweep, run as shard 1/1 so that merge applies to it too: 2 trials x 2 repeats."""
+    tmp = tmp_path_factory.mktemp("damage")
+    config, out = hostile_config(tmp, workloads=("fine",), name="dmg"), tmp / "results"
+    proc = conclab("sweep", str(config), "--out", str(out), "--shard", "1/1", "-q")
+    assert proc.returncode == 0, proc.stderr
+    return out / "dmg"
+
+
+def _journal_line(sweep_dir: Path, **change) -> str:
+    row = good_row(sweep_id=store.read_manifest(sweep_dir)["sweep_id"], repeat=7, trial_id="t-new")
+    return json.dumps(row | change)
+
+
+def _damage(sweep_dir: Path, kind: str) -> tuple[Path, str]:
+    """Damage a copy of a sweep as ``kind`` says: (the file a user should be told about, words)."""
+    part = next(sweep_dir.glob("part-*.parquet"))
+    manifest = sweep_dir / store.MANIFEST
+    journal = sweep_dir / "journal-000009.jsonl"
+    if kind == "truncated part":
+        part.write_bytes(part.read_bytes()[: part.stat().st_size // 2])
+        return part, "damaged Parquet part"
+    if kind.startswith("journal"):
+        line = {
+            "journal garbage": '{"garbage":1}',
+            "journal null": "null",
+            "journal wrong type": _journal_line(sweep_dir, workers="two"),
+        }[kind]
+        journal.write_text(_journal_line(sweep_dir) + "\n" + line + "\n")
+        return journal, "corrupt line 2"
+    if kind == "manifest list":
+        manifest.write_text("[1, 2]")
+        return manifest, "damaged manifest"
+    if kind == "manifest deleted":
+        manifest.unlink()
+        return sweep_dir, "result files without a manifest.json"
+    assert kind == "copied part"
+    shutil.copy(part, sweep_dir / "part-000007.parquet")
+    return sweep_dir / "part-000007.parquet", "stored twice"
+
+
+DAMAGE = ["truncated part", "journal garbage", "journal null", "journal wrong type", "manifest list"]
+
+
+@pytest.mark.parametrize("kind", [*DAMAGE, "manifest deleted"])
+def test_a_damaged_store_is_named_in_one_line_by_every_command(shard_store, tmp_path, kind):
+    root = tmp_path / "results" / "dmg"
+    shutil.copytree(shard_store, root)
+    (sweep_dir,) = root.iterdir()
+    config = hostile_config(tmp_path, workloads=("fine",), name="dmg")
+    named, words = _damage(sweep_dir, kind)
+    checked = conclab("check", str(root))
+    assert checked.returncode == 1 and "Traceback" not in checked.stderr
+    assert f"{named}" in checked.stderr and words in checked.stderr, checked.stderr
+    for args in (
+        ["summarize", str(root)],
+        ["merge", str(root)],
+        ["sweep", str(config), "--out", str(tmp_path / "results"), "--shard", "1/1", "--resume", "-q"],
+    ):
+        proc = conclab(*args)
+        assert proc.returncode == 2, (args, proc.stderr)
+        line = one_line_error(proc)
+        assert str(named) in line and words in line, (args, line)
+    with pytest.raises(store.StoreError, match=words):
+        conc_lab.load(root)
+    assert sorted(p.name for p in root.iterdir()) == [sweep_dir.name]  # nothing new started
+
+
+def test_a_copied_part_counts_once_everywhere_and_check_names_it(shard_store, tmp_path):
+    root = tmp_path / "results" / "dmg"
+    shutil.copytree(shard_store, root)
+    (sweep_dir,) = root.iterdir()
+    named, words = _damage(sweep_dir, "copied part")
+    checked = conclab("check", str(root))
+    assert checked.returncode == 1 and f"{named}: 4 runs stored twice" in checked.stderr, checked.stderr
+    with pytest.warns(store.StoreWarning, match="4 runs are stored twice"):
+        df = conc_lab.load(root)
+    assert len(df) == 4 and not df.duplicated(["sweep_id", "trial_id", "repeat"]).any()
+    summary = conclab("summarize", str(root), "-f", "csv")
+    assert summary.returncode == 0 and "Traceback" not in summary.stderr, summary.stderr
+    assert "warning:" in summary.stderr and "stored twice" in summary.stderr
+    merged = conclab("merge", str(root))
+    assert merged.returncode == 0 and "4 runs" in merged.stderr, merged.stderr
+    assert len(conc_lab.load(root)) == 4
+    assert conclab("check", str(root)).returncode == 0
+
+
+def test_check_passes_a_whole_store(shard_store):
+    proc = conclab("check", str(shard_store))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == "1 sweeps, 4 runs: ok"
+
+
+# ---- merging shards (#13 items 1, 2, 7; #12 item 4)
+
+SHARDED = """
+name: sh
+repeats: 2
+warmup: 0
+matrix:
+  workload: [hostile_wl:slow]
+  backend: [sequential, threading]
+  workers: [2]
+  tasks: [2, 3]
+  size: [10]
+"""
+
+
+def sharded_config(tmp_path: Path) -> Path:
+    (tmp_path / "hostile_wl.py").write_text(HOSTILE)
+    config = tmp_path / "sh.yaml"
+    config.write_text(SHARDED)
+    return config
+
+
+def shard_sweep(config: Path, out: Path, shard: str, *extra: str) -> subprocess.CompletedProcess:
+    proc = conclab("sweep", str(config), "--out", str(out), "--shard", shard, "-q", *extra)
+    assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def kill_mid_sweep(config: Path, out: Path, shard: str) -> None:
+    """Start a shard and SIGKILL it once it has recorded a run, as scancel -s KILL would."""
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.Popen(
+        [*CLI, "sweep", str(config), "--out", str(out), "--shard", shard, "-q"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for(lambda: shard_rows(out / "sh", shard) >= 1)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=60)
+
+
+def shard_rows(root: Path, shard: str) -> int:
+    dirs = [
+        m.parent
+        for m in root.glob(f"*/{store.MANIFEST}")
+        if store.read_manifest(m.parent).get("shard") == shard
+    ]
+    return sum(len(store.load(d, columns=["trial_id"])) for d in dirs)
+
+
+def each_run_once(df, runs: int) -> None:
+    assert len(df) == runs and not df.duplicated(["trial_id", "repeat"]).any()
+
+
+def test_a_killed_shard_makes_merge_partial_and_merging_again_completes_the_same_sweep(tmp_path):
+    config, out = sharded_config(tmp_path), tmp_path / "results"
+    root = out / "sh"
+    shard_sweep(config, out, "1/3")
+    kill_mid_sweep(config, out, "3/3")  # 2/3 is not run at all yet
+    merged = conclab("merge", str(root))
+    assert merged.returncode == PARTIAL_EXIT == 3, merged.stderr
+    assert "Traceback" not in merged.stderr
+    assert "merged 1 of 3 shards (1/3)" in merged.stderr
+    assert "shard 3/3 is not complete (killed while running" in merged.stderr
+    assert "--shard 3/3 --resume" in merged.stderr and "shards missing: 2/3;" in merged.stderr
+    (partial,) = [d for d in root.iterdir() if store.read_manifest(d).get("merged_from")]
+    assert store.read_manifest(partial)["state"] == "partial"
+    with_killed = conc_lab.load(root)  # the killed shard's runs are still there, counted once
+    assert not with_killed.duplicated(["trial_id", "repeat"]).any()
+    shard_sweep(config, out, "2/3")
+    shard_sweep(config, out, "3/3", "--resume")
+    merged = conclab("merge", str(root))
+    assert merged.returncode == 0, merged.stderr
+    assert "merged 3 shards (1/3, 2/3, 3/3), 8 runs" in merged.stderr
+    assert "note: shards ran at different times" in merged.stderr
+    (final,) = root.iterdir()
+    assert final == partial  # the same sweep, completed
+    manifest = store.read_manifest(final)
+    assert manifest["state"] == "complete" and [s["shard"] for s in manifest["merged_from"]] == [
+        "1/3",
+        "2/3",
+        "3/3",
+    ]
+    each_run_once(conc_lab.load(root), 8)
+    assert conclab("check", str(root)).returncode == 0
+
+
+def test_merge_out_uses_the_sweep_layout_keeps_the_shards_and_completes_later(tmp_path):
+    config, out, elsewhere = sharded_config(tmp_path), tmp_path / "results", tmp_path / "merged"
+    shard_sweep(config, out, "1/2")
+    first = conclab("merge", str(out / "sh"), "--out", str(elsewhere))
+    assert first.returncode == PARTIAL_EXIT and "shards missing: 2/2" in first.stderr, first.stderr
+    (partial,) = (elsewhere / "sh").iterdir()  # OUT/<name>/<sweep_id>, as sweep --out writes
+    shard_sweep(config, out, "2/2")
+    second = conclab("merge", str(out / "sh"), "--out", str(elsewhere))
+    assert second.returncode == 0 and "merged 2 shards (1/2, 2/2), 8 runs" in second.stderr, second.stderr
+    assert [p.name for p in (elsewhere / "sh").iterdir()] == [partial.name]
+    assert store.read_manifest(partial)["state"] == "complete"
+    each_run_once(conc_lab.load(elsewhere), 8)
+    assert len(store.sweep_dirs(out / "sh")) == 2  # the shards are kept
+
+
+def test_load_never_counts_a_shard_run_twice(tmp_path):
+    config, out = sharded_config(tmp_path), tmp_path / "results"
+    for shard in ("1/2", "1/2", "2/2"):
+        shard_sweep(config, out, shard)
+    with pytest.warns(store.StoreWarning, match="shard 1/2 was run twice"):
+        df = conc_lab.load(out / "sh")
+    each_run_once(df, 8)
+    checked = conclab("check", str(out / "sh"))
+    assert checked.returncode == 1 and "shard 1/2 was run twice" in checked.stderr, checked.stderr
+    refused = conclab("merge", str(out / "sh"))
+    assert refused.returncode == 2 and "shard 1/2 is there twice" in one_line_error(refused)
