@@ -136,7 +136,8 @@ class TrialExecutor:
         for key in protocol.MEASURED_FIELDS:
             row[key] = outcome.get(key)
         row["pinned"] = cores is not None
-        row["cores"] = cores or []
+        # The cores the backend used, where it says (asyncio pins one whatever workers is), else the plan.
+        row["cores"] = outcome.get(protocol.CORES) or cores or []
         row["task_records"] = [protocol.task_record(rec) for rec in outcome.get(protocol.TASK_RECORDS) or []]
         row.update(self.interpreter_facts(trial.python))
         if outcome.get(protocol.GIL_ENABLED) is not None:  # the state during the run, not at host start

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from conc_lab.executor import TrialExecutor
 from conc_lab.host import affinity
 from conc_lab.matrix import Trial
-from conc_lab.runner import TrialExecutor
 
 TESTS = str(Path(__file__).resolve().parent)
 REPO = Path(TESTS).parent
@@ -92,6 +92,7 @@ def test_asyncio_keeps_at_most_workers_coroutines_in_flight_on_one_pinned_core(e
     assert sorted(r["task"] for r in records) == list(range(8))
     assert _max_in_flight(records) == workers  # every slot busy at once, never more
     core = affinity.plan("compact", 1)[0]
+    assert row["cores"] == [core]  # one loop, one core, however many coroutines are in flight
     assert {(r["worker"], r["core"], r["cpu"], r["pid"]) for r in records} == {
         (0, core, core, executor.hosts[executor.host_key(trial)].proc.pid)
     }
