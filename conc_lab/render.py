@@ -105,11 +105,17 @@ def display(frame: pd.DataFrame) -> pd.DataFrame:
     ]
     out["IQR"] = [fmt_time(x) for x in frame["iqr_s"]]
     out["speedup"] = _interval(frame["speedup"], frame["speedup_ci_low"], frame["speedup_ci_high"], fmt_num)
+    if "e2e_speedup" in frame.columns:
+        out["e2e speedup"] = _interval(
+            frame["e2e_speedup"], frame["e2e_speedup_ci_low"], frame["e2e_speedup_ci_high"], fmt_num
+        )
     out["eff"] = [fmt_num(x) for x in frame["efficiency"]]
     out["setup"] = [fmt_time(x) for x in frame["setup_s"]]
     out["correct"] = [
         fmt_num(x * 100, ".0f") + ("%" if np.isfinite(x) else "") for x in frame["correct_share"]
     ]
+    if "break_even" in frame.columns:
+        out["break-even"] = frame["break_even"]
     if "why" in frame.columns:
         out["why"] = frame["why"].astype(object).where(frame["why"].notna(), "")
     out["notes"] = frame["notes"]

@@ -32,7 +32,7 @@ import pandas as pd
 
 from conc_lab import schema
 from conc_lab.attribution import PARTS, attribute, median_rows
-from conc_lab.render import display
+from conc_lab.render import display, fmt_num, fmt_time
 from conc_lab.scaling import amdahl_speedup, fit_scaling, predict_scaling, usl_speedup
 from conc_lab.stats import group_codes
 from conc_lab.summary import (
@@ -606,6 +606,7 @@ def _html(
 interval; efficiency = speedup / workers; setup = median pool start-up, not in the run time.
 {flagged} row(s) carry notes (unstable: CV &gt; 10% or interval wider than 20% of the median).</p>
 <div class="scroll">{_table(display(summary), "summary")}</div>
+{_end_to_end_section(summary)}
 {_interpreter_section(df, summary)}
 <h2>Scaling</h2>
 {_scaling_section(fits)}
@@ -744,6 +745,38 @@ def _karp_view(summary: pd.DataFrame) -> pd.DataFrame:
     karp["karp_flatt"] = karp["karp_flatt"].map(lambda v: f"{v:.3f}")
     karp = karp.drop(columns=[c for c in karp.columns if karp[c].isna().all()])
     return karp
+
+
+def _end_to_end_section(summary: pd.DataFrame) -> str:
+    """Run-only and end-to-end speedups side by side, with the break-even work size."""
+    part = summary[(summary["backend"].astype(object) != SEQUENTIAL) & (summary["n"] > 0)]
+    if len(part) == 0 or "e2e_speedup" not in part.columns:
+        return ""
+    keys = _varying(
+        part,
+        ["workload", "tasks", "size", "backend", "start_method", "python", "node", "affinity", "options"],
+    )
+    view = part[keys].astype(object).where(part[keys].notna(), "-").copy()
+    view["workers"] = part["workers"]
+    view["run-only speedup"] = [
+        f"{fmt_num(s)} ({fmt_num(lo)}–{fmt_num(hi)})"
+        for s, lo, hi in zip(part["speedup"], part["speedup_ci_low"], part["speedup_ci_high"], strict=True)
+    ]
+    view["end-to-end speedup"] = [
+        f"{fmt_num(s)} ({fmt_num(lo)}–{fmt_num(hi)})"
+        for s, lo, hi in zip(
+            part["e2e_speedup"], part["e2e_speedup_ci_low"], part["e2e_speedup_ci_high"], strict=True
+        )
+    ]
+    view["end to end"] = [fmt_time(x) for x in part["e2e_s"]]
+    view["breaks even at"] = part["break_even"]
+    return (
+        "<h2>End to end</h2><p>What a program using the backend pays: start-up + run + teardown (joining "
+        "the workers, where measured), against the sequential loop's own; beside the run-only speedup. "
+        "Breaks even at: the work size above which the backend beats the plain loop end to end, from the "
+        "start-up cost and the time per unit of work measured over sizes.</p>"
+        f'<div class="wide">{_table(view.reset_index(drop=True), "end-to-end")}</div>'
+    )
 
 
 def _interpreter_section(df: pd.DataFrame, summary: pd.DataFrame) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from conc_lab.stats import group_codes, sum_by
+from conc_lab.stats import distinct_per_group, group_codes, sum_by
 from conc_lab.summary import GROUP_KEYS, SEQUENTIAL
 
 
@@ -39,8 +39,7 @@ def fit_amdahl(summary: pd.DataFrame) -> pd.DataFrame:
     speed = s["speedup"].to_numpy(dtype=np.float64)
     a = 1.0 - 1.0 / p
     y = 1.0 / speed - 1.0 / p
-    pairs = np.unique(np.column_stack([codes, p]), axis=0)
-    points = np.bincount(pairs[:, 0].astype(np.int64), minlength=g)
+    points = distinct_per_group(codes, p, g)
     with np.errstate(divide="ignore", invalid="ignore"):
         # the objective is quadratic in f, so clipping the free optimum is the bounded optimum
         f = np.clip(sum_by(codes, a * y, g) / sum_by(codes, a * a, g), 0.0, 1.0)

@@ -52,6 +52,19 @@ def group_codes(frame: pd.DataFrame, keys: list[str]) -> tuple[np.ndarray, pd.Da
     return codes, key_rows
 
 
+def distinct_per_group(codes: np.ndarray, values: np.ndarray, ngroups: int) -> np.ndarray:
+    """How many distinct ``values`` each group has.
+
+    Example::
+
+        >>> distinct_per_group(np.array([0, 0, 0, 1]), np.array([2.0, 2.0, 3.0, 2.0]), 2).tolist()
+        [2, 1]
+    """
+    vcodes, uniques = pd.factorize(values)
+    pairs = np.unique(codes.astype(np.int64) * max(len(uniques), 1) + vcodes)
+    return np.bincount(pairs // max(len(uniques), 1), minlength=ngroups)
+
+
 def sum_by(codes: np.ndarray, weights: np.ndarray, ngroups: int) -> np.ndarray:
     """Sum of ``weights`` per group.
 

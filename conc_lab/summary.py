@@ -22,6 +22,7 @@ import pandas as pd
 
 from conc_lab import schema
 from conc_lab.attribution import median_run_why
+from conc_lab.breakeven import break_even_size, describe_break_even, end_to_end, size_models
 from conc_lab.stats import group_codes, ratio_ci, run_stats
 
 #: Trial parameters that define one summary row; the last ones are optional (filled with
@@ -66,6 +67,12 @@ SUMMARY_COLUMNS = [
     "speedup_ci_high",
     "efficiency",
     "karp_flatt",
+    "e2e_s",
+    "e2e_speedup",
+    "e2e_speedup_ci_low",
+    "e2e_speedup_ci_high",
+    "break_even_size",
+    "break_even",
     "unstable",
     "superlinear",
     "why",
@@ -267,6 +274,73 @@ def _with_speedup(out: pd.DataFrame) -> pd.DataFrame:
     )
 
 
+def _with_end_to_end(
+    out: pd.DataFrame, df: pd.DataFrame, keyed: pd.DataFrame, codes: np.ndarray, level: float
+):
+    """``out`` with ``e2e_s`` (median of start-up + run + teardown) and the end-to-end speedup."""
+    if "setup_s" not in df.columns and "teardown_s" not in df.columns:  # nothing but the run: as run_s
+        return out.assign(
+            e2e_s=out["median_s"],
+            e2e_speedup=out["speedup"],
+            e2e_speedup_ci_low=out["speedup_ci_low"],
+            e2e_speedup_ci_high=out["speedup_ci_high"],
+        )
+    e2e_df = df.assign(run_s=end_to_end(df))
+    st = run_stats(codes, e2e_df, len(out), level)
+    base = _with_baseline(out[GROUP_KEYS].copy(), e2e_df, keyed, level)
+    speed, lo, hi = ratio_ci(
+        *(base[c].to_numpy(dtype=np.float64) for c in ("baseline_s", "_b_lo", "_b_hi")),
+        st["median_s"],
+        st["ci_low_s"],
+        st["ci_high_s"],
+    )
+    is_base = (
+        (out["backend"].astype(object) == SEQUENTIAL).to_numpy()
+        & (st["n"] == base["_b_n"].to_numpy())
+        & (st["median_s"] == base["baseline_s"].to_numpy())
+    )
+    return out.assign(
+        e2e_s=st["median_s"],
+        e2e_speedup=speed,
+        e2e_speedup_ci_low=np.where(is_base, 1.0, lo),
+        e2e_speedup_ci_high=np.where(is_base, 1.0, hi),
+    )
+
+
+def _take(frame: pd.DataFrame, column: str, rows: np.ndarray) -> np.ndarray:
+    """``frame[column]`` at ``rows``; NaN where a row is -1 (no match)."""
+    values = frame[column].to_numpy(dtype=np.float64) if len(frame) else np.zeros(1)
+    return np.where(rows >= 0, values[np.clip(rows, 0, None)], np.nan)
+
+
+def _with_break_even(out: pd.DataFrame, df: pd.DataFrame, keyed: pd.DataFrame) -> pd.DataFrame:
+    """``out`` with the work size above which each backend curve beats the sequential loop end to end."""
+    size = pd.to_numeric(keyed["size"], errors="coerce")
+    if size.isna().all():
+        return out.assign(break_even_size=np.nan, break_even="")
+    cols = [c for c in ("run_s", "setup_s", "teardown_s", "status") if c in df.columns]
+    frame = keyed.drop(columns="size").assign(size=size.to_numpy(), **{c: df[c].to_numpy() for c in cols})
+    frame = frame[size.notna().to_numpy()]
+    curve_keys = [k for k in GROUP_KEYS if k != "size"]
+    seq_keys = [k for k in BASELINE_KEYS if k != "size"]
+    curves = size_models(frame, curve_keys)
+    seq = frame[(frame["backend"].astype(object) == SEQUENTIAL).to_numpy()]
+    at = match_rows(out, curves, curve_keys) if len(curves) else np.full(len(out), -1)
+    base = size_models(seq, seq_keys) if len(seq) else pd.DataFrame()
+    b = match_rows(out, base, seq_keys) if len(base) else np.full(len(out), -1)
+    pick = {c: _take(curves, c, at) for c in ("fixed_s", "per_unit_s", "sizes", "min_size", "max_size")}
+    fixed_s, per_unit_s = _take(base, "fixed_s", b), _take(base, "per_unit_s", b)
+    found = (at >= 0) & (out["backend"].astype(object) != SEQUENTIAL).to_numpy()
+    sizes = np.where(found, break_even_size(pick["fixed_s"], pick["per_unit_s"], fixed_s, per_unit_s), np.nan)
+    text = [
+        describe_break_even(x, n, lo, hi) if ok else ""
+        for x, n, lo, hi, ok in zip(
+            sizes, pick["sizes"], pick["min_size"], pick["max_size"], found, strict=True
+        )
+    ]
+    return out.assign(break_even_size=sizes, break_even=text)
+
+
 def _with_flags(out: pd.DataFrame, cv_threshold: float, ci_threshold: float) -> pd.DataFrame:
     """``out`` with ``unstable``, ``superlinear`` and every flag as text in ``notes``."""
     med = out["median_s"].to_numpy()
@@ -309,6 +383,10 @@ def summarize(
     ``speedup`` with ``speedup_ci_low``/``speedup_ci_high``; ``efficiency`` (speedup/workers);
     ``karp_flatt`` (experimentally determined serial fraction, workers > 1); and the flags
     ``unstable`` (cv > ``cv_threshold`` or CI width > ``ci_threshold`` x median),
+    ``e2e_s`` (median of start-up + run + teardown, teardown where measured: what a program using the
+    backend pays) with ``e2e_speedup`` and its interval, over the sequential loop's end-to-end time;
+    ``break_even_size`` and ``break_even`` (the work size above which the backend beats the loop end
+    to end, ``conc_lab.breakeven``);
     ``superlinear`` (workers > 1 and the speedup's whole interval above ``workers``), ``why``
     (the dominant cause of lost worker-time in the median run, ``conc_lab.attribution``) and
     ``notes`` (every flag as text, with ``failures``, ``incorrect``, ``no runs``, ``no baseline``).
@@ -333,6 +411,8 @@ def summarize(
     out["why"] = median_run_why(df, codes, len(groups))
     out = _with_baseline(out, df, keyed, level)
     out = _with_speedup(out)
+    out = _with_end_to_end(out, df, keyed, codes, level)
+    out = _with_break_even(out, df, keyed)
     out = _with_flags(out, cv_threshold, ci_threshold)
     return ordered(out[GROUP_KEYS + SUMMARY_COLUMNS])
 

@@ -410,3 +410,40 @@ def test_no_law_is_fitted_with_as_many_parameters_as_worker_counts():
     fit = fit_scaling(one).loc[0]
     assert fit.better == "none" and "Amdahl: too few worker counts (1 for 1 parameter)" in fit.note
     assert len(predict_scaling(fit_scaling(one))) == 0
+
+
+def test_end_to_end_speedup_counts_setup_and_teardown_where_measured():
+    # #15 item 3: a user's program pays start-up, the run and joining the workers
+    df = pd.DataFrame(
+        runs("sequential", 1, [1.0, 1.0, 1.0], setup_s=0.0, teardown_s=0.0)
+        + runs("multiprocessing", 2, [0.5, 0.5, 0.5], setup_s=0.3, teardown_s=0.1)
+        + runs("threading", 2, [0.9, 0.9, 0.9], setup_s=0.01, teardown_s=None)  # teardown not measured
+    )
+    s = summarize(df)
+    mp, th = row(s, backend="multiprocessing"), row(s, backend="threading")
+    assert mp.speedup == pytest.approx(2.0) and mp.e2e_s == pytest.approx(0.9)
+    assert mp.e2e_speedup == pytest.approx(1 / 0.9) and mp.e2e_speedup_ci_low <= mp.e2e_speedup
+    assert th.e2e_s == pytest.approx(0.91)  # setup + run; the unmeasured teardown is not made up
+    assert row(s, backend="sequential").e2e_speedup == 1.0
+
+
+def test_break_even_size_from_start_up_cost_and_time_per_unit_of_work():
+    # the loop: 10 µs per unit; processes: 0.2 s to start and stop, then 5 µs per unit -> 40 000 units
+    frames = []
+    for size in (10_000, 30_000, 100_000, 300_000):
+        frames += runs("sequential", 1, [1e-5 * size] * 3, size=size, setup_s=0.0)
+        frames += runs("multiprocessing", 2, [5e-6 * size] * 3, size=size, setup_s=0.15, teardown_s=0.05)
+        frames += runs("threading", 2, [1.1e-5 * size] * 3, size=size, setup_s=0.001)
+    s = summarize(pd.DataFrame(frames))
+    mp = s[s.backend == "multiprocessing"]
+    assert mp.break_even_size.to_numpy() == pytest.approx([40_000] * 4, rel=1e-6)
+    assert (mp.break_even == "size ≥ 4e+04").all()
+    small, big = mp[mp["size"] == 10_000].iloc[0], mp[mp["size"] == 100_000].iloc[0]
+    assert small.e2e_speedup < 1 < big.e2e_speedup  # the two sides of it, measured
+    assert (s[s.backend == "threading"].break_even == "never (no faster per unit of work)").all()
+    assert (s[s.backend == "sequential"].break_even == "").all()
+    # one size measured: the run is taken as proportional to it, and the text says so
+    one = summarize(pd.DataFrame([f for f in frames if f["size"] == 300_000]))
+    assert row(one, backend="multiprocessing").break_even == (
+        "size ≥ 4e+04 (extrapolated; one size measured, run ∝ size assumed)"
+    )

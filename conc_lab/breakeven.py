@@ -1,0 +1,114 @@
+"""End to end: what a program using a backend pays (start-up + run + teardown), and the work size
+above which a backend beats the plain sequential loop end to end (the break-even size).
+
+Each curve's end-to-end time is modelled over the work size as ``T(size) = O + r·size``: ``O``
+is the fixed cost (start-up and teardown as measured, plus the run's own fixed part) and ``r``
+the time per unit of work. With two or more sizes measured, ``run_s = c + r·size`` is fitted by
+least squares over every ok run (so there are many more points than the two parameters) and
+``O = median(setup + teardown) + c``; with one size, the run is taken as proportional to the
+size (``c = 0``), and the result says so. The backend breaks even with the sequential loop at
+``size* = (O_backend − O_seq) / (r_seq − r_backend)``: at any size when it costs no more to
+start, never when it is no faster per unit of work.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from conc_lab.stats import SortedGroups, distinct_per_group, group_codes, ok_runs, sum_by
+
+
+def end_to_end(df: pd.DataFrame) -> np.ndarray:
+    """Per run: ``setup_s + run_s + teardown_s``; teardown counts where measured (column present, not null).
+
+    Example::
+
+        >>> end_to_end(pd.DataFrame({"setup_s": [0.1, 0.1], "run_s": [1.0, 1.0], "teardown_s": [0.2, None]}))
+        array([1.3, 1.1])
+    """
+    run = df["run_s"].to_numpy(dtype=np.float64, na_value=np.nan)
+    setup = df["setup_s"].to_numpy(dtype=np.float64, na_value=np.nan) if "setup_s" in df.columns else 0.0
+    if "teardown_s" not in df.columns:
+        return run + setup
+    teardown = df["teardown_s"].to_numpy(dtype=np.float64, na_value=np.nan)
+    return run + setup + np.nan_to_num(teardown)
+
+
+def _fixed_cost(df: pd.DataFrame, codes: np.ndarray, ok: np.ndarray, ngroups: int) -> np.ndarray:
+    """Per curve, the median measured start-up + teardown (0 where neither was measured)."""
+    fixed = np.nan_to_num(end_to_end(df) - df["run_s"].to_numpy(dtype=np.float64, na_value=np.nan))
+    return np.nan_to_num(SortedGroups(codes[ok], fixed[ok], ngroups).quantile(0.5))
+
+
+def size_models(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Per curve (``keys``, not ``size``): ``fixed_s`` (O), ``per_unit_s`` (r), ``sizes`` measured,
+    ``min_size``/``max_size``, from the ok runs (see the module doc).
+
+    Example::
+
+        >>> df = pd.DataFrame({"w": "x", "size": [10, 10, 20, 20], "run_s": [1.1, 1.1, 2.1, 2.1], "setup_s": 0.5})
+        >>> m = size_models(df, ["w"]).loc[0]
+        >>> print(round(m.fixed_s, 6), round(m.per_unit_s, 6), m.sizes)
+        0.6 0.1 2
+    """
+    ok = ok_runs(df)
+    part = df[ok]
+    codes, groups = group_codes(part[keys].astype(object), keys)
+    g = len(groups)
+    x = part["size"].to_numpy(dtype=np.float64)
+    y = part["run_s"].to_numpy(dtype=np.float64)
+    n = np.bincount(codes, minlength=g).astype(np.float64)
+    sizes = distinct_per_group(codes, x, g)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mx, my = sum_by(codes, x, g) / n, sum_by(codes, y, g) / n
+        dx = x - mx[codes]
+        slope = sum_by(codes, dx * (y - my[codes]), g) / sum_by(codes, dx * dx, g)
+        # one size: the run taken as proportional to it (no intercept can be told apart)
+        slope = np.where(sizes > 1, slope, my / mx)
+        intercept = np.where(sizes > 1, my - slope * mx, 0.0)
+    groups["fixed_s"] = _fixed_cost(part, codes, np.ones(len(part), bool), g) + intercept
+    groups["per_unit_s"] = slope
+    groups["sizes"] = sizes
+    groups["min_size"] = pd.Series(x).groupby(codes).min().reindex(range(g)).to_numpy()
+    groups["max_size"] = pd.Series(x).groupby(codes).max().reindex(range(g)).to_numpy()
+    return groups
+
+
+def break_even_size(fixed_b, per_unit_b, fixed_s, per_unit_s) -> np.ndarray:
+    """The work size above which the backend (``_b``) beats the sequential loop (``_s``) end to end:
+    0 when it costs no more to start, ``inf`` when it is no faster per unit of work.
+
+    Example::
+
+        >>> break_even_size(np.array([0.1, 0.0, 0.1]), np.array([0.5, 0.5, 1.0]), 0.0, 1.0).tolist()
+        [0.2, 0.0, inf]
+    """
+    fixed_b, per_unit_b = np.asarray(fixed_b, dtype=np.float64), np.asarray(per_unit_b, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        gain = per_unit_s - per_unit_b  # time saved per unit of work
+        extra = fixed_b - fixed_s  # what the backend costs more to start and stop
+        size = np.where(gain > 0, np.clip(extra / gain, 0, None), np.inf)
+    size = np.where(extra <= 0, np.where(gain >= 0, 0.0, np.inf), size)
+    return np.where(np.isfinite(fixed_b) & np.isfinite(per_unit_b) & np.isfinite(gain), size, np.nan)
+
+
+def describe_break_even(size: float, sizes: int, min_size: float, max_size: float) -> str:
+    """The break-even size as people read it.
+
+    Example::
+
+        >>> describe_break_even(2.5e5, 3, 1e4, 1e6), describe_break_even(2e7, 1, 1e5, 1e5)
+        ('size ≥ 2.5e+05', 'size ≥ 2e+07 (extrapolated; one size measured, run ∝ size assumed)')
+    """
+    if not np.isfinite(size):
+        return "never (no faster per unit of work)" if size == np.inf else ""
+    if size == 0:
+        return "any size"
+    text = f"size ≥ {size:.2g}"
+    notes = []
+    if size < min_size or size > max_size:
+        notes.append("extrapolated")
+    if sizes < 2:
+        notes.append("one size measured, run ∝ size assumed")
+    return text + (f" ({'; '.join(notes)})" if notes else "")
