@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -177,3 +178,66 @@ def test_shard_auto_outside_an_array_is_one_line_and_exit_2(tmp_path, monkeypatc
     assert result.exit_code == 2, result.output
     assert "--shard auto: not a SLURM array task" in result.output and "Traceback" not in result.output
     assert not (tmp_path / "cpu").exists()  # nothing written
+
+
+SLEEPY = """\
+name: cpu
+repeats: 2
+warmup: 0
+timeout_s: 60
+matrix:
+  workload: [{workload: experiments.io:sleep, size: [600, 601, 602, 603, 604, 605, 606, 607]}]
+  backend: [sequential]
+  tasks: [1]
+"""
+
+
+def test_scancel_mid_shard_merge_exits_3_naming_it_and_resume_completes(slurm, tmp_path):
+    script, submit = _readme_blocks()
+    workdir = _workdir(tmp_path, script, SLEEPY)
+    array, merge = _submit(slurm, workdir, submit, "--cpus-per-task=1")
+    shard_dir = workdir / "results" / "cpu"
+    deadline = time.monotonic() + 240
+    while not _has_rows(shard_dir, "2/4"):  # shard 2 is under way: cancel it, as a user or a limit would
+        assert time.monotonic() < deadline, slurm.logs()
+        time.sleep(0.2)
+    slurm.run(["scancel", f"{array}_2"])
+    tasks = {t["ArrayTaskId"]: t for t in slurm.wait(array)}
+    assert tasks["2"]["JobState"] == "CANCELLED" and all(
+        (tasks[k]["JobState"], tasks[k]["ExitCode"]) == ("COMPLETED", "0:0") for k in ("1", "3", "4")
+    ), tasks
+    cancelled_log = (workdir / f"slurm-{array}_2.out").read_text()
+    # conc_lab's SIGTERM handling, not a kill: the runs so far are saved and the way on is printed
+    assert "Resume with: conclab sweep configs/cpu.yaml --resume --shard 2/4" in " ".join(
+        cancelled_log.split()
+    )
+    deadline = time.monotonic() + 30
+    while (merged := slurm.jobs(merge)[0])["Reason"] == "Dependency" and time.monotonic() < deadline:
+        time.sleep(0.5)  # slurmctld re-evaluates dependencies every few seconds
+    # afterok: the merge never runs after a cancelled shard
+    assert merged["JobState"] == "PENDING" and merged["Reason"] == "DependencyNeverSatisfied", merged
+    slurm.run(["scancel", merge])
+
+    partial = slurm.run(["conclab", "merge", "results/cpu"], check=False, cwd=workdir)
+    assert partial.returncode == 3, partial.stdout + partial.stderr  # what afterok would see
+    assert "shard 2/4 is not complete" in " ".join((partial.stdout + partial.stderr).split())
+
+    again = slurm.sbatch(
+        "--wrap", "conclab sweep configs/cpu.yaml --shard 2/4 --resume --out results", cwd=workdir
+    )
+    (resumed,) = slurm.wait(again)
+    assert (resumed["JobState"], resumed["ExitCode"]) == ("COMPLETED", "0:0"), (
+        workdir / f"slurm-{again}.out"
+    ).read_text()
+    full = slurm.run(["conclab", "merge", "results/cpu"], check=False, cwd=workdir)
+    assert full.returncode == 0, full.stdout + full.stderr
+    df = conc_lab.load(workdir / "results" / "cpu")
+    keys = list(zip(df["trial_id"], df["repeat"]))
+    assert len(keys) == len(set(keys)) == 8 * 2 and (df["status"] == "ok").all()
+
+
+def _has_rows(results: Path, shard: str) -> bool:
+    for d in store.sweep_dirs(results) if results.exists() else []:
+        if store.read_manifest(d).get("shard") == shard:
+            return any(f.stat().st_size for f in d.glob("journal-*.jsonl"))
+    return False
