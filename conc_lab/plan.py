@@ -86,6 +86,11 @@ def _slurm_array_shard(environ: Mapping[str, str]) -> tuple[int, int]:
         raise ValueError(
             "--shard auto: SLURM_ARRAY_TASK_ID, _MIN and _COUNT (or _MAX) must be set, as integers; give K/N"
         ) from None
+    if count == 1:  # e.g. one task resubmitted with --array=2: slice 1 of 1 would be the whole sweep
+        raise ValueError(
+            f"--shard auto: this array has one task (index {task}), which would run the whole sweep; "
+            "to rerun one slice give it, e.g. --shard 2/4 --resume"
+        )
     k, off = divmod(task - low, step)
     # An index list like --array=1,5,7 has no stride that maps every index to a slice.
     if off or not 0 <= k < count or (high - low) // step + 1 != count:

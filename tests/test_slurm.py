@@ -163,6 +163,7 @@ def test_shard_auto_reads_the_slurm_array_variables():
         ({}, "not a SLURM array task"),
         (env(ID=1), "must be set"),
         (env(ID=5, MIN=1, MAX=7, COUNT=3), "evenly spaced"),  # --array=1,5,7
+        (env(ID=2, MIN=2, MAX=2, COUNT=1), "one task"),  # one task resubmitted: not the whole sweep
     ]:
         with pytest.raises(ValueError, match=says):
             parse_shard("auto", bad)
