@@ -40,16 +40,16 @@ def fmt_time(x: float) -> str:
 
     Example::
 
-        >>> [fmt_time(x) for x in (2.5, 0.0123, 4e-6, float("nan"))]
-        ['2.5 s', '12.3 ms', '4 µs', '-']
+        >>> [fmt_time(x) for x in (2.5, 0.9999, 0.0123, 4e-6, float("nan"))]
+        ['2.5 s', '1 s', '12.3 ms', '4 µs', '-']
     """
     if not np.isfinite(x):
         return "-"
     if x == 0:
         return "0"
-    if x >= 1:
+    if x >= 0.9995:  # what rounds to 1000 ms reads as 1 s
         return f"{x:.3g} s"
-    if x >= 1e-3:
+    if x >= 0.9995e-3:
         return f"{x * 1e3:.3g} ms"
     return f"{x * 1e6:.3g} µs"
 

@@ -60,12 +60,14 @@ def write_report(
     out_dir: str | PathLike,
     *,
     title: str | None = None,
-    max_panels: int = 6,
-    max_timelines: int = 2,
+    max_panels: int | None = None,
+    max_timelines: int | None = None,
 ) -> Path:
     """Write the PNG figures and a self-contained ``index.html`` into ``out_dir``; return the page's path.
 
-    ``data`` is a store path (read with ``conc_lab.load``) or the DataFrame it returns.
+    ``data`` is a store path (read with ``conc_lab.load``) or the DataFrame it returns. Every
+    parameter set gets a speedup panel and a timeline; ``max_panels`` / ``max_timelines`` cap
+    them (the sets with the most points first), and the page then says what it left out.
 
     Example::
 
@@ -80,7 +82,8 @@ def write_report(
     out.mkdir(parents=True, exist_ok=True)
     summary = summarize(df)
     fits = fit_scaling(summary)
-    panels = _pick_panels(summary, max_panels)
+    every_panel = _pick_panels(summary)
+    panels = every_panel[:max_panels]
     colors = _curve_colors(summary)
 
     figures: list[tuple[str, str, bytes]] = []  # (file name, caption, png)
@@ -100,7 +103,8 @@ def write_report(
     for name, _, png in figures:
         _write_atomic(out / name, png)
 
-    page = _html(df, summary, fits, panels, figures, title, time.perf_counter() - t0)
+    left_out = _left_out(len(every_panel), len(panels), len(panels[:max_timelines]))
+    page = _html(df, summary, fits, left_out, figures, title, time.perf_counter() - t0)
     _write_atomic(out / "index.html", page.encode())
     return out / "index.html"
 
@@ -119,7 +123,23 @@ def _panel_frame(frame: pd.DataFrame) -> pd.DataFrame:
     return frame[PANEL_KEYS].astype(object).where(frame[PANEL_KEYS].notna(), None)
 
 
-def _pick_panels(summary: pd.DataFrame, max_panels: int) -> list[dict]:
+def _left_out(total: int, panels: int, timelines: int) -> str:
+    """What the figures leave out, and how to get it, as a paragraph (empty when nothing is)."""
+    parts = []
+    if panels < total:
+        parts.append(f"speedup and run-time panels for {panels} of the {total} parameter sets")
+    if timelines < total:
+        parts.append(f"timelines for {timelines} of them")
+    if not parts:
+        return ""
+    return (
+        f"<p class='warn'>Figures show {' and '.join(parts)} (those with the most points measured; "
+        "every set is in the tables). <code>conc_lab.write_report(store, out)</code> without "
+        "<code>max_panels</code> / <code>max_timelines</code> draws them all.</p>"
+    )
+
+
+def _pick_panels(summary: pd.DataFrame) -> list[dict]:
     """The parameter sets with the most (backend, workers) points measured, then the longest runs,
     taking turns between workloads so that each is drawn."""
     ok = summary[summary["n"] > 0]
@@ -132,7 +152,7 @@ def _pick_panels(summary: pd.DataFrame, max_panels: int) -> list[dict]:
     grouped = grouped.sort_values(["points", "median"], ascending=False).reset_index()
     # round-robin over workloads: the best set of each workload before the second best of any
     grouped["_turn"] = grouped.groupby("workload", sort=False, dropna=False).cumcount()
-    grouped = grouped.sort_values("_turn", kind="stable").head(max_panels).set_index(PANEL_KEYS)
+    grouped = grouped.sort_values("_turn", kind="stable").set_index(PANEL_KEYS)
     return [
         {k: (None if pd.isna(v) else v) for k, v in zip(PANEL_KEYS, idx, strict=True)}
         for idx in grouped.index
@@ -161,16 +181,53 @@ def _curve_label(frame: pd.DataFrame) -> pd.Series:
     return label
 
 
-def _curve_colors(summary: pd.DataFrame) -> dict[str, tuple]:
-    from matplotlib import colormaps
+#: One colour per backend (and start method), the same in every report; other curves of a backend
+#: (an affinity, an option) get a shade of it, and an unknown backend a colour from its name.
+BACKEND_COLORS = {
+    "sequential": "#7f7f7f",
+    "threading": "#1f77b4",
+    "multiprocessing": "#ff7f0e",
+    "multiprocessing/fork": "#ff7f0e",
+    "multiprocessing/spawn": "#2ca02c",
+    "multiprocessing/forkserver": "#d62728",
+    "ray": "#9467bd",
+    "asyncio": "#17becf",
+    "subinterpreters": "#8c564b",
+}
+_SPARE = ["#e377c2", "#bcbd22", "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173"]
 
+
+def curve_color(label: str) -> tuple:
+    """The colour of a curve, from its label alone: fixed across reports.
+
+    Example::
+
+        >>> curve_color("threading") == curve_color("threading") != curve_color("multiprocessing/spawn")
+        True
+    """
+    import zlib
+
+    from matplotlib.colors import to_rgb
+
+    base, _, extra = label.partition(" ")
+    color = BACKEND_COLORS.get(base) or BACKEND_COLORS.get(base.split("/")[0])
+    if color is None:
+        color = _SPARE[zlib.crc32(base.encode()) % len(_SPARE)]
+    rgb = np.array(to_rgb(color))
+    if extra:  # a shade of the backend's colour, the same for the same variant every time
+        mix = 0.15 + 0.5 * (zlib.crc32(extra.encode()) % 100) / 100
+        rgb = rgb * (1 - mix) + (0.0 if zlib.crc32(extra.encode()) % 2 else 1.0) * mix
+    return tuple(float(c) for c in rgb)
+
+
+def _curve_colors(summary: pd.DataFrame) -> dict[str, tuple]:
+    """Each curve label of the summary (in the order a reader expects) and its fixed colour."""
     labels = _curve_label(summary)
     rank = summary["backend"].astype(object).map(BACKEND_ORDER).fillna(len(BACKEND_ORDER))
-    ordered = (
+    frame = (
         pd.DataFrame({"label": labels, "rank": rank}).drop_duplicates("label").sort_values(["rank", "label"])
     )
-    palette = colormaps["tab10"].colors
-    return {label: palette[i % len(palette)] for i, label in enumerate(ordered["label"])}
+    return {label: curve_color(label) for label in frame["label"]}
 
 
 def _panel_title(panel: dict) -> str:
@@ -542,7 +599,7 @@ def _workers(n: object) -> str:
 # --- the page --------------------------------------------------------------------------------------
 
 _CSS = """
-body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; padding: 0 1em; }
+body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1800px; color: #222; padding: 0 1em; }
 h1 { font-size: 1.5em; } h2 { font-size: 1.2em; margin-top: 2em; border-bottom: 1px solid #ddd; }
 table { border-collapse: collapse; font-size: 12px; margin: .5em 0; }
 th, td { border: 1px solid #ddd; padding: 2px 6px; text-align: right; white-space: nowrap; }
@@ -551,6 +608,9 @@ td:first-child, th:first-child { text-align: left; }
 figure { margin: 1em 0; } figure img { max-width: 100%; border: 1px solid #eee; }
 figcaption { font-size: 12px; color: #555; max-width: 70em; }
 .scroll { max-height: 36em; overflow: auto; }
+/* the summary is read whole: no scroll box; long cells wrap so that it fits a 1400 px window */
+#summary { width: 100%; } #summary td, #summary th { white-space: normal; }
+#summary td:first-child { overflow-wrap: anywhere; min-width: 8em; }
 .wide { overflow-x: auto; }
 .meta td { text-align: left; } .warn { color: #a40; }
 """
@@ -565,7 +625,7 @@ def _html(
     df: pd.DataFrame,
     summary: pd.DataFrame,
     fits: pd.DataFrame,
-    panels: list[dict],
+    left_out: str,
     figures: list[tuple[str, str, bytes]],
     title: str | None,
     elapsed: float,
@@ -580,14 +640,6 @@ def _html(
         f'{base64.b64encode(png).decode()}"><figcaption>{esc(caption)}</figcaption></figure>'
         for name, caption, png in figures
     )
-    n_panels = summary[["workload", "tasks", "size"]].drop_duplicates().shape[0] if len(summary) else 0
-    shown = (
-        f"<p>Figures show {len(panels)} parameter set(s), those with the most points measured; "
-        f"the table below has all {n_panels}.</p>"
-        if n_panels > len(panels)
-        else ""
-    )
-
     karp = _karp_view(summary)
     failures = _failures(df)
     flagged = int((summary["notes"] != "").sum())
@@ -599,13 +651,13 @@ def _html(
 <h1>{esc(title)}</h1>
 <table class="meta">{meta}</table>
 <h2>Figures</h2>
-{shown}{figs or "<p>No successful runs to draw.</p>"}
+{left_out}{figs or "<p>No successful runs to draw.</p>"}
 <h2>Summary</h2>
 <p>One row per parameter set, backend and worker count. Median and 95% interval of the run time
 (exact bootstrap of the median); speedup over the sequential baseline of the same parameters, with its
 interval; efficiency = speedup / workers; setup = median pool start-up, not in the run time.
 {flagged} row(s) carry notes (unstable: CV &gt; 10% or interval wider than 20% of the median).</p>
-<div class="scroll">{_table(display(summary), "summary")}</div>
+<div>{_table(display(summary), "summary")}</div>
 {_end_to_end_section(summary)}
 {_interpreter_section(df, summary)}
 <h2>Scaling</h2>

@@ -7,6 +7,7 @@ import re
 import shutil
 import subprocess
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -240,3 +241,137 @@ def test_report_scaling_never_shows_a_fraction_above_one_and_says_when_points_ar
     assert "Amdahl misfit" in scaling and "does not describe this curve" in scaling  # a slowdown
     predictions = page[page.index('id="predictions"') :]
     assert "64 workers" in predictions and "*" in predictions  # every forecast is an extrapolation here
+
+
+FIT_PROBE = """<script>
+window.addEventListener("load", function () {
+  // the summary table alone at the top of the page, as a reader scrolled to it sees it
+  var table = document.getElementById("summary");
+  var keep = table;
+  while (keep.parentNode !== document.body) { keep = keep.parentNode; }
+  Array.prototype.forEach.call(document.body.children, function (el) {
+    if (el !== keep) { el.style.display = "none"; }
+  });
+  window.scrollTo(0, 0);
+  var clipped = [];
+  for (var el = table.parentNode; el && el !== document.documentElement; el = el.parentNode) {
+    if (el.scrollWidth > el.clientWidth + 1 || el.scrollHeight > el.clientHeight + 1) {
+      var style = getComputedStyle(el);
+      if (style.overflowX !== "visible" || style.overflowY !== "visible") { clipped.push(el.tagName + "." + el.className); }
+    }
+  }
+  var heads = table.querySelectorAll("thead th");
+  var last = heads[heads.length - 1].getBoundingClientRect();
+  var rect = table.getBoundingClientRect();
+  var out = document.createElement("pre");
+  out.id = "probe";
+  out.style.cssText = "position:absolute; top:3000px; left:0";
+  out.textContent = JSON.stringify({view: window.innerWidth, right: rect.right, bottom: rect.bottom,
+    clipped: clipped, last: [last.left, last.top, last.right, last.bottom],
+    lastText: heads[heads.length - 1].textContent});
+  document.body.appendChild(out);
+});
+</script>"""
+
+
+def _chromium(page: Path, tmp_path: Path, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [
+            chromium(),
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--hide-scrollbars",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--virtual-time-budget=10000",
+            "--window-size=1400,1000",
+            *extra,
+            page.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.mark.skipif(chromium() is None, reason="no chromium on PATH (Debian: apt-get install chromium)")
+def test_summary_table_is_fully_visible_at_1400_px_in_a_screenshot(report_dir, tmp_path):
+    # #12: the HTML summary table was clipped inside a scroll box at 1400 px
+    page = tmp_path / "probe.html"
+    page.write_text((report_dir / "index.html").read_text().replace("</body>", FIT_PROBE + "</body>"))
+    proc = _chromium(page, tmp_path, "--dump-dom")
+    match = re.search(r'<pre id="probe"[^>]*>([^<]*)</pre>', proc.stdout)
+    assert match, f"the page did not finish loading in chromium (rc {proc.returncode}): {proc.stderr[-2000:]}"
+    seen = json.loads(match.group(1).replace("&quot;", '"').replace("&amp;", "&"))
+    assert seen["lastText"] == "notes"
+    assert seen["clipped"] == [], f"the table sits in a box that clips it: {seen['clipped']}"
+    assert seen["right"] <= seen["view"], f"the table runs {seen['right'] - seen['view']:.0f} px past 1400 px"
+    # the screenshot: the last column's heading is painted, inside the window
+    shot = tmp_path / "shot.png"
+    _chromium(page, tmp_path, f"--screenshot={shot}")
+    image = imread(shot)
+    assert image.shape[1] == 1400
+    left, top, right, bottom = (int(round(v)) for v in seen["last"])
+    assert bottom <= image.shape[0], "the heading row is below the window"
+    cell = image[top + 2 : bottom - 2, left + 2 : right - 2, :3]
+    assert cell.size and cell.min() < 0.5, "the last column's heading is not painted (clipped)"
+
+
+def _many_workloads(n: int) -> pd.DataFrame:
+    rows = []
+    for w in range(n):
+        for backend, workers, t in (
+            ("sequential", 1, 1.0),
+            ("threading", 2, 0.9),
+            ("multiprocessing", 2, 0.6),
+        ):
+            rows += [
+                {
+                    "workload": f"mine:work{w}",
+                    "tasks": 4,
+                    "size": 10,
+                    "backend": backend,
+                    "workers": workers,
+                    "start_method": "spawn" if backend == "multiprocessing" else None,
+                    "status": "ok",
+                    "run_s": t * (1 + 0.01 * i),
+                    "task_records": [
+                        {"task": k, "worker": k % workers, "core": k % workers, "start_s": 0.0, "end_s": t}
+                        for k in range(4)
+                    ],
+                }
+                for i in range(3)
+            ]
+    return pd.DataFrame(rows)
+
+
+def test_report_draws_every_parameter_set_or_says_what_it_left_out(tmp_path):
+    # #12: at most 6 panels were drawn, silently; a user's own workload had none
+    df = _many_workloads(8)
+    page = write_report(df, tmp_path / "all").read_text()
+    assert "left out" not in page and "draws them all" not in page
+    assert sorted(p.name for p in (tmp_path / "all").glob("timeline-*.png"))[-1] == "timeline-8.png"
+    page = write_report(df, tmp_path / "some", max_panels=3, max_timelines=1).read_text()
+    assert "panels for 3 of the 8 parameter sets and timelines for 1 of them" in page
+    assert "draws them all" in page
+
+
+def test_backend_colours_are_the_same_in_every_report():
+    from conc_lab.report import _curve_colors
+
+    one = _curve_colors(summarize_frame(_many_workloads(1)))
+    no_threads = _many_workloads(1)
+    no_threads = no_threads[no_threads.backend != "threading"]
+    other = _curve_colors(summarize_frame(no_threads))
+    # was: colours handed out in order, so spawn took threading's colour when threads were not measured
+    assert one["multiprocessing/spawn"] == other["multiprocessing/spawn"]
+    assert one["sequential"] == other["sequential"]
+    assert len(set(one.values())) == len(one)  # and each curve its own
+
+
+def summarize_frame(df: pd.DataFrame) -> pd.DataFrame:
+    return conc_lab.summarize(df)
