@@ -250,28 +250,62 @@ def expand(
     config: Path = typer.Argument(..., help="The experiment matrix to expand."),
     count: bool = typer.Option(False, "--count", help="Print only the number of trials."),
     limit: int = typer.Option(200, "--limit", help="Show at most this many trials in the table."),
+    fmt: str = typer.Option(
+        "table", "--format", "-f", help="table; or json / csv: every trial, streamed as it is expanded."
+    ),
 ):
     """Dry run: list the trials CONFIG would run (nothing is executed or written)."""
+    if fmt not in EXPAND_FORMATS:
+        _die(f"--format: unknown format {fmt!r}; use one of {', '.join(EXPAND_FORMATS)}")
     cfg = _load(config)
     if count:
         print(matrix.count(cfg))
-        return
+    elif fmt == "table":
+        _expand_table(cfg, limit)
+    else:
+        _expand_stream(cfg, fmt)
+
+
+EXPAND_FORMATS = ("table", "json", "csv")
+_EXPAND_COLUMNS = ("workload", "backend", "workers", "tasks", "size", "start_method", "python")
+
+
+def _expand_table(cfg, limit: int) -> None:
+    """The first ``limit`` trials at once, then the total (counted, not walked, where it can be)."""
+    import itertools
+
     table = Table(title=f"{cfg.name}: trials (each runs {cfg.warmup} warm-up + {cfg.repeats} measured)")
-    for col in ("trial_id", "workload", "backend", "workers", "tasks", "size", "start_method", "python"):
+    for col in ("trial_id", *_EXPAND_COLUMNS):
         table.add_column(col, overflow="fold")  # wrap, never elide: ids and names must stay whole
-    n = 0
-    for n, trial in enumerate(matrix.expand(cfg), 1):
-        if n <= limit:
-            p = trial.params()
-            table.add_row(
-                trial.trial_id,
-                *[
-                    "" if p[c] is None else str(p[c])
-                    for c in ("workload", "backend", "workers", "tasks", "size", "start_method", "python")
-                ],
-            )
+    for trial in itertools.islice(matrix.expand(cfg), max(limit, 0)):
+        p = trial.params()
+        table.add_row(trial.trial_id, *["" if p[c] is None else str(p[c]) for c in _EXPAND_COLUMNS])
     out_console.print(table)
-    out_console.print(f"{n} trials" + (f" (first {limit} shown)" if n > limit else ""))
+    n = matrix.count(cfg)
+    out_console.print(f"{n:,} trials" + (f" (first {limit:,} shown)" if n > limit else ""), highlight=False)
+
+
+def _expand_stream(cfg, fmt: str) -> None:
+    """Every trial with all its parameters, one line each as it is expanded: a JSON array or CSV."""
+    import csv
+    import json
+
+    writer = csv.writer(sys.stdout, lineterminator="\n") if fmt == "csv" else None
+    first = True
+    for n, trial in enumerate(matrix.expand(cfg)):
+        record = {"trial_id": trial.trial_id, **trial.params()}
+        if writer is not None:
+            if first:
+                writer.writerow(record)
+            writer.writerow(["" if v is None else v for v in record.values()])
+        else:
+            sys.stdout.write(("[\n" if first else ",\n") + json.dumps(record))
+        if first or n % 1000 == 0:
+            sys.stdout.flush()  # a pipe sees the first trials at once, however large the matrix
+        first = False
+    if writer is None:
+        sys.stdout.write("[]\n" if first else "\n]\n")
+    sys.stdout.flush()
 
 
 def _load_runs(paths: list[Path], filters: dict):

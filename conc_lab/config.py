@@ -63,11 +63,17 @@ TOP_KEYS = (
     "shuffle",
     "seed",
     "ray",
+    "limits",
 )
 #: ``size: auto``: the size is calibrated before the sweep runs (``conc_lab.calibration``).
 AUTO = "auto"
 #: A trial's size: a number the workload is given, or ``AUTO`` until calibration replaces it.
 Size = int | Literal["auto"]
+#: The longest a run may take: beyond it a timeout is a typo, and the clocks that wait for it overflow.
+MAX_TIMEOUT_S = 30 * 86400
+#: Default ``limits.workers``: this many workers per CPU of the machine (oversubscribing on purpose
+#: for I/O-bound work has a use; a million forked workers has none).
+WORKERS_PER_CPU = 16
 _INT32_MAX = 2**31 - 1  # workers, tasks, repeat: int32 columns in conc_lab.schema
 _INT64_MAX = 2**63 - 1  # size: int64
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
@@ -87,6 +93,22 @@ class ConfigError(ValueError):
 def _one_line(text: str) -> str:
     """``text`` with control characters escaped (\\n, \\t, \\x00), so it prints as one line."""
     return text if text.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What a sweep may ask for before it is refused as unable to finish (``limits:`` raises them).
+
+    >>> Limits().tasks, Limits().runs
+    (1000000, 10000000)
+    """
+
+    #: workers in one trial; default WORKERS_PER_CPU per CPU of this machine
+    workers: int = field(default_factory=lambda: WORKERS_PER_CPU * (os.cpu_count() or 1))
+    #: tasks in one trial: the host holds each task's result and record in memory
+    tasks: int = 1_000_000
+    #: runs in one sweep (trials x (warm-up + measured)): the plan, the store and the resume set grow with it
+    runs: int = 10_000_000
 
 
 @dataclass(frozen=True)
@@ -115,6 +137,7 @@ class Config:
     seed: int = 0
     description: str = ""
     ray_address: str | None = None  # ray: {address: ...}: the Ray runtime ray trials join
+    limits: Limits = field(default_factory=Limits)  # not in the fingerprint: they decide nothing that runs
     path: str | None = None
     source_text: str = ""  # the file as read, kept in the sweep's manifest
 
@@ -153,9 +176,11 @@ def load_config(path: str | os.PathLike, *, check_imports: bool = True) -> Confi
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(path, "(file)", f"cannot read: {exc}") from None
     try:
-        doc = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+        doc = _load_yaml(text)
     except RecursionError:  # the composer recurses once per nesting level
         raise ConfigError(path, "(yaml)", "nested too deeply to be a matrix file") from None
+    except ValueError as exc:  # an integer of more than 4300 digits (sys.get_int_max_str_digits)
+        raise ConfigError(path, "(yaml)", f"cannot read a value: {str(exc).split(';')[0]}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
@@ -176,10 +201,12 @@ def parse_config(
     if not isinstance(doc, dict):
         v.fail("(top level)", f"must be a mapping of keys such as name and matrix, got {_kind(doc)}")
     v.known_keys(doc, TOP_KEYS, "")
+    v.limits = v.limits_section(doc.get("limits"))
     settings = _settings(v, doc, path)
     matrix = doc.get("matrix")
     axes, workload_sizes = _matrix_axes(v, matrix)
     aff = _affinity(v, doc.get("affinity", "compact"), axes["workers"], axes["backend"])
+    v.worker_count(max(axes["workers"]), "matrix.workers")  # after affinity: "cores to pin" says more
     backend_options = v.backend_options(doc.get("backend_options") or {}, axes["backend"])
     option_names = {k for opts in BACKEND_OPTIONS.values() for k in opts}
     exclude = tuple(v.partial_params(doc.get("exclude") or [], "exclude", option_names))
@@ -197,6 +224,7 @@ def parse_config(
         exclude=exclude,
         include=include,
         backend_options=backend_options,
+        limits=v.limits,
         path=path,
         source_text=source_text,
     )
@@ -217,11 +245,19 @@ def _settings(v: _Validator, doc: dict, path: str | None) -> dict[str, Any]:
     description = doc.get("description", "")
     if not isinstance(description, str):
         v.fail("description", "must be a string")
+    repeats = v.integer(doc.get("repeats", 5), "repeats", minimum=1)
+    warmup = v.integer(doc.get("warmup", 1), "warmup", minimum=0)
+    if warmup + repeats > v.limits.runs:
+        v.fail(
+            "repeats",
+            f"{warmup} warm-up + {repeats:,} measured runs of each trial is more than limits.runs "
+            f"({v.limits.runs:,}), more than a sweep can finish; lower repeats or raise limits.runs",
+        )
     return {
         "name": name,
-        "repeats": v.integer(doc.get("repeats", 5), "repeats", minimum=1),
-        "warmup": v.integer(doc.get("warmup", 1), "warmup", minimum=0),
-        "timeout_s": v.number(doc.get("timeout_s", 120), "timeout_s"),
+        "repeats": repeats,
+        "warmup": warmup,
+        "timeout_s": v.number(doc.get("timeout_s", 120), "timeout_s", maximum=MAX_TIMEOUT_S),
         "shuffle": shuffle,
         "seed": v.integer(doc.get("seed", 0), "seed", minimum=0, maximum=_INT64_MAX),
         "description": description,
@@ -251,8 +287,8 @@ def _matrix_axes(v: _Validator, matrix: Any) -> tuple[dict[str, tuple], dict[str
             axes[axis] = tuple(AXIS_DEFAULTS[axis])
     if "tasks" not in axes and "tasks_per_worker" not in axes:
         axes["tasks_per_worker"] = (1,)
-    if "tasks_per_worker" in axes and max(axes["tasks_per_worker"]) * max(axes["workers"]) > _INT32_MAX:
-        v.fail("matrix.tasks_per_worker", f"times the most workers must be at most {_INT32_MAX} tasks")
+    if "tasks_per_worker" in axes:
+        v.task_count(max(axes["tasks_per_worker"]) * max(axes["workers"]), "matrix.tasks_per_worker")
     return axes, workload_sizes
 
 
@@ -305,6 +341,9 @@ def _check_includes(v: _Validator, include: tuple[dict, ...], aff: str | tuple[i
             v.fail(
                 f"include[{i}].workers", f"{inc['workers']} workers but only {n_cores} cores to pin them to"
             )
+        v.worker_count(inc.get("workers", 1), f"include[{i}].workers")
+        if "tasks_per_worker" in inc:
+            v.task_count(inc["tasks_per_worker"] * inc.get("workers", 1), f"include[{i}].tasks_per_worker")
 
 
 def _check_workloads(v: _Validator, workloads: tuple[str, ...], include: tuple[dict, ...], path: str | None):
@@ -384,11 +423,11 @@ def workload_search_path(config_dir: Path | None = None) -> list[str]:
 
 
 def check_workload(ref: str, config_dir: Path | None = None) -> str | None:
-    """None if ``module:function`` imports and is callable, else what is wrong."""
+    """None if ``module:function`` imports, is callable and takes ``(task, size)``, else what is wrong."""
     module_name, _, attr = ref.partition(":")
     try:
         with _workload_path(config_dir):
-            host_workload.import_function(ref)
+            fn = host_workload.import_function(ref)
     except ImportError as exc:
         return f"cannot import {module_name!r} for {ref!r}: {exc}"
     except host_workload.MissingFunction as exc:
@@ -397,6 +436,28 @@ def check_workload(ref: str, config_dir: Path | None = None) -> str | None:
         return f"{ref!r} is not callable"
     except Exception as exc:  # a workload module that raises on import is a bad config too
         return f"importing {module_name!r} raised {type(exc).__name__}: {exc}"
+    return signature_problem(ref, fn)
+
+
+def signature_problem(ref: str, fn: Any) -> str | None:
+    """Why ``fn`` cannot be called as ``fn(task, size)``, as every backend calls a workload; else None.
+
+    ``async def`` functions, defaults, ``*args`` and ``**kwargs`` are fine; a builtin without
+    a signature to read is given the benefit of the doubt (it fails at run time if wrong).
+
+    >>> signature_problem("m:f", lambda n: n)
+    'm:f takes (n), but a workload is called as m:f(task, size): too many positional arguments'
+    >>> signature_problem("m:f", lambda *args, **kw: 0) is None
+    True
+    """
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return None
+    try:
+        signature.bind(0, 0)
+    except TypeError as exc:
+        return f"{ref} takes {signature}, but a workload is called as {ref}(task, size): {exc}"
     return None
 
 
@@ -440,6 +501,28 @@ def check_interpreter(value: str | None) -> str | None:
 class _Validator:
     def __init__(self, path: str | None):
         self.path = path
+        self.limits = Limits()
+
+    def limits_section(self, raw: Any) -> Limits:
+        """``limits: {workers: N, tasks: N, runs: N}``: raise what a sweep may ask for, on purpose."""
+        if raw is None:
+            return Limits()
+        if not isinstance(raw, dict):
+            self.fail("limits", f"must be a mapping such as {{workers: 64}}, got {_kind(raw)}")
+        self.known_keys(raw, ("workers", "tasks", "runs"), "limits.")
+        tops = {"workers": _INT32_MAX, "tasks": _INT32_MAX, "runs": _INT64_MAX}
+        return Limits(
+            **{k: self.integer(v, f"limits.{k}", minimum=1, maximum=tops[k]) for k, v in raw.items()}
+        )
+
+    def task_count(self, tasks: int, key: str) -> None:
+        """One trial's tasks within ``limits.tasks`` (the host holds a result and a record per task)."""
+        if tasks > self.limits.tasks:
+            self.fail(
+                key,
+                f"{tasks:,} tasks in one trial is more than limits.tasks ({self.limits.tasks:,}); "
+                "the host holds every task's result in memory; use fewer or raise limits.tasks",
+            )
 
     def fail(self, key: str, problem: str):
         raise ConfigError(self.path, key, problem)
@@ -467,14 +550,14 @@ class _Validator:
             self.fail(key, f"must be at most {maximum}, got {value}")
         return value
 
-    def number(self, value: Any, key: str) -> float:
-        if (
-            not isinstance(value, (int, float))
-            or isinstance(value, bool)
-            or not value > 0
-            or value == float("inf")
-        ):
+    def number(self, value: Any, key: str, maximum: float) -> float:
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
             self.fail(key, f"must be a positive number of seconds, got {_show(value)}")
+        if not value <= maximum:  # inf too: select() and Event.wait() overflow on a huge timeout
+            self.fail(
+                key,
+                f"must be at most {maximum:,.0f} seconds ({maximum / 86400:.0f} days), got {_show(value)}",
+            )
         return float(value)
 
     def axis_values(self, axis: str, raw: Any, key: str, sizes: dict | None = None) -> list:
@@ -518,10 +601,25 @@ class _Validator:
             self.fail(key, f"unknown backend {_show(value)}{more}")
         return value
 
-    def _count_value(self, value: Any, key: str, sizes: dict | None) -> int:
+    def _workers_value(self, value: Any, key: str, sizes: dict | None) -> int:
         return self.integer(value, key, minimum=1)
 
-    _workers_value = _tasks_value = _tasks_per_worker_value = _count_value
+    def worker_count(self, workers: int, key: str) -> None:
+        """Workers within ``limits.workers``: each is a thread or a forked process, started at once."""
+        if workers > self.limits.workers:
+            self.fail(
+                key,
+                f"{workers:,} workers is more than limits.workers ({self.limits.workers:,}: "
+                f"{WORKERS_PER_CPU} per CPU here unless raised); use fewer or raise limits.workers",
+            )
+
+    def _tasks_value(self, value: Any, key: str, sizes: dict | None) -> int:
+        self.integer(value, key, minimum=1)
+        self.task_count(value, key)
+        return value
+
+    def _tasks_per_worker_value(self, value: Any, key: str, sizes: dict | None) -> int:
+        return self.integer(value, key, minimum=1)
 
     def _size_value(self, value: Any, key: str, sizes: dict | None) -> Size:
         # "auto": calibrated before the sweep runs (conc_lab.calibration)
@@ -627,14 +725,76 @@ def _kind(value: Any) -> str:
     )
 
 
+#: The most values (scalars, lists, mappings) a matrix file may hold once its aliases are expanded.
+#: A real matrix holds hundreds; an alias bomb (each level naming the one before nine times) billions.
+MAX_YAML_NODES = 1_000_000
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
 class _StrictLoader(yaml.SafeLoader):
     """The safe loader, refusing duplicate keys (YAML silently keeps the last one)."""
 
 
+def _load_yaml(text: str) -> Any:
+    """The document in ``text``, refused (a ``YAMLError``) before it is built if it expands too far."""
+    loader = _StrictLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_expansion(node)
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def _check_expansion(root: yaml.Node) -> None:
+    """Count the nodes of the document as if every alias were copied out, without copying anything.
+
+    An alias is the node it names, shared: its expanded size is computed once (memo by
+    identity), so the walk is linear in the text, however far the aliases multiply it.
+    """
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()  # on the path from the root: meeting one again is a cycle
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        children = _children(node)
+        if children_done:
+            open_nodes.discard(id(node))
+            sizes[id(node)] = 1 + sum(sizes[id(child)] for child in children)
+            if sizes[id(node)] > MAX_YAML_NODES:
+                raise yaml.composer.ComposerError(
+                    None,
+                    None,
+                    f"expands to more than {MAX_YAML_NODES:,} values once its aliases are repeated "
+                    "(an alias bomb?); a matrix file needs far fewer",
+                    node.start_mark,
+                )
+        elif id(node) in open_nodes:
+            raise yaml.composer.ComposerError(
+                None, None, "an alias refers to a list or mapping that contains it", node.start_mark
+            )
+        elif id(node) not in sizes:
+            open_nodes.add(id(node))
+            stack.append((node, True))
+            stack.extend((child, False) for child in children if id(child) not in sizes)
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return node.value
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    return []
+
+
 def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
-    loader.flatten_mapping(node)
-    seen = {}
+    """A mapping whose keys are each written once; ``<<: *base`` merges, and keys written here override it."""
+    seen = set()
     for key_node, _ in node.value:
+        if key_node.tag == _MERGE_TAG:
+            continue  # the merged keys are defaults: construct_mapping lets the written ones win
         key = loader.construct_object(key_node, deep=deep)
         try:
             hash(key)
@@ -646,7 +806,7 @@ def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool
             raise yaml.constructor.ConstructorError(
                 None, None, f"duplicate key {_show(key)}", key_node.start_mark
             )
-        seen[key] = True
+        seen.add(key)
     return loader.construct_mapping(node, deep=deep)
 
 

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from functools import cached_property
 from operator import itemgetter
 
-from conc_lab.config import Config, Size
+from conc_lab.config import Config, ConfigError, Size
 
 
 @dataclass(frozen=True)
@@ -172,6 +172,11 @@ def count(config: Config) -> int:
     """
     if config.exclude:
         return sum(1 for _ in _combos(config, build=False))
+    return _count_before_excludes(config)
+
+
+def _count_before_excludes(config: Config) -> int:
+    """The trials of the matrix as if it had no excludes: arithmetic, instant at any size."""
     axes = config.axes
     weak = "tasks_per_worker" in axes
     per_block = 0  # trials for one (workload, size, python) block, over the tasks axis
@@ -190,3 +195,36 @@ def count(config: Config) -> int:
         axes["python"]
     )
     return blocks * per_block + len(config.include)
+
+
+def check_size(config: Config, shards: int = 1) -> None:
+    """Refuse, with a ``ConfigError`` naming the count, a sweep of more runs than ``limits.runs``.
+
+    Runs are trials x (warm-up + measured); a sweep of one of ``shards`` shards runs its share.
+    With excludes the walk stops once past the limit.
+
+    >>> from conc_lab.config import parse_config
+    >>> check_size(parse_config({"name": "d", "repeats": 10**6, "affinity": "none", "matrix": {"workload": "m:f",
+    ...     "backend": ["sequential", "threading"], "workers": list(range(1, 11)), "tasks": 4}}, check_imports=False))
+    Traceback (most recent call last):
+    ...
+    conc_lab.config.ConfigError: <config>: matrix: 11 trials x 1,000,001 runs each (1 warm-up + 1,000,000 measured) = 11,000,011 runs, more than limits.runs (10,000,000): a sweep this size cannot finish; narrow the matrix or raise limits.runs
+    """
+    rounds = config.warmup + config.repeats
+    most = config.limits.runs // rounds * shards  # the most trials that fit, over all the shards
+    trials = _count_before_excludes(config)
+    exact = True
+    if trials > most and config.exclude:
+        trials = sum(1 for _ in itertools.islice(_combos(config, build=False), most + 1))
+        exact = trials <= most
+    if trials > most:
+        runs = f"{trials * rounds:,} runs" if exact else f"more than {most * rounds:,} runs"
+        per_shard = f" per shard, x {shards} shards" if shards > 1 else ""
+        raise ConfigError(
+            config.path,
+            "matrix",
+            f"{f'{trials:,}' if exact else f'more than {most:,}'} trials x {rounds:,} runs each "
+            f"({config.warmup} warm-up + {config.repeats:,} measured) = {runs}, more than limits.runs "
+            f"({config.limits.runs:,}{per_shard}): a sweep this size cannot finish; narrow the matrix "
+            "or raise limits.runs",
+        )

@@ -25,7 +25,7 @@ from conc_lab.dispatch import Dispatch, LocalDispatch
 from conc_lab.events import EventHandler
 from conc_lab.executor import TrialExecutor
 from conc_lab.host import affinity
-from conc_lab.matrix import Trial
+from conc_lab.matrix import Trial, check_size
 from conc_lab.plan import Plan, ResumeState, Run
 
 
@@ -109,8 +109,9 @@ def sweep(
     emit = on_event or events.ignore
     if not isinstance(config, Config):
         config = load_config(config)
-    store.preflight(out)
     shard = plan.parse_shard(shard) if isinstance(shard, str) else shard
+    check_size(config, shards=shard[1] if shard else 1)  # what cannot finish: refused before any write
+    store.preflight(out)
     prepared = _prepare(config, out, resume, shard, cluster, emit)
     emit(
         events.Planned(
