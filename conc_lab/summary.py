@@ -14,6 +14,7 @@ runs summarise in a few seconds. The statistics themselves live in ``conc_lab.st
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from os import PathLike
 
@@ -371,6 +372,7 @@ def summarize(
     level: float = 0.95,
     cv_threshold: float = 0.10,
     ci_threshold: float = 0.20,
+    **filters,
 ) -> pd.DataFrame:
     """One row per (workload, tasks, size, backend, workers, start_method, python, node, affinity, options).
 
@@ -391,7 +393,12 @@ def summarize(
     (the dominant cause of lost worker-time in the median run, ``conc_lab.attribution``) and
     ``notes`` (every flag as text, with ``failures``, ``incorrect``, ``no runs``, ``no baseline``).
 
-    ``df`` may also be a path to a store, read with ``conc_lab.load``.
+    ``df`` may also be a path to a store, read with ``conc_lab.load``. ``filters`` (a key column
+    = a value or a list of them) select rows *after* the sequential baseline is joined, so
+    ``summarize(path, backend="threading")`` keeps its speedups (and the baseline rows they are
+    measured against); a workload may be named by its function (``sleep`` for
+    ``experiments.io:sleep``) where that is unique, and a value that matches no run is a
+    ``ValueError`` with a did-you-mean.
 
     Example::
 
@@ -402,9 +409,14 @@ def summarize(
         >>> print(row.backend, row.median_s, row.speedup)
         threading 1.0 2.0
     """
+    if filters:
+        return _summarize_selected(
+            df, filters, level=level, cv_threshold=cv_threshold, ci_threshold=ci_threshold
+        )
     df = as_frame(df)
     if len(df) == 0:
         return pd.DataFrame(columns=GROUP_KEYS + SUMMARY_COLUMNS)
+    _warn_without_baseline(df)
     keyed = key_columns(df, GROUP_KEYS)
     codes, groups = group_codes(keyed, GROUP_KEYS)
     out = pd.concat([groups, pd.DataFrame(run_stats(codes, df, len(groups), level))], axis=1)
@@ -415,6 +427,93 @@ def summarize(
     out = _with_break_even(out, df, keyed)
     out = _with_flags(out, cv_threshold, ci_threshold)
     return ordered(out[GROUP_KEYS + SUMMARY_COLUMNS])
+
+
+def _warn_without_baseline(df: pd.DataFrame) -> None:
+    backend = df["backend"].astype(object) if "backend" in df.columns else pd.Series(dtype=object)
+    if len(backend) and not (backend == SEQUENTIAL).any():
+        warnings.warn(
+            "no sequential runs to measure speedups against (conc_lab.load(path, backend=...) leaves them "
+            "out): conc_lab.summarize(path, backend=...) keeps them",
+            UserWarning,
+            stacklevel=3,
+        )
+
+
+def _function_names(value: object, present: list) -> list:
+    """Workloads that ``value`` names by function or by a dotted tail of ``module:function``."""
+    text = str(value)
+    return [
+        p for p in present if str(p).rsplit(":", 1)[-1] == text or str(p).endswith(("." + text, ":" + text))
+    ]
+
+
+def resolve_filter(column: str, wanted: object, present: Sequence) -> list:
+    """The stored values of ``column`` that ``wanted`` (one value or a list) names.
+
+    A value matches by equality (as text: ``2`` and ``"2"`` alike); a workload also by its
+    function name when that is unique. A value that names nothing is a ValueError with a
+    did-you-mean.
+
+    Example::
+
+        >>> resolve_filter("workload", "sleep", ["experiments.io:sleep", "experiments.cpu:sum_squares"])
+        ['experiments.io:sleep']
+        >>> resolve_filter("backend", "threadin", ["sequential", "threading"])
+        Traceback (most recent call last):
+        ...
+        ValueError: backend='threadin' matches no run; did you mean 'threading'?
+    """
+    import difflib
+
+    present = sorted({p for p in present if p is not None and p == p}, key=str)
+    out = []
+    for value in wanted if isinstance(wanted, (list, tuple, set)) else [wanted]:
+        hits = [p for p in present if str(p) == str(value)]
+        if not hits and column == "workload":
+            hits = _function_names(value, present)
+        if len(hits) > 1:
+            raise ValueError(f"{column}={value!r} matches {', '.join(map(str, hits))}: name one of them")
+        if not hits:
+            names = [str(p) for p in present] + [
+                str(p).rsplit(":", 1)[-1] for p in present if column == "workload"
+            ]
+            close = difflib.get_close_matches(str(value), names, n=1)
+            hint = (
+                f"did you mean {close[0]!r}?" if close else f"there are: {', '.join(map(str, present[:12]))}"
+            )
+            raise ValueError(f"{column}={value!r} matches no run; {hint}")
+        out += hits
+    return out
+
+
+def _summarize_selected(data, filters: dict, **options) -> pd.DataFrame:
+    """``summarize`` over everything, then the rows ``filters`` select and their baselines."""
+    unknown = set(filters) - set(GROUP_KEYS)
+    if unknown:
+        raise ValueError(f"cannot filter a summary on {sorted(unknown)}: use {', '.join(GROUP_KEYS)}")
+    if not isinstance(data, pd.DataFrame) and set(filters) == {"backend"}:
+        wanted = (
+            filters["backend"] if isinstance(filters["backend"], (list, tuple, set)) else [filters["backend"]]
+        )
+        data = as_frame_filtered(data, backend=[*wanted, SEQUENTIAL])  # read only what is needed
+    df = as_frame(data)
+    keyed = key_columns(df, list(filters))
+    chosen = {k: resolve_filter(k, v, keyed[k].astype(object).unique()) for k, v in filters.items()}
+    summary = summarize(df, **options)
+    mask = np.ones(len(summary), bool)
+    for key, values in chosen.items():
+        mask &= summary[key].astype(object).isin(values).to_numpy()
+    seq = (summary["backend"].astype(object) == SEQUENTIAL).to_numpy()
+    base = seq & (match_rows(summary, summary[mask], BASELINE_KEYS) >= 0) if mask.any() else seq & False
+    return summary[mask | base].reset_index(drop=True)
+
+
+def as_frame_filtered(data, **filters) -> pd.DataFrame:
+    """The store(s) ``data`` names, read with only the rows ``filters`` select (pushed down to Parquet)."""
+    from conc_lab.store import load
+
+    return load(data, **filters)
 
 
 # --- interpreters side by side --------------------------------------------------------------------

@@ -447,3 +447,22 @@ def test_break_even_size_from_start_up_cost_and_time_per_unit_of_work():
     assert row(one, backend="multiprocessing").break_even == (
         "size ≥ 4e+04 (extrapolated; one size measured, run ∝ size assumed)"
     )
+
+
+def test_python_api_filters_keep_the_sequential_baseline_and_say_did_you_mean():
+    # #12 item 9: conc_lab.summarize(conc_lab.load(p, backend="threading")) gave every speedup NaN
+    import conc_lab
+
+    df = pd.DataFrame(
+        runs("sequential", 1, [1.0, 1.1, 0.9])
+        + runs("threading", 2, [0.6, 0.5, 0.55])
+        + runs("multiprocessing", 2, [0.3, 0.35, 0.32])
+    )
+    s = conc_lab.summarize(df, backend="threading")
+    assert list(s.backend) == ["sequential", "threading"] and np.isfinite(s.speedup).all()
+    s = conc_lab.summarize(df, workload="sum_squares", workers=2)  # the function name, where unique
+    assert set(s.backend) == {"sequential", "threading", "multiprocessing"} and np.isfinite(s.speedup).all()
+    with pytest.raises(ValueError, match="backend='threadin' matches no run; did you mean 'threading'"):
+        conc_lab.summarize(df, backend="threadin")
+    with pytest.warns(UserWarning, match=r"summarize\(path, backend=...\) keeps them"):
+        conc_lab.summarize(df[df.backend == "threading"])

@@ -375,3 +375,12 @@ def test_backend_colours_are_the_same_in_every_report():
 
 def summarize_frame(df: pd.DataFrame) -> pd.DataFrame:
     return conc_lab.summarize(df)
+
+
+def test_python_summarize_of_a_store_by_backend_keeps_the_baseline(sweep_dir):
+    # #12 item 9, as the README shows it: filtered after the baseline is joined, read from Parquet
+    s = conc_lab.summarize(sweep_dir, backend="threading")
+    assert set(s.backend) == {"sequential", "threading"}
+    assert np.isfinite(s[s.backend == "threading"].speedup).all()
+    s = conc_lab.summarize(sweep_dir, workload="sleep")  # experiments.io:sleep, by its function name
+    assert set(s.workload) == {"experiments.io:sleep"} and len(s) == 5
