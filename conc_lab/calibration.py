@@ -23,10 +23,10 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterable
 
+from conc_lab.config import AUTO  # the one spelling of size: auto
 from conc_lab.host.calibrate import DEFAULT_TARGET_S
 from conc_lab.trial_host import child_env
 
-AUTO = "auto"
 #: Wall-clock limit for calibrating one workload (the calibrator gives up by itself well before).
 TIMEOUT_S = 300.0
 

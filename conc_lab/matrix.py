@@ -64,15 +64,9 @@ def _combos(config: Config, build: bool = True) -> Iterator[dict]:
     nearly the speed of one without.
     """
     axes = config.axes
-    weak = "tasks_per_worker" in axes
-    n_key = "tasks_per_worker" if weak else "tasks"
-    per_backend = {}
-    for backend in axes["backend"]:
-        opts = config.backend_options.get(backend, {})
-        names = sorted(opts)
-        per_backend[backend] = [
-            dict(zip(names, values)) for values in itertools.product(*(opts[n] for n in names))
-        ]
+    n_key = "tasks_per_worker" if "tasks_per_worker" in axes else "tasks"
+    variants = _backend_variants(config)
+    outer_checks = _outer_checks(config.exclude, ("workload", "size", n_key, "python"))
     outer = (
         (workload, size, n, python)
         for workload in axes["workload"]
@@ -80,45 +74,70 @@ def _combos(config: Config, build: bool = True) -> Iterator[dict]:
             config.workload_sizes.get(workload, axes["size"]), axes[n_key], axes["python"]
         )
     )
-    # Each exclude's constraints on the outer axes, as an itemgetter over the outer tuple: C-speed checks.
-    outer_keys = ("workload", "size", n_key, "python")
-    outer_checks = []
-    for ex in config.exclude:
+    for combo in outer:
+        block_excludes = [ex for get, want, ex in outer_checks if get is None or get(combo)[:-1] == want[:-1]]
+        fixed = dict(zip(("workload", "size", n_key, "python"), combo)) if block_excludes else None
+        for backend in axes["backend"]:
+            for opts in variants[backend]:
+                live = _narrow(block_excludes, {"backend": backend, **opts}) if block_excludes else ()
+                yield from _over_workers(axes["workers"], combo, n_key, backend, opts, live, fixed, build)
+    yield from _includes(config)
+
+
+def _backend_variants(config: Config) -> dict[str, list[dict]]:
+    """Each backend's option combinations (its ``backend_options`` lists crossed), ``[{}]`` for none."""
+    out = {}
+    for backend in config.axes["backend"]:
+        opts = config.backend_options.get(backend, {})
+        names = sorted(opts)
+        out[backend] = [dict(zip(names, values)) for values in itertools.product(*(opts[n] for n in names))]
+    return out
+
+
+def _outer_checks(excludes: tuple[dict, ...], outer_keys: tuple[str, ...]) -> list[tuple]:
+    """Each exclude's constraints on the outer axes, as an itemgetter over the outer tuple: C-speed checks."""
+    checks = []
+    for ex in excludes:
         idx = [i for i, k in enumerate(outer_keys) if k in ex]
         want = tuple(ex[outer_keys[i]] for i in idx)
-        outer_checks.append((itemgetter(*idx, 0) if idx else None, want + (None,), ex))
-    for combo in outer:
-        workload, size, n, python = combo
-        block_excludes = [ex for get, want, ex in outer_checks if get is None or get(combo)[:-1] == want[:-1]]
-        fixed = {"workload": workload, "size": size, n_key: n, "python": python} if block_excludes else None
-        for backend in axes["backend"]:
-            for opts in per_backend[backend]:
-                live = _narrow(block_excludes, {"backend": backend, **opts}) if block_excludes else ()
-                seen_sequential = set()
-                for workers in axes["workers"]:
-                    if live and any(
-                        _matches({**fixed, "backend": backend, "workers": workers, **opts}, ex) for ex in live
-                    ):
-                        continue
-                    tasks = n * workers if weak else n
-                    if backend == "sequential":
-                        # The baseline has one worker; the workers axis only changes its task count.
-                        if tasks in seen_sequential:
-                            continue
-                        seen_sequential.add(tasks)
-                        workers = 1
-                    if not build:  # counting: the dict would be thrown away
-                        yield None
-                        continue
-                    yield {
-                        "workload": workload,
-                        "backend": backend,
-                        "workers": workers,
-                        "tasks": tasks,
-                        "size": size,
-                        "python": python,
-                        **opts,
-                    }
+        checks.append((itemgetter(*idx, 0) if idx else None, want + (None,), ex))
+    return checks
+
+
+def _over_workers(workers_axis, combo, n_key, backend, opts, live, fixed, build) -> Iterator[dict | None]:
+    """One (workload, size, n, python, backend, options) block over the workers axis."""
+    workload, size, n, python = combo
+    weak = n_key == "tasks_per_worker"
+    seen_sequential = set()
+    for workers in workers_axis:
+        if live and any(
+            _matches({**fixed, "backend": backend, "workers": workers, **opts}, ex) for ex in live
+        ):
+            continue
+        tasks = n * workers if weak else n
+        if backend == "sequential":
+            # The baseline has one worker; the workers axis only changes its task count.
+            if tasks in seen_sequential:
+                continue
+            seen_sequential.add(tasks)
+            workers = 1
+        if not build:  # counting: the dict would be thrown away
+            yield None
+            continue
+        yield {
+            "workload": workload,
+            "backend": backend,
+            "workers": workers,
+            "tasks": tasks,
+            "size": size,
+            "python": python,
+            **opts,
+        }
+
+
+def _includes(config: Config) -> Iterator[dict]:
+    """The include entries, each completed with the defaults a matrix point would have."""
+    axes = config.axes
     for inc in config.include:
         combo = {"workers": 1, "size": axes["size"][0], "python": None, **inc}
         tpw = combo.pop("tasks_per_worker", None)
