@@ -48,6 +48,7 @@ class TrialExecutor:
         self.references: dict[tuple, str | None] = {}
         self._facts: dict[str | None, dict] = {}
         self.measured_s = 0.0  # time spent inside trial hosts, for the overhead figure
+        self._cores: dict[int, list[int] | None] = {}  # workers -> cores, see cores_for
 
     @staticmethod
     def host_key(trial: Trial) -> tuple:
@@ -105,8 +106,15 @@ class TrialExecutor:
         return reply[protocol.OUTCOME]
 
     def cores_for(self, trial: Trial) -> list[int] | None:
-        mode = self.affinity_mode
-        return affinity.plan(list(mode) if isinstance(mode, tuple) else mode, trial.workers)
+        """The cores of ``trial``'s workers; planned once per worker count for the executor's life
+        (the cores this process may use are read from /proc and /sys: not a per-run cost)."""
+        if trial.workers not in self._cores:
+            mode = self.affinity_mode
+            self._cores[trial.workers] = affinity.plan(
+                list(mode) if isinstance(mode, tuple) else mode, trial.workers
+            )
+        cores = self._cores[trial.workers]
+        return None if cores is None else list(cores)
 
     def execute(self, trial: Trial, repeat: int, warmup: bool = False) -> dict:
         """Run ``trial`` once and return its row (also for a failure or timeout).
