@@ -391,6 +391,7 @@ def test_sweep_and_latest_choose_among_the_sweeps_of_a_folder(cpulike, tmp_path)
         CPU_LIKE.replace("repeats: 2", "repeats: 1")
         .replace("backend: [sequential, threading, multiprocessing]", "backend: [sequential]")
         .replace("    - experiments.cpu:count_primes\n", "")
+        .replace("backend_options:\n  multiprocessing: {start_method: [fork, spawn]}\n", "")
     )
     second_out = tmp_path / "results"
     shutil.copytree(out, second_out)
