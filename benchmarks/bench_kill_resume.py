@@ -64,7 +64,7 @@ def survivors(tag: str, within_s: float = 5.0) -> list[int]:
 def journal_rows(out: Path) -> int:
     """Rows in the journals of the sweep under ``out``: what this start wrote so far (parts come at the end)."""
     n = 0
-    for journal in out.glob("kr/*/journal-*.jsonl"):
+    for journal in out.glob("kr/*/_journal-*.jsonl"):
         try:
             n += journal.read_bytes().count(b"\n")
         except OSError:  # sealed and removed meanwhile
@@ -108,7 +108,7 @@ def main() -> None:
                 1
                 for d in sweeps
                 for p in d.iterdir()
-                if not (p.name == "manifest.json" or p.name.startswith("part-"))
+                if not (p.name == store.MANIFEST or p.name.startswith("part-"))
             ),
             "complete": all(store.read_manifest(d)["state"] == "complete" for d in sweeps),
             "ok": bool((df.status == "ok").all() and df.correct.all()),

@@ -19,13 +19,15 @@ from conc_lab.store import (
     doubled_sweeps,
     file_seq,
     is_live,
+    is_sweep,
     journal_entries,
     journal_files,
+    manifest_path,
     orphan_dirs,
     part_files,
     read_manifest,
     read_part,
-    visible_files,
+    sweeps_below,
 )
 
 
@@ -58,7 +60,7 @@ def check(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> CheckReport
             continue
         for d in orphan_dirs(root):
             report.problems.append(f"{d}: result files without a {MANIFEST} (deleted?)")
-        dirs = [root] if (root / MANIFEST).exists() else _sweep_dirs_below(root)
+        dirs = [root] if is_sweep(root) else sweeps_below(root)
         for d in dirs:
             manifest = _check_sweep(d, report)
             if manifest is not None:
@@ -66,10 +68,6 @@ def check(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> CheckReport
     for d, why in doubled_sweeps(manifests).items():
         report.problems.append(f"{d}: runs counted twice: {why}; load counts it once, move one away")
     return report
-
-
-def _sweep_dirs_below(root: Path) -> list[Path]:
-    return sorted(m.parent for m in visible_files(root, MANIFEST))
 
 
 def _check_sweep(sweep_dir: Path, report: CheckReport) -> dict | None:
@@ -86,7 +84,7 @@ def _check_sweep(sweep_dir: Path, report: CheckReport) -> dict | None:
         return None
     if manifest.get("schema_version") != schema.SCHEMA_VERSION:
         report.problems.append(
-            f"{sweep_dir / MANIFEST}: schema version {manifest.get('schema_version')}, "
+            f"{manifest_path(sweep_dir)}: schema version {manifest.get('schema_version')}, "
             f"this conc_lab reads {schema.SCHEMA_VERSION}"
         )
         return manifest

@@ -35,6 +35,7 @@ from conc_lab.store import (
     remove_sweep,
     sweep_dirs,
     sweep_lock,
+    timing_note,
     write_manifest,
     write_part,
 )
@@ -270,28 +271,4 @@ def _merged_manifest(previous: dict | None, taken: dict[Path, dict]) -> dict:
         state="complete" if complete else "partial",
         schema_version=schema.SCHEMA_VERSION,
         merged_from=sorted(sources, key=lambda src: _shard_key(src["shard"])),
-    )
-
-
-def timing_note(manifest: dict) -> str | None:
-    """A note when a merged sweep's shards did not all run at once: their load differed.
-
-    >>> timing_note({"merged_from": [{"shard": "1/2", "started_at": 0, "finished_at": 60},
-    ...                              {"shard": "2/2", "started_at": 7200, "finished_at": 7260}]})
-    'shards ran at different times (1/2 at 00:00-00:01 UTC, 2/2 at 02:00-02:01 UTC): speedups across them compare runs made under different load'
-    """
-    spans = [
-        (src.get("shard"), src.get("started_at"), src.get("finished_at"))
-        for src in manifest.get("merged_from") or []
-        if isinstance(src, dict) and src.get("started_at") is not None and src.get("finished_at") is not None
-    ]
-    if len(spans) < 2 or max(s for _, s, _ in spans) <= min(f for _, _, f in spans):
-        return None  # all ran at one moment, or nothing to tell
-
-    def hm(t: float) -> str:
-        return time.strftime("%H:%M", time.gmtime(t))
-
-    when = ", ".join(f"{label} at {hm(s)}-{hm(f)} UTC" for label, s, f in spans)
-    return (
-        f"shards ran at different times ({when}): speedups across them compare runs made under different load"
     )

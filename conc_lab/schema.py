@@ -38,6 +38,7 @@ PARAM_FIELDS = [
     pa.field("backend", pa.string(), nullable=False),
     pa.field("workers", pa.int32(), nullable=False),
     pa.field("tasks", pa.int32(), nullable=False),
+    # ``size`` is also DataFrame.size (the cell count): read it as df["size"]; kept, as every config says size.
     pa.field("size", pa.int64(), nullable=False),
     pa.field("start_method", pa.string()),  # multiprocessing only
     pa.field("python", pa.string()),  # interpreter asked for; null = the one conc_lab runs under
@@ -109,6 +110,9 @@ CATEGORICAL_COLUMNS = [
     "python_version",
     "python_impl",
 ]
+
+#: True/false columns that may be null (``correct``: not checkable): pandas' nullable boolean in ``load``.
+BOOLEAN_COLUMNS = [f.name for f in SCHEMA if pa.types.is_boolean(f.type)]
 
 #: Sweep-level environment columns that ``load`` adds from each sweep's manifest.
 ENV_COLUMNS = [

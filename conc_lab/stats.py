@@ -221,7 +221,8 @@ def _correct_share(df: pd.DataFrame, codes: np.ndarray, ok: np.ndarray, ngroups:
         return np.full(ngroups, np.nan)
     correct = df["correct"]
     checked = ok & correct.notna().to_numpy()
-    good = checked & (correct.to_numpy(dtype=object) == True)  # noqa: E712 (object array, nulls)
+    # bool, object with None, or pandas' nullable boolean (what load gives): null counts as not good
+    good = checked & correct.astype("boolean").fillna(False).to_numpy(dtype=bool)
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.bincount(codes[good], minlength=ngroups) / np.bincount(codes[checked], minlength=ngroups)
 

@@ -3,15 +3,21 @@
 Layout of one sweep::
 
     results/<name>/<sweep_id>/
-        manifest.json          config, its fingerprint, environment, state (running|complete|interrupted)
+        _manifest.json         config, its fingerprint, environment, state (running|complete|interrupted)
         part-000000.parquet    sealed batches of rows (written to a temp file, fsynced, renamed)
-        journal-000001.jsonl   rows since the last seal, one JSON line each, written as each run ends
+        _journal-000001.jsonl  rows since the last seal, one JSON line each, written as each run ends
+        .lock                  held (flock) by the one conclab writing the sweep
 
 Every row reaches the journal with one ``write`` as soon as its run ends, so a killed
 sweep (even ``kill -9``) loses at most the run in flight; rows are sealed into Parquet
 in batches, which keeps the per-trial cost far below a Parquet file per row. A journal
 whose part exists (a crash between rename and unlink) is ignored; a torn last line (a
 crash mid-write) is dropped. ``load`` reads parts and journals alike.
+
+Everything but the parts starts with ``_`` or ``.``, which Parquet readers skip: pandas,
+pyarrow.dataset, polars and duckdb read ``results/<name>`` directly (sealed rows only).
+Stores written before (``manifest.json``, ``journal-*.jsonl``) are read as they are, and
+take the new names when resumed.
 """
 
 from __future__ import annotations
@@ -37,7 +43,10 @@ import pyarrow.parquet as pq
 
 from conc_lab import schema
 
-MANIFEST = "manifest.json"
+MANIFEST = "_manifest.json"
+#: The names before plain Parquet readers were considered: still read, and renamed on resume.
+OLD_MANIFEST, OLD_JOURNAL = "manifest.json", "journal-*.jsonl"
+JOURNAL = "_journal-*.jsonl"
 LOCK = ".lock"  # hidden: plain Parquet readers skip it
 MIN_FREE_BYTES = 64 << 20
 _FILE_MODE = 0o644
@@ -150,7 +159,7 @@ _MANIFEST_TYPES = {  # keys the store relies on, with the types they must have w
 
 def read_manifest(sweep_dir: str | os.PathLike) -> dict:
     """A sweep's manifest, checked: ``StoreError`` naming the file when it is missing or damaged."""
-    path = Path(sweep_dir) / MANIFEST
+    path = manifest_path(sweep_dir)
     try:
         manifest = json.loads(path.read_bytes())
     except FileNotFoundError:
@@ -166,8 +175,21 @@ def read_manifest(sweep_dir: str | os.PathLike) -> dict:
     return manifest
 
 
+def manifest_path(sweep_dir: str | os.PathLike) -> Path:
+    """The sweep's manifest file: ``_manifest.json``, or ``manifest.json`` in a store from before."""
+    path = Path(sweep_dir) / MANIFEST
+    old = path.with_name(OLD_MANIFEST)
+    return old if not path.exists() and old.exists() else path
+
+
+def is_sweep(folder: Path) -> bool:
+    return (folder / MANIFEST).exists() or (folder / OLD_MANIFEST).exists()
+
+
 def write_manifest(sweep_dir: Path, manifest: dict) -> None:
     write_atomic(sweep_dir / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True).encode())
+    # a resumed sweep of an older store moves to the new name (kept until the new one is on disk)
+    (sweep_dir / OLD_MANIFEST).unlink(missing_ok=True)
 
 
 def _lock(sweep_dir: Path) -> int:
@@ -277,7 +299,7 @@ class SweepWriter:
             self._lock_fd = None
 
     def _open_journal(self) -> None:
-        self._journal_path = self.dir / f"journal-{self._seq:06d}.jsonl"
+        self._journal_path = self.dir / JOURNAL.replace("*", f"{self._seq:06d}")
         self._fd = os.open(self._journal_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, _FILE_MODE)
         self._journal_size = os.fstat(self._fd).st_size
         self._last_seal = time.monotonic()
@@ -366,7 +388,7 @@ class SweepWriter:
 
 
 def file_seq(path: Path) -> int:
-    return int(path.stem.split("-")[1])
+    return int(path.stem.rsplit("-", 1)[1])
 
 
 def part_files(sweep_dir: Path) -> list[Path]:
@@ -374,7 +396,7 @@ def part_files(sweep_dir: Path) -> list[Path]:
 
 
 def journal_files(sweep_dir: Path) -> list[Path]:
-    return sorted(sweep_dir.glob("journal-*.jsonl"))
+    return sorted([*sweep_dir.glob(JOURNAL), *sweep_dir.glob(OLD_JOURNAL)], key=file_seq)
 
 
 def write_part(path: Path, table: pa.Table, manifest: dict, merged_from: str | None = None) -> None:
@@ -524,7 +546,7 @@ def sweep_dirs(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list[P
     for p in map(Path, paths):
         if not p.exists():
             raise StoreError(f"{p}: no such results directory")
-        if (p / MANIFEST).exists():
+        if is_sweep(p):
             found.append(p)
             continue
         orphans = orphan_dirs(p)
@@ -533,8 +555,13 @@ def sweep_dirs(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list[P
                 f"{orphans[0]}: result files without a {MANIFEST} (deleted?); restore it, "
                 "or move the folder out of the results directory"
             )
-        found.extend(sorted(m.parent for m in visible_files(p, MANIFEST)))
+        found.extend(sweeps_below(p))
     return found
+
+
+def sweeps_below(root: Path) -> list[Path]:
+    """Sweep folders under ``root``, hidden folders left out."""
+    return sorted({m.parent for name in (MANIFEST, OLD_MANIFEST) for m in visible_files(root, name)})
 
 
 def visible_files(root: Path, pattern: str) -> Iterator[Path]:
@@ -546,29 +573,30 @@ def visible_files(root: Path, pattern: str) -> Iterator[Path]:
 def orphan_dirs(root: Path) -> list[Path]:
     """Folders under ``root`` that hold result files but no manifest."""
     found = {
-        f.parent for pattern in ("part-*.parquet", "journal-*.jsonl") for f in visible_files(root, pattern)
+        f.parent for pattern in ("part-*.parquet", JOURNAL, OLD_JOURNAL) for f in visible_files(root, pattern)
     }
-    return sorted(d for d in found if not (d / MANIFEST).exists())
+    return sorted(d for d in found if not is_sweep(d))
 
 
 def doubled_sweeps(manifests: dict[Path, dict]) -> dict[Path, str]:
     """Sweeps among ``manifests`` whose runs another of them holds too, each with the reason.
 
-    A shard run twice (same config, same ``K/N``): the complete one, else the latest, is kept.
-    A shard beside the merged sweep that absorbed it (merged elsewhere, then copied back).
+    A sweep folder copied whole (one sweep id twice). A shard run twice (same config, same
+    ``K/N``): the complete one, else the latest, is kept. A shard beside the merged sweep that
+    took it in (merged elsewhere, then copied back).
     """
-    merged_into: dict[str, Path] = {}
-    for d, m in manifests.items():
-        for source in m.get("merged_from") or []:
-            if isinstance(source, dict) and source.get("sweep_id"):
-                merged_into[source["sweep_id"]] = d
-                merged_into[f"{m.get('fingerprint')} {source.get('shard')}"] = d
-    doubled = {}
+    doubled: dict[Path, str] = {}
+    by_id: dict[str, Path] = {}
+    for d, m in sorted(manifests.items()):  # a sweep folder copied whole: its runs are the same runs
+        first = by_id.setdefault(m.get("sweep_id"), d)
+        if first != d and m.get("sweep_id") is not None:
+            doubled[d] = f"a copy of sweep {m['sweep_id']}, also at {first}"
+    merged_into = _merged_into(manifests)
     by_shard = defaultdict(list)
     for d, m in manifests.items():
-        merged = merged_into.get(m.get("sweep_id")) or merged_into.get(
-            f"{m.get('fingerprint')} {m.get('shard')}"
-        )
+        merged = merged_into.get(m.get("sweep_id")) or merged_into.get((m.get("fingerprint"), m.get("shard")))
+        if d in doubled:
+            continue
         if merged is not None and merged != d:
             doubled[d] = f"shard {m.get('shard')} is already in merged sweep {merged.name}"
         elif m.get("shard"):
@@ -577,18 +605,27 @@ def doubled_sweeps(manifests: dict[Path, dict]) -> dict[Path, str]:
         keep = max(
             dirs, key=lambda d: (manifests[d].get("state") == "complete", manifests[d].get("started_at") or 0)
         )
-        for d in dirs:
-            if d != keep:
-                doubled[d] = f"shard {shard} was run twice; {keep.name} is kept"
+        doubled.update({d: f"shard {shard} was run twice; {keep.name} is kept" for d in dirs if d != keep})
     return doubled
 
 
-_KNOWN = (MANIFEST, LOCK, "part-*.parquet", "journal-*.jsonl", ".*.tmp")
+def _merged_into(manifests: dict[Path, dict]) -> dict:
+    """Merged sweeps by what they took in: a shard's sweep id, and (fingerprint, K/N)."""
+    merged_into: dict = {}
+    for d, m in manifests.items():
+        for source in m.get("merged_from") or []:
+            if isinstance(source, dict) and source.get("sweep_id"):
+                merged_into[source["sweep_id"]] = d
+                merged_into[(m.get("fingerprint"), source.get("shard"))] = d
+    return merged_into
+
+
+_KNOWN = (MANIFEST, OLD_MANIFEST, LOCK, "part-*.parquet", JOURNAL, OLD_JOURNAL, ".*.tmp")
 
 
 def check_files(sweep_dir: Path) -> None:
     for f in sweep_dir.iterdir():
-        if f.is_dir() and (f / MANIFEST).exists():
+        if f.is_dir() and is_sweep(f):
             continue
         if not any(f.match(pattern) for pattern in _KNOWN):
             raise StoreError(f"{f}: not a conc_lab file; move it out of the results directory")
@@ -604,7 +641,14 @@ def remove_sweep(sweep_dir: Path) -> None:
 
 
 def completed_runs(sweep_dir: str | os.PathLike) -> set[tuple[str, int]]:
-    """(trial_id, repeat) of every run recorded in a sweep: what ``--resume`` skips."""
+    """(trial_id, repeat) of every run recorded in a sweep: what ``--resume`` skips.
+
+    ``SweepBusy`` (naming its pid) while a live conclab writes the sweep: a resume is refused
+    then, before it starts anything, not only when its writer would open the folder.
+    """
+    with contextlib.suppress(OSError):  # a read-only copy: no one writes there
+        with sweep_lock(sweep_dir):
+            pass
     table = read_sweep(sweep_dir, ["trial_id", "repeat"]).table
     return set(zip(table["trial_id"].to_pylist(), table["repeat"].to_pylist()))
 
@@ -620,7 +664,7 @@ def latest_sweep(results_dir: str | os.PathLike, shard: str | None = None) -> Pa
             f"{orphans[0]}: result files without a {MANIFEST} (deleted?); restore it, or move the "
             "folder out, before resuming"
         )
-    manifests = {p: read_manifest(p) for p in root.iterdir() if (p / MANIFEST).exists()}
+    manifests = {p: read_manifest(p) for p in root.iterdir() if is_sweep(p)}
     dirs = [p for p, m in manifests.items() if m.get("shard") == shard]
     return max(dirs, key=lambda p: manifests[p].get("started_at") or 0, default=None)
 
@@ -655,7 +699,37 @@ def load(
     df = table.select(wanted).to_pandas()
     if env and "sweep_id" in wanted:
         df = _join_environment(df, [r.manifest for r in reads])
-    return _with_dtypes(df)
+    df = _with_dtypes(df)
+    # what a summary of these rows should say too (e.g. merged shards that ran at different times)
+    df.attrs["notes"] = [
+        f"sweep {r.dir.name}: {note}" for r in reads for note in [timing_note(r.manifest)] if note
+    ]
+    return df
+
+
+def timing_note(manifest: dict) -> str | None:
+    """A note when a merged sweep's shards did not all run at once: their load differed.
+
+    >>> timing_note({"merged_from": [{"shard": "1/2", "started_at": 0, "finished_at": 60},
+    ...                              {"shard": "2/2", "started_at": 7200, "finished_at": 7260}]})
+    'shards ran at different times (1/2 at 00:00-00:01 UTC, 2/2 at 02:00-02:01 UTC): speedups across them compare runs made under different load'
+    """
+    spans = [
+        (src.get("shard"), src.get("started_at"), src.get("finished_at"))
+        for src in manifest.get("merged_from") or []
+        if isinstance(src, dict) and src.get("started_at") is not None and src.get("finished_at") is not None
+    ]
+    if len(spans) < 2 or max(s for _, s, _ in spans) <= min(f for _, _, f in spans):
+        return None  # all ran at one moment, or nothing to tell
+
+    when = ", ".join(f"{label} at {_hm(s)}-{_hm(f)} UTC" for label, s, f in spans)
+    return (
+        f"shards ran at different times ({when}): speedups across them compare runs made under different load"
+    )
+
+
+def _hm(t: float) -> str:
+    return time.strftime("%H:%M", time.gmtime(t))
 
 
 def _where(filters: dict) -> ds.Expression | None:
@@ -683,7 +757,11 @@ def _join_environment(df: pd.DataFrame, manifests: list[dict]) -> pd.DataFrame:
 
 
 def _with_dtypes(df: pd.DataFrame) -> pd.DataFrame:
+    """Categoricals for the few-valued text columns; nullable booleans, so ``df[df.correct]`` works with nulls."""
     for col in schema.CATEGORICAL_COLUMNS:
         if col in df:
             df[col] = df[col].astype("category")
+    for col in schema.BOOLEAN_COLUMNS:
+        if col in df:
+            df[col] = df[col].astype("boolean")
     return df

@@ -105,7 +105,7 @@ def survivors(tag: str, within_s: float = 5.0) -> list[int]:
 def journal_rows(out: Path) -> int:
     """Rows saved so far in the journals under ``out`` (a resumed sweep starts a fresh journal)."""
     n = 0
-    for journal in out.glob("kr/*/journal-*.jsonl"):
+    for journal in out.glob("kr/*/_journal-*.jsonl"):
         try:
             n += journal.read_bytes().count(b"\n")
         except OSError:  # sealed and removed meanwhile
@@ -136,7 +136,7 @@ def check_complete_store(config: Path, out: Path) -> None:
     assert len(sweeps) == 1, sweeps  # every resume continued the same sweep
     sweep_dir = sweeps[0]
     names = sorted(p.name for p in sweep_dir.iterdir())
-    assert all(n == "manifest.json" or n.startswith("part-") for n in names), names  # no journal, no .tmp
+    assert all(n == store.MANIFEST or n.startswith("part-") for n in names), names  # no journal, no .tmp
     for part in sweep_dir.glob("part-*.parquet"):
         pq.read_table(part)  # whole: a torn file would not parse
     df = store.load(sweep_dir)
@@ -152,8 +152,8 @@ def test_sigkill_at_random_moments_then_resume_stores_every_run_once(sweep_confi
     tag = uuid.uuid4().hex
     kills, stored, mid_sweep = 0, 0, 0
     for _ in range(8):
-        proc = start(["sweep", str(sweep_config), "--out", str(out), "--resume"], tag)
-        # Its "N trials, M measured runs -> dir" line (not under -q) comes once the store is open. Then the kill
+        proc = start(["sweep", str(sweep_config), "--out", str(out), "--resume", "-q"], tag)
+        # Its "N trials, M measured runs -> dir" line comes once the store is open. Then the kill
         # lands in the warm-up round (rows == 0) or a moment after this start's n-th row is saved.
         for line in proc.stderr:
             if "measured runs" in line:
@@ -235,7 +235,7 @@ def test_sigkill_at_a_chosen_point_then_resume(sweep_config, tmp_path, point):
     elif point == "rows":
         assert len(df) == 7
     elif point == "after-rename":  # the same rows twice on disk, read once
-        assert {"part-000000.parquet", "journal-000000.jsonl"} <= files
+        assert {"part-000000.parquet", "_journal-000000.jsonl"} <= files
         assert len(df) == expected_rows(sweep_config)
     else:  # the part never appeared; its rows are still in the journal
         assert "part-000000.parquet" not in files and any(f.endswith(".tmp") for f in files)
@@ -249,7 +249,7 @@ def test_a_torn_last_journal_line_is_dropped_by_load_and_rerun_by_resume(sweep_c
     tag = uuid.uuid4().hex
     killed = run_to_end([KILLER, "rows", str(sweep_config), str(out)], tag, PYTHON_C)
     assert killed.returncode == -signal.SIGKILL
-    (journal,) = out.glob("kr/*/journal-*.jsonl")
+    (journal,) = out.glob("kr/*/_journal-*.jsonl")
     rows = journal.read_text().splitlines()
     half = json.dumps(dict(json.loads(rows[-1]), repeat=3))[:80]
     with journal.open("a") as f:
@@ -305,7 +305,7 @@ def test_ctrl_c_or_sigterm_during_a_multiprocessing_trial_saves_and_says_how_to_
     tag = uuid.uuid4().hex
     proc = start(["sweep", str(config), "--out", str(out), "-q"], tag)
     deadline = time.monotonic() + 60
-    while not any(p.stat().st_size for p in out.glob("kr/*/journal-*.jsonl")):  # a run is saved
+    while not any(p.stat().st_size for p in out.glob("kr/*/_journal-*.jsonl")):  # a run is saved
         assert proc.poll() is None and time.monotonic() < deadline
         time.sleep(0.01)
     wait_for_a_forked_worker(tag, proc)
@@ -319,7 +319,7 @@ def test_ctrl_c_or_sigterm_during_a_multiprocessing_trial_saves_and_says_how_to_
     assert survivors(tag) == []  # no host, no worker, no forkserver left behind
     (sweep_dir,) = (out / "kr").iterdir()
     assert store.read_manifest(sweep_dir)["state"] == "interrupted"
-    assert not list(sweep_dir.glob("journal-*")) and list(sweep_dir.glob("part-*.parquet"))  # sealed
+    assert not list(sweep_dir.glob("_journal-*")) and list(sweep_dir.glob("part-*.parquet"))  # sealed
     saved = len(store.load(sweep_dir))
     assert 1 <= saved < expected_rows(config)
     done = run_to_end(["sweep", str(config), "--out", str(out), "--resume", "-q"], tag)
@@ -355,7 +355,7 @@ def test_resume_refuses_a_store_it_cannot_trust_in_one_line(sweep_config, tmp_pa
         (sweep_dir / "notes.txt").write_text("mine")
         words = "notes.txt: not a conc_lab file"
     else:
-        (journal,) = sweep_dir.glob("journal-*.jsonl")
+        (journal,) = sweep_dir.glob("_journal-*.jsonl")
         lines = journal.read_text().splitlines(keepends=True)
         lines[2] = lines[2][: len(lines[2]) // 2] + "\n"  # a line torn in the middle: not a kill's doing
         journal.write_text("".join(lines))

@@ -46,7 +46,7 @@ def test_rows_round_trip_with_schema_types_and_environment(tmp_path):
     for r in rows:
         w.append(r)
     w.close("complete")
-    assert not list((tmp_path / "demo" / "s1").glob("journal-*"))
+    assert not list((tmp_path / "demo" / "s1").glob("_journal-*"))
     df = store.load(tmp_path / "demo")
     assert len(df) == 5
     assert list(df["run_s"]) == pytest.approx([r["run_s"] for r in rows])
@@ -61,7 +61,7 @@ def test_unsealed_rows_are_read_from_the_journal_and_a_torn_line_is_dropped(tmp_
     w = writer(tmp_path, flush_rows=3)
     for i in range(5):  # 3 sealed into a part, 2 left in the journal: a crash now loses nothing
         w.append(make_row(i))
-    journal = next((tmp_path / "demo" / "s1").glob("journal-*.jsonl"))
+    journal = next((tmp_path / "demo" / "s1").glob("_journal-*.jsonl"))
     with open(journal, "ab") as f:
         f.write(b'{"sweep_id": "s1", "trial_')  # a kill in the middle of a write
     df = store.load(tmp_path / "demo" / "s1")
@@ -69,7 +69,7 @@ def test_unsealed_rows_are_read_from_the_journal_and_a_torn_line_is_dropped(tmp_
     # A resumed sweep first seals what the killed one left (its lock died with it).
     w._unlock()
     w2 = writer(tmp_path)
-    assert not any(p.stat().st_size for p in (tmp_path / "demo" / "s1").glob("journal-*.jsonl"))
+    assert not any(p.stat().st_size for p in (tmp_path / "demo" / "s1").glob("_journal-*.jsonl"))
     w2.close("complete")
     assert sorted(store.load(tmp_path / "demo")["repeat"]) == [0, 1, 2, 3, 4]
 
@@ -114,11 +114,11 @@ def test_corrupt_part_and_unknown_schema_version_are_errors(tmp_path):
     w.append(make_row(0))
     w.close("complete")
     sweep = tmp_path / "demo" / "s1"
-    manifest = json.loads((sweep / "manifest.json").read_text())
-    (sweep / "manifest.json").write_text(json.dumps({**manifest, "schema_version": 99}))
+    manifest = json.loads((sweep / store.MANIFEST).read_text())
+    (sweep / store.MANIFEST).write_text(json.dumps({**manifest, "schema_version": 99}))
     with pytest.raises(store.StoreError, match="schema version 99"):
         store.load(sweep)
-    (sweep / "manifest.json").write_text(json.dumps(manifest))
+    (sweep / store.MANIFEST).write_text(json.dumps(manifest))
     (sweep / "part-000000.parquet").write_bytes(b"PAR1 garbage")
     with pytest.raises(store.StoreError, match="corrupt"):
         store.load(sweep)

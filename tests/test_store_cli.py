@@ -94,9 +94,9 @@ def test_an_error_with_a_lone_surrogate_is_stored_and_every_reader_still_works(t
     resumed = conclab("sweep", str(config), "--out", str(out), "--resume", "--quiet")
     assert "Traceback" not in resumed.stderr and resumed.returncode in (0, 1), resumed.stderr
     assert len(conc_lab.load(out / "hostile")) == 8
-    summary = conclab("summarize", str(out / "hostile"))
+    summary = conclab("summarize", str(out / "hostile"), "-f", "csv")
     assert summary.returncode == 0 and "Traceback" not in summary.stderr, summary.stderr
-    assert "fsname" in summary.stdout and "fine" in summary.stdout
+    assert "hostile_wl:fsname" in summary.stdout and "hostile_wl:fine" in summary.stdout
 
 
 def test_a_journal_left_with_a_surrogate_by_an_older_conclab_is_read_and_resumed(tmp_path):
@@ -257,7 +257,7 @@ def _damage(sweep_dir: Path, kind: str) -> tuple[Path, str]:
     """Damage a copy of a sweep as ``kind`` says: (the file a user should be told about, words)."""
     part = next(sweep_dir.glob("part-*.parquet"))
     manifest = sweep_dir / store.MANIFEST
-    journal = sweep_dir / "journal-000009.jsonl"
+    journal = sweep_dir / "_journal-000009.jsonl"
     if kind == "truncated part":
         part.write_bytes(part.read_bytes()[: part.stat().st_size // 2])
         return part, "damaged Parquet part"
@@ -274,7 +274,7 @@ def _damage(sweep_dir: Path, kind: str) -> tuple[Path, str]:
         return manifest, "damaged manifest"
     if kind == "manifest deleted":
         manifest.unlink()
-        return sweep_dir, "result files without a manifest.json"
+        return sweep_dir, f"result files without a {store.MANIFEST}"
     assert kind == "copied part"
     shutil.copy(part, sweep_dir / "part-000007.parquet")
     return sweep_dir / "part-000007.parquet", "stored twice"
@@ -419,7 +419,11 @@ def test_a_killed_shard_makes_merge_partial_and_merging_again_completes_the_same
         "2/3",
         "3/3",
     ]
-    each_run_once(conc_lab.load(root), 8)
+    df = conc_lab.load(root)
+    each_run_once(df, 8)
+    assert any("shards ran at different times" in note for note in df.attrs["notes"])
+    summary = conclab("summarize", str(root), "-f", "csv")
+    assert summary.returncode == 0 and "note: sweep" in summary.stderr and "different load" in summary.stderr
     assert conclab("check", str(root)).returncode == 0
 
 
@@ -449,3 +453,95 @@ def test_load_never_counts_a_shard_run_twice(tmp_path):
     assert checked.returncode == 1 and "shard 1/2 was run twice" in checked.stderr, checked.stderr
     refused = conclab("merge", str(out / "sh"))
     assert refused.returncode == 2 and "shard 1/2 is there twice" in one_line_error(refused)
+
+
+# ---- plain Parquet readers, column types, stores written before (#12 items 5, 10)
+
+
+@pytest.fixture(scope="module")
+def plain_store(tmp_path_factory) -> Path:
+    """A finished real sweep with failures (null `correct`) beside ok runs: 8 rows."""
+    tmp = tmp_path_factory.mktemp("plain")
+    config, out = hostile_config(tmp, name="plain"), tmp / "results"
+    proc = conclab("sweep", str(config), "--out", str(out), "-q")
+    assert proc.returncode == 1, proc.stderr  # the fsname trials fail, on purpose
+    return out / "plain"
+
+
+def test_plain_parquet_readers_read_a_results_folder_as_load_does(plain_store):
+    import pandas as pd
+    import pyarrow.dataset as ds
+
+    n = len(conc_lab.load(plain_store))
+    assert n == 8
+    assert len(pd.read_parquet(plain_store)) == n
+    assert len(pd.read_parquet(plain_store.parent)) == n  # results/ itself
+    assert ds.dataset(plain_store, format="parquet").count_rows() == n
+
+
+def test_duckdb_and_polars_read_a_results_folder_as_load_does(plain_store):
+    duckdb = pytest.importorskip("duckdb", reason="duckdb is in the dev extra")
+    pl = pytest.importorskip("polars", reason="polars is in the dev extra")
+    n = len(conc_lab.load(plain_store))
+    assert duckdb.sql(f"select count(*) from read_parquet('{plain_store}/**/*.parquet')").fetchall() == [(n,)]
+    # polars reads a folder only when every file in it is Parquet (it skips no hidden names): the glob
+    assert pl.scan_parquet(f"{plain_store}/**/*.parquet").select(pl.len()).collect().item() == n
+
+
+def test_correct_is_a_nullable_boolean_so_filtering_on_it_works(plain_store):
+    df = conc_lab.load(plain_store)
+    assert str(df["correct"].dtype) == "boolean"
+    assert df["correct"].isna().sum() == 4  # the failed runs: nothing to check
+    right = df[df.correct]  # raised on an object column with nulls
+    assert len(right) == 4 and (right["status"] == schema.OK).all()
+    assert len(df[~df.correct.fillna(True)]) == 0
+    assert df["size"].tolist() == [10] * 8  # `size` stays; df.size is pandas' cell count
+
+
+def test_a_store_written_before_the_rename_loads_checks_and_resumes(plain_store, tmp_path):
+    """manifest.json and journal-*.jsonl, as conc_lab wrote them until now."""
+    root = tmp_path / "results" / "plain"
+    shutil.copytree(plain_store, root)
+    (sweep_dir,) = root.iterdir()
+    (sweep_dir / store.MANIFEST).rename(sweep_dir / "manifest.json")
+    part = sorted(sweep_dir.glob("part-*.parquet"))[-1]
+    rows = conc_lab.load(sweep_dir, env=False).tail(2)
+    part.unlink()
+    kept = len(conc_lab.load(root))
+    lines = [json.dumps({k: _plain(v) for k, v in r.items()}) for r in rows.to_dict("records")]
+    (sweep_dir / f"journal-{store.file_seq(part):06d}.jsonl").write_text("\n".join(lines) + "\n")
+    assert len(conc_lab.load(root)) == kept + 2
+    assert conclab("check", str(root)).returncode == 0
+    config = hostile_config(tmp_path, name="plain")
+    resumed = conclab("sweep", str(config), "--out", str(tmp_path / "results"), "--resume", "-q")
+    assert "Traceback" not in resumed.stderr and resumed.returncode in (0, 1), resumed.stderr
+    names = sorted(p.name for p in sweep_dir.iterdir())
+    assert store.MANIFEST in names and "manifest.json" not in names and not any("journal" in n for n in names)
+    df = conc_lab.load(root)
+    assert len(df) == 8 and not df.duplicated(["trial_id", "repeat"]).any()
+
+
+def _plain(value):
+    """A loaded cell back as the JSON a journal holds."""
+    import numpy as np
+    import pandas as pd
+
+    if isinstance(value, pd.Timestamp):
+        return int(value.value // 1000)
+    if isinstance(value, np.ndarray):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value)):
+        return None
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def test_a_sweep_folder_copied_whole_is_counted_once(plain_store, tmp_path):
+    root = tmp_path / "results" / "plain"
+    (sweep_dir,) = plain_store.iterdir()
+    shutil.copytree(sweep_dir, root / sweep_dir.name)
+    shutil.copytree(sweep_dir, root / "copy")
+    with pytest.warns(store.StoreWarning, match="a copy of sweep"):
+        assert len(conc_lab.load(root)) == 8
+    assert conclab("check", str(root)).returncode == 1
