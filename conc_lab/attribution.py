@@ -19,7 +19,9 @@ workers times its wall time (start-up + run + teardown), is split into:
   task until the results were in: handing out work and moving results (IPC);
 * ``startup_s`` and ``teardown_s``: the pool's start-up and joining, times the workers.
 
-The parts add up to the capacity. The *dominant* cause is the largest non-work part when it
+The parts add up to the capacity. Where other processes used at least ``NOT_ATTRIBUTABLE`` of the run's cores, no cause is
+vouched for ("not attributable: others used 92% of its cores"): what the run could have had
+is unknown. Else the *dominant* cause is the largest non-work part when it
 holds at least ``DOMINANT_SHARE`` of the capacity (less what other processes took), told as a short phrase such as
 "GIL-bound: 2 workers, CPU 1.02× wall", "imbalance: worker 1 idle 31%" or
 "start-up: 48 ms of 60 ms"; else "none dominant".
@@ -54,6 +56,8 @@ CAUSES = {
 }
 #: Share of a run's worker-time a cause must hold to be called dominant.
 DOMINANT_SHARE = 0.10
+#: Share of the run's cores other processes used past which no cause is named ("not attributable").
+NOT_ATTRIBUTABLE = 0.5
 #: Serialisation: workers' CPU at most this many walls (one CPU's worth, with slack for the
 #: host's own thread) ...
 GIL_CPU_MAX = 1.15
@@ -199,6 +203,8 @@ def _fmt_s(x: float) -> str:
 
 def _phrase(cause: str, row: dict) -> str:
     """The dominant cause as a short phrase with the number that shows it; other processes' share after it."""
+    if cause == "noisy":
+        return f"not attributable: others used {row['_others_share']:.0%} of its cores"
     tail = (
         f" (others used {row['_others_share']:.0%} of its cores)"
         if row["_others_share"] >= DOMINANT_SHARE
@@ -263,6 +269,8 @@ def attribute(df: pd.DataFrame) -> pd.DataFrame:
     top = np.nanargmax(np.where(np.isfinite(shares), shares, -1), axis=1)
     dominant = np.take_along_axis(shares, top[:, None], axis=1)[:, 0] >= DOMINANT_SHARE
     cause = np.where(dominant, np.array(list(CAUSES.values()), dtype=object)[top], "none")
+    # others had most of the cores: what the run could have had is unknown, so no cause is vouched for
+    cause = np.where(parts["_others_share"].to_numpy() >= NOT_ATTRIBUTABLE, "noisy", cause)
     records = parts.to_dict(orient="records")
     why = [_phrase(c, r) if ok else None for c, r, ok in zip(cause, records, usable, strict=True)]
     parts = parts.assign(cause=np.where(usable, cause, None), why=why)

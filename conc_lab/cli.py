@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import signal
 import sys
 import warnings
@@ -17,9 +18,10 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
-from rich.table import Table
+from rich.table import Column, Table
 from rich.text import Text
 
+import conc_lab
 from conc_lab import events, matrix
 from conc_lab.config import ConfigError, load_config
 
@@ -27,13 +29,50 @@ app = typer.Typer(
     help="conc_lab: threads or processes (or Ray), and how much faster, for your work? "
     "Run a YAML experiment matrix as core-pinned trials and analyse the Parquet results.",
     no_args_is_help=True,
-    add_completion=False,
     pretty_exceptions_enable=False,
 )
+# Both consoles take their width from the terminal, else from COLUMNS, else 80: a table piped
+# into `head` or a file is as wide as the person's terminal, not 200 columns.
 console = Console(stderr=True)
 out_console = Console()
-if not out_console.is_terminal:
-    out_console.width = 220  # piped to a file or a test: don't fold tables to a fictional 80 columns
+
+_display_type_rich = typer.core.TyperOption.display_type_rich
+
+
+def _no_flag_type(self, ctx):
+    # typer labels every on/off flag "<bool>" in --help, as if it took a value; a flag takes none
+    return None if self.is_flag else _display_type_rich(self, ctx)
+
+
+typer.core.TyperOption.display_type_rich = _no_flag_type
+
+
+def _quiet_ray_banner() -> None:
+    """Keep Ray's token-authentication notice off the screen: it prints at every ray.init.
+
+    The runtime conc_lab starts listens on 127.0.0.1 only; the notice says nothing about the
+    measurements, and a sweep with Ray trials would print it every time, even under -q.
+    Ray's other warnings still show.
+    """
+    logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"conclab {conc_lab.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    pass  # the options common to every command; the help text is app's
+
+
+_WIDE_HELP = "Every column of the summary table, however wide (default: what fits the terminal)."
 
 
 _format_warning = warnings.formatwarning
@@ -73,7 +112,10 @@ def sweep(
     fail_fast: bool = typer.Option(
         False, "--fail-fast", help="Stop at the first failed, hung or wrong trial run."
     ),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    quiet: bool = typer.Option(
+        False, "--quiet", "-q", help="Print only errors and the final line (no progress, no table)."
+    ),
+    wide: bool = typer.Option(False, "--wide", help=_WIDE_HELP),
     shard: str = typer.Option(
         None, "--shard", help="Run only slice K of N of the trials, e.g. 3/10 (a batch array job); see merge."
     ),
@@ -98,9 +140,10 @@ def sweep(
     cfg = _load(config)
     _check_sweep_flags(cluster, ray_address, shard)
     progress = _sweep_progress(quiet)
-    render = _SweepRenderer(progress, cfg.name)
+    render = _SweepRenderer(progress, cfg.name, quiet)
     # A batch scheduler's SIGTERM stops the sweep the way Ctrl-C does: after saving.
     signal.signal(signal.SIGTERM, _interrupt)
+    _quiet_ray_banner()
     try:
         with progress:
             result = runner.sweep(
@@ -121,8 +164,9 @@ def sweep(
         if not isinstance(exc, ClusterError):
             raise
         _die(str(exc))
-    _print_summary(result.sweep_dir)
-    _print_outcome(result, config, shard)
+    if not quiet:
+        _print_summary(result.sweep_dir, wide)
+    _print_outcome(result, config, out, resume, shard=shard, cluster=cluster, ray_address=ray_address)
 
 
 def _check_sweep_flags(cluster: str | None, ray_address: str | None, shard: str | None) -> None:
@@ -139,43 +183,50 @@ def _check_sweep_flags(cluster: str | None, ray_address: str | None, shard: str 
             _die(str(exc))
 
 
-def _sweep_progress(quiet: bool) -> Progress:
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("eta"),
-        TimeRemainingColumn(),
-        TextColumn("{task.fields[last]}"),
-        console=console,
-        disable=quiet,
-        transient=False,
-    )
-
-
-def _print_outcome(result, config: Path, shard: str | None) -> None:
+def _print_outcome(result, config: Path, out: Path, resume: bool, **flags: str | None) -> None:
     """The sweep's last line (its honest wall time, the runner's own overhead) and its exit code."""
-    console.print(
-        f"{result.recorded} runs recorded ({result.failed} failed, {result.wrong} wrong, {result.skipped} skipped) "
-        f"in {result.wall_s:.1f} s; runner overhead {result.overhead_per_run_s * 1e3:.2f} ms per run → {result.sweep_dir}",
-        highlight=False,
-    )
+    console.print(_final_line(result, resume), highlight=False, soft_wrap=True)
     if result.interrupted:
+        again = _resume_command(config, out, **flags)
         console.print(
-            f"[yellow]interrupted[/]; what ran is saved. Resume with: conclab sweep {config} --resume"
-            + (f" --shard {shard}" if shard else "")
+            f"[yellow]interrupted[/]; what ran is saved. Resume with: {again}",
+            highlight=False,
+            soft_wrap=True,
         )
         raise typer.Exit(130)
     if not result.ok:
         raise typer.Exit(1)
 
 
-class _SweepRenderer:
-    """Prints a sweep's events (``conc_lab.events``) as they come: one method per event type."""
+def _sweep_progress(quiet: bool) -> Progress:
+    """The sweep's progress bar, its width steady: the trial label has a column of fixed width."""
+    label_width = max(12, min(32, console.width - 60))
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(bar_width=None),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        TextColumn(
+            "{task.fields[last]}",
+            table_column=Column(width=label_width, no_wrap=True, overflow="ellipsis"),
+        ),
+        console=console,
+        disable=quiet,
+        transient=False,
+        expand=True,
+    )
 
-    def __init__(self, progress: Progress, name: str):
-        self.progress, self.name = progress, name
+
+class _SweepRenderer:
+    """Prints a sweep's events (``conc_lab.events``) as they come: one method per event type.
+
+    ``quiet`` keeps only what went wrong (failed, hung or wrong runs, lost nodes).
+    """
+
+    def __init__(self, progress: Progress, name: str, quiet: bool = False):
+        self.progress, self.name, self.quiet = progress, name, quiet
         self.bar = None
         self.per_node: dict[str, object] = {}  # cluster sweeps: a progress line of runs done per node
 
@@ -183,6 +234,10 @@ class _SweepRenderer:
         handler = getattr(self, "_" + type(event).__name__, None)
         if handler is not None:
             handler(event)
+
+    def _say(self, text: str) -> None:
+        if not self.quiet:
+            self.progress.console.print(text, highlight=False, soft_wrap=True)
 
     def _node_line(self, node_id: str, hostname: str | None) -> object:
         if node_id not in self.per_node:
@@ -193,7 +248,10 @@ class _SweepRenderer:
 
     def _Planned(self, e: events.Planned) -> None:
         self.bar = self.progress.add_task(self.name, total=e.total, last="")
-        console.print(f"{e.trials} trials, {e.measured} measured runs → {e.sweep_dir}", highlight=False)
+        # the bar counts every run it waits for: warm-ups too, so the header names them
+        warmups = e.total - e.measured
+        runs = f"{e.measured} measured runs" + (f" + {warmups} warm-up" if warmups else "")
+        self._say(f"{e.trials} trials, {runs} → {e.sweep_dir}")
 
     def _RunFinished(self, e: events.RunFinished) -> None:
         from conc_lab import schema  # loaded by the sweep already; pyarrow stays out of other commands
@@ -206,15 +264,17 @@ class _SweepRenderer:
         if row["status"] not in (schema.OK, schema.SKIPPED) or row["correct"] is False:
             what = "WRONG ANSWER" if row["status"] == schema.OK else row["status"].upper()
             err = (row["error"] or "differs from the sequential answer").strip().splitlines()
-            when = f"repeat {row['repeat']}" if e.measured else f"warm-up {row['repeat'] + 1}"
-            self.progress.console.print(f"[red]{what}[/] {label} {when}: {err[-1] if err else ''}")
+            when = f"repeat {row['repeat']}" if e.measured else "warm-up"
+            self.progress.console.print(
+                f"[red]{what}[/] {label} {when}: {err[-1] if err else ''}", highlight=False
+            )
 
     def _Warned(self, e: events.Warned) -> None:
-        self.progress.console.print(f"[yellow]warning:[/] {e.text}")
+        self._say(f"[yellow]warning:[/] {e.text}")
 
     def _RayStarted(self, e: events.RayStarted) -> None:
         how = "started a local runtime at" if e.started else "joined"
-        console.print(f"ray: {how} {e.address} ({e.start_s:.1f} s)", highlight=False)
+        self._say(f"ray: {how} {e.address} ({e.start_s:.1f} s)")
 
     def _NodeJoined(self, e: events.NodeJoined) -> None:
         self._node_line(e.node_id, e.hostname)
@@ -224,25 +284,64 @@ class _SweepRenderer:
         self.progress.console.print(f"[yellow]node lost:[/] {e.hostname} {e.node_id[:8]}: {e.error}")
 
     def _Calibrated(self, e: events.Calibrated) -> None:
-        console.print(
-            f"size auto: {e.workload} → {e.size} ({e.task_s * 1e3:.0f} ms per task)", highlight=False
-        )
+        self._say(f"size auto: {e.workload} → {e.size} ({e.task_s * 1e3:.0f} ms per task)")
+
+
+def _final_line(result, resumed: bool = False) -> str:
+    """The sweep's last line: what it recorded, and where; also under -q."""
+    if resumed and result.planned == 0 and not result.interrupted:
+        return f"sweep {result.sweep_id} is complete: nothing to run → {result.sweep_dir}"
+    line = (
+        f"{result.recorded} runs recorded ({result.failed} failed, {result.wrong} wrong, "
+        f"{result.skipped} skipped) in {result.wall_s:.1f} s"
+    )
+    if result.recorded:  # a per-run figure over no runs would be the sweep's set-up, mislabelled
+        line += f"; runner overhead {result.overhead_per_run_s * 1e3:.2f} ms per run"
+    return f"{line} → {result.sweep_dir}"
+
+
+def _resume_command(config: Path, out: Path, **options: str | None) -> str:
+    """The command that continues this sweep: every flag that chose where and what it runs.
+
+    >>> _resume_command(Path("c.yaml"), Path("my out"), shard="2/3", cluster=None)
+    "conclab sweep c.yaml --resume --out 'my out' --shard 2/3"
+    """
+    import shlex
+
+    words = ["conclab", "sweep", str(config), "--resume", "--out", str(out)]
+    for name, value in options.items():
+        if value is not None:
+            words += [f"--{name.replace('_', '-')}", value]
+    return shlex.join(words)
 
 
 def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
-def _print_summary(sweep_dir: Path) -> None:
-    from conc_lab import analysis, store
+def _print_summary(sweep_dir: Path, wide: bool) -> None:
+    from conc_lab import store
+    from conc_lab.summary import summarize
 
     df = store.load(sweep_dir)
     if df.empty:
         return
-    # markup=False: parameters like options='{"n": [1]}' are data, not rich markup
-    out_console.print(
-        analysis.render(analysis.summarize(df), "table", width=_width()), highlight=False, markup=False
-    )
+    _emit(_table(summarize(df), wide))
+    if not wide:
+        console.print(
+            f"[dim]every column: conclab summarize {sweep_dir} --wide (or -f csv|markdown|json)[/]",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
+def _table(summary, wide: bool) -> str:
+    """The summary for people: fitted to the terminal, or every column with ``wide``."""
+    from conc_lab import render, tables
+
+    if wide:  # as wide as it needs: the reader asked for every column and will scroll
+        return render.render(summary, "table", width=10_000)
+    return tables.summary_table(summary, out_console.width, color=out_console.is_terminal)
 
 
 @app.command()
@@ -274,13 +373,13 @@ def _expand_table(cfg, limit: int) -> None:
     """The first ``limit`` trials at once, then the total (counted, not walked, where it can be)."""
     import itertools
 
-    table = Table(title=f"{cfg.name}: trials (each runs {cfg.warmup} warm-up + {cfg.repeats} measured)")
-    for col in ("trial_id", *_EXPAND_COLUMNS):
-        table.add_column(col, overflow="fold")  # wrap, never elide: ids and names must stay whole
-    for trial in itertools.islice(matrix.expand(cfg), max(limit, 0)):
-        p = trial.params()
-        table.add_row(trial.trial_id, *["" if p[c] is None else str(p[c]) for c in _EXPAND_COLUMNS])
-    out_console.print(table)
+    from conc_lab import tables
+
+    shown = list(itertools.islice(matrix.expand(cfg), max(limit, 0)))
+    table, constant = tables.trials_table(shown)
+    title = f"{cfg.name}: trials (each runs {cfg.warmup} warm-up + {cfg.repeats} measured)"
+    out_console.print(title + (f"; {constant}" if constant else ""), markup=False, highlight=False)
+    out_console.print(table, markup=False, highlight=False)
     n = matrix.count(cfg)
     out_console.print(f"{n:,} trials" + (f" (first {limit:,} shown)" if n > limit else ""), highlight=False)
 
@@ -308,30 +407,31 @@ def _expand_stream(cfg, fmt: str) -> None:
     sys.stdout.flush()
 
 
-def _load_runs(paths: list[Path], filters: dict):
+def _load_runs(paths: list[Path], filters: dict, what: str | None = None):
     from conc_lab import store
 
+    pushed = {k: v for k, v in filters.items() if v and k != "workers"}  # workers: see summarize
     try:
-        df = store.load(paths, **{k: v for k, v in filters.items() if v})
+        df = store.load(paths, **pushed)
     except (store.StoreError, ValueError) as exc:
         _die(str(exc))
     if df.empty:
-        _die(f"{', '.join(map(str, paths))}: no trial runs recorded there")
+        where = what or ", ".join(map(str, paths))
+        _die(f"{where}: no trial runs recorded there" + (" that match every filter" if pushed else ""))
     for note in df.attrs.get("notes", []):  # e.g. merged shards that ran at different times
         console.print(f"note: {note}", highlight=False, soft_wrap=True)
     return df
 
 
 def _check_format(fmt: str) -> None:
-    from conc_lab import analysis
+    from conc_lab.render import FORMATS
 
-    if fmt not in analysis.FORMATS:
-        _die(f"--format: unknown format {fmt!r}; use one of {', '.join(analysis.FORMATS)}")
+    if fmt not in FORMATS:
+        _die(f"--format: unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
 
 
-def _width() -> int | None:
-    # a pipe or a file gets the full table, not one squeezed into 80 columns
-    return out_console.width if out_console.is_terminal else None
+def _width() -> int:
+    return out_console.width
 
 
 def _emit(text: str) -> None:
@@ -347,23 +447,58 @@ _FILTER_HELP = "Only these (repeatable); filtered while reading, so a large stor
 def summarize(
     paths: list[Path] = typer.Argument(..., help=_PATHS_HELP),
     fmt: str = typer.Option("table", "--format", "-f", help="table, csv, markdown or json."),
-    workload: list[str] = typer.Option(None, "--workload", help=_FILTER_HELP),
+    workload: list[str] = typer.Option(
+        None, "--workload", help=_FILTER_HELP + " A unique function name will do: --workload sleep."
+    ),
     backend: list[str] = typer.Option(None, "--backend", help=_FILTER_HELP),
+    workers: list[int] = typer.Option(None, "--workers", help=_FILTER_HELP),
+    size: list[int] = typer.Option(None, "--size", help=_FILTER_HELP),
+    sweep_ids: list[str] = typer.Option(
+        None, "--sweep", help="Only this sweep: its id, or the start of one (repeatable)."
+    ),
+    latest: bool = typer.Option(False, "--latest", help="Only the most recent sweep of each config."),
+    wide: bool = typer.Option(False, "--wide", help=_WIDE_HELP),
 ):
-    """Median, 95% interval, speedup over sequential, efficiency and flags per trial parameter set."""
-    from conc_lab import analysis
+    """Median, 95% interval, speedup over sequential, efficiency and flags per trial parameter set.
+
+    The table fits the terminal (short workload names, backend/start method, speedup with its
+    interval); --wide shows every column, -f csv|markdown|json gives them to other tools.
+    Every sweep under PATHS is pooled unless --sweep or --latest says which. A filter keeps the
+    sequential runs each speedup is measured against; a value that matches no run is an error.
+    """
+    from conc_lab import render
+    from conc_lab import summary as summaries
 
     _check_format(fmt)
-    if backend and "sequential" not in backend:
-        backend = [*backend, "sequential"]  # the baseline every speedup is measured against
-    df = _load_runs(paths, {"workload": workload, "backend": backend})
-    summary = analysis.summarize(df)
-    _emit(analysis.render(summary, fmt, width=_width()))
-    if fmt in ("table", "markdown") and len(analysis.interpreter_labels(df)) > 1:
-        wide = analysis.by_interpreter(df, summary).round(2)
+    wanted = {"workload": workload, "backend": backend, "workers": workers, "size": size}
+    dirs, filters = _select(paths, sweep_ids, latest, {k: v for k, v in wanted.items() if v})
+    df = _load_runs(dirs, filters, what=", ".join(map(str, paths)))
+    if workers:  # the baseline ran with one worker: keep it beside the counts asked for
+        df = df[df["workers"].isin(filters.pop("workers")) | (df["backend"] == "sequential")]
+    summary = summaries.summarize(df)
+    _emit(_table(summary, wide) if fmt == "table" else render.render(summary, fmt))
+    if fmt in ("table", "markdown") and len(summaries.interpreter_labels(df)) > 1:
+        side = summaries.by_interpreter(df, summary).round(2)
         title = "speedup over each interpreter's own sequential baseline, side by side"
         _emit(f"\n{title}:\n" if fmt == "table" else f"\n**{title}**\n\n")
-        _emit(analysis.render(wide, fmt, width=_width()))
+        _emit(render.render(side, fmt, width=_width()))
+
+
+def _select(paths: list[Path], sweep_ids: list[str], latest: bool, wanted: dict) -> tuple[list[Path], dict]:
+    """The sweep folders and the exact filter values a person's names stand for; exit 2 if none."""
+    from conc_lab import selection, store
+
+    try:
+        dirs = selection.sweeps(paths, sweep_ids or (), latest)
+        filters = {}
+        for column, values in wanted.items():
+            present = store.load(dirs, columns=[column], env=False)[column].unique() if dirs else []
+            filters[column] = selection.resolve(column, values, present)
+    except (selection.SelectError, store.StoreError) as exc:
+        _die(str(exc))
+    if "backend" in filters:
+        filters["backend"] = selection.keep_baseline(filters["backend"])
+    return dirs, filters
 
 
 @app.command()
@@ -374,15 +509,16 @@ def compare(
     alpha: float = typer.Option(0.05, "--alpha", help="False discovery rate for a significant change."),
 ):
     """Ratio b/a of the median run time per trial, with its interval and a Mann–Whitney test."""
-    from conc_lab import analysis
+    from conc_lab import compare as comparing
+    from conc_lab.render import render
 
     _check_format(fmt)
     if not 0 < alpha < 1:
         _die(f"--alpha: must be between 0 and 1, got {alpha}")
-    result = analysis.compare(_load_runs([a], {}), _load_runs([b], {}), alpha=alpha)
-    _emit(analysis.render(result, fmt, width=_width()))
+    result = comparing.compare(_load_runs([a], {}), _load_runs([b], {}), alpha=alpha)
+    _emit(render(result, fmt, width=_width()))
     if fmt == "table":
-        console.print(analysis.compare_verdict(result, alpha), highlight=False, markup=False)
+        console.print(comparing.compare_verdict(result, alpha), highlight=False, markup=False)
 
 
 @app.command()

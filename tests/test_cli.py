@@ -16,7 +16,7 @@ def conclab(*args, cwd=None):
 
 
 def test_smoke_sweep_end_to_end(tmp_path):
-    proc = conclab("sweep", "configs/smoke.yaml", "--out", str(tmp_path), "--quiet")
+    proc = conclab("sweep", "configs/smoke.yaml", "--out", str(tmp_path))
     assert proc.returncode == 0, proc.stderr
     df = conc_lab.load(tmp_path / "smoke")
     cfg = conc_lab.load_config("configs/smoke.yaml")

@@ -107,7 +107,7 @@ def test_without_an_address_a_sweep_starts_a_loopback_runtime_and_stops_it(tmp_p
     config = write_config(RAY_VS_SEQUENTIAL.replace("workers: [1, 2]", "workers: [1]"))
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "CONCLAB_RAY_ADDRESS")}
     proc = subprocess.run(
-        [sys.executable, "-m", "conc_lab.cli", "sweep", str(config), "-o", str(tmp_path / "out"), "-q"],
+        [sys.executable, "-m", "conc_lab.cli", "sweep", str(config), "-o", str(tmp_path / "out")],
         capture_output=True,
         text=True,
         cwd=REPO,

@@ -152,8 +152,8 @@ def test_sigkill_at_random_moments_then_resume_stores_every_run_once(sweep_confi
     tag = uuid.uuid4().hex
     kills, stored, mid_sweep = 0, 0, 0
     for _ in range(8):
-        proc = start(["sweep", str(sweep_config), "--out", str(out), "--resume", "-q"], tag)
-        # Its "N trials, M measured runs -> dir" line comes once the store is open. Then the kill
+        proc = start(["sweep", str(sweep_config), "--out", str(out), "--resume"], tag)
+        # Its "N trials, M measured runs -> dir" line (not under -q) comes once the store is open. Then the kill
         # lands in the warm-up round (rows == 0) or a moment after this start's n-th row is saved.
         for line in proc.stderr:
             if "measured runs" in line:

@@ -1,0 +1,112 @@
+"""Choosing what to summarize: which sweeps, and which runs, as a person names them.
+
+A person types ``--workload sleep`` for ``experiments.io:sleep``, ``--backend threadin`` by
+mistake, ``--latest`` for the sweep they just ran. These helpers turn such names into the
+exact stored values (or sweep folders), and a name that matches nothing into a
+``SelectError`` that says what does exist, with a did-you-mean where one is close.
+Filtering keeps the sequential baseline every speedup is measured against.
+
+>>> resolve("workload", ["sleep"], ["experiments.io:sleep", "experiments.cpu:sum_squares"])
+['experiments.io:sleep']
+>>> resolve("backend", ["threadin"], ["sequential", "threading"])
+Traceback (most recent call last):
+...
+conc_lab.selection.SelectError: --backend: no run has backend 'threadin'; did you mean 'threading'?
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from conc_lab import store
+from conc_lab.tables import short_workload_names
+
+SEQUENTIAL = "sequential"
+
+
+class SelectError(ValueError):
+    """A filter or sweep that matches nothing (or too much); ``str()`` is one line for the user."""
+
+
+def _names(workload: str, short: str) -> set[str]:
+    """Every name a person may use for ``module:function``: whole, short, or the function alone."""
+    return {workload, short, workload.rsplit(":", 1)[-1]}
+
+
+def resolve(column: str, wanted: Sequence, present: Iterable) -> list:
+    """The stored values of ``column`` that ``wanted`` names; SelectError for one that names none.
+
+    Workloads also match by short name (the common module prefix dropped) or function name,
+    when that is unique.
+
+    >>> resolve("workers", [2], [1, 2, 4])
+    [2]
+    """
+    present = sorted({v for v in present if v is not None}, key=str)
+    short = short_workload_names(present) if column == "workload" else {}
+    out = []
+    for value in wanted:
+        if column == "workload":
+            hits = [w for w in present if str(value) in _names(w, short[w])]
+        else:
+            hits = [v for v in present if str(v) == str(value)]
+        if len(hits) > 1:
+            raise SelectError(f"--{column}: {value!r} matches {', '.join(map(str, hits))}; name one of them")
+        if not hits:
+            raise SelectError(f"--{column}: no run has {column} {value!r}{_suggest(value, present, short)}")
+        out.append(hits[0])
+    return out
+
+
+def _suggest(value: object, present: list, short: dict) -> str:
+    names = {str(v): v for v in present}
+    for full, name in short.items():
+        names.setdefault(name, full)
+    close = difflib.get_close_matches(str(value), list(names), n=1)
+    if close:
+        return f"; did you mean {close[0]!r}?"
+    return f"; there are: {', '.join(map(str, present))}" if len(present) <= 12 else ""
+
+
+def sweeps(
+    paths: Iterable[str | os.PathLike], sweep_ids: Sequence[str] = (), latest: bool = False
+) -> list[Path]:
+    """The sweep folders under ``paths``: those named by id (a unique prefix will do), or the
+    most recent of each config with ``latest``; all of them otherwise."""
+    dirs = store.sweep_dirs(list(paths))
+    manifests = {d: store.read_manifest(d) for d in dirs}
+    if sweep_ids:
+        ids = {d: str(manifests[d].get("sweep_id") or d.name) for d in dirs}
+        chosen = []
+        for wanted in sweep_ids:
+            hits = [d for d in dirs if ids[d] == wanted] or [d for d in dirs if ids[d].startswith(wanted)]
+            if len(hits) != 1:
+                what = "matches several sweeps" if hits else "names no sweep there"
+                close = difflib.get_close_matches(wanted, list(ids.values()), n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                raise SelectError(f"--sweep: {wanted!r} {what}{hint}")
+            chosen += hits
+        dirs = list(dict.fromkeys(chosen))
+    if latest:
+        newest: dict[str, Path] = {}
+        for d in dirs:
+            name = str(manifests[d].get("name"))
+            started = manifests[d].get("started_at") or 0
+            if name not in newest or started > (manifests[newest[name]].get("started_at") or 0):
+                newest[name] = d
+        dirs = list(newest.values())
+    return dirs
+
+
+def keep_baseline(backends: Sequence[str] | None) -> list[str] | None:
+    """A backend filter with the sequential baseline added (every speedup is measured against it).
+
+    >>> keep_baseline(["threading"])
+    ['threading', 'sequential']
+    """
+    if not backends or SEQUENTIAL in backends:
+        return list(backends) if backends else None
+    return [*backends, SEQUENTIAL]

@@ -1,0 +1,234 @@
+"""The summary table people read in a terminal: what matters, fitted to 80–120 columns.
+
+``summarize`` gives ~30 columns; a terminal shows about 100. This table keeps what answers
+"how much faster?": the workload by its short name (the module prefix every workload
+shares is dropped), backend and start method in one cell, workers, the median run time,
+and the speedup with its 95% interval in one cell; parameters appear only where they vary
+(the ones that do not are named once above the table). Notes are spelled out when they fit,
+else shortened to marks with a legend below. Columns beyond these (``n``, ``eff``, ``setup``)
+are added while they fit. Every column is ``conclab summarize --wide`` or ``-f csv|json``.
+
+Nothing is cut short: a table that cannot fit even its essential columns wraps inside its
+cells rather than truncating a name.
+
+>>> short_workload_names(["experiments.cpu:sum_squares", "experiments.io:sleep"])
+{'experiments.cpu:sum_squares': 'cpu:sum_squares', 'experiments.io:sleep': 'io:sleep'}
+>>> short_workload_names(["experiments.cpu:sum_squares", "experiments.cpu:count_primes"])
+{'experiments.cpu:sum_squares': 'sum_squares', 'experiments.cpu:count_primes': 'count_primes'}
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Iterable
+
+import pandas as pd
+from rich import box
+from rich.cells import cell_len
+from rich.console import Console
+from rich.table import Table
+
+from conc_lab.render import fmt_num, fmt_time
+
+#: Parameters shown as a column only where they vary; a constant one is named in the caption.
+VARYING_KEYS = ["tasks", "size", "python", "node", "affinity", "options"]
+#: The mark each note becomes when spelled-out notes do not fit.
+NOTE_MARKS = {
+    "failures": "F",
+    "incorrect": "X",
+    "no runs": "0",
+    "unstable": "~",
+    "superlinear": "^",
+    "no baseline": "?",
+    "baseline from other nodes": "b",
+}
+GAP = 2  # spaces between columns
+
+
+def short_workload_names(workloads: Iterable[str]) -> dict[str, str]:
+    """{full name: name without the dotted module prefix all of them share}.
+
+    >>> short_workload_names(["pkg.mod:f"])
+    {'pkg.mod:f': 'f'}
+    >>> short_workload_names(["a.b:f", "a.bc:g"])
+    {'a.b:f': 'b:f', 'a.bc:g': 'bc:g'}
+    """
+    names = list(dict.fromkeys(str(w) for w in workloads))
+    if not names or any(":" not in n for n in names):
+        return {n: n for n in names}
+    modules = [n.split(":", 1)[0].split(".") for n in names]
+    common = 0
+    while all(len(m) > common and m[common] == modules[0][common] for m in modules):
+        common += 1
+    if common == min(len(m) for m in modules):  # one module for all: the function names are unique
+        return {n: n.split(":", 1)[1] for n in names}
+    return {n: ".".join(m[common:]) + ":" + n.split(":", 1)[1] for n, m in zip(names, modules)}
+
+
+def _float(x: object) -> float:
+    return math.nan if x is None else float(x)
+
+
+def _backend(row) -> str:
+    sm = row.get("start_method")
+    return f"{row['backend']}/{sm}" if isinstance(sm, str) and sm else str(row["backend"])
+
+
+def _speedup(row) -> str:
+    s, lo, hi = (_float(row[k]) for k in ("speedup", "speedup_ci_low", "speedup_ci_high"))
+    if not math.isfinite(s):
+        return "-"
+    if lo == hi == s:  # the baseline itself (speedup 1 by definition)
+        return f"{s:.2f}"
+    return f"{s:.2f} ({fmt_num(lo)}–{fmt_num(hi)})"
+
+
+def _cells(summary: pd.DataFrame) -> tuple[dict[str, list[str]], list[str]]:
+    """Every essential column as text, and the caption naming parameters no column needs.
+
+    A parameter that does not vary is named once; one that varies only with the workload
+    (each workload's own ``size``) is named once per workload.
+    """
+    rows = summary.astype(object).where(summary.notna(), None).to_dict(orient="records")
+    short = short_workload_names(r["workload"] for r in rows)
+    cols: dict[str, list[str]] = {
+        "workload": [short[str(r["workload"])] for r in rows],
+        "backend": [_backend(r) for r in rows],
+        "workers": [str(r["workers"]) for r in rows],
+    }
+    constant, caption = [], []
+    for key in VARYING_KEYS:
+        if key not in summary.columns:
+            continue
+        values = ["-" if r[key] is None else str(r[key]) for r in rows]
+        per_workload = dict(zip(cols["workload"], values))
+        if len(set(values)) == 1:
+            if values[0] != "-" and key != "node":
+                constant.append(f"{key} {values[0]}")
+        elif len(set(zip(cols["workload"], values))) == len(per_workload):
+            caption.append(f"{key}: " + ", ".join(f"{w} {v}" for w, v in per_workload.items()))
+        else:
+            cols[key] = values
+    cols["median"] = [fmt_time(x) for x in summary["median_s"]]
+    cols["speedup (95% CI)"] = [_speedup(r) for r in rows]
+    cols["notes"] = [r.get("notes") or "" for r in rows]
+    return cols, [", ".join(constant)] * bool(constant) + caption
+
+
+#: Columns added, in this order, while the table still fits.
+_EXTRAS = {
+    "n": lambda s: [str(int(n)) for n in s["n"]],
+    "failed": lambda s: [str(int(f)) for f in s["failures"]],
+    "eff": lambda s: [fmt_num(x) for x in s["efficiency"]],
+    "setup": lambda s: [fmt_time(x) for x in s["setup_s"]],
+}
+_RIGHT = {"workers", "w", "tasks", "size", "median", "speedup (95% CI)", "n", "failed", "eff", "setup"}
+
+
+def _width(name: str, values: list[str]) -> int:
+    return max([cell_len(name)] + [cell_len(v) for v in values])
+
+
+def _total(cols: dict[str, list[str]]) -> int:
+    return sum(_width(k, v) for k, v in cols.items()) + GAP * (len(cols) - 1)
+
+
+def _fit_notes(cols: dict[str, list[str]], width: int) -> list[str]:
+    """Spell notes out if they fit, else mark them; returns the legend lines for marks used."""
+    if not any(cols["notes"]):
+        del cols["notes"]
+        return []
+    if _total(cols) <= width:
+        return []
+    used: dict[str, str] = {}
+    marked = []
+    for text in cols["notes"]:
+        notes = [n.strip() for n in text.split(",") if n.strip()]
+        for n in notes:
+            used[NOTE_MARKS.get(n, n)] = n
+        marked.append("".join(NOTE_MARKS.get(n, n) for n in notes))
+    cols["notes"] = marked
+    return ["notes: " + ", ".join(f"{mark} {name}" for mark, name in used.items())]
+
+
+def summary_table(summary: pd.DataFrame, width: int = 100, *, color: bool = False) -> str:
+    """The summary as a table of at most ``width`` columns (see the module docstring); text."""
+    if summary.empty:
+        return ""
+    cols, caption = _cells(summary)
+    if _total(cols) > width:  # the header is the widest cell of the workers column
+        cols = {("w" if k == "workers" else k): v for k, v in cols.items()}
+    legend = _fit_notes(cols, width)
+    notes = cols.pop("notes", None)
+    for name, make in _EXTRAS.items():
+        if name == "failed" and not summary["failures"].any():
+            continue
+        trial = {**cols, name: make(summary)}
+        if _total({**trial, **({"notes": notes} if notes else {})}) <= width:
+            cols = trial
+    if notes:
+        cols["notes"] = notes
+    fits = _total(cols) <= width
+    table = Table(
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        pad_edge=False,
+        padding=(0, 1),
+        collapse_padding=True,
+        header_style="bold",
+    )
+    for name, values in cols.items():
+        table.add_column(
+            name,
+            justify="right" if name in _RIGHT else "left",
+            no_wrap=fits,
+            overflow="fold",  # too narrow even for the essentials: wrap, never elide a name
+            min_width=_width(name, values) if fits else None,
+        )
+    for row in zip(*cols.values()):
+        table.add_row(*row)
+    buf = io.StringIO()
+    console = Console(
+        file=buf, width=width, force_terminal=color, color_system="auto" if color else None, highlight=False
+    )
+    for line in caption:
+        console.print(line, markup=False)
+    console.print(table, markup=False)
+    for line in legend:
+        console.print(line, markup=False, soft_wrap=True)
+    return buf.getvalue()
+
+
+def trials_table(trials: list) -> tuple[Table, str]:
+    """The trials ``conclab expand`` lists, and a line naming the parameters that do not vary.
+
+    Ids and names stay whole on one line (a user greps for them); the rest wrap, never elide.
+    """
+    params = [t.params() for t in trials]
+    short = short_workload_names(p["workload"] for p in params)
+    cols: dict[str, list[str]] = {
+        "trial_id": [t.trial_id for t in trials],
+        "workload": [short[p["workload"]] for p in params],
+        "backend": [_backend(p) for p in params],
+    }
+    constant = []
+    for key in ("workers", "tasks", "size", "python", "affinity", "options"):
+        values = ["-" if p.get(key) is None else str(p[key]) for p in params]
+        if len(set(values)) > 1:
+            cols[key] = values
+        elif values and values[0] != "-":
+            constant.append(f"{key} {values[0]}")
+    table = Table(
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        pad_edge=False,
+        padding=(0, 1),
+        collapse_padding=True,
+        header_style="bold",
+    )
+    for name in cols:
+        table.add_column(name, no_wrap=name in ("trial_id", "workload", "backend"), overflow="fold")
+    for row in zip(*cols.values()):
+        table.add_row(*row)
+    return table, ", ".join(constant)

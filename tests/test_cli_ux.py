@@ -1,0 +1,408 @@
+"""The `conclab` command as a person meets it (#12): real CLI in subprocesses, real tmux terminals.
+
+Each test drives what a user types and checks what they would see: the help, the version,
+shell completion, the summary table at 80 and 120 columns (tmux ``capture-pane``), tables
+piped into other programs, and the resume hint after a Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+import conc_lab
+from conc_lab import store, tables
+from conc_lab.summary import summarize
+
+REPO = Path(__file__).resolve().parent.parent
+CLI = [sys.executable, "-m", "conc_lab.cli"]
+SCRIPT = Path(sys.executable).with_name("conclab")  # the console script, for shell completion
+
+
+def _env(**extra: str) -> dict:
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO)] + [p for p in [env.get("PYTHONPATH")] if p])
+    env.update(extra)
+    return env
+
+
+def conclab(*args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [*CLI, *args], capture_output=True, text=True, cwd=REPO, env=env or _env(), timeout=timeout
+    )
+
+
+# A cpu.yaml-like matrix, small enough for a test: two modules (so short names keep one level),
+# every local backend but Ray, multiprocessing with two start methods, sizes per workload.
+CPU_LIKE = """\
+name: cpulike
+repeats: 2
+warmup: 1
+timeout_s: 60
+matrix:
+  workload:
+    - experiments.cpu:sum_squares
+    - experiments.cpu:count_primes
+    - {workload: experiments.io:sleep, size: [5]}
+  backend: [sequential, threading, multiprocessing]
+  workers: [1, 2]
+  tasks: [4]
+  size: [2000]
+backend_options:
+  multiprocessing: {start_method: [fork, spawn]}
+affinity: compact
+"""
+
+
+@pytest.fixture(scope="module")
+def cpulike(tmp_path_factory):
+    """(config path, results root) of one finished cpu-like sweep."""
+    root = tmp_path_factory.mktemp("cpulike")
+    config = root / "cpulike.yaml"
+    config.write_text(CPU_LIKE)
+    out = root / "results"
+    proc = conclab("sweep", str(config), "--out", str(out), "-q")
+    assert proc.returncode == 0, proc.stderr
+    return config, out
+
+
+# --- tmux ----------------------------------------------------------------------------------------
+
+
+def tmux_run(command: str, width: int, timeout: float = 300) -> str:
+    """Run ``command`` in a fresh tmux terminal ``width`` columns wide; the screen and scrollback."""
+    if shutil.which("tmux") is None:
+        pytest.skip("tmux is not installed")
+    sock = f"conclab-test-{uuid.uuid4().hex[:8]}"
+    tmux = ["tmux", "-L", sock, "-f", "/dev/null"]
+    env = " ".join(f"{k}={shlex.quote(v)}" for k, v in _env().items() if k in ("PATH", "PYTHONPATH", "HOME"))
+    script = f"cd {shlex.quote(str(REPO))}; env {env} {command}; echo __EXIT_$?__; sleep 600"
+    subprocess.run(
+        [*tmux, "new-session", "-d", "-x", str(width), "-y", "50", "-s", "t", script],
+        check=True,
+        env={**os.environ, "TERM": "xterm-256color"},
+    )
+    try:
+        subprocess.run([*tmux, "set-option", "-g", "history-limit", "10000"], check=True)
+        deadline = time.monotonic() + timeout
+        while True:
+            screen = subprocess.run(
+                [*tmux, "capture-pane", "-p", "-S", "-", "-t", "t"], capture_output=True, text=True
+            ).stdout
+            if "__EXIT_" in screen or time.monotonic() > deadline:
+                return screen
+            time.sleep(0.5)
+    finally:
+        subprocess.run([*tmux, "kill-server"], capture_output=True)
+
+
+def table_rows(screen: str) -> list[str]:
+    """The lines of the summary table's body: from the header rule to what follows the table."""
+    lines = screen.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("───"))
+    body = []
+    for line in lines[start + 1 :]:
+        if not line.strip() or line.startswith(("__EXIT_", "notes:", "every column")):
+            break
+        body.append(line)
+    return body
+
+
+@pytest.mark.parametrize("width", [80, 120])
+def test_summary_table_fits_a_terminal_without_cutting_or_wrapping(cpulike, width):
+    config, out = cpulike
+    screen = tmux_run(f"python -m conc_lab.cli summarize {shlex.quote(str(out))}", width)
+    assert "__EXIT_0__" in screen, screen
+    summary = summarize(conc_lab.load(out))
+    short = tables.short_workload_names(summary["workload"].astype(str))
+    assert sorted(short.values()) == ["cpu:count_primes", "cpu:sum_squares", "io:sleep"]
+    rows = table_rows(screen)
+    # one line per summary row: a wrapped row would add lines that start with no workload
+    assert len(rows) == len(summary), screen
+    for line, (_, expect) in zip(rows, summary.iterrows()):
+        cells = line.split()
+        assert cells[0] == short[str(expect["workload"])], line  # whole, never "expe…"
+        method = expect["start_method"]
+        backend = expect["backend"] + (f"/{method}" if isinstance(method, str) else "")
+        assert cells[1] == backend, line
+    assert "…" not in screen
+    assert all(len(line) <= width for line in screen.splitlines())
+    header = next(line for line in screen.splitlines() if line.startswith("workload"))
+    assert "speedup (95% CI)" in header
+
+
+def test_sweep_final_table_in_a_terminal_80_columns(cpulike):
+    """The table a sweep prints at its end, in an 80-column terminal: its resume of a done sweep."""
+    config, out = cpulike
+    screen = tmux_run(f"python -m conc_lab.cli sweep {config} --out {out} --resume", 80)
+    assert "__EXIT_0__" in screen, screen
+    assert "is complete: nothing to run" in screen
+    rows = table_rows(screen)
+    assert len(rows) == 3 * 7 and all(re.match(r"(cpu|io):\w+ ", line) for line in rows), screen
+
+
+def test_piped_tables_honour_columns():
+    """`conclab doctor | head` is as wide as COLUMNS says, 80 without it; never 200."""
+    for columns, limit in ((None, 80), ("100", 100)):
+        env = _env(**({"COLUMNS": columns} if columns else {}))
+        proc = conclab("doctor", env=env)
+        assert proc.returncode in (0, 1), proc.stderr
+        widest = max(len(line) for line in proc.stdout.splitlines())
+        assert 60 < widest <= limit, (columns, widest)
+
+
+def test_summarize_wide_and_formats_carry_every_column(cpulike):
+    _, out = cpulike
+    wide = conclab("summarize", str(out), "--wide")
+    assert wide.returncode == 0 and "IQR" in wide.stdout and "experiments.cpu:sum_squares" in wide.stdout
+    csv = conclab("summarize", str(out), "-f", "csv")
+    assert csv.stdout.splitlines()[0].startswith("workload,tasks,size,backend,workers,start_method")
+
+
+# --- the CLI surface (#12 item 12) ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", ["", "sweep", "summarize", "doctor", "expand", "report", "merge"])
+def test_help_shows_no_bool_placeholder_for_flags(command):
+    proc = conclab(*([command] if command else []), "--help", env=_env(COLUMNS="120"))
+    assert proc.returncode == 0, proc.stderr
+    assert "<bool>" not in proc.stdout and "--help" in proc.stdout
+
+
+def test_version():
+    proc = conclab("--version")
+    assert proc.returncode == 0 and proc.stdout.strip() == f"conclab {conc_lab.__version__}"
+
+
+def test_shell_completion_completes_commands_and_options():
+    if not SCRIPT.exists():
+        pytest.skip("the conclab console script is not installed next to this Python")
+    env = _env(_CONCLAB_COMPLETE="complete_bash", COMP_WORDS="conclab sw", COMP_CWORD="1")
+    proc = subprocess.run([str(SCRIPT)], capture_output=True, text=True, env=env, cwd=REPO, timeout=60)
+    assert "sweep" in proc.stdout.split(), proc.stdout + proc.stderr
+    env.update(COMP_WORDS="conclab sweep --fail", COMP_CWORD="2")
+    proc = subprocess.run([str(SCRIPT)], capture_output=True, text=True, env=env, cwd=REPO, timeout=60)
+    assert "--fail-fast" in proc.stdout.split(), proc.stdout + proc.stderr
+    show = subprocess.run(
+        [str(SCRIPT), "--show-completion", "bash"], capture_output=True, text=True, env=_env(), cwd=REPO
+    )
+    assert show.returncode == 0 and "_CONCLAB_COMPLETE" in show.stdout
+
+
+# --- resume (#12 item 3) -------------------------------------------------------------------------
+
+SLOW = """\
+name: slow
+repeats: 4
+warmup: 0
+matrix:
+  workload: [experiments.io:sleep]
+  backend: [sequential, threading]
+  workers: [1]
+  tasks: [2]
+  size: [400]
+"""
+
+
+def test_resume_hint_reproduces_out_and_shard_and_completes(tmp_path):
+    config = tmp_path / "slow.yaml"
+    config.write_text(SLOW)
+    out = tmp_path / "my results"  # a space: the hint must quote it
+    proc = subprocess.Popen(
+        [*CLI, "sweep", str(config), "--out", str(out), "--shard", "1/1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+        env=_env(),
+    )
+    deadline = time.monotonic() + 120
+    while not any(p.stat().st_size for p in [*out.rglob("journal*"), *out.rglob("*.parquet")]):
+        assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
+        time.sleep(0.2)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    hint = err.split("Resume with: ", 1)[1].strip()
+    args = shlex.split(hint)
+    assert args[:4] == ["conclab", "sweep", str(config), "--resume"], hint
+    assert args[args.index("--out") + 1] == str(out) and args[args.index("--shard") + 1] == "1/1"
+
+    again = conclab(*args[1:])  # run exactly what was printed
+    assert again.returncode == 0, again.stderr
+    sweeps = [p for p in (out / "slow").iterdir() if p.is_dir()]
+    assert len(sweeps) == 1
+    assert conc_lab.load(sweeps[0])["repeat"].nunique() == 4
+
+    done = conclab(*args[1:])
+    assert done.returncode == 0, done.stderr
+    final = done.stderr.strip().splitlines()[-1]
+    assert final == f"sweep {sweeps[0].name} is complete: nothing to run → {sweeps[0]}"
+    assert "overhead" not in done.stderr
+
+
+def test_resume_command_quotes_and_keeps_every_flag():
+    from conc_lab.cli import _resume_command
+
+    text = _resume_command(
+        Path("configs/cpu.yaml"), Path("/r s"), shard="2/5", cluster="10.0.0.1:6379", ray_address=None
+    )
+    assert shlex.split(text) == [
+        "conclab",
+        "sweep",
+        "configs/cpu.yaml",
+        "--resume",
+        "--out",
+        "/r s",
+        "--shard",
+        "2/5",
+        "--cluster",
+        "10.0.0.1:6379",
+    ]
+
+
+# --- noise (#12 item 13) -------------------------------------------------------------------------
+
+WITH_RAY = """\
+name: withray
+repeats: 1
+warmup: 0
+matrix:
+  workload: [experiments.cpu:sum_squares]
+  backend: [sequential, ray]
+  workers: [1]
+  tasks: [2]
+  size: [1000]
+"""
+
+
+def test_ray_token_banner_is_not_printed(tmp_path):
+    config = tmp_path / "withray.yaml"
+    config.write_text(WITH_RAY)
+    env = _env()
+    env.pop("RAY_AUTH_MODE", None)  # Ray's default: the banner's case
+    proc = conclab("sweep", str(config), "--out", str(tmp_path / "r"), env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "ray: started a local runtime" in proc.stderr  # Ray did start here
+    assert "Token authentication" not in proc.stderr + proc.stdout
+
+
+# --- failures and -q (#12 items 1, 12, 13) -------------------------------------------------------
+
+MY_WORK = """\
+import threading
+
+
+def good(task, size):
+    return task * size
+
+
+def broken(task, size):
+    raise ValueError("broken on purpose")
+
+
+def wrong(task, size):
+    # a different answer in every thread: the sequential reference never matches threading
+    return threading.get_ident() % 9973 + task
+"""
+
+
+def _my_config(tmp_path: Path, workload: str, backends: str = "[threading]") -> Path:
+    (tmp_path / "mywork.py").write_text(MY_WORK)
+    config = tmp_path / f"{workload}.yaml"
+    config.write_text(
+        f"name: {workload}\nrepeats: 2\nwarmup: 1\nmatrix:\n  workload: [mywork:{workload}]\n"
+        f"  backend: {backends}\n  workers: [2]\n  tasks: [4]\n  size: [10]\n"
+    )
+    return config
+
+
+def test_quiet_prints_only_errors_and_the_final_line(tmp_path):
+    """-q: no header, no doctor warning, no table; the failures as they happen, and the last line."""
+    config = _my_config(tmp_path, "broken", backends="[sequential, threading]")
+    only_in_threads = MY_WORK.replace(
+        "def broken(task, size):\n",
+        "def broken(task, size):\n    if threading.current_thread() is threading.main_thread():\n"
+        "        return task\n",
+    )
+    (tmp_path / "mywork.py").write_text(only_in_threads)
+    proc = conclab("sweep", str(config), "--out", str(tmp_path / "r"), "-q")
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stdout == ""
+    lines = proc.stderr.strip().splitlines()
+    assert lines[-1].startswith("4 runs recorded (2 failed, 0 wrong, 0 skipped)"), lines
+    # the warm-up and both measured runs of the threading trial, nothing else
+    assert len(lines) == 4 and all(line.startswith("FAILED threading w=2 broken") for line in lines[:-1])
+
+
+# --- summarize's filters (#12 item 9) ------------------------------------------------------------
+
+
+def summarize_json(*args: str) -> list[dict]:
+    proc = conclab("summarize", *args, "-f", "json")
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def test_a_filter_that_matches_nothing_is_an_error_with_a_suggestion(cpulike):
+    _, out = cpulike
+    for args, message in [
+        (["--backend", "threadin"], "--backend: no run has backend 'threadin'; did you mean 'threading'?"),
+        (["--workload", "sum_squars"], "did you mean"),
+        (["--workers", "3"], "--workers: no run has workers 3; there are: 1, 2"),
+        (["--sweep", "nosuchsweep"], "--sweep: 'nosuchsweep' names no sweep there"),
+    ]:
+        proc = conclab("summarize", str(out), *args)
+        assert proc.returncode == 2, (args, proc.stdout)
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and message in lines[0] and proc.stdout == "", (args, proc.stderr)
+
+
+def test_filters_by_short_name_workers_and_size_keep_the_baseline(cpulike):
+    _, out = cpulike
+    rows = summarize_json(str(out), "--workload", "sleep")
+    assert {r["workload"] for r in rows} == {"experiments.io:sleep"} and len(rows) == 7
+    rows = summarize_json(str(out), "--workers", "2", "--backend", "threading")
+    assert {(r["backend"], r["workers"]) for r in rows} == {("sequential", 1), ("threading", 2)}
+    assert all(r["speedup"] is not None for r in rows)  # the baseline came along
+    rows = summarize_json(str(out), "--size", "5")
+    assert {r["workload"] for r in rows} == {"experiments.io:sleep"}
+
+
+def test_sweep_and_latest_choose_among_the_sweeps_of_a_folder(cpulike, tmp_path):
+    config, out = cpulike
+    (first,) = store.sweep_dirs(out)
+    first_id = store.read_manifest(first)["sweep_id"]
+    again = tmp_path / "again" / "cpulike.yaml"  # the same name, a smaller matrix: a second sweep
+    again.parent.mkdir()
+    again.write_text(
+        CPU_LIKE.replace("repeats: 2", "repeats: 1")
+        .replace("backend: [sequential, threading, multiprocessing]", "backend: [sequential]")
+        .replace("    - experiments.cpu:count_primes\n", "")
+        .replace("backend_options:\n  multiprocessing: {start_method: [fork, spawn]}\n", "")
+    )
+    second_out = tmp_path / "results"
+    shutil.copytree(out, second_out)
+    proc = conclab("sweep", str(again), "--out", str(second_out), "-q")
+    assert proc.returncode == 0, proc.stderr
+    pooled = summarize_json(str(second_out))
+    assert len(pooled) == 21  # every trial of both sweeps (the second's are among the first's)
+    latest = summarize_json(str(second_out), "--latest")
+    assert {(r["workload"], r["backend"], r["n"]) for r in latest} == {
+        ("experiments.cpu:sum_squares", "sequential", 1),
+        ("experiments.io:sleep", "sequential", 1),
+    }
+    chosen = summarize_json(str(second_out), "--sweep", first_id[:-2])  # a unique start will do
+    assert len(chosen) == 21 and {r["n"] for r in chosen} == {2}
