@@ -240,5 +240,5 @@ def test_scancel_mid_shard_merge_exits_3_naming_it_and_resume_completes(slurm, t
 def _has_rows(results: Path, shard: str) -> bool:
     for d in store.sweep_dirs(results) if results.exists() else []:
         if store.read_manifest(d).get("shard") == shard:
-            return any(f.stat().st_size for f in d.glob("journal-*.jsonl"))
+            return any(f.stat().st_size for f in store.journal_files(d))  # the old and new names
     return False
