@@ -14,6 +14,7 @@ from pathlib import Path
 from conc_lab import schema
 from conc_lab.store import (
     MANIFEST,
+    RUN_KEY,
     StoreError,
     check_files,
     doubled_sweeps,
@@ -27,6 +28,7 @@ from conc_lab.store import (
     part_files,
     read_manifest,
     read_part,
+    run_keys,
     sweeps_below,
 )
 
@@ -92,11 +94,11 @@ def _check_sweep(sweep_dir: Path, report: CheckReport) -> dict | None:
     parts = part_files(sweep_dir)
     for part in parts:
         try:
-            table = read_part(part, ["sweep_id", "trial_id", "repeat"], None, manifest.get("sweep_id"))
+            table = read_part(part, ["sweep_id", *RUN_KEY], None, manifest.get("sweep_id"))
         except (StoreError, FileNotFoundError) as exc:
             report.problems.append(str(exc))
             continue
-        _count(zip(table["trial_id"].to_pylist(), table["repeat"].to_pylist()), part, seen, report)
+        _count(run_keys(table), part, seen, report)
     sealed = {file_seq(p) for p in parts}
     for journal in journal_files(sweep_dir):
         if file_seq(journal) not in sealed:
@@ -115,7 +117,8 @@ def _check_journal(journal: Path, seen: dict, report: CheckReport) -> None:
             if isinstance(entry, str):
                 report.problems.append(f"{journal}: {entry}")
             else:
-                keys.append((entry["trial_id"], entry["repeat"]))
+                redone = entry.get("status") == schema.REDONE  # several per repeat, told apart by start
+                keys.append((entry["trial_id"], entry["repeat"], entry.get("started_at") if redone else None))
     except OSError as exc:
         report.problems.append(f"{journal}: unreadable ({exc.strerror or exc})")
     _count(keys, journal, seen, report)

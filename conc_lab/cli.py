@@ -88,6 +88,15 @@ def _warning_line(message, category, filename, lineno, line=None) -> str:
 warnings.formatwarning = _warning_line
 
 
+def _noise_counts(result) -> str:
+    """ ", 2 redone, 1 still noisy" for the final line; empty when no run was noisy."""
+    parts = [
+        f"{result.redone} redone" if result.redone else "",
+        f"{result.noisy} still noisy" if result.noisy else "",
+    ]
+    return "".join(f", {p}" for p in parts if p)
+
+
 def _die(message: str, code: int = 2) -> None:
     console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
@@ -293,7 +302,7 @@ def _final_line(result, resumed: bool = False) -> str:
         return f"sweep {result.sweep_id} is complete: nothing to run → {result.sweep_dir}"
     line = (
         f"{result.recorded} runs recorded ({result.failed} failed, {result.wrong} wrong, "
-        f"{result.skipped} skipped) in {result.wall_s:.1f} s"
+        f"{result.skipped} skipped{_noise_counts(result)}) in {result.wall_s:.1f} s"
     )
     if result.recorded:  # a per-run figure over no runs would be the sweep's set-up, mislabelled
         line += f"; runner overhead {result.overhead_per_run_s * 1e3:.2f} ms per run"

@@ -11,6 +11,7 @@ would a Makefile. YAML is parsed with the safe loader (no object tags).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import difflib
 import hashlib
 import inspect
@@ -64,6 +65,7 @@ TOP_KEYS = (
     "seed",
     "ray",
     "limits",
+    "noise",
 )
 #: ``size: auto``: the size is calibrated before the sweep runs (``conc_lab.calibration``).
 AUTO = "auto"
@@ -112,6 +114,19 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class NoiseLimits:
+    """When a run counts as noisy (``host.noise.verdict``), and how many times such a run is redone.
+
+    >>> NoiseLimits().redo
+    0
+    """
+
+    max_foreign_cpu: float = 0.1  # share of the run's cores that other processes used
+    max_canary_change: float = 0.25  # relative change of the speed canary from before to after
+    redo: int = 0  # re-runs of a noisy run; the noisy ones are kept with status "redone"
+
+
+@dataclass(frozen=True)
 class Config:
     """A validated experiment matrix. Build it with ``load_config`` or ``parse_config``.
 
@@ -138,6 +153,8 @@ class Config:
     description: str = ""
     ray_address: str | None = None  # ray: {address: ...}: the Ray runtime ray trials join
     limits: Limits = field(default_factory=Limits)  # not in the fingerprint: they decide nothing that runs
+    # noise: {max_foreign_cpu, max_canary_change, redo}: when a run is noisy, and how often it is redone
+    noise: NoiseLimits = field(default_factory=lambda: NoiseLimits())
     path: str | None = None
     source_text: str = ""  # the file as read, kept in the sweep's manifest
 
@@ -159,6 +176,8 @@ class Config:
             "shuffle": self.shuffle,
             "seed": self.seed,
         }
+        if self.noise != NoiseLimits():  # absent from older fingerprints: their sweeps still resume
+            doc["noise"] = dataclasses.asdict(self.noise)
         return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -231,7 +250,7 @@ def parse_config(
 
 
 def _settings(v: _Validator, doc: dict, path: str | None) -> dict[str, Any]:
-    """The top-level scalars: name, repeats, warmup, timeout_s, shuffle, seed, description, ray."""
+    """The top-level scalars: name, repeats, warmup, timeout_s, shuffle, seed, description, ray, noise."""
     name = doc.get("name")
     if name is None:
         if path is None:
@@ -262,6 +281,7 @@ def _settings(v: _Validator, doc: dict, path: str | None) -> dict[str, Any]:
         "seed": v.integer(doc.get("seed", 0), "seed", minimum=0, maximum=_INT64_MAX),
         "description": description,
         "ray_address": v.ray_section(doc.get("ray")),
+        "noise": v.noise_section(doc.get("noise")),
     }
 
 
@@ -678,6 +698,30 @@ class _Validator:
                 f"must be a cluster address such as 10.0.0.5:6379 or auto, got {_show(address)}",
             )
         return address
+
+    def noise_section(self, raw: Any) -> NoiseLimits:
+        """``noise: {max_foreign_cpu: 0.1, max_canary_change: 0.25, redo: 3}``; defaults where absent."""
+        if raw is None:
+            return NoiseLimits()
+        if not isinstance(raw, dict):
+            self.fail(
+                "noise", f"must be a mapping such as {{max_foreign_cpu: 0.1, redo: 3}}, got {_kind(raw)}"
+            )
+        self.known_keys(raw, ("max_foreign_cpu", "max_canary_change", "redo"), "noise.")
+        limits = {}
+        for key in ("max_foreign_cpu", "max_canary_change"):
+            if key in raw:
+                value = raw[key]
+                if (
+                    not isinstance(value, (int, float))
+                    or isinstance(value, bool)
+                    or not 0 <= value < float("inf")
+                ):
+                    self.fail(f"noise.{key}", f"must be a share such as 0.1 (10%), got {value!r}")
+                limits[key] = float(value)
+        if "redo" in raw:
+            limits["redo"] = self.integer(raw["redo"], "noise.redo", minimum=0, maximum=100)
+        return NoiseLimits(**limits)
 
     def partial_params(self, raw: Any, key: str, option_names: set) -> list[dict]:
         if not isinstance(raw, list):

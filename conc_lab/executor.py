@@ -13,10 +13,16 @@ import os
 import time
 
 from conc_lab import schema
-from conc_lab.host import affinity, protocol
+from conc_lab.config import NoiseLimits
+from conc_lab.host import affinity, noise, protocol
 from conc_lab.interpreters import InterpreterError, resolve
 from conc_lab.matrix import Trial
 from conc_lab.trial_host import HostDied, HostTimeout, TrialHost
+
+#: Key of a row that carries the noisy rows its run replaced (config noise.redo); not a column.
+REDONE_ROWS = "_redone_rows"
+#: The row column for the end of a failed run's stderr (the executor's, not the host's: the runner reads it).
+STDERR_TAIL = "stderr_tail"
 
 
 class TrialExecutor:
@@ -35,8 +41,10 @@ class TrialExecutor:
         search_path: list[str] | None = None,
         node_id: str | None = None,
         rewarm: bool = True,
+        noise_limits: NoiseLimits | None = None,
     ):
         self.sweep_name, self.sweep_id = sweep_name, sweep_id
+        self.noise_limits = noise_limits or NoiseLimits()  # when a run is noisy, and how often redone
         # After a host is replaced, each trial runs once untimed before its next measured run.
         self.rewarm = rewarm
         self._ran: dict[tuple, set[str]] = {}  # host key -> trial ids its current host has run
@@ -92,18 +100,27 @@ class TrialExecutor:
             reply = host.request(message, self.timeout_s)
         except HostTimeout as exc:
             self._drop_host(self.host_key(trial))
-            return {protocol.STATUS: schema.TIMEOUT, protocol.ERROR: f"{exc}; trial host killed and replaced"}
+            return {
+                protocol.STATUS: schema.TIMEOUT,
+                protocol.ERROR: f"{exc}; trial host killed and replaced",
+                STDERR_TAIL: host.stderr_text(),
+            }
         except HostDied as exc:
             self._drop_host(self.host_key(trial))
-            return {protocol.STATUS: schema.FAILED, protocol.ERROR: str(exc)}
+            return {protocol.STATUS: schema.FAILED, protocol.ERROR: str(exc), STDERR_TAIL: host.stderr_text()}
         finally:
             self.measured_s += time.perf_counter() - started
         if not reply.get(protocol.OK):
-            return {
+            outcome = {
                 protocol.STATUS: schema.FAILED,
                 protocol.ERROR: reply.get(protocol.ERROR) or "trial host error",
+                protocol.LEFT_BEHIND: reply.get(protocol.LEFT_BEHIND),
             }
-        return reply[protocol.OUTCOME]
+        else:
+            outcome = reply[protocol.OUTCOME]
+        if outcome.get(protocol.STATUS) in schema.FAILURES:
+            outcome[STDERR_TAIL] = host.stderr_text()  # the end of what it wrote, kept for failed runs
+        return outcome
 
     def cores_for(self, trial: Trial) -> list[int] | None:
         """The cores of ``trial``'s workers; planned once per worker count for the executor's life
@@ -117,11 +134,28 @@ class TrialExecutor:
         return None if cores is None else list(cores)
 
     def execute(self, trial: Trial, repeat: int, warmup: bool = False) -> dict:
-        """Run ``trial`` once and return its row (also for a failure or timeout).
+        """Run ``trial`` and return its row (also for a failure or timeout).
 
         ``warmup``: the run is a warm-up (its row is not recorded); ``repeat`` is then the
-        warm-up round.
+        warm-up round. A measured run that is noisy is run again, up to ``noise_limits.redo``
+        times; the rows it replaced come with the last, status ``redone``, under REDONE_ROWS.
         """
+        row = self._execute_once(trial, repeat, warmup)
+        redone = []
+        while (
+            not warmup
+            and row["noisy"]
+            and row["status"] == schema.OK
+            and len(redone) < self.noise_limits.redo
+        ):
+            row["status"] = schema.REDONE
+            redone.append(row)
+            row = self._execute_once(trial, repeat, warmup)
+        if redone:
+            row[REDONE_ROWS] = redone
+        return row
+
+    def _execute_once(self, trial: Trial, repeat: int, warmup: bool) -> dict:
         cores = self.cores_for(trial)
         started_at = int(time.time() * 1e6)
         outcome = self._call(trial, protocol.RUN, cores)
@@ -141,8 +175,12 @@ class TrialExecutor:
         status, error = outcome.get(protocol.STATUS, schema.FAILED), outcome.get(protocol.ERROR)
         row = trial_row(trial, repeat, self.sweep_id, self.sweep_name, status, error, started_at)
         row["node_id"] = self.node_id
-        for key in protocol.MEASURED_FIELDS:
+        for key in (*protocol.MEASURED_FIELDS, STDERR_TAIL):
             row[key] = outcome.get(key)
+        limits = self.noise_limits
+        note = noise.verdict(row, limits.max_foreign_cpu, limits.max_canary_change)
+        if row["foreign_cpu"] is not None or row["canary_before_s"] is not None:  # else: not measured
+            row["noisy"], row["noise_note"] = note is not None, note
         row["pinned"] = cores is not None
         # The cores the backend used, where it says (asyncio pins one whatever workers is), else the plan.
         row["cores"] = outcome.get(protocol.CORES) or cores or []

@@ -23,6 +23,7 @@ import pyarrow as pa
 
 from conc_lab import schema
 from conc_lab.store import (
+    RUN_KEY,
     StoreError,
     SweepBusy,
     file_seq,
@@ -33,6 +34,7 @@ from conc_lab.store import (
     read_manifest,
     read_sweep,
     remove_sweep,
+    run_keys,
     sweep_dirs,
     sweep_lock,
     timing_note,
@@ -234,10 +236,9 @@ def _rows(d: Path) -> pa.Table:
 def _no_run_twice(root: Path, target: tuple[Path, dict] | None, tables: dict[Path, pa.Table]) -> None:
     keys = set()
     if target is not None:
-        t = read_sweep(target[0], ["trial_id", "repeat"]).table
-        keys = set(zip(t["trial_id"].to_pylist(), t["repeat"].to_pylist()))
+        keys = set(run_keys(read_sweep(target[0], list(RUN_KEY)).table))
     for table in tables.values():
-        for key in zip(table["trial_id"].to_pylist(), table["repeat"].to_pylist()):
+        for key in run_keys(table):
             if key in keys:
                 raise StoreError(f"{root}: trial {key[0]} repeat {key[1]} is in more than one shard")
             keys.add(key)

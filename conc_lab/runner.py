@@ -23,7 +23,7 @@ from conc_lab import calibration, doctor, environment, events, plan, schema, sto
 from conc_lab.config import Config, ConfigError, load_config, workload_search_path
 from conc_lab.dispatch import Dispatch, LocalDispatch
 from conc_lab.events import EventHandler
-from conc_lab.executor import TrialExecutor
+from conc_lab.executor import REDONE_ROWS, TrialExecutor
 from conc_lab.host import affinity
 from conc_lab.matrix import Trial, check_size
 from conc_lab.plan import Plan, ResumeState, Run
@@ -50,6 +50,8 @@ class SweepResult:
     wall_s: float  # the whole sweep, from the call to its return: calibration and Ray start-up included
     measured_s: float  # time the trial hosts spent running trials (setup + run), warm-ups included
     ray_start_s: float = 0.0  # starting or joining Ray (or connecting to the cluster), part of wall_s
+    redone: int = 0  # noisy runs that were run again (rows kept with status redone)
+    noisy: int = 0  # recorded runs that are still noisy (after their redos, if any)
     loop_s: float | None = None  # running and recording the runs (no start-up, no teardown); None: wall_s
 
     @property
@@ -140,6 +142,8 @@ def _result(
         failed=book.failed,
         wrong=book.wrong,
         skipped=book.skipped,
+        redone=book.redone,
+        noisy=book.noisy,
         interrupted=interrupted,
         wall_s=ended - began,
         measured_s=dispatch.measured_s,
@@ -235,6 +239,7 @@ def _dispatch(config: Config, prepared: _Prepared, cluster: str | None, ray_addr
         config.timeout_s,
         prepared.search_path,
         rewarm=config.warmup > 0,
+        noise_limits=config.noise,
     )
     return LocalDispatch(executor, ray_address or config.ray_address)
 
@@ -260,7 +265,7 @@ class _Book:
     def __init__(self, given_up: dict[str, str]):
         self.given_up = dict(given_up)  # trial_id -> why its later runs are skipped
         self.hung_warmups: dict[str, dict] = {}  # trial_id -> the row of a warm-up run that timed out
-        self.recorded = self.failed = self.wrong = self.skipped = 0
+        self.recorded = self.failed = self.wrong = self.skipped = self.redone = self.noisy = 0
 
     def skips(self, trial: Trial) -> bool:
         return trial.trial_id in self.given_up
@@ -288,6 +293,7 @@ class _Book:
         self.failed += row["status"] in schema.FAILURES
         self.skipped += row["status"] == schema.SKIPPED
         self.wrong += row["correct"] is False
+        self.noisy += bool(row.get("noisy"))
 
     @staticmethod
     def is_failure(row: dict) -> bool:
@@ -312,6 +318,9 @@ def _drive(
                     continue
                 if not run.warmup:
                     with _interrupts_held():  # a Ctrl-C lands after the row is whole on disk, never inside
+                        for replaced in row.pop(REDONE_ROWS, []):
+                            writer.append(replaced)  # kept, never counted as the run's result
+                            book.redone += 1
                         writer.append(row)
                         book.count(row)
                 emit(events.RunFinished(row, not run.warmup))

@@ -77,6 +77,22 @@ SCHEMA = pa.schema(
         pa.field("free_threaded", pa.bool_()),  # built with Py_GIL_DISABLED
         # subinterpreters backend: every worker's interpreter had a GIL of its own (PEP 684); else null
         pa.field("own_gil", pa.bool_()),
+        # Joining / closing the workers after the last task; setup_s + run_s + teardown_s is what a
+        # program using the backend pays end to end.
+        pa.field("teardown_s", pa.float64()),
+        # What the run left in its trial host (an affinity, a thread, a child process, ...): restored,
+        # killed, or the host retired so that no later run measures it; null when nothing.
+        pa.field("left_behind", pa.string()),
+        pa.field("stderr_tail", pa.string()),  # the last 64 KiB the trial wrote to stderr, failed runs only
+        # Noise during the run (host/noise.py): shares of the run's cores (all cores when unpinned)
+        # that processes outside the sweep used, and that the hypervisor stole.
+        pa.field("foreign_cpu", pa.float64()),
+        pa.field("steal_cpu", pa.float64()),
+        pa.field("involuntary_switches", pa.int64()),  # summed over the workers' task loops
+        pa.field("canary_before_s", pa.float64()),  # a fixed reference loop on the run's cores, before
+        pa.field("canary_after_s", pa.float64()),  # ... and after the run
+        pa.field("noisy", pa.bool_()),  # foreign CPU or the canary passed the config's noise limits
+        pa.field("noise_note", pa.string()),  # why it is noisy, e.g. "others used 45% of its cores"
     ]
 )
 
@@ -87,7 +103,8 @@ OK = "ok"
 FAILED = "failed"  # raised, crashed, wrong signature, its host died
 TIMEOUT = "timeout"  # ran past timeout_s; its host was killed and replaced
 SKIPPED = "skipped"  # never ran: an earlier run hung, or the interpreter lacks what it needs
-STATUSES = (OK, FAILED, TIMEOUT, SKIPPED)
+REDONE = "redone"  # noisy, so run again (config noise.redo); kept, never counted as the run's result
+STATUSES = (OK, FAILED, TIMEOUT, SKIPPED, REDONE)
 #: Statuses that make a sweep's exit code 1.
 FAILURES = (FAILED, TIMEOUT)
 
@@ -218,7 +235,7 @@ def check_row(row: dict) -> dict:
     >>> check_row(row | {"status": "fine"})
     Traceback (most recent call last):
     ...
-    conc_lab.schema.RowError: column status: 'fine' is not one of ok, failed, timeout, skipped
+    conc_lab.schema.RowError: column status: 'fine' is not one of ok, failed, timeout, skipped, redone
     """
     if not isinstance(row, dict):
         raise RowError(f"a row is a dict of columns, not {type(row).__name__}")

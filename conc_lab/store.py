@@ -489,6 +489,7 @@ def _read_sweep_once(sweep_dir: Path, columns: list[str] | None, where) -> Sweep
             f"{sweep_dir}: schema version {version}, this conc_lab reads {schema.SCHEMA_VERSION}"
         )
     need = list(dict.fromkeys(["sweep_id", "trial_id", "repeat"] + list(columns or schema.COLUMNS)))
+    wanted, need = need, list(dict.fromkeys(need + list(RUN_KEY)))
     parts = part_files(sweep_dir)
     tables = [read_part(p, need, where, manifest.get("sweep_id")) for p in parts]
     sealed = {file_seq(p) for p in parts}
@@ -497,7 +498,7 @@ def _read_sweep_once(sweep_dir: Path, columns: list[str] | None, where) -> Sweep
         table = schema.to_table(rows, checked=True).select(need)
         tables.append(table.filter(where) if where is not None else table)
     table = pa.concat_tables(tables) if tables else schema.SCHEMA.empty_table().select(need)
-    return SweepRows(sweep_dir, manifest, _once_per_run(table, sweep_dir))
+    return SweepRows(sweep_dir, manifest, _once_per_run(table, sweep_dir).select(wanted))
 
 
 def read_part(part: Path, columns: list[str], where, sweep_id: str | None) -> pa.Table:
@@ -518,19 +519,38 @@ def read_part(part: Path, columns: list[str], where, sweep_id: str | None) -> pa
     return table
 
 
+#: Columns that tell one stored run from another: (trial_id, repeat), and for the noisy runs a
+#: run replaced (status redone, several per repeat) also their start time.
+RUN_KEY = ("trial_id", "repeat", "status", "started_at")
+
+
+def run_keys(table: pa.Table) -> list[tuple]:
+    """One key per row: (trial_id, repeat, None), or (trial_id, repeat, started_at) for a redone run."""
+    return [
+        (t, r, at if status == schema.REDONE else None)
+        for t, r, at, status in zip(
+            table["trial_id"].to_pylist(),
+            table["repeat"].to_pylist(),
+            table["started_at"].to_pylist(),
+            table["status"].to_pylist(),
+        )
+    ]
+
+
 def _once_per_run(table: pa.Table, sweep_dir: Path) -> pa.Table:
-    """Each (trial_id, repeat) once: a part copied beside itself must not double a sweep's runs."""
-    counts = table.group_by(["trial_id", "repeat"]).aggregate([([], "count_all")])
-    if len(counts) == len(table):
+    """Each run once: a part copied beside itself must not double a sweep's runs."""
+    keys = run_keys(table)
+    if len(set(keys)) == len(keys):
         return table
-    doubled = table.select(["trial_id", "repeat"]).to_pandas().duplicated().to_numpy()
+    seen: set[tuple] = set()
+    doubled = [k in seen or seen.add(k) is not None for k in keys]
     warnings.warn(
-        f"{sweep_dir}: {int(doubled.sum())} runs are stored twice (a copied file?); each is counted once "
+        f"{sweep_dir}: {sum(doubled)} runs are stored twice (a copied file?); each is counted once "
         f"(conclab check {sweep_dir} names the files)",
         StoreWarning,
         stacklevel=3,
     )
-    return table.filter(pa.array(~doubled))
+    return table.filter(pa.array([not d for d in doubled]))
 
 
 def sweep_dirs(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list[Path]:
@@ -649,8 +669,14 @@ def completed_runs(sweep_dir: str | os.PathLike) -> set[tuple[str, int]]:
     with contextlib.suppress(OSError):  # a read-only copy: no one writes there
         with sweep_lock(sweep_dir):
             pass
-    table = read_sweep(sweep_dir, ["trial_id", "repeat"]).table
-    return set(zip(table["trial_id"].to_pylist(), table["repeat"].to_pylist()))
+    table = read_sweep(sweep_dir, ["trial_id", "repeat", "status"]).table
+    return {
+        (t, r)
+        for t, r, status in zip(
+            table["trial_id"].to_pylist(), table["repeat"].to_pylist(), table["status"].to_pylist()
+        )
+        if status != schema.REDONE  # replaced by its redo, which may not have been recorded yet
+    }
 
 
 def latest_sweep(results_dir: str | os.PathLike, shard: str | None = None) -> Path | None:

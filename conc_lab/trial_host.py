@@ -17,13 +17,12 @@ import select
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterable
 from pathlib import Path
 
 import conc_lab
-from conc_lab.host import protocol
+from conc_lab.host import hygiene, protocol
 
 #: The folder holding the ``conc_lab`` package: put on a child's path, so any interpreter can
 #: run ``python -m conc_lab.host`` from source without conc_lab installed in it.
@@ -48,6 +47,13 @@ def child_env(search_path: Iterable[str] | None = None, base: dict | None = None
     return env
 
 
+#: How much of a trial's stderr is kept: the end, where a traceback is.
+STDERR_TAIL_BYTES = 64 * 1024
+#: How often a wait for a reply also checks that the host process still lives: a child it
+#: forked may hold the reply pipe open, so EOF alone cannot tell that the host died.
+_LIVENESS_S = 0.2
+
+
 class HostDied(RuntimeError):
     """The host exited or was killed while a request was in flight."""
 
@@ -69,7 +75,7 @@ class TrialHost:
     ):
         self.python = python or sys.executable
         env = child_env(search_path)
-        self._stderr = tempfile.TemporaryFile()
+        self.stderr_tail = b""  # the last STDERR_TAIL_BYTES the host wrote since the request began
         # The host watches the read end and kills its process group when this process dies
         # (see host.__main__._watch_parent): no orphaned trial outlives a killed sweep.
         watch_fd, self._lifeline = os.pipe()
@@ -79,14 +85,13 @@ class TrialHost:
                 [self.python, "-m", "conc_lab.host"],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
-                stderr=self._stderr,
+                stderr=subprocess.PIPE,  # read as replies are awaited; only a bounded tail is kept
                 env=env,
                 start_new_session=True,
                 pass_fds=(watch_fd,),
             )
         except BaseException:
             os.close(self._lifeline)
-            self._stderr.close()
             raise
         finally:
             os.close(watch_fd)
@@ -100,13 +105,26 @@ class TrialHost:
         self.start_s = time.perf_counter() - self.started
 
     def request(self, message: dict, timeout: float | None) -> dict:
-        """Send ``message``; return the reply, or raise HostTimeout / HostDied (host killed either way)."""
+        """Send ``message``; return the reply, or raise HostTimeout / HostDied (host killed either way).
+
+        A reply that says ``retire`` (the trial left something in the host that cannot be undone)
+        is returned once the host has exited, so the next request goes to a fresh one.
+        """
+        self._drain_stderr(0)  # what leftovers wrote between requests is not this trial's
+        self.stderr_tail = b""
         try:
             self.proc.stdin.write(json.dumps(message).encode() + b"\n")
             self.proc.stdin.flush()
         except (BrokenPipeError, OSError):
             raise HostDied(self._death_note()) from None
-        return self._read(timeout)
+        reply = self._read(timeout)
+        if reply.get(protocol.RETIRE):
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                pass
+            self.kill()
+        return reply
 
     def _read(self, timeout: float | None) -> dict:
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -117,8 +135,10 @@ class TrialHost:
                 if left is not None and left <= 0:
                     self.kill()
                     raise HostTimeout(f"no answer within {timeout:g} s")
-                ready, _, _ = select.select([fd], [], [], left)
+                ready = self._wait(fd, _LIVENESS_S if left is None else min(left, _LIVENESS_S))
                 if not ready:
+                    if self.proc.poll() is not None and not self._wait(fd, 0):
+                        raise HostDied(self._death_note())  # dead, though a forked child holds the pipe
                     continue
                 chunk = os.read(fd, 1 << 20)
                 if not chunk:
@@ -133,10 +153,36 @@ class TrialHost:
                 self.kill()
                 raise HostDied(f"trial host sent a line that is not JSON: {line[:200]!r}") from None
 
+    def _wait(self, fd: int, timeout: float) -> bool:
+        """Wait until ``fd`` is readable (True) or ``timeout`` passes, keeping the stderr tail meanwhile."""
+        err = self.proc.stderr.fileno() if self.proc.stderr and not self.proc.stderr.closed else None
+        ready, _, _ = select.select([fd] + ([err] if err is not None else []), [], [], timeout)
+        if err in ready:
+            self._drain_stderr(0)
+        return fd in ready
+
+    def _drain_stderr(self, timeout: float) -> None:
+        """Read what the host wrote to stderr (without blocking), keeping the last STDERR_TAIL_BYTES."""
+        if self.proc.stderr is None or self.proc.stderr.closed:
+            return
+        err = self.proc.stderr.fileno()
+        while select.select([err], [], [], timeout)[0]:
+            chunk = os.read(err, 1 << 16)
+            if not chunk:
+                self.proc.stderr.close()
+                return
+            self.stderr_tail = (self.stderr_tail + chunk)[-STDERR_TAIL_BYTES:]
+            timeout = 0
+
+    def stderr_text(self) -> str | None:
+        """The kept stderr tail as text (undecodable bytes replaced), or None when empty."""
+        text = self.stderr_tail.decode("utf-8", errors="replace").strip()
+        return text or None
+
     def _death_note(self) -> str:
         code = self.kill()
-        self._stderr.seek(0)
-        tail = self._stderr.read()[-2000:].decode(errors="replace").strip()
+        self._drain_stderr(0.05)
+        tail = (self.stderr_text() or "")[-2000:]
         if code is not None and code < 0:
             try:
                 what = f"trial host killed by {signal.Signals(-code).name}"
@@ -147,12 +193,16 @@ class TrialHost:
         return what + (f"; its stderr ended with: {tail}" if tail else "")
 
     def kill(self) -> int | None:
-        """Kill the host's whole process group; returns its exit code."""
+        """Kill the host's whole process group, and what left it; returns the host's exit code."""
         if self.proc.poll() is None:
+            # Descendants that started sessions of their own are outside the group: find them first.
+            strays = hygiene.descendants(self.proc.pid)
             try:
                 os.killpg(self.proc.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+            for pid in strays:
+                hygiene.kill_tree_member(pid)
         code = self.proc.wait()
         try:
             os.killpg(self.proc.pid, signal.SIGKILL)  # workers it left behind in its group
@@ -170,7 +220,7 @@ class TrialHost:
             except (OSError, subprocess.TimeoutExpired):
                 pass
         self.kill()
-        for f in (self.proc.stdin, self.proc.stdout, self._stderr):
+        for f in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
             f.close()
         if self._lifeline is not None:
             os.close(self._lifeline)

@@ -15,7 +15,7 @@ import json
 import os
 import sys
 
-from conc_lab.host import affinity, backends, measure, protocol
+from conc_lab.host import affinity, backends, hygiene, measure, noise, protocol
 from conc_lab.host.workload import import_function, lacks
 
 
@@ -36,12 +36,26 @@ def handle(request, workloads):
     prepare, observe = getattr(fn, "prepare", None), getattr(fn, "observe", None)
     if prepare is not None:
         prepare()
-    outcome = backend.run(fn, trial)
+    if request[protocol.OP] == protocol.REFERENCE:  # untimed: no noise to measure
+        outcome = backend.run(fn, trial)
+    else:
+        outcome = _measured(backend, fn, trial)
     if observe is not None and outcome.get(protocol.STATUS) == protocol.STATUS_OK:
         outcome["observed"] = json.dumps(observe(), sort_keys=True, default=repr)
     outcome["peak_rss_bytes"] = (outcome.get("peak_rss_bytes") or 0) + measure.peak_rss_bytes()
     outcome[protocol.CHECKABLE] = getattr(fn, "checkable", True)
     outcome[protocol.GIL_ENABLED] = measure.gil_enabled()  # a free-threaded build may have turned it back on
+    return outcome
+
+
+def _measured(backend, fn, trial):
+    """``backend.run`` with the noise around it: foreign CPU, steal, and the speed canary."""
+    cores = trial.get("cores")
+    canary_before = noise.canary(cores)
+    before = noise.Sample(cores)
+    outcome = backend.run(fn, trial)
+    outcome.update(noise.Sample(cores).since(before))
+    outcome["canary_before_s"], outcome["canary_after_s"] = canary_before, noise.canary(cores)
     return outcome
 
 
@@ -82,6 +96,7 @@ def main():
     os.dup2(devnull, 1)
     os.close(devnull)
     sys.stdin = open(os.devnull)
+    _hide_protocol_from_forks(proto_in.fileno(), proto_out.fileno())
     _watch_parent()
     # User code resolves relative imports (experiments.*) against the directory the sweep runs from.
     extra = protocol.search_path(os.environ)
@@ -95,23 +110,51 @@ def main():
     hello["affinity"] = affinity.SUPPORTED
     send(hello)
     workloads = {}
+    guard = hygiene.Guard()
     for line in proto_in:
         request = json.loads(line)
         if request[protocol.OP] == protocol.EXIT:
             break
+        token = guard.before()
         try:
-            send({protocol.OK: True, protocol.OUTCOME: handle(request, workloads)})
+            reply = {protocol.OK: True, protocol.OUTCOME: handle(request, workloads)}
         except Exception as exc:  # a trial that fails to start is a recorded failure, not a dead host
             import traceback
 
-            send(
-                {
-                    protocol.OK: False,
-                    protocol.ERROR: "%s: %s" % (type(exc).__name__, exc),
-                    protocol.TRACEBACK: traceback.format_exc(),
-                }
-            )
+            reply = {
+                protocol.OK: False,
+                protocol.ERROR: "%s: %s" % (type(exc).__name__, exc),
+                protocol.TRACEBACK: traceback.format_exc(),
+            }
+        # What the trial left in this process is restored, or the host retires after answering.
+        notes, retire = guard.after(token)
+        outcome = reply.get(protocol.OUTCOME) or reply
+        left = list(outcome.get(protocol.LEFT_BEHIND) or []) + notes
+        outcome[protocol.LEFT_BEHIND] = "; ".join(left) or None
+        reply[protocol.RETIRE] = retire
+        send(reply)
+        if retire:
+            proto_out.flush()
+            os._exit(0)  # a leftover thread may be spinning or non-daemon: no orderly shutdown
     backends.close_all()
+
+
+def _hide_protocol_from_forks(*fds):
+    """In any process forked from the host, point the protocol pipes at /dev/null.
+
+    A workload that ``os.fork()``s leaves a child holding the reply pipe: the runner would
+    then never see EOF when the host dies, and a crash would wait out the whole timeout.
+    (multiprocessing's fork workers are forked too; they never use these pipes.)
+    """
+
+    def in_child():
+        null = os.open(os.devnull, os.O_RDWR)
+        for fd in fds:
+            os.dup2(null, fd)
+        os.close(null)
+
+    if hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=in_child)
 
 
 def _watch_parent():

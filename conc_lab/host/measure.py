@@ -25,6 +25,13 @@ def cpu_times():
     return r.ru_utime, r.ru_stime
 
 
+def involuntary_switches():
+    """Involuntary context switches of the calling thread so far (the scheduler took its CPU away)."""
+    if hasattr(resource, "RUSAGE_THREAD"):
+        return resource.getrusage(resource.RUSAGE_THREAD).ru_nivcsw
+    return resource.getrusage(resource.RUSAGE_SELF).ru_nivcsw
+
+
 def reset_peak_rss():
     """Reset this process's peak-RSS watermark (Linux >= 4.0), so a reused host measures each trial anew."""
     try:
@@ -48,10 +55,65 @@ def peak_rss_bytes():
     return rss if sys.platform == "darwin" else rss * 1024
 
 
+class NotJSONable(TypeError):
+    """A task result outside the checksum's contract; ``str()`` is the row's error text."""
+
+    def __init__(self, value):
+        TypeError.__init__(self, "result is not JSON-able: %s" % type(value).__name__)
+
+
 def checksum(results):
-    """sha256 of the task results in task order; equal answers give equal checksums."""
-    blob = json.dumps(results, sort_keys=True, separators=(",", ":"), default=repr)
-    return hashlib.sha256(blob.encode()).hexdigest()
+    """sha256 of the task results in task order; equal answers give equal checksums.
+
+    The contract: JSON values (None, bool, int, float, str, lists, dicts) plus tuples (as
+    lists), sets and frozensets, and bytes. The encoding is canonical: a set's items and a
+    dict's entries are sorted by their own encoding, so neither hash seeds nor insertion
+    order change the checksum, and a dict may mix key types. Anything else (a lambda, a
+    generator, an object) raises ``NotJSONable``: its ``repr`` would name its address.
+
+    >>> checksum([{"b", "a"}, {1: "x", "k": None}]) == checksum([{"a", "b"}, {"k": None, 1: "x"}])
+    True
+    >>> checksum([lambda: 0])
+    Traceback (most recent call last):
+    ...
+    conc_lab.host.measure.NotJSONable: result is not JSON-able: function
+    """
+    try:
+        blob = _canonical(list(results))
+    except RecursionError:  # a list that contains itself
+        raise NotJSONable(results) from None
+    return hashlib.sha256(blob.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def check_jsonable(value):
+    """Raise ``NotJSONable`` unless ``checksum`` accepts ``value`` (a worker asks before sending)."""
+    try:
+        _canonical(value)
+    except RecursionError:
+        raise NotJSONable(value) from None
+
+
+_JSON = json.JSONEncoder(ensure_ascii=True, allow_nan=True)
+
+
+def _canonical(value):
+    # Exact types first: a subclass (IntEnum, a str subclass) is encoded as its base value.
+    if value is None or isinstance(value, (bool, str)):
+        return _JSON.encode(value)
+    if isinstance(value, int):
+        return str(int(value))
+    if isinstance(value, float):
+        return repr(float(value))
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join([_canonical(v) for v in value]) + "]"
+    if isinstance(value, dict):
+        items = sorted(_canonical(k) + ":" + _canonical(v) for k, v in value.items())
+        return "{" + ",".join(items) + "}"
+    if isinstance(value, (set, frozenset)):
+        return "set[" + ",".join(sorted(_canonical(v) for v in value)) + "]"
+    if isinstance(value, (bytes, bytearray)):
+        return 'b"' + bytes(value).hex() + '"'
+    raise NotJSONable(value)
 
 
 def gil_enabled():

@@ -56,11 +56,22 @@ MEASURED_FIELDS = (
     "checksum",
     "observed",
     "own_gil",  # subinterpreters: whether each interpreter had its own GIL
+    "teardown_s",  # joining / closing the workers after the last task
+    "left_behind",  # what the trial left in the host (host.hygiene), as one line; None when nothing
+    "foreign_cpu",  # noise around the run (host.noise): share of its cores others used
+    "steal_cpu",  # ... and the hypervisor stole
+    "involuntary_switches",  # the workers' task loops', summed
+    "canary_before_s",  # the speed canary on the run's cores before the run (CPU seconds)
+    "canary_after_s",  # ... and after it
 )
 STATUS = "status"
 TASK_RECORDS = "task_records"  # positional lists, see TASK_RECORD_FIELDS
 CHECKABLE = "checkable"  # false: the workload's answer is not compared with sequential
 GIL_ENABLED = "gil_enabled"  # the GIL's state during the run (a free-threaded build may re-enable it)
+LEFT_BEHIND = "left_behind"  # in an outcome (or a failed reply): what the trial left in the host
+#: In a reply: the trial left the host in a state it cannot undo (a thread still running); the
+#: host exits after answering, and the next request goes to a fresh one.
+RETIRE = "retire"
 OUTCOME_FIELDS = (STATUS, ERROR) + MEASURED_FIELDS + (CORES, TASK_RECORDS, CHECKABLE, GIL_ENABLED)
 
 #: One task unit's record, in the order it crosses the pipe (the schema's TASK_TYPE fields).

@@ -6,7 +6,9 @@ one loop everywhere keeps the per-task bookkeeping identical, so backends differ
 what they are meant to differ in: where the loop runs.
 
 Messages (plain tuples, picklable): ``("ready", worker)``, ``("done", task, result, record)``,
-``("error", task, text)``, ``("exit", worker, user_s, sys_s, peak_rss_bytes)``.
+``("error", task, text)``, ``("switches", worker, involuntary_context_switches)``,
+``("left", worker, text)`` (what a worker process left running), and
+``("exit", worker, user_s, sys_s, peak_rss_bytes)``.
 A record is ``[task, worker, core, cpu, pid, node, start, end]`` with absolute clock times;
 the collector makes them relative to the run's start.
 
@@ -15,6 +17,7 @@ Standard library only, Python 3.8 syntax.
 
 import os
 import sys
+import threading
 
 from conc_lab.host import affinity, measure
 from conc_lab.host.workload import import_function
@@ -46,6 +49,7 @@ def run_worker(index, core, fn, size, next_task, emit, node=None):
         pid = os.getpid()
         core_no = -1 if core is None else core
         user0, sys0 = measure.cpu_times()
+        switches0 = measure.involuntary_switches()
         emit(("ready", index))
         while True:
             task = next_task()
@@ -58,10 +62,14 @@ def run_worker(index, core, fn, size, next_task, emit, node=None):
                 emit(("error", task, _short_traceback()))
                 break  # the trial has failed; its other workers are stopped by the backend
             end = measure.clock()
-            emit(
-                ("done", task, result, [task, index, core_no, affinity.current_cpu(), pid, node, start, end])
-            )
+            record = [task, index, core_no, affinity.current_cpu(), pid, node, start, end]
+            try:
+                emit(("done", task, result, record))
+            except Exception as exc:  # a result a process pipe cannot carry (a lambda, a generator)
+                emit(("error", task, _unsendable(result, exc)))
+                break
         user1, sys1 = measure.cpu_times()
+        emit(("switches", index, measure.involuntary_switches() - switches0))
         return user1 - user0, sys1 - sys0
     finally:
         affinity.restore(previous)
@@ -83,6 +91,9 @@ class Collector(object):
         self.rss = 0
         self.error = None
         self.run_end = None
+        self.stopped = None
+        self.switches = 0
+        self.left = []
 
     def feed(self, msg):
         kind = msg[0]
@@ -103,6 +114,10 @@ class Collector(object):
         elif kind == "error":
             if self.error is None:
                 self.error = "task %s raised:\n%s" % (msg[1], msg[2])
+        elif kind == "switches":
+            self.switches += msg[2]
+        elif kind == "left":
+            self.left.append(msg[2])
         else:
             raise ValueError("unknown worker message %r" % (kind,))
 
@@ -111,6 +126,13 @@ class Collector(object):
         return self.error is not None or (self.done == self.tasks and self.exited == self.workers)
 
     def outcome(self, setup_s, run_start, cores):
+        self.stopped = measure.clock()
+        checksum = None
+        if self.error is None:
+            try:
+                checksum = measure.checksum(self.results)
+            except measure.NotJSONable as exc:
+                self.error = str(exc)
         out = {
             "status": "ok" if self.error is None else "failed",
             "error": self.error,
@@ -121,9 +143,28 @@ class Collector(object):
             "peak_rss_bytes": self.rss,
             "cores": cores,
             "task_records": [r[:6] + [r[6] - run_start, r[7] - run_start] for r in self.records],
-            "checksum": measure.checksum(self.results) if self.error is None else None,
+            "checksum": checksum,
+            "involuntary_switches": self.switches,
+            "left_behind": list(self.left),
         }
         return out
+
+    def teardown_s(self):
+        """Seconds from the last task's end (or the trial's failure) until now, when the workers are gone.
+
+        The backend calls it once its workers are joined: with ``setup_s`` and ``run_s`` it makes
+        the end-to-end time a program using that backend pays.
+        """
+        since = self.run_end if self.run_end is not None else self.stopped
+        return None if since is None else max(measure.clock() - since, 0.0)
+
+
+def _unsendable(result, exc):
+    try:
+        measure.check_jsonable(result)
+    except measure.NotJSONable as why:
+        return str(why)
+    return "result could not be sent to the host: %s: %s" % (type(exc).__name__, exc)
 
 
 def _short_traceback(limit=4000):
@@ -140,6 +181,9 @@ def process_main(index, core, ref, size, tasks_q, conn, path):
         fn = import_function(ref)
         measure.reset_peak_rss()
         user, system = run_worker(index, core, fn, size, tasks_q.get, conn.send)
+        left = _left_threads()
+        if left:
+            conn.send(("left", index, "worker %d left %s running; ended with os._exit" % (index, left)))
         conn.send(("exit", index, user, system, measure.peak_rss_bytes()))
     except BaseException:  # noqa: B036 - report anything, including a bad import, before dying
         try:
@@ -148,3 +192,20 @@ def process_main(index, core, ref, size, tasks_q, conn, path):
             pass
     finally:
         conn.close()
+    if _left_threads():
+        # A non-daemon thread would keep the worker in interpreter shutdown for ever (the pool's
+        # join, then the trial, would hang until its timeout): its results are in, so leave now.
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:
+                pass
+        os._exit(0)
+
+
+def _left_threads():
+    """Names of the non-daemon threads, other than the main one, still alive in this process."""
+    main = threading.main_thread()
+    return ", ".join(
+        repr(t.name) for t in threading.enumerate() if t is not main and not t.daemon and t.is_alive()
+    )

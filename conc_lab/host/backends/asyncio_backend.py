@@ -89,13 +89,14 @@ class _Run(object):
             self.collector.user, self.collector.sys = cpu1[0] - cpu0[0], cpu1[1] - cpu0[1]
             out = self.collector.outcome(run_start - setup_start, run_start, self.cores)
             out["cores"] = self._cores_used()
-            return out
         finally:
             if pool is not None:
                 # A failed trial leaves its other calls running in the pool: they finish their
                 # current task (threads cannot be killed; a hung one is the runner's timeout).
                 pool.shutdown(wait=True)
             loop.close()
+        out["teardown_s"] = self.collector.teardown_s()  # the pool joined and the loop closed
+        return out
 
     def _cores_used(self):
         if self.cores is None:

@@ -58,15 +58,35 @@ class ProcessBackend(Backend):
                 feeder = threading.Thread(target=_feed, args=(tasks_q, trial["tasks"], workers), daemon=True)
                 feeder.start()
                 _pump(collector, alive, lambda: collector.finished)
-            return collector.outcome(setup_s, run_start, cores)
+            outcome = collector.outcome(setup_s, run_start, cores)
         finally:
-            for p in procs:
-                if collector.error is not None and p.is_alive():
-                    p.kill()
-                p.join()
+            outcome_left = _join(procs, kill=collector.error is not None)
             for c in conns:
                 c.close()
             _close_queue(tasks_q)
+        outcome["teardown_s"] = collector.teardown_s()
+        outcome["left_behind"].extend(outcome_left)
+        return outcome
+
+
+#: How long a worker that has sent its last message may take to exit before it is killed.
+JOIN_GRACE_S = 5.0
+
+
+def _join(procs, kill):
+    """Join the workers (killing them first when the trial failed); what had to be killed, as notes."""
+    notes = []
+    for p in procs:
+        if kill and p.is_alive():
+            p.kill()
+        p.join(None if kill else JOIN_GRACE_S)
+        if p.exitcode is None:  # stuck in its interpreter's shutdown (an atexit hook, a native thread)
+            p.kill()
+            p.join()
+            notes.append(
+                "worker %s did not exit within %g s of its last task; killed" % (p.name, JOIN_GRACE_S)
+            )
+    return notes
 
 
 def _close_queue(q):

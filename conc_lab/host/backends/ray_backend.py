@@ -169,7 +169,7 @@ class RayBackend(Backend):
                         collector.feed(msg)
                 except Exception as exc:
                     collector.error = "a Ray worker died: %s" % _first_line(exc)
-            return collector.outcome(setup_s, run_start, cores)
+            outcome = collector.outcome(setup_s, run_start, cores)
         finally:
             for a in actors:
                 try:
@@ -177,6 +177,8 @@ class RayBackend(Backend):
                 except Exception:
                     pass
             _wait_gone(pids)
+        outcome["teardown_s"] = collector.teardown_s()  # until the actors' processes are gone
+        return outcome
 
     @staticmethod
     def _dispatch(ray, actors, collector, tasks):

@@ -44,4 +44,7 @@ class SequentialBackend(Backend):
         )
         collector.feed(("exit", 0, user, system, 0))
         run_start = marks.get("run_start", start)
-        return collector.outcome(run_start - start, run_start, cores)
+        outcome = collector.outcome(run_start - start, run_start, cores)
+        # Nothing to join; what is left is the loop's return and unpinning, as in every backend.
+        outcome["teardown_s"] = collector.teardown_s()
+        return outcome

@@ -45,9 +45,11 @@ class ThreadingBackend(Backend):
                 tasks_q.put(None)
         # Threads cannot be killed; joining them keeps a failed trial's leftovers off the next timing.
         # A thread that never returns is the runner's to handle: it kills the whole host on timeout.
+        outcome = collector.outcome(setup_s, run_start, cores)
         for t in threads:
             t.join()
-        return collector.outcome(setup_s, run_start, cores)
+        outcome["teardown_s"] = collector.teardown_s()
+        return outcome
 
 
 def _drain(q):

@@ -1,0 +1,146 @@
+"""Noise around one run: how much CPU others took, what the hypervisor stole, and a speed canary.
+
+On a shared machine other processes take CPU during single runs; those runs must be marked,
+not averaged in. Around each trial the host records:
+
+* **foreign CPU**: busy time of the run's cores (all cores when unpinned) from /proc/stat,
+  minus the CPU time of the sweep's own process tree (the runner and everything under it:
+  hosts, workers, a Ray runtime it started), as a share of those cores over the trial;
+* **steal**: time the hypervisor gave those cores to other guests, as the same kind of share;
+* a **speed canary**: a short fixed loop timed on each of the run's cores just before and
+  just after the trial, in the thread's CPU time. Foreign CPU cannot see a hypervisor that
+  runs this guest slower (the loop's CPU time grows with its wall time): the canary can.
+  CPU time, not wall time, so that other processes preempting it (which foreign CPU
+  already counts) do not move it; the fastest of a few rounds, so one cache miss does not.
+
+The workers' involuntary context switches come with their task messages (``_worker``).
+``verdict`` turns these into the reason a run is noisy, or None. Linux only; elsewhere
+the figures are None and no run is flagged.
+
+Standard library only, Python 3.8 syntax: this runs inside the trial host.
+"""
+
+import os
+import time
+
+from conc_lab.host import affinity, hygiene
+
+#: Iterations of the canary loop: about 0.25 ms of pure Python on a 2020s core.
+CANARY_LOOPS = 3000
+#: Canary rounds per core; the fastest counts. Measured on a loaded 2-core VM: with 5 rounds,
+#: 1 in 100 consecutive canaries differed by more than 25%, with 3 rounds 10 in 100.
+CANARY_ROUNDS = 5
+#: Defaults of the ``noise:`` config keys.
+MAX_FOREIGN_CPU = 0.1
+MAX_CANARY_CHANGE = 0.25
+
+try:
+    _TICK_S = 1.0 / os.sysconf("SC_CLK_TCK")
+except (AttributeError, ValueError, OSError):
+    _TICK_S = 0.01
+
+
+def canary(cores):
+    """CPU seconds the reference loop takes on the slowest of ``cores`` (None: where the host runs now)."""
+    clock = getattr(time, "thread_time", time.perf_counter)  # 3.7+ everywhere the host runs
+    slowest = 0.0
+    for core in sorted(set(cores)) if cores else [None]:
+        previous = affinity.pin(core) if core is not None else None
+        try:
+            best = None
+            for _ in range(CANARY_ROUNDS):
+                start = clock()
+                _reference_loop(CANARY_LOOPS)
+                took = clock() - start
+                best = took if best is None or took < best else best
+        finally:
+            affinity.restore(previous)
+        slowest = max(slowest, best)
+    return slowest
+
+
+def _reference_loop(n):
+    total = 0
+    for i in range(n):
+        total += i * i
+    return total
+
+
+class Sample(object):
+    """CPU counters at one moment: per-CPU busy and steal seconds, and the sweep tree's CPU seconds."""
+
+    def __init__(self, cores=None):
+        self.when = time.perf_counter()
+        self.cpus = _proc_stat()
+        self.own = _tree_cpu_s(os.getppid())
+        self.cores = cores
+
+    def since(self, before):
+        """{"foreign_cpu", "steal_cpu"}: shares of the run's cores from ``before`` to this sample."""
+        wall = self.when - before.when
+        cpus = sorted(set(self.cores)) if self.cores else sorted(self.cpus)
+        if wall <= 0 or not cpus or any(c not in self.cpus or c not in before.cpus for c in cpus):
+            return {"foreign_cpu": None, "steal_cpu": None}
+        busy = sum(self.cpus[c][0] - before.cpus[c][0] for c in cpus)
+        steal = sum(self.cpus[c][1] - before.cpus[c][1] for c in cpus)
+        own = None if self.own is None or before.own is None else self.own - before.own
+        foreign = None if own is None else max(busy - own, 0.0) / (wall * len(cpus))
+        return {
+            "foreign_cpu": None if foreign is None else min(foreign, 1.0),
+            "steal_cpu": min(steal / (wall * len(cpus)), 1.0),
+        }
+
+
+def _proc_stat():
+    """{cpu: (busy_s, steal_s)} from /proc/stat; empty where there is none."""
+    out = {}
+    try:
+        with open("/proc/stat") as f:
+            for line in f:
+                if not line.startswith("cpu"):
+                    break
+                name, _, rest = line.partition(" ")
+                if name == "cpu":
+                    continue
+                v = [int(x) for x in rest.split()]
+                # user nice system idle iowait irq softirq steal ...: busy leaves out idle, iowait, steal
+                busy = v[0] + v[1] + v[2] + v[5] + v[6]
+                out[int(name[3:])] = (busy * _TICK_S, (v[7] if len(v) > 7 else 0) * _TICK_S)
+    except (OSError, ValueError, IndexError):
+        return {}
+    return out
+
+
+def _tree_cpu_s(root):
+    """CPU seconds of ``root`` and its descendants, including children they have reaped; None if unknown."""
+    total = 0
+    found = False
+    for pid in [root] + hygiene.descendants(root):
+        fields = hygiene.stat_fields(pid)
+        if len(fields) > 14:
+            # utime stime cutime cstime are fields 14-17 of /proc/PID/stat (11-14 after "state")
+            total += sum(int(x) for x in fields[11:15])
+            found = True
+    return total * _TICK_S if found else None
+
+
+def verdict(row, max_foreign_cpu=MAX_FOREIGN_CPU, max_canary_change=MAX_CANARY_CHANGE):
+    """Why a run is noisy (a short phrase), or None when nothing says so.
+
+    >>> verdict({"foreign_cpu": 0.4, "canary_before_s": 1e-3, "canary_after_s": 1e-3})
+    'others used 40% of its cores'
+    >>> verdict({"foreign_cpu": 0.0, "canary_before_s": 1e-3, "canary_after_s": 2e-3})
+    'speed canary moved +100%'
+    >>> verdict({"foreign_cpu": None, "canary_before_s": None, "canary_after_s": None}) is None
+    True
+    """
+    reasons = []
+    foreign = row.get("foreign_cpu")
+    if foreign is not None and foreign > max_foreign_cpu:
+        reasons.append("others used %.0f%% of its cores" % (100 * foreign))
+    before, after = row.get("canary_before_s"), row.get("canary_after_s")
+    if before and after:
+        change = after / before - 1
+        if abs(change) > max_canary_change:
+            reasons.append("speed canary moved %+.0f%%" % (100 * change))
+    return "; ".join(reasons) or None
