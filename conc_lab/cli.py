@@ -22,7 +22,7 @@ from rich.table import Column, Table
 from rich.text import Text
 
 import conc_lab
-from conc_lab import events, matrix
+from conc_lab import events, matrix, schema
 from conc_lab.config import ConfigError, load_config
 
 app = typer.Typer(
@@ -95,6 +95,21 @@ def _noise_counts(result) -> str:
         f"{result.noisy} still noisy" if result.noisy else "",
     ]
     return "".join(f", {p}" for p in parts if p)
+
+
+def _noise_line(df) -> str:
+    """How many runs were redone as noisy and how many are still noisy: those the medians cannot vouch for."""
+    redone = int((df["status"].astype(object) == schema.REDONE).sum()) if "status" in df else 0
+    noisy = 0
+    if "noisy" in df and "status" in df:
+        flagged = df["noisy"].astype(object).fillna(False).astype(bool)
+        noisy = int(((df["status"].astype(object) == schema.OK) & flagged).sum())
+    parts = [
+        f"{redone} runs were redone as noisy" if redone else "",
+        f"{noisy} runs are still noisy" if noisy else "",
+    ]
+    text = "; ".join(p for p in parts if p)
+    return text and text + " (other processes took CPU, or the speed canary moved: see noisy, noise_note)"
 
 
 def _die(message: str, code: int = 2) -> None:
@@ -486,6 +501,8 @@ def summarize(
         df = df[df["workers"].isin(filters.pop("workers")) | (df["backend"] == "sequential")]
     summary = summaries.summarize(df)
     _emit(_table(summary, wide) if fmt == "table" else render.render(summary, fmt))
+    if fmt in ("table", "markdown") and _noise_line(df):
+        _emit(f"\n{_noise_line(df)}\n")
     if fmt in ("table", "markdown") and len(summaries.interpreter_labels(df)) > 1:
         side = summaries.by_interpreter(df, summary).round(2)
         title = "speedup over each interpreter's own sequential baseline, side by side"

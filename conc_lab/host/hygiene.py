@@ -48,6 +48,9 @@ REAP_S = 2.0
 THREAD_GRACE_S = 0.1
 
 _adopted = {"threads": set(), "pids": set(), "env": {}}
+#: Packages whose threads and environment variables are a backend's, wherever they start them: a
+#: Ray driver starts threads and sets RAY_* variables lazily, after the connection was adopted.
+INFRASTRUCTURE = ("ray", "grpc")
 
 
 def become_subreaper():
@@ -150,7 +153,12 @@ class Guard(object):
         expected = dict(self.env)
         expected.update(_adopted["env"])
         now = os.environ
-        changed = sorted(k for k in set(now) | set(expected) if now.get(k) != expected.get(k))
+        changed = sorted(
+            k
+            for k in set(now) | set(expected)
+            if now.get(k) != expected.get(k)
+            and not k.startswith(tuple(p.upper() + "_" for p in INFRASTRUCTURE))
+        )
         if not changed:
             return
         for key in changed:
@@ -205,7 +213,11 @@ class Guard(object):
         return "%d child process(es) still running: %s%s; killed" % (len(running), names, more)
 
     def _threads(self, before):
-        new = [t for t in threading.enumerate() if t not in before and t not in _adopted["threads"]]
+        new = [
+            t
+            for t in threading.enumerate()
+            if t not in before and t not in _adopted["threads"] and not _infrastructure_thread(t)
+        ]
         deadline = time.monotonic() + THREAD_GRACE_S
         for t in new:  # threads of the trial that are just finishing are not leftovers
             t.join(max(deadline - time.monotonic(), 0))
@@ -215,6 +227,18 @@ class Guard(object):
         names = ", ".join("%r%s" % (t.name, " (daemon)" if t.daemon else "") for t in left[:5])
         more = " and %d more" % (len(left) - 5) if len(left) > 5 else ""
         return "%d thread(s) still running: %s%s" % (len(left), names, more)
+
+
+def _infrastructure_thread(thread):
+    """A thread a backend's package started (its class or target lives in INFRASTRUCTURE), or a
+    native thread that merely called into Python (threading's _DummyThread: no Python start)."""
+    if type(thread).__name__ == "_DummyThread":
+        return True
+    for obj in (type(thread), getattr(thread, "_target", None)):
+        module = getattr(obj, "__module__", None) or ""
+        if module.partition(".")[0] in INFRASTRUCTURE:
+            return True
+    return False
 
 
 def descendants(root=None, skip=()):

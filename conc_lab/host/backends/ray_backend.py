@@ -23,7 +23,7 @@ import os
 import sys
 import time
 
-from conc_lab.host import measure, protocol
+from conc_lab.host import hygiene, measure, protocol
 from conc_lab.host.backends import Backend
 from conc_lab.host.backends._worker import Collector, _short_traceback, run_worker
 from conc_lab.host.workload import import_function, lacks
@@ -133,7 +133,9 @@ class RayBackend(Backend):
 
     def run(self, fn, trial):
         try:
-            ray = self._connect()
+            # Ray's threads, processes and environment variables are the host's from now on.
+            with hygiene.infrastructure():
+                ray = self._connect()
         except ModuleNotFoundError as exc:
             if (exc.name or "").partition(".")[0] != "ray":
                 raise
