@@ -58,6 +58,7 @@ class NodeRunner:
         affinity_mode,
         timeout_s: float,
         search_path: list[str],
+        noise_limits=None,
     ):
         import ray
 
@@ -68,7 +69,13 @@ class NodeRunner:
         os.environ[protocol.RAY_NODE_ENV] = self.node_id
         path = list(dict.fromkeys(list(search_path) + [os.getcwd()]))
         self.executor = TrialExecutor(
-            sweep_name, sweep_id, affinity_mode, timeout_s, path, node_id=self.node_id
+            sweep_name,
+            sweep_id,
+            affinity_mode,
+            timeout_s,
+            path,
+            node_id=self.node_id,
+            noise_limits=noise_limits,
         )
 
     def execute(self, params: dict, repeat: int, warmup: bool = False) -> tuple[dict, float]:
@@ -102,10 +109,11 @@ class ClusterDispatch(Dispatch):
         timeout_s: float,
         search_path: list[str],
         max_nodes: int | None = None,
+        noise_limits=None,
     ):
         self.address, self.max_nodes = address, max_nodes
         self.sweep_name, self.sweep_id = sweep_name, sweep_id
-        self._actor_args = (sweep_name, sweep_id, affinity_mode, timeout_s, search_path)
+        self._actor_args = (sweep_name, sweep_id, affinity_mode, timeout_s, search_path, noise_limits)
         self.emit: EventHandler = events.ignore
         self.ray = None
         self._connected_here = False

@@ -231,6 +231,7 @@ def _dispatch(config: Config, prepared: _Prepared, cluster: str | None, ray_addr
             affinity_mode=config.affinity,
             timeout_s=config.timeout_s,
             search_path=prepared.search_path,
+            noise_limits=config.noise,
         )
     executor = TrialExecutor(
         config.name,
