@@ -24,7 +24,10 @@ def handle(request, workloads):
     ref = trial["workload"]
     fn = workloads.get(ref)
     if fn is None:
-        fn = workloads[ref] = load_workload(ref)
+        # What importing the workload's module starts (a thread, a variable) is the host's from now on,
+        # not a leftover of this trial: it would otherwise retire every host that imports it.
+        with hygiene.infrastructure():
+            fn = workloads[ref] = load_workload(ref)
     if not callable(fn):  # what this interpreter lacks: the trial is skipped here, not failed
         return {protocol.STATUS: protocol.STATUS_SKIPPED, protocol.ERROR: fn}
     if request[protocol.OP] == protocol.REFERENCE:
