@@ -150,6 +150,7 @@ def main() -> None:
     )
     args = ap.parse_args()
     out = Path(args.out or tempfile.mkdtemp(prefix="bench-why-"))
+    out.mkdir(parents=True, exist_ok=True)
     print(f"uptime before: {uptime()}")
     configs = {}
     for name, text in (("break-even", BREAK_EVEN), ("causes", CAUSES), ("workers", WORKERS)):
