@@ -730,14 +730,24 @@ def _fit_view(fits: pd.DataFrame) -> pd.DataFrame:
     view["Amdahl misfit"] = [f"{v:.2g}" if np.isfinite(v) else "–" for v in fits["amdahl_chi2"]]
     view["USL σ"] = [_pm(v, e, ".3f") for v, e in zip(fits["usl_sigma"], fits["usl_sigma_se"], strict=True)]
     view["USL κ"] = [_pm(v, e, ".4f") for v, e in zip(fits["usl_kappa"], fits["usl_kappa_se"], strict=True)]
-    view["USL peak at"] = [
-        f"{v:.1f} workers" if np.isfinite(v) else ("none" if v == np.inf else "–")
-        for v in fits["usl_peak_workers"]
-    ]
+    view["USL peak at"] = [_peak(v) for v in fits["usl_peak_workers"]]
     view["USL misfit"] = [f"{v:.2g}" if np.isfinite(v) else "–" for v in fits["usl_chi2"]]
     view["better"] = fits["better"].map({"usl": "USL", "amdahl": "Amdahl", "none": "–"})
     view["note"] = fits["note"]
     return view
+
+
+def _speed(x: float) -> str:
+    """A speedup for a table: 2 decimals, 3 significant digits past 1000, ∞ for an unbounded interval."""
+    if not np.isfinite(x):
+        return "∞" if x > 0 else "–"
+    return f"{x:.2f}" if x < 1000 else f"{x:.3g}"
+
+
+def _peak(x: float) -> str:
+    if not np.isfinite(x):
+        return "none" if x == np.inf else "–"
+    return f"{x:.1f} workers" if x < 1000 else "beyond 1000 workers"
 
 
 def _prediction_view(fits: pd.DataFrame) -> pd.DataFrame:
@@ -752,7 +762,7 @@ def _prediction_view(fits: pd.DataFrame) -> pd.DataFrame:
     pred = pred.assign(
         law=pred["law"].map({"usl": "USL", "amdahl": "Amdahl"}) + np.where(pred["better"], " (better)", ""),
         cell=[
-            f"{sp:.2f} ({lo:.2f}–{hi:.2f})" + ("*" if ex else "")
+            f"{_speed(sp)} ({_speed(lo)}–{_speed(hi)})" + ("*" if ex else "")
             for sp, lo, hi, ex in zip(
                 pred["speedup"], pred["speedup_low"], pred["speedup_high"], pred["extrapolated"], strict=True
             )

@@ -261,7 +261,8 @@ def _fit_row(part: pd.DataFrame) -> dict:
         row.update(usl_sigma=sigma, usl_sigma_se=s_se, usl_kappa=kappa, usl_kappa_se=k_se)
         row.update(usl_rmse=u["rmse"], usl_chi2=u["chi2"])
         row["usl_corr"] = u["cov"][0, 1] / (s_se * k_se) if s_se > 0 and k_se > 0 else 0.0
-        row["usl_peak_workers"] = np.sqrt((1 - sigma) / kappa) if kappa > 0 else np.inf
+        # past N* the curve falls; with σ = 1 it falls from the start (N* = 1)
+        row["usl_peak_workers"] = max(1.0, np.sqrt((1 - sigma) / kappa)) if kappa > 0 else np.inf
     names = {"usl": "USL", "amdahl": "Amdahl"}
     notes = [f"{names[law]}: {f['note']}" for law, f in fits.items() if f["note"]]
     notes += [
