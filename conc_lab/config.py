@@ -779,9 +779,25 @@ class _StrictLoader(yaml.SafeLoader):
     """The safe loader, refusing duplicate keys (YAML silently keeps the last one)."""
 
 
+def _fast_loader() -> type | None:
+    """The strict loader on libyaml's parser (about 3x faster on a long matrix), where it is safe.
+
+    libyaml refuses nesting past 1000 levels from 0.2.5 on; an older one would let the
+    parser's recursion overflow the C stack, so only then is the pure-Python parser used.
+    """
+    if not yaml.__with_libyaml__ or yaml._yaml.get_version() < (0, 2, 5):
+        return None
+
+    class _StrictCLoader(yaml.CSafeLoader):
+        """``_StrictLoader`` with libyaml's parser."""
+
+    _StrictCLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+    return _StrictCLoader
+
+
 def _load_yaml(text: str) -> Any:
     """The document in ``text``, refused (a ``YAMLError``) before it is built if it expands too far."""
-    loader = _StrictLoader(text)
+    loader = (_FAST_LOADER or _StrictLoader)(text)
     try:
         node = loader.get_single_node()
         if node is None:
@@ -855,3 +871,4 @@ def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool
 
 
 _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+_FAST_LOADER = _fast_loader()
