@@ -130,7 +130,7 @@ class ClusterDispatch(Dispatch):
         # Nodes run side by side: their trial time, shared out over them, is what the wall time covers.
         return self.measured_total_s / max(self.nodes_used, 1)
 
-    def open(self, trials: list[Trial], emit: EventHandler) -> dict[str, str]:
+    def open(self, trials: list[Trial], emit: EventHandler) -> dict[str, tuple[str, str]]:
         self.emit = emit
         started = time.perf_counter()
         try:
@@ -239,8 +239,8 @@ class ClusterDispatch(Dispatch):
         error = f"its node was lost {attempts} times (last: {why})"
         return trial_row(run.trial, run.repeat, self.sweep_id, self.sweep_name, schema.FAILED, error)
 
-    def skipped_row(self, run: Run, reason: str) -> dict:
-        return trial_row(run.trial, run.repeat, self.sweep_id, self.sweep_name, schema.SKIPPED, reason)
+    def skipped_row(self, run: Run, reason: str, status: str = schema.SKIPPED) -> dict:
+        return trial_row(run.trial, run.repeat, self.sweep_id, self.sweep_name, status, reason)
 
     def close(self) -> None:
         if self.ray is None:

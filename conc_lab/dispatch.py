@@ -17,7 +17,7 @@ import importlib.util
 import time
 from collections.abc import Callable, Iterable, Iterator
 
-from conc_lab import events
+from conc_lab import events, schema
 from conc_lab.events import EventHandler
 from conc_lab.executor import TrialExecutor
 from conc_lab.host.workload import lacks
@@ -37,16 +37,20 @@ class Dispatch:
     #: seconds ``close`` took (hosts and Ray shutting down), likewise
     teardown_s: float = 0.0
 
-    def open(self, trials: list[Trial], emit: EventHandler) -> dict[str, str]:
-        """Get ready to run ``trials``; return {trial_id: reason} for trials it cannot run."""
+    def open(self, trials: list[Trial], emit: EventHandler) -> dict[str, tuple[str, str]]:
+        """Get ready to run ``trials``; return {trial_id: (status, why)} for trials it cannot run.
+
+        ``schema.SKIPPED`` where this machine lacks what they need, ``schema.FAILED`` where
+        what they need broke (a Ray runtime that did not start).
+        """
         return {}
 
     def results(self, runs: Iterable[Run], skip: Skip) -> Iterator[tuple[Run, dict | None]]:
         """Execute ``runs``; yield (run, row) as each finishes, row None where ``skip(trial)``."""
         raise NotImplementedError
 
-    def skipped_row(self, run: Run, reason: str) -> dict:
-        """The row of a run that was not executed."""
+    def skipped_row(self, run: Run, reason: str, status: str = schema.SKIPPED) -> dict:
+        """The row of a run that was not executed (``status``: skipped, or failed before it could run)."""
         raise NotImplementedError
 
     def close(self) -> None:
@@ -65,18 +69,25 @@ class LocalDispatch(Dispatch):
     def measured_s(self) -> float:
         return self.executor.measured_s
 
-    def open(self, trials: list[Trial], emit: EventHandler) -> dict[str, str]:
+    def open(self, trials: list[Trial], emit: EventHandler) -> dict[str, tuple[str, str]]:
         ray_trials = [t.trial_id for t in trials if t.backend == "ray"]
         if not ray_trials:
             return {}
         missing = ray_missing()
         if missing:
             emit(events.Warned(f"ray trials ({len(ray_trials)}) are skipped: {missing}"))
-            return dict.fromkeys(ray_trials, missing)
+            return dict.fromkeys(ray_trials, (schema.SKIPPED, missing))
         from conc_lab.ray_runtime import RayRuntime  # Ray is imported only for sweeps that use it
 
         started = time.perf_counter()
-        self._ray = RayRuntime(self.ray_address).open()
+        runtime = RayRuntime(self.ray_address)
+        try:
+            self._ray = runtime.open()
+        except Exception as exc:  # Ray's own start-up failed (overload, no room): the others still run
+            runtime.close()
+            why = f"the Ray runtime did not start: {type(exc).__name__}: {str(exc).strip()[:300]}"
+            emit(events.Warned(f"ray trials ({len(ray_trials)}) fail: {why}"))
+            return dict.fromkeys(ray_trials, (schema.FAILED, why))
         self.setup_s = time.perf_counter() - started
         emit(events.RayStarted(self._ray.address, self._ray.started, self.setup_s))
         return {}
@@ -86,8 +97,8 @@ class LocalDispatch(Dispatch):
         for run in runs:
             yield run, None if skip(run.trial) else execute(run.trial, run.repeat, run.warmup)
 
-    def skipped_row(self, run: Run, reason: str) -> dict:
-        return self.executor.skipped_row(run.trial, run.repeat, reason)
+    def skipped_row(self, run: Run, reason: str, status: str = schema.SKIPPED) -> dict:
+        return self.executor.skipped_row(run.trial, run.repeat, reason, status)
 
     def close(self) -> None:
         started = time.perf_counter()

@@ -197,9 +197,9 @@ class TrialExecutor:
         key = self.host_key(trial)
         return self.rewarm and key in self._replaced and trial.trial_id not in self._ran.get(key, set())
 
-    def skipped_row(self, trial: Trial, repeat: int, reason: str) -> dict:
+    def skipped_row(self, trial: Trial, repeat: int, reason: str, status: str = schema.SKIPPED) -> dict:
         """The row of a run not executed, with the facts of the interpreter it was skipped under."""
-        row = trial_row(trial, repeat, self.sweep_id, self.sweep_name, schema.SKIPPED, reason)
+        row = trial_row(trial, repeat, self.sweep_id, self.sweep_name, status, reason)
         row["node_id"] = self.node_id
         row.update(self.interpreter_facts(trial.python))
         return row

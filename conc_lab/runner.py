@@ -245,8 +245,10 @@ def _dispatch(config: Config, prepared: _Prepared, cluster: str | None, ray_addr
     return LocalDispatch(executor, ray_address or config.ray_address)
 
 
-def _open(dispatch: Dispatch, trials: list[Trial], emit: EventHandler) -> tuple[dict[str, str], bool]:
-    """Open ``dispatch``: ({trial_id: why it cannot run}, whether Ctrl-C came meanwhile).
+def _open(
+    dispatch: Dispatch, trials: list[Trial], emit: EventHandler
+) -> tuple[dict[str, tuple[str, str]], bool]:
+    """Open ``dispatch``: ({trial_id: (status, why) it cannot run}, whether Ctrl-C came meanwhile).
 
     Before the sweep folder exists, so a cluster that cannot be reached leaves nothing behind.
     """
@@ -263,8 +265,11 @@ def _open(dispatch: Dispatch, trials: list[Trial], emit: EventHandler) -> tuple[
 class _Book:
     """The per-run bookkeeping: counts, and trials given up (hung once, or unable to run here)."""
 
-    def __init__(self, given_up: dict[str, str]):
-        self.given_up = dict(given_up)  # trial_id -> why its later runs are skipped
+    def __init__(self, unrunnable: dict[str, tuple[str, str]]):
+        self.given_up = {
+            tid: why for tid, (_, why) in unrunnable.items()
+        }  # trial_id -> why its runs are skipped
+        self.status = {tid: status for tid, (status, _) in unrunnable.items()}  # where not schema.SKIPPED
         self.hung_warmups: dict[str, dict] = {}  # trial_id -> the row of a warm-up run that timed out
         self.recorded = self.failed = self.wrong = self.skipped = self.redone = self.noisy = 0
 
@@ -280,7 +285,7 @@ class _Book:
             hung = self.hung_warmups.pop(tid, None)
             if hung is not None:  # its first measured row says so, or the hang would go unrecorded
                 return dict(hung, repeat=run.repeat, error=f"in its warm-up run: {hung['error']}")
-            return dispatch.skipped_row(run, self.given_up[tid])
+            return dispatch.skipped_row(run, self.given_up[tid], self.status.get(tid, schema.SKIPPED))
         if row["status"] == schema.TIMEOUT:
             self.given_up[tid] = "an earlier run of this trial timed out"
             if run.warmup:

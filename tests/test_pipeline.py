@@ -173,3 +173,29 @@ def test_without_ray_a_smoke_sweep_records_its_ray_trials_as_skipped(tmp_path):
     assert len(ray_rows) == n_ray * config.repeats and (ray_rows["status"] == "skipped").all()
     assert ray_rows["error"].str.match(r"needs ray, which .* lacks").all()
     assert (df.loc[df.backend != "ray", "status"] == "ok").all()
+
+
+def test_a_ray_runtime_that_does_not_start_fails_the_ray_trials_and_the_sweep_goes_on(tmp_path, write_config):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env.update(PYTHONPATH=str(REPO), RAY_TMPDIR=str(blocker / "ray"))  # Ray cannot make its folder there
+    config = write_config(
+        """
+        name: noray
+        repeats: 2
+        warmup: 1
+        matrix: {workload: [experiments.io:sleep], backend: [sequential, ray], tasks: [2], size: [1]}
+        """
+    )
+    out = tmp_path / "results"
+    cmd = [sys.executable, "-m", "conc_lab.cli", "sweep", str(config), "--out", str(out), "--quiet"]
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 1, proc.stderr[-3000:]  # failed runs: a batch scheduler must see it
+    assert "Traceback" not in proc.stderr + proc.stdout
+    assert "ray trials (1) fail: the Ray runtime did not start" in " ".join(proc.stderr.split())
+    df = conc_lab.load(out / "noray")
+    assert len(df) == 4 and set(df.loc[df.backend == "sequential", "status"]) == {"ok"}
+    ray_rows = df[df.backend == "ray"]
+    assert set(ray_rows["status"]) == {"failed"}
+    assert ray_rows["error"].str.startswith("the Ray runtime did not start: NotADirectoryError").all()
