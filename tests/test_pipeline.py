@@ -156,7 +156,15 @@ def test_without_ray_a_smoke_sweep_records_its_ray_trials_as_skipped(tmp_path):
     probe = subprocess.run([sys.executable, "-c", "import ray"], env=env, capture_output=True, text=True)
     assert probe.returncode == 1 and "No module named 'ray'" in probe.stderr  # hidden for real
     out = tmp_path / "results"
-    cmd = [sys.executable, "-m", "conc_lab.cli", "sweep", "configs/smoke.yaml", "--out", str(out), "--quiet"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "conc_lab.cli",
+        "sweep",
+        "configs/smoke.yaml",
+        "--out",
+        str(out),
+    ]  # warnings shown
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr + proc.stdout
@@ -189,7 +197,7 @@ def test_a_ray_runtime_that_does_not_start_fails_the_ray_trials_and_the_sweep_go
         """
     )
     out = tmp_path / "results"
-    cmd = [sys.executable, "-m", "conc_lab.cli", "sweep", str(config), "--out", str(out), "--quiet"]
+    cmd = [sys.executable, "-m", "conc_lab.cli", "sweep", str(config), "--out", str(out)]  # warnings shown
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 1, proc.stderr[-3000:]  # failed runs: a batch scheduler must see it
     assert "Traceback" not in proc.stderr + proc.stdout
