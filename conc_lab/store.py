@@ -210,10 +210,7 @@ def _lock(sweep_dir: Path) -> int:
         except BlockingIOError:
             owner = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
             os.close(fd)
-            raise SweepBusy(
-                f"{sweep_dir}: this sweep is being written by another conclab (pid {owner}), still "
-                "running; let it finish, or stop it, then resume"
-            ) from None
+            raise _busy(sweep_dir, owner) from None
         except FileNotFoundError:  # released (and removed) by its holder just now
             pass
         except BaseException:
@@ -242,15 +239,34 @@ def sweep_lock(sweep_dir: str | os.PathLike):
         _unlock(Path(sweep_dir), fd)
 
 
+def _busy(sweep_dir: Path, owner: str) -> SweepBusy:
+    return SweepBusy(
+        f"{sweep_dir}: this sweep is being written by another conclab (pid {owner}), still "
+        "running; let it finish, or stop it, then resume"
+    )
+
+
+def live_owner(sweep_dir: str | os.PathLike) -> str | None:
+    """The pid of the live conclab writing the sweep, or None; creates and removes nothing.
+
+    A sweep whose state is ``running`` with no live owner was killed: ``--resume`` continues it.
+    """
+    try:
+        fd = os.open(Path(sweep_dir) / LOCK, os.O_RDONLY)
+    except OSError:  # no lock file: no writer (a writer keeps it until it lets go)
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+    finally:
+        os.close(fd)  # and with it the shared lock just taken
+    return None
+
+
 def is_live(sweep_dir: str | os.PathLike) -> bool:
     """Whether a live conclab holds the sweep (a ``running`` state without one: its owner died)."""
-    try:
-        with sweep_lock(sweep_dir):
-            return False
-    except SweepBusy:
-        return True
-    except OSError:  # a read-only copy of the results: no one writes there
-        return False
+    return live_owner(sweep_dir) is not None
 
 
 class SweepWriter:
@@ -666,9 +682,9 @@ def completed_runs(sweep_dir: str | os.PathLike) -> set[tuple[str, int]]:
     ``SweepBusy`` (naming its pid) while a live conclab writes the sweep: a resume is refused
     then, before it starts anything, not only when its writer would open the folder.
     """
-    with contextlib.suppress(OSError):  # a read-only copy: no one writes there
-        with sweep_lock(sweep_dir):
-            pass
+    owner = live_owner(sweep_dir)
+    if owner is not None:
+        raise _busy(Path(sweep_dir), owner)
     table = read_sweep(sweep_dir, ["trial_id", "repeat", "status"]).table
     return {
         (t, r)
