@@ -141,7 +141,9 @@ def sweep(
     ),
     wide: bool = typer.Option(False, "--wide", help=_WIDE_HELP),
     shard: str = typer.Option(
-        None, "--shard", help="Run only slice K of N of the trials, e.g. 3/10 (a batch array job); see merge."
+        None,
+        "--shard",
+        help="Run only slice K of N of the trials, e.g. 3/10, or auto in a SLURM job array; see merge.",
     ),
     cluster: str = typer.Option(
         None, "--cluster", help="Spread the trials over the nodes of this Ray cluster (HOST:PORT or auto)."
@@ -163,6 +165,11 @@ def sweep(
 
     cfg = _load(config)
     _check_sweep_flags(cluster, ray_address, shard)
+    from conc_lab.cluster import results_root  # no Ray import: a relative --out inside a Ray job
+
+    out, moved = results_root(out)
+    if moved:
+        console.print(f"[yellow]warning:[/] {moved}", highlight=False)
     progress = _sweep_progress(quiet)
     render = _SweepRenderer(progress, cfg.name, quiet)
     # A batch scheduler's SIGTERM stops the sweep the way Ctrl-C does: after saving.

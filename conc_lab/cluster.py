@@ -8,9 +8,14 @@ pinning, answer check) that ``conclab sweep`` uses on one machine. So:
 
 * one trial at a time per node (an actor runs one call at a time, and only one call is
   ever in flight per node), so trials never share a node's cores;
+* nodes that share a machine (the same kernel boot id: pods, containers, or several
+  ``ray start`` on one host) share its cores: each trial is given cores no trial running
+  beside it holds, and waits for them when there are none (``CorePool``);
 * rows come back to the driver, which alone writes the store: no shared filesystem;
 * a node that dies loses its actor; the run it held goes back to the front of the queue
-  and runs again on another node. A row reaches the driver only from a completed call,
+  and runs again on another node. A node whose actor died is given no new one until Ray
+  says whether it is dead (Ray lists a killed node alive for some seconds), so one dead
+  node costs its run one attempt, not two. A row reaches the driver only from a completed call,
   so nothing is doubled, and nothing leaves the queue until its row is in, so nothing is lost;
 * nodes that join while the sweep runs are put to work.
 
@@ -20,19 +25,25 @@ depends on the executor and the dispatch interface, never on the driver.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
+import sys
+import tempfile
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 
 from conc_lab import events, schema
 from conc_lab.dispatch import Dispatch, Skip
 from conc_lab.events import EventHandler
 from conc_lab.executor import TrialExecutor, trial_row
-from conc_lab.host import protocol
+from conc_lab.host import affinity, protocol
 from conc_lab.host.backends.ray_backend import import_ray
 from conc_lab.matrix import Trial
 from conc_lab.plan import Run
+from conc_lab.ray_runtime import keep_signal_handlers
 
 #: How often the driver looks for nodes that joined, in seconds.
 NODE_POLL_S = 2.0
@@ -42,10 +53,95 @@ MAX_ATTEMPTS = 3
 MAX_NODE_FAILURES = 3
 #: How long to wait for a first (or replacement) live node before giving up.
 NO_NODE_TIMEOUT_S = 60.0
+#: How far down the queue a node looks for a run whose cores are free (keeps a send O(1)).
+LOOKAHEAD = 64
+#: How long a node whose actor died, but that Ray still lists alive, gets no new actor. Ray
+#: notices a dead node after its health checks fail (about 15 s by default).
+SUSPECT_S = 30.0
+BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
+
+
+def machine_id() -> str:
+    """Which machine this process runs on: the kernel's boot id, else the hostname.
+
+    Ray nodes in pods or containers on one host have hostnames of their own but share the
+    kernel, and with it the cores; a boot id is new at every boot of every machine.
+
+    >>> machine_id() == machine_id()
+    True
+    """
+    try:
+        return "boot:" + BOOT_ID.read_text().strip()
+    except OSError:
+        return "host:" + socket.gethostname()
 
 
 class ClusterError(RuntimeError):
     """The cluster cannot run the sweep (unreachable, or no live node left)."""
+
+
+#: What Ray prints when the cluster wants a token this side does not send, or not this one.
+AUTH_REFUSED = ("Unauthenticated", "InvalidAuthToken", "authentication token")
+
+
+def connect_error(address: str, exc: BaseException, ray_said: str = "", environ=os.environ) -> str:
+    """One line saying why ``ray.init(address)`` failed: token authentication named, with its fix.
+
+    >>> said = "gcs_client.cc:210: Unauthenticated: InvalidAuthToken"
+    >>> connect_error("h:6379", ConnectionError("Failed to connect"), said, {}).split(":", 2)[2][:52]
+    ' the cluster wants a Ray auth token (token authentic'
+    """
+    if any(mark in ray_said or mark in str(exc) for mark in AUTH_REFUSED):
+        if environ.get("RAY_AUTH_MODE", "").lower() != "token":
+            return (
+                f"--cluster {address}: the cluster wants a Ray auth token (token authentication is on "
+                "there) and none is sent from here: export RAY_AUTH_MODE=token, with the head's "
+                "~/.ray/auth_token copied here (or RAY_AUTH_TOKEN_PATH)"
+            )
+        return (
+            f"--cluster {address}: the cluster refused this side's Ray auth token: copy the head's "
+            "~/.ray/auth_token here (or point RAY_AUTH_TOKEN_PATH at it)"
+        )
+    return f"--cluster {address}: cannot connect to a Ray cluster there ({_first_line(exc)})"
+
+
+#: Set in the environment of a driver that ``ray job submit`` started.
+RAY_JOB_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"
+
+
+def results_root(out: Path, environ=os.environ, home: Path | None = None) -> tuple[Path, str | None]:
+    """Where a sweep writes given ``--out``, and a warning when that is not ``out`` itself.
+
+    Inside a ``ray job submit`` job the working directory is Ray's temporary copy of
+    ``--working-dir`` on the head, which Ray replaces or deletes: a relative ``--out`` there is
+    taken under the home folder instead, and said so; an absolute one is kept.
+
+    >>> results_root(Path("results"), {})
+    (PosixPath('results'), None)
+    >>> results_root(Path("results"), {RAY_JOB_ENV: "{}"}, home=Path("/home/u"))[0]
+    PosixPath('/home/u/results')
+    """
+    if RAY_JOB_ENV not in environ or out.is_absolute():
+        return out, None
+    moved = (home or Path.home()) / out
+    return moved, (
+        f"--out {out} is relative, and this sweep runs inside a Ray job, whose working directory is "
+        f"Ray's temporary copy: results go to {moved} (give an absolute --out to choose)"
+    )
+
+
+@contextlib.contextmanager
+def _stderr_to(file) -> Iterator[None]:
+    """Send file descriptor 2 (where Ray's C++ core writes) to ``file`` for a while."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        os.dup2(file.fileno(), 2)
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 class NodeRunner:
@@ -77,15 +173,68 @@ class NodeRunner:
             node_id=self.node_id,
             noise_limits=noise_limits,
         )
+        self.allowed = affinity.available_cores()
 
-    def execute(self, params: dict, repeat: int, warmup: bool = False) -> tuple[dict, float]:
-        """The run's row, and the seconds this node spent inside its trial host for it."""
+    def where(self) -> tuple[str, list[int]]:
+        """This node's machine (``machine_id``) and the cores it may use there."""
+        return machine_id(), self.allowed
+
+    def execute(
+        self, params: dict, repeat: int, warmup: bool = False, cores: list[int] | None = None
+    ) -> tuple[dict, float]:
+        """The run's row, and the seconds this node spent inside its trial host for it.
+
+        ``cores``: the cores the driver gave this run; the executor plans the trial's pinning
+        inside them (it plans within this thread's affinity).
+        """
+        if affinity.SUPPORTED:  # explicit cores outside this node's set are the executor's to refuse
+            os.sched_setaffinity(0, [c for c in cores or () if c in self.allowed] or self.allowed)
         before = self.executor.measured_s
         row = self.executor.execute(Trial(**params), repeat, warmup)
         return row, self.executor.measured_s - before
 
     def close(self) -> None:
         self.executor.close()
+
+
+class CorePool:
+    """The cores that running trials hold on each machine, so that nodes sharing one never share a core.
+
+    ``take`` gives a trial the cores it pins to (``workers`` of them, at most the node's), chosen
+    among the node's ``allowed`` cores that no running trial on that machine holds, or None
+    while too few are free; ``give`` hands them back. An unpinned trial (affinity ``none``)
+    holds all of its node's cores: its threads may run on any.
+
+    >>> pool = CorePool("compact")
+    >>> pool.take("m", [0, 1], 1), pool.take("m", [0, 1], 1), pool.take("m", [0, 1], 1)
+    ([0], [1], None)
+    >>> pool.give("m", [0]); pool.take("m", [0, 1], 2), pool.take("m", [0, 1], 1)
+    (None, [0])
+    """
+
+    def __init__(self, mode):
+        self.mode = list(mode) if isinstance(mode, tuple) else mode
+        self.held: dict[str, set[int]] = {}
+
+    def take(self, machine: str, allowed: list[int], workers: int) -> list[int] | None:
+        held = self.held.setdefault(machine, set())
+        if self.mode == "none":
+            want = list(allowed)
+        elif isinstance(self.mode, list):  # explicit cores: those, whatever the node allows
+            want = sorted(set(affinity.plan(self.mode, workers)))
+        else:
+            free = [c for c in allowed if c not in held]
+            k = min(max(workers, 1), len(allowed))
+            if len(free) < k:
+                return None
+            want = affinity.plan(self.mode, k, free)
+        if held.intersection(want):
+            return None
+        held.update(want)
+        return want
+
+    def give(self, machine: str, cores: list[int]) -> None:
+        self.held.get(machine, set()).difference_update(cores)
 
 
 class ClusterDispatch(Dispatch):
@@ -119,9 +268,13 @@ class ClusterDispatch(Dispatch):
         self._connected_here = False
         self.actors: dict[str, object] = {}  # node id -> its NodeRunner
         self.hostnames: dict[str, str] = {}
-        self.busy: dict[object, tuple[str, Run, int]] = {}  # ObjectRef -> (node, run, attempt)
+        self.busy: dict[object, tuple[str, Run, int, list[int]]] = {}  # ref -> (node, run, attempt, cores)
+        self.probing: dict[object, str] = {}  # ObjectRef of NodeRunner.where -> node id
+        self.where: dict[str, tuple[str, list[int]]] = {}  # node id -> (machine, allowed cores)
+        self.pool = CorePool(affinity_mode)
         self.failures: dict[str, int] = {}
         self.dropped: set[str] = set()
+        self.suspect: dict[str, float] = {}  # node id -> when its actor died while Ray listed it alive
         self.nodes_used = 0
         self.measured_total_s = 0.0  # summed over nodes
 
@@ -141,13 +294,16 @@ class ClusterDispatch(Dispatch):
             ) from None
         self._connected_here = not ray.is_initialized()
         if self._connected_here:
-            try:
-                ray.init(address=self.address, log_to_driver=False, configure_logging=False)
-            except (ConnectionError, RuntimeError, ValueError) as exc:
-                self._connected_here = False
-                raise ClusterError(
-                    f"--cluster {self.address}: cannot connect to a Ray cluster there ({exc})"
-                ) from None
+            # Ray's own lines while connecting (a score of retries) are read for the cause, not shown.
+            with tempfile.TemporaryFile() as said, _stderr_to(said), keep_signal_handlers():
+                try:
+                    ray.init(address=self.address, log_to_driver=False, configure_logging=False)
+                except (ConnectionError, RuntimeError, ValueError) as exc:
+                    self._connected_here = False
+                    said.seek(0)
+                    raise ClusterError(
+                        connect_error(self.address, exc, said.read().decode(errors="replace"))
+                    ) from None
         self._node_cls = ray.remote(num_cpus=0, max_restarts=0, max_concurrency=1)(NodeRunner)
         self.setup_s = time.perf_counter() - started
         return {}
@@ -170,33 +326,45 @@ class ClusterDispatch(Dispatch):
                 continue
             no_node_since = None
             yield from self._send(pending, skip)
-            if self.busy:
+            if self.busy or self.probing:
                 yield from self._collect(pending)
 
     def _send(self, pending: deque, skip: Skip) -> Iterator[tuple[Run, None]]:
-        """Give every idle node its next run; yield the runs skipped on the way."""
+        """Give every idle node the first queued run whose cores are free; yield skipped runs."""
         busy_nodes = {entry[0] for entry in self.busy.values()}
-        for nid in [n for n in self.actors if n not in busy_nodes]:
-            while pending:
-                run, attempt = pending.popleft()
+        for nid in [n for n in self.actors if n not in busy_nodes and n in self.where]:
+            machine, allowed = self.where[nid]
+            i = 0
+            while i < min(len(pending), LOOKAHEAD):
+                run, attempt = pending[i]
                 if skip(run.trial):
+                    del pending[i]
                     yield run, None
                     continue
-                ref = self.actors[nid].execute.remote(run.trial.params(), run.repeat, run.warmup)
-                self.busy[ref] = (nid, run, attempt)
+                cores = self.pool.take(machine, allowed, run.trial.workers)
+                if cores is None:  # held by trials on nodes beside this one: try a smaller trial
+                    i += 1
+                    continue
+                del pending[i]
+                ref = self.actors[nid].execute.remote(run.trial.params(), run.repeat, run.warmup, cores)
+                self.busy[ref] = (nid, run, attempt, cores)
                 break
 
     def _collect(self, pending: deque) -> Iterator[tuple[Run, dict]]:
         """Wait a while for a finished call; yield its row, or requeue its run if its node was lost."""
         from ray.exceptions import RayActorError
 
-        done, _ = self.ray.wait(list(self.busy), num_returns=1, timeout=NODE_POLL_S)
+        done, _ = self.ray.wait([*self.busy, *self.probing], num_returns=1, timeout=NODE_POLL_S)
         for ref in done:
-            nid, run, attempt = self.busy.pop(ref)
+            if ref in self.probing:
+                self._placed(ref)
+                continue
+            nid, run, attempt, cores = self.busy.pop(ref)
+            self.pool.give(self.where[nid][0], cores)
             try:
                 row, measured = self.ray.get(ref)
             except RayActorError as exc:
-                why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                why = _first_line(exc)
                 self._lose(nid, why)
                 if attempt + 1 >= MAX_ATTEMPTS:
                     yield run, self._lost_row(run, attempt + 1, why)
@@ -210,17 +378,36 @@ class ClusterDispatch(Dispatch):
     def _refresh_nodes(self) -> None:
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+        now = time.monotonic()
         for node in self.ray.nodes():
             nid = node["NodeID"]
-            if not node["Alive"] or nid in self.actors or nid in self.dropped:
+            if not node["Alive"]:
+                if self.suspect.pop(nid, None) is not None:
+                    self.dropped.add(nid)
+                continue
+            if nid in self.actors or nid in self.dropped or now - self.suspect.get(nid, -1e9) < SUSPECT_S:
                 continue
             if self.max_nodes is not None and len(self.actors) >= self.max_nodes:
                 break
             strategy = NodeAffinitySchedulingStrategy(node_id=nid, soft=False)
-            self.actors[nid] = self._node_cls.options(scheduling_strategy=strategy).remote(*self._actor_args)
+            actor = self._node_cls.options(scheduling_strategy=strategy).remote(*self._actor_args)
+            self.actors[nid] = actor
+            self.probing[actor.where.remote()] = nid  # runs are sent once its machine and cores are known
             self.hostnames[nid] = node.get("NodeManagerHostname") or node.get("NodeManagerAddress") or "?"
             self.nodes_used += 1
             self.emit(events.NodeJoined(nid, self.hostnames[nid]))
+
+    def _placed(self, ref) -> None:
+        """A new node runner said where it runs: its node can take runs now."""
+        from ray.exceptions import RayActorError
+
+        nid = self.probing.pop(ref)
+        try:
+            machine, allowed = self.ray.get(ref)
+        except RayActorError as exc:
+            self._lose(nid, _first_line(exc))
+            return
+        self.where[nid] = (machine, list(allowed))
 
     def _lose(self, nid: str, why: str) -> None:
         actor = self.actors.pop(nid, None)
@@ -230,9 +417,14 @@ class ClusterDispatch(Dispatch):
             except Exception:
                 pass
         self.failures[nid] = self.failures.get(nid, 0) + 1
+        self.where.pop(nid, None)
+        for ref in [r for r, n in self.probing.items() if n == nid]:
+            del self.probing[ref]
         alive = any(n["NodeID"] == nid and n["Alive"] for n in self.ray.nodes())
         if not alive or self.failures[nid] >= MAX_NODE_FAILURES:
             self.dropped.add(nid)
+        else:  # most likely dead and not yet noticed by Ray: no new actor there for a while
+            self.suspect[nid] = time.monotonic()
         self.emit(events.NodeLost(nid, self.hostnames.get(nid, "?"), why))
 
     def _lost_row(self, run: Run, attempts: int, why: str) -> dict:
@@ -261,3 +453,8 @@ class ClusterDispatch(Dispatch):
             self.ray.shutdown()
         self.ray = None
         self.teardown_s += time.perf_counter() - started
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

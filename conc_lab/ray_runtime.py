@@ -15,10 +15,32 @@ Ray itself is imported only when a sweep has ``ray`` trials.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import threading
+from collections.abc import Iterator
 
 from conc_lab.host import affinity
 from conc_lab.host.backends.ray_backend import ADDRESS_ENV, import_ray, mark_loopback
+
+
+@contextlib.contextmanager
+def keep_signal_handlers() -> Iterator[None]:
+    """Put back this process's SIGTERM and SIGINT handlers after ``ray.init`` replaced them.
+
+    ``ray.init`` installs a SIGTERM handler that exits at once, so a batch scheduler's
+    ``scancel`` would leave the sweep's manifest ``running`` with no resume hint; the
+    sweep's own handler (save, then stop) must win.
+    """
+    main = threading.current_thread() is threading.main_thread()  # only it may set handlers
+    saved = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)} if main else {}
+    try:
+        yield
+    finally:
+        for signum, handler in saved.items():
+            if handler is not None:
+                signal.signal(signum, handler)
 
 
 class RayRuntime:
@@ -42,14 +64,15 @@ class RayRuntime:
             if ray.is_initialized():
                 address = ray.get_runtime_context().gcs_address
             else:
-                context = ray.init(
-                    address="local",
-                    num_cpus=len(affinity.available_cores()),
-                    include_dashboard=False,
-                    _node_ip_address="127.0.0.1",
-                    log_to_driver=False,
-                    configure_logging=False,
-                )
+                with keep_signal_handlers():
+                    context = ray.init(
+                        address="local",
+                        num_cpus=len(affinity.available_cores()),
+                        include_dashboard=False,
+                        _node_ip_address="127.0.0.1",
+                        log_to_driver=False,
+                        configure_logging=False,
+                    )
                 address = context.address_info["gcs_address"]
                 self.started = True
         else:

@@ -17,6 +17,7 @@ exported to every command, as the README says; a real ``~/.ray`` is never read o
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
@@ -86,6 +87,7 @@ class RayStartCluster:
         self.address = f"{self.ip}:{self.port}"
         self.dashboard = f"http://127.0.0.1:{self.dashboard_port}"
         self.nodes: list[subprocess.Popen] = []
+        self.manager_ports: dict[int, int] = {}  # ray start pid -> its node's node-manager port
         env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
         env.update(
             HOME=str(self.home),
@@ -108,19 +110,35 @@ class RayStartCluster:
             line = line.replace("configs/cpu.yaml", str(config))
         return shlex.split(line)
 
-    def start(self, timeout_s: float = 240.0) -> RayStartCluster:
+    def start(self, timeout_s: float = 240.0, nodes: int = 2) -> RayStartCluster:
         head, join = [line for line in readme_cluster_block() if line.startswith("ray start")]
-        try:
-            self._start_node(self.readme_line(head), "head", timeout_s, self._head_extra())
-            self._start_node(self.readme_line(join), "node2", timeout_s, self._node_extra())
-            self.wait_nodes(2, timeout_s)
-        except BaseException:
-            self.stop()
-            raise
+        for attempt in range(3):
+            try:
+                self._start_node(head, "head", timeout_s, self._head_extra)
+                for n in range(2, nodes + 1):
+                    self._start_node(join, f"node{n}", timeout_s, self._node_extra)
+                self.wait_nodes(nodes, timeout_s)
+                return self
+            except RuntimeError:
+                # On a loaded machine a head process can miss one of Ray's fixed start-up deadlines,
+                # and `ray start --block` then takes the whole node down: start again, fresh ports.
+                self._stop_nodes()
+                if attempt == 2:
+                    self.stop()
+                    raise
+                self._fresh_head_ports()
+            except BaseException:
+                self.stop()
+                raise
         return self
 
+    def _fresh_head_ports(self) -> None:
+        self.port, self.dashboard_port = _free_port(), _free_port()
+        self.address = f"{self.ip}:{self.port}"
+        self.dashboard = f"http://127.0.0.1:{self.dashboard_port}"
+
     def _head_extra(self) -> list[str]:
-        return [
+        return [  # (fresh ports for each try, the dashboard's too: a failed head may still hold them)
             f"--temp-dir={self.root / 't'}",
             "--dashboard-host=127.0.0.1",
             f"--dashboard-port={self.dashboard_port}",
@@ -129,17 +147,21 @@ class RayStartCluster:
         ]
 
     def _node_extra(self) -> list[str]:
-        return [f"--dashboard-agent-listen-port={_free_port()}"]
+        return [f"--dashboard-agent-listen-port={_free_port()}", f"--node-manager-port={_free_port()}"]
 
-    def _start_node(self, argv: list[str], name: str, timeout_s: float, extra: list[str]) -> None:
-        try:
-            self._start_node_once(argv, name, timeout_s, extra)
-        except RuntimeError as exc:
-            # Ray gives a raylet 30 s (fixed) to register; on a loaded 2-core machine that can pass.
-            if "timed out during startup" not in str(exc):
-                raise
-            self.nodes.pop()
-            self._start_node_once(argv, name, timeout_s, extra)
+    def _start_node(self, line: str, name: str, timeout_s: float, extra) -> None:
+        """Start a node from README ``line``; ``extra()`` gives the added flags."""
+        for attempt in range(3):
+            try:
+                return self._start_node_once(self.readme_line(line), name, timeout_s, extra())
+            except RuntimeError as exc:
+                # Ray gives a raylet 30 s (fixed) to register; on a loaded 2-core machine that can
+                # pass. A user would run the line again; so does this, up to 3 times.
+                if "timed out during startup" not in str(exc) or attempt == 2:
+                    raise
+                self.nodes.pop()
+                if name == "head":  # its ports may still be held by what is left of the last try
+                    self._fresh_head_ports()
 
     def _start_node_once(self, argv: list[str], name: str, timeout_s: float, extra: list[str]) -> None:
         log = self.root / f"{name}.log"
@@ -153,16 +175,21 @@ class RayStartCluster:
                 start_new_session=True,  # a Ctrl-C at the test's terminal is the test's, not the node's
             )
         self.nodes.append(proc)
+        for arg in extra:
+            if arg.startswith("--node-manager-port="):
+                self.manager_ports[proc.pid] = int(arg.split("=", 1)[1])
         deadline = time.monotonic() + timeout_s
         while STARTED not in log.read_text(errors="replace"):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"{' '.join(argv)}: did not start:\n{self.tail(name)}")
+            head_died = name != "head" and self.nodes[0].poll() is not None
+            if proc.poll() is not None or head_died or time.monotonic() > deadline:
+                head = f"\n--- head:\n{self.tail('head', 15)}" if name != "head" else ""
+                raise RuntimeError(f"{' '.join(argv)}: did not start:\n{self.tail(name)}{head}")
             time.sleep(0.5)
 
     def add_node(self, timeout_s: float = 240.0) -> subprocess.Popen:
         """One more node (the README's join line); its ``ray start --block`` process."""
         join = [line for line in readme_cluster_block() if line.startswith("ray start --address")][0]
-        self._start_node(self.readme_line(join), f"node{len(self.nodes) + 1}", timeout_s, self._node_extra())
+        self._start_node(join, f"node{len(self.nodes) + 1}", timeout_s, self._node_extra)
         return self.nodes[-1]
 
     def raylet_pid(self, node: subprocess.Popen) -> int:
@@ -177,6 +204,20 @@ class RayStartCluster:
             if ppid == node.pid and cmd.endswith(b"/raylet"):
                 return int(child.name)
         raise LookupError(f"no raylet under ray start pid {node.pid}")
+
+    def node_id(self, node: subprocess.Popen) -> str:
+        """The Ray node id of a node this cluster started (found by its private node-manager port)."""
+        port = self.manager_ports[node.pid]
+        code = f"""
+import json, ray
+ray.init(address={self.address!r}, log_to_driver=False, configure_logging=False)
+print(json.dumps([n["NodeID"] for n in ray.nodes() if n["Alive"] and n["NodeManagerPort"] == {port}]))
+"""
+        result = self.python(code)
+        ids = json.loads(result.stdout.strip().splitlines()[-1]) if result.returncode == 0 else []
+        if len(ids) != 1:
+            raise LookupError(f"no live Ray node with node-manager port {port}:\n{result.stderr[-2000:]}")
+        return ids[0]
 
     def python(self, code: str, timeout: float = 120, **env) -> subprocess.CompletedProcess:
         """Run ``code`` in a fresh interpreter with this cluster's environment."""
@@ -212,6 +253,11 @@ while sum(n["Alive"] for n in ray.nodes()) < {count}:
         return "\n".join(text.splitlines()[-lines:])
 
     def stop(self) -> None:
+        """Stop every node (``_stop_nodes``) and remove the temporary folder."""
+        self._stop_nodes()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def _stop_nodes(self) -> None:
         """SIGTERM each node's ``ray start --block`` (it takes its processes down), newest first."""
         for proc in reversed(self.nodes):
             if proc.poll() is None:
@@ -223,4 +269,3 @@ while sum(n["Alive"] for n in ray.nodes()) < {count}:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(10)
         self.nodes.clear()
-        shutil.rmtree(self.root, ignore_errors=True)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 import conc_lab
 from conc_lab import store
 
@@ -57,3 +59,31 @@ def test_readme_cluster_sweep_as_written(ray_start, tmp_path):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "Traceback" not in result.stdout + result.stderr
     _each_run_once_on_both_nodes(workdir / "results" / "cpu")
+
+
+def test_readme_job_submit_as_written_puts_results_where_it_says(ray_start, tmp_path):
+    workdir = _workdir(tmp_path)
+    result = ray_start.run(ray_start.readme_line(_readme("ray job submit")), cwd=workdir)
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out[-4000:]
+    # The job runs in Ray's temporary copy of the working dir: the relative default --out is
+    # taken under the home folder of the head (here the cluster's own HOME), and said so.
+    results = ray_start.home / "results" / "cpu"
+    assert f"results go to {ray_start.home / 'results'}" in " ".join(out.split()), out[-3000:]
+    _each_run_once_on_both_nodes(results)
+    assert not (workdir / "results").exists()
+
+
+@pytest.mark.parametrize("ray_start", ["token-on"], indirect=True)
+def test_token_auth_refusal_names_the_cause_and_the_fix_in_one_line(ray_start, tmp_path):
+    workdir = _workdir(tmp_path)
+    env = {k: v for k, v in ray_start.env.items() if k != "RAY_AUTH_MODE"}  # as a user who missed it
+    argv = ray_start.readme_line(_readme("conclab sweep"))
+    result = ray_start.run(argv, cwd=workdir, env=env, timeout=300)
+    out = (result.stdout + result.stderr).strip()
+    assert result.returncode == 2, out[-3000:]
+    errors = [line for line in out.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "RAY_AUTH_MODE=token" in errors[0], out[-3000:]
+    assert "token authentication is on" in errors[0]
+    assert "gcs_client" not in out and "Traceback" not in out  # Ray's retry lines are not dumped
+    assert not (workdir / "results").exists()  # nothing written
