@@ -21,7 +21,8 @@ workers times its wall time (start-up + run + teardown), is split into:
 
 The parts add up to the capacity. Where other processes used at least ``NOT_ATTRIBUTABLE`` of the run's cores, no cause is
 vouched for ("not attributable: others used 92% of its cores"): what the run could have had
-is unknown. Else the *dominant* cause is the largest non-work part when it
+is unknown (a start-up or teardown that took most of the wall time is named all the same).
+Else the *dominant* cause is the largest non-work part when it
 holds at least ``DOMINANT_SHARE`` of the capacity (less what other processes took), told as a short phrase such as
 "GIL-bound: 2 workers, CPU 1.02× wall", "imbalance: worker 1 idle 31%" or
 "start-up: 48 ms of 60 ms"; else "none dominant".
@@ -270,7 +271,12 @@ def attribute(df: pd.DataFrame) -> pd.DataFrame:
     dominant = np.take_along_axis(shares, top[:, None], axis=1)[:, 0] >= DOMINANT_SHARE
     cause = np.where(dominant, np.array(list(CAUSES.values()), dtype=object)[top], "none")
     # others had most of the cores: what the run could have had is unknown, so no cause is vouched for
-    cause = np.where(parts["_others_share"].to_numpy() >= NOT_ATTRIBUTABLE, "noisy", cause)
+    # ... unless starting or joining the workers took most of the wall time: that is not in doubt
+    fixed = ((parts["startup_s"] + parts["teardown_s"]) / parts["capacity_s"]).to_numpy()
+    noisy = (parts["_others_share"].to_numpy() >= NOT_ATTRIBUTABLE) & ~(
+        np.isin(cause, ["start-up", "teardown"]) & (fixed >= 0.5)
+    )
+    cause = np.where(noisy, "noisy", cause)
     records = parts.to_dict(orient="records")
     why = [_phrase(c, r) if ok else None for c, r, ok in zip(cause, records, usable, strict=True)]
     parts = parts.assign(cause=np.where(usable, cause, None), why=why)

@@ -67,6 +67,13 @@ def test_other_processes_are_named_but_never_the_cause():
     # others had nearly all of it: nothing is vouched for
     busy = attributed(run(2, 1.0, [[(0, 1.0)], [(0, 1.0)]], cpu=0.15, foreign_cpu=0.92)).loc[0]
     assert busy.cause == "noisy" and busy.why == "not attributable: others used 92% of its cores"
+    # a start-up that took most of the wall time is named all the same
+    spawn = attributed(run(2, 0.05, [[(0, 0.01)], [(0, 0.01)]], cpu=0.002, setup=1.9, foreign_cpu=0.91)).loc[
+        0
+    ]
+    assert (
+        spawn.cause == "start-up" and spawn.why == "start-up: 1.9 s of 1.95 s (others used 91% of its cores)"
+    )
 
 
 def test_summarize_names_the_cause_of_each_trials_median_run():
