@@ -564,7 +564,7 @@ def _once_per_run(table: pa.Table, sweep_dir: Path) -> pa.Table:
         f"{sweep_dir}: {sum(doubled)} runs are stored twice (a copied file?); each is counted once "
         f"(conclab check {sweep_dir} names the files)",
         StoreWarning,
-        stacklevel=3,
+        stacklevel=5,  # the caller of load: _once_per_run < _read_sweep_once < read_sweep < load
     )
     return table.filter(pa.array([not d for d in doubled]))
 
@@ -735,7 +735,10 @@ def load(
         warnings.warn(
             f"{d}: not counted: {why} (load that folder alone to see it)", StoreWarning, stacklevel=2
         )
-    reads = [read_sweep(d, need, where) for d in dirs if d not in doubled]
+    reads = []
+    for d in dirs:  # a loop, not a comprehension: read_sweep's warnings name the caller's line
+        if d not in doubled:
+            reads.append(read_sweep(d, need, where))
     tables = [r.table for r in reads]
     table = pa.concat_tables(tables) if tables else schema.SCHEMA.empty_table()
     df = table.select(wanted).to_pandas()
