@@ -324,8 +324,11 @@ def _final_line(result, resumed: bool = False) -> str:
         return f"sweep {result.sweep_id} is complete: nothing to run → {result.sweep_dir}"
     line = (
         f"{result.recorded} runs recorded ({result.failed} failed, {result.wrong} wrong, "
-        f"{result.skipped} skipped{_noise_counts(result)}) in {result.wall_s:.1f} s"
+        f"{result.skipped} skipped{_noise_counts(result)}"
     )
+    if result.warmup_failed:  # not recorded, but a failure all the same (and exit code 1)
+        line += f"; {result.warmup_failed} failed warm-up run{'s' * (result.warmup_failed > 1)}"
+    line += f") in {result.wall_s:.1f} s"
     if result.recorded:  # a per-run figure over no runs would be the sweep's set-up, mislabelled
         line += f"; runner overhead {result.overhead_per_run_s * 1e3:.2f} ms per run"
     return f"{line} → {result.sweep_dir}"

@@ -76,6 +76,10 @@ def machine_id() -> str:
         return "host:" + socket.gethostname()
 
 
+#: How long the check that something listens at a cluster's address waits for an answer.
+CONNECT_TIMEOUT_S = 5.0
+
+
 class ClusterError(RuntimeError):
     """The cluster cannot run the sweep (unreachable, or no live node left)."""
 
@@ -286,6 +290,9 @@ class ClusterDispatch(Dispatch):
     def open(self, trials: list[Trial], emit: EventHandler) -> dict[str, tuple[str, str]]:
         self.emit = emit
         started = time.perf_counter()
+        why = unreachable(self.address)
+        if why is not None:  # ray.init would retry for minutes, then may join another cluster
+            raise ClusterError(f"--cluster {self.address}: {why}")
         try:
             self.ray = ray = import_ray(self.address)
         except ImportError as exc:
@@ -458,3 +465,26 @@ class ClusterDispatch(Dispatch):
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+def unreachable(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> str | None:
+    """Why nothing answers at a ``HOST:PORT`` cluster address, or None when something listens.
+
+    One TCP connection, so a wrong address fails in seconds with its likely cause; ``auto``
+    and ``ray://`` addresses are left to Ray.
+
+    >>> unreachable("127.0.0.1:1")
+    'connection refused: no Ray head listens there (is `ray start --head` running on that machine, on that port?)'
+    """
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or "://" in address:
+        return None
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
+            return None
+    except ConnectionRefusedError:
+        return "connection refused: no Ray head listens there (is `ray start --head` running on that machine, on that port?)"
+    except TimeoutError:
+        return f"no answer within {timeout_s:.0f} s (a firewall, or the wrong host?)"
+    except OSError as exc:  # unknown host name, unreachable network
+        return f"cannot reach it ({exc.strerror or exc})"

@@ -53,10 +53,13 @@ class SweepResult:
     redone: int = 0  # noisy runs that were run again (rows kept with status redone)
     noisy: int = 0  # recorded runs that are still noisy (after their redos, if any)
     loop_s: float | None = None  # running and recording the runs (no start-up, no teardown); None: wall_s
+    # warm-up runs that failed, hung or were wrong, and that no recorded row carries (--fail-fast
+    # stopping at one): a broken workload usually fails first in the warm-up round
+    warmup_failed: int = 0
 
     @property
     def ok(self) -> bool:
-        return not (self.failed or self.wrong or self.interrupted)
+        return not (self.failed or self.wrong or self.warmup_failed or self.interrupted)
 
     @property
     def overhead_per_run_s(self) -> float:
@@ -114,6 +117,12 @@ def sweep(
     shard = plan.parse_shard(shard) if isinstance(shard, str) else shard
     check_size(config, shards=shard[1] if shard else 1)  # what cannot finish: refused before any write
     store.preflight(out)
+    if cluster is not None:  # before planning, calibrating or naming a sweep folder
+        from conc_lab.cluster import ClusterError, unreachable
+
+        why = unreachable(cluster)
+        if why is not None:
+            raise ClusterError(f"--cluster {cluster}: {why}")
     prepared = _prepare(config, out, resume, shard, cluster, emit)
     emit(
         events.Planned(
@@ -144,6 +153,7 @@ def _result(
         skipped=book.skipped,
         redone=book.redone,
         noisy=book.noisy,
+        warmup_failed=book.warmup_failed,
         interrupted=interrupted,
         wall_s=ended - began,
         measured_s=dispatch.measured_s,
@@ -272,6 +282,7 @@ class _Book:
         self.status = {tid: status for tid, (status, _) in unrunnable.items()}  # where not schema.SKIPPED
         self.hung_warmups: dict[str, dict] = {}  # trial_id -> the row of a warm-up run that timed out
         self.recorded = self.failed = self.wrong = self.skipped = self.redone = self.noisy = 0
+        self.warmup_failed = 0  # failed warm-ups not (yet) carried by a recorded row
 
     def skips(self, trial: Trial) -> bool:
         return trial.trial_id in self.given_up
@@ -284,6 +295,7 @@ class _Book:
                 return None
             hung = self.hung_warmups.pop(tid, None)
             if hung is not None:  # its first measured row says so, or the hang would go unrecorded
+                self.warmup_failed -= 1  # counted there
                 return dict(hung, repeat=run.repeat, error=f"in its warm-up run: {hung['error']}")
             return dispatch.skipped_row(run, self.given_up[tid], self.status.get(tid, schema.SKIPPED))
         if row["status"] == schema.TIMEOUT:
@@ -329,6 +341,8 @@ def _drive(
                             book.redone += 1
                         writer.append(row)
                         book.count(row)
+                else:
+                    book.warmup_failed += book.is_failure(row)
                 emit(events.RunFinished(row, not run.warmup))
                 if fail_fast and book.is_failure(row):
                     emit(events.Warned("stopping at the first failure (--fail-fast)"))

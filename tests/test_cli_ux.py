@@ -329,6 +329,17 @@ def _my_config(tmp_path: Path, workload: str, backends: str = "[threading]") -> 
     return config
 
 
+@pytest.mark.parametrize("workload, what", [("broken", "FAILED"), ("wrong", "WRONG ANSWER")])
+def test_fail_fast_on_a_warmup_failure_exits_1_and_counts_it(tmp_path, workload, what):
+    config = _my_config(tmp_path, workload)
+    proc = conclab("sweep", str(config), "--out", str(tmp_path / "r"), "--fail-fast")
+    assert proc.returncode == 1, proc.stderr
+    assert f"{what} threading w=2 {workload} warm-up" in proc.stderr
+    final = proc.stderr.strip().splitlines()[-1]
+    assert final.startswith("0 runs recorded (0 failed, 0 wrong, 0 skipped; 1 failed warm-up run)"), final
+    assert "overhead" not in final  # no per-run figure over no runs
+
+
 def test_quiet_prints_only_errors_and_the_final_line(tmp_path):
     """-q: no header, no doctor warning, no table; the failures as they happen, and the last line."""
     config = _my_config(tmp_path, "broken", backends="[sequential, threading]")
@@ -342,7 +353,7 @@ def test_quiet_prints_only_errors_and_the_final_line(tmp_path):
     assert proc.returncode == 1, proc.stderr
     assert proc.stdout == ""
     lines = proc.stderr.strip().splitlines()
-    assert lines[-1].startswith("4 runs recorded (2 failed, 0 wrong, 0 skipped)"), lines
+    assert lines[-1].startswith("4 runs recorded (2 failed, 0 wrong, 0 skipped; 1 failed warm-up run)"), lines
     # the warm-up and both measured runs of the threading trial, nothing else
     assert len(lines) == 4 and all(line.startswith("FAILED threading w=2 broken") for line in lines[:-1])
 
@@ -406,3 +417,24 @@ def test_sweep_and_latest_choose_among_the_sweeps_of_a_folder(cpulike, tmp_path)
     }
     chosen = summarize_json(str(second_out), "--sweep", first_id[:-2])  # a unique start will do
     assert len(chosen) == 21 and {r["n"] for r in chosen} == {2}
+
+
+# --- an unreachable cluster (#12 item 7) ---------------------------------------------------------
+
+
+def test_an_unreachable_cluster_fails_in_one_line_and_leaves_no_folder(tmp_path):
+    """Nothing listens on 127.0.0.1:1: one error line naming it and why, exit 2, no sweep folder.
+
+    Before, Ray retried for minutes (then joined whatever other Ray runtime it found).
+    """
+    config = _my_config(tmp_path, "good", backends="[sequential]")
+    out = tmp_path / "r"
+    proc = conclab("sweep", str(config), "--cluster", "127.0.0.1:1", "--out", str(out), timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [
+        "error: --cluster 127.0.0.1:1: connection refused: no Ray head listens there "
+        "(is `ray start --head` running on that machine, on that port?)"
+    ], proc.stderr
+    assert "Traceback" not in proc.stderr and "GCS" not in proc.stderr
+    assert not (out / "good").exists(), list(out.rglob("*"))  # no sweep folder, empty or not
