@@ -204,14 +204,14 @@ def test_shell_completion_completes_commands_and_options():
 
 SLOW = """\
 name: slow
-repeats: 4
+repeats: 10
 warmup: 0
 matrix:
   workload: [experiments.io:sleep]
   backend: [sequential, threading]
   workers: [1]
   tasks: [2]
-  size: [400]
+  size: [500]
 """
 
 
@@ -231,7 +231,7 @@ def test_resume_hint_reproduces_out_and_shard_and_completes(tmp_path):
     while not any(p.stat().st_size for p in [*out.rglob("journal*"), *out.rglob("*.parquet")]):
         assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
         time.sleep(0.2)
-    time.sleep(1.0)
+    time.sleep(0.5)  # the sweep has ~20 s to go
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
@@ -244,7 +244,7 @@ def test_resume_hint_reproduces_out_and_shard_and_completes(tmp_path):
     assert again.returncode == 0, again.stderr
     sweeps = [p for p in (out / "slow").iterdir() if p.is_dir()]
     assert len(sweeps) == 1
-    assert conc_lab.load(sweeps[0])["repeat"].nunique() == 4
+    assert conc_lab.load(sweeps[0])["repeat"].nunique() == 10
 
     done = conclab(*args[1:])
     assert done.returncode == 0, done.stderr
@@ -336,7 +336,7 @@ def test_fail_fast_on_a_warmup_failure_exits_1_and_counts_it(tmp_path, workload,
     assert proc.returncode == 1, proc.stderr
     assert f"{what} threading w=2 {workload} warm-up" in proc.stderr
     final = proc.stderr.strip().splitlines()[-1]
-    assert final.startswith("0 runs recorded (0 failed, 0 wrong, 0 skipped; 1 failed warm-up run)"), final
+    assert re.match(r"0 runs recorded \(0 failed, 0 wrong, 0 skipped[^;)]*; 1 failed warm-up run\)", final)
     assert "overhead" not in final  # no per-run figure over no runs
 
 
@@ -353,7 +353,9 @@ def test_quiet_prints_only_errors_and_the_final_line(tmp_path):
     assert proc.returncode == 1, proc.stderr
     assert proc.stdout == ""
     lines = proc.stderr.strip().splitlines()
-    assert lines[-1].startswith("4 runs recorded (2 failed, 0 wrong, 0 skipped; 1 failed warm-up run)"), lines
+    assert re.match(
+        r"4 runs recorded \(2 failed, 0 wrong, 0 skipped[^;)]*; 1 failed warm-up run\)", lines[-1]
+    )
     # the warm-up and both measured runs of the threading trial, nothing else
     assert len(lines) == 4 and all(line.startswith("FAILED threading w=2 broken") for line in lines[:-1])
 
