@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import tempfile
+from pathlib import Path
 
 import pandas as pd
 from _common import ROOT, ms
@@ -42,7 +43,7 @@ SHORT = {
 }
 
 
-def load(reuse: str | None) -> pd.DataFrame:
+def load(reuse: str | None, config: str = "configs/models.yaml") -> pd.DataFrame:
     import conc_lab
 
     if reuse:
@@ -51,7 +52,7 @@ def load(reuse: str | None) -> pd.DataFrame:
     cwd = os.getcwd()
     os.chdir(ROOT)
     try:
-        result = conc_lab.sweep("configs/models.yaml", out=out)
+        result = conc_lab.sweep(config, out=out)
     finally:
         os.chdir(cwd)
     print(f"sweep: {result.sweep_dir}")
@@ -130,8 +131,9 @@ def skipped(df: pd.DataFrame) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--reuse", help="a finished sweep directory of configs/models.yaml")
+    ap.add_argument("--config", default="configs/models.yaml", help="another matrix of the same shape")
     args = ap.parse_args()
-    df = load(args.reuse)
+    df = load(args.reuse, str(Path(args.config).resolve()))
     m = medians(df)
     print(
         f"End-to-end ({m.attrs['parts']}) median of {int(m['n'].min())}+ runs, speedup over the plain loop:\n"
