@@ -440,3 +440,62 @@ def test_an_unreachable_cluster_fails_in_one_line_and_leaves_no_folder(tmp_path)
     ], proc.stderr
     assert "Traceback" not in proc.stderr and "GCS" not in proc.stderr
     assert not (out / "good").exists(), list(out.rglob("*"))  # no sweep folder, empty or not
+
+
+# --- the progress display (#12 item 13) ----------------------------------------------------------
+
+BAR = """\
+name: barw
+repeats: 3
+warmup: 1
+matrix:
+  workload:
+    - {workload: experiments.io:sleep, size: [150]}
+    - experiments.cpu:count_primes
+  backend: [sequential, threading, multiprocessing]
+  workers: [1, 2]
+  tasks: [2]
+  size: [2000]
+backend_options:
+  multiprocessing: {start_method: [forkserver]}
+"""
+
+
+def test_progress_bar_keeps_its_width_and_counts_what_the_header_says(tmp_path):
+    """At 80 columns the counter never moves as trial names change; header and bar agree on the total."""
+    if shutil.which("tmux") is None:
+        pytest.skip("tmux is not installed")
+    config = tmp_path / "barw.yaml"
+    config.write_text(BAR)
+    sock = f"conclab-test-{uuid.uuid4().hex[:8]}"
+    tmux = ["tmux", "-L", sock, "-f", "/dev/null"]
+    env = " ".join(f"{k}={shlex.quote(v)}" for k, v in _env().items() if k in ("PATH", "PYTHONPATH", "HOME"))
+    command = f"python -m conc_lab.cli sweep {config} --out {tmp_path / 'r'}"
+    script = f"cd {shlex.quote(str(REPO))}; env {env} {command}; echo __EXIT_$?__; sleep 600"
+    subprocess.run(
+        [*tmux, "new-session", "-d", "-x", "80", "-y", "50", "-s", "t", script],
+        check=True,
+        env={**os.environ, "TERM": "xterm-256color"},
+    )
+    counters, labels, screen = set(), set(), ""
+    try:
+        deadline = time.monotonic() + 300
+        while "__EXIT_" not in screen and time.monotonic() < deadline:
+            screen = subprocess.run(
+                [*tmux, "capture-pane", "-p", "-t", "t"], capture_output=True, text=True
+            ).stdout
+            for line in screen.splitlines():
+                found = re.search(r" (\d+)/(\d+) ", line) if line.startswith("barw ") else None
+                if found:
+                    counters.add((found.start(2), found[2]))  # where "/total" sits
+                    labels.add(line[found.end() :].strip())
+            time.sleep(0.2)
+    finally:
+        subprocess.run([*tmux, "kill-server"], capture_output=True)
+    assert "__EXIT_0__" in screen, screen
+    header = re.search(r"(\d+) trials, (\d+) measured runs \+ (\d+) warm-up", screen)
+    assert header, screen
+    total = str(int(header[2]) + int(header[3]))
+    assert len(labels) > 2, labels  # trial names of several lengths went by
+    assert {n for _, n in counters} == {total}  # the bar counts what the header announced
+    assert len({pos for pos, _ in counters}) == 1, counters  # and its counter never moved
