@@ -62,6 +62,8 @@ def check(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> CheckReport
             continue
         for d in orphan_dirs(root):
             report.problems.append(f"{d}: result files without a {MANIFEST} (deleted?)")
+        for d in sorted(root.glob("**/.merging-*")):  # readers skip it; only disk space is lost
+            report.notes.append(f"{d}: left by a merge cut short, read by no one; delete it")
         dirs = [root] if is_sweep(root) else sweeps_below(root)
         for d in dirs:
             manifest = _check_sweep(d, report)
