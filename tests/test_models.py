@@ -236,6 +236,7 @@ def test_subinterpreters_give_the_sequential_answer_pinned_each_with_its_own_gil
         assert r["pid"] == host_pid  # in the host process: interpreters, not processes
         assert 0 <= r["start_s"] <= r["end_s"] <= row["run_s"] + 1e-3
     assert row["setup_s"] > 0 and row["cpu_user_s"] + row["cpu_sys_s"] > 0
+    assert row["teardown_s"] >= 0  # closing the interpreters, joining their threads
 
 
 def test_a_result_that_is_not_shareable_crosses_back_pickled(sub_executor):

@@ -150,6 +150,7 @@ class _Pool(object):
         for t in threads:
             t.join()
         out = collector.outcome(run_start - setup_start, run_start, self.cores)
+        out["teardown_s"] = collector.teardown_s()  # the interpreters closed and their threads joined
         known = [g for g in self.gils if g is not None]
         out["own_gil"] = all(known) if known and len(known) == self.workers else None
         return out
