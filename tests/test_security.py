@@ -137,12 +137,18 @@ def test_nothing_in_conc_lab_unpickles_evaluates_or_loads_yaml_unsafely():
         r"(?<![\w.])(eval|exec)\(|yaml\.(unsafe_load|full_load)|Loader=yaml\.(Loader|FullLoader|UnsafeLoader)|"
         r"\byaml\.load\((?![^)]*_StrictLoader)"
     )
+    # The subinterpreter backend's workers are interpreters the trial host itself created, in its
+    # own process: their results come back pickled, as a multiprocessing worker's do. Nothing else
+    # may unpickle; pickle anywhere else (or eval, or unsafe YAML there) still fails this test.
+    allowed = {("conc_lab/host/backends/subinterpreters.py", "pickle")}
     found = []
     for path in sorted((REPO / "conc_lab").rglob("*.py")):
+        rel = str(path.relative_to(REPO))
         for no, line in enumerate(path.read_text().splitlines(), 1):
             code = line.split("#", 1)[0]
-            if risky.search(code):
-                found.append(f"{path.relative_to(REPO)}:{no}: {line.strip()}")
+            hit = risky.search(code)
+            if hit and not any(rel == f and word in hit.group(0) for f, word in allowed):
+                found.append(f"{rel}:{no}: {line.strip()}")
     assert found == []
 
 
