@@ -114,7 +114,7 @@ def test_a_killed_node_costs_its_run_one_attempt_and_its_logs_stay_out(ray_start
     assert killed, seen
     final = seen[-1]
     assert final["ok"] and final["recorded"] == 16
-    df = conc_lab.load(final["dir"])
+    df = conc_lab.load(tmp_path / final["dir"])  # the driver's cwd
     assert len(set(zip(df["trial_id"], df["repeat"]))) == 16 and (df["status"] == "ok").all()
     lost = [e["NodeLost"] for e in seen if "NodeLost" in e]
     assert lost == [doomed_id]  # one dead node, one loss: no second actor placed on it
