@@ -121,7 +121,8 @@ def main() -> None:
         raise SystemExit(f"resume of {out} did not complete")
 
     def argv_for(out: Path) -> list[str]:
-        return [*CLI, "sweep", str(config), "--out", str(out), "--resume", "-q"]
+        # not -q: -q hides the header line that says the runs have begun
+        return [*CLI, "sweep", str(config), "--out", str(out), "--resume"]
 
     kills = lost = orphans = starts = 0
     sweeps: list[dict] = []
