@@ -22,9 +22,28 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from conc_lab import store
-from conc_lab.tables import short_workload_names
 
 SEQUENTIAL = "sequential"
+
+
+def short_workload_names(workloads: Iterable[str]) -> dict[str, str]:
+    """{full name: name without the dotted module prefix all of them share}.
+
+    >>> short_workload_names(["pkg.mod:f"])
+    {'pkg.mod:f': 'f'}
+    >>> short_workload_names(["a.b:f", "a.bc:g"])
+    {'a.b:f': 'b:f', 'a.bc:g': 'bc:g'}
+    """
+    names = list(dict.fromkeys(str(w) for w in workloads))
+    if not names or any(":" not in n for n in names):
+        return {n: n for n in names}
+    modules = [n.split(":", 1)[0].split(".") for n in names]
+    common = 0
+    while all(len(m) > common and m[common] == modules[0][common] for m in modules):
+        common += 1
+    if common == min(len(m) for m in modules):  # one module for all: the function names are unique
+        return {n: n.split(":", 1)[1] for n in names}
+    return {n: ".".join(m[common:]) + ":" + n.split(":", 1)[1] for n, m in zip(names, modules)}
 
 
 class SelectError(ValueError):
@@ -36,16 +55,17 @@ def _names(workload: str, short: str) -> set[str]:
     return {workload, short, workload.rsplit(":", 1)[-1]}
 
 
-def resolve(column: str, wanted: Sequence, present: Iterable) -> list:
+def resolve(column: str, wanted: Sequence, present: Iterable, label: str | None = None) -> list:
     """The stored values of ``column`` that ``wanted`` names; SelectError for one that names none.
 
     Workloads also match by short name (the common module prefix dropped) or function name,
-    when that is unique.
+    when that is unique. Errors begin with ``label`` (the CLI's ``--column`` by default).
 
     >>> resolve("workers", [2], [1, 2, 4])
     [2]
     """
-    present = sorted({v for v in present if v is not None}, key=str)
+    label = label or f"--{column}"
+    present = sorted({v for v in present if v is not None and v == v}, key=str)  # v != v: NaN
     short = short_workload_names(present) if column == "workload" else {}
     out = []
     for value in wanted:
@@ -54,9 +74,9 @@ def resolve(column: str, wanted: Sequence, present: Iterable) -> list:
         else:
             hits = [v for v in present if str(v) == str(value)]
         if len(hits) > 1:
-            raise SelectError(f"--{column}: {value!r} matches {', '.join(map(str, hits))}; name one of them")
+            raise SelectError(f"{label}: {value!r} matches {', '.join(map(str, hits))}; name one of them")
         if not hits:
-            raise SelectError(f"--{column}: no run has {column} {value!r}{_suggest(value, present, short)}")
+            raise SelectError(f"{label}: no run has {column} {value!r}{_suggest(value, present, short)}")
         out.append(hits[0])
     return out
 

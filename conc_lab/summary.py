@@ -440,20 +440,12 @@ def _warn_without_baseline(df: pd.DataFrame) -> None:
         )
 
 
-def _function_names(value: object, present: list) -> list:
-    """Workloads that ``value`` names by function or by a dotted tail of ``module:function``."""
-    text = str(value)
-    return [
-        p for p in present if str(p).rsplit(":", 1)[-1] == text or str(p).endswith(("." + text, ":" + text))
-    ]
-
-
 def resolve_filter(column: str, wanted: object, present: Sequence) -> list:
     """The stored values of ``column`` that ``wanted`` (one value or a list) names.
 
-    A value matches by equality (as text: ``2`` and ``"2"`` alike); a workload also by its
-    function name when that is unique. A value that names nothing is a ValueError with a
-    did-you-mean.
+    The Python API's face of ``selection.resolve``, which the CLI's filters use too: a value
+    matches as text (``2`` and ``"2"`` alike), a workload also by a unique short or function
+    name; one that names nothing is a ValueError with a did-you-mean.
 
     Example::
 
@@ -462,29 +454,12 @@ def resolve_filter(column: str, wanted: object, present: Sequence) -> list:
         >>> resolve_filter("backend", "threadin", ["sequential", "threading"])
         Traceback (most recent call last):
         ...
-        ValueError: backend='threadin' matches no run; did you mean 'threading'?
+        conc_lab.selection.SelectError: backend: no run has backend 'threadin'; did you mean 'threading'?
     """
-    import difflib
+    from conc_lab import selection
 
-    present = sorted({p for p in present if p is not None and p == p}, key=str)
-    out = []
-    for value in wanted if isinstance(wanted, (list, tuple, set)) else [wanted]:
-        hits = [p for p in present if str(p) == str(value)]
-        if not hits and column == "workload":
-            hits = _function_names(value, present)
-        if len(hits) > 1:
-            raise ValueError(f"{column}={value!r} matches {', '.join(map(str, hits))}: name one of them")
-        if not hits:
-            names = [str(p) for p in present] + [
-                str(p).rsplit(":", 1)[-1] for p in present if column == "workload"
-            ]
-            close = difflib.get_close_matches(str(value), names, n=1)
-            hint = (
-                f"did you mean {close[0]!r}?" if close else f"there are: {', '.join(map(str, present[:12]))}"
-            )
-            raise ValueError(f"{column}={value!r} matches no run; {hint}")
-        out += hits
-    return out
+    values = list(wanted) if isinstance(wanted, (list, tuple, set)) else [wanted]
+    return selection.resolve(column, values, present, label=column)
 
 
 def _summarize_selected(data, filters: dict, **options) -> pd.DataFrame:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Iterable
 
 import pandas as pd
 from rich import box
@@ -30,6 +29,7 @@ from rich.console import Console
 from rich.table import Table
 
 from conc_lab.render import fmt_num, fmt_time
+from conc_lab.selection import short_workload_names  # how a person names workloads
 
 #: Parameters shown as a column only where they vary; a constant one is named in the caption.
 VARYING_KEYS = ["tasks", "size", "python", "node", "affinity", "options"]
@@ -44,26 +44,6 @@ NOTE_MARKS = {
     "baseline from other nodes": "b",
 }
 GAP = 2  # spaces between columns
-
-
-def short_workload_names(workloads: Iterable[str]) -> dict[str, str]:
-    """{full name: name without the dotted module prefix all of them share}.
-
-    >>> short_workload_names(["pkg.mod:f"])
-    {'pkg.mod:f': 'f'}
-    >>> short_workload_names(["a.b:f", "a.bc:g"])
-    {'a.b:f': 'b:f', 'a.bc:g': 'bc:g'}
-    """
-    names = list(dict.fromkeys(str(w) for w in workloads))
-    if not names or any(":" not in n for n in names):
-        return {n: n for n in names}
-    modules = [n.split(":", 1)[0].split(".") for n in names]
-    common = 0
-    while all(len(m) > common and m[common] == modules[0][common] for m in modules):
-        common += 1
-    if common == min(len(m) for m in modules):  # one module for all: the function names are unique
-        return {n: n.split(":", 1)[1] for n in names}
-    return {n: ".".join(m[common:]) + ":" + n.split(":", 1)[1] for n, m in zip(names, modules)}
 
 
 def _float(x: object) -> float:

@@ -462,7 +462,7 @@ def test_python_api_filters_keep_the_sequential_baseline_and_say_did_you_mean():
     assert list(s.backend) == ["sequential", "threading"] and np.isfinite(s.speedup).all()
     s = conc_lab.summarize(df, workload="sum_squares", workers=2)  # the function name, where unique
     assert set(s.backend) == {"sequential", "threading", "multiprocessing"} and np.isfinite(s.speedup).all()
-    with pytest.raises(ValueError, match="backend='threadin' matches no run; did you mean 'threading'"):
+    with pytest.raises(ValueError, match="no run has backend 'threadin'; did you mean 'threading'"):
         conc_lab.summarize(df, backend="threadin")
     with pytest.warns(UserWarning, match=r"summarize\(path, backend=...\) keeps them"):
         conc_lab.summarize(df[df.backend == "threading"])
