@@ -260,6 +260,7 @@ class _SweepRenderer:
         self.progress, self.name, self.quiet = progress, name, quiet
         self.bar = None
         self.per_node: dict[str, object] = {}  # cluster sweeps: a progress line of runs done per node
+        self.calibration_said: dict[str, float] = {}  # size auto: when the last step line was printed
 
     def __call__(self, event: events.Event) -> None:
         handler = getattr(self, "_" + type(event).__name__, None)
@@ -313,6 +314,16 @@ class _SweepRenderer:
     def _NodeLost(self, e: events.NodeLost) -> None:
         self._node_line(e.node_id, e.hostname)
         self.progress.console.print(f"[yellow]node lost:[/] {e.hostname} {e.node_id[:8]}: {e.error}")
+
+    def _Calibrating(self, e: events.Calibrating) -> None:
+        # Steps of microseconds fly by; a line for each step worth waiting for, and one every 2 s.
+        said = self.calibration_said.get(e.workload)
+        if said is None:
+            self._say(f"size auto: calibrating {e.workload} (size: time of one task)")
+        if said is None or e.task_s >= 1e-3 or e.elapsed_s - said >= 2.0:
+            took = f"{e.task_s * 1e3:.3g} ms" if e.task_s < 1 else f"{e.task_s:.3g} s"
+            self._say(f"  size {e.size:,}: {took}")
+            self.calibration_said[e.workload] = e.elapsed_s
 
     def _Calibrated(self, e: events.Calibrated) -> None:
         self._say(f"size auto: {e.workload} → {e.size} ({e.task_s * 1e3:.0f} ms per task)")

@@ -29,6 +29,7 @@ from typing import Any, Literal
 import yaml
 
 from conc_lab.host import affinity as host_affinity
+from conc_lab.host import calibrate as host_calibrate
 from conc_lab.host import workload as host_workload
 
 BACKENDS = ("sequential", "threading", "multiprocessing", "ray", "asyncio", "subinterpreters")
@@ -66,6 +67,7 @@ TOP_KEYS = (
     "ray",
     "limits",
     "noise",
+    "calibration",
 )
 #: ``size: auto``: the size is calibrated before the sweep runs (``conc_lab.calibration``).
 AUTO = "auto"
@@ -127,6 +129,18 @@ class NoiseLimits:
 
 
 @dataclass(frozen=True)
+class Calibration:
+    """How ``size: auto`` calibrates: the time one task should take, and the most it may spend.
+
+    >>> Calibration().budget_s
+    60.0
+    """
+
+    target_s: float = host_calibrate.DEFAULT_TARGET_S  # one task at the chosen size takes at least this
+    budget_s: float = host_calibrate.DEFAULT_BUDGET_S  # per workload; growth stops when a step would pass it
+
+
+@dataclass(frozen=True)
 class Config:
     """A validated experiment matrix. Build it with ``load_config`` or ``parse_config``.
 
@@ -155,6 +169,8 @@ class Config:
     limits: Limits = field(default_factory=Limits)  # not in the fingerprint: they decide nothing that runs
     # noise: {max_foreign_cpu, max_canary_change, redo}: when a run is noisy, and how often it is redone
     noise: NoiseLimits = field(default_factory=lambda: NoiseLimits())
+    # calibration: {target_s, budget_s}: not in the fingerprint (a resumed sweep reuses its sizes)
+    calibration: Calibration = field(default_factory=Calibration)
     path: str | None = None
     source_text: str = ""  # the file as read, kept in the sweep's manifest
 
@@ -250,7 +266,8 @@ def parse_config(
 
 
 def _settings(v: _Validator, doc: dict, path: str | None) -> dict[str, Any]:
-    """The top-level scalars: name, repeats, warmup, timeout_s, shuffle, seed, description, ray, noise."""
+    """The top-level settings: name, repeats, warmup, timeout_s, shuffle, seed, description, ray, noise,
+    calibration."""
     name = doc.get("name")
     if name is None:
         if path is None:
@@ -282,6 +299,7 @@ def _settings(v: _Validator, doc: dict, path: str | None) -> dict[str, Any]:
         "description": description,
         "ray_address": v.ray_section(doc.get("ray")),
         "noise": v.noise_section(doc.get("noise")),
+        "calibration": v.calibration_section(doc.get("calibration")),
     }
 
 
@@ -722,6 +740,18 @@ class _Validator:
         if "redo" in raw:
             limits["redo"] = self.integer(raw["redo"], "noise.redo", minimum=0, maximum=100)
         return NoiseLimits(**limits)
+
+    def calibration_section(self, raw: Any) -> Calibration:
+        """``calibration: {target_s: 0.05, budget_s: 60}`` (how ``size: auto`` calibrates); defaults where absent."""
+        if raw is None:
+            return Calibration()
+        if not isinstance(raw, dict):
+            self.fail(
+                "calibration", f"must be a mapping such as {{target_s: 0.05, budget_s: 60}}, got {_kind(raw)}"
+            )
+        self.known_keys(raw, ("target_s", "budget_s"), "calibration.")
+        got = {k: self.number(raw[k], f"calibration.{k}", maximum=MAX_TIMEOUT_S) for k in raw}
+        return Calibration(**got)
 
     def partial_params(self, raw: Any, key: str, option_names: set) -> list[dict]:
         if not isinstance(raw, list):

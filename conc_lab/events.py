@@ -47,6 +47,17 @@ class Warned(Event):
 
 
 @dataclass(frozen=True)
+class Calibrating(Event):
+    """One step of ``size: auto`` for ``workload``: a task of ``size`` took ``task_s`` seconds,
+    ``elapsed_s`` into its calibration."""
+
+    workload: str
+    size: int
+    task_s: float
+    elapsed_s: float
+
+
+@dataclass(frozen=True)
 class Calibrated(Event):
     """``size: auto`` resolved for ``workload``: one task of ``size`` takes ``task_s`` seconds."""
 

@@ -206,12 +206,28 @@ def _calibrate(
     config: Config, trials: list[Trial], search_path: list[str], state: ResumeState | None, emit: EventHandler
 ) -> tuple[list[Trial], dict[str, int]]:
     """Trials with ``size: auto`` resolved (a resumed sweep reuses its sizes), and the sizes chosen."""
+    settings = config.calibration
+
+    def calibrated(found: calibration.Calibration) -> None:
+        emit(events.Calibrated(found.workload, found.size, found.task_s))
+        if found.stopped:
+            emit(
+                events.Warned(
+                    f"size auto: {found.workload} got size {found.size} ({found.task_s * 1e3:.3g} ms a task, "
+                    f"under the {settings.target_s * 1e3:.3g} ms target): {found.stopped}; "
+                    "give it a size, or raise calibration.budget_s"
+                )
+            )
+
     try:
         return calibration.resolve_auto_sizes(
             trials,
             search_path,
             state.calibrated_sizes if state else {},
-            on_calibrated=lambda w, size, s: emit(events.Calibrated(w, size, s)),
+            target_s=settings.target_s,
+            on_calibrated=calibrated,
+            budget_s=settings.budget_s,
+            on_step=lambda w, size, task_s, elapsed_s: emit(events.Calibrating(w, size, task_s, elapsed_s)),
         )
     except calibration.CalibrationFailed as exc:
         raise ConfigError(config.path, "matrix.size", str(exc)) from None

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -35,14 +37,42 @@ class FakeWork:
         return task
 
 
-def test_grows_fast_then_doubles_and_stops_at_first_size_over_target():
+def test_doubles_and_stops_at_first_size_over_target():
     work = FakeWork(per_unit=1e-6)  # target 50 ms needs 50_000 units
-    size, seconds = cal.calibrate(work, 0.05, clock=work.clock)
-    assert size == 65536 and seconds == pytest.approx(0.065536)
+    size, seconds, stopped = cal.calibrate(work, 0.05, clock=work.clock)
+    assert size == 65536 and seconds == pytest.approx(0.065536) and stopped is None
     assert size / 2 * 1e-6 < 0.05 <= seconds, "the smallest power of two over the target"
-    # x8 while far below the target, then x2 near it: few calls, little time spent.
-    assert work.sizes[:5] == [1, 1, 8, 64, 512]
-    assert len(work.sizes) < 15
+    # doubling: the steps below the target cost less than the target itself
+    assert work.sizes[:5] == [1, 1, 2, 4, 8]
+    assert work.now < 3 * seconds + 0.05
+
+
+class ExponentialWork(FakeWork):
+    """One call 'takes' per_unit * 2**size seconds: it grows far faster than its size (as fib does)."""
+
+    def __call__(self, task: int, size: int) -> int:
+        self.sizes.append(size)
+        self.now += self.per_unit * 2.0**size
+        return task
+
+
+def test_a_workload_growing_faster_than_its_size_stops_before_a_step_past_the_budget():
+    work = ExponentialWork(per_unit=1e-7)  # size 16: 6.6 ms; size 32: 430 s
+    steps = []
+    size, seconds, stopped = cal.calibrate(
+        work, 0.05, clock=work.clock, budget_s=60, on_step=lambda *a: steps.append(a)
+    )
+    assert size == 16 and seconds == pytest.approx(1e-7 * 2**16)
+    assert max(work.sizes) == 16, "size 32 was never called"
+    assert "size 32 is forecast to take" in stopped and "60 s budget" in stopped
+    assert [s for s, _, _ in steps] == [1, 2, 4, 8, 16], "every timed step is reported"
+    assert work.now < 1
+
+
+def test_a_linear_workload_is_not_stopped_by_the_forecast():
+    work = FakeWork(per_unit=1e-3)  # target 10 s: size 16384; each step is twice the last
+    size, seconds, stopped = cal.calibrate(work, 10.0, clock=work.clock, budget_s=60)
+    assert (size, stopped) == (16384, None) and seconds >= 10.0
 
 
 def test_one_slow_call_cannot_stop_it_early():
@@ -55,7 +85,7 @@ def test_one_slow_call_cannot_stop_it_early():
             work.now += 0.06
         return work(task, size)
 
-    size, _ = cal.calibrate(jittery, 0.05, clock=work.clock)
+    size, _, _ = cal.calibrate(jittery, 0.05, clock=work.clock)
     assert size == 65536
 
 
@@ -80,18 +110,21 @@ def _run_module(*args: str) -> dict:
         cwd="/",
     )
     assert out.returncode == 0, out.stderr
-    return json.loads(out.stdout)
+    return [json.loads(line) for line in out.stdout.splitlines()]
 
 
 def test_module_calibrates_a_real_workload_in_a_fresh_process():
-    got = _run_module("experiments.cpu:sum_squares", "0.02")
+    lines = _run_module("experiments.cpu:sum_squares", "0.02")
+    got = lines[-1]
+    steps = [line["step"] for line in lines[:-1]]
+    assert steps[:3] == [1, 2, 4] and steps[-1] == got["size"], "a line per step, then the answer"
     assert got["seconds"] >= 0.02, "the reported time of the chosen size reaches the target"
     assert got["size"] > 1 and got["size"] & (got["size"] - 1) == 0, "sizes grow by powers of two from 1"
 
 
 def test_module_reports_errors_as_data():
-    assert "no attribute" in _run_module("experiments.cpu:nope")["error"]
-    assert "does not take longer" in _run_module("experiments.overhead:noop", "0.001")["error"]
+    assert "no attribute" in _run_module("experiments.cpu:nope")[-1]["error"]
+    assert "does not take longer" in _run_module("experiments.overhead:noop", "0.001")[-1]["error"]
 
 
 # --- size: auto through a sweep ------------------------------------------------------
@@ -163,3 +196,90 @@ def test_config_accepts_auto_and_rejects_other_words(write_config):
     )
     with pytest.raises(ConfigError, match=r"matrix.size\[0\]: must be an integer >= 0 or 'auto'"):
         load_config(bad)
+
+
+def test_config_calibration_key(write_config):
+    from conc_lab.config import ConfigError, load_config
+
+    head = "matrix: {workload: [experiments.cpu:sum_squares], backend: [sequential], size: auto}\n"
+    cfg = load_config(write_config(head + "calibration: {budget_s: 5, target_s: 0.01}"))
+    assert (cfg.calibration.budget_s, cfg.calibration.target_s) == (5.0, 0.01)
+    assert load_config(write_config(head)).calibration.budget_s == 60.0, "60 s unless said"
+    with pytest.raises(ConfigError, match=r"calibration.budget_s: must be a positive number of seconds"):
+        load_config(write_config(head + "calibration: {budget_s: -1}"))
+    with pytest.raises(ConfigError, match=r"calibration.budget: unknown key"):
+        load_config(write_config(head + "calibration: {budget: 5}"))
+
+
+# --- size: auto as a person meets it: the real CLI, lines as they arrive ---------------------------
+
+GROWING = '''
+import time
+
+
+def exp2(task, size):
+    """Time grows as 2**size, as fib's grows as 1.6**size: size 32 would take hours."""
+    for _ in range(2**size):
+        pass
+    return task
+
+
+def hangs_at_16(task, size):
+    """Fine up to size 8; size 16 never returns (a step far past any forecast)."""
+    if size >= 16:
+        time.sleep(3600)
+    return task
+'''
+
+
+def _sweep_lines(tmp_path, workload: str, extra: str = "") -> tuple[int, list[tuple[float, str]]]:
+    """Run ``conclab sweep`` on a one-trial ``size: auto`` matrix; (exit code, [(seconds, line)])."""
+    (tmp_path / "growing.py").write_text(GROWING)
+    config = tmp_path / "auto.yaml"
+    config.write_text(
+        f"name: auto\nrepeats: 1\nwarmup: 0\n{extra}"
+        f"matrix: {{workload: [growing:{workload}], backend: [sequential], size: auto}}\n"
+    )
+    env = dict(os.environ, PYTHONPATH=str(ROOT), COLUMNS="120")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "conc_lab.cli", "sweep", str(config), "--out", str(tmp_path / "r")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
+    t0, lines = time.monotonic(), []
+    for line in proc.stdout:
+        lines.append((time.monotonic() - t0, line.rstrip()))
+    return proc.wait(timeout=120), lines
+
+
+def test_size_auto_on_a_fast_growing_workload_shows_its_steps_and_stops_within_budget(tmp_path):
+    code, lines = _sweep_lines(tmp_path, "exp2")
+    text = "\n".join(line for _, line in lines)
+    assert code == 0, text
+    assert "size auto: calibrating growing:exp2" in text
+    assert re.search(r"^  size 16: [\d.]+ ms$", text, re.M), "the last step is shown with its time"
+    warning = next(line for _, line in lines if "under the 50 ms target" in line)
+    assert "growing:exp2 got size 16" in warning and "size 32 is forecast to take" in warning
+    assert "raise calibration.budget_s" in warning
+    assert "1 runs recorded (0 failed" in text
+    # the sweep really ran at the size chosen
+    import conc_lab
+
+    assert conc_lab.load(tmp_path / "r")["size"].tolist() == [16]
+
+
+def test_a_step_that_hangs_is_killed_at_the_budget_and_the_steps_came_first(tmp_path):
+    code, lines = _sweep_lines(tmp_path, "hangs_at_16", "calibration: {budget_s: 3}\n")
+    text = "\n".join(line for _, line in lines)
+    assert code == 0, text
+    step8 = next(t for t, line in lines if line.startswith("  size 8:"))
+    warned, warning = next((t, line) for t, line in lines if "under the 50 ms target" in line)
+    assert "size 16 was still running when the 3 s budget ran out" in warning
+    assert warned - step8 > 2, "the steps are printed as they happen, not at the end"
+    assert not [line for _, line in lines if "Traceback" in line]
+    import conc_lab
+
+    assert conc_lab.load(tmp_path / "r")["size"].tolist() == [8]

@@ -1,20 +1,33 @@
 """Calibration for ``size: auto``: grow a workload's size until one task takes a target time.
 
-Like pyperf calibrating its loop count, the size starts at 1 and grows (x8 while a call
-is far below the target, then x2) until one call of ``fn(0, size)`` takes at least
-``target_s`` (default 50 ms) twice in a row (so one slow call, e.g. a first-time import,
-cannot stop it early). The total time spent is a few times the target.
+Like pyperf calibrating its loop count, the size starts at 1 and doubles until one call of
+``fn(0, size)`` takes at least ``target_s`` (default 50 ms) twice in a row (so one slow call,
+e.g. a first-time import, cannot stop it early). Doubling, not a bigger factor, because a
+workload's time may grow much faster than its size (``fib(n)`` grows as 1.6**n): one step of x8
+from a size that takes microseconds can take hours. The total time spent is a few times the target.
 
-Run as a module it calibrates one workload in a fresh process and prints JSON, which is
-how the runner uses it (under the sweep's interpreter, unpinned, before any trial)::
+Before each step the next one's time is forecast from the last three: the local exponent
+``k = log2(t / t_prev)`` (time grows as size**k) is extrapolated as it has been changing, so a
+polynomial workload (k steady) and an exponential one (k doubling with each doubling of the
+size) are both forecast right. When that forecast would pass the budget
+(default 60 s for the whole calibration), growth stops at the size reached, below the target, and
+the answer says why. The runner also kills the calibrator at the budget, in case one step runs far
+past its forecast.
 
-    python -m conc_lab.host.calibrate experiments.cpu:sum_squares 0.05
+Run as a module it calibrates one workload in a fresh process and prints JSON lines, one per step
+and then the answer, which is how the runner uses it (under the sweep's interpreter, unpinned,
+before any trial)::
+
+    python -m conc_lab.host.calibrate experiments.cpu:sum_squares 0.05 60
+    {"step": 1, "seconds": 1.2e-06, "elapsed": 0.0}
+    ...
     {"size": 524288, "seconds": 0.061}
 
 Standard library only, Python 3.8 syntax: it runs where the trial host runs.
 """
 
 import json
+import math
 import os
 import sys
 import time
@@ -22,54 +35,96 @@ import time
 from conc_lab.host import protocol
 
 DEFAULT_TARGET_S = 0.05
+DEFAULT_BUDGET_S = 60.0
 #: Largest size tried: past it a workload evidently does not grow with ``size``.
 MAX_SIZE = 1 << 40
-#: Give up when calibration itself has run this many times the target (plus a fixed allowance).
-BUDGET_TARGETS = 40
-BUDGET_EXTRA_S = 30.0
 
 
 class CalibrationError(ValueError):
     """The workload cannot be calibrated (it does not take longer with a larger size, or it fails)."""
 
 
-def calibrate(fn, target_s=DEFAULT_TARGET_S, clock=time.perf_counter):
-    """The smallest size found (growing from 1) where ``fn(0, size)`` takes >= ``target_s``; (size, seconds).
+def calibrate(
+    fn, target_s=DEFAULT_TARGET_S, clock=time.perf_counter, budget_s=DEFAULT_BUDGET_S, on_step=None
+):
+    """(size, seconds, why_stopped): the smallest size (doubling from 1) where ``fn(0, size)`` takes
+    >= ``target_s``; ``why_stopped`` is None then, or says why growth stopped below the target.
+
+    ``on_step(size, seconds, elapsed)`` is called after every timed call.
 
     >>> calibrate(lambda task, size: time.sleep(size / 1000.0), target_s=0.004)[0]
     4
     """
     if not target_s > 0:
         raise CalibrationError("target must be a positive number of seconds, got %r" % (target_s,))
-    budget = BUDGET_TARGETS * target_s + BUDGET_EXTRA_S
     started = clock()
-    size = 1
+    step = _stepper(fn, clock, started, on_step)
+    size, times = 1, []
     fn(0, size)  # first call pays imports and caches
     while True:
-        elapsed = _timed(fn, size, clock)
+        elapsed = step(size)
         if elapsed >= target_s:
-            again = _timed(fn, size, clock)
+            again = step(size)
             if again >= target_s:
-                return size, min(elapsed, again)
+                return size, min(elapsed, again), None
             elapsed = again
-        if size >= MAX_SIZE or clock() - started > budget:
+        if size >= MAX_SIZE:
             raise CalibrationError(
                 "one task still takes %.3g ms at size %d (target %.3g ms): "
                 "the workload does not take longer with size" % (elapsed * 1e3, size, target_s * 1e3)
             )
-        size *= 8 if elapsed < target_s / 16 else 2
+        times.append(max(elapsed, 1e-9))
+        forecast = _forecast(times)
+        spent = clock() - started
+        if spent + forecast * (2 if forecast >= target_s else 1) > budget_s:  # timed twice at the target
+            return (
+                size,
+                elapsed,
+                (
+                    "size %d is forecast to take %s a task, and calibration has %s of its %s budget left"
+                    % (size * 2, _secs(forecast), _secs(max(budget_s - spent, 0.0)), _secs(budget_s))
+                ),
+            )
+        size *= 2
 
 
-def _timed(fn, size, clock):
-    t0 = clock()
-    fn(0, size)
-    return clock() - t0
+def _forecast(times):
+    """The time of one task at twice the last size, from the times of the last sizes (each half the next).
+
+    >>> [round(_forecast(t), 3) for t in ([1.0], [0.5, 1.0], [0.25, 0.5, 1.0], [2**-12, 2**-8, 1.0])]
+    [2.0, 2.0, 2.0, 65536.0]
+    """
+    if len(times) < 2:
+        return times[-1] * 2  # nothing to go by: linear
+    k = max(math.log2(times[-1] / times[-2]), 1.0)  # never forecast less than linear growth
+    if len(times) >= 3:
+        k_prev = math.log2(times[-2] / times[-3])
+        if k_prev >= 1.0 and k > k_prev:  # the exponent is growing: faster than any polynomial
+            k = k * k / k_prev
+    return times[-1] * 2.0**k
+
+
+def _stepper(fn, clock, started, on_step):
+    def step(size):
+        t0 = clock()
+        fn(0, size)
+        seconds = clock() - t0
+        if on_step is not None:
+            on_step(size, seconds, clock() - started)
+        return seconds
+
+    return step
+
+
+def _secs(seconds):
+    """A duration in words: ``_secs(0.0123)`` is ``'12.3 ms'``, ``_secs(75)`` is ``'75 s'``."""
+    return "%.3g ms" % (seconds * 1e3) if seconds < 1 else "%.3g s" % seconds
 
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
-    if not 1 <= len(argv) <= 2:
-        sys.stderr.write("usage: python -m conc_lab.host.calibrate module:function [target_s]\n")
+    if not 1 <= len(argv) <= 3:
+        sys.stderr.write("usage: python -m conc_lab.host.calibrate module:function [target_s [budget_s]]\n")
         return 2
     from conc_lab.host.workload import import_function
 
@@ -79,14 +134,24 @@ def main(argv=None):
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)  # a workload's prints must not corrupt the JSON answer
     os.close(devnull)
+
+    def say(doc):
+        proto_out.write(json.dumps(doc) + "\n")
+        proto_out.flush()
+
+    target = float(argv[1]) if len(argv) > 1 else DEFAULT_TARGET_S
+    budget = float(argv[2]) if len(argv) > 2 else DEFAULT_BUDGET_S
     try:
         fn = import_function(argv[0])
-        size, seconds = calibrate(fn, float(argv[1]) if len(argv) > 1 else DEFAULT_TARGET_S)
+        size, seconds, why = calibrate(
+            fn, target, budget_s=budget, on_step=lambda s, t, e: say({"step": s, "seconds": t, "elapsed": e})
+        )
         answer = {"size": size, "seconds": seconds}
+        if why:
+            answer["stopped"] = why
     except Exception as exc:  # reported as data: the runner turns it into one line for the user
         answer = {"error": "%s: %s" % (type(exc).__name__, exc)}
-    proto_out.write(json.dumps(answer) + "\n")
-    proto_out.flush()
+    say(answer)
     return 0
 
 
