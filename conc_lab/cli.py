@@ -195,9 +195,16 @@ def sweep(
         if not isinstance(exc, ClusterError):
             raise
         _die(str(exc))
+    stopped_table = False
     if not quiet:
-        _print_summary(result.sweep_dir, wide)
+        try:
+            _print_summary(result.sweep_dir, wide)
+        except KeyboardInterrupt:  # every run is saved: Ctrl-C only cuts the table short
+            stopped_table = True
+            console.print("\n[yellow]table cut short[/] (Ctrl-C); every run is saved", highlight=False)
     _print_outcome(result, config, out, resume, shard=shard, cluster=cluster, ray_address=ray_address)
+    if stopped_table:
+        raise typer.Exit(130)
 
 
 def _check_sweep_flags(cluster: str | None, ray_address: str | None, shard: str | None) -> None:
@@ -279,7 +286,8 @@ class _SweepRenderer:
         return self.per_node[node_id]
 
     def _Planned(self, e: events.Planned) -> None:
-        self.bar = self.progress.add_task(self.name, total=e.total, last="")
+        if e.total:  # nothing to run (a complete sweep resumed): no empty 0/0 bar
+            self.bar = self.progress.add_task(self.name, total=e.total, last="")
         # the bar counts every run it waits for: warm-ups too, so the header names them
         warmups = e.total - e.measured
         runs = f"{e.measured} measured runs" + (f" + {warmups} warm-up" if warmups else "")

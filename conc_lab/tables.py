@@ -132,6 +132,26 @@ def _fit_notes(cols: dict[str, list[str]], width: int) -> list[str]:
     return ["notes: " + ", ".join(f"{mark} {name}" for mark, name in used.items())]
 
 
+def _wrap_list(line: str, width: int) -> list[str]:
+    """A ``key: a 1, b 2, ...`` caption cut between items, never inside one, continued under its first.
+
+    >>> _wrap_list("size: count_primes 2000, sum_squares 750000, sleep 5", 40)
+    ['size: count_primes 2000,', '      sum_squares 750000, sleep 5']
+    """
+    head, sep, rest = line.partition(": ")
+    items = rest.split(", ") if sep else [line]
+    indent = " " * (len(head) + 2) if sep else ""
+    lines, current = [], (head + sep if sep else "")
+    for i, item in enumerate(items):
+        piece = item + ("," if i < len(items) - 1 else "")
+        if cell_len(current) + cell_len(piece) > width and current.strip() and current != head + sep:
+            lines.append(current.rstrip())
+            current = indent
+        current += piece + " "
+    lines.append(current.rstrip())
+    return lines
+
+
 def summary_table(summary: pd.DataFrame, width: int = 100, *, color: bool = False) -> str:
     """The summary as a table of at most ``width`` columns (see the module docstring); text."""
     if summary.empty:
@@ -173,7 +193,8 @@ def summary_table(summary: pd.DataFrame, width: int = 100, *, color: bool = Fals
         file=buf, width=width, force_terminal=color, color_system="auto" if color else None, highlight=False
     )
     for line in caption:
-        console.print(line, markup=False)
+        for part in _wrap_list(line, width):
+            console.print(part, markup=False, soft_wrap=True)
     console.print(table, markup=False)
     for line in legend:
         console.print(line, markup=False, soft_wrap=True)

@@ -148,6 +148,7 @@ def test_sweep_final_table_in_a_terminal_80_columns(cpulike):
     screen = tmux_run(f"python -m conc_lab.cli sweep {config} --out {out} --resume", 80)
     assert "__EXIT_0__" in screen, screen
     assert "is complete: nothing to run" in screen
+    assert "0/0" not in screen, "no empty progress bar when there is nothing to run"
     rows = table_rows(screen)
     assert len(rows) == 3 * 7 and all(re.match(r"(cpu|io):\w+ ", line) for line in rows), screen
 
