@@ -329,7 +329,13 @@ class _SweepRenderer:
         if said is None:
             self._say(f"size auto: calibrating {e.workload} (size: time of one task)")
         if said is None or e.task_s >= 1e-3 or e.elapsed_s - said >= 2.0:
-            took = f"{e.task_s * 1e3:.3g} ms" if e.task_s < 1 else f"{e.task_s:.3g} s"
+            took = (
+                f"{e.task_s * 1e6:.3g} µs"
+                if e.task_s < 1e-3
+                else f"{e.task_s * 1e3:.3g} ms"
+                if e.task_s < 1
+                else f"{e.task_s:.3g} s"
+            )
             self._say(f"  size {e.size:,}: {took}")
             self.calibration_said[e.workload] = e.elapsed_s
 

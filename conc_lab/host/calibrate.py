@@ -93,15 +93,20 @@ def _forecast(times):
 
     >>> [round(_forecast(t), 3) for t in ([1.0], [0.5, 1.0], [0.25, 0.5, 1.0], [2**-12, 2**-8, 1.0])]
     [2.0, 2.0, 2.0, 65536.0]
+    >>> _forecast([2.5e-6, 4.9e-6, 2e-3]) > 60  # 2**size loops: fixed costs hid the growth below
+    True
     """
     if len(times) < 2:
         return times[-1] * 2  # nothing to go by: linear
-    k = max(math.log2(times[-1] / times[-2]), 1.0)  # never forecast less than linear growth
+    k = math.log2(times[-1] / times[-2])  # time grew as size**k over the last doubling
+    k_next = max(k, 1.0)  # never forecast less than linear growth
     if len(times) >= 3:
         k_prev = math.log2(times[-2] / times[-3])
         if k_prev >= 1.0 and k > k_prev:  # the exponent is growing: faster than any polynomial
-            k = k * k / k_prev
-    return times[-1] * 2.0**k
+            k_next = k * k / k_prev
+    if k > 3:  # steeper than cubic: assume exponential (its k doubles as the size doubles); the
+        k_next = max(k_next, 2 * k)  # step before may have been all fixed cost and hidden that
+    return times[-1] * 2.0**k_next
 
 
 def _stepper(fn, clock, started, on_step):
@@ -117,8 +122,16 @@ def _stepper(fn, clock, started, on_step):
 
 
 def _secs(seconds):
-    """A duration in words: ``_secs(0.0123)`` is ``'12.3 ms'``, ``_secs(75)`` is ``'75 s'``."""
-    return "%.3g ms" % (seconds * 1e3) if seconds < 1 else "%.3g s" % seconds
+    """A duration in words.
+
+    >>> [_secs(x) for x in (0.0123, 75, 7200, 1.4e13)]
+    ['12.3 ms', '75 s', '2 h', '1.62e+08 days']
+    """
+    if seconds < 1:
+        return "%.3g ms" % (seconds * 1e3)
+    if seconds < 3600:
+        return "%.3g s" % seconds
+    return "%.3g h" % (seconds / 3600) if seconds < 86400 else "%.3g days" % (seconds / 86400)
 
 
 def main(argv=None):
