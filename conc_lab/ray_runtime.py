@@ -21,7 +21,7 @@ import signal
 import threading
 from collections.abc import Iterator
 
-from conc_lab.host import affinity
+from conc_lab.host import affinity, hygiene, protocol
 from conc_lab.host.backends.ray_backend import ADDRESS_ENV, import_ray, mark_loopback
 
 
@@ -56,6 +56,8 @@ class RayRuntime:
         self.address: str | None = None
         self.started = False
         self._previous_env: str | None = None
+        self._previous_pids: str | None = None
+        self._own_pids: list[int] = []
 
     def open(self) -> RayRuntime:
         address = self.requested or os.environ.get("RAY_ADDRESS") or None
@@ -64,6 +66,7 @@ class RayRuntime:
             if ray.is_initialized():
                 address = ray.get_runtime_context().gcs_address
             else:
+                before = set(hygiene.descendants())
                 with keep_signal_handlers():
                     context = ray.init(
                         address="local",
@@ -75,26 +78,37 @@ class RayRuntime:
                     )
                 address = context.address_info["gcs_address"]
                 self.started = True
+                # What ray.init started here (GCS, raylet and its workers, agents) is the sweep's own:
+                # the hosts leave its CPU time out of the foreign share (host.noise).
+                self._own_pids = sorted(set(hygiene.descendants()) - before)
         else:
             mark_loopback(address)  # the hosts join it; this process needs no Ray
         self.address = address
         self._previous_env = os.environ.get(ADDRESS_ENV)
         os.environ[ADDRESS_ENV] = address
+        self._previous_pids = os.environ.get(protocol.SWEEP_PIDS_ENV)
+        if self._own_pids:
+            os.environ[protocol.SWEEP_PIDS_ENV] = ",".join(map(str, self._own_pids))
         return self
 
     def close(self) -> None:
         if self.address is None:
             return
-        if self._previous_env is None:
-            os.environ.pop(ADDRESS_ENV, None)
-        else:
-            os.environ[ADDRESS_ENV] = self._previous_env
+        for name, previous in (
+            (ADDRESS_ENV, self._previous_env),
+            (protocol.SWEEP_PIDS_ENV, self._previous_pids),
+        ):
+            if previous is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = previous
         if self.started:
             import ray
 
             ray.shutdown()
             self.started = False
         self.address = None
+        self._own_pids = []
 
     def __enter__(self) -> RayRuntime:
         return self.open()

@@ -1,12 +1,13 @@
 """Noise caught per run (#15 item 1), with a real competing process.
 
-The competitor is a busy loop pinned to the trial's core, at a high priority where this
-process may grant one, kept stopped (SIGSTOP) except during chosen runs: the workload's
-``prepare`` hook lets it run (tests/workloads_hostile.py: ``competed``). Its runs must be
-flagged; the runs without it must not be. On a shared machine other processes also take
-CPU during "clean" runs, so this test raises its own sweep's priority when it may (the
-trial host inherits it): what it checks is that conc_lab tells the competed runs from the
-others, not that the machine is quiet. How many runs are flagged on a quiet machine is
+The competitor is busy loops pinned to the trial's core, kept stopped (SIGSTOP) except
+during chosen runs: the workload's ``prepare`` hook lets them run (tests/workloads_hostile.py:
+``competed``). Its runs must be flagged; the runs without it must not be. The loops are
+children of this test process, which runs the sweep in-process: siblings of the trial
+host, as the other work of a notebook kernel that runs a sweep is. (The sweep once counted
+its runner's whole process tree as its own and so never saw them: these tests failed in a
+clean-clone CI run.) What is checked is that conc_lab tells the competed runs from the
+others, not that the machine is quiet; how many runs are flagged on a quiet machine is
 measured by benchmarks/bench_noise.py.
 """
 
@@ -34,42 +35,45 @@ pytestmark = pytest.mark.skipif(CORE is None, reason="needs CPU affinity (Linux)
 #: shares a CPU fairly between sessions (autogroups) first, one loop would get only its
 #: session's share; two dozen take their core whatever the machine's other load.
 COMPETITORS = 24
+#: The foreign share a run must pass to be flagged here. The competed runs measured 0.94-0.97
+#: (the host keeps ~1/25 of its core); the clean ones 0-0.16 at load 12. A clean run passes it
+#: only where three other busy sessions share its core.
+LIMIT = 0.75
 
 
 @pytest.fixture
 def competitor(monkeypatch):
     """Start the stopped busy loops on the trial's core; yields a function naming the calls they run in.
 
-    They are detached (double fork) so they are not in the sweep's own process tree, whose
-    CPU time the foreign share leaves out; each ends by itself after 5 minutes at the latest.
+    They are plain children of this process, which is also the sweep's runner (``runner.sweep``
+    in-process): siblings of the trial host, as a notebook kernel's other work is. The sweep's
+    own processes are the host's tree and the runner alone, so these count as foreign. Each
+    ends by itself after 5 minutes at the latest.
     """
     code = (
-        "import os, time\n"
-        "if os.fork():\n    os._exit(0)\n"
-        f"os.sched_setaffinity(0, {{{CORE}}})\n"
-        "print(os.getpid(), flush=True)\n"
-        "end = time.time() + 300\n"
-        "while time.time() < end:\n    pass\n"
+        f"import os, time\nos.sched_setaffinity(0, {{{CORE}}})\nprint(flush=True)\n"
+        "end = time.time() + 300\nwhile time.time() < end:\n    pass\n"
     )
-    pids = []
+    procs = []
     try:
         for _ in range(COMPETITORS):
             proc = subprocess.Popen(
-                [sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, start_new_session=True
+                [sys.executable, "-c", code], stdout=subprocess.PIPE, start_new_session=True
             )
-            pids.append(int(proc.stdout.readline()))
+            procs.append(proc)
+            proc.stdout.readline()  # pinned by now
             proc.stdout.close()
-            proc.wait()
-            os.kill(pids[-1], signal.SIGSTOP)
+            os.kill(proc.pid, signal.SIGSTOP)
 
         def during(calls):
-            spec = f"{','.join(map(str, pids))}:{','.join(map(str, calls))}"
+            spec = f"{','.join(str(p.pid) for p in procs)}:{','.join(map(str, calls))}"
             monkeypatch.setenv("CONCLAB_TEST_COMPETITOR", spec)
 
         yield during
     finally:
-        for pid in pids:
-            os.kill(pid, signal.SIGKILL)
+        for proc in procs:
+            proc.kill()
+            proc.wait()
 
 
 def _sweep(tmp_path, workload, repeats, noise):
@@ -96,13 +100,11 @@ def _sweep(tmp_path, workload, repeats, noise):
     return result, rows
 
 
-@pytest.mark.skip(
-    reason="failed 3 of 3 tries in a quiet clean-clone CI run: the competitor is not seen (#15 item 1 left open)"
-)
+@pytest.mark.flaky(reruns=2)  # a real machine: others may take most of the core in a clean run
 def test_runs_beside_a_competing_process_are_flagged_and_the_others_are_not(tmp_path, competitor):
     competed = {1, 3, 4}
     competitor(competed)
-    _, rows = _sweep(tmp_path, "competed", 6, {"max_foreign_cpu": 0.9, "max_canary_change": 1.0})
+    _, rows = _sweep(tmp_path, "competed", 6, {"max_foreign_cpu": LIMIT, "max_canary_change": 1.0})
     assert [r["repeat"] for r in rows] == list(range(6))
     for r in rows:
         assert r["status"] == schema.OK and r["correct"] is True
@@ -123,14 +125,12 @@ def test_a_run_after_which_the_canary_is_slower_is_flagged(tmp_path):
         assert "trace function" in r["left_behind"]  # and the host took it off again
 
 
-@pytest.mark.skip(
-    reason="failed 3 of 3 tries in a quiet clean-clone CI run: the competitor is not seen (#15 item 1 left open)"
-)
+@pytest.mark.flaky(reruns=2)  # a real machine: others may take most of the core in a clean run
 def test_noisy_runs_are_redone_and_the_discarded_ones_kept(tmp_path, competitor):
     # calls 0..: repeat 0 clean; repeat 1 competed once then clean; repeat 2 competed three times
     competitor([1, 3, 4, 5])
     result, rows = _sweep(
-        tmp_path, "competed", 3, {"max_foreign_cpu": 0.9, "max_canary_change": 1.0, "redo": 2}
+        tmp_path, "competed", 3, {"max_foreign_cpu": LIMIT, "max_canary_change": 1.0, "redo": 2}
     )
     stored = store_rows(result.sweep_dir).sort_values(["repeat", "started_at"])
     by_repeat = {}

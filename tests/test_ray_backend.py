@@ -132,6 +132,31 @@ def test_without_an_address_a_sweep_starts_a_loopback_runtime_and_stops_it(tmp_p
     assert df["correct"].all() and len(df) == 4
 
 
+def test_a_runtime_the_sweep_starts_is_its_own_in_the_foreign_cpu_share(monkeypatch):
+    """#15 item 1: the hosts count the Ray runtime the runner started (GCS, raylet, its workers) as
+    the sweep's own, not as other processes taking CPU; the runner's other children stay foreign."""
+    from conc_lab.host import hygiene, noise, protocol
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.delenv(protocol.SWEEP_PIDS_ENV, raising=False)
+    with RayRuntime() as runtime:
+        if not runtime.started:
+            pytest.skip("this process was already a Ray driver: no runtime was started")
+        pids = [int(p) for p in os.environ[protocol.SWEEP_PIDS_ENV].split(",")]
+        names = {Path(f"/proc/{p}/comm").read_text().strip() for p in pids if Path(f"/proc/{p}").exists()}
+        assert {"gcs_server", "raylet"} <= names, names
+        ray_cpu = sum(int(x) for pid in pids for x in hygiene.stat_fields(pid)[11:13])
+        assert ray_cpu > 0  # starting Ray took CPU: seen by the hosts as the sweep's, not as noise
+        # as a trial host (a child of this runner) sees it: with the runtime, and without it
+        code = "from conc_lab.host import noise; print(noise.own_cpu_s(), noise.own_cpu_s({}))"
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True
+        )
+        with_ray, without = map(float, out.stdout.split())
+        assert with_ray - without >= ray_cpu * noise._TICK_S * 0.99
+    assert protocol.SWEEP_PIDS_ENV not in os.environ
+
+
 def _python_without_ray() -> str | None:
     from conc_lab.interpreters import InterpreterError, resolve
 

@@ -4,8 +4,12 @@ On a shared machine other processes take CPU during single runs; those runs must
 not averaged in. Around each trial the host records:
 
 * **foreign CPU**: busy time of the run's cores (all cores when unpinned) from /proc/stat,
-  minus the CPU time of the sweep's own process tree (the runner and everything under it:
-  hosts, workers, a Ray runtime it started), as a share of those cores over the trial;
+  minus the CPU time of the sweep's own processes, as a share of those cores over the trial.
+  The sweep's own are exactly: this host and everything under it (the workers), the runner
+  itself (the host's parent) but not its other children, and the trees of the Ray runtime
+  the runner started (``protocol.SWEEP_PIDS_ENV``). Not the runner's whole tree: a runner
+  inside a Jupyter kernel or pytest has other children, and a busy one of them on the
+  run's core is exactly the noise to catch (a subreaper runner even inherits detached ones);
 * **steal**: time the hypervisor gave those cores to other guests, as the same kind of share;
 * a **speed canary**: a short fixed loop timed on each of the run's cores just before and
   just after the trial, in the thread's CPU time. Foreign CPU cannot see a hypervisor that
@@ -23,7 +27,7 @@ Standard library only, Python 3.8 syntax: this runs inside the trial host.
 import os
 import time
 
-from conc_lab.host import affinity, hygiene
+from conc_lab.host import affinity, hygiene, protocol
 
 #: Iterations of the canary loop: about 0.25 ms of pure Python on a 2020s core.
 CANARY_LOOPS = 3000
@@ -72,7 +76,7 @@ class Sample(object):
     def __init__(self, cores=None):
         self.when = time.perf_counter()
         self.cpus = _proc_stat()
-        self.own = _tree_cpu_s(os.getppid())
+        self.own = own_cpu_s()
         self.cores = cores
 
     def since(self, before):
@@ -111,17 +115,41 @@ def _proc_stat():
     return out
 
 
-def _tree_cpu_s(root):
-    """CPU seconds of ``root`` and its descendants, including children they have reaped; None if unknown."""
-    total = 0
-    found = False
-    for pid in [root] + hygiene.descendants(root):
-        fields = hygiene.stat_fields(pid)
-        if len(fields) > 14:
-            # utime stime cutime cstime are fields 14-17 of /proc/PID/stat (11-14 after "state")
-            total += sum(int(x) for x in fields[11:15])
-            found = True
+def own_cpu_s(environ=None):
+    """CPU seconds of the sweep's own processes (see the module doc); None if unknown.
+
+    Each process counts once with its reaped children (cutime, cstime: a worker that ended
+    during the run moves there from its own entry); the runner counts alone (utime, stime),
+    since what it reaped may be anything it started, not the sweep.
+    """
+    environ = os.environ if environ is None else environ
+    roots = [os.getpid()]
+    for text in environ.get(protocol.SWEEP_PIDS_ENV, "").split(","):
+        if text.strip().isdigit():
+            roots.append(int(text))
+    pids = set()
+    for root in roots:
+        if root not in pids:
+            pids.add(root)
+            pids.update(hygiene.descendants(root))
+    total, found = 0, False
+    for pid in pids:
+        ticks = _cpu_ticks(pid, children=True)
+        if ticks is not None:
+            total, found = total + ticks, True
+    runner = os.getppid()
+    if runner not in pids:
+        total += _cpu_ticks(runner, children=False) or 0
     return total * _TICK_S if found else None
+
+
+def _cpu_ticks(pid, children):
+    """utime + stime (+ cutime + cstime) of ``pid`` in clock ticks; None if it is gone."""
+    fields = hygiene.stat_fields(pid)
+    if len(fields) <= 14:
+        return None
+    # utime stime cutime cstime are fields 14-17 of /proc/PID/stat (11-14 after "state")
+    return sum(int(x) for x in fields[11 : 15 if children else 13])
 
 
 def verdict(row, max_foreign_cpu=MAX_FOREIGN_CPU, max_canary_change=MAX_CANARY_CHANGE):

@@ -85,6 +85,9 @@ PATH_ENV = "CONCLAB_PATH"  # os.pathsep-separated folders workloads import from
 PARENT_FD_ENV = "CONCLAB_PARENT_FD"  # read end of the lifeline pipe (see host.__main__._watch_parent)
 RAY_ADDRESS_ENV = "CONCLAB_RAY_ADDRESS"  # the Ray runtime ray trials join
 RAY_NODE_ENV = "CONCLAB_RAY_NODE"  # the Ray node a cluster node's ray trials stay on
+#: Comma-separated pids whose process trees are the sweep's own besides the host's: the Ray
+#: runtime the runner started (host.noise leaves their CPU time out of the foreign share).
+SWEEP_PIDS_ENV = "CONCLAB_SWEEP_PIDS"
 #: Native libraries (BLAS, OpenMP) sized to one pinned core per worker, so they don't oversubscribe.
 THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS")
 
