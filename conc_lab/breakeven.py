@@ -3,10 +3,12 @@ above which a backend beats the plain sequential loop end to end (the break-even
 
 Each curve's end-to-end time is modelled over the work size as ``T(size) = O + r·size``: ``O``
 is the fixed cost (start-up and teardown as measured, plus the run's own fixed part) and ``r``
-the time per unit of work. With two or more sizes measured, ``run_s = c + r·size`` is fitted by
-least squares over every ok run (so there are many more points than the two parameters) and
-``O = median(setup + teardown) + c``; with one size, the run is taken as proportional to the
-size (``c = 0``), and the result says so. The backend breaks even with the sequential loop at
+the time per unit of work. Like the speedups, the model stands on medians: the median ok run
+at each measured size. With two or more sizes, ``run_s = c + r·size`` is fitted by least squares
+through those medians (with two, the line passes through both) and ``O = median(setup +
+teardown) + c``; with one size, the run is taken as proportional to the size (``c = 0``,
+``r = median run / size``), and the result says so. (Means let one slow run move the
+break-even against the median speedups shown beside it.) The backend breaks even with the sequential loop at
 ``size* = (O_backend − O_seq) / (r_seq − r_backend)``: at any size when it costs no more to
 start, never when it is no faster per unit of work.
 """
@@ -16,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from conc_lab.stats import SortedGroups, distinct_per_group, group_codes, ok_runs, sum_by
+from conc_lab.stats import SortedGroups, group_codes, ok_runs, sum_by
 
 
 def end_to_end(df: pd.DataFrame) -> np.ndarray:
@@ -56,23 +58,42 @@ def size_models(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     part = df[ok]
     codes, groups = group_codes(part[keys].astype(object), keys)
     g = len(groups)
-    x = part["size"].to_numpy(dtype=np.float64)
-    y = part["run_s"].to_numpy(dtype=np.float64)
-    n = np.bincount(codes, minlength=g).astype(np.float64)
-    sizes = distinct_per_group(codes, x, g)
+    x, y, curve = _median_runs(
+        codes, part["size"].to_numpy(dtype=np.float64), part["run_s"].to_numpy(dtype=np.float64)
+    )
+    n = np.bincount(curve, minlength=g).astype(np.float64)
+    sizes = n.astype(np.int64)  # one median per distinct size
     with np.errstate(divide="ignore", invalid="ignore"):
-        mx, my = sum_by(codes, x, g) / n, sum_by(codes, y, g) / n
-        dx = x - mx[codes]
-        slope = sum_by(codes, dx * (y - my[codes]), g) / sum_by(codes, dx * dx, g)
+        mx, my = sum_by(curve, x, g) / n, sum_by(curve, y, g) / n
+        dx = x - mx[curve]
+        slope = sum_by(curve, dx * (y - my[curve]), g) / sum_by(curve, dx * dx, g)
         # one size: the run taken as proportional to it (no intercept can be told apart)
         slope = np.where(sizes > 1, slope, my / mx)
         intercept = np.where(sizes > 1, my - slope * mx, 0.0)
     groups["fixed_s"] = _fixed_cost(part, codes, np.ones(len(part), bool), g) + intercept
     groups["per_unit_s"] = slope
     groups["sizes"] = sizes
-    groups["min_size"] = pd.Series(x).groupby(codes).min().reindex(range(g)).to_numpy()
-    groups["max_size"] = pd.Series(x).groupby(codes).max().reindex(range(g)).to_numpy()
+    groups["min_size"] = pd.Series(x).groupby(curve).min().reindex(range(g)).to_numpy()
+    groups["max_size"] = pd.Series(x).groupby(curve).max().reindex(range(g)).to_numpy()
     return groups
+
+
+def _median_runs(
+    codes: np.ndarray, size: np.ndarray, run: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per (curve, size) measured: the size, the median run, and the curve's code.
+
+    Example::
+
+        >>> x, y, curve = _median_runs(np.array([0, 0, 0, 1]), np.array([5.0, 5.0, 5.0, 5.0]), np.array([1.0, 9.0, 2.0, 3.0]))
+        >>> x.tolist(), y.tolist(), curve.tolist()
+        ([5.0, 5.0], [2.0, 3.0], [0, 1])
+    """
+    if not len(codes):
+        return size, run, codes
+    pairs, inverse = np.unique(np.column_stack([codes.astype(np.float64), size]), axis=0, return_inverse=True)
+    medians = SortedGroups(inverse.reshape(-1), run, len(pairs)).quantile(0.5)
+    return pairs[:, 1], medians, pairs[:, 0].astype(np.int64)
 
 
 def break_even_size(fixed_b, per_unit_b, fixed_s, per_unit_s) -> np.ndarray:

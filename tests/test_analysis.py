@@ -449,6 +449,27 @@ def test_break_even_size_from_start_up_cost_and_time_per_unit_of_work():
     )
 
 
+def test_break_even_stands_on_medians_like_the_speedups_beside_it():
+    # #15: one slow run per curve moved the break-even (means) against the median speedups shown
+    # beside it. The loop: 1 s per 100 000 units; processes 0.2 s to start, then 0.5 s: break-even
+    # at 40 000 units, whatever one outlier does to the means.
+    one = pd.DataFrame(
+        runs("sequential", 1, [1.0, 1.0, 1.0, 1.0, 9.0], size=100_000, setup_s=0.0)
+        + runs("multiprocessing", 2, [0.5, 0.5, 0.5, 0.5, 0.6], size=100_000, setup_s=0.2, teardown_s=0.0)
+    )
+    mp = row(summarize(one), backend="multiprocessing")
+    assert mp.speedup == pytest.approx(2.0) and mp.e2e_speedup == pytest.approx(1 / 0.7)
+    assert mp.break_even_size == pytest.approx(40_000)  # means: 0.2 / ((2.6 - 0.52) / 1e5) ≈ 9 600
+    # several sizes: the line goes through each size's median run
+    frames = []
+    for size, outlier in ((10_000, 1.0), (100_000, 0.01), (300_000, 5.0)):
+        frames += runs("sequential", 1, [1e-5 * size] * 4 + [outlier], size=size, setup_s=0.0)
+        frames += runs("multiprocessing", 2, [5e-6 * size] * 5, size=size, setup_s=0.2, teardown_s=0.0)
+    mp = summarize(pd.DataFrame(frames))
+    mp = mp[mp.backend == "multiprocessing"]
+    assert mp.break_even_size.to_numpy() == pytest.approx([40_000] * 3, rel=1e-6)
+
+
 def test_python_api_filters_keep_the_sequential_baseline_and_say_did_you_mean():
     # #12 item 9: conc_lab.summarize(conc_lab.load(p, backend="threading")) gave every speedup NaN
     import conc_lab
