@@ -29,11 +29,17 @@ import time
 
 from conc_lab.host import affinity, hygiene, protocol
 
-#: Iterations of the canary loop: about 0.25 ms of pure Python on a 2020s core.
-CANARY_LOOPS = 3000
-#: Canary rounds per core; the fastest counts. Measured on a loaded 2-core VM: with 5 rounds,
-#: 1 in 100 consecutive canaries differed by more than 25%, with 3 rounds 10 in 100.
-CANARY_ROUNDS = 5
+#: Iterations of one canary round: about 0.1 ms of pure Python on a 2020s core.
+CANARY_LOOPS = 1500
+#: Canary rounds per core; the fastest counts, so a round that an interrupt or a preemption
+#: (cold caches after it) lengthened does not.
+CANARY_ROUNDS = 12
+#: Rounds run first and not counted, on each core: the first round after the host waited for a
+#: request and moved to the core ran 1.47x the later ones (median of 40), the second 1.12x.
+#: With both (benchmarks/bench_canary.py, 40 before/after pairs around 0.05-0.3 s of work, load
+#: ~2): the canary moved > 25% in 2 pairs, against 13 with the earlier 5 rounds of 3000 loops
+#: and no warm-up; it costs ~3.5 ms a core each time instead of ~1.5.
+CANARY_WARMUP_ROUNDS = 3
 #: Defaults of the ``noise:`` config keys.
 MAX_FOREIGN_CPU = 0.1
 MAX_CANARY_CHANGE = 0.25
@@ -51,6 +57,8 @@ def canary(cores):
     for core in sorted(set(cores)) if cores else [None]:
         previous = affinity.pin(core) if core is not None else None
         try:
+            for _ in range(CANARY_WARMUP_ROUNDS):
+                _reference_loop(CANARY_LOOPS)
             best = None
             for _ in range(CANARY_ROUNDS):
                 start = clock()
