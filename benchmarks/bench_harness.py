@@ -1,8 +1,8 @@
 """An independent check of conc_lab's end-to-end speedups (#15 item 5), standard library only.
 
-No conc_lab runner, no trial host, no pinning: plain ``threading.Thread`` and
-``multiprocessing.Process`` (fork, spawn), each timed from the first ``start()`` to the last
-``join()``, against the same work in a plain loop. Two workers, each given half of:
+No conc_lab runner, no trial host: plain ``threading.Thread`` and ``multiprocessing.Process``
+(fork, spawn), each timed from the first ``start()`` to the last ``join()``, against the same
+work in a plain loop. Two workers, each given half of:
 
 * ``sum_squares``: sum of i*i for i < 10^7 (pure Python, holds the GIL);
 * ``sha256``: 64 MiB hashed (32 MiB per worker, C that releases the GIL);
@@ -14,6 +14,17 @@ discarded and said so. In the same run conc_lab sweeps the same halves (``tasks:
 ``size`` the half) in blocks between the harness's rounds, and its end-to-end speedup is
 taken from ``setup_s + run_s`` (``+ teardown_s`` where that column exists and is filled,
 which the output says). Each cell prints both speedups and whether they agree within 5%.
+
+What both sides measure is the same span: from starting the first worker to the last one
+joined, results back, each worker pinned as conc_lab's ``affinity: compact`` pins it
+(``--unpinned`` to leave the harness's free). The sweeps run in a child process, so this
+one stays a small stdlib process whose forks cost what the trial host's do: with conc_lab
+and pandas imported here (115 MiB instead of 13) forking two empty workers took 35-49 ms
+instead of 10-19 (load ~9), enough to move the sleep/fork cell by 10%. What stays
+different by design: conc_lab's workers report ready before the first task is handed out
+(its ``setup_s``), the harness's start working at once; conc_lab's results travel back
+through a pipe (small here: an int, a hex digest); a spawned worker imports this script
+here, conc_lab's host package and the workload there.
 
     python benchmarks/bench_harness.py                 # ~3 min on 2 cores; Markdown table on stdout
     python benchmarks/bench_harness.py --blocks 2 --rounds 2   # quicker, noisier
@@ -27,6 +38,7 @@ import json
 import multiprocessing
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import textwrap
@@ -88,6 +100,23 @@ def half(cell: str, part: int):
     return sleeps(SLEEPS // WORKERS)
 
 
+#: Where each worker runs, as conc_lab's ``affinity: compact`` puts them: worker i on the i-th core this
+#: process may use, the plain loop on the first. Unpinned (``--unpinned``), a worker can move off a core
+#: that another process took, which conc_lab's pinned workers cannot: under load the two then differ
+#: by design, not by error.
+CORES: list = []
+
+
+def pinned_half(cell: str, part: int, cores: list):
+    """``half``, pinned first (in a thread: only that thread) to worker ``part``'s core.
+
+    ``cores`` is passed, not read from ``CORES``: a spawned worker imports this module afresh.
+    """
+    if cores:
+        os.sched_setaffinity(0, {cores[part % len(cores)]})
+    return half(cell, part)
+
+
 CELLS = ("sum_squares", "sha256", "sleep")
 VARIANTS = ("sequential", "threading", "fork", "spawn")
 
@@ -97,15 +126,19 @@ VARIANTS = ("sequential", "threading", "fork", "spawn")
 def run_once(cell: str, variant: str) -> float:
     """Seconds from the first start to the last join (or for the plain loop)."""
     if variant == "sequential":
+        previous = os.sched_getaffinity(0) if CORES else None
         t0 = time.perf_counter()
         for part in range(WORKERS):
-            half(cell, part)
-        return time.perf_counter() - t0
+            pinned_half(cell, 0, CORES) if part == 0 else half(cell, part)
+        elapsed = time.perf_counter() - t0
+        if previous is not None:
+            os.sched_setaffinity(0, previous)
+        return elapsed
     if variant == "threading":
-        workers = [threading.Thread(target=half, args=(cell, p)) for p in range(WORKERS)]
+        workers = [threading.Thread(target=pinned_half, args=(cell, p, CORES)) for p in range(WORKERS)]
     else:
         ctx = multiprocessing.get_context(variant)
-        workers = [ctx.Process(target=half, args=(cell, p)) for p in range(WORKERS)]
+        workers = [ctx.Process(target=pinned_half, args=(cell, p, CORES)) for p in range(WORKERS)]
     t0 = time.perf_counter()
     for w in workers:
         w.start()
@@ -183,21 +216,40 @@ _CELL_OF = {
 }
 
 
-def conclab_block(out: Path, repeats: int):
-    """One conc_lab sweep of the cells; returns its rows."""
-    sys.path.insert(0, str(ROOT))
-    import conc_lab
+#: conc_lab runs in a child process: importing it (pandas, pyarrow) here would make this process
+#: ~9x bigger, and every fork the harness timed afterwards would pay for that (module doc).
+_SWEEP = """
+import sys, conc_lab
+result = conc_lab.sweep(sys.argv[1], out=sys.argv[2])
+print(result.sweep_dir)
+"""
 
+
+def conclab_block(out: Path, repeats: int) -> str:
+    """One conc_lab sweep of the cells, in a child process; returns its sweep folder."""
     out.mkdir(parents=True, exist_ok=True)
     path = out / "harness.yaml"
     path.write_text(json.dumps(config(repeats), indent=1))
-    cwd = os.getcwd()
-    os.chdir(ROOT)  # workloads import from the repository, as `conclab sweep` run there does
-    try:
-        result = conc_lab.sweep(str(path), out=str(out / "results"))
-    finally:
-        os.chdir(cwd)
-    df = conc_lab.load(str(result.sweep_dir))
+    # workloads import from the repository, as `conclab sweep` run there does
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT)] + [os.environ.get("PYTHONPATH", "")]))
+    done = subprocess.run(
+        [sys.executable, "-c", _SWEEP, str(path), str(out / "results")],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"conc_lab's sweep failed:\n{done.stderr[-3000:]}")
+    return done.stdout.strip().splitlines()[-1]
+
+
+def conclab_rows(sweep_dir: str):
+    """The rows of one conc_lab sweep, checked: a failed or wrong run is no figure."""
+    sys.path.insert(0, str(ROOT))
+    import conc_lab
+
+    df = conc_lab.load(sweep_dir)
     bad = df[(df["status"] != "ok") | (df["correct"] == False)]  # noqa: E712 - null: not checkable
     if len(bad):
         raise SystemExit(
@@ -272,19 +324,24 @@ def main() -> None:
         default=MAX_FOREIGN_CPUS,
         help="discard a harness round in which other processes used this many CPUs (default %(default)s)",
     )
+    ap.add_argument(
+        "--unpinned", action="store_true", help="do not pin the harness's workers (conc_lab pins)"
+    )
     args = ap.parse_args()
+    if not args.unpinned and hasattr(os, "sched_setaffinity"):
+        CORES[:] = sorted(os.sched_getaffinity(0))
     h_samples: dict = {}
     discarded: list = []
-    frames = []
+    sweeps = []
     with tempfile.TemporaryDirectory(prefix="conclab-harness-") as tmp:
         for block in range(args.blocks):
             for r in range(args.rounds):
                 harness_round(h_samples, discarded, block * args.rounds + r, args.max_foreign_cpus)
-            frames.append(conclab_block(Path(tmp) / f"b{block}", args.rounds))
+            sweeps.append(conclab_block(Path(tmp) / f"b{block}", args.rounds))
             print(f"block {block + 1}/{args.blocks} done", file=sys.stderr)
-    if not h_samples:
-        raise SystemExit(f"every harness round was discarded as noisy: {discarded}")
-    c_samples, parts = conclab_samples(frames)
+        if not h_samples:
+            raise SystemExit(f"every harness round was discarded as noisy: {discarded}")
+        c_samples, parts = conclab_samples([conclab_rows(d) for d in sweeps])
     n_h = len(h_samples[(CELLS[0], VARIANTS[0])])
     n_c = min(len(v) for v in c_samples.values())
     print(table(speedups(h_samples), speedups(c_samples), n_h, n_c, parts))
