@@ -1,6 +1,10 @@
 """The figures of #15 items 2-4: scaling-law fits, break-even sizes, and why each backend is not faster.
 
-Run: ``python benchmarks/bench_why.py [--out DIR] [--cpu-results SWEEP_DIR] [--skip-cpu]``
+Run: ``python benchmarks/bench_why.py [--only causes,break-even,workers,cpu] [--out DIR] [--cpu-results SWEEP_DIR]``
+
+By default the break-even sizes and the attribution (``--only break-even,causes``); the fits
+are ``benchmarks/bench_fits.py``'s (cpu.yaml's work at 1-4 workers), ``--only workers,cpu``
+still runs the older pair here.
 
 1. USL and bounded Amdahl fitted side by side on a ``configs/cpu.yaml`` sweep (or a finished one),
    with the forecasts at 4, 8, 16, 64 workers (* = extrapolated beyond the worker counts measured).
@@ -146,9 +150,13 @@ def main() -> None:
     ap.add_argument("--out", default=None, help="where the sweeps go (default: a temporary folder)")
     ap.add_argument("--cpu-results", default=None, help="a finished configs/cpu.yaml sweep to fit")
     ap.add_argument(
-        "--skip-cpu", action="store_true", help="leave out the cpu.yaml sweep (it is the long one)"
+        "--only", default="break-even,causes", help="comma-separated parts: causes, break-even, workers, cpu"
     )
     args = ap.parse_args()
+    parts = set(args.only.split(","))
+    unknown = parts - {"causes", "break-even", "workers", "cpu"}
+    if unknown:
+        raise SystemExit(f"--only: unknown part {sorted(unknown)[0]!r} (causes, break-even, workers, cpu)")
     out = Path(args.out or tempfile.mkdtemp(prefix="bench-why-"))
     out.mkdir(parents=True, exist_ok=True)
     print(f"uptime before: {uptime()}")
@@ -156,10 +164,13 @@ def main() -> None:
     for name, text in (("break-even", BREAK_EVEN), ("causes", CAUSES), ("workers", WORKERS)):
         configs[name] = out / f"{name}.yaml"
         configs[name].write_text(textwrap.dedent(text))
-    causes(sweep_frame(configs["causes"], out / "causes"))
-    break_even(sweep_frame(configs["break-even"], out / "break-even"))
-    scaling(sweep_frame(configs["workers"], out / "workers"), "1-4 workers on 2 cores")
-    if not args.skip_cpu:
+    if "break-even" in parts:
+        break_even(sweep_frame(configs["break-even"], out / "break-even"))
+    if "causes" in parts:
+        causes(sweep_frame(configs["causes"], out / "causes"))
+    if "workers" in parts:
+        scaling(sweep_frame(configs["workers"], out / "workers"), "1-4 workers on 2 cores")
+    if "cpu" in parts:
         scaling(sweep_frame(ROOT / "configs" / "cpu.yaml", out / "cpu", reuse=args.cpu_results))
     print(f"\nuptime after: {uptime()}")
     sys.stdout.flush()
