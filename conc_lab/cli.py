@@ -324,19 +324,14 @@ class _SweepRenderer:
         self.progress.console.print(f"[yellow]node lost:[/] {e.hostname} {e.node_id[:8]}: {e.error}")
 
     def _Calibrating(self, e: events.Calibrating) -> None:
+        from conc_lab.host.calibrate import seconds_text
+
         # Steps of microseconds fly by; a line for each step worth waiting for, and one every 2 s.
         said = self.calibration_said.get(e.workload)
         if said is None:
             self._say(f"size auto: calibrating {e.workload} (size: time of one task)")
         if said is None or e.task_s >= 1e-3 or e.elapsed_s - said >= 2.0:
-            took = (
-                f"{e.task_s * 1e6:.3g} µs"
-                if e.task_s < 1e-3
-                else f"{e.task_s * 1e3:.3g} ms"
-                if e.task_s < 1
-                else f"{e.task_s:.3g} s"
-            )
-            self._say(f"  size {e.size:,}: {took}")
+            self._say(f"  size {e.size:,}: {seconds_text(e.task_s)}")
             self.calibration_said[e.workload] = e.elapsed_s
 
     def _Calibrated(self, e: events.Calibrated) -> None:

@@ -25,6 +25,7 @@ from conc_lab.dispatch import Dispatch, LocalDispatch
 from conc_lab.events import EventHandler
 from conc_lab.executor import REDONE_ROWS, TrialExecutor
 from conc_lab.host import affinity
+from conc_lab.host.calibrate import seconds_text
 from conc_lab.matrix import Trial, check_size
 from conc_lab.plan import Plan, ResumeState, Run
 
@@ -213,8 +214,8 @@ def _calibrate(
         if found.stopped:
             emit(
                 events.Warned(
-                    f"size auto: {found.workload} got size {found.size} ({found.task_s * 1e3:.3g} ms a task, "
-                    f"under the {settings.target_s * 1e3:.3g} ms target): {found.stopped}; "
+                    f"size auto: {found.workload} got size {found.size} ({seconds_text(found.task_s)} a task, "
+                    f"under the {seconds_text(settings.target_s)} target): {found.stopped}; "
                     "give it a size, or raise calibration.budget_s"
                 )
             )

@@ -47,26 +47,26 @@ def test_doubles_and_stops_at_first_size_over_target():
     assert work.now < 3 * seconds + 0.05
 
 
-class ExponentialWork(FakeWork):
-    """One call 'takes' per_unit * 2**size seconds: it grows far faster than its size (as fib does)."""
+class CubicWork(FakeWork):
+    """One call 'takes' per_unit * size**3 seconds: doubling the size costs 8 times more."""
 
     def __call__(self, task: int, size: int) -> int:
         self.sizes.append(size)
-        self.now += self.per_unit * 2.0**size
+        self.now += self.per_unit * size**3
         return task
 
 
-def test_a_workload_growing_faster_than_its_size_stops_before_a_step_past_the_budget():
-    work = ExponentialWork(per_unit=1e-7)  # size 16: 6.6 ms; size 32: 430 s
+def test_growth_stops_before_a_step_forecast_past_the_budget():
+    work = CubicWork(per_unit=1e-6)  # size 128: 2.1 s; size 256: 16.8 s; target 30 s, budget 10 s
     steps = []
     size, seconds, stopped = cal.calibrate(
-        work, 0.05, clock=work.clock, budget_s=60, on_step=lambda *a: steps.append(a)
+        work, 30.0, clock=work.clock, budget_s=10, on_step=lambda *a: steps.append(a)
     )
-    assert size == 16 and seconds == pytest.approx(1e-7 * 2**16)
-    assert max(work.sizes) == 16, "size 32 was never called"
-    assert "size 32 is forecast to take" in stopped and "60 s budget" in stopped
-    assert [s for s, _, _ in steps] == [1, 2, 4, 8, 16], "every timed step is reported"
-    assert work.now < 1
+    assert size == 128 and seconds == pytest.approx(1e-6 * 128**3)
+    assert max(work.sizes) == 128, "size 256 was never called"
+    assert stopped.startswith("size 256 is forecast to take 16.8 s a task") and "10 s budget" in stopped
+    assert [s for s, _, _ in steps] == [2**i for i in range(8)], "every timed step is reported"
+    assert work.now < 10
 
 
 def test_a_linear_workload_is_not_stopped_by_the_forecast():
@@ -217,10 +217,9 @@ GROWING = '''
 import time
 
 
-def exp2(task, size):
-    """Time grows as 2**size, as fib's grows as 1.6**size: size 32 would take hours."""
-    for _ in range(2**size):
-        pass
+def cubic(task, size):
+    """Takes size**3 µs: size 128 takes 2.1 s, size 256 would take 16.8 s."""
+    time.sleep(size**3 / 1e6)
     return task
 
 
@@ -254,20 +253,20 @@ def _sweep_lines(tmp_path, workload: str, extra: str = "") -> tuple[int, list[tu
     return proc.wait(timeout=120), lines
 
 
-def test_size_auto_on_a_fast_growing_workload_shows_its_steps_and_stops_within_budget(tmp_path):
-    code, lines = _sweep_lines(tmp_path, "exp2")
+def test_size_auto_shows_its_steps_and_stops_growing_before_the_budget(tmp_path):
+    code, lines = _sweep_lines(tmp_path, "cubic", "calibration: {target_s: 30, budget_s: 10}\n")
     text = "\n".join(line for _, line in lines)
     assert code == 0, text
-    assert "size auto: calibrating growing:exp2" in text
-    assert re.search(r"^  size 16: [\d.]+ ms$", text, re.M), "the last step is shown with its time"
-    warning = next(line for _, line in lines if "under the 50 ms target" in line)
-    assert "growing:exp2 got size 16" in warning and "size 32 is forecast to take" in warning
+    assert "size auto: calibrating growing:cubic" in text
+    assert re.search(r"^  size 128: 2\.\d+ s$", text, re.M), "the last step is shown with its time"
+    warning = next(line for _, line in lines if "under the 30 s target" in line)
+    assert "growing:cubic got size 128" in warning and "size 256 is forecast to take" in warning
     assert "raise calibration.budget_s" in warning
     assert "1 runs recorded (0 failed" in text
     # the sweep really ran at the size chosen
     import conc_lab
 
-    assert conc_lab.load(tmp_path / "r")["size"].tolist() == [16]
+    assert conc_lab.load(tmp_path / "r")["size"].tolist() == [128]
 
 
 def test_a_step_that_hangs_is_killed_at_the_budget_and_the_steps_came_first(tmp_path):
