@@ -502,14 +502,12 @@ def signature_problem(ref: str, fn: Any) -> str | None:
 @contextlib.contextmanager
 def _workload_path(config_dir: Path | None) -> Iterator[None]:
     """``workload_search_path`` in front of ``sys.path`` for the duration, as the trial host has it."""
-    added = [p for p in workload_search_path(config_dir) if p not in sys.path]
-    sys.path[:0] = added
+    saved = sys.path[:]
+    host_workload.search_first(workload_search_path(config_dir))
     try:
         yield
     finally:
-        for p in added:
-            if p in sys.path:
-                sys.path.remove(p)
+        sys.path[:] = saved
 
 
 def _did_you_mean_function(ref: str, missing: host_workload.MissingFunction) -> str:

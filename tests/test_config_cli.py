@@ -316,3 +316,50 @@ def test_expand_prints_json_and_csv_of_every_trial_and_keeps_the_table(tmp_path)
     assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [
         "error: --format: unknown format 'yaml'; use one of table, json, csv"
     ]
+
+
+# --- the workload measured is the one beside the config, not a same-named module above it ---
+
+
+def test_the_workload_beside_the_config_wins_over_a_same_named_module_in_the_folder_above(tmp_path):
+    """Run from the config's folder (as `cd proj && conclab sweep x.yaml` does): `python -m` puts
+    that folder first on sys.path, and the config's parent, added after it, must not get in front."""
+    (tmp_path / "mywork.py").write_text("def work(task, size):\n    raise RuntimeError('the wrong mywork')\n")
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    (proj / "mywork.py").write_text(
+        "def work(task, size):\n    return sum(i * i for i in range(size * (task + 1)))\n"
+    )
+    (proj / "x.yaml").write_text(
+        textwrap.dedent(
+            """\
+            name: x
+            repeats: 1
+            warmup: 0
+            matrix:
+              workload: [mywork:work]
+              backend: [sequential, threading, multiprocessing]
+              workers: [2]
+              tasks: [2]
+              size: [auto]
+            calibration: {target_s: 0.005}
+            backend_options:
+              multiprocessing: {start_method: [fork, spawn]}
+            """
+        )
+    )
+    env = {**ENV, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run(
+        [*CLI, "sweep", "x.yaml", "--out", "r", "-q"],
+        capture_output=True,
+        text=True,
+        cwd=proj,
+        env=env,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "wrong mywork" not in proc.stderr
+    import conc_lab
+
+    df = conc_lab.load(proj / "r")
+    assert len(df) == 4 and (df["status"] == "ok").all() and df["correct"].all(), df[["backend", "error"]]

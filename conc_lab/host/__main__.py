@@ -16,7 +16,7 @@ import os
 import sys
 
 from conc_lab.host import affinity, backends, hygiene, measure, noise, protocol
-from conc_lab.host.workload import import_function, lacks
+from conc_lab.host.workload import import_function, lacks, search_first
 
 
 def handle(request, workloads):
@@ -103,7 +103,7 @@ def main():
     _watch_parent()
     # User code resolves relative imports (experiments.*) against the directory the sweep runs from.
     extra = protocol.search_path(os.environ)
-    sys.path[:0] = [p for p in extra if p not in sys.path]
+    search_first(extra)
 
     def send(obj):
         proto_out.write(json.dumps(obj, default=repr) + "\n")

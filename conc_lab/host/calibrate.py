@@ -140,10 +140,10 @@ def main(argv=None):
     if not 1 <= len(argv) <= 3:
         sys.stderr.write("usage: python -m conc_lab.host.calibrate module:function [target_s [budget_s]]\n")
         return 2
-    from conc_lab.host.workload import import_function
+    from conc_lab.host.workload import import_function, search_first
 
     extra = protocol.search_path(os.environ)
-    sys.path[:0] = [p for p in extra if p not in sys.path]
+    search_first(extra)
     proto_out = os.fdopen(os.dup(1), "w")
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)  # a workload's prints must not corrupt the JSON answer

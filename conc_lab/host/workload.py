@@ -22,6 +22,23 @@ class NotCallable(TypeError):
     """The name was found, but is not a function (or other callable)."""
 
 
+def search_first(paths):
+    """Put ``paths`` at the front of ``sys.path``, in their order, even those already on it.
+
+    Order decides which of two same-named modules is the workload: the sweep's folder before
+    its config's project root before that root's parent, whatever ``sys.path`` held before
+    (``python -m`` puts the working directory first, which must not push it behind the parent).
+
+    >>> saved = sys.path[:]
+    >>> sys.path[:] = ["/b", "/a", "/c"]
+    >>> search_first(["/a", "/b"]); sys.path
+    ['/a', '/b', '/c']
+    >>> sys.path[:] = saved
+    """
+    paths = list(paths)
+    sys.path[:] = paths + [p for p in sys.path if p not in paths]
+
+
 def import_function(ref):
     """Import ``module:function`` (``function`` may be dotted: ``Class.method``) and return it.
 

@@ -20,7 +20,7 @@ import sys
 import threading
 
 from conc_lab.host import affinity, measure
-from conc_lab.host.workload import import_function
+from conc_lab.host.workload import import_function, search_first
 
 
 def is_async(fn):
@@ -176,7 +176,7 @@ def _short_traceback(limit=4000):
 
 def process_main(index, core, ref, size, tasks_q, conn, path):
     """Entry point of a multiprocessing worker (module-level so spawn and forkserver can import it)."""
-    sys.path[:0] = [p for p in path if p not in sys.path]
+    search_first(path)
     try:
         fn = import_function(ref)
         measure.reset_peak_rss()

@@ -26,7 +26,7 @@ import time
 from conc_lab.host import hygiene, measure, protocol
 from conc_lab.host.backends import Backend
 from conc_lab.host.backends._worker import Collector, _short_traceback, run_worker
-from conc_lab.host.workload import import_function, lacks
+from conc_lab.host.workload import import_function, lacks, search_first
 
 ADDRESS_ENV = protocol.RAY_ADDRESS_ENV
 NODE_ENV = protocol.RAY_NODE_ENV
@@ -65,7 +65,7 @@ class _RayWorker(object):
     """One worker: runs task units one call at a time, pinned to its core for each unit."""
 
     def __init__(self, index, core, ref, size, path, node):
-        sys.path[:0] = [p for p in path if p not in sys.path]
+        search_first(path)
         self.index, self.core, self.size, self.node = index, core, size, node
         self.fn = import_function(ref)
         self.user = self.sys = 0.0

@@ -39,7 +39,7 @@ _SOURCES = (
 #: Run inside each new interpreter: its sys.path, the queue module, the workload, one step function.
 _SETUP = """
 import sys
-sys.path[:0] = [p for p in %(path)r if p not in sys.path]
+sys.path[:] = %(path)r + [p for p in sys.path if p not in %(path)r]  # workload.search_first
 import pickle
 from time import perf_counter as _clock  # measure.clock, without measure's imports (json, socket, ...)
 import %(queues)s
