@@ -95,7 +95,8 @@ def sweep(
     """Run every trial of a matrix and store one row per measured run under ``out/<name>/<sweep_id>``.
 
     ``on_event(event)`` is told each ``conc_lab.events`` event: ``Planned``, ``RunFinished``
-    (every run, warm-ups included), ``Warned``, ``Calibrated``, ``RayStarted``. Ctrl-C stops
+    (every run, warm-ups included), ``Warned``, ``Calibrating`` (each step of ``size: auto``), ``Calibrated``,
+    ``RayStarted``. Ctrl-C stops
     after saving what ran; the result says ``interrupted`` and ``sweep(..., resume=True)``
     runs what is missing.
 
