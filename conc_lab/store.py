@@ -70,34 +70,54 @@ def new_sweep_id() -> str:
 
 
 def preflight(out: str | os.PathLike) -> None:
-    """Fail now, not after an hour, if results cannot be written under ``out``."""
+    """Fail now, not after an hour, if results cannot be written under ``out``.
+
+    The folders it makes to find out are removed again: a sweep refused later (an unreachable
+    cluster, a config error) leaves nothing behind; the sweep's writer makes them for good.
+
+    >>> import tempfile
+    >>> out = Path(tempfile.mkdtemp()) / "results"
+    >>> preflight(out); out.exists()
+    False
+    """
     out = Path(out)
+    made: list[Path] = []
     try:
-        make_dirs(out)
+        made = make_dirs(out)
         probe = out / f".conclab-probe-{os.getpid()}"
         probe.write_bytes(b"x")
         probe.unlink()
+        free = shutil.disk_usage(out).free
     except OSError as exc:
         raise StoreError(f"{out}: results directory is not writable ({exc.strerror or exc})") from None
-    free = shutil.disk_usage(out).free
+    finally:
+        for folder in reversed(made):
+            with contextlib.suppress(OSError):  # not empty: a sweep beside this one wrote there meanwhile
+                folder.rmdir()
     if free < MIN_FREE_BYTES:
         raise StoreError(f"{out}: only {free >> 20} MiB free; need at least {MIN_FREE_BYTES >> 20} MiB")
 
 
-def make_dirs(path: Path) -> None:
-    """``mkdir -p`` whose new folders are 0o755 whatever the umask: never world-writable."""
+def make_dirs(path: Path) -> list[Path]:
+    """``mkdir -p`` whose new folders are 0o755 whatever the umask: never world-writable.
+
+    Returns the folders it made, outermost first.
+    """
     missing = []
     while not path.exists():
         missing.append(path)
         if path.parent == path:
             break
         path = path.parent
+    made = []
     for folder in reversed(missing):
         try:
             folder.mkdir(mode=_DIR_MODE)
         except FileExistsError:  # made meanwhile by a sweep beside this one
             continue
         os.chmod(folder, _DIR_MODE)
+        made.append(folder)
+    return made
 
 
 def _fsync_dir(path: Path) -> None:

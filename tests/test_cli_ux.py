@@ -440,7 +440,7 @@ def test_an_unreachable_cluster_fails_in_one_line_and_leaves_no_folder(tmp_path)
         "(is `ray start --head` running on that machine, on that port?)"
     ], proc.stderr
     assert "Traceback" not in proc.stderr and "GCS" not in proc.stderr
-    assert not (out / "good").exists(), list(out.rglob("*"))  # no sweep folder, empty or not
+    assert not out.exists(), list(out.rglob("*"))  # nothing made: no sweep folder, nor its parents
 
 
 # --- the progress display (#12 item 13) ----------------------------------------------------------
