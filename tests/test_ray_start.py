@@ -15,13 +15,16 @@ import conc_lab
 from conc_lab import store
 
 # Named cpu, as the README's configs/cpu.yaml, so its lines run unchanged; small enough for CI.
+# Long enough for both nodes: Ray prestarts workers for a new job on the driver's node only, so
+# the other node's runner starts a fresh worker (Python, Ray, conc_lab: 2-4 s here), and with
+# 6 x 0.8 s of work the head had sometimes done it all by then (seen: 1 node in the rows).
 CPU = """\
 name: cpu
 repeats: 1
 warmup: 0
 timeout_s: 60
 matrix:
-  workload: [{workload: experiments.io:sleep, size: [400, 401, 402]}]  # long enough for both nodes
+  workload: [{workload: experiments.io:sleep, size: [800, 801, 802]}]  # 2 tasks: 1.6 s a run
   backend: [sequential, threading]
   workers: [1]
   tasks: [2]
@@ -76,9 +79,6 @@ def test_readme_job_submit_as_written_puts_results_where_it_says(ray_start, tmp_
     assert not (workdir / "results").exists()
 
 
-@pytest.mark.skip(
-    reason="not yet seen passing on this machine (issue #13 item 4, left open in the closing note)"
-)
 @pytest.mark.parametrize("ray_start", ["token-on"], indirect=True)
 def test_token_auth_refusal_names_the_cause_and_the_fix_in_one_line(ray_start, tmp_path):
     workdir = _workdir(tmp_path)
