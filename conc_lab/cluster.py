@@ -10,7 +10,8 @@ pinning, answer check) that ``conclab sweep`` uses on one machine. So:
   ever in flight per node), so trials never share a node's cores;
 * nodes that share a machine (the same kernel boot id: pods, containers, or several
   ``ray start`` on one host) share its cores: each trial is given cores no trial running
-  beside it holds, and waits for them when there are none (``CorePool``);
+  beside it holds, and waits for them when there are none (``CorePool``); freed cores go to
+  the node that has waited longest, so with more nodes than cores every node still takes part;
 * rows come back to the driver, which alone writes the store: no shared filesystem;
 * a node that dies loses its actor; the run it held goes back to the front of the queue
   and runs again on another node. A node whose actor died is given no new one until Ray
@@ -38,10 +39,11 @@ from pathlib import Path
 from conc_lab import events, schema
 from conc_lab.dispatch import Dispatch, Skip
 from conc_lab.events import EventHandler
-from conc_lab.executor import TrialExecutor, trial_row
-from conc_lab.host import affinity, protocol
+from conc_lab.executor import trial_row
+from conc_lab.host import affinity
 from conc_lab.host.backends.ray_backend import import_ray
 from conc_lab.matrix import Trial
+from conc_lab.node_runner import NodeRunner
 from conc_lab.plan import Run
 from conc_lab.ray_runtime import keep_signal_handlers
 
@@ -58,24 +60,6 @@ LOOKAHEAD = 64
 #: How long a node whose actor died, but that Ray still lists alive, gets no new actor. Ray
 #: notices a dead node after its health checks fail (about 15 s by default).
 SUSPECT_S = 30.0
-BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
-
-
-def machine_id() -> str:
-    """Which machine this process runs on: the kernel's boot id, else the hostname.
-
-    Ray nodes in pods or containers on one host have hostnames of their own but share the
-    kernel, and with it the cores; a boot id is new at every boot of every machine.
-
-    >>> machine_id() == machine_id()
-    True
-    """
-    try:
-        return "boot:" + BOOT_ID.read_text().strip()
-    except OSError:
-        return "host:" + socket.gethostname()
-
-
 #: How long the check that something listens at a cluster's address waits for an answer.
 CONNECT_TIMEOUT_S = 5.0
 
@@ -146,59 +130,6 @@ def _stderr_to(file) -> Iterator[None]:
         sys.stderr.flush()
         os.dup2(saved, 2)
         os.close(saved)
-
-
-class NodeRunner:
-    """Runs trial runs on its node with the local executor; one per node, one call at a time."""
-
-    def __init__(
-        self,
-        sweep_name: str,
-        sweep_id: str,
-        affinity_mode,
-        timeout_s: float,
-        search_path: list[str],
-        noise_limits=None,
-    ):
-        import ray
-
-        context = ray.get_runtime_context()
-        self.node_id = context.get_node_id()
-        # The node's ray trials join this cluster and stay on this node (see ray_backend).
-        os.environ[protocol.RAY_ADDRESS_ENV] = context.gcs_address
-        os.environ[protocol.RAY_NODE_ENV] = self.node_id
-        path = list(dict.fromkeys(list(search_path) + [os.getcwd()]))
-        self.executor = TrialExecutor(
-            sweep_name,
-            sweep_id,
-            affinity_mode,
-            timeout_s,
-            path,
-            node_id=self.node_id,
-            noise_limits=noise_limits,
-        )
-        self.allowed = affinity.available_cores()
-
-    def where(self) -> tuple[str, list[int]]:
-        """This node's machine (``machine_id``) and the cores it may use there."""
-        return machine_id(), self.allowed
-
-    def execute(
-        self, params: dict, repeat: int, warmup: bool = False, cores: list[int] | None = None
-    ) -> tuple[dict, float]:
-        """The run's row, and the seconds this node spent inside its trial host for it.
-
-        ``cores``: the cores the driver gave this run; the executor plans the trial's pinning
-        inside them (it plans within this thread's affinity).
-        """
-        if affinity.SUPPORTED:  # explicit cores outside this node's set are the executor's to refuse
-            os.sched_setaffinity(0, [c for c in cores or () if c in self.allowed] or self.allowed)
-        before = self.executor.measured_s
-        row = self.executor.execute(Trial(**params), repeat, warmup)
-        return row, self.executor.measured_s - before
-
-    def close(self) -> None:
-        self.executor.close()
 
 
 class CorePool:
@@ -279,6 +210,7 @@ class ClusterDispatch(Dispatch):
         self.failures: dict[str, int] = {}
         self.dropped: set[str] = set()
         self.suspect: dict[str, float] = {}  # node id -> when its actor died while Ray listed it alive
+        self.idle_since: dict[str, float] = {}  # node id -> when its runner last became free
         self.nodes_used = 0
         self.measured_total_s = 0.0  # summed over nodes
 
@@ -337,9 +269,11 @@ class ClusterDispatch(Dispatch):
                 yield from self._collect(pending)
 
     def _send(self, pending: deque, skip: Skip) -> Iterator[tuple[Run, None]]:
-        """Give every idle node the first queued run whose cores are free; yield skipped runs."""
+        """Give every idle node, longest idle first, the first queued run whose cores are free;
+        yield skipped runs."""
         busy_nodes = {entry[0] for entry in self.busy.values()}
-        for nid in [n for n in self.actors if n not in busy_nodes and n in self.where]:
+        idle = [n for n in self.actors if n not in busy_nodes and n in self.where]
+        for nid in sorted(idle, key=lambda n: self.idle_since.get(n, 0.0)):
             machine, allowed = self.where[nid]
             i = 0
             while i < min(len(pending), LOOKAHEAD):
@@ -368,6 +302,7 @@ class ClusterDispatch(Dispatch):
                 continue
             nid, run, attempt, cores = self.busy.pop(ref)
             self.pool.give(self.where[nid][0], cores)
+            self.idle_since[nid] = time.monotonic()
             try:
                 row, measured = self.ray.get(ref)
             except RayActorError as exc:
@@ -415,6 +350,7 @@ class ClusterDispatch(Dispatch):
             self._lose(nid, _first_line(exc))
             return
         self.where[nid] = (machine, list(allowed))
+        self.idle_since[nid] = time.monotonic()
 
     def _lose(self, nid: str, why: str) -> None:
         actor = self.actors.pop(nid, None)

@@ -87,9 +87,6 @@ print(json.dumps({"ok": result.ok, "recorded": result.recorded, "dir": str(resul
 """
 
 
-@pytest.mark.skip(
-    reason="failed in a quiet clean-clone CI run; passed when first written (#13 item 6 left open)"
-)
 def test_a_killed_node_costs_its_run_one_attempt_and_its_logs_stay_out(ray_start, tmp_path):
     doomed = ray_start.add_node()
     ray_start.wait_nodes(3)
@@ -109,7 +106,8 @@ def test_a_killed_node_costs_its_run_one_attempt_and_its_logs_stay_out(ray_start
             continue
         seen.append(json.loads(line))
         if not killed and seen[-1].get("row_node") == doomed_id:
-            time.sleep(0.3)  # inside its next 0.7 s trial
+            # Three nodes share 2 cores: the node is running its next trial or waiting for a core
+            # (it gets the next freed one); either way the call it gets next is lost with it.
             os.kill(ray_start.raylet_pid(doomed), signal.SIGKILL)
             killed = True
     stderr = proc.stderr.read()

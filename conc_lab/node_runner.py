@@ -1,0 +1,86 @@
+"""What runs on each node of a cluster sweep: ``NodeRunner``, the Ray actor ``ClusterDispatch`` places there.
+
+Kept apart from ``cluster`` (the driver's side), and light: every node imports this module when
+its runner starts, once per sweep, so it imports the executor and nothing of the driver's
+(planning, the store, pandas): on a node that is about a second less before its first trial.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+from conc_lab.executor import TrialExecutor
+from conc_lab.host import affinity, protocol
+from conc_lab.matrix import Trial
+
+BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
+
+
+def machine_id() -> str:
+    """Which machine this process runs on: the kernel's boot id, else the hostname.
+
+    Ray nodes in pods or containers on one host have hostnames of their own but share the
+    kernel, and with it the cores; a boot id is new at every boot of every machine.
+
+    >>> machine_id() == machine_id()
+    True
+    """
+    try:
+        return "boot:" + BOOT_ID.read_text().strip()
+    except OSError:
+        return "host:" + socket.gethostname()
+
+
+class NodeRunner:
+    """Runs trial runs on its node with the local executor; one per node, one call at a time."""
+
+    def __init__(
+        self,
+        sweep_name: str,
+        sweep_id: str,
+        affinity_mode,
+        timeout_s: float,
+        search_path: list[str],
+        noise_limits=None,
+    ):
+        import ray
+
+        context = ray.get_runtime_context()
+        self.node_id = context.get_node_id()
+        # The node's ray trials join this cluster and stay on this node (see ray_backend).
+        os.environ[protocol.RAY_ADDRESS_ENV] = context.gcs_address
+        os.environ[protocol.RAY_NODE_ENV] = self.node_id
+        path = list(dict.fromkeys(list(search_path) + [os.getcwd()]))
+        self.executor = TrialExecutor(
+            sweep_name,
+            sweep_id,
+            affinity_mode,
+            timeout_s,
+            path,
+            node_id=self.node_id,
+            noise_limits=noise_limits,
+        )
+        self.allowed = affinity.available_cores()
+
+    def where(self) -> tuple[str, list[int]]:
+        """This node's machine (``machine_id``) and the cores it may use there."""
+        return machine_id(), self.allowed
+
+    def execute(
+        self, params: dict, repeat: int, warmup: bool = False, cores: list[int] | None = None
+    ) -> tuple[dict, float]:
+        """The run's row, and the seconds this node spent inside its trial host for it.
+
+        ``cores``: the cores the driver gave this run; the executor plans the trial's pinning
+        inside them (it plans within this thread's affinity).
+        """
+        if affinity.SUPPORTED:  # explicit cores outside this node's set are the executor's to refuse
+            os.sched_setaffinity(0, [c for c in cores or () if c in self.allowed] or self.allowed)
+        before = self.executor.measured_s
+        row = self.executor.execute(Trial(**params), repeat, warmup)
+        return row, self.executor.measured_s - before
+
+    def close(self) -> None:
+        self.executor.close()
