@@ -238,7 +238,9 @@ class ClusterDispatch(Dispatch):
                 try:
                     ray.init(address=self.address, log_to_driver=False, configure_logging=False)
                 except (ConnectionError, RuntimeError, ValueError) as exc:
-                    self._connected_here = False
+                    # Not connected: close() must not call Ray, whose calls connect on their own
+                    # (ray.wait would ray.init() a local runtime, or join whichever one ran last).
+                    self._connected_here, self.ray = False, None
                     said.seek(0)
                     raise ClusterError(
                         connect_error(self.address, exc, said.read().decode(errors="replace"))

@@ -83,6 +83,10 @@ def test_readme_job_submit_as_written_puts_results_where_it_says(ray_start, tmp_
 def test_token_auth_refusal_names_the_cause_and_the_fix_in_one_line(ray_start, tmp_path):
     workdir = _workdir(tmp_path)
     env = {k: v for k, v in ray_start.env.items() if k != "RAY_AUTH_MODE"}  # as a user who missed it
+    # Where a Ray runtime started by this sweep would put its files (before: after the refusal,
+    # ray.wait in the clean-up auto-connected: it started a local runtime, or hung for minutes
+    # joining whichever runtime on this machine ran last).
+    env["RAY_TMPDIR"] = str(tmp_path / "raytmp")
     argv = ray_start.readme_line(_readme("conclab sweep"))
     result = ray_start.run(argv, cwd=workdir, env=env, timeout=300)
     out = (result.stdout + result.stderr).strip()
@@ -92,3 +96,4 @@ def test_token_auth_refusal_names_the_cause_and_the_fix_in_one_line(ray_start, t
     assert "token authentication is on" in errors[0]
     assert "gcs_client" not in out and "Traceback" not in out  # Ray's retry lines are not dumped
     assert not (workdir / "results").exists()  # nothing written
+    assert not list((tmp_path / "raytmp").glob("**/session_*"))  # no Ray runtime started
