@@ -227,6 +227,7 @@ def test_resume_hint_reproduces_out_and_shard_and_completes(tmp_path):
         text=True,
         cwd=REPO,
         env=_env(),
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as test_resume explains
     )
     deadline = time.monotonic() + 120
     while not any(p.stat().st_size for p in [*out.rglob("journal*"), *out.rglob("*.parquet")]):

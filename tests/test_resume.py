@@ -77,7 +77,15 @@ def start(args: list[str], tag: str, program: list[str] = CLI) -> subprocess.Pop
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
+        preexec_fn=ctrl_c_as_in_a_terminal,
     )
+
+
+def ctrl_c_as_in_a_terminal() -> None:
+    """In the child: SIGINT back to its default, as a terminal's foreground job has it. pytest run
+    in the background of a non-interactive shell (`.ci/run &`) ignores SIGINT, its children inherit
+    that, and Python then installs no KeyboardInterrupt handler: Ctrl-C would be tested as ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def survivors(tag: str, within_s: float = 5.0) -> list[int]:
