@@ -335,7 +335,9 @@ class _SweepRenderer:
             self.calibration_said[e.workload] = e.elapsed_s
 
     def _Calibrated(self, e: events.Calibrated) -> None:
-        self._say(f"size auto: {e.workload} → {e.size} ({e.task_s * 1e3:.0f} ms per task)")
+        from conc_lab.host.calibrate import seconds_text
+
+        self._say(f"size auto: {e.workload} → {e.size} ({seconds_text(e.task_s)} per task)")
 
 
 def _final_line(result, resumed: bool = False) -> str:

@@ -129,10 +129,10 @@ class NoiseLimits:
 
 
 @dataclass(frozen=True)
-class Calibration:
+class CalibrationSettings:
     """How ``size: auto`` calibrates: the time one task should take, and the most it may spend.
 
-    >>> Calibration().budget_s
+    >>> CalibrationSettings().budget_s
     60.0
     """
 
@@ -170,7 +170,7 @@ class Config:
     # noise: {max_foreign_cpu, max_canary_change, redo}: when a run is noisy, and how often it is redone
     noise: NoiseLimits = field(default_factory=lambda: NoiseLimits())
     # calibration: {target_s, budget_s}: not in the fingerprint (a resumed sweep reuses its sizes)
-    calibration: Calibration = field(default_factory=Calibration)
+    calibration: CalibrationSettings = field(default_factory=CalibrationSettings)
     path: str | None = None
     source_text: str = ""  # the file as read, kept in the sweep's manifest
 
@@ -739,17 +739,17 @@ class _Validator:
             limits["redo"] = self.integer(raw["redo"], "noise.redo", minimum=0, maximum=100)
         return NoiseLimits(**limits)
 
-    def calibration_section(self, raw: Any) -> Calibration:
+    def calibration_section(self, raw: Any) -> CalibrationSettings:
         """``calibration: {target_s: 0.05, budget_s: 60}`` (how ``size: auto`` calibrates); defaults where absent."""
         if raw is None:
-            return Calibration()
+            return CalibrationSettings()
         if not isinstance(raw, dict):
             self.fail(
                 "calibration", f"must be a mapping such as {{target_s: 0.05, budget_s: 60}}, got {_kind(raw)}"
             )
         self.known_keys(raw, ("target_s", "budget_s"), "calibration.")
         got = {k: self.number(raw[k], f"calibration.{k}", maximum=MAX_TIMEOUT_S) for k in raw}
-        return Calibration(**got)
+        return CalibrationSettings(**got)
 
     def partial_params(self, raw: Any, key: str, option_names: set) -> list[dict]:
         if not isinstance(raw, list):

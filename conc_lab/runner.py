@@ -95,10 +95,9 @@ def sweep(
     """Run every trial of a matrix and store one row per measured run under ``out/<name>/<sweep_id>``.
 
     ``on_event(event)`` is told each ``conc_lab.events`` event: ``Planned``, ``RunFinished``
-    (every run, warm-ups included), ``Warned``, ``Calibrating`` (each step of ``size: auto``), ``Calibrated``,
-    ``RayStarted``. Ctrl-C stops
-    after saving what ran; the result says ``interrupted`` and ``sweep(..., resume=True)``
-    runs what is missing.
+    (every run, warm-ups included), ``Warned``, ``Calibrating`` (each step of ``size: auto``),
+    ``Calibrated``, ``RayStarted``. Ctrl-C stops after saving what ran; the result says
+    ``interrupted`` and ``sweep(..., resume=True)`` runs what is missing.
 
     ``shard="3/10"`` runs only the third of ten deterministic slices of the trials (see
     ``plan.shard_trials``; ``store.merge`` joins the shards). ``cluster=ADDRESS`` runs the

@@ -139,16 +139,18 @@ def _wrap_list(line: str, width: int) -> list[str]:
     ['size: count_primes 2000,', '      sum_squares 750000, sleep 5']
     """
     head, sep, rest = line.partition(": ")
-    items = rest.split(", ") if sep else [line]
-    indent = " " * (len(head) + 2) if sep else ""
-    lines, current = [], (head + sep if sep else "")
-    for i, item in enumerate(items):
-        piece = item + ("," if i < len(items) - 1 else "")
-        if cell_len(current) + cell_len(piece) > width and current.strip() and current != head + sep:
-            lines.append(current.rstrip())
-            current = indent
-        current += piece + " "
-    lines.append(current.rstrip())
+    if not sep:
+        return [line]
+    items = rest.split(", ")
+    pieces = [item + "," for item in items[:-1]] + items[-1:]
+    lines, current = [], head + sep + pieces[0]
+    for piece in pieces[1:]:
+        if cell_len(current) + 1 + cell_len(piece) > width:
+            lines.append(current)
+            current = " " * len(head + sep) + piece
+        else:
+            current += " " + piece
+    lines.append(current)
     return lines
 
 

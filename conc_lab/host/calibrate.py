@@ -74,20 +74,16 @@ def calibrate(
         times.append(max(elapsed, 1e-9))
         forecast = _forecast(times)
         spent = clock() - started
-        if spent + forecast * (2 if forecast >= target_s else 1) > budget_s:  # timed twice at the target
-            return (
-                size,
-                elapsed,
-                (
-                    "size %d is forecast to take %s a task, and calibration has %s of its %s budget left"
-                    % (
-                        size * 2,
-                        seconds_text(forecast),
-                        seconds_text(max(budget_s - spent, 0.0)),
-                        seconds_text(budget_s),
-                    )
-                ),
+        cost = forecast * (2 if forecast >= target_s else 1)  # a step that reaches the target is timed twice
+        if spent + cost > budget_s:
+            left = max(budget_s - spent, 0.0)
+            why = "size %d is forecast to take %s a task, and calibration has %s of its %s budget left" % (
+                size * 2,
+                seconds_text(forecast),
+                seconds_text(left),
+                seconds_text(budget_s),
             )
+            return size, elapsed, why
         size *= 2
 
 
