@@ -20,7 +20,9 @@ import tracemalloc
 import numpy as np
 import pandas as pd
 
-from conc_lab.analysis import compare, fit_amdahl, summarize, tidy_dtypes
+from conc_lab.analysis.compare import compare
+from conc_lab.analysis.scaling import fit_amdahl
+from conc_lab.analysis.summary import summarize, tidy_dtypes
 
 POINTS = [("sequential", None, 1)] + [
     (backend, method, w)

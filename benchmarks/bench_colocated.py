@@ -109,7 +109,7 @@ def main() -> None:
     args = parser.parse_args()
 
     import conc_lab
-    from conc_lab import runner
+    from conc_lab.run import runner
 
     size = args.size or calibrate(0.5)
     # Both sweeps run in this one process, as from the Python API: Ray is imported once, before

@@ -24,8 +24,8 @@ import time
 from pathlib import Path
 
 import conc_lab
-from conc_lab.analysis import summarize
-from conc_lab.config import parse_config
+from conc_lab.analysis.summary import summarize
+from conc_lab.config.model import parse_config
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -167,8 +167,9 @@ def noise(out: Path) -> None:
 _ONE_SWEEP = """
 import json, sys, time
 import conc_lab
-from conc_lab import runner, store  # imported before the clock starts: pandas takes seconds to import
-from conc_lab.config import parse_config
+from conc_lab.run import runner  # imported before the clock starts: pandas takes seconds to import
+from conc_lab.store import core as store
+from conc_lab.config.model import parse_config
 n, out, cfg_path = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 doc = {"name": "bench-redesign", "repeats": 1, "warmup": 0, "affinity": "compact",
        "matrix": {"workload": ["experiments.overhead:noop"], "backend": ["sequential"], "tasks": [1],

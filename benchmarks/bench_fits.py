@@ -60,9 +60,9 @@ def table(frame: pd.DataFrame) -> str:
 
 
 def report(df: pd.DataFrame) -> None:
-    from conc_lab.report import _fit_view, _prediction_view
-    from conc_lab.scaling import fit_scaling
-    from conc_lab.summary import summarize
+    from conc_lab.analysis.scaling import fit_scaling
+    from conc_lab.analysis.summary import summarize
+    from conc_lab.present.report import _fit_view, _prediction_view
 
     s = summarize(df)
     s = s.assign(method=s["start_method"].fillna("-"), workload=s["workload"].str.rpartition(":")[2])

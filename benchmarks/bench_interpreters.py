@@ -24,8 +24,9 @@ import time
 import yaml
 from _common import ROOT, ms, sweep_frame
 
-from conc_lab import analysis, interpreters
-from conc_lab.trial_host import TrialHost
+from conc_lab.analysis import summary as analysis
+from conc_lab.machine import interpreters
+from conc_lab.run.trial_host import TrialHost
 
 
 def pick() -> list[interpreters.Interpreter]:

@@ -84,9 +84,9 @@ def main() -> None:
     )
     args = ap.parse_args()
 
-    from conc_lab import store
-    from conc_lab.config import load_config
-    from conc_lab.matrix import count
+    from conc_lab.config.model import load_config
+    from conc_lab.plan.matrix import count
+    from conc_lab.store import core as store
 
     rng = random.Random(args.seed)
     work = Path(tempfile.mkdtemp(prefix="bench_kill_resume-"))

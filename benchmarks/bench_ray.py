@@ -105,7 +105,7 @@ def cluster_makespan(out: Path) -> tuple[float, float, int, int]:
     from ray.cluster_utils import Cluster
 
     import conc_lab
-    from conc_lab import runner
+    from conc_lab.run import runner
 
     config = out / "naps.yaml"
     config.write_text(textwrap.dedent(NAPS.format(workers=list(range(1, 41)))))
@@ -140,7 +140,7 @@ def main() -> None:
     args = parser.parse_args()
     os.chdir(ROOT)
 
-    from conc_lab.ray_runtime import RayRuntime
+    from conc_lab.run.ray_runtime import RayRuntime
 
     with tempfile.TemporaryDirectory(prefix="bench-ray-") as tmp:
         tmp = Path(tmp)
@@ -155,7 +155,7 @@ def main() -> None:
 
             config = tmp / "cpu.yaml"
             config.write_text(textwrap.dedent(CPU.format(repeats=args.repeats, size=args.size)))
-            from conc_lab import runner
+            from conc_lab.run import runner
 
             result = runner.sweep(config, tmp / "cpu", ray_address=runtime.address)
             df = sweep_frame(config, tmp, reuse=str(result.sweep_dir))

@@ -48,8 +48,8 @@ def main() -> None:
     )
     args = ap.parse_args()
 
-    from conc_lab.executor import TrialExecutor
-    from conc_lab.matrix import Trial
+    from conc_lab.plan.matrix import Trial
+    from conc_lab.run.executor import TrialExecutor
 
     how = "cold (--no-rewarm)" if args.no_rewarm else "after one untimed run in the new host"
     print(f"timeout {args.timeout:g} s, {args.rounds} rounds, next trial measured {how}; medians")
@@ -93,8 +93,8 @@ def main() -> None:
 def cold_host(rounds: int) -> None:
     """A trial's first run in a fresh host against its later runs there, per backend."""
     from conc_lab.host.affinity import plan
-    from conc_lab.matrix import Trial
-    from conc_lab.trial_host import TrialHost
+    from conc_lab.plan.matrix import Trial
+    from conc_lab.run.trial_host import TrialHost
 
     print(
         f"\ncold host: first run_s / median of runs 2-4, in {rounds} fresh hosts (control: run 3 / runs 2 and 4)"

@@ -21,8 +21,9 @@ import pandas as pd
 import pyarrow as pa
 
 import conc_lab
-from conc_lab import schema, store
-from conc_lab.report import write_report
+from conc_lab import schema
+from conc_lab.present.report import write_report
+from conc_lab.store import core as store
 
 SETS = 37  # size multipliers: parameter sets per workload
 

@@ -64,7 +64,7 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=100_000)
     ap.add_argument("--flush", type=int, default=1000)
     args = ap.parse_args()
-    from conc_lab import store
+    from conc_lab.store import core as store
 
     print("load before:", os.getloadavg())
     work = Path(tempfile.mkdtemp(prefix="bench_store-"))

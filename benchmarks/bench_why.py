@@ -94,9 +94,9 @@ def table(frame: pd.DataFrame) -> str:
 
 
 def scaling(df: pd.DataFrame, what: str = "configs/cpu.yaml") -> None:
-    from conc_lab.report import _fit_view, _prediction_view
-    from conc_lab.scaling import fit_scaling
-    from conc_lab.summary import summarize
+    from conc_lab.analysis.scaling import fit_scaling
+    from conc_lab.analysis.summary import summarize
+    from conc_lab.present.report import _fit_view, _prediction_view
 
     fits = fit_scaling(summarize(df))
     print(f"\n## USL and Amdahl fits ({what})\n")
@@ -106,7 +106,7 @@ def scaling(df: pd.DataFrame, what: str = "configs/cpu.yaml") -> None:
 
 
 def break_even(df: pd.DataFrame) -> None:
-    from conc_lab.summary import summarize
+    from conc_lab.analysis.summary import summarize
 
     s = summarize(df)
     s = s.assign(method=s["start_method"].fillna("-"))
@@ -129,7 +129,7 @@ def break_even(df: pd.DataFrame) -> None:
 
 
 def causes(df: pd.DataFrame) -> None:
-    from conc_lab.attribution import PARTS, attribute
+    from conc_lab.analysis.attribution import PARTS, attribute
 
     att = attribute(df)
     both = pd.concat([df[["workload", "backend", "start_method", "size", "run_s"]], att], axis=1)
@@ -139,7 +139,7 @@ def causes(df: pd.DataFrame) -> None:
     )
     print("\n## attribution per run (shares of workers x wall)\n")
     print(table(view))
-    from conc_lab.summary import summarize
+    from conc_lab.analysis.summary import summarize
 
     print("\n## the dominant cause per trial (summarize's why)\n")
     print(table(summarize(df)[["workload", "backend", "start_method", "size", "median_s", "why"]]))

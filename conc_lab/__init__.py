@@ -14,20 +14,20 @@ This file must therefore stay importable by Python 3.8 and import nothing heavy.
 __version__ = "0.1.0"
 
 _LAZY = {
-    "load": "conc_lab.store",
-    "sweep": "conc_lab.runner",
-    "SweepResult": "conc_lab.runner",
-    "load_config": "conc_lab.config",
-    "Config": "conc_lab.config",
-    "ConfigError": "conc_lab.config",
-    "expand": "conc_lab.matrix",
-    "Trial": "conc_lab.matrix",
-    "summarize": "conc_lab.summary",
-    "compare": "conc_lab.compare",
-    "fit_amdahl": "conc_lab.scaling",
-    "fit_scaling": "conc_lab.scaling",
-    "predict_scaling": "conc_lab.scaling",
-    "write_report": "conc_lab.report",
+    "load": "conc_lab.store.core",
+    "sweep": "conc_lab.run.runner",
+    "SweepResult": "conc_lab.run.runner",
+    "load_config": "conc_lab.config.model",
+    "Config": "conc_lab.config.model",
+    "ConfigError": "conc_lab.config.model",
+    "expand": "conc_lab.plan.matrix",
+    "Trial": "conc_lab.plan.matrix",
+    "summarize": "conc_lab.analysis.summary",
+    "compare": "conc_lab.analysis.compare",
+    "fit_amdahl": "conc_lab.analysis.scaling",
+    "fit_scaling": "conc_lab.analysis.scaling",
+    "predict_scaling": "conc_lab.analysis.scaling",
+    "write_report": "conc_lab.present.report",
 }
 
 __all__ = sorted(_LAZY) + ["__version__"]

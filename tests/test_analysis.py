@@ -12,11 +12,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import mannwhitneyu
 
-from conc_lab.compare import compare, compare_verdict
-from conc_lab.render import render
-from conc_lab.scaling import amdahl_speedup, fit_amdahl, fit_scaling, predict_scaling, usl_speedup
-from conc_lab.stats import mann_whitney_p
-from conc_lab.summary import summarize, tidy_dtypes
+from conc_lab.analysis.compare import compare, compare_verdict
+from conc_lab.analysis.scaling import amdahl_speedup, fit_amdahl, fit_scaling, predict_scaling, usl_speedup
+from conc_lab.analysis.stats import mann_whitney_p
+from conc_lab.analysis.summary import summarize, tidy_dtypes
+from conc_lab.present.render import render
 
 
 def runs(backend: str, workers: int, times, *, status="ok", **extra) -> list[dict]:

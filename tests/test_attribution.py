@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 import conc_lab
-from conc_lab.attribution import PARTS, attribute
-from conc_lab.summary import summarize
+from conc_lab.analysis.attribution import PARTS, attribute
+from conc_lab.analysis.summary import summarize
 
 
 def run(workers, run_s, lanes, *, cpu, setup=0.0, backend="threading", **extra) -> dict:

@@ -7,7 +7,7 @@ import os
 import pytest
 
 from conc_lab.host import affinity
-from conc_lab.trial_host import TrialHost
+from conc_lab.run.trial_host import TrialHost
 
 CORES = affinity.available_cores()
 TWO = len(CORES) >= 2

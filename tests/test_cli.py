@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 import conc_lab
-from conc_lab import matrix
+from conc_lab.plan import matrix
 
 CLI = [sys.executable, "-m", "conc_lab.cli"]
 

@@ -22,8 +22,9 @@ from pathlib import Path
 import pytest
 
 import conc_lab
-from conc_lab import store, tables
-from conc_lab.summary import summarize
+from conc_lab.analysis.summary import summarize
+from conc_lab.present import tables
+from conc_lab.store import core as store
 
 REPO = Path(__file__).resolve().parent.parent
 CLI = [sys.executable, "-m", "conc_lab.cli"]
@@ -256,7 +257,7 @@ def test_resume_hint_reproduces_out_and_shard_and_completes(tmp_path):
 
 
 def test_resume_command_quotes_and_keeps_every_flag():
-    from conc_lab.cli import _resume_command
+    from conc_lab.cli.main import _resume_command
 
     text = _resume_command(
         Path("configs/cpu.yaml"), Path("/r s"), shard="2/5", cluster="10.0.0.1:6379", ray_address=None

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from conc_lab.config import ConfigError, load_config
+from conc_lab.config.model import ConfigError, load_config
 
 GOOD = """
 name: demo

@@ -23,7 +23,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conc_lab.config import AXES, BACKENDS, TOP_KEYS, Config, ConfigError, load_config
+from conc_lab.config.model import AXES, BACKENDS, TOP_KEYS, Config, ConfigError, load_config
 from conc_lab.host import affinity
 
 REPO = Path(__file__).resolve().parent.parent

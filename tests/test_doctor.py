@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from conc_lab import doctor
 from conc_lab.events import Warned
+from conc_lab.machine import doctor
 
 
 def _tree(root: Path, files: dict[str, str]) -> Path:
@@ -118,7 +118,7 @@ def test_real_machine_every_check_answers():
 
 def test_sweep_stores_findings_and_warns_at_most_once(tmp_path, write_config):
     import conc_lab
-    from conc_lab import store
+    from conc_lab.store import core as store
 
     path = write_config(
         """

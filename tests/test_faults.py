@@ -18,12 +18,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conc_lab import runner, store
-from conc_lab.config import parse_config
+from conc_lab.config.model import parse_config
 from conc_lab.events import RunFinished
-from conc_lab.executor import TrialExecutor
 from conc_lab.host.measure import checksum
-from conc_lab.matrix import Trial
+from conc_lab.plan.matrix import Trial
+from conc_lab.run import runner
+from conc_lab.run.executor import TrialExecutor
+from conc_lab.store import core as store
 
 TESTS = str(Path(__file__).resolve().parent)
 REPO = Path(TESTS).parent

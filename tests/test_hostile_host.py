@@ -15,10 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from conc_lab import events, runner, schema, store
-from conc_lab.config import parse_config
-from conc_lab.matrix import Trial
-from conc_lab.trial_host import TrialHost
+from conc_lab import events, schema
+from conc_lab.config.model import parse_config
+from conc_lab.plan.matrix import Trial
+from conc_lab.run import runner
+from conc_lab.run.trial_host import TrialHost
+from conc_lab.store import core as store
 
 TESTS = str(Path(__file__).resolve().parent)
 

@@ -17,11 +17,13 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from conc_lab import analysis, doctor, interpreters, store
+from conc_lab.analysis import summary as analysis
 from conc_lab.cli import app
-from conc_lab.config import ConfigError, load_config
-from conc_lab.runner import sweep
-from conc_lab.trial_host import TrialHost
+from conc_lab.config.model import ConfigError, load_config
+from conc_lab.machine import doctor, interpreters
+from conc_lab.run.runner import sweep
+from conc_lab.run.trial_host import TrialHost
+from conc_lab.store import core as store
 
 #: Versions the matrix test picks its three (or more) interpreters from, oldest first.
 WANTED = ["3.8", "3.10", "3.12", "3.9", "3.11", "3.13"]
@@ -276,7 +278,7 @@ def test_one_matrix_across_three_interpreters(tmp_path, three_pythons, monkeypat
     assert seed_rows[labels].notna().all().all() and (seed_rows[labels] > 0).all().all()
 
     # the report draws threading speedup per Python version
-    from conc_lab.report import write_report
+    from conc_lab.present.report import write_report
 
     page = write_report(df, tmp_path / "report")
     assert (tmp_path / "report" / "python_speedup.png").stat().st_size > 1000

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import tracemalloc
 
-from conc_lab.config import parse_config
-from conc_lab.matrix import Trial, count, expand
+from conc_lab.config.model import parse_config
+from conc_lab.plan.matrix import Trial, count, expand
 
 
 def cfg(matrix: dict, **top) -> object:

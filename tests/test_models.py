@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from conc_lab.executor import TrialExecutor
 from conc_lab.host import affinity
-from conc_lab.matrix import Trial
+from conc_lab.plan.matrix import Trial
+from conc_lab.run.executor import TrialExecutor
 
 TESTS = str(Path(__file__).resolve().parent)
 REPO = Path(TESTS).parent
@@ -304,7 +304,7 @@ def test_an_interpreter_without_the_api_skips_the_trial_with_the_reason(tmp_path
 
 
 def test_doctor_says_how_to_get_a_free_threaded_build_when_none_is_found():
-    from conc_lab import doctor
+    from conc_lab.machine import doctor
 
     found = doctor.interpreters()
     free = [f for f in found if f.status == "ok" and "free-threaded" in f.detail]

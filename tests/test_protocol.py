@@ -10,8 +10,8 @@ from pathlib import Path
 
 from conc_lab import schema
 from conc_lab.host import protocol
-from conc_lab.matrix import Trial
-from conc_lab.trial_host import PACKAGE_ROOT, TrialHost, child_env
+from conc_lab.plan.matrix import Trial
+from conc_lab.run.trial_host import PACKAGE_ROOT, TrialHost, child_env
 
 REPO = Path(__file__).resolve().parent.parent
 PROTOCOL = REPO / "conc_lab" / "host" / "protocol.py"

@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 
 import conc_lab
-from conc_lab import runner
 from conc_lab.events import RayStarted
-from conc_lab.executor import TrialExecutor
 from conc_lab.host import affinity
 from conc_lab.host.backends.ray_backend import _RayWorker, is_loopback
-from conc_lab.matrix import Trial
-from conc_lab.ray_runtime import RayRuntime
+from conc_lab.plan.matrix import Trial
+from conc_lab.run import runner
+from conc_lab.run.executor import TrialExecutor
+from conc_lab.run.ray_runtime import RayRuntime
 
 TESTS = str(Path(__file__).resolve().parent)
 REPO = Path(TESTS).parent
@@ -158,7 +158,7 @@ def test_a_runtime_the_sweep_starts_is_its_own_in_the_foreign_cpu_share(monkeypa
 
 
 def _python_without_ray() -> str | None:
-    from conc_lab.interpreters import InterpreterError, resolve
+    from conc_lab.machine.interpreters import InterpreterError, resolve
 
     for version in ("3.8", "3.9", "3.10", "3.12"):
         try:

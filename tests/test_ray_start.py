@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import conc_lab
-from conc_lab import store
+from conc_lab.store import core as store
 
 # Named cpu, as the README's configs/cpu.yaml, so its lines run unchanged; small enough for CI.
 # Long enough for both nodes: Ray prestarts workers for a new job on the driver's node only, so

@@ -16,7 +16,7 @@ import time
 import pytest
 
 import conc_lab
-from conc_lab import store
+from conc_lab.store import core as store
 
 pytestmark = pytest.mark.parametrize("ray_start", ["token-off"], indirect=True)
 
@@ -76,7 +76,8 @@ matrix:
 
 DRIVER = """
 import json, sys
-from conc_lab import events, runner
+from conc_lab import events
+from conc_lab.run import runner
 def show(event):
     if isinstance(event, events.RunFinished):
         print(json.dumps({"row_node": event.row["node_id"]}), flush=True)

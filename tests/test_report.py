@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 import conc_lab
 from conc_lab.cli import app
-from conc_lab.report import write_report
+from conc_lab.present.report import write_report
 
 SWEEP = """
 name: report-test
@@ -361,7 +361,7 @@ def test_report_draws_every_parameter_set_or_says_what_it_left_out(tmp_path):
 
 
 def test_backend_colours_are_the_same_in_every_report():
-    from conc_lab.report import _curve_colors
+    from conc_lab.present.report import _curve_colors
 
     one = _curve_colors(summarize_frame(_many_workloads(1)))
     no_threads = _many_workloads(1)

@@ -26,9 +26,9 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from conc_lab import store
-from conc_lab.config import load_config
-from conc_lab.matrix import count
+from conc_lab.config.model import load_config
+from conc_lab.plan.matrix import count
+from conc_lab.store import core as store
 
 REPO = Path(__file__).resolve().parent.parent
 CLI = [sys.executable, "-m", "conc_lab.cli"]
@@ -195,7 +195,8 @@ def test_sigkill_at_random_moments_then_resume_stores_every_run_once(sweep_confi
 KILLER = textwrap.dedent(
     """
     import os, signal, sys
-    from conc_lab import runner, store
+    from conc_lab.run import runner
+    from conc_lab.store import core as store
     point, config, out = sys.argv[1], sys.argv[2], sys.argv[3]
     die = lambda: os.kill(os.getpid(), signal.SIGKILL)
     seen = {"warmup": 0, "measured": 0}

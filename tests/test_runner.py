@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import conc_lab
-from conc_lab import runner, store
 from conc_lab.events import Planned, RunFinished
+from conc_lab.run import runner
+from conc_lab.store import core as store
 
 SMALL = """
 name: small

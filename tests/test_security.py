@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conc_lab.config import ConfigError, load_config
+from conc_lab.config.model import ConfigError, load_config
 
 REPO = Path(__file__).resolve().parent.parent
 GOOD = """\
@@ -154,7 +154,9 @@ def test_nothing_in_conc_lab_unpickles_evaluates_or_loads_yaml_unsafely():
 
 @pytest.mark.flaky(reruns=2)  # Ray opens its ports on its own clock
 def test_a_local_ray_runtime_listens_on_loopback_only_with_no_dashboard():
-    ray_runtime = pytest.importorskip("conc_lab.ray_runtime", reason="the Ray runtime is not in this tree")
+    ray_runtime = pytest.importorskip(
+        "conc_lab.run.ray_runtime", reason="the Ray runtime is not in this tree"
+    )
     psutil = pytest.importorskip("psutil")
     pytest.importorskip("ray")
     me = psutil.Process()

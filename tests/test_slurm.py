@@ -17,11 +17,11 @@ import pytest
 from typer.testing import CliRunner
 
 import conc_lab
-from conc_lab import store
 from conc_lab.cli import app
-from conc_lab.config import load_config
-from conc_lab.matrix import expand
-from conc_lab.plan import parse_shard, shard_trials
+from conc_lab.config.model import load_config
+from conc_lab.plan.matrix import expand
+from conc_lab.plan.runs import parse_shard, shard_trials
+from conc_lab.store import core as store
 
 REPO = Path(__file__).resolve().parent.parent
 

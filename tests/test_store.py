@@ -5,7 +5,8 @@ import json
 import pandas as pd
 import pytest
 
-from conc_lab import schema, store
+from conc_lab import schema
+from conc_lab.store import core as store
 
 
 def make_row(i: int, backend: str = "threading", sweep_id: str = "s1") -> dict:

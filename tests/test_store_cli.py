@@ -18,8 +18,9 @@ from pathlib import Path
 import pytest
 
 import conc_lab
-from conc_lab import schema, store
-from conc_lab.merge import PARTIAL_EXIT
+from conc_lab import schema
+from conc_lab.store import core as store
+from conc_lab.store.merge import PARTIAL_EXIT
 
 REPO = Path(__file__).resolve().parent.parent
 CLI = [sys.executable, "-m", "conc_lab.cli"]

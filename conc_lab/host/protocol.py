@@ -1,6 +1,6 @@
 """The runner ⇄ trial host contract: the one place both sides take their names from.
 
-The parent (``conc_lab.trial_host``, ``conc_lab.executor``) and the child
+The parent (``conc_lab.run.trial_host``, ``conc_lab.run.executor``) and the child
 (``python -m conc_lab.host``) speak JSON lines over the host's stdin and stdout::
 
     host   -> runner  {"op": "hello", ...interpreter facts (HELLO_FACTS)...}

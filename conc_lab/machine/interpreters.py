@@ -29,7 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from conc_lab.trial_host import PACKAGE_ROOT
+from conc_lab.host import PACKAGE_ROOT
 
 #: The oldest Python the trial host supports (its code keeps to 3.8 syntax and library).
 MIN_VERSION = (3, 8)
@@ -283,7 +283,7 @@ def check(value: str | None) -> Interpreter:
     >>> check("python0.1")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    conc_lab.interpreters.InterpreterError: no interpreter 'python0.1' on PATH...
+    conc_lab.machine.interpreters.InterpreterError: no interpreter 'python0.1' on PATH...
     """
     path = resolve(value)
     info = probe(path)

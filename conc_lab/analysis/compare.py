@@ -13,7 +13,7 @@ from os import PathLike
 import numpy as np
 import pandas as pd
 
-from conc_lab.stats import (
+from conc_lab.analysis.stats import (
     benjamini_hochberg,
     group_codes,
     mann_whitney_p,
@@ -22,7 +22,7 @@ from conc_lab.stats import (
     ratio_ci,
     run_stats,
 )
-from conc_lab.summary import as_frame, join_key, key_columns, ordered
+from conc_lab.analysis.summary import as_frame, join_key, key_columns, ordered
 
 #: Keys two result sets are matched on by ``compare``: the trial's parameters, not where it ran.
 COMPARE_KEYS = ["workload", "tasks", "size", "backend", "workers", "start_method", "affinity", "options"]

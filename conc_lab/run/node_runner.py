@@ -11,9 +11,9 @@ import os
 import socket
 from pathlib import Path
 
-from conc_lab.executor import TrialExecutor
 from conc_lab.host import affinity, protocol
-from conc_lab.matrix import Trial
+from conc_lab.plan.matrix import Trial
+from conc_lab.run.executor import TrialExecutor
 
 BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 

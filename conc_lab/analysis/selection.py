@@ -11,7 +11,7 @@ Filtering keeps the sequential baseline every speedup is measured against.
 >>> resolve("backend", ["threadin"], ["sequential", "threading"])
 Traceback (most recent call last):
 ...
-conc_lab.selection.SelectError: --backend: no run has backend 'threadin'; did you mean 'threading'?
+conc_lab.analysis.selection.SelectError: --backend: no run has backend 'threadin'; did you mean 'threading'?
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from conc_lab import store
+from conc_lab.store import core as store
 
 SEQUENTIAL = "sequential"
 

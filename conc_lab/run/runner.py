@@ -19,15 +19,19 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from conc_lab import calibration, doctor, environment, events, plan, schema, store
-from conc_lab.config import Config, ConfigError, load_config, workload_search_path
-from conc_lab.dispatch import Dispatch, LocalDispatch
+from conc_lab import events, schema
+from conc_lab.config.model import Config, ConfigError, load_config, workload_search_path
 from conc_lab.events import EventHandler
-from conc_lab.executor import REDONE_ROWS, TrialExecutor
 from conc_lab.host import affinity
 from conc_lab.host.calibrate import seconds_text
-from conc_lab.matrix import Trial, check_size
-from conc_lab.plan import Plan, ResumeState, Run
+from conc_lab.machine import doctor, environment
+from conc_lab.plan import runs as plan
+from conc_lab.plan.matrix import Trial, check_size
+from conc_lab.plan.runs import Plan, ResumeState, Run
+from conc_lab.run import calibration
+from conc_lab.run.dispatch import Dispatch, LocalDispatch
+from conc_lab.run.executor import REDONE_ROWS, TrialExecutor
+from conc_lab.store import core as store
 
 
 @dataclass(frozen=True)
@@ -119,7 +123,7 @@ def sweep(
     check_size(config, shards=shard[1] if shard else 1)  # what cannot finish: refused before any write
     store.preflight(out)
     if cluster is not None:  # before planning, calibrating or naming a sweep folder
-        from conc_lab.cluster import ClusterError, unreachable
+        from conc_lab.run.cluster import ClusterError, unreachable
 
         why = unreachable(cluster)
         if why is not None:
@@ -249,7 +253,7 @@ def _warn_before_running(
 def _dispatch(config: Config, prepared: _Prepared, cluster: str | None, ray_address: str | None) -> Dispatch:
     """Where the runs execute: on this machine, or on the nodes of ``cluster``."""
     if cluster is not None:
-        from conc_lab.cluster import ClusterDispatch  # Ray is imported only for sweeps that use it
+        from conc_lab.run.cluster import ClusterDispatch  # Ray is imported only for sweeps that use it
 
         return ClusterDispatch(
             cluster,

@@ -22,7 +22,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from conc_lab import schema
-from conc_lab.store import (
+from conc_lab.store.core import (
     RUN_KEY,
     StoreError,
     SweepBusy,

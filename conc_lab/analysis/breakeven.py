@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from conc_lab.stats import SortedGroups, group_codes, ok_runs, sum_by
+from conc_lab.analysis.stats import SortedGroups, group_codes, ok_runs, sum_by
 
 
 def end_to_end(df: pd.DataFrame) -> np.ndarray:

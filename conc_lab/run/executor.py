@@ -13,11 +13,11 @@ import os
 import time
 
 from conc_lab import schema
-from conc_lab.config import NoiseLimits
+from conc_lab.config.model import NoiseLimits
 from conc_lab.host import affinity, noise, protocol
-from conc_lab.interpreters import InterpreterError, resolve
-from conc_lab.matrix import Trial
-from conc_lab.trial_host import HostDied, HostTimeout, TrialHost
+from conc_lab.machine.interpreters import InterpreterError, resolve
+from conc_lab.plan.matrix import Trial
+from conc_lab.run.trial_host import HostDied, HostTimeout, TrialHost
 
 #: Key of a row that carries the noisy rows its run replaced (config noise.redo); not a column.
 REDONE_ROWS = "_redone_rows"

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from conc_lab import schema
-from conc_lab.store import (
+from conc_lab.store.core import (
     MANIFEST,
     RUN_KEY,
     StoreError,

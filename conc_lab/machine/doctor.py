@@ -340,7 +340,7 @@ def interpreters() -> list[Finding]:
     >>> any(f.status == "ok" for f in interpreters())
     True
     """
-    from conc_lab import interpreters as interp
+    from conc_lab.machine import interpreters as interp
 
     root = interp.pyenv_root()
     out = []

@@ -11,7 +11,7 @@ size, so speedups compare like with like. The chosen sizes are kept in the sweep
 manifest (``calibrated_sizes``) and in each row's ``size``; a resumed sweep reuses them,
 so its trial ids do not change.
 
->>> from conc_lab.matrix import Trial
+>>> from conc_lab.plan.matrix import Trial
 >>> trials, sizes = resolve_auto_sizes([Trial("experiments.io:sleep", "sequential", 1, 1, 64)])
 >>> trials[0].size, sizes
 (64, {})
@@ -30,9 +30,9 @@ import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
 
-from conc_lab.config import AUTO  # the one spelling of size: auto
+from conc_lab.config.model import AUTO  # the one spelling of size: auto
 from conc_lab.host.calibrate import DEFAULT_BUDGET_S, DEFAULT_TARGET_S
-from conc_lab.trial_host import child_env
+from conc_lab.run.trial_host import child_env
 
 #: Seconds the calibrator may take past its budget (it stops itself before; this is for a step that
 #: runs far past its forecast), and for its first call (imports) when the budget is tiny.

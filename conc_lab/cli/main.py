@@ -22,8 +22,9 @@ from rich.table import Column, Table
 from rich.text import Text
 
 import conc_lab
-from conc_lab import events, matrix, schema
-from conc_lab.config import ConfigError, load_config
+from conc_lab import events, schema
+from conc_lab.config.model import ConfigError, load_config
+from conc_lab.plan import matrix
 
 app = typer.Typer(
     help="conc_lab: threads or processes (or Ray), and how much faster, for your work? "
@@ -160,12 +161,12 @@ def sweep(
     every run succeeded with the sequential answer, 1 when any failed, timed out or was wrong,
     2 for a bad config, 130 when interrupted (resume with --resume).
     """
-    from conc_lab import runner  # pandas and pyarrow load only for commands that need them
-    from conc_lab.store import StoreError
+    from conc_lab.run import runner  # pandas and pyarrow load only for commands that need them
+    from conc_lab.store.core import StoreError
 
     cfg = _load(config)
     _check_sweep_flags(cluster, ray_address, shard)
-    from conc_lab.cluster import results_root  # no Ray import: a relative --out inside a Ray job
+    from conc_lab.run.cluster import results_root  # no Ray import: a relative --out inside a Ray job
 
     out, moved = results_root(out)
     if moved:
@@ -190,7 +191,7 @@ def sweep(
     except (ConfigError, StoreError) as exc:
         _die(str(exc))
     except RuntimeError as exc:  # a cluster that cannot be reached or lost every node
-        from conc_lab.cluster import ClusterError
+        from conc_lab.run.cluster import ClusterError
 
         if not isinstance(exc, ClusterError):
             raise
@@ -213,7 +214,7 @@ def _check_sweep_flags(cluster: str | None, ray_address: str | None, shard: str 
             "--ray-address: a cluster sweep's ray trials run on the --cluster cluster; give one or the other"
         )
     if shard is not None:
-        from conc_lab.plan import parse_shard
+        from conc_lab.plan.runs import parse_shard
 
         try:
             parse_shard(shard)
@@ -376,8 +377,8 @@ def _interrupt(signum, frame):
 
 
 def _print_summary(sweep_dir: Path, wide: bool) -> None:
-    from conc_lab import store
-    from conc_lab.summary import summarize
+    from conc_lab.analysis.summary import summarize
+    from conc_lab.store import core as store
 
     df = store.load(sweep_dir)
     if df.empty:
@@ -393,7 +394,7 @@ def _print_summary(sweep_dir: Path, wide: bool) -> None:
 
 def _table(summary, wide: bool) -> str:
     """The summary for people: fitted to the terminal, or every column with ``wide``."""
-    from conc_lab import render, tables
+    from conc_lab.present import render, tables
 
     if wide:  # as wide as it needs: the reader asked for every column and will scroll
         return render.render(summary, "table", width=10_000)
@@ -429,7 +430,7 @@ def _expand_table(cfg, limit: int) -> None:
     """The first ``limit`` trials at once, then the total (counted, not walked, where it can be)."""
     import itertools
 
-    from conc_lab import tables
+    from conc_lab.present import tables
 
     shown = list(itertools.islice(matrix.expand(cfg), max(limit, 0)))
     table, constant = tables.trials_table(shown)
@@ -464,7 +465,7 @@ def _expand_stream(cfg, fmt: str) -> None:
 
 
 def _load_runs(paths: list[Path], filters: dict, what: str | None = None):
-    from conc_lab import store
+    from conc_lab.store import core as store
 
     pushed = {k: v for k, v in filters.items() if v and k != "workers"}  # workers: see summarize
     try:
@@ -480,7 +481,7 @@ def _load_runs(paths: list[Path], filters: dict, what: str | None = None):
 
 
 def _check_format(fmt: str) -> None:
-    from conc_lab.render import FORMATS
+    from conc_lab.present.render import FORMATS
 
     if fmt not in FORMATS:
         _die(f"--format: unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
@@ -522,8 +523,8 @@ def summarize(
     Every sweep under PATHS is pooled unless --sweep or --latest says which. A filter keeps the
     sequential runs each speedup is measured against; a value that matches no run is an error.
     """
-    from conc_lab import render
-    from conc_lab import summary as summaries
+    from conc_lab.analysis import summary as summaries
+    from conc_lab.present import render
 
     _check_format(fmt)
     wanted = {"workload": workload, "backend": backend, "workers": workers, "size": size}
@@ -544,7 +545,8 @@ def summarize(
 
 def _select(paths: list[Path], sweep_ids: list[str], latest: bool, wanted: dict) -> tuple[list[Path], dict]:
     """The sweep folders and the exact filter values a person's names stand for; exit 2 if none."""
-    from conc_lab import selection, store
+    from conc_lab.analysis import selection
+    from conc_lab.store import core as store
 
     try:
         dirs = selection.sweeps(paths, sweep_ids or (), latest)
@@ -567,8 +569,8 @@ def compare(
     alpha: float = typer.Option(0.05, "--alpha", help="False discovery rate for a significant change."),
 ):
     """Ratio b/a of the median run time per trial, with its interval and a Mann–Whitney test."""
-    from conc_lab import compare as comparing
-    from conc_lab.render import render
+    from conc_lab.analysis import compare as comparing
+    from conc_lab.present.render import render
 
     _check_format(fmt)
     if not 0 < alpha < 1:
@@ -588,7 +590,7 @@ def report(
     """Write PNG plots and one self-contained HTML page (speedup, run times, task timelines, tables)."""
     import time
 
-    from conc_lab.report import write_report
+    from conc_lab.present.report import write_report
 
     t0 = time.perf_counter()
     df = _load_runs(paths, {})
@@ -614,7 +616,7 @@ def doctor(
     """
     import json
 
-    from conc_lab import doctor as checks
+    from conc_lab.machine import doctor as checks
 
     findings = checks.diagnose() + checks.interpreters()
     if as_json:
@@ -650,8 +652,8 @@ def merge(
     when shards are missing, running or incomplete (so `--dependency=afterok` sees it), 2 when
     refused: shards of different configs, a shard there twice, a run in two shards, damage.
     """
-    from conc_lab import merge as merging
-    from conc_lab.store import StoreError
+    from conc_lab.store import merge as merging
+    from conc_lab.store.core import StoreError
 
     try:
         result = merging.merge(results, out)
@@ -687,7 +689,7 @@ def check(
 
     Exit code 0 when all is whole, 1 when anything is damaged or doubled.
     """
-    from conc_lab.check import check as check_store
+    from conc_lab.store.check import check as check_store
 
     report = check_store(paths)
     for line in report.problems:

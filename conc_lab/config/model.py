@@ -69,7 +69,7 @@ TOP_KEYS = (
     "noise",
     "calibration",
 )
-#: ``size: auto``: the size is calibrated before the sweep runs (``conc_lab.calibration``).
+#: ``size: auto``: the size is calibrated before the sweep runs (``conc_lab.run.calibration``).
 AUTO = "auto"
 #: A trial's size: a number the workload is given, or ``AUTO`` until calibration replaces it.
 Size = int | Literal["auto"]
@@ -525,7 +525,7 @@ def check_interpreter(value: str | None) -> str | None:
     """None if the ``python`` value names an interpreter that can host trials, else what is wrong."""
     if value is None:
         return None
-    from conc_lab import interpreters  # probing starts a process: only when a matrix names one
+    from conc_lab.machine import interpreters  # probing starts a process: only when a matrix names one
 
     try:
         interpreters.check(value)
@@ -658,7 +658,7 @@ class _Validator:
         return self.integer(value, key, minimum=1)
 
     def _size_value(self, value: Any, key: str, sizes: dict | None) -> Size:
-        # "auto": calibrated before the sweep runs (conc_lab.calibration)
+        # "auto": calibrated before the sweep runs (conc_lab.run.calibration)
         if value != AUTO and (
             not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= _INT64_MAX
         ):

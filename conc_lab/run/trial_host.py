@@ -19,14 +19,9 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterable
-from pathlib import Path
 
-import conc_lab
-from conc_lab.host import hygiene, protocol
+from conc_lab.host import PACKAGE_ROOT, hygiene, protocol
 
-#: The folder holding the ``conc_lab`` package: put on a child's path, so any interpreter can
-#: run ``python -m conc_lab.host`` from source without conc_lab installed in it.
-PACKAGE_ROOT = str(Path(conc_lab.__file__).resolve().parent.parent)
 THREAD_ENV = protocol.THREAD_ENV
 
 

@@ -12,8 +12,8 @@ import math
 import numpy as np
 import pandas as pd
 
-from conc_lab.compare import COMPARE_KEYS
-from conc_lab.summary import GROUP_KEYS
+from conc_lab.analysis.compare import COMPARE_KEYS
+from conc_lab.analysis.summary import GROUP_KEYS
 
 FORMATS = ("table", "csv", "markdown", "json")
 #: Keys shown in the human table only where they vary.

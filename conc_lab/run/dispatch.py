@@ -19,10 +19,10 @@ from collections.abc import Callable, Iterable, Iterator
 
 from conc_lab import events, schema
 from conc_lab.events import EventHandler
-from conc_lab.executor import TrialExecutor
 from conc_lab.host.workload import lacks
-from conc_lab.matrix import Trial
-from conc_lab.plan import Run
+from conc_lab.plan.matrix import Trial
+from conc_lab.plan.runs import Run
+from conc_lab.run.executor import TrialExecutor
 
 Skip = Callable[[Trial], bool]
 
@@ -77,7 +77,7 @@ class LocalDispatch(Dispatch):
         if missing:
             emit(events.Warned(f"ray trials ({len(ray_trials)}) are skipped: {missing}"))
             return dict.fromkeys(ray_trials, (schema.SKIPPED, missing))
-        from conc_lab.ray_runtime import RayRuntime  # Ray is imported only for sweeps that use it
+        from conc_lab.run.ray_runtime import RayRuntime  # Ray is imported only for sweeps that use it
 
         started = time.perf_counter()
         runtime = RayRuntime(self.ray_address)

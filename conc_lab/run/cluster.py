@@ -37,15 +37,15 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from conc_lab import events, schema
-from conc_lab.dispatch import Dispatch, Skip
 from conc_lab.events import EventHandler
-from conc_lab.executor import trial_row
 from conc_lab.host import affinity
 from conc_lab.host.backends.ray_backend import import_ray
-from conc_lab.matrix import Trial
-from conc_lab.node_runner import NodeRunner
-from conc_lab.plan import Run
-from conc_lab.ray_runtime import keep_signal_handlers
+from conc_lab.plan.matrix import Trial
+from conc_lab.plan.runs import Run
+from conc_lab.run.dispatch import Dispatch, Skip
+from conc_lab.run.executor import trial_row
+from conc_lab.run.node_runner import NodeRunner
+from conc_lab.run.ray_runtime import keep_signal_handlers
 
 #: How often the driver looks for nodes that joined, in seconds.
 NODE_POLL_S = 2.0

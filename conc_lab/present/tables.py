@@ -28,8 +28,8 @@ from rich.cells import cell_len
 from rich.console import Console
 from rich.table import Table
 
-from conc_lab.render import fmt_num, fmt_time
-from conc_lab.selection import short_workload_names  # how a person names workloads
+from conc_lab.analysis.selection import short_workload_names  # how a person names workloads
+from conc_lab.present.render import fmt_num, fmt_time
 
 #: Parameters shown as a column only where they vary; a constant one is named in the caption.
 VARYING_KEYS = ["tasks", "size", "python", "node", "affinity", "options"]

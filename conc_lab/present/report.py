@@ -31,11 +31,10 @@ import numpy as np
 import pandas as pd
 
 from conc_lab import schema
-from conc_lab.attribution import PARTS, attribute, median_rows
-from conc_lab.render import display, fmt_num, fmt_time
-from conc_lab.scaling import amdahl_speedup, fit_scaling, predict_scaling, usl_speedup
-from conc_lab.stats import group_codes
-from conc_lab.summary import (
+from conc_lab.analysis.attribution import PARTS, attribute, median_rows
+from conc_lab.analysis.scaling import amdahl_speedup, fit_scaling, predict_scaling, usl_speedup
+from conc_lab.analysis.stats import group_codes
+from conc_lab.analysis.summary import (
     BACKEND_ORDER,
     GROUP_KEYS,
     SEQUENTIAL,
@@ -46,6 +45,7 @@ from conc_lab.summary import (
     ordered,
     summarize,
 )
+from conc_lab.present.render import display, fmt_num, fmt_time
 
 #: One panel = one parameter set whose backends and worker counts are compared.
 PANEL_KEYS = ["workload", "tasks", "size", "python", "node"]

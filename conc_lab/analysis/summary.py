@@ -2,7 +2,7 @@
 
 Everything here takes the DataFrame that ``conc_lab.load`` returns (one row per trial run,
 columns from ``conc_lab.schema``) and is vectorised over groups with numpy, so a million
-runs summarise in a few seconds. The statistics themselves live in ``conc_lab.stats``.
+runs summarise in a few seconds. The statistics themselves live in ``conc_lab.analysis.stats``.
 
 * The speedup's baseline is the median of the sequential runs of the same workload, tasks,
   size, interpreter and node (same affinity where one exists); its interval combines the two
@@ -22,9 +22,9 @@ import numpy as np
 import pandas as pd
 
 from conc_lab import schema
-from conc_lab.attribution import median_run_why
-from conc_lab.breakeven import break_even_size, describe_break_even, end_to_end, size_models
-from conc_lab.stats import group_codes, ratio_ci, run_stats
+from conc_lab.analysis.attribution import median_run_why
+from conc_lab.analysis.breakeven import break_even_size, describe_break_even, end_to_end, size_models
+from conc_lab.analysis.stats import group_codes, ratio_ci, run_stats
 
 #: Trial parameters that define one summary row; the last ones are optional (filled with
 #: null when a hand-built frame lacks them). ``node`` is ``node_id``, else ``hostname``.
@@ -100,7 +100,7 @@ def as_frame(data: pd.DataFrame | str | PathLike | Sequence) -> pd.DataFrame:
     """``data`` itself if it is a DataFrame, else the store(s) it names, read with ``conc_lab.load``."""
     if isinstance(data, pd.DataFrame):
         return data
-    from conc_lab.store import load  # lazily: analysis works on hand-built frames without the store
+    from conc_lab.store.core import load  # lazily: analysis works on hand-built frames without the store
 
     return load(data)
 
@@ -388,9 +388,9 @@ def summarize(
     ``e2e_s`` (median of start-up + run + teardown, teardown where measured: what a program using the
     backend pays) with ``e2e_speedup`` and its interval, over the sequential loop's end-to-end time;
     ``break_even_size`` and ``break_even`` (the work size above which the backend beats the loop end
-    to end, ``conc_lab.breakeven``);
+    to end, ``conc_lab.analysis.breakeven``);
     ``superlinear`` (workers > 1 and the speedup's whole interval above ``workers``), ``why``
-    (the dominant cause of lost worker-time in the median run, ``conc_lab.attribution``) and
+    (the dominant cause of lost worker-time in the median run, ``conc_lab.analysis.attribution``) and
     ``notes`` (every flag as text, with ``failures``, ``incorrect``, ``no runs``, ``no baseline``).
 
     ``df`` may also be a path to a store, read with ``conc_lab.load``. ``filters`` (a key column
@@ -454,9 +454,9 @@ def resolve_filter(column: str, wanted: object, present: Sequence) -> list:
         >>> resolve_filter("backend", "threadin", ["sequential", "threading"])
         Traceback (most recent call last):
         ...
-        conc_lab.selection.SelectError: backend: no run has backend 'threadin'; did you mean 'threading'?
+        conc_lab.analysis.selection.SelectError: backend: no run has backend 'threadin'; did you mean 'threading'?
     """
-    from conc_lab import selection
+    from conc_lab.analysis import selection
 
     values = list(wanted) if isinstance(wanted, (list, tuple, set)) else [wanted]
     return selection.resolve(column, values, present, label=column)
@@ -486,7 +486,7 @@ def _summarize_selected(data, filters: dict, **options) -> pd.DataFrame:
 
 def as_frame_filtered(data, **filters) -> pd.DataFrame:
     """The store(s) ``data`` names, read with only the rows ``filters`` select (pushed down to Parquet)."""
-    from conc_lab.store import load
+    from conc_lab.store.core import load
 
     return load(data, **filters)
 
