@@ -1,4 +1,10 @@
-"""Shared fixtures. Tests use real processes, real hosts and real Parquet files: no mocks."""
+"""Shared fixtures and the test tiers. Tests use real processes, hosts and Parquet files: no mocks.
+
+Tiers: every test file says what infrastructure it starts with a module-level ``pytestmark``
+(markers are registered in pyproject.toml, with ``--strict-markers``); tests that use the Ray, SLURM
+or ``ray start`` fixtures get that fixture's marker as well, here, so no test can forget it. The
+developer loop (README, "Development") deselects the slow tiers; CI runs everything.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +12,19 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from needs import need
 
 REPO = Path(__file__).resolve().parent.parent
+
+# A fixture that starts infrastructure marks every test that uses it.
+_FIXTURE_MARKS = {"ray_cluster": "ray", "ray_start": "ray_start", "slurm": "slurm"}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        for fixture, mark in _FIXTURE_MARKS.items():
+            if fixture in getattr(item, "fixturenames", ()):
+                item.add_marker(getattr(pytest.mark, mark))
 
 
 @pytest.fixture
@@ -60,9 +77,7 @@ def slurm():
     """
     from slurm_cluster import SlurmCluster, why_not
 
-    reason = why_not()
-    if reason:
-        pytest.skip(reason)
+    need(why_not())
     cluster = SlurmCluster().start()
     try:
         yield cluster
@@ -80,9 +95,7 @@ def ray_start(request):
     """
     from ray_start_cluster import RayStartCluster, why_not
 
-    reason = why_not()
-    if reason:
-        pytest.skip(reason)
+    need(why_not())
     cluster = RayStartCluster(auth=request.param == "token-on").start()
     try:
         yield cluster

@@ -10,6 +10,10 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.inprocess
+
 REPO = Path(__file__).resolve().parent.parent
 PACKAGE = REPO / "conc_lab"
 

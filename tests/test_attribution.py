@@ -12,6 +12,8 @@ import conc_lab
 from conc_lab.analysis.attribution import PARTS, attribute
 from conc_lab.analysis.summary import summarize
 
+pytestmark = pytest.mark.measures
+
 
 def run(workers, run_s, lanes, *, cpu, setup=0.0, backend="threading", **extra) -> dict:
     """One run; ``lanes`` is, per worker, its tasks as (start, end) pairs."""
@@ -127,5 +129,5 @@ def test_real_sweeps_of_known_cause_workloads_are_named_correctly(tmp_path):
     for key, phrase in expected.items():
         if key not in busy:
             assert why[key].startswith(phrase), (key, why[key])
-    if busy:
-        pytest.skip(f"machine too busy to attribute {len(busy)} of 4 trials: {sorted(busy.values())}")
+    # A test that checked no cause has not passed: it is tried again (flaky), then fails.
+    assert len(busy) < len(expected), f"machine too busy to attribute any trial: {sorted(busy.values())}"

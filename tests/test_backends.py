@@ -9,6 +9,8 @@ import pytest
 from conc_lab.host import affinity
 from conc_lab.run.trial_host import TrialHost
 
+pytestmark = pytest.mark.host
+
 CORES = affinity.available_cores()
 TWO = len(CORES) >= 2
 

@@ -15,6 +15,8 @@ import pytest
 from conc_lab.events import Calibrated
 from conc_lab.host import calibrate as cal
 
+pytestmark = pytest.mark.host
+
 ROOT = Path(__file__).resolve().parent.parent
 
 

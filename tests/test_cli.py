@@ -5,8 +5,12 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 import conc_lab
 from conc_lab.plan import matrix
+
+pytestmark = pytest.mark.host
 
 CLI = [sys.executable, "-m", "conc_lab.cli"]
 

@@ -17,6 +17,8 @@ from conc_lab.plan.runs import parse_shard, shard_trials
 from conc_lab.run import runner
 from conc_lab.store import core as store
 
+pytestmark = pytest.mark.ray
+
 SPREAD = """
 name: spread
 repeats: 2

@@ -4,6 +4,8 @@ import pytest
 
 from conc_lab.config.model import ConfigError, load_config
 
+pytestmark = pytest.mark.inprocess
+
 GOOD = """
 name: demo
 repeats: 2

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.host
+
 REPO = Path(__file__).resolve().parent.parent
 CLI = [sys.executable, "-m", "conc_lab.cli"]
 

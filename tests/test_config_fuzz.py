@@ -26,6 +26,8 @@ from hypothesis import strategies as st
 from conc_lab.config.model import AXES, BACKENDS, TOP_KEYS, Config, ConfigError, load_config
 from conc_lab.host import affinity
 
+pytestmark = pytest.mark.host
+
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = 400  # per property: with the properties below, about 2,800 configs a run
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -9,6 +9,8 @@ import pytest
 from conc_lab.events import Warned
 from conc_lab.machine import doctor
 
+pytestmark = pytest.mark.host
+
 
 def _tree(root: Path, files: dict[str, str]) -> Path:
     for rel, text in files.items():

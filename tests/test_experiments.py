@@ -18,6 +18,8 @@ import pytest
 from conc_lab.config.model import load_config
 from experiments import cpu, io, memory, overhead, seed
 
+pytestmark = pytest.mark.host
+
 ROOT = Path(__file__).resolve().parent.parent
 
 # (function, a small size) for every workload that is cheap enough to call here.

@@ -26,6 +26,8 @@ from conc_lab.run import runner
 from conc_lab.run.executor import TrialExecutor
 from conc_lab.store import core as store
 
+pytestmark = pytest.mark.host
+
 TESTS = str(Path(__file__).resolve().parent)
 REPO = Path(TESTS).parent
 TIMEOUT_S = 2.0  # small, yet above a spawned pool's start-up on a busy 2-core machine

@@ -22,6 +22,8 @@ from conc_lab.run import runner
 from conc_lab.run.trial_host import TrialHost
 from conc_lab.store import core as store
 
+pytestmark = pytest.mark.host
+
 TESTS = str(Path(__file__).resolve().parent)
 
 

@@ -25,6 +25,8 @@ from conc_lab.run.runner import sweep
 from conc_lab.run.trial_host import TrialHost
 from conc_lab.store import core as store
 
+pytestmark = pytest.mark.host
+
 #: Versions the matrix test picks its three (or more) interpreters from, oldest first.
 WANTED = ["3.8", "3.10", "3.12", "3.9", "3.11", "3.13"]
 

@@ -2,8 +2,12 @@ from __future__ import annotations
 
 import tracemalloc
 
+import pytest
+
 from conc_lab.config.model import parse_config
 from conc_lab.plan.matrix import Trial, count, expand
+
+pytestmark = pytest.mark.inprocess
 
 
 def cfg(matrix: dict, **top) -> object:

@@ -15,10 +15,13 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from needs import need
 
 from conc_lab.host import affinity
 from conc_lab.plan.matrix import Trial
 from conc_lab.run.executor import TrialExecutor
+
+pytestmark = pytest.mark.host
 
 TESTS = str(Path(__file__).resolve().parent)
 REPO = Path(TESTS).parent
@@ -203,7 +206,7 @@ def backport(tmp_path_factory):
         timeout=300,
     )
     if done.returncode != 0:
-        pytest.skip(f"cannot install {BACKPORT} for {python}: {done.stderr.strip()[-300:]}")
+        need(f"cannot install {BACKPORT} for {python}: {done.stderr.strip()[-300:]}")
     return python, str(target)
 
 
@@ -357,7 +360,7 @@ def test_the_backport_on_312_is_skipped_with_the_reason_it_does_not_import(tmp_p
         timeout=300,
     )
     if done.returncode != 0:
-        pytest.skip(f"cannot install {BACKPORT} for {python}: {done.stderr.strip()[-300:]}")
+        need(f"cannot install {BACKPORT} for {python}: {done.stderr.strip()[-300:]}")
     with TrialExecutor("models", "t", "compact", timeout_s=30, search_path=[TESTS, str(target)]) as ex:
         row = ex.execute(_sub_trial("workloads_faulty:good", python), 0)
     if row["status"] == "ok":  # a later backport that supports 3.12 would land here: then it must be right

@@ -29,7 +29,7 @@ from conc_lab.run import runner
 TESTS = str(Path(__file__).resolve().parent)
 CORE = affinity.plan("compact", 1)[0] if affinity.SUPPORTED else None
 
-pytestmark = pytest.mark.skipif(CORE is None, reason="needs CPU affinity (Linux)")
+pytestmark = [pytest.mark.measures, pytest.mark.skipif(CORE is None, reason="needs CPU affinity (Linux)")]
 
 
 #: Busy loops started as the competitor. Each runs in a session of its own: where the kernel

@@ -8,11 +8,15 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 import conc_lab
 from conc_lab.config.model import load_config
 from conc_lab.events import RayStarted
 from conc_lab.plan.matrix import expand
 from conc_lab.run import runner
+
+pytestmark = pytest.mark.host
 
 REPO = Path(__file__).resolve().parent.parent
 PACKAGE = REPO / "conc_lab"

@@ -5,9 +5,13 @@ from __future__ import annotations
 import dataclasses
 import itertools
 
+import pytest
+
 from conc_lab.config.model import parse_config
 from conc_lab.plan import runs as plan_mod
 from conc_lab.plan.runs import Plan, Run, select_trials
+
+pytestmark = pytest.mark.inprocess
 
 DOC = {
     "name": "p",

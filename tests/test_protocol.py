@@ -8,10 +8,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from conc_lab import schema
 from conc_lab.host import protocol
 from conc_lab.plan.matrix import Trial
 from conc_lab.run.trial_host import PACKAGE_ROOT, TrialHost, child_env
+
+pytestmark = pytest.mark.host
 
 REPO = Path(__file__).resolve().parent.parent
 PROTOCOL = REPO / "conc_lab" / "host" / "protocol.py"

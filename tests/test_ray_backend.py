@@ -18,6 +18,8 @@ from conc_lab.run import runner
 from conc_lab.run.executor import TrialExecutor
 from conc_lab.run.ray_runtime import RayRuntime
 
+pytestmark = pytest.mark.ray
+
 TESTS = str(Path(__file__).resolve().parent)
 REPO = Path(TESTS).parent
 pinning = pytest.mark.skipif(not affinity.SUPPORTED, reason="no CPU affinity on this platform")

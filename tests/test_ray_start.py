@@ -14,6 +14,8 @@ import pytest
 import conc_lab
 from conc_lab.store import core as store
 
+pytestmark = pytest.mark.ray_start
+
 # Named cpu, as the README's configs/cpu.yaml, so its lines run unchanged; small enough for CI.
 # Long enough for both nodes: Ray prestarts workers for a new job on the driver's node only, so
 # the other node's runner starts a fresh worker (Python, Ray, conc_lab: 2-4 s here), and with

@@ -18,7 +18,7 @@ import pytest
 import conc_lab
 from conc_lab.store import core as store
 
-pytestmark = pytest.mark.parametrize("ray_start", ["token-off"], indirect=True)
+pytestmark = [pytest.mark.ray_start, pytest.mark.parametrize("ray_start", ["token-off"], indirect=True)]
 
 CPU = """\
 name: colocated

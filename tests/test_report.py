@@ -13,11 +13,14 @@ import numpy as np
 import pandas as pd
 import pytest
 from matplotlib.image import imread
+from needs import need
 from typer.testing import CliRunner
 
 import conc_lab
 from conc_lab.cli import app
 from conc_lab.present.report import write_report
+
+pytestmark = pytest.mark.browser
 
 SWEEP = """
 name: report-test
@@ -119,8 +122,8 @@ window.addEventListener("load", function () {
 </script>"""
 
 
-@pytest.mark.skipif(chromium() is None, reason="no chromium on PATH (Debian: apt-get install chromium)")
 def test_report_loads_in_headless_chromium_with_images_and_table(report_dir, tmp_path):
+    need(None if chromium() else "no chromium on PATH (Debian: apt-get install chromium)")
     # The probe is added to a copy: the report itself carries no test hooks.
     probe_page = tmp_path / "probe.html"
     probe_page.write_text((report_dir / "index.html").read_text().replace("</body>", PROBE + "</body>"))
@@ -298,8 +301,8 @@ def _chromium(page: Path, tmp_path: Path, *extra: str) -> subprocess.CompletedPr
     )
 
 
-@pytest.mark.skipif(chromium() is None, reason="no chromium on PATH (Debian: apt-get install chromium)")
 def test_summary_table_is_fully_visible_at_1400_px_in_a_screenshot(report_dir, tmp_path):
+    need(None if chromium() else "no chromium on PATH (Debian: apt-get install chromium)")
     # #12: the HTML summary table was clipped inside a scroll box at 1400 px
     page = tmp_path / "probe.html"
     page.write_text((report_dir / "index.html").read_text().replace("</body>", FIT_PROBE + "</body>"))

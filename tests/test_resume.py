@@ -30,6 +30,8 @@ from conc_lab.config.model import load_config
 from conc_lab.plan.matrix import count
 from conc_lab.store import core as store
 
+pytestmark = pytest.mark.host
+
 REPO = Path(__file__).resolve().parent.parent
 CLI = [sys.executable, "-m", "conc_lab.cli"]
 PYTHON_C = [sys.executable, "-c"]

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
+
 import conc_lab
 from conc_lab.events import Planned, RunFinished
 from conc_lab.run import runner
 from conc_lab.store import core as store
+
+pytestmark = pytest.mark.host
 
 SMALL = """
 name: small

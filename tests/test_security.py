@@ -20,6 +20,8 @@ import pytest
 
 from conc_lab.config.model import ConfigError, load_config
 
+pytestmark = pytest.mark.host
+
 REPO = Path(__file__).resolve().parent.parent
 GOOD = """\
 name: sec
@@ -154,11 +156,10 @@ def test_nothing_in_conc_lab_unpickles_evaluates_or_loads_yaml_unsafely():
 
 @pytest.mark.flaky(reruns=2)  # Ray opens its ports on its own clock
 def test_a_local_ray_runtime_listens_on_loopback_only_with_no_dashboard():
-    ray_runtime = pytest.importorskip(
-        "conc_lab.run.ray_runtime", reason="the Ray runtime is not in this tree"
-    )
-    psutil = pytest.importorskip("psutil")
-    pytest.importorskip("ray")
+    import psutil  # ray[default]'s, in the dev extra
+
+    from conc_lab.run import ray_runtime
+
     me = psutil.Process()
     # Only this runtime's processes: the session's other Ray clusters (conftest's) are children
     # of this pytest too, and a `ray start` node there may listen beyond loopback on purpose.

@@ -23,6 +23,8 @@ from conc_lab.plan.matrix import expand
 from conc_lab.plan.runs import parse_shard, shard_trials
 from conc_lab.store import core as store
 
+pytestmark = pytest.mark.slurm
+
 REPO = Path(__file__).resolve().parent.parent
 
 # Named cpu, as the README's configs/cpu.yaml, so its commands run unchanged; small enough for CI.

@@ -8,6 +8,8 @@ import pytest
 from conc_lab import schema
 from conc_lab.store import core as store
 
+pytestmark = pytest.mark.inprocess
+
 
 def make_row(i: int, backend: str = "threading", sweep_id: str = "s1") -> dict:
     row = schema.empty_row()

@@ -22,6 +22,8 @@ from conc_lab import schema
 from conc_lab.store import core as store
 from conc_lab.store.merge import PARTIAL_EXIT
 
+pytestmark = pytest.mark.host
+
 REPO = Path(__file__).resolve().parent.parent
 CLI = [sys.executable, "-m", "conc_lab.cli"]
 
@@ -93,7 +95,8 @@ def test_an_error_with_a_lone_surrogate_is_stored_and_every_reader_still_works(t
     ok = df[df["workload"] == "hostile_wl:fine"]
     assert (ok["status"] == schema.OK).all() and len(ok) == 4  # the neighbours were not poisoned
     resumed = conclab("sweep", str(config), "--out", str(out), "--resume", "--quiet")
-    assert "Traceback" not in resumed.stderr and resumed.returncode in (0, 1), resumed.stderr
+    # the failures stay recorded, not re-run: the resume runs nothing, and nothing of it fails
+    assert "Traceback" not in resumed.stderr and resumed.returncode == 0, resumed.stderr
     assert len(conc_lab.load(out / "hostile")) == 8
     summary = conclab("summarize", str(out / "hostile"), "-f", "csv")
     assert summary.returncode == 0 and "Traceback" not in summary.stderr, summary.stderr
@@ -481,8 +484,9 @@ def test_plain_parquet_readers_read_a_results_folder_as_load_does(plain_store):
 
 
 def test_duckdb_and_polars_read_a_results_folder_as_load_does(plain_store):
-    duckdb = pytest.importorskip("duckdb", reason="duckdb is in the dev extra")
-    pl = pytest.importorskip("polars", reason="polars is in the dev extra")
+    import duckdb  # both in the dev extra
+    import polars as pl
+
     n = len(conc_lab.load(plain_store))
     assert duckdb.sql(f"select count(*) from read_parquet('{plain_store}/**/*.parquet')").fetchall() == [(n,)]
     # polars reads a folder only when every file in it is Parquet (it skips no hidden names): the glob
