@@ -165,3 +165,16 @@ def test_the_host_side_imports_nothing_of_the_parent_side():
     for module, imported in graph.items():
         if module.startswith("conc_lab.host"):
             assert all(m.startswith("conc_lab.host") or m == "conc_lab" for m in imported), (module, imported)
+
+
+def test_every_test_file_names_its_tier():
+    """A file without a ``pytestmark`` would slip into the developer loop whatever it starts."""
+    unmarked = [
+        p.name
+        for p in sorted((REPO / "tests").glob("test_*.py"))
+        if not any(
+            isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "pytestmark" for t in node.targets)
+            for node in ast.parse(p.read_text()).body
+        )
+    ]
+    assert unmarked == []
