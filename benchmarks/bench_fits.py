@@ -62,7 +62,7 @@ def table(frame: pd.DataFrame) -> str:
 def report(df: pd.DataFrame) -> None:
     from conc_lab.analysis.scaling import fit_scaling
     from conc_lab.analysis.summary import summarize
-    from conc_lab.present.report import _fit_view, _prediction_view
+    from conc_lab.present.views import fit_view, prediction_view
 
     s = summarize(df)
     s = s.assign(method=s["start_method"].fillna("-"), workload=s["workload"].str.rpartition(":")[2])
@@ -77,9 +77,9 @@ def report(df: pd.DataFrame) -> None:
     print(table(speed.round(2).reset_index()))
     fits = fit_scaling(summarize(df))
     print("\n## USL and Amdahl fits\n")
-    print(table(_fit_view(fits)))
+    print(table(fit_view(fits)))
     print("\n## forecasts (95% interval; * = extrapolated beyond the worker counts measured)\n")
-    print(table(_prediction_view(fits)))
+    print(table(prediction_view(fits)))
     noisy = int(df["noisy"].fillna(False).sum()) if "noisy" in df.columns else 0
     print(f"\n{len(df)} runs, {noisy} flagged noisy")
 

@@ -96,13 +96,13 @@ def table(frame: pd.DataFrame) -> str:
 def scaling(df: pd.DataFrame, what: str = "configs/cpu.yaml") -> None:
     from conc_lab.analysis.scaling import fit_scaling
     from conc_lab.analysis.summary import summarize
-    from conc_lab.present.report import _fit_view, _prediction_view
+    from conc_lab.present.views import fit_view, prediction_view
 
     fits = fit_scaling(summarize(df))
     print(f"\n## USL and Amdahl fits ({what})\n")
-    print(table(_fit_view(fits)))
+    print(table(fit_view(fits)))
     print("\n## forecasts (95% interval; * = extrapolated)\n")
-    print(table(_prediction_view(fits)))
+    print(table(prediction_view(fits)))
 
 
 def break_even(df: pd.DataFrame) -> None:

@@ -364,12 +364,12 @@ def test_report_draws_every_parameter_set_or_says_what_it_left_out(tmp_path):
 
 
 def test_backend_colours_are_the_same_in_every_report():
-    from conc_lab.present.report import _curve_colors
+    from conc_lab.present.panels import curve_colors
 
-    one = _curve_colors(summarize_frame(_many_workloads(1)))
+    one = curve_colors(summarize_frame(_many_workloads(1)))
     no_threads = _many_workloads(1)
     no_threads = no_threads[no_threads.backend != "threading"]
-    other = _curve_colors(summarize_frame(no_threads))
+    other = curve_colors(summarize_frame(no_threads))
     # was: colours handed out in order, so spawn took threading's colour when threads were not measured
     assert one["multiprocessing/spawn"] == other["multiprocessing/spawn"]
     assert one["sequential"] == other["sequential"]

@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from conc_lab import schema
+from conc_lab.host.units import duration
 
 #: The parts of a run's worker-time, in the order the report stacks them.
 PARTS = [
@@ -198,10 +199,6 @@ def _idlest(per: pd.DataFrame, parts: pd.DataFrame, run_s: np.ndarray) -> tuple[
     return worker, share
 
 
-def _fmt_s(x: float) -> str:
-    return f"{x * 1e3:.3g} ms" if x < 1 else f"{x:.3g} s"
-
-
 def _phrase(cause: str, row: dict) -> str:
     """The dominant cause as a short phrase with the number that shows it; other processes' share after it."""
     if cause == "noisy":
@@ -220,9 +217,9 @@ def _cause_phrase(cause: str, row: dict) -> str:
     if cause == "imbalance":
         return f"imbalance: worker {int(row['_idlest'])} idle {row['_idle_share']:.0%}"
     if cause == "start-up":
-        return f"start-up: {_fmt_s(row['startup_s'] / row['workers_used'])} of {_fmt_s(row['wall_s'])}"
+        return f"start-up: {duration(row['startup_s'] / row['workers_used'])} of {duration(row['wall_s'])}"
     if cause == "teardown":
-        return f"teardown: {_fmt_s(row['teardown_s'] / row['workers_used'])} of {_fmt_s(row['wall_s'])}"
+        return f"teardown: {duration(row['teardown_s'] / row['workers_used'])} of {duration(row['wall_s'])}"
     if cause == "none":
         busy = (row["work_s"] + row["serialisation_s"] + row["waiting_s"] + row["others_s"]) / row[
             "capacity_s"

@@ -325,20 +325,20 @@ class _SweepRenderer:
         self.progress.console.print(f"[yellow]node lost:[/] {e.hostname} {e.node_id[:8]}: {e.error}")
 
     def _Calibrating(self, e: events.Calibrating) -> None:
-        from conc_lab.host.calibrate import seconds_text
+        from conc_lab.host.units import duration
 
         # Steps of microseconds fly by; a line for each step worth waiting for, and one every 2 s.
         said = self.calibration_said.get(e.workload)
         if said is None:
             self._say(f"size auto: calibrating {e.workload} (size: time of one task)")
         if said is None or e.task_s >= 1e-3 or e.elapsed_s - said >= 2.0:
-            self._say(f"  size {e.size:,}: {seconds_text(e.task_s)}")
+            self._say(f"  size {e.size:,}: {duration(e.task_s)}")
             self.calibration_said[e.workload] = e.elapsed_s
 
     def _Calibrated(self, e: events.Calibrated) -> None:
-        from conc_lab.host.calibrate import seconds_text
+        from conc_lab.host.units import duration
 
-        self._say(f"size auto: {e.workload} → {e.size} ({seconds_text(e.task_s)} per task)")
+        self._say(f"size auto: {e.workload} → {e.size} ({duration(e.task_s)} per task)")
 
 
 def _final_line(result, resumed: bool = False) -> str:

@@ -31,6 +31,7 @@ import sys
 import time
 
 from conc_lab.host import protocol
+from conc_lab.host.units import duration
 
 DEFAULT_TARGET_S = 0.05
 DEFAULT_BUDGET_S = 60.0
@@ -79,9 +80,9 @@ def calibrate(
             left = max(budget_s - spent, 0.0)
             why = "size %d is forecast to take %s a task, and calibration has %s of its %s budget left" % (
                 size * 2,
-                seconds_text(forecast),
-                seconds_text(left),
-                seconds_text(budget_s),
+                duration(forecast),
+                duration(left),
+                duration(budget_s),
             )
             return size, elapsed, why
         size *= 2
@@ -114,21 +115,6 @@ def _stepper(fn, clock, started, on_step):
         return seconds
 
     return step
-
-
-def seconds_text(seconds):
-    """A duration in words.
-
-    >>> [seconds_text(x) for x in (4.6e-7, 0.0123, 75, 7200, 1.4e13)]
-    ['0.46 µs', '12.3 ms', '75 s', '2 h', '1.62e+08 days']
-    """
-    if seconds < 1e-3:
-        return "%.3g µs" % (seconds * 1e6)
-    if seconds < 1:
-        return "%.3g ms" % (seconds * 1e3)
-    if seconds < 3600:
-        return "%.3g s" % seconds
-    return "%.3g h" % (seconds / 3600) if seconds < 86400 else "%.3g days" % (seconds / 86400)
 
 
 def main(argv=None):

@@ -14,6 +14,7 @@ import pandas as pd
 
 from conc_lab.analysis.compare import COMPARE_KEYS
 from conc_lab.analysis.summary import GROUP_KEYS
+from conc_lab.host.units import duration
 
 FORMATS = ("table", "csv", "markdown", "json")
 #: Keys shown in the human table only where they vary.
@@ -33,25 +34,6 @@ _NUMERIC = {
     "size",
     "workers",
 }
-
-
-def fmt_time(x: float) -> str:
-    """Seconds with a unit people read at a glance; ``-`` for a missing value.
-
-    Example::
-
-        >>> [fmt_time(x) for x in (2.5, 0.9999, 0.0123, 4e-6, float("nan"))]
-        ['2.5 s', '1 s', '12.3 ms', '4 µs', '-']
-    """
-    if not np.isfinite(x):
-        return "-"
-    if x == 0:
-        return "0"
-    if x >= 0.9995:  # what rounds to 1000 ms reads as 1 s
-        return f"{x:.3g} s"
-    if x >= 0.9995e-3:
-        return f"{x * 1e3:.3g} ms"
-    return f"{x * 1e6:.3g} µs"
 
 
 def fmt_num(x: float | None, spec: str = ".2f") -> str:
@@ -98,19 +80,19 @@ def display(frame: pd.DataFrame) -> pd.DataFrame:
     out = frame[keys].astype(object).where(frame[keys].notna(), "-").copy()
     out["n"] = frame["n"]
     out["fail"] = frame["failures"]
-    out["median"] = [fmt_time(x) for x in frame["median_s"]]
+    out["median"] = [duration(x) for x in frame["median_s"]]
     out["95% CI"] = [
-        f"{fmt_time(lo)} – {fmt_time(hi)}"
+        f"{duration(lo)} – {duration(hi)}"
         for lo, hi in zip(frame["ci_low_s"], frame["ci_high_s"], strict=True)
     ]
-    out["IQR"] = [fmt_time(x) for x in frame["iqr_s"]]
+    out["IQR"] = [duration(x) for x in frame["iqr_s"]]
     out["speedup"] = _interval(frame["speedup"], frame["speedup_ci_low"], frame["speedup_ci_high"], fmt_num)
     if "e2e_speedup" in frame.columns:
         out["e2e speedup"] = _interval(
             frame["e2e_speedup"], frame["e2e_speedup_ci_low"], frame["e2e_speedup_ci_high"], fmt_num
         )
     out["eff"] = [fmt_num(x) for x in frame["efficiency"]]
-    out["setup"] = [fmt_time(x) for x in frame["setup_s"]]
+    out["setup"] = [duration(x) for x in frame["setup_s"]]
     out["correct"] = [
         fmt_num(x * 100, ".0f") + ("%" if np.isfinite(x) else "") for x in frame["correct_share"]
     ]
@@ -126,8 +108,8 @@ def _display_compare(cmp: pd.DataFrame) -> pd.DataFrame:
     keys = _shown_keys(cmp, COMPARE_KEYS)
     out = cmp[keys].astype(object).where(cmp[keys].notna(), "-").copy()
     out["n a/b"] = [f"{a}/{b}" for a, b in zip(cmp["n_a"], cmp["n_b"], strict=True)]
-    out["median a"] = [fmt_time(x) for x in cmp["median_a"]]
-    out["median b"] = [fmt_time(x) for x in cmp["median_b"]]
+    out["median a"] = [duration(x) for x in cmp["median_a"]]
+    out["median b"] = [duration(x) for x in cmp["median_b"]]
     out["b/a"] = _interval(
         cmp["ratio"], cmp["ratio_ci_low"], cmp["ratio_ci_high"], lambda x: fmt_num(x, ".3f")
     )

@@ -29,7 +29,8 @@ from rich.console import Console
 from rich.table import Table
 
 from conc_lab.analysis.selection import short_workload_names  # how a person names workloads
-from conc_lab.present.render import fmt_num, fmt_time
+from conc_lab.host.units import duration
+from conc_lab.present.render import fmt_num
 
 #: Parameters shown as a column only where they vary; a constant one is named in the caption.
 VARYING_KEYS = ["tasks", "size", "python", "node", "affinity", "options"]
@@ -90,7 +91,7 @@ def _cells(summary: pd.DataFrame) -> tuple[dict[str, list[str]], list[str]]:
             caption.append(f"{key}: " + ", ".join(f"{w} {v}" for w, v in per_workload.items()))
         else:
             cols[key] = values
-    cols["median"] = [fmt_time(x) for x in summary["median_s"]]
+    cols["median"] = [duration(x) for x in summary["median_s"]]
     cols["speedup (95% CI)"] = [_speedup(r) for r in rows]
     cols["notes"] = [r.get("notes") or "" for r in rows]
     return cols, [", ".join(constant)] * bool(constant) + caption
@@ -101,7 +102,7 @@ _EXTRAS = {
     "n": lambda s: [str(int(n)) for n in s["n"]],
     "failed": lambda s: [str(int(f)) for f in s["failures"]],
     "eff": lambda s: [fmt_num(x) for x in s["efficiency"]],
-    "setup": lambda s: [fmt_time(x) for x in s["setup_s"]],
+    "setup": lambda s: [duration(x) for x in s["setup_s"]],
 }
 _RIGHT = {"workers", "w", "tasks", "size", "median", "speedup (95% CI)", "n", "failed", "eff", "setup"}
 

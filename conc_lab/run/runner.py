@@ -23,7 +23,7 @@ from conc_lab import events, schema
 from conc_lab.config.model import Config, ConfigError, load_config, workload_search_path
 from conc_lab.events import EventHandler
 from conc_lab.host import affinity
-from conc_lab.host.calibrate import seconds_text
+from conc_lab.host.units import duration
 from conc_lab.machine import doctor, environment
 from conc_lab.plan import runs as plan
 from conc_lab.plan.matrix import Trial, check_size
@@ -218,8 +218,8 @@ def _calibrate(
         if found.stopped:
             emit(
                 events.Warned(
-                    f"size auto: {found.workload} got size {found.size} ({seconds_text(found.task_s)} a task, "
-                    f"under the {seconds_text(settings.target_s)} target): {found.stopped}; "
+                    f"size auto: {found.workload} got size {found.size} ({duration(found.task_s)} a task, "
+                    f"under the {duration(settings.target_s)} target): {found.stopped}; "
                     "give it a size, or raise calibration.budget_s"
                 )
             )
