@@ -2,8 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from conc_lab.config.document import load_config
-from conc_lab.config.errors import ConfigError
+from conc_lab.config.model import ConfigError, load_config
 
 pytestmark = pytest.mark.inprocess
 

@@ -18,8 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conc_lab.config.document import load_config
-from conc_lab.config.errors import ConfigError
+from conc_lab.config.model import ConfigError, load_config
 
 pytestmark = pytest.mark.host
 

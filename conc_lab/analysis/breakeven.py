@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from conc_lab.analysis.frames import BASELINE_KEYS, GROUP_KEYS, SEQUENTIAL, match_rows
 from conc_lab.analysis.stats import SortedGroups, group_codes, ok_runs, sum_by
 
 
@@ -133,3 +134,37 @@ def describe_break_even(size: float, sizes: int, min_size: float, max_size: floa
     if sizes < 2:
         notes.append("one size measured, run ∝ size assumed")
     return text + (f" ({'; '.join(notes)})" if notes else "")
+
+
+def _take(frame: pd.DataFrame, column: str, rows: np.ndarray) -> np.ndarray:
+    """``frame[column]`` at ``rows``; NaN where a row is -1 (no match)."""
+    values = frame[column].to_numpy(dtype=np.float64) if len(frame) else np.zeros(1)
+    return np.where(rows >= 0, values[np.clip(rows, 0, None)], np.nan)
+
+
+def with_break_even(out: pd.DataFrame, df: pd.DataFrame, keyed: pd.DataFrame) -> pd.DataFrame:
+    """``out`` with the work size above which each backend curve beats the sequential loop end to end."""
+    size = pd.to_numeric(keyed["size"], errors="coerce")
+    if size.isna().all():
+        return out.assign(break_even_size=np.nan, break_even="")
+    cols = [c for c in ("run_s", "setup_s", "teardown_s", "status") if c in df.columns]
+    frame = keyed.drop(columns="size").assign(size=size.to_numpy(), **{c: df[c].to_numpy() for c in cols})
+    frame = frame[size.notna().to_numpy()]
+    curve_keys = [k for k in GROUP_KEYS if k != "size"]
+    seq_keys = [k for k in BASELINE_KEYS if k != "size"]
+    curves = size_models(frame, curve_keys)
+    seq = frame[(frame["backend"].astype(object) == SEQUENTIAL).to_numpy()]
+    at = match_rows(out, curves, curve_keys) if len(curves) else np.full(len(out), -1)
+    base = size_models(seq, seq_keys) if len(seq) else pd.DataFrame()
+    b = match_rows(out, base, seq_keys) if len(base) else np.full(len(out), -1)
+    pick = {c: _take(curves, c, at) for c in ("fixed_s", "per_unit_s", "sizes", "min_size", "max_size")}
+    fixed_s, per_unit_s = _take(base, "fixed_s", b), _take(base, "per_unit_s", b)
+    found = (at >= 0) & (out["backend"].astype(object) != SEQUENTIAL).to_numpy()
+    sizes = np.where(found, break_even_size(pick["fixed_s"], pick["per_unit_s"], fixed_s, per_unit_s), np.nan)
+    text = [
+        describe_break_even(x, n, lo, hi) if ok else ""
+        for x, n, lo, hi, ok in zip(
+            sizes, pick["sizes"], pick["min_size"], pick["max_size"], found, strict=True
+        )
+    ]
+    return out.assign(break_even_size=sizes, break_even=text)

@@ -13,6 +13,7 @@ from os import PathLike
 import numpy as np
 import pandas as pd
 
+from conc_lab.analysis.frames import as_frame, join_key, key_columns, ordered
 from conc_lab.analysis.stats import (
     benjamini_hochberg,
     group_codes,
@@ -22,7 +23,6 @@ from conc_lab.analysis.stats import (
     ratio_ci,
     run_stats,
 )
-from conc_lab.analysis.summary import as_frame, join_key, key_columns, ordered
 
 #: Keys two result sets are matched on by ``compare``: the trial's parameters, not where it ran.
 COMPARE_KEYS = ["workload", "tasks", "size", "backend", "workers", "start_method", "affinity", "options"]

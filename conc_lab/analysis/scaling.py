@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from conc_lab.analysis.frames import GROUP_KEYS, SEQUENTIAL
 from conc_lab.analysis.stats import distinct_per_group, group_codes, sum_by
-from conc_lab.analysis.summary import GROUP_KEYS, SEQUENTIAL
 
 
 def fit_amdahl(summary: pd.DataFrame) -> pd.DataFrame:

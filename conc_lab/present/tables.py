@@ -40,6 +40,8 @@ NOTE_MARKS = {
     "incorrect": "X",
     "no runs": "0",
     "unstable": "~",
+    "baseline unstable": "u",
+    "baseline noisy": "n",
     "superlinear": "^",
     "no baseline": "?",
     "baseline from other nodes": "b",

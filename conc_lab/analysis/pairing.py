@@ -1,0 +1,166 @@
+"""Paired speedups: each backend run against the baseline run nearest to it in time, in its round.
+
+Two medians measured a round apart (minutes, in a large sweep) differ by whatever the machine
+did in between, and an unpaired ratio counts that as part of the speedup. Measuring the two
+things close together and comparing them pair by pair cancels the interference they share
+(duet benchmarking, Bulej et al. 2020; randomized interleaved rounds, Abedi & Brecht 2017):
+
+* a backend run is paired with the ok sequential run of the same sweep, round and baseline
+  key (workload, tasks, size, python, node; the same affinity where one exists) whose measured
+  window's middle lies nearest to its own;
+* the speedup is the median of the per-pair ratios ``baseline / run``, and its interval the
+  exact bootstrap interval of that median (``stats.SortedGroups.median_ci``: distribution
+  free, no Monte-Carlo noise);
+* a pair with a noisy run on either side widens the interval to cover its ratio: an interval
+  never claims more certainty than the runs behind it.
+
+Data that cannot be paired (shards run at different times, a baseline from another node, rows
+without start times) keeps the unpaired estimate; ``speedup_method`` says which was used.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from conc_lab.analysis.frames import BASELINE_KEYS, SEQUENTIAL, join_key, key_columns
+from conc_lab.analysis.stats import SortedGroups, ok_runs
+
+#: ``speedup_method`` values: the estimate a summary row's speedup comes from.
+PAIRED = "paired"
+UNPAIRED = "unpaired"
+
+
+def _round(df: pd.DataFrame) -> pd.Series:
+    """The interleaved round each run belonged to: ``round`` where recorded, else its ``repeat``."""
+    repeat = df["repeat"] if "repeat" in df.columns else pd.Series(0, index=df.index)
+    if "round" not in df.columns:
+        return repeat.astype(object)
+    return df["round"].astype(object).where(df["round"].notna(), repeat.astype(object))
+
+
+def run_middle_us(df: pd.DataFrame) -> np.ndarray:
+    """Per run, the middle of its measured window in µs since the epoch (NaN without ``started_at``).
+
+    ``started_at`` is taken before the workers start, so the run itself begins ``setup_s`` later.
+
+    Example::
+
+        >>> at = pd.to_datetime([0, 0], unit="s", utc=True)
+        >>> run_middle_us(pd.DataFrame({"started_at": at, "setup_s": [1.0, 0.0], "run_s": [2.0, 2.0]})).tolist()
+        [2000000.0, 1000000.0]
+    """
+    if "started_at" not in df.columns:
+        return np.full(len(df), np.nan)
+    at = pd.to_datetime(df["started_at"], utc=True)
+    us = (at - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(microseconds=1)
+    start = us.to_numpy(dtype=np.float64, na_value=np.nan)
+    setup = df["setup_s"].to_numpy(dtype=np.float64, na_value=np.nan) if "setup_s" in df.columns else 0.0
+    run = df["run_s"].to_numpy(dtype=np.float64, na_value=np.nan)
+    return start + 1e6 * (np.nan_to_num(setup) + np.nan_to_num(run) / 2)
+
+
+def _nearest(left: pd.DataFrame, right: pd.DataFrame) -> np.ndarray:
+    """For each row of ``left`` (columns ``_pk``, ``_t``, ``_i``), the ``_i`` of the ``right`` row with
+    the same ``_pk`` nearest in ``_t``; -1 where none."""
+    found = np.full(len(left), -1, dtype=np.int64)
+    if len(left) == 0 or len(right) == 0:
+        return found
+    merged = pd.merge_asof(
+        left.assign(_k=np.arange(len(left))).sort_values("_t"),
+        right.sort_values("_t").rename(columns={"_i": "_j"}),
+        on="_t",
+        by="_pk",
+        direction="nearest",
+    )
+    has = merged["_j"].notna().to_numpy()
+    found[merged["_k"].to_numpy()[has]] = merged["_j"].to_numpy()[has].astype(np.int64)
+    return found
+
+
+def pair_runs(df: pd.DataFrame) -> np.ndarray:
+    """For each row of ``df``, the position of its baseline run (see the module doc), -1 where it has none.
+
+    Only ok non-sequential runs get one; the baseline is an ok sequential run. The same affinity
+    is preferred; without one there, any affinity on the same node.
+
+    Example::
+
+        >>> at = pd.to_datetime([0, 1, 2, 10, 11, 12], unit="s", utc=True)
+        >>> df = pd.DataFrame({"workload": "w", "tasks": 1, "size": 1, "repeat": [0, 0, 0, 1, 1, 1],
+        ...     "backend": ["sequential", "threading", "threading", "threading", "sequential", "threading"],
+        ...     "run_s": 0.1, "started_at": at})
+        >>> pair_runs(df).tolist()
+        [-1, 0, 0, 4, -1, 4]
+    """
+    found = np.full(len(df), -1, dtype=np.int64)
+    middle = run_middle_us(df)
+    ok = ok_runs(df) & np.isfinite(middle)
+    if not ok.any():
+        return found
+    keyed = key_columns(df, BASELINE_KEYS + ["affinity", "sweep_id"]).assign(_round=_round(df))
+    seq = (df["backend"].astype(object) == SEQUENTIAL).to_numpy()
+    for keys in (BASELINE_KEYS + ["affinity"], BASELINE_KEYS):
+        pk = join_key(keyed, keys + ["sweep_id", "_round"])
+        frame = pd.DataFrame({"_pk": pk.to_numpy(), "_t": middle, "_i": np.arange(len(df))})
+        want = ok & ~seq & (found < 0)
+        hit = _nearest(frame[want], frame[ok & seq])
+        found[np.flatnonzero(want)] = hit
+    return found
+
+
+def paired_speedup(
+    codes: np.ndarray,
+    ngroups: int,
+    pairs: np.ndarray,
+    base_values: np.ndarray,
+    values: np.ndarray,
+    noisy: np.ndarray,
+    level: float = 0.95,
+) -> dict[str, np.ndarray]:
+    """Per group: ``n_pairs``, the median of the per-pair ratios ``base_values[pair] / values`` and
+    its interval (widened to cover every pair with a noisy run, ``noisy`` per row).
+
+    Example::
+
+        >>> pairs = np.array([-1, 0, -1, 2, -1, 4])
+        >>> v = np.array([1.0, 0.5, 2.0, 1.0, 1.0, 0.5])
+        >>> st = paired_speedup(np.zeros(6, np.int64), 1, pairs, v, v, np.zeros(6, bool))
+        >>> st["n_pairs"].tolist(), st["speedup"].tolist(), st["low"].tolist(), st["high"].tolist()
+        ([3], [2.0], [2.0], [2.0])
+    """
+    has = pairs >= 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = base_values[np.clip(pairs, 0, None)] / values
+    has &= np.isfinite(ratio) & (ratio > 0)
+    srt = SortedGroups(codes[has], ratio[has], ngroups)
+    low, high = srt.median_ci(level)
+    doubt = has & (noisy | noisy[np.clip(pairs, 0, None)])
+    if doubt.any():
+        lows = np.full(ngroups, np.inf)
+        highs = np.full(ngroups, -np.inf)
+        np.minimum.at(lows, codes[doubt], ratio[doubt])
+        np.maximum.at(highs, codes[doubt], ratio[doubt])
+        low, high = np.fmin(low, lows), np.fmax(high, highs)
+    return {"n_pairs": srt.n, "speedup": srt.quantile(0.5), "low": low, "high": high}
+
+
+def noisy_runs(df: pd.DataFrame) -> np.ndarray:
+    """Per row, whether the run was marked noisy (False where the column is missing or null)."""
+    if "noisy" not in df.columns:
+        return np.zeros(len(df), dtype=bool)
+    return df["noisy"].astype("boolean").fillna(False).to_numpy(dtype=bool)
+
+
+def use_paired(n_pairs: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """Whether a group's paired estimate stands: pairs for at least half its ok runs (and one).
+
+    Fewer, and the pairs would speak for runs they do not cover (a merged shard whose baseline
+    ran at another time): the unpaired estimate is used instead.
+
+    Example::
+
+        >>> use_paired(np.array([0, 2, 3, 5]), np.array([5, 5, 5, 5])).tolist()
+        [False, False, True, True]
+    """
+    return (n_pairs >= 1) & (2 * n_pairs >= n)

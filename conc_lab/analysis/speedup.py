@@ -1,0 +1,164 @@
+"""The speedup over the sequential loop: the baseline each row is measured against, and the ratio.
+
+* The baseline is the median of the sequential runs of the same workload, tasks, size,
+  interpreter and node (same affinity where one exists; flagged, on other nodes of one cluster
+  where this node ran none). Its doubts travel with it: ``_b_unstable`` and ``_b_noisy``.
+* The speedup is paired where the runs can be paired (``conc_lab.analysis.pairing``: the median
+  of per-pair ratios, each backend run against the baseline run nearest to it in its round),
+  else the ratio of the two medians with an interval that combines theirs (``stats.ratio_ci``);
+  ``speedup_method`` says which.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from conc_lab.analysis.breakeven import end_to_end
+from conc_lab.analysis.frames import BASELINE_KEYS, CROSS_NODE_KEYS, GROUP_KEYS, SEQUENTIAL, match_rows
+from conc_lab.analysis.pairing import PAIRED, UNPAIRED, noisy_runs, paired_speedup, use_paired
+from conc_lab.analysis.stats import group_codes, ok_runs, ratio_ci, run_stats
+
+_BASE_COLS = ["_b_med", "_b_lo", "_b_hi", "_b_n", "_b_cv", "_b_noisy"]
+
+
+def _baseline_groups(
+    seq_df: pd.DataFrame, seq_keyed: pd.DataFrame, level: float
+) -> dict[str, pd.DataFrame | None]:
+    """Median and CI of the pooled sequential runs, keyed with and without affinity and node."""
+    found: dict[str, pd.DataFrame | None] = {}
+    for name, keys in (
+        ("exact", BASELINE_KEYS + ["affinity"]),
+        ("any", BASELINE_KEYS),
+        ("nodes", CROSS_NODE_KEYS),
+    ):
+        if len(seq_df) == 0:
+            found[name] = None
+            continue
+        codes, groups = group_codes(seq_keyed, keys)
+        st = run_stats(codes, seq_df, len(groups), level)
+        groups["_b_med"] = st["median_s"]
+        groups["_b_lo"] = st["ci_low_s"]
+        groups["_b_hi"] = st["ci_high_s"]
+        groups["_b_n"] = st["n"]
+        groups["_b_cv"] = st["cv"]
+        noisy = ok_runs(seq_df) & noisy_runs(seq_df)
+        groups["_b_noisy"] = np.bincount(codes[noisy], minlength=len(groups)).astype(np.float64)
+        found[name] = groups
+    return found
+
+
+def _attach_baseline(
+    out: pd.DataFrame, base: dict[str, pd.DataFrame | None], cross_node_ok: np.ndarray
+) -> pd.DataFrame:
+    cols = _BASE_COLS
+    vals = {c: np.full(len(out), np.nan) for c in cols}
+    other_nodes = np.zeros(len(out), dtype=bool)
+    # Each level overrides the one before where it has a match: the closest baseline wins.
+    for name, keys in (
+        ("nodes", CROSS_NODE_KEYS),
+        ("any", BASELINE_KEYS),
+        ("exact", BASELINE_KEYS + ["affinity"]),
+    ):
+        groups = base[name]
+        if groups is None:
+            continue
+        idx = match_rows(out, groups, keys)
+        hit = (idx >= 0) & (cross_node_ok if name == "nodes" else True)
+        other_nodes = np.where(hit, name == "nodes", other_nodes)
+        for c in cols:
+            vals[c][hit] = groups[c].to_numpy(dtype=np.float64)[idx[hit]]
+    out = out.assign(**vals, _b_other_nodes=other_nodes)
+    return out.rename(columns={"_b_med": "baseline_s"})
+
+
+def with_baseline(out: pd.DataFrame, df: pd.DataFrame, keyed: pd.DataFrame, level: float) -> pd.DataFrame:
+    """``out`` with ``baseline_s`` (and its interval) from the sequential runs of ``df``."""
+    seq = (keyed["backend"].astype(object) == SEQUENTIAL).to_numpy()
+    base = _baseline_groups(df[seq], keyed[seq], level)
+    # Within a cluster sweep (nodes named by Ray node id) a node that ran no sequential trial
+    # borrows the other nodes' baseline, flagged; machines told apart by hostname never do.
+    ray_nodes = df["node_id"].dropna().astype(object).unique() if "node_id" in df.columns else []
+    return _attach_baseline(out, base, cross_node_ok=out["node"].astype(object).isin(ray_nodes).to_numpy())
+
+
+def _is_base(out: pd.DataFrame, n: np.ndarray, median: np.ndarray, base: pd.DataFrame) -> np.ndarray:
+    """A sequential group that *is* its whole baseline: speedup 1 by definition, not a noisy ratio."""
+    return (
+        (out["backend"].astype(object) == SEQUENTIAL).to_numpy()
+        & (n == base["_b_n"].to_numpy())
+        & (median == base["baseline_s"].to_numpy())
+    )
+
+
+def _speedups(
+    base: pd.DataFrame, st: dict, is_base: np.ndarray, paired: dict
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(speedup, low, high, method): paired where ``use_paired``, else the ratio of the medians."""
+    speed, lo, hi = ratio_ci(
+        *(base[c].to_numpy(dtype=np.float64) for c in ("baseline_s", "_b_lo", "_b_hi")),
+        st["median_s"],
+        st["ci_low_s"],
+        st["ci_high_s"],
+    )
+    has = np.isfinite(speed) & ~is_base
+    use = has & use_paired(paired["n_pairs"], st["n"])
+    method = np.where(use, PAIRED, np.where(has, UNPAIRED, "")).astype(object)
+    return (
+        np.where(use, paired["speedup"], speed),
+        np.where(is_base, 1.0, np.where(use, paired["low"], lo)),
+        np.where(is_base, 1.0, np.where(use, paired["high"], hi)),
+        method,
+    )
+
+
+def with_speedup(out: pd.DataFrame, df: pd.DataFrame, codes: np.ndarray, pairs: np.ndarray, level: float):
+    """``out`` with ``speedup``, its interval and ``speedup_method``, ``efficiency`` and ``karp_flatt``.
+
+    ``pairs``: each run's baseline run (``pairing.pair_runs``), -1 where it has none.
+    """
+    run = df["run_s"].to_numpy(dtype=np.float64, na_value=np.nan)
+    st = {c: out[c].to_numpy(dtype=np.float64) for c in ("median_s", "ci_low_s", "ci_high_s", "n")}
+    paired = paired_speedup(codes, len(out), pairs, run, run, noisy_runs(df), level)
+    is_base = _is_base(out, st["n"], st["median_s"], out)
+    speed, low, high, method = _speedups(out, st, is_base, paired)
+    workers = out["workers"].to_numpy(dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        kf = (1.0 / speed - 1.0 / workers) / (1.0 - 1.0 / workers)
+    return out.assign(
+        speedup=speed,
+        speedup_ci_low=low,
+        speedup_ci_high=high,
+        speedup_method=method,
+        efficiency=speed / workers,
+        karp_flatt=np.where(workers > 1, kf, np.nan),
+    )
+
+
+def with_end_to_end(
+    out: pd.DataFrame,
+    df: pd.DataFrame,
+    keyed: pd.DataFrame,
+    codes: np.ndarray,
+    pairs: np.ndarray,
+    level: float,
+) -> pd.DataFrame:
+    """``out`` with ``e2e_s`` (median of start-up + run + teardown) and the end-to-end speedup (paired
+    as the speedup is)."""
+    if "setup_s" not in df.columns and "teardown_s" not in df.columns:  # nothing but the run: as run_s
+        return out.assign(
+            e2e_s=out["median_s"],
+            e2e_speedup=out["speedup"],
+            e2e_speedup_ci_low=out["speedup_ci_low"],
+            e2e_speedup_ci_high=out["speedup_ci_high"],
+        )
+    e2e = end_to_end(df)
+    e2e_df = df.assign(run_s=e2e)
+    st = run_stats(codes, e2e_df, len(out), level)
+    base = with_baseline(out[GROUP_KEYS].copy(), e2e_df, keyed, level)
+    paired = paired_speedup(codes, len(out), pairs, e2e, e2e, noisy_runs(df), level)
+    is_base = _is_base(out, st["n"], st["median_s"], base)
+    speed, low, high, _ = _speedups(base, st, is_base, paired)
+    return out.assign(
+        e2e_s=st["median_s"], e2e_speedup=speed, e2e_speedup_ci_low=low, e2e_speedup_ci_high=high
+    )
