@@ -26,7 +26,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from test_config_cli import _bomb  # noqa: E402 - the tests' own bomb, after the path is set
 
-from conc_lab.config.model import ConfigError, load_config, parse_config  # noqa: E402
+from conc_lab.config.document import load_config, parse_config  # noqa: E402
+from conc_lab.config.errors import ConfigError  # noqa: E402
 from conc_lab.plan import matrix  # noqa: E402
 
 N = 100_000

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import conc_lab
 from conc_lab.analysis.summary import summarize
-from conc_lab.config.model import parse_config
+from conc_lab.config.document import parse_config
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -169,7 +169,7 @@ import json, sys, time
 import conc_lab
 from conc_lab.run import runner  # imported before the clock starts: pandas takes seconds to import
 from conc_lab.store import core as store
-from conc_lab.config.model import parse_config
+from conc_lab.config.document import parse_config
 n, out, cfg_path = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 doc = {"name": "bench-redesign", "repeats": 1, "warmup": 0, "affinity": "compact",
        "matrix": {"workload": ["experiments.overhead:noop"], "backend": ["sequential"], "tasks": [1],

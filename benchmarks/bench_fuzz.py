@@ -38,7 +38,8 @@ def main() -> None:
     from hypothesis import HealthCheck, Phase, given, settings
     from test_config_fuzz import MISTAKES, broken_yaml_of_base, load_outcome, mutated_docs, yaml_texts
 
-    from conc_lab.config.model import Config, ConfigError
+    from conc_lab.config.errors import ConfigError
+    from conc_lab.config.model import Config
 
     strategies = {
         "malformed YAML text": (yaml_texts, 0.2),

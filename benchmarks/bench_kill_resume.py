@@ -84,7 +84,7 @@ def main() -> None:
     )
     args = ap.parse_args()
 
-    from conc_lab.config.model import load_config
+    from conc_lab.config.document import load_config
     from conc_lab.plan.matrix import count
     from conc_lab.store import core as store
 

@@ -59,7 +59,7 @@ def main() -> None:
     sys.path.insert(0, str(TESTS))
     import conc_lab
     from conc_lab import events
-    from conc_lab.config.model import parse_config
+    from conc_lab.config.document import parse_config
     from conc_lab.host import affinity
 
     core = affinity.plan("compact", 1)[0]

@@ -171,7 +171,7 @@ def test_sweep_resolves_auto_once_per_workload_and_resume_reuses_it(tmp_path, wr
 
 def test_auto_on_a_workload_that_ignores_size_is_a_config_error(tmp_path, write_config):
     import conc_lab
-    from conc_lab.config.model import ConfigError
+    from conc_lab.config.errors import ConfigError
 
     path = write_config(
         """
@@ -187,7 +187,8 @@ def test_auto_on_a_workload_that_ignores_size_is_a_config_error(tmp_path, write_
 
 
 def test_config_accepts_auto_and_rejects_other_words(write_config):
-    from conc_lab.config.model import ConfigError, load_config
+    from conc_lab.config.document import load_config
+    from conc_lab.config.errors import ConfigError
 
     ok = write_config(
         "matrix: {workload: [experiments.cpu:sum_squares], backend: [sequential], size: [auto, 10]}"
@@ -201,7 +202,8 @@ def test_config_accepts_auto_and_rejects_other_words(write_config):
 
 
 def test_config_calibration_key(write_config):
-    from conc_lab.config.model import ConfigError, load_config
+    from conc_lab.config.document import load_config
+    from conc_lab.config.errors import ConfigError
 
     head = "matrix: {workload: [experiments.cpu:sum_squares], backend: [sequential], size: auto}\n"
     cfg = load_config(write_config(head + "calibration: {budget_s: 5, target_s: 0.01}"))

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 import conc_lab
 from conc_lab.cli import app
-from conc_lab.config.model import load_config
+from conc_lab.config.document import load_config
 from conc_lab.events import NodeJoined, NodeLost, RunFinished, Warned
 from conc_lab.plan.matrix import expand
 from conc_lab.plan.runs import parse_shard, shard_trials

@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from conc_lab.config.model import ConfigError, load_config
+from conc_lab.config.document import load_config
+from conc_lab.config.errors import ConfigError
 
 pytestmark = pytest.mark.inprocess
 

@@ -78,7 +78,7 @@ def test_three_axes_of_100_000_values_load_without_a_quadratic_check():
     """On main the duplicate check compared each value with every earlier one: 207 s here."""
     code = textwrap.dedent(
         """
-        from conc_lab.config.model import parse_config
+        from conc_lab.config.document import parse_config
         from conc_lab.plan.matrix import count
         n = 10**5
         cfg = parse_config({"name": "big", "matrix": {"workload": "experiments.io:sleep",

@@ -23,7 +23,9 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conc_lab.config.model import AXES, BACKENDS, TOP_KEYS, Config, ConfigError, load_config
+from conc_lab.config.document import load_config
+from conc_lab.config.errors import ConfigError
+from conc_lab.config.model import AXES, BACKENDS, TOP_KEYS, Config
 from conc_lab.host import affinity
 
 pytestmark = pytest.mark.host

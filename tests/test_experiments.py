@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conc_lab.config.model import load_config
+from conc_lab.config.document import load_config
 from experiments import cpu, io, memory, overhead, seed
 
 pytestmark = pytest.mark.host

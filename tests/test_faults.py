@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conc_lab.config.model import parse_config
+from conc_lab.config.document import parse_config
 from conc_lab.events import RunFinished
 from conc_lab.host.measure import checksum
 from conc_lab.plan.matrix import Trial

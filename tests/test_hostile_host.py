@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from conc_lab import events, schema
-from conc_lab.config.model import parse_config
+from conc_lab.config.document import parse_config
 from conc_lab.plan.matrix import Trial
 from conc_lab.run import runner
 from conc_lab.run.trial_host import TrialHost

@@ -19,7 +19,8 @@ from typer.testing import CliRunner
 
 from conc_lab.analysis import summary as analysis
 from conc_lab.cli import app
-from conc_lab.config.model import ConfigError, load_config
+from conc_lab.config.document import load_config
+from conc_lab.config.errors import ConfigError
 from conc_lab.machine import doctor, interpreters
 from conc_lab.run.runner import sweep
 from conc_lab.run.trial_host import TrialHost

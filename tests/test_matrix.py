@@ -4,7 +4,7 @@ import tracemalloc
 
 import pytest
 
-from conc_lab.config.model import parse_config
+from conc_lab.config.document import parse_config
 from conc_lab.plan.matrix import Trial, count, expand
 
 pytestmark = pytest.mark.inprocess

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from conc_lab import events, schema
-from conc_lab.config.model import parse_config
+from conc_lab.config.document import parse_config
 from conc_lab.host import affinity
 from conc_lab.run import runner
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import conc_lab
-from conc_lab.config.model import load_config
+from conc_lab.config.document import load_config
 from conc_lab.events import RayStarted
 from conc_lab.plan.matrix import expand
 from conc_lab.run import runner

@@ -7,7 +7,7 @@ import itertools
 
 import pytest
 
-from conc_lab.config.model import parse_config
+from conc_lab.config.document import parse_config
 from conc_lab.plan import runs as plan_mod
 from conc_lab.plan.runs import Plan, Run, select_trials
 

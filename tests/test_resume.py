@@ -26,7 +26,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from conc_lab.config.model import load_config
+from conc_lab.config.document import load_config
 from conc_lab.plan.matrix import count
 from conc_lab.store import core as store
 

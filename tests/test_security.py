@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from conc_lab.config.model import ConfigError, load_config
+from conc_lab.config.document import load_config
+from conc_lab.config.errors import ConfigError
 
 pytestmark = pytest.mark.host
 

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 import conc_lab
 from conc_lab.cli import app
-from conc_lab.config.model import load_config
+from conc_lab.config.document import load_config
 from conc_lab.plan.matrix import expand
 from conc_lab.plan.runs import parse_shard, shard_trials
 from conc_lab.store import core as store

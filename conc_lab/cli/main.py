@@ -23,7 +23,8 @@ from rich.text import Text
 
 import conc_lab
 from conc_lab import events, schema
-from conc_lab.config.model import ConfigError, load_config
+from conc_lab.config.document import load_config
+from conc_lab.config.errors import ConfigError
 from conc_lab.plan import matrix
 
 app = typer.Typer(

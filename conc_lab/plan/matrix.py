@@ -14,7 +14,8 @@ from dataclasses import asdict, dataclass
 from functools import cached_property
 from operator import itemgetter
 
-from conc_lab.config.model import Config, ConfigError, Size
+from conc_lab.config.errors import ConfigError
+from conc_lab.config.model import Config, Size
 
 
 @dataclass(frozen=True)
@@ -162,7 +163,7 @@ _MISSING = object()
 def expand(config: Config) -> Iterator[Trial]:
     """Yield every Trial of the matrix, lazily, in matrix order.
 
-    >>> from conc_lab.config.model import parse_config
+    >>> from conc_lab.config.document import parse_config
     >>> cfg = parse_config({"name": "d", "matrix": {"workload": "experiments.io:sleep",
     ...        "backend": ["sequential", "threading"], "workers": [1, 2], "tasks": 4}})
     >>> [(t.backend, t.workers) for t in expand(cfg)]
@@ -222,12 +223,12 @@ def check_size(config: Config, shards: int = 1) -> None:
     Runs are trials x (warm-up + measured); a sweep of one of ``shards`` shards runs its share.
     With excludes the walk stops once past the limit.
 
-    >>> from conc_lab.config.model import parse_config
+    >>> from conc_lab.config.document import parse_config
     >>> check_size(parse_config({"name": "d", "repeats": 10**6, "affinity": "none", "matrix": {"workload": "m:f",
     ...     "backend": ["sequential", "threading"], "workers": list(range(1, 11)), "tasks": 4}}, check_imports=False))
     Traceback (most recent call last):
     ...
-    conc_lab.config.model.ConfigError: <config>: matrix: 11 trials x 1,000,001 runs each (1 warm-up + 1,000,000 measured) = 11,000,011 runs, more than limits.runs (10,000,000): a sweep this size cannot finish; narrow the matrix or raise limits.runs
+    conc_lab.config.errors.ConfigError: <config>: matrix: 11 trials x 1,000,001 runs each (1 warm-up + 1,000,000 measured) = 11,000,011 runs, more than limits.runs (10,000,000): a sweep this size cannot finish; narrow the matrix or raise limits.runs
     """
     rounds = config.warmup + config.repeats
     most = config.limits.runs // rounds * shards  # the most trials that fit, over all the shards

@@ -7,7 +7,7 @@ resumed sweep already recorded; ``resume_state`` reads what that is from the sto
 Runs are generated, never listed: a plan of 10^6 trials x 100 repeats costs the trials'
 memory, not the runs'.
 
->>> from conc_lab.config.model import parse_config
+>>> from conc_lab.config.document import parse_config
 >>> cfg = parse_config({"name": "p", "repeats": 2, "warmup": 1,
 ...     "matrix": {"workload": ["experiments.io:sleep"], "backend": ["sequential", "threading"]}})
 >>> plan = Plan(cfg, select_trials(cfg))
@@ -28,7 +28,8 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-from conc_lab.config.model import Config, ConfigError
+from conc_lab.config.errors import ConfigError
+from conc_lab.config.model import Config
 from conc_lab.plan.matrix import Trial, expand
 from conc_lab.store import core as store
 

@@ -20,7 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from conc_lab import events, schema
-from conc_lab.config.model import Config, ConfigError, load_config, workload_search_path
+from conc_lab.config.checks import workload_search_path
+from conc_lab.config.document import load_config
+from conc_lab.config.errors import ConfigError
+from conc_lab.config.model import Config
 from conc_lab.events import EventHandler
 from conc_lab.host import affinity
 from conc_lab.host.units import duration

@@ -1,0 +1,221 @@
+"""Reading and validating an experiment matrix file (configs/*.yaml) into a ``Config``.
+
+Every problem is a ``ConfigError`` that names the file, the key and what is wrong, in one
+line, e.g. ``configs/cpu.yaml: matrix.workers[1]: must be a positive integer, got -2``.
+Validation happens before anything is written or run.
+
+A config is code-equivalent: its workloads are imported and run (by trial hosts; the checks
+here look at them from a child process, so no workload code runs in this one). Trust a config
+as you would a Makefile. YAML is parsed with the safe loader (no object tags).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from conc_lab.config import checks, sections
+from conc_lab.config.errors import ConfigError, kind, show
+from conc_lab.config.model import (
+    AXES,
+    AXIS_DEFAULTS,
+    BACKEND_OPTIONS,
+    INT64_MAX,
+    MAX_TIMEOUT_S,
+    ONE_CORE_BACKENDS,
+    TOP_KEYS,
+    Config,
+)
+from conc_lab.config.validate import Validator
+from conc_lab.config.yaml_safe import load_yaml
+from conc_lab.host import affinity as host_affinity
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+
+
+def load_config(path: str | os.PathLike, *, check_imports: bool = True) -> Config:
+    """Read and validate a matrix file; raises ``ConfigError`` on any problem.
+
+    >>> load_config("configs/smoke.yaml").name
+    'smoke'
+    """
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except FileNotFoundError:
+        raise ConfigError(path, "(file)", "no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(path, "(file)", f"cannot read: {exc}") from None
+    try:
+        doc = load_yaml(text)
+    except RecursionError:  # the composer recurses once per nesting level
+        raise ConfigError(path, "(yaml)", "nested too deeply to be a matrix file") from None
+    except ValueError as exc:  # an integer of more than 4300 digits (sys.get_int_max_str_digits)
+        raise ConfigError(path, "(yaml)", f"cannot read a value: {str(exc).split(';')[0]}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(path, "(yaml)", f"{where}{problem}") from None
+    return parse_config(doc, path=str(path), source_text=text, check_imports=check_imports)
+
+
+def parse_config(
+    doc: Any, *, path: str | None = None, source_text: str = "", check_imports: bool = True
+) -> Config:
+    """Validate an already-parsed document (a dict) into a ``Config``.
+
+    The stages, in order: top-level settings, the matrix's axes, affinity, backend options,
+    exclude and include entries, then (``check_imports``) the workloads and interpreters named.
+    """
+    v = Validator(path)
+    if not isinstance(doc, dict):
+        v.fail("(top level)", f"must be a mapping of keys such as name and matrix, got {kind(doc)}")
+    v.known_keys(doc, TOP_KEYS, "")
+    v.limits = sections.limits_section(v, doc.get("limits"))
+    settings = _settings(v, doc, path)
+    matrix = doc.get("matrix")
+    axes, workload_sizes = _matrix_axes(v, matrix)
+    aff = _affinity(v, doc.get("affinity", "compact"), axes["workers"], axes["backend"])
+    v.worker_count(max(axes["workers"]), "matrix.workers")  # after affinity: "cores to pin" says more
+    backend_options = sections.backend_options(v, doc.get("backend_options") or {}, axes["backend"])
+    option_names = {k for opts in BACKEND_OPTIONS.values() for k in opts}
+    exclude = tuple(sections.partial_params(v, doc.get("exclude") or [], "exclude", option_names))
+    include = tuple(sections.partial_params(v, doc.get("include") or [], "include", option_names))
+    _check_includes(v, include, aff)
+    if check_imports:
+        checks.check_workloads(v, axes, include, exclude, backend_options, path)
+        checks.check_interpreters(v, axes["python"], isinstance(matrix.get("python"), list), include)
+    return Config(
+        **settings,
+        axes=axes,
+        workload_sizes=workload_sizes,
+        affinity=aff,
+        exclude=exclude,
+        include=include,
+        backend_options=backend_options,
+        limits=v.limits,
+        path=path,
+        source_text=source_text,
+    )
+
+
+def _settings(v: Validator, doc: dict, path: str | None) -> dict[str, Any]:
+    """The top-level settings: name, repeats, warmup, timeout_s, shuffle, seed, description, ray, noise,
+    calibration."""
+    name = doc.get("name")
+    if name is None:
+        if path is None:
+            v.fail("name", "is required")
+        name = Path(path).stem
+    if not isinstance(name, str) or not _NAME_RE.match(name):
+        v.fail("name", f"must be letters, digits, '_', '.', '-' (no path separators), got {show(name)}")
+    shuffle = doc.get("shuffle", False)
+    if not isinstance(shuffle, bool):
+        v.fail("shuffle", f"must be true or false, got {show(shuffle)}")
+    description = doc.get("description", "")
+    if not isinstance(description, str):
+        v.fail("description", "must be a string")
+    repeats = v.integer(doc.get("repeats", 5), "repeats", minimum=1)
+    warmup = v.integer(doc.get("warmup", 1), "warmup", minimum=0)
+    if warmup + repeats > v.limits.runs:
+        v.fail(
+            "repeats",
+            f"{warmup} warm-up + {repeats:,} measured runs of each trial is more than limits.runs "
+            f"({v.limits.runs:,}), more than a sweep can finish; lower repeats or raise limits.runs",
+        )
+    return {
+        "name": name,
+        "repeats": repeats,
+        "warmup": warmup,
+        "timeout_s": v.number(doc.get("timeout_s", 120), "timeout_s", maximum=MAX_TIMEOUT_S),
+        "shuffle": shuffle,
+        "seed": v.integer(doc.get("seed", 0), "seed", minimum=0, maximum=INT64_MAX),
+        "description": description,
+        "ray_address": sections.ray_section(v, doc.get("ray")),
+        "noise": sections.noise_section(v, doc.get("noise")),
+        "calibration": sections.calibration_section(v, doc.get("calibration")),
+    }
+
+
+def _matrix_axes(v: Validator, matrix: Any) -> tuple[dict[str, tuple], dict[str, tuple]]:
+    """(axes, per-workload sizes) from the ``matrix`` mapping, every axis present (defaults filled)."""
+    if not isinstance(matrix, dict) or not matrix:
+        v.fail("matrix", "is required: a mapping of axes (workload, backend, workers, ...) to lists")
+    v.known_keys(matrix, AXES, "matrix.")
+    for axis in ("workload", "backend"):
+        if axis not in matrix:
+            v.fail(f"matrix.{axis}", "is required")
+    if "tasks" in matrix and "tasks_per_worker" in matrix:
+        v.fail(
+            "matrix.tasks_per_worker",
+            "give either tasks (strong scaling) or tasks_per_worker (weak), not both",
+        )
+    axes: dict[str, tuple] = {}
+    workload_sizes: dict[str, tuple] = {}
+    for axis in AXES:
+        if axis in matrix:
+            axes[axis] = tuple(v.axis_values(axis, matrix[axis], f"matrix.{axis}", workload_sizes))
+        elif axis in AXIS_DEFAULTS:
+            axes[axis] = tuple(AXIS_DEFAULTS[axis])
+    if "tasks" not in axes and "tasks_per_worker" not in axes:
+        axes["tasks_per_worker"] = (1,)
+    if "tasks_per_worker" in axes:
+        v.task_count(max(axes["tasks_per_worker"]) * max(axes["workers"]), "matrix.tasks_per_worker")
+    return axes, workload_sizes
+
+
+def _affinity(
+    v: Validator, aff: Any, workers: tuple[int, ...], backends: tuple[str, ...]
+) -> str | tuple[int, ...]:
+    """``compact``, ``spread``, ``none`` or a tuple of cores; pinned workers must fit the cores."""
+    if isinstance(aff, list):
+        cores = host_affinity.available_cores()
+        for i, c in enumerate(aff):
+            if not isinstance(c, int) or isinstance(c, bool) or c not in cores:
+                v.fail(f"affinity[{i}]", f"{show(c)} is not a core this process may use (available: {cores})")
+            if c in aff[:i]:
+                v.fail(f"affinity[{i}]", f"core {c} is listed twice")
+        if not aff:
+            v.fail("affinity", "an explicit core list must not be empty")
+        aff = tuple(aff)
+    elif aff not in ("compact", "spread", "none"):
+        v.fail("affinity", f"must be compact, spread, none or a list of cores, got {show(aff)}")
+    n_cores = _pinning_cores(aff)
+    pinned_backends = set(backends) - set(ONE_CORE_BACKENDS)  # the others use one core whatever workers says
+    too_many = [w for w in workers if n_cores is not None and w > n_cores and pinned_backends]
+    if too_many:
+        v.fail(
+            "matrix.workers",
+            f"{too_many[0]} workers but only {n_cores} cores to pin them to; "
+            "use fewer workers or 'affinity: none' to oversubscribe on purpose",
+        )
+    return aff
+
+
+def _pinning_cores(aff: str | tuple[int, ...]) -> int | None:
+    """How many cores workers are pinned to under ``aff``; None when they are not pinned."""
+    if aff == "none" or not host_affinity.SUPPORTED:
+        return None
+    return len(aff) if isinstance(aff, tuple) else len(host_affinity.available_cores())
+
+
+def _check_includes(v: Validator, include: tuple[dict, ...], aff: str | tuple[int, ...]) -> None:
+    """An include entry names its workload and backend, and pins no more workers than there are cores."""
+    n_cores = _pinning_cores(aff)
+    for i, inc in enumerate(include):
+        for required in ("workload", "backend"):
+            if required not in inc:
+                v.fail(f"include[{i}].{required}", "is required in an include entry")
+        one_core = inc["backend"] in ONE_CORE_BACKENDS
+        if n_cores is not None and inc.get("workers", 1) > n_cores and not one_core:
+            v.fail(
+                f"include[{i}].workers", f"{inc['workers']} workers but only {n_cores} cores to pin them to"
+            )
+        v.worker_count(inc.get("workers", 1), f"include[{i}].workers")
+        if "tasks_per_worker" in inc:
+            v.task_count(inc["tasks_per_worker"] * inc.get("workers", 1), f"include[{i}].tasks_per_worker")
