@@ -49,7 +49,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from conc_lab.plan.matrix import Trial
-    from conc_lab.run.executor import TrialExecutor
+    from conc_lab.run.executor import ExecutorSettings, TrialExecutor
 
     how = "cold (--no-rewarm)" if args.no_rewarm else "after one untimed run in the new host"
     print(f"timeout {args.timeout:g} s, {args.rounds} rounds, next trial measured {how}; medians")
@@ -63,22 +63,24 @@ def main() -> None:
         overshoot, restart, ratio = [], [], []
         search = [str(ROOT / "tests")]
         with TrialExecutor(
-            "recovery", "b", timeout_s=args.timeout, search_path=search, rewarm=not args.no_rewarm
+            ExecutorSettings(
+                "recovery", "b", timeout_s=args.timeout, search_path=search, rewarm=not args.no_rewarm
+            )
         ) as ex:
             for _ in range(args.rounds):
                 warm_walls, warm_runs = [], []
                 for repeat in range(3):  # the baseline: a warm host, a good trial
                     t0 = time.perf_counter()
-                    row = ex.execute(trial("good"), repeat)
+                    row = ex.execute(trial("good"), repeat).row
                     warm_walls.append(time.perf_counter() - t0)
                     warm_runs.append(row["run_s"])
                     assert row["status"] == "ok", row["error"]
                 t0 = time.perf_counter()
-                hung = ex.execute(trial("hangs"), 0)
+                hung = ex.execute(trial("hangs"), 0).row
                 overshoot.append(time.perf_counter() - t0 - args.timeout)
                 assert hung["status"] == "timeout", hung["error"]
                 t0 = time.perf_counter()
-                after = ex.execute(trial("good"), 0)
+                after = ex.execute(trial("good"), 0).row
                 restart.append(time.perf_counter() - t0 - statistics.median(warm_walls))
                 assert after["status"] == "ok" and after["correct"], after["error"]
                 ratio.append(after["run_s"] / statistics.median(warm_runs))

@@ -23,7 +23,7 @@ from conc_lab.events import RunFinished
 from conc_lab.host.measure import checksum
 from conc_lab.plan.matrix import Trial
 from conc_lab.run import runner
-from conc_lab.run.executor import TrialExecutor
+from conc_lab.run.executor import ExecutorSettings, TrialExecutor
 from conc_lab.store import core as store
 
 pytestmark = pytest.mark.host
@@ -85,7 +85,9 @@ def thread_count(pid: int) -> int:
 
 @pytest.fixture
 def executor():
-    with TrialExecutor("faults", "t", "compact", timeout_s=TIMEOUT_S, search_path=[TESTS]) as ex:
+    with TrialExecutor(
+        ExecutorSettings("faults", "t", "compact", timeout_s=TIMEOUT_S, search_path=[TESTS])
+    ) as ex:
         yield ex
 
 
@@ -131,12 +133,12 @@ def test_a_faulty_trial_is_recorded_and_leaves_nothing_behind(
     executor, fault, backend, start_method, workers
 ):
     good = _trial("good", backend, start_method, workers)
-    first = executor.execute(good, 0)
+    first = executor.execute(good, 0).row
     assert (first["status"], first["correct"]) == ("ok", True), first["error"]
     host = executor.hosts[executor.host_key(good)]
     group_before, threads_before = live_group(host.proc.pid), thread_count(host.proc.pid)
 
-    row = executor.execute(_trial(fault, backend, start_method, workers), 0)
+    row = executor.execute(_trial(fault, backend, start_method, workers), 0).row
 
     status, words, replaced = _expected(fault, backend)
     assert row["status"] == status
@@ -153,20 +155,20 @@ def test_a_faulty_trial_is_recorded_and_leaves_nothing_behind(
         # A joined thread has finished its Python work a moment before the OS thread is gone.
         assert settles(lambda: thread_count(host.proc.pid), threads_before)
 
-    after = executor.execute(good, 1)
+    after = executor.execute(good, 1).row
     assert (after["status"], after["correct"]) == ("ok", True), after["error"]
     assert after["checksum"] == first["checksum"]
     assert len(after["task_records"]) == 4
 
 
 def test_a_worker_exiting_zero_mid_trial_still_fails_it(executor):
-    row = executor.execute(_trial("exits_zero", "multiprocessing", "fork", 2), 0)
+    row = executor.execute(_trial("exits_zero", "multiprocessing", "fork", 2), 0).row
     assert row["status"] == "failed"
     assert "every worker exited with" in row["error"] and "of 4 tasks done" in row["error"]
 
 
 def test_a_workload_reading_stdin_cannot_eat_the_hosts_requests(executor):
-    row = executor.execute(_trial("reads_stdin", "threading", None, 2), 0)
+    row = executor.execute(_trial("reads_stdin", "threading", None, 2), 0).row
     assert row["status"] == "ok"  # it read /dev/null, not the runner's pipe
 
 
@@ -338,20 +340,24 @@ def test_a_file_where_the_results_dir_should_be_is_refused(tmp_path):
 def test_after_a_host_is_replaced_each_trial_runs_once_untimed_before_it_is_measured(executor):
     """A fresh host is cold; the sweep's warm-up round only warmed the first one."""
     counter = _trial("counts_calls", "sequential", None, 1)
-    assert executor.execute(counter, 0)["checksum"] == checksum([1, 2, 3, 4])  # first host: as planned
-    assert executor.execute(counter, 1)["checksum"] == checksum([5, 6, 7, 8])
-    assert executor.execute(_trial("exits", "sequential", None, 1), 0)["status"] == "failed"  # host replaced
-    row = executor.execute(counter, 2)
+    assert executor.execute(counter, 0).row["checksum"] == checksum([1, 2, 3, 4])  # first host: as planned
+    assert executor.execute(counter, 1).row["checksum"] == checksum([5, 6, 7, 8])
+    assert (
+        executor.execute(_trial("exits", "sequential", None, 1), 0).row["status"] == "failed"
+    )  # host replaced
+    row = executor.execute(counter, 2).row
     assert row["checksum"] == checksum([5, 6, 7, 8])  # measured on the new host's second run
-    assert executor.execute(counter, 3)["checksum"] == checksum([9, 10, 11, 12])  # and only once
+    assert executor.execute(counter, 3).row["checksum"] == checksum([9, 10, 11, 12])  # and only once
 
 
 def test_no_untimed_run_when_the_sweep_asks_for_no_warm_up():
-    with TrialExecutor("faults", "t", timeout_s=TIMEOUT_S, search_path=[TESTS], rewarm=False) as ex:
+    with TrialExecutor(
+        ExecutorSettings("faults", "t", timeout_s=TIMEOUT_S, search_path=[TESTS], rewarm=False)
+    ) as ex:
         counter = _trial("counts_calls", "sequential", None, 1)
         ex.execute(counter, 0)
         ex.execute(_trial("exits", "sequential", None, 1), 0)
-        assert ex.execute(counter, 1)["checksum"] == __import__(
+        assert ex.execute(counter, 1).row["checksum"] == __import__(
             "conc_lab.host.measure"
         ).host.measure.checksum([1, 2, 3, 4])
 
@@ -360,6 +366,6 @@ def test_a_host_interpreter_that_prints_at_start_up_still_serves_trials(tmp_path
     """A sitecustomize (or a distribution's start-up hook) printing before the host owns stdout."""
     (tmp_path / "sitecustomize.py").write_text("print('hello from site, not JSON')\n")
     monkeypatch.setenv("PYTHONPATH", str(tmp_path))
-    with TrialExecutor("faults", "t", timeout_s=TIMEOUT_S, search_path=[TESTS]) as ex:
-        row = ex.execute(_trial("good", "threading", None, 2), 0)
+    with TrialExecutor(ExecutorSettings("faults", "t", timeout_s=TIMEOUT_S, search_path=[TESTS])) as ex:
+        row = ex.execute(_trial("good", "threading", None, 2), 0).row
     assert (row["status"], row["correct"]) == ("ok", True), row["error"]

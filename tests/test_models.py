@@ -19,7 +19,7 @@ from needs import need
 
 from conc_lab.host import affinity
 from conc_lab.plan.matrix import Trial
-from conc_lab.run.executor import TrialExecutor
+from conc_lab.run.executor import ExecutorSettings, TrialExecutor
 
 pytestmark = pytest.mark.host
 
@@ -32,7 +32,9 @@ WORKERS = 2 if len(affinity.available_cores()) >= 2 else 1
 
 @pytest.fixture
 def executor():
-    with TrialExecutor("models", "t", "compact", timeout_s=TIMEOUT_S, search_path=[TESTS, str(REPO)]) as ex:
+    with TrialExecutor(
+        ExecutorSettings("models", "t", "compact", timeout_s=TIMEOUT_S, search_path=[TESTS, str(REPO)])
+    ) as ex:
         yield ex
 
 
@@ -57,23 +59,23 @@ def test_asyncio_faults_are_recorded_and_the_next_trial_runs(
     executor, prefix, options, fault, status, words, replaced
 ):
     good = _asyncio_trial(prefix, "good", options)
-    first = executor.execute(good, 0)
+    first = executor.execute(good, 0).row
     assert (first["status"], first["correct"]) == ("ok", True), first["error"]
     host = executor.hosts[executor.host_key(good)]
 
-    row = executor.execute(_asyncio_trial(prefix, fault, options), 0)
+    row = executor.execute(_asyncio_trial(prefix, fault, options), 0).row
 
     assert row["status"] == status
     assert words in row["error"]
     assert row["run_s"] is None and row["checksum"] is None and row["correct"] is None
     assert (executor.hosts.get(executor.host_key(good)) is not host) == replaced
-    after = executor.execute(good, 1)
+    after = executor.execute(good, 1).row
     assert (after["status"], after["correct"]) == ("ok", True), after["error"]
     assert after["checksum"] == first["checksum"]
 
 
 def test_a_coroutine_that_blocks_the_loop_times_out(executor):
-    row = executor.execute(_asyncio_trial("async_", "blocks", None), 0)
+    row = executor.execute(_asyncio_trial("async_", "blocks", None), 0).row
     assert row["status"] == "timeout"
 
 
@@ -89,7 +91,7 @@ def _max_in_flight(records) -> int:
 @pytest.mark.parametrize("workers", [1, 2, 8])
 def test_asyncio_keeps_at_most_workers_coroutines_in_flight_on_one_pinned_core(executor, workers):
     trial = Trial("experiments.io:async_sleep", "asyncio", workers, tasks=8, size=20)
-    row = executor.execute(trial, 0)
+    row = executor.execute(trial, 0).row
     assert (row["status"], row["correct"]) == ("ok", True), row["error"]
     records = row["task_records"]
     assert sorted(r["task"] for r in records) == list(range(8))
@@ -103,7 +105,7 @@ def test_asyncio_keeps_at_most_workers_coroutines_in_flight_on_one_pinned_core(e
 
 def test_async_loopback_gives_the_same_answer_as_the_threaded_one(executor):
     rows = [
-        executor.execute(Trial(f"experiments.io:{fn}", backend, 2, tasks=4, size=50), 0)
+        executor.execute(Trial(f"experiments.io:{fn}", backend, 2, tasks=4, size=50), 0).row
         for fn, backend in [("loopback_echo", "threading"), ("async_loopback_echo", "asyncio")]
     ]
     assert [(r["status"], r["correct"]) for r in rows] == [("ok", True)] * 2
@@ -214,7 +216,9 @@ def backport(tmp_path_factory):
 def sub_executor(backport):
     python, target = backport
     with TrialExecutor(
-        "models", "t", "compact", timeout_s=TIMEOUT_S * 3, search_path=[TESTS, str(REPO), target]
+        ExecutorSettings(
+            "models", "t", "compact", timeout_s=TIMEOUT_S * 3, search_path=[TESTS, str(REPO), target]
+        )
     ) as ex:
         yield ex, python
 
@@ -226,7 +230,7 @@ def _sub_trial(workload: str, python: str, workers: int = WORKERS, tasks: int = 
 def test_subinterpreters_give_the_sequential_answer_pinned_each_with_its_own_gil(sub_executor):
     executor, python = sub_executor
     trial = _sub_trial("experiments.cpu:sum_squares", python, tasks=6)
-    row = executor.execute(trial, 0)
+    row = executor.execute(trial, 0).row
     assert (row["status"], row["correct"]) == ("ok", True), row["error"]
     assert row["own_gil"] is True
     assert row["python_version"].startswith("3.13")
@@ -244,7 +248,7 @@ def test_subinterpreters_give_the_sequential_answer_pinned_each_with_its_own_gil
 
 def test_a_result_that_is_not_shareable_crosses_back_pickled(sub_executor):
     executor, python = sub_executor
-    row = executor.execute(_sub_trial("experiments.cpu:zlib_compress", python, tasks=2, size=1), 0)
+    row = executor.execute(_sub_trial("experiments.cpu:zlib_compress", python, tasks=2, size=1), 0).row
     assert (row["status"], row["correct"]) == ("ok", True), row["error"]  # a list: pickled
 
 
@@ -261,27 +265,27 @@ def test_subinterpreter_faults_are_recorded_and_the_next_trial_runs(
 ):
     executor, python = sub_executor
     good = _sub_trial("workloads_faulty:good", python)
-    first = executor.execute(good, 0)
+    first = executor.execute(good, 0).row
     assert (first["status"], first["correct"]) == ("ok", True), first["error"]
     host = executor.hosts[executor.host_key(good)]
-    row = executor.execute(_sub_trial(f"workloads_faulty:{fault}", python), 0)
+    row = executor.execute(_sub_trial(f"workloads_faulty:{fault}", python), 0).row
     assert row["status"] == status
     assert words in row["error"]
     assert row["run_s"] is None and row["correct"] is None
     assert (executor.hosts.get(executor.host_key(good)) is not host) == replaced
-    after = executor.execute(good, 1)
+    after = executor.execute(good, 1).row
     assert (after["status"], after["correct"]) == ("ok", True), after["error"]
 
 
 def test_a_module_a_subinterpreter_cannot_import_fails_the_trial_with_the_reason(sub_executor):
     executor, python = sub_executor
     trial = _sub_trial("workloads_single_phase:work", python)
-    row = executor.execute(trial, 0)
+    row = executor.execute(trial, 0).row
     assert row["status"] == "failed"
     assert "cannot import workloads_single_phase:work in a subinterpreter: ImportError: " in row["error"]
     assert "module _testsinglephase does not support loading in subinterpreters" in row["error"]
     host = executor.hosts[executor.host_key(trial)]
-    good = executor.execute(_sub_trial("workloads_faulty:good", python), 0)
+    good = executor.execute(_sub_trial("workloads_faulty:good", python), 0).row
     assert good["status"] == "ok" and host.proc.poll() is None  # the host lived on
 
 
@@ -295,8 +299,8 @@ def test_an_interpreter_without_the_api_skips_the_trial_with_the_reason(tmp_path
         pass
     if sys.version_info >= (3, 14):
         pytest.skip("3.14+ has concurrent.interpreters")
-    with TrialExecutor("models", "t", "compact", timeout_s=30, search_path=[TESTS]) as ex:
-        row = ex.execute(Trial("workloads_faulty:good", "subinterpreters", 1, tasks=2, size=10), 0)
+    with TrialExecutor(ExecutorSettings("models", "t", "compact", timeout_s=30, search_path=[TESTS])) as ex:
+        row = ex.execute(Trial("workloads_faulty:good", "subinterpreters", 1, tasks=2, size=10), 0).row
     assert row["status"] == "skipped"
     assert row["error"].startswith(
         "needs concurrent.interpreters (Python 3.14+) or the PyPI backport interpreters-pep-734, which CPython"
@@ -332,7 +336,7 @@ def test_the_build_script_parses_and_refuses_a_version_it_cannot_build(tmp_path)
 
 def test_the_loopback_workload_runs_in_subinterpreters_which_refuse_daemon_threads(sub_executor):
     executor, python = sub_executor
-    row = executor.execute(_sub_trial("experiments.io:loopback_echo", python, tasks=2, size=20), 0)
+    row = executor.execute(_sub_trial("experiments.io:loopback_echo", python, tasks=2, size=20), 0).row
     assert (row["status"], row["correct"]) == ("ok", True), row["error"]
 
 
@@ -361,8 +365,10 @@ def test_the_backport_on_312_is_skipped_with_the_reason_it_does_not_import(tmp_p
     )
     if done.returncode != 0:
         need(f"cannot install {BACKPORT} for {python}: {done.stderr.strip()[-300:]}")
-    with TrialExecutor("models", "t", "compact", timeout_s=30, search_path=[TESTS, str(target)]) as ex:
-        row = ex.execute(_sub_trial("workloads_faulty:good", python), 0)
+    with TrialExecutor(
+        ExecutorSettings("models", "t", "compact", timeout_s=30, search_path=[TESTS, str(target)])
+    ) as ex:
+        row = ex.execute(_sub_trial("workloads_faulty:good", python), 0).row
     if row["status"] == "ok":  # a later backport that supports 3.12 would land here: then it must be right
         assert row["correct"] is True and row["own_gil"] is not None
         return

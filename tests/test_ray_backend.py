@@ -15,7 +15,7 @@ from conc_lab.host import affinity
 from conc_lab.host.backends.ray_backend import _RayWorker, is_loopback
 from conc_lab.plan.matrix import Trial
 from conc_lab.run import runner
-from conc_lab.run.executor import TrialExecutor
+from conc_lab.run.executor import ExecutorSettings, TrialExecutor
 from conc_lab.run.ray_runtime import RayRuntime
 
 pytestmark = pytest.mark.ray
@@ -90,12 +90,12 @@ def test_a_ray_worker_pins_each_task_and_gives_its_process_its_affinity_back(tmp
 def test_a_failing_ray_task_fails_the_trial_with_the_reason(ray_cluster, workload, expected):
     with (
         RayRuntime(ray_cluster.address),
-        TrialExecutor("faults", "t", "compact", timeout_s=60, search_path=[TESTS]) as ex,
+        TrialExecutor(ExecutorSettings("faults", "t", "compact", timeout_s=60, search_path=[TESTS])) as ex,
     ):
-        row = ex.execute(Trial(f"workloads_faulty:{workload}", "ray", 2, tasks=4, size=2000), repeat=0)
+        row = ex.execute(Trial(f"workloads_faulty:{workload}", "ray", 2, tasks=4, size=2000), repeat=0).row
         assert row["status"] == "failed" and expected in row["error"]
         # the host survives a failed ray trial and runs the next one correctly
-        good = ex.execute(Trial("workloads_faulty:good", "ray", 2, tasks=4, size=2000), repeat=0)
+        good = ex.execute(Trial("workloads_faulty:good", "ray", 2, tasks=4, size=2000), repeat=0).row
         assert good["status"] == "ok" and good["correct"] is True
 
 
@@ -176,7 +176,9 @@ def test_a_ray_trial_under_an_interpreter_without_ray_is_skipped_not_failed():
     version = _python_without_ray()
     if version is None:
         pytest.skip("no interpreter without Ray on this machine")
-    with TrialExecutor("x", "t", "compact", timeout_s=60) as ex:
-        row = ex.execute(Trial("experiments.io:sleep", "ray", 1, tasks=2, size=1, python=version), repeat=0)
+    with TrialExecutor(ExecutorSettings("x", "t", "compact", timeout_s=60)) as ex:
+        row = ex.execute(
+            Trial("experiments.io:sleep", "ray", 1, tasks=2, size=1, python=version), repeat=0
+        ).row
     assert row["status"] == "skipped" and row["error"].startswith("needs ray, which ")
     assert row["python_version"].startswith(version)

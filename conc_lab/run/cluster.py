@@ -38,28 +38,23 @@ from pathlib import Path
 
 from conc_lab import events, schema
 from conc_lab.events import EventHandler
-from conc_lab.host import affinity
 from conc_lab.host.backends.ray_backend import import_ray
 from conc_lab.plan.matrix import Trial
 from conc_lab.plan.runs import Run
 from conc_lab.run.dispatch import Dispatch, Skip
-from conc_lab.run.executor import trial_row
+from conc_lab.run.executor import ExecutorSettings, RunResult, trial_row
 from conc_lab.run.node_runner import NodeRunner
+from conc_lab.run.nodes import CorePool, Nodes, first_line
 from conc_lab.run.ray_runtime import keep_signal_handlers
 
 #: How often the driver looks for nodes that joined, in seconds.
 NODE_POLL_S = 2.0
 #: A run whose node is lost this many times is recorded as failed rather than retried forever.
 MAX_ATTEMPTS = 3
-#: Actors that die on a node that still looks alive (a broken install there) before it is dropped.
-MAX_NODE_FAILURES = 3
 #: How long to wait for a first (or replacement) live node before giving up.
 NO_NODE_TIMEOUT_S = 60.0
 #: How far down the queue a node looks for a run whose cores are free (keeps a send O(1)).
 LOOKAHEAD = 64
-#: How long a node whose actor died, but that Ray still lists alive, gets no new actor. Ray
-#: notices a dead node after its health checks fail (about 15 s by default).
-SUSPECT_S = 30.0
 #: How long the check that something listens at a cluster's address waits for an answer.
 CONNECT_TIMEOUT_S = 5.0
 
@@ -90,7 +85,7 @@ def connect_error(address: str, exc: BaseException, ray_said: str = "", environ=
             f"--cluster {address}: the cluster refused this side's Ray auth token: copy the head's "
             "~/.ray/auth_token here (or point RAY_AUTH_TOKEN_PATH at it)"
         )
-    return f"--cluster {address}: cannot connect to a Ray cluster there ({_first_line(exc)})"
+    return f"--cluster {address}: cannot connect to a Ray cluster there ({first_line(exc)})"
 
 
 #: Set in the environment of a driver that ``ray job submit`` started.
@@ -132,132 +127,65 @@ def _stderr_to(file) -> Iterator[None]:
         os.close(saved)
 
 
-class CorePool:
-    """The cores that running trials hold on each machine, so that nodes sharing one never share a core.
-
-    ``take`` gives a trial the cores it pins to (``workers`` of them, at most the node's), chosen
-    among the node's ``allowed`` cores that no running trial on that machine holds, or None
-    while too few are free; ``give`` hands them back. An unpinned trial (affinity ``none``)
-    holds all of its node's cores: its threads may run on any.
-
-    >>> pool = CorePool("compact")
-    >>> pool.take("m", [0, 1], 1), pool.take("m", [0, 1], 1), pool.take("m", [0, 1], 1)
-    ([0], [1], None)
-    >>> pool.give("m", [0]); pool.take("m", [0, 1], 2), pool.take("m", [0, 1], 1)
-    (None, [0])
-    """
-
-    def __init__(self, mode):
-        self.mode = list(mode) if isinstance(mode, tuple) else mode
-        self.held: dict[str, set[int]] = {}
-
-    def take(self, machine: str, allowed: list[int], workers: int) -> list[int] | None:
-        held = self.held.setdefault(machine, set())
-        if self.mode == "none":
-            want = list(allowed)
-        elif isinstance(self.mode, list):  # explicit cores: those, whatever the node allows
-            want = sorted(set(affinity.plan(self.mode, workers)))
-        else:
-            free = [c for c in allowed if c not in held]
-            k = min(max(workers, 1), len(allowed))
-            if len(free) < k:
-                return None
-            want = affinity.plan(self.mode, k, free)
-        if held.intersection(want):
-            return None
-        held.update(want)
-        return want
-
-    def give(self, machine: str, cores: list[int]) -> None:
-        self.held.get(machine, set()).difference_update(cores)
-
-
 class ClusterDispatch(Dispatch):
     """Runs a sweep's runs on the nodes of the Ray cluster at ``address``, one at a time per node.
 
+    ``settings``: the sweep's ``ExecutorSettings``, passed whole to every node's runner.
     ``max_nodes`` caps the nodes used. ``open`` connects (``ClusterError`` when it cannot);
     ``emit`` hears ``NodeJoined``, ``NodeLost`` and ``Warned``; ``close`` stops the node
     runners (also early: fail-fast, Ctrl-C).
 
-    >>> with_cluster = ClusterDispatch("auto", sweep_name="cpu", sweep_id="s", affinity_mode="compact",
-    ...                                timeout_s=60, search_path=["."])  # doctest: +SKIP
+    >>> with_cluster = ClusterDispatch("auto", ExecutorSettings("cpu", "s"))  # doctest: +SKIP
     """
 
-    def __init__(
-        self,
-        address: str,
-        *,
-        sweep_name: str,
-        sweep_id: str,
-        affinity_mode,
-        timeout_s: float,
-        search_path: list[str],
-        max_nodes: int | None = None,
-        noise_limits=None,
-    ):
-        self.address, self.max_nodes = address, max_nodes
-        self.sweep_name, self.sweep_id = sweep_name, sweep_id
-        self._actor_args = (sweep_name, sweep_id, affinity_mode, timeout_s, search_path, noise_limits)
+    def __init__(self, address: str, settings: ExecutorSettings, max_nodes: int | None = None):
+        self.address, self.max_nodes, self.settings = address, max_nodes, settings
         self.emit: EventHandler = events.ignore
         self.ray = None
+        self.nodes: Nodes | None = None
         self._connected_here = False
-        self.actors: dict[str, object] = {}  # node id -> its NodeRunner
-        self.hostnames: dict[str, str] = {}
         self.busy: dict[object, tuple[str, Run, int, list[int]]] = {}  # ref -> (node, run, attempt, cores)
-        self.probing: dict[object, str] = {}  # ObjectRef of NodeRunner.where -> node id
-        self.where: dict[str, tuple[str, list[int]]] = {}  # node id -> (machine, allowed cores)
-        self.pool = CorePool(affinity_mode)
-        self.failures: dict[str, int] = {}
-        self.dropped: set[str] = set()
-        self.suspect: dict[str, float] = {}  # node id -> when its actor died while Ray listed it alive
-        self.idle_since: dict[str, float] = {}  # node id -> when its runner last became free
-        self.nodes_used = 0
+        self.pool = CorePool(settings.affinity_mode)
         self.measured_total_s = 0.0  # summed over nodes
 
     @property
     def measured_s(self) -> float:
         # Nodes run side by side: their trial time, shared out over them, is what the wall time covers.
-        return self.measured_total_s / max(self.nodes_used, 1)
+        return self.measured_total_s / max(self.nodes.used if self.nodes else 0, 1)
 
     def open(self, trials: list[Trial], emit: EventHandler) -> dict[str, tuple[str, str]]:
-        self.emit = emit
         started = time.perf_counter()
         why = unreachable(self.address)
         if why is not None:  # ray.init would retry for minutes, then may join another cluster
             raise ClusterError(f"--cluster {self.address}: {why}")
         try:
-            self.ray = ray = import_ray(self.address)
+            ray = import_ray(self.address)
         except ImportError as exc:
             raise ClusterError(
                 f"--cluster {self.address}: needs ray, which cannot be imported ({exc})"
             ) from None
         self._connected_here = not ray.is_initialized()
         if self._connected_here:
-            # Ray's own lines while connecting (a score of retries) are read for the cause, not shown.
-            with tempfile.TemporaryFile() as said, _stderr_to(said), keep_signal_handlers():
-                try:
-                    ray.init(address=self.address, log_to_driver=False, configure_logging=False)
-                except (ConnectionError, RuntimeError, ValueError) as exc:
-                    # Not connected: close() must not call Ray, whose calls connect on their own
-                    # (ray.wait would ray.init() a local runtime, or join whichever one ran last).
-                    self._connected_here, self.ray = False, None
-                    said.seek(0)
-                    raise ClusterError(
-                        connect_error(self.address, exc, said.read().decode(errors="replace"))
-                    ) from None
-        self._node_cls = ray.remote(num_cpus=0, max_restarts=0, max_concurrency=1)(NodeRunner)
+            _connect(ray, self.address)
+        self.attach(ray, ray.remote(num_cpus=0, max_restarts=0, max_concurrency=1)(NodeRunner), emit)
         self.setup_s = time.perf_counter() - started
         return {}
 
-    def results(self, runs: Iterable[Run], skip: Skip) -> Iterator[tuple[Run, dict | None]]:
+    def attach(self, ray, runner_cls, emit: EventHandler) -> None:
+        """Run through ``ray`` (the module, connected), placing ``runner_cls`` actors on the nodes."""
+        self.ray, self.emit = ray, emit
+        self.nodes = Nodes(ray, runner_cls, (self.settings,), self.max_nodes, emit)
+
+    def results(self, runs: Iterable[Run], skip: Skip) -> Iterator[tuple[Run, RunResult]]:
         pending: deque[tuple[Run, int]] = deque((run, 0) for run in runs)
         last_poll, no_node_since = -1e9, None
+        nodes = self.nodes
         while pending or self.busy:
             now = time.monotonic()
-            if now - last_poll >= NODE_POLL_S or not self.actors:
-                self._refresh_nodes()
+            if now - last_poll >= NODE_POLL_S or not nodes.actors:
+                nodes.refresh()
                 last_poll = now
-            if not self.actors:
+            if not nodes.actors:
                 no_node_since = no_node_since or now
                 if now - no_node_since > NO_NODE_TIMEOUT_S:
                     raise ClusterError(
@@ -267,142 +195,83 @@ class ClusterDispatch(Dispatch):
                 continue
             no_node_since = None
             yield from self._send(pending, skip)
-            if self.busy or self.probing:
+            if self.busy or nodes.probing:
                 yield from self._collect(pending)
 
-    def _send(self, pending: deque, skip: Skip) -> Iterator[tuple[Run, None]]:
+    def _send(self, pending: deque, skip: Skip) -> Iterator[tuple[Run, RunResult]]:
         """Give every idle node, longest idle first, the first queued run whose cores are free;
         yield skipped runs."""
-        busy_nodes = {entry[0] for entry in self.busy.values()}
-        idle = [n for n in self.actors if n not in busy_nodes and n in self.where]
-        for nid in sorted(idle, key=lambda n: self.idle_since.get(n, 0.0)):
-            machine, allowed = self.where[nid]
+        for nid in self.nodes.idle({entry[0] for entry in self.busy.values()}):
+            machine, allowed = self.nodes.where[nid]
             i = 0
             while i < min(len(pending), LOOKAHEAD):
                 run, attempt = pending[i]
-                if skip(run.trial):
+                said = skip(run.trial)
+                if said is not None:
                     del pending[i]
-                    yield run, None
+                    yield run, self._not_run(run, *said)
                     continue
                 cores = self.pool.take(machine, allowed, run.trial.workers)
                 if cores is None:  # held by trials on nodes beside this one: try a smaller trial
                     i += 1
                     continue
                 del pending[i]
-                ref = self.actors[nid].execute.remote(run.trial.params(), run.repeat, run.warmup, cores)
+                ref = self.nodes.actors[nid].execute.remote(run.trial.params(), run.repeat, run.warmup, cores)
                 self.busy[ref] = (nid, run, attempt, cores)
                 break
 
-    def _collect(self, pending: deque) -> Iterator[tuple[Run, dict]]:
-        """Wait a while for a finished call; yield its row, or requeue its run if its node was lost."""
-        from ray.exceptions import RayActorError
-
-        done, _ = self.ray.wait([*self.busy, *self.probing], num_returns=1, timeout=NODE_POLL_S)
+    def _collect(self, pending: deque) -> Iterator[tuple[Run, RunResult]]:
+        """Wait a while for a finished call; yield its result, or requeue its run if its node was lost."""
+        nodes = self.nodes
+        done, _ = self.ray.wait([*self.busy, *nodes.probing], num_returns=1, timeout=NODE_POLL_S)
         for ref in done:
-            if ref in self.probing:
-                self._placed(ref)
+            if ref in nodes.probing:
+                nodes.placed(ref)
                 continue
             nid, run, attempt, cores = self.busy.pop(ref)
-            self.pool.give(self.where[nid][0], cores)
-            self.idle_since[nid] = time.monotonic()
+            self.pool.give(nodes.where[nid][0], cores)
+            nodes.idle_since[nid] = time.monotonic()
             try:
-                row, measured = self.ray.get(ref)
-            except RayActorError as exc:
-                why = _first_line(exc)
-                self._lose(nid, why)
+                result, measured = self.ray.get(ref)
+            except self.ray.exceptions.RayActorError as exc:
+                why = first_line(exc)
+                nodes.lose(nid, why)
                 if attempt + 1 >= MAX_ATTEMPTS:
-                    yield run, self._lost_row(run, attempt + 1, why)
+                    error = f"its node was lost {attempt + 1} times (last: {why})"
+                    yield run, self._not_run(run, schema.FAILED, error, skipped=False)
                 else:
                     self.emit(events.Warned(f"node {nid[:8]} lost ({why}); its run goes to another node"))
                     pending.appendleft((run, attempt + 1))
                 continue
             self.measured_total_s += measured
-            yield run, row
+            yield run, result
 
-    def _refresh_nodes(self) -> None:
-        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-        now = time.monotonic()
-        for node in self.ray.nodes():
-            nid = node["NodeID"]
-            if not node["Alive"]:
-                if self.suspect.pop(nid, None) is not None:
-                    self.dropped.add(nid)
-                continue
-            if nid in self.actors or nid in self.dropped or now - self.suspect.get(nid, -1e9) < SUSPECT_S:
-                continue
-            if self.max_nodes is not None and len(self.actors) >= self.max_nodes:
-                break
-            strategy = NodeAffinitySchedulingStrategy(node_id=nid, soft=False)
-            actor = self._node_cls.options(scheduling_strategy=strategy).remote(*self._actor_args)
-            self.actors[nid] = actor
-            self.probing[actor.where.remote()] = nid  # runs are sent once its machine and cores are known
-            self.hostnames[nid] = node.get("NodeManagerHostname") or node.get("NodeManagerAddress") or "?"
-            self.nodes_used += 1
-            self.emit(events.NodeJoined(nid, self.hostnames[nid]))
-
-    def _placed(self, ref) -> None:
-        """A new node runner said where it runs: its node can take runs now."""
-        from ray.exceptions import RayActorError
-
-        nid = self.probing.pop(ref)
-        try:
-            machine, allowed = self.ray.get(ref)
-        except RayActorError as exc:
-            self._lose(nid, _first_line(exc))
-            return
-        self.where[nid] = (machine, list(allowed))
-        self.idle_since[nid] = time.monotonic()
-
-    def _lose(self, nid: str, why: str) -> None:
-        actor = self.actors.pop(nid, None)
-        if actor is not None:
-            try:
-                self.ray.kill(actor, no_restart=True)
-            except Exception:
-                pass
-        self.failures[nid] = self.failures.get(nid, 0) + 1
-        self.where.pop(nid, None)
-        for ref in [r for r, n in self.probing.items() if n == nid]:
-            del self.probing[ref]
-        alive = any(n["NodeID"] == nid and n["Alive"] for n in self.ray.nodes())
-        if not alive or self.failures[nid] >= MAX_NODE_FAILURES:
-            self.dropped.add(nid)
-        else:  # most likely dead and not yet noticed by Ray: no new actor there for a while
-            self.suspect[nid] = time.monotonic()
-        self.emit(events.NodeLost(nid, self.hostnames.get(nid, "?"), why))
-
-    def _lost_row(self, run: Run, attempts: int, why: str) -> dict:
-        error = f"its node was lost {attempts} times (last: {why})"
-        return trial_row(run.trial, run.repeat, self.sweep_id, self.sweep_name, schema.FAILED, error)
-
-    def skipped_row(self, run: Run, reason: str, status: str = schema.SKIPPED) -> dict:
-        return trial_row(run.trial, run.repeat, self.sweep_id, self.sweep_name, status, reason)
+    def _not_run(self, run: Run, status: str, why: str, skipped: bool = True) -> RunResult:
+        """The result of a run that never reached a trial host: skipped, or its node lost too often."""
+        row = trial_row(run.trial, run.repeat, self.settings.sweep_id, self.settings.sweep_name, status, why)
+        return RunResult(row, skipped=skipped)
 
     def close(self) -> None:
         if self.ray is None:
             return
         started = time.perf_counter()
-        try:  # trial hosts exit cleanly first; the kills then take what is left
-            closing = [actor.close.remote() for actor in self.actors.values()]
-            self.ray.wait(closing, num_returns=len(closing), timeout=10)
-        except Exception:
-            pass
-        for actor in self.actors.values():
-            try:
-                self.ray.kill(actor, no_restart=True)
-            except Exception:
-                pass
-        self.actors.clear()
+        if self.nodes is not None:
+            self.nodes.close()
         if self._connected_here:
             self.ray.shutdown()
         self.ray = None
         self.teardown_s += time.perf_counter() - started
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+def _connect(ray, address: str) -> None:
+    """``ray.init(address)``; Ray's own lines while connecting (a score of retries) are read for
+    the cause, not shown. ``ClusterError`` with one line when it fails."""
+    with tempfile.TemporaryFile() as said, _stderr_to(said), keep_signal_handlers():
+        try:
+            ray.init(address=address, log_to_driver=False, configure_logging=False)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            said.seek(0)
+            raise ClusterError(connect_error(address, exc, said.read().decode(errors="replace"))) from None
 
 
 def unreachable(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> str | None:

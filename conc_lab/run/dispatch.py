@@ -1,7 +1,8 @@
 """Where a sweep's runs execute: one small interface, two implementations.
 
-``Dispatch`` takes the plan's runs and yields ``(run, row)`` as each finishes; ``row`` is
-None for a run it was told to skip (the driver writes that row). Like the executors of
+``Dispatch`` takes the plan's runs and yields ``(run, RunResult)`` as each finishes; a run
+the driver's ``skip`` names is not executed, and its result says so (``skipped``, with the
+row that records why). Like the executors of
 ``concurrent.futures``, implementations differ only in where the work happens:
 
 * ``LocalDispatch`` (here): trial hosts on this machine, through one ``TrialExecutor``;
@@ -22,9 +23,10 @@ from conc_lab.events import EventHandler
 from conc_lab.host.workload import lacks
 from conc_lab.plan.matrix import Trial
 from conc_lab.plan.runs import Run
-from conc_lab.run.executor import TrialExecutor
+from conc_lab.run.executor import RunResult, TrialExecutor
 
-Skip = Callable[[Trial], bool]
+#: The driver's word on a trial: None to run it, else (status, why) for the row of a run not executed.
+Skip = Callable[[Trial], "tuple[str, str] | None"]
 
 
 class Dispatch:
@@ -45,12 +47,8 @@ class Dispatch:
         """
         return {}
 
-    def results(self, runs: Iterable[Run], skip: Skip) -> Iterator[tuple[Run, dict | None]]:
-        """Execute ``runs``; yield (run, row) as each finishes, row None where ``skip(trial)``."""
-        raise NotImplementedError
-
-    def skipped_row(self, run: Run, reason: str, status: str = schema.SKIPPED) -> dict:
-        """The row of a run that was not executed (``status``: skipped, or failed before it could run)."""
+    def results(self, runs: Iterable[Run], skip: Skip) -> Iterator[tuple[Run, RunResult]]:
+        """Execute ``runs``; yield (run, result) as each finishes, a skipped result where ``skip(trial)``."""
         raise NotImplementedError
 
     def close(self) -> None:
@@ -92,13 +90,14 @@ class LocalDispatch(Dispatch):
         emit(events.RayStarted(self._ray.address, self._ray.started, self.setup_s))
         return {}
 
-    def results(self, runs: Iterable[Run], skip: Skip) -> Iterator[tuple[Run, dict | None]]:
-        execute = self.executor.execute
+    def results(self, runs: Iterable[Run], skip: Skip) -> Iterator[tuple[Run, RunResult]]:
+        executor = self.executor
         for run in runs:
-            yield run, None if skip(run.trial) else execute(run.trial, run.repeat, run.warmup)
-
-    def skipped_row(self, run: Run, reason: str, status: str = schema.SKIPPED) -> dict:
-        return self.executor.skipped_row(run.trial, run.repeat, reason, status)
+            said = skip(run.trial)
+            if said is None:
+                yield run, executor.execute(run.trial, run.repeat, run.warmup)
+            else:
+                yield run, executor.skipped(run.trial, run.repeat, why=said[1], status=said[0])
 
     def close(self) -> None:
         started = time.perf_counter()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from conc_lab.host import affinity, protocol
 from conc_lab.plan.matrix import Trial
-from conc_lab.run.executor import TrialExecutor
+from conc_lab.run.executor import ExecutorSettings, RunResult, TrialExecutor
 
 BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 
@@ -34,17 +34,13 @@ def machine_id() -> str:
 
 
 class NodeRunner:
-    """Runs trial runs on its node with the local executor; one per node, one call at a time."""
+    """Runs trial runs on its node with the local executor; one per node, one call at a time.
 
-    def __init__(
-        self,
-        sweep_name: str,
-        sweep_id: str,
-        affinity_mode,
-        timeout_s: float,
-        search_path: list[str],
-        noise_limits=None,
-    ):
+    ``settings``: the sweep's one ``ExecutorSettings``, the same the local path uses; this
+    node's working directory is added to its search path.
+    """
+
+    def __init__(self, settings: ExecutorSettings):
         import ray
 
         context = ray.get_runtime_context()
@@ -52,16 +48,7 @@ class NodeRunner:
         # The node's ray trials join this cluster and stay on this node (see ray_backend).
         os.environ[protocol.RAY_ADDRESS_ENV] = context.gcs_address
         os.environ[protocol.RAY_NODE_ENV] = self.node_id
-        path = list(dict.fromkeys(list(search_path) + [os.getcwd()]))
-        self.executor = TrialExecutor(
-            sweep_name,
-            sweep_id,
-            affinity_mode,
-            timeout_s,
-            path,
-            node_id=self.node_id,
-            noise_limits=noise_limits,
-        )
+        self.executor = TrialExecutor(settings.on_node([os.getcwd()]), node_id=self.node_id)
         self.allowed = affinity.available_cores()
 
     def where(self) -> tuple[str, list[int]]:
@@ -70,17 +57,16 @@ class NodeRunner:
 
     def execute(
         self, params: dict, repeat: int, warmup: bool = False, cores: list[int] | None = None
-    ) -> tuple[dict, float]:
-        """The run's row, and the seconds this node spent inside its trial host for it.
+    ) -> tuple[RunResult, float]:
+        """The run's result, and the seconds this node spent inside its trial host for it.
 
-        ``cores``: the cores the driver gave this run; the executor plans the trial's pinning
-        inside them (it plans within this thread's affinity).
+        ``cores``: the cores the driver gave this run (no trial running beside it on this
+        machine holds them); the executor pins the trial's workers inside them, this run only.
         """
-        if affinity.SUPPORTED:  # explicit cores outside this node's set are the executor's to refuse
-            os.sched_setaffinity(0, [c for c in cores or () if c in self.allowed] or self.allowed)
+        within = [c for c in cores or () if c in self.allowed] or None  # explicit cores: the executor's
         before = self.executor.measured_s
-        row = self.executor.execute(Trial(**params), repeat, warmup)
-        return row, self.executor.measured_s - before
+        result = self.executor.execute(Trial(**params), repeat, warmup, within)
+        return result, self.executor.measured_s - before
 
     def close(self) -> None:
         self.executor.close()

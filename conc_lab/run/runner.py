@@ -33,7 +33,7 @@ from conc_lab.plan.matrix import Trial, check_size
 from conc_lab.plan.runs import Plan, ResumeState, Run
 from conc_lab.run import calibration
 from conc_lab.run.dispatch import Dispatch, LocalDispatch
-from conc_lab.run.executor import REDONE_ROWS, TrialExecutor
+from conc_lab.run.executor import ExecutorSettings, RunResult, TrialExecutor
 from conc_lab.store import core as store
 
 
@@ -86,6 +86,7 @@ class _Prepared:
     manifest: dict
     search_path: list[str]
     findings: list
+    settings: ExecutorSettings  # how each run executes, the same on this machine and on every node
 
 
 def sweep(
@@ -207,7 +208,10 @@ def _prepare(
     if state is not None and state.done and state.started_at is not None:
         manifest["started_at"] = state.started_at
     done = state.done if state else frozenset()
-    return _Prepared(Plan(config, trials, done), sweep_dir, sweep_id, manifest, search_path, findings)
+    settings = ExecutorSettings.for_sweep(config, sweep_id, search_path)
+    return _Prepared(
+        Plan(config, trials, done), sweep_dir, sweep_id, manifest, search_path, findings, settings
+    )
 
 
 def _calibrate(
@@ -254,29 +258,13 @@ def _warn_before_running(
 
 
 def _dispatch(config: Config, prepared: _Prepared, cluster: str | None, ray_address: str | None) -> Dispatch:
-    """Where the runs execute: on this machine, or on the nodes of ``cluster``."""
+    """Where the runs execute: on this machine, or on the nodes of ``cluster``; both with the one
+    ``prepared.settings``."""
     if cluster is not None:
         from conc_lab.run.cluster import ClusterDispatch  # Ray is imported only for sweeps that use it
 
-        return ClusterDispatch(
-            cluster,
-            sweep_name=config.name,
-            sweep_id=prepared.sweep_id,
-            affinity_mode=config.affinity,
-            timeout_s=config.timeout_s,
-            search_path=prepared.search_path,
-            noise_limits=config.noise,
-        )
-    executor = TrialExecutor(
-        config.name,
-        prepared.sweep_id,
-        config.affinity,
-        config.timeout_s,
-        prepared.search_path,
-        rewarm=config.warmup > 0,
-        noise_limits=config.noise,
-    )
-    return LocalDispatch(executor, ray_address or config.ray_address)
+        return ClusterDispatch(cluster, prepared.settings)
+    return LocalDispatch(TrialExecutor(prepared.settings), ray_address or config.ray_address)
 
 
 def _open(
@@ -308,27 +296,32 @@ class _Book:
         self.recorded = self.failed = self.wrong = self.skipped = self.redone = self.noisy = 0
         self.warmup_failed = 0  # failed warm-ups not (yet) carried by a recorded row
 
-    def skips(self, trial: Trial) -> bool:
-        return trial.trial_id in self.given_up
+    def skips(self, trial: Trial) -> tuple[str, str] | None:
+        """None to run ``trial``; else (status, why) for the row of a run not executed."""
+        tid = trial.trial_id
+        if tid not in self.given_up:
+            return None
+        return self.status.get(tid, schema.SKIPPED), self.given_up[tid]
 
-    def settle(self, run: Run, row: dict | None, dispatch: Dispatch) -> dict | None:
-        """The row to report for ``run`` (None: a skipped warm-up, nothing to tell); notes give-ups."""
+    def settle(self, run: Run, result: RunResult) -> RunResult | None:
+        """What to report for ``run`` (None: a skipped warm-up, nothing to tell); notes give-ups."""
         tid = run.trial.trial_id
-        if row is None:  # given up before this run
+        if result.skipped:  # given up before this run
             if run.warmup:
                 return None
             hung = self.hung_warmups.pop(tid, None)
             if hung is not None:  # its first measured row says so, or the hang would go unrecorded
                 self.warmup_failed -= 1  # counted there
-                return dict(hung, repeat=run.repeat, error=f"in its warm-up run: {hung['error']}")
-            return dispatch.skipped_row(run, self.given_up[tid], self.status.get(tid, schema.SKIPPED))
+                return RunResult(dict(hung, repeat=run.repeat, error=f"in its warm-up run: {hung['error']}"))
+            return result
+        row = result.row
         if row["status"] == schema.TIMEOUT:
             self.given_up[tid] = "an earlier run of this trial timed out"
             if run.warmup:
                 self.hung_warmups[tid] = row
         elif row["status"] == schema.SKIPPED:  # this interpreter lacks what the workload needs
             self.given_up[tid] = row["error"]
-        return row
+        return result
 
     def count(self, row: dict) -> None:
         self.recorded += 1
@@ -354,13 +347,14 @@ def _drive(
     """Run the plan through ``dispatch``, writing each measured row; True when interrupted."""
     try:
         if not interrupted:
-            for run, row in dispatch.results(the_plan.runs(), book.skips):
-                row = book.settle(run, row, dispatch)
-                if row is None:
+            for run, result in dispatch.results(the_plan.runs(), book.skips):
+                result = book.settle(run, result)
+                if result is None:
                     continue
+                row = result.row
                 if not run.warmup:
                     with _interrupts_held():  # a Ctrl-C lands after the row is whole on disk, never inside
-                        for replaced in row.pop(REDONE_ROWS, []):
+                        for replaced in result.redone:
                             writer.append(replaced)  # kept, never counted as the run's result
                             book.redone += 1
                         writer.append(row)

@@ -1,0 +1,117 @@
+"""The executor's trial hosts: one per interpreter (Ray trials in a host of their own), replaced when one dies.
+
+``HostPool`` starts hosts on demand, sends each request to the right one, turns a hang or a
+death into a failed outcome (killing and forgetting that host), and remembers which trials a
+replacement host has not run yet, so the executor can re-warm them. It knows nothing of rows.
+"""
+
+from __future__ import annotations
+
+import time
+
+from conc_lab import schema
+from conc_lab.host import protocol
+from conc_lab.machine.interpreters import InterpreterError, resolve
+from conc_lab.plan.matrix import Trial
+from conc_lab.run.trial_host import HostDied, HostTimeout, TrialHost
+
+#: The outcome key for the end of a failed run's stderr (the executor's, not the host's: the runner reads it).
+STDERR_TAIL = "stderr_tail"
+
+
+class HostPool:
+    """The trial hosts of one executor, keyed by ``host_key``.
+
+    >>> HostPool.host_key(Trial("experiments.cpu:sum_squares", "ray", 2, 8, 1000))
+    (None, True)
+    """
+
+    def __init__(self, search_path: list[str], timeout_s: float):
+        self.search_path, self.timeout_s = search_path, timeout_s
+        self.hosts: dict[tuple, TrialHost] = {}
+        self._facts: dict[str | None, dict] = {}  # python -> what its latest host said of it
+        self._ran: dict[tuple, set[str]] = {}  # host key -> trial ids its current host has run
+        self._replaced: set[tuple] = set()  # host keys whose host was replaced at least once
+        self.measured_s = 0.0  # time spent inside trial hosts, for the overhead figure
+
+    @staticmethod
+    def host_key(trial: Trial) -> tuple:
+        """Which host runs ``trial``: one per interpreter, and Ray trials in a host of their own.
+
+        A host that has imported Ray holds ~150 MB more; forking multiprocessing workers from it
+        would cost several times more than from the small host, and that is no number to report.
+        """
+        return (trial.python, trial.backend == "ray")
+
+    def host(self, key: tuple) -> TrialHost:
+        python = key[0]
+        host = self.hosts.get(key)
+        if host is None or host.proc.poll() is not None:
+            # a matrix names "3.12" or "python3.12"; the host needs the executable it stands for
+            host = self.hosts[key] = TrialHost(resolve(python), self.search_path)
+            self._facts[python] = host.info  # kept for the row of a trial that kills its host
+            if key in self._ran:
+                self._replaced.add(key)
+            self._ran[key] = set()
+        return host
+
+    def drop(self, key: tuple) -> None:
+        host = self.hosts.pop(key, None)
+        if host is not None:
+            host.close()
+
+    def call(self, trial: Trial, op: str, cores: list[int] | None) -> dict:
+        """One request to the trial's host; a timeout or death becomes a failed outcome."""
+        message = protocol.request(op, {**trial.params(), protocol.CORES: cores})
+        key = self.host_key(trial)
+        try:
+            host = self.host(key)
+        except (HostDied, HostTimeout, OSError, InterpreterError) as exc:
+            self.drop(key)
+            return {
+                protocol.STATUS: schema.FAILED,
+                protocol.ERROR: f"cannot start trial host for {trial.python or 'python'}: {exc}",
+            }
+        started = time.perf_counter()
+        try:
+            reply = host.request(message, self.timeout_s)
+        except HostTimeout as exc:
+            self.drop(key)
+            return {
+                protocol.STATUS: schema.TIMEOUT,
+                protocol.ERROR: f"{exc}; trial host killed and replaced",
+                STDERR_TAIL: host.stderr_text(),
+            }
+        except HostDied as exc:
+            self.drop(key)
+            return {protocol.STATUS: schema.FAILED, protocol.ERROR: str(exc), STDERR_TAIL: host.stderr_text()}
+        finally:
+            self.measured_s += time.perf_counter() - started
+        if not reply.get(protocol.OK):
+            outcome = {
+                protocol.STATUS: schema.FAILED,
+                protocol.ERROR: reply.get(protocol.ERROR) or "trial host error",
+                protocol.LEFT_BEHIND: reply.get(protocol.LEFT_BEHIND),
+            }
+        else:
+            outcome = reply[protocol.OUTCOME]
+        if outcome.get(protocol.STATUS) in schema.FAILURES:
+            outcome[STDERR_TAIL] = host.stderr_text()  # the end of what it wrote, kept for failed runs
+        return outcome
+
+    def is_cold(self, trial: Trial) -> bool:
+        """True when a host that replaced a failed one has not yet run ``trial``."""
+        key = self.host_key(trial)
+        return key in self._replaced and trial.trial_id not in self._ran.get(key, set())
+
+    def mark_ran(self, trial: Trial) -> None:
+        self._ran.setdefault(self.host_key(trial), set()).add(trial.trial_id)
+
+    def facts(self, python: str | None) -> dict:
+        """What the latest host for ``python`` said of its interpreter (empty before one started)."""
+        info = self._facts.get(python, {})
+        return {key: info[key] for key in protocol.HELLO_FACTS if info.get(key) is not None}
+
+    def close(self) -> None:
+        for key in list(self.hosts):
+            self.drop(key)
