@@ -571,15 +571,20 @@ def compare(
 ):
     """Ratio b/a of the median run time per trial, with its interval and a Mann–Whitney test."""
     from conc_lab.analysis import compare as comparing
+    from conc_lab.analysis.sizes import align_sizes
+    from conc_lab.present import comparison
     from conc_lab.present.render import render
 
     _check_format(fmt)
     if not 0 < alpha < 1:
         _die(f"--alpha: must be between 0 and 1, got {alpha}")
-    result = comparing.compare(_load_runs([a], {}), _load_runs([b], {}), alpha=alpha)
+    runs_a, runs_b, notes = align_sizes(_load_runs([a], {}), _load_runs([b], {}))
+    result = comparing.compare(runs_a, runs_b, alpha=alpha)
+    if comparison.unrelated(result):
+        _die(comparison.unrelated_line(result, a, b))
+    for note in notes:  # wrapped between words: a terminal would cut them anywhere
+        console.print(f"note: {note}", highlight=False, markup=False)
     _emit(render(result, fmt, width=_width()))
-    if fmt == "table":
-        console.print(comparing.compare_verdict(result, alpha), highlight=False, markup=False)
 
 
 @app.command()

@@ -15,6 +15,7 @@ import pandas as pd
 from conc_lab.analysis.compare import COMPARE_KEYS
 from conc_lab.analysis.summary import GROUP_KEYS
 from conc_lab.host.units import duration
+from conc_lab.present.comparison import compare_text
 
 FORMATS = ("table", "csv", "markdown", "json")
 #: Keys shown in the human table only where they vary.
@@ -179,6 +180,8 @@ def render(frame: pd.DataFrame, fmt: str = "table", *, color: bool = False, widt
         return json.dumps(_jsonable(frame), indent=1, default=str) + "\n"
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}: use table, csv, markdown or json")
+    if fmt == "table" and "ratio" in frame.columns:
+        return compare_text(frame, width or 100)  # a line per trial reads better than a wide grid
     is_result = "ratio" in frame.columns or "median_s" in frame.columns
     shown = display(frame) if is_result else frame.astype(object).where(frame.notna(), "-")
     return _markdown(shown) if fmt == "markdown" else _rich_table(shown, color, width)

@@ -1,0 +1,101 @@
+"""A new user's first day (#26), from their side: real sweeps, the real CLI in tmux at 80 and 120 columns.
+
+``compare`` of two sweeps of one config whose sizes differ (what ``size: auto`` does on two
+machines) must match them and read as one line per trial; two unrelated folders are one error line.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import subprocess
+import sys
+
+import pytest
+from test_cli_ux import REPO, _env, conclab, tmux_run
+
+pytestmark = pytest.mark.terminal
+
+SWEEP = """\
+name: firstday
+repeats: 5
+warmup: 0
+timeout_s: 60
+matrix:
+  workload:
+    - experiments.cpu:sum_squares
+    - {{workload: experiments.io:sleep, size: [2]}}
+  backend: [sequential, threading, multiprocessing]
+  workers: [1, 2]
+  tasks: [4]
+  size: [{size}]
+backend_options:
+  multiprocessing: {{start_method: [forkserver]}}
+"""
+
+UNRELATED = """\
+name: unrelated
+repeats: 1
+warmup: 0
+matrix:
+  workload: [experiments.cpu:count_primes]
+  backend: [sequential]
+  workers: [1]
+  tasks: [1]
+  size: [10]
+"""
+
+
+@pytest.fixture(scope="module")
+def two_sweeps(tmp_path_factory):
+    """Result folders of one config run twice, at sizes 20000 and 40000 (as two calibrations might pick)."""
+    root = tmp_path_factory.mktemp("firstday")
+    outs = []
+    for name, size in (("a", 20000), ("b", 40000)):
+        config = root / f"{name}.yaml"
+        config.write_text(SWEEP.format(size=size))
+        proc = conclab("sweep", str(config), "--out", str(root / name), "-q")
+        assert proc.returncode == 0, proc.stderr
+        outs.append(root / name)
+    return outs
+
+
+@pytest.mark.parametrize("width", [80, 120])
+def test_compare_matches_two_sizes_and_reads_one_line_per_trial(two_sweeps, width):
+    a, b = two_sweeps
+    screen = tmux_run(f"python -m conc_lab.cli compare {shlex.quote(str(a))} {shlex.quote(str(b))}", width)
+    assert "__EXIT_0__" in screen, screen
+    text = screen[: screen.index("__EXIT_")]
+    lines = text.rstrip().splitlines()
+    # was: every cell cut ("ex… │ 1.… │ inc…"), and every trial "only in a" / "only in b"
+    assert "…" not in text and "only in" not in text
+    assert "sum_squares: a ran size 20000, b size 40000" in text.replace("\n", " ")
+    assert not any(re.search(r"\b\d+\.0\b", line) for line in lines)  # integers as integers
+    trials = text[: text.index("matched trials")]
+    verdicts = re.findall(r"(\d\.\d\dx (?:faster|slower) \(significant\)|not significant|no answer)", trials)
+    assert len(verdicts) == 10, text  # one per trial: 2 workloads × 5 (backend, workers)
+    assert "10 matched trials" in text and "geometric mean b/a" in text
+    # nothing is cut or split mid-word by the terminal: every line ends inside the width
+    assert all(len(line) <= width for line in lines)
+    for line in lines:  # a word the terminal broke would leave a line ending in letters glued to the next
+        assert not line.startswith(("orkserver", "ignificant", "nswer")), line
+
+
+def test_compare_on_two_unrelated_folders_is_one_error_line(two_sweeps, tmp_path):
+    config = tmp_path / "unrelated.yaml"
+    config.write_text(UNRELATED)
+    assert conclab("sweep", str(config), "--out", str(tmp_path / "u"), "-q").returncode == 0
+    proc = subprocess.run(
+        [sys.executable, "-m", "conc_lab.cli", "compare", str(two_sweeps[0]), str(tmp_path / "u")],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=_env(COLUMNS="200"),
+        timeout=300,
+    )
+    # was: exit 0 and a row of "only in" per trial
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert (
+        "share no trial" in proc.stderr and "count_primes" in proc.stderr and "Traceback" not in proc.stderr
+    )
