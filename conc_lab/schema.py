@@ -93,6 +93,11 @@ SCHEMA = pa.schema(
         pa.field("canary_after_s", pa.float64()),  # ... and after the run
         pa.field("noisy", pa.bool_()),  # foreign CPU or the canary passed the config's noise limits
         pa.field("noise_note", pa.string()),  # why it is noisy, e.g. "others used 45% of its cores"
+        # The run order (plan/runs.py): the interleaved round the run belonged to (its repeat, except
+        # for the extra baseline runs of pairing: adjacent) and its position in that round's seeded
+        # permutation; null in sweeps recorded before the order was.
+        pa.field("round", pa.int32()),
+        pa.field("slot", pa.int32()),
     ]
 )
 

@@ -17,6 +17,7 @@ DOC = {
     "name": "p",
     "repeats": 3,
     "warmup": 1,
+    "shuffle": False,  # matrix order, so the tests can name positions; shuffled rounds: below
     "matrix": {
         "workload": ["experiments.io:sleep"],
         "backend": ["sequential", "threading"],
@@ -85,3 +86,14 @@ def test_shards_are_disjoint_and_complete_and_parsed_from_k_of_n():
     assert sorted(itertools.chain(*slices)) == sorted(every) and len(every) == 18
     assert slices[1] == every[1::4]
     assert plan_mod.shard_label(plan_mod.parse_shard("2/4")) == "2/4"
+
+
+def test_rounds_are_shuffled_by_default_and_each_run_knows_its_round_and_slot():
+    cfg = parse_config({k: v for k, v in DOC.items() if k != "shuffle"} | {"repeats": 8})
+    assert cfg.shuffle
+    runs = [r for r in Plan(cfg, select_trials(cfg)).runs() if not r.warmup]
+    rounds = [runs[i : i + 4] for i in range(0, len(runs), 4)]
+    assert all([r.slot for r in rnd] == [0, 1, 2, 3] for rnd in rounds)
+    assert all({r.round for r in rnd} == {rnd[0].repeat} for rnd in rounds)
+    firsts = [rnd[0].trial for rnd in rounds]
+    assert len(set(firsts)) > 1  # the baseline does not always open (or close) a round

@@ -108,3 +108,51 @@ def test_a_pair_with_a_noisy_run_widens_the_interval_to_cover_it():
     assert quiet.speedup_ci_low > 1.9  # one stray pair does not move an exact median interval ...
     assert flagged.speedup_ci_low < 1.05  # ... but one the machine vouches against is covered
     assert flagged.speedup == quiet.speedup
+
+
+@pytest.mark.host
+def test_a_real_sweep_records_a_fresh_permutation_per_round(tmp_path):
+    import conc_lab
+    from conc_lab.run.runner import sweep
+
+    cfg = tmp_path / "order.yaml"
+    cfg.write_text(
+        "name: order\nrepeats: 6\nwarmup: 0\naffinity: none\n"
+        "matrix:\n  workload: [experiments.io:sleep]\n  backend: [sequential, threading]\n"
+        "  workers: [1, 2]\n  tasks: [1]\n  size: [1]\n"
+    )
+    result = sweep(cfg, out=tmp_path / "results")
+    df = conc_lab.load(result.sweep_dir).sort_values("started_at")
+    assert (df["round"] == df["repeat"]).all()
+    orders = []
+    for _, rnd in df.groupby("round"):
+        assert sorted(rnd["slot"]) == list(range(len(rnd)))  # a permutation of the round's trials
+        assert rnd["slot"].is_monotonic_increasing  # ... in the order the runs started
+        orders.append(tuple(rnd["trial_id"]))
+    assert len(orders) == 6 and len(set(orders)) > 1  # a fresh one each round, not one order
+    seq = df[df["backend"] == "sequential"]
+    assert seq["slot"].nunique() > 1  # the baseline does not always run in the same place
+
+
+@pytest.mark.host
+def test_what_ray_leaves_running_counts_as_foreign_cpu_for_the_next_non_ray_trial(monkeypatch):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conc_lab.host import noise, protocol
+
+    # A busy process outside this test's tree (its shell parent exits), listed as the Ray runtime's.
+    spawn = f"{sys.executable} -c 'while True: pass' >/dev/null 2>&1 & echo $!"
+    pid = int(subprocess.run(["sh", "-c", spawn], capture_output=True, text=True, check=True).stdout)
+    try:
+        monkeypatch.setenv(protocol.SWEEP_PIDS_ENV, str(pid))
+        before = {ray: noise.Sample(None, with_ray=ray) for ray in (True, False)}
+        time.sleep(1.0)
+        after = {ray: noise.Sample(None, with_ray=ray) for ray in (True, False)}
+        own = {ray: after[ray].own - before[ray].own for ray in (True, False)}
+        assert own[True] - own[False] > 0.05  # a ray trial owns it; any other trial does not
+    finally:
+        os.kill(pid, signal.SIGKILL)

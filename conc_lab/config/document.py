@@ -114,7 +114,7 @@ def _settings(v: Validator, doc: dict, path: str | None) -> dict[str, Any]:
         name = Path(path).stem
     if not isinstance(name, str) or not _NAME_RE.match(name):
         v.fail("name", f"must be letters, digits, '_', '.', '-' (no path separators), got {show(name)}")
-    shuffle = doc.get("shuffle", False)
+    shuffle = doc.get("shuffle", True)
     if not isinstance(shuffle, bool):
         v.fail("shuffle", f"must be true or false, got {show(shuffle)}")
     description = doc.get("description", "")

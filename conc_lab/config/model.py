@@ -130,7 +130,7 @@ class Config:
     exclude: tuple[dict, ...] = ()
     include: tuple[dict, ...] = ()
     backend_options: dict[str, dict[str, tuple]] = field(default_factory=dict)
-    shuffle: bool = False
+    shuffle: bool = True  # a fresh seeded permutation per round (RMIT); false: matrix order
     seed: int = 0
     description: str = ""
     ray_address: str | None = None  # ray: {address: ...}: the Ray runtime ray trials join

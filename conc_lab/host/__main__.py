@@ -55,9 +55,10 @@ def _measured(backend, fn, trial):
     """``backend.run`` with the noise around it: foreign CPU, steal, and the speed canary."""
     cores = trial.get("cores")
     canary_before = noise.canary(cores)
-    before = noise.Sample(cores)
+    with_ray = trial["backend"] == "ray"  # else what Ray still runs is foreign to this trial
+    before = noise.Sample(cores, with_ray)
     outcome = backend.run(fn, trial)
-    outcome.update(noise.Sample(cores).since(before))
+    outcome.update(noise.Sample(cores, with_ray).since(before))
     outcome["canary_before_s"], outcome["canary_after_s"] = canary_before, noise.canary(cores)
     return outcome
 

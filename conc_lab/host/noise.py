@@ -6,9 +6,9 @@ not averaged in. Around each trial the host records:
 * **foreign CPU**: busy time of the run's cores (all cores when unpinned) from /proc/stat,
   minus the CPU time of the sweep's own processes, as a share of those cores over the trial.
   The sweep's own are exactly: this host and everything under it (the workers), the runner
-  itself (the host's parent) but not its other children, and the trees of the Ray runtime
-  the runner started (``protocol.SWEEP_PIDS_ENV``). Not the runner's whole tree: a runner
-  inside a Jupyter kernel or pytest has other children, and a busy one of them on the
+  itself (the host's parent) but not its other children, and, for ray trials only, the trees
+  of the Ray runtime the runner started (``protocol.SWEEP_PIDS_ENV``). Not the runner's whole
+  tree: a runner inside a Jupyter kernel or pytest has other children, and a busy one of them on the
   run's core is exactly the noise to catch (a subreaper runner even inherits detached ones);
 * **steal**: time the hypervisor gave those cores to other guests, as the same kind of share;
 * a **speed canary**: a short fixed loop timed on each of the run's cores just before and
@@ -81,10 +81,12 @@ def _reference_loop(n):
 class Sample(object):
     """CPU counters at one moment: per-CPU busy and steal seconds, and the sweep tree's CPU seconds."""
 
-    def __init__(self, cores=None):
+    def __init__(self, cores=None, with_ray=True):
         self.when = time.perf_counter()
         self.cpus = _proc_stat()
-        self.own = own_cpu_s()
+        # The Ray runtime's CPU is the sweep's own only for a ray trial: what a ray trial left
+        # running (workers winding down, the raylet) during the next trial is foreign to that one.
+        self.own = own_cpu_s(None if with_ray else _without_ray(os.environ))
         self.cores = cores
 
     def since(self, before):
@@ -101,6 +103,11 @@ class Sample(object):
             "foreign_cpu": None if foreign is None else min(foreign, 1.0),
             "steal_cpu": min(steal / (wall * len(cpus)), 1.0),
         }
+
+
+def _without_ray(environ):
+    """``environ`` less the Ray runtime's process list (``protocol.SWEEP_PIDS_ENV``)."""
+    return dict((k, v) for k, v in environ.items() if k != protocol.SWEEP_PIDS_ENV)
 
 
 def _proc_stat():

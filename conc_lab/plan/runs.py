@@ -2,13 +2,13 @@
 
 Nothing here runs a trial. ``select_trials`` expands the matrix and takes a shard of it;
 ``Plan`` orders the runs (rounds interleave every trial: A B C A B C ..., each round
-optionally shuffled with a recorded seed; warm-up rounds first) and leaves out what a
+in a fresh seeded permutation, recorded per run; warm-up rounds first) and leaves out what a
 resumed sweep already recorded; ``resume_state`` reads what that is from the store.
 Runs are generated, never listed: a plan of 10^6 trials x 100 repeats costs the trials'
 memory, not the runs'.
 
 >>> from conc_lab.config.document import parse_config
->>> cfg = parse_config({"name": "p", "repeats": 2, "warmup": 1,
+>>> cfg = parse_config({"name": "p", "repeats": 2, "warmup": 1, "shuffle": False,
 ...     "matrix": {"workload": ["experiments.io:sleep"], "backend": ["sequential", "threading"]}})
 >>> plan = Plan(cfg, select_trials(cfg))
 >>> [(r.trial.backend, r.repeat, r.warmup) for r in plan.runs()]  # doctest: +NORMALIZE_WHITESPACE
@@ -44,6 +44,9 @@ class Run:
     trial: Trial
     repeat: int
     warmup: bool = False
+    # Where the run sits in the order, recorded in its row; not part of which run it is.
+    round: int = field(default=0, compare=False)  # the interleaved round (as repeat, warm-ups apart)
+    slot: int = field(default=0, compare=False)  # position in the round's permutation
 
 
 # -- shards ---------------------------------------------------------------------------------
@@ -173,8 +176,10 @@ def resume_state(config: Config, out: str | os.PathLike, shard: str | None = Non
 def run_order(trials: list[Trial], config: Config) -> Iterator[Run]:
     """Every run in order: ``config.warmup`` warm-up rounds, then ``config.repeats`` measured ones.
 
-    Each round runs every trial once, shuffled (when ``config.shuffle``) by a seed derived
-    from ``config.seed`` and the round, so a sweep's order can be replayed.
+    Each round runs every trial once, in a fresh permutation (``config.shuffle``, the default)
+    seeded by ``config.seed`` and the round, so a sweep's order can be replayed and no trial
+    systematically follows the same one (the baseline after the previous round's ``ray`` trials,
+    say: RMIT, Abedi & Brecht 2017). Each run carries its round and slot; the rows record them.
     """
     for round_no in range(config.warmup + config.repeats):
         order = trials
@@ -183,8 +188,8 @@ def run_order(trials: list[Trial], config: Config) -> Iterator[Run]:
             random.Random(config.seed * 1_000_003 + round_no).shuffle(order)
         warmup = round_no < config.warmup
         repeat = round_no if warmup else round_no - config.warmup
-        for trial in order:
-            yield Run(trial, repeat, warmup)
+        for slot, trial in enumerate(order):
+            yield Run(trial, repeat, warmup, round=repeat, slot=slot)
 
 
 @dataclass(frozen=True)

@@ -355,8 +355,10 @@ def _drive(
                 if not run.warmup:
                     with _interrupts_held():  # a Ctrl-C lands after the row is whole on disk, never inside
                         for replaced in result.redone:
+                            replaced.update(round=run.round, slot=run.slot)
                             writer.append(replaced)  # kept, never counted as the run's result
                             book.redone += 1
+                        row.update(round=run.round, slot=run.slot)  # the order, recorded (#20)
                         writer.append(row)
                         book.count(row)
                 else:
