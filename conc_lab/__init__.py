@@ -28,6 +28,7 @@ _LAZY = {
     "fit_scaling": "conc_lab.analysis.scaling",
     "predict_scaling": "conc_lab.analysis.scaling",
     "write_report": "conc_lab.present.report",
+    "advise": "conc_lab.advice",
 }
 
 __all__ = sorted(_LAZY) + ["__version__"]

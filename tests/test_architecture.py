@@ -28,7 +28,8 @@ MAY_IMPORT = {
     "store": set(),
     "analysis": {"store", "host"},  # host: only host.units, the one duration formatter
     "present": {"analysis", "store", "machine", "host"},
-    "cli": {"config", "plan", "run", "store", "analysis", "present", "machine", "host"},
+    "advice": {"config", "plan", "run", "store", "analysis", "machine", "host"},
+    "cli": {"config", "plan", "run", "store", "analysis", "present", "machine", "host", "advice"},
 }
 
 

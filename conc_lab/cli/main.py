@@ -717,3 +717,8 @@ def main() -> None:  # pragma: no cover - console entry point
 
 if __name__ == "__main__":  # pragma: no cover
     main()
+
+
+from conc_lab.cli.advise import advise  # noqa: E402  (its own module: one command, one file)
+
+app.command()(advise)

@@ -1,0 +1,168 @@
+"""``conc_lab.advise``: threads or processes — and how much faster — for *this* function, in one call.
+
+The stage that answers the README's question without a YAML file: ``target`` checks the
+function (``module:function``, ``path/to/file.py:function`` or the function itself), ``plan``
+plans the matrix from it and this machine, ``loop`` runs it as an ordinary sweep in shuffled,
+interleaved rounds until the verdict settles or the budget is spent, and ``verdict`` says what
+to use, how much faster, and why. The folder is ``advice`` rather than ``advise`` so that
+``conc_lab.advise`` stays the function: importing a subpackage binds its name on the parent.
+
+>>> advice = advise("mywork:count_words", budget_s=60)  # doctest: +SKIP
+>>> print(advice.verdict.headline)  # doctest: +SKIP
+use multiprocessing (fork): 1.86× (1.80–1.91) with 2 workers; threads 0.99× (GIL-bound: …)
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from conc_lab.advice.loop import LoopResult
+from conc_lab.advice.plan import AdvicePlan
+from conc_lab.advice.target import AdviseError, resolve
+from conc_lab.advice.verdict import Verdict, decide
+
+__all__ = ["Advice", "AdviseError", "advise"]
+
+#: Columns of the summary the evidence table shows.
+_SHOWN = [
+    "backend",
+    "start_method",
+    "workers",
+    "n",
+    "median_s",
+    "e2e_speedup",
+    "e2e_speedup_ci_low",
+    "e2e_speedup_ci_high",
+    "why",
+]
+
+
+@dataclass(frozen=True)
+class Advice:
+    """What ``advise`` found: the verdict, the summary frame and the scaling fits behind it."""
+
+    verdict: Verdict
+    summary: pd.DataFrame
+    fits: pd.DataFrame
+    plan: AdvicePlan
+    sweep_dir: Path
+    yaml_path: Path
+    rerun: str  # the one command that reruns or extends it as a sweep
+    stopped: str  # settled, budget, interrupted or complete
+    wall_s: float
+
+    @property
+    def interrupted(self) -> bool:
+        return self.stopped == "interrupted"
+
+    def __str__(self) -> str:
+        return "\n".join(self.verdict.lines())
+
+    def _repr_html_(self) -> str:
+        lines = self.verdict.lines()
+        head = f"<p><b>{html.escape(lines[0])}</b></p>"
+        rest = "".join(f"<li>{html.escape(x.strip())}</li>" for x in lines[1:])
+        shown = self.summary[[c for c in _SHOWN if c in self.summary.columns]]
+        return head + f"<ul>{rest}</ul>" + shown.to_html(index=False, float_format=lambda x: f"{x:.3g}")
+
+
+def advise(
+    what: str | os.PathLike | Callable,
+    *,
+    budget_s: float = 120.0,
+    size: int | None = None,
+    ray: bool = False,
+    out: str | os.PathLike = "results",
+    on_event: Callable | None = None,
+    interpreters: list | None = None,
+) -> Advice:
+    """Which backend to use for ``what`` on this machine, measured: the ``Advice``.
+
+    ``what`` is ``"module:function"``, ``"path/to/file.py:function"`` or the function (defined
+    in a module: a child process cannot import one from ``__main__`` or a notebook cell).
+    ``budget_s`` bounds the whole of it; ``size`` skips calibration; ``ray`` adds Ray.
+    The runs are a sweep under ``out/advise-<function>/``; Ctrl-C stops after saving them
+    (``Advice.stopped == "interrupted"``; ``Advice.rerun`` resumes). Raises ``AdviseError``
+    (one line) when the function cannot be run.
+    """
+    from conc_lab.advice import loop
+    from conc_lab.advice import plan as planning
+
+    began = time.perf_counter()
+    if not budget_s > 0:
+        raise AdviseError(f"--budget: must be a positive number of seconds, got {budget_s}")
+    if size is not None and size < 1:
+        raise AdviseError(f"--size: must be a positive integer, got {size}")
+    target = resolve(what)
+    with _importable(target.search_dir):
+        the_plan = planning.plan(target, size=size, ray=ray, interpreters=interpreters, budget_s=budget_s)
+        if on_event is not None:
+            on_event(loop.AdvicePlanned(the_plan))
+        ran = loop.run(the_plan, out, budget_s=budget_s, began=began, on_event=on_event)
+    if ran.broken is not None:
+        raise AdviseError(
+            f"{target.ref}: the plain loop failed: {ran.broken} (runs kept in {ran.sweep.sweep_dir})"
+        )
+    return conclude(the_plan, ran, time.perf_counter() - began)
+
+
+def conclude(the_plan: AdvicePlan, ran: LoopResult, wall_s: float) -> Advice:
+    """The ``Advice`` from what the sweep stored (not what it told on the way)."""
+    from conc_lab.analysis.scaling import fit_scaling
+    from conc_lab.analysis.summary import summarize
+    from conc_lab.store.core import load
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a sweep stopped before its first round: an empty summary
+        df = load(ran.sweep.sweep_dir)
+        summary = summarize(df) if len(df) else summarize(pd.DataFrame())
+        fits = fit_scaling(summary) if len(summary) else pd.DataFrame()
+    why = {"budget": f"the {_budget_text(wall_s)} budget ran out", "interrupted": "interrupted"}.get(
+        ran.stopped
+    )
+    verdict = decide(
+        summary,
+        fits,
+        cores=the_plan.cores,
+        waits=the_plan.probe.waits,
+        left_out=the_plan.left_out,
+        rounds=ran.rounds,
+        stop_reason=why,
+    )
+    return Advice(
+        verdict, summary, fits, the_plan, ran.sweep.sweep_dir, ran.yaml_path, ran.rerun, ran.stopped, wall_s
+    )
+
+
+def _budget_text(seconds: float) -> str:
+    return f"{seconds:.0f} s"
+
+
+class _importable:
+    """A function's own folder on the path, for this process and the children it starts."""
+
+    def __init__(self, folder: str | None):
+        self.folder = folder
+
+    def __enter__(self) -> None:
+        self.saved = (sys.path[:], os.environ.get("PYTHONPATH"))
+        if self.folder:
+            sys.path.insert(0, self.folder)
+            os.environ["PYTHONPATH"] = os.pathsep.join(p for p in [self.folder, self.saved[1]] if p)
+
+    def __exit__(self, *exc: Any) -> None:
+        sys.path[:] = self.saved[0]
+        if self.saved[1] is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = self.saved[1]

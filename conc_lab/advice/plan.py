@@ -1,0 +1,362 @@
+"""Planning the matrix ``advise`` runs, from the function itself and this machine.
+
+* **The function**: its size is calibrated as ``size: auto`` does (unless given), then one
+  call is timed in a fresh process for its CPU share: work that mostly waits (sleep, I/O)
+  gets worker counts past the cores; work on the CPU stops at the cores.
+* **The machine**: every backend it can run: sequential, threading, multiprocessing with each
+  start method the platform has, asyncio for an ``async def`` (which only sequential and asyncio
+  can await), subinterpreters and free-threaded threads where an interpreter for them is found,
+  Ray only when asked. What is left out is said, with why.
+
+The plan is plain data (``AdvicePlan``), its ``document`` the YAML matrix a sweep runs.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import multiprocessing
+import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import yaml
+
+from conc_lab.advice.target import AdviseError, Target
+from conc_lab.host import affinity
+from conc_lab.machine import interpreters as found_interpreters
+from conc_lab.run import calibration
+from conc_lab.run.trial_host import child_env
+
+#: The sequential run advise aims for, in seconds: long enough to measure, short enough for rounds.
+SEQUENTIAL_RUN_S = 0.4
+#: Below this share of CPU time in a call's wall time, the work waits (sleep, I/O) more than it computes.
+WAITS_BELOW = 0.5
+#: Work that waits gets worker counts up to this many times the cores.
+WAIT_OVERSUBSCRIBE = 4
+#: Rounds planned at most: the adaptive loop stops far sooner, at its budget or once settled;
+#: ``conclab sweep advise.yaml --resume`` runs the rest.
+MAX_ROUNDS = 30
+START_METHODS = ("fork", "forkserver", "spawn")
+
+# Runs in a fresh process: one warm call, then two timed ones (wall and the whole process's CPU time).
+_PROBE = r"""
+import asyncio, inspect, json, sys, time
+from conc_lab.host.workload import import_function, search_first
+from conc_lab.host import protocol
+import os
+search_first(protocol.search_path(os.environ))
+fn = import_function(sys.argv[1]); size = int(sys.argv[2])
+call = (lambda: asyncio.run(fn(0, size))) if inspect.iscoroutinefunction(fn) else (lambda: fn(0, size))
+def queued():  # seconds this thread waited for a CPU it was ready for (Linux), else 0
+    try:
+        with open("/proc/thread-self/schedstat") as f:
+            return int(f.read().split()[1]) / 1e9
+    except (OSError, ValueError, IndexError):
+        return 0.0
+try:
+    call()
+    shares, walls = [], []
+    for _ in range(2):
+        w, c, q = time.perf_counter(), time.process_time(), queued()
+        call()
+        wall, cpu = time.perf_counter() - w, time.process_time() - c
+        walls.append(wall)
+        # a busy machine keeps a computing call off the CPU too: that wait is not the call's own
+        shares.append(cpu / max(wall - (queued() - q), cpu, 1e-9))
+    print(json.dumps({"wall": min(walls), "cpu_share": max(shares)}))
+except BaseException as exc:
+    print(json.dumps({"error": "%s: %s" % (type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")}))
+"""
+
+
+@dataclass(frozen=True)
+class Probe:
+    """What one call of the function at the planned size costs.
+
+    >>> Probe(size=20, task_s=0.02, cpu_share=0.01).waits
+    True
+    """
+
+    size: int
+    task_s: float  # wall time of one call at ``size``
+    cpu_share: float  # CPU time / wall time of that call: ~1 computing, ~0 waiting
+    size_note: str | None = None  # why the size is what it is, where that is worth saying
+
+    @property
+    def waits(self) -> bool:
+        return self.cpu_share < WAITS_BELOW
+
+
+@dataclass(frozen=True)
+class AdvicePlan:
+    """The matrix advise runs: which arms, worker counts and tasks, and what was left out and why."""
+
+    target: Target
+    name: str
+    cores: int
+    workers: tuple[int, ...]
+    tasks: int
+    probe: Probe
+    arms: tuple[str, ...]  # "sequential", "threading", "multiprocessing (fork)", ...
+    left_out: tuple[str, ...] = ()
+    document: dict = field(default_factory=dict)
+
+    def yaml_text(self) -> str:
+        head = (
+            f"# Planned by `conclab advise {self.target.ref}`: run it again, or extend it, with\n"
+            f"#   conclab sweep THIS_FILE --resume --out RESULTS\n"
+        )
+        return head + yaml.safe_dump(self.document, sort_keys=False, width=100)
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity), else the CPU count."""
+    if affinity.SUPPORTED:
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def worker_counts(cores: int, waits: bool) -> tuple[int, ...]:
+    """1, 2, 4, … up to the cores (the cores themselves included); for work that waits, past them.
+
+    >>> worker_counts(6, False), worker_counts(2, True), worker_counts(1, False)
+    ((1, 2, 4, 6), (1, 2, 4, 8), (1,))
+    """
+    top = min(cores * WAIT_OVERSUBSCRIBE, 32) if waits else cores
+    counts, n = [], 1
+    while n < top:
+        counts.append(n)
+        n *= 2
+    return tuple(counts + [top])
+
+
+def plan(
+    target: Target,
+    *,
+    size: int | None = None,
+    ray: bool = False,
+    cores: int | None = None,
+    interpreters: list | None = None,
+    budget_s: float = 120.0,
+) -> AdvicePlan:
+    """The plan for ``target``: probe the function (calibrating its size unless given), then the matrix.
+
+    ``interpreters`` (``machine.interpreters.Interpreter``s) are the other Pythons to consider for
+    subinterpreters and free-threaded threads; None looks for them (meanwhile the function is probed).
+    """
+    cores = cores or usable_cores()
+    with ThreadPoolExecutor(1) as pool:
+        search = pool.submit(found_interpreters.find_interpreters) if interpreters is None else None
+        probe = probe_function(target, size, cores, budget_s)
+        interpreters = search.result() if search is not None else interpreters
+    waits = probe.waits
+    workers = worker_counts(cores, waits)
+    tasks = workers[-1] if waits else 4 * workers[-1]
+    arms, extra, left_out = _arms(target, ray, interpreters)
+    doc = _document(target, probe, workers, tasks, arms, extra, waits, cores)
+    name = doc["name"]
+    return AdvicePlan(
+        target, name, cores, workers, tasks, probe, tuple(arms + extra_names(extra)), tuple(left_out), doc
+    )
+
+
+def probe_function(target: Target, size: int | None, cores: int, budget_s: float) -> Probe:
+    """Calibrate the size (unless given) so the sequential run takes about ``SEQUENTIAL_RUN_S``; time one call."""
+    if size is not None:
+        return _time_one_call(target, size, None, budget_s)
+    per_task = max(SEQUENTIAL_RUN_S / (4 * cores), 0.005)
+    probe = _time_one_call(target, *_calibrate(target, per_task, budget_s), budget_s)
+    if probe.size_note is None and probe.task_s < per_task / 4:
+        # two slow calls in a row on a busy machine stop calibration early: measure again, once
+        probe = _time_one_call(target, *_calibrate(target, per_task, budget_s), budget_s)
+    return probe
+
+
+def _calibrate(target: Target, per_task: float, budget_s: float) -> tuple[int, str | None]:
+    """(size, why it is below the target or None), as ``size: auto`` finds it."""
+    try:
+        found = calibration.calibrate_workload(
+            target.ref, per_task, _search_path(target), budget_s=max(budget_s / 8, 5.0)
+        )
+    except calibration.CalibrationFailed as exc:
+        if "does not take longer with size" not in exc.reason:
+            raise AdviseError(f"{target.ref}: {exc.reason}") from None
+        return 1, "its time does not grow with size: size 1"
+    return found.size, found.stopped
+
+
+def _time_one_call(target: Target, size: int, note: str | None, budget_s: float) -> Probe:
+    """One call at ``size`` timed in a fresh process: its wall time and CPU share."""
+    env = child_env(_search_path(target))
+    try:
+        out = subprocess.run(
+            [sys.executable, "-c", _PROBE, target.ref, str(size)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=max(budget_s, 30.0),
+        )
+    except subprocess.TimeoutExpired:
+        raise AdviseError(
+            f"{target.ref}: one call at size {size} took over {budget_s:.0f} s; give a smaller --size"
+        ) from None
+    try:
+        doc = json.loads(out.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        tail = (out.stderr.strip().splitlines() or ["no output"])[-1]
+        raise AdviseError(f"{target.ref}: calling it in a fresh process failed: {tail}") from None
+    if "error" in doc:
+        raise AdviseError(f"{target.ref}({0}, {size}) raised {doc['error']}")
+    return Probe(size, float(doc["wall"]), min(float(doc["cpu_share"]), 1.0), note)
+
+
+def _search_path(target: Target) -> list[str]:
+    return [os.getcwd()] + ([target.search_dir] if target.search_dir else [])
+
+
+def _subinterpreters_here() -> bool:
+    return any(
+        importlib.util.find_spec(m.split(".")[0]) is not None and _has(m)
+        for m in ("concurrent.interpreters", "interpreters_backport.interpreters")
+    )
+
+
+def _has(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _imports_in(python: str, module: str) -> bool:
+    try:
+        return (
+            subprocess.run([python, "-c", f"import {module}"], capture_output=True, timeout=20).returncode
+            == 0
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+@dataclass(frozen=True)
+class _Extra:
+    """An arm run on another interpreter (a python axis value), with its own sequential baseline."""
+
+    backend: str
+    python: str
+    label: str
+
+
+def extra_names(extra: list[_Extra]) -> list[str]:
+    return [e.label for e in extra]
+
+
+def _arms(target: Target, ray: bool, interpreters: list) -> tuple[list[str], list[_Extra], list[str]]:
+    """The backends to run here, those on other interpreters, and what was left out (with why)."""
+    left_out: list[str] = []
+    if target.is_async:
+        left_out.append("threading, multiprocessing: an async def needs an event loop (sequential, asyncio)")
+        return ["sequential", "asyncio"], [], left_out
+    methods = [m for m in START_METHODS if m in multiprocessing.get_all_start_methods()]
+    gone = [m for m in START_METHODS if m not in methods]
+    if gone:
+        left_out.append(f"multiprocessing ({', '.join(gone)}): this platform has no such start method")
+    arms = ["sequential", "threading"] + [f"multiprocessing ({m})" for m in methods]
+    extra: list[_Extra] = []
+    usable = [i for i in interpreters if i.can_host]
+    if _subinterpreters_here():
+        arms.append("subinterpreters")
+    else:
+        sub = next((i for i in usable if i.version_info >= (3, 14) and not i.free_threaded), None)
+        sub = sub or next(
+            (
+                i
+                for i in usable
+                if i.version_info[:2] == (3, 13) and _imports_in(i.path, "interpreters_backport")
+            ),
+            None,
+        )
+        if sub is not None:
+            extra.append(_Extra("subinterpreters", sub.path, f"subinterpreters (Python {sub.version})"))
+        else:
+            left_out.append(
+                f"subinterpreters: Python {sys.version.split()[0]} has none, and no Python ≥ 3.14 "
+                "(or 3.13 with interpreters-pep-734) was found"
+            )
+    ft = next((i for i in usable if i.free_threaded), None)
+    if ft is not None:
+        extra.append(_Extra("threading", ft.path, f"threading (free-threaded {ft.version})"))
+    else:
+        left_out.append("free-threaded threads: no free-threaded Python (python3.13t, 3.14t) was found")
+    if ray:
+        if importlib.util.find_spec("ray") is None:
+            left_out.append("ray: not installed (pip install 'ray[default]')")
+        else:
+            arms.append("ray")
+    else:
+        left_out.append("ray: not asked for (--ray)")
+    return arms, extra, left_out
+
+
+def _document(target, probe, workers, tasks, arms, extra, waits, cores) -> dict:
+    """The YAML matrix: interleaved, shuffled rounds of every arm at every worker count."""
+    backends = list(dict.fromkeys(a.split(" ")[0] for a in arms))
+    methods = [a[a.index("(") + 1 : -1] for a in arms if a.startswith("multiprocessing")]
+    sequential_s = probe.task_s * tasks
+    doc: dict = {
+        "name": f"advise-{target.name}"[:100],
+        "description": f"conclab advise {target.ref}: {', '.join(arms + extra_names(extra))}",
+        "repeats": MAX_ROUNDS,
+        "warmup": 1,
+        # generous: a hung call is killed, never waited for; 20 sequential runs or a minute
+        "timeout_s": round(max(60.0, 20 * sequential_s), 1),
+        "shuffle": True,
+        "seed": int.from_bytes(os.urandom(4), "little"),
+        "matrix": {
+            "workload": [target.ref],
+            "backend": backends,
+            "workers": list(workers),
+            "tasks": [tasks],
+            "size": [probe.size],
+        },
+        # pinning refuses more workers than cores; work that waits runs past them on purpose
+        "affinity": "none" if workers[-1] > cores else "compact",
+    }
+    if methods:
+        doc["backend_options"] = {"multiprocessing": {"start_method": methods}}
+        # spawn and forkserver differ from fork in what they pay to start, seen at one worker count
+        doc["exclude"] = [
+            {"backend": "multiprocessing", "start_method": m, "workers": w}
+            for m in methods
+            if m != "fork"
+            for w in workers
+            if w != min(cores, workers[-1])
+        ]
+    include = []
+    for e in extra:
+        include.append(
+            {
+                "workload": target.ref,
+                "backend": "sequential",
+                "python": e.python,
+                "tasks": tasks,
+                "size": probe.size,
+            }
+        )
+        for w in workers:
+            include.append(
+                {
+                    "workload": target.ref,
+                    "backend": e.backend,
+                    "workers": w,
+                    "python": e.python,
+                    "tasks": tasks,
+                    "size": probe.size,
+                }
+            )
+    if include:
+        doc["include"] = include
+    return doc

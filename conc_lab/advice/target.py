@@ -1,0 +1,139 @@
+"""What ``advise`` is asked about: a function, named so that a child process can import it.
+
+Three spellings reach the same ``Target``: ``module:function`` (imported from the working
+directory, as a sweep's workloads are), ``path/to/file.py:function``, and, from Python, the
+function object itself. A function a child process cannot import (defined in ``__main__``,
+a notebook cell, or inside another function) is refused in one line that says how to fix it.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from conc_lab.config.checks import check_workload
+
+_IDENT = re.compile(r"^[A-Za-z_]\w*$")
+
+
+class AdviseError(ValueError):
+    """Advice cannot start: ``str()`` is the one line a person sees (what, and the fix)."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """A checked function: ``ref`` is its ``module:function``; ``search_dir`` a folder it needs on the path.
+
+    >>> Target("mywork:count_words", None, False).name
+    'count_words'
+    """
+
+    ref: str
+    search_dir: str | None  # the folder a path/to/file.py lives in, when it is not importable from cwd
+    is_async: bool
+
+    @property
+    def name(self) -> str:
+        return self.ref.rpartition(":")[2].rpartition(".")[2]
+
+
+def resolve(what: Any) -> Target:
+    """The ``Target`` for ``what`` (a ``module:function`` text, ``file.py:function``, or a function).
+
+    >>> resolve("experiments.io:sleep").ref
+    'experiments.io:sleep'
+    >>> resolve("experiments.io:slep")
+    Traceback (most recent call last):
+    ...
+    conc_lab.advice.target.AdviseError: experiments.io:slep: module 'experiments.io' has no 'slep'; did you mean 'experiments.io:sleep'?
+    """
+    if callable(what) and not isinstance(what, str):
+        ref, search_dir = _ref_of_function(what)
+    elif isinstance(what, (str, os.PathLike)):
+        ref, search_dir = _ref_of_text(os.fspath(what))
+    else:
+        raise AdviseError(f"advise: expected a function or 'module:function', got {type(what).__name__}")
+    problem = _problem(ref, search_dir)
+    if problem:
+        raise AdviseError(f"{what if isinstance(what, str) else ref}: {problem}")
+    return Target(ref, search_dir, _is_async(ref, search_dir))
+
+
+def _ref_of_text(text: str) -> tuple[str, str | None]:
+    """``module:function`` as it is; ``path/to/file.py:function`` as a module the children can import."""
+    where, sep, attr = text.rpartition(":")
+    if not sep or not where or not attr:
+        raise AdviseError(f"{text}: name the function as module:function or path/to/file.py:function")
+    if not where.endswith(".py"):
+        return text, None
+    path = Path(where)
+    if not path.is_file():
+        raise AdviseError(f"{where}: no such file")
+    path = path.resolve()
+    try:  # under the working directory, with names Python can import: a dotted module name
+        parts = path.with_suffix("").relative_to(Path.cwd().resolve()).parts
+        if all(_IDENT.match(p) for p in parts):
+            return f"{'.'.join(parts)}:{attr}", None
+    except ValueError:
+        pass
+    if not _IDENT.match(path.stem):
+        raise AdviseError(f"{where}: {path.stem!r} cannot be imported as a module name; rename the file")
+    return f"{path.stem}:{attr}", str(path.parent)
+
+
+def _ref_of_function(fn: Any) -> tuple[str, str | None]:
+    module, qualname = getattr(fn, "__module__", None), getattr(fn, "__qualname__", None)
+    name = getattr(fn, "__name__", repr(fn))
+    if module in (None, "__main__", "__mp_main__") or module.startswith("ipykernel") or not qualname:
+        raise AdviseError(
+            f"{name} is defined in __main__ (a script or a notebook cell), which a child process cannot "
+            f"import: put it in a module (mywork.py) and pass mywork.{name}, or 'mywork:{name}'"
+        )
+    if "<locals>" in qualname or "<lambda>" in qualname:
+        raise AdviseError(
+            f"{name} is defined inside another function, which a child process cannot import: "
+            "define it at the top level of a module"
+        )
+    ref = f"{module}:{qualname}"
+    if check_workload(ref) is None:
+        return ref, None
+    file = getattr(inspect.getmodule(fn), "__file__", None)  # loaded from a path: import it from there
+    if file and "." not in module:
+        return ref, str(Path(file).resolve().parent)
+    return ref, None
+
+
+def _problem(ref: str, search_dir: str | None) -> str | None:
+    with _on_path(search_dir):
+        problem = check_workload(ref)
+    return problem and problem.replace(f" for {ref!r}", "")
+
+
+def _is_async(ref: str, search_dir: str | None) -> bool:
+    from conc_lab.host.workload import import_function
+
+    with _on_path(search_dir):
+        return inspect.iscoroutinefunction(import_function(ref))
+
+
+class _on_path:
+    """``folder`` in front of ``sys.path`` for the duration (nothing when None)."""
+
+    def __init__(self, folder: str | None):
+        self.folder = folder
+
+    def __enter__(self):
+        import sys
+
+        self.saved = sys.path[:]
+        if self.folder:
+            sys.path.insert(0, self.folder)
+
+    def __exit__(self, *exc):
+        import sys
+
+        sys.path[:] = self.saved

@@ -1,0 +1,372 @@
+"""The verdict: which backend to use for this function on this machine, how much faster, and why.
+
+Built from a ``conc_lab.summarize`` frame (and ``fit_scaling`` fits). Each *arm* (a backend with
+its start method or interpreter) is represented by its best worker count, measured end to end
+(start-up + run + teardown: what a program using it pays). The choice is the *cheapest* arm
+whose speedup is within ``NEAR`` of the best and whose interval reaches the best one's: threads
+that are as fast as processes win, being cheaper (no processes to start, nothing pickled).
+When even that gains less than ``WORTH`` over the plain loop, the verdict is "don't bother".
+
+A verdict is *settled* when the intervals that decide it no longer overlap: the choice's against
+the best other arm's (or, for two arms alike, both narrower than ``NARROW``), and against the
+``WORTH`` line. Else it is tentative, and says which intervals still overlap.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import pandas as pd
+
+#: An arm within this share of the best speedup counts as just as fast.
+NEAR = 0.10
+#: The least gain worth a backend: below it, the verdict is "don't bother".
+WORTH = 1.10
+#: Two arms alike are told apart no better than this relative interval width; narrower is settled.
+NARROW = 0.20
+#: Rounds before a verdict may be called settled: an interval from fewer runs claims too much.
+MIN_ROUNDS = 3
+#: Cheapest first: what it costs to start and to hand work over.
+COST_ORDER = ("sequential", "asyncio", "threading", "subinterpreters", "multiprocessing", "ray")
+_METHOD_ORDER = ("fork", "forkserver", "spawn")
+
+
+@dataclass(frozen=True)
+class ArmResult:
+    """One arm at its best worker count: end-to-end speedup over the plain loop, with its interval."""
+
+    arm: str
+    backend: str
+    workers: int
+    speedup: float
+    low: float
+    high: float
+    run_speedup: float  # the run alone, start-up left out
+    setup_s: float  # median start-up of its pool
+    why: str
+    break_even: str
+    runs: int
+
+    def text(self) -> str:
+        """``threading  0.99× (0.97–1.01) with 2 workers: GIL-bound: …``"""
+        why = f": {self.why}" if self.why else ""
+        return f"{self.arm} {_x(self.speedup)} ({_range(self.low, self.high)}) with {_workers(self.workers)}{why}"
+
+
+@dataclass(frozen=True)
+class Forecast:
+    """The chosen arm's speedup forecast at more cores, from a scaling law: a forecast, not a measurement."""
+
+    cores: int
+    speedup: float
+    law: str  # "Amdahl f=0.06" or "USL σ=0.02 κ=0.001"
+    extrapolated: bool
+
+    def text(self) -> str:
+        tail = ", extrapolated" if self.extrapolated else ""
+        return f"forecast at {self.cores} cores: {_x(self.speedup, 1)} ({self.law}{tail})"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The answer, first line first; ``to_json()`` for scripts."""
+
+    headline: str
+    choice: str  # the arm to use, or "sequential"
+    dont_bother: bool
+    settled: bool
+    tentative_why: str | None
+    arms: tuple[ArmResult, ...]
+    imbalance: str | None = None
+    break_even: tuple[str, ...] = ()
+    forecast: Forecast | None = None
+    left_out: tuple[str, ...] = ()
+    rounds: int = 0
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    def lines(self) -> list[str]:
+        """The verdict line, then the evidence: one line per arm, break-even, the forecast, what was left out."""
+        out = [self.headline]
+        if not self.settled and self.tentative_why:
+            out.append(f"tentative: {self.tentative_why}")
+        out += [f"  {a.text()}" for a in self.arms]
+        out += [f"break-even: {b}" for b in self.break_even]
+        if self.forecast is not None:
+            out.append(self.forecast.text())
+        out += [f"left out: {x}" for x in self.left_out]
+        out += list(self.notes)
+        return out
+
+    def to_dict(self) -> dict:
+        return _clean(asdict(self))
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, ensure_ascii=False)
+
+
+def arm_label(row: pd.Series | dict, python_labels: dict | None = None) -> str:
+    """``multiprocessing (fork)``, ``threading``, ``subinterpreters (Python 3.14.0)``.
+
+    >>> arm_label({"backend": "multiprocessing", "start_method": "spawn", "python": None})
+    'multiprocessing (spawn)'
+    """
+    label = str(row["backend"])
+    method = row.get("start_method")
+    if isinstance(method, str) and method:
+        label += f" ({method})"
+    python = row.get("python")
+    if isinstance(python, str) and python:
+        label += f" (Python {(python_labels or {}).get(python, python)})"
+    return label
+
+
+def best_arms(summary: pd.DataFrame, python_labels: dict | None = None) -> list[ArmResult]:
+    """Each non-sequential arm at its best worker count (end-to-end speedup), best first."""
+    rows = summary[(summary["backend"].astype(object) != "sequential") & (summary["n"] > 0)]
+    rows = rows[np.isfinite(rows["e2e_speedup"].to_numpy(dtype=np.float64))]
+    found: dict[str, ArmResult] = {}
+    for _, row in rows.iterrows():
+        arm = _arm_result(row, arm_label(row, python_labels))
+        if arm.arm not in found or arm.speedup > found[arm.arm].speedup:
+            found[arm.arm] = arm
+    return sorted(found.values(), key=lambda a: -a.speedup)
+
+
+def _arm_result(row: pd.Series, label: str) -> ArmResult:
+    def num(col: str) -> float:
+        value = row.get(col)
+        return float(value) if value is not None and pd.notna(value) else math.nan
+
+    return ArmResult(
+        arm=label,
+        backend=str(row["backend"]),
+        workers=int(row["workers"]),
+        speedup=num("e2e_speedup"),
+        low=num("e2e_speedup_ci_low"),
+        high=num("e2e_speedup_ci_high"),
+        run_speedup=num("speedup"),
+        setup_s=num("setup_s"),
+        why=str(row["why"]) if isinstance(row.get("why"), str) else "",
+        break_even=str(row["break_even"]) if isinstance(row.get("break_even"), str) else "",
+        runs=int(row["n"]),
+    )
+
+
+def cost_rank(arm: ArmResult) -> tuple[int, int, int]:
+    """Cheaper arms first: by backend, then start method, then fewer workers."""
+    backend = COST_ORDER.index(arm.backend) if arm.backend in COST_ORDER else len(COST_ORDER)
+    method = next((i for i, m in enumerate(_METHOD_ORDER) if f"({m})" in arm.arm), 0)
+    return backend, method, arm.workers
+
+
+def choose(arms: list[ArmResult]) -> ArmResult | None:
+    """The cheapest arm as fast as the best (within ``NEAR``, interval reaching the best's), or None."""
+    if not arms:
+        return None
+    top = max(arms, key=lambda a: a.speedup)
+    near = [a for a in arms if a.speedup >= (1 - NEAR) * top.speedup and _reaches(a, top)]
+    return min(near or [top], key=cost_rank)
+
+
+def _reaches(a: ArmResult, top: ArmResult) -> bool:
+    return a is top or not (math.isfinite(a.high) and math.isfinite(top.low)) or a.high >= top.low
+
+
+def settled(arms: list[ArmResult], choice: ArmResult | None) -> str | None:
+    """None when the intervals that decide the verdict no longer overlap; else which still do."""
+    if choice is None:
+        return "no backend has a speedup yet"
+    if not (math.isfinite(choice.low) and math.isfinite(choice.high)):
+        return f"{choice.arm} has no interval yet"
+    if choice.low <= WORTH <= choice.high:
+        return f"{choice.arm}'s interval ({_range(choice.low, choice.high)}) still straddles {_x(WORTH)}, the least gain worth a backend"
+    if choice.high < WORTH:  # don't bother: every arm's interval below the line says so
+        doubtful = [a for a in arms if a.high >= WORTH]
+        return (
+            None
+            if not doubtful
+            else f"{doubtful[0].arm}'s interval ({_range(doubtful[0].low, doubtful[0].high)}) still reaches {_x(WORTH)}"
+        )
+    others = [a for a in arms if a.arm != choice.arm]
+    if not others:
+        return None
+    rival = max(others, key=lambda a: a.speedup)
+    if rival.high < choice.low or rival.low > choice.high:
+        return None
+    alike = choice.speedup >= (1 - NEAR) * rival.speedup and rival.speedup >= (1 - NEAR) * choice.speedup
+    if alike and _width(choice) <= NARROW and _width(rival) <= NARROW:
+        return None  # as fast as each other, measured closely enough to say so
+    return (
+        f"{choice.arm} {_x(choice.speedup)} ({_range(choice.low, choice.high)}) and {rival.arm} "
+        f"{_x(rival.speedup)} ({_range(rival.low, rival.high)}) still overlap"
+    )
+
+
+def _width(a: ArmResult) -> float:
+    return (a.high - a.low) / a.speedup if a.speedup > 0 else math.inf
+
+
+def decide(
+    summary: pd.DataFrame,
+    fits: pd.DataFrame | None = None,
+    *,
+    cores: int = 1,
+    waits: bool = False,
+    left_out: tuple[str, ...] = (),
+    rounds: int = 0,
+    stop_reason: str | None = None,
+    python_labels: dict | None = None,
+) -> Verdict:
+    """The ``Verdict`` from a summary: the choice, whether it is settled, the evidence behind it."""
+    arms = best_arms(summary, python_labels)
+    choice = choose(arms)
+    unsettled = settled(arms, choice)
+    if rounds < MIN_ROUNDS:
+        unsettled = f"only {rounds} of the {MIN_ROUNDS} rounds an interval needs ran"
+    dont = choice is None or choice.speedup < WORTH
+    imbalance = _imbalance(arms, choice)
+    breaks = tuple(
+        f"{a.arm} pays {_seconds(a.setup_s)} to start: it wins {a.break_even.replace('size ≥', 'at size ≥')}"
+        for a in arms
+        if a.setup_s >= 0.01 and a.break_even and a is not choice
+    )
+    forecast = None if dont or waits else _forecast(fits, choice, cores)
+    headline = _headline(summary, arms, choice, dont, imbalance, forecast)
+    after = "" if rounds < MIN_ROUNDS else f" after {rounds} rounds"
+    why = None if unsettled is None else unsettled + after + (f" ({stop_reason})" if stop_reason else "")
+    return Verdict(
+        headline=headline,
+        choice="sequential" if dont else choice.arm,
+        dont_bother=dont,
+        settled=unsettled is None,
+        tentative_why=why,
+        arms=tuple(arms),
+        imbalance=imbalance,
+        break_even=breaks,
+        forecast=forecast,
+        left_out=tuple(left_out),
+        rounds=rounds,
+    )
+
+
+def _imbalance(arms: list[ArmResult], choice: ArmResult | None) -> str | None:
+    """The imbalance the chosen arm (else the best one) shows, as its ``why`` phrase."""
+    for arm in [choice] + arms if choice is not None else arms:
+        if arm is not None and arm.why.startswith("imbalance") and arm.workers > 1:
+            return arm.why
+    return None
+
+
+def _headline(summary, arms, choice, dont, imbalance, forecast) -> str:
+    if choice is None:
+        return "no answer: no backend ran to completion (see the runs' errors: conclab summarize)"
+    if dont:
+        base = summary[summary["backend"].astype(object) == "sequential"]
+        run_s = float(base["e2e_s"].min()) if len(base) else math.nan
+        cheapest = min(arms, key=lambda a: a.setup_s if math.isfinite(a.setup_s) else math.inf)
+        small = (
+            math.isfinite(run_s)
+            and math.isfinite(cheapest.setup_s)
+            and cheapest.setup_s * 4 >= run_s * (1 - 1 / max(cheapest.workers, 2))
+        )
+        reason = (
+            f"the work ({_seconds(run_s)} a run) is too small for any backend to pay its start-up "
+            f"({cheapest.arm} takes {_seconds(cheapest.setup_s)})"
+            if small
+            else f"no backend beats the plain loop by {WORTH - 1:.0%}"
+        )
+        return f"don't bother: stay sequential; {reason}; best: {choice.arm} {_x(choice.speedup)} ({_range(choice.low, choice.high)})"
+    parts = [
+        f"use {choice.arm}: {_x(choice.speedup)} ({_range(choice.low, choice.high)}) with {_workers(choice.workers)}"
+    ]
+    alike = [
+        a
+        for a in arms
+        if a is not choice and a.speedup >= (1 - NEAR) * choice.speedup and a.backend != choice.backend
+    ]
+    if alike and cost_rank(alike[0]) > cost_rank(choice):
+        parts.append(f"≈ {alike[0].arm} {_x(alike[0].speedup)}, and {choice.backend} is cheaper")
+    threads = next((a for a in arms if a.arm == "threading"), None)
+    if threads is not None and choice.backend != "threading":
+        parts.append(f"threads {_x(threads.speedup)}" + (f" ({threads.why})" if threads.why else ""))
+    if imbalance:
+        parts.append(f"{imbalance} (unequal tasks: split the work finer, or hand out the largest first)")
+    slow = [
+        a
+        for a in arms
+        if a.backend == choice.backend == "multiprocessing" and a.setup_s >= 0.05 and a.break_even
+    ]
+    if slow:
+        a = max(slow, key=lambda a: a.setup_s)
+        parts.append(
+            f"{a.arm.split(' ')[-1].strip('()')} pays {_seconds(a.setup_s)} to start, so it wins only at {a.break_even.split(' (')[0]}"
+        )
+    if forecast is not None:
+        parts.append(forecast.text())
+    return "; ".join(parts)
+
+
+def _forecast(fits: pd.DataFrame | None, choice: ArmResult | None, cores: int) -> Forecast | None:
+    """The chosen arm's speedup at 4× the cores (at least 8), by the law that fits it better."""
+    if fits is None or choice is None or len(fits) == 0 or choice.backend in ("asyncio", "sequential"):
+        return None
+    rows = fits[fits["backend"].astype(object) == choice.backend]
+    if "start_method" in rows.columns and "(" in choice.arm and choice.backend == "multiprocessing":
+        rows = rows[rows["start_method"].astype(object) == choice.arm.split("(")[1].rstrip(")")]
+    if len(rows) == 0:
+        return None
+    row = rows.iloc[0]
+    target = max(8, 4 * cores)
+    f = row.get("amdahl_f")
+    if row.get("better") == "usl" and pd.notna(row.get("usl_sigma")):
+        s, k = float(row["usl_sigma"]), float(row["usl_kappa"])
+        speed = target / (1 + s * (target - 1) + k * target * (target - 1))
+        law = f"USL σ={s:.2g} κ={k:.2g}"
+    elif f is not None and pd.notna(f):
+        speed = 1 / (float(f) + (1 - float(f)) / target)
+        law = f"Amdahl f={float(f):.2f}"
+    else:
+        return None
+    return Forecast(target, speed, law, bool(target > row.get("max_workers", target)))
+
+
+def _x(value: float, digits: int = 2) -> str:
+    return "?×" if not math.isfinite(value) else f"{value:.{digits}f}×"
+
+
+def _range(low: float, high: float) -> str:
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return "no interval"
+    return f"{low:.2f}–{high:.2f}"
+
+
+def _workers(n: int) -> str:
+    return f"{n} worker" + ("s" if n != 1 else "")
+
+
+def _seconds(s: float) -> str:
+    if not math.isfinite(s):
+        return "?"
+    return f"{s * 1e6:.0f} µs" if s < 1e-3 else f"{s * 1e3:.3g} ms" if s < 1 else f"{s:.3g} s"
+
+
+def _plain(value):
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating,)):
+        return float(value)
+    return str(value)
+
+
+def _clean(doc):
+    """NaN and infinities as null: JSON has none."""
+    if isinstance(doc, dict):
+        return {k: _clean(v) for k, v in doc.items()}
+    if isinstance(doc, (list, tuple)):
+        return [_clean(v) for v in doc]
+    if isinstance(doc, float) and not math.isfinite(doc):
+        return None
+    return _plain(doc) if isinstance(doc, (np.integer, np.floating)) else doc

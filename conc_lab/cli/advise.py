@@ -1,0 +1,150 @@
+"""``conclab advise module:function``: threads or processes for this function, measured, verdict first.
+
+Parses, calls ``conc_lab.advise``, prints: the verdict line first (a transient status line
+shows progress meanwhile, so nothing stands above the verdict), then the evidence, then
+where the runs are and the one command that reruns or extends them as a sweep.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from conc_lab import events
+
+# Both consoles take their width from the terminal, else COLUMNS, else 80 (as the other commands').
+console = Console(stderr=True)
+out_console = Console()
+
+_STOPPED = {
+    "settled": "settled",
+    "budget": "budget spent",
+    "complete": "every planned round ran",
+    "interrupted": "interrupted",
+}
+
+
+def advise(
+    function: str = typer.Argument(..., help="The function: module:function or path/to/file.py:function."),
+    budget: float = typer.Option(120.0, "--budget", help="Seconds the whole advice may take (default 120)."),
+    size: int = typer.Option(
+        None, "--size", help="The size to call it with (default: calibrated, as size: auto)."
+    ),
+    ray: bool = typer.Option(False, "--ray", help="Also measure Ray (off by default: it is slow to start)."),
+    out: Path = typer.Option(
+        Path("results"), "--out", "-o", help="Results root; runs go to OUT/advise-<function>/."
+    ),
+    fmt: str = typer.Option("table", "--format", "-f", help="table, or json for scripts."),
+):
+    """Threads or processes (or asyncio, …) for FUNCTION on this machine: a verdict, measured.
+
+    Plans a matrix from the function (every backend this machine can run, 1 … the cores
+    workers, further for work that waits), runs it in shuffled, interleaved rounds until the
+    verdict settles or the budget is spent, and prints the verdict first, then the evidence.
+    The runs are an ordinary sweep (summarize, report and compare read it); its YAML is saved
+    beside them as advise.yaml. Exit code 0; 2 when the function cannot be run; 130 when
+    interrupted (what ran is saved, and the command to resume is printed).
+    """
+    if fmt not in ("table", "json"):
+        _die(f"--format: unknown format {fmt!r}; use table or json")
+    from conc_lab.advice import AdviseError
+    from conc_lab.advice import advise as run_advice
+    from conc_lab.config.errors import ConfigError
+    from conc_lab.store.core import StoreError
+
+    signal.signal(signal.SIGTERM, _interrupt)
+    status = _Status(console, function, budget)
+    try:
+        with console.status(f"advise {function}: checking the function", spinner="dots") as live:
+            status.live = live
+            advice = run_advice(function, budget_s=budget, size=size, ray=ray, out=out, on_event=status)
+    except (AdviseError, ConfigError, StoreError) as exc:
+        _die(str(exc))
+    except KeyboardInterrupt:
+        console.print("interrupted before any run: nothing was saved", highlight=False)
+        raise typer.Exit(130) from None
+    if fmt == "json":
+        print(json.dumps(_json(advice), indent=2, ensure_ascii=False))
+    else:
+        _print(advice, out_console, status.warnings)
+    if advice.interrupted:
+        console.print(
+            f"[yellow]interrupted[/]; what ran is saved. Resume with: {advice.rerun}",
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(130)
+
+
+def _die(message: str) -> None:
+    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(2)
+
+
+def _json(advice) -> dict:
+    return {
+        **advice.verdict.to_dict(),
+        "stopped": advice.stopped,
+        "wall_s": round(advice.wall_s, 3),
+        "sweep_dir": str(advice.sweep_dir),
+        "advise_yaml": str(advice.yaml_path),
+        "rerun": advice.rerun,
+    }
+
+
+def _print(advice, console: Console, warnings: list[str]) -> None:
+    lines = advice.verdict.lines()
+    console.print(lines[0], style="bold", highlight=False, markup=False)
+    for line in lines[1:]:
+        console.print(line, highlight=False, markup=False)
+    for text in warnings:
+        console.print(f"note: {text}", highlight=False, markup=False)
+    how = _STOPPED.get(advice.stopped, advice.stopped)
+    console.print(
+        f"{advice.verdict.rounds} round{'s' * (advice.verdict.rounds != 1)} in {advice.wall_s:.0f} s ({how}) → {advice.sweep_dir}",
+        highlight=False,
+        markup=False,
+    )
+    verb = "run it longer" if not advice.verdict.settled else "rerun or extend it"
+    console.print(f"to {verb}: {advice.rerun}", highlight=False, markup=False)
+
+
+class _Status:
+    """Tells progress on one transient status line; keeps the sweep's warnings for after the verdict."""
+
+    def __init__(self, console: Console, function: str, budget: float):
+        self.console, self.function, self.budget = console, function, budget
+        self.live = None
+        self.warnings: list[str] = []
+        self.round = 0
+        self.runs = 0
+
+    def __call__(self, event: events.Event) -> None:
+        from conc_lab.advice.loop import AdvicePlanned, RoundDone
+
+        if isinstance(event, AdvicePlanned):
+            p = event.plan
+            self._show(
+                f"{len(p.arms)} backends × workers {', '.join(map(str, p.workers))}, size {p.probe.size:,}: warming up"
+            )
+        elif isinstance(event, RoundDone):
+            self.round = event.round
+            self._show(f"round {event.round} done, {event.elapsed_s:.0f} s of {self.budget:.0f} s")
+        elif isinstance(event, events.RunFinished) and event.measured:
+            self.runs += 1
+            row = event.row
+            self._show(f"round {self.round + 1}: {row['backend']} w={row['workers']} ({self.runs} runs)")
+        elif isinstance(event, events.Warned):
+            self.warnings.append(event.text)
+
+    def _show(self, text: str) -> None:
+        if self.live is not None:
+            self.live.update(f"advise {self.function}: {text}")
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt

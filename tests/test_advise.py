@@ -1,0 +1,285 @@
+"""`conclab advise module:function` (#24), from the user's side: real runs with small budgets, the
+real CLI in subprocesses and in a tmux terminal 80 columns wide.
+
+The verdict tests judge this machine's timing (``measures``): the right answer for a pure-Python
+loop (processes), a sleep (threads), an ``async def`` sleep (asyncio) and work too small for any
+start-up ("don't bother"). The rest checks what a person meets whatever the machine does: a broken
+function gets one line and exit 2, a function from ``__main__`` is refused with the fix, ``-f json``
+parses, Ctrl-C saves and prints the command that resumes, and the verdict comes first on screen.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from test_cli_ux import tmux_run
+
+import conc_lab
+from conc_lab.advice import AdviseError
+from conc_lab.advice import plan as planning
+from conc_lab.advice import verdict as verdicts
+from conc_lab.advice.target import resolve
+
+pytestmark = pytest.mark.host
+
+REPO = Path(__file__).resolve().parent.parent
+CLI = [sys.executable, "-m", "conc_lab.cli", "advise"]
+
+
+def _env() -> dict:
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO)] + [p for p in [env.get("PYTHONPATH")] if p])
+    return env
+
+
+def advise_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [*CLI, *args], capture_output=True, text=True, cwd=REPO, env=_env(), timeout=timeout
+    )
+
+
+# --- the verdict, from summaries (no runs) -------------------------------------------------------
+
+
+def _summary(rows: list[tuple]) -> pd.DataFrame:
+    """A summary frame as conc_lab.summarize makes it: (backend, start_method, workers, e2e, low, high, why, setup_s)."""
+    base = [("sequential", None, 1, 1.0, 1.0, 1.0, "", 0.0)]
+    recs = [
+        {
+            "backend": b,
+            "start_method": m,
+            "workers": w,
+            "n": 5,
+            "e2e_speedup": s,
+            "e2e_speedup_ci_low": lo,
+            "e2e_speedup_ci_high": hi,
+            "speedup": s,
+            "why": why,
+            "setup_s": setup,
+            "break_even": "",
+            "e2e_s": 0.4,
+            "python": None,
+        }
+        for b, m, w, s, lo, hi, why, setup in base + rows
+    ]
+    return pd.DataFrame(recs)
+
+
+@pytest.mark.inprocess
+def test_pure_python_work_is_told_to_use_processes_with_threads_gil_bound():
+    s = _summary(
+        [
+            ("threading", None, 2, 0.99, 0.97, 1.01, "GIL-bound: 2 workers, CPU 1.00× wall", 0.0003),
+            ("multiprocessing", "fork", 2, 1.86, 1.80, 1.91, "none dominant: workers busy 95%", 0.005),
+            ("multiprocessing", "spawn", 2, 1.20, 1.10, 1.30, "start-up: 110 ms of 500 ms", 0.11),
+        ]
+    )
+    v = verdicts.decide(s, rounds=5)
+    assert v.headline.startswith(
+        "use multiprocessing (fork): 1.86× (1.80–1.91) with 2 workers; threads 0.99× (GIL-bound"
+    )
+    assert v.choice == "multiprocessing (fork)" and v.settled and not v.dont_bother
+
+
+@pytest.mark.inprocess
+def test_threads_as_fast_as_processes_win_being_cheaper():
+    s = _summary(
+        [
+            ("threading", None, 2, 1.90, 1.85, 1.95, "", 0.0003),
+            ("multiprocessing", "fork", 2, 1.93, 1.88, 1.97, "", 0.005),
+        ]
+    )
+    v = verdicts.decide(s, rounds=5)
+    assert v.choice == "threading" and "≈ multiprocessing (fork)" in v.headline and "cheaper" in v.headline
+    assert v.settled  # alike, and both measured within ±10%
+
+
+@pytest.mark.inprocess
+def test_work_too_small_for_start_up_is_dont_bother_and_settles_when_every_interval_is_below():
+    s = _summary(
+        [
+            ("threading", None, 2, 0.40, 0.35, 0.45, "start-up: 0.3 ms of 0.5 ms", 0.0003),
+            ("multiprocessing", "fork", 2, 0.05, 0.04, 0.06, "start-up: 8 ms of 9 ms", 0.008),
+        ]
+    ).assign(e2e_s=0.0002)
+    v = verdicts.decide(s, rounds=3)
+    assert v.dont_bother and v.choice == "sequential" and v.settled
+    assert v.headline.startswith("don't bother: stay sequential; the work (200 µs a run) is too small")
+
+
+@pytest.mark.inprocess
+def test_overlapping_intervals_leave_the_verdict_tentative_and_say_which():
+    s = _summary(
+        [
+            ("threading", None, 2, 1.0, 0.9, 1.1, "", 0.0),
+            ("multiprocessing", "fork", 2, 1.6, 1.05, 2.2, "", 0.005),
+            ("multiprocessing", "forkserver", 2, 1.5, 1.3, 1.9, "", 0.05),
+        ]
+    )
+    v = verdicts.decide(s, rounds=4, stop_reason="the 120 s budget ran out")
+    assert not v.settled
+    assert v.tentative_why == (
+        "multiprocessing (fork)'s interval (1.05–2.20) still straddles 1.10×, the least gain worth a backend "
+        "after 4 rounds (the 120 s budget ran out)"
+    )
+    assert verdicts.decide(s, rounds=2).tentative_why.startswith("only 2 of the 3 rounds")
+
+
+@pytest.mark.inprocess
+def test_unequal_tasks_are_named_in_the_verdict():
+    s = _summary([("multiprocessing", "fork", 2, 1.4, 1.35, 1.45, "imbalance: worker 1 idle 56%", 0.005)])
+    v = verdicts.decide(s, rounds=3)
+    assert v.imbalance == "imbalance: worker 1 idle 56%" and "imbalance: worker 1 idle 56%" in v.headline
+
+
+@pytest.mark.inprocess
+def test_the_verdict_is_json_without_nan():
+    s = _summary([("threading", None, 2, math.nan, math.nan, math.nan, "", math.nan)])
+    doc = json.loads(verdicts.decide(s).to_json())
+    assert doc["choice"] == "sequential" and doc["settled"] is False
+
+
+@pytest.mark.inprocess
+def test_worker_counts_pass_the_cores_only_for_work_that_waits():
+    assert planning.worker_counts(2, waits=False) == (1, 2)
+    assert planning.worker_counts(2, waits=True) == (1, 2, 4, 8)
+    assert planning.worker_counts(4, waits=False) == (1, 2, 4)
+
+
+# --- naming the function -------------------------------------------------------------------------
+
+
+@pytest.mark.inprocess
+def test_a_function_from_main_or_a_notebook_cell_is_refused_with_the_fix():
+    def count_words(task, size):
+        return task
+
+    count_words.__module__, count_words.__qualname__ = "__main__", "count_words"
+    with pytest.raises(AdviseError) as err:
+        conc_lab.advise(count_words)
+    assert str(err.value) == (
+        "count_words is defined in __main__ (a script or a notebook cell), which a child process cannot "
+        "import: put it in a module (mywork.py) and pass mywork.count_words, or 'mywork:count_words'"
+    )
+
+
+@pytest.mark.inprocess
+def test_a_function_a_path_or_a_module_name_find_the_same_function():
+    from experiments import advise_cases
+
+    assert resolve(advise_cases.wait).ref == "experiments.advise_cases:wait"
+    assert resolve("experiments/advise_cases.py:wait").ref == "experiments.advise_cases:wait"
+    assert resolve("experiments.advise_cases:wait_async").is_async
+
+
+def test_a_file_outside_the_working_directory_is_imported_from_its_folder(tmp_path):
+    (tmp_path / "mywork.py").write_text("def count(task, size):\n    return task\n")
+    target = resolve(str(tmp_path / "mywork.py") + ":count")
+    assert (target.ref, target.search_dir) == ("mywork:count", str(tmp_path))
+
+
+@pytest.mark.parametrize(
+    "function, said",
+    [
+        ("experiments.advise_cases:wiat", "did you mean 'experiments.advise_cases:wait'?"),
+        ("experiments.cpu", "name the function as module:function or path/to/file.py:function"),
+        ("no/such/file.py:f", "no/such/file.py: no such file"),
+    ],
+)
+def test_a_misnamed_function_gets_one_line_and_exit_2(function, said):
+    proc = advise_cli(function, "--out", "/nonexistent-never-written")
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.count("\n") == 1 and said in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_function_that_fails_when_run_gets_one_line_and_exit_2(tmp_path):
+    proc = advise_cli("tests/workloads_faulty.py:raises", "--out", str(tmp_path), "--budget", "60")
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith(
+        "error: tests.workloads_faulty:raises: the plain loop failed: ValueError: task 1"
+    )
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+
+
+# --- real runs -----------------------------------------------------------------------------------
+
+
+def test_json_parses_and_the_runs_are_a_sweep_summarize_reads(tmp_path):
+    proc = advise_cli(
+        "experiments.advise_cases:tiny", "--size", "1", "--budget", "40", "-f", "json", "--out", str(tmp_path)
+    )
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert (
+        doc["headline"] and doc["choice"] and doc["rounds"] >= 1 and doc["stopped"] in ("settled", "budget")
+    )
+    assert Path(doc["advise_yaml"]) == tmp_path / "advise-tiny" / "advise.yaml"
+    args = shlex.split(doc["rerun"])
+    assert args[:3] == ["conclab", "sweep", doc["advise_yaml"]] and "--resume" in args
+    df = conc_lab.load(doc["sweep_dir"])
+    assert {"sequential", "threading", "multiprocessing"} <= set(df["backend"].astype(str))
+    assert len(conc_lab.summarize(doc["sweep_dir"])) > 0
+
+
+def test_ctrl_c_saves_what_ran_and_prints_the_command_that_resumes(tmp_path):
+    proc = subprocess.Popen(
+        [*CLI, "experiments.advise_cases:wait", "--size", "20", "--budget", "300", "--out", str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+        env=_env(),
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as test_resume explains
+    )
+    deadline = time.monotonic() + 120
+    while not any(p.stat().st_size for p in [*tmp_path.rglob("journal*"), *tmp_path.rglob("*.parquet")]):
+        assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    hint = err.split("Resume with: ", 1)[1].strip()
+    args = shlex.split(hint)
+    assert args[:4] == ["conclab", "sweep", str(tmp_path / "advise-wait" / "advise.yaml"), "--resume"], hint
+    assert len(conc_lab.load(tmp_path / "advise-wait")) > 0
+
+
+@pytest.mark.terminal
+def test_at_80_columns_the_verdict_is_the_first_thing_on_screen_and_fits(tmp_path):
+    screen = tmux_run(
+        f"python -m conc_lab.cli advise experiments.advise_cases:tiny --size 1 --budget 40 --out {tmp_path}",
+        80,
+    )
+    lines = [line for line in screen.splitlines() if line.strip()]
+    assert lines[0].startswith(("use ", "don't bother", "no answer")), screen
+    assert all(len(line) <= 80 for line in lines)
+    assert "__EXIT_0__" in screen
+    assert any(line.startswith("to ") and "conclab sweep" in line for line in lines)
+
+
+@pytest.mark.measures
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "function, choice",
+    [
+        ("python_loop", "multiprocessing"),
+        ("wait", "threading"),
+        ("wait_async", "asyncio"),
+        ("tiny", "sequential"),
+    ],
+)
+def test_the_verdict_for_a_known_workload(tmp_path, function, choice):
+    advice = conc_lab.advise(f"experiments.advise_cases:{function}", budget_s=60, out=tmp_path)
+    assert advice.verdict.choice.startswith(choice), str(advice)
+    assert ("don't bother" in advice.verdict.headline) == (choice == "sequential")
+    assert "<b>" in advice._repr_html_() and len(advice.summary) and advice.sweep_dir.is_dir()
