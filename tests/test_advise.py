@@ -283,3 +283,34 @@ def test_the_verdict_for_a_known_workload(tmp_path, function, choice):
     assert advice.verdict.choice.startswith(choice), str(advice)
     assert ("don't bother" in advice.verdict.headline) == (choice == "sequential")
     assert "<b>" in advice._repr_html_() and len(advice.summary) and advice.sweep_dir.is_dir()
+
+
+@pytest.mark.inprocess
+@pytest.mark.parametrize("waits", [False, True])
+def test_the_plan_is_a_valid_matrix_with_other_interpreters_and_says_what_it_left_out(waits):
+    from conc_lab.config.document import parse_config
+    from conc_lab.machine.interpreters import Interpreter
+
+    found = [
+        Interpreter("/opt/py/bin/python3.14", "3.14.0", (3, 14, 0), "CPython"),
+        Interpreter("/opt/py/bin/python3.13t", "3.13.5", (3, 13, 5), "CPython", free_threaded=True),
+    ]
+    probe = planning.Probe(size=1000, task_s=0.05, cpu_share=0.01 if waits else 1.0)
+    p = planning.plan(resolve("experiments.advise_cases:wait"), cores=2, interpreters=found, probe=probe)
+    cfg = parse_config(p.document, check_imports=False)
+    assert p.workers == ((1, 2, 4, 8) if waits else (1, 2)) and p.tasks == (8 if waits else 8)
+    assert cfg.affinity == ("none" if waits else "compact") and cfg.shuffle
+    assert "subinterpreters (Python 3.14.0)" in p.arms and "threading (free-threaded 3.13.5)" in p.arms
+    assert {(i["backend"], i["python"]) for i in cfg.include} == {
+        ("sequential", "/opt/py/bin/python3.14"),
+        ("subinterpreters", "/opt/py/bin/python3.14"),
+        ("sequential", "/opt/py/bin/python3.13t"),
+        ("threading", "/opt/py/bin/python3.13t"),
+    }
+    assert p.left_out == ("ray: not asked for (--ray)",)
+    none = planning.plan(resolve("experiments.advise_cases:wait"), cores=2, interpreters=[], probe=probe)
+    assert [x.split(":")[0] for x in none.left_out] == ["subinterpreters", "free-threaded threads", "ray"]
+    asyncs = planning.plan(
+        resolve("experiments.advise_cases:wait_async"), cores=2, interpreters=found, probe=probe
+    )
+    assert asyncs.arms == ("sequential", "asyncio") and parse_config(asyncs.document, check_imports=False)

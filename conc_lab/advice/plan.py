@@ -141,16 +141,18 @@ def plan(
     cores: int | None = None,
     interpreters: list | None = None,
     budget_s: float = 120.0,
+    probe: Probe | None = None,
 ) -> AdvicePlan:
     """The plan for ``target``: probe the function (calibrating its size unless given), then the matrix.
 
     ``interpreters`` (``machine.interpreters.Interpreter``s) are the other Pythons to consider for
     subinterpreters and free-threaded threads; None looks for them (meanwhile the function is probed).
+    A ``probe`` given is used as it is (nothing is run).
     """
     cores = cores or usable_cores()
     with ThreadPoolExecutor(1) as pool:
         search = pool.submit(found_interpreters.find_interpreters) if interpreters is None else None
-        probe = probe_function(target, size, cores, budget_s)
+        probe = probe or probe_function(target, size, cores, budget_s)
         interpreters = search.result() if search is not None else interpreters
     waits = probe.waits
     workers = worker_counts(cores, waits)

@@ -1,0 +1,87 @@
+"""How often ``conclab advise`` is right (#24): the six known workloads of experiments/advise_cases.py.
+
+Runs ``conc_lab.advise`` ``--times`` times (default 10) on each workload, with the default budget,
+and prints per workload how often the verdict was right, how often it settled before the budget,
+and the wall time per advise (median and slowest). Right means:
+
+* ``python_loop`` (pure Python)          → use processes (multiprocessing, any start method);
+* ``hash_buffers`` (hashlib, GIL released) → use threads, said to be as fast as processes and cheaper;
+* ``wait`` (sleeps)                       → use threads;
+* ``tiny`` (microseconds, any size)       → don't bother: stay sequential;
+* ``unequal`` (task 0 sixteen times the rest) → the verdict names the imbalance;
+* ``wait_async`` (an async def of sleeps) → use asyncio.
+
+The load average is printed before and after: a figure from a busy machine says so.
+
+    python benchmarks/bench_advise.py                 # 6 x 10 advises, about 2 hours on 2 cores
+    python benchmarks/bench_advise.py --times 1 --budget 60 --only tiny wait
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+
+from _common import ROOT  # noqa: F401 - puts the repository on sys.path
+
+import conc_lab
+
+
+def _right_python_loop(v) -> bool:
+    return v.choice.startswith("multiprocessing")
+
+
+def _right_hash(v) -> bool:
+    """Threads, and where processes came within 10% the verdict says they are alike and threads cheaper."""
+    alike = [a for a in v.arms if a.backend == "multiprocessing" and a.speedup >= 0.9 * v.arms[0].speedup]
+    return v.choice == "threading" and (not alike or "cheaper" in v.headline)
+
+
+CASES = {
+    "python_loop": ("processes", _right_python_loop),
+    "hash_buffers": ("threads ≈ processes, threads cheaper", _right_hash),
+    "wait": ("threads", lambda v: v.choice == "threading"),
+    "tiny": ("don't bother", lambda v: v.dont_bother),
+    "unequal": ("names the imbalance", lambda v: v.imbalance is not None and "imbalance" in v.headline),
+    "wait_async": ("asyncio", lambda v: v.choice == "asyncio"),
+}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--times", type=int, default=10, help="advises per workload (default 10)")
+    ap.add_argument(
+        "--budget", type=float, default=120.0, help="budget of each advise, seconds (default 120)"
+    )
+    ap.add_argument("--only", nargs="*", choices=sorted(CASES), help="only these workloads")
+    ap.add_argument("--out", default=None, help="results root (default: a temporary folder)")
+    args = ap.parse_args()
+    out = args.out or tempfile.mkdtemp(prefix="bench_advise-")
+    print(f"load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs; results under {out}")
+    rows = []
+    for name in args.only or CASES:
+        expected, right = CASES[name]
+        walls, hits, settled = [], 0, 0
+        for i in range(args.times):
+            began = time.perf_counter()
+            advice = conc_lab.advise(f"experiments.advise_cases:{name}", budget_s=args.budget, out=out)
+            walls.append(time.perf_counter() - began)
+            ok = right(advice.verdict)
+            hits += ok
+            settled += advice.verdict.settled
+            print(
+                f"  {name} #{i + 1}: {'right' if ok else 'WRONG'} ({walls[-1]:.0f} s): {advice.verdict.headline}"
+            )
+        rows.append((name, expected, hits, settled, statistics.median(walls), max(walls)))
+    print(f"\nload average after: {os.getloadavg()[0]:.2f}")
+    print(f"{'workload':<13} {'right answer':<38} {'right':>7} {'settled':>8} {'median s':>9} {'max s':>6}")
+    for name, expected, hits, settled, med, top in rows:
+        n = args.times
+        print(f"{name:<13} {expected:<38} {hits:>3}/{n:<3} {settled:>4}/{n:<3} {med:>9.0f} {top:>6.0f}")
+
+
+if __name__ == "__main__":
+    main()
