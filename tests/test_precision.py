@@ -156,3 +156,52 @@ def test_what_ray_leaves_running_counts_as_foreign_cpu_for_the_next_non_ray_tria
         assert own[True] - own[False] > 0.05  # a ray trial owns it; any other trial does not
     finally:
         os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.host
+def test_conclab_selftest_prints_the_floor_and_records_it_where_summarize_and_compare_find_it(tmp_path):
+    import json
+    import re
+    import subprocess
+    import sys
+
+    from conc_lab.analysis.selftest import FLOOR_FIELD, machine_floor
+
+    def conclab(*args):
+        return subprocess.run(
+            [sys.executable, "-m", "conc_lab.cli", *args], capture_output=True, text=True, timeout=300
+        )
+
+    done = conclab("selftest", "--out", str(tmp_path / "results"), "--repeats", "4", "--size", "20000")
+    assert done.returncode == 0, done.stderr
+    line = done.stdout.strip()
+    assert re.fullmatch(r"on this machine, two identical arms differ by up to ±\d+\.\d% \(95%\)", line)
+    (manifest,) = (tmp_path / "results" / "selftest").glob("*/_manifest.json")
+    floor = json.loads(manifest.read_text())[FLOOR_FIELD]
+    assert f"±{100 * floor:.1f}%" in line
+    assert machine_floor(tmp_path / "results" / "smoke" / "some-sweep") == floor  # found from below
+    bad = conclab("selftest", "--out", str(tmp_path / "results"), "--repeats", "1")
+    assert bad.returncode == 2 and "--repeats" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_compare_calls_no_change_under_the_floor_and_summarize_says_so():
+    from conc_lab.analysis.compare import compare
+
+    a = pd.DataFrame(
+        {
+            "workload": "w",
+            "backend": "threading",
+            "workers": 2,
+            "tasks": 4,
+            "size": 1,
+            "status": "ok",
+            "run_s": 1.0 + 0.001 * np.arange(12),
+        }
+    )
+    b = a.assign(run_s=a.run_s * 0.97)  # 3% faster, every run: the rank test is sure
+    assert compare(a, b).loc[0, "change"] == "faster"
+    assert compare(a, b, min_effect=0.05).loc[0, "change"] != "faster"  # under a ±5% A/A floor
+    df = _rounds(9, set(), set())
+    df = df.assign(run_s=np.where(df.backend == "threading", df.run_s * 1.97, df.run_s))  # speedup ~1.01
+    assert "within A/A floor" in _threading(summarize(df, min_effect=0.05)).notes
+    assert "within A/A floor" not in _threading(summarize(df)).notes

@@ -107,6 +107,7 @@ def compare(
     keys: Sequence[str] = COMPARE_KEYS,
     alpha: float = 0.05,
     level: float = 0.95,
+    min_effect: float = 0.0,
 ) -> pd.DataFrame:
     """Match two result sets trial by trial and say what really changed from ``a`` to ``b``.
 
@@ -120,6 +121,8 @@ def compare(
     repeats buy power), ``only in a`` or ``only in b``. Failures and the correct share of
     each side are carried along.
 
+    ``min_effect`` (a fraction, e.g. the A/A floor of ``conclab selftest``): no change smaller
+    than this is called, however small its p-value: two identical arms differ that much here.
     ``a`` and ``b`` are DataFrames or paths to stores.
 
     Example::
@@ -141,7 +144,9 @@ def compare(
         *(merged[c].to_numpy(dtype=np.float64) for c in ("median_a", "_lo_a", "_hi_a")),
     )
     qvals = benjamini_hochberg(pvals)
-    significant = np.nan_to_num(qvals, nan=1.0) < alpha
+    with np.errstate(divide="ignore", invalid="ignore"):
+        effect = np.maximum(ratio, 1 / ratio) - 1  # the same size faster or slower
+    significant = (np.nan_to_num(qvals, nan=1.0) < alpha) & (np.nan_to_num(effect) > min_effect)
     in_a = (merged["median_a"].notna() | merged["n_a"].notna()).to_numpy()
     in_b = (merged["median_b"].notna() | merged["n_b"].notna()).to_numpy()
     for col in ("n_a", "n_b", "failures_a", "failures_b"):

@@ -25,7 +25,7 @@ The columns, after the keys (``GROUP_KEYS``):
   doubts), ``superlinear`` (workers > 1 and the whole interval above ``workers``), ``why`` (the
   dominant cause of lost worker-time, ``conc_lab.analysis.attribution``) and ``notes`` (every
   flag as text, with ``failures``, ``incorrect``, ``no runs``, ``no baseline``, ``baseline
-  unstable``, ``baseline noisy``).
+  unstable``, ``baseline noisy``, ``within A/A floor``).
 """
 
 from __future__ import annotations
@@ -100,7 +100,9 @@ def _unstable(
     return (np.nan_to_num(cv) > cv_max) | (np.nan_to_num(ci_rel) > ci_max)
 
 
-def _with_flags(out: pd.DataFrame, cv_threshold: float, ci_threshold: float) -> pd.DataFrame:
+def _with_flags(
+    out: pd.DataFrame, cv_threshold: float, ci_threshold: float, min_effect: float
+) -> pd.DataFrame:
     """``out`` with ``unstable``, ``superlinear`` and every flag as text in ``notes``."""
     col = {c: out[c].to_numpy(dtype=np.float64) for c in ("cv", "ci_low_s", "ci_high_s", "median_s")}
     own = _unstable(*col.values(), cv_threshold, ci_threshold)
@@ -111,6 +113,9 @@ def _with_flags(out: pd.DataFrame, cv_threshold: float, ci_threshold: float) -> 
     workers = out["workers"].to_numpy(dtype=np.float64)
     # Only beyond one worker: at workers=1 a "superlinear" threading run is noise against sequential.
     superlinear = (workers > 1) & (np.nan_to_num(out["speedup_ci_low"].to_numpy()) > workers)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        effect = np.abs(np.log(out["speedup"].to_numpy(dtype=np.float64)))
+    within_floor = measured & (np.nan_to_num(effect, nan=np.inf) <= np.log1p(min_effect)) & (min_effect > 0)
     has_runs = out["n"].to_numpy() > 0
     notes = flag_text(
         {
@@ -121,6 +126,7 @@ def _with_flags(out: pd.DataFrame, cv_threshold: float, ci_threshold: float) -> 
             "baseline unstable": base_unstable & ~own,
             "baseline noisy": base_noisy,
             "superlinear": superlinear,
+            "within A/A floor": within_floor,
             "no baseline": ~np.isfinite(out["baseline_s"].to_numpy()) & has_runs,
             "baseline from other nodes": out["_b_other_nodes"].to_numpy() & has_runs,
         }
@@ -134,6 +140,7 @@ def summarize(
     level: float = 0.95,
     cv_threshold: float = 0.10,
     ci_threshold: float = 0.20,
+    min_effect: float = 0.0,
     **filters,
 ) -> pd.DataFrame:
     """One row per (workload, tasks, size, backend, workers, start_method, python, node, affinity,
@@ -145,6 +152,8 @@ def summarize(
     measured against); a workload may be named by its function (``sleep`` for
     ``experiments.io:sleep``) where that is unique, and a value that matches no run is a
     ``ValueError`` with a did-you-mean. ``conclab summarize --backend ...`` filters the same way.
+    ``min_effect`` (the A/A floor of ``conclab selftest``, a fraction): a speedup closer to 1
+    than that is noted ``within A/A floor``, the smallest effect a summary calls.
 
     Example::
 
@@ -156,9 +165,10 @@ def summarize(
         threading 1.0 2.0 unpaired
     """
     if filters:
-        return _summarize_selected(
-            df, filters, level=level, cv_threshold=cv_threshold, ci_threshold=ci_threshold
+        options = dict(
+            level=level, cv_threshold=cv_threshold, ci_threshold=ci_threshold, min_effect=min_effect
         )
+        return _summarize_selected(df, filters, **options)
     df = as_frame(df)
     if len(df) == 0:
         return pd.DataFrame(columns=GROUP_KEYS + SUMMARY_COLUMNS)
@@ -172,7 +182,7 @@ def summarize(
     out = with_speedup(out, df, codes, pairs, level)
     out = with_end_to_end(out, df, keyed, codes, pairs, level)
     out = with_break_even(out, df, keyed)
-    out = _with_flags(out, cv_threshold, ci_threshold)
+    out = _with_flags(out, cv_threshold, ci_threshold, min_effect)
     return ordered(out[GROUP_KEYS + SUMMARY_COLUMNS])
 
 

@@ -23,6 +23,7 @@ from rich.text import Text
 
 import conc_lab
 from conc_lab import events, schema
+from conc_lab.cli import selftest
 from conc_lab.config.document import load_config
 from conc_lab.config.errors import ConfigError
 from conc_lab.plan import matrix
@@ -533,7 +534,7 @@ def summarize(
     df = _load_runs(dirs, filters, what=", ".join(map(str, paths)))
     if workers:  # the baseline ran with one worker: keep it beside the counts asked for
         df = df[df["workers"].isin(filters.pop("workers")) | (df["backend"] == "sequential")]
-    summary = summaries.summarize(df)
+    summary = summaries.summarize(df, min_effect=_floor(*paths))
     _emit(_table(summary, wide) if fmt == "table" else render.render(summary, fmt))
     if fmt in ("table", "markdown") and _noise_line(df):
         _emit(f"\n{_noise_line(df)}\n")
@@ -542,6 +543,16 @@ def summarize(
         title = "speedup over each interpreter's own sequential baseline, side by side"
         _emit(f"\n{title}:\n" if fmt == "table" else f"\n**{title}**\n\n")
         _emit(render.render(side, fmt, width=_width()))
+
+
+def _floor(*paths: Path) -> float:
+    """The A/A floor of ``conclab selftest`` found at or above ``paths`` (0 where none), told once."""
+    from conc_lab.analysis.selftest import machine_floor
+
+    floor = machine_floor(*paths)
+    if floor is not None:
+        console.print(f"note: no change under ±{100 * floor:.1f}% is called (A/A self-test)", highlight=False)
+    return floor or 0.0
 
 
 def _select(paths: list[Path], sweep_ids: list[str], latest: bool, wanted: dict) -> tuple[list[Path], dict]:
@@ -579,7 +590,7 @@ def compare(
     if not 0 < alpha < 1:
         _die(f"--alpha: must be between 0 and 1, got {alpha}")
     runs_a, runs_b, notes = align_sizes(_load_runs([a], {}), _load_runs([b], {}))
-    result = comparing.compare(runs_a, runs_b, alpha=alpha)
+    result = comparing.compare(runs_a, runs_b, alpha=alpha, min_effect=_floor(a, b))
     if comparison.unrelated(result):
         _die(comparison.unrelated_line(result, a, b))
     for note in notes:  # wrapped between words: a terminal would cut them anywhere
@@ -706,6 +717,9 @@ def check(
     console.print(f"{report.sweeps} sweeps, {report.runs} runs: {verdict}", highlight=False)
     if not report.ok:
         raise typer.Exit(1)
+
+
+app.command()(selftest.selftest)
 
 
 def main() -> None:  # pragma: no cover - console entry point

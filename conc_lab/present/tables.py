@@ -42,6 +42,7 @@ NOTE_MARKS = {
     "unstable": "~",
     "baseline unstable": "u",
     "baseline noisy": "n",
+    "within A/A floor": "=",
     "superlinear": "^",
     "no baseline": "?",
     "baseline from other nodes": "b",
