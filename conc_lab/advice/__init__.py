@@ -29,7 +29,7 @@ import pandas as pd
 from conc_lab.advice.loop import LoopResult
 from conc_lab.advice.plan import AdvicePlan
 from conc_lab.advice.target import AdviseError, resolve
-from conc_lab.advice.verdict import Verdict, decide
+from conc_lab.advice.verdict import Verdict, decide, unequal_tasks
 
 __all__ = ["Advice", "AdviseError", "advise"]
 
@@ -138,6 +138,7 @@ def conclude(the_plan: AdvicePlan, ran: LoopResult, wall_s: float) -> Advice:
         left_out=the_plan.left_out,
         rounds=ran.rounds,
         stop_reason=why,
+        unequal=unequal_tasks(df),
     )
     return Advice(
         verdict, summary, fits, the_plan, ran.sweep.sweep_dir, ran.yaml_path, ran.rerun, ran.stopped, wall_s

@@ -27,6 +27,8 @@ NEAR = 0.10
 WORTH = 1.10
 #: Two arms alike are told apart no better than this relative interval width; narrower is settled.
 NARROW = 0.20
+#: A task this many times the median one makes the tasks unequal (the last to finish keeps others idle).
+UNEQUAL = 3.0
 #: Rounds before a verdict may be called settled: an interval from fewer runs claims too much.
 MIN_ROUNDS = 3
 #: Cheapest first: what it costs to start and to hand work over.
@@ -219,6 +221,7 @@ def decide(
     rounds: int = 0,
     stop_reason: str | None = None,
     python_labels: dict | None = None,
+    unequal: str | None = None,
 ) -> Verdict:
     """The ``Verdict`` from a summary: the choice, whether it is settled, the evidence behind it."""
     arms = best_arms(summary, python_labels)
@@ -227,14 +230,14 @@ def decide(
     if rounds < MIN_ROUNDS:
         unsettled = f"only {rounds} of the {MIN_ROUNDS} rounds an interval needs ran"
     dont = choice is None or choice.speedup < WORTH
-    imbalance = _imbalance(arms, choice)
+    imbalance = _imbalance(arms, choice, unequal)
     breaks = tuple(
         f"{a.arm} pays {_seconds(a.setup_s)} to start: it wins {a.break_even.replace('size ≥', 'at size ≥')}"
         for a in arms
         if a.setup_s >= 0.01 and a.break_even and a is not choice
     )
     forecast = None if dont or waits else _forecast(fits, choice, cores)
-    headline = _headline(summary, arms, choice, dont, imbalance, forecast)
+    headline = _headline(summary, arms, choice, dont, imbalance, forecast, unsettled is not None)
     after = "" if rounds < MIN_ROUNDS else f" after {rounds} rounds"
     why = None if unsettled is None else unsettled + after + (f" ({stop_reason})" if stop_reason else "")
     return Verdict(
@@ -252,36 +255,88 @@ def decide(
     )
 
 
-def _imbalance(arms: list[ArmResult], choice: ArmResult | None) -> str | None:
-    """The imbalance the chosen arm (else the best one) shows, as its ``why`` phrase."""
+def _imbalance(arms: list[ArmResult], choice: ArmResult | None, unequal: str | None) -> str | None:
+    """The imbalance the chosen arm (else the best one) shows, as its ``why`` phrase; else unequal tasks."""
     for arm in [choice] + arms if choice is not None else arms:
         if arm is not None and arm.why.startswith("imbalance") and arm.workers > 1:
-            return arm.why
-    return None
+            return arm.why + (f"; {unequal}" if unequal else "")
+    return unequal
 
 
-def _headline(summary, arms, choice, dont, imbalance, forecast) -> str:
+def unequal_tasks(df: pd.DataFrame, ratio: float = UNEQUAL) -> str | None:
+    """``unequal tasks: task 0 takes 16× the median task`` from the plain loop's task records, or None.
+
+    Each task's time is its median over the sequential runs, so one slow moment is not an unequal task;
+    it is told whatever the parallel runs' attribution could vouch for on a busy machine.
+
+    >>> recs = [{"task": t, "start_s": 0.0, "end_s": 16.0 if t == 0 else 1.0} for t in range(8)]
+    >>> unequal_tasks(pd.DataFrame({"backend": ["sequential"], "status": ["ok"], "task_records": [recs]}))
+    'unequal tasks: task 0 takes 16× the median task'
+    """
+    if "task_records" not in df.columns or len(df) == 0:
+        return None
+    rows = df[(df["backend"].astype(object) == "sequential") & (df["status"].astype(object) == "ok")]
+    times = [
+        (int(r["task"]), float(r["end_s"]) - float(r["start_s"]))
+        for recs in rows["task_records"]
+        if recs is not None and not isinstance(recs, float)
+        for r in recs
+        if r.get("task") is not None and r.get("start_s") is not None and r.get("end_s") is not None
+    ]
+    if not times:
+        return None
+    per_task = pd.DataFrame(times, columns=["task", "s"]).groupby("task")["s"].median()
+    typical = float(per_task.median())
+    if len(per_task) < 2 or typical <= 0 or per_task.max() < ratio * typical:
+        return None
+    return (
+        f"unequal tasks: task {int(per_task.idxmax())} takes {per_task.max() / typical:.0f}× the median task"
+    )
+
+
+def _headline(summary, arms, choice, dont, imbalance, forecast, tentative: bool) -> str:
+    """The verdict line: what to use and how much faster, then what a reader needs to believe it."""
     if choice is None:
         return "no answer: no backend ran to completion (see the runs' errors: conclab summarize)"
+    mark = " (tentative)" if tentative else ""
     if dont:
-        base = summary[summary["backend"].astype(object) == "sequential"]
-        run_s = float(base["e2e_s"].min()) if len(base) else math.nan
-        cheapest = min(arms, key=lambda a: a.setup_s if math.isfinite(a.setup_s) else math.inf)
-        small = (
-            math.isfinite(run_s)
-            and math.isfinite(cheapest.setup_s)
-            and cheapest.setup_s * 4 >= run_s * (1 - 1 / max(cheapest.workers, 2))
-        )
-        reason = (
+        parts = [f"don't bother{mark}: stay sequential; {_why_not(summary, arms)}"]
+        parts.append(f"best: {choice.arm} {_x(choice.speedup)} ({_range(choice.low, choice.high)})")
+    else:
+        parts = [
+            f"use {choice.arm}{mark}: {_x(choice.speedup)} ({_range(choice.low, choice.high)}) "
+            f"with {_workers(choice.workers)}"
+        ]
+        parts += _contrasts(arms, choice)
+    if imbalance:
+        parts.append(f"{imbalance} (split the work finer, or hand out the largest tasks first)")
+    if forecast is not None:
+        parts.append(forecast.text())
+    return "; ".join(parts)
+
+
+def _why_not(summary: pd.DataFrame, arms: list[ArmResult]) -> str:
+    """Why no backend is worth it: the work is too small for the start-up, or nothing gains enough."""
+    base = summary[summary["backend"].astype(object) == "sequential"]
+    run_s = float(base["e2e_s"].min()) if len(base) else math.nan
+    cheapest = min(arms, key=lambda a: a.setup_s if math.isfinite(a.setup_s) else math.inf)
+    # the start-up eats what splitting the run over the workers could save
+    small = (
+        math.isfinite(run_s)
+        and math.isfinite(cheapest.setup_s)
+        and cheapest.setup_s * 4 >= run_s * (1 - 1 / max(cheapest.workers, 2))
+    )
+    if small:
+        return (
             f"the work ({_seconds(run_s)} a run) is too small for any backend to pay its start-up "
             f"({cheapest.arm} takes {_seconds(cheapest.setup_s)})"
-            if small
-            else f"no backend beats the plain loop by {WORTH - 1:.0%}"
         )
-        return f"don't bother: stay sequential; {reason}; best: {choice.arm} {_x(choice.speedup)} ({_range(choice.low, choice.high)})"
-    parts = [
-        f"use {choice.arm}: {_x(choice.speedup)} ({_range(choice.low, choice.high)}) with {_workers(choice.workers)}"
-    ]
+    return f"no backend beats the plain loop by {WORTH - 1:.0%}"
+
+
+def _contrasts(arms: list[ArmResult], choice: ArmResult) -> list[str]:
+    """What the chosen arm is measured against: an alike costlier arm, threads, a slow start method."""
+    parts = []
     alike = [
         a
         for a in arms
@@ -292,8 +347,6 @@ def _headline(summary, arms, choice, dont, imbalance, forecast) -> str:
     threads = next((a for a in arms if a.arm == "threading"), None)
     if threads is not None and choice.backend != "threading":
         parts.append(f"threads {_x(threads.speedup)}" + (f" ({threads.why})" if threads.why else ""))
-    if imbalance:
-        parts.append(f"{imbalance} (unequal tasks: split the work finer, or hand out the largest first)")
     slow = [
         a
         for a in arms
@@ -301,12 +354,11 @@ def _headline(summary, arms, choice, dont, imbalance, forecast) -> str:
     ]
     if slow:
         a = max(slow, key=lambda a: a.setup_s)
+        method = a.arm.split(" ")[-1].strip("()")
         parts.append(
-            f"{a.arm.split(' ')[-1].strip('()')} pays {_seconds(a.setup_s)} to start, so it wins only at {a.break_even.split(' (')[0]}"
+            f"{method} pays {_seconds(a.setup_s)} to start, so it wins only at {a.break_even.split(' (')[0]}"
         )
-    if forecast is not None:
-        parts.append(forecast.text())
-    return "; ".join(parts)
+    return parts
 
 
 def _forecast(fits: pd.DataFrame | None, choice: ArmResult | None, cores: int) -> Forecast | None:
