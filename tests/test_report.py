@@ -387,3 +387,83 @@ def test_python_summarize_of_a_store_by_backend_keeps_the_baseline(sweep_dir):
     assert np.isfinite(s[s.backend == "threading"].speedup).all()
     s = conc_lab.summarize(sweep_dir, workload="sleep")  # experiments.io:sleep, by its function name
     assert set(s.workload) == {"experiments.io:sleep"} and len(s) == 5
+
+
+WHOLE_PROBE = """<script>
+window.addEventListener("load", function () {
+  // every table, its details opened: its right edge, whether a box clips it, and any word split over lines
+  var res = {view: window.innerWidth, tables: {}};
+  document.querySelectorAll("details").forEach(function (d) { d.open = true; });
+  document.querySelectorAll("table[id]").forEach(function (t) {
+    var broken = [];
+    t.querySelectorAll("td, th").forEach(function (cell) {
+      var walker = document.createTreeWalker(cell, NodeFilter.SHOW_TEXT), node;
+      while ((node = walker.nextNode())) {
+        var re = /\\S+/g, m;
+        while ((m = re.exec(node.data))) {
+          var range = document.createRange();
+          range.setStart(node, m.index); range.setEnd(node, m.index + m[0].length);
+          var tops = {};
+          Array.prototype.forEach.call(range.getClientRects(), function (q) { if (q.width > 0) tops[Math.round(q.top)] = 1; });
+          if (Object.keys(tops).length > 1) broken.push(m[0]);
+        }
+      }
+    });
+    var clipped = false;
+    for (var el = t.parentNode; el && el !== document.documentElement; el = el.parentNode) {
+      if (el.scrollWidth > el.clientWidth + 1 && getComputedStyle(el).overflowX !== "visible") clipped = true;
+    }
+    res.tables[t.id] = {right: t.getBoundingClientRect().right, broken: broken, clipped: clipped};
+  });
+  var out = document.createElement("pre"); out.id = "probe";
+  out.textContent = JSON.stringify(res); document.body.appendChild(out);
+});
+</script>"""
+
+
+def test_every_table_is_whole_at_1400_px_and_no_word_is_split(report_dir, tmp_path):
+    need(None if chromium() else "no chromium on PATH (Debian: apt-get install chromium)")
+    # #26: End-to-end and Scaling were cut at the right edge, summary cells wrapped mid-word
+    page = tmp_path / "probe.html"
+    page.write_text((report_dir / "index.html").read_text().replace("</body>", WHOLE_PROBE + "</body>"))
+    proc = _chromium(page, tmp_path, "--dump-dom")
+    match = re.search(r'<pre id="probe"[^>]*>([^<]*)</pre>', proc.stdout)
+    assert match, f"the page did not finish loading in chromium (rc {proc.returncode}): {proc.stderr[-2000:]}"
+    seen = json.loads(match.group(1).replace("&quot;", '"').replace("&amp;", "&"))
+    assert {"summary", "end-to-end", "scaling", "predictions"} <= set(seen["tables"])
+    for name, table in seen["tables"].items():
+        assert table["right"] <= seen["view"], (
+            f"{name} runs {table['right'] - seen['view']:.0f} px past 1400 px"
+        )
+        assert not table["clipped"], f"{name} sits in a box that clips it"
+        assert table["broken"] == [], f"{name} splits words over lines: {table['broken'][:5]}"
+
+
+def test_report_has_a_noise_section_with_the_machine_check(report_dir, sweep_dir):
+    page = (report_dir / "index.html").read_text()
+    # #26: 319 of 330 runs flagged noisy, bad load in every manifest, and the page never said so
+    noise = page[page.index("id='noise'") : page.index("<h2>Figures")]
+    assert re.search(r"\d+ of 30 runs \(\d+%\) were\s+flagged noisy", noise)
+    assert "redo" in noise  # what to do about it
+    from conc_lab.store.core import read_manifest
+
+    load = next(f for f in read_manifest(sweep_dir)["doctor"] if f["name"] == "load")
+    assert (load["detail"] in noise) == (load["status"] in ("warn", "bad"))
+    assert page.index("id='noise'") < page.index('id="summary"')  # read before any speedup
+
+
+def test_forecasts_are_bounded_or_omitted():
+    from conc_lab.present.views import forecast_cell
+
+    # #26: "64.00 (0.00–4.38e+17)"
+    assert forecast_cell(64.0, 0.0, 4.38e17, 64) == "too uncertain"
+    assert forecast_cell(7.2, 6.9, 9.5, 8) == "7.20 (6.90–8.00)"  # neither law forecasts past the workers
+
+
+def test_a_gil_bound_thread_timeline_says_why_its_lanes_look_parallel(report_dir):
+    page = (report_dir / "index.html").read_text()
+    captions = re.findall(r'<figure id="timeline-\d+\.png">.*?<figcaption>(.*?)</figcaption>', page, re.S)
+    cpu = [c for c in captions if "sum_squares" in c]
+    assert cpu and all("take turns under the GIL" in c for c in cpu)
+    # the firm form where the threads did not speed up, which a real 2-core machine shows for this work
+    assert any("only look parallel" in c for c in cpu) or "GIL-bound" not in page

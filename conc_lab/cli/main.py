@@ -612,7 +612,7 @@ def report(
     t0 = time.perf_counter()
     df = _load_runs(paths, {})
     try:
-        page = write_report(df, out, title=title)
+        page = write_report(df, out, title=title, sources=paths)
     except OSError as exc:
         _die(f"{out}: cannot write the report ({exc.strerror or exc})")
     elapsed = time.perf_counter() - t0

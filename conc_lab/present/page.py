@@ -7,30 +7,38 @@ import html
 
 import pandas as pd
 
+from conc_lab.analysis.selection import short_workload_names
 from conc_lab.analysis.summary import by_interpreter, interpreter_labels
 from conc_lab.present import views
+from conc_lab.present.noise import noise_section
 from conc_lab.present.render import display
 
 _CSS = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1800px; color: #222; padding: 0 1em; }
 h1 { font-size: 1.5em; } h2 { font-size: 1.2em; margin-top: 2em; border-bottom: 1px solid #ddd; }
 table { border-collapse: collapse; font-size: 12px; margin: .5em 0; }
-th, td { border: 1px solid #ddd; padding: 2px 6px; text-align: right; white-space: nowrap; }
+/* tables are read whole at 1400 px: cells wrap between words only, never inside a name or a number
+   (intervals hold word joiners around their dash), and nothing sits in a box that clips it */
+th, td { border: 1px solid #ddd; padding: 2px 6px; text-align: right; vertical-align: top;
+         overflow-wrap: normal; word-break: normal; hyphens: none; }
 th { background: #f4f4f4; position: sticky; top: 0; }
 td:first-child, th:first-child { text-align: left; }
 figure { margin: 1em 0; } figure img { max-width: 100%; border: 1px solid #eee; }
 figcaption { font-size: 12px; color: #555; max-width: 70em; }
-.scroll { max-height: 36em; overflow: auto; }
-/* the summary is read whole: no scroll box; long cells wrap so that it fits a 1400 px window */
-#summary { width: 100%; } #summary td, #summary th { white-space: normal; }
-#summary td:first-child { overflow-wrap: anywhere; min-width: 8em; }
-.wide { overflow-x: auto; }
+.scroll { max-height: 36em; overflow-y: auto; }
+#summary { width: 100%; }
 .meta td { text-align: left; } .warn { color: #a40; }
 """
 
 
 def _table(frame: pd.DataFrame, table_id: str) -> str:
-    body = frame.astype(object).where(frame.notna(), "").to_html(index=False, escape=True, border=0)
+    """``frame`` as an HTML table: workloads by their short names, intervals never split at their dash."""
+    frame = frame.astype(object).where(frame.notna(), "")
+    if "workload" in frame.columns:
+        short = short_workload_names(frame["workload"].astype(str))
+        frame["workload"] = frame["workload"].astype(str).map(short)
+    frame = frame.map(lambda v: v.replace("–", "\u2060–\u2060") if isinstance(v, str) else v)
+    body = frame.to_html(index=False, escape=True, border=0)
     return body.replace("<table", f'<table id="{table_id}"', 1)
 
 
@@ -42,6 +50,7 @@ def html_page(
     figures: list[tuple[str, str, bytes]],
     title: str | None,
     elapsed: float,
+    manifests: list[dict] = (),
 ) -> str:
     esc = html.escape
     names = sorted(df["sweep_name"].astype(object).dropna().unique()) if "sweep_name" in df.columns else []
@@ -63,6 +72,7 @@ def html_page(
 <body>
 <h1>{esc(title)}</h1>
 <table class="meta">{meta}</table>
+{noise_section(df, list(manifests))}
 <h2>Figures</h2>
 {left_out}{figs or "<p>No successful runs to draw.</p>"}
 <h2>Summary</h2>
@@ -128,7 +138,9 @@ def _scaling_section(fits: pd.DataFrame) -> str:
     pred = views.prediction_view(fits)
     pred_html = (
         "<p>Forecast speedup (95% interval) on more workers. <b>*</b> marks an extrapolation beyond the "
-        "worker counts measured: a forecast of the law, not a measurement, and only as good as the law.</p>"
+        "worker counts measured: a forecast of the law, not a measurement, and only as good as the law. "
+        "Neither law forecasts more than the worker count, so intervals stop there; <i>too uncertain</i>: "
+        f"the interval spans more than {views.FORECAST_MAX_SPREAD:g}× (measure more worker counts).</p>"
         f'<div class="wide">{_table(pred, "predictions")}</div>'
         if len(pred)
         else "<p>No forecasts: no law could be fitted.</p>"

@@ -33,7 +33,7 @@ from conc_lab.analysis.summary import as_frame, summarize
 from conc_lab.present import figures as fig
 from conc_lab.present.page import html_page
 from conc_lab.present.panels import curve_colors, left_out, panel_title, pick_panels
-from conc_lab.store.core import write_atomic
+from conc_lab.store.core import read_manifest, sweep_dirs, write_atomic
 
 
 def write_report(
@@ -43,12 +43,15 @@ def write_report(
     title: str | None = None,
     max_panels: int | None = None,
     max_timelines: int | None = None,
+    sources: str | PathLike | list | None = None,
 ) -> Path:
     """Write the PNG figures and a self-contained ``index.html`` into ``out_dir``; return the page's path.
 
     ``data`` is a store path (read with ``conc_lab.load``) or the DataFrame it returns. Every
     parameter set gets a speedup panel and a timeline; ``max_panels`` / ``max_timelines`` cap
     them (the sets with the most points first), and the page then says what it left out.
+    ``sources`` are the folders ``data`` was read from (default: ``data`` itself when it is a
+    path): their manifests give the noise section each sweep's machine check and start time.
 
     Example::
 
@@ -69,9 +72,20 @@ def write_report(
     for name, _, png in figures:
         write_atomic(out / name, png)
     missing = left_out(len(every_panel), len(panels), len(panels[:max_timelines]))
-    page = html_page(df, summary, fits, missing, figures, title, time.perf_counter() - t0)
+    manifests = _manifests(
+        sources if sources is not None else (None if isinstance(data, pd.DataFrame) else data)
+    )
+    page = html_page(df, summary, fits, missing, figures, title, time.perf_counter() - t0, manifests)
     write_atomic(out / "index.html", page.encode())
     return out / "index.html"
+
+
+def _manifests(sources) -> list[dict]:
+    """The manifest of every sweep under ``sources``, oldest first (none without sources)."""
+    if sources is None:
+        return []
+    manifests = [read_manifest(d) for d in sweep_dirs(sources)]
+    return sorted(manifests, key=lambda m: m.get("started_at") or 0)
 
 
 def _figures(df, summary, fits, panels: list[dict], timelines: list[dict]) -> list[tuple[str, str, bytes]]:

@@ -1,0 +1,163 @@
+"""The report's noise section: how disturbed the runs were, what the machine check said, what to do.
+
+A page that pools five sweeps, 319 of 330 runs flagged noisy and every manifest recording a
+loaded machine, must say so before anyone reads a speedup off it. The numbers come from the
+rows (``noisy``, ``noise_note``, ``foreign_cpu``, ``steal_cpu``, ``status``) and from each
+sweep's manifest (its ``doctor`` findings, when it started).
+"""
+
+from __future__ import annotations
+
+import html
+import time
+
+import numpy as np
+import pandas as pd
+
+from conc_lab import schema
+
+#: Doctor statuses that can spoil a measurement (the rest are information).
+_SPOILING = ("warn", "bad")
+
+
+def noise_facts(df: pd.DataFrame) -> dict:
+    """Counts a reader needs: runs, noisy runs, redone runs, the commonest reasons, foreign and stolen CPU.
+
+    >>> df = pd.DataFrame({"status": ["ok", "ok", "redone"], "noisy": [True, False, True],
+    ...     "noise_note": ["others used 45% of its cores", None, "others used 50% of its cores"]})
+    >>> f = noise_facts(df)
+    >>> f["runs"], f["noisy"], f["redone"]
+    (2, 1, 1)
+    """
+    status = df["status"].astype(object) if "status" in df.columns else pd.Series("ok", index=df.index)
+    redone = status == schema.REDONE
+    counted = df[~redone.to_numpy()]  # a redone run is kept for the record, never as the result
+    noisy = counted["noisy"].fillna(False).astype(bool) if "noisy" in counted.columns else None
+    notes = (
+        counted.loc[noisy.to_numpy(), "noise_note"]
+        .dropna()
+        .astype(str)
+        .str.replace(r"[+-]?\d+%", "N%", regex=True)
+        .str.split("; ")
+        .explode()
+        if noisy is not None and "noise_note" in counted.columns
+        else pd.Series(dtype=object)
+    )
+    return {
+        "runs": len(counted),
+        "noisy": int(noisy.sum()) if noisy is not None else 0,
+        "redone": int(redone.sum()),
+        "reasons": notes.value_counts().head(3).to_dict(),
+        "foreign": _quantiles(counted, "foreign_cpu"),
+        "steal": _quantiles(counted, "steal_cpu"),
+    }
+
+
+def _quantiles(df: pd.DataFrame, col: str) -> tuple[float, float] | None:
+    if col not in df.columns:
+        return None
+    values = df[col].to_numpy(dtype=np.float64, na_value=np.nan)
+    values = values[np.isfinite(values)]
+    return (float(np.median(values)), float(values.max())) if len(values) else None
+
+
+def _findings(manifests: list[dict]) -> list[tuple[str, str, str, int]]:
+    """Spoiling doctor findings across sweeps, one per check: (status, "name: details", advice, sweeps).
+
+    >>> m = [{"doctor": [{"name": "load", "status": "bad", "detail": "load 8", "advice": "stop it"}]},
+    ...      {"doctor": [{"name": "load", "status": "bad", "detail": "load 11", "advice": "stop it"}]}]
+    >>> _findings(m)
+    [('bad', 'load: load 8; load 11', 'stop it', 2)]
+    """
+    seen: dict[tuple[str, str], dict] = {}
+    for manifest in manifests:
+        for f in manifest.get("doctor") or []:
+            if isinstance(f, dict) and f.get("status") in _SPOILING:
+                entry = seen.setdefault((str(f["status"]), str(f.get("name"))), {"details": {}, "n": 0})
+                entry["details"][str(f.get("detail"))] = None
+                entry["advice"] = str(f.get("advice") or "")
+                entry["n"] += 1
+    rows = [
+        (status, f"{name}: " + "; ".join(e["details"]), e["advice"], e["n"])
+        for (status, name), e in seen.items()
+    ]
+    return sorted(rows, key=lambda r: r[0] != "bad")
+
+
+def _load_detail(manifest: dict) -> str:
+    for f in manifest.get("doctor") or []:
+        if isinstance(f, dict) and f.get("name") == "load":
+            return f"{f.get('detail')} ({f.get('status')})"
+    return "not recorded"
+
+
+def _sweeps_table(df: pd.DataFrame, manifests: list[dict]) -> str:
+    esc = html.escape
+    rows = []
+    for m in manifests:
+        mine = df[df["sweep_id"].astype(object) == m.get("sweep_id")] if "sweep_id" in df.columns else df
+        facts = noise_facts(mine) if len(mine) else {"runs": 0, "noisy": 0}
+        started = m.get("started_at")
+        when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(started)) if started else "-"
+        rows.append(
+            f"<tr><td>{esc(str(m.get('sweep_id')))}</td><td>{esc(str(m.get('name')))}</td><td>{esc(when)}</td>"
+            f"<td>{facts['runs']:,}</td><td>{facts['noisy']:,}</td><td>{esc(_load_detail(m))}</td></tr>"
+        )
+    head = (
+        "<tr><th>sweep</th><th>name</th><th>started</th><th>runs</th><th>noisy</th><th>machine load</th></tr>"
+    )
+    return f'<table id="sweeps"><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table>'
+
+
+def _share(pair: tuple[float, float] | None, what: str) -> str:
+    if pair is None:
+        return ""
+    return f"{what} a median {pair[0]:.0%} of a run's cores (at most {pair[1]:.0%}). "
+
+
+def noise_section(df: pd.DataFrame, manifests: list[dict]) -> str:
+    """The section as HTML: noisy runs and why, redone runs, the doctor's findings, the sweeps pooled, a next step."""
+    esc = html.escape
+    f = noise_facts(df)
+    share = f["noisy"] / f["runs"] if f["runs"] else 0.0
+    reasons = ", ".join(f"“{esc(r)}” ({n})" for r, n in f["reasons"].items())
+    parts = [
+        f"<p{' class=warn' if share > 0.1 else ''}>{f['noisy']:,} of {f['runs']:,} runs ({share:.0%}) were "
+        f"flagged noisy"
+        + (f", most often: {reasons}" if reasons else "")
+        + ". "
+        + (
+            f"{f['redone']:,} noisy runs were redone (config <code>noise: {{redo: N}}</code>); the table counts "
+            "their reruns."
+            if f["redone"]
+            else "None was redone: <code>noise: {redo: 3}</code> in the config reruns a noisy run up to 3 times."
+        )
+        + "</p>",
+        f"<p>{_share(f['foreign'], 'Other processes used')}{_share(f['steal'], 'The hypervisor stole')}</p>",
+    ]
+    findings = _findings(manifests)
+    if findings:
+        items = "".join(
+            f"<li class='warn'><b>{esc(status)}</b> {esc(what)}"
+            + (f" — {esc(advice)}" if advice else "")
+            + (f" (in {n} of {len(manifests)} sweeps)" if len(manifests) > 1 else "")
+            + "</li>"
+            for status, what, advice, n in findings
+        )
+        parts.append(
+            f"<p>What the machine check (<code>conclab doctor</code>) found as each sweep started:</p><ul>{items}</ul>"
+        )
+    if len(manifests) > 1:
+        parts.append(
+            f"<p class='warn'>This page pools {len(manifests)} sweeps: each row's numbers mix their runs. "
+            "<code>conclab summarize DIR --latest</code> reads the newest sweep of each config alone, and "
+            "<code>conclab report</code> on one sweep's folder reports it alone.</p>"
+            + _sweeps_table(df, manifests)
+        )
+    if share > 0.1 or any(status == "bad" for status, *_ in findings):
+        parts.append(
+            "<p><b>Next step:</b> run <code>conclab doctor</code>, stop the other work it names (load, "
+            "other processes on the measured cores), then sweep again; speedups measured on a busy machine "
+            "are lower than the same code reaches on a quiet one.</p>"
+        )
+    return "<h2 id='noise'>Noise</h2>" + "".join(parts)
