@@ -5,6 +5,7 @@ The public API, all importable from the top level::
     import conc_lab
     result = conc_lab.sweep("configs/smoke.yaml")        # run a matrix, write Parquet
     df = conc_lab.load("results/smoke")                    # every trial run, as a DataFrame
+    config = conc_lab.parse_config({"name": "mine", "matrix": {...}})  # a config from a dict, no file
 
 Attributes are imported lazily (PEP 562): the trial host imports ``conc_lab.host`` under
 interpreters that have none of conc_lab's dependencies, and a small host forks fast.
@@ -18,6 +19,7 @@ _LAZY = {
     "sweep": "conc_lab.run.runner",
     "SweepResult": "conc_lab.run.runner",
     "load_config": "conc_lab.config.document",
+    "parse_config": "conc_lab.config.document",
     "Config": "conc_lab.config.model",
     "ConfigError": "conc_lab.config.errors",
     "expand": "conc_lab.plan.matrix",
@@ -41,3 +43,8 @@ def __getattr__(name):
     import importlib
 
     return getattr(importlib.import_module(module), name)
+
+
+def __dir__():
+    # the lazy names too, so dir(conc_lab) and a notebook's tab completion show the API
+    return sorted(set(globals()) | set(__all__))
