@@ -113,10 +113,10 @@ def advise(
         raise AdviseError(
             f"{target.ref}: the plain loop failed: {ran.broken} (runs kept in {ran.sweep.sweep_dir})"
         )
-    return conclude(the_plan, ran, time.perf_counter() - began)
+    return conclude(the_plan, ran, time.perf_counter() - began, budget_s)
 
 
-def conclude(the_plan: AdvicePlan, ran: LoopResult, wall_s: float) -> Advice:
+def conclude(the_plan: AdvicePlan, ran: LoopResult, wall_s: float, budget_s: float) -> Advice:
     """The ``Advice`` from what the sweep stored (not what it told on the way)."""
     from conc_lab.analysis.scaling import fit_scaling
     from conc_lab.analysis.summary import summarize
@@ -127,9 +127,7 @@ def conclude(the_plan: AdvicePlan, ran: LoopResult, wall_s: float) -> Advice:
         df = load(ran.sweep.sweep_dir)
         summary = summarize(df) if len(df) else summarize(pd.DataFrame())
         fits = fit_scaling(summary) if len(summary) else pd.DataFrame()
-    why = {"budget": f"the {_budget_text(wall_s)} budget ran out", "interrupted": "interrupted"}.get(
-        ran.stopped
-    )
+    why = {"budget": f"the {budget_s:.0f} s budget ran out", "interrupted": "interrupted"}.get(ran.stopped)
     verdict = decide(
         summary,
         fits,
@@ -139,14 +137,11 @@ def conclude(the_plan: AdvicePlan, ran: LoopResult, wall_s: float) -> Advice:
         rounds=ran.rounds,
         stop_reason=why,
         unequal=unequal_tasks(df),
+        notes=tuple(f"note: {w}" for w in ran.warnings),
     )
     return Advice(
         verdict, summary, fits, the_plan, ran.sweep.sweep_dir, ran.yaml_path, ran.rerun, ran.stopped, wall_s
     )
-
-
-def _budget_text(seconds: float) -> str:
-    return f"{seconds:.0f} s"
 
 
 class _importable:

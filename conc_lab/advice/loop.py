@@ -50,6 +50,7 @@ class LoopResult:
     stopped: str  # SETTLED, BUDGET, INTERRUPTED (Ctrl-C), COMPLETE (every planned round ran) or BROKEN
     rerun: str  # the one command that reruns or extends it as a sweep
     broken: str | None = None  # the plain loop's error, when it failed
+    warnings: tuple[str, ...] = ()  # what the sweep warned of (a busy machine, ...)
 
 
 class _Rounds:
@@ -63,11 +64,14 @@ class _Rounds:
         self.round_began = time.perf_counter()
         self.stopped: str | None = None
         self.broken: str | None = None  # why the plain loop failed, when it did
+        self.warnings: list[str] = []
 
     def __call__(self, event: events.Event) -> None:
         if self.forward is not None:
             self.forward(event)
-        if isinstance(event, events.Planned):
+        if isinstance(event, events.Warned):
+            self.warnings.append(event.text)
+        elif isinstance(event, events.Planned):
             self.trials = event.trials
         elif isinstance(event, events.RunFinished):
             row = event.row
@@ -146,7 +150,13 @@ def run(
     else:
         stopped = COMPLETE
     return LoopResult(
-        result, yaml_path, rounds.rounds, stopped, rerun_command(plan, yaml_path, out), rounds.broken
+        result,
+        yaml_path,
+        rounds.rounds,
+        stopped,
+        rerun_command(plan, yaml_path, out),
+        rounds.broken,
+        tuple(rounds.warnings),
     )
 
 

@@ -19,7 +19,6 @@ import multiprocessing
 import os
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import yaml
@@ -146,14 +145,13 @@ def plan(
     """The plan for ``target``: probe the function (calibrating its size unless given), then the matrix.
 
     ``interpreters`` (``machine.interpreters.Interpreter``s) are the other Pythons to consider for
-    subinterpreters and free-threaded threads; None looks for them (meanwhile the function is probed).
+    subinterpreters and free-threaded threads; None looks for them.
     A ``probe`` given is used as it is (nothing is run).
     """
     cores = cores or usable_cores()
-    with ThreadPoolExecutor(1) as pool:
-        search = pool.submit(found_interpreters.find_interpreters) if interpreters is None else None
-        probe = probe or probe_function(target, size, cores, budget_s)
-        interpreters = search.result() if search is not None else interpreters
+    # before the probe, not beside it: starting a dozen interpreters would slow the calls it times
+    interpreters = found_interpreters.find_interpreters() if interpreters is None else interpreters
+    probe = probe or probe_function(target, size, cores, budget_s)
     waits = probe.waits
     workers = worker_counts(cores, waits)
     tasks = workers[-1] if waits else 4 * workers[-1]

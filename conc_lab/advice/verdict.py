@@ -222,6 +222,7 @@ def decide(
     stop_reason: str | None = None,
     python_labels: dict | None = None,
     unequal: str | None = None,
+    notes: tuple[str, ...] = (),
 ) -> Verdict:
     """The ``Verdict`` from a summary: the choice, whether it is settled, the evidence behind it."""
     arms = best_arms(summary, python_labels)
@@ -252,6 +253,7 @@ def decide(
         forecast=forecast,
         left_out=tuple(left_out),
         rounds=rounds,
+        notes=notes,
     )
 
 

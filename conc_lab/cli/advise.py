@@ -69,8 +69,8 @@ def advise(
         raise typer.Exit(130) from None
     if fmt == "json":
         print(json.dumps(_json(advice), indent=2, ensure_ascii=False))
-    else:
-        _print(advice, out_console, status.warnings)
+    elif advice.verdict.rounds or not advice.interrupted:  # stopped in the warm-up: no verdict to show
+        _print(advice, out_console)
     if advice.interrupted:
         console.print(
             f"[yellow]interrupted[/]; what ran is saved. Resume with: {advice.rerun}",
@@ -96,13 +96,11 @@ def _json(advice) -> dict:
     }
 
 
-def _print(advice, console: Console, warnings: list[str]) -> None:
+def _print(advice, console: Console) -> None:
     lines = advice.verdict.lines()
     console.print(lines[0], style="bold", highlight=False, markup=False)
     for line in lines[1:]:
         console.print(line, highlight=False, markup=False)
-    for text in warnings:
-        console.print(f"note: {text}", highlight=False, markup=False)
     how = _STOPPED.get(advice.stopped, advice.stopped)
     console.print(
         f"{advice.verdict.rounds} round{'s' * (advice.verdict.rounds != 1)} in {advice.wall_s:.0f} s ({how}) → {advice.sweep_dir}",
@@ -114,12 +112,11 @@ def _print(advice, console: Console, warnings: list[str]) -> None:
 
 
 class _Status:
-    """Tells progress on one transient status line; keeps the sweep's warnings for after the verdict."""
+    """Tells progress on one transient status line (the sweep's warnings come with the verdict's notes)."""
 
     def __init__(self, console: Console, function: str, budget: float):
         self.console, self.function, self.budget = console, function, budget
         self.live = None
-        self.warnings: list[str] = []
         self.round = 0
         self.runs = 0
 
@@ -138,8 +135,6 @@ class _Status:
             self.runs += 1
             row = event.row
             self._show(f"round {self.round + 1}: {row['backend']} w={row['workers']} ({self.runs} runs)")
-        elif isinstance(event, events.Warned):
-            self.warnings.append(event.text)
 
     def _show(self, text: str) -> None:
         if self.live is not None:
