@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -48,3 +49,41 @@ def test_parse_config_is_exported_and_documented():
         }
     )
     assert config.name == "from-a-dict" and len(list(conc_lab.expand(config))) == 3
+
+
+TINY = """\
+name: tiny
+repeats: 2
+warmup: 0
+matrix:
+  workload: [experiments.io:sleep]
+  backend: [sequential, threading]
+  workers: [1, 2]
+  tasks: [2]
+  size: [1]
+"""
+
+
+def test_sweep_from_python_prints_progress_where_no_terminal_is(tmp_path):
+    # was: conc_lab.sweep("configs/smoke.yaml") ran almost 2 minutes printing nothing (#26 item 4)
+    (tmp_path / "tiny.yaml").write_text(TINY)
+    script = (
+        "import conc_lab\nfrom conc_lab import events\n"
+        "r = conc_lab.sweep('tiny.yaml', out='results')\n"
+        "print('recorded', r.recorded)\n"
+        "conc_lab.sweep('tiny.yaml', out='quiet', on_event=events.ignore)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,  # a pipe, as a notebook's or a log file's: no terminal
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "recorded 6"
+    lines = proc.stderr.splitlines()
+    assert lines[0].startswith("sweep: 3 trials, 6 runs → results/tiny/")
+    assert lines[-1].startswith("6/6 runs, ") and "elapsed" in lines[-1]
+    assert len([line for line in lines if line.startswith("sweep:")]) == 1  # events.ignore: silent

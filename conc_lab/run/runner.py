@@ -34,6 +34,7 @@ from conc_lab.plan.runs import Plan, ResumeState, Run
 from conc_lab.run import calibration
 from conc_lab.run.dispatch import Dispatch, LocalDispatch
 from conc_lab.run.executor import ExecutorSettings, RunResult, TrialExecutor
+from conc_lab.run.progress import ProgressLines
 from conc_lab.store import core as store
 
 
@@ -102,7 +103,8 @@ def sweep(
 ) -> SweepResult:
     """Run every trial of a matrix and store one row per measured run under ``out/<name>/<sweep_id>``.
 
-    ``on_event(event)`` is told each ``conc_lab.events`` event: ``Planned``, ``RunFinished``
+    ``on_event(event)`` is told each ``conc_lab.events`` event (without one, ``run.progress``
+    prints plain progress lines to stderr; pass ``events.ignore`` for silence): ``Planned``, ``RunFinished``
     (every run, warm-ups included), ``Warned``, ``Calibrating`` (each step of ``size: auto``),
     ``Calibrated``, ``RayStarted``. Ctrl-C stops after saving what ran; the result says
     ``interrupted`` and ``sweep(..., resume=True)`` runs what is missing.
@@ -120,7 +122,7 @@ def sweep(
     (24, True)
     """
     began = time.perf_counter()
-    emit = on_event or events.ignore
+    emit = on_event or ProgressLines()  # from Python: plain lines, so a notebook sees it move
     if not isinstance(config, Config):
         config = load_config(config)
     shard = plan.parse_shard(shard) if isinstance(shard, str) else shard

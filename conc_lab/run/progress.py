@@ -1,0 +1,80 @@
+"""Progress as plain lines, for where no bar can be drawn: a notebook, a log file, a batch job.
+
+``conc_lab.sweep(...)`` called from Python with no ``on_event`` prints these to stderr, so a
+two-minute sweep in a notebook is not two minutes of silence: what it plans, each calibrated
+size, a Ray runtime started, warnings as they come, and a line every tenth of the runs or
+``EVERY_S`` seconds (whichever comes first), with the time left.
+
+>>> import io
+>>> from conc_lab import events
+>>> now = [0.0]
+>>> out = io.StringIO()
+>>> lines = ProgressLines(out, clock=lambda: now[0])
+>>> lines(events.Planned(total=20, measured=20, sweep_dir="results/x/1", trials=4))
+>>> for i in range(4):
+...     now[0] += 1.0
+...     lines(events.RunFinished(row={"status": "failed" if i == 1 else "ok"}, measured=True))
+>>> print(out.getvalue(), end="")
+sweep: 4 trials, 20 runs → results/x/1
+2/20 runs (1 failed), 2 s elapsed, about 18 s left
+4/20 runs (1 failed), 4 s elapsed, about 16 s left
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from typing import TextIO
+
+from conc_lab import events, schema
+from conc_lab.host.units import duration
+
+#: The longest a running sweep goes without a line.
+EVERY_S = 30.0
+#: Lines per sweep by count: one each tenth of its runs (and always at the last).
+STEPS = 10
+
+
+class ProgressLines:
+    """An ``on_event`` handler that writes what a sweep does as plain lines to ``stream``."""
+
+    def __init__(self, stream: TextIO | None = None, clock: Callable[[], float] = time.monotonic):
+        self.stream, self.clock = stream, clock
+        self.total = self.done = self.failed = self.last_done = 0
+        self.began = self.last_at = clock()
+
+    def say(self, text: str) -> None:
+        stream = self.stream or sys.stderr  # looked up late: a notebook swaps sys.stderr per cell
+        stream.write(text + "\n")
+        stream.flush()
+
+    def __call__(self, event: events.Event) -> None:
+        if isinstance(event, events.Planned):
+            self.total, self.began = event.total, self.clock()
+            self.last_at = self.began
+            self.say(f"sweep: {event.trials} trials, {event.total} runs → {event.sweep_dir}")
+        elif isinstance(event, events.RunFinished):
+            self._ran(event.row.get("status") in schema.FAILURES)
+        elif isinstance(event, events.RayStarted):
+            how = "started a local runtime" if event.started else "joined"
+            self.say(f"ray: {how} at {event.address} ({event.start_s:.1f} s)")
+        elif isinstance(event, events.Calibrated):
+            self.say(f"size auto: {event.workload} → {event.size} ({duration(event.task_s)} per task)")
+        elif isinstance(event, events.Warned):
+            self.say(f"warning: {event.text}")
+
+    def _ran(self, failed: bool) -> None:
+        self.done += 1
+        self.failed += failed
+        now = self.clock()
+        step = max(1, self.total // STEPS)
+        if self.done - self.last_done < step and now - self.last_at < EVERY_S and self.done != self.total:
+            return
+        self.last_at, self.last_done = now, self.done
+        elapsed = now - self.began
+        left = elapsed / self.done * max(self.total - self.done, 0)
+        failed_text = f" ({self.failed} failed)" if self.failed else ""
+        self.say(
+            f"{self.done}/{self.total} runs{failed_text}, {duration(elapsed)} elapsed, about {duration(left)} left"
+        )
