@@ -205,3 +205,67 @@ def test_compare_calls_no_change_under_the_floor_and_summarize_says_so():
     df = df.assign(run_s=np.where(df.backend == "threading", df.run_s * 1.97, df.run_s))  # speedup ~1.01
     assert "within A/A floor" in _threading(summarize(df, min_effect=0.05)).notes
     assert "within A/A floor" not in _threading(summarize(df)).notes
+
+
+def test_break_even_claims_no_crossing_the_data_does_not_show():
+    # pure-Python threads: 2% "faster" per unit by noise (a fit crosses at 1e4), ahead at no size
+    spread = [0.92, 0.96, 1.0, 1.04, 1.08]  # the runs of every curve scatter ±8% about the line
+    rows = []
+    for size in (10_000, 30_000, 100_000):
+        for backend, per_unit, setup in (("sequential", 1e-5, 0.0), ("threading", 0.98e-5, 0.002)):
+            for r in range(5):
+                rows.append(
+                    {
+                        "workload": "w",
+                        "tasks": 2,
+                        "size": size,
+                        "backend": backend,
+                        "repeat": r,
+                        "workers": 1 if backend == "sequential" else 2,
+                        "status": "ok",
+                        "setup_s": setup,
+                        "run_s": per_unit * size * spread[r],
+                    }
+                )
+    s = summarize(pd.DataFrame(rows))
+    th = s[s.backend == "threading"]
+    assert (th.break_even == "not at the sizes measured").all()
+    assert th.break_even_size.isna().all()
+
+
+def _cpu_run(backend: str, workers: int, run_s: float, cpu_s: float, repeat: int) -> dict:
+    """A run of 2 tasks of pure-Python work; threads overlap their tasks (both run the whole time)."""
+    if workers == 1:
+        recs = [
+            {"worker": 0, "start_s": 0.0, "end_s": run_s / 2},
+            {"worker": 0, "start_s": run_s / 2, "end_s": run_s},
+        ]
+    else:
+        recs = [{"worker": w, "start_s": 0.0, "end_s": run_s} for w in range(workers)]
+    return {
+        "workload": "experiments.cpu:sum_squares",
+        "tasks": 2,
+        "size": 10,
+        "backend": backend,
+        "workers": workers,
+        "repeat": repeat,
+        "status": "ok",
+        "run_s": run_s,
+        "setup_s": 0.0,
+        "cpu_user_s": cpu_s,
+        "cpu_sys_s": 0.0,
+        "task_records": recs,
+        "foreign_cpu": 0.0,
+    }
+
+
+def test_why_never_calls_pure_cpu_work_waiting_and_names_the_gil_in_every_sweep():
+    rows = [_cpu_run("sequential", 1, 1.0, 0.98, 0)]  # the quiet plain loop: on the CPU throughout
+    rows += [_cpu_run("sequential", 1, 1.0, 0.73, r) for r in (1, 2)]  # 27% off the CPU (preempted)
+    # threads on the GIL: CPU 1.3x wall in one sweep (the host's thread, a noisy clock), 1.0x in another
+    for cpu_walls in (1.0, 1.3):
+        rows_t = rows + [_cpu_run("threading", 2, 2.0, 2.0 * cpu_walls, r) for r in range(3)]
+        s = summarize(pd.DataFrame(rows_t))
+        seq, th = s[s.backend == "sequential"].iloc[0], _threading(s)
+        assert "waiting" not in str(seq.why), seq.why
+        assert str(th.why).startswith("GIL-bound"), th.why

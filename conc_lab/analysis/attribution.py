@@ -7,12 +7,14 @@ workers times its wall time (start-up + run + teardown), is split into:
 * ``work_s``: time inside tasks on a CPU (the workers' CPU time, at most their busy time);
 * ``serialisation_s``: time inside tasks *off* the CPU while the workers together used no
   more than one CPU's worth: the GIL's signature on threads (CPU ≈ wall however many workers
-  were busy). It disappears on free-threaded builds and on processes;
+  were busy); and all of it for threads sharing a GIL on CPU-bound work (its sequential loop ran
+  on the CPU ``CPU_BOUND`` of the time). It disappears on free-threaded builds and on processes;
 * ``others_s``: time inside tasks off the CPU because other processes used the run's cores
   (from the host's ``foreign_cpu`` and ``steal_cpu``, where measured). It is a condition of the
-  measurement, not of the backend: never the dominant cause, but named after it;
+  measurement, not of the backend: never the dominant cause, but named after it. On CPU-bound
+  work, off-CPU time that is not the GIL counts here too (preempted: CPU-bound work does not wait);
 * ``waiting_s``: the rest of the off-CPU time inside tasks (sleep, I/O, locks; and other
-  processes, for runs recorded without the noise columns);
+  processes, for runs recorded without the noise columns), on work that is not CPU-bound;
 * ``imbalance_s``: workers idle after finishing their last task while another still ran
   (and workers that got no task at all);
 * ``dispatch_s``: gaps before a worker's first task, between its tasks, and after the last
@@ -34,6 +36,7 @@ import numpy as np
 import pandas as pd
 
 from conc_lab import schema
+from conc_lab.analysis.frames import SEQUENTIAL, join_key
 from conc_lab.host.units import duration
 
 #: The parts of a run's worker-time, in the order the report stacks them.
@@ -65,6 +68,8 @@ NOT_ATTRIBUTABLE = 0.5
 GIL_CPU_MAX = 1.15
 #: ... and at least this share of a wall (CPU-bound, not sleeping) while busy in tasks.
 GIL_CPU_MIN = 0.4
+#: A workload whose sequential loop spent this share of its task time on the CPU is CPU-bound.
+CPU_BOUND = 0.9
 ATTRIBUTION_COLUMNS = ["workers_used", "wall_s", "capacity_s", *PARTS, "cause", "why"]
 
 
@@ -147,17 +152,50 @@ def _off_cpu(df: pd.DataFrame, busy: np.ndarray, union: np.ndarray) -> dict[str,
     with np.errstate(divide="ignore", invalid="ignore"):
         # CPU used per stretch of time when any task ran, in cores' worth of what the others left
         cores_used = cpu / (avail * union)
+    overlapped = busy > 1.2 * union
     # the GIL's signature: tasks overlapped, yet together they used about one CPU (and were not asleep)
-    gil = (busy > 1.2 * union) & (cores_used <= GIL_CPU_MAX) & (cores_used >= GIL_CPU_MIN)
+    gil = overlapped & (cores_used <= GIL_CPU_MAX) & (cores_used >= GIL_CPU_MIN)
+    # Work whose plain loop runs on the CPU throughout never waits for sleep, I/O or locks: its
+    # threads off the CPU wait for the GIL, and anything else off the CPU was taken off it
+    # (preempted), whatever this run's noise figures caught. So the same trial reads the same.
+    with np.errstate(divide="ignore", invalid="ignore"):
+        bound = _cpu_bound(df, on_cpu / busy)
+    gil |= bound & overlapped & _one_gil(df)
+    preempted = bound & ~gil
     rest = off - others
     return {
         "work_s": on_cpu,
         "serialisation_s": np.where(gil, rest, 0.0),
-        "waiting_s": np.where(gil, 0.0, rest),
-        "others_s": others,
+        "waiting_s": np.where(gil | preempted, 0.0, rest),
+        "others_s": others + np.where(preempted, rest, 0.0),
         "_cpu_walls": cpu / run_s,
         "_others_share": 1.0 - avail,
     }
+
+
+def _cpu_bound(df: pd.DataFrame, on_cpu_share: np.ndarray) -> np.ndarray:
+    """Per run, whether a sequential run of its workload (same workload, size, tasks, python) spent
+    at least ``CPU_BOUND`` of its task time on the CPU: the quietest plain loop shows what the work is.
+
+    Example::
+
+        >>> df = pd.DataFrame({"workload": "w", "backend": ["sequential", "sequential", "threading"]})
+        >>> _cpu_bound(df, np.array([0.97, 0.73, 0.5])).tolist()
+        [True, True, True]
+    """
+    if "backend" not in df.columns or "workload" not in df.columns:
+        return np.zeros(len(df), dtype=bool)
+    key = join_key(df, [k for k in ("workload", "size", "tasks", "python") if k in df.columns])
+    seq = (df["backend"].astype(object) == SEQUENTIAL).to_numpy() & np.isfinite(on_cpu_share)
+    best = pd.Series(on_cpu_share[seq]).groupby(key.to_numpy()[seq]).max()
+    return key.map(best).to_numpy(dtype=np.float64, na_value=np.nan) >= CPU_BOUND
+
+
+def _one_gil(df: pd.DataFrame) -> np.ndarray:
+    """Per run, whether its workers shared one GIL: threads (or asyncio's) of a GIL-enabled build."""
+    backend = df["backend"].astype(object) if "backend" in df.columns else pd.Series("", index=df.index)
+    gil = df["gil_enabled"].astype("boolean").fillna(True) if "gil_enabled" in df.columns else True
+    return (backend.isin(["threading", "asyncio"]) & gil).to_numpy(dtype=bool)
 
 
 def _run_parts(df: pd.DataFrame, per: pd.DataFrame, union: np.ndarray) -> pd.DataFrame:

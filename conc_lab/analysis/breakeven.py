@@ -10,7 +10,9 @@ teardown) + c``; with one size, the run is taken as proportional to the size (``
 ``r = median run / size``), and the result says so. (Means let one slow run move the
 break-even against the median speedups shown beside it.) The backend breaks even with the sequential loop at
 ``size* = (O_backend − O_seq) / (r_seq − r_backend)``: at any size when it costs no more to
-start, never when it is no faster per unit of work.
+start, never when it is no faster per unit of work. A crossing is claimed only where the data
+shows the backend ahead (its end-to-end speedup interval above 1 at the largest size measured);
+else the text is "not at the sizes measured", whatever a fit through the noise would extrapolate.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from conc_lab.analysis.frames import BASELINE_KEYS, GROUP_KEYS, SEQUENTIAL, match_rows
+from conc_lab.analysis.frames import BASELINE_KEYS, GROUP_KEYS, SEQUENTIAL, join_key, match_rows
 from conc_lab.analysis.stats import SortedGroups, group_codes, ok_runs, sum_by
 
 
@@ -161,10 +163,34 @@ def with_break_even(out: pd.DataFrame, df: pd.DataFrame, keyed: pd.DataFrame) ->
     fixed_s, per_unit_s = _take(base, "fixed_s", b), _take(base, "per_unit_s", b)
     found = (at >= 0) & (out["backend"].astype(object) != SEQUENTIAL).to_numpy()
     sizes = np.where(found, break_even_size(pick["fixed_s"], pick["per_unit_s"], fixed_s, per_unit_s), np.nan)
+    # A crossing is claimed only where the data shows the backend ahead: at the largest size
+    # measured, its end-to-end speedup's whole interval above 1. A fit through noise (threads on
+    # pure Python, a hair "faster" per unit) would otherwise extrapolate a crossing never seen.
+    unsupported = found & np.isfinite(sizes) & ~_ahead_at_largest(out, curve_keys)
+    sizes = np.where(unsupported, np.nan, sizes)
     text = [
-        describe_break_even(x, n, lo, hi) if ok else ""
-        for x, n, lo, hi, ok in zip(
-            sizes, pick["sizes"], pick["min_size"], pick["max_size"], found, strict=True
+        NOT_SEEN if no else describe_break_even(x, n, lo, hi) if ok else ""
+        for x, n, lo, hi, ok, no in zip(
+            sizes, pick["sizes"], pick["min_size"], pick["max_size"], found, unsupported, strict=True
         )
     ]
     return out.assign(break_even_size=sizes, break_even=text)
+
+
+#: The break-even text where the backend is not ahead at the largest size measured.
+NOT_SEEN = "not at the sizes measured"
+
+
+def _ahead_at_largest(out: pd.DataFrame, curve_keys: list[str]) -> np.ndarray:
+    """Per row, whether its curve's row at the largest measured size has an end-to-end speedup
+    interval wholly above 1."""
+    key = join_key(out, curve_keys)
+    frame = pd.DataFrame(
+        {
+            "k": key.to_numpy(),
+            "size": pd.to_numeric(out["size"], errors="coerce").to_numpy(),
+            "low": out["e2e_speedup_ci_low"].to_numpy(dtype=np.float64),
+        }
+    ).dropna(subset=["size"])
+    largest = frame.sort_values("size").groupby("k").tail(1).set_index("k")["low"]
+    return key.map(largest).to_numpy(dtype=np.float64, na_value=np.nan) > 1
