@@ -12,6 +12,7 @@ version it does not know.
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 
 import pyarrow as pa
@@ -221,6 +222,8 @@ def _wrong(value, wanted: str):
 
 
 _CHECKS = {f.name: (_value_check(f.type), f.nullable) for f in SCHEMA}
+#: Columns that hold seconds something took: never negative, never NaN or infinite (issue #25).
+DURATIONS = ("run_s", "setup_s", "teardown_s", "cpu_user_s", "cpu_sys_s", "canary_before_s", "canary_after_s")
 
 
 def check_row(row: dict) -> dict:
@@ -261,6 +264,10 @@ def check_row(row: dict) -> dict:
             raise RowError(f"column {name}: {exc}") from None
     if out["status"] not in STATUSES:
         raise RowError(f"column status: {out['status']!r} is not one of {', '.join(STATUSES)}")
+    for name in DURATIONS:
+        value = out[name]
+        if value is not None and not 0 <= value < math.inf:  # NaN fails both
+            raise RowError(f"column {name}: {value!r} is not a duration (negative or not finite)")
     return out
 
 

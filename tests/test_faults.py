@@ -337,17 +337,18 @@ def test_a_file_where_the_results_dir_should_be_is_refused(tmp_path):
         runner.sweep(parse_config(SMALL, path=str(REPO / "configs" / "disk.yaml")), blocker / "sub")
 
 
-def test_after_a_host_is_replaced_each_trial_runs_once_untimed_before_it_is_measured(executor):
-    """A fresh host is cold; the sweep's warm-up round only warmed the first one."""
+def test_each_run_starts_from_the_clean_host_and_a_crash_does_not_replace_it(executor):
+    """Each run is a process of its own, forked from the clean host: no run sees another's module
+    state (``counts_calls`` counts in a module global), and a run that kills its process fails
+    alone, leaving the host (and so the warmth the warm-up round gave it) as it was."""
     counter = _trial("counts_calls", "sequential", None, 1)
-    assert executor.execute(counter, 0).row["checksum"] == checksum([1, 2, 3, 4])  # first host: as planned
-    assert executor.execute(counter, 1).row["checksum"] == checksum([5, 6, 7, 8])
-    assert (
-        executor.execute(_trial("exits", "sequential", None, 1), 0).row["status"] == "failed"
-    )  # host replaced
-    row = executor.execute(counter, 2).row
-    assert row["checksum"] == checksum([5, 6, 7, 8])  # measured on the new host's second run
-    assert executor.execute(counter, 3).row["checksum"] == checksum([9, 10, 11, 12])  # and only once
+    for repeat in range(2):
+        assert executor.execute(counter, repeat).row["checksum"] == checksum([1, 2, 3, 4])
+    host = executor.hosts.hosts[executor.hosts.host_key(counter)]
+    crash = executor.execute(_trial("exits", "sequential", None, 1), 0).row
+    assert crash["status"] == "failed" and "exited with code" in crash["error"]
+    assert executor.execute(counter, 2).row["checksum"] == checksum([1, 2, 3, 4])
+    assert executor.hosts.hosts[executor.hosts.host_key(counter)] is host
 
 
 def test_no_untimed_run_when_the_sweep_asks_for_no_warm_up():

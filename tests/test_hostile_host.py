@@ -1,4 +1,4 @@
-"""Hostile workloads against a reused trial host (issue #14 items 4, 7, 8, 9, 12, 13, 14).
+"""Hostile workloads against the trial host (issue #14 items 4, 7, 8, 9, 12, 13, 14; #25 items 1, 2, 7, 8).
 
 Each test runs real sweeps of the workloads in tests/workloads_hostile.py: a guilty trial
 that changes or abuses the host, then an innocent one (``probe``) in the same host. The
@@ -17,6 +17,7 @@ import pytest
 
 from conc_lab import events, schema
 from conc_lab.config.document import parse_config
+from conc_lab.host import measure
 from conc_lab.plan.matrix import Trial
 from conc_lab.run import runner
 from conc_lab.run.trial_host import TrialHost
@@ -33,10 +34,11 @@ def sweep(tmp_path, workloads, backend="sequential", workers=1, affinity="none",
         "name": "hostile",
         "repeats": 1,
         "warmup": 0,
+        "shuffle": False,  # the order is the test: a guilty run, then an innocent one
         "timeout_s": extra.pop("timeout_s", 30),
         "affinity": affinity,
         "matrix": {
-            "workload": [f"workloads_hostile:{w}" for w in workloads],
+            "workload": [w if ":" in w else f"workloads_hostile:{w}" for w in workloads],
             "backend": [backend] if isinstance(backend, str) else backend,
             "workers": [workers],
             "tasks": [extra.pop("tasks", 2)],
@@ -63,7 +65,9 @@ def test_state_a_workload_changes_is_restored_and_recorded_on_its_row(tmp_path):
     # affinity: none, and a workload pinned the host to CPU 0: the later probe is unpinned for real
     assert probe["pinned"] is False
     assert observed(probe)["affinity"] == observed(clean)["affinity"] == sorted(os.sched_getaffinity(0))
-    assert "CPU affinity {0}" in affinity_row["left_behind"] and "restored" in affinity_row["left_behind"]
+    assert (
+        "CPU affinity {0}" in affinity_row["left_behind"] and "ended with it" in affinity_row["left_behind"]
+    )
     after = observed(probe)
     assert after["nice"] == observed(clean)["nice"]
     assert after["cwd"] == observed(clean)["cwd"]
@@ -72,15 +76,15 @@ def test_state_a_workload_changes_is_restored_and_recorded_on_its_row(tmp_path):
     for words in ("nice 5", "working directory /", "CONCLAB_TEST_LEAK", "time.perf_counter replaced"):
         assert words in state_row["left_behind"], state_row["left_behind"]
     assert clean["left_behind"] is None and probe["left_behind"] is None
-    assert after["pid"] == observed(clean)["pid"]  # all of it restorable: the same host went on
+    assert after["pid"] != observed(clean)["pid"]  # each run in a process of its own
 
 
-def test_a_leftover_spinning_thread_retires_the_host(tmp_path):
+def test_a_leftover_spinning_thread_ends_with_its_run(tmp_path):
     clean, guilty, probe = sweep(tmp_path, ["probe", "leaves_spinning_thread", "probe_again"])
     assert guilty["status"] == "ok"
-    assert "'hostile-spinner' (daemon)" in guilty["left_behind"] and "host retired" in guilty["left_behind"]
+    assert "'hostile-spinner' (daemon)" in guilty["left_behind"] and "ended with it" in guilty["left_behind"]
     assert "hostile-spinner" not in observed(probe)["threads"]
-    assert observed(probe)["pid"] != observed(clean)["pid"]  # a fresh host ran the probe
+    assert observed(probe)["tasks"] == 1  # no thread of any kind beside the probe
 
 
 def test_closing_stdio_does_not_break_later_spawn_trials(tmp_path):
@@ -94,7 +98,7 @@ def test_closing_stdio_does_not_break_later_spawn_trials(tmp_path):
     by = {(r["workload"].split(":")[1], r["backend"]): r for r in rows}
     spawn_probe = by[("probe", "multiprocessing")]
     assert spawn_probe["status"] == "ok", spawn_probe["error"]
-    assert "fd 0 closed (restored)" in by[("closes_stdio", "sequential")]["left_behind"]
+    assert "fd 0 closed" in by[("closes_stdio", "sequential")]["left_behind"]
 
 
 def test_a_forked_child_holding_the_reply_pipe_does_not_turn_a_crash_into_a_timeout(tmp_path):
@@ -190,3 +194,87 @@ def test_answers_that_are_not_plain_json_are_compared_canonically_or_refused(tmp
     for name, kind in (("returns_lambda", "function"), ("returns_generator", "generator")):
         assert by[name]["status"] == schema.FAILED
         assert f"result is not JSON-able: {kind}" in by[name]["error"]
+
+
+# -- issue #25: isolation by construction, an unforgeable protocol, time from outside ---------------
+
+
+def _work(task: int, size: int) -> int:
+    return sum(i * i for i in range(task * size, (task + 1) * size))
+
+
+def test_a_forged_reply_line_fails_its_run_and_later_runs_keep_their_own_results(tmp_path):
+    forger, slow, quick = sweep(tmp_path, ["forges_reply", "sleepy", "good"])
+    assert forger["status"] == schema.FAILED and forger["checksum"] is None
+    assert "forged" in forger["error"], forger["error"]
+    # Before: every later reply shifted by one (good carried sleepy's 0.6 s and checksum).
+    assert (
+        slow["status"] == schema.OK and slow["run_s"] >= 0.6 and slow["checksum"] == measure.checksum([0, 1])
+    )
+    assert quick["status"] == schema.OK and quick["run_s"] < 0.3
+    assert quick["checksum"] == measure.checksum([_work(0, 2000), _work(1, 2000)])
+
+
+def test_a_clock_rewired_in_c_fails_its_own_run_and_no_other(tmp_path):
+    rewired, slow = sweep(tmp_path, ["rewires_clock", "sleepy"])
+    # Before: the rewired row was stored with run_s -3806, and the next 2 x 300 ms sleep at 0.0005 s.
+    assert rewired["status"] == schema.FAILED and rewired["run_s"] is None
+    assert "its clock was rewired" in rewired["error"], rewired["error"]
+    assert slow["status"] == schema.OK and slow["run_s"] >= 0.6
+
+
+def test_the_store_refuses_negative_or_endless_durations():
+    row = schema.empty_row() | dict(
+        sweep_id="s", sweep_name="n", trial_id="t", workload="m:f", backend="sequential", workers=1,
+        tasks=1, size=1, affinity="none", repeat=0, status="ok",
+    )  # fmt: skip
+    for bad in (-3806.0, float("inf"), float("nan")):
+        with pytest.raises(schema.RowError, match="run_s"):
+            schema.check_row(row | {"run_s": bad})
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_threads_and_processes_a_run_hides_end_with_it_and_are_reported(tmp_path):
+    hidden, faker, imported, probe = sweep(
+        tmp_path, ["starts_hidden_threads", "fakes_forkserver", "workloads_hostile_import:work", "probe"]
+    )
+    assert all(r["status"] == schema.OK for r in (hidden, faker, imported, probe))
+    # Before: a reused host adopted the Ray-looking thread and the import's, and never saw _thread's.
+    assert observed(probe)["tasks"] == 1 and observed(probe)["threads"] == ["MainThread"]
+    assert "thread(s) still running" in hidden["left_behind"] and "without threading" in hidden["left_behind"]
+    assert "spins-from-import" in imported["left_behind"]
+    assert "child process" in faker["left_behind"]
+    spinner = observed(faker)["spinner"]
+    deadline = time.monotonic() + 5
+    while _alive(spinner) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(spinner)
+
+
+def test_process_state_a_run_leaves_ends_with_it_and_is_reported(tmp_path):
+    guilty, probe = sweep(tmp_path, ["leaves_process_state", "probe_state"])
+    # Before: the probe died of SIGALRM, or of "Too many open files", or of a recursion limit of 40.
+    assert guilty["status"] == schema.OK and probe["status"] == schema.OK, (guilty["error"], probe["error"])
+    seen = observed(probe)
+    assert seen["itimer"] == [0.0, 0.0] and seen["gc"] is True and seen["recursion_limit"] >= 1000
+    assert seen["nofile"] > 12 and seen["excepthook_is_default"] is True
+    assert "Handlers.SIG_DFL" in seen["sigchld"] and "Handlers.SIG_DFL" in seen["sigterm"]
+    for words in (
+        "ITIMER_REAL",
+        "SIGCHLD ignored",
+        "SIGTERM ignored",
+        "RLIMIT_NOFILE 12",
+        "recursion limit 40",
+        "gc disabled",
+        "umask 077",
+        "sys.stdout replaced",
+        "sys.excepthook replaced",
+    ):
+        assert words in guilty["left_behind"], (words, guilty["left_behind"])

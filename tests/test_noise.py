@@ -43,7 +43,7 @@ LIMIT = 0.75
 
 
 @pytest.fixture
-def competitor(monkeypatch):
+def competitor(monkeypatch, tmp_path):
     """Start the stopped busy loops on the trial's core; yields a function naming the calls they run in.
 
     They are plain children of this process, which is also the sweep's runner (``runner.sweep``
@@ -67,7 +67,9 @@ def competitor(monkeypatch):
             os.kill(proc.pid, signal.SIGSTOP)
 
         def during(calls):
-            spec = f"{','.join(str(p.pid) for p in procs)}:{','.join(map(str, calls))}"
+            # Each run is a process of its own: the calls are counted in a file, not in the workload.
+            counter = tmp_path / "competed-calls"
+            spec = f"{','.join(str(p.pid) for p in procs)}:{','.join(map(str, calls))}:{counter}"
             monkeypatch.setenv("CONCLAB_TEST_COMPETITOR", spec)
 
         yield during

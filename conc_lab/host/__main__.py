@@ -1,146 +1,162 @@
-"""The trial host: a child process that runs one trial at a time for the runner.
+"""The trial host: a clean process that runs each of the runner's requests in a child forked for it.
 
 The protocol (ops, fields, environment names) is ``conc_lab.host.protocol``: one JSON
 object per line. The host answers each request on its original stdout, which it keeps for
 itself; file descriptor 1 is pointed at /dev/null so a workload's prints cannot corrupt
-the protocol. At start the host sends its hello line. The runner kills the
-host's whole process group on a timeout or crash and starts a fresh one, so nothing here
-needs to defend against a hung workload.
+the protocol. At start the host sends its hello line, with the protocol's version and a
+secret that every later reply carries.
+
+Each run happens in a child forked for it alone (``host.fork``): the host itself never
+imports a workload, so nothing a run does reaches a later one. Ray runs are the exception:
+a Ray connection cannot cross a fork, so a host that runs Ray trials (one of its own, see
+the executor) runs them in itself, guarded by ``host.hygiene``. The runner kills the host's
+whole process group (and the run's) on a timeout or crash and starts a fresh one, so
+nothing here needs to defend against a hung workload.
 
 Standard library only, Python 3.8 syntax: the host may run under another interpreter.
 """
 
-import importlib.util
 import json
 import os
+import select
 import sys
+import time
 
-from conc_lab.host import affinity, backends, hygiene, measure, noise, protocol
-from conc_lab.host.workload import import_function, lacks, search_first
-
-
-def handle(request, workloads):
-    trial = request[protocol.TRIAL]
-    ref = trial["workload"]
-    fn = workloads.get(ref)
-    if fn is None:
-        # What importing the workload's module starts (a thread, a variable) is the host's from now on,
-        # not a leftover of this trial: it would otherwise retire every host that imports it.
-        with hygiene.infrastructure():
-            fn = workloads[ref] = load_workload(ref)
-    if not callable(fn):  # what this interpreter lacks: the trial is skipped here, not failed
-        return {protocol.STATUS: protocol.STATUS_SKIPPED, protocol.ERROR: fn}
-    if request[protocol.OP] == protocol.REFERENCE:
-        trial = dict(trial, backend="sequential", cores=None)
-    backend = backends.get(trial["backend"])
-    measure.reset_peak_rss()
-    # Optional hooks, run here in the parent and untimed, as the seed post's main does
-    # `result = None`, starts and joins its workers, then reads `result` (experiments.memory).
-    prepare, observe = getattr(fn, "prepare", None), getattr(fn, "observe", None)
-    if prepare is not None:
-        prepare()
-    if request[protocol.OP] == protocol.REFERENCE:  # untimed: no noise to measure
-        outcome = backend.run(fn, trial)
-    else:
-        outcome = _measured(backend, fn, trial)
-    if observe is not None and outcome.get(protocol.STATUS) == protocol.STATUS_OK:
-        outcome["observed"] = json.dumps(observe(), sort_keys=True, default=repr)
-    outcome["peak_rss_bytes"] = (outcome.get("peak_rss_bytes") or 0) + measure.peak_rss_bytes()
-    outcome[protocol.CHECKABLE] = getattr(fn, "checkable", True)
-    outcome[protocol.GIL_ENABLED] = measure.gil_enabled()  # a free-threaded build may have turned it back on
-    return outcome
+from conc_lab.host import affinity, backends, fork, hygiene, measure, noise, protocol, trial
+from conc_lab.host.workload import search_first
 
 
-def _measured(backend, fn, trial):
-    """``backend.run`` with the noise around it: foreign CPU, steal, and the speed canary."""
-    cores = trial.get("cores")
-    canary_before = noise.canary(cores)
-    with_ray = trial["backend"] == "ray"  # else what Ray still runs is foreign to this trial
-    before = noise.Sample(cores, with_ray)
-    outcome = backend.run(fn, trial)
-    outcome.update(noise.Sample(cores, with_ray).since(before))
-    outcome["canary_before_s"], outcome["canary_after_s"] = canary_before, noise.canary(cores)
-    return outcome
+def in_process(request):
+    """Whether ``request`` runs in the host itself: a Ray trial, or any trial once Ray is loaded."""
+    return request[protocol.TRIAL].get("backend") == "ray" or "ray" in sys.modules
 
 
-def load_workload(ref):
-    """The workload's function, or a string naming the module this interpreter lacks for it.
+class InProcess(object):
+    """Runs in the host itself (Ray), with the after-run guard that restores or retires the host."""
 
-    A workload that needs a package says so by importing it at the top of its module, or,
-    if it imports lazily, with ``fn.requires = ("numpy",)``. The config check already
-    imported the workload under conc_lab's own interpreter, so a module missing *here* is
-    this interpreter's lack (a package not installed in it, a stdlib module newer than it),
-    not a bug; only a module of the workload's own package missing is left to fail.
-    """
-    try:
-        fn = import_function(ref)
-    except ImportError as exc:
-        missing = getattr(exc, "name", None)
-        own = ref.partition(":")[0].partition(".")[0]
-        if type(exc).__name__ != "ModuleNotFoundError" or not missing or missing.partition(".")[0] == own:
-            raise
-        return lacks(missing)
-    for name in getattr(fn, "requires", ()):
+    def __init__(self, canary):
+        self.guard = hygiene.Guard()
+        self.workloads = {}
+        self.canary = canary
+
+    def run(self, request):
+        token = self.guard.before()
+        started = time.perf_counter()
         try:
-            found = importlib.util.find_spec(name.partition(".")[0]) is not None
-        except (ImportError, ValueError):
-            found = False
-        if not found:
-            return lacks(name)
-    return fn
+            ref = request[protocol.TRIAL]["workload"]
+            if ref not in self.workloads:
+                # What importing the workload's module starts (a Ray connection's threads) is the
+                # host's from now on, not a leftover of this run.
+                with hygiene.infrastructure():
+                    self.workloads[ref] = trial.load_workload(ref)
+            reply = {protocol.OK: True, protocol.OUTCOME: trial.handle(request, self.workloads, self.canary)}
+        except Exception:  # a trial that fails to start is a recorded failure, not a dead host
+            reply = fork.failure_reply()
+        outside = time.perf_counter() - started
+        notes, retire = self.guard.after(token)
+        out = reply.get(protocol.OUTCOME) if reply.get(protocol.OK) else reply
+        left = fork.lines_of(out.get(protocol.LEFT_BEHIND)) + notes
+        out[protocol.LEFT_BEHIND] = "; ".join(left) or None
+        if reply.get(protocol.OK):
+            noise.remember(self.canary, out.pop(protocol.CANARY_READINGS, None))
+            out[protocol.OUTSIDE_S] = outside
+            fork.timing_failure(out, outside, "the host timed around it")
+        reply[protocol.RETIRE] = retire
+        return reply
 
 
 def main():
     # The protocol keeps stdin/stdout for itself: a workload that prints, or reads stdin,
     # sees /dev/null instead of eating or corrupting the runner's requests and replies.
-    proto_in = os.fdopen(os.dup(0), "r")
+    proto_in = _Lines(os.dup(0))
     proto_out = os.fdopen(os.dup(1), "w", buffering=1)
     devnull = os.open(os.devnull, os.O_RDWR)
     os.dup2(devnull, 0)
     os.dup2(devnull, 1)
     os.close(devnull)
     sys.stdin = open(os.devnull)
-    _hide_protocol_from_forks(proto_in.fileno(), proto_out.fileno())
-    _watch_parent()
+    _hide_protocol_from_forks(proto_in.fd, proto_out.fileno())
     # User code resolves relative imports (experiments.*) against the directory the sweep runs from.
-    extra = protocol.search_path(os.environ)
-    search_first(extra)
+    search_first(protocol.search_path(os.environ))
+    hygiene.become_subreaper()  # what a run's process orphans comes to the host, which kills it
+    runs = fork.Runs((proto_in.fd, proto_out.fileno()))
+    _watch_parent(runs)
 
     def send(obj):
+        # The secret lives in runs.secret alone (a run's process zeroes its copy): added to the
+        # line as it is written, and gone from the reply again.
+        obj[protocol.SECRET] = runs.secret.decode()
         proto_out.write(json.dumps(obj, default=repr) + "\n")
+        del obj[protocol.SECRET]
 
-    hello = measure.interpreter()
-    hello[protocol.OP] = protocol.HELLO
-    hello["affinity"] = affinity.SUPPORTED
-    send(hello)
-    workloads = {}
-    guard = hygiene.Guard()
-    for line in proto_in:
-        request = json.loads(line)
+    send(_hello())
+    ray_runs = None
+    while True:
+        request = _parse(proto_in.readline())
+        if request is None:
+            break
         if request[protocol.OP] == protocol.EXIT:
             break
-        token = guard.before()
-        try:
-            reply = {protocol.OK: True, protocol.OUTCOME: handle(request, workloads)}
-        except Exception as exc:  # a trial that fails to start is a recorded failure, not a dead host
-            import traceback
-
-            reply = {
-                protocol.OK: False,
-                protocol.ERROR: "%s: %s" % (type(exc).__name__, exc),
-                protocol.TRACEBACK: traceback.format_exc(),
-            }
-        # What the trial left in this process is restored, or the host retires after answering.
-        notes, retire = guard.after(token)
-        outcome = reply.get(protocol.OUTCOME) or reply
-        left = list(outcome.get(protocol.LEFT_BEHIND) or []) + notes
-        outcome[protocol.LEFT_BEHIND] = "; ".join(left) or None
-        reply[protocol.RETIRE] = retire
+        if in_process(request):
+            ray_runs = ray_runs or InProcess(runs.canary)
+            reply = ray_runs.run(request)
+        else:
+            reply = runs.run(request)
+        if proto_in.pending():
+            # The runner sends one request and waits: a line that came in meanwhile was written
+            # by some other process (the run's own, through /proc). The stream is no longer the
+            # runner's alone: this run fails, and the host answers and exits.
+            reply = {protocol.OK: False, protocol.RETIRE: True, protocol.ERROR: FORGED_REQUEST}
+        reply[protocol.ID] = request.get(protocol.ID)
         send(reply)
-        if retire:
+        if reply.get(protocol.RETIRE):
             proto_out.flush()
             os._exit(0)  # a leftover thread may be spinning or non-daemon: no orderly shutdown
     backends.close_all()
+
+
+FORGED_REQUEST = "a line was written into the trial host's request pipe during this run (a forged request)"
+
+
+def _hello():
+    hello = measure.interpreter()
+    hello.update({protocol.OP: protocol.HELLO, protocol.VERSION: protocol.PROTOCOL_VERSION})
+    hello["affinity"] = affinity.SUPPORTED
+    return hello
+
+
+def _parse(line):
+    """The request on ``line``; None at EOF. A line that is not a request is a forged one: exit."""
+    if not line:
+        return None
+    try:
+        request = json.loads(line)
+    except ValueError:
+        request = None
+    if not isinstance(request, dict) or protocol.OP not in request:
+        sys.stderr.write("trial host: %s\n" % FORGED_REQUEST)
+        os._exit(3)
+    return request
+
+
+class _Lines(object):
+    """Lines read from a pipe by hand, so the host can tell whether more has come in (``pending``)."""
+
+    def __init__(self, fd):
+        self.fd = fd
+        self.buf = b""
+
+    def readline(self):
+        while b"\n" not in self.buf:
+            chunk = os.read(self.fd, 1 << 16)
+            if not chunk:
+                return None
+            self.buf += chunk
+        line, _, self.buf = self.buf.partition(b"\n")
+        return line.decode("utf-8", "replace")
+
+    def pending(self):
+        return bool(self.buf) or bool(select.select([self.fd], [], [], 0)[0])
 
 
 def _hide_protocol_from_forks(*fds):
@@ -161,7 +177,7 @@ def _hide_protocol_from_forks(*fds):
         os.register_at_fork(after_in_child=in_child)
 
 
-def _watch_parent():
+def _watch_parent(runs):
     """Kill this host's whole process group when the runner dies, even by SIGKILL.
 
     The runner holds the write end of a pipe whose read end is PARENT_FD_ENV; the kernel
@@ -176,6 +192,7 @@ def _watch_parent():
     import threading
 
     fd = int(fd)
+    runs.proto_fds += (fd,)  # a run's process has no business with the lifeline either
 
     def watch():
         try:
@@ -183,6 +200,11 @@ def _watch_parent():
                 pass
         except OSError:
             pass
+        if runs.current is not None:  # the run in progress has a process group of its own
+            try:
+                os.killpg(runs.current, signal.SIGKILL)
+            except OSError:
+                pass
         if os.getpgid(0) == os.getpid():  # our own session (TrialHost): take the workers along
             os.killpg(os.getpid(), signal.SIGKILL)
         os.kill(os.getpid(), signal.SIGKILL)

@@ -201,14 +201,14 @@ class Guard(object):
                 notes.append("fd %d %s (restored)" % (fd, "closed" if now is None else "replaced"))
 
     def _children(self, before):
-        skip = _multiprocessing_helpers() | _adopted["pids"]
-        running = [p for p in descendants(skip=skip) if p not in before and _state(p) not in ("Z", None)]
+        skip = multiprocessing_helpers() | _adopted["pids"]
+        running = [p for p in descendants(skip=skip) if p not in before and state_of(p) not in ("Z", None)]
         for pid in running:
             kill_tree_member(pid)
-        _reap(running, skip)
+        reap(running, skip)
         if not running:
             return None
-        names = ", ".join("%d (%s)" % (p, _comm(p)) for p in running[:5])
+        names = ", ".join("%d (%s)" % (p, command_of(p)) for p in running[:5])
         more = " and %d more" % (len(running) - 5) if len(running) > 5 else ""
         return "%d child process(es) still running: %s%s; killed" % (len(running), names, more)
 
@@ -247,14 +247,14 @@ def descendants(root=None, skip=()):
     todo = [root or os.getpid()]
     while todo:
         pid = todo.pop()
-        for child in _children_of(pid):
+        for child in children_of(pid):
             if child not in found and child not in skip:
                 found.append(child)
                 todo.append(child)
     return found
 
 
-def _children_of(pid):
+def children_of(pid):
     """Children of ``pid`` from /proc/PID/task/*/children; where the kernel lacks it, a /proc scan."""
     try:
         tids = os.listdir("/proc/%d/task" % pid)
@@ -292,18 +292,22 @@ def stat_fields(pid):
     return stat[stat.rindex(b")") + 2 :].decode().split()
 
 
-def _state(pid):
+def state_of(pid):
     fields = stat_fields(pid)
     return fields[0] if fields else None
 
 
-def _comm(pid):
+def command_of(pid):
+    """The command line of ``pid``, shortened for a note; "?" when it is gone."""
+    return _short(_cmdline(pid) or "?", 60)
+
+
+def _cmdline(pid):
     try:
         with open("/proc/%d/cmdline" % pid, "rb") as f:
-            cmd = f.read().replace(b"\0", b" ").strip().decode(errors="replace")
+            return f.read().replace(b"\0", b" ").strip().decode(errors="replace")
     except OSError:
-        cmd = ""
-    return _short(cmd or "?", 60)
+        return ""
 
 
 def kill_tree_member(pid):
@@ -316,7 +320,7 @@ def kill_tree_member(pid):
         pass
 
 
-def _reap(killed, skip):
+def reap(killed, skip):
     """Collect the exit status of zombie children, until the killed processes are gone.
 
     Killed grandchildren are re-parented to this subreaper as they die, so the loop reaps
@@ -325,19 +329,19 @@ def _reap(killed, skip):
     deadline = time.monotonic() + REAP_S
     me = os.getpid()
     while True:
-        for pid in _children_of(me):
-            if pid not in skip and _state(pid) == "Z":
+        for pid in children_of(me):
+            if pid not in skip and state_of(pid) == "Z":
                 try:
                     os.waitpid(pid, os.WNOHANG)
                 except ChildProcessError:  # reaped meanwhile by whoever started it
                     pass
-        killed = [p for p in killed if _state(p) is not None]
+        killed = [p for p in killed if state_of(p) is not None]
         if not killed or time.monotonic() > deadline:
             return
         time.sleep(0.002)
 
 
-def _multiprocessing_helpers():
+def multiprocessing_helpers():
     """Pids of the forkserver and resource tracker multiprocessing keeps for the host's later trials."""
     pids = set()
     for module, attr, field in (
@@ -347,7 +351,8 @@ def _multiprocessing_helpers():
     ):
         mod = sys.modules.get(module)
         pid = getattr(getattr(mod, attr, None), field, None)
-        if pid:
+        # Only what really is one: a workload can set the attribute to the pid of a spinner of its own.
+        if pid and "multiprocessing" in _cmdline(pid):
             pids.add(pid)
     return pids
 

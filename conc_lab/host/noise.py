@@ -50,25 +50,74 @@ except (AttributeError, ValueError, OSError):
     _TICK_S = 0.01
 
 
+#: How long a canary reading of a core stands for that core's speed: a run whose cores were all
+#: measured more recently than this takes its ``canary_before_s`` from those readings. Amortizes the
+#: canary over many short runs (about one measurement a second per core, instead of two per run).
+CANARY_PERIOD_S = 1.0
+#: A run at least this long (setup + run + teardown, its own clock) is followed by a canary of its
+#: own: the canary's ~1.5 ms a core is then at most a few percent of the run it guards. A shorter run
+#: gets an after-canary only when its before-canary was measured fresh (once per period), so a slow
+#: state is caught within a period, not on every short run.
+CANARY_MIN_RUN_S = 0.05
+
+
 def canary(cores):
     """CPU seconds the reference loop takes on the slowest of ``cores`` (None: where the host runs now)."""
+    return max(_canary_on(core) for core in (sorted(set(cores)) if cores else [None]))
+
+
+def _canary_on(core):
     clock = getattr(time, "thread_time", time.perf_counter)  # 3.7+ everywhere the host runs
-    slowest = 0.0
-    for core in sorted(set(cores)) if cores else [None]:
-        previous = affinity.pin(core) if core is not None else None
-        try:
-            for _ in range(CANARY_WARMUP_ROUNDS):
-                _reference_loop(CANARY_LOOPS)
-            best = None
-            for _ in range(CANARY_ROUNDS):
-                start = clock()
-                _reference_loop(CANARY_LOOPS)
-                took = clock() - start
-                best = took if best is None or took < best else best
-        finally:
-            affinity.restore(previous)
-        slowest = max(slowest, best)
-    return slowest
+    previous = affinity.pin(core) if core is not None else None
+    try:
+        for _ in range(CANARY_WARMUP_ROUNDS):
+            _reference_loop(CANARY_LOOPS)
+        best = None
+        for _ in range(CANARY_ROUNDS):
+            start = clock()
+            _reference_loop(CANARY_LOOPS)
+            took = clock() - start
+            best = took if best is None or took < best else best
+    finally:
+        affinity.restore(previous)
+    return best
+
+
+class Canary(object):
+    """The canary around one run, reusing the host's recent readings (``cache``: {core: (s, when)}).
+
+    ``fresh`` holds [core, seconds] of what this run measured before it, for the host's cache.
+    """
+
+    def __init__(self, cache, now=None):
+        self.cache = cache if cache is not None else {}
+        self.now = time.monotonic() if now is None else now
+        self.fresh = []
+
+    def before(self, cores):
+        slowest = 0.0
+        for core in sorted(set(cores)) if cores else [None]:
+            cached = self.cache.get(core)
+            if cached is not None and self.now - cached[1] < CANARY_PERIOD_S:
+                seconds = cached[0]
+            else:
+                seconds = _canary_on(core)
+                self.fresh.append([core, seconds])
+            slowest = max(slowest, seconds)
+        return slowest
+
+    def after(self, cores, inside_s):
+        """The canary after the run, or None for a short run whose before-reading was reused."""
+        if inside_s < CANARY_MIN_RUN_S and not self.fresh:
+            return None
+        return canary(cores)
+
+
+def remember(cache, readings, now=None):
+    """Put a run's fresh ``readings`` ([core, seconds] pairs) into the host's ``cache``."""
+    now = time.monotonic() if now is None else now
+    for core, seconds in readings or ():
+        cache[core] = (seconds, now)
 
 
 def _reference_loop(n):
@@ -81,12 +130,12 @@ def _reference_loop(n):
 class Sample(object):
     """CPU counters at one moment: per-CPU busy and steal seconds, and the sweep tree's CPU seconds."""
 
-    def __init__(self, cores=None, with_ray=True):
+    def __init__(self, cores=None, with_ray=True, alone=None):
         self.when = time.perf_counter()
         self.cpus = _proc_stat()
         # The Ray runtime's CPU is the sweep's own only for a ray trial: what a ray trial left
         # running (workers winding down, the raylet) during the next trial is foreign to that one.
-        self.own = own_cpu_s(None if with_ray else _without_ray(os.environ))
+        self.own = own_cpu_s(None if with_ray else _without_ray(os.environ), alone=alone)
         self.cores = cores
 
     def since(self, before):
@@ -130,12 +179,14 @@ def _proc_stat():
     return out
 
 
-def own_cpu_s(environ=None):
+def own_cpu_s(environ=None, alone=None):
     """CPU seconds of the sweep's own processes (see the module doc); None if unknown.
 
     Each process counts once with its reaped children (cutime, cstime: a worker that ended
     during the run moves there from its own entry); the runner counts alone (utime, stime),
-    since what it reaped may be anything it started, not the sweep.
+    since what it reaped may be anything it started, not the sweep. ``alone``: the pids
+    counted so (default: this process's parent, the runner). A run's process forked from the
+    host passes the host and the runner: its own tree is walked, and is small.
     """
     environ = os.environ if environ is None else environ
     roots = [os.getpid()]
@@ -152,9 +203,9 @@ def own_cpu_s(environ=None):
         ticks = _cpu_ticks(pid, children=True)
         if ticks is not None:
             total, found = total + ticks, True
-    runner = os.getppid()
-    if runner not in pids:
-        total += _cpu_ticks(runner, children=False) or 0
+    for pid in [os.getppid()] if alone is None else alone:
+        if pid not in pids:
+            total += _cpu_ticks(pid, children=False) or 0
     return total * _TICK_S if found else None
 
 

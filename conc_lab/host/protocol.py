@@ -3,12 +3,19 @@
 The parent (``conc_lab.run.trial_host``, ``conc_lab.run.executor``) and the child
 (``python -m conc_lab.host``) speak JSON lines over the host's stdin and stdout::
 
-    host   -> runner  {"op": "hello", ...interpreter facts (HELLO_FACTS)...}
-    runner -> host    {"op": "run", "trial": {...Trial.params(), "cores": [...]}}
-    host   -> runner  {"ok": true, "outcome": {...OUTCOME_FIELDS...}}
-                      {"ok": false, "error": "...", "traceback": "..."}
-    runner -> host    {"op": "reference", "trial": {...}}   (sequential, untimed)
-    runner -> host    {"op": "exit"}                        (the host exits)
+    host   -> runner  {"op": "hello", "version": 2, "secret": "...", ...facts (HELLO_FACTS)...}
+    runner -> host    {"op": "run", "id": 7, "trial": {...Trial.params(), "cores": [...]}}
+    host   -> runner  {"id": 7, "secret": "...", "ok": true, "outcome": {...OUTCOME_FIELDS...}}
+                      {"id": 7, "secret": "...", "ok": false, "error": "...", "traceback": "..."}
+    runner -> host    {"op": "reference", ...}   (sequential, untimed)
+    runner -> host    {"op": "exit", ...}        (the host exits)
+
+Each run happens in a child forked for it alone, which holds neither pipe (``host.fork``).
+A run's process can still reach them through /proc, so every reply carries its request's id
+and the secret the host made at start (which no run's process keeps a copy of): a line it
+forged into the reply pipe fails ``check_reply``, and a line it forged into the request pipe
+is there when the run ends, where the runner never writes. Either way the run fails and the
+host is retired; later runs keep their own results.
 
 A task record crosses the pipe as a positional list (compact: a trial may have 10^4
 tasks), in ``TASK_RECORD_FIELDS`` order; ``task_record`` turns one into the dict the
@@ -20,9 +27,19 @@ Standard library only, Python 3.8 syntax: the host imports this under any interp
 4242
 >>> request(RUN, {"workload": "m:f"}) == {"op": "run", "trial": {"workload": "m:f"}}
 True
+>>> outcome(status=STATUS_OK, run_s=0.5)[RUN_S]
+0.5
+>>> outcome(runs=1)
+Traceback (most recent call last):
+...
+KeyError: 'not outcome fields: runs'
 """
 
 import os
+
+#: Bumped whenever a message changes shape: a runner and a host of different conc_labs (a cluster
+#: node with another install) refuse each other in one line instead of misreading each other.
+PROTOCOL_VERSION = 2
 
 # -- ops ----------------------------------------------------------------------------------
 HELLO = "hello"  # the host's first line: who it is
@@ -32,6 +49,9 @@ EXIT = "exit"  # finish and exit
 
 # -- message keys ------------------------------------------------------------------------
 OP = "op"
+VERSION = "version"  # the hello's PROTOCOL_VERSION
+SECRET = "secret"  # the host's per-start secret, in its hello and in every reply
+ID = "id"  # a request's number, echoed by its reply
 TRIAL = "trial"  # a request's trial: Trial.params() plus "cores"
 CORES = "cores"  # list of cores, one per worker, or None: don't pin
 OK = "ok"  # a reply's flag: the host handled the request (the trial itself may have failed)
@@ -45,34 +65,87 @@ STATUS_FAILED = "failed"
 STATUS_TIMEOUT = "timeout"
 STATUS_SKIPPED = "skipped"
 
-# -- an outcome's fields -----------------------------------------------------------------
-#: Measured fields an outcome carries that go into the row as they are.
-MEASURED_FIELDS = (
-    "run_s",
-    "setup_s",
-    "cpu_user_s",
-    "cpu_sys_s",
-    "peak_rss_bytes",
-    "checksum",
-    "observed",
-    "own_gil",  # subinterpreters: whether each interpreter had its own GIL
-    "teardown_s",  # joining / closing the workers after the last task
-    "left_behind",  # what the trial left in the host (host.hygiene), as one line; None when nothing
-    "foreign_cpu",  # noise around the run (host.noise): share of its cores others used
-    "steal_cpu",  # ... and the hypervisor stole
-    "involuntary_switches",  # the workers' task loops', summed
-    "canary_before_s",  # the speed canary on the run's cores before the run (CPU seconds)
-    "canary_after_s",  # ... and after it
-)
+# -- an outcome's fields: one constant each -------------------------------------------------
 STATUS = "status"
+RUN_S = "run_s"
+SETUP_S = "setup_s"
+TEARDOWN_S = "teardown_s"  # joining / closing the workers after the last task
+CPU_USER_S = "cpu_user_s"
+CPU_SYS_S = "cpu_sys_s"
+PEAK_RSS_BYTES = "peak_rss_bytes"
+CHECKSUM = "checksum"
+OBSERVED = "observed"
+OWN_GIL = "own_gil"  # subinterpreters: whether each interpreter had its own GIL
+LEFT_BEHIND = (
+    "left_behind"  # what the run tried to leave in its process (host.state), one line; None: nothing
+)
+FOREIGN_CPU = "foreign_cpu"  # noise around the run (host.noise): share of its cores others used
+STEAL_CPU = "steal_cpu"  # ... and the hypervisor stole
+INVOLUNTARY_SWITCHES = "involuntary_switches"  # the workers' task loops', summed
+CANARY_BEFORE_S = "canary_before_s"  # the speed canary on the run's cores before the run (CPU seconds)
+CANARY_AFTER_S = "canary_after_s"  # ... and after it (None: a short run, see noise.CANARY_MIN_RUN_S)
 TASK_RECORDS = "task_records"  # positional lists, see TASK_RECORD_FIELDS
 CHECKABLE = "checkable"  # false: the workload's answer is not compared with sequential
 GIL_ENABLED = "gil_enabled"  # the GIL's state during the run (a free-threaded build may re-enable it)
-LEFT_BEHIND = "left_behind"  # in an outcome (or a failed reply): what the trial left in the host
-#: In a reply: the trial left the host in a state it cannot undo (a thread still running); the
-#: host exits after answering, and the next request goes to a fresh one.
+#: Seconds the host timed the run from outside (fork to reply): no clock the workload can reach.
+OUTSIDE_S = "outside_s"
+#: Canary readings a run's process measured fresh ([core, seconds] pairs): child to host only.
+CANARY_READINGS = "canary_readings"
+
+#: Measured fields an outcome carries that go into the row as they are.
+MEASURED_FIELDS = (
+    RUN_S,
+    SETUP_S,
+    CPU_USER_S,
+    CPU_SYS_S,
+    PEAK_RSS_BYTES,
+    CHECKSUM,
+    OBSERVED,
+    OWN_GIL,
+    TEARDOWN_S,
+    LEFT_BEHIND,
+    FOREIGN_CPU,
+    STEAL_CPU,
+    INVOLUNTARY_SWITCHES,
+    CANARY_BEFORE_S,
+    CANARY_AFTER_S,
+)
+#: Durations no honest clock makes negative, and that must fit in the outside time.
+INSIDE_DURATIONS = (SETUP_S, RUN_S, TEARDOWN_S)
+#: In a reply: the host is unusable after answering (a forged request reached it); it exits, and
+#: the next request goes to a fresh one.
 RETIRE = "retire"
-OUTCOME_FIELDS = (STATUS, ERROR) + MEASURED_FIELDS + (CORES, TASK_RECORDS, CHECKABLE, GIL_ENABLED)
+OUTCOME_FIELDS = (
+    (STATUS, ERROR)
+    + MEASURED_FIELDS
+    + (CORES, TASK_RECORDS, CHECKABLE, GIL_ENABLED, OUTSIDE_S, CANARY_READINGS)
+)
+_OUTCOME_SET = frozenset(OUTCOME_FIELDS)
+
+
+def outcome(**fields):
+    """An outcome dict; a key that is not one of ``OUTCOME_FIELDS`` is a KeyError, not a silent column."""
+    unknown = set(fields) - _OUTCOME_SET
+    if unknown:
+        raise KeyError("not outcome fields: %s" % ", ".join(sorted(unknown)))
+    return fields
+
+
+def check_outcome(out):
+    """``out`` itself; a KeyError when a backend added a key that is not an outcome field."""
+    unknown = set(out) - _OUTCOME_SET
+    if unknown:
+        raise KeyError("not outcome fields: %s" % ", ".join(sorted(unknown)))
+    return out
+
+
+# -- the size calibrator's lines (host.calibrate -> run.calibration) ----------------------------
+CAL_STEP = "step"  # a timed step: the size tried
+CAL_SECONDS = "seconds"  # one task's time at that size
+CAL_ELAPSED = "elapsed"  # calibration time so far
+CAL_SIZE = "size"  # the answer: the size chosen
+CAL_STOPPED = "stopped"  # why growth stopped below the target
+CAL_ERROR = ERROR  # the workload cannot be calibrated
 
 #: One task unit's record, in the order it crosses the pipe (the schema's TASK_TYPE fields).
 TASK_RECORD_FIELDS = ("task", "worker", "core", "cpu", "pid", "node", "start_s", "end_s")
@@ -92,12 +165,93 @@ SWEEP_PIDS_ENV = "CONCLAB_SWEEP_PIDS"
 THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS")
 
 
-def request(op, trial=None):
-    """A request message; ``trial`` for ``run`` and ``reference``."""
+def request(op, trial=None, request_id=None):
+    """A request message; ``trial`` for ``run`` and ``reference``; ``request_id`` its number."""
     message = {OP: op}
     if trial is not None:
         message[TRIAL] = trial
+    if request_id is not None:
+        message[ID] = request_id
     return message
+
+
+def check_reply(reply, request_id, secret):
+    """None when ``reply`` answers request ``request_id`` of the host with ``secret``, else why not.
+
+    >>> check_reply({ID: 3, SECRET: "s", OK: True}, 3, "s") is None
+    True
+    >>> check_reply({ID: 2, SECRET: "s", OK: True}, 3, "s")
+    'the trial host answered request 2 while request 3 was waiting (a forged or shifted reply)'
+    >>> check_reply({OK: True, OUTCOME: {}}, 3, "s")
+    "the trial host's reply line lacks its secret (a forged line: another process wrote into its pipe)"
+    """
+    if not isinstance(reply, dict) or reply.get(SECRET) != secret:
+        return "the trial host's reply line lacks its secret (a forged line: another process wrote into its pipe)"
+    if reply.get(ID) != request_id:
+        return (
+            "the trial host answered request %s while request %s was waiting (a forged or shifted reply)"
+            % (
+                reply.get(ID),
+                request_id,
+            )
+        )
+    return None
+
+
+#: Slack for rounding when inside times are compared with the time taken around them.
+TIME_SLACK_S = 1e-4
+
+
+def time_problem(out, outside, what):
+    """Why ``out``'s own durations cannot be true (negative, not finite, longer than ``outside``), or None.
+
+    ``outside``: seconds timed around the run by a process the workload cannot reach; ``what``
+    says who timed it, for the message.
+
+    >>> time_problem({RUN_S: 0.2, SETUP_S: 0.01}, 0.5, "the host timed") is None
+    True
+    >>> time_problem({RUN_S: 0.6}, 0.5, "the host timed")
+    'setup_s + run_s + teardown_s is 0.6 s, longer than the 0.5 s the host timed (its clock was rewired?)'
+    """
+    total = 0.0
+    for key in INSIDE_DURATIONS:
+        value = out.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, (int, float)) or value != value or value in (float("inf"), float("-inf")):
+            return "%s is %r: not a finite number of seconds (its clock was rewired?)" % (key, value)
+        if value < 0:
+            return "%s is %.3g s: a run cannot take negative time (its clock was rewired?)" % (key, value)
+        total += value
+    if outside is not None and total > outside + TIME_SLACK_S:
+        return (
+            "setup_s + run_s + teardown_s is %.3g s, longer than the %.3g s %s (its clock was rewired?)"
+            % (
+                total,
+                outside,
+                what,
+            )
+        )
+    return None
+
+
+def version_problem(hello):
+    """None when a host's ``hello`` speaks this PROTOCOL_VERSION, else one line saying what differs.
+
+    >>> version_problem({OP: HELLO, VERSION: PROTOCOL_VERSION}) is None
+    True
+    >>> version_problem({OP: HELLO, "executable": "/usr/bin/python3"})
+    'the trial host (/usr/bin/python3) speaks protocol 1, this runner 2: install the same conc_lab on both'
+    """
+    theirs = hello.get(VERSION, 1) if isinstance(hello, dict) else None
+    if theirs == PROTOCOL_VERSION:
+        return None
+    where = hello.get("executable", "?") if isinstance(hello, dict) else "?"
+    return "the trial host (%s) speaks protocol %s, this runner %s: install the same conc_lab on both" % (
+        where,
+        theirs,
+        PROTOCOL_VERSION,
+    )
 
 
 def task_record(values):

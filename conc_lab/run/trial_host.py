@@ -49,6 +49,23 @@ STDERR_TAIL_BYTES = 64 * 1024
 _LIVENESS_S = 0.2
 
 
+def _check_times(reply: dict, envelope: float) -> None:
+    """Fail the reply's outcome when its own durations do not fit in ``envelope`` (timed here)."""
+    outcome = reply.get(protocol.OUTCOME)
+    if not reply.get(protocol.OK) or not isinstance(outcome, dict):
+        return
+    outside = outcome.get(protocol.OUTSIDE_S)
+    problem = protocol.time_problem(outcome, envelope, "the runner timed around the request")
+    if problem is None and isinstance(outside, (int, float)) and outside > envelope + protocol.TIME_SLACK_S:
+        problem = (
+            f"the host's outside time {outside:.3g} s is longer than the {envelope:.3g} s the runner timed"
+        )
+    if problem is not None:
+        outcome[protocol.STATUS], outcome[protocol.ERROR] = protocol.STATUS_FAILED, problem
+        for key in protocol.INSIDE_DURATIONS:
+            outcome[key] = None
+
+
 class HostDied(RuntimeError):
     """The host exited or was killed while a request was in flight."""
 
@@ -91,28 +108,48 @@ class TrialHost:
         finally:
             os.close(watch_fd)
         self._buf = b""
+        self._secret = None
+        self._next_id = 0
         self.started = time.perf_counter()
         try:
             self.info = self._read(start_timeout)
+            problem = protocol.version_problem(self.info)
+            if problem:
+                raise HostDied(problem)
         except BaseException:
             self.close()
             raise
+        self._secret = self.info.pop(protocol.SECRET, None)
         self.start_s = time.perf_counter() - self.started
 
     def request(self, message: dict, timeout: float | None) -> dict:
         """Send ``message``; return the reply, or raise HostTimeout / HostDied (host killed either way).
 
         A reply that says ``retire`` (the trial left something in the host that cannot be undone)
-        is returned once the host has exited, so the next request goes to a fresh one.
+        is returned once the host has exited, so the next request goes to a fresh one. A reply
+        that is not the answer to this request (another id, no secret: a line some other process
+        wrote into the pipe) kills the host and raises HostDied: no forged line becomes a row.
+        An outcome whose own durations do not fit in the time taken here around the request
+        is failed, with the reason.
         """
         self._drain_stderr(0)  # what leftovers wrote between requests is not this trial's
         self.stderr_tail = b""
+        self._next_id += 1
+        request_id = self._next_id
+        message = dict(message, **{protocol.ID: request_id})
+        started = time.perf_counter()
         try:
             self.proc.stdin.write(json.dumps(message).encode() + b"\n")
             self.proc.stdin.flush()
         except (BrokenPipeError, OSError):
             raise HostDied(self._death_note()) from None
         reply = self._read(timeout)
+        envelope = time.perf_counter() - started
+        problem = protocol.check_reply(reply, request_id, self._secret)
+        if problem:
+            self.kill()
+            raise HostDied(problem + "; trial host retired")
+        _check_times(reply, envelope)
         if reply.get(protocol.RETIRE):
             try:
                 self.proc.wait(5)
@@ -122,6 +159,7 @@ class TrialHost:
         return reply
 
     def _read(self, timeout: float | None) -> dict:
+        """The next JSON line from the host (a reply, or the hello)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         fd = self.proc.stdout.fileno()
         while True:
@@ -209,7 +247,8 @@ class TrialHost:
         """Ask the host to exit; kill it if it does not within a second."""
         if self.proc.poll() is None:
             try:
-                self.proc.stdin.write(json.dumps(protocol.request(protocol.EXIT)).encode() + b"\n")
+                bye = protocol.request(protocol.EXIT, request_id=0)
+                self.proc.stdin.write(json.dumps(bye).encode() + b"\n")
                 self.proc.stdin.flush()
                 self.proc.wait(1)
             except (OSError, subprocess.TimeoutExpired):

@@ -1,0 +1,316 @@
+"""A fresh process per run: the clean host forks a child for each request; the child runs it and ends.
+
+Whatever a run does to its process (threads, ``_thread`` threads, interval timers, signal
+dispositions, rlimits, the garbage collector, the recursion limit, the umask, stdio and
+hooks, clocks patched in Python or rewired in C) ends with it, so no later run can see it:
+isolation by construction, not by a checklist. What it tried to leave is still *reported*
+(``host.state``), so its row says so.
+
+The host (the parent) never imports a workload. Per run it:
+
+1. forks; the child points the host's protocol pipes at /dev/null, takes a process group of
+   its own, dies with the host (PR_SET_PDEATHSIG), imports the workload, runs the request with
+   the noise accounting around it (``trial``), and writes one framed reply, tagged with a nonce
+   the parent made for this run, on a pipe made for this run alone;
+2. the parent reads that one frame, times fork-to-reply itself (``outside_s``), reaps the
+   child, kills what it left (its process group, and orphans re-parented to the host, which
+   is a child subreaper), and fails a run whose own clock disagrees with the outside time.
+
+A child that dies without a frame (``os._exit``, a signal) fails its run with its exit status;
+the host lives on. Standard library only, Python 3.8 syntax.
+"""
+
+import json
+import os
+import select
+import signal
+import sys
+import time
+
+from conc_lab.host import backends, hygiene, noise, protocol, state, trial
+
+#: How often a wait for a run's reply also checks that its process still lives: a process it
+#: forked may hold the reply pipe open, so EOF alone cannot tell that the run's process died.
+_LIVENESS_S = 0.2
+#: PR_SET_PDEATHSIG from <linux/prctl.h>.
+_PR_SET_PDEATHSIG = 1
+_libc = []
+
+
+def _die_with_parent():
+    """SIGKILL this process when the host dies (Linux), however the host dies."""
+    if not _libc:
+        return
+    try:
+        _libc[0].prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
+class Runs(object):
+    """The host's side of forked runs; ``current`` is the pid of the run in progress, if any."""
+
+    def __init__(self, proto_fds):
+        self.proto_fds = proto_fds
+        self.snapshot = None  # the clean host (taken at the first run), inherited by every child
+        self.canary = {}  # core -> (seconds, when): recent canary readings, see noise.Canary
+        self.current = None
+        self.runner = os.getppid()
+        #: The host's secret, which every reply carries: a run's process zeroes its copy first thing.
+        self.secret = bytearray(os.urandom(16).hex().encode())
+        self.affinity = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+        self.nice = os.getpriority(os.PRIO_PROCESS, 0)
+        if sys.platform.startswith("linux") and not _libc:
+            import ctypes  # once, in the host: the child only calls through it
+
+            try:
+                _libc.append(ctypes.CDLL(None, use_errno=True))
+            except OSError:
+                pass
+
+    def run(self, request):
+        """The reply (without id and secret) to ``request``, run in a child forked for it."""
+        params = request[protocol.TRIAL]
+        if self.snapshot is None:  # once the host is set up (its lifeline variable popped)
+            self.snapshot = state.snapshot()
+        # The backend's module is the host's own code: imported here once, every child inherits it.
+        backends.get(params["backend"] if request[protocol.OP] == protocol.RUN else "sequential")
+        reader, writer = os.pipe()
+        nonce = os.urandom(8).hex()
+        started = time.perf_counter()
+        pid = os.fork()
+        if pid == 0:  # the child: never returns
+            os.close(reader)
+            _child(self, request, writer, nonce)
+        os.close(writer)
+        self.current = pid
+        try:
+            os.setpgid(pid, pid)  # also here: the clean-up below must not race the child's own call
+        except OSError:
+            pass
+        try:
+            reply, status = _collect(reader, pid, nonce)
+        finally:
+            os.close(reader)
+        outside = time.perf_counter() - started
+        killed = self._clean_up(pid)
+        self.current = None
+        return self._finish(reply, status, outside, killed)
+
+    def _finish(self, reply, status, outside, killed):
+        if reply is None:
+            reply = {
+                protocol.OK: True,
+                protocol.OUTCOME: protocol.outcome(
+                    status=protocol.STATUS_FAILED,
+                    error="the run's process %s before it replied" % _exit_text(status),
+                ),
+            }
+        out = reply.get(protocol.OUTCOME) if reply.get(protocol.OK) else reply
+        notes = lines_of(out.get(protocol.LEFT_BEHIND)) + lines_of(killed) + self._host_state()
+        out[protocol.LEFT_BEHIND] = "; ".join(notes) or None
+        if reply.get(protocol.OK):
+            noise.remember(self.canary, out.pop(protocol.CANARY_READINGS, None))
+            out[protocol.OUTSIDE_S] = outside
+            timing_failure(out, outside, "the host timed from outside (fork to reply)")
+        return reply
+
+    def _clean_up(self, pid):
+        """Kill what the run left: its process group, then orphans that came to the host. A note, or None."""
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except OSError:
+            pass
+        strays = [p for p in hygiene.children_of(os.getpid()) if hygiene.state_of(p) not in ("Z", None)]
+        if strays:
+            strays = strays + [d for p in strays for d in hygiene.descendants(p)]
+            for p in strays:
+                hygiene.kill_tree_member(p)
+        hygiene.reap(strays, ())
+        if not strays:
+            return None
+        return "%d process(es) still running after its process ended: killed" % len(strays)
+
+    def _host_state(self):
+        """What the run changed in the host itself (through its pid: affinity, nice), restored."""
+        notes = []
+        if self.affinity is not None and os.sched_getaffinity(0) != self.affinity:
+            os.sched_setaffinity(0, self.affinity)
+            notes.append("the host's CPU affinity (restored)")
+        if os.getpriority(os.PRIO_PROCESS, 0) != self.nice:
+            try:
+                os.setpriority(os.PRIO_PROCESS, 0, self.nice)
+                notes.append("the host's nice value (restored)")
+            except OSError:
+                notes.append("the host's nice value (cannot restore)")
+        return notes
+
+
+def timing_failure(out, outside, what):
+    """Fail ``out`` when its inside durations are negative, not finite, or longer than ``outside``.
+
+    The durations are then dropped: no clock the workload could rewire becomes a number.
+    True when it failed the run.
+
+    >>> out = {"status": "ok", "run_s": -3806.0, "setup_s": 0.0}
+    >>> timing_failure(out, 0.6, "the host timed"), out["status"], out["run_s"]
+    (True, 'failed', None)
+    >>> out["error"]
+    'run_s is -3.81e+03 s: a run cannot take negative time (its clock was rewired?)'
+    """
+    problem = protocol.time_problem(out, outside, what)
+    if problem is None:
+        return False
+    out[protocol.STATUS] = protocol.STATUS_FAILED
+    out[protocol.ERROR] = problem
+    for key in protocol.INSIDE_DURATIONS:
+        out[key] = None
+    return True
+
+
+def _child(runs, request, writer, nonce):
+    """The forked child: run ``request``, write one framed reply on ``writer``, and end."""
+    code = 0
+    try:
+        runs.secret[:] = b"0" * len(runs.secret)
+        # /dev/null over the host's pipes, not closed: a closed number would be reused, and the host's
+        # at-fork hook (host.__main__) points those numbers at /dev/null in every process forked later.
+        null = os.open(os.devnull, os.O_RDWR)
+        for fd in runs.proto_fds:
+            os.dup2(null, fd)
+        os.close(null)
+        try:
+            os.setpgid(0, 0)
+        except OSError:
+            pass
+        _die_with_parent()
+        try:
+            # The sweep's processes besides this one's tree: the host and the runner, each alone.
+            alone = (os.getppid(), runs.runner)
+            reply = {protocol.OK: True, protocol.OUTCOME: trial.handle(request, {}, runs.canary, alone)}
+        except BaseException:  # noqa: B036 - a workload's sys.exit at import fails the run, not the host
+            reply = failure_reply()
+        out = reply.get(protocol.OUTCOME) if reply.get(protocol.OK) else reply
+        notes = lines_of(out.get(protocol.LEFT_BEHIND))
+        left = state.left(runs.snapshot, threads_expected=1) + _children_note()
+        if left:
+            notes.append("left in its process, which ended with it: " + "; ".join(left))
+        out[protocol.LEFT_BEHIND] = "; ".join(notes) or None
+        payload = json.dumps({"nonce": nonce, "reply": reply}, default=repr).encode()
+        _write_all(writer, b"%d\n" % len(payload) + payload)
+    except BaseException:  # noqa: B036 - nothing may escape into the host's loop in the child
+        code = 70
+        try:
+            import traceback
+
+            traceback.print_exc()  # into the stderr tail the runner keeps for a failed run
+        except BaseException:  # noqa: B036
+            pass
+    finally:
+        try:
+            sys.stderr.flush()
+        except Exception:
+            pass
+        os._exit(code)
+
+
+def lines_of(value):
+    """A left-behind value (None, one line, or a backend's list of lines) as a list of lines."""
+    if not value:
+        return []
+    return [value] if isinstance(value, str) else [str(v) for v in value if v]
+
+
+def failure_reply():
+    """The reply for a run that raised before the backend could record it (the exception being handled)."""
+    import traceback
+
+    exc = sys.exc_info()[1]
+    return {
+        protocol.OK: False,
+        protocol.ERROR: "%s: %s" % (type(exc).__name__, exc),
+        protocol.TRACEBACK: traceback.format_exc(),
+    }
+
+
+def _children_note():
+    """The child's own child processes still running as it replies (not multiprocessing's helpers)."""
+    me = os.getpid()
+    helpers = hygiene.multiprocessing_helpers()
+    running = [
+        p for p in hygiene.children_of(me) if p not in helpers and hygiene.state_of(p) not in ("Z", None)
+    ]
+    if not running:
+        return []
+    names = ", ".join("%d (%s)" % (p, hygiene.command_of(p)) for p in running[:5])
+    more = " and %d more" % (len(running) - 5) if len(running) > 5 else ""
+    return ["%d child process(es) still running: %s%s; killed" % (len(running), names, more)]
+
+
+def _write_all(fd, data):
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _collect(fd, pid, nonce):
+    """(reply, None) once the run's one frame is read and its process reaped; (None, status) if it died first."""
+    buf = b""
+    while True:
+        ready = select.select([fd], [], [], _LIVENESS_S)[0]
+        chunk = os.read(fd, 1 << 20) if ready else None
+        if chunk:
+            buf += chunk
+            reply = _frame(buf, nonce)
+            if reply is not None:
+                _, status = os.waitpid(pid, 0)  # it exits right after writing
+                return (reply, None) if reply is not _BAD else (_corrupt(buf), None)
+            continue
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            if buf:
+                return _corrupt(buf), None
+            return None, status
+
+
+_BAD = object()
+
+
+def _frame(buf, nonce):
+    """The reply in ``buf`` once it holds a whole frame; _BAD when it is not one this run's child wrote."""
+    head, sep, rest = buf.partition(b"\n")
+    if not sep:
+        return None if len(head) < 24 and head.isdigit() else _BAD
+    if not head.isdigit():
+        return _BAD
+    if len(rest) < int(head):
+        return None
+    try:
+        doc = json.loads(rest[: int(head)])
+    except ValueError:
+        return _BAD
+    if not isinstance(doc, dict) or doc.get("nonce") != nonce or not isinstance(doc.get("reply"), dict):
+        return _BAD
+    return doc["reply"]
+
+
+def _corrupt(buf):
+    return {
+        protocol.OK: True,
+        protocol.OUTCOME: protocol.outcome(
+            status=protocol.STATUS_FAILED,
+            error="the run's reply channel carried something its process did not write as its reply "
+            "(the workload wrote into it?): %r" % buf[:80],
+        ),
+    }
+
+
+def _exit_text(status):
+    if status is None:
+        return "ended"
+    if os.WIFSIGNALED(status):
+        try:
+            return "was killed by %s" % signal.Signals(os.WTERMSIG(status)).name
+        except ValueError:
+            return "was killed by signal %d" % os.WTERMSIG(status)
+    return "exited with code %d" % os.WEXITSTATUS(status)

@@ -1,0 +1,91 @@
+"""One run of a trial, in the process that runs it: import the workload, run its backend, measure.
+
+In a forked child (``host.fork``) this runs once and the process ends; for Ray trials it runs
+in the host itself (a Ray connection cannot cross a fork), guarded by ``host.hygiene``.
+
+Standard library only, Python 3.8 syntax: this runs inside the trial host.
+"""
+
+import importlib.util
+import json
+
+from conc_lab.host import backends, measure, noise, protocol
+from conc_lab.host.workload import import_function, lacks
+
+
+def handle(request, workloads, canary_cache=None, alone=None):
+    """The outcome of ``request`` (a run or reference op); ``workloads`` caches imported functions.
+
+    ``canary_cache``: the host's recent canary readings per core (see ``noise.Canary``).
+    ``alone``: the sweep's processes counted without their children (``noise.own_cpu_s``).
+    """
+    trial = request[protocol.TRIAL]
+    ref = trial["workload"]
+    fn = workloads.get(ref)
+    if fn is None:
+        fn = workloads[ref] = load_workload(ref)
+    if not callable(fn):  # what this interpreter lacks: the trial is skipped here, not failed
+        return protocol.outcome(status=protocol.STATUS_SKIPPED, error=fn)
+    reference = request[protocol.OP] == protocol.REFERENCE
+    if reference:
+        trial = dict(trial, backend="sequential", cores=None)
+    backend = backends.get(trial["backend"])
+    measure.reset_peak_rss()
+    # Optional hooks, run here in the parent and untimed, as the seed post's main does
+    # `result = None`, starts and joins its workers, then reads `result` (experiments.memory).
+    prepare, observe = getattr(fn, "prepare", None), getattr(fn, "observe", None)
+    if prepare is not None:
+        prepare()
+    if reference:  # untimed: no noise to measure
+        outcome = backend.run(fn, trial)
+    else:
+        outcome = _measured(backend, fn, trial, canary_cache, alone)
+    if observe is not None and outcome.get(protocol.STATUS) == protocol.STATUS_OK:
+        outcome[protocol.OBSERVED] = json.dumps(observe(), sort_keys=True, default=repr)
+    outcome[protocol.PEAK_RSS_BYTES] = (outcome.get(protocol.PEAK_RSS_BYTES) or 0) + measure.peak_rss_bytes()
+    outcome[protocol.CHECKABLE] = getattr(fn, "checkable", True)
+    outcome[protocol.GIL_ENABLED] = measure.gil_enabled()  # a free-threaded build may have turned it back on
+    return outcome
+
+
+def _measured(backend, fn, trial, cache, alone):
+    """``backend.run`` with the noise around it: foreign CPU, steal, and the speed canary."""
+    cores = trial.get(protocol.CORES)
+    canary = noise.Canary(cache)
+    before = canary.before(cores)
+    with_ray = trial["backend"] == "ray"  # else what Ray still runs is foreign to this run
+    sample = noise.Sample(cores, with_ray, alone)
+    outcome = backend.run(fn, trial)
+    outcome.update(noise.Sample(cores, with_ray, alone).since(sample))
+    inside = sum(outcome.get(k) or 0.0 for k in (protocol.SETUP_S, protocol.RUN_S, protocol.TEARDOWN_S))
+    outcome[protocol.CANARY_BEFORE_S] = before
+    outcome[protocol.CANARY_AFTER_S] = canary.after(cores, inside)
+    outcome[protocol.CANARY_READINGS] = canary.fresh
+    return outcome
+
+
+def load_workload(ref):
+    """The workload's function, or a string naming the module this interpreter lacks for it.
+
+    A workload that needs a package says so by importing it at the top of its module, or,
+    if it imports lazily, with ``fn.requires = ("numpy",)``. The config check already
+    imported the workload under conc_lab's own interpreter, so a module missing *here* is
+    this interpreter's lack (a package not installed in it, a stdlib module newer than it),
+    not a bug; only a module of the workload's own package missing is left to fail.
+    """
+    try:
+        fn = import_function(ref)
+    except ImportError as exc:
+        missing = getattr(exc, "name", None)
+        own = ref.partition(":")[0].partition(".")[0]
+        if type(exc).__name__ != "ModuleNotFoundError" or not missing or missing.partition(".")[0] == own:
+            raise
+        return lacks(missing)
+    for name in getattr(fn, "requires", ()):
+        try:
+            found = importlib.util.find_spec(name.partition(".")[0]) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            return lacks(name)
+    return fn
