@@ -258,9 +258,9 @@ def test_resume_hint_reproduces_out_and_shard_and_completes(tmp_path):
 
 
 def test_resume_command_quotes_and_keeps_every_flag():
-    from conc_lab.cli.main import _resume_command
+    from conc_lab.cli.sweep import resume_command
 
-    text = _resume_command(
+    text = resume_command(
         Path("configs/cpu.yaml"), Path("/r s"), shard="2/5", cluster="10.0.0.1:6379", ray_address=None
     )
     assert shlex.split(text) == [

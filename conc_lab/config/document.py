@@ -11,6 +11,7 @@ as you would a Makefile. YAML is parsed with the safe loader (no object tags).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from pathlib import Path
@@ -102,6 +103,41 @@ def parse_config(
         path=path,
         source_text=source_text,
     )
+
+
+def override(config: Config, *, repeats: int | None = None, warmup: int | None = None) -> Config:
+    """``config`` with the ``repeats`` / ``warmup`` a command line gave in place of the file's.
+
+    They are checked as the file's would be (key ``--repeats``), listed in ``overrides`` (the
+    sweep's manifest keeps them) and, as values, in the fingerprint: a resumed sweep must be
+    given the same ones.
+
+    >>> cfg = parse_config({"name": "d", "matrix": {"workload": "m:f", "backend": "sequential"}},
+    ...                    check_imports=False)
+    >>> again = override(cfg, repeats=2, warmup=0)
+    >>> again.repeats, again.warmup, again.overrides, again.fingerprint != cfg.fingerprint
+    (2, 0, {'repeats': 2, 'warmup': 0}, True)
+    >>> override(cfg, repeats=0)
+    Traceback (most recent call last):
+    ...
+    conc_lab.config.errors.ConfigError: <config>: --repeats: must be a positive integer, got 0
+    """
+    v = Validator(config.path)
+    v.limits = config.limits
+    given = {"repeats": repeats, "warmup": warmup}
+    overrides = {
+        k: v.integer(n, f"--{k}", minimum=int(k == "repeats")) for k, n in given.items() if n is not None
+    }
+    if not overrides:
+        return config
+    changed = {"repeats": config.repeats, "warmup": config.warmup, **overrides}
+    if changed["repeats"] + changed["warmup"] > config.limits.runs:
+        v.fail(
+            "--repeats" if "repeats" in overrides else "--warmup",
+            f"{changed['warmup']} warm-up + {changed['repeats']:,} measured runs of each trial is more than "
+            f"limits.runs ({config.limits.runs:,}), more than a sweep can finish",
+        )
+    return dataclasses.replace(config, **changed, overrides={**config.overrides, **overrides})
 
 
 def _settings(v: Validator, doc: dict, path: str | None) -> dict[str, Any]:

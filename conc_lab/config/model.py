@@ -141,6 +141,9 @@ class Config:
     calibration: CalibrationSettings = field(default_factory=CalibrationSettings)
     path: str | None = None
     source_text: str = ""  # the file as read, kept in the sweep's manifest
+    # settings the command line gave in place of the file's (sweep --repeats/--warmup), kept in the
+    # manifest; the fingerprint holds their values already, so a resume must be given the same
+    overrides: dict[str, int] = field(default_factory=dict)
 
     @property
     def fingerprint(self) -> str:

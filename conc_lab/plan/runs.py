@@ -159,7 +159,8 @@ def resume_state(config: Config, out: str | os.PathLike, shard: str | None = Non
             config.path,
             "(resume)",
             f"the config changed since sweep {manifest.get('sweep_id')} began "
-            "(its fingerprint differs); run without --resume to start a new sweep",
+            f"(its fingerprint differs{_overrides_hint(manifest.get('overrides'), config.overrides)}); "
+            "run without --resume to start a new sweep",
         )
     return ResumeState(
         sweep_dir=sweep_dir,
@@ -168,6 +169,22 @@ def resume_state(config: Config, out: str | os.PathLike, shard: str | None = Non
         calibrated_sizes=manifest.get("calibrated_sizes") or {},
         started_at=manifest.get("started_at"),
     )
+
+
+def _overrides_hint(then: object, now: dict[str, int]) -> str:
+    """What the two command lines gave in place of the file, where they differ.
+
+    >>> _overrides_hint({"repeats": 3}, {})
+    ': it ran with --repeats 3, this resume gives neither --repeats nor --warmup'
+    >>> _overrides_hint(None, {})
+    ''
+    """
+    then = then if isinstance(then, dict) else {}
+
+    def flags(given: dict) -> str:
+        return " ".join(f"--{k} {v}" for k, v in sorted(given.items())) or "neither --repeats nor --warmup"
+
+    return "" if then == now else f": it ran with {flags(then)}, this resume gives {flags(now)}"
 
 
 # -- run order ------------------------------------------------------------------------------

@@ -198,6 +198,7 @@ def _prepare(
         "fingerprint": config.fingerprint,
         "config_path": config.path,
         "config_text": config.source_text,
+        "overrides": config.overrides,  # sweep --repeats / --warmup, in place of the file's
         "started_at": time.time(),
         "environment": environment.capture(config.fingerprint, config.path or ""),
         "seed": config.seed,

@@ -1,0 +1,115 @@
+"""The ``conclab`` Typer app and what every command shares: the consoles, errors, output.
+
+Importing this module changes two things process-wide, both for how the command prints:
+typer's ``--help`` stops labelling on/off flags ``<bool>``, and the store's warnings print as
+one line. Nothing here imports pyarrow, pandas or any other heavy package: ``--version``,
+``--help``, ``expand`` and ``doctor`` start without them (tests/test_cli_startup.py).
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from pathlib import Path
+from typing import NoReturn
+
+import typer
+from rich.console import Console
+
+import conc_lab
+
+app = typer.Typer(
+    help="conc_lab: threads or processes (or Ray), and how much faster, for your work? "
+    "Run a YAML experiment matrix as core-pinned trials and analyse the Parquet results.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+# Both consoles take their width from the terminal, else from COLUMNS, else 80: a table piped
+# into `head` or a file is as wide as the person's terminal, not 200 columns.
+console = Console(stderr=True)
+out_console = Console()
+
+WIDE_HELP = "Every column of the summary table, however wide (default: what fits the terminal)."
+PATHS_HELP = "Results: a sweep directory, a sweep name's folder or a results root."
+
+_display_type_rich = typer.core.TyperOption.display_type_rich
+
+
+def _no_flag_type(self, ctx):
+    # typer labels every on/off flag "<bool>" in --help, as if it took a value; a flag takes none
+    return None if self.is_flag else _display_type_rich(self, ctx)
+
+
+typer.core.TyperOption.display_type_rich = _no_flag_type
+
+_format_warning = warnings.formatwarning
+
+
+def _warning_line(message, category, filename, lineno, line=None) -> str:
+    # The store's warnings (a run stored twice, counted once) are for a person: one line, no source.
+    if category.__name__ == "StoreWarning":
+        return f"warning: {message}\n"
+    return _format_warning(message, category, filename, lineno, line)
+
+
+warnings.formatwarning = _warning_line
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"conclab {conc_lab.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    pass  # the options common to every command; the help text is app's
+
+
+def example(*commands: str) -> str:
+    """A command's ``--help`` epilog: how it is typically called, one command a line.
+
+    >>> print(example("conclab expand configs/smoke.yaml", "conclab expand configs/cpu.yaml --count"))
+    Examples:
+    conclab expand configs/smoke.yaml
+    conclab expand configs/cpu.yaml --count
+    """
+    # typer keeps single newlines in an epilog (and strips any indent, so none is given)
+    return ("Example:" if len(commands) == 1 else "Examples:") + "".join(f"\n{c}" for c in commands)
+
+
+def die(message: str, code: int = 2) -> NoReturn:
+    """Print ``error: message`` (one line, on stderr) and exit ``code`` (2: bad input)."""
+    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def load(path: Path):
+    """The config at ``path``, or exit 2 with its one-line problem."""
+    from conc_lab.config.document import load_config
+    from conc_lab.config.errors import ConfigError
+
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        die(str(exc))
+
+
+def say(text: str) -> None:
+    """A line for a person on stderr, as written (no markup read into paths or values)."""
+    console.print(text, highlight=False, soft_wrap=True, markup=False)
+
+
+def emit(text: str) -> None:
+    """Write ``text`` to stdout at once: a pipe (``| head``) sees it as it comes."""
+    sys.stdout.write(text)
+    sys.stdout.flush()
+
+
+def width() -> int:
+    """The width tables are fitted to: the terminal's, else COLUMNS, else 80."""
+    return out_console.width

@@ -1,0 +1,140 @@
+"""A sweep's progress on the terminal: the bar, and one line for each event worth a line.
+
+``SweepRenderer`` is the sweep's ``on_event`` handler. It picks a method by the event's class
+from ``HANDLERS``, an explicit map; tests/test_cli_events.py fails when an event in
+``conc_lab.events`` has no entry, so a new or renamed event cannot lose its output silently.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Column
+
+from conc_lab import events
+
+
+def sweep_progress(console: Console, quiet: bool) -> Progress:
+    """The sweep's progress bar, its width steady: the trial label has a column of fixed width."""
+    label_width = max(12, min(32, console.width - 60))
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(bar_width=None),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        TextColumn(
+            "{task.fields[last]}",
+            table_column=Column(width=label_width, no_wrap=True, overflow="ellipsis"),
+        ),
+        console=console,
+        disable=quiet,
+        transient=False,
+        expand=True,
+    )
+
+
+class SweepRenderer:
+    """Prints a sweep's events (``conc_lab.events``) as they come: one method per event class.
+
+    ``quiet`` keeps only what went wrong (failed, hung or wrong runs, lost nodes).
+    """
+
+    def __init__(self, progress: Progress, name: str, quiet: bool = False):
+        self.progress, self.name, self.quiet = progress, name, quiet
+        self.bar = None
+        self.per_node: dict[str, object] = {}  # cluster sweeps: a progress line of runs done per node
+        self.calibration_said: dict[str, float] = {}  # size auto: when the last step line was printed
+
+    def __call__(self, event: events.Event) -> None:
+        handler = HANDLERS.get(type(event))
+        if handler is not None:  # every event of conc_lab.events has one (a test says so)
+            handler(self, event)
+
+    def _say(self, text: str) -> None:
+        if not self.quiet:
+            self.progress.console.print(text, highlight=False, soft_wrap=True)
+
+    def _node_line(self, node_id: str, hostname: str | None) -> object:
+        if node_id not in self.per_node:
+            self.per_node[node_id] = self.progress.add_task(
+                f"  node {hostname or '?'} {node_id[:8]}", total=None, last=""
+            )
+        return self.per_node[node_id]
+
+    def planned(self, e: events.Planned) -> None:
+        if e.total:  # nothing to run (a complete sweep resumed): no empty 0/0 bar
+            self.bar = self.progress.add_task(self.name, total=e.total, last="")
+        # the bar counts every run it waits for: warm-ups too, so the header names them
+        warmups = e.total - e.measured
+        runs = f"{e.measured} measured runs" + (f" + {warmups} warm-up" if warmups else "")
+        self._say(f"{e.trials} trials, {runs} → {e.sweep_dir}")
+
+    def run_finished(self, e: events.RunFinished) -> None:
+        from conc_lab import schema  # the sweep has loaded it (and pyarrow) already
+
+        row = e.row
+        label = f"{row['backend']} w={row['workers']} {row['workload'].rsplit(':', 1)[-1]}"
+        self.progress.update(self.bar, advance=1, last=label)
+        if row.get("node_id"):
+            self.progress.update(self._node_line(row["node_id"], row.get("hostname")), advance=1, last=label)
+        if row["status"] not in (schema.OK, schema.SKIPPED) or row["correct"] is False:
+            what = "WRONG ANSWER" if row["status"] == schema.OK else row["status"].upper()
+            err = (row["error"] or "differs from the sequential answer").strip().splitlines()
+            when = f"repeat {row['repeat']}" if e.measured else "warm-up"
+            self.progress.console.print(
+                f"[red]{what}[/] {label} {when}: {err[-1] if err else ''}", highlight=False
+            )
+
+    def warned(self, e: events.Warned) -> None:
+        self._say(f"[yellow]warning:[/] {e.text}")
+
+    def ray_started(self, e: events.RayStarted) -> None:
+        how = "started a local runtime at" if e.started else "joined"
+        self._say(f"ray: {how} {e.address} ({e.start_s:.1f} s)")
+
+    def node_joined(self, e: events.NodeJoined) -> None:
+        self._node_line(e.node_id, e.hostname)
+
+    def node_lost(self, e: events.NodeLost) -> None:
+        self._node_line(e.node_id, e.hostname)
+        self.progress.console.print(f"[yellow]node lost:[/] {e.hostname} {e.node_id[:8]}: {e.error}")
+
+    def calibrating(self, e: events.Calibrating) -> None:
+        from conc_lab.host.units import duration
+
+        # Steps of microseconds fly by; a line for each step worth waiting for, and one every 2 s.
+        said = self.calibration_said.get(e.workload)
+        if said is None:
+            self._say(f"size auto: calibrating {e.workload} (size: time of one task)")
+        if said is None or e.task_s >= 1e-3 or e.elapsed_s - said >= 2.0:
+            self._say(f"  size {e.size:,}: {duration(e.task_s)}")
+            self.calibration_said[e.workload] = e.elapsed_s
+
+    def calibrated(self, e: events.Calibrated) -> None:
+        from conc_lab.host.units import duration
+
+        self._say(f"size auto: {e.workload} → {e.size} ({duration(e.task_s)} per task)")
+
+
+#: Which method renders which event: looked up by class, never by name.
+HANDLERS: dict[type[events.Event], Callable[[SweepRenderer, events.Event], None]] = {
+    events.Planned: SweepRenderer.planned,
+    events.RunFinished: SweepRenderer.run_finished,
+    events.Warned: SweepRenderer.warned,
+    events.RayStarted: SweepRenderer.ray_started,
+    events.NodeJoined: SweepRenderer.node_joined,
+    events.NodeLost: SweepRenderer.node_lost,
+    events.Calibrating: SweepRenderer.calibrating,
+    events.Calibrated: SweepRenderer.calibrated,
+}

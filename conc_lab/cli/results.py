@@ -1,0 +1,184 @@
+"""``conclab summarize``, ``compare`` and ``report``: reading stored runs and showing them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from conc_lab.cli.app import PATHS_HELP, WIDE_HELP, app, console, die, emit, example, out_console, width
+
+_FILTER_HELP = "Only these (repeatable); filtered while reading, so a large store is not read whole."
+
+
+def load_runs(paths: list[Path], filters: dict, what: str | None = None):
+    """The runs stored under ``paths`` that pass ``filters``; exit 2 if there are none or a store is bad."""
+    from conc_lab.store import core as store
+
+    pushed = {k: v for k, v in filters.items() if v and k != "workers"}  # workers: see summarize
+    try:
+        df = store.load(paths, **pushed)
+    except (store.StoreError, ValueError) as exc:
+        die(str(exc))
+    if df.empty:
+        where = what or ", ".join(map(str, paths))
+        die(f"{where}: no trial runs recorded there" + (" that match every filter" if pushed else ""))
+    for note in df.attrs.get("notes", []):  # e.g. merged shards that ran at different times
+        console.print(f"note: {note}", highlight=False, soft_wrap=True)
+    return df
+
+
+def summary_table(summary, wide: bool) -> str:
+    """The summary for people: fitted to the terminal, or every column with ``wide``."""
+    from conc_lab.present import render, tables
+
+    if wide:  # as wide as it needs: the reader asked for every column and will scroll
+        return render.render(summary, "table", width=10_000)
+    return tables.summary_table(summary, out_console.width, color=out_console.is_terminal)
+
+
+def _check_format(fmt: str) -> None:
+    from conc_lab.present.render import FORMATS
+
+    if fmt not in FORMATS:
+        die(f"--format: unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
+
+
+def _noise_line(df) -> str:
+    """How many runs were redone as noisy and how many are still noisy: those the medians cannot vouch for."""
+    from conc_lab import schema
+
+    redone = int((df["status"].astype(object) == schema.REDONE).sum()) if "status" in df else 0
+    noisy = 0
+    if "noisy" in df and "status" in df:
+        flagged = df["noisy"].astype(object).fillna(False).astype(bool)
+        noisy = int(((df["status"].astype(object) == schema.OK) & flagged).sum())
+    parts = [
+        f"{redone} runs were redone as noisy" if redone else "",
+        f"{noisy} runs are still noisy" if noisy else "",
+    ]
+    text = "; ".join(p for p in parts if p)
+    return text and text + " (other processes took CPU, or the speed canary moved: see noisy, noise_note)"
+
+
+_SUMMARIZE_EXAMPLES = example(
+    "conclab summarize results/smoke --latest",
+    "conclab summarize results --workload sleep --backend threading -f csv",
+)
+
+
+@app.command(epilog=_SUMMARIZE_EXAMPLES)
+def summarize(
+    paths: list[Path] = typer.Argument(..., help=PATHS_HELP),
+    fmt: str = typer.Option("table", "--format", "-f", help="table, csv, markdown or json."),
+    workload: list[str] = typer.Option(
+        None, "--workload", help=_FILTER_HELP + " A unique function name will do: --workload sleep."
+    ),
+    backend: list[str] = typer.Option(None, "--backend", help=_FILTER_HELP),
+    workers: list[int] = typer.Option(None, "--workers", help=_FILTER_HELP),
+    size: list[int] = typer.Option(None, "--size", help=_FILTER_HELP),
+    sweep_ids: list[str] = typer.Option(
+        None, "--sweep", help="Only this sweep: its id, or the start of one (repeatable)."
+    ),
+    latest: bool = typer.Option(False, "--latest", help="Only the most recent sweep of each config."),
+    wide: bool = typer.Option(False, "--wide", help=WIDE_HELP),
+):
+    """Median, 95% interval, speedup over sequential, efficiency and flags per trial parameter set.
+
+    The table fits the terminal (short workload names, backend/start method, speedup with its
+    interval); --wide shows every column, -f csv|markdown|json gives them to other tools.
+    Every sweep under PATHS is pooled unless --sweep or --latest says which. A filter keeps the
+    sequential runs each speedup is measured against; a value that matches no run is an error.
+    """
+    from conc_lab.analysis import summary as summaries
+    from conc_lab.present import render
+
+    _check_format(fmt)
+    wanted = {"workload": workload, "backend": backend, "workers": workers, "size": size}
+    dirs, filters = _select(paths, sweep_ids, latest, {k: v for k, v in wanted.items() if v})
+    df = load_runs(dirs, filters, what=", ".join(map(str, paths)))
+    if workers:  # the baseline ran with one worker: keep it beside the counts asked for
+        df = df[df["workers"].isin(filters.pop("workers")) | (df["backend"] == "sequential")]
+    summary = summaries.summarize(df, min_effect=_floor(*paths))
+    emit(summary_table(summary, wide) if fmt == "table" else render.render(summary, fmt))
+    if fmt in ("table", "markdown") and _noise_line(df):
+        emit(f"\n{_noise_line(df)}\n")
+    if fmt in ("table", "markdown") and len(summaries.interpreter_labels(df)) > 1:
+        side = summaries.by_interpreter(df, summary).round(2)
+        title = "speedup over each interpreter's own sequential baseline, side by side"
+        emit(f"\n{title}:\n" if fmt == "table" else f"\n**{title}**\n\n")
+        emit(render.render(side, fmt, width=width()))
+
+
+def _floor(*paths: Path) -> float:
+    """The A/A floor of ``conclab selftest`` found at or above ``paths`` (0 where none), told once."""
+    from conc_lab.analysis.selftest import machine_floor
+
+    floor = machine_floor(*paths)
+    if floor is not None:
+        console.print(f"note: no change under ±{100 * floor:.1f}% is called (A/A self-test)", highlight=False)
+    return floor or 0.0
+
+
+def _select(paths: list[Path], sweep_ids: list[str], latest: bool, wanted: dict) -> tuple[list[Path], dict]:
+    """The sweep folders and the exact filter values a person's names stand for; exit 2 if none."""
+    from conc_lab.analysis import selection
+    from conc_lab.store import core as store
+
+    try:
+        dirs = selection.sweeps(paths, sweep_ids or (), latest)
+        filters = {}
+        for column, values in wanted.items():
+            present = store.load(dirs, columns=[column], env=False)[column].unique() if dirs else []
+            filters[column] = selection.resolve(column, values, present)
+    except (selection.SelectError, store.StoreError) as exc:
+        die(str(exc))
+    if "backend" in filters:
+        filters["backend"] = selection.keep_baseline(filters["backend"])
+    return dirs, filters
+
+
+@app.command(epilog=example("conclab compare results/before results/after"))
+def compare(
+    a: Path = typer.Argument(..., help="The results to compare against (before, machine A, Python X)."),
+    b: Path = typer.Argument(..., help="The results to compare (after, machine B, Python Y)."),
+    fmt: str = typer.Option("table", "--format", "-f", help="table, csv, markdown or json."),
+    alpha: float = typer.Option(0.05, "--alpha", help="False discovery rate for a significant change."),
+):
+    """Ratio b/a of the median run time per trial, with its interval and a Mann–Whitney test."""
+    from conc_lab.analysis import compare as comparing
+    from conc_lab.analysis.sizes import align_sizes
+    from conc_lab.present import comparison
+    from conc_lab.present.render import render
+
+    _check_format(fmt)
+    if not 0 < alpha < 1:
+        die(f"--alpha: must be between 0 and 1, got {alpha}")
+    runs_a, runs_b, notes = align_sizes(load_runs([a], {}), load_runs([b], {}))
+    result = comparing.compare(runs_a, runs_b, alpha=alpha, min_effect=_floor(a, b))
+    if comparison.unrelated(result):
+        die(comparison.unrelated_line(result, a, b))
+    for note in notes:  # wrapped between words: a terminal would cut them anywhere
+        console.print(f"note: {note}", highlight=False, markup=False)
+    emit(render(result, fmt, width=width()))
+
+
+@app.command(epilog=example("conclab report results/cpu -o report && xdg-open report/index.html"))
+def report(
+    paths: list[Path] = typer.Argument(..., help=PATHS_HELP),
+    out: Path = typer.Option(Path("report"), "--out", "-o", help="Where to write the PNGs and index.html."),
+    title: str = typer.Option(None, "--title", help="Page title (default: the sweeps' names)."),
+):
+    """Write PNG plots and one self-contained HTML page (speedup, run times, task timelines, tables)."""
+    import time
+
+    from conc_lab.present.report import write_report
+
+    t0 = time.perf_counter()
+    df = load_runs(paths, {})
+    try:
+        page = write_report(df, out, title=title, sources=paths)
+    except OSError as exc:
+        die(f"{out}: cannot write the report ({exc.strerror or exc})")
+    elapsed = time.perf_counter() - t0
+    console.print(f"report of {len(df):,} runs written in {elapsed:.1f} s → {page}", highlight=False)

@@ -1,0 +1,237 @@
+"""``conclab sweep``: run a matrix, show its progress, print the summary and one honest last line."""
+
+from __future__ import annotations
+
+import logging
+import shlex
+import signal
+from pathlib import Path
+
+import typer
+
+from conc_lab.cli.app import WIDE_HELP, app, console, die, emit, example, load
+from conc_lab.cli.progress import SweepRenderer, sweep_progress
+
+_CONFIG = typer.Argument(..., help="The experiment matrix, e.g. configs/cpu.yaml.")
+_OUT = typer.Option(Path("results"), "--out", "-o", help="Results root; rows go to OUT/<name>/<sweep_id>/.")
+_RESUME = typer.Option(
+    False, "--resume", help="Continue the latest sweep of this config: run only what is missing."
+)
+_FAIL_FAST = typer.Option(False, "--fail-fast", help="Stop at the first failed, hung or wrong trial run.")
+_QUIET = typer.Option(
+    False, "--quiet", "-q", help="Print only errors and the final line (no progress, no table)."
+)
+_WIDE = typer.Option(False, "--wide", help=WIDE_HELP)
+_SHARD = typer.Option(
+    None,
+    "--shard",
+    help="Run only slice K of N of the trials, e.g. 3/10, or auto in a SLURM job array; see merge.",
+)
+_CLUSTER = typer.Option(
+    None, "--cluster", help="Spread the trials over the nodes of this Ray cluster (HOST:PORT or auto)."
+)
+_RAY_ADDRESS = typer.Option(
+    None,
+    "--ray-address",
+    help="Ray runtime for ray trials (default: config ray.address, RAY_ADDRESS, or a local one).",
+)
+_REPEATS = typer.Option(
+    None,
+    "--repeats",
+    min=1,
+    help="Measured runs per trial, instead of the config's repeats (recorded in the sweep; "
+    "a --resume must give the same).",
+)
+_WARMUP = typer.Option(
+    None,
+    "--warmup",
+    min=0,
+    help="Warm-up runs per trial, instead of the config's warmup (recorded; a --resume must give the same).",
+)
+_EXAMPLES = example(
+    "conclab sweep configs/smoke.yaml",
+    "conclab sweep configs/cpu.yaml -o results --repeats 3 --warmup 0",
+    "conclab sweep configs/cpu.yaml --resume",
+)
+
+
+@app.command(epilog=_EXAMPLES)
+def sweep(
+    config: Path = _CONFIG,
+    out: Path = _OUT,
+    resume: bool = _RESUME,
+    fail_fast: bool = _FAIL_FAST,
+    quiet: bool = _QUIET,
+    wide: bool = _WIDE,
+    shard: str = _SHARD,
+    cluster: str = _CLUSTER,
+    ray_address: str = _RAY_ADDRESS,
+    repeats: int = _REPEATS,
+    warmup: int = _WARMUP,
+):
+    """Run every trial of CONFIG, pinned to cores, and write one Parquet row per measured run.
+
+    Prints progress, failures as they happen, and a summary table at the end. Exit code 0 when
+    every run succeeded with the sequential answer, 1 when any failed, timed out or was wrong,
+    2 for a bad config, 130 when interrupted (resume with --resume).
+    """
+    cfg = _overridden(load(config), repeats, warmup)
+    _check_sweep_flags(cluster, ray_address, shard)
+    from conc_lab.run.cluster import results_root  # no Ray import: a relative --out inside a Ray job
+
+    out, moved = results_root(out)
+    if moved:
+        console.print(f"[yellow]warning:[/] {moved}", highlight=False)
+    flags = {
+        "shard": shard,
+        "cluster": cluster,
+        "ray_address": ray_address,
+        "repeats": repeats,
+        "warmup": warmup,
+    }
+    result = _run(cfg, out, resume, fail_fast, quiet, flags)
+    stopped_table = False
+    if not quiet:
+        try:
+            _print_summary(result.sweep_dir, wide)
+        except KeyboardInterrupt:  # every run is saved: Ctrl-C only cuts the table short
+            stopped_table = True
+            console.print("\n[yellow]table cut short[/] (Ctrl-C); every run is saved", highlight=False)
+    _print_outcome(result, config, out, resume, **flags)
+    if stopped_table:
+        raise typer.Exit(130)
+
+
+def _overridden(cfg, repeats: int | None, warmup: int | None):
+    """``cfg`` with the command line's --repeats / --warmup in place of the file's; exit 2 if refused."""
+    from conc_lab.config.document import override
+    from conc_lab.config.errors import ConfigError
+
+    try:
+        return override(cfg, repeats=repeats, warmup=warmup)
+    except ConfigError as exc:
+        die(str(exc))
+
+
+def _run(cfg, out: Path, resume: bool, fail_fast: bool, quiet: bool, flags: dict):
+    """The sweep itself, under its progress bar; a bad config, store or cluster exits 2."""
+    from conc_lab.config.errors import ConfigError
+    from conc_lab.run import runner  # pandas and pyarrow load here, for this command only
+    from conc_lab.run.cluster import ClusterError
+    from conc_lab.store.core import StoreError
+
+    progress = sweep_progress(console, quiet)
+    render = SweepRenderer(progress, cfg.name, quiet)
+    # A batch scheduler's SIGTERM stops the sweep the way Ctrl-C does: after saving.
+    signal.signal(signal.SIGTERM, _interrupt)
+    _quiet_ray_banner()
+    try:
+        with progress:
+            return runner.sweep(
+                cfg,
+                out,
+                resume=resume,
+                fail_fast=fail_fast,
+                on_event=render,
+                shard=flags["shard"],
+                cluster=flags["cluster"],
+                ray_address=flags["ray_address"],
+            )
+    except (ConfigError, StoreError, ClusterError) as exc:  # ClusterError: unreachable, or every node lost
+        die(str(exc))
+
+
+def _quiet_ray_banner() -> None:
+    """Keep Ray's token-authentication notice off the screen: it prints at every ray.init.
+
+    The runtime conc_lab starts listens on 127.0.0.1 only; the notice says nothing about the
+    measurements, and a sweep with Ray trials would print it every time, even under -q.
+    Ray's other warnings still show.
+    """
+    logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
+
+
+def _check_sweep_flags(cluster: str | None, ray_address: str | None, shard: str | None) -> None:
+    if cluster is not None and ray_address is not None:
+        die("--ray-address: a cluster sweep's ray trials run on the --cluster cluster; give one or the other")
+    if shard is not None:
+        from conc_lab.plan.runs import parse_shard
+
+        try:
+            parse_shard(shard)
+        except ValueError as exc:
+            die(str(exc))
+
+
+def _print_outcome(result, config: Path, out: Path, resume: bool, **flags) -> None:
+    """The sweep's last line (its honest wall time, the runner's own overhead) and its exit code."""
+    console.print(final_line(result, resume), highlight=False, soft_wrap=True)
+    if result.interrupted:
+        again = resume_command(config, out, **flags)
+        console.print(
+            f"[yellow]interrupted[/]; what ran is saved. Resume with: {again}",
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(130)
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+def _noise_counts(result) -> str:
+    """ ", 2 redone, 1 still noisy" for the final line; empty when no run was noisy."""
+    parts = [
+        f"{result.redone} redone" if result.redone else "",
+        f"{result.noisy} still noisy" if result.noisy else "",
+    ]
+    return "".join(f", {p}" for p in parts if p)
+
+
+def final_line(result, resumed: bool = False) -> str:
+    """The sweep's last line: what it recorded, and where; also under -q."""
+    if resumed and result.planned == 0 and not result.interrupted:
+        return f"sweep {result.sweep_id} is complete: nothing to run → {result.sweep_dir}"
+    line = (
+        f"{result.recorded} runs recorded ({result.failed} failed, {result.wrong} wrong, "
+        f"{result.skipped} skipped{_noise_counts(result)}"
+    )
+    if result.warmup_failed:  # not recorded, but a failure all the same (and exit code 1)
+        line += f"; {result.warmup_failed} failed warm-up run{'s' * (result.warmup_failed > 1)}"
+    line += f") in {result.wall_s:.1f} s"
+    if result.recorded:  # a per-run figure over no runs would be the sweep's set-up, mislabelled
+        line += f"; runner overhead {result.overhead_per_run_s * 1e3:.2f} ms per run"
+    return f"{line} → {result.sweep_dir}"
+
+
+def resume_command(config: Path, out: Path, **options: str | int | None) -> str:
+    """The command that continues this sweep: every flag that chose where and what it runs.
+
+    >>> resume_command(Path("c.yaml"), Path("my out"), shard="2/3", cluster=None, repeats=3)
+    "conclab sweep c.yaml --resume --out 'my out' --shard 2/3 --repeats 3"
+    """
+    words = ["conclab", "sweep", str(config), "--resume", "--out", str(out)]
+    for name, value in options.items():
+        if value is not None:
+            words += [f"--{name.replace('_', '-')}", str(value)]
+    return shlex.join(words)
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def _print_summary(sweep_dir: Path, wide: bool) -> None:
+    from conc_lab.analysis.summary import summarize
+    from conc_lab.cli.results import summary_table
+    from conc_lab.store import core as store
+
+    df = store.load(sweep_dir)
+    if df.empty:
+        return
+    emit(summary_table(summarize(df), wide))
+    if not wide:
+        console.print(
+            f"[dim]every column: conclab summarize {sweep_dir} --wide (or -f csv|markdown|json)[/]",
+            highlight=False,
+            soft_wrap=True,
+        )
