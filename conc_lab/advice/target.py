@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from conc_lab.config.checks import check_workload
+from conc_lab.config.checks import check_workload, workload_search_path
 
 _IDENT = re.compile(r"^[A-Za-z_]\w*$")
 
@@ -108,8 +108,8 @@ def _ref_of_function(fn: Any) -> tuple[str, str | None]:
 
 
 def _problem(ref: str, search_dir: str | None) -> str | None:
-    with _on_path(search_dir):
-        problem = check_workload(ref)
+    # the check imports in a child: it is given the folder, not this process's sys.path
+    problem = check_workload(ref, [search_dir, *workload_search_path()] if search_dir else None)
     return problem and problem.replace(f" for {ref!r}", "")
 
 

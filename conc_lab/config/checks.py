@@ -1,37 +1,125 @@
 """The checks of a config that look past the file: its workloads and the interpreters it names.
 
-A workload check imports the workload's module; an interpreter check starts the interpreter.
+No workload is imported here. ``inspect_workloads`` asks one child process
+(``python -m conc_lab.host.inspect``) about all the workloads of a config and gets their facts
+back (imports, takes ``(task, size)``, is ``async def``): a module's import-time code runs there,
+so its ``sys.exit``, ``chdir`` or prints cannot decide what this process does. An interpreter
+check starts the interpreter.
 """
 
 from __future__ import annotations
 
-import contextlib
-import difflib
-import inspect
+import json
 import os
+import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 from conc_lab.config.model import ASYNC_BACKENDS
 from conc_lab.config.validate import Validator
-from conc_lab.host import workload as host_workload
+from conc_lab.host import PACKAGE_ROOT
+from conc_lab.host.inspect import Facts
+
+#: The longest the child may take to import a config's workloads: one that waits on input or the
+#: network at import would otherwise hang the command before anything runs.
+INSPECT_TIMEOUT_S = 120.0
+
+
+class InspectError(RuntimeError):
+    """The child could not answer for ``ref`` (it died or hung importing it): ``str()`` says how."""
+
+    def __init__(self, ref: str, problem: str):
+        super().__init__(problem)
+        self.ref = ref
 
 
 def check_workloads(v: Validator, axes, include, exclude, backend_options, path: str | None) -> None:
     """Every workload named imports and is callable, and each pair with a backend can run."""
-    _check_workloads(v, axes["workload"], include, path)
-    _check_async_pairs(v, axes, include, exclude, backend_options, Path(path).parent if path else None)
+    workloads = axes["workload"]
+    refs = list(dict.fromkeys([*workloads, *(inc["workload"] for inc in include)]))
+    key = {ref: f"matrix.workload[{i}]" if ref in workloads else "include" for i, ref in enumerate(refs)}
+    try:
+        found = inspect_workloads(refs, workload_search_path(Path(path).parent if path else None))
+    except InspectError as exc:
+        v.fail(key[exc.ref], str(exc))
+    for ref in refs:
+        if found[ref].problem:
+            v.fail(key[ref], found[ref].problem)
+    _check_async_pairs(v, axes, include, exclude, backend_options, found)
 
 
-def _check_workloads(v: Validator, workloads: tuple[str, ...], include: tuple[dict, ...], path: str | None):
-    """Every workload named imports and is callable (this imports the workload modules)."""
-    config_dir = Path(path).parent if path else None
-    for i, ref in enumerate(dict.fromkeys([*workloads, *(inc["workload"] for inc in include)])):
-        problem = check_workload(ref, config_dir)
-        if problem:
-            v.fail(f"matrix.workload[{i}]" if ref in workloads else "include", problem)
+def workload_search_path(config_dir: Path | None = None) -> list[str]:
+    """Where workloads are imported from: the working directory, then the config's project root."""
+    paths = [os.getcwd()]
+    if config_dir is not None:
+        root = Path(config_dir).resolve()
+        paths += [str(root), str(root.parent)]
+    return list(dict.fromkeys(paths))
+
+
+def check_workload(ref: str, search_path: list[str] | None = None) -> str | None:
+    """None if ``module:function`` imports (in a child), is callable and takes ``(task, size)``, else what is wrong.
+
+    ``search_path``: where to import it from (default: ``workload_search_path()``).
+    """
+    try:
+        return inspect_workloads([ref], search_path)[ref].problem
+    except InspectError as exc:
+        return str(exc)
+
+
+def inspect_workloads(refs: list[str], search_path: list[str] | None = None) -> dict[str, Facts]:
+    """The facts of each workload in ``refs``, found by one child process that imports them all
+    from ``search_path`` (default: ``workload_search_path()``).
+
+    Raises ``InspectError`` naming the workload the child was importing when it died or hung.
+    """
+    if not refs:
+        return {}
+    paths = search_path if search_path is not None else workload_search_path()
+    request = json.dumps({"search_path": paths, "workloads": refs})
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([PACKAGE_ROOT] + [p for p in [env.get("PYTHONPATH")] if p])
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "conc_lab.host.inspect"],
+            input=request,
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=INSPECT_TIMEOUT_S,
+        )
+    except subprocess.TimeoutExpired as exc:
+        answered = _answers(exc.stdout or "")
+        ref = next(r for r in refs if r not in answered)
+        raise InspectError(
+            ref, f"importing {ref.partition(':')[0]!r} took more than {INSPECT_TIMEOUT_S:.0f} s"
+        ) from None
+    found = _answers(proc.stdout)
+    missing = [r for r in refs if r not in found]
+    if missing:
+        raise InspectError(missing[0], _died(missing[0], proc))
+    return found
+
+
+def _answers(stdout: str | bytes) -> dict[str, Facts]:
+    text = stdout.decode(errors="replace") if isinstance(stdout, bytes) else stdout
+    found = {}
+    for line in text.splitlines():
+        try:
+            facts = Facts.from_json(line)
+        except ValueError:  # not an answer (the child's stdout carries nothing else, but be sure)
+            continue
+        found[facts.ref] = facts
+    return found
+
+
+def _died(ref: str, proc: subprocess.CompletedProcess) -> str:
+    """Why the child gave no answer for ``ref``: the exit code, or the signal, and its last words."""
+    how = f"signal {-proc.returncode}" if proc.returncode < 0 else f"exit code {proc.returncode}"
+    last = [line for line in proc.stderr.splitlines() if line.strip()][-1:]
+    said = f": {last[0].strip()[:300]}" if last else ""
+    return f"importing {ref.partition(':')[0]!r} ended the process importing it ({how}){said}"
 
 
 def check_interpreters(v: Validator, pythons: tuple, listed: bool, include: tuple[dict, ...]) -> None:
@@ -44,7 +132,7 @@ def check_interpreters(v: Validator, pythons: tuple, listed: bool, include: tupl
             v.fail(key, problem)
 
 
-def _check_async_pairs(v, axes, include, exclude, backend_options, config_dir) -> None:
+def _check_async_pairs(v, axes, include, exclude, backend_options, found: dict[str, Facts]) -> None:
     """An ``async def`` workload only on sequential or asyncio; a plain one on asyncio only offloaded.
 
     A pair the matrix crosses is refused unless an exclude entry naming only workload, backend
@@ -68,18 +156,21 @@ def _check_async_pairs(v, axes, include, exclude, backend_options, config_dir) -
             set(ex) <= pair_keys and all(point.get(k) == val for k, val in ex.items()) for ex in exclude
         ):
             continue
-        problem = async_pair_problem(workload, backend, opts.get("offload"), config_dir)
+        problem = async_pair_problem(found[workload], backend, opts.get("offload"))
         if problem:
             v.fail(key, problem)
 
 
-def async_pair_problem(
-    ref: str, backend: str, offload: str | None, config_dir: Path | None = None
-) -> str | None:
-    """Why ``ref`` cannot run on ``backend`` (async vs plain), or None."""
-    with _workload_path(config_dir):
-        fn = host_workload.import_function(ref)
-    if inspect.iscoroutinefunction(fn):
+def async_pair_problem(facts: Facts, backend: str, offload: str | None) -> str | None:
+    """Why the workload of ``facts`` cannot run on ``backend`` (async vs plain), or None.
+
+    >>> async_pair_problem(Facts("m:f", is_async=True), "threading", None)
+    'm:f is an async def workload, which threading cannot await; run it on sequential or asyncio'
+    >>> async_pair_problem(Facts("m:f"), "asyncio", "thread") is None
+    True
+    """
+    ref = facts.ref
+    if facts.is_async:
         if backend not in ASYNC_BACKENDS:
             return f"{ref} is an async def workload, which {backend} cannot await; run it on sequential or asyncio"
         return None
@@ -90,76 +181,6 @@ def async_pair_problem(
             "with other backends (exclude / include)"
         )
     return None
-
-
-def workload_search_path(config_dir: Path | None = None) -> list[str]:
-    """Where workloads are imported from: the working directory, then the config's project root."""
-    paths = [os.getcwd()]
-    if config_dir is not None:
-        root = Path(config_dir).resolve()
-        paths += [str(root), str(root.parent)]
-    return list(dict.fromkeys(paths))
-
-
-def check_workload(ref: str, config_dir: Path | None = None) -> str | None:
-    """None if ``module:function`` imports, is callable and takes ``(task, size)``, else what is wrong."""
-    module_name, _, attr = ref.partition(":")
-    try:
-        with _workload_path(config_dir):
-            fn = host_workload.import_function(ref)
-    except ImportError as exc:
-        return f"cannot import {module_name!r} for {ref!r}: {exc}"
-    except host_workload.MissingFunction as exc:
-        return f"module {module_name!r} has no {attr!r}{_did_you_mean_function(ref, exc)}"
-    except host_workload.NotCallable:
-        return f"{ref!r} is not callable"
-    except Exception as exc:  # a workload module that raises on import is a bad config too
-        return f"importing {module_name!r} raised {type(exc).__name__}: {exc}"
-    return signature_problem(ref, fn)
-
-
-def signature_problem(ref: str, fn: Any) -> str | None:
-    """Why ``fn`` cannot be called as ``fn(task, size)``, as every backend calls a workload; else None.
-
-    ``async def`` functions, defaults, ``*args`` and ``**kwargs`` are fine; a builtin without
-    a signature to read is given the benefit of the doubt (it fails at run time if wrong).
-
-    >>> signature_problem("m:f", lambda n: n)
-    'm:f takes (n), but a workload is called as m:f(task, size): too many positional arguments'
-    >>> signature_problem("m:f", lambda *args, **kw: 0) is None
-    True
-    """
-    try:
-        signature = inspect.signature(fn)
-    except (TypeError, ValueError):
-        return None
-    try:
-        signature.bind(0, 0)
-    except TypeError as exc:
-        return f"{ref} takes {signature}, but a workload is called as {ref}(task, size): {exc}"
-    return None
-
-
-@contextlib.contextmanager
-def _workload_path(config_dir: Path | None) -> Iterator[None]:
-    """``workload_search_path`` in front of ``sys.path`` for the duration, as the trial host has it."""
-    saved = sys.path[:]
-    host_workload.search_first(workload_search_path(config_dir))
-    try:
-        yield
-    finally:
-        sys.path[:] = saved
-
-
-def _did_you_mean_function(ref: str, missing: host_workload.MissingFunction) -> str:
-    """``; did you mean 'module:close_name'?`` for a misspelled function, else nothing."""
-    owner = missing.owner
-    names = [n for n in dir(owner) if not n.startswith("_") and callable(getattr(owner, n, None))]
-    hint = difflib.get_close_matches(missing.missing, names, n=1)
-    if not hint:
-        return ""
-    prefix, _, _ = ref.rpartition(missing.missing)
-    return f"; did you mean {prefix + hint[0]!r}?"
 
 
 def check_interpreter(value: str | None) -> str | None:
