@@ -10,7 +10,6 @@ from pathlib import Path
 import typer
 
 from conc_lab.cli.app import WIDE_HELP, app, console, die, emit, example, load
-from conc_lab.cli.progress import SweepRenderer, sweep_progress
 
 _CONFIG = typer.Argument(..., help="The experiment matrix, e.g. configs/cpu.yaml.")
 _OUT = typer.Option(Path("results"), "--out", "-o", help="Results root; rows go to OUT/<name>/<sweep_id>/.")
@@ -115,6 +114,7 @@ def _overridden(cfg, repeats: int | None, warmup: int | None):
 
 def _run(cfg, out: Path, resume: bool, fail_fast: bool, quiet: bool, flags: dict):
     """The sweep itself, under its progress bar; a bad config, store or cluster exits 2."""
+    from conc_lab.cli.progress import SweepRenderer, sweep_progress  # rich.progress: for this command only
     from conc_lab.config.errors import ConfigError
     from conc_lab.run import runner  # pandas and pyarrow load here, for this command only
     from conc_lab.run.cluster import ClusterError
