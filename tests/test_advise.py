@@ -137,6 +137,20 @@ def test_overlapping_intervals_leave_the_verdict_tentative_and_say_which():
 
 
 @pytest.mark.inprocess
+def test_a_machine_too_busy_to_measure_is_named_first_not_blamed_on_the_function():
+    crowded = "not attributable: others used 80% of its cores"
+    s = _summary(
+        [
+            ("threading", None, 2, 1.04, 0.98, 1.77, crowded, 0.0),
+            ("multiprocessing", "fork", 2, 0.93, 0.90, 1.15, crowded, 0.03),
+        ]
+    )
+    v = verdicts.decide(s, rounds=3)
+    assert v.headline.startswith("too busy to tell: other processes used 80% of the runs' cores; so far: ")
+    assert not v.settled
+
+
+@pytest.mark.inprocess
 def test_unequal_tasks_are_named_in_the_verdict():
     s = _summary([("multiprocessing", "fork", 2, 1.4, 1.35, 1.45, "imbalance: worker 1 idle 56%", 0.005)])
     v = verdicts.decide(s, rounds=3)
@@ -266,7 +280,7 @@ def test_at_80_columns_the_verdict_is_the_first_thing_on_screen_and_fits(tmp_pat
         80,
     )
     lines = [line for line in screen.splitlines() if line.strip()]
-    assert lines[0].startswith(("use ", "don't bother", "no answer")), screen
+    assert lines[0].startswith(("use ", "don't bother", "no answer", "too busy to tell")), screen
     assert all(len(line) <= 80 for line in lines)
     assert "__EXIT_0__" in screen
     assert any(line.startswith("to ") and "conclab sweep" in line for line in lines)
@@ -315,6 +329,8 @@ def test_the_plan_is_a_valid_matrix_with_other_interpreters_and_says_what_it_lef
     assert p.left_out == ("ray: not asked for (--ray)",)
     none = planning.plan(resolve("experiments.advise_cases:wait"), cores=2, interpreters=[], probe=probe)
     assert [x.split(":")[0] for x in none.left_out] == ["subinterpreters", "free-threaded threads", "ray"]
+    with_ray = planning.plan(resolve("experiments.advise_cases:wait"), ray=True, interpreters=[], probe=probe)
+    assert "ray" in parse_config(with_ray.document, check_imports=False).axes["backend"]
     asyncs = planning.plan(
         resolve("experiments.advise_cases:wait_async"), cores=2, interpreters=found, probe=probe
     )

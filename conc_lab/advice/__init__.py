@@ -14,6 +14,7 @@ use multiprocessing (fork): 1.86× (1.80–1.91) with 2 workers; threads 0.99× 
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import os
 import sys
@@ -21,6 +22,7 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -53,13 +55,19 @@ class Advice:
 
     verdict: Verdict
     summary: pd.DataFrame
-    fits: pd.DataFrame
     plan: AdvicePlan
     sweep_dir: Path
     yaml_path: Path
     rerun: str  # the one command that reruns or extends it as a sweep
     stopped: str  # settled, budget, interrupted or complete
     wall_s: float
+
+    @cached_property
+    def fits(self) -> pd.DataFrame:
+        """Amdahl and the USL fitted per backend (``conc_lab.fit_scaling``); fitted when first asked for."""
+        from conc_lab.analysis.scaling import fit_scaling
+
+        return fit_scaling(self.summary) if len(self.summary) else pd.DataFrame()
 
     @property
     def interrupted(self) -> bool:
@@ -118,7 +126,6 @@ def advise(
 
 def conclude(the_plan: AdvicePlan, ran: LoopResult, wall_s: float, budget_s: float) -> Advice:
     """The ``Advice`` from what the sweep stored (not what it told on the way)."""
-    from conc_lab.analysis.scaling import fit_scaling
     from conc_lab.analysis.summary import summarize
     from conc_lab.store.core import load
 
@@ -126,22 +133,29 @@ def conclude(the_plan: AdvicePlan, ran: LoopResult, wall_s: float, budget_s: flo
         warnings.simplefilter("ignore")  # a sweep stopped before its first round: an empty summary
         df = load(ran.sweep.sweep_dir)
         summary = summarize(df) if len(df) else summarize(pd.DataFrame())
-        fits = fit_scaling(summary) if len(summary) else pd.DataFrame()
     why = {"budget": f"the {budget_s:.0f} s budget ran out", "interrupted": "interrupted"}.get(ran.stopped)
-    verdict = decide(
+    facts = {
+        "cores": the_plan.cores,
+        "waits": the_plan.probe.waits,
+        "left_out": the_plan.left_out,
+        "rounds": ran.rounds,
+        "stop_reason": why,
+        "unequal": unequal_tasks(df),
+        "notes": tuple(f"note: {w}" for w in ran.warnings),
+    }
+    advice = Advice(
+        decide(summary, **facts),
         summary,
-        fits,
-        cores=the_plan.cores,
-        waits=the_plan.probe.waits,
-        left_out=the_plan.left_out,
-        rounds=ran.rounds,
-        stop_reason=why,
-        unequal=unequal_tasks(df),
-        notes=tuple(f"note: {w}" for w in ran.warnings),
+        the_plan,
+        ran.sweep.sweep_dir,
+        ran.yaml_path,
+        ran.rerun,
+        ran.stopped,
+        wall_s,
     )
-    return Advice(
-        verdict, summary, fits, the_plan, ran.sweep.sweep_dir, ran.yaml_path, ran.rerun, ran.stopped, wall_s
-    )
+    if advice.verdict.dont_bother or the_plan.probe.waits or len(the_plan.workers) < 2:
+        return advice  # no forecast to make: the scaling laws (and scipy) are fitted only when asked for
+    return dataclasses.replace(advice, verdict=decide(summary, advice.fits, **facts))
 
 
 class _importable:

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import json
 import math
+import re
+import statistics
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -239,6 +241,9 @@ def decide(
     )
     forecast = None if dont or waits else _forecast(fits, choice, cores)
     headline = _headline(summary, arms, choice, dont, imbalance, forecast, unsettled is not None)
+    crowded = busy(arms)
+    if crowded is not None and unsettled is not None:  # the machine, not the function, is what was measured
+        headline = f"too busy to tell: {crowded}; so far: {headline}"
     after = "" if rounds < MIN_ROUNDS else f" after {rounds} rounds"
     why = None if unsettled is None else unsettled + after + (f" ({stop_reason})" if stop_reason else "")
     return Verdict(
@@ -255,6 +260,21 @@ def decide(
         rounds=rounds,
         notes=notes,
     )
+
+
+def busy(arms: list[ArmResult]) -> str | None:
+    """``other processes used 75% of the runs' cores`` when they did for most arms (attribution's
+    "not attributable"), else None.
+
+    >>> a = ArmResult("threading", "threading", 2, 1.0, 0.9, 1.1, 1.0, 0.0, "not attributable: others used 75% of its cores", "", 3)
+    >>> busy([a])
+    "other processes used 75% of the runs' cores"
+    """
+    shares = [re.search(r"others used (\d+)%", a.why) for a in arms if a.why.startswith("not attributable")]
+    if not arms or len(shares) * 2 < len(arms):
+        return None
+    share = statistics.median(int(m.group(1)) for m in shares if m)
+    return f"other processes used {share:.0f}% of the runs' cores"
 
 
 def _imbalance(arms: list[ArmResult], choice: ArmResult | None, unequal: str | None) -> str | None:
