@@ -269,3 +269,43 @@ def test_why_never_calls_pure_cpu_work_waiting_and_names_the_gil_in_every_sweep(
         seq, th = s[s.backend == "sequential"].iloc[0], _threading(s)
         assert "waiting" not in str(seq.why), seq.why
         assert str(th.why).startswith("GIL-bound"), th.why
+
+
+@pytest.mark.host
+def test_the_cli_and_the_api_filter_a_summary_the_same_way(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from conc_lab.run.runner import sweep
+
+    cfg = tmp_path / "filters.yaml"
+    cfg.write_text(
+        "name: filters\nrepeats: 3\nwarmup: 0\naffinity: none\n"
+        "matrix:\n  workload: [experiments.io:sleep]\n  backend: [sequential, threading]\n"
+        "  workers: [1, 2]\n  tasks: [2]\n  size: [1, 2]\n"
+    )
+    result = sweep(cfg, out=tmp_path / "results")
+    api = summarize(result.sweep_dir, workers=2, size=2)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "conc_lab.cli",
+            "summarize",
+            str(result.sweep_dir),
+            "--workers",
+            "2",
+            "--size",
+            "2",
+            "-f",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    cli = pd.DataFrame(json.loads(done.stdout))
+    key = ["backend", "workers", "size"]
+    assert cli[key].values.tolist() == api[key].values.tolist() == [["sequential", 1, 2], ["threading", 2, 2]]

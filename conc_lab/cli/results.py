@@ -97,9 +97,9 @@ def summarize(
     wanted = {"workload": workload, "backend": backend, "workers": workers, "size": size}
     dirs, filters = _select(paths, sweep_ids, latest, {k: v for k, v in wanted.items() if v})
     df = load_runs(dirs, filters, what=", ".join(map(str, paths)))
-    if workers:  # the baseline ran with one worker: keep it beside the counts asked for
-        df = df[df["workers"].isin(filters.pop("workers")) | (df["backend"] == "sequential")]
-    summary = summaries.summarize(df, min_effect=_floor(*paths))
+    # The one filter path, as the API's: rows are selected after the baseline is joined (what was
+    # pushed down to the read only spared reading runs no selected row is measured against).
+    summary = summaries.summarize(df, min_effect=_floor(*paths), **filters)
     emit(summary_table(summary, wide) if fmt == "table" else render.render(summary, fmt))
     if fmt in ("table", "markdown") and _noise_line(df):
         emit(f"\n{_noise_line(df)}\n")
