@@ -221,6 +221,14 @@ def test_a_misnamed_function_gets_one_line_and_exit_2(function, said):
     assert proc.stderr.count("\n") == 1 and said in proc.stderr and "Traceback" not in proc.stderr
 
 
+def test_a_results_folder_it_cannot_write_is_one_line_and_exit_2_before_any_planning():
+    began = time.monotonic()
+    proc = advise_cli("experiments.advise_cases:wait", "--out", "/proc/conclab-advise")
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith("error: /proc/conclab-advise: results directory is not writable")
+    assert proc.stderr.count("\n") == 1 and time.monotonic() - began < 30
+
+
 def test_a_function_that_fails_when_run_gets_one_line_and_exit_2(tmp_path):
     proc = advise_cli("tests/workloads_faulty.py:raises", "--out", str(tmp_path), "--budget", "60")
     assert proc.returncode == 2, proc.stderr
