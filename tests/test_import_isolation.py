@@ -107,3 +107,15 @@ def test_an_import_that_hangs_is_refused_after_the_timeout(tmp_path, monkeypatch
     monkeypatch.setattr(checks, "INSPECT_TIMEOUT_S", 2.0)
     with pytest.raises(ConfigError, match=r"matrix.workload\[0\]: importing 'sneaky' took more than 2 s"):
         load_config("configs/x.yaml")
+
+
+def test_advise_learns_what_the_function_is_without_importing_it_here(tmp_path, monkeypatch):
+    from conc_lab.advice.target import AdviseError, resolve
+
+    root = project(tmp_path, "import os\nos.chdir('/')\nasync def awork(task, size):\n    return task")
+    monkeypatch.chdir(root)
+    assert resolve("sneaky:work").is_async is False and resolve("sneaky:awork").is_async is True
+    assert "sneaky" not in sys.modules and Path.cwd() == root
+    (root / "sneaky.py").write_text("import sys\nsys.exit(0)\n")
+    with pytest.raises(AdviseError, match="sneaky:work: importing 'sneaky' raised SystemExit: 0"):
+        resolve("sneaky:work")

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from conc_lab.config.checks import check_workload, workload_search_path
+from conc_lab.config.checks import InspectError, check_workload, inspect_workloads, workload_search_path
+from conc_lab.host.inspect import Facts
 
 _IDENT = re.compile(r"^[A-Za-z_]\w*$")
 
@@ -57,10 +58,11 @@ def resolve(what: Any) -> Target:
         ref, search_dir = _ref_of_text(os.fspath(what))
     else:
         raise AdviseError(f"advise: expected a function or 'module:function', got {type(what).__name__}")
-    problem = _problem(ref, search_dir)
-    if problem:
+    facts = _facts(ref, search_dir)
+    if facts.problem:
+        problem = facts.problem.replace(f" for {ref!r}", "")
         raise AdviseError(f"{what if isinstance(what, str) else ref}: {problem}")
-    return Target(ref, search_dir, _is_async(ref, search_dir))
+    return Target(ref, search_dir, facts.is_async)
 
 
 def _ref_of_text(text: str) -> tuple[str, str | None]:
@@ -107,33 +109,9 @@ def _ref_of_function(fn: Any) -> tuple[str, str | None]:
     return ref, None
 
 
-def _problem(ref: str, search_dir: str | None) -> str | None:
-    # the check imports in a child: it is given the folder, not this process's sys.path
-    problem = check_workload(ref, [search_dir, *workload_search_path()] if search_dir else None)
-    return problem and problem.replace(f" for {ref!r}", "")
-
-
-def _is_async(ref: str, search_dir: str | None) -> bool:
-    from conc_lab.host.workload import import_function
-
-    with _on_path(search_dir):
-        return inspect.iscoroutinefunction(import_function(ref))
-
-
-class _on_path:
-    """``folder`` in front of ``sys.path`` for the duration (nothing when None)."""
-
-    def __init__(self, folder: str | None):
-        self.folder = folder
-
-    def __enter__(self):
-        import sys
-
-        self.saved = sys.path[:]
-        if self.folder:
-            sys.path.insert(0, self.folder)
-
-    def __exit__(self, *exc):
-        import sys
-
-        sys.path[:] = self.saved
+def _facts(ref: str, search_dir: str | None) -> Facts:
+    """What a child process importing ``ref`` found: its module's import-time code never runs here."""
+    try:
+        return inspect_workloads([ref], [search_dir, *workload_search_path()] if search_dir else None)[ref]
+    except InspectError as exc:  # the import ended or hung the child
+        return Facts(ref, str(exc))
