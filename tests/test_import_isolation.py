@@ -119,3 +119,13 @@ def test_advise_learns_what_the_function_is_without_importing_it_here(tmp_path, 
     (root / "sneaky.py").write_text("import sys\nsys.exit(0)\n")
     with pytest.raises(AdviseError, match="sneaky:work: importing 'sneaky' raised SystemExit: 0"):
         resolve("sneaky:work")
+
+
+def test_python_m_conc_lab_cli_does_not_import_the_working_directorys_modules(tmp_path):
+    # python -m puts the working directory first on sys.path: a user's yaml.py there was
+    # imported by the runner in place of PyYAML (the console script never had the folder on it).
+    root = project(tmp_path, "")
+    (root / "yaml.py").write_text("raise SystemExit('the working directory shadowed PyYAML')\n")
+    proc = conclab(root, "expand", "configs/x.yaml", "--count")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "1"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from conc_lab.cli.app import app, example, out_console
+from conc_lab.cli.common import app, example, out_console
 
 
 @app.command(epilog=example("conclab doctor", "conclab doctor --strict --json > doctor.json"))

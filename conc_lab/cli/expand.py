@@ -11,7 +11,7 @@ from pathlib import Path
 
 import typer
 
-from conc_lab.cli.app import app, die, example, load, out_console
+from conc_lab.cli.common import app, die, example, load, out_console
 
 EXPAND_FORMATS = ("table", "json", "csv")
 

@@ -16,7 +16,7 @@ from conc_lab.cli import storage  # noqa: F401 - merge, check
 
 # isort: on
 from conc_lab.cli.advise import advise
-from conc_lab.cli.app import app, example
+from conc_lab.cli.common import app, example
 from conc_lab.cli.selftest import selftest
 
 # Commands whose modules keep to themselves (no app import): registered here, after check.

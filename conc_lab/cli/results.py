@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from conc_lab.cli.app import PATHS_HELP, WIDE_HELP, app, console, die, emit, example, out_console, width
+from conc_lab.cli.common import PATHS_HELP, WIDE_HELP, app, console, die, emit, example, out_console, width
 
 _FILTER_HELP = "Only these (repeatable); filtered while reading, so a large store is not read whole."
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from conc_lab.cli.app import app, console, die, example
+from conc_lab.cli.common import app, console, die, example
 
 
 @app.command(

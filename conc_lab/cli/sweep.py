@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from conc_lab.cli.app import WIDE_HELP, app, console, die, emit, example, load
+from conc_lab.cli.common import WIDE_HELP, app, console, die, emit, example, load
 
 _CONFIG = typer.Argument(..., help="The experiment matrix, e.g. configs/cpu.yaml.")
 _OUT = typer.Option(Path("results"), "--out", "-o", help="Results root; rows go to OUT/<name>/<sweep_id>/.")
