@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 
 import pytest
 
@@ -145,3 +146,25 @@ def test_affinity_plans():
     assert affinity.plan("compact", 2, cores=[4, 5, 6]) == [4, 5]
     with pytest.raises(ValueError):
         affinity.plan("scattered", 2)
+
+
+@pytest.mark.parametrize("backend", ["threading", "subinterpreters"])
+def test_a_worker_that_cannot_pin_fails_the_trial_at_once(backend):
+    # Core 4095 exists on no machine this runs on: sched_setaffinity refuses it. Before, a
+    # threading worker died silently and its pool waited for a "ready" that never came.
+    from conc_lab.host import backends
+    from experiments.cpu import sum_squares
+
+    trial = {"workload": "experiments.cpu:sum_squares", "backend": backend, "workers": 1, "tasks": 2}
+    got = []
+    runner = threading.Thread(
+        target=lambda: got.append(
+            backends.get(backend).run(sum_squares, {**trial, "size": 10, "cores": [4095]})
+        ),
+        daemon=True,
+    )
+    runner.start()
+    runner.join(15)
+    assert got, "the pool is still waiting for its worker"
+    if got[0]["status"] != "skipped":  # no subinterpreters in this interpreter
+        assert got[0]["status"] == "failed" and "worker 0" in got[0]["error"], got[0]

@@ -124,6 +124,14 @@ def test_module_calibrates_a_real_workload_in_a_fresh_process():
     assert got["size"] > 1 and got["size"] & (got["size"] - 1) == 0, "sizes grow by powers of two from 1"
 
 
+def test_an_async_workload_is_awaited_so_its_size_calibrates():
+    # async_sleep sleeps `size` ms: 20 ms is reached at size 32 (doubling from 1). Before, each step
+    # timed the creation of a coroutine never awaited: "does not take longer with size".
+    got = _run_module("experiments.io:async_sleep", "0.02", "30")[-1]
+    assert "error" not in got, got
+    assert got["size"] in (16, 32) and got["seconds"] >= 0.02, got
+
+
 def test_module_reports_errors_as_data():
     assert "no attribute" in _run_module("experiments.cpu:nope")[-1]["error"]
     assert "does not take longer" in _run_module("experiments.overhead:noop", "0.001")[-1]["error"]

@@ -68,3 +68,57 @@ def test_one_child_environment_for_host_and_calibrator(tmp_path):
     probe = "import os; from conc_lab.host import protocol; print(protocol.search_path(os.environ))"
     out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == repr([str(tmp_path)])
+
+
+def _outcome_literals(path: Path) -> list[str]:
+    """Outcome fields spelled as string literals where an outcome is built or read (subscripts,
+    dict keys, ``.get``) in ``path``; ``cores`` is also a trial parameter, read as ``trial["cores"]``."""
+    fields = set(protocol.OUTCOME_FIELDS) - {protocol.CORES}
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        keys = []
+        if isinstance(node, ast.Subscript):
+            keys = [node.slice]
+        elif isinstance(node, ast.Dict):
+            keys = [k for k in node.keys if k is not None]
+        elif isinstance(node, ast.Call) and getattr(node.func, "attr", None) in ("get", "pop"):
+            keys = node.args[:1]
+        found += [
+            f"{path.name}:{k.lineno} {k.value!r}"
+            for k in keys
+            if isinstance(k, ast.Constant) and isinstance(k.value, str) and k.value in fields
+        ]
+    return found
+
+
+def test_outcomes_are_built_and_patched_through_the_protocols_names():
+    host = REPO / "conc_lab" / "host"
+    modules = [p for p in [*host.glob("*.py"), *(host / "backends").glob("*.py")] if p.name != "protocol.py"]
+    assert [hit for p in modules for hit in _outcome_literals(p)] == []
+
+
+def test_an_outcome_with_a_key_the_protocol_does_not_name_is_refused():
+    assert protocol.outcome(status=protocol.STATUS_OK, run_s=1.0) == {"status": "ok", "run_s": 1.0}
+    with pytest.raises(KeyError, match="runs"):
+        protocol.outcome(status=protocol.STATUS_OK, runs=1)
+    with pytest.raises(KeyError, match="wall_s"):
+        protocol.check_outcome({"status": "ok", "wall_s": 1.0})
+
+
+def test_a_host_of_another_protocol_is_one_clear_line():
+    hello = {
+        protocol.OP: protocol.HELLO,
+        protocol.VERSION: protocol.PROTOCOL_VERSION + 1,
+        "executable": "/x/py",
+    }
+    problem = protocol.version_problem(hello)
+    assert problem.count("\n") == 0 and "protocol" in problem and "/x/py" in problem
+    with TrialHost(search_path=[str(REPO)]) as host:
+        assert host.info[protocol.VERSION] == protocol.PROTOCOL_VERSION
+        assert protocol.SECRET not in host.info  # kept by the handle, never a row's fact
+
+
+def test_a_reply_for_another_request_or_without_the_secret_is_refused():
+    assert protocol.check_reply({protocol.ID: 1, protocol.SECRET: "s"}, 1, "s") is None
+    assert "forged" in protocol.check_reply({protocol.ID: 1, protocol.SECRET: "t"}, 1, "s")
+    assert "request 2" in protocol.check_reply({protocol.ID: 2, protocol.SECRET: "s"}, 1, "s")

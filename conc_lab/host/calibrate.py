@@ -16,7 +16,7 @@ Run as a module it calibrates one workload in a fresh process and prints JSON li
 and then the answer, which is how the runner uses it (under the sweep's interpreter, unpinned,
 before any trial)::
 
-    python -m conc_lab.host.calibrate experiments.cpu:sum_squares 0.05 60
+    python -m conc_lab.host.calibrate experiments.cpu:sum_squares 0.05 60   # lines: protocol.CAL_*
     {"step": 1, "seconds": 1.2e-06, "elapsed": 0.0}
     ...
     {"size": 524288, "seconds": 0.061}
@@ -56,6 +56,7 @@ def calibrate(
     """
     if not target_s > 0:
         raise CalibrationError("target must be a positive number of seconds, got %r" % (target_s,))
+    fn = callable_sync(fn)
     started = clock()
     step = _stepper(fn, clock, started, on_step)
     size, times = 1, []
@@ -86,6 +87,22 @@ def calibrate(
             )
             return size, elapsed, why
         size *= 2
+
+
+def callable_sync(fn):
+    """``fn`` as a plain call: an ``async def`` workload is run to completion on one event loop.
+
+    Calling it as it is would time the creation of a coroutine, never awaited, which takes no
+    longer at any size (#26 item 1: ``size: auto`` failed for every ``async def`` workload).
+    """
+    from conc_lab.host.backends._worker import is_async
+
+    if not is_async(fn):
+        return fn
+    import asyncio  # only for async workloads, as the sequential backend does
+
+    loop = asyncio.new_event_loop()
+    return lambda task, size: loop.run_until_complete(fn(task, size))
 
 
 def _forecast(times):
@@ -140,13 +157,18 @@ def main(argv=None):
     try:
         fn = import_function(argv[0])
         size, seconds, why = calibrate(
-            fn, target, budget_s=budget, on_step=lambda s, t, e: say({"step": s, "seconds": t, "elapsed": e})
+            fn,
+            target,
+            budget_s=budget,
+            on_step=lambda s, t, e: say(
+                {protocol.CAL_STEP: s, protocol.CAL_SECONDS: t, protocol.CAL_ELAPSED: e}
+            ),
         )
-        answer = {"size": size, "seconds": seconds}
+        answer = {protocol.CAL_SIZE: size, protocol.CAL_SECONDS: seconds}
         if why:
-            answer["stopped"] = why
+            answer[protocol.CAL_STOPPED] = why
     except Exception as exc:  # reported as data: the runner turns it into one line for the user
-        answer = {"error": "%s: %s" % (type(exc).__name__, exc)}
+        answer = {protocol.CAL_ERROR: "%s: %s" % (type(exc).__name__, exc)}
     say(answer)
     return 0
 

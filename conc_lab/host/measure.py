@@ -12,6 +12,8 @@ import socket
 import sys
 import time
 
+from conc_lab.host import protocol
+
 #: Monotonic and system-wide on Linux, so times taken in worker processes compare with the host's.
 clock = time.perf_counter
 
@@ -136,7 +138,7 @@ def interpreter():
     return {
         "python_version": platform.python_version(),
         "python_impl": platform.python_implementation(),
-        "gil_enabled": gil_enabled(),
+        protocol.GIL_ENABLED: gil_enabled(),
         "free_threaded": free_threaded,
         "executable": sys.executable,
         "hostname": socket.gethostname(),

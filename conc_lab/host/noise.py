@@ -143,14 +143,14 @@ class Sample(object):
         wall = self.when - before.when
         cpus = sorted(set(self.cores)) if self.cores else sorted(self.cpus)
         if wall <= 0 or not cpus or any(c not in self.cpus or c not in before.cpus for c in cpus):
-            return {"foreign_cpu": None, "steal_cpu": None}
+            return {protocol.FOREIGN_CPU: None, protocol.STEAL_CPU: None}
         busy = sum(self.cpus[c][0] - before.cpus[c][0] for c in cpus)
         steal = sum(self.cpus[c][1] - before.cpus[c][1] for c in cpus)
         own = None if self.own is None or before.own is None else self.own - before.own
         foreign = None if own is None else max(busy - own, 0.0) / (wall * len(cpus))
         return {
-            "foreign_cpu": None if foreign is None else min(foreign, 1.0),
-            "steal_cpu": min(steal / (wall * len(cpus)), 1.0),
+            protocol.FOREIGN_CPU: None if foreign is None else min(foreign, 1.0),
+            protocol.STEAL_CPU: min(steal / (wall * len(cpus)), 1.0),
         }
 
 
@@ -229,10 +229,10 @@ def verdict(row, max_foreign_cpu=MAX_FOREIGN_CPU, max_canary_change=MAX_CANARY_C
     True
     """
     reasons = []
-    foreign = row.get("foreign_cpu")
+    foreign = row.get(protocol.FOREIGN_CPU)
     if foreign is not None and foreign > max_foreign_cpu:
         reasons.append("others used %.0f%% of its cores" % (100 * foreign))
-    before, after = row.get("canary_before_s"), row.get("canary_after_s")
+    before, after = row.get(protocol.CANARY_BEFORE_S), row.get(protocol.CANARY_AFTER_S)
     if before and after:
         change = after / before - 1
         if abs(change) > max_canary_change:

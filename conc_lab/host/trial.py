@@ -45,7 +45,7 @@ def handle(request, workloads, canary_cache=None, alone=None):
     outcome[protocol.PEAK_RSS_BYTES] = (outcome.get(protocol.PEAK_RSS_BYTES) or 0) + measure.peak_rss_bytes()
     outcome[protocol.CHECKABLE] = getattr(fn, "checkable", True)
     outcome[protocol.GIL_ENABLED] = measure.gil_enabled()  # a free-threaded build may have turned it back on
-    return outcome
+    return protocol.check_outcome(outcome)
 
 
 def _measured(backend, fn, trial, cache, alone):

@@ -31,6 +31,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 
 from conc_lab.config.model import AUTO  # the one spelling of size: auto
+from conc_lab.host import protocol
 from conc_lab.host.calibrate import DEFAULT_BUDGET_S, DEFAULT_TARGET_S
 from conc_lab.run.trial_host import child_env
 
@@ -87,11 +88,16 @@ def calibrate_workload(
         last: dict | None = None
         try:
             for doc in _lines(proc, deadline):
-                if "error" in doc or "size" in doc:
+                if protocol.CAL_ERROR in doc or protocol.CAL_SIZE in doc:
                     return _answer(workload, doc)
                 last = doc
                 if on_step:
-                    on_step(workload, int(doc["step"]), float(doc["seconds"]), float(doc["elapsed"]))
+                    on_step(
+                        workload,
+                        int(doc[protocol.CAL_STEP]),
+                        float(doc[protocol.CAL_SECONDS]),
+                        float(doc[protocol.CAL_ELAPSED]),
+                    )
         finally:
             _reap(proc)
         if time.monotonic() < deadline:  # it ended without an answer
@@ -132,9 +138,10 @@ def _reap(proc: subprocess.Popen) -> None:
 
 
 def _answer(workload: str, doc: dict) -> Calibration:
-    if "error" in doc:
-        raise CalibrationFailed(workload, doc["error"])
-    return Calibration(workload, int(doc["size"]), float(doc["seconds"]), doc.get("stopped"))
+    if protocol.CAL_ERROR in doc:
+        raise CalibrationFailed(workload, doc[protocol.CAL_ERROR])
+    size, seconds = int(doc[protocol.CAL_SIZE]), float(doc[protocol.CAL_SECONDS])
+    return Calibration(workload, size, seconds, doc.get(protocol.CAL_STOPPED))
 
 
 def _out_of_time(workload: str, last: dict | None, budget_s: float) -> Calibration:
@@ -143,7 +150,7 @@ def _out_of_time(workload: str, last: dict | None, budget_s: float) -> Calibrati
         raise CalibrationFailed(
             workload, f"its first call at size 1 did not finish within the {budget_s:.3g} s budget"
         )
-    size, seconds = int(last["step"]), float(last["seconds"])
+    size, seconds = int(last[protocol.CAL_STEP]), float(last[protocol.CAL_SECONDS])
     why = f"size {size * 2} was still running when the {budget_s:.3g} s budget ran out"
     return Calibration(workload, size, seconds, why)
 

@@ -16,10 +16,11 @@ Standard library only, Python 3.8 syntax.
 """
 
 import os
+import queue
 import sys
 import threading
 
-from conc_lab.host import affinity, measure
+from conc_lab.host import affinity, measure, protocol
 from conc_lab.host.workload import import_function, search_first
 
 
@@ -133,21 +134,20 @@ class Collector(object):
                 checksum = measure.checksum(self.results)
             except measure.NotJSONable as exc:
                 self.error = str(exc)
-        out = {
-            "status": "ok" if self.error is None else "failed",
-            "error": self.error,
-            "setup_s": setup_s,
-            "run_s": (self.run_end - run_start) if self.run_end is not None else None,
-            "cpu_user_s": self.user,
-            "cpu_sys_s": self.sys,
-            "peak_rss_bytes": self.rss,
-            "cores": cores,
-            "task_records": [r[:6] + [r[6] - run_start, r[7] - run_start] for r in self.records],
-            "checksum": checksum,
-            "involuntary_switches": self.switches,
-            "left_behind": list(self.left),
-        }
-        return out
+        return protocol.outcome(
+            status=protocol.STATUS_OK if self.error is None else protocol.STATUS_FAILED,
+            error=self.error,
+            setup_s=setup_s,
+            run_s=(self.run_end - run_start) if self.run_end is not None else None,
+            cpu_user_s=self.user,
+            cpu_sys_s=self.sys,
+            peak_rss_bytes=self.rss,
+            cores=cores,
+            task_records=[r[:6] + [r[6] - run_start, r[7] - run_start] for r in self.records],
+            checksum=checksum,
+            involuntary_switches=self.switches,
+            left_behind=list(self.left),
+        )
 
     def teardown_s(self):
         """Seconds from the last task's end (or the trial's failure) until now, when the workers are gone.
@@ -157,6 +157,72 @@ class Collector(object):
         """
         since = self.run_end if self.run_end is not None else self.stopped
         return None if since is None else max(measure.clock() - since, 0.0)
+
+
+class WorkerSetupFailed(Exception):
+    """A worker could not start (its reason is the whole message: no traceback needed)."""
+
+
+def run_thread_pool(trial, body, name):
+    """Run a trial on ``trial["workers"]`` host threads: the loop the thread backends share.
+
+    ``body(index, core, next_task, emit)`` is one worker: it pins itself, emits ``("ready",
+    index)``, runs tasks from ``next_task()`` until None, and returns its (user, system) CPU
+    seconds. A worker that raises, before it is ready too (a core it cannot pin to), fails the
+    trial at once: the pool never waits for a ready that cannot come.
+    """
+    workers, cores = trial["workers"], trial["cores"]
+    tasks_q, out_q = queue.SimpleQueue(), queue.SimpleQueue()
+    collector = Collector(trial["tasks"], workers)
+
+    def thread_main(index):
+        try:
+            user, system = body(index, cores[index] if cores else None, tasks_q.get, out_q.put)
+            out_q.put(("exit", index, user, system, 0))
+        except BaseException:  # noqa: B036 - anything here fails the trial, never the host
+            out_q.put(("error", -1, "worker %d: %s" % (index, _failure_text())))
+
+    setup_start = measure.clock()
+    threads = [
+        threading.Thread(target=thread_main, args=(i,), name="%s-%d" % (name, i), daemon=True)
+        for i in range(workers)
+    ]
+    for t in threads:
+        t.start()
+    while collector.ready < workers and collector.error is None:
+        collector.feed(out_q.get())
+    run_start = measure.clock()
+    if collector.error is None:
+        for task in range(trial["tasks"]):
+            tasks_q.put(task)
+    for _ in range(workers):
+        tasks_q.put(None)
+    while not collector.finished:
+        collector.feed(out_q.get())
+    if collector.error is not None:
+        _drain(tasks_q)  # the other workers stop after their current task
+        for _ in range(workers):
+            tasks_q.put(None)
+    # Threads cannot be killed; joining them keeps a failed trial's leftovers off the next timing.
+    # A thread that never returns is the runner's to handle: it kills the whole host on timeout.
+    outcome = collector.outcome(run_start - setup_start, run_start, cores)
+    for t in threads:
+        t.join()
+    outcome[protocol.TEARDOWN_S] = collector.teardown_s()
+    return outcome
+
+
+def _drain(q):
+    try:
+        while True:
+            q.get_nowait()
+    except queue.Empty:
+        pass
+
+
+def _failure_text():
+    exc = sys.exc_info()[1]
+    return str(exc) if isinstance(exc, WorkerSetupFailed) else _short_traceback()
 
 
 def _unsendable(result, exc):

@@ -24,7 +24,7 @@ import resource
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-from conc_lab.host import affinity, measure
+from conc_lab.host import affinity, measure, protocol
 from conc_lab.host.backends import Backend
 from conc_lab.host.backends._worker import Collector, _short_traceback, is_async
 
@@ -44,12 +44,12 @@ class AsyncioBackend(Backend):
     def run(self, fn, trial):
         offload = options(trial).get("offload", OFFLOAD_NONE)
         if not is_async(fn) and offload != OFFLOAD_THREAD:
-            return {
-                "status": "failed",
-                "error": "%s is a plain function: asyncio awaits `async def` workloads; to run a plain "
+            return protocol.outcome(
+                status=protocol.STATUS_FAILED,
+                error="%s is a plain function: asyncio awaits `async def` workloads; to run a plain "
                 "one with asyncio.to_thread, set backend_options: {asyncio: {offload: thread}}"
                 % trial["workload"],
-            }
+            )
         cores = trial["cores"]
         core = cores[0] if cores else None
         previous = affinity.pin(core) if core is not None else None
@@ -88,14 +88,14 @@ class _Run(object):
                 self.collector.feed(("exit", i, 0.0, 0.0, 0))
             self.collector.user, self.collector.sys = cpu1[0] - cpu0[0], cpu1[1] - cpu0[1]
             out = self.collector.outcome(run_start - setup_start, run_start, self.cores)
-            out["cores"] = self._cores_used()
+            out[protocol.CORES] = self._cores_used()
         finally:
             if pool is not None:
                 # A failed trial leaves its other calls running in the pool: they finish their
                 # current task (threads cannot be killed; a hung one is the runner's timeout).
                 pool.shutdown(wait=True)
             loop.close()
-        out["teardown_s"] = self.collector.teardown_s()  # the pool joined and the loop closed
+        out[protocol.TEARDOWN_S] = self.collector.teardown_s()  # the pool joined and the loop closed
         return out
 
     def _cores_used(self):

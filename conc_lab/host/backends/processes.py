@@ -12,7 +12,7 @@ import sys
 import threading
 from multiprocessing.connection import wait
 
-from conc_lab.host import measure
+from conc_lab.host import measure, protocol
 from conc_lab.host.backends import Backend
 from conc_lab.host.backends._worker import Collector, process_main
 
@@ -64,8 +64,8 @@ class ProcessBackend(Backend):
             for c in conns:
                 c.close()
             _close_queue(tasks_q)
-        outcome["teardown_s"] = collector.teardown_s()
-        outcome["left_behind"].extend(outcome_left)
+        outcome[protocol.TEARDOWN_S] = collector.teardown_s()
+        outcome[protocol.LEFT_BEHIND].extend(outcome_left)
         return outcome
 
 

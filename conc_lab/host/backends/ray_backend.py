@@ -140,7 +140,7 @@ class RayBackend(Backend):
             if (exc.name or "").partition(".")[0] != "ray":
                 raise
             # An interpreter of the python axis without Ray: skipped there, as a workload it cannot import.
-            return {"status": "skipped", "error": lacks("ray")}
+            return protocol.outcome(status=protocol.STATUS_SKIPPED, error=lacks("ray"))
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         workers, cores, tasks = trial["workers"], trial["cores"], trial["tasks"]
@@ -179,7 +179,7 @@ class RayBackend(Backend):
                 except Exception:
                     pass
             _wait_gone(pids)
-        outcome["teardown_s"] = collector.teardown_s()  # until the actors' processes are gone
+        outcome[protocol.TEARDOWN_S] = collector.teardown_s()  # until the actors' processes are gone
         return outcome
 
     @staticmethod

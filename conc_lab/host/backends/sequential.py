@@ -5,7 +5,7 @@ An ``async def`` workload is awaited one task at a time on one event loop per tr
 against. The loop is made before the timing starts, as a program calling ``asyncio.run`` has one.
 """
 
-from conc_lab.host import measure
+from conc_lab.host import measure, protocol
 from conc_lab.host.backends import Backend
 from conc_lab.host.backends._worker import Collector, is_async, run_worker
 
@@ -46,5 +46,5 @@ class SequentialBackend(Backend):
         run_start = marks.get("run_start", start)
         outcome = collector.outcome(run_start - start, run_start, cores)
         # Nothing to join; what is left is the loop's return and unpinning, as in every backend.
-        outcome["teardown_s"] = collector.teardown_s()
+        outcome[protocol.TEARDOWN_S] = collector.teardown_s()
         return outcome

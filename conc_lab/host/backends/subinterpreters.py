@@ -22,13 +22,11 @@ Standard library only, Python 3.8 syntax.
 
 import os
 import platform
-import queue
 import sys
-import threading
 
-from conc_lab.host import affinity, measure
+from conc_lab.host import affinity, measure, protocol
 from conc_lab.host.backends import Backend
-from conc_lab.host.backends._worker import Collector, _short_traceback
+from conc_lab.host.backends._worker import WorkerSetupFailed, run_thread_pool
 
 #: (module with create(), queue module a subinterpreter must import before a queue is shared with it)
 _SOURCES = (
@@ -112,64 +110,35 @@ class SubinterpreterBackend(Backend):
         try:
             api, queues = find_api()
         except ImportError as exc:
-            return {"status": "skipped", "error": str(exc)}
+            return protocol.outcome(status=protocol.STATUS_SKIPPED, error=str(exc))
         return _Pool(api, queues, trial).run()
 
 
 class _Pool(object):
+    """One trial's interpreters, each on a host thread of ``_worker.run_thread_pool``."""
+
     def __init__(self, api, queues, trial):
         self.api, self.queues, self.trial = api, queues, trial
-        self.workers, self.cores = trial["workers"], trial["cores"]
-        self.tasks_q, self.out_q = queue.SimpleQueue(), queue.SimpleQueue()
-        self.gils = [None] * self.workers
-        self.collector = Collector(trial["tasks"], self.workers)
+        self.gils = [None] * trial["workers"]
 
     def run(self):
-        collector = self.collector
-        setup_start = measure.clock()
-        threads = [
-            threading.Thread(target=self._worker, args=(i,), name="conclab-subinterp-%d" % i, daemon=True)
-            for i in range(self.workers)
-        ]
-        for t in threads:
-            t.start()
-        while collector.ready < self.workers and collector.error is None:
-            collector.feed(self.out_q.get())
-        run_start = measure.clock()
-        if collector.error is None:
-            for task in range(self.trial["tasks"]):
-                self.tasks_q.put(task)
-        for _ in range(self.workers):
-            self.tasks_q.put(None)
-        while not collector.finished:
-            collector.feed(self.out_q.get())
-        if collector.error is not None:
-            _drain(self.tasks_q)  # the other workers stop after their current task
-            for _ in range(self.workers):
-                self.tasks_q.put(None)
-        for t in threads:
-            t.join()
-        out = collector.outcome(run_start - setup_start, run_start, self.cores)
-        out["teardown_s"] = collector.teardown_s()  # the interpreters closed and their threads joined
+        out = run_thread_pool(self.trial, self._worker, "conclab-subinterp")
         known = [g for g in self.gils if g is not None]
-        out["own_gil"] = all(known) if known and len(known) == self.workers else None
+        out[protocol.OWN_GIL] = all(known) if known and len(known) == self.trial["workers"] else None
         return out
 
-    def _worker(self, index):
-        core = self.cores[index] if self.cores else None
+    def _worker(self, index, core, next_task, emit):
         previous = affinity.pin(core) if core is not None else None  # the OS thread its interpreter runs on
         interp = None
         try:
             interp = self.api.create()
             self.gils[index] = own_gil(interp)
             out = self._setup(interp, index, core)
-            self.out_q.put(("ready", index))
+            emit(("ready", index))
             user0, sys0 = measure.cpu_times()
-            self._loop(interp, out)
+            self._loop(interp, out, next_task, emit)
             user1, sys1 = measure.cpu_times()
-            self.out_q.put(("exit", index, user1 - user0, sys1 - sys0, 0))
-        except BaseException:  # noqa: B036 - anything here fails the trial, never the host
-            self.out_q.put(("error", -1, "worker %d: %s" % (index, _failure_text())))
+            return user1 - user0, sys1 - sys0
         finally:
             if interp is not None:
                 try:
@@ -192,29 +161,25 @@ class _Pool(object):
         try:
             interp.exec(code)
         except Exception as exc:
-            raise _SetupFailed(
+            raise WorkerSetupFailed(
                 "cannot import %s in a subinterpreter: %s" % (self.trial["workload"], _excinfo(exc))
             ) from None
         out = self.api.create_queue()
         interp.prepare_main(_out=out)
         return out
 
-    def _loop(self, interp, out):
+    def _loop(self, interp, out, next_task, emit):
         import pickle
 
         while True:
-            task = self.tasks_q.get()
+            task = next_task()
             if task is None:
                 return
             interp.exec("_conclab_step(%d)" % task)
             msg = pickle.loads(out.get_nowait())
-            self.out_q.put(msg)
+            emit(msg)
             if msg[0] == "error":
                 return
-
-
-class _SetupFailed(Exception):
-    pass
 
 
 def _excinfo(exc):
@@ -224,16 +189,3 @@ def _excinfo(exc):
         kind = getattr(info.type, "__name__", info.type)
         return "%s: %s" % (kind, info.msg)
     return "%s: %s" % (type(exc).__name__, exc)
-
-
-def _failure_text():
-    exc = sys.exc_info()[1]
-    return str(exc) if isinstance(exc, _SetupFailed) else _short_traceback()
-
-
-def _drain(q):
-    try:
-        while True:
-            q.get_nowait()
-    except queue.Empty:
-        pass
