@@ -168,7 +168,6 @@ _ONE_SWEEP = """
 import json, sys, time
 import conc_lab
 from conc_lab.run import runner  # imported before the clock starts: pandas takes seconds to import
-from conc_lab.store import core as store
 from conc_lab.config.document import parse_config
 n, out, cfg_path = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 doc = {"name": "bench-redesign", "repeats": 1, "warmup": 0, "affinity": "compact",

@@ -86,7 +86,9 @@ def main() -> None:
 
     from conc_lab.config.document import load_config
     from conc_lab.plan.matrix import count
-    from conc_lab.store import core as store
+    from conc_lab.store.layout import MANIFEST
+    from conc_lab.store.load import load
+    from conc_lab.store.manifest import read_manifest
 
     rng = random.Random(args.seed)
     work = Path(tempfile.mkdtemp(prefix="bench_kill_resume-"))
@@ -98,8 +100,8 @@ def main() -> None:
     env = dict(os.environ, CONCLAB_TEST_TAG=tag, COLUMNS="400")
 
     def verify(out: Path) -> dict:
-        sweeps = [d for d in (out / "kr").iterdir() if (d / store.MANIFEST).exists()]
-        df = store.load(out / "kr")
+        sweeps = [d for d in (out / "kr").iterdir() if (d / MANIFEST).exists()]
+        df = load(out / "kr")
         return {
             "sweeps": len(sweeps),
             "rows": len(df),
@@ -108,9 +110,9 @@ def main() -> None:
                 1
                 for d in sweeps
                 for p in d.iterdir()
-                if not (p.name == store.MANIFEST or p.name.startswith("part-"))
+                if not (p.name == MANIFEST or p.name.startswith("part-"))
             ),
-            "complete": all(store.read_manifest(d)["state"] == "complete" for d in sweeps),
+            "complete": all(read_manifest(d).state == "complete" for d in sweeps),
             "ok": bool((df.status == "ok").all() and df.correct.all()),
         }
 
@@ -157,7 +159,7 @@ def main() -> None:
         orphans += len(survivors(tag))
         now = set()
         if (out / "kr").exists():  # killed before it made its store: nothing to check yet
-            df = store.load(out / "kr", columns=["trial_id", "repeat"])
+            df = load(out / "kr", columns=["trial_id", "repeat"])
             now = set(zip(df["trial_id"], df["repeat"].astype(int)))
         lost += len(seen - now)
         seen |= now

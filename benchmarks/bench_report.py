@@ -23,7 +23,8 @@ import pyarrow as pa
 import conc_lab
 from conc_lab import schema
 from conc_lab.present.report import write_report
-from conc_lab.store import core as store
+from conc_lab.store.manifest import read_manifest
+from conc_lab.store.writer import SweepWriter
 
 SETS = 37  # size multipliers: parameter sets per workload
 
@@ -35,9 +36,9 @@ def grow_store(sweep_dir: Path, rows: int, out: Path) -> Path:
             df[col] = df[col].astype(object)
     base = pa.Table.from_pandas(df[schema.COLUMNS], schema=schema.SCHEMA, preserve_index=False).to_pylist()
     rng = np.random.default_rng(0)
-    manifest = dict(store.read_manifest(sweep_dir), sweep_id="bench-report", state="running")
+    manifest = read_manifest(sweep_dir).replace(sweep_id="bench-report")
     target = out / "bench-report" / "bench-report"
-    writer = store.SweepWriter(target, manifest, flush_rows=5000)
+    writer = SweepWriter(target, manifest, flush_rows=5000)
     for k in range(rows):
         row = dict(base[k % len(base)])
         copy = k // len(base)

@@ -64,14 +64,16 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=100_000)
     ap.add_argument("--flush", type=int, default=1000)
     args = ap.parse_args()
-    from conc_lab.store import core as store
+    from conc_lab.store.load import load
+    from conc_lab.store.manifest import Manifest
+    from conc_lab.store.writer import SweepWriter
 
     print("load before:", os.getloadavg())
     work = Path(tempfile.mkdtemp(prefix="bench_store-"))
     try:
         rows = [make_row(i) for i in range(args.rows)]
-        writer = store.SweepWriter(
-            work / "bench" / "bench", {"sweep_id": "bench"}, flush_rows=args.flush, flush_s=1e9
+        writer = SweepWriter(
+            work / "bench" / "bench", Manifest(sweep_id="bench"), flush_rows=args.flush, flush_s=1e9
         )
         began = time.perf_counter()
         for row in rows:
@@ -79,7 +81,7 @@ def main() -> None:
         writer.close("complete")
         append_s = time.perf_counter() - began
         began = time.perf_counter()
-        df = store.load(work / "bench")
+        df = load(work / "bench")
         load_s = time.perf_counter() - began
         assert len(df) == args.rows
         parts = len(list((work / "bench" / "bench").glob("part-*.parquet")))

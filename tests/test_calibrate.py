@@ -142,7 +142,7 @@ def test_module_reports_errors_as_data():
 
 def test_sweep_resolves_auto_once_per_workload_and_resume_reuses_it(tmp_path, write_config):
     import conc_lab
-    from conc_lab.store import core as store
+    from conc_lab.store.manifest import read_manifest
 
     path = write_config(
         """
@@ -160,8 +160,8 @@ def test_sweep_resolves_auto_once_per_workload_and_resume_reuses_it(tmp_path, wr
     events = []
     first = conc_lab.sweep(path, out=tmp_path / "r", on_event=events.append)
     assert first.ok
-    manifest = store.read_manifest(first.sweep_dir)
-    size = manifest["calibrated_sizes"]["experiments.seed:calc_square"]
+    manifest = read_manifest(first.sweep_dir)
+    size = manifest.calibrated_sizes["experiments.seed:calc_square"]
     assert size > 3
     calibrated = [e for e in events if isinstance(e, Calibrated)]
     assert [(e.workload, e.size) for e in calibrated] == [("experiments.seed:calc_square", size)]

@@ -25,7 +25,8 @@ from needs import need
 import conc_lab
 from conc_lab.analysis.summary import summarize
 from conc_lab.present import tables
-from conc_lab.store import core as store
+from conc_lab.store.layout import sweep_dirs
+from conc_lab.store.manifest import read_manifest
 
 pytestmark = pytest.mark.terminal
 
@@ -400,8 +401,8 @@ def test_filters_by_short_name_workers_and_size_keep_the_baseline(cpulike):
 
 def test_sweep_and_latest_choose_among_the_sweeps_of_a_folder(cpulike, tmp_path):
     config, out = cpulike
-    (first,) = store.sweep_dirs(out)
-    first_id = store.read_manifest(first)["sweep_id"]
+    (first,) = sweep_dirs(out)
+    first_id = read_manifest(first).sweep_id
     again = tmp_path / "again" / "cpulike.yaml"  # the same name, a smaller matrix: a second sweep
     again.parent.mkdir()
     again.write_text(

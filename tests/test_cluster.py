@@ -15,7 +15,8 @@ from conc_lab.events import NodeJoined, NodeLost, RunFinished, Warned
 from conc_lab.plan.matrix import expand
 from conc_lab.plan.runs import parse_shard, shard_trials
 from conc_lab.run import runner
-from conc_lab.store import core as store
+from conc_lab.store.layout import sweep_dirs
+from conc_lab.store.manifest import read_manifest
 
 pytestmark = pytest.mark.ray
 
@@ -148,18 +149,18 @@ def test_shard_sweeps_merge_into_one_sweep_with_every_run_once(tmp_path, write_c
     out = tmp_path / "results"
     planned = sum(runner.sweep(config, out, shard=f"{k}/3").planned for k in (1, 2, 3))
     assert planned == 9 * 2
-    shard_dirs = store.sweep_dirs(out / "sharded")
+    shard_dirs = sweep_dirs(out / "sharded")
     assert len(shard_dirs) == 3
     result = CliRunner().invoke(app, ["merge", str(out / "sharded")])
     assert result.exit_code == 0, result.output
     assert "merged 3 shards (1/3, 2/3, 3/3), 18 runs" in result.output
-    (merged,) = store.sweep_dirs(out / "sharded")  # the shards were replaced
+    (merged,) = sweep_dirs(out / "sharded")  # the shards were replaced
     assert not any(d.exists() for d in shard_dirs)
-    manifest = store.read_manifest(merged)
-    assert manifest["state"] == "complete" and len(manifest["merged_from"]) == 3
+    manifest = read_manifest(merged)
+    assert manifest.state == "complete" and len(manifest.merged_from) == 3
     df = conc_lab.load(out / "sharded")
     _assert_each_run_once(df, 18)
-    assert set(df["sweep_id"]) == {manifest["sweep_id"]} and df["cpu_model"].notna().all()
+    assert set(df["sweep_id"]) == {manifest.sweep_id} and df["cpu_model"].notna().all()
 
 
 def test_merge_refuses_a_doubled_shard_and_reports_a_missing_one(tmp_path, write_config):
@@ -169,16 +170,16 @@ def test_merge_refuses_a_doubled_shard_and_reports_a_missing_one(tmp_path, write
     runner.sweep(config, out, shard="1/3")
     result = CliRunner().invoke(app, ["merge", str(out / "sharded")])
     assert result.exit_code == 2 and "shard 1/3 is there twice" in result.output
-    assert len(store.sweep_dirs(out / "sharded")) == 2  # nothing written, nothing removed
+    assert len(sweep_dirs(out / "sharded")) == 2  # nothing written, nothing removed
     elsewhere = tmp_path / "merged"
-    for d in store.sweep_dirs(out / "sharded")[1:]:
+    for d in sweep_dirs(out / "sharded")[1:]:
         for f in d.iterdir():
             f.unlink()
         d.rmdir()
     result = CliRunner().invoke(app, ["merge", str(out / "sharded"), "--out", str(elsewhere)])
     assert result.exit_code == 3 and "shards missing: 2/3, 3/3" in result.output  # partial: not afterok
-    assert store.read_manifest(store.sweep_dirs(elsewhere)[0])["state"] == "partial"
-    assert len(store.sweep_dirs(out / "sharded")) == 1  # with --out the shard is kept
+    assert read_manifest(sweep_dirs(elsewhere)[0]).state == "partial"
+    assert len(sweep_dirs(out / "sharded")) == 1  # with --out the shard is kept
 
 
 def test_a_bad_shard_is_one_line_and_exit_2(write_config):
@@ -201,4 +202,4 @@ def test_resuming_a_shard_continues_that_shard_not_the_latest_sweep(tmp_path, wr
     runner.sweep(config, out, shard="2/2")  # the latest sweep under results/sharded
     again = runner.sweep(config, out, shard="1/2", resume=True)
     assert again.sweep_dir == first.sweep_dir and again.recorded == 0
-    assert store.read_manifest(first.sweep_dir)["shard"] == "1/2"
+    assert read_manifest(first.sweep_dir).shard == "1/2"

@@ -21,7 +21,9 @@ from conc_lab.run import runner
 from conc_lab.run.cluster import ClusterDispatch
 from conc_lab.run.dispatch import Dispatch, LocalDispatch
 from conc_lab.run.executor import ExecutorSettings, RunResult, TrialExecutor, trial_row
-from conc_lab.store import core as store
+from conc_lab.store.layout import sweep_dirs
+from conc_lab.store.manifest import read_manifest
+from conc_lab.store.writer import SweepWriter
 
 pytestmark = pytest.mark.host  # the sweep's preparation (doctor, environment) runs child processes
 
@@ -79,13 +81,13 @@ class ScriptedDispatch(Dispatch):
 def _drive(tmp_path, write_config, dispatch: Dispatch, fail_fast: bool = False):
     config = load_config(write_config(CONFIG))
     prepared = runner._prepare(config, tmp_path / "out", False, None, None, events.ignore)
-    writer = store.SweepWriter(prepared.sweep_dir, prepared.manifest)
+    writer = SweepWriter(prepared.sweep_dir, prepared.manifest)
     dispatch.sweep_id = prepared.sweep_id
     book = runner._Book({})
     told = []
     interrupted = runner._drive(prepared.plan, dispatch, writer, book, fail_fast, told.append)
-    df = conc_lab.load(prepared.sweep_dir) if store.sweep_dirs(tmp_path / "out" / "rules") else None
-    return book, interrupted, df, store.read_manifest(prepared.sweep_dir)["state"], told
+    df = conc_lab.load(prepared.sweep_dir) if sweep_dirs(tmp_path / "out" / "rules") else None
+    return book, interrupted, df, read_manifest(prepared.sweep_dir).state, told
 
 
 def _is(trial: Trial, backend: str, size: int) -> bool:

@@ -120,7 +120,7 @@ def test_real_machine_every_check_answers():
 
 def test_sweep_stores_findings_and_warns_at_most_once(tmp_path, write_config):
     import conc_lab
-    from conc_lab.store import core as store
+    from conc_lab.store.manifest import read_manifest
 
     path = write_config(
         """
@@ -132,8 +132,8 @@ def test_sweep_stores_findings_and_warns_at_most_once(tmp_path, write_config):
     )
     events = []
     result = conc_lab.sweep(path, out=tmp_path / "r", on_event=events.append)
-    manifest = store.read_manifest(result.sweep_dir)
-    stored = manifest["doctor"]
+    manifest = read_manifest(result.sweep_dir)
+    stored = manifest.doctor
     assert [f["name"] for f in stored] == [f.name for f in doctor.diagnose()]
     warnings = [e.text for e in events if isinstance(e, Warned) and "spoiled" in e.text]
     spoiling = [f for f in stored if f["status"] in ("warn", "bad")]

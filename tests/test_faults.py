@@ -24,7 +24,9 @@ from conc_lab.host.measure import checksum
 from conc_lab.plan.matrix import Trial
 from conc_lab.run import runner
 from conc_lab.run.executor import ExecutorSettings, TrialExecutor
-from conc_lab.store import core as store
+from conc_lab.store.layout import StoreError
+from conc_lab.store.load import load
+from conc_lab.store.manifest import read_manifest
 
 pytestmark = pytest.mark.host
 
@@ -204,7 +206,7 @@ def test_a_sweep_of_faulty_trials_goes_on_records_all_and_skips_after_a_timeout(
     )
     assert (result.planned, result.recorded, result.interrupted) == (20, 20, False)
     assert not result.ok and result.failed == 14  # 3 failing workloads x 2 backends x 2 repeats, 2 timeouts
-    df = store.load(result.sweep_dir)
+    df = load(result.sweep_dir)
     assert len(df) == 20 and not df.duplicated(["trial_id", "repeat"]).any()
     by = df.groupby(["workload", "status"], observed=True).size().to_dict()
     assert by[("workloads_faulty:good", "ok")] == 4 and df[df.status == "ok"]["correct"].all()
@@ -212,7 +214,7 @@ def test_a_sweep_of_faulty_trials_goes_on_records_all_and_skips_after_a_timeout(
     assert by[("workloads_faulty:hangs", "skipped")] == 2  # repeat 1 not tried again
     assert by[("workloads_faulty:raises", "failed")] == by[("workloads_faulty:segfaults", "failed")] == 4
     assert df[df.status != "ok"]["error"].str.len().min() > 0
-    assert store.read_manifest(result.sweep_dir)["state"] == "complete"
+    assert read_manifest(result.sweep_dir).state == "complete"
     assert "workloads_faulty:segfaults" in failures  # told as they happened, not only at the end
 
 
@@ -268,18 +270,18 @@ def test_a_disk_that_fills_mid_sweep_stops_it_clearly_keeps_what_ran_and_resumes
             if len(runs) == 2:
                 _fill(filler)
 
-    with pytest.raises(store.StoreError) as err:
+    with pytest.raises(StoreError) as err:
         runner.sweep(cfg, small_disk / "results", on_event=fill_after_two)
     message = str(err.value)
     assert "No space left on device" in message and "--resume" in message and "\n" not in message
     (sweep_dir,) = (small_disk / "results" / "disk").iterdir()
     assert not list(sweep_dir.glob(".*.tmp"))  # no half-written part left to take space
-    kept = store.load(sweep_dir)
+    kept = load(sweep_dir)
     assert 2 <= len(kept) < 9 and not kept.duplicated(["trial_id", "repeat"]).any()
     filler.unlink()  # room again
     result = runner.sweep(cfg, small_disk / "results", resume=True)
     assert result.ok and result.sweep_dir == sweep_dir
-    df = store.load(sweep_dir)
+    df = load(sweep_dir)
     assert len(df) == 9 and not df.duplicated(["trial_id", "repeat"]).any() and df["correct"].all()
 
 
@@ -295,7 +297,7 @@ def test_a_full_or_nearly_full_disk_is_refused_before_the_sweep_starts(small_dis
         _fill(small_disk / "filler")
     else:
         (small_disk / "filler").write_bytes(b"\0" * (fill_mib << 20))
-    with pytest.raises(store.StoreError) as err:
+    with pytest.raises(StoreError) as err:
         runner.sweep(parse_config(SMALL, path=str(REPO / "configs" / "disk.yaml")), small_disk / "results")
     assert words in str(err.value)
     assert not (small_disk / "results" / "disk").exists()  # nothing started
@@ -333,7 +335,7 @@ def test_a_read_only_results_dir_is_refused_before_anything_runs(tmp_path):
 def test_a_file_where_the_results_dir_should_be_is_refused(tmp_path):
     blocker = tmp_path / "results"
     blocker.write_text("a file, not a folder")
-    with pytest.raises(store.StoreError, match="results directory is not writable"):
+    with pytest.raises(StoreError, match="results directory is not writable"):
         runner.sweep(parse_config(SMALL, path=str(REPO / "configs" / "disk.yaml")), blocker / "sub")
 
 

@@ -21,7 +21,7 @@ from conc_lab.host import measure
 from conc_lab.plan.matrix import Trial
 from conc_lab.run import runner
 from conc_lab.run.trial_host import TrialHost
-from conc_lab.store import core as store
+from conc_lab.store.load import load
 
 pytestmark = pytest.mark.host
 
@@ -160,7 +160,7 @@ def test_stderr_is_kept_as_a_bounded_tail_on_failed_runs_only(tmp_path):
     assert tail.endswith("LAST LINE OF TASK 0")  # the first task fails: the sequential loop stops there
     assert len(tail.encode()) <= 64 * 1024
     assert probe["stderr_tail"] is None
-    stored = store.load(tmp_path / "hostile", columns=["workload", "stderr_tail"])
+    stored = load(tmp_path / "hostile", columns=["workload", "stderr_tail"])
     assert stored["stderr_tail"].notna().sum() == 1
 
 

@@ -24,7 +24,7 @@ from conc_lab.config.errors import ConfigError
 from conc_lab.machine import doctor, interpreters
 from conc_lab.run.runner import sweep
 from conc_lab.run.trial_host import TrialHost
-from conc_lab.store import core as store
+from conc_lab.store.load import load
 
 pytestmark = pytest.mark.host
 
@@ -245,7 +245,7 @@ def test_one_matrix_across_three_interpreters(tmp_path, three_pythons, monkeypat
         backend_options={"multiprocessing": {"start_method": ["fork"]}},
     )
     result = sweep(path, out=tmp_path / "results")
-    df = store.load(result.sweep_dir)
+    df = load(result.sweep_dir)
     assert result.failed == 0 and result.wrong == 0 and len(df) == result.planned == 3 * 2 * 3 * 2
 
     for python in three_pythons:
@@ -318,7 +318,7 @@ def test_a_lazily_imported_package_is_declared_and_skipped_where_missing(tmp_pat
         },
     )
     result = sweep(path, out=tmp_path / "results")
-    df = store.load(result.sweep_dir)
+    df = load(result.sweep_dir)
     old, here = df[df["python"] == "3.8"], df[df["python"].isna()]
     assert (old["status"] == "skipped").all() and old["error"].str.startswith(
         "needs yaml, which CPython 3.8"

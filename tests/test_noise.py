@@ -149,6 +149,6 @@ def test_noisy_runs_are_redone_and_the_discarded_ones_kept(tmp_path, competitor)
 
 
 def store_rows(sweep_dir):
-    from conc_lab.store import core as store
+    from conc_lab.store.load import load
 
-    return store.load(sweep_dir, columns=["status", "repeat", "noisy", "started_at"])
+    return load(sweep_dir, columns=["status", "repeat", "noisy", "started_at"])

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 import conc_lab
-from conc_lab.store import core as store
+from conc_lab.store.layout import sweep_dirs
+from conc_lab.store.manifest import read_manifest
 
 pytestmark = pytest.mark.ray_start
 
@@ -48,8 +49,8 @@ def _readme(prefix: str) -> str:
 
 
 def _each_run_once_on_both_nodes(results: Path) -> None:
-    (sweep_dir,) = store.sweep_dirs(results)
-    assert store.read_manifest(sweep_dir)["state"] == "complete"
+    (sweep_dir,) = sweep_dirs(results)
+    assert read_manifest(sweep_dir).state == "complete"
     df = conc_lab.load(sweep_dir)
     keys = list(zip(df["trial_id"], df["repeat"]))
     assert len(keys) == len(set(keys)) == RUNS

@@ -16,7 +16,8 @@ import time
 import pytest
 
 import conc_lab
-from conc_lab.store import core as store
+from conc_lab.store.layout import sweep_dirs
+from conc_lab.store.manifest import read_manifest
 
 pytestmark = [pytest.mark.ray_start, pytest.mark.parametrize("ray_start", ["token-off"], indirect=True)]
 
@@ -157,5 +158,5 @@ def test_sigterm_on_a_sweep_with_ray_trials_saves_and_says_how_to_resume(ray_sta
     out = proc.communicate(timeout=120)[0]
     assert proc.returncode == 130, out[-3000:]
     assert "SIGTERM received" not in out and "Resume with: conclab sweep sigtermed.yaml --resume" in out
-    (sweep_dir,) = store.sweep_dirs(results)
-    assert store.read_manifest(sweep_dir)["state"] != "running"
+    (sweep_dir,) = sweep_dirs(results)
+    assert read_manifest(sweep_dir).state != "running"

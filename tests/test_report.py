@@ -445,9 +445,9 @@ def test_report_has_a_noise_section_with_the_machine_check(report_dir, sweep_dir
     noise = page[page.index("id='noise'") : page.index("<h2>Figures")]
     assert re.search(r"\d+ of 30 runs \(\d+%\) were\s+flagged noisy", noise)
     assert "redo" in noise  # what to do about it
-    from conc_lab.store.core import read_manifest
+    from conc_lab.store.manifest import read_manifest
 
-    load = next(f for f in read_manifest(sweep_dir)["doctor"] if f["name"] == "load")
+    load = next(f for f in read_manifest(sweep_dir).doctor if f["name"] == "load")
     assert (load["detail"] in noise) == (load["status"] in ("warn", "bad"))
     assert page.index("id='noise'") < page.index('id="summary"')  # read before any speedup
 

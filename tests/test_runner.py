@@ -7,7 +7,7 @@ import pytest
 import conc_lab
 from conc_lab.events import Planned, RunFinished
 from conc_lab.run import runner
-from conc_lab.store import core as store
+from conc_lab.store.manifest import read_manifest
 
 pytestmark = pytest.mark.host
 
@@ -46,7 +46,7 @@ def test_a_sweep_records_every_run_with_correct_answers(tmp_path, write_config):
     assert df.loc[df.repeat == 0, "started_at"].max() < df.loc[df.repeat == 1, "started_at"].min()
     kinds = [type(e) for e in events]
     assert kinds[0] is Planned and kinds.count(RunFinished) == 5 * 3  # warm-ups are reported too
-    assert store.read_manifest(result.sweep_dir)["state"] == "complete"
+    assert read_manifest(result.sweep_dir).state == "complete"
 
 
 def test_unpinned_sweep_records_pinned_false(tmp_path, write_config):
@@ -100,7 +100,7 @@ def test_fail_fast_stops_at_the_first_failure(tmp_path, write_config):
     )
     result = runner.sweep(cfg, tmp_path, fail_fast=True)
     assert result.recorded == 1 and result.failed == 1
-    assert store.read_manifest(result.sweep_dir)["state"] == "stopped"
+    assert read_manifest(result.sweep_dir).state == "stopped"
     df = conc_lab.load(result.sweep_dir)
     assert "ZeroDivisionError" in df["error"][0]
 

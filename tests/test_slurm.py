@@ -21,7 +21,8 @@ from conc_lab.cli import app
 from conc_lab.config.document import load_config
 from conc_lab.plan.matrix import expand
 from conc_lab.plan.runs import parse_shard, shard_trials
-from conc_lab.store import core as store
+from conc_lab.store.layout import journal_files, sweep_dirs
+from conc_lab.store.manifest import read_manifest
 
 pytestmark = pytest.mark.slurm
 
@@ -92,8 +93,8 @@ def _check_array_and_merge(slurm, workdir: Path, array: str, merge: str) -> list
     assert "merged 4 shards (1/4, 2/4, 3/4, 4/4)" in merge_log, merge_log
 
     trials = list(expand(load_config(workdir / "configs" / "cpu.yaml")))
-    (sweep_dir,) = store.sweep_dirs(workdir / "results" / "cpu")  # the shards became one sweep
-    assert store.read_manifest(sweep_dir)["state"] == "complete"
+    (sweep_dir,) = sweep_dirs(workdir / "results" / "cpu")  # the shards became one sweep
+    assert read_manifest(sweep_dir).state == "complete"
     df = conc_lab.load(workdir / "results" / "cpu")
     keys = list(zip(df["trial_id"], df["repeat"]))
     assert len(keys) == len(set(keys)) == len(trials) * 2  # every (trial, repeat) exactly once
@@ -242,7 +243,7 @@ def test_scancel_mid_shard_merge_exits_3_naming_it_and_resume_completes(slurm, t
 
 
 def _has_rows(results: Path, shard: str) -> bool:
-    for d in store.sweep_dirs(results) if results.exists() else []:
-        if store.read_manifest(d).get("shard") == shard:
-            return any(f.stat().st_size for f in store.journal_files(d))  # the old and new names
+    for d in sweep_dirs(results) if results.exists() else []:
+        if read_manifest(d).shard == shard:
+            return any(f.stat().st_size for f in journal_files(d))  # the old and new names
     return False

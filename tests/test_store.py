@@ -6,7 +6,11 @@ import pandas as pd
 import pytest
 
 from conc_lab import schema
-from conc_lab.store import core as store
+from conc_lab.store.layout import MANIFEST, StoreError, preflight
+from conc_lab.store.load import load
+from conc_lab.store.manifest import Manifest, read_manifest
+from conc_lab.store.reader import completed_runs
+from conc_lab.store.writer import SweepWriter
 
 pytestmark = pytest.mark.inprocess
 
@@ -37,9 +41,9 @@ def make_row(i: int, backend: str = "threading", sweep_id: str = "s1") -> dict:
     return row
 
 
-def writer(tmp_path, **kw) -> store.SweepWriter:
-    return store.SweepWriter(
-        tmp_path / "demo" / "s1", {"sweep_id": "s1", "environment": {"cpu_model": "X"}}, **kw
+def writer(tmp_path, **kw) -> SweepWriter:
+    return SweepWriter(
+        tmp_path / "demo" / "s1", Manifest(sweep_id="s1", environment={"cpu_model": "X"}), **kw
     )
 
 
@@ -50,14 +54,14 @@ def test_rows_round_trip_with_schema_types_and_environment(tmp_path):
         w.append(r)
     w.close("complete")
     assert not list((tmp_path / "demo" / "s1").glob("_journal-*"))
-    df = store.load(tmp_path / "demo")
+    df = load(tmp_path / "demo")
     assert len(df) == 5
     assert list(df["run_s"]) == pytest.approx([r["run_s"] for r in rows])
     assert isinstance(df["backend"].dtype, pd.CategoricalDtype)
     assert str(df["started_at"].dtype).startswith("datetime64")
     assert df["task_records"][0][0]["core"] == 1
     assert (df["cpu_model"] == "X").all()
-    assert store.read_manifest(tmp_path / "demo" / "s1")["state"] == "complete"
+    assert read_manifest(tmp_path / "demo" / "s1").state == "complete"
 
 
 def test_unsealed_rows_are_read_from_the_journal_and_a_torn_line_is_dropped(tmp_path):
@@ -67,14 +71,14 @@ def test_unsealed_rows_are_read_from_the_journal_and_a_torn_line_is_dropped(tmp_
     journal = next((tmp_path / "demo" / "s1").glob("_journal-*.jsonl"))
     with open(journal, "ab") as f:
         f.write(b'{"sweep_id": "s1", "trial_')  # a kill in the middle of a write
-    df = store.load(tmp_path / "demo" / "s1")
+    df = load(tmp_path / "demo" / "s1")
     assert sorted(df["repeat"]) == [0, 1, 2, 3, 4]
     # A resumed sweep first seals what the killed one left (its lock died with it).
     w._unlock()
     w2 = writer(tmp_path)
     assert not any(p.stat().st_size for p in (tmp_path / "demo" / "s1").glob("_journal-*.jsonl"))
     w2.close("complete")
-    assert sorted(store.load(tmp_path / "demo")["repeat"]) == [0, 1, 2, 3, 4]
+    assert sorted(load(tmp_path / "demo")["repeat"]) == [0, 1, 2, 3, 4]
 
 
 def test_journal_beside_its_own_part_is_not_read_twice(tmp_path):
@@ -85,7 +89,7 @@ def test_journal_beside_its_own_part_is_not_read_twice(tmp_path):
     saved = journal.read_bytes()
     w.seal()  # part-000000 written, journal removed; now pretend the unlink never happened
     journal.write_bytes(saved)
-    assert len(store.load(tmp_path / "demo")) == 3
+    assert len(load(tmp_path / "demo")) == 3
 
 
 def test_filters_are_pushed_down_and_checked(tmp_path):
@@ -93,23 +97,23 @@ def test_filters_are_pushed_down_and_checked(tmp_path):
     for i in range(6):
         w.append(make_row(i, backend="sequential" if i % 2 else "threading"))
     w.close("complete")
-    df = store.load(tmp_path, backend="sequential")
+    df = load(tmp_path, backend="sequential")
     assert set(df["backend"]) == {"sequential"} and len(df) == 3
-    assert len(store.load(tmp_path, repeat=[0, 1, 2])) == 3
+    assert len(load(tmp_path, repeat=[0, 1, 2])) == 3
     with pytest.raises(ValueError, match="unknown columns"):
-        store.load(tmp_path, colour="red")
+        load(tmp_path, colour="red")
 
 
 def test_many_sweeps_load_together_and_foreign_files_are_reported(tmp_path):
     for sid in ("s1", "s2"):
-        w = store.SweepWriter(tmp_path / "demo" / sid, {"sweep_id": sid})
+        w = SweepWriter(tmp_path / "demo" / sid, Manifest(sweep_id=sid))
         w.append(make_row(0, sweep_id=sid))
         w.close("complete")
-    assert sorted(store.load(tmp_path)["sweep_id"]) == ["s1", "s2"]
-    assert store.completed_runs(tmp_path / "demo" / "s1") == {("t0", 0)}
+    assert sorted(load(tmp_path).sweep_id) == ["s1", "s2"]
+    assert completed_runs(tmp_path / "demo" / "s1") == {("t0", 0)}
     (tmp_path / "demo" / "s2" / "notes.txt").write_text("hi")
-    with pytest.raises(store.StoreError, match="notes.txt: not a conc_lab file"):
-        store.load(tmp_path)
+    with pytest.raises(StoreError, match="notes.txt: not a conc_lab file"):
+        load(tmp_path)
 
 
 def test_corrupt_part_and_unknown_schema_version_are_errors(tmp_path):
@@ -117,14 +121,14 @@ def test_corrupt_part_and_unknown_schema_version_are_errors(tmp_path):
     w.append(make_row(0))
     w.close("complete")
     sweep = tmp_path / "demo" / "s1"
-    manifest = json.loads((sweep / store.MANIFEST).read_text())
-    (sweep / store.MANIFEST).write_text(json.dumps({**manifest, "schema_version": 99}))
-    with pytest.raises(store.StoreError, match="schema version 99"):
-        store.load(sweep)
-    (sweep / store.MANIFEST).write_text(json.dumps(manifest))
+    manifest = json.loads((sweep / MANIFEST).read_text())
+    (sweep / MANIFEST).write_text(json.dumps({**manifest, "schema_version": 99}))
+    with pytest.raises(StoreError, match="schema version 99"):
+        load(sweep)
+    (sweep / MANIFEST).write_text(json.dumps(manifest))
     (sweep / "part-000000.parquet").write_bytes(b"PAR1 garbage")
-    with pytest.raises(store.StoreError, match="corrupt"):
-        store.load(sweep)
+    with pytest.raises(StoreError, match="corrupt"):
+        load(sweep)
 
 
 def test_files_are_not_world_writable(tmp_path):
@@ -138,5 +142,5 @@ def test_files_are_not_world_writable(tmp_path):
 def test_preflight_refuses_an_unwritable_results_dir(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
-    with pytest.raises(store.StoreError, match="not writable"):
-        store.preflight(blocker / "results")
+    with pytest.raises(StoreError, match="not writable"):
+        preflight(blocker / "results")

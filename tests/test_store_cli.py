@@ -19,8 +19,13 @@ import pytest
 
 import conc_lab
 from conc_lab import schema
-from conc_lab.store import core as store
+from conc_lab.store.layout import MANIFEST, StoreError, StoreWarning, SweepBusy, file_seq, sweep_dirs
+from conc_lab.store.load import load
+from conc_lab.store.lock import is_live
+from conc_lab.store.manifest import Manifest, read_manifest
 from conc_lab.store.merge import PARTIAL_EXIT
+from conc_lab.store.reader import completed_runs
+from conc_lab.store.writer import SweepWriter
 
 pytestmark = pytest.mark.host
 
@@ -163,16 +168,16 @@ def good_row(sweep_id="s1", repeat=0, **kw) -> dict:
 )
 def test_a_malformed_row_is_refused_at_append_and_the_sweep_stays_readable(tmp_path, bad, words):
     sweep_dir = tmp_path / "demo" / "s1"
-    writer = store.SweepWriter(sweep_dir, {"sweep_id": "s1"}, flush_rows=2)
+    writer = SweepWriter(sweep_dir, Manifest(sweep_id="s1"), flush_rows=2)
     writer.append(good_row(repeat=0))
     with pytest.raises(schema.RowError, match="row refused") as err:
         writer.append(good_row(repeat=1) | bad)
     assert words in str(err.value) and "\n" not in str(err.value)
     writer.append(good_row(repeat=2))  # the writer goes on; the folder reads at every point
-    assert sorted(store.load(sweep_dir)["repeat"]) == [0, 2]
+    assert sorted(load(sweep_dir)["repeat"]) == [0, 2]
     writer.close("complete")
-    assert sorted(store.load(sweep_dir)["repeat"]) == [0, 2]
-    assert store.completed_runs(sweep_dir) == {("t0", 0), ("t0", 2)}
+    assert sorted(load(sweep_dir)["repeat"]) == [0, 2]
+    assert completed_runs(sweep_dir) == {("t0", 0), ("t0", 2)}
 
 
 def wait_for(predicate, timeout=120.0):
@@ -184,9 +189,9 @@ def wait_for(predicate, timeout=120.0):
 
 def recorded(sweep_root: Path) -> int:
     """Rows recorded so far by a sweep that may still be running (read as any reader would)."""
-    if not any(sweep_root.glob(f"*/{store.MANIFEST}")):
+    if not any(sweep_root.glob(f"*/{MANIFEST}")):
         return 0
-    return len(store.load(sweep_root, columns=["trial_id"]))
+    return len(load(sweep_root, columns=["trial_id"]))
 
 
 def test_resume_while_the_sweep_runs_is_refused_and_takes_over_once_its_owner_died(tmp_path):
@@ -217,26 +222,26 @@ def test_resume_while_the_sweep_runs_is_refused_and_takes_over_once_its_owner_di
             first.wait()
         first.stderr.close()
     (sweep_dir,) = (out / "owned").iterdir()
-    assert store.read_manifest(sweep_dir)["state"] == "running"
+    assert read_manifest(sweep_dir).state == "running"
     taken = conclab("sweep", str(config), "--out", str(out), "--resume", "-q")
     assert taken.returncode == 0, taken.stderr
     df = conc_lab.load(out / "owned")
     assert len(df) == 40 and not df.duplicated(["trial_id", "repeat"]).any()
-    assert store.read_manifest(sweep_dir)["state"] == "complete"
+    assert read_manifest(sweep_dir).state == "complete"
 
 
 def test_a_second_writer_of_one_sweep_folder_is_refused_until_the_first_closes(tmp_path):
     sweep_dir = tmp_path / "demo" / "s1"
-    first = store.SweepWriter(sweep_dir, {"sweep_id": "s1"})
-    with pytest.raises(store.SweepBusy, match=f"pid {os.getpid()}"):
-        store.SweepWriter(sweep_dir, {"sweep_id": "s1"})
-    assert store.is_live(sweep_dir)
+    first = SweepWriter(sweep_dir, Manifest(sweep_id="s1"))
+    with pytest.raises(SweepBusy, match=f"pid {os.getpid()}"):
+        SweepWriter(sweep_dir, Manifest(sweep_id="s1"))
+    assert is_live(sweep_dir)
     first.append(good_row())
     first.close("complete")
-    assert not store.is_live(sweep_dir)
-    second = store.SweepWriter(sweep_dir, {"sweep_id": "s1"})
+    assert not is_live(sweep_dir)
+    second = SweepWriter(sweep_dir, Manifest(sweep_id="s1"))
     second.close("complete")
-    assert len(store.load(sweep_dir)) == 1
+    assert len(load(sweep_dir)) == 1
 
 
 # ---- damaged stores (#14 item 10): one line naming the file, never a traceback, never a run twice
@@ -253,14 +258,14 @@ def shard_store(tmp_path_factory) -> Path:
 
 
 def _journal_line(sweep_dir: Path, **change) -> str:
-    row = good_row(sweep_id=store.read_manifest(sweep_dir)["sweep_id"], repeat=7, trial_id="t-new")
+    row = good_row(sweep_id=read_manifest(sweep_dir).sweep_id, repeat=7, trial_id="t-new")
     return json.dumps(row | change)
 
 
 def _damage(sweep_dir: Path, kind: str) -> tuple[Path, str]:
     """Damage a copy of a sweep as ``kind`` says: (the file a user should be told about, words)."""
     part = next(sweep_dir.glob("part-*.parquet"))
-    manifest = sweep_dir / store.MANIFEST
+    manifest = sweep_dir / MANIFEST
     journal = sweep_dir / "_journal-000009.jsonl"
     if kind == "truncated part":
         part.write_bytes(part.read_bytes()[: part.stat().st_size // 2])
@@ -278,7 +283,7 @@ def _damage(sweep_dir: Path, kind: str) -> tuple[Path, str]:
         return manifest, "damaged manifest"
     if kind == "manifest deleted":
         manifest.unlink()
-        return sweep_dir, f"result files without a {store.MANIFEST}"
+        return sweep_dir, f"result files without a {MANIFEST}"
     assert kind == "copied part"
     shutil.copy(part, sweep_dir / "part-000007.parquet")
     return sweep_dir / "part-000007.parquet", "stored twice"
@@ -306,7 +311,7 @@ def test_a_damaged_store_is_named_in_one_line_by_every_command(shard_store, tmp_
         assert proc.returncode == 2, (args, proc.stderr)
         line = one_line_error(proc)
         assert str(named) in line and words in line, (args, line)
-    with pytest.raises(store.StoreError, match=words):
+    with pytest.raises(StoreError, match=words):
         conc_lab.load(root)
     assert sorted(p.name for p in root.iterdir()) == [sweep_dir.name]  # nothing new started
 
@@ -318,7 +323,7 @@ def test_a_copied_part_counts_once_everywhere_and_check_names_it(shard_store, tm
     named, words = _damage(sweep_dir, "copied part")
     checked = conclab("check", str(root))
     assert checked.returncode == 1 and f"{named}: 4 runs stored twice" in checked.stderr, checked.stderr
-    with pytest.warns(store.StoreWarning, match="4 runs are stored twice"):
+    with pytest.warns(StoreWarning, match="4 runs are stored twice"):
         df = conc_lab.load(root)
     assert len(df) == 4 and not df.duplicated(["sweep_id", "trial_id", "repeat"]).any()
     summary = conclab("summarize", str(root), "-f", "csv")
@@ -367,6 +372,7 @@ def shard_sweep(config: Path, out: Path, shard: str, *extra: str) -> subprocess.
 def kill_mid_sweep(config: Path, out: Path, shard: str) -> None:
     """Start a shard and SIGKILL it once it has recorded a run, as scancel -s KILL would."""
     env = dict(os.environ, PYTHONPATH=str(REPO))
+    before = shard_rows(out / "sh", shard)  # an earlier run of the shard may be there
     proc = subprocess.Popen(
         [*CLI, "sweep", str(config), "--out", str(out), "--shard", shard, "-q"],
         cwd=REPO,
@@ -375,19 +381,15 @@ def kill_mid_sweep(config: Path, out: Path, shard: str) -> None:
         stderr=subprocess.DEVNULL,
     )
     try:
-        wait_for(lambda: shard_rows(out / "sh", shard) >= 1)
+        wait_for(lambda: shard_rows(out / "sh", shard) > before)
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=60)
 
 
 def shard_rows(root: Path, shard: str) -> int:
-    dirs = [
-        m.parent
-        for m in root.glob(f"*/{store.MANIFEST}")
-        if store.read_manifest(m.parent).get("shard") == shard
-    ]
-    return sum(len(store.load(d, columns=["trial_id"])) for d in dirs)
+    dirs = [m.parent for m in root.glob(f"*/{MANIFEST}") if read_manifest(m.parent).shard == shard]
+    return sum(len(load(d, columns=["trial_id"])) for d in dirs)
 
 
 def each_run_once(df, runs: int) -> None:
@@ -405,8 +407,8 @@ def test_a_killed_shard_makes_merge_partial_and_merging_again_completes_the_same
     assert "merged 1 of 3 shards (1/3)" in merged.stderr
     assert "shard 3/3 is not complete (killed while running" in merged.stderr
     assert "--shard 3/3 --resume" in merged.stderr and "shards missing: 2/3;" in merged.stderr
-    (partial,) = [d for d in root.iterdir() if store.read_manifest(d).get("merged_from")]
-    assert store.read_manifest(partial)["state"] == "partial"
+    (partial,) = [d for d in root.iterdir() if read_manifest(d).merged_from]
+    assert read_manifest(partial).state == "partial"
     with_killed = conc_lab.load(root)  # the killed shard's runs are still there, counted once
     assert not with_killed.duplicated(["trial_id", "repeat"]).any()
     shard_sweep(config, out, "2/3")
@@ -417,8 +419,8 @@ def test_a_killed_shard_makes_merge_partial_and_merging_again_completes_the_same
     assert "note: shards ran at different times" in merged.stderr
     (final,) = root.iterdir()
     assert final == partial  # the same sweep, completed
-    manifest = store.read_manifest(final)
-    assert manifest["state"] == "complete" and [s["shard"] for s in manifest["merged_from"]] == [
+    manifest = read_manifest(final)
+    assert manifest.state == "complete" and [s.shard for s in manifest.merged_from] == [
         "1/3",
         "2/3",
         "3/3",
@@ -441,22 +443,32 @@ def test_merge_out_uses_the_sweep_layout_keeps_the_shards_and_completes_later(tm
     second = conclab("merge", str(out / "sh"), "--out", str(elsewhere))
     assert second.returncode == 0 and "merged 2 shards (1/2, 2/2), 8 runs" in second.stderr, second.stderr
     assert [p.name for p in (elsewhere / "sh").iterdir()] == [partial.name]
-    assert store.read_manifest(partial)["state"] == "complete"
+    assert read_manifest(partial).state == "complete"
     each_run_once(conc_lab.load(elsewhere), 8)
-    assert len(store.sweep_dirs(out / "sh")) == 2  # the shards are kept
+    assert len(sweep_dirs(out / "sh")) == 2  # the shards are kept
 
 
 def test_load_never_counts_a_shard_run_twice(tmp_path):
+    import pandas as pd
+
     config, out = sharded_config(tmp_path), tmp_path / "results"
-    for shard in ("1/2", "1/2", "2/2"):
-        shard_sweep(config, out, shard)
-    with pytest.warns(store.StoreWarning, match="shard 1/2 was run twice"):
-        df = conc_lab.load(out / "sh")
+    shard_sweep(config, out, "1/2")
+    kill_mid_sweep(config, out, "1/2")  # run again, killed: two runs of 1/2 side by side
+    shard_sweep(config, out, "2/2")
+    with pytest.warns(StoreWarning, match="shard 1/2 was run twice"):
+        df = load(out / "sh")
     each_run_once(df, 8)
     checked = conclab("check", str(out / "sh"))
     assert checked.returncode == 1 and "shard 1/2 was run twice" in checked.stderr, checked.stderr
     refused = conclab("merge", str(out / "sh"))
     assert refused.returncode == 2 and "shard 1/2 is there twice" in one_line_error(refused)
+    shard_sweep(config, out, "1/2")  # run a third time, to the end: the earlier runs step aside
+    each_run_once(load(out / "sh"), 8)
+    assert len(pd.read_parquet(out / "sh")) == 8  # plain readers count what load counts (#23 item 5)
+    checked = conclab("check", str(out / "sh"))
+    assert checked.returncode == 0 and checked.stderr.count("an earlier run of a shard") == 2, checked.stderr
+    merged = conclab("merge", str(out / "sh"))
+    assert merged.returncode == 0 and "8 runs" in merged.stderr, merged.stderr
 
 
 # ---- plain Parquet readers, column types, stores written before (#12 items 5, 10)
@@ -508,20 +520,20 @@ def test_a_store_written_before_the_rename_loads_checks_and_resumes(plain_store,
     root = tmp_path / "results" / "plain"
     shutil.copytree(plain_store, root)
     (sweep_dir,) = root.iterdir()
-    (sweep_dir / store.MANIFEST).rename(sweep_dir / "manifest.json")
+    (sweep_dir / MANIFEST).rename(sweep_dir / "manifest.json")
     part = sorted(sweep_dir.glob("part-*.parquet"))[-1]
     rows = conc_lab.load(sweep_dir, env=False).tail(2)
     part.unlink()
     kept = len(conc_lab.load(root))
     lines = [json.dumps({k: _plain(v) for k, v in r.items()}) for r in rows.to_dict("records")]
-    (sweep_dir / f"journal-{store.file_seq(part):06d}.jsonl").write_text("\n".join(lines) + "\n")
+    (sweep_dir / f"journal-{file_seq(part):06d}.jsonl").write_text("\n".join(lines) + "\n")
     assert len(conc_lab.load(root)) == kept + 2
     assert conclab("check", str(root)).returncode == 0
     config = hostile_config(tmp_path, name="plain")
     resumed = conclab("sweep", str(config), "--out", str(tmp_path / "results"), "--resume", "-q")
     assert "Traceback" not in resumed.stderr and resumed.returncode in (0, 1), resumed.stderr
     names = sorted(p.name for p in sweep_dir.iterdir())
-    assert store.MANIFEST in names and "manifest.json" not in names and not any("journal" in n for n in names)
+    assert MANIFEST in names and "manifest.json" not in names and not any("journal" in n for n in names)
     df = conc_lab.load(root)
     assert len(df) == 8 and not df.duplicated(["trial_id", "repeat"]).any()
 
@@ -547,6 +559,6 @@ def test_a_sweep_folder_copied_whole_is_counted_once(plain_store, tmp_path):
     (sweep_dir,) = plain_store.iterdir()
     shutil.copytree(sweep_dir, root / sweep_dir.name)
     shutil.copytree(sweep_dir, root / "copy")
-    with pytest.warns(store.StoreWarning, match="a copy of sweep"):
+    with pytest.warns(StoreWarning, match="a copy of sweep"):
         assert len(conc_lab.load(root)) == 8
     assert conclab("check", str(root)).returncode == 1

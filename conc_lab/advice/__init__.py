@@ -129,7 +129,7 @@ def advise(
 def conclude(the_plan: AdvicePlan, ran: LoopResult, wall_s: float, budget_s: float) -> Advice:
     """The ``Advice`` from what the sweep stored (not what it told on the way)."""
     from conc_lab.analysis.summary import summarize
-    from conc_lab.store.core import load
+    from conc_lab.store.load import load
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a sweep stopped before its first round: an empty summary

@@ -31,7 +31,7 @@ from conc_lab.advice.plan import AdvicePlan
 from conc_lab.analysis.summary import summarize
 from conc_lab.config.document import load_config
 from conc_lab.run import runner
-from conc_lab.store import core as store
+from conc_lab.store.layout import make_dirs, write_atomic
 
 #: Seconds kept from the budget for what follows the last round: closing the hosts, reading and
 #: summarising the runs, fitting the scaling laws.
@@ -137,9 +137,9 @@ def run(
     """Write ``advise.yaml`` beside the results and run it until settled or out of budget."""
     began = time.perf_counter() if began is None else began
     folder = Path(out) / plan.name
-    store.make_dirs(folder)
+    make_dirs(folder)
     yaml_path = folder / "advise.yaml"
-    store.write_atomic(yaml_path, plan.yaml_text().encode())
+    write_atomic(yaml_path, plan.yaml_text().encode())
     config = load_config(yaml_path)
     rounds = _Rounds(plan, began, budget_s, on_event)
     result = runner.sweep(config, out, on_event=rounds)

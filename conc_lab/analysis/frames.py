@@ -58,7 +58,7 @@ def as_frame(data: pd.DataFrame | str | PathLike | Sequence) -> pd.DataFrame:
     """``data`` itself if it is a DataFrame, else the store(s) it names, read with ``conc_lab.load``."""
     if isinstance(data, pd.DataFrame):
         return data
-    from conc_lab.store.core import load  # lazily: analysis works on hand-built frames without the store
+    from conc_lab.store.load import load  # lazily: analysis works on hand-built frames without the store
 
     return load(data)
 
@@ -156,6 +156,6 @@ def match_rows(left: pd.DataFrame, right: pd.DataFrame, keys: list[str]) -> np.n
 
 def as_frame_filtered(data, **filters) -> pd.DataFrame:
     """The store(s) ``data`` names, read with only the rows ``filters`` select (pushed down to Parquet)."""
-    from conc_lab.store.core import load
+    from conc_lab.store.load import load
 
     return load(data, **filters)

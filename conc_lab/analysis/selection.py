@@ -21,7 +21,8 @@ import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from conc_lab.store import core as store
+from conc_lab.store.layout import sweep_dirs
+from conc_lab.store.manifest import read_manifest
 
 SEQUENTIAL = "sequential"
 
@@ -96,10 +97,10 @@ def sweeps(
 ) -> list[Path]:
     """The sweep folders under ``paths``: those named by id (a unique prefix will do), or the
     most recent of each config with ``latest``; all of them otherwise."""
-    dirs = store.sweep_dirs(list(paths))
-    manifests = {d: store.read_manifest(d) for d in dirs}
+    dirs = sweep_dirs(list(paths))
+    manifests = {d: read_manifest(d) for d in dirs}
     if sweep_ids:
-        ids = {d: str(manifests[d].get("sweep_id") or d.name) for d in dirs}
+        ids = {d: manifests[d].sweep_id for d in dirs}
         chosen = []
         for wanted in sweep_ids:
             hits = [d for d in dirs if ids[d] == wanted] or [d for d in dirs if ids[d].startswith(wanted)]
@@ -113,9 +114,9 @@ def sweeps(
     if latest:
         newest: dict[str, Path] = {}
         for d in dirs:
-            name = str(manifests[d].get("name"))
-            started = manifests[d].get("started_at") or 0
-            if name not in newest or started > (manifests[newest[name]].get("started_at") or 0):
+            name = manifests[d].name
+            started = manifests[d].started_at or 0
+            if name not in newest or started > (manifests[newest[name]].started_at or 0):
                 newest[name] = d
         dirs = list(newest.values())
     return dirs

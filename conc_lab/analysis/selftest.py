@@ -88,16 +88,19 @@ def machine_floor(*paths: str | os.PathLike) -> float | None:
 
     Several paths (``compare`` across machines) take the largest: no side's floor is undercut.
     """
-    from conc_lab.store import core as store  # lazily: analysis works on frames without the store
+    # lazily: analysis works on frames without the store
+    from conc_lab.store.layout import StoreError
+    from conc_lab.store.manifest import read_manifest
+    from conc_lab.store.reader import latest_sweep
 
     floors = []
     for path in paths:
         here = Path(path).resolve()
         for folder in (here / SELFTEST_NAME, *(p / SELFTEST_NAME for p in here.parents)):
             try:
-                latest = store.latest_sweep(folder) if folder.is_dir() else None
-                floor = store.read_manifest(latest).get(FLOOR_FIELD) if latest is not None else None
-            except (OSError, ValueError, store.StoreError):
+                latest = latest_sweep(folder) if folder.is_dir() else None
+                floor = getattr(read_manifest(latest), FLOOR_FIELD) if latest is not None else None
+            except (OSError, ValueError, StoreError):
                 continue
             if isinstance(floor, (int, float)) and floor >= 0:
                 floors.append(float(floor))

@@ -54,7 +54,7 @@ def advise(
     from conc_lab.advice import AdviseError
     from conc_lab.advice import advise as run_advice
     from conc_lab.config.errors import ConfigError
-    from conc_lab.store.core import StoreError
+    from conc_lab.store.layout import StoreError
 
     signal.signal(signal.SIGTERM, _interrupt)
     status = _Status(console, function, budget)

@@ -13,12 +13,13 @@ _FILTER_HELP = "Only these (repeatable); filtered while reading, so a large stor
 
 def load_runs(paths: list[Path], filters: dict, what: str | None = None):
     """The runs stored under ``paths`` that pass ``filters``; exit 2 if there are none or a store is bad."""
-    from conc_lab.store import core as store
+    from conc_lab.store.layout import StoreError
+    from conc_lab.store.load import load
 
     pushed = {k: v for k, v in filters.items() if v and k != "workers"}  # workers: see summarize
     try:
-        df = store.load(paths, **pushed)
-    except (store.StoreError, ValueError) as exc:
+        df = load(paths, **pushed)
+    except (StoreError, ValueError) as exc:
         die(str(exc))
     if df.empty:
         where = what or ", ".join(map(str, paths))
@@ -123,15 +124,16 @@ def _floor(*paths: Path) -> float:
 def _select(paths: list[Path], sweep_ids: list[str], latest: bool, wanted: dict) -> tuple[list[Path], dict]:
     """The sweep folders and the exact filter values a person's names stand for; exit 2 if none."""
     from conc_lab.analysis import selection
-    from conc_lab.store import core as store
+    from conc_lab.store.layout import StoreError
+    from conc_lab.store.load import load
 
     try:
         dirs = selection.sweeps(paths, sweep_ids or (), latest)
         filters = {}
         for column, values in wanted.items():
-            present = store.load(dirs, columns=[column], env=False)[column].unique() if dirs else []
+            present = load(dirs, columns=[column], env=False)[column].unique() if dirs else []
             filters[column] = selection.resolve(column, values, present)
-    except (selection.SelectError, store.StoreError) as exc:
+    except (selection.SelectError, StoreError) as exc:
         die(str(exc))
     if "backend" in filters:
         filters["backend"] = selection.keep_baseline(filters["backend"])

@@ -40,7 +40,7 @@ def selftest(
     import conc_lab
     from conc_lab.analysis.selftest import FLOOR_FIELD, aa_spread
     from conc_lab.run.selftest import record_floor, run_arms
-    from conc_lab.store.core import StoreError
+    from conc_lab.store.layout import StoreError
 
     if repeats < 3:
         _die(f"--repeats: at least 3 rounds are needed for an interval, got {repeats}")

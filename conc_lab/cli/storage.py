@@ -34,7 +34,7 @@ def merge(
     refused: shards of different configs, a shard there twice, a run in two shards, damage.
     """
     from conc_lab.store import merge as merging
-    from conc_lab.store.core import StoreError
+    from conc_lab.store.layout import StoreError
 
     try:
         result = merging.merge(results, out)
@@ -68,11 +68,13 @@ def check(
 ):
     """Read every file under PATHS; report damaged files and runs stored twice, one line each.
 
-    Exit code 0 when all is whole, 1 when anything is damaged or doubled.
+    Exit code 0 when all is whole, 1 when anything is damaged or doubled, 2 when a path is missing.
     """
     from conc_lab.store.check import check as check_store
 
     report = check_store(paths)
+    if report.missing:  # nothing there to call damaged: a mistyped path
+        die(f"{report.missing[0]}: no such file or folder")
     for line in report.problems:
         console.print(f"[bold red]damaged:[/] {line}", highlight=False, soft_wrap=True)
     for line in report.notes:

@@ -118,7 +118,7 @@ def _run(cfg, out: Path, resume: bool, fail_fast: bool, quiet: bool, flags: dict
     from conc_lab.config.errors import ConfigError
     from conc_lab.run import runner  # pandas and pyarrow load here, for this command only
     from conc_lab.run.cluster import ClusterError
-    from conc_lab.store.core import StoreError
+    from conc_lab.store.layout import StoreError
 
     progress = sweep_progress(console, quiet)
     render = SweepRenderer(progress, cfg.name, quiet)
@@ -223,9 +223,9 @@ def _interrupt(signum, frame):
 def _print_summary(sweep_dir: Path, wide: bool) -> None:
     from conc_lab.analysis.summary import summarize
     from conc_lab.cli.results import summary_table
-    from conc_lab.store import core as store
+    from conc_lab.store.load import load
 
-    df = store.load(sweep_dir)
+    df = load(sweep_dir)
     if df.empty:
         return
     emit(summary_table(summarize(df), wide))

@@ -31,7 +31,8 @@ from pathlib import Path
 from conc_lab.config.errors import ConfigError
 from conc_lab.config.model import Config
 from conc_lab.plan.matrix import Trial, expand
-from conc_lab.store import core as store
+from conc_lab.store.manifest import read_manifest
+from conc_lab.store.reader import completed_runs, latest_sweep
 
 
 @dataclass(frozen=True)
@@ -127,7 +128,15 @@ def select_trials(config: Config, shard: str | tuple[int, int] | None = None) ->
     """The trials this sweep runs: the matrix, or the given shard of it, in matrix order."""
     if shard is None:
         return list(expand(config))
-    return shard_trials(expand(config), parse_shard(shard) if isinstance(shard, str) else shard)
+    k, n = parse_shard(shard) if isinstance(shard, str) else shard
+    trials = list(expand(config))
+    if n > len(trials):  # an empty shard is a mistyped N, and merge would wait for it forever
+        raise ConfigError(
+            config.path,
+            "--shard",
+            f"{k}/{n}: {n} shards of {len(trials)} trials; give N at most {len(trials)}, one trial a shard or more",
+        )
+    return shard_trials(trials, (k, n))
 
 
 # -- resume ---------------------------------------------------------------------------------
@@ -150,24 +159,24 @@ def resume_state(config: Config, out: str | os.PathLike, shard: str | None = Non
     A sweep begun under another config is refused: mixing its rows with these would
     compare trials that were not run alike.
     """
-    sweep_dir = store.latest_sweep(Path(out) / config.name, shard=shard)
+    sweep_dir = latest_sweep(Path(out) / config.name, shard=shard)
     if sweep_dir is None:
         return None
-    manifest = store.read_manifest(sweep_dir)
-    if manifest.get("fingerprint") != config.fingerprint:
+    manifest = read_manifest(sweep_dir)
+    if manifest.fingerprint != config.fingerprint:
         raise ConfigError(
             config.path,
             "(resume)",
-            f"the config changed since sweep {manifest.get('sweep_id')} began "
-            f"(its fingerprint differs{_overrides_hint(manifest.get('overrides'), config.overrides)}); "
+            f"the config changed since sweep {manifest.sweep_id} began "
+            f"(its fingerprint differs{_overrides_hint(dict(manifest.overrides), config.overrides)}); "
             "run without --resume to start a new sweep",
         )
     return ResumeState(
         sweep_dir=sweep_dir,
-        sweep_id=manifest["sweep_id"],
-        done=frozenset(store.completed_runs(sweep_dir)),
-        calibrated_sizes=manifest.get("calibrated_sizes") or {},
-        started_at=manifest.get("started_at"),
+        sweep_id=manifest.sweep_id,
+        done=frozenset(completed_runs(sweep_dir)),
+        calibrated_sizes=dict(manifest.calibrated_sizes),
+        started_at=manifest.started_at,
     )
 
 

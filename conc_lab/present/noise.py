@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from conc_lab import schema
+from conc_lab.store.manifest import Manifest
 
 #: Doctor statuses that can spoil a measurement (the rest are information).
 _SPOILING = ("warn", "bad")
@@ -61,18 +62,18 @@ def _quantiles(df: pd.DataFrame, col: str) -> tuple[float, float] | None:
     return (float(np.median(values)), float(values.max())) if len(values) else None
 
 
-def _findings(manifests: list[dict]) -> list[tuple[str, str, str, int]]:
+def _findings(manifests: list[Manifest]) -> list[tuple[str, str, str, int]]:
     """Spoiling doctor findings across sweeps, one per check: (status, "name: details", advice, sweeps).
 
-    >>> m = [{"doctor": [{"name": "load", "status": "bad", "detail": "load 8", "advice": "stop it"}]},
-    ...      {"doctor": [{"name": "load", "status": "bad", "detail": "load 11", "advice": "stop it"}]}]
+    >>> m = [Manifest("a", doctor=({"name": "load", "status": "bad", "detail": "load 8", "advice": "stop it"},)),
+    ...      Manifest("b", doctor=({"name": "load", "status": "bad", "detail": "load 11", "advice": "stop it"},))]
     >>> _findings(m)
     [('bad', 'load: load 8; load 11', 'stop it', 2)]
     """
     seen: dict[tuple[str, str], dict] = {}
     for manifest in manifests:
-        for f in manifest.get("doctor") or []:
-            if isinstance(f, dict) and f.get("status") in _SPOILING:
+        for f in manifest.doctor:
+            if f.get("status") in _SPOILING:
                 entry = seen.setdefault((str(f["status"]), str(f.get("name"))), {"details": {}, "n": 0})
                 entry["details"][str(f.get("detail"))] = None
                 entry["advice"] = str(f.get("advice") or "")
@@ -84,23 +85,23 @@ def _findings(manifests: list[dict]) -> list[tuple[str, str, str, int]]:
     return sorted(rows, key=lambda r: r[0] != "bad")
 
 
-def _load_detail(manifest: dict) -> str:
-    for f in manifest.get("doctor") or []:
-        if isinstance(f, dict) and f.get("name") == "load":
+def _load_detail(manifest: Manifest) -> str:
+    for f in manifest.doctor:
+        if f.get("name") == "load":
             return f"{f.get('detail')} ({f.get('status')})"
     return "not recorded"
 
 
-def _sweeps_table(df: pd.DataFrame, manifests: list[dict]) -> str:
+def _sweeps_table(df: pd.DataFrame, manifests: list[Manifest]) -> str:
     esc = html.escape
     rows = []
     for m in manifests:
-        mine = df[df["sweep_id"].astype(object) == m.get("sweep_id")] if "sweep_id" in df.columns else df
+        mine = df[df["sweep_id"].astype(object) == m.sweep_id] if "sweep_id" in df.columns else df
         facts = noise_facts(mine) if len(mine) else {"runs": 0, "noisy": 0}
-        started = m.get("started_at")
+        started = m.started_at
         when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(started)) if started else "-"
         rows.append(
-            f"<tr><td>{esc(str(m.get('sweep_id')))}</td><td>{esc(str(m.get('name')))}</td><td>{esc(when)}</td>"
+            f"<tr><td>{esc(m.sweep_id)}</td><td>{esc(str(m.name))}</td><td>{esc(when)}</td>"
             f"<td>{facts['runs']:,}</td><td>{facts['noisy']:,}</td><td>{esc(_load_detail(m))}</td></tr>"
         )
     head = (
@@ -115,7 +116,7 @@ def _share(pair: tuple[float, float] | None, what: str) -> str:
     return f"{what} a median {pair[0]:.0%} of a run's cores (at most {pair[1]:.0%}). "
 
 
-def noise_section(df: pd.DataFrame, manifests: list[dict]) -> str:
+def noise_section(df: pd.DataFrame, manifests: list[Manifest]) -> str:
     """The section as HTML: noisy runs and why, redone runs, the doctor's findings, the sweeps pooled, a next step."""
     esc = html.escape
     f = noise_facts(df)

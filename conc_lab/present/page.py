@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import html
+from collections.abc import Sequence
 
 import pandas as pd
 
@@ -12,6 +13,7 @@ from conc_lab.analysis.summary import by_interpreter, interpreter_labels
 from conc_lab.present import views
 from conc_lab.present.noise import noise_section
 from conc_lab.present.render import display
+from conc_lab.store.manifest import Manifest
 
 _CSS = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1800px; color: #222; padding: 0 1em; }
@@ -50,7 +52,7 @@ def html_page(
     figures: list[tuple[str, str, bytes]],
     title: str | None,
     elapsed: float,
-    manifests: list[dict] = (),
+    manifests: Sequence[Manifest] = (),
 ) -> str:
     esc = html.escape
     names = sorted(df["sweep_name"].astype(object).dropna().unique()) if "sweep_name" in df.columns else []

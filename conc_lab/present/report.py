@@ -33,7 +33,8 @@ from conc_lab.analysis.summary import as_frame, summarize
 from conc_lab.present import figures as fig
 from conc_lab.present.page import html_page
 from conc_lab.present.panels import curve_colors, left_out, panel_title, pick_panels
-from conc_lab.store.core import read_manifest, sweep_dirs, write_atomic
+from conc_lab.store.layout import sweep_dirs, write_atomic
+from conc_lab.store.manifest import Manifest, read_manifest
 
 
 def write_report(
@@ -80,12 +81,12 @@ def write_report(
     return out / "index.html"
 
 
-def _manifests(sources) -> list[dict]:
+def _manifests(sources) -> list[Manifest]:
     """The manifest of every sweep under ``sources``, oldest first (none without sources)."""
     if sources is None:
         return []
     manifests = [read_manifest(d) for d in sweep_dirs(sources)]
-    return sorted(manifests, key=lambda m: m.get("started_at") or 0)
+    return sorted(manifests, key=lambda m: m.started_at or 0)
 
 
 def _figures(df, summary, fits, panels: list[dict], timelines: list[dict]) -> list[tuple[str, str, bytes]]:

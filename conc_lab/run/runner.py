@@ -35,7 +35,9 @@ from conc_lab.run import calibration
 from conc_lab.run.dispatch import Dispatch, LocalDispatch
 from conc_lab.run.executor import ExecutorSettings, RunResult, TrialExecutor
 from conc_lab.run.progress import ProgressLines
-from conc_lab.store import core as store
+from conc_lab.store.layout import new_sweep_id, preflight
+from conc_lab.store.manifest import Manifest
+from conc_lab.store.writer import SweepWriter
 
 
 @dataclass(frozen=True)
@@ -84,7 +86,7 @@ class _Prepared:
     plan: Plan
     sweep_dir: Path
     sweep_id: str
-    manifest: dict
+    manifest: Manifest
     search_path: list[str]
     findings: list
     settings: ExecutorSettings  # how each run executes, the same on this machine and on every node
@@ -127,7 +129,7 @@ def sweep(
         config = load_config(config)
     shard = plan.parse_shard(shard) if isinstance(shard, str) else shard
     check_size(config, shards=shard[1] if shard else 1)  # what cannot finish: refused before any write
-    store.preflight(out)
+    preflight(out)
     if cluster is not None:  # before planning, calibrating or naming a sweep folder
         from conc_lab.run.cluster import ClusterError, unreachable
 
@@ -143,7 +145,7 @@ def sweep(
     _warn_before_running(config, prepared.findings, cluster, ray_address, emit)
     dispatch = _dispatch(config, prepared, cluster, ray_address)
     unavailable, interrupted = _open(dispatch, prepared.plan.trials, emit)
-    writer = store.SweepWriter(prepared.sweep_dir, prepared.manifest)
+    writer = SweepWriter(prepared.sweep_dir, prepared.manifest)
     book = _Book(unavailable)
     loop_began = time.perf_counter()
     interrupted = _drive(prepared.plan, dispatch, writer, book, fail_fast, emit, interrupted)
@@ -187,29 +189,28 @@ def _prepare(
     state = plan.resume_state(config, out, label) if resume else None
     if resume and state is None:
         emit(events.Warned(f"nothing to resume under {Path(out) / config.name}; starting a new sweep"))
-    sweep_id = state.sweep_id if state else store.new_sweep_id()
+    sweep_id = state.sweep_id if state else new_sweep_id()
     sweep_dir = state.sweep_dir if state else Path(out) / config.name / sweep_id
     search_path = workload_search_path(Path(config.path).parent if config.path else None)
     trials, calibrated = _calibrate(config, plan.select_trials(config, shard), search_path, state, emit)
     findings = doctor.diagnose()
-    manifest = {
-        "sweep_id": sweep_id,
-        "name": config.name,
-        "fingerprint": config.fingerprint,
-        "config_path": config.path,
-        "config_text": config.source_text,
-        "overrides": config.overrides,  # sweep --repeats / --warmup, in place of the file's
-        "started_at": time.time(),
-        "environment": environment.capture(config.fingerprint, config.path or ""),
-        "seed": config.seed,
-        "shuffle": config.shuffle,
-        "calibrated_sizes": calibrated,
-        "doctor": [f.to_dict() for f in findings],
-        "shard": label,
-        "cluster": cluster,
-    }
-    if state is not None and state.done and state.started_at is not None:
-        manifest["started_at"] = state.started_at
+    resumed = state is not None and state.done and state.started_at is not None
+    manifest = Manifest(
+        sweep_id=sweep_id,
+        name=config.name,
+        fingerprint=config.fingerprint,
+        config_path=config.path,
+        config_text=config.source_text,
+        overrides=config.overrides,  # sweep --repeats / --warmup, in place of the file's
+        started_at=state.started_at if resumed else time.time(),
+        environment=environment.capture(config.fingerprint, config.path or ""),
+        seed=config.seed,
+        shuffle=config.shuffle,
+        calibrated_sizes=calibrated,
+        doctor=tuple(f.to_dict() for f in findings),
+        shard=label,
+        cluster=cluster,
+    )
     done = state.done if state else frozenset()
     settings = ExecutorSettings.for_sweep(config, sweep_id, search_path)
     return _Prepared(
@@ -341,7 +342,7 @@ class _Book:
 def _drive(
     the_plan: Plan,
     dispatch: Dispatch,
-    writer: store.SweepWriter,
+    writer: SweepWriter,
     book: _Book,
     fail_fast: bool,
     emit: EventHandler,

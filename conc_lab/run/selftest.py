@@ -22,7 +22,9 @@ from conc_lab.host import PACKAGE_ROOT
 from conc_lab.machine import environment
 from conc_lab.plan.matrix import Trial
 from conc_lab.run.executor import ExecutorSettings, TrialExecutor
-from conc_lab.store import core as store
+from conc_lab.store.layout import new_sweep_id
+from conc_lab.store.manifest import Manifest, read_manifest, write_manifest
+from conc_lab.store.writer import SweepWriter
 
 #: The arms: the ``options`` each arm's rows carry (as ``analysis.selftest.ARM_OPTIONS``).
 ARMS = (("a", '{"arm": "a"}'), ("b", '{"arm": "b"}'))
@@ -56,7 +58,7 @@ def run_arms(
     ``on_run(done, total)`` is told after each run.
     """
     began = time.perf_counter()
-    sweep_id = store.new_sweep_id()
+    sweep_id = new_sweep_id()
     sweep_dir = Path(out) / NAME / sweep_id
     search_path = tuple(workload_search_path(Path(PACKAGE_ROOT) / "configs"))
     settings = ExecutorSettings(
@@ -64,16 +66,16 @@ def run_arms(
     )
     trial = Trial(workload, "sequential", workers=1, tasks=1, size=size)
     seed = random.randrange(2**31) if seed is None else seed
-    manifest = {
-        "sweep_id": sweep_id,
-        "name": NAME,
-        "started_at": time.time(),
-        "environment": environment.capture("", ""),
-        "seed": seed,
-        "shuffle": True,
-        "selftest": {"workload": workload, "size": size, "repeats": repeats},
-    }
-    writer = store.SweepWriter(sweep_dir, manifest)
+    manifest = Manifest(
+        sweep_id=sweep_id,
+        name=NAME,
+        started_at=time.time(),
+        environment=environment.capture("", ""),
+        seed=seed,
+        shuffle=True,
+        selftest={"workload": workload, "size": size, "repeats": repeats},
+    )
+    writer = SweepWriter(sweep_dir, manifest)
     rng, failed, done = random.Random(seed), 0, 0
     state = "stopped"
     try:
@@ -97,6 +99,4 @@ def run_arms(
 
 def record_floor(sweep_dir: str | os.PathLike, field: str, floor: float) -> None:
     """Write the floor an A/A test measured into its sweep's manifest."""
-    manifest = store.read_manifest(sweep_dir)
-    manifest[field] = floor
-    store.write_manifest(Path(sweep_dir), manifest)
+    write_manifest(Path(sweep_dir), read_manifest(sweep_dir).replace(**{field: floor}))

@@ -1,19 +1,25 @@
 """Joining the shard sweeps of one config (``conclab sweep --shard K/N``) into one sweep.
 
 Shards may run on one machine or many (their folders copied together). Merging checks that
-they belong together (one config fingerprint, one split) and that no run is there twice,
-writes the merged sweep, reads it back, and only then removes the shards it took in.
+they belong together (one config fingerprint, one split, one size for every calibrated
+workload) and that no run is there twice, writes the merged sweep, reads it back, and only
+then removes the shards it took in.
 
 A shard that is still running, or stopped before its end (killed: state ``running``, or
 interrupted), is named and left where it is, so ``--resume`` can finish it; shards that are
 missing are named too. Such a merge is *partial* (exit code ``PARTIAL_EXIT`` from the CLI),
-and merging again once the rest has run completes the same merged sweep: a partial merged
-sweep takes in later shards under its own sweep id.
+and merging again once the rest has run completes the same merged sweep.
+
+A merge is safe to kill and run again: the merged sweep's id follows from the config's
+fingerprint and split (``merged_id``), so a second merge finds what the first left and
+finishes it, never making a second merged sweep. Its parts count only once its manifest
+names their shard (``reader.committed``), and a shard it took in is not counted beside it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import time
 from dataclasses import dataclass
@@ -22,29 +28,26 @@ from pathlib import Path
 import pyarrow as pa
 
 from conc_lab import schema
-from conc_lab.store.core import (
-    RUN_KEY,
+from conc_lab.store.layout import (
     StoreError,
     SweepBusy,
     file_seq,
     make_dirs,
-    new_sweep_id,
     part_files,
-    part_tag,
-    read_manifest,
-    read_sweep,
     remove_sweep,
-    run_keys,
     sweep_dirs,
-    sweep_lock,
-    timing_note,
-    write_manifest,
-    write_part,
 )
+from conc_lab.store.load import timing_note
+from conc_lab.store.lock import sweep_lock
+from conc_lab.store.manifest import Manifest, MergedShard, SweepState, read_manifest, write_manifest
+from conc_lab.store.reader import RUN_KEY, part_tag, read_sweep, run_keys
+from conc_lab.store.writer import write_part
 
 #: ``conclab merge`` exit code when the merged sweep is not complete (shards missing, running or
 #: stopped early): a batch job depending on the merge (``--dependency=afterok``) sees it failed.
 PARTIAL_EXIT = 3
+#: The most missing shards named one by one; past it, a count.
+_MAX_NAMED = 20
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,26 @@ class MergeResult:
         return not self.missing and not self.unfinished
 
 
+@dataclass(frozen=True)
+class _Config:
+    """What the shards to merge have in common."""
+
+    name: str
+    fingerprint: str | None
+    split: int
+    sizes: dict[str, int]
+
+
+def merged_id(fingerprint: str | None, split: int) -> str:
+    """The merged sweep's id, the same for every merge of these shards (a re-run finds it).
+
+    >>> merged_id("abc", 4) == merged_id("abc", 4) != merged_id("abc", 5)
+    True
+    """
+    digest = hashlib.sha256(f"{fingerprint}/{split}".encode()).hexdigest()[:12]
+    return f"merged-{split}-{digest}"
+
+
 def merge(results_dir: str | os.PathLike, out: str | os.PathLike | None = None) -> MergeResult:
     """Merge the shard sweeps of one config under ``results_dir`` into one sweep.
 
@@ -73,35 +96,62 @@ def merge(results_dir: str | os.PathLike, out: str | os.PathLike | None = None) 
     or, with ``out``, to ``out/<name>/<sweep_id>`` like ``sweep --out`` (the shards are kept).
     It is ``complete`` when all N shards were there and complete, else ``partial``; a
     partial merged sweep there takes in the shards merged later. Refused (``StoreError``):
-    shards of different configs or splits, a shard there twice, a run in two shards.
+    shards of different configs, splits or calibrated sizes, a shard there twice, a run in
+    two shards, a folder that cannot be written.
 
     >>> merge("results/cpu").shards  # doctest: +SKIP
     ('1/2', '2/2')
     """
     root = Path(results_dir)
-    shards = {d: m for d in sweep_dirs(root) for m in [read_manifest(d)] if m.get("shard")}
+    shards = {d: m for d in sweep_dirs(root) for m in [read_manifest(d)] if m.shard}
     config = _one_config(root, shards)
-    dest = root if out is None else Path(out) / config["name"]
-    target = _partial_target(dest, config)
+    dest = root if out is None else Path(out) / config.name
+    try:
+        return _merge(root, dest, shards, config, keep=out is not None)
+    except (SweepBusy, StoreError):
+        raise
+    except OSError as exc:
+        where = f"{exc.filename}: " if exc.filename else f"{dest}: "
+        raise StoreError(
+            f"{where}cannot write the merged sweep ({exc.strerror or exc}); nothing was removed"
+        ) from None
+
+
+def _merge(root: Path, dest: Path, shards: dict[Path, Manifest], config: _Config, keep: bool) -> MergeResult:
+    target = _target(dest, config)
     with contextlib.ExitStack() as held:  # the target and every shard taken in stay locked throughout
         if target is not None:
             held.enter_context(sweep_lock(target[0]))
         taken, leftover, unfinished = _sort_out(root, shards, target, held)
-        merged_dir, manifest, rows = _write(root, dest, target, taken)
-        removed = () if out is not None else tuple(_removed([*taken, *leftover]))
-    have = {src["shard"] for src in manifest["merged_from"]}
-    n = config["split"]
-    missing = [f"{k}/{n}" for k in range(1, n + 1) if f"{k}/{n}" not in have]
+        merged_dir, manifest, rows = _write(root, dest, target, taken, config)
+        removed = () if keep else tuple(_removed([*taken, *leftover]))
+    have = {src.shard for src in manifest.merged_from}
+    n = config.split
+    missing = _missing(have, n, unfinished)
     return MergeResult(
         sweep_dir=merged_dir,
         rows=rows,
         shards=tuple(sorted(have, key=_shard_key)),
-        added=tuple(m["shard"] for m in taken.values()),
-        missing=tuple(k for k in missing if not any(line.startswith(f"shard {k} ") for line in unfinished)),
+        added=tuple(m.shard for m in taken.values()),
+        missing=missing,
         unfinished=tuple(unfinished),
         removed=removed,
         timing=timing_note(manifest),
     )
+
+
+def _missing(have: set[str], n: int, unfinished: list[str]) -> tuple[str, ...]:
+    """The shards of ``n`` neither merged nor found; past ``_MAX_NAMED`` the rest as a count."""
+    missing: list[str] = []
+    count = n - len(have) - len(unfinished)
+    for k in range(1, n + 1):
+        label = f"{k}/{n}"
+        if label not in have and not any(line.startswith(f"shard {label} ") for line in unfinished):
+            missing.append(label)
+            if len(missing) == _MAX_NAMED and count > _MAX_NAMED:
+                missing.append(f"and {count - _MAX_NAMED} more")
+                break
+    return tuple(missing)
 
 
 def _removed(dirs: list[Path]):
@@ -115,61 +165,79 @@ def _shard_key(label: str) -> tuple[int, int]:
     return int(n), int(k)
 
 
-def _one_config(root: Path, shards: dict[Path, dict]) -> dict:
-    """The shards' common config: name, fingerprint, split N; ``StoreError`` if they differ."""
-    merged = [m for d in sweep_dirs(root) for m in [read_manifest(d)] if m.get("merged_from")]
-    if not shards and not any(m.get("state") == "partial" for m in merged):
+def _one_config(root: Path, shards: dict[Path, Manifest]) -> _Config:
+    """The shards' common config: name, fingerprint, split N, sizes; ``StoreError`` if they differ."""
+    merged = [m for d in sweep_dirs(root) for m in [read_manifest(d)] if m.merged_from]
+    partial = [m for m in merged if m.state is SweepState.PARTIAL]
+    if not shards and not merged:
         raise StoreError(f"{root}: no shard sweeps to merge (run: conclab sweep CONFIG --shard K/N)")
-    manifests = list(shards.values()) or [m for m in merged if m.get("state") == "partial"]
-    fingerprints = {m.get("fingerprint") for m in manifests}
+    # no shards left: a merge run again (after one that was cut short) finds its work done
+    manifests = list(shards.values()) or partial or [max(merged, key=lambda m: m.started_at or 0)]
+    fingerprints = {m.fingerprint for m in manifests}
     if len(fingerprints) > 1:
         raise StoreError(
             f"{root}: shards of different configs (fingerprints {sorted(map(str, fingerprints))})"
         )
-    splits = {_split(m) for m in manifests}
+    splits = {m.split_n for m in manifests}
     if len(splits) > 1:
-        raise StoreError(f"{root}: shards of different splits ({sorted(m.get('shard') for m in manifests)})")
+        raise StoreError(f"{root}: shards of different splits ({sorted(str(m.shard) for m in manifests)})")
+    sizes = _one_size(root, [*manifests, *(m for m in merged if m.fingerprint in fingerprints)])
     first = manifests[0]
-    return {
-        "name": first.get("name") or root.name,
-        "fingerprint": first.get("fingerprint"),
-        "split": splits.pop(),
-    }
+    return _Config(first.name or root.name, first.fingerprint, splits.pop(), sizes)
 
 
-def _split(manifest: dict) -> int:
-    label = manifest.get("shard") or (manifest.get("merged_from") or [{}])[0].get("shard") or "1/1"
-    return manifest.get("split") or _shard_key(label)[0]
+def _one_size(root: Path, manifests: list[Manifest]) -> dict[str, int]:
+    """Every calibrated size (``size: auto``) the shards chose, refused where two disagree.
+
+    Shards that each calibrate may choose different sizes; merged, their runs would compare
+    different work as one trial.
+    """
+    sizes: dict[str, int] = {}
+    where: dict[str, str] = {}
+    for m in manifests:
+        label = m.shard or "merged"
+        for workload, size in m.calibrated_sizes.items():
+            if sizes.setdefault(workload, size) != size:
+                raise StoreError(
+                    f"{root}: shards calibrated different sizes for {workload} ({where[workload]}: "
+                    f"{sizes[workload]}, {label}: {size}); give it a size in the config (or calibrate "
+                    "once for all shards), run the shards again, then merge"
+                )
+            where.setdefault(workload, label)
+    return sizes
 
 
-def _partial_target(dest: Path, config: dict) -> tuple[Path, dict] | None:
-    """The partial merged sweep of this config and split under ``dest``, to take in more shards."""
+def _target(dest: Path, config: _Config) -> tuple[Path, Manifest] | None:
+    """The merged sweep of this config and split under ``dest`` (partial, or left by a merge cut short)."""
     if not dest.exists():
         return None
     found = [
         (d, m)
         for d in sweep_dirs(dest)
         for m in [read_manifest(d)]
-        if m.get("merged_from") and m.get("state") == "partial"
-        if m.get("fingerprint") == config["fingerprint"] and _split(m) == config["split"]
+        if m.merged_from and m.fingerprint == config.fingerprint and m.split_n == config.split
     ]
-    return max(found, key=lambda dm: dm[1].get("started_at") or 0, default=None)
+    named = [dm for dm in found if dm[1].sweep_id == merged_id(config.fingerprint, config.split)]
+    if named:  # left by an earlier merge of these shards, cut short or partial
+        return named[0]
+    partial = [dm for dm in found if dm[1].state is SweepState.PARTIAL]  # merged before ids were fixed
+    return max(partial, key=lambda dm: dm[1].started_at or 0, default=None)
 
 
 def _sort_out(
-    root: Path, shards: dict[Path, dict], target: tuple[Path, dict] | None, held: contextlib.ExitStack
-) -> tuple[dict[Path, dict], list[Path], list[str]]:
+    root: Path, shards: dict[Path, Manifest], target: tuple[Path, Manifest] | None, held: contextlib.ExitStack
+) -> tuple[dict[Path, Manifest], list[Path], list[str]]:
     """Shards to take in (locked), shards already in the target, and lines for those left out."""
-    already = {src["shard"]: src["sweep_id"] for src in (target[1]["merged_from"] if target else [])}
+    already = {src.shard: src.sweep_id for src in (target[1].merged_from if target else ())}
     by_label: dict[str, Path] = {}
     taken, leftover, unfinished = {}, [], []
-    for d, m in sorted(shards.items(), key=lambda dm: _shard_key(dm[1]["shard"])):
-        label = m["shard"]
+    for d, m in sorted(shards.items(), key=lambda dm: _shard_key(dm[1].shard)):
+        label = m.shard
         if label in by_label:
             raise StoreError(f"{root}: shard {label} is there twice ({by_label[label]} and {d}); remove one")
         by_label[label] = d
         if label in already:
-            if already[label] != m.get("sweep_id"):
+            if already[label] != m.sweep_id:
                 raise StoreError(f"{d}: shard {label} is already merged into {target[0]}; remove one")
             leftover.append(d)  # taken in by a merge cut short before it removed the shard
             continue
@@ -181,48 +249,50 @@ def _sort_out(
     return taken, leftover, unfinished
 
 
-def _unfinished(d: Path, m: dict, held: contextlib.ExitStack) -> str | None:
+def _unfinished(d: Path, m: Manifest, held: contextlib.ExitStack) -> str | None:
     """Why shard ``d`` cannot be taken in yet (it runs, or stopped early), or None (it is now locked)."""
     try:
         held.enter_context(sweep_lock(d))
     except SweepBusy:
         return f"is still running ({d}); merge again when it has finished"
-    except OSError:  # a read-only copy: no one can be writing it
+    except OSError:  # a read-only copy: no one can be writing it (a .lock that is a link: refused)
         pass
-    if m.get("state") == "complete":
+    if m.state is SweepState.COMPLETE:
         return None
     runs = len(read_sweep(d, ["trial_id"]).table)
-    how = "killed while running" if m.get("state") == "running" else m.get("state")
+    how = "killed while running" if m.state is SweepState.RUNNING else m.state
     return (
         f"is not complete ({how}, {runs} runs) in {d}; finish it with "
-        f"`conclab sweep CONFIG --shard {m['shard']} --resume`, then merge again"
+        f"`conclab sweep CONFIG --shard {m.shard} --resume`, then merge again"
     )
 
 
 def _write(
-    root: Path, dest: Path, target: tuple[Path, dict] | None, taken: dict[Path, dict]
-) -> tuple[Path, dict, int]:
+    root: Path, dest: Path, target: tuple[Path, Manifest] | None, taken: dict[Path, Manifest], config: _Config
+) -> tuple[Path, Manifest, int]:
     """Write the taken shards into the target (or a new merged sweep): (folder, manifest, runs)."""
     if target is None and not taken:
         raise StoreError(f"{root}: no complete shard to merge yet")
     tables = {d: _rows(d) for d in taken}
     old_rows = len(read_sweep(target[0], ["trial_id"]).table) if target else 0
     _no_run_twice(root, target, tables)
-    manifest = _merged_manifest(target[1] if target else None, taken)
-    merged_dir = target[0] if target else dest / f".merging-{manifest['sweep_id']}"
+    manifest = _merged_manifest(target[1] if target else None, taken, config)
+    # a new merged sweep is written hidden, then renamed in whole; the hidden folder of a merge
+    # killed before that rename has the same name, and is finished, not begun again
+    merged_dir = target[0] if target else dest / f".merging-{manifest.sweep_id}"
     make_dirs(merged_dir)
     done = {part_tag(p).get("merged_from") for p in part_files(merged_dir)}
     seq = 1 + max([file_seq(p) for p in part_files(merged_dir)] + [-1])
     for d, table in tables.items():
-        if taken[d].get("sweep_id") not in done:  # else written by a merge cut short
-            ids = pa.array([manifest["sweep_id"]] * len(table), pa.string())
+        if taken[d].sweep_id not in done:  # else written by a merge cut short
+            ids = pa.array([manifest.sweep_id] * len(table), pa.string())
             table = table.set_column(table.schema.get_field_index("sweep_id"), "sweep_id", ids)
-            write_part(merged_dir / f"part-{seq:06d}.parquet", table, manifest, taken[d].get("sweep_id"))
+            write_part(merged_dir, seq, table, manifest.sweep_id, taken[d].sweep_id)
             seq += 1
-    write_manifest(merged_dir, manifest)
+    write_manifest(merged_dir, manifest)  # the commit: from here the new parts count
     if target is None:  # appears whole, or not at all
-        os.replace(merged_dir, dest / manifest["sweep_id"])
-        merged_dir = dest / manifest["sweep_id"]
+        os.replace(merged_dir, dest / manifest.sweep_id)
+        merged_dir = dest / manifest.sweep_id
     rows = old_rows + sum(len(t) for t in tables.values())
     if len(read_sweep(merged_dir, ["trial_id"]).table) != rows:
         raise StoreError(f"{merged_dir}: the merged sweep does not read back whole; shards left in place")
@@ -233,7 +303,7 @@ def _rows(d: Path) -> pa.Table:
     return read_sweep(d).table.select(schema.COLUMNS)
 
 
-def _no_run_twice(root: Path, target: tuple[Path, dict] | None, tables: dict[Path, pa.Table]) -> None:
+def _no_run_twice(root: Path, target: tuple[Path, Manifest] | None, tables: dict[Path, pa.Table]) -> None:
     keys = set()
     if target is not None:
         keys = set(run_keys(read_sweep(target[0], list(RUN_KEY)).table))
@@ -244,32 +314,32 @@ def _no_run_twice(root: Path, target: tuple[Path, dict] | None, tables: dict[Pat
             keys.add(key)
 
 
-def _merged_manifest(previous: dict | None, taken: dict[Path, dict]) -> dict:
+def _merged_manifest(previous: Manifest | None, taken: dict[Path, Manifest], config: _Config) -> Manifest:
     """The merged sweep's manifest: what it held before, plus the shards taken in now."""
-    sources = list(previous["merged_from"]) if previous else []
+    sources = list(previous.merged_from) if previous else []
     sources += [
-        {
-            "sweep_id": m.get("sweep_id"),
-            "shard": m["shard"],
-            "state": m.get("state"),
-            "dir": str(d),
-            "started_at": m.get("started_at"),
-            "finished_at": m.get("finished_at"),
-        }
+        MergedShard(
+            sweep_id=m.sweep_id,
+            shard=m.shard,
+            state=m.state.value,
+            dir=str(d),
+            started_at=m.started_at,
+            finished_at=m.finished_at,
+        )
         for d, m in taken.items()
     ]
     first = previous or next(iter(taken.values()))
-    split = _split(first)
-    labels = {src["shard"] for src in sources}
-    complete = all(f"{k}/{split}" in labels for k in range(1, split + 1))
-    return dict(
-        first,
-        sweep_id=first["sweep_id"] if previous else new_sweep_id(),
+    split = config.split
+    labels = {src.shard for src in sources}
+    complete = all(f"{k}/{split}" in labels for k in range(1, split + 1)) if len(labels) == split else False
+    return first.replace(
+        sweep_id=first.sweep_id if previous else merged_id(config.fingerprint, split),
         shard=None,
         split=split,
-        started_at=min(src.get("started_at") or time.time() for src in sources),
-        finished_at=max(src.get("finished_at") or 0 for src in sources),
-        state="complete" if complete else "partial",
+        started_at=min(src.started_at or time.time() for src in sources),
+        finished_at=max(src.finished_at or 0 for src in sources),
+        state=SweepState.COMPLETE if complete else SweepState.PARTIAL,
         schema_version=schema.SCHEMA_VERSION,
-        merged_from=sorted(sources, key=lambda src: _shard_key(src["shard"])),
+        calibrated_sizes=config.sizes,
+        merged_from=tuple(sorted(sources, key=lambda src: _shard_key(src.shard))),
     )

@@ -1,0 +1,234 @@
+"""Writing one sweep: each row to the journal as its run ends, sealed into Parquet parts in batches.
+
+Every row reaches the journal with one ``write`` as soon as its run ends, so a killed
+sweep (even ``kill -9``) loses at most the run in flight; rows are sealed into Parquet
+in batches, which keeps the per-trial cost far below a Parquet file per row. A journal
+whose part exists (a crash between rename and unlink) is ignored; a torn last line (a
+crash mid-write) is dropped.
+
+Each part carries Parquet page checksums and the start of its sha256 in its name
+(``part-000003.<sha>.parquet``): a bit changed on disk is found on every read, never read
+as a value.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from conc_lab import schema
+from conc_lab.store.layout import (
+    JOURNAL,
+    MANIFEST,
+    REPLACED,
+    StoreError,
+    SweepBusy,
+    file_seq,
+    is_sweep,
+    journal_files,
+    make_dirs,
+    open_new,
+    part_files,
+    write_all,
+    write_atomic,
+)
+from conc_lab.store.lock import lock, sweep_lock, unlock
+from conc_lab.store.manifest import Manifest, SweepState, read_manifest, write_manifest
+from conc_lab.store.reader import read_journal
+
+#: Hex digits of a part's sha256 kept in its name (128 bits: no damage goes unseen by chance).
+CHECKSUM_DIGITS = 32
+
+
+class SweepWriter:
+    """Appends rows of one sweep as they come; seals them into Parquet parts in batches.
+
+    Each row is checked against the schema on ``append`` (``schema.RowError`` otherwise),
+    so a malformed row is refused alone and the sweep folder stays readable. The writer holds
+    the folder's lock (``.lock``) from start to ``close``: a second writer gets ``SweepBusy``.
+
+    >>> import tempfile
+    >>> w = SweepWriter(Path(tempfile.mkdtemp()) / "demo" / "s1", Manifest(sweep_id="s1"))
+    >>> w.append({"sweep_id": "s1", "colour": "red"})
+    Traceback (most recent call last):
+    ...
+    conc_lab.schema.RowError: row refused: unknown result columns: ['colour']
+    >>> w.close(SweepState.COMPLETE)
+    """
+
+    def __init__(
+        self, sweep_dir: str | os.PathLike, manifest: Manifest, flush_rows: int = 2000, flush_s: float = 10.0
+    ):
+        self.dir = Path(sweep_dir)
+        self.manifest = manifest.replace(schema_version=schema.SCHEMA_VERSION, state=SweepState.RUNNING)
+        self.flush_rows, self.flush_s = flush_rows, flush_s
+        self._lock_fd = None
+        try:
+            make_dirs(self.dir)
+            self._lock_fd = lock(self.dir)
+        except OSError as exc:
+            raise StoreError(self._cannot_write(self.dir, exc)) from None
+        try:
+            write_manifest(self.dir, self.manifest)
+            self._seal_leftover_journals()
+            self._seq = 1 + max([file_seq(p) for p in part_files(self.dir)] + [-1])
+            self._rows: list[dict] = []
+            self._open_journal()
+        except OSError as exc:
+            self._unlock()
+            raise StoreError(self._cannot_write(self.dir, exc)) from None
+        except BaseException:
+            self._unlock()
+            raise
+
+    def _unlock(self) -> None:
+        if self._lock_fd is not None:
+            unlock(self.dir, self._lock_fd)
+            self._lock_fd = None
+
+    def _open_journal(self) -> None:
+        self._journal_path = self.dir / JOURNAL.replace("*", f"{self._seq:06d}")
+        self._fd = open_new(self._journal_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+        self._journal_size = os.fstat(self._fd).st_size
+        self._last_seal = time.monotonic()
+
+    def append(self, row: dict) -> None:
+        """Check one finished run's row and record it; it is on disk (in the kernel) when this returns.
+
+        Raises ``schema.RowError`` for a row that does not fit the schema (nothing is written),
+        and ``StoreError`` when the row cannot be written (disk full): the journal is then cut
+        back to its last whole row, so every row before this one stays readable.
+        """
+        try:
+            row = schema.check_row(row)
+        except schema.RowError as exc:
+            raise schema.RowError(f"row refused: {exc}") from None
+        if row["sweep_id"] != self.manifest.sweep_id:
+            raise schema.RowError(f"row refused: sweep_id {row['sweep_id']!r} in sweep {self.dir}")
+        # ensure_ascii (the default): the journal is plain ASCII whatever text the row holds
+        line = (json.dumps(row, separators=(",", ":")) + "\n").encode()
+        try:
+            write_all(self._fd, line)
+        except OSError as exc:
+            os.ftruncate(self._fd, self._journal_size)  # no torn line mid-journal once space is back
+            raise StoreError(self._cannot_write(self._journal_path, exc)) from None
+        self._journal_size += len(line)
+        self._rows.append(row)
+        if len(self._rows) >= self.flush_rows or time.monotonic() - self._last_seal >= self.flush_s:
+            self.seal()
+
+    def _cannot_write(self, path: Path, exc: OSError) -> str:
+        return (
+            f"{path}: cannot write results ({exc.strerror or exc}); the runs recorded before are "
+            "kept; make room, then run the same sweep with --resume"
+        )
+
+    def seal(self) -> None:
+        """Turn the journal's rows into a Parquet part (atomically), then drop the journal."""
+        if self._rows:
+            try:
+                write_part(
+                    self.dir, self._seq, schema.to_table(self._rows, checked=True), self.manifest.sweep_id
+                )
+            except OSError as exc:  # the journal still holds every row; a resume seals it
+                raise StoreError(self._cannot_write(self.dir, exc)) from None
+        os.close(self._fd)
+        self._journal_path.unlink()
+        self._rows = []
+        self._seq += 1
+        self._open_journal()
+
+    def close(self, state: SweepState | str) -> None:
+        """Seal what is left, record the sweep's final state (complete, interrupted, stopped), unlock.
+
+        The lock goes even when sealing fails (a full disk): ``--resume`` then takes over. A
+        shard sweep that completes replaces the earlier runs of its shard (``replace_earlier``).
+        """
+        try:
+            self.seal()
+            os.close(self._fd)
+            self._journal_path.unlink()
+            self.manifest = self.manifest.replace(state=SweepState(state), finished_at=time.time())
+            write_manifest(self.dir, self.manifest)
+        except OSError as exc:
+            raise StoreError(self._cannot_write(self.dir / MANIFEST, exc)) from None
+        finally:
+            self._unlock()
+        if self.manifest.state is SweepState.COMPLETE and self.manifest.shard:
+            replace_earlier(self.dir, self.manifest)
+
+    def _seal_leftover_journals(self) -> None:
+        """A resumed sweep first turns what a killed run left in journals into parts.
+
+        Temp files a killed run left before their rename are dropped: their rows are
+        still in the journal, or (for the manifest) rewritten just now.
+        """
+        for tmp in self.dir.glob(".*.tmp"):
+            tmp.unlink(missing_ok=True)
+        sealed = {file_seq(p) for p in part_files(self.dir)}
+        for journal in journal_files(self.dir):
+            if file_seq(journal) not in sealed:
+                rows = read_journal(journal)
+                if rows:
+                    write_part(
+                        self.dir, file_seq(journal), schema.to_table(rows, True), self.manifest.sweep_id
+                    )
+            journal.unlink()
+
+
+def write_part(
+    sweep_dir: Path, seq: int, table: pa.Table, sweep_id: str, merged_from: str | None = None
+) -> Path:
+    """Write rows as one Parquet part (atomically), tagged with the schema version and sweep id.
+
+    The part has Parquet page checksums, and the start of its sha256 in its name, which every
+    read checks. ``merged_from``: the shard sweep whose rows these are (a merge): a merge cut
+    short is not merged twice when run again, and its parts count only once the merged
+    sweep's manifest names that shard (``part_tag``).
+    """
+    tag = {"schema_version": schema.SCHEMA_VERSION, "sweep_id": sweep_id}
+    if merged_from is not None:
+        tag["merged_from"] = merged_from
+    table = table.replace_schema_metadata({b"conc_lab": json.dumps(tag)})
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression="zstd", write_page_checksum=True)
+    data = sink.getvalue().to_pybytes()
+    path = sweep_dir / f"part-{seq:06d}.{hashlib.sha256(data).hexdigest()[:CHECKSUM_DIGITS]}.parquet"
+    write_atomic(path, data)
+    return path
+
+
+def replace_earlier(sweep_dir: Path, manifest: Manifest) -> list[Path]:
+    """Hide the earlier runs of a shard that has now completed: ``results/<name>/_replaced-<id>``.
+
+    ``load`` counts a shard run twice once (the complete run, else the latest); hidden (``_``
+    first), the earlier run is skipped by plain Parquet readers too, so they count the same
+    runs. A run still being written is left alone. Returns the folders hidden.
+    """
+    hidden = []
+    for other in sorted(sweep_dir.parent.iterdir()):
+        if (
+            other == sweep_dir
+            or other.name.startswith((".", "_"))
+            or other.is_symlink()
+            or not is_sweep(other)
+        ):
+            continue
+        try:
+            theirs = read_manifest(other)
+        except StoreError:
+            continue  # damage is check's to report, not this sweep's to move
+        if theirs.shard != manifest.shard or theirs.fingerprint != manifest.fingerprint or theirs.merged_from:
+            continue
+        with contextlib.suppress(SweepBusy, OSError), sweep_lock(other):
+            target = other.with_name(f"{REPLACED}{other.name}")
+            os.rename(other, target)
+            hidden.append(target)
+    return hidden
