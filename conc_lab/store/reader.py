@@ -1,6 +1,6 @@
 """Reading one sweep folder, checking every byte read: parts, journals, and which runs count.
 
-A read is a snapshot: the manifest, then the journals, then the parts are listed, so a seal
+A read is a snapshot: the manifest, then the journals' bytes, then the parts, so a seal
 running meanwhile (part renamed in, then its journal removed) is seen before or after,
 never with its rows in neither. A part's bytes are checked against the sha256 in its name
 and its Parquet page checksums; damage is a ``StoreError`` naming the file, never a decode
@@ -9,6 +9,7 @@ error and never a changed value.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -109,13 +110,14 @@ def committed(part: Part, manifest: Manifest) -> bool:
     return source is None or source in {m.sweep_id for m in manifest.merged_from}
 
 
-def journal_entries(path: Path) -> Iterator[tuple[int, dict | str]]:
+def journal_entries(path: Path, data: bytes | None = None) -> Iterator[tuple[int, dict | str]]:
     """``(line number, row)`` for each whole line of a journal, ``(line number, problem)`` for a damaged one.
 
     Rows are checked against the schema (text made safe). A torn last line, with no newline
     after it, is a kill mid-write: that run was in flight, not finished; it is skipped.
+    ``data``: the journal's bytes, when already read.
     """
-    lines = path.read_bytes().split(b"\n")
+    lines = (path.read_bytes() if data is None else data).split(b"\n")
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
@@ -128,9 +130,9 @@ def journal_entries(path: Path) -> Iterator[tuple[int, dict | str]]:
             yield number, f"corrupt line {number} (not a result row: {exc})"
 
 
-def read_journal(path: Path) -> list[dict]:
+def read_journal(path: Path, data: bytes | None = None) -> list[dict]:
     rows = []
-    for _, entry in journal_entries(path):
+    for _, entry in journal_entries(path, data):
         if isinstance(entry, str):
             raise StoreError(f"{path}: {entry}; `conclab check` lists all damage")
         rows.append(entry)
@@ -174,12 +176,18 @@ def _read_sweep_once(sweep_dir: Path, columns: list[str] | None, where) -> Sweep
         )
     need = list(dict.fromkeys(["sweep_id", "trial_id", "repeat"] + list(columns or schema.COLUMNS)))
     wanted, need = need, list(dict.fromkeys(need + list(RUN_KEY)))
-    journals = journal_files(sweep_dir)  # before the parts: a seal meanwhile is then seen in one or both
+    # A snapshot: journals are read first, parts listed after. A seal renames its part in, then
+    # removes its journal; so a journal gone before it was read has its part in the list below,
+    # and rows sealed meanwhile are read once (from the part; the journal read is dropped).
+    journals = {}
+    for journal in journal_files(sweep_dir):
+        with contextlib.suppress(FileNotFoundError):
+            journals[journal] = journal.read_bytes()
     parts = part_files(sweep_dir)
     read = [read_part(p, need, where, manifest.sweep_id) for p in parts]
     tables = [p.table for p in read if committed(p, manifest)]
     sealed = {file_seq(p) for p in parts}
-    rows = [r for j in journals if file_seq(j) not in sealed for r in read_journal(j)]
+    rows = [r for j, data in journals.items() if file_seq(j) not in sealed for r in read_journal(j, data)]
     if rows:
         table = schema.to_table(rows, checked=True).select(need)
         tables.append(table.filter(where) if where is not None else table)
