@@ -105,7 +105,7 @@ def advise(
     """
     from conc_lab.advice import loop
     from conc_lab.advice import plan as planning
-    from conc_lab.store import core as store
+    from conc_lab.store.layout import preflight
 
     began = time.perf_counter()
     if not budget_s > 0:
@@ -113,7 +113,7 @@ def advise(
     if size is not None and size < 1:
         raise AdviseError(f"--size: must be a positive integer, got {size}")
     target = resolve(what)
-    store.preflight(out)  # now, not after the planning: a results folder it cannot write to
+    preflight(out)  # now, not after the planning: a results folder it cannot write to
     with _importable(target.search_dir):
         the_plan = planning.plan(target, size=size, ray=ray, interpreters=interpreters, budget_s=budget_s)
         if on_event is not None:
