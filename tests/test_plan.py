@@ -97,3 +97,21 @@ def test_rounds_are_shuffled_by_default_and_each_run_knows_its_round_and_slot():
     assert all({r.round for r in rnd} == {rnd[0].repeat} for rnd in rounds)
     firsts = [rnd[0].trial for rnd in rounds]
     assert len(set(firsts)) > 1  # the baseline does not always open (or close) a round
+
+
+def test_adjacent_pairing_runs_the_baseline_right_before_each_backend_run_and_resumes():
+    cfg = _config(pairing="adjacent", shuffle=True, seed=3)
+    trials = select_trials(cfg)  # sequential and threading, at tasks 1 and 2
+    p = Plan(cfg, trials)
+    runs = [r for r in p.runs() if not r.warmup]
+    assert p.measured == len(runs) == 3 * 4  # per round: (A B) twice
+    for before, run in zip(runs, runs[1:]):
+        if run.trial.backend == "threading":
+            assert before.trial.backend == "sequential" and before.trial.tasks == run.trial.tasks
+            assert before.round == run.round and before.slot == run.slot - 1
+    keys = [(r.trial.trial_id, r.repeat) for r in runs]
+    assert len(set(keys)) == len(keys)  # every run has a (trial, repeat) of its own
+    done = frozenset(keys[:5])
+    rest = [r for r in Plan(cfg, trials, done).runs() if not r.warmup]
+    assert sorted((r.trial.trial_id, r.repeat) for r in rest) == sorted(keys[5:])
+    assert cfg.fingerprint != _config(shuffle=True, seed=3).fingerprint

@@ -309,3 +309,25 @@ def test_the_cli_and_the_api_filter_a_summary_the_same_way(tmp_path):
     cli = pd.DataFrame(json.loads(done.stdout))
     key = ["backend", "workers", "size"]
     assert cli[key].values.tolist() == api[key].values.tolist() == [["sequential", 1, 2], ["threading", 2, 2]]
+
+
+@pytest.mark.host
+def test_a_real_adjacent_sweep_pairs_each_run_with_the_baseline_run_just_before_it(tmp_path):
+    import conc_lab
+    from conc_lab.run.runner import sweep
+
+    cfg = tmp_path / "adjacent.yaml"
+    cfg.write_text(
+        "name: adjacent\nrepeats: 3\nwarmup: 0\naffinity: none\npairing: adjacent\n"
+        "matrix:\n  workload: [experiments.io:sleep]\n  backend: [sequential, threading]\n"
+        "  workers: [1, 2]\n  tasks: [2]\n  size: [2]\n"
+    )
+    result = sweep(cfg, out=tmp_path / "results")
+    assert result.ok and result.recorded == 3 * 4  # per round: A B A C
+    df = conc_lab.load(result.sweep_dir).sort_values("started_at").reset_index(drop=True)
+    pairs = pair_runs(df)
+    for i in np.flatnonzero((df["backend"] == "threading").to_numpy()):
+        assert pairs[i] == i - 1  # the baseline run right before it
+        assert df.loc[i - 1, "round"] == df.loc[i, "round"]
+    s = summarize(df)
+    assert (s[s.backend == "threading"].speedup_method == "paired").all()

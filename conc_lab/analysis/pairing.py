@@ -6,8 +6,9 @@ things close together and comparing them pair by pair cancels the interference t
 (duet benchmarking, Bulej et al. 2020; randomized interleaved rounds, Abedi & Brecht 2017):
 
 * a backend run is paired with the ok sequential run of the same sweep, round and baseline
-  key (workload, tasks, size, python, node; the same affinity where one exists) whose measured
-  window's middle lies nearest to its own;
+  key (workload, tasks, size, python, node; the same affinity where one exists) that ended last
+  before it started (with ``pairing: adjacent``, the one run right before it), else the first
+  one after it;
 * the speedup is the median of the per-pair ratios ``baseline / run``, and its interval the
   exact bootstrap interval of that median (``stats.SortedGroups.median_ci``: distribution
   free, no Monte-Carlo noise);
@@ -39,30 +40,30 @@ def _round(df: pd.DataFrame) -> pd.Series:
     return df["round"].astype(object).where(df["round"].notna(), repeat.astype(object))
 
 
-def run_middle_us(df: pd.DataFrame) -> np.ndarray:
-    """Per run, the middle of its measured window in µs since the epoch (NaN without ``started_at``).
-
-    ``started_at`` is taken before the workers start, so the run itself begins ``setup_s`` later.
+def run_window_us(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Per run, the start and end of its measured window in µs since the epoch (NaN without
+    ``started_at``). ``started_at`` is taken before the workers start: the run begins ``setup_s`` later.
 
     Example::
 
         >>> at = pd.to_datetime([0, 0], unit="s", utc=True)
-        >>> run_middle_us(pd.DataFrame({"started_at": at, "setup_s": [1.0, 0.0], "run_s": [2.0, 2.0]})).tolist()
-        [2000000.0, 1000000.0]
+        >>> start, end = run_window_us(pd.DataFrame({"started_at": at, "setup_s": [1.0, 0.0], "run_s": [2.0, 2.0]}))
+        >>> start.tolist(), end.tolist()
+        ([1000000.0, 0.0], [3000000.0, 2000000.0])
     """
     if "started_at" not in df.columns:
-        return np.full(len(df), np.nan)
+        return np.full(len(df), np.nan), np.full(len(df), np.nan)
     at = pd.to_datetime(df["started_at"], utc=True)
     us = (at - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(microseconds=1)
-    start = us.to_numpy(dtype=np.float64, na_value=np.nan)
     setup = df["setup_s"].to_numpy(dtype=np.float64, na_value=np.nan) if "setup_s" in df.columns else 0.0
+    start = us.to_numpy(dtype=np.float64, na_value=np.nan) + 1e6 * np.nan_to_num(setup)
     run = df["run_s"].to_numpy(dtype=np.float64, na_value=np.nan)
-    return start + 1e6 * (np.nan_to_num(setup) + np.nan_to_num(run) / 2)
+    return start, start + 1e6 * np.nan_to_num(run)
 
 
-def _nearest(left: pd.DataFrame, right: pd.DataFrame) -> np.ndarray:
+def _nearest(left: pd.DataFrame, right: pd.DataFrame, direction: str) -> np.ndarray:
     """For each row of ``left`` (columns ``_pk``, ``_t``, ``_i``), the ``_i`` of the ``right`` row with
-    the same ``_pk`` nearest in ``_t``; -1 where none."""
+    the same ``_pk`` nearest in ``_t`` in ``direction`` (as ``merge_asof``); -1 where none."""
     found = np.full(len(left), -1, dtype=np.int64)
     if len(left) == 0 or len(right) == 0:
         return found
@@ -71,7 +72,7 @@ def _nearest(left: pd.DataFrame, right: pd.DataFrame) -> np.ndarray:
         right.sort_values("_t").rename(columns={"_i": "_j"}),
         on="_t",
         by="_pk",
-        direction="nearest",
+        direction=direction,
     )
     has = merged["_j"].notna().to_numpy()
     found[merged["_k"].to_numpy()[has]] = merged["_j"].to_numpy()[has].astype(np.int64)
@@ -94,18 +95,21 @@ def pair_runs(df: pd.DataFrame) -> np.ndarray:
         [-1, 0, 0, 4, -1, 4]
     """
     found = np.full(len(df), -1, dtype=np.int64)
-    middle = run_middle_us(df)
-    ok = ok_runs(df) & np.isfinite(middle)
+    start, end = run_window_us(df)
+    ok = ok_runs(df) & np.isfinite(start)
     if not ok.any():
         return found
     keyed = key_columns(df, BASELINE_KEYS + ["affinity", "sweep_id"]).assign(_round=_round(df))
     seq = (df["backend"].astype(object) == SEQUENTIAL).to_numpy()
+    # a backend run's start against a baseline run's end: the baseline run that ended last before
+    # it started (pairing: adjacent runs it right there), else the first after it in the round
+    at = np.where(seq, end, start)
     for keys in (BASELINE_KEYS + ["affinity"], BASELINE_KEYS):
         pk = join_key(keyed, keys + ["sweep_id", "_round"])
-        frame = pd.DataFrame({"_pk": pk.to_numpy(), "_t": middle, "_i": np.arange(len(df))})
-        want = ok & ~seq & (found < 0)
-        hit = _nearest(frame[want], frame[ok & seq])
-        found[np.flatnonzero(want)] = hit
+        frame = pd.DataFrame({"_pk": pk.to_numpy(), "_t": at, "_i": np.arange(len(df))})
+        for direction in ("backward", "forward"):
+            want = ok & ~seq & (found < 0)
+            found[np.flatnonzero(want)] = _nearest(frame[want], frame[ok & seq], direction)
     return found
 
 

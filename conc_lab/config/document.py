@@ -28,6 +28,7 @@ from conc_lab.config.model import (
     INT64_MAX,
     MAX_TIMEOUT_S,
     ONE_CORE_BACKENDS,
+    PAIRINGS,
     TOP_KEYS,
     Config,
 )
@@ -171,11 +172,18 @@ def _settings(v: Validator, doc: dict, path: str | None) -> dict[str, Any]:
         "timeout_s": v.number(doc.get("timeout_s", 120), "timeout_s", maximum=MAX_TIMEOUT_S),
         "shuffle": shuffle,
         "seed": v.integer(doc.get("seed", 0), "seed", minimum=0, maximum=INT64_MAX),
+        "pairing": _pairing(v, doc.get("pairing", "round")),
         "description": description,
         "ray_address": sections.ray_section(v, doc.get("ray")),
         "noise": sections.noise_section(v, doc.get("noise")),
         "calibration": sections.calibration_section(v, doc.get("calibration")),
     }
+
+
+def _pairing(v: Validator, raw: Any) -> str:
+    if raw not in PAIRINGS:
+        v.fail("pairing", f"must be one of {', '.join(PAIRINGS)}, got {show(raw)}")
+    return raw
 
 
 def _matrix_axes(v: Validator, matrix: Any) -> tuple[dict[str, tuple], dict[str, tuple]]:

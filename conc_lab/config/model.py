@@ -48,11 +48,14 @@ TOP_KEYS = (
     "affinity",
     "shuffle",
     "seed",
+    "pairing",
     "ray",
     "limits",
     "noise",
     "calibration",
 )
+#: ``pairing:`` values: the baseline's runs once a round, or right before each backend run.
+PAIRINGS = ("round", "adjacent")
 #: ``size: auto``: the size is calibrated before the sweep runs (``conc_lab.run.calibration``).
 AUTO = "auto"
 #: A trial's size: a number the workload is given, or ``AUTO`` until calibration replaces it.
@@ -131,6 +134,9 @@ class Config:
     include: tuple[dict, ...] = ()
     backend_options: dict[str, dict[str, tuple]] = field(default_factory=dict)
     shuffle: bool = True  # a fresh seeded permutation per round (RMIT); false: matrix order
+    # round: each trial once a round, speedups paired within the round; adjacent: a baseline run
+    # right before each backend run (A B A C ...), for trials too short to pair across a round
+    pairing: str = "round"
     seed: int = 0
     description: str = ""
     ray_address: str | None = None  # ray: {address: ...}: the Ray runtime ray trials join
@@ -163,6 +169,8 @@ class Config:
             "shuffle": self.shuffle,
             "seed": self.seed,
         }
+        if self.pairing != "round":  # likewise: the default leaves older fingerprints as they were
+            doc["pairing"] = self.pairing
         if self.noise != NoiseLimits():  # absent from older fingerprints: their sweeps still resume
             doc["noise"] = dataclasses.asdict(self.noise)
         return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]

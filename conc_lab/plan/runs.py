@@ -34,6 +34,9 @@ from conc_lab.plan.matrix import Trial, expand
 from conc_lab.store.manifest import read_manifest
 from conc_lab.store.reader import completed_runs, latest_sweep
 
+#: The baseline backend, as ``analysis.frames.SEQUENTIAL`` names it.
+SEQUENTIAL = "sequential"
+
 
 @dataclass(frozen=True)
 class Run:
@@ -206,7 +209,10 @@ def run_order(trials: list[Trial], config: Config) -> Iterator[Run]:
     seeded by ``config.seed`` and the round, so a sweep's order can be replayed and no trial
     systematically follows the same one (the baseline after the previous round's ``ray`` trials,
     say: RMIT, Abedi & Brecht 2017). Each run carries its round and slot; the rows record them.
+    With ``pairing: adjacent`` a measured round runs each trial's sequential baseline right
+    before it (A B A C ...): see ``adjacent_round``.
     """
+    serves = baseline_of(trials) if config.pairing == "adjacent" else {}
     for round_no in range(config.warmup + config.repeats):
         order = trials
         if config.shuffle:
@@ -214,8 +220,55 @@ def run_order(trials: list[Trial], config: Config) -> Iterator[Run]:
             random.Random(config.seed * 1_000_003 + round_no).shuffle(order)
         warmup = round_no < config.warmup
         repeat = round_no if warmup else round_no - config.warmup
+        if serves and not warmup:
+            yield from adjacent_round(order, serves, repeat)
+            continue
         for slot, trial in enumerate(order):
             yield Run(trial, repeat, warmup, round=repeat, slot=slot)
+
+
+def baseline_of(trials: list[Trial]) -> dict[str, Trial]:
+    """trial_id -> the sequential trial its speedup is measured against (same workload, tasks,
+    size, python and affinity), for the trials that have one in ``trials``."""
+    key = lambda t: (t.workload, t.tasks, t.size, t.python, t.affinity)  # noqa: E731
+    seq = {key(t): t for t in trials if t.backend == SEQUENTIAL}
+    return {t.trial_id: seq[key(t)] for t in trials if t.backend != SEQUENTIAL and key(t) in seq}
+
+
+def adjacent_runs(trials: list[Trial], serves: dict[str, Trial]) -> Counter:
+    """trial_id -> runs a measured round of ``pairing: adjacent`` gives it: a baseline one per trial
+    it serves (at least one), every other trial one."""
+    count = Counter(b.trial_id for b in serves.values())
+    return Counter({t.trial_id: max(count[t.trial_id], 1) for t in trials})
+
+
+def adjacent_round(order: list[Trial], serves: dict[str, Trial], round_no: int) -> Iterator[Run]:
+    """One measured round of ``pairing: adjacent``: each trial of ``order`` with a baseline runs right
+    after a run of it; a baseline serving none runs alone, where the permutation puts it.
+
+    The baseline's runs in round ``r`` are its repeats ``r*k .. r*k+k-1`` (``k``: the trials it
+    serves), so every run still has a (trial, repeat) of its own; ``round`` is ``r`` for all.
+
+    >>> from conc_lab.plan.matrix import Trial
+    >>> a, b, c = (Trial("m:f", backend, 1, 1, 1) for backend in ("sequential", "threading", "ray"))
+    >>> serves = baseline_of([a, b, c])
+    >>> [(r.trial.backend, r.repeat, r.slot) for r in adjacent_round([c, a, b], serves, 1)]
+    [('sequential', 2, 0), ('ray', 1, 1), ('sequential', 3, 2), ('threading', 1, 3)]
+    """
+    served = Counter(b.trial_id for b in serves.values())
+    used: Counter = Counter()
+    slot = 0
+    for trial in order:
+        base = serves.get(trial.trial_id)
+        if trial.trial_id in served:
+            continue  # it runs before each trial it serves
+        if base is not None:
+            repeat = round_no * served[base.trial_id] + used[base.trial_id]
+            used[base.trial_id] += 1
+            yield Run(base, repeat, round=round_no, slot=slot)
+            slot += 1
+        yield Run(trial, round_no, round=round_no, slot=slot)
+        slot += 1
 
 
 @dataclass(frozen=True)
@@ -230,10 +283,18 @@ class Plan:
     done: frozenset[tuple[str, int]] = frozenset()
 
     @cached_property
+    def _per_round(self) -> Counter:
+        """trial_id -> measured runs per round: 1, or more for a baseline under ``pairing: adjacent``."""
+        if self.config.pairing != "adjacent":
+            return Counter({t.trial_id: 1 for t in self.trials})
+        return adjacent_runs(self.trials, baseline_of(self.trials))
+
+    @cached_property
     def _missing(self) -> dict[str, int]:
         """trial_id -> measured runs it still needs (only trials that need any)."""
-        have = Counter(tid for tid, repeat in self.done if 0 <= repeat < self.config.repeats)
-        missing = ((t.trial_id, self.config.repeats - have[t.trial_id]) for t in self.trials)
+        wanted = {t.trial_id: self.config.repeats * self._per_round[t.trial_id] for t in self.trials}
+        have = Counter(tid for tid, repeat in self.done if 0 <= repeat < wanted.get(tid, 0))
+        missing = ((tid, n - have[tid]) for tid, n in wanted.items())
         return {tid: n for tid, n in missing if n > 0}
 
     def runs(self) -> Iterator[Run]:
