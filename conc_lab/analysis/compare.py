@@ -83,6 +83,18 @@ def _p_values(merged: pd.DataFrame, sides: dict) -> np.ndarray:
     )
 
 
+def effect_size(ratio: np.ndarray) -> np.ndarray:
+    """How far a ratio is from no change, the same either way: 0.8 and 1.25 are both 0.25.
+
+    Example::
+
+        >>> effect_size(np.array([0.8, 1.25, np.nan])).tolist()
+        [0.25, 0.25, 0.0]
+    """
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.nan_to_num(np.maximum(ratio, 1 / ratio) - 1)
+
+
 def change_labels(
     ratio: np.ndarray, significant: np.ndarray, powerless: np.ndarray, in_a: np.ndarray, in_b: np.ndarray
 ) -> np.ndarray:
@@ -121,8 +133,7 @@ def compare(
     repeats buy power), ``only in a`` or ``only in b``. Failures and the correct share of
     each side are carried along.
 
-    ``min_effect`` (a fraction, e.g. the A/A floor of ``conclab selftest``): no change smaller
-    than this is called, however small its p-value: two identical arms differ that much here.
+    No change smaller than ``min_effect`` (the A/A floor of ``conclab selftest``) is called.
     ``a`` and ``b`` are DataFrames or paths to stores.
 
     Example::
@@ -144,9 +155,7 @@ def compare(
         *(merged[c].to_numpy(dtype=np.float64) for c in ("median_a", "_lo_a", "_hi_a")),
     )
     qvals = benjamini_hochberg(pvals)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        effect = np.maximum(ratio, 1 / ratio) - 1  # the same size faster or slower
-    significant = (np.nan_to_num(qvals, nan=1.0) < alpha) & (np.nan_to_num(effect) > min_effect)
+    significant = (np.nan_to_num(qvals, nan=1.0) < alpha) & (effect_size(ratio) > min_effect)
     in_a = (merged["median_a"].notna() | merged["n_a"].notna()).to_numpy()
     in_b = (merged["median_b"].notna() | merged["n_b"].notna()).to_numpy()
     for col in ("n_a", "n_b", "failures_a", "failures_b"):

@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from conc_lab.analysis.frames import BASELINE_KEYS, SEQUENTIAL, join_key, key_columns
+from conc_lab.analysis.frames import BASELINE_KEYS, SEQUENTIAL, key_columns
 from conc_lab.analysis.stats import SortedGroups, ok_runs
 
 #: ``speedup_method`` values: the estimate a summary row's speedup comes from.
@@ -105,8 +105,9 @@ def pair_runs(df: pd.DataFrame) -> np.ndarray:
     # it started (pairing: adjacent runs it right there), else the first after it in the round
     at = np.where(seq, end, start)
     for keys in (BASELINE_KEYS + ["affinity"], BASELINE_KEYS):
-        pk = join_key(keyed, keys + ["sweep_id", "_round"])
-        frame = pd.DataFrame({"_pk": pk.to_numpy(), "_t": at, "_i": np.arange(len(df))})
+        cols = keyed[keys + ["sweep_id", "_round"]].astype(object)  # categoricals: no unused groups
+        pk = cols.groupby(list(cols.columns), dropna=False, sort=False).ngroup().to_numpy()
+        frame = pd.DataFrame({"_pk": pk, "_t": at, "_i": np.arange(len(df))})
         for direction in ("backward", "forward"):
             want = ok & ~seq & (found < 0)
             found[np.flatnonzero(want)] = _nearest(frame[want], frame[ok & seq], direction)
