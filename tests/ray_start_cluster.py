@@ -192,6 +192,17 @@ class RayStartCluster:
         self._start_node(join, f"node{len(self.nodes) + 1}", timeout_s, self._node_extra)
         return self.nodes[-1]
 
+    def remove_node(self, node: subprocess.Popen) -> None:
+        """Stop a node ``add_node`` started (SIGTERM to its ``ray start --block``, by PID)."""
+        if node.poll() is None:
+            node.send_signal(signal.SIGTERM)
+        try:
+            node.wait(60)
+        except subprocess.TimeoutExpired:  # its own process group: only what it started
+            os.killpg(node.pid, signal.SIGKILL)
+            node.wait(10)
+        self.nodes.remove(node)
+
     def raylet_pid(self, node: subprocess.Popen) -> int:
         """The raylet this node's ``ray start`` started (its child, found by PID, not by name)."""
         for child in Path("/proc").glob("[0-9]*"):

@@ -154,6 +154,7 @@ def test_shard_sweeps_merge_into_one_sweep_with_every_run_once(tmp_path, write_c
     result = CliRunner().invoke(app, ["merge", str(out / "sharded")])
     assert result.exit_code == 0, result.output
     assert "merged 3 shards (1/3, 2/3, 3/3), 18 runs" in result.output
+    assert "different times" not in result.output  # one after another, seconds apart: one sitting
     (merged,) = sweep_dirs(out / "sharded")  # the shards were replaced
     assert not any(d.exists() for d in shard_dirs)
     manifest = read_manifest(merged)

@@ -99,4 +99,23 @@ def test_token_auth_refusal_names_the_cause_and_the_fix_in_one_line(ray_start, t
     assert "token authentication is on" in errors[0]
     assert "gcs_client" not in out and "Traceback" not in out  # Ray's retry lines are not dumped
     assert not (workdir / "results").exists()  # nothing written
+    assert "results/cpu" not in out  # before: the sweep folder was named, and never made
     assert not list((tmp_path / "raytmp").glob("**/session_*"))  # no Ray runtime started
+
+
+@pytest.mark.parametrize("ray_start", ["token-on"], indirect=True)
+def test_token_mode_without_a_token_file_is_one_line_and_starts_and_writes_nothing(ray_start, tmp_path):
+    workdir = _workdir(tmp_path)
+    home = tmp_path / "home"  # a user who exported RAY_AUTH_MODE=token but did not copy the head's token
+    home.mkdir()
+    env = dict(ray_start.env, HOME=str(home), RAY_TMPDIR=str(tmp_path / "raytmp"))
+    assert env["RAY_AUTH_MODE"] == "token"
+    result = ray_start.run(ray_start.readme_line(_readme("conclab sweep")), cwd=workdir, env=env, timeout=300)
+    out = (result.stdout + result.stderr).strip()
+    assert result.returncode == 2, out[-3000:]
+    assert len(out.splitlines()) == 1 and out.startswith("error:"), out[-3000:]
+    assert "RAY_AUTH_MODE=token" in out and "auth_token" in out
+    # Before: a traceback, exit 1, a local Ray runtime started, and a new random ~/.ray/auth_token.
+    assert not (home / ".ray").exists()
+    assert not list((tmp_path / "raytmp").glob("**/session_*"))
+    assert not (workdir / "results").exists()

@@ -28,39 +28,52 @@ warmup: 0
 timeout_s: 60
 affinity: compact
 matrix:
-  # enough work that the second node's runner is up (seconds on a loaded machine) while runs remain
+  # enough work that every node's runner is up (seconds on a loaded machine) while runs remain;
+  # 1- and 2-worker trials mixed, so a node gets grants of one core and of both
   workload: [{workload: experiments.cpu:sum_squares, size: [600000, 600001, 600002, 600003, 600004,
-                                                            600005, 600006, 600007, 600008, 600009]}]
-  backend: [sequential]
+                                                            600005, 600006, 600007]}]
+  backend: [sequential, threading]
+  workers: [1, 2]
   tasks: [4]
 """
+RUNS = 8 * 3  # sequential (1 worker), threading 1 and 2 workers
 
 
 def _intervals_overlap(a, b) -> bool:
     return a[0] < b[1] and b[0] < a[1]
 
 
-def test_colocated_nodes_give_each_trial_cores_no_running_trial_holds(ray_start, tmp_path):
-    (tmp_path / "colocated.yaml").write_text(CPU)
-    result = ray_start.run(
-        ["conclab", "sweep", "colocated.yaml", "--cluster", ray_start.address, "-q"], cwd=tmp_path
-    )
+def test_three_colocated_nodes_on_two_cores_never_run_two_trials_on_one_core(ray_start, tmp_path):
+    """3 nodes, 2 cores, mixed worker counts: from the task records, no two overlapping runs share a
+    core. Before, a node planned its cores once per worker count and kept them for the sweep,
+    whatever the driver granted later: overlapping runs pinned to one core, 6 in every sweep."""
+    third = ray_start.add_node()
+    try:
+        ray_start.wait_nodes(3)
+        (tmp_path / "colocated.yaml").write_text(CPU)
+        result = ray_start.run(
+            ["conclab", "sweep", "colocated.yaml", "--cluster", ray_start.address, "-q"], cwd=tmp_path
+        )
+    finally:
+        ray_start.remove_node(third)  # the session's cluster goes back to its 2 nodes
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     df = conc_lab.load(tmp_path / "results" / "colocated")
-    assert len(df) == 10 and df["pinned"].all() and df["node_id"].nunique() == 2
+    assert len(df) == RUNS and df["pinned"].all() and df["node_id"].nunique() == 3
     spans = []
     for _, row in df.iterrows():
         start = row["started_at"].timestamp()
-        spans.append((start, start + row["run_s"] + (row["setup_s"] or 0), set(row["cores"]), row["node_id"]))
-        for rec in row["task_records"]:
-            assert rec["cpu"] in set(row["cores"])  # the work ran where it was pinned
-    overlapping = 0
+        used = {rec["core"] for rec in row["task_records"]}
+        assert used == set(row["cores"]) and {rec["cpu"] for rec in row["task_records"]} <= used
+        spans.append((start, start + row["run_s"] + (row["setup_s"] or 0), used, row["node_id"]))
+    overlapping, shared = 0, []
     for i, a in enumerate(spans):
         for b in spans[i + 1 :]:
             if _intervals_overlap(a, b):
                 overlapping += 1
-                assert not a[2] & b[2], (a, b)  # before: both nodes pinned their trial to core 0
-    assert overlapping  # the two nodes did run side by side
+                if a[2] & b[2]:
+                    shared.append((a, b))
+    assert not shared, f"{len(shared)} overlapping runs share a core: {shared[:3]}"
+    assert overlapping  # the nodes did run side by side
 
 
 SLOW = """\
@@ -102,9 +115,10 @@ def test_a_killed_node_costs_its_run_one_attempt_and_its_logs_stay_out(ray_start
         stderr=subprocess.PIPE,
         text=True,
     )
-    seen, killed = [], False
+    seen, killed, other = [], False, []
     for line in proc.stdout:
-        if not line.startswith("{"):  # only the driver's own event lines
+        if not line.startswith("{"):  # the driver prints only its event lines: anything else is Ray's
+            other.append(line)
             continue
         seen.append(json.loads(line))
         if not killed and seen[-1].get("row_node") == doomed_id:
@@ -125,6 +139,8 @@ def test_a_killed_node_costs_its_run_one_attempt_and_its_logs_stay_out(ray_start
     assert joined.count(doomed_id) == 1
     ray_lines = [line for line in stderr.splitlines() if ".cc:" in line or "raylet" in line.lower()]
     assert not ray_lines, ray_lines[:5]
+    # Ray's driver prints "Raylet is terminated ... Last 20 lines of the Raylet logs" to stdout
+    assert not other, other[:5]
 
 
 SIGTERMED = """\

@@ -68,6 +68,21 @@ def _speedup(row) -> str:
     return f"{s:.2f} ({fmt_num(lo)}–{fmt_num(hi)})"
 
 
+def short_node_ids(values: list[str]) -> dict[str, str]:
+    """Ray node ids (56 hex digits) cut to their first 8, as the progress lines show them, or to
+    as many as tell them apart; host names stay whole.
+
+    >>> short_node_ids(["3f" * 28, "3f" * 4 + "00" * 24, "box"]) == {
+    ...     "3f" * 28: "3f3f3f3f3f3f", "3f" * 4 + "00" * 24: "3f3f3f3f0000", "box": "box"}
+    True
+    """
+    ids = sorted({v for v in values if len(v) > 16 and all(c in "0123456789abcdef" for c in v)})
+    n = 8
+    while len({v[:n] for v in ids}) < len(ids):
+        n += 4
+    return {v: v[:n] if v in ids else v for v in values}
+
+
 def _cells(summary: pd.DataFrame) -> tuple[dict[str, list[str]], list[str]]:
     """Every essential column as text, and the caption naming parameters no column needs.
 
@@ -86,6 +101,9 @@ def _cells(summary: pd.DataFrame) -> tuple[dict[str, list[str]], list[str]]:
         if key not in summary.columns:
             continue
         values = ["-" if r[key] is None else str(r[key]) for r in rows]
+        if key == "node":  # 56-character ids would wrap every row at 120 columns
+            short_ids = short_node_ids(values)
+            values = [short_ids[v] for v in values]
         per_workload = dict(zip(cols["workload"], values))
         if len(set(values)) == 1:
             if values[0] != "-" and key != "node":

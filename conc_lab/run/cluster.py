@@ -33,7 +33,7 @@ import sys
 import tempfile
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from conc_lab import events, schema
@@ -86,6 +86,30 @@ def connect_error(address: str, exc: BaseException, ray_said: str = "", environ=
             "~/.ray/auth_token here (or point RAY_AUTH_TOKEN_PATH at it)"
         )
     return f"--cluster {address}: cannot connect to a Ray cluster there ({first_line(exc)})"
+
+
+def missing_token(address: str, environ=os.environ, home: Path | None = None) -> str | None:
+    """One line when ``RAY_AUTH_MODE=token`` is set and no Ray auth token is here, else None.
+
+    Checked before Ray is imported: given no token, ``ray.init`` writes a new random
+    ``~/.ray/auth_token`` (which no head shares) and may start a local runtime.
+
+    >>> missing_token("h:6379", {"RAY_AUTH_MODE": "token"}, home=Path("/nonexistent"))[:60]
+    '--cluster h:6379: RAY_AUTH_MODE=token is set, but no Ray aut'
+    >>> missing_token("h:6379", {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": "x"}) is None
+    True
+    """
+    if environ.get("RAY_AUTH_MODE", "").lower() != "token" or environ.get("RAY_AUTH_TOKEN"):
+        return None
+    named = environ.get("RAY_AUTH_TOKEN_PATH")
+    path = Path(named) if named else (home or Path.home()) / ".ray" / "auth_token"
+    if path.is_file():
+        return None
+    where = f"RAY_AUTH_TOKEN_PATH={named} does not exist" if named else f"{path} does not exist"
+    return (
+        f"--cluster {address}: RAY_AUTH_MODE=token is set, but no Ray auth token is here ({where}): "
+        "copy the head's ~/.ray/auth_token to this machine (or point RAY_AUTH_TOKEN_PATH at it)"
+    )
 
 
 #: Set in the environment of a driver that ``ray job submit`` started.
@@ -147,6 +171,7 @@ class ClusterDispatch(Dispatch):
         self.busy: dict[object, tuple[str, Run, int, list[int]]] = {}  # ref -> (node, run, attempt, cores)
         self.pool = CorePool(settings.affinity_mode)
         self.measured_total_s = 0.0  # summed over nodes
+        self._unhush = None  # gives Ray's error channel its printer back (see _hush_error_channel)
 
     @property
     def measured_s(self) -> float:
@@ -167,6 +192,7 @@ class ClusterDispatch(Dispatch):
         self._connected_here = not ray.is_initialized()
         if self._connected_here:
             _connect(ray, self.address)
+        self._unhush = _hush_error_channel()
         self.attach(ray, ray.remote(num_cpus=0, max_restarts=0, max_concurrency=1)(NodeRunner), emit)
         self.setup_s = time.perf_counter() - started
         return {}
@@ -259,8 +285,38 @@ class ClusterDispatch(Dispatch):
             self.nodes.close()
         if self._connected_here:
             self.ray.shutdown()
+        if self._unhush is not None:
+            self._unhush()
+            self._unhush = None
         self.ray = None
         self.teardown_s += time.perf_counter() - started
+
+
+def _hush_error_channel() -> Callable[[], None]:
+    """Keep what Ray's driver thread prints from its error channel out of the sweep's output.
+
+    When a node dies, Ray publishes "Raylet is terminated ... Last 20 lines of the Raylet logs"
+    to every driver, and the driver's listener thread prints it to *stdout* (30-45 lines, at any
+    time, even minutes later). The sweep tells a lost node itself (``NodeLost``) and a lost call
+    is rerun, so these lines say nothing the user needs. Ray has no switch for that thread: its
+    printer is swapped for one that drops those messages (``pid`` "raylet"), until ``close``.
+    Returns what puts the printer back.
+    """
+    worker = sys.modules.get("ray._private.worker")
+    printer = getattr(worker, "print_to_stdstream", None)
+    if printer is None:  # another Ray: nothing known to hush
+        return lambda: None
+
+    def printed(data, ignore_prefix):
+        if data.get("pid") != "raylet":
+            printer(data, ignore_prefix)
+
+    worker.print_to_stdstream = printed
+
+    def unhush() -> None:
+        worker.print_to_stdstream = printer
+
+    return unhush
 
 
 def _connect(ray, address: str) -> None:

@@ -131,20 +131,24 @@ def sweep(
     check_size(config, shards=shard[1] if shard else 1)  # what cannot finish: refused before any write
     preflight(out)
     if cluster is not None:  # before planning, calibrating or naming a sweep folder
-        from conc_lab.run.cluster import ClusterError, unreachable
+        from conc_lab.run.cluster import ClusterError, missing_token, unreachable
 
+        why = missing_token(cluster)  # before Ray is imported: it would write a token of its own
+        if why is not None:
+            raise ClusterError(why)
         why = unreachable(cluster)
         if why is not None:
             raise ClusterError(f"--cluster {cluster}: {why}")
     prepared = _prepare(config, out, resume, shard, cluster, emit)
+    dispatch = _dispatch(config, prepared, cluster, ray_address)
+    unavailable, interrupted = _open(dispatch, prepared.plan.trials, emit)
+    # Told once the dispatch is open: a cluster or Ray that fails to start leaves no folder to name.
     emit(
         events.Planned(
             prepared.plan.total, prepared.plan.measured, str(prepared.sweep_dir), len(prepared.plan.trials)
         )
     )
     _warn_before_running(config, prepared.findings, cluster, ray_address, emit)
-    dispatch = _dispatch(config, prepared, cluster, ray_address)
-    unavailable, interrupted = _open(dispatch, prepared.plan.trials, emit)
     writer = SweepWriter(prepared.sweep_dir, prepared.manifest)
     book = _Book(unavailable)
     loop_began = time.perf_counter()

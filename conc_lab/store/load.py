@@ -58,10 +58,18 @@ def load(
     return df
 
 
+#: Shards that started within this many seconds of another's end ran in one sitting: an array's
+#: tasks queued one after another on a busy cluster start minutes apart, under the same load.
+SAME_SITTING_S = 600.0
+
+
 def timing_note(manifest: Manifest) -> str | None:
-    """A note when a merged sweep's shards did not all run at once: their load differed.
+    """A note when a merged sweep's shards ran hours, not minutes, apart: their load differed.
 
     >>> from conc_lab.store.manifest import MergedShard
+    >>> timing_note(Manifest("m", merged_from=(MergedShard("a", "1/2", started_at=0, finished_at=60),
+    ...                                        MergedShard("b", "2/2", started_at=120, finished_at=180)))) is None
+    True
     >>> timing_note(Manifest("m", merged_from=(MergedShard("a", "1/2", started_at=0, finished_at=60),
     ...                                        MergedShard("b", "2/2", started_at=7200, finished_at=7260))))
     'shards ran at different times (1/2 at 00:00-00:01 UTC, 2/2 at 02:00-02:01 UTC): speedups across them compare runs made under different load'
@@ -71,8 +79,8 @@ def timing_note(manifest: Manifest) -> str | None:
         for src in manifest.merged_from
         if src.started_at is not None and src.finished_at is not None
     ]
-    if len(spans) < 2 or max(s for _, s, _ in spans) <= min(f for _, _, f in spans):
-        return None  # all ran at one moment, or nothing to tell
+    if len(spans) < 2 or max(s for _, s, _ in spans) - min(f for _, _, f in spans) <= SAME_SITTING_S:
+        return None  # all ran in one sitting, or nothing to tell
 
     when = ", ".join(f"{label} at {_hm(s)}-{_hm(f)} UTC" for label, s, f in spans)
     return (
