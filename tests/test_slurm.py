@@ -247,3 +247,46 @@ def _has_rows(results: Path, shard: str) -> bool:
         if read_manifest(d).shard == shard:
             return any(f.stat().st_size for f in journal_files(d))  # the old and new names
     return False
+
+
+def _generate(slurm, workdir: Path, shards: int = 4) -> tuple[str, str]:
+    """`conclab slurm` in ``workdir``; its files must exist and its printed lines submit them."""
+    made = slurm.run(["conclab", "slurm", "configs/cpu.yaml", "--shards", str(shards)], cwd=workdir)
+    assert (workdir / "cpu-array.sh").exists() and (workdir / "cpu-merge.sh").exists()
+    assert "wrote cpu-array.sh" in made.stderr, made.stderr
+    return made.stdout, " ".join(made.stderr.split())
+
+
+def test_conclab_slurm_writes_an_array_and_merge_that_run_as_printed(slurm, tmp_path):
+    workdir = _workdir(tmp_path, "")
+    submit, said = _generate(slurm, workdir)
+    assert "--cpus-per-task=2" in said  # the largest worker count pinned
+    array_script = (workdir / "cpu-array.sh").read_text()
+    assert "#SBATCH --array=1-4" in array_script and "#SBATCH --cpus-per-task=2" in array_script
+    # --time: the most a shard's runs can take: 2 trials x 2 runs x timeout_s 60 s, + 5 min = 9 min
+    assert "#SBATCH --time=0:09:00" in array_script and "the most 4 runs can take" in said
+    assert "--shard K/4 --resume" in array_script and "--shard K/4 --resume" in said
+    array, merge = _submit(slurm, workdir, submit)  # the printed lines, as printed
+    _check_array_and_merge(slurm, workdir, array, merge)
+
+
+@pytest.mark.flaky(reruns=2)  # the cancel must land mid-shard
+def test_a_cancelled_task_of_the_generated_array_records_130_and_how_to_resume(slurm, tmp_path):
+    workdir = _workdir(tmp_path, "", SLEEPY)
+    submit, _ = _generate(slurm, workdir)
+    array, merge = _submit(slurm, workdir, submit)
+    shard_dir = workdir / "results" / "cpu"
+    deadline = time.monotonic() + 240
+    running_log = workdir / f"slurm-{array}_2.out"
+    while not (running_log.exists() and _has_rows(shard_dir, "2/4") and "/4 runs" in running_log.read_text()):
+        # `tail -f` of the running shard's log: a progress line per tenth of its runs (here each)
+        assert time.monotonic() < deadline, slurm.logs()
+        time.sleep(0.2)
+    assert re.search(r"^[123]/4 runs, .* elapsed, about .* left$", running_log.read_text(), re.M)
+    slurm.run(["scancel", f"{array}_2"])
+    tasks = {t["ArrayTaskId"]: t for t in slurm.wait(array)}
+    log = " ".join((workdir / f"slurm-{array}_2.out").read_text().split())
+    # The trap: the sweep's own exit code, not the signal (before: CANCELLED 0:15)
+    assert (tasks["2"]["JobState"], tasks["2"]["ExitCode"]) == ("CANCELLED", "130:0"), (tasks["2"], log)
+    assert "Resume with: conclab sweep configs/cpu.yaml --resume --out results --shard 2/4" in log
+    slurm.run(["scancel", merge])

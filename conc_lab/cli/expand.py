@@ -24,6 +24,9 @@ def expand(
     fmt: str = typer.Option(
         "table", "--format", "-f", help="table; or json / csv: every trial, streamed as it is expanded."
     ),
+    shard: str = typer.Option(
+        None, "--shard", help="Only the trials of shard K/N: what `sweep --shard K/N` runs (or auto)."
+    ),
 ):
     """Dry run: list the trials CONFIG would run (nothing is executed or written)."""
     from conc_lab.plan import matrix
@@ -31,32 +34,46 @@ def expand(
     if fmt not in EXPAND_FORMATS:
         die(f"--format: unknown format {fmt!r}; use one of {', '.join(EXPAND_FORMATS)}")
     cfg = load(config)
+    sliced = None
+    if shard is not None:
+        from conc_lab.plan.runs import parse_shard, shard_trials  # (with pandas: only for --shard)
+
+        try:
+            sliced = shard_trials(matrix.expand(cfg), parse_shard(shard))
+        except ValueError as exc:
+            die(str(exc))
     if count:
-        print(matrix.count(cfg))
+        print(matrix.count(cfg) if sliced is None else len(sliced))
     elif fmt == "table":
-        _expand_table(cfg, limit)
+        _expand_table(cfg, limit, sliced, shard)
     else:
-        _expand_stream(cfg, fmt)
+        _expand_stream(cfg, fmt, sliced)
 
 
-def _expand_table(cfg, limit: int) -> None:
-    """The first ``limit`` trials at once, then the total (counted, not walked, where it can be)."""
+def _expand_table(cfg, limit: int, sliced: list | None = None, shard: str | None = None) -> None:
+    """The first ``limit`` trials at once, then the total (counted, not walked, where it can be);
+    ``sliced``: only these trials (shard ``shard``)."""
     import itertools
 
     from conc_lab.plan import matrix
     from conc_lab.present import tables
 
-    shown = list(itertools.islice(matrix.expand(cfg), max(limit, 0)))
+    shown = list(itertools.islice(matrix.expand(cfg) if sliced is None else sliced, max(limit, 0)))
     table, constant = tables.trials_table(shown)
-    title = f"{cfg.name}: trials (each runs {cfg.warmup} warm-up + {cfg.repeats} measured)"
+    which = "trials" if sliced is None else f"shard {shard}: trials"
+    title = f"{cfg.name}: {which} (each runs {cfg.warmup} warm-up + {cfg.repeats} measured)"
     out_console.print(title + (f"; {constant}" if constant else ""), markup=False, highlight=False)
     out_console.print(table, markup=False, highlight=False)
-    n = matrix.count(cfg)
-    out_console.print(f"{n:,} trials" + (f" (first {limit:,} shown)" if n > limit else ""), highlight=False)
+    n = matrix.count(cfg) if sliced is None else len(sliced)
+    of = "" if sliced is None else f" of {matrix.count(cfg):,}"
+    out_console.print(
+        f"{n:,}{of} trials" + (f" (first {limit:,} shown)" if n > limit else ""), highlight=False
+    )
 
 
-def _expand_stream(cfg, fmt: str) -> None:
-    """Every trial with all its parameters, one line each as it is expanded: a JSON array or CSV."""
+def _expand_stream(cfg, fmt: str, sliced: list | None = None) -> None:
+    """Every trial (of ``sliced``, if given) with all its parameters, one line each as it is
+    expanded: a JSON array or CSV."""
     import csv
     import json
 
@@ -64,7 +81,7 @@ def _expand_stream(cfg, fmt: str) -> None:
 
     writer = csv.writer(sys.stdout, lineterminator="\n") if fmt == "csv" else None
     first = True
-    for n, trial in enumerate(matrix.expand(cfg)):
+    for n, trial in enumerate(matrix.expand(cfg) if sliced is None else sliced):
         record = {"trial_id": trial.trial_id, **trial.params()}
         if writer is not None:
             if first:

@@ -21,6 +21,7 @@ from rich.progress import (
 from rich.table import Column
 
 from conc_lab import events
+from conc_lab.cli.batch_progress import BatchLines
 
 
 def sweep_progress(console: Console, quiet: bool) -> Progress:
@@ -55,6 +56,8 @@ class SweepRenderer:
         self.bar = None
         self.per_node: dict[str, object] = {}  # cluster sweeps: a progress line of runs done per node
         self.calibration_said: dict[str, float] = {}  # size auto: when the last step line was printed
+        # Not a terminal (a batch job's log): no bar is drawn there, so plain lines tell progress.
+        self.batch = None if progress.console.is_terminal or quiet else BatchLines(self._say)
 
     def __call__(self, event: events.Event) -> None:
         handler = HANDLERS.get(type(event))
@@ -79,6 +82,8 @@ class SweepRenderer:
         warmups = e.total - e.measured
         runs = f"{e.measured} measured runs" + (f" + {warmups} warm-up" if warmups else "")
         self._say(f"{e.trials} trials, {runs} → {e.sweep_dir}")
+        if self.batch is not None:
+            self.batch.planned(e.total)
 
     def run_finished(self, e: events.RunFinished) -> None:
         from conc_lab import schema  # the sweep has loaded it (and pyarrow) already
@@ -86,6 +91,8 @@ class SweepRenderer:
         row = e.row
         label = f"{row['backend']} w={row['workers']} {row['workload'].rsplit(':', 1)[-1]}"
         self.progress.update(self.bar, advance=1, last=label)
+        if self.batch is not None:
+            self.batch.ran(row["status"] in schema.FAILURES or row["correct"] is False)
         if row.get("node_id"):
             self.progress.update(self._node_line(row["node_id"], row.get("hostname")), advance=1, last=label)
         if row["status"] not in (schema.OK, schema.SKIPPED) or row["correct"] is False:

@@ -45,6 +45,14 @@ def _check_format(fmt: str) -> None:
         die(f"--format: unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
 
 
+def slow_node_notes(df) -> None:
+    """A note per cluster node whose runs are slower than the other nodes' on the same trials."""
+    from conc_lab.analysis.nodes import slow_nodes
+
+    for slow in slow_nodes(df):
+        console.print(f"[yellow]note:[/] {slow.text()}", highlight=False, soft_wrap=True)
+
+
 def _noise_line(df) -> str:
     """How many runs were redone as noisy and how many are still noisy: those the medians cannot vouch for."""
     from conc_lab import schema
@@ -104,6 +112,7 @@ def summarize(
     emit(summary_table(summary, wide) if fmt == "table" else render.render(summary, fmt))
     if fmt in ("table", "markdown") and _noise_line(df):
         emit(f"\n{_noise_line(df)}\n")
+    slow_node_notes(df)
     if fmt in ("table", "markdown") and len(summaries.interpreter_labels(df)) > 1:
         side = summaries.by_interpreter(df, summary).round(2)
         title = "speedup over each interpreter's own sequential baseline, side by side"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import shlex
 import signal
 from pathlib import Path
@@ -90,7 +91,9 @@ def sweep(
     }
     result = _run(cfg, out, resume, fail_fast, quiet, flags)
     stopped_table = False
-    if not quiet:
+    # A batch scheduler that stopped the sweep kills it KillWait seconds later (30 s by default, 5
+    # on some sites): the resume line comes first, and the table, which can take seconds, is left out.
+    if not quiet and not (result.interrupted and "SLURM_JOB_ID" in os.environ):
         try:
             _print_summary(result.sweep_dir, wide)
         except KeyboardInterrupt:  # every run is saved: Ctrl-C only cuts the table short
@@ -222,13 +225,14 @@ def _interrupt(signum, frame):
 
 def _print_summary(sweep_dir: Path, wide: bool) -> None:
     from conc_lab.analysis.summary import summarize
-    from conc_lab.cli.results import summary_table
+    from conc_lab.cli.results import slow_node_notes, summary_table
     from conc_lab.store.load import load
 
     df = load(sweep_dir)
     if df.empty:
         return
     emit(summary_table(summarize(df), wide))
+    slow_node_notes(df)
     if not wide:
         console.print(
             f"[dim]every column: conclab summarize {sweep_dir} --wide (or -f csv|markdown|json)[/]",

@@ -1,0 +1,160 @@
+"""SLURM job scripts for a sharded sweep: an array of ``conclab sweep --shard K/N`` and its ``afterok`` merge.
+
+``job_scripts`` writes nothing: it returns the two scripts and the lines that submit them, so the
+CLI (``conclab slurm``) shows and writes them, and a test can run them on a real SLURM.
+What each script holds, and why:
+
+* ``--cpus-per-task``: the largest worker count of the matrix, so each shard pins its workers
+  inside CPUs of its own (a shard asking for more cores than its job has is refused);
+* ``--time``: the forecast for one shard: the most its runs can take (each is ended by
+  ``timeout_s``), plus start-up and ``size: auto``'s calibration budget; or as given;
+* a SIGTERM trap: ``scancel`` or a time limit sends SIGTERM; the sweep saves what ran and exits
+  130, and the trap makes that the task's exit code (without it SLURM records ``0:15``);
+* the resume line for a task that did not finish, and an ``afterok`` merge that runs only
+  when every task exited 0.
+"""
+
+from __future__ import annotations
+
+import math
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+
+from conc_lab.config.model import AUTO, Config
+from conc_lab.plan import matrix
+
+#: Added to every shard's --time: interpreter and host start-up, a Ray-free sweep's setup, the store's seal.
+START_S = 300.0
+#: A shard's --time is at most this (SLURM's own upper bounds are per site; 7 days is common).
+MOST_S = 7 * 24 * 3600.0
+
+
+@dataclass(frozen=True)
+class JobScripts:
+    """The array script, the merge script, and how to submit them."""
+
+    name: str  # the sweep's name: files are <name>-array.sh and <name>-merge.sh
+    shards: int
+    cpus: int  # --cpus-per-task
+    time: str  # --time, in SLURM's format
+    time_why: str  # where --time came from, in words
+    runs_per_shard: int  # measured and warm-up runs of the largest shard
+    array: str
+    merge: str
+
+    @property
+    def array_file(self) -> str:
+        return f"{self.name}-array.sh"
+
+    @property
+    def merge_file(self) -> str:
+        return f"{self.name}-merge.sh"
+
+    @property
+    def submit(self) -> str:
+        """The two lines that submit the array and, once every task exited 0, the merge."""
+        return (
+            f"array=$(sbatch --parsable {self.array_file})\n"
+            f"sbatch --dependency=afterok:${{array%%;*}} {self.merge_file}\n"
+        )
+
+
+def slurm_time(seconds: float) -> str:
+    """SLURM's ``--time`` format, rounded up to the minute.
+
+    >>> slurm_time(59), slurm_time(3661), slurm_time(2 * 86400 + 60)
+    ('0:01:00', '1:02:00', '2-00:01:00')
+    """
+    minutes = max(1, math.ceil(seconds / 60))
+    days, rest = divmod(minutes, 24 * 60)
+    text = f"{rest // 60}:{rest % 60:02d}:00"
+    return f"{days}-{rest // 60:02d}:{rest % 60:02d}:00" if days else text
+
+
+def job_scripts(
+    config: Config,
+    config_arg: str,
+    shards: int,
+    out: str,
+    workdir: Path,
+    time: str | None = None,
+) -> JobScripts:
+    """The job scripts for ``config`` in ``shards`` shards, run from ``workdir`` with ``--out out``.
+
+    ``config_arg``: the config as the user named it (relative to ``workdir``), so the printed
+    resume line is what they would type. ``time`` (SLURM's format) overrides the forecast.
+    """
+    trials = matrix.count(config)
+    rounds = config.warmup + config.repeats
+    runs = math.ceil(trials / shards) * rounds
+    time_s = runs * config.timeout_s + START_S
+    why = f"the most {runs} runs can take (each ends by timeout_s {config.timeout_s:g} s), + {START_S / 60:g} min"
+    autos = sum(AUTO in config.workload_sizes.get(w, config.axes["size"]) for w in config.axes["workload"])
+    if autos:  # each shard calibrates its auto sizes first, each within the budget
+        time_s += config.calibration.budget_s * autos
+        why += f" + size: auto's calibration budget for {autos} workloads"
+    if time is None:
+        time = slurm_time(min(time_s, MOST_S))
+    else:
+        why = "as given (--time)"
+    cpus = max(config.axes["workers"]) if config.axes.get("workers") else 1
+    cmd = f"conclab sweep {shlex.quote(config_arg)} --out {shlex.quote(out)}"
+    resume = f"{cmd} --shard K/{shards} --resume"
+    array = _ARRAY.format(
+        name=config.name,
+        shards=shards,
+        cpus=cpus,
+        time=time,
+        workdir=shlex.quote(str(workdir)),
+        sweep=f"{cmd} --shard ${{SLURM_ARRAY_TASK_ID}}/{shards}",
+        resume=resume,
+        array_file=f"{config.name}-array.sh",
+    )
+    merge = _MERGE.format(
+        name=config.name,
+        workdir=shlex.quote(str(workdir)),
+        merge=f"conclab merge {shlex.quote(str(Path(out) / config.name))}",
+    )
+    return JobScripts(config.name, shards, cpus, time, why, runs, array, merge)
+
+
+_ARRAY = """\
+#!/bin/bash
+# Written by `conclab slurm`: sweep {name} in {shards} shards, one array task each.
+#SBATCH --job-name={name}
+#SBATCH --array=1-{shards}
+#SBATCH --cpus-per-task={cpus}
+#SBATCH --time={time}
+#SBATCH --output=slurm-%A_%a.out
+#
+# Exit codes (scontrol/sacct ExitCode): 0 every run ok and correct; 1 some run failed, timed out
+# or was wrong (recorded); 2 bad config or arguments (nothing written); 130 cancelled (scancel)
+# or out of time: what ran is saved. Run a task that did not finish again with:
+#   {resume}
+# (K is its array index), then merge.
+cd {workdir} || exit 2
+# scancel and the time limit send SIGTERM: conclab saves what ran and exits 130. Without this
+# trap bash dies of the signal and SLURM records 0:15 instead of the sweep's own 130.
+trap 'kill -TERM "$child" 2>/dev/null' TERM
+{sweep} &
+child=$!
+wait "$child"
+status=$?
+while [ "$status" -gt 128 ] && kill -0 "$child" 2>/dev/null; do  # the trap cut the wait short
+    wait "$child"
+    status=$?
+done
+exit "$status"
+"""
+
+_MERGE = """\
+#!/bin/bash
+# Written by `conclab slurm`: merges the shards of {name}; submitted with --dependency=afterok,
+# so it runs only when every array task exited 0. Exit 0 complete, 3 partial, 2 refused.
+#SBATCH --job-name={name}-merge
+#SBATCH --cpus-per-task=1
+#SBATCH --output=slurm-%j.out
+cd {workdir} || exit 2
+exec {merge}
+"""
