@@ -183,6 +183,9 @@ def settled(arms: list[ArmResult], choice: ArmResult | None) -> str | None:
     """None when the intervals that decide the verdict no longer overlap; else which still do."""
     if choice is None:
         return "no backend has a speedup yet"
+    crowded = busy(arms)
+    if crowded is not None:  # however tight, those intervals measure the load, not the function
+        return f"{crowded}, so the intervals measure the load"
     if not (math.isfinite(choice.low) and math.isfinite(choice.high)):
         return f"{choice.arm} has no interval yet"
     if choice.low <= WORTH <= choice.high:
