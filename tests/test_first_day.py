@@ -99,3 +99,33 @@ def test_compare_on_two_unrelated_folders_is_one_error_line(two_sweeps, tmp_path
     assert (
         "share no trial" in proc.stderr and "count_primes" in proc.stderr and "Traceback" not in proc.stderr
     )
+
+
+@pytest.mark.parametrize("width", [80, 120])
+def test_summarize_says_it_pools_and_ends_with_an_answer_per_workload(two_sweeps, width):
+    a, b = two_sweeps
+    screen = tmux_run(f"python -m conc_lab.cli summarize {shlex.quote(str(a))} {shlex.quote(str(b))}", width)
+    assert "__EXIT_0__" in screen, screen
+    text = screen[: screen.index("__EXIT_")]
+    flat = " ".join(text.split())
+    # #26 item 7: two sweeps were pooled without a word
+    assert "2 sweeps pooled" in flat and "--latest" in flat
+    # #26 item 11: per workload, the fastest backend and threads against processes as one ratio
+    assert re.search(r"sum_squares size \d+: fastest [\w/]+, \d workers?", flat), flat
+    assert re.search(r"threads take \d+\.\d\dx the time of processes", flat)
+    if "~" in text or "unstable" in text:  # #26 item 6: what unstable means, and what to do
+        assert "unstable (~): spread too wide to trust" in flat and "next:" in flat
+        assert "conclab doctor" in flat  # whole, never cut mid-word
+    if " noisy" in flat and "redone" not in flat:
+        assert "still noisy" not in flat  # nothing was redone, so nothing is "still" anything
+    assert all(len(line) <= width for line in text.splitlines())
+    for word in ("processes", "multiprocessing/forkserver"):
+        assert word in flat  # whole: the terminal never cut these mid-word
+
+
+def test_summarize_wide_and_csv_carry_the_noisy_runs_per_row(two_sweeps):
+    proc = conclab("summarize", str(two_sweeps[0]), "-f", "csv")
+    header = proc.stdout.splitlines()[0].split(",")
+    assert proc.returncode == 0 and "noisy" in header and "noise_note" in header
+    proc = conclab("summarize", str(two_sweeps[0]), "--wide", env={**_env(), "COLUMNS": "400"})
+    assert proc.returncode == 0 and "noisy" in proc.stdout and "noise" in proc.stdout

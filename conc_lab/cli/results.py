@@ -64,10 +64,17 @@ def _noise_line(df) -> str:
         noisy = int(((df["status"].astype(object) == schema.OK) & flagged).sum())
     parts = [
         f"{redone} runs were redone as noisy" if redone else "",
-        f"{noisy} runs are still noisy" if noisy else "",
+        # "still" only where something was redone: else nothing was tried that they could still be
+        f"{noisy} runs are {'still ' if redone else ''}noisy" if noisy else "",
     ]
     text = "; ".join(p for p in parts if p)
-    return text and text + " (other processes took CPU, or the speed canary moved: see noisy, noise_note)"
+    if not text:
+        return ""
+    why = "other processes took CPU, or the speed canary moved: -f csv has noisy and noise_note per run"
+    step = (
+        "" if redone else "; next: `noise: {redo: 3}` in the config reruns a noisy run, or `conclab doctor`"
+    )
+    return f"{text} ({why}){step}"
 
 
 _SUMMARIZE_EXAMPLES = example(
@@ -109,6 +116,16 @@ def summarize(
     # The one filter path, as the API's: rows are selected after the baseline is joined (what was
     # pushed down to the read only spared reading runs no selected row is measured against).
     summary = summaries.summarize(df, min_effect=_floor(*paths), **filters)
+    if wide or fmt != "table":  # every column: the noisy runs behind each row too
+        from conc_lab.present.noise import with_noise_columns
+
+        summary = with_noise_columns(df, summary)
+    if len(dirs) > 1 and not latest and not sweep_ids:
+        console.print(
+            f"note: {len(dirs)} sweeps pooled (each row mixes their runs); --latest reads each config's "
+            "newest sweep alone, --sweep ID one of them",
+            highlight=False,
+        )
     emit(summary_table(summary, wide) if fmt == "table" else render.render(summary, fmt))
     if fmt in ("table", "markdown") and _noise_line(df):
         emit(f"\n{_noise_line(df)}\n")

@@ -185,7 +185,7 @@ def _noise_counts(result) -> str:
     """ ", 2 redone, 1 still noisy" for the final line; empty when no run was noisy."""
     parts = [
         f"{result.redone} redone" if result.redone else "",
-        f"{result.noisy} still noisy" if result.noisy else "",
+        f"{result.noisy} {'still ' if result.redone else ''}noisy" if result.noisy else "",
     ]
     return "".join(f", {p}" for p in parts if p)
 

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from conc_lab import schema
+from conc_lab.analysis.frames import GROUP_KEYS, join_key, key_columns
 from conc_lab.store.manifest import Manifest
 
 #: Doctor statuses that can spoil a measurement (the rest are information).
@@ -162,3 +163,34 @@ def noise_section(df: pd.DataFrame, manifests: list[Manifest]) -> str:
             "are lower than the same code reaches on a quiet one.</p>"
         )
     return "<h2 id='noise'>Noise</h2>" + "".join(parts)
+
+
+def with_noise_columns(df: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
+    """``summary`` with ``noisy`` (its runs flagged noisy) and ``noise_note`` (their commonest reason).
+
+    >>> df = pd.DataFrame({"workload": ["w", "w", "w"], "backend": "threading", "workers": 2, "status": "ok",
+    ...     "noisy": [True, True, False], "noise_note": ["others used 40% of its cores"] * 2 + [None]})
+    >>> s = pd.DataFrame({"workload": ["w"], "backend": ["threading"], "workers": [2]})
+    >>> with_noise_columns(df, s)[["noisy", "noise_note"]].values.tolist()
+    [[2, 'others used 40% of its cores']]
+    """
+    if "noisy" not in df.columns or len(summary) == 0:
+        return summary
+    keys = [k for k in GROUP_KEYS if k in df.columns and k in summary.columns]
+    run_key = join_key(key_columns(df, keys), keys)
+    status = df["status"].astype(object) if "status" in df.columns else pd.Series(schema.OK, index=df.index)
+    flagged = (df["noisy"].astype("boolean").fillna(False).astype(bool) & (status == schema.OK)).to_numpy()
+    counts = pd.Series(flagged, index=run_key.to_numpy()).groupby(level=0).sum()
+    notes = (
+        df.loc[flagged, "noise_note"].astype(object)
+        if "noise_note" in df.columns
+        else pd.Series(dtype=object)
+    )
+    common = notes.groupby(run_key[flagged].to_numpy()).agg(
+        lambda v: v.dropna().mode().iloc[0] if v.notna().any() else ""
+    )
+    row_key = join_key(key_columns(summary, keys), keys)
+    return summary.assign(
+        noisy=row_key.map(counts).fillna(0).astype(int).to_numpy(),
+        noise_note=row_key.map(common).fillna("").to_numpy(),
+    )

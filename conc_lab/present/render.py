@@ -102,6 +102,9 @@ def display(frame: pd.DataFrame) -> pd.DataFrame:
     if "why" in frame.columns:
         out["why"] = frame["why"].astype(object).where(frame["why"].notna(), "")
     out["notes"] = frame["notes"]
+    if "noisy" in frame.columns:  # summarize --wide: which rows rest on disturbed runs, and why
+        out["noisy"] = frame["noisy"]
+        out["noise"] = frame["noise_note"]
     return out.reset_index(drop=True)
 
 

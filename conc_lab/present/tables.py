@@ -22,6 +22,7 @@ from __future__ import annotations
 import io
 import math
 
+import numpy as np
 import pandas as pd
 from rich import box
 from rich.cells import cell_len
@@ -176,10 +177,8 @@ def _wrap_list(line: str, width: int) -> list[str]:
     return lines
 
 
-def summary_table(summary: pd.DataFrame, width: int = 100, *, color: bool = False) -> str:
-    """The summary as a table of at most ``width`` columns (see the module docstring); text."""
-    if summary.empty:
-        return ""
+def _columns(summary: pd.DataFrame, width: int) -> tuple[dict[str, list[str]], list[str], list[str]]:
+    """The table's columns (extras added while they fit), the caption and the notes' legend."""
     cols, caption = _cells(summary)
     if _total(cols) > width:  # the header is the widest cell of the workers column
         cols = {("w" if k == "workers" else k): v for k, v in cols.items()}
@@ -193,6 +192,18 @@ def summary_table(summary: pd.DataFrame, width: int = 100, *, color: bool = Fals
             cols = trial
     if notes:
         cols["notes"] = notes
+    return cols, caption, legend
+
+
+#: Names a user copies or greps: never split over two lines, even when the table must wrap.
+_WHOLE = {"workload", "backend"}
+
+
+def summary_table(summary: pd.DataFrame, width: int = 100, *, color: bool = False) -> str:
+    """The summary as a table of at most ``width`` columns (see the module docstring); text."""
+    if summary.empty:
+        return ""
+    cols, caption, legend = _columns(summary, width)
     fits = _total(cols) <= width
     table = Table(
         box=box.SIMPLE_HEAD,
@@ -206,8 +217,8 @@ def summary_table(summary: pd.DataFrame, width: int = 100, *, color: bool = Fals
         table.add_column(
             name,
             justify="right" if name in _RIGHT else "left",
-            no_wrap=fits,
-            overflow="fold",  # too narrow even for the essentials: wrap, never elide a name
+            no_wrap=fits or name in _WHOLE,
+            overflow="fold",  # too narrow even for the essentials: wrap the numbers, never elide a name
             min_width=_width(name, values) if fits else None,
         )
     for row in zip(*cols.values()):
@@ -221,8 +232,61 @@ def summary_table(summary: pd.DataFrame, width: int = 100, *, color: bool = Fals
             console.print(part, markup=False, soft_wrap=True)
     console.print(table, markup=False)
     for line in legend:
-        console.print(line, markup=False, soft_wrap=True)
+        console.print(line, markup=False)  # wrapped between words, never mid-word by the terminal
+    after = note_meanings(summary) + workload_lines(summary)
+    if after:
+        console.print()  # a blank line: the table ends where its rows end
+    for line in after:
+        console.print(line, markup=False)
     return buf.getvalue()
+
+
+#: What a note means, for the legend under the terminal table (the HTML report says it too).
+NOTE_MEANINGS = {
+    "unstable": "spread too wide to trust (CV > 10% or interval wider than 20% of the median); "
+    "next: more repeats (--repeats), or a quieter machine (conclab doctor)",
+}
+
+
+def note_meanings(summary: pd.DataFrame) -> list[str]:
+    """A line for each note that needs words (and a next step), when any row carries it."""
+    seen = ",".join(summary["notes"].fillna("").astype(str)) if "notes" in summary.columns else ""
+    return [
+        f"{name} ({NOTE_MARKS[name]}): {meaning}" for name, meaning in NOTE_MEANINGS.items() if name in seen
+    ]
+
+
+def workload_lines(summary: pd.DataFrame) -> list[str]:
+    """Per workload, the answer in one line: its fastest backend, and threads against processes.
+
+    >>> s = pd.DataFrame({"workload": ["m:f"] * 3, "backend": ["sequential", "threading", "multiprocessing"],
+    ...     "start_method": [None, None, "fork"], "workers": [1, 2, 2], "median_s": [1.0, 0.98, 0.52],
+    ...     "speedup": [1.0, 1.02, 1.92]})
+    >>> workload_lines(s)
+    ['f: fastest multiprocessing/fork, 2 workers (1.92x); threads take 1.88x the time of processes']
+    """
+    out = []
+    ok = summary[np.isfinite(summary["median_s"].to_numpy(dtype=np.float64))]
+    short = short_workload_names(ok["workload"].astype(str))
+    # one line per parameter set: sizes (or tasks, interpreters) of one workload are separate questions
+    extra = [
+        k for k in ("tasks", "size", "python", "node") if k in ok.columns and ok[k].astype(str).nunique() > 1
+    ]
+    keyed = ok.assign(_key=ok[["workload", *extra]].astype(str).agg(" ".join, axis=1))
+    for _, rows in keyed.groupby("_key", sort=False):
+        best = rows.loc[rows["median_s"].idxmin()].to_dict()
+        name = short[str(best["workload"])] + "".join(f" {k} {best[k]}" for k in extra)
+        line = f"{name}: fastest {_backend(best)}, {best['workers']} worker" + (
+            "s" if best["workers"] != 1 else ""
+        )
+        if math.isfinite(_float(best.get("speedup"))) and best["backend"] != "sequential":
+            line += f" ({_float(best['speedup']):.2f}x)"
+        threads = rows[rows["backend"] == "threading"]["median_s"]
+        procs = rows[rows["backend"] == "multiprocessing"]["median_s"]
+        if len(threads) and len(procs):
+            line += f"; threads take {float(threads.min()) / float(procs.min()):.2f}x the time of processes"
+        out.append(line)
+    return out
 
 
 def trials_table(trials: list) -> tuple[Table, str]:
