@@ -25,7 +25,8 @@ The columns, after the keys (``GROUP_KEYS``):
   doubts), ``superlinear`` (workers > 1 and the whole interval above ``workers``), ``why`` (the
   dominant cause of lost worker-time, ``conc_lab.analysis.attribution``) and ``notes`` (every
   flag as text, with ``failures``, ``incorrect``, ``no runs``, ``no baseline``, ``baseline
-  unstable``, ``baseline noisy``, ``within A/A floor``).
+  unstable``, ``baseline noisy``, ``within A/A floor``, ``unpaired``: the speedup is the ratio of
+  two medians, its runs could not be paired).
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ from conc_lab.analysis.frames import (  # noqa: F401  (the summary's names, as o
     tidy_dtypes,
 )
 from conc_lab.analysis.interpreters import interpreter_labels
-from conc_lab.analysis.pairing import pair_runs
+from conc_lab.analysis.pairing import UNPAIRED, pair_runs
 from conc_lab.analysis.speedup import with_baseline, with_end_to_end, with_speedup
 from conc_lab.analysis.stats import group_codes, run_stats
 
@@ -127,6 +128,8 @@ def _with_flags(
             "baseline noisy": base_noisy,
             "superlinear": superlinear,
             "within A/A floor": within_floor,
+            # where the runs carry start times (a store's do) but could not be paired: said in the table
+            "unpaired": (out["speedup_method"].to_numpy(dtype=object) == UNPAIRED) & out["_timed"].to_numpy(),
             "no baseline": ~np.isfinite(out["baseline_s"].to_numpy()) & has_runs,
             "baseline from other nodes": out["_b_other_nodes"].to_numpy() & has_runs,
         }
@@ -179,7 +182,7 @@ def summarize(
     out["why"] = median_run_why(df, codes, len(groups))
     pairs = pair_runs(df)
     out = with_baseline(out, df, keyed, level)
-    out = with_speedup(out, df, codes, pairs, level)
+    out = with_speedup(out, df, codes, pairs, level).assign(_timed="started_at" in df.columns)
     out = with_end_to_end(out, df, keyed, codes, pairs, level)
     out = with_break_even(out, df, keyed)
     out = _with_flags(out, cv_threshold, ci_threshold, min_effect)

@@ -44,6 +44,7 @@ NOTE_MARKS = {
     "baseline unstable": "u",
     "baseline noisy": "n",
     "within A/A floor": "=",
+    "unpaired": "/",
     "superlinear": "^",
     "no baseline": "?",
     "baseline from other nodes": "b",
