@@ -129,3 +129,17 @@ def test_summarize_wide_and_csv_carry_the_noisy_runs_per_row(two_sweeps):
     assert proc.returncode == 0 and "noisy" in header and "noise_note" in header
     proc = conclab("summarize", str(two_sweeps[0]), "--wide", env={**_env(), "COLUMNS": "400"})
     assert proc.returncode == 0 and "noisy" in proc.stdout and "noise" in proc.stdout
+
+
+@pytest.mark.parametrize("width", [80, 120])
+def test_doctor_never_cuts_the_values_it_tells_you_to_copy(width):
+    screen = tmux_run("python -m conc_lab.cli doctor", width)
+    assert "__EXIT_0__" in screen, screen
+    text = screen[: screen.index("__EXIT_")]
+    # was: "benchmarks/build_fr…", "/root/.pyenv/version…" at 80 columns
+    assert "…" not in text
+    assert all(len(line) <= width for line in text.splitlines())
+    copyable = re.findall(r"name it in matrix\.python as (\S+)", text)
+    assert copyable and all(not v.endswith(("…", "│")) for v in copyable)
+    if "build_free_threaded_python" in text:
+        assert "benchmarks/build_free_threaded_python.sh" in text  # whole, on one line

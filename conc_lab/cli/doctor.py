@@ -31,10 +31,34 @@ def doctor(
         out_console.print_json(json.dumps([f.to_dict() for f in findings]))
     else:
         colour = {"ok": "green", "info": "blue", "warn": "yellow", "bad": "bold red"}
-        table = Table("check", "status", "seen", "advice", show_lines=False)
-        for f in findings:
-            # details hold paths and YAML snippets: text, not rich markup
-            table.add_row(f.name, f"[{colour[f.status]}]{f.status}[/]", Text(f.detail), Text(f.advice))
-        out_console.print(table)
+        if out_console.width < _TABLE_WIDTH:
+            _blocks(findings, colour)
+        else:
+            table = Table("check", "status", "seen", "advice", show_lines=False)
+            for f in findings:
+                # details hold paths and YAML snippets: text, not rich markup; folded, never cut with "…"
+                table.add_row(
+                    f.name,
+                    f"[{colour[f.status]}]{f.status}[/]",
+                    Text(f.detail, overflow="fold"),
+                    Text(f.advice, overflow="fold"),
+                )
+            out_console.print(table)
     if strict and any(f.spoils for f in findings):
         raise typer.Exit(1)
+
+
+#: Narrower than this, four columns leave the values a user must copy (paths, YAML) a few letters
+#: wide: each finding becomes a block of whole lines instead.
+_TABLE_WIDTH = 120
+
+
+def _blocks(findings: list, colour: dict) -> None:
+    """Each finding as ``status  check`` then its seen and advice lines, wrapped between words."""
+    from rich.text import Text
+
+    for f in findings:
+        out_console.print(Text.assemble((f"{f.status:<5} ", colour[f.status]), (f.name, "bold")))
+        for label, value in (("seen", f.detail), ("advice", f.advice)):
+            if value:
+                out_console.print(Text(f"  {label}: {value}", overflow="fold"), soft_wrap=False)
