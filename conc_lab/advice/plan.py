@@ -218,14 +218,12 @@ def _search_path(target: Target) -> list[str]:
 
 
 def _subinterpreters_here() -> bool:
-    return any(
-        importlib.util.find_spec(m.split(".")[0]) is not None and _has(m)
-        for m in ("concurrent.interpreters", "interpreters_backport.interpreters")
-    )
+    """Whether this Python has the subinterpreters backend's API (3.14's stdlib, or the 3.13 backport)."""
+    return any(_has(m) for m in ("concurrent.interpreters", "interpreters_backport.interpreters"))
 
 
 def _has(module: str) -> bool:
-    try:
+    try:  # find_spec of a submodule imports its parent, which raises when the parent is missing
         return importlib.util.find_spec(module) is not None
     except (ImportError, ValueError):
         return False
