@@ -79,6 +79,7 @@ def _summary(rows: list[tuple]) -> pd.DataFrame:
 def test_pure_python_work_is_told_to_use_processes_with_threads_gil_bound():
     s = _summary(
         [
+            ("threading", None, 1, 1.00, 0.98, 1.02, "none dominant: workers busy 99%", 0.0002),
             ("threading", None, 2, 0.99, 0.97, 1.01, "GIL-bound: 2 workers, CPU 1.00× wall", 0.0003),
             ("multiprocessing", "fork", 2, 1.86, 1.80, 1.91, "none dominant: workers busy 95%", 0.005),
             ("multiprocessing", "spawn", 2, 1.20, 1.10, 1.30, "start-up: 110 ms of 500 ms", 0.11),
@@ -89,6 +90,8 @@ def test_pure_python_work_is_told_to_use_processes_with_threads_gil_bound():
         "use multiprocessing (fork): 1.86× (1.80–1.91) with 2 workers; threads 0.99× (GIL-bound"
     )
     assert v.choice == "multiprocessing (fork)" and v.settled and not v.dont_bother
+    # threads are shown where their limit shows: at their most workers, not their fastest count
+    assert "threads 0.99× (GIL-bound: 2 workers, CPU 1.00× wall)" in v.headline
 
 
 @pytest.mark.inprocess

@@ -159,6 +159,13 @@ def _arm_result(row: pd.Series, label: str) -> ArmResult:
     )
 
 
+def _widest(summary: pd.DataFrame, arm: str) -> ArmResult | None:
+    """``arm`` at its most workers: where its limit shows (threads at one worker cannot be GIL-bound)."""
+    rows = summary[(summary["n"] > 0) & (summary["backend"].astype(object) != "sequential")]
+    rows = [r for _, r in rows.iterrows() if arm_label(r) == arm and np.isfinite(r["e2e_speedup"])]
+    return _arm_result(max(rows, key=lambda r: r["workers"]), arm) if rows else None
+
+
 def cost_rank(arm: ArmResult) -> tuple[int, int, int]:
     """Cheaper arms first: by backend, then start method, then fewer workers."""
     backend = COST_ORDER.index(arm.backend) if arm.backend in COST_ORDER else len(COST_ORDER)
@@ -332,7 +339,7 @@ def _headline(summary, arms, choice, dont, imbalance, forecast, tentative: bool)
             f"use {choice.arm}{mark}: {_x(choice.speedup)} ({_range(choice.low, choice.high)}) "
             f"with {_workers(choice.workers)}"
         ]
-        parts += _contrasts(arms, choice)
+        parts += _contrasts(arms, choice, _widest(summary, "threading"))
     if imbalance:
         parts.append(f"{imbalance} (split the work finer, or hand out the largest tasks first)")
     if forecast is not None:
@@ -359,7 +366,7 @@ def _why_not(summary: pd.DataFrame, arms: list[ArmResult]) -> str:
     return f"no backend beats the plain loop by {WORTH - 1:.0%}"
 
 
-def _contrasts(arms: list[ArmResult], choice: ArmResult) -> list[str]:
+def _contrasts(arms: list[ArmResult], choice: ArmResult, threads: ArmResult | None) -> list[str]:
     """What the chosen arm is measured against: an alike costlier arm, threads, a slow start method."""
     parts = []
     alike = [
@@ -369,7 +376,6 @@ def _contrasts(arms: list[ArmResult], choice: ArmResult) -> list[str]:
     ]
     if alike and cost_rank(alike[0]) > cost_rank(choice):
         parts.append(f"≈ {alike[0].arm} {_x(alike[0].speedup)}, and {choice.backend} is cheaper")
-    threads = next((a for a in arms if a.arm == "threading"), None)
     if threads is not None and choice.backend != "threading":
         parts.append(f"threads {_x(threads.speedup)}" + (f" ({threads.why})" if threads.why else ""))
     slow = [
