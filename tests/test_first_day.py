@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 
 import pytest
+from needs import need
 from test_cli_ux import REPO, _env, conclab, tmux_run
 
 pytestmark = pytest.mark.terminal
@@ -143,3 +145,48 @@ def test_doctor_never_cuts_the_values_it_tells_you_to_copy(width):
     assert copyable and all(not v.endswith(("…", "│")) for v in copyable)
     if "build_free_threaded_python" in text:
         assert "benchmarks/build_free_threaded_python.sh" in text  # whole, on one line
+
+
+def test_the_resume_line_is_whole_at_80_columns_after_ctrl_c(tmp_path):
+    """Ctrl-C in an 80-column terminal: the resume command on a line of its own, never split mid-word."""
+    import os
+    import time
+    import uuid
+
+    from test_cli_ux import SLOW
+
+    need(None if shutil.which("tmux") else "tmux is not installed (Debian: apt-get install tmux)")
+    (tmp_path / "slow.yaml").write_text(SLOW)
+    sock = f"conclab-test-{uuid.uuid4().hex[:8]}"
+    tmux = ["tmux", "-L", sock, "-f", "/dev/null"]
+    env = " ".join(f"{k}={shlex.quote(v)}" for k, v in _env().items() if k in ("PATH", "PYTHONPATH", "HOME"))
+    # as a user types it: relative paths, an --out with a space; with the hint's words it passes 80 columns
+    command = f"{shlex.quote(sys.executable)} -m conc_lab.cli sweep slow.yaml --out 'my results'"
+    script = f"cd {shlex.quote(str(tmp_path))}; env {env} {command}; echo __EXIT_$?__; sleep 600"
+    subprocess.run(
+        [*tmux, "new-session", "-d", "-x", "80", "-y", "50", "-s", "t", script],
+        check=True,
+        env={**os.environ, "TERM": "xterm-256color"},
+    )
+
+    def screen() -> str:
+        return subprocess.run(
+            [*tmux, "capture-pane", "-p", "-S", "-", "-t", "t"], capture_output=True, text=True
+        ).stdout
+
+    try:
+        deadline = time.monotonic() + 180
+        while "/20" not in screen() and time.monotonic() < deadline:  # the bar is up: runs are going
+            time.sleep(0.3)
+        time.sleep(1.5)
+        subprocess.run([*tmux, "send-keys", "-t", "t", "C-c"], check=True)
+        while "__EXIT_" not in (text := screen()) and time.monotonic() < deadline:
+            time.sleep(0.3)
+    finally:
+        subprocess.run([*tmux, "kill-server"], capture_output=True)
+    assert "__EXIT_130__" in text, text
+    lines = text.splitlines()
+    at = next(i for i, line in enumerate(lines) if "Resume with:" in line)
+    # was: "... Resume with: conclab sweep slow.yaml --resume --out 'my re" / "sults'"
+    assert shlex.split(lines[at + 1]) == ["conclab", "sweep", "slow.yaml", "--resume", "--out", "my results"]
+    assert sum("Resume with:" in line for line in lines) == 1

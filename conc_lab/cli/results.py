@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import typer
@@ -128,7 +129,7 @@ def summarize(
         )
     emit(summary_table(summary, wide) if fmt == "table" else render.render(summary, fmt))
     if fmt in ("table", "markdown") and _noise_line(df):
-        emit(f"\n{_noise_line(df)}\n")
+        emit("\n" + "\n".join(textwrap.wrap(_noise_line(df), width())) + "\n")  # between words
     slow_node_notes(df)
     if fmt in ("table", "markdown") and len(summaries.interpreter_labels(df)) > 1:
         side = summaries.by_interpreter(df, summary).round(2)

@@ -171,8 +171,12 @@ def _print_outcome(result, config: Path, out: Path, resume: bool, **flags) -> No
     console.print(final_line(result, resume), highlight=False, soft_wrap=True)
     if result.interrupted:
         again = resume_command(config, out, **flags)
+        head = "interrupted; what ran is saved. Resume with: "
+        # in a terminal too narrow for both, the command starts its own line, so that the terminal
+        # does not break it mid-word (a log keeps the one line that scripts and greps expect)
+        gap = "\n  " if console.is_terminal and len(head) + len(again) > console.width else ""
         console.print(
-            f"[yellow]interrupted[/]; what ran is saved. Resume with: {again}",
+            f"[yellow]interrupted[/]; what ran is saved. Resume with: {gap}{again}",
             highlight=False,
             soft_wrap=True,
         )

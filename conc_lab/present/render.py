@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from conc_lab.analysis.compare import COMPARE_KEYS
+from conc_lab.analysis.selection import short_workload_names
 from conc_lab.analysis.summary import GROUP_KEYS
 from conc_lab.host.units import duration
 from conc_lab.present.comparison import compare_text
@@ -187,4 +188,9 @@ def render(frame: pd.DataFrame, fmt: str = "table", *, color: bool = False, widt
         return compare_text(frame, width or 100)  # a line per trial reads better than a wide grid
     is_result = "ratio" in frame.columns or "median_s" in frame.columns
     shown = display(frame) if is_result else frame.astype(object).where(frame.notna(), "-")
+    if not is_result and "workload" in shown.columns and fmt == "table":
+        # e.g. the per-interpreter table: the module prefix every row shares says nothing
+        shown = shown.assign(
+            workload=shown["workload"].astype(str).map(short_workload_names(shown["workload"].astype(str)))
+        )
     return _markdown(shown) if fmt == "markdown" else _rich_table(shown, color, width)
