@@ -278,3 +278,15 @@ def test_process_state_a_run_leaves_ends_with_it_and_is_reported(tmp_path):
         "sys.excepthook replaced",
     ):
         assert words in guilty["left_behind"], (words, guilty["left_behind"])
+
+
+def test_a_workload_module_edited_between_runs_is_run_as_it_now_is(tmp_path):
+    # The host compiles workload modules once (host/codecache.py) and runs' processes execute
+    # that code: an edit of the file must still reach the next run, as an import would see it.
+    (tmp_path / "edited_workload.py").write_text("def f(task, size):\n    return 1\n")
+    trial = Trial("edited_workload:f", "sequential", 1, tasks=1, size=1)
+    with TrialHost(search_path=[str(tmp_path)]) as host:
+        first = host.request({"op": "run", "trial": {**trial.params(), "cores": None}}, 30)["outcome"]
+        (tmp_path / "edited_workload.py").write_text("def f(task, size):\n    return 2  # edited\n")
+        second = host.request({"op": "run", "trial": {**trial.params(), "cores": None}}, 30)["outcome"]
+    assert first["checksum"] == measure.checksum([1]) and second["checksum"] == measure.checksum([2])

@@ -27,8 +27,11 @@ from conc_lab.host.workload import search_first
 
 
 def in_process(request):
-    """Whether ``request`` runs in the host itself: a Ray trial, or any trial once Ray is loaded."""
-    return request[protocol.TRIAL].get("backend") == "ray" or "ray" in sys.modules
+    """Whether ``request`` runs in the host itself: a Ray trial, or any trial once Ray is loaded
+    (or every one, for the benchmark that measures what the fresh process costs)."""
+    if request[protocol.TRIAL].get("backend") == "ray" or "ray" in sys.modules:
+        return True
+    return os.environ.get(protocol.IN_PROCESS_ENV) == "1"
 
 
 class InProcess(object):
@@ -112,6 +115,10 @@ def main():
         if reply.get(protocol.RETIRE):
             proto_out.flush()
             os._exit(0)  # a leftover thread may be spinning or non-daemon: no orderly shutdown
+        # While the runner records the reply: reap the run's process, kill what it left, and fork
+        # the next run's process, so none of that is on the path the runner waits on.
+        runs.settle()
+    runs.close()
     backends.close_all()
 
 

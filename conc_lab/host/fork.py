@@ -20,6 +20,7 @@ A child that dies without a frame (``os._exit``, a signal) fails its run with it
 the host lives on. Standard library only, Python 3.8 syntax.
 """
 
+import gc
 import json
 import os
 import select
@@ -27,7 +28,7 @@ import signal
 import sys
 import time
 
-from conc_lab.host import backends, hygiene, noise, protocol, state, trial
+from conc_lab.host import backends, codecache, hygiene, noise, protocol, state, trial
 
 #: How often a wait for a run's reply also checks that its process still lives: a process it
 #: forked may hold the reply pipe open, so EOF alone cannot tell that the run's process died.
@@ -38,11 +39,13 @@ _libc = []
 
 
 def _die_with_parent():
-    """SIGKILL this process when the host dies (Linux), however the host dies."""
+    """SIGKILL this process when the host dies (Linux), however the host dies; and become a child
+    subreaper, so what its workers orphan (a session of its own) is its child, for its report."""
     if not _libc:
         return
     try:
         _libc[0].prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        _libc[0].prctl(hygiene.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     except (OSError, AttributeError):
         pass
 
@@ -54,7 +57,9 @@ class Runs(object):
         self.proto_fds = proto_fds
         self.snapshot = None  # the clean host (taken at the first run), inherited by every child
         self.canary = {}  # core -> (seconds, when): recent canary readings, see noise.Canary
-        self.current = None
+        self.current = None  # the pid of the run in progress
+        self.idle = None  # (pid, request fd, reply fd) of the child waiting for the next request
+        self.ended = None  # (pid, reaped) of the run replied to, until settled
         self.runner = os.getppid()
         #: The host's secret, which every reply carries: a run's process zeroes its copy first thing.
         self.secret = bytearray(os.urandom(16).hex().encode())
@@ -69,35 +74,85 @@ class Runs(object):
                 pass
 
     def run(self, request):
-        """The reply (without id and secret) to ``request``, run in a child forked for it."""
+        """The reply (without id and secret) to ``request``, run in a child forked for it.
+
+        The child was forked in advance (``settle``, after the previous reply), so the fork is off
+        the path the runner waits on; the host times the run from handing it the request.
+        """
         params = request[protocol.TRIAL]
-        if self.snapshot is None:  # once the host is set up (its lifeline variable popped)
-            self.snapshot = state.snapshot()
-        # The backend's module is the host's own code: imported here once, every child inherits it.
+        self.settle()  # normally done already, between the last reply and this request
+        # The backend's module and the workload's code are the host's: prepared once, for the next
+        # children (this run's child, forked before, imports them itself the first time).
         backends.get(params["backend"] if request[protocol.OP] == protocol.RUN else "sequential")
-        reader, writer = os.pipe()
+        codecache.prepare(params["workload"])
+        pid, request_fd, reply_fd = self.idle
+        self.idle, self.current = None, pid
         nonce = os.urandom(8).hex()
         started = time.perf_counter()
+        try:
+            _write_all(request_fd, json.dumps({"nonce": nonce, "request": request}).encode())
+        except OSError:
+            pass  # it died already: _collect says how
+        os.close(request_fd)
+        try:
+            reply, status = _collect(reply_fd, pid, nonce)
+        finally:
+            os.close(reply_fd)
+        outside = time.perf_counter() - started
+        self.ended = (pid, status is not None)
+        return self._finish(reply, status, outside)
+
+    def settle(self):
+        """After a reply: reap the run's process, kill what it left, and fork the next one to wait."""
+        if self.ended is not None:
+            pid, reaped = self.ended
+            self.ended = None
+            if not reaped:
+                try:
+                    os.waitpid(pid, 0)  # it exits right after its reply
+                except ChildProcessError:
+                    pass
+            self._clean_up(pid)
+            self.current = None
+        if self.idle is None:
+            self.idle = self._fork()
+
+    def _fork(self):
+        """A child that waits for its request (one JSON document, up to EOF): (pid, request fd, reply fd)."""
+        if self.snapshot is None:  # once the host is set up (its lifeline variable popped)
+            self.snapshot = state.snapshot()
+        if hasattr(gc, "freeze"):
+            # What the host holds moves out of the collector's sight: a child would otherwise touch
+            # (and so copy) every page of it when it first collects.
+            gc.freeze()
+        request_r, request_w = os.pipe()
+        reply_r, reply_w = os.pipe()
         pid = os.fork()
         if pid == 0:  # the child: never returns
-            os.close(reader)
-            _child(self, request, writer, nonce)
-        os.close(writer)
-        self.current = pid
+            os.close(request_w)
+            os.close(reply_r)
+            _child(self, request_r, reply_w)
+        os.close(request_r)
+        os.close(reply_w)
         try:
-            os.setpgid(pid, pid)  # also here: the clean-up below must not race the child's own call
+            os.setpgid(pid, pid)  # also here: the clean-up must not race the child's own call
         except OSError:
             pass
-        try:
-            reply, status = _collect(reader, pid, nonce)
-        finally:
-            os.close(reader)
-        outside = time.perf_counter() - started
-        killed = self._clean_up(pid)
-        self.current = None
-        return self._finish(reply, status, outside, killed)
+        return pid, request_w, reply_r
 
-    def _finish(self, reply, status, outside, killed):
+    def close(self):
+        """Stop the waiting child (the host is exiting)."""
+        if self.idle is not None:
+            pid, request_fd, reply_fd = self.idle
+            self.idle = None
+            os.close(request_fd)  # EOF: it exits without running anything
+            os.close(reply_fd)
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass
+
+    def _finish(self, reply, status, outside):
         if reply is None:
             reply = {
                 protocol.OK: True,
@@ -107,7 +162,7 @@ class Runs(object):
                 ),
             }
         out = reply.get(protocol.OUTCOME) if reply.get(protocol.OK) else reply
-        notes = lines_of(out.get(protocol.LEFT_BEHIND)) + lines_of(killed) + self._host_state()
+        notes = lines_of(out.get(protocol.LEFT_BEHIND)) + self._host_state()
         out[protocol.LEFT_BEHIND] = "; ".join(notes) or None
         if reply.get(protocol.OK):
             noise.remember(self.canary, out.pop(protocol.CANARY_READINGS, None))
@@ -116,7 +171,8 @@ class Runs(object):
         return reply
 
     def _clean_up(self, pid):
-        """Kill what the run left: its process group, then orphans that came to the host. A note, or None."""
+        """Kill what the run left: its process group, then orphans that came to the host (before the
+        next run starts; its own report named its children already)."""
         try:
             os.killpg(pid, signal.SIGKILL)
         except OSError:
@@ -127,9 +183,6 @@ class Runs(object):
             for p in strays:
                 hygiene.kill_tree_member(p)
         hygiene.reap(strays, ())
-        if not strays:
-            return None
-        return "%d process(es) still running after its process ended: killed" % len(strays)
 
     def _host_state(self):
         """What the run changed in the host itself (through its pid: affinity, nice), restored."""
@@ -168,8 +221,8 @@ def timing_failure(out, outside, what):
     return True
 
 
-def _child(runs, request, writer, nonce):
-    """The forked child: run ``request``, write one framed reply on ``writer``, and end."""
+def _child(runs, request_fd, writer):
+    """The forked child: wait for a request, run it, write one framed reply on ``writer``, and end."""
     code = 0
     try:
         runs.secret[:] = b"0" * len(runs.secret)
@@ -184,20 +237,14 @@ def _child(runs, request, writer, nonce):
         except OSError:
             pass
         _die_with_parent()
-        try:
-            # The sweep's processes besides this one's tree: the host and the runner, each alone.
-            alone = (os.getppid(), runs.runner)
-            reply = {protocol.OK: True, protocol.OUTCOME: trial.handle(request, {}, runs.canary, alone)}
-        except BaseException:  # noqa: B036 - a workload's sys.exit at import fails the run, not the host
-            reply = failure_reply()
-        out = reply.get(protocol.OUTCOME) if reply.get(protocol.OK) else reply
-        notes = lines_of(out.get(protocol.LEFT_BEHIND))
-        left = state.left(runs.snapshot, threads_expected=1) + _children_note()
-        if left:
-            notes.append("left in its process, which ended with it: " + "; ".join(left))
-        out[protocol.LEFT_BEHIND] = "; ".join(notes) or None
-        payload = json.dumps({"nonce": nonce, "reply": reply}, default=repr).encode()
-        _write_all(writer, b"%d\n" % len(payload) + payload)
+        message = _read_all(request_fd)
+        os.close(request_fd)
+        if not message:
+            os._exit(0)  # the host is exiting
+        message = json.loads(message)
+        nonce, request = message["nonce"], message["request"]
+        codecache.install()
+        _run_and_reply(runs, request, writer, nonce)
     except BaseException:  # noqa: B036 - nothing may escape into the host's loop in the child
         code = 70
         try:
@@ -212,6 +259,32 @@ def _child(runs, request, writer, nonce):
         except Exception:
             pass
         os._exit(code)
+
+
+def _run_and_reply(runs, request, writer, nonce):
+    try:
+        # The sweep's processes besides this one's tree: the host and the runner, each alone.
+        alone = (os.getppid(), runs.runner)
+        reply = {protocol.OK: True, protocol.OUTCOME: trial.handle(request, {}, runs.canary, alone)}
+    except BaseException:  # noqa: B036 - a workload's sys.exit at import fails the run, not the host
+        reply = failure_reply()
+    out = reply.get(protocol.OUTCOME) if reply.get(protocol.OK) else reply
+    notes = lines_of(out.get(protocol.LEFT_BEHIND))
+    left = state.left(runs.snapshot, threads_expected=1) + _children_note()
+    if left:
+        notes.append("left in its process, which ended with it: " + "; ".join(left))
+    out[protocol.LEFT_BEHIND] = "; ".join(notes) or None
+    payload = json.dumps({"nonce": nonce, "reply": reply}, default=repr).encode()
+    _write_all(writer, b"%d\n" % len(payload) + payload)
+
+
+def _read_all(fd):
+    chunks = []
+    while True:
+        chunk = os.read(fd, 1 << 16)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
 
 
 def lines_of(value):
@@ -254,7 +327,7 @@ def _write_all(fd, data):
 
 
 def _collect(fd, pid, nonce):
-    """(reply, None) once the run's one frame is read and its process reaped; (None, status) if it died first."""
+    """(reply, None) once the run's one frame is read; (None, status) if its process died (reaped) first."""
     buf = b""
     while True:
         ready = select.select([fd], [], [], _LIVENESS_S)[0]
@@ -262,11 +335,14 @@ def _collect(fd, pid, nonce):
         if chunk:
             buf += chunk
             reply = _frame(buf, nonce)
+            if reply is _BAD:
+                os.kill(pid, signal.SIGKILL)  # its reply can no longer be told from what was forged
+                return _corrupt(buf), None
             if reply is not None:
-                _, status = os.waitpid(pid, 0)  # it exits right after writing
-                return (reply, None) if reply is not _BAD else (_corrupt(buf), None)
+                return reply, None
             continue
-        done, status = os.waitpid(pid, os.WNOHANG)
+        # EOF (no process holds the pipe any more: wait for it), or a quiet pipe (is it alive?)
+        done, status = os.waitpid(pid, 0 if chunk == b"" else os.WNOHANG)
         if done:
             if buf:
                 return _corrupt(buf), None
@@ -299,8 +375,8 @@ def _corrupt(buf):
         protocol.OK: True,
         protocol.OUTCOME: protocol.outcome(
             status=protocol.STATUS_FAILED,
-            error="the run's reply channel carried something its process did not write as its reply "
-            "(the workload wrote into it?): %r" % buf[:80],
+            error="the run's reply channel carried a line its process did not write as its reply "
+            "(a forged reply: the workload wrote into it?): %r" % buf[:80],
         ),
     }
 

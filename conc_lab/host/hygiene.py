@@ -41,7 +41,7 @@ TIMERS = (
     "sleep",
 )
 #: PR_SET_CHILD_SUBREAPER from <linux/prctl.h>.
-_PR_SET_CHILD_SUBREAPER = 36
+PR_SET_CHILD_SUBREAPER = 36
 #: How long reaping killed leftovers may take before the host stops waiting for them.
 REAP_S = 2.0
 #: How long a trial's own threads may take to finish after it before they count as left behind.
@@ -65,7 +65,7 @@ def become_subreaper():
         import ctypes
 
         libc = ctypes.CDLL(None, use_errno=True)
-        return libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+        return libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
     except (OSError, AttributeError):
         return False
 

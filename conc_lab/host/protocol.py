@@ -161,6 +161,9 @@ RAY_NODE_ENV = "CONCLAB_RAY_NODE"  # the Ray node a cluster node's ray trials st
 #: Comma-separated pids whose process trees are the sweep's own besides the host's: the Ray
 #: runtime the runner started (host.noise leaves their CPU time out of the foreign share).
 SWEEP_PIDS_ENV = "CONCLAB_SWEEP_PIDS"
+#: Set (to 1) for benchmarks/bench_trial_path.py only: the host runs every request in itself, under
+#: the after-run guard, as it did before runs had processes of their own; the split with and without.
+IN_PROCESS_ENV = "CONCLAB_HOST_IN_PROCESS"
 #: Native libraries (BLAS, OpenMP) sized to one pinned core per worker, so they don't oversubscribe.
 THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS")
 

@@ -61,6 +61,10 @@ HOOKS = (
 )
 
 
+#: How long threads beyond the expected count get to finish exiting before they are reported.
+THREAD_EXIT_S = 0.01
+
+
 def _umask():
     mask = os.umask(0o22)
     os.umask(mask)
@@ -215,6 +219,11 @@ def _tasks():
 def _threads(expected):
     """Threads still running beyond ``expected``: named ones from ``threading``, the rest counted."""
     tasks = len(_tasks())
+    deadline = time.monotonic() + THREAD_EXIT_S
+    while tasks > expected and time.monotonic() < deadline:
+        # A joined thread's OS task may take a moment longer to leave /proc/self/task.
+        time.sleep(0.0005)
+        tasks = len(_tasks())
     if tasks <= expected:
         return None
     main = threading.main_thread()
