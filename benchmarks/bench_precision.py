@@ -5,8 +5,9 @@
    row; ``io:sleep`` threading with 2 workers is within 1.90–2.05; sum_squares
    multiprocessing/fork with 2 workers is ≥ 1.5. Printed: each sweep's figures, and in how
    many sweeps each holds.
-2. A/A: ``compare`` of each two back-to-back sweeps (the A/A floor of ``conclab selftest``
-   applied where one is recorded under ``--out``): in how many pairs no trial is called changed.
+2. A/A: ``compare`` of each two back-to-back sweeps, calling no change under the A/A floor that
+   ``conclab selftest`` measures first (``--no-selftest``: none): in how many pairs no trial is
+   called changed.
 3. The median 95% interval width of the speedups (as a share of the speedup) of a
    ``configs/cpu.yaml``-shaped sweep (``--cpu-repeats``, 5 as the issue asks), before (the
    unpaired estimate: the same rows without start times, which cannot be paired) and after (paired).
@@ -44,10 +45,12 @@ def _sweep(config, out: Path) -> pd.DataFrame:
     from conc_lab import events
 
     result = conc_lab.sweep(config, out=str(out), on_event=events.ignore)
-    if result.failed or result.wrong:
-        raise SystemExit(f"{result.sweep_dir}: {result.failed} failed, {result.wrong} wrong: no figures")
+    if result.wrong:
+        raise SystemExit(f"{result.sweep_dir}: {result.wrong} runs gave a wrong answer: no figures")
+    failed = f", {result.failed} FAILED (their rows hold no figure)" if result.failed else ""
     print(
-        f"  sweep {result.sweep_dir.name}: {result.recorded} runs in {result.wall_s:.1f} s", file=sys.stderr
+        f"  sweep {result.sweep_dir.name}: {result.recorded} runs in {result.wall_s:.1f} s{failed}",
+        file=sys.stderr,
     )
     return conc_lab.load(str(result.sweep_dir))
 
@@ -112,6 +115,18 @@ def interval_widths(df: pd.DataFrame) -> tuple[float, float]:
     return widths[0], widths[1]
 
 
+def _selftest(out: Path) -> str:
+    """``conclab selftest`` under ``out``: the floor ``compare`` then calls no change under."""
+    import conc_lab
+    from conc_lab.analysis.selftest import FLOOR_FIELD, aa_spread
+    from conc_lab.run.selftest import record_floor, run_arms
+
+    arms = run_arms(out)
+    spread = aa_spread(conc_lab.load(arms.sweep_dir))
+    record_floor(arms.sweep_dir, FLOOR_FIELD, spread.floor)
+    return f"A/A self-test: {spread.line()} ({spread.pairs} pairs)"
+
+
 def _competitor() -> int:
     code = "import os\nos.sched_setaffinity(0, {0})\nwhile True:\n    pass\n"
     return subprocess.Popen([sys.executable, "-c", code], start_new_session=True).pid
@@ -126,6 +141,9 @@ def main() -> None:
     ap.add_argument("--skip-cpu", action="store_true", help="leave out the cpu.yaml interval widths")
     ap.add_argument("--competitor", action="store_true", help="burn core 0 throughout (the under-load check)")
     ap.add_argument("--out", default=None, help="results root (default: a temporary folder)")
+    ap.add_argument(
+        "--no-selftest", action="store_true", help="no A/A self-test first (compare then uses none)"
+    )
     args = ap.parse_args()
 
     from conc_lab.analysis.selftest import machine_floor
@@ -136,6 +154,8 @@ def main() -> None:
     print(f"load before: {os.getloadavg()[0]:.2f} (1 min) on {os.cpu_count()} CPUs", flush=True)
     rival = _competitor() if args.competitor else None
     try:
+        if not args.no_selftest:
+            print(_selftest(out), flush=True)
         frames, holds = [], {}
         for i in range(args.sweeps):
             df = _sweep(args.smoke, out)
