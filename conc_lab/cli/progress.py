@@ -21,7 +21,7 @@ from rich.progress import (
 from rich.table import Column
 
 from conc_lab import events
-from conc_lab.cli.batch_progress import BatchLines
+from conc_lab.run.progress import BatchLines
 
 
 def sweep_progress(console: Console, quiet: bool) -> Progress:

@@ -36,35 +36,36 @@ EVERY_S = 30.0
 STEPS = 10
 
 
-class ProgressLines:
-    """An ``on_event`` handler that writes what a sweep does as plain lines to ``stream``."""
+class BatchLines:
+    """Says ``done/total runs (failed), elapsed, about … left`` every ``total/STEPS`` runs or ``EVERY_S``.
 
-    def __init__(self, stream: TextIO | None = None, clock: Callable[[], float] = time.monotonic):
-        self.stream, self.clock = stream, clock
+    The one implementation of plain progress lines: the CLI uses it where stdout is no terminal
+    (a SLURM job's ``slurm-*.out``: ``tail -f`` shows where the sweep is), ``ProgressLines`` for
+    ``conc_lab.sweep`` from Python.
+
+    >>> now = [0.0]
+    >>> lines = BatchLines(print, clock=lambda: now[0])
+    >>> lines.planned(20)
+    >>> for i in range(4):
+    ...     now[0] += 1.0
+    ...     lines.ran(failed=i == 1)
+    2/20 runs (1 failed), 2 s elapsed, about 18 s left
+    4/20 runs (1 failed), 4 s elapsed, about 16 s left
+    >>> now[0] += 40.0
+    >>> lines.ran(failed=False)
+    5/20 runs (1 failed), 44 s elapsed, about 132 s left
+    """
+
+    def __init__(self, say: Callable[[str], None], clock: Callable[[], float] = time.monotonic):
+        self.say, self.clock = say, clock
         self.total = self.done = self.failed = self.last_done = 0
         self.began = self.last_at = clock()
 
-    def say(self, text: str) -> None:
-        stream = self.stream or sys.stderr  # looked up late: a notebook swaps sys.stderr per cell
-        stream.write(text + "\n")
-        stream.flush()
+    def planned(self, total: int) -> None:
+        self.total = total
+        self.began = self.last_at = self.clock()
 
-    def __call__(self, event: events.Event) -> None:
-        if isinstance(event, events.Planned):
-            self.total, self.began = event.total, self.clock()
-            self.last_at = self.began
-            self.say(f"sweep: {event.trials} trials, {event.total} runs → {event.sweep_dir}")
-        elif isinstance(event, events.RunFinished):
-            self._ran(event.row.get("status") in schema.FAILURES)
-        elif isinstance(event, events.RayStarted):
-            how = "started a local runtime" if event.started else "joined"
-            self.say(f"ray: {how} at {event.address} ({event.start_s:.1f} s)")
-        elif isinstance(event, events.Calibrated):
-            self.say(f"size auto: {event.workload} → {event.size} ({duration(event.task_s)} per task)")
-        elif isinstance(event, events.Warned):
-            self.say(f"warning: {event.text}")
-
-    def _ran(self, failed: bool) -> None:
+    def ran(self, failed: bool) -> None:
         self.done += 1
         self.failed += failed
         now = self.clock()
@@ -78,3 +79,30 @@ class ProgressLines:
         self.say(
             f"{self.done}/{self.total} runs{failed_text}, {duration(elapsed)} elapsed, about {duration(left)} left"
         )
+
+
+class ProgressLines:
+    """An ``on_event`` handler that writes what a sweep does as plain lines to ``stream``."""
+
+    def __init__(self, stream: TextIO | None = None, clock: Callable[[], float] = time.monotonic):
+        self.stream = stream
+        self.runs = BatchLines(self.say, clock)
+
+    def say(self, text: str) -> None:
+        stream = self.stream or sys.stderr  # looked up late: a notebook swaps sys.stderr per cell
+        stream.write(text + "\n")
+        stream.flush()
+
+    def __call__(self, event: events.Event) -> None:
+        if isinstance(event, events.Planned):
+            self.runs.planned(event.total)
+            self.say(f"sweep: {event.trials} trials, {event.total} runs → {event.sweep_dir}")
+        elif isinstance(event, events.RunFinished):
+            self.runs.ran(event.row.get("status") in schema.FAILURES)
+        elif isinstance(event, events.RayStarted):
+            how = "started a local runtime" if event.started else "joined"
+            self.say(f"ray: {how} at {event.address} ({event.start_s:.1f} s)")
+        elif isinstance(event, events.Calibrated):
+            self.say(f"size auto: {event.workload} → {event.size} ({duration(event.task_s)} per task)")
+        elif isinstance(event, events.Warned):
+            self.say(f"warning: {event.text}")
