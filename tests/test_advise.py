@@ -157,6 +157,15 @@ def test_a_machine_too_busy_to_measure_is_named_first_not_blamed_on_the_function
     v = verdicts.decide(tight, rounds=5)
     assert not v.settled and v.tentative_why.startswith("other processes used 80% of the runs' cores, so the")
     assert v.headline.startswith("too busy to tell")
+    # work that waits hardly needs the CPU other processes take: its clear answer stands
+    sleeps = _summary(
+        [
+            ("threading", None, 8, 7.9, 7.5, 8.1, crowded, 0.002),
+            ("multiprocessing", "fork", 8, 5.0, 4.5, 5.5, crowded, 0.03),
+        ]
+    )
+    v = verdicts.decide(sleeps, rounds=3, waits=True)
+    assert v.settled and v.headline.startswith("use threading: 7.90×")
 
 
 @pytest.mark.inprocess

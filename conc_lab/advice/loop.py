@@ -103,7 +103,7 @@ class _Rounds:
             warnings.simplefilter("ignore")
             summary = summarize(pd.DataFrame(self.rows))
         arms = verdicts.best_arms(summary)
-        return verdicts.settled(arms, verdicts.choose(arms))
+        return verdicts.settled(arms, verdicts.choose(arms), self.plan.probe.waits)
 
     def _stop(self, why: str) -> None:
         self.stopped = why

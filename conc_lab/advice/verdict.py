@@ -186,11 +186,11 @@ def _reaches(a: ArmResult, top: ArmResult) -> bool:
     return a is top or not (math.isfinite(a.high) and math.isfinite(top.low)) or a.high >= top.low
 
 
-def settled(arms: list[ArmResult], choice: ArmResult | None) -> str | None:
+def settled(arms: list[ArmResult], choice: ArmResult | None, waits: bool = False) -> str | None:
     """None when the intervals that decide the verdict no longer overlap; else which still do."""
     if choice is None:
         return "no backend has a speedup yet"
-    crowded = busy(arms)
+    crowded = None if waits else busy(arms)  # work that waits hardly needs the CPU others take
     if crowded is not None:  # however tight, those intervals measure the load, not the function
         return f"{crowded}, so the intervals measure the load"
     if not (math.isfinite(choice.low) and math.isfinite(choice.high)):
@@ -239,7 +239,7 @@ def decide(
     """The ``Verdict`` from a summary: the choice, whether it is settled, the evidence behind it."""
     arms = best_arms(summary, python_labels)
     choice = choose(arms)
-    unsettled = settled(arms, choice)
+    unsettled = settled(arms, choice, waits)
     if rounds < MIN_ROUNDS:
         unsettled = f"only {rounds} of the {MIN_ROUNDS} rounds an interval needs ran"
     dont = choice is None or choice.speedup < WORTH
@@ -251,7 +251,7 @@ def decide(
     )
     forecast = None if dont or waits else _forecast(fits, choice, cores)
     headline = _headline(summary, arms, choice, dont, imbalance, forecast, unsettled is not None)
-    crowded = busy(arms)
+    crowded = None if waits else busy(arms)
     if crowded is not None and unsettled is not None:  # the machine, not the function, is what was measured
         headline = f"too busy to tell: {crowded}; so far: {headline}"
     after = "" if rounds < MIN_ROUNDS else f" after {rounds} rounds"
