@@ -36,7 +36,7 @@ from conc_lab.run.dispatch import Dispatch, LocalDispatch
 from conc_lab.run.executor import ExecutorSettings, RunResult, TrialExecutor
 from conc_lab.run.progress import ProgressLines
 from conc_lab.store.layout import new_sweep_id, preflight
-from conc_lab.store.manifest import Manifest
+from conc_lab.store.manifest import Manifest, SweepState
 from conc_lab.store.writer import SweepWriter
 
 
@@ -384,7 +384,11 @@ def _drive(
             interrupted = True
         with _interrupts_held(reraise=False) as held:  # ... but never the saving
             complete = not interrupted and book.recorded == the_plan.measured
-            writer.close("complete" if complete else ("interrupted" if interrupted else "stopped"))
+            writer.close(
+                SweepState.COMPLETE
+                if complete
+                else (SweepState.INTERRUPTED if interrupted else SweepState.STOPPED)
+            )
         interrupted = interrupted or bool(held)
     return interrupted
 

@@ -23,7 +23,7 @@ from conc_lab.machine import environment
 from conc_lab.plan.matrix import Trial
 from conc_lab.run.executor import ExecutorSettings, TrialExecutor
 from conc_lab.store.layout import new_sweep_id
-from conc_lab.store.manifest import Manifest, read_manifest, write_manifest
+from conc_lab.store.manifest import Manifest, SweepState, read_manifest, write_manifest
 from conc_lab.store.writer import SweepWriter
 
 #: The arms: the ``options`` each arm's rows carry (as ``analysis.selftest.ARM_OPTIONS``).
@@ -77,7 +77,7 @@ def run_arms(
     )
     writer = SweepWriter(sweep_dir, manifest)
     rng, failed, done = random.Random(seed), 0, 0
-    state = "stopped"
+    state = SweepState.STOPPED
     try:
         with TrialExecutor(settings) as executor:
             executor.execute(trial, 0, warmup=True)
@@ -91,7 +91,7 @@ def run_arms(
                     done += 1
                     if on_run is not None:
                         on_run(done, 2 * repeats)
-        state = "complete"
+        state = SweepState.COMPLETE
     finally:
         writer.close(state)
     return ArmsRun(sweep_dir, done, failed, time.perf_counter() - began)
