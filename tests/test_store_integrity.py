@@ -162,6 +162,8 @@ def killed_merge(point: str, root: Path) -> None:
     assert proc.returncode == -signal.SIGKILL, proc.stderr
 
 
+# what a killed merge left is read with a warning naming the shards not counted: expected here
+@pytest.mark.filterwarnings("ignore:.*is already in merged sweep:conc_lab.store.layout.StoreWarning")
 @pytest.mark.parametrize("point", ["before-manifest", "before-remove", "mid-remove"])
 @pytest.mark.parametrize("partial_first", [False, True])
 def test_a_merge_killed_anywhere_then_merged_again_counts_each_run_once(tmp_path, point, partial_first):
