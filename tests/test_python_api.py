@@ -87,3 +87,31 @@ def test_sweep_from_python_prints_progress_where_no_terminal_is(tmp_path):
     assert lines[0].startswith("sweep: 3 trials, 6 runs → results/tiny/")
     assert lines[-1].startswith("6/6 runs, ") and "elapsed" in lines[-1]
     assert len([line for line in lines if line.startswith("sweep:")]) == 1  # events.ignore: silent
+
+
+def test_a_module_found_only_through_sys_path_insert_gets_one_line_saying_what_to_do(tmp_path):
+    # was: the config check passed, then every run failed with ModuleNotFoundError (#26 item 8)
+    (tmp_path / "mods").mkdir()
+    (tmp_path / "mods" / "mywork.py").write_text("def work(task, size):\n    return size\n")
+    script = (
+        "import sys\n"
+        f"sys.path.insert(0, {str(tmp_path / 'mods')!r})\n"
+        "import conc_lab\n"
+        "try:\n"
+        "    conc_lab.parse_config({'name': 'p', 'matrix': {'workload': ['mywork:work'],\n"
+        "        'backend': ['sequential'], 'workers': [1], 'tasks': [1], 'size': [1]}})\n"
+        "except conc_lab.ConfigError as exc:\n"
+        "    print(exc)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        timeout=300,
+    )
+    lines = proc.stdout.strip().splitlines()
+    assert proc.returncode == 0 and len(lines) == 1, proc.stdout + proc.stderr
+    assert "matrix.workload[0]" in lines[0] and "sys.path" in lines[0]
+    assert f"PYTHONPATH={tmp_path / 'mods'}" in lines[0]

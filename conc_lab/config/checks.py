@@ -44,8 +44,38 @@ def check_workloads(v: Validator, axes, include, exclude, backend_options, path:
         v.fail(key[exc.ref], str(exc))
     for ref in refs:
         if found[ref].problem:
-            v.fail(key[ref], found[ref].problem)
+            v.fail(key[ref], found[ref].problem + _path_hint(ref, found[ref].problem))
     _check_async_pairs(v, axes, include, exclude, backend_options, found)
+
+
+def _path_hint(ref: str, problem: str) -> str:
+    """Why a module this process imports fails in the child: it is here only through ``sys.path``.
+
+    Trial hosts are fresh processes: a ``sys.path.insert`` made in a notebook or script does not
+    reach them, so the run would fail with ModuleNotFoundError; this says what to do instead.
+    """
+    import importlib.util
+
+    module = ref.partition(":")[0]
+    if not problem.startswith("cannot import") or not module:
+        return ""
+    try:
+        spec = importlib.util.find_spec(module)
+    except (ImportError, ValueError):
+        return ""
+    if spec is None or spec.origin is None:
+        return ""
+    folder = (
+        Path(spec.origin).parent
+        if spec.submodule_search_locations is None
+        else Path(spec.origin).parent.parent
+    )
+    for _ in module.split(".")[1:]:
+        folder = folder.parent
+    return (
+        f" (this process imports it from {folder} through sys.path, which trial hosts do not inherit: "
+        f"set PYTHONPATH={folder} before starting Python, or install the module)"
+    )
 
 
 def workload_search_path(config_dir: Path | None = None) -> list[str]:
