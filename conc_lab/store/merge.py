@@ -183,7 +183,8 @@ def _one_config(root: Path, shards: dict[Path, Manifest]) -> _Config:
         raise StoreError(f"{root}: shards of different splits ({sorted(str(m.shard) for m in manifests)})")
     sizes = _one_size(root, [*manifests, *(m for m in merged if m.fingerprint in fingerprints)])
     first = manifests[0]
-    return _Config(first.name or root.name, first.fingerprint, splits.pop(), sizes)
+    # a manifest's name is checked to be one folder name; the folder's own, resolved, cannot be ".." either
+    return _Config(first.name or root.resolve().name, first.fingerprint, splits.pop(), sizes)
 
 
 def _one_size(root: Path, manifests: list[Manifest]) -> dict[str, int]:
