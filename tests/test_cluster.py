@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import threading
 import time
 
@@ -167,8 +168,9 @@ def test_shard_sweeps_merge_into_one_sweep_with_every_run_once(tmp_path, write_c
 def test_merge_refuses_a_doubled_shard_and_reports_a_missing_one(tmp_path, write_config):
     config = write_config(SHARDED)
     out = tmp_path / "results"
-    runner.sweep(config, out, shard="1/3")
-    runner.sweep(config, out, shard="1/3")
+    first = runner.sweep(config, out, shard="1/3")
+    # copied in again (a shard run to the end twice would hide its earlier run: see test_store_integrity)
+    shutil.copytree(first.sweep_dir, out / "sharded" / "copied")
     result = CliRunner().invoke(app, ["merge", str(out / "sharded")])
     assert result.exit_code == 2 and "shard 1/3 is there twice" in result.output
     assert len(sweep_dirs(out / "sharded")) == 2  # nothing written, nothing removed
