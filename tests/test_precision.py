@@ -165,7 +165,7 @@ def test_conclab_selftest_prints_the_floor_and_records_it_where_summarize_and_co
     import subprocess
     import sys
 
-    from conc_lab.analysis.selftest import FLOOR_FIELD, machine_floor
+    from conc_lab.analysis.selftest import FLOOR_FIELD, floor_of, machine_floor
 
     def conclab(*args):
         return subprocess.run(
@@ -180,6 +180,7 @@ def test_conclab_selftest_prints_the_floor_and_records_it_where_summarize_and_co
     floor = json.loads(manifest.read_text())[FLOOR_FIELD]
     assert f"±{100 * floor:.1f}%" in line
     assert machine_floor(tmp_path / "results" / "smoke" / "some-sweep") == floor  # found from below
+    assert floor_of(str(tmp_path / "results")) == floor  # what summarize(path) and compare(a, b) use
     bad = conclab("selftest", "--out", str(tmp_path / "results"), "--repeats", "1")
     assert bad.returncode == 2 and "--repeats" in bad.stderr and "Traceback" not in bad.stderr
 

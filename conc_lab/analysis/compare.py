@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from conc_lab.analysis.frames import as_frame, join_key, key_columns, ordered
+from conc_lab.analysis.selftest import floor_of
 from conc_lab.analysis.stats import (
     benjamini_hochberg,
     group_codes,
@@ -119,7 +120,7 @@ def compare(
     keys: Sequence[str] = COMPARE_KEYS,
     alpha: float = 0.05,
     level: float = 0.95,
-    min_effect: float = 0.0,
+    min_effect: float | None = None,
 ) -> pd.DataFrame:
     """Match two result sets trial by trial and say what really changed from ``a`` to ``b``.
 
@@ -133,7 +134,8 @@ def compare(
     repeats buy power), ``only in a`` or ``only in b``. Failures and the correct share of
     each side are carried along.
 
-    No change smaller than ``min_effect`` (the A/A floor of ``conclab selftest``) is called.
+    No change smaller than ``min_effect`` (the A/A floor of ``conclab selftest``; None: the largest
+    recorded at or above the paths ``a`` and ``b``) is called.
     ``a`` and ``b`` are DataFrames or paths to stores.
 
     Example::
@@ -146,6 +148,7 @@ def compare(
         0.5 faster
     """
     keys = list(keys)
+    min_effect = max(floor_of(a), floor_of(b)) if min_effect is None else min_effect
     sides = {name: _side(name, as_frame(data), keys, level) for name, data in (("a", a), ("b", b))}
     merged = _outer_join(sides["a"][0], sides["b"][0], keys)
     pvals = _p_values(merged, sides)

@@ -106,3 +106,14 @@ def machine_floor(*paths: str | os.PathLike) -> float | None:
                 floors.append(float(floor))
                 break
     return max(floors, default=None)
+
+
+def floor_of(data: object) -> float:
+    """The A/A floor for ``data``: ``machine_floor`` of a path, 0 for a DataFrame (nothing to find).
+
+    >>> floor_of(pd.DataFrame())
+    0.0
+    """
+    if isinstance(data, (str, os.PathLike)):
+        return machine_floor(data) or 0.0
+    return 0.0

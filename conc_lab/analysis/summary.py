@@ -57,6 +57,7 @@ from conc_lab.analysis.frames import (  # noqa: F401  (the summary's names, as o
 )
 from conc_lab.analysis.interpreters import interpreter_labels
 from conc_lab.analysis.pairing import UNPAIRED, pair_runs
+from conc_lab.analysis.selftest import floor_of
 from conc_lab.analysis.speedup import with_baseline, with_end_to_end, with_speedup
 from conc_lab.analysis.stats import group_codes, run_stats
 
@@ -143,7 +144,7 @@ def summarize(
     level: float = 0.95,
     cv_threshold: float = 0.10,
     ci_threshold: float = 0.20,
-    min_effect: float = 0.0,
+    min_effect: float | None = None,
     **filters,
 ) -> pd.DataFrame:
     """One row per (workload, tasks, size, backend, workers, start_method, python, node, affinity,
@@ -156,7 +157,7 @@ def summarize(
     ``experiments.io:sleep``) where that is unique, and a value that matches no run is a
     ``ValueError`` with a did-you-mean. ``conclab summarize --backend ...`` filters the same way.
     ``min_effect`` (the A/A floor of ``conclab selftest``, a fraction): a speedup closer to 1
-    than that is noted ``within A/A floor``, the smallest effect a summary calls.
+    than that is noted ``within A/A floor``; None: the floor recorded at or above a path ``df``.
 
     Example::
 
@@ -167,6 +168,7 @@ def summarize(
         >>> print(row.backend, row.median_s, row.speedup, row.speedup_method)
         threading 1.0 2.0 unpaired
     """
+    min_effect = floor_of(df) if min_effect is None else min_effect
     if filters:
         options = dict(
             level=level, cv_threshold=cv_threshold, ci_threshold=ci_threshold, min_effect=min_effect
