@@ -190,3 +190,17 @@ def test_the_resume_line_is_whole_at_80_columns_after_ctrl_c(tmp_path):
     # was: "... Resume with: conclab sweep slow.yaml --resume --out 'my re" / "sults'"
     assert shlex.split(lines[at + 1]) == ["conclab", "sweep", "slow.yaml", "--resume", "--out", "my results"]
     assert sum("Resume with:" in line for line in lines) == 1
+
+
+def test_a_multiprocessing_trial_without_a_start_method_shows_the_one_it_ran(tmp_path):
+    # #26 item 10: stored as null and shown as "-"; the host ran it with fork
+    (tmp_path / "mp.yaml").write_text(
+        "name: mp\nrepeats: 2\nwarmup: 0\nmatrix:\n  workload: [experiments.io:sleep]\n"
+        "  backend: [sequential, multiprocessing]\n  workers: [2]\n  tasks: [2]\n  size: [1]\n"
+    )
+    assert conclab("sweep", str(tmp_path / "mp.yaml"), "--out", str(tmp_path / "r"), "-q").returncode == 0
+    table = conclab("summarize", str(tmp_path / "r"), env={**_env(), "COLUMNS": "120"}).stdout
+    assert "multiprocessing/fork" in table, table
+    wide = conclab("summarize", str(tmp_path / "r"), "--wide", env={**_env(), "COLUMNS": "400"}).stdout
+    row = next(line for line in wide.splitlines() if "multiprocessing" in line)
+    assert "fork" in row, wide

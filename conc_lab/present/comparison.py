@@ -28,6 +28,7 @@ from rich.cells import cell_len
 
 from conc_lab.analysis.selection import short_workload_names
 from conc_lab.host.units import duration
+from conc_lab.present.panels import backend_label
 
 #: Parameters named once above a workload's lines when they do not vary inside it.
 _HEADING_KEYS = ("tasks", "size", "affinity", "options")
@@ -94,11 +95,6 @@ def _float(x: object) -> float:
         return math.nan
 
 
-def _backend(row: dict) -> str:
-    method = row.get("start_method")
-    return f"{row['backend']}/{method}" if isinstance(method, str) and method else str(row["backend"])
-
-
 def _times(row: dict) -> str:
     a, b = _float(row.get("median_a")), _float(row.get("median_b"))
     if not np.isfinite(a) and not np.isfinite(b):
@@ -121,7 +117,7 @@ def _heading(short: str, rows: list[dict]) -> tuple[str, list[str]]:
 def _lines(rows: list[dict], varying: list[str], width: int) -> list[str]:
     """One line per trial, columns aligned inside the workload; a verdict too long goes below."""
     cells = [
-        [_backend(r), f"{integer_text(r.get('workers'))}w"]
+        [backend_label(r), f"{integer_text(r.get('workers'))}w"]
         + [f"{k} {integer_text(r.get(k))}" for k in varying]
         + [_times(r)]
         for r in rows

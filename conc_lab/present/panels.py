@@ -11,11 +11,24 @@ import numpy as np
 import pandas as pd
 
 from conc_lab.analysis.summary import BACKEND_ORDER, key_columns
+from conc_lab.host.backends.processes import DEFAULT_START_METHOD
 
 #: One panel = one parameter set whose backends and worker counts are compared.
 PANEL_KEYS = ["workload", "tasks", "size", "python", "node"]
 #: What tells two curves of one panel apart.
 CURVE_KEYS = ["backend", "start_method", "affinity", "options"]
+
+
+def backend_label(row) -> str:
+    """``backend/start_method``; a multiprocessing trial that named no method shows the one it used.
+
+    >>> backend_label({"backend": "multiprocessing", "start_method": None}), backend_label({"backend": "threading"})
+    ('multiprocessing/fork', 'threading')
+    """
+    sm = row.get("start_method")
+    if not (isinstance(sm, str) and sm) and row["backend"] == "multiprocessing":
+        sm = DEFAULT_START_METHOD  # stored as null; "-" would hide what ran
+    return f"{row['backend']}/{sm}" if isinstance(sm, str) and sm else str(row["backend"])
 
 
 def panel_frame(frame: pd.DataFrame) -> pd.DataFrame:
@@ -71,7 +84,9 @@ def curve_label(frame: pd.DataFrame) -> pd.Series:
     """``backend[/start_method][ affinity][ options]`` per row."""
     keyed = key_columns(frame, CURVE_KEYS).astype(object)
     label = keyed["backend"].astype(str)
-    method = keyed["start_method"]
+    method = keyed["start_method"].where(
+        keyed["start_method"].notna() | (label != "multiprocessing"), DEFAULT_START_METHOD
+    )  # a multiprocessing trial that named no method ran the default: say which
     label = label.where(method.isna(), label + "/" + method.astype(str))
     for key in ("affinity", "options"):
         # shown only where they vary, or every label would repeat "compact"

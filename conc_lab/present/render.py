@@ -15,6 +15,7 @@ import pandas as pd
 from conc_lab.analysis.compare import COMPARE_KEYS
 from conc_lab.analysis.selection import short_workload_names
 from conc_lab.analysis.summary import GROUP_KEYS
+from conc_lab.host.backends.processes import DEFAULT_START_METHOD
 from conc_lab.host.units import duration
 from conc_lab.present.comparison import compare_text
 
@@ -78,6 +79,7 @@ def display(frame: pd.DataFrame) -> pd.DataFrame:
     """
     if "ratio" in frame.columns:
         return _display_compare(frame)
+    frame = _with_default_method(frame)
     keys = _shown_keys(frame, GROUP_KEYS)
     out = frame[keys].astype(object).where(frame[keys].notna(), "-").copy()
     out["n"] = frame["n"]
@@ -109,7 +111,19 @@ def display(frame: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
+def _with_default_method(frame: pd.DataFrame) -> pd.DataFrame:
+    """A multiprocessing row that named no start method shows the one it ran with, not ``-``."""
+    if "start_method" not in frame.columns or "backend" not in frame.columns:
+        return frame
+    unnamed = (frame["backend"].astype(object) == "multiprocessing") & frame["start_method"].isna()
+    if not unnamed.any():
+        return frame
+    method = frame["start_method"].astype(object).where(~unnamed, DEFAULT_START_METHOD)
+    return frame.assign(start_method=method)
+
+
 def _display_compare(cmp: pd.DataFrame) -> pd.DataFrame:
+    cmp = _with_default_method(cmp)
     keys = _shown_keys(cmp, COMPARE_KEYS)
     out = cmp[keys].astype(object).where(cmp[keys].notna(), "-").copy()
     out["n a/b"] = [f"{a}/{b}" for a, b in zip(cmp["n_a"], cmp["n_b"], strict=True)]

@@ -31,6 +31,7 @@ from rich.table import Table
 
 from conc_lab.analysis.selection import short_workload_names  # how a person names workloads
 from conc_lab.host.units import duration
+from conc_lab.present.panels import backend_label
 from conc_lab.present.render import fmt_num
 
 #: Parameters shown as a column only where they vary; a constant one is named in the caption.
@@ -54,11 +55,6 @@ GAP = 2  # spaces between columns
 
 def _float(x: object) -> float:
     return math.nan if x is None else float(x)
-
-
-def _backend(row) -> str:
-    sm = row.get("start_method")
-    return f"{row['backend']}/{sm}" if isinstance(sm, str) and sm else str(row["backend"])
 
 
 def _speedup(row) -> str:
@@ -95,7 +91,7 @@ def _cells(summary: pd.DataFrame) -> tuple[dict[str, list[str]], list[str]]:
     short = short_workload_names(r["workload"] for r in rows)
     cols: dict[str, list[str]] = {
         "workload": [short[str(r["workload"])] for r in rows],
-        "backend": [_backend(r) for r in rows],
+        "backend": [backend_label(r) for r in rows],
         "workers": [str(r["workers"]) for r in rows],
     }
     constant, caption = [], []
@@ -277,7 +273,7 @@ def workload_lines(summary: pd.DataFrame) -> list[str]:
     for _, rows in keyed.groupby("_key", sort=False):
         best = rows.loc[rows["median_s"].idxmin()].to_dict()
         name = short[str(best["workload"])] + "".join(f" {k} {best[k]}" for k in extra)
-        line = f"{name}: fastest {_backend(best)}, {best['workers']} worker" + (
+        line = f"{name}: fastest {backend_label(best)}, {best['workers']} worker" + (
             "s" if best["workers"] != 1 else ""
         )
         if math.isfinite(_float(best.get("speedup"))) and best["backend"] != "sequential":
@@ -300,7 +296,7 @@ def trials_table(trials: list) -> tuple[Table, str]:
     cols: dict[str, list[str]] = {
         "trial_id": [t.trial_id for t in trials],
         "workload": [short[p["workload"]] for p in params],
-        "backend": [_backend(p) for p in params],
+        "backend": [backend_label(p) for p in params],
     }
     constant = []
     for key in ("workers", "tasks", "size", "python", "affinity", "options"):
