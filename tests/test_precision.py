@@ -332,3 +332,16 @@ def test_a_real_adjacent_sweep_pairs_each_run_with_the_baseline_run_just_before_
         assert df.loc[i - 1, "round"] == df.loc[i, "round"]
     s = summarize(df)
     assert (s[s.backend == "threading"].speedup_method == "paired").all()
+
+
+def test_an_unpaired_interval_also_covers_the_noisy_runs_behind_it():
+    df = _rounds(11, set(), set()).drop(columns="started_at")  # no times: the unpaired estimate
+    thr = np.flatnonzero((df["backend"] == "threading").to_numpy())
+    run = df["run_s"].to_numpy().copy()
+    run[thr[3]] *= 2.0  # measured while others had the cores
+    noisy = np.zeros(len(df), bool)
+    noisy[thr[3]] = True
+    quiet = _threading(summarize(df.assign(run_s=run)))
+    flagged = _threading(summarize(df.assign(run_s=run, noisy=noisy)))
+    assert quiet.speedup_method == flagged.speedup_method == "unpaired"
+    assert quiet.speedup_ci_low > 1.9 and flagged.speedup_ci_low < 1.05

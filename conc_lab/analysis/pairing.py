@@ -169,3 +169,22 @@ def use_paired(n_pairs: np.ndarray, n: np.ndarray) -> np.ndarray:
         [False, False, True, True]
     """
     return (n_pairs >= 1) & (2 * n_pairs >= n)
+
+
+def cover_noisy(
+    codes: np.ndarray, values: np.ndarray, rows: np.ndarray, low: np.ndarray, high: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per group, ``low``/``high`` widened to cover ``values`` at the ``rows`` (the noisy ok runs):
+    a median's interval that the unpaired ratio combines then covers what the machine did.
+
+    Example::
+
+        >>> cover_noisy(np.array([0, 0, 1]), np.array([1.0, 3.0, 2.0]), np.array([False, True, False]),
+        ...             np.array([0.9, 1.9]), np.array([1.1, 2.1]))
+        (array([0.9, 1.9]), array([3. , 2.1]))
+    """
+    low, high = low.astype(np.float64).copy(), high.astype(np.float64).copy()
+    rows = rows & np.isfinite(values)
+    np.fmin.at(low, codes[rows], values[rows])
+    np.fmax.at(high, codes[rows], values[rows])
+    return low, high

@@ -16,10 +16,10 @@ import pandas as pd
 
 from conc_lab.analysis.breakeven import end_to_end
 from conc_lab.analysis.frames import BASELINE_KEYS, CROSS_NODE_KEYS, GROUP_KEYS, SEQUENTIAL, match_rows
-from conc_lab.analysis.pairing import PAIRED, UNPAIRED, noisy_runs, paired_speedup, use_paired
+from conc_lab.analysis.pairing import PAIRED, UNPAIRED, cover_noisy, noisy_runs, paired_speedup, use_paired
 from conc_lab.analysis.stats import group_codes, ok_runs, ratio_ci, run_stats
 
-_BASE_COLS = ["_b_med", "_b_lo", "_b_hi", "_b_n", "_b_cv", "_b_noisy"]
+_BASE_COLS = ["_b_med", "_b_lo", "_b_hi", "_b_n", "_b_cv", "_b_noisy", "_b_wlo", "_b_whi"]
 
 
 def _baseline_groups(
@@ -44,6 +44,8 @@ def _baseline_groups(
         groups["_b_cv"] = st["cv"]
         noisy = ok_runs(seq_df) & noisy_runs(seq_df)
         groups["_b_noisy"] = np.bincount(codes[noisy], minlength=len(groups)).astype(np.float64)
+        run = seq_df["run_s"].to_numpy(dtype=np.float64, na_value=np.nan)
+        groups["_b_wlo"], groups["_b_whi"] = cover_noisy(codes, run, noisy, st["ci_low_s"], st["ci_high_s"])
         found[name] = groups
     return found
 
@@ -94,12 +96,13 @@ def _is_base(out: pd.DataFrame, n: np.ndarray, median: np.ndarray, base: pd.Data
 def _speedups(
     base: pd.DataFrame, st: dict, is_base: np.ndarray, paired: dict
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(speedup, low, high, method): paired where ``use_paired``, else the ratio of the medians."""
+    """(speedup, low, high, method): paired where ``use_paired``, else the ratio of the medians
+    (each median's interval widened to cover its noisy runs: ``_b_wlo``/``_b_whi``, ``wlo``/``whi``)."""
     speed, lo, hi = ratio_ci(
-        *(base[c].to_numpy(dtype=np.float64) for c in ("baseline_s", "_b_lo", "_b_hi")),
+        *(base[c].to_numpy(dtype=np.float64) for c in ("baseline_s", "_b_wlo", "_b_whi")),
         st["median_s"],
-        st["ci_low_s"],
-        st["ci_high_s"],
+        st["wlo"],
+        st["whi"],
     )
     has = np.isfinite(speed) & ~is_base
     use = has & use_paired(paired["n_pairs"], st["n"])
@@ -119,7 +122,9 @@ def with_speedup(out: pd.DataFrame, df: pd.DataFrame, codes: np.ndarray, pairs: 
     """
     run = df["run_s"].to_numpy(dtype=np.float64, na_value=np.nan)
     st = {c: out[c].to_numpy(dtype=np.float64) for c in ("median_s", "ci_low_s", "ci_high_s", "n")}
-    paired = paired_speedup(codes, len(out), pairs, run, run, noisy_runs(df), level)
+    noisy = noisy_runs(df)
+    st["wlo"], st["whi"] = cover_noisy(codes, run, ok_runs(df) & noisy, st["ci_low_s"], st["ci_high_s"])
+    paired = paired_speedup(codes, len(out), pairs, run, run, noisy, level)
     is_base = _is_base(out, st["n"], st["median_s"], out)
     speed, low, high, method = _speedups(out, st, is_base, paired)
     workers = out["workers"].to_numpy(dtype=np.float64)
@@ -156,7 +161,9 @@ def with_end_to_end(
     e2e_df = df.assign(run_s=e2e)
     st = run_stats(codes, e2e_df, len(out), level)
     base = with_baseline(out[GROUP_KEYS].copy(), e2e_df, keyed, level)
-    paired = paired_speedup(codes, len(out), pairs, e2e, e2e, noisy_runs(df), level)
+    noisy = noisy_runs(df)
+    st["wlo"], st["whi"] = cover_noisy(codes, e2e, ok_runs(e2e_df) & noisy, st["ci_low_s"], st["ci_high_s"])
+    paired = paired_speedup(codes, len(out), pairs, e2e, e2e, noisy, level)
     is_base = _is_base(out, st["n"], st["median_s"], base)
     speed, low, high, _ = _speedups(base, st, is_base, paired)
     return out.assign(
