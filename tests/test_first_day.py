@@ -190,6 +190,9 @@ def test_the_resume_line_is_whole_at_80_columns_after_ctrl_c(tmp_path):
     # was: "... Resume with: conclab sweep slow.yaml --resume --out 'my re" / "sults'"
     assert shlex.split(lines[at + 1]) == ["conclab", "sweep", "slow.yaml", "--resume", "--out", "my results"]
     assert sum("Resume with:" in line for line in lines) == 1
+    # #26 item 10: the bar's last line showed twice after Ctrl-C (the echoed ^C wrapped a full line)
+    bars = [line for line in lines if "/20 " in line and "━" in line]
+    assert len(bars) == 1 and len(bars[0]) <= 78, bars
 
 
 def test_a_multiprocessing_trial_without_a_start_method_shows_the_one_it_ran(tmp_path):

@@ -24,10 +24,26 @@ from conc_lab import events
 from conc_lab.run.progress import BatchLines
 
 
+class _Progress(Progress):
+    """A bar two columns short of the terminal's width.
+
+    A line that fills the last column leaves the cursor waiting to wrap: the ``^C`` a terminal
+    echoes on Ctrl-C then starts a new line, the redraw clears only that one, and the bar shows
+    twice. With two columns free the echo lands on the bar's own line and is redrawn over.
+    """
+
+    def make_tasks_table(self, tasks):
+        table = super().make_tasks_table(tasks)
+        live = getattr(self, "live", None)  # Progress.__init__ builds a table before its Live exists
+        if live is not None:
+            table.width = max(1, live.console.width - 2)  # room for the 2 characters of "^C"
+        return table
+
+
 def sweep_progress(console: Console, quiet: bool) -> Progress:
     """The sweep's progress bar, its width steady: the trial label has a column of fixed width."""
     label_width = max(12, min(32, console.width - 60))
-    return Progress(
+    return _Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(bar_width=None),
         MofNCompleteColumn(),
