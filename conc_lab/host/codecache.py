@@ -19,8 +19,21 @@ import sys
 _codes = {}
 
 
+#: ref -> the modules prepare found for it: a later run of the same workload only re-stats them.
+_prepared = {}
+
+
 def prepare(ref):
     """Find and compile the modules of workload ``ref`` ("pkg.mod:fn") without running them."""
+    names = _prepared.get(ref)
+    if names is not None and all(_stamp(_codes[n][0]) == _codes[n][4] for n in names):
+        return
+    before = set(_codes)
+    _find(ref)
+    _prepared[ref] = [n for n in _codes if n not in before or n in (names or ())]
+
+
+def _find(ref):
     parts = ref.partition(":")[0].split(".")
     path = None
     for i in range(len(parts)):
