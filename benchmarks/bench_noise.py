@@ -65,8 +65,10 @@ def main() -> None:
     core = affinity.plan("compact", 1)[0]
     competed = set(range(1, args.runs, 2))
     pids = start_competitors(core, args.competitors)
+    # Each run is a process of its own: the workload counts its calls in a file (tests/workloads_hostile.py).
+    counter = os.path.join(tempfile.mkdtemp(), "competed-calls")
     os.environ["CONCLAB_TEST_COMPETITOR"] = (
-        f"{','.join(map(str, pids))}:{','.join(map(str, sorted(competed)))}"
+        f"{','.join(map(str, pids))}:{','.join(map(str, sorted(competed)))}:{counter}"
     )
     doc = {
         "name": "bench_noise",
@@ -96,10 +98,12 @@ def main() -> None:
 
     print(f"{'run':>4} {'competed':>8} {'run_s':>8} {'foreign':>8} {'canary':>8} {'switches':>8}  noisy")
     for r in rows:
-        change = r["canary_after_s"] / r["canary_before_s"] - 1
+        before, after = r["canary_before_s"], r["canary_after_s"]
+        change = f"{after / before - 1:>+8.0%}" if before and after else f"{'-':>8}"
         print(
-            f"{r['repeat']:>4} {('yes' if r['repeat'] in competed else ''):>8} {r['run_s']:>8.3f} "
-            f"{r['foreign_cpu']:>8.2f} {change:>+8.0%} {r['involuntary_switches']:>8}  {r['noise_note'] or ''}"
+            f"{r['repeat']:>4} {('yes' if r['repeat'] in competed else ''):>8} {r['run_s'] or 0:>8.3f} "
+            f"{r['foreign_cpu'] or 0:>8.2f} {change} {r['involuntary_switches'] or 0:>8}  "
+            f"{r['noise_note'] or r['error'] or ''}"
         )
     hit = sum(1 for r in rows if r["repeat"] in competed and r["noisy"])
     false = sum(1 for r in rows if r["repeat"] not in competed and r["noisy"])

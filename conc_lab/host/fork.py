@@ -60,6 +60,10 @@ class Runs(object):
         self.current = None  # the pid of the run in progress
         self.idle = None  # (pid, request fd, reply fd) of the child waiting for the next request
         self.ended = None  # (pid, reaped) of the run replied to, until settled
+        #: Whether the last run was short (noise.CANARY_MIN_RUN_S): only then does the next run reuse
+        #: a recent canary reading as its before-reading; after a long one it measures its own, as the
+        #: canary's share of a long run is small and a reading from up to a period ago drifts.
+        self.last_short = False
         self.runner = os.getppid()
         #: The host's secret, which every reply carries: a run's process zeroes its copy first thing.
         self.secret = bytearray(os.urandom(16).hex().encode())
@@ -166,6 +170,8 @@ class Runs(object):
         out[protocol.LEFT_BEHIND] = "; ".join(notes) or None
         if reply.get(protocol.OK):
             noise.remember(self.canary, out.pop(protocol.CANARY_READINGS, None))
+            inside = sum(out.get(k) or 0.0 for k in protocol.INSIDE_DURATIONS)
+            self.last_short = inside < noise.CANARY_MIN_RUN_S
             out[protocol.OUTSIDE_S] = outside
             timing_failure(out, outside, "the host timed from outside (fork to reply)")
         return reply
@@ -265,7 +271,8 @@ def _run_and_reply(runs, request, writer, nonce):
     try:
         # The sweep's processes besides this one's tree: the host and the runner, each alone.
         alone = (os.getppid(), runs.runner)
-        reply = {protocol.OK: True, protocol.OUTCOME: trial.handle(request, {}, runs.canary, alone)}
+        cache = runs.canary if runs.last_short else {}
+        reply = {protocol.OK: True, protocol.OUTCOME: trial.handle(request, {}, cache, alone)}
     except BaseException:  # noqa: B036 - a workload's sys.exit at import fails the run, not the host
         reply = failure_reply()
     out = reply.get(protocol.OUTCOME) if reply.get(protocol.OK) else reply

@@ -66,11 +66,16 @@ def canary(cores):
     return max(_canary_on(core) for core in (sorted(set(cores)) if cores else [None]))
 
 
-def _canary_on(core):
+#: Warm-up rounds of a before-reading that stands for its core for a period (``Canary.before``): it
+#: is taken in a run's fresh process, just woken, which ran the loop slower than after the work.
+CANARY_FRESH_WARMUP_ROUNDS = 12
+
+
+def _canary_on(core, warmup=CANARY_WARMUP_ROUNDS):
     clock = getattr(time, "thread_time", time.perf_counter)  # 3.7+ everywhere the host runs
     previous = affinity.pin(core) if core is not None else None
     try:
-        for _ in range(CANARY_WARMUP_ROUNDS):
+        for _ in range(warmup):
             _reference_loop(CANARY_LOOPS)
         best = None
         for _ in range(CANARY_ROUNDS):
@@ -101,7 +106,7 @@ class Canary(object):
             if cached is not None and self.now - cached[1] < CANARY_PERIOD_S:
                 seconds = cached[0]
             else:
-                seconds = _canary_on(core)
+                seconds = _canary_on(core, CANARY_FRESH_WARMUP_ROUNDS)
                 self.fresh.append([core, seconds])
             slowest = max(slowest, seconds)
         return slowest
