@@ -98,22 +98,19 @@ def _trial(fn: str, backend: str, start_method: str | None, workers: int) -> Tri
 
 
 def _expected(fault: str, backend: str) -> tuple[str, str, bool]:
-    """(status, words in the error, whether the host must have been replaced)."""
-    in_host = backend != "multiprocessing"  # sequential and threading run tasks in the host itself
+    """(status, words in the error, whether the host must have been replaced).
+
+    Each run has a process of its own, forked by the host: a run that exits or crashes takes
+    only that process with it, and the host stays. Only a run that will not answer (a hang, a
+    spin) costs the host, which is killed from outside and replaced.
+    """
+    in_run = backend != "multiprocessing"  # sequential and threading run tasks in the run's process
     if fault == "raises":
         return "failed", "ValueError: task 1 is broken on purpose", False
     if fault == "exits":
-        return (
-            ("failed", "trial host exited with code 3", True)
-            if in_host
-            else ("failed", "(exit code 3)", False)
-        )
+        return "failed", ("the run's process exited with code 3" if in_run else "(exit code 3)"), False
     if fault == "segfaults":
-        return (
-            ("failed", "killed by SIGSEGV", True)
-            if in_host
-            else ("failed", "died (killed by SIGSEGV)", False)
-        )
+        return "failed", ("SIGSEGV" if in_run else "died (killed by SIGSEGV)"), False
     if fault in ("hangs", "spins"):
         return "timeout", f"no answer within {TIMEOUT_S:g} s; trial host killed and replaced", True
     raise AssertionError(fault)
@@ -137,7 +134,7 @@ def test_a_faulty_trial_is_recorded_and_leaves_nothing_behind(
     good = _trial("good", backend, start_method, workers)
     first = executor.execute(good, 0).row
     assert (first["status"], first["correct"]) == ("ok", True), first["error"]
-    host = executor.hosts[executor.host_key(good)]
+    host = executor.hosts.hosts[executor.hosts.host_key(good)]
     group_before, threads_before = live_group(host.proc.pid), thread_count(host.proc.pid)
 
     row = executor.execute(_trial(fault, backend, start_method, workers), 0).row
@@ -148,11 +145,11 @@ def test_a_faulty_trial_is_recorded_and_leaves_nothing_behind(
     assert row["run_s"] is None and row["checksum"] is None and row["correct"] is None
     assert row["python_version"] and row["hostname"]  # facts kept even when the host died
     if replaced:
-        assert executor.hosts.get(executor.host_key(good)) is not host
+        assert executor.hosts.hosts.get(executor.hosts.host_key(good)) is not host
         assert gone(host.proc.pid)  # the hung thread or worker died with its host
     else:
         # The pool is gone (workers killed or joined), the host is the one it was.
-        assert executor.hosts[executor.host_key(good)] is host and host.proc.poll() is None
+        assert executor.hosts.hosts[executor.hosts.host_key(good)] is host and host.proc.poll() is None
         assert settles(lambda: live_group(host.proc.pid), group_before)
         # A joined thread has finished its Python work a moment before the OS thread is gone.
         assert settles(lambda: thread_count(host.proc.pid), threads_before)

@@ -388,7 +388,7 @@ def test_probe_is_cached_until_the_executable_changes(tmp_path):
 def test_host_code_keeps_to_python_38_syntax():
     """Every module the host imports parses under the oldest supported interpreter (ast of 3.8)."""
     info = _need("3.8")
-    root = Path(interpreters.__file__).resolve().parent
+    root = Path(interpreters.__file__).resolve().parent.parent  # conc_lab/, from conc_lab/machine/
     files = [str(p) for p in sorted((root / "host").rglob("*.py"))] + [str(root / "__init__.py")]
     code = textwrap.dedent(
         """
@@ -404,7 +404,7 @@ def test_host_code_keeps_to_python_38_syntax():
 def test_shipped_workloads_import_under_the_oldest_python():
     """configs/interpreters.yaml runs experiments/* under 3.8: a 3.9+ annotation there would fail at import."""
     info = _need("3.8")
-    root = Path(interpreters.__file__).resolve().parent.parent
+    root = Path(interpreters.__file__).resolve().parents[2]  # the repository, from conc_lab/machine/
     modules = [
         f"experiments.{p.stem}" for p in sorted((root / "experiments").glob("*.py")) if p.stem != "__init__"
     ]
