@@ -28,25 +28,13 @@ import sys
 import threading
 import time
 
+from conc_lab.host.hygiene import TIMERS  # the clocks a workload might replace: one list
+
 try:
     import resource
 except ImportError:  # pragma: no cover - not on Linux
     resource = None
 
-#: Clock and sleep functions a workload might replace.
-TIMERS = (
-    "perf_counter",
-    "perf_counter_ns",
-    "monotonic",
-    "monotonic_ns",
-    "time",
-    "time_ns",
-    "process_time",
-    "process_time_ns",
-    "thread_time",
-    "thread_time_ns",
-    "sleep",
-)
 SIGNALS = ("SIGCHLD", "SIGINT", "SIGTERM", "SIGALRM", "SIGPIPE", "SIGHUP", "SIGUSR1", "SIGUSR2")
 RLIMITS = ("RLIMIT_NOFILE", "RLIMIT_NPROC", "RLIMIT_AS", "RLIMIT_CPU", "RLIMIT_STACK", "RLIMIT_FSIZE")
 ITIMERS = ("ITIMER_REAL", "ITIMER_VIRTUAL", "ITIMER_PROF")
