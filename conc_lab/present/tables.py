@@ -270,9 +270,12 @@ def workload_lines(summary: pd.DataFrame) -> list[str]:
         k for k in ("tasks", "size", "python", "node") if k in ok.columns and ok[k].astype(str).nunique() > 1
     ]
     keyed = ok.assign(_key=ok[["workload", *extra]].astype(str).agg(" ".join, axis=1))
+    nodes = short_node_ids(list(ok["node"].astype(str))) if "node" in extra else {}
     for _, rows in keyed.groupby("_key", sort=False):
         best = rows.loc[rows["median_s"].idxmin()].to_dict()
-        name = short[str(best["workload"])] + "".join(f" {k} {best[k]}" for k in extra)
+        name = short[str(best["workload"])] + "".join(
+            f" {k} {nodes.get(str(best[k]), best[k]) if k == 'node' else best[k]}" for k in extra
+        )
         line = f"{name}: fastest {backend_label(best)}, {best['workers']} worker" + (
             "s" if best["workers"] != 1 else ""
         )
