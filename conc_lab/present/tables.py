@@ -66,6 +66,18 @@ def _speedup(row) -> str:
     return f"{s:.2f} ({fmt_num(lo)}–{fmt_num(hi)})"
 
 
+def _plain_table() -> Table:
+    """The one table style of the terminal: a rule under the header, no outer edge, one space apart."""
+    return Table(
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        pad_edge=False,
+        padding=(0, 1),
+        collapse_padding=True,
+        header_style="bold",
+    )
+
+
 def short_node_ids(values: list[str]) -> dict[str, str]:
     """Ray node ids (56 hex digits) cut to their first 8, as the progress lines show them, or to
     as many as tell them apart; host names stay whole.
@@ -202,14 +214,7 @@ def summary_table(summary: pd.DataFrame, width: int = 100, *, color: bool = Fals
         return ""
     cols, caption, legend = _columns(summary, width)
     fits = _total(cols) <= width
-    table = Table(
-        box=box.SIMPLE_HEAD,
-        show_edge=False,
-        pad_edge=False,
-        padding=(0, 1),
-        collapse_padding=True,
-        header_style="bold",
-    )
+    table = _plain_table()
     for name, values in cols.items():
         table.add_column(
             name,
@@ -308,14 +313,7 @@ def trials_table(trials: list) -> tuple[Table, str]:
             cols[key] = values
         elif values and values[0] != "-":
             constant.append(f"{key} {values[0]}")
-    table = Table(
-        box=box.SIMPLE_HEAD,
-        show_edge=False,
-        pad_edge=False,
-        padding=(0, 1),
-        collapse_padding=True,
-        header_style="bold",
-    )
+    table = _plain_table()
     for name in cols:
         table.add_column(name, no_wrap=name in ("trial_id", "workload", "backend"), overflow="fold")
     for row in zip(*cols.values()):
