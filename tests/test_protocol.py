@@ -59,6 +59,22 @@ def test_a_real_hosts_outcome_has_only_protocol_fields_and_records_map_to_the_sc
     assert all(set(r) == set(protocol.TASK_RECORD_FIELDS) and r["end_s"] >= r["start_s"] for r in records)
 
 
+def test_a_child_without_conc_lab_installed_imports_the_host_from_package_root(tmp_path):
+    """Another interpreter of the matrix has no conc_lab installed: PACKAGE_ROOT alone must find it.
+
+    (It once pointed at the conc_lab folder itself, one level too deep: every python-axis
+    host failed in a clean CI checkout, where nothing else put the project on the path.)
+    """
+    env = child_env([str(tmp_path)], base={})
+    probe = "import conc_lab.host; print(conc_lab.host.__file__)"
+    # -S: no site-packages, so no installed (or editable) conc_lab helps it
+    out = subprocess.run(
+        [sys.executable, "-S", "-c", probe], env=env, cwd=tmp_path, capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == os.path.join(PACKAGE_ROOT, "conc_lab", "host", "__init__.py")
+
+
 def test_one_child_environment_for_host_and_calibrator(tmp_path):
     env = child_env([str(tmp_path)], base={"PYTHONPATH": "/elsewhere", "OMP_NUM_THREADS": "4"})
     assert env["PYTHONPATH"].split(os.pathsep) == [PACKAGE_ROOT, "/elsewhere"]

@@ -291,13 +291,18 @@ def _ppid(pid: int) -> int:
 
 
 def wait_for_a_forked_worker(tag: str, proc: subprocess.Popen) -> None:
-    """Until a worker process runs: a tagged conc_lab.host process whose parent is the host."""
+    """Until a multiprocessing worker runs: a tagged conc_lab.host process two forks below the host.
+
+    Each run has a process of its own, forked by the host; a multiprocessing run's workers are
+    forked by that one. So a worker is a host-command process whose parent's parent is the host.
+    """
     deadline = time.monotonic() + 60
     while True:
-        hosts = {p for p in survivors(tag, within_s=0) if "conc_lab.host" in _cmdline(p)}
-        if any(_ppid(p) in hosts for p in hosts):
+        tagged = {p: _ppid(p) for p in survivors(tag, within_s=0) if "conc_lab.host" in _cmdline(p)}
+        if any(tagged.get(parent) in tagged for parent in tagged.values()):
             return
-        assert proc.poll() is None and time.monotonic() < deadline
+        assert proc.poll() is None, "the sweep ended before a multiprocessing worker was seen"
+        assert time.monotonic() < deadline
         time.sleep(0.005)
 
 
@@ -315,7 +320,7 @@ def test_ctrl_c_or_sigterm_during_a_multiprocessing_trial_saves_and_says_how_to_
         )
         .replace("workers: [1, 2]", "workers: [2]")
         .replace("size: [5]", "size: [150]")
-        .replace("repeats: 4", "repeats: 3")
+        .replace("repeats: 4", "repeats: 8")  # a sweep of seconds: the signal lands mid-sweep
     )
     out = tmp_path / "out"
     tag = uuid.uuid4().hex

@@ -8,5 +8,6 @@ syntax, so a host can be started under any interpreter the matrix names.
 import os as _os
 
 #: The folder holding the ``conc_lab`` package: put on a child's path, so any interpreter can
-#: run ``python -m conc_lab.host`` from source without conc_lab installed in it.
-PACKAGE_ROOT = _os.path.dirname(_os.path.dirname(_os.path.realpath(__file__)))
+#: run ``python -m conc_lab.host`` from source without conc_lab installed in it. This file is
+#: ``<PACKAGE_ROOT>/conc_lab/host/__init__.py``: three levels up.
+PACKAGE_ROOT = _os.path.dirname(_os.path.dirname(_os.path.dirname(_os.path.realpath(__file__))))

@@ -51,8 +51,13 @@ def calibrate(
 
     ``on_step(size, seconds, elapsed)`` is called after every timed call.
 
-    >>> calibrate(lambda task, size: time.sleep(size / 1000.0), target_s=0.004)[0]
-    4
+    A workload that takes ``size`` ms on a clock of its own (so the example holds on any machine):
+
+    >>> now = [0.0]
+    >>> def work(task, size):
+    ...     now[0] += size / 1000.0
+    >>> calibrate(work, target_s=0.004, clock=lambda: now[0])
+    (4, 0.004, None)
     """
     if not target_s > 0:
         raise CalibrationError("target must be a positive number of seconds, got %r" % (target_s,))
