@@ -100,6 +100,10 @@ matrix:
 include:
   # two unequal tasks: x**4 costs more than x**2
   - {workload: experiments.seed:square_and_quad, backend: multiprocessing, start_method: fork, workers: 2, tasks: 2, size: 1000000}
+  # ... and its plain loop, which shows the work is CPU-bound: time its workers spent off the CPU
+  # was then taken from them (preempted on a busy machine), not waited for (in CI 21-27% of their
+  # time was; without the baseline it read as "waiting off-CPU" and out-weighed the imbalance)
+  - {workload: experiments.seed:square_and_quad, backend: sequential, workers: 1, tasks: 2, size: 1000000}
   # a task of about 1 ms on spawned processes
   - {workload: experiments.cpu:sum_squares, backend: multiprocessing, start_method: spawn, workers: 2, tasks: 2, size: 20000}
   # hashlib releases the GIL: threads run side by side
