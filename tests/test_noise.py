@@ -116,7 +116,12 @@ def test_runs_beside_a_competing_process_are_flagged_and_the_others_are_not(tmp_
         assert r["status"] == schema.OK and r["correct"] is True
         assert r["foreign_cpu"] is not None and r["involuntary_switches"] is not None
         assert r["canary_before_s"] > 0 and r["canary_after_s"] > 0
-        assert r["noisy"] is (r["repeat"] in competed), (r["repeat"], r["foreign_cpu"], r["noise_note"], r["cores"])
+        assert r["noisy"] is (r["repeat"] in competed), (
+            r["repeat"],
+            r["foreign_cpu"],
+            r["noise_note"],
+            r["cores"],
+        )
     flagged = [r for r in rows if r["noisy"]]
     assert all("others used" in r["noise_note"] for r in flagged)
 
