@@ -164,3 +164,41 @@ def store_rows(sweep_dir):
     from conc_lab.store.load import load
 
     return load(sweep_dir, columns=["status", "repeat", "noisy", "started_at"])
+
+
+#: A process that counts its own CPU (noise.own_cpu_s) before and after a child of its own burned
+#: CPU and stayed alive: the child's CPU is the sweep's own, whatever shortcut finds no children.
+_OWN_CHILD = """
+import subprocess, sys
+from conc_lab.host import noise
+before = noise.own_cpu_s({}, alone=())
+child = subprocess.Popen([sys.executable, "-c", '''
+import os, sys, time
+end = time.process_time() + 0.4
+while time.process_time() < end:
+    pass
+print(flush=True)
+time.sleep(60)
+'''], stdout=subprocess.PIPE)
+child.stdout.readline()  # it burned 0.4 s of CPU and now sleeps, alive: not reaped, so not in cutime
+during = noise.own_cpu_s({}, alone=())
+child.kill()
+child.wait()
+after = noise.own_cpu_s({}, alone=())
+print(before, during, after)
+"""
+
+
+def test_the_cpu_of_a_runs_own_live_child_counts_as_the_sweeps_not_as_foreign():
+    # The run's process asks the kernel whether it has children at all (one waitid) before it walks
+    # /proc for them: a wrong "none" would count a live worker's CPU as other processes' (noise).
+    env = dict(
+        os.environ, PYTHONPATH=os.pathsep.join([str(Path(TESTS).parent), os.environ.get("PYTHONPATH", "")])
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", _OWN_CHILD], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    before, during, after = map(float, out.stdout.split())
+    assert during - before >= 0.3  # CPU seconds, not wall: no load makes it smaller
+    assert after - before >= 0.3  # reaped, it moved to cutime: still counted

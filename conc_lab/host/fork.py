@@ -60,6 +60,7 @@ class Runs(object):
         self.current = None  # the pid of the run in progress
         self.idle = None  # (pid, request fd, reply fd) of the child waiting for the next request
         self.ended = None  # (pid, reaped) of the run replied to, until settled
+        self.last = None  # (backend, workload) of the latest run: what the next process inherits
         #: Whether the last run was short (noise.CANARY_MIN_RUN_S): only then does the next run reuse
         #: a recent canary reading as its before-reading; after a long one it measures its own, as the
         #: canary's share of a long run is small and a reading from up to a period ago drifts.
@@ -85,10 +86,8 @@ class Runs(object):
         """
         params = request[protocol.TRIAL]
         self.settle()  # normally done already, between the last reply and this request
-        # The backend's module and the workload's code are the host's: prepared once, for the next
-        # children (this run's child, forked before, imports them itself the first time).
-        backends.get(params["backend"] if request[protocol.OP] == protocol.RUN else "sequential")
-        codecache.prepare(params["workload"])
+        backend = params["backend"] if request[protocol.OP] == protocol.RUN else "sequential"
+        self.last = (backend, params["workload"])
         pid, request_fd, reply_fd = self.idle
         self.idle, self.current = None, pid
         nonce = os.urandom(8).hex()
@@ -107,7 +106,19 @@ class Runs(object):
         return self._finish(reply, status, outside)
 
     def settle(self):
-        """After a reply: reap the run's process, kill what it left, and fork the next one to wait."""
+        """After a reply: fork the next run's process to wait, reap the run's, and kill what it left.
+
+        The fork comes first: it overlaps the ended process's exit (its memory torn down), which
+        the reap waits for. Both are done before the next request is handed on, so nothing of a
+        run's process, or of what it left, runs beside the next run.
+        """
+        if self.idle is None:
+            if self.last is not None:
+                # The backend's module and the workload's code are the host's: prepared (imported,
+                # compiled, re-stat'ed) before the fork, so the next run's process inherits them.
+                backends.get(self.last[0])
+                codecache.prepare(self.last[1])
+            self.idle = self._fork()
         if self.ended is not None:
             pid, reaped = self.ended
             self.ended = None
@@ -118,8 +129,6 @@ class Runs(object):
                     pass
             self._clean_up(pid)
             self.current = None
-        if self.idle is None:
-            self.idle = self._fork()
 
     def _fork(self):
         """A child that waits for its request (one JSON document, up to EOF): (pid, request fd, reply fd)."""
@@ -183,12 +192,16 @@ class Runs(object):
             os.killpg(pid, signal.SIGKILL)
         except OSError:
             pass
-        strays = [p for p in hygiene.children_of(os.getpid()) if hygiene.state_of(p) not in ("Z", None)]
+        waiting = (self.idle[0],) if self.idle is not None else ()  # the next run's process
+        others = [p for p in hygiene.children_of(os.getpid()) if p not in waiting]
+        if not others:  # the common case: nothing came to the host, nothing to kill or reap
+            return
+        strays = [p for p in others if hygiene.state_of(p) not in ("Z", None)]
         if strays:
             strays = strays + [d for p in strays for d in hygiene.descendants(p)]
             for p in strays:
                 hygiene.kill_tree_member(p)
-        hygiene.reap(strays, ())
+        hygiene.reap(strays, waiting)
 
     def _host_state(self):
         """What the run changed in the host itself (through its pid: affinity, nice), restored."""
@@ -315,6 +328,8 @@ def failure_reply():
 
 def _children_note():
     """The child's own child processes still running as it replies (not multiprocessing's helpers)."""
+    if not hygiene.has_children():  # the common case, from one syscall instead of a /proc walk
+        return []
     me = os.getpid()
     helpers = hygiene.multiprocessing_helpers()
     running = [

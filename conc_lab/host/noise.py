@@ -140,7 +140,8 @@ class Sample(object):
         self.cpus = _proc_stat()
         # The Ray runtime's CPU is the sweep's own only for a ray trial: what a ray trial left
         # running (workers winding down, the raylet) during the next trial is foreign to that one.
-        self.own = own_cpu_s(None if with_ray else _without_ray(os.environ), alone=alone)
+        # ({} holds no Ray process list: only own_cpu_s's one key is read, so no copy of the environment.)
+        self.own = own_cpu_s(None if with_ray else {}, alone=alone)
         self.cores = cores
 
     def since(self, before):
@@ -159,26 +160,21 @@ class Sample(object):
         }
 
 
-def _without_ray(environ):
-    """``environ`` less the Ray runtime's process list (``protocol.SWEEP_PIDS_ENV``)."""
-    return dict((k, v) for k, v in environ.items() if k != protocol.SWEEP_PIDS_ENV)
-
-
 def _proc_stat():
     """{cpu: (busy_s, steal_s)} from /proc/stat; empty where there is none."""
     out = {}
     try:
-        with open("/proc/stat") as f:
-            for line in f:
-                if not line.startswith("cpu"):
-                    break
-                name, _, rest = line.partition(" ")
-                if name == "cpu":
-                    continue
-                v = [int(x) for x in rest.split()]
-                # user nice system idle iowait irq softirq steal ...: busy leaves out idle, iowait, steal
-                busy = v[0] + v[1] + v[2] + v[5] + v[6]
-                out[int(name[3:])] = (busy * _TICK_S, (v[7] if len(v) > 7 else 0) * _TICK_S)
+        # The cpu lines come first: reading stops at the next one (intr), which can be long.
+        for line in hygiene.read_proc("/proc/stat", until=b"\nintr").split(b"\n"):
+            if not line.startswith(b"cpu"):
+                break
+            name, _, rest = line.partition(b" ")
+            if name == b"cpu":
+                continue
+            v = [int(x) for x in rest.split()]
+            # user nice system idle iowait irq softirq steal ...: busy leaves out idle, iowait, steal
+            busy = v[0] + v[1] + v[2] + v[5] + v[6]
+            out[int(name[3:])] = (busy * _TICK_S, (v[7] if len(v) > 7 else 0) * _TICK_S)
     except (OSError, ValueError, IndexError):
         return {}
     return out
@@ -202,7 +198,9 @@ def own_cpu_s(environ=None, alone=None):
     for root in roots:
         if root not in pids:
             pids.add(root)
-            pids.update(hygiene.descendants(root))
+            # A run's process that started nothing has no subtree to walk: one syscall says so.
+            if root != roots[0] or hygiene.has_children():
+                pids.update(hygiene.descendants(root))
     total, found = 0, False
     for pid in pids:
         ticks = _cpu_ticks(pid, children=True)

@@ -137,7 +137,16 @@ def snapshot():
             values.append(read())
         except (OSError, ValueError):
             values.append(None)
-    return values, dict(os.environ)
+    return values, dict(os.environ), _raw_environ()
+
+
+def _raw_environ():
+    """A copy of os.environ's own bytes mapping (CPython's ``_data``), or None where there is none.
+
+    Comparing it is one dict comparison; the decoded environment is compared only when it differs.
+    """
+    data = getattr(os.environ, "_data", None)
+    return dict(data) if isinstance(data, dict) else None
 
 
 def left(snap, threads_expected=1):
@@ -145,7 +154,7 @@ def left(snap, threads_expected=1):
 
     ``threads_expected``: threads a clean process of this kind has (a forked child: only its main one).
     """
-    values, env = snap
+    values, env, raw = snap
     notes = []
     for (name, read), before in zip(_READERS, values):
         try:
@@ -155,7 +164,8 @@ def left(snap, threads_expected=1):
         if now is before or now == before:
             continue
         notes.append(_describe(name, now))
-    changed = sorted(k for k in set(env) | set(os.environ) if env.get(k) != os.environ.get(k))
+    same = raw is not None and getattr(os.environ, "_data", None) == raw
+    changed = [] if same else sorted(k for k in set(env) | set(os.environ) if env.get(k) != os.environ.get(k))
     if changed:
         shown = ", ".join(changed[:5]) + (" and %d more" % (len(changed) - 5) if len(changed) > 5 else "")
         notes.append("environment variables %s changed" % _short(shown))
