@@ -126,6 +126,11 @@ def paired_speedup(
     """Per group: ``n_pairs``, the median of the per-pair ratios ``base_values[pair] / values`` and
     its interval (widened to cover every pair with a noisy run, ``noisy`` per row).
 
+    Also what the noise did, for the flags (``noise_moves``): ``low0``/``high0``, the interval
+    before the widening, and per side (``own``: the backend run noisy; ``base``: its baseline run
+    noisy) ``n_own``/``n_base`` (noisy pairs) and ``own_low``/``own_high``, ``base_low``/``base_high``
+    (the interval widened by that side's noisy pairs alone).
+
     Example::
 
         >>> pairs = np.array([-1, 0, -1, 2, -1, 4])
@@ -139,15 +144,61 @@ def paired_speedup(
         ratio = base_values[np.clip(pairs, 0, None)] / values
     has &= np.isfinite(ratio) & (ratio > 0)
     srt = SortedGroups(codes[has], ratio[has], ngroups)
-    low, high = srt.median_ci(level)
-    doubt = has & (noisy | noisy[np.clip(pairs, 0, None)])
-    if doubt.any():
-        lows = np.full(ngroups, np.inf)
-        highs = np.full(ngroups, -np.inf)
-        np.minimum.at(lows, codes[doubt], ratio[doubt])
-        np.maximum.at(highs, codes[doubt], ratio[doubt])
-        low, high = np.fmin(low, lows), np.fmax(high, highs)
-    return {"n_pairs": srt.n, "speedup": srt.quantile(0.5), "low": low, "high": high}
+    low0, high0 = srt.median_ci(level)
+    found = {"n_pairs": srt.n, "speedup": srt.quantile(0.5), "low0": low0, "high0": high0}
+    own, base = has & noisy, has & noisy[np.clip(pairs, 0, None)]
+    for side, doubt in (("own", own), ("base", base), ("", own | base)):
+        low, high = _cover(codes, ratio, doubt, low0, high0)
+        found[f"{side}_low" if side else "low"], found[f"{side}_high" if side else "high"] = low, high
+        if side:
+            found[f"n_{side}"] = np.bincount(codes[doubt], minlength=ngroups)
+    return found
+
+
+def _cover(
+    codes: np.ndarray, ratio: np.ndarray, doubt: np.ndarray, low: np.ndarray, high: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """``low``/``high`` per group widened to every ``ratio`` at ``doubt``."""
+    if not doubt.any():
+        return low, high
+    lows = np.full(len(low), np.inf)
+    highs = np.full(len(high), -np.inf)
+    np.minimum.at(lows, codes[doubt], ratio[doubt])
+    np.maximum.at(highs, codes[doubt], ratio[doubt])
+    return np.fmin(low, lows), np.fmax(high, highs)
+
+
+def noise_moves(
+    speedup: np.ndarray,
+    low0: np.ndarray,
+    high0: np.ndarray,
+    low: np.ndarray,
+    high: np.ndarray,
+    n_noisy: np.ndarray,
+    n: np.ndarray,
+    tolerance: float,
+) -> np.ndarray:
+    """Whether noisy runs decide a speedup: they widened its interval (``low0``-``high0`` to
+    ``low``-``high``) by more than ``tolerance`` of the speedup at either end, or they are at least
+    half of its runs, so the quiet ones cannot outvote them (a steady competitor slows the two
+    sides of every pair unequally: the pairs then agree on a wrong answer).
+
+    A flag then means the number cannot be vouched for, not that some run saw a foreign tick: a
+    noisy pair inside what the quiet pairs say already changes nothing.
+
+    Example::
+
+        >>> one = np.array([1.0, 1.0, 1.0])
+        >>> noise_moves(one, 0.98 * one, 1.02 * one, np.array([0.97, 0.80, 0.98]), 1.02 * one,
+        ...             np.array([1, 1, 3]), np.array([5, 5, 5]), 0.05).tolist()
+        [False, True, True]
+    """
+    speed = np.nan_to_num(speedup, nan=0.0)
+    with np.errstate(invalid="ignore"):
+        moved = (np.nan_to_num(low0 - low) > tolerance * speed) | (
+            np.nan_to_num(high - high0) > tolerance * speed
+        )
+    return (moved | (2 * n_noisy >= np.maximum(n, 1))) & (n_noisy > 0)
 
 
 def noisy_runs(df: pd.DataFrame) -> np.ndarray:

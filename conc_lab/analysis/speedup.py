@@ -93,50 +93,72 @@ def _is_base(out: pd.DataFrame, n: np.ndarray, median: np.ndarray, base: pd.Data
     )
 
 
-def _speedups(
-    base: pd.DataFrame, st: dict, is_base: np.ndarray, paired: dict
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(speedup, low, high, method): paired where ``use_paired``, else the ratio of the medians
-    (each median's interval widened to cover its noisy runs: ``_b_wlo``/``_b_whi``, ``wlo``/``whi``)."""
-    speed, lo, hi = ratio_ci(
-        *(base[c].to_numpy(dtype=np.float64) for c in ("baseline_s", "_b_wlo", "_b_whi")),
-        st["median_s"],
-        st["wlo"],
-        st["whi"],
-    )
+def _speedups(base: pd.DataFrame, st: dict, is_base: np.ndarray, paired: dict) -> dict[str, np.ndarray]:
+    """``speedup``, ``low``, ``high``, ``method``: paired where ``use_paired``, else the ratio of the
+    medians (each median's interval widened to cover its noisy runs: ``_b_wlo``/``_b_whi``,
+    ``wlo``/``whi``); and, for ``pairing.noise_moves``, what the noisy runs of each side did to it
+    (``doubt``: the interval before widening, widened by one side alone, noisy and counted runs)."""
+    b = {c: base[c].to_numpy(dtype=np.float64) for c in ("baseline_s", "_b_lo", "_b_hi", "_b_wlo", "_b_whi")}
+    speed, lo, hi = ratio_ci(b["baseline_s"], b["_b_wlo"], b["_b_whi"], st["median_s"], st["wlo"], st["whi"])
+    ci = {"raw": (b["_b_lo"], b["_b_hi"], st["ci_low_s"], st["ci_high_s"])}
+    ci["own"] = (b["_b_lo"], b["_b_hi"], st["wlo"], st["whi"])
+    ci["base"] = (b["_b_wlo"], b["_b_whi"], st["ci_low_s"], st["ci_high_s"])
+    un = {
+        k: ratio_ci(b["baseline_s"], blo, bhi, st["median_s"], lo_, hi_)[1:]
+        for k, (blo, bhi, lo_, hi_) in ci.items()
+    }
     has = np.isfinite(speed) & ~is_base
     use = has & use_paired(paired["n_pairs"], st["n"])
     method = np.where(use, PAIRED, np.where(has, UNPAIRED, "")).astype(object)
-    return (
-        np.where(use, paired["speedup"], speed),
-        np.where(is_base, 1.0, np.where(use, paired["low"], lo)),
-        np.where(is_base, 1.0, np.where(use, paired["high"], hi)),
-        method,
-    )
+    pick = lambda p, u: np.where(use, p, u)  # noqa: E731
+    doubt = {
+        "_lo0": pick(paired["low0"], un["raw"][0]),
+        "_hi0": pick(paired["high0"], un["raw"][1]),
+        "_own_lo": pick(paired["own_low"], un["own"][0]),
+        "_own_hi": pick(paired["own_high"], un["own"][1]),
+        "_base_lo": pick(paired["base_low"], un["base"][0]),
+        "_base_hi": pick(paired["base_high"], un["base"][1]),
+        "_own_k": pick(paired["n_own"], st["n_noisy"]),
+        "_own_n": pick(paired["n_pairs"], st["n"]),
+        "_base_k": pick(paired["n_base"], np.nan_to_num(base["_b_noisy"].to_numpy(dtype=np.float64))),
+        "_base_n": pick(paired["n_pairs"], np.nan_to_num(base["_b_n"].to_numpy(dtype=np.float64))),
+    }
+    return {
+        "speedup": pick(paired["speedup"], speed),
+        "low": np.where(is_base, 1.0, pick(paired["low"], lo)),
+        "high": np.where(is_base, 1.0, pick(paired["high"], hi)),
+        "method": method,
+        "doubt": doubt,
+    }
 
 
 def with_speedup(out: pd.DataFrame, df: pd.DataFrame, codes: np.ndarray, pairs: np.ndarray, level: float):
-    """``out`` with ``speedup``, its interval and ``speedup_method``, ``efficiency`` and ``karp_flatt``.
+    """``out`` with ``speedup``, its interval and ``speedup_method``, ``efficiency`` and ``karp_flatt``
+    (and the hidden columns ``pairing.noise_moves`` reads: ``_lo0``, ``_own_lo``, ...).
 
     ``pairs``: each run's baseline run (``pairing.pair_runs``), -1 where it has none.
     """
     run = df["run_s"].to_numpy(dtype=np.float64, na_value=np.nan)
     st = {c: out[c].to_numpy(dtype=np.float64) for c in ("median_s", "ci_low_s", "ci_high_s", "n")}
     noisy = noisy_runs(df)
-    st["wlo"], st["whi"] = cover_noisy(codes, run, ok_runs(df) & noisy, st["ci_low_s"], st["ci_high_s"])
+    noisy_ok = ok_runs(df) & noisy
+    st["wlo"], st["whi"] = cover_noisy(codes, run, noisy_ok, st["ci_low_s"], st["ci_high_s"])
+    st["n_noisy"] = np.bincount(codes[noisy_ok], minlength=len(out)).astype(np.float64)
     paired = paired_speedup(codes, len(out), pairs, run, run, noisy, level)
     is_base = _is_base(out, st["n"], st["median_s"], out)
-    speed, low, high, method = _speedups(out, st, is_base, paired)
+    found = _speedups(out, st, is_base, paired)
+    speed = found["speedup"]
     workers = out["workers"].to_numpy(dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         kf = (1.0 / speed - 1.0 / workers) / (1.0 - 1.0 / workers)
     return out.assign(
         speedup=speed,
-        speedup_ci_low=low,
-        speedup_ci_high=high,
-        speedup_method=method,
+        speedup_ci_low=found["low"],
+        speedup_ci_high=found["high"],
+        speedup_method=found["method"],
         efficiency=speed / workers,
         karp_flatt=np.where(workers > 1, kf, np.nan),
+        **found["doubt"],
     )
 
 
@@ -162,10 +184,15 @@ def with_end_to_end(
     st = run_stats(codes, e2e_df, len(out), level)
     base = with_baseline(out[GROUP_KEYS].copy(), e2e_df, keyed, level)
     noisy = noisy_runs(df)
-    st["wlo"], st["whi"] = cover_noisy(codes, e2e, ok_runs(e2e_df) & noisy, st["ci_low_s"], st["ci_high_s"])
+    noisy_ok = ok_runs(e2e_df) & noisy
+    st["wlo"], st["whi"] = cover_noisy(codes, e2e, noisy_ok, st["ci_low_s"], st["ci_high_s"])
+    st["n_noisy"] = np.bincount(codes[noisy_ok], minlength=len(out)).astype(np.float64)
     paired = paired_speedup(codes, len(out), pairs, e2e, e2e, noisy, level)
     is_base = _is_base(out, st["n"], st["median_s"], base)
-    speed, low, high, _ = _speedups(base, st, is_base, paired)
+    found = _speedups(base, st, is_base, paired)
     return out.assign(
-        e2e_s=st["median_s"], e2e_speedup=speed, e2e_speedup_ci_low=low, e2e_speedup_ci_high=high
+        e2e_s=st["median_s"],
+        e2e_speedup=found["speedup"],
+        e2e_speedup_ci_low=found["low"],
+        e2e_speedup_ci_high=found["high"],
     )

@@ -25,8 +25,11 @@ The columns, after the keys (``GROUP_KEYS``):
   doubts), ``superlinear`` (workers > 1 and the whole interval above ``workers``), ``why`` (the
   dominant cause of lost worker-time, ``conc_lab.analysis.attribution``) and ``notes`` (every
   flag as text, with ``failures``, ``incorrect``, ``no runs``, ``no baseline``, ``baseline
-  unstable``, ``baseline noisy``, ``within A/A floor``, ``unpaired``: the speedup is the ratio of
-  two medians, its runs could not be paired).
+  unstable``, ``noisy`` and ``baseline noisy`` (the row's own noisy runs, or its baseline's, decide
+  its speedup: they widened its interval by more than ``NOISE_TOLERANCE`` of it, or are half its
+  pairs or more: ``pairing.noise_moves``; a noisy run inside what the quiet ones say flags
+  nothing), ``within A/A floor``, ``unpaired``: the speedup is the ratio of two medians, its runs
+  could not be paired).
 """
 
 from __future__ import annotations
@@ -56,7 +59,7 @@ from conc_lab.analysis.frames import (  # noqa: F401  (the summary's names, as o
     tidy_dtypes,
 )
 from conc_lab.analysis.interpreters import interpreter_labels
-from conc_lab.analysis.pairing import UNPAIRED, pair_runs
+from conc_lab.analysis.pairing import UNPAIRED, noise_moves, pair_runs
 from conc_lab.analysis.selftest import floor_of
 from conc_lab.analysis.speedup import with_baseline, with_end_to_end, with_speedup
 from conc_lab.analysis.stats import group_codes, run_stats
@@ -102,6 +105,26 @@ def _unstable(
     return (np.nan_to_num(cv) > cv_max) | (np.nan_to_num(ci_rel) > ci_max)
 
 
+#: Noisy runs that widen a speedup's interval by less than this share of it (or than the A/A
+#: floor, if wider) change nothing a reader would act on, and raise no flag.
+NOISE_TOLERANCE = 0.05
+
+
+def _noise_moves(out: pd.DataFrame, side: str, tolerance: float) -> np.ndarray:
+    """``pairing.noise_moves`` for the noisy runs of one side (``own`` or ``base``) of each row."""
+    col = lambda c: out[c].to_numpy(dtype=np.float64)  # noqa: E731
+    return noise_moves(
+        col("speedup"),
+        col("_lo0"),
+        col("_hi0"),
+        col(f"_{side}_lo"),
+        col(f"_{side}_hi"),
+        col(f"_{side}_k"),
+        col(f"_{side}_n"),
+        tolerance,
+    )
+
+
 def _with_flags(
     out: pd.DataFrame, cv_threshold: float, ci_threshold: float, min_effect: float
 ) -> pd.DataFrame:
@@ -111,7 +134,9 @@ def _with_flags(
     base = {c: out[c].to_numpy(dtype=np.float64) for c in ("_b_cv", "_b_lo", "_b_hi", "baseline_s")}
     measured = out["speedup_method"].to_numpy(dtype=object) != ""  # not the baseline itself, and has one
     base_unstable = measured & _unstable(*base.values(), cv_threshold, ci_threshold)
-    base_noisy = measured & (np.nan_to_num(out["_b_noisy"].to_numpy(dtype=np.float64)) > 0)
+    moves = {
+        side: measured & _noise_moves(out, side, max(min_effect, NOISE_TOLERANCE)) for side in ("own", "base")
+    }
     workers = out["workers"].to_numpy(dtype=np.float64)
     # Only beyond one worker: at workers=1 a "superlinear" threading run is noise against sequential.
     superlinear = (workers > 1) & (np.nan_to_num(out["speedup_ci_low"].to_numpy()) > workers)
@@ -126,7 +151,8 @@ def _with_flags(
             "incorrect": np.nan_to_num(out["correct_share"].to_numpy(), nan=1.0) < 1.0,
             "unstable": own,
             "baseline unstable": base_unstable & ~own,
-            "baseline noisy": base_noisy,
+            "noisy": moves["own"],
+            "baseline noisy": moves["base"],
             "superlinear": superlinear,
             "within A/A floor": within_floor,
             # where the runs carry start times (a store's do) but could not be paired: said in the table

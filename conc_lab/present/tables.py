@@ -43,6 +43,7 @@ NOTE_MARKS = {
     "no runs": "0",
     "unstable": "~",
     "baseline unstable": "u",
+    "noisy": "N",
     "baseline noisy": "n",
     "within A/A floor": "=",
     "unpaired": "/",

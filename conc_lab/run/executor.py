@@ -157,13 +157,13 @@ class TrialExecutor:
         row["node_id"] = self.node_id
         for key in (*protocol.MEASURED_FIELDS, STDERR_TAIL):
             row[key] = outcome.get(key)
-        limits = self.noise_limits
-        note = noise.verdict(row, limits.max_foreign_cpu, limits.max_canary_change)
-        if row["foreign_cpu"] is not None or row["canary_before_s"] is not None:  # else: not measured
-            row["noisy"], row["noise_note"] = note is not None, note
         row["pinned"] = cores is not None
         # The cores the backend used, where it says (asyncio pins one whatever workers is), else the plan.
         row["cores"] = outcome.get(protocol.CORES) or cores or []
+        limits = self.noise_limits  # after the cores: the verdict weighs foreign CPU over them
+        note = noise.verdict(row, limits.max_foreign_cpu, limits.max_canary_change)
+        if row["foreign_cpu"] is not None or row["canary_before_s"] is not None:  # else: not measured
+            row["noisy"], row["noise_note"] = note is not None, note
         row["task_records"] = [protocol.task_record(rec) for rec in outcome.get(protocol.TASK_RECORDS) or []]
         row.update(self.interpreter_facts(trial.python))
         if outcome.get(protocol.GIL_ENABLED) is not None:  # the state during the run, not at host start
