@@ -89,8 +89,11 @@ def overhead(out: Path) -> None:
     print(
         f"  per trial: {wall / 1000 * 1e3:.3f} ms wall, of which the trial itself {work / 1000 * 1e3:.4f} ms"
     )
+    split = result.overhead()
     print(
-        f"  runner's own estimate (wall outside trial hosts per run): {result.overhead_per_run_s * 1e3:.3f} ms"
+        f"  conc_lab's own figure (the call's wall less the runs' windows, per run): {split.total_s * 1e3:.3f} ms"
+        f" = start-up {split.startup_s * 1e3:.3f} + runner {split.runner_s * 1e3:.3f}"
+        f" + trial host {split.host_s * 1e3:.3f} ms"
     )
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -49,3 +51,30 @@ def test_a_bad_config_is_one_line_exit_2_and_writes_nothing(tmp_path):
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and str(bad) in lines[0] and "matrix.backend[0]" in lines[0]
     assert not out.exists()
+
+
+def test_the_overhead_per_run_is_what_the_command_paid_beyond_the_runs_and_v_says_where(tmp_path):
+    # It once left out the trial host's work around each run (its fresh process, the guards) and the
+    # start-up, and printed 1/9 of what a user paid. Now: the command's time less the runs' own
+    # windows, per run, so the figure times the runs plus their windows covers the sweep's whole
+    # printed wall time and never exceeds the command's as timed from outside.
+    config = tmp_path / "noop.yaml"
+    config.write_text(
+        "name: noop\nrepeats: 1\nwarmup: 0\n"
+        "matrix: {workload: [experiments.overhead:noop], backend: [sequential], tasks: [1], size: [0, 1, 2, 3, 4, 5]}\n"
+    )
+    began = time.perf_counter()
+    proc = conclab("sweep", "-q", "-v", str(config), "--out", str(tmp_path / "results"))
+    outside = time.perf_counter() - began
+    assert proc.returncode == 0, proc.stderr
+    split_line, final = proc.stderr.strip().splitlines()[-2:]
+    parts = dict(re.findall(r"(start-up|runner|trial host) ([\d.]+) ms", split_line))
+    total = float(re.search(r"overhead per run ([\d.]+) ms", split_line).group(1))
+    assert set(parts) == {"start-up", "runner", "trial host"}
+    assert sum(map(float, parts.values())) == pytest.approx(total, abs=0.02)  # the parts add up
+    assert f"; overhead {total:.2f} ms per run" in final  # the last line says the same
+    rows = conc_lab.load(tmp_path / "results" / "noop")
+    windows = float((rows["setup_s"] + rows["run_s"] + rows["teardown_s"]).sum())
+    paid = total / 1e3 * len(rows) + windows
+    wall = float(re.search(r"\) in ([\d.]+) s;", final).group(1))
+    assert wall - 0.05 <= paid <= outside  # 0.05: the wall time is printed to 0.1 s

@@ -56,7 +56,9 @@ def test_wall_time_is_the_whole_sweep_and_ray_start_up_is_apart(tmp_path, write_
     assert result.ray_start_s == ray.start_s
     # the wall time is the call's, everything included; the overhead's window is inside it
     assert result.ray_start_s + result.loop_s <= result.wall_s <= outside
-    assert result.overhead_per_run_s == max(result.loop_s - result.measured_s, 0) / 2
+    # the overhead is the call's wall time less Ray's start-up and the runs' own windows, per run
+    paid = result.wall_s - result.ray_start_s - result.inside_s
+    assert result.executed == 2 and result.overhead_per_run_s * 2 == pytest.approx(paid)
 
 
 def test_without_ray_a_smoke_sweep_records_its_ray_trials_as_skipped(tmp_path):

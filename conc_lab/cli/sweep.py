@@ -6,6 +6,7 @@ import logging
 import os
 import shlex
 import signal
+import time
 from pathlib import Path
 
 import typer
@@ -22,6 +23,12 @@ _QUIET = typer.Option(
     False, "--quiet", "-q", help="Print only errors and the final line (no progress, no table)."
 )
 _WIDE = typer.Option(False, "--wide", help=WIDE_HELP)
+_VERBOSE = typer.Option(
+    False,
+    "--verbose",
+    "-v",
+    help="Also say where the overhead per run goes: start-up, the runner, the trial host's guards.",
+)
 _SHARD = typer.Option(
     None,
     "--shard",
@@ -68,6 +75,7 @@ def sweep(
     ray_address: str = _RAY_ADDRESS,
     repeats: int = _REPEATS,
     warmup: int = _WARMUP,
+    verbose: bool = _VERBOSE,
 ):
     """Run every trial of CONFIG, pinned to cores, and write one Parquet row per measured run.
 
@@ -90,6 +98,7 @@ def sweep(
         "warmup": warmup,
     }
     result = _run(cfg, out, resume, fail_fast, quiet, flags)
+    whole_s = command_s()  # the command so far: the summary table below is not a cost of the runs
     stopped_table = False
     # A batch scheduler that stopped the sweep kills it KillWait seconds later (30 s by default, 5
     # on some sites): the resume line comes first, and the table, which can take seconds, is left out.
@@ -99,7 +108,9 @@ def sweep(
         except KeyboardInterrupt:  # every run is saved: Ctrl-C only cuts the table short
             stopped_table = True
             console.print("\n[yellow]table cut short[/] (Ctrl-C); every run is saved", highlight=False)
-    _print_outcome(result, config, out, resume, **flags)
+    if verbose and result.recorded:
+        console.print(overhead_line(result, whole_s), highlight=False, soft_wrap=True)
+    _print_outcome(result, config, out, resume, whole_s, **flags)
     if stopped_table:
         raise typer.Exit(130)
 
@@ -166,9 +177,9 @@ def _check_sweep_flags(cluster: str | None, ray_address: str | None, shard: str 
             die(str(exc))
 
 
-def _print_outcome(result, config: Path, out: Path, resume: bool, **flags) -> None:
-    """The sweep's last line (its honest wall time, the runner's own overhead) and its exit code."""
-    console.print(final_line(result, resume), highlight=False, soft_wrap=True)
+def _print_outcome(result, config: Path, out: Path, resume: bool, whole_s: float | None, **flags) -> None:
+    """The sweep's last line (its honest wall time, the overhead per run) and its exit code."""
+    console.print(final_line(result, resume, whole_s), highlight=False, soft_wrap=True)
     if result.interrupted:
         again = resume_command(config, out, **flags)
         head = "interrupted; what ran is saved. Resume with: "
@@ -194,8 +205,35 @@ def _noise_counts(result) -> str:
     return "".join(f", {p}" for p in parts if p)
 
 
-def final_line(result, resumed: bool = False) -> str:
-    """The sweep's last line: what it recorded, and where; also under -q."""
+def command_s() -> float | None:
+    """Seconds since this process started, the interpreter's own start-up included; None where unknown."""
+    try:
+        with open("/proc/self/stat", "rb") as f:
+            started = int(f.read().rsplit(b")", 1)[1].split()[19])  # starttime: clock ticks after boot
+        age = time.clock_gettime(time.CLOCK_BOOTTIME) - started / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, AttributeError):
+        return None
+    return age if age > 0 else None
+
+
+def overhead_line(result, whole_s: float | None) -> str:
+    """Under -v: where the overhead per run goes (``runner.Overhead``), and over how many runs."""
+    split = result.overhead(whole_s)
+    runs = result.executed or result.recorded
+    ms = lambda s: f"{s * 1e3:.2f} ms"  # noqa: E731
+    return (
+        f"overhead per run {ms(split.total_s)} (the {'command' if whole_s else 'sweep'}'s wall time less "
+        f"the runs' setup, run and teardown, over {runs} run{'s' * (runs != 1)}): start-up {ms(split.startup_s)} "
+        f"(interpreter, imports, config, hosts), runner {ms(split.runner_s)} (rows, journal, progress), "
+        f"trial host {ms(split.host_s)} (each run's fresh process, its guards, the pipes)"
+    )
+
+
+def final_line(result, resumed: bool = False, whole_s: float | None = None) -> str:
+    """The sweep's last line: what it recorded, and where; also under -q.
+
+    ``whole_s``: the command's whole time so far, for the overhead that a user pays per run.
+    """
     if resumed and result.planned == 0 and not result.interrupted:
         return f"sweep {result.sweep_id} is complete: nothing to run → {result.sweep_dir}"
     line = (
@@ -206,7 +244,7 @@ def final_line(result, resumed: bool = False) -> str:
         line += f"; {result.warmup_failed} failed warm-up run{'s' * (result.warmup_failed > 1)}"
     line += f") in {result.wall_s:.1f} s"
     if result.recorded:  # a per-run figure over no runs would be the sweep's set-up, mislabelled
-        line += f"; runner overhead {result.overhead_per_run_s * 1e3:.2f} ms per run"
+        line += f"; overhead {result.overhead(whole_s).total_s * 1e3:.2f} ms per run"
     return f"{line} → {result.sweep_dir}"
 
 

@@ -38,6 +38,7 @@ from pathlib import Path
 
 from conc_lab import events, schema
 from conc_lab.events import EventHandler
+from conc_lab.host import protocol
 from conc_lab.host.backends.ray_backend import import_ray
 from conc_lab.plan.matrix import Trial
 from conc_lab.plan.runs import Run
@@ -171,12 +172,17 @@ class ClusterDispatch(Dispatch):
         self.busy: dict[object, tuple[str, Run, int, list[int]]] = {}  # ref -> (node, run, attempt, cores)
         self.pool = CorePool(settings.affinity_mode)
         self.measured_total_s = 0.0  # summed over nodes
+        self.inside_total_s = 0.0  # the runs' own windows in it (their rows'), summed likewise
         self._unhush = None  # gives Ray's error channel its printer back (see _hush_error_channel)
 
     @property
     def measured_s(self) -> float:
         # Nodes run side by side: their trial time, shared out over them, is what the wall time covers.
         return self.measured_total_s / max(self.nodes.used if self.nodes else 0, 1)
+
+    @property
+    def inside_s(self) -> float:
+        return self.inside_total_s / max(self.nodes.used if self.nodes else 0, 1)
 
     def open(self, trials: list[Trial], emit: EventHandler) -> dict[str, tuple[str, str]]:
         started = time.perf_counter()
@@ -270,6 +276,9 @@ class ClusterDispatch(Dispatch):
                     pending.appendleft((run, attempt + 1))
                 continue
             self.measured_total_s += measured
+            self.inside_total_s += sum(
+                row.get(k) or 0.0 for row in (result.row, *result.redone) for k in protocol.INSIDE_DURATIONS
+            )
             yield run, result
 
     def _not_run(self, run: Run, status: str, why: str, skipped: bool = True) -> RunResult:

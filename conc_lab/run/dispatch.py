@@ -34,6 +34,10 @@ class Dispatch:
 
     #: seconds spent inside trial hosts (for the overhead figure); nodes' time shared out over them
     measured_s: float = 0.0
+    #: the runs' own windows (setup + run + teardown) within ``measured_s``, shared out likewise
+    inside_s: float = 0.0
+    #: seconds spent starting trial hosts during the runs: start-up, not the runner's per-run cost
+    starting_s: float = 0.0
     #: seconds ``open`` took (Ray's start-up): reported on its own, not as runner overhead
     setup_s: float = 0.0
     #: seconds ``close`` took (hosts and Ray shutting down), likewise
@@ -66,6 +70,14 @@ class LocalDispatch(Dispatch):
     @property
     def measured_s(self) -> float:
         return self.executor.measured_s
+
+    @property
+    def inside_s(self) -> float:
+        return self.executor.inside_s
+
+    @property
+    def starting_s(self) -> float:
+        return self.executor.starting_s
 
     def open(self, trials: list[Trial], emit: EventHandler) -> dict[str, tuple[str, str]]:
         ray_trials = [t.trial_id for t in trials if t.backend == "ray"]

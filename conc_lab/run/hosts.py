@@ -33,6 +33,8 @@ class HostPool:
         self._ran: dict[tuple, set[str]] = {}  # host key -> trial ids its current host has run
         self._replaced: set[tuple] = set()  # host keys whose host was replaced at least once
         self.measured_s = 0.0  # time spent inside trial hosts, for the overhead figure
+        self.inside_s = 0.0  # the runs' own windows (setup + run + teardown) within it
+        self.starting_s = 0.0  # starting trial hosts (a start-up cost, not a per-run one)
 
     @staticmethod
     def host_key(trial: Trial) -> tuple:
@@ -47,8 +49,12 @@ class HostPool:
         python = key[0]
         host = self.hosts.get(key)
         if host is None or host.proc.poll() is not None:
-            # a matrix names "3.12" or "python3.12"; the host needs the executable it stands for
-            host = self.hosts[key] = TrialHost(resolve(python), self.search_path)
+            started = time.perf_counter()
+            try:
+                # a matrix names "3.12" or "python3.12"; the host needs the executable it stands for
+                host = self.hosts[key] = TrialHost(resolve(python), self.search_path)
+            finally:
+                self.starting_s += time.perf_counter() - started
             self._facts[python] = host.info  # kept for the row of a trial that kills its host
             if key in self._ran:
                 self._replaced.add(key)
@@ -95,6 +101,8 @@ class HostPool:
             }
         else:
             outcome = reply[protocol.OUTCOME]
+            if op == protocol.RUN:
+                self.inside_s += sum(outcome.get(k) or 0.0 for k in protocol.INSIDE_DURATIONS)
         if outcome.get(protocol.STATUS) in schema.FAILURES:
             outcome[STDERR_TAIL] = host.stderr_text()  # the end of what it wrote, kept for failed runs
         return outcome

@@ -41,13 +41,36 @@ from conc_lab.store.writer import SweepWriter
 
 
 @dataclass(frozen=True)
+class Overhead:
+    """What each run cost beyond its own measured window (setup + run + teardown), in seconds per run.
+
+    ``startup_s``: all that is not the run loop (the interpreter and its imports where the command's
+    whole time is known, the config, the plan, starting and closing trial hosts), shared out over the
+    runs; ``runner_s``: the runner's own work per run (the row, its check, the journal, progress);
+    ``host_s``: the trial host around each run (its fresh process, the guards, the pipes).
+    """
+
+    startup_s: float
+    runner_s: float
+    host_s: float
+
+    @property
+    def total_s(self) -> float:
+        return self.startup_s + self.runner_s + self.host_s
+
+
+@dataclass(frozen=True)
 class SweepResult:
     """What a sweep did. ``ok`` is true when every recorded run succeeded with a correct answer.
 
     >>> r = SweepResult(Path("results/x/1"), "1", planned=2, recorded=2, failed=0, wrong=0,
-    ...                 skipped=0, interrupted=False, wall_s=1.0, measured_s=0.9)
+    ...                 skipped=0, interrupted=False, wall_s=1.2, measured_s=0.9, loop_s=1.0,
+    ...                 inside_s=0.8, executed=2)
     >>> r.ok, round(r.overhead_per_run_s, 3)
-    (True, 0.05)
+    (True, 0.2)
+    >>> split = r.overhead(whole_s=1.4)  # the command's whole time: its start-up counts too
+    >>> [round(x, 3) for x in (split.startup_s, split.runner_s, split.host_s, split.total_s)]
+    [0.2, 0.05, 0.05, 0.3]
     """
 
     sweep_dir: Path
@@ -67,6 +90,9 @@ class SweepResult:
     # warm-up runs that failed, hung or were wrong, and that no recorded row carries (--fail-fast
     # stopping at one): a broken workload usually fails first in the warm-up round
     warmup_failed: int = 0
+    inside_s: float = 0.0  # the runs' own windows (setup + run + teardown) within measured_s
+    hosts_start_s: float = 0.0  # starting trial hosts, within loop_s: told as start-up
+    executed: int = 0  # runs a trial host ran: measured, warm-up and redone ones
 
     @property
     def ok(self) -> bool:
@@ -74,9 +100,20 @@ class SweepResult:
 
     @property
     def overhead_per_run_s(self) -> float:
-        """The runner's own cost per run: time running the runs not spent inside a trial, per run."""
+        """What each run cost beyond its measured window: the call's wall time less the runs' own
+        windows (and Ray's start-up, told apart), per run the hosts ran."""
+        return self.overhead().total_s
+
+    def overhead(self, whole_s: float | None = None) -> Overhead:
+        """Where ``overhead_per_run_s`` goes; ``whole_s``: the command's whole time (else the call's)."""
+        runs = max(self.executed or self.recorded, 1)
         loop = self.wall_s if self.loop_s is None else self.loop_s
-        return max(loop - self.measured_s, 0.0) / max(self.recorded, 1)
+        whole = self.wall_s if whole_s is None else max(whole_s, self.wall_s)
+        return Overhead(
+            startup_s=max(whole - loop - self.ray_start_s + self.hosts_start_s, 0.0) / runs,
+            runner_s=max(loop - self.measured_s - self.hosts_start_s, 0.0) / runs,
+            host_s=max(self.measured_s - self.inside_s, 0.0) / runs,
+        )
 
 
 @dataclass(frozen=True)
@@ -174,6 +211,9 @@ def _result(
         interrupted=interrupted,
         wall_s=ended - began,
         measured_s=dispatch.measured_s,
+        inside_s=dispatch.inside_s,
+        hosts_start_s=dispatch.starting_s,
+        executed=book.executed,
         ray_start_s=dispatch.setup_s,
         # hosts and Ray shutting down, once per sweep, are not a per-run cost
         loop_s=ended - loop_began - dispatch.teardown_s,
@@ -303,6 +343,7 @@ class _Book:
         self.hung_warmups: dict[str, dict] = {}  # trial_id -> the row of a warm-up run that timed out
         self.recorded = self.failed = self.wrong = self.skipped = self.redone = self.noisy = 0
         self.warmup_failed = 0  # failed warm-ups not (yet) carried by a recorded row
+        self.executed = 0  # runs a trial host ran (warm-ups and redone ones too): the overhead's divisor
 
     def skips(self, trial: Trial) -> tuple[str, str] | None:
         """None to run ``trial``; else (status, why) for the row of a run not executed."""
@@ -356,6 +397,7 @@ def _drive(
     try:
         if not interrupted:
             for run, result in dispatch.results(the_plan.runs(), book.skips):
+                book.executed += 0 if result.skipped else 1 + len(result.redone)
                 result = book.settle(run, result)
                 if result is None:
                     continue
