@@ -3,6 +3,7 @@
     python benchmarks/bench_trial_path.py            # both parts, 1,000 trials
     python benchmarks/bench_trial_path.py split 2000 # the host's split only, 2,000 requests
     python benchmarks/bench_trial_path.py command 1000
+    python benchmarks/bench_trial_path.py parts 1000  # where the host's and the run's process's time goes
 
 1. split: no-op requests (experiments.overhead:noop, sequential, pinned) sent straight to one
    trial host, each timed by the runner (request to reply) and by the host (``outside_s``, fork
@@ -12,6 +13,11 @@
 2. command: the whole ``conclab sweep -q`` command for 1 and for N no-op trials (N sizes of one
    trial, repeats 1, no warm-up), fresh process per run and in process; marginal = (t_N - t_1)
    / (N - 1). Interleaved, best of 3 each, so a busy moment does not land on one variant.
+
+3. parts: this process plays the trial host (``host.fork.Runs``, the code the host runs) for N no-op
+   requests, with a gap of 0.5 ms after each reply for the runner's own work; every phase of the
+   host and of each run's process is wrapped and timed (wall medians; the wrapping itself costs a
+   few microseconds a call), and the CPU time and page faults per run of both come from rusage.
 
 Run it on a quiet machine (load in the first line it prints).
 """
@@ -122,6 +128,111 @@ def command(n: str = "1000") -> None:
         )
 
 
+#: (module, attribute) of each phase ``parts`` times; "Runs.x" is a method of host.fork.Runs.
+PHASES = {
+    "host": ["Runs._fork", "Runs._clean_up", "fork._collect", "Runs._finish"],
+    "run's process": [
+        "codecache.install",
+        "trial.load_workload",
+        "noise.Sample",
+        "noise.Canary.before",
+        "SequentialBackend.run",
+        "noise.Canary.after",
+        "measure.reset_peak_rss",
+        "measure.peak_rss_bytes",
+        "state.left",
+        "fork._children_note",
+        "fork._write_all",
+    ],
+}
+
+
+def _wrap(spans: dict, label: str) -> None:
+    import functools
+
+    from conc_lab.host import codecache, fork, measure, noise, state, trial  # noqa: F401
+    from conc_lab.host.backends.sequential import SequentialBackend  # noqa: F401
+
+    names = label.split(".")
+    owner = {"Runs": fork.Runs, "SequentialBackend": SequentialBackend}.get(names[0]) or locals()[names[0]]
+    for name in names[1:-1]:
+        owner = getattr(owner, name)
+    original = getattr(owner, names[-1])
+
+    @functools.wraps(original)
+    def timed(*args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return original(*args, **kwargs)
+        finally:
+            spans.setdefault(label, []).append(time.perf_counter() - start)
+
+    setattr(owner, names[-1], timed)
+
+
+def parts(n: str = "1000") -> None:
+    import resource
+
+    from conc_lab.host import fork, hygiene
+    from conc_lab.host.workload import search_first
+
+    n = int(n)
+    search_first([str(ROOT)])
+    hygiene.become_subreaper()
+    spans: dict = {}
+    for labels in PHASES.values():
+        for label in labels:
+            _wrap(spans, label)
+    log = Path(tempfile.mkdtemp()) / "run-spans.jsonl"
+    reply_and_end = fork._run_and_reply
+
+    def run_and_reply(runs, request, writer, nonce):  # in the run's process: its spans go to the log
+        spans.pop("fork._write_all", None)
+        spans["request in hand (wake-up)"] = [time.perf_counter() - request["sent"]]
+        reply_and_end(runs, request, writer, nonce)
+        spans["request to reply written"] = [time.perf_counter() - request["sent"]]
+        with open(log, "a") as f:
+            f.write(json.dumps({k: v[-1] for k, v in spans.items()}) + "\n")
+
+    fork._run_and_reply = run_and_reply
+    pipe = os.pipe()
+    runs = fork.Runs(pipe)
+    trial = {**NOOP, protocol.CORES: [0]}
+    for i in range(n + 20):
+        if i == 20:  # warm
+            spans.clear()
+            log.unlink(missing_ok=True)
+            host0, runs0 = (
+                resource.getrusage(resource.RUSAGE_SELF),
+                resource.getrusage(resource.RUSAGE_CHILDREN),
+            )
+        request = dict(protocol.request(protocol.RUN, trial), sent=time.perf_counter())
+        out = runs.run(request)[protocol.OUTCOME]
+        spans.setdefault("request to reply (Runs.run)", []).append(time.perf_counter() - request["sent"])
+        assert out[protocol.STATUS] == "ok", out
+        start = time.perf_counter()
+        runs.settle()
+        spans.setdefault("after the reply (Runs.settle)", []).append(time.perf_counter() - start)
+        time.sleep(0.0005)
+    host1, runs1 = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    runs.close()
+    child: dict = {}
+    for line in log.read_text().splitlines():
+        for k, v in json.loads(line).items():
+            child.setdefault(k, []).append(v)
+    print(f"# load {os.getloadavg()[0]:.2f}; {n} no-op runs, this process as the trial host; per run:")
+    for who, (a, b) in (("host", (host0, host1)), ("run's process", (runs0, runs1))):
+        cpu = (b.ru_utime - a.ru_utime + b.ru_stime - a.ru_stime) / n * 1e3
+        print(f"  {who:14s} CPU {cpu:6.3f} ms, page faults {(b.ru_minflt - a.ru_minflt) / n:6.0f}")
+        first = ["request to reply (Runs.run)", "after the reply (Runs.settle)"]
+        for label in (
+            first if who == "host" else ["request in hand (wake-up)", "request to reply written"]
+        ) + PHASES[who]:
+            got = (spans if who == "host" else child).get(label)
+            if got:
+                print(f"    {label:30s} median {statistics.median(got) * 1e3:7.3f} ms")
+
+
 if __name__ == "__main__":
     what = sys.argv[1] if len(sys.argv) > 1 else "all"
     args = sys.argv[2:]
@@ -129,3 +240,5 @@ if __name__ == "__main__":
         split(*args)
     if what in ("all", "command"):
         command(*args)
+    if what == "parts":
+        parts(*args)

@@ -10,7 +10,7 @@ import hashlib
 import itertools
 import json
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from functools import cached_property
 from operator import itemgetter
 
@@ -49,7 +49,12 @@ class Trial:
         return (self.workload, self.tasks, self.size, self.python)
 
     def params(self) -> dict:
-        return asdict(self)
+        # Every field is a str, an int or None: a shallow copy is asdict's answer, without its
+        # recursive deep copy (called for every run, twice).
+        return {name: getattr(self, name) for name in _PARAM_NAMES}
+
+
+_PARAM_NAMES = tuple(f.name for f in fields(Trial))  # in field order, as asdict
 
 
 def _affinity_label(config: Config) -> str:
