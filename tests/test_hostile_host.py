@@ -290,3 +290,23 @@ def test_a_workload_module_edited_between_runs_is_run_as_it_now_is(tmp_path):
         (tmp_path / "edited_workload.py").write_text("def f(task, size):\n    return 2  # edited\n")
         second = host.request({"op": "run", "trial": {**trial.params(), "cores": None}}, 30)["outcome"]
     assert first["checksum"] == measure.checksum([1]) and second["checksum"] == measure.checksum([2])
+
+
+def test_a_request_the_host_cannot_prepare_fails_its_own_run_and_the_host_serves_the_next(tmp_path):
+    # The host prepares the last run's backend and workload code before forking the next run's
+    # process; neither an unknown backend nor a module that vanished may take the host down (an
+    # unknown backend once did: the next run then failed for it).
+    (tmp_path / "vanishing.py").write_text("def f(task, size):\n    return 1\n")
+    good = {**Trial("vanishing:f", "sequential", 1, tasks=1, size=1).params(), "cores": None}
+    with TrialHost(search_path=[str(tmp_path)]) as host:
+        bogus = host.request({"op": "run", "trial": {**good, "backend": "bogus"}}, 30)
+        first = host.request({"op": "run", "trial": good}, 30)["outcome"]
+        (tmp_path / "vanishing.py").unlink()
+        gone = host.request({"op": "run", "trial": good}, 30)
+        (tmp_path / "vanishing.py").write_text("def f(task, size):\n    return 2  # back\n")
+        back = host.request({"op": "run", "trial": good}, 30)["outcome"]
+        assert host.proc.poll() is None  # one host served them all
+    assert bogus["ok"] is False and "unknown backend 'bogus'" in bogus["error"]
+    assert first["checksum"] == measure.checksum([1])
+    assert gone["ok"] is False and "No module named 'vanishing'" in gone["error"]
+    assert back["checksum"] == measure.checksum([2])

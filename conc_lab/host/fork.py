@@ -114,10 +114,7 @@ class Runs(object):
         """
         if self.idle is None:
             if self.last is not None:
-                # The backend's module and the workload's code are the host's: prepared (imported,
-                # compiled, re-stat'ed) before the fork, so the next run's process inherits them.
-                backends.get(self.last[0])
-                codecache.prepare(self.last[1])
+                self._prepare(*self.last)
             self.idle = self._fork()
         if self.ended is not None:
             pid, reaped = self.ended
@@ -129,6 +126,16 @@ class Runs(object):
                     pass
             self._clean_up(pid)
             self.current = None
+
+    @staticmethod
+    def _prepare(backend, workload):
+        """The backend's module and the workload's code, prepared in the host (imported, compiled,
+        re-stat'ed) before the fork, so the next run's process inherits them."""
+        try:
+            backends.get(backend)
+            codecache.prepare(workload)
+        except Exception:  # noqa: BLE001 - the run's process imports them itself, and says what failed
+            pass
 
     def _fork(self):
         """A child that waits for its request (one JSON document, up to EOF): (pid, request fd, reply fd)."""

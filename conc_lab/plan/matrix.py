@@ -10,7 +10,7 @@ import hashlib
 import itertools
 import json
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from functools import cached_property
 from operator import itemgetter
 
@@ -40,7 +40,7 @@ class Trial:
     @cached_property
     def trial_id(self) -> str:
         """A stable hash of the parameters: the same trial has the same id in every sweep."""
-        blob = json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
+        blob = json.dumps(self.params(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     @property
