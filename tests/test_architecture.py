@@ -8,6 +8,7 @@ machine/ and host/ beside them and cli/ on top). Each may import only the stages
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -179,3 +180,199 @@ def test_every_test_file_names_its_tier():
         )
     ]
     assert unmarked == []
+
+
+# -- names in one home ---------------------------------------------------------------------------
+#: Where backend names may be spelled as literals: their one home.
+BACKEND_NAMES_HOME = PACKAGE / "host" / "protocol.py"
+#: Open items, each another helper's file at the time of writing: left for them, and named here so
+#: the exemption is seen. host/fork.py: one "sequential" (#22, hA's); advice/: ~30 (#22, hB's).
+BACKEND_NAMES_OPEN = {PACKAGE / "host" / "fork.py", *(PACKAGE / "advice").glob("*.py")}
+#: A literal that names something else spelled like a backend (the ray package, the YAML section
+#: ``ray:``) says so on its line.
+NOT_A_BACKEND = "not the backend"
+
+
+def _docstrings(tree: ast.AST) -> set[int]:
+    return {
+        id(node.body[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+        and node.body
+        and isinstance(node.body[0], ast.Expr)
+        and isinstance(node.body[0].value, ast.Constant)
+    }
+
+
+def retyped_names(path: Path, names: set[str], root: Path = REPO) -> list[str]:
+    """String literals in ``path`` equal to one of ``names``, as ``"file:line 'name'"``: docstrings
+    (their examples) and lines that say they mean something else (``NOT_A_BACKEND``) aside."""
+    text = path.read_text()
+    lines = text.splitlines()
+    tree = ast.parse(text)
+    skip = _docstrings(tree)
+    return [
+        f"{path.relative_to(root)}:{node.lineno} {node.value!r}"
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant)
+        and isinstance(node.value, str)
+        and node.value in names
+        and id(node) not in skip
+        and NOT_A_BACKEND not in lines[node.lineno - 1]
+    ]
+
+
+def test_backend_names_are_spelled_only_in_their_home():
+    from conc_lab.host import protocol
+
+    names = set(protocol.BACKENDS)
+    found = [
+        hit
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if path not in BACKEND_NAMES_OPEN and path != BACKEND_NAMES_HOME
+        for hit in retyped_names(path, names)
+    ]
+    assert found == [], "use the names of conc_lab/host/protocol.py: " + ", ".join(found)
+
+
+def test_the_name_check_sees_a_retyped_backend_name(tmp_path):
+    module = tmp_path / "m.py"
+    module.write_text(
+        '"""Docstring: threading is fine here."""\n'
+        'if backend == "threading":\n'
+        '    import_module("ray")  # package, not the backend\n'
+        'x = f"{backend}/threading"\n'
+    )
+    assert retyped_names(module, {"threading", "ray"}, root=tmp_path) == ["m.py:2 'threading'"]
+
+
+def test_the_registry_and_the_config_know_the_same_backends():
+    from conc_lab.config import validate
+    from conc_lab.host import backends, protocol
+
+    assert backends.names() == sorted(protocol.BACKENDS)
+    assert validate.BACKENDS is protocol.BACKENDS
+
+
+def outcome_literals(path: Path, root: Path = REPO) -> list[str]:
+    """Outcome fields spelled as string literals where an outcome is built or read (subscripts,
+    dict keys, ``.get``/``.pop``) in ``path``; ``cores`` is also a trial parameter (``trial["cores"]``)."""
+    from conc_lab.host import protocol
+
+    fields = set(protocol.OUTCOME_FIELDS) - {protocol.CORES}
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        keys = []
+        if isinstance(node, ast.Subscript):
+            keys = [node.slice]
+        elif isinstance(node, ast.Dict):
+            keys = [k for k in node.keys if k is not None]
+        elif isinstance(node, ast.Call) and getattr(node.func, "attr", None) in ("get", "pop"):
+            keys = node.args[:1]
+        found += [
+            f"{path.relative_to(root)}:{k.lineno} {k.value!r}"
+            for k in keys
+            if isinstance(k, ast.Constant) and isinstance(k.value, str) and k.value in fields
+        ]
+    return found
+
+
+#: Every module that builds, patches or reads an outcome: the host side, and the runner's side that
+#: turns one into a row (there the row's columns named like outcome fields go through protocol too).
+OUTCOME_MODULES = [
+    *(p for p in (PACKAGE / "host").rglob("*.py") if p != BACKEND_NAMES_HOME),
+    *(PACKAGE / "run" / name for name in ("executor.py", "hosts.py", "trial_host.py", "calibration.py")),
+]
+
+
+def test_outcome_fields_are_spelled_only_in_the_protocol():
+    assert [hit for path in OUTCOME_MODULES for hit in outcome_literals(path)] == []
+
+
+def test_the_outcome_check_sees_a_retyped_field(tmp_path):
+    module = tmp_path / "m.py"
+    module.write_text('out = {"status": "ok"}\nout.get("run_s")\nout[protocol.RUN_S]\ntrial["cores"]\n')
+    assert outcome_literals(module, root=tmp_path) == ["m.py:1 'status'", "m.py:2 'run_s'"]
+
+
+# -- sizes: what fits a screen, a reading, a head -------------------------------------------------
+MAX_MODULE_LINES, MAX_CLASS_LINES, MAX_FUNCTION_LINES = 500, 150, 60
+#: Open items (#22), each in a file another helper is changing at the time of writing: the host's
+#: per-run process handle (host/fork.py, 153 lines) and the parent's handle on a trial host
+#: (run/trial_host.py, 191 lines). Remove an entry once its class is split; the test then holds it.
+OVER_LIMIT_OPEN = {"conc_lab/host/fork.py:Runs", "conc_lab/run/trial_host.py:TrialHost"}
+
+
+def too_big(paths, root: Path = REPO) -> list[str]:
+    """Modules, classes and functions over their limits, as ``"file[:name] N lines"``."""
+    found = []
+    for path in paths:
+        text = path.read_text()
+        where = str(path.relative_to(root))
+        if text.count("\n") > MAX_MODULE_LINES:
+            found.append(f"{where} {text.count(chr(10))} lines")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.ClassDef):
+                limit = MAX_CLASS_LINES
+            elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                limit = MAX_FUNCTION_LINES
+            else:
+                continue
+            lines = node.end_lineno - node.lineno + 1
+            if lines > limit and f"{where}:{node.name}" not in OVER_LIMIT_OPEN:
+                found.append(f"{where}:{node.name} {lines} lines")
+    return found
+
+
+def test_nothing_in_the_package_is_over_its_size_limit():
+    assert too_big(sorted(PACKAGE.rglob("*.py"))) == []
+
+
+def test_the_size_check_sees_a_long_function(tmp_path):
+    module = tmp_path / "m.py"
+    module.write_text("class C:\n    async def f(self):\n" + "        x = 1\n" * MAX_FUNCTION_LINES)
+    assert too_big([module], root=tmp_path) == ["m.py:f 61 lines"]
+
+
+# -- the README's module table is the tree's ------------------------------------------------------
+def readme_module_table() -> dict[str, tuple[str, str]]:
+    """The rows of the README's module table ("How a trial runs"): folder -> (what it holds, may import)."""
+    text = (REPO / "README.md").read_text()
+    start = text.index("| folder | what it holds | may import |")
+    rows = {}
+    for line in text[start:].splitlines()[2:]:
+        if not line.startswith("|"):
+            break
+        folder, holds, may = (cell.strip() for cell in line.strip().strip("|").split("|"))
+        rows[folder.strip("`").split("`")[0].rstrip("/").removesuffix(".py")] = (holds, may)
+    return rows
+
+
+def _stage_words(may: str) -> set[str]:
+    """``"store, host (`units`)"`` -> {"store", "host"}; "everything" -> every other stage."""
+    if may == "everything":  # cli/: every stage but itself and the top, which all may use
+        return set(MAY_IMPORT) - {"top", "cli"}
+    words = set()
+    depth = 0
+    for part in re.split(r"([(),])", may):
+        depth += part == "("
+        depth -= part == ")"
+        if depth == 0 and part.strip() in MAY_IMPORT:
+            words.add(part.strip())
+    return words
+
+
+def test_the_readmes_module_table_names_every_stage_module_and_direction():
+    rows = readme_module_table()
+    rows["top"] = rows.pop("schema")  # the first row holds schema.py and events.py
+    stages = {p.name for p in PACKAGE.iterdir() if (p / "__init__.py").exists()}
+    assert set(rows) == stages | {"top"}
+    for stage_name, (holds, may) in rows.items():
+        assert _stage_words(may) == MAY_IMPORT[stage_name], (stage_name, may)
+        if stage_name == "top":
+            continue
+        named = set(re.findall(r"\w+", " ".join(re.findall(r"`([^`]+)`", holds))))
+        folder = PACKAGE / stage_name
+        modules = {p.stem for p in folder.glob("*.py") if p.stem != "__init__"}
+        modules |= {p.name for p in folder.iterdir() if (p / "__init__.py").exists()}  # host/backends/
+        assert modules <= named, f"{stage_name}/ modules the README's table does not name: {modules - named}"

@@ -25,8 +25,9 @@ from hypothesis import strategies as st
 
 from conc_lab.config.document import load_config
 from conc_lab.config.errors import ConfigError
-from conc_lab.config.model import AXES, BACKENDS, TOP_KEYS, Config
+from conc_lab.config.model import AXES, TOP_KEYS, Config
 from conc_lab.host import affinity
+from conc_lab.host.protocol import BACKENDS
 
 pytestmark = pytest.mark.host
 

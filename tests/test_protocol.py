@@ -86,33 +86,6 @@ def test_one_child_environment_for_host_and_calibrator(tmp_path):
     assert out.stdout.strip() == repr([str(tmp_path)])
 
 
-def _outcome_literals(path: Path) -> list[str]:
-    """Outcome fields spelled as string literals where an outcome is built or read (subscripts,
-    dict keys, ``.get``) in ``path``; ``cores`` is also a trial parameter, read as ``trial["cores"]``."""
-    fields = set(protocol.OUTCOME_FIELDS) - {protocol.CORES}
-    found = []
-    for node in ast.walk(ast.parse(path.read_text())):
-        keys = []
-        if isinstance(node, ast.Subscript):
-            keys = [node.slice]
-        elif isinstance(node, ast.Dict):
-            keys = [k for k in node.keys if k is not None]
-        elif isinstance(node, ast.Call) and getattr(node.func, "attr", None) in ("get", "pop"):
-            keys = node.args[:1]
-        found += [
-            f"{path.name}:{k.lineno} {k.value!r}"
-            for k in keys
-            if isinstance(k, ast.Constant) and isinstance(k.value, str) and k.value in fields
-        ]
-    return found
-
-
-def test_outcomes_are_built_and_patched_through_the_protocols_names():
-    host = REPO / "conc_lab" / "host"
-    modules = [p for p in [*host.glob("*.py"), *(host / "backends").glob("*.py")] if p.name != "protocol.py"]
-    assert [hit for p in modules for hit in _outcome_literals(p)] == []
-
-
 def test_an_outcome_with_a_key_the_protocol_does_not_name_is_refused():
     assert protocol.outcome(status=protocol.STATUS_OK, run_s=1.0) == {"status": "ok", "run_s": 1.0}
     with pytest.raises(KeyError, match="runs"):

@@ -37,6 +37,7 @@ import pandas as pd
 
 from conc_lab import schema
 from conc_lab.analysis.frames import SEQUENTIAL, join_key
+from conc_lab.host.protocol import ASYNCIO, THREADING
 from conc_lab.host.units import duration
 
 #: The parts of a run's worker-time, in the order the report stacks them.
@@ -195,7 +196,7 @@ def _one_gil(df: pd.DataFrame) -> np.ndarray:
     """Per run, whether its workers shared one GIL: threads (or asyncio's) of a GIL-enabled build."""
     backend = df["backend"].astype(object) if "backend" in df.columns else pd.Series("", index=df.index)
     gil = df["gil_enabled"].astype("boolean").fillna(True) if "gil_enabled" in df.columns else True
-    return (backend.isin(["threading", "asyncio"]) & gil).to_numpy(dtype=bool)
+    return (backend.isin([THREADING, ASYNCIO]) & gil).to_numpy(dtype=bool)
 
 
 def _run_parts(df: pd.DataFrame, per: pd.DataFrame, union: np.ndarray) -> pd.DataFrame:

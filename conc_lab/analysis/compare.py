@@ -153,10 +153,7 @@ def compare(
     merged = _outer_join(sides["a"][0], sides["b"][0], keys)
     pvals = _p_values(merged, sides)
     merged = merged.reset_index(drop=True)
-    ratio, r_lo, r_hi = ratio_ci(
-        *(merged[c].to_numpy(dtype=np.float64) for c in ("median_b", "_lo_b", "_hi_b")),
-        *(merged[c].to_numpy(dtype=np.float64) for c in ("median_a", "_lo_a", "_hi_a")),
-    )
+    ratio, r_lo, r_hi = _ratio_of_medians(merged)
     qvals = benjamini_hochberg(pvals)
     significant = (np.nan_to_num(qvals, nan=1.0) < alpha) & (effect_size(ratio) > min_effect)
     in_a = (merged["median_a"].notna() | merged["n_a"].notna()).to_numpy()
@@ -176,6 +173,15 @@ def compare(
         change=change_labels(ratio, significant, powerless, in_a, in_b),
     )
     return ordered(merged[keys + COMPARE_COLUMNS], keys)
+
+
+def _ratio_of_medians(merged: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``median_b / median_a`` per matched trial, with the interval the two medians' intervals give."""
+    b, a = (
+        [merged[f"{c}_{side}"].to_numpy(dtype=np.float64) for c in ("median", "_lo", "_hi")]
+        for side in ("b", "a")
+    )
+    return ratio_ci(*b, *a)
 
 
 def compare_verdict(result: pd.DataFrame, alpha: float = 0.05) -> str:

@@ -14,6 +14,10 @@ import numpy as np
 import pandas as pd
 
 from conc_lab import schema
+from conc_lab.host.protocol import (  # noqa: F401  (SEQUENTIAL: analysis/ imports it from here)
+    BACKENDS,
+    SEQUENTIAL,
+)
 
 #: Trial parameters that define one summary row; the last ones are optional (filled with
 #: null when a hand-built frame lacks them). ``node`` is ``node_id``, else ``hostname``.
@@ -34,9 +38,8 @@ BASELINE_KEYS = ["workload", "tasks", "size", "python", "node"]
 #: Last resort, for cluster sweeps whose sequential trial ran on another node: pooled over nodes
 #: and flagged "baseline from other nodes" (nodes of one cluster are usually, not surely, alike).
 CROSS_NODE_KEYS = [k for k in BASELINE_KEYS if k != "node"]
-SEQUENTIAL = "sequential"
-#: Backends in the order a reader expects them: the baseline first, then by weight.
-BACKEND_ORDER = {SEQUENTIAL: 0, "threading": 1, "multiprocessing": 2, "ray": 3}
+#: Backends in the order a reader expects them: the baseline first.
+BACKEND_ORDER = {backend: rank for rank, backend in enumerate(BACKENDS)}
 
 
 def tidy_dtypes(df: pd.DataFrame) -> pd.DataFrame:

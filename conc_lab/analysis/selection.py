@@ -21,10 +21,9 @@ import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from conc_lab.host.protocol import SEQUENTIAL
 from conc_lab.store.layout import sweep_dirs
 from conc_lab.store.manifest import read_manifest
-
-SEQUENTIAL = "sequential"
 
 
 def short_workload_names(workloads: Iterable[str]) -> dict[str, str]:

@@ -19,6 +19,7 @@ from conc_lab.config.model import ASYNC_BACKENDS
 from conc_lab.config.validate import Validator
 from conc_lab.host import PACKAGE_ROOT
 from conc_lab.host.inspect import Facts
+from conc_lab.host.protocol import ASYNCIO
 
 #: The longest the child may take to import a config's workloads: one that waits on input or the
 #: network at import would otherwise hang the command before anything runs.
@@ -168,12 +169,12 @@ def _check_async_pairs(v, axes, include, exclude, backend_options, found: dict[s
     A pair the matrix crosses is refused unless an exclude entry naming only workload, backend
     and backend options removes it whole; an include entry is checked as it stands.
     """
-    offloads = backend_options.get("asyncio", {}).get("offload", ("none",))
+    offloads = backend_options.get(ASYNCIO, {}).get("offload", ("none",))
     pairs = [
-        (f"matrix.workload[{i}]", w, b, {"offload": o} if b == "asyncio" else {})
+        (f"matrix.workload[{i}]", w, b, {"offload": o} if b == ASYNCIO else {})
         for i, w in enumerate(axes["workload"])
         for b in axes["backend"]
-        for o in (offloads if b == "asyncio" else (None,))
+        for o in (offloads if b == ASYNCIO else (None,))
     ]
     pairs += [
         (f"include[{i}]", inc["workload"], inc["backend"], {"offload": inc.get("offload", "none")})
@@ -204,7 +205,7 @@ def async_pair_problem(facts: Facts, backend: str, offload: str | None) -> str |
         if backend not in ASYNC_BACKENDS:
             return f"{ref} is an async def workload, which {backend} cannot await; run it on sequential or asyncio"
         return None
-    if backend == "asyncio" and offload != "thread":
+    if backend == ASYNCIO and offload != "thread":
         return (
             f"{ref} is a plain function: asyncio awaits async def workloads; to run it with "
             "asyncio.to_thread set backend_options: {asyncio: {offload: thread}}, or pair it "

@@ -174,7 +174,7 @@ def _settings(v: Validator, doc: dict, path: str | None) -> dict[str, Any]:
         "seed": v.integer(doc.get("seed", 0), "seed", minimum=0, maximum=INT64_MAX),
         "pairing": _pairing(v, doc.get("pairing", "round")),
         "description": description,
-        "ray_address": sections.ray_section(v, doc.get("ray")),
+        "ray_address": sections.ray_section(v, doc.get("ray")),  # the YAML section, not the backend
         "noise": sections.noise_section(v, doc.get("noise")),
         "calibration": sections.calibration_section(v, doc.get("calibration")),
     }

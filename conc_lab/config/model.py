@@ -15,25 +15,32 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from conc_lab.host import calibrate as host_calibrate
+from conc_lab.host.protocol import (
+    ASYNCIO,
+    MULTIPROCESSING,
+    RAY,
+    SEQUENTIAL,
+    SUBINTERPRETERS,
+    THREADING,
+)
 
-BACKENDS = ("sequential", "threading", "multiprocessing", "ray", "asyncio", "subinterpreters")
 #: Backends that run on one core whatever ``workers`` says (asyncio: ``workers`` coroutines in flight
 #: on one pinned loop), so a workers count above the cores is not oversubscription for them.
-ONE_CORE_BACKENDS = ("sequential", "asyncio")
+ONE_CORE_BACKENDS = (SEQUENTIAL, ASYNCIO)
 #: Backends that can run an ``async def`` workload (sequential: one task at a time on one loop).
-ASYNC_BACKENDS = ("sequential", "asyncio")
+ASYNC_BACKENDS = (SEQUENTIAL, ASYNCIO)
 AXES = ("workload", "backend", "workers", "tasks", "tasks_per_worker", "size", "python")
 #: Axes a matrix may leave out, and the value they then take.
 AXIS_DEFAULTS = {"workers": [1], "size": [1], "python": [None]}
 #: Options each backend accepts under ``backend_options``; a list there is one more matrix axis.
 BACKEND_OPTIONS: dict[str, dict[str, tuple]] = {
-    "multiprocessing": {"start_method": ("fork", "spawn", "forkserver")},
-    "sequential": {},
-    "threading": {},
-    "ray": {},
+    MULTIPROCESSING: {"start_method": ("fork", "spawn", "forkserver")},
+    SEQUENTIAL: {},
+    THREADING: {},
+    RAY: {},
     # offload: thread runs a plain function with loop.run_in_executor (asyncio.to_thread's way)
-    "asyncio": {"offload": ("none", "thread")},
-    "subinterpreters": {},
+    ASYNCIO: {"offload": ("none", "thread")},
+    SUBINTERPRETERS: {},
 }
 TOP_KEYS = (
     "name",
@@ -49,7 +56,7 @@ TOP_KEYS = (
     "shuffle",
     "seed",
     "pairing",
-    "ray",
+    "ray",  # the YAML section, not the backend
     "limits",
     "noise",
     "calibration",

@@ -68,7 +68,8 @@ def ray_section(v: Validator, raw: Any) -> str | None:
     if raw is None:
         return None
     if not isinstance(raw, dict):
-        v.fail("ray", f"must be a mapping such as {{address: auto}}, got {kind(raw)}")
+        section = "ray"  # the YAML section, not the backend
+        v.fail(section, f"must be a mapping such as {{address: auto}}, got {kind(raw)}")
     v.known_keys(raw, ("address",), "ray.")
     address = raw.get("address")
     if address is not None and (not isinstance(address, str) or not address.strip()):

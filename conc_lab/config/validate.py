@@ -12,7 +12,8 @@ import re
 from typing import Any, NoReturn
 
 from conc_lab.config.errors import ConfigError, clip, kind, show
-from conc_lab.config.model import AUTO, BACKENDS, INT32_MAX, INT64_MAX, WORKERS_PER_CPU, Limits, Size
+from conc_lab.config.model import AUTO, INT32_MAX, INT64_MAX, WORKERS_PER_CPU, Limits, Size
+from conc_lab.host.protocol import BACKENDS
 
 _WORKLOAD_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 

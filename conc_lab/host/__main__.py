@@ -29,7 +29,8 @@ from conc_lab.host.workload import search_first
 def in_process(request):
     """Whether ``request`` runs in the host itself: a Ray trial, or any trial once Ray is loaded
     (or every one, for the benchmark that measures what the fresh process costs)."""
-    if request[protocol.TRIAL].get("backend") == "ray" or "ray" in sys.modules:
+    ray_loaded = "ray" in sys.modules  # package, not the backend
+    if request[protocol.TRIAL].get("backend") == protocol.RAY or ray_loaded:
         return True
     return os.environ.get(protocol.IN_PROCESS_ENV) == "1"
 

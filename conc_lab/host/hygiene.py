@@ -50,7 +50,7 @@ THREAD_GRACE_S = 0.1
 _adopted = {"threads": set(), "pids": set(), "env": {}}
 #: Packages whose threads and environment variables are a backend's, wherever they start them: a
 #: Ray driver starts threads and sets RAY_* variables lazily, after the connection was adopted.
-INFRASTRUCTURE = ("ray", "grpc")
+INFRASTRUCTURE = ("ray", "grpc")  # package, not the backend
 
 
 def become_subreaper():
@@ -394,7 +394,7 @@ def multiprocessing_helpers():
         mod = sys.modules.get(module)
         pid = getattr(getattr(mod, attr, None), field, None)
         # Only what really is one: a workload can set the attribute to the pid of a spinner of its own.
-        if pid and "multiprocessing" in _cmdline(pid):
+        if pid and "multiprocessing" in _cmdline(pid):  # package, not the backend
             pids.add(pid)
     return pids
 

@@ -47,6 +47,21 @@ RUN = "run"  # run a trial, timed
 REFERENCE = "reference"  # run a trial sequentially and untimed, for its answer
 EXIT = "exit"  # finish and exit
 
+# -- backend names: the matrix's ``backend`` values, spelled here and nowhere else ------------
+# (the host registers its backends under them; config, plan, run, analysis and present compare
+# against them; tests/test_architecture.py fails on a backend name retyped as a literal elsewhere)
+SEQUENTIAL = "sequential"  # the baseline: one task after another, one core
+THREADING = "threading"
+MULTIPROCESSING = "multiprocessing"
+RAY = "ray"
+ASYNCIO = "asyncio"
+SUBINTERPRETERS = "subinterpreters"
+#: Every backend, in the order a reader expects them: the baseline first.
+BACKENDS = (SEQUENTIAL, THREADING, MULTIPROCESSING, RAY, ASYNCIO, SUBINTERPRETERS)
+#: The start method of a multiprocessing trial that names none: what the host runs it with, and
+#: what its rows store.
+DEFAULT_START_METHOD = "fork"
+
 # -- message keys ------------------------------------------------------------------------
 OP = "op"
 VERSION = "version"  # the hello's PROTOCOL_VERSION
@@ -91,6 +106,9 @@ GIL_ENABLED = "gil_enabled"  # the GIL's state during the run (a free-threaded b
 OUTSIDE_S = "outside_s"
 #: Canary readings a run's process measured fresh ([core, seconds] pairs): child to host only.
 CANARY_READINGS = "canary_readings"
+#: The end of what a failed run's host wrote to stderr: added by the runner's side (run/hosts.py),
+#: which reads the host's stderr; never sent by a host.
+STDERR_TAIL = "stderr_tail"
 
 #: Measured fields an outcome carries that go into the row as they are.
 MEASURED_FIELDS = (
@@ -118,7 +136,7 @@ RETIRE = "retire"
 OUTCOME_FIELDS = (
     (STATUS, ERROR)
     + MEASURED_FIELDS
-    + (CORES, TASK_RECORDS, CHECKABLE, GIL_ENABLED, OUTSIDE_S, CANARY_READINGS)
+    + (CORES, TASK_RECORDS, CHECKABLE, GIL_ENABLED, OUTSIDE_S, CANARY_READINGS, STDERR_TAIL)
 )
 _OUTCOME_SET = frozenset(OUTCOME_FIELDS)
 

@@ -28,7 +28,7 @@ def handle(request, workloads, canary_cache=None, alone=None):
         return protocol.outcome(status=protocol.STATUS_SKIPPED, error=fn)
     reference = request[protocol.OP] == protocol.REFERENCE
     if reference:
-        trial = dict(trial, backend="sequential", cores=None)
+        trial = dict(trial, backend=protocol.SEQUENTIAL, cores=None)
     backend = backends.get(trial["backend"])
     measure.reset_peak_rss()
     # Optional hooks, run here in the parent and untimed, as the seed post's main does
@@ -53,7 +53,7 @@ def _measured(backend, fn, trial, cache, alone):
     cores = trial.get(protocol.CORES)
     canary = noise.Canary(cache)
     before = canary.before(cores)
-    with_ray = trial["backend"] == "ray"  # else what Ray still runs is foreign to this run
+    with_ray = trial["backend"] == protocol.RAY  # else what Ray still runs is foreign to this run
     sample = noise.Sample(cores, with_ray, alone)
     outcome = backend.run(fn, trial)
     outcome.update(noise.Sample(cores, with_ray, alone).since(sample))

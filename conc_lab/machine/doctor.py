@@ -319,16 +319,17 @@ def _virtual_machine(sysfs: _Sys) -> Finding:
 
 
 def _ray() -> Finding:
-    if importlib.util.find_spec("ray") is None:
+    package = "ray"  # package, not the backend
+    if importlib.util.find_spec(package) is None:
         return Finding(
-            "ray", "warn", "ray is not installed: the ray backend cannot run", "pip install 'ray>=2.9'"
+            package, "warn", "ray is not installed: the ray backend cannot run", "pip install 'ray>=2.9'"
         )
     from importlib.metadata import PackageNotFoundError, version
 
     try:
-        return Finding("ray", "ok", f"ray {version('ray')} available", "")
+        return Finding(package, "ok", f"ray {version(package)} available", "")
     except PackageNotFoundError:
-        return Finding("ray", "ok", "ray importable", "")
+        return Finding(package, "ok", "ray importable", "")
 
 
 def interpreters() -> list[Finding]:

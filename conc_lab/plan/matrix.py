@@ -16,6 +16,7 @@ from operator import itemgetter
 
 from conc_lab.config.errors import ConfigError
 from conc_lab.config.model import Config, Size
+from conc_lab.host.protocol import SEQUENTIAL
 
 
 @dataclass(frozen=True)
@@ -121,7 +122,7 @@ def _over_workers(workers_axis, combo, n_key, backend, opts, live, fixed, build)
         ):
             continue
         tasks = n * workers if weak else n
-        if backend == "sequential":
+        if backend == SEQUENTIAL:
             # The baseline has one worker; the workers axis only changes its task count.
             if tasks in seen_sequential:
                 continue
@@ -211,7 +212,7 @@ def _count_before_excludes(config: Config) -> int:
             variants = 1
             for values in opts.values():
                 variants *= len(values)
-            if backend == "sequential":
+            if backend == SEQUENTIAL:
                 workers = len({n * w for w in axes["workers"]}) if weak else 1
             else:
                 workers = len(axes["workers"])

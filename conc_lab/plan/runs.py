@@ -30,12 +30,10 @@ from pathlib import Path
 
 from conc_lab.config.errors import ConfigError
 from conc_lab.config.model import Config
+from conc_lab.host.protocol import SEQUENTIAL
 from conc_lab.plan.matrix import Trial, expand
 from conc_lab.store.manifest import read_manifest
 from conc_lab.store.reader import completed_runs, latest_sweep
-
-#: The baseline backend, as ``analysis.frames.SEQUENTIAL`` names it.
-SEQUENTIAL = "sequential"
 
 
 @dataclass(frozen=True)

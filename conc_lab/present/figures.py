@@ -15,7 +15,8 @@ from conc_lab import schema
 from conc_lab.analysis.attribution import PARTS, attribute, median_rows
 from conc_lab.analysis.scaling import amdahl_speedup, usl_speedup
 from conc_lab.analysis.stats import group_codes
-from conc_lab.analysis.summary import GROUP_KEYS, SEQUENTIAL, interpreter_labels, key_columns, ordered
+from conc_lab.analysis.summary import GROUP_KEYS, interpreter_labels, key_columns, ordered
+from conc_lab.host.protocol import MULTIPROCESSING, SEQUENTIAL, THREADING
 from conc_lab.host.units import duration
 from conc_lab.present.panels import curve_label, in_panel, panel_title, workers_text
 
@@ -171,7 +172,7 @@ def timeline_caption(df: pd.DataFrame, summary: pd.DataFrame, panel: dict) -> st
     caption says so for every threading timeline, firmly where the speedup (or the attribution)
     shows the threads were GIL-bound.
     """
-    part = summary[in_panel(summary, panel) & (summary["backend"].astype(object) == "threading").to_numpy()]
+    part = summary[in_panel(summary, panel) & (summary["backend"].astype(object) == THREADING).to_numpy()]
     if len(part) == 0:
         return TIMELINE_CAPTION
     part = part[part["workers"] == part["workers"].max()]
@@ -289,9 +290,7 @@ def python_figure(df: pd.DataFrame, summary: pd.DataFrame) -> bytes | None:
         np.isfinite(summary["speedup"].to_numpy()) & (summary["backend"].astype(object) != SEQUENTIAL)
     ]
     part = part.assign(_interp=part["python"].astype(object).map(lambda p: labels.get(None if p != p else p)))
-    part = part[
-        part["_interp"].notna() & part["backend"].astype(object).isin(["threading", "multiprocessing"])
-    ]
+    part = part[part["_interp"].notna() & part["backend"].astype(object).isin([THREADING, MULTIPROCESSING])]
     if len(part) == 0:
         return None
     line_keys = ["workload", "tasks", "size", "node", "start_method", "affinity", "options"]
@@ -299,7 +298,7 @@ def python_figure(df: pd.DataFrame, summary: pd.DataFrame) -> bytes | None:
     part = part.assign(_line=[" ".join(map(str, r)) for r in keyed.itertuples(index=False)])
     most = part.groupby(["backend", "_line"], observed=True)["workers"].transform("max")
     part = part[part["workers"] == most]
-    backends = [b for b in ("threading", "multiprocessing") if (part["backend"] == b).any()]
+    backends = [b for b in (THREADING, MULTIPROCESSING) if (part["backend"] == b).any()]
     fig, axes = _grid(len(backends), width=6.0)
     x_of = {label: i for i, label in enumerate(labels.values())}
     palette = colormaps["tab10"].colors
@@ -312,7 +311,7 @@ def python_figure(df: pd.DataFrame, summary: pd.DataFrame) -> bytes | None:
             err = np.vstack([s - pts["speedup_ci_low"].to_numpy(), pts["speedup_ci_high"].to_numpy() - s])
             first = pts.iloc[0]
             text = f"{str(first['workload']).rsplit(':', 1)[-1]} size={first['size']} w={first['workers']}"
-            if backend == "multiprocessing" and first["start_method"] == first["start_method"]:
+            if backend == MULTIPROCESSING and first["start_method"] == first["start_method"]:
                 text += f" {first['start_method']}"
             ax.errorbar(
                 pts["_x"],

@@ -11,7 +11,15 @@ import numpy as np
 import pandas as pd
 
 from conc_lab.analysis.summary import BACKEND_ORDER, key_columns
-from conc_lab.host.backends.processes import DEFAULT_START_METHOD
+from conc_lab.host.protocol import (
+    ASYNCIO,
+    DEFAULT_START_METHOD,
+    MULTIPROCESSING,
+    RAY,
+    SEQUENTIAL,
+    SUBINTERPRETERS,
+    THREADING,
+)
 
 #: One panel = one parameter set whose backends and worker counts are compared.
 PANEL_KEYS = ["workload", "tasks", "size", "python", "node"]
@@ -26,8 +34,8 @@ def backend_label(row) -> str:
     ('multiprocessing/fork', 'threading')
     """
     sm = row.get("start_method")
-    if not (isinstance(sm, str) and sm) and row["backend"] == "multiprocessing":
-        sm = DEFAULT_START_METHOD  # stored as null; "-" would hide what ran
+    if not (isinstance(sm, str) and sm) and row["backend"] == MULTIPROCESSING:
+        sm = DEFAULT_START_METHOD  # stored as null before it was stored; "-" would hide what ran
     return f"{row['backend']}/{sm}" if isinstance(sm, str) and sm else str(row["backend"])
 
 
@@ -85,7 +93,7 @@ def curve_label(frame: pd.DataFrame) -> pd.Series:
     keyed = key_columns(frame, CURVE_KEYS).astype(object)
     label = keyed["backend"].astype(str)
     method = keyed["start_method"].where(
-        keyed["start_method"].notna() | (label != "multiprocessing"), DEFAULT_START_METHOD
+        keyed["start_method"].notna() | (label != MULTIPROCESSING), DEFAULT_START_METHOD
     )  # a multiprocessing trial that named no method ran the default: say which
     label = label.where(method.isna(), label + "/" + method.astype(str))
     for key in ("affinity", "options"):
@@ -98,15 +106,15 @@ def curve_label(frame: pd.DataFrame) -> pd.Series:
 #: One colour per backend (and start method), the same in every report; other curves of a backend
 #: (an affinity, an option) get a shade of it, and an unknown backend a colour from its name.
 BACKEND_COLORS = {
-    "sequential": "#7f7f7f",
-    "threading": "#1f77b4",
-    "multiprocessing": "#ff7f0e",
+    SEQUENTIAL: "#7f7f7f",
+    THREADING: "#1f77b4",
+    MULTIPROCESSING: "#ff7f0e",
     "multiprocessing/fork": "#ff7f0e",
     "multiprocessing/spawn": "#2ca02c",
     "multiprocessing/forkserver": "#d62728",
-    "ray": "#9467bd",
-    "asyncio": "#17becf",
-    "subinterpreters": "#8c564b",
+    RAY: "#9467bd",
+    ASYNCIO: "#17becf",
+    SUBINTERPRETERS: "#8c564b",
 }
 _SPARE = ["#e377c2", "#bcbd22", "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173"]
 

@@ -15,7 +15,7 @@ import pandas as pd
 from conc_lab.analysis.compare import COMPARE_KEYS
 from conc_lab.analysis.selection import short_workload_names
 from conc_lab.analysis.summary import GROUP_KEYS
-from conc_lab.host.backends.processes import DEFAULT_START_METHOD
+from conc_lab.host.protocol import DEFAULT_START_METHOD, MULTIPROCESSING
 from conc_lab.host.units import duration
 from conc_lab.present.comparison import compare_text
 
@@ -115,7 +115,7 @@ def _with_default_method(frame: pd.DataFrame) -> pd.DataFrame:
     """A multiprocessing row that named no start method shows the one it ran with, not ``-``."""
     if "start_method" not in frame.columns or "backend" not in frame.columns:
         return frame
-    unnamed = (frame["backend"].astype(object) == "multiprocessing") & frame["start_method"].isna()
+    unnamed = (frame["backend"].astype(object) == MULTIPROCESSING) & frame["start_method"].isna()
     if not unnamed.any():
         return frame
     method = frame["start_method"].astype(object).where(~unnamed, DEFAULT_START_METHOD)

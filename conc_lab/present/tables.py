@@ -30,6 +30,7 @@ from rich.console import Console
 from rich.table import Table
 
 from conc_lab.analysis.selection import short_workload_names  # how a person names workloads
+from conc_lab.host.protocol import MULTIPROCESSING, SEQUENTIAL, THREADING
 from conc_lab.host.units import duration
 from conc_lab.present.panels import backend_label
 from conc_lab.present.render import fmt_num
@@ -285,10 +286,10 @@ def workload_lines(summary: pd.DataFrame) -> list[str]:
         line = f"{name}: fastest {backend_label(best)}, {best['workers']} worker" + (
             "s" if best["workers"] != 1 else ""
         )
-        if math.isfinite(_float(best.get("speedup"))) and best["backend"] != "sequential":
+        if math.isfinite(_float(best.get("speedup"))) and best["backend"] != SEQUENTIAL:
             line += f" ({_float(best['speedup']):.2f}x)"
-        threads = rows[rows["backend"] == "threading"]["median_s"]
-        procs = rows[rows["backend"] == "multiprocessing"]["median_s"]
+        threads = rows[rows["backend"] == THREADING]["median_s"]
+        procs = rows[rows["backend"] == MULTIPROCESSING]["median_s"]
         if len(threads) and len(procs):
             line += f"; threads take {float(threads.min()) / float(procs.min()):.2f}x the time of processes"
         out.append(line)

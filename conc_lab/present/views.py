@@ -10,7 +10,7 @@ import pandas as pd
 
 from conc_lab import schema
 from conc_lab.analysis.scaling import predict_scaling
-from conc_lab.analysis.summary import SEQUENTIAL
+from conc_lab.host.protocol import SEQUENTIAL
 from conc_lab.host.units import duration
 from conc_lab.present.render import fmt_num
 

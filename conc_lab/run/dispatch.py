@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Iterator
 
 from conc_lab import events, schema
 from conc_lab.events import EventHandler
+from conc_lab.host.protocol import RAY
 from conc_lab.host.workload import lacks
 from conc_lab.plan.matrix import Trial
 from conc_lab.plan.runs import Run
@@ -80,7 +81,7 @@ class LocalDispatch(Dispatch):
         return self.executor.starting_s
 
     def open(self, trials: list[Trial], emit: EventHandler) -> dict[str, tuple[str, str]]:
-        ray_trials = [t.trial_id for t in trials if t.backend == "ray"]
+        ray_trials = [t.trial_id for t in trials if t.backend == RAY]
         if not ray_trials:
             return {}
         missing = ray_missing()
@@ -124,9 +125,10 @@ class LocalDispatch(Dispatch):
 
 def ray_missing() -> str | None:
     """Why Ray cannot be used here (one line), or None when it can be imported."""
-    missing = lacks("ray")  # the same words as a trial skipped for what its interpreter lacks
+    package = "ray"  # package, not the backend
+    missing = lacks(package)  # the same words as a trial skipped for what its interpreter lacks
     try:
-        found = importlib.util.find_spec("ray") is not None
+        found = importlib.util.find_spec(package) is not None
     except ModuleNotFoundError:
         return missing
     except (ImportError, ValueError) as exc:

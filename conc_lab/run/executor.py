@@ -18,9 +18,9 @@ from conc_lab import schema
 from conc_lab.config.model import Config, NoiseLimits
 from conc_lab.host import affinity, noise, protocol
 from conc_lab.plan.matrix import Trial
-from conc_lab.run.hosts import STDERR_TAIL, HostPool
+from conc_lab.run.hosts import HostPool
 
-__all__ = ["STDERR_TAIL", "ExecutorSettings", "RunResult", "TrialExecutor", "trial_row"]
+__all__ = ["ExecutorSettings", "RunResult", "TrialExecutor", "trial_row"]
 
 
 @dataclass(frozen=True)
@@ -137,10 +137,10 @@ class TrialExecutor:
         while (
             not warmup
             and row["noisy"]
-            and row["status"] == schema.OK
+            and row[protocol.STATUS] == schema.OK
             and len(redone) < self.noise_limits.redo
         ):
-            row["status"] = schema.REDONE
+            row[protocol.STATUS] = schema.REDONE
             redone.append(row)
             row = self._execute_once(trial, repeat, warmup, within)
         return RunResult(row, tuple(redone))
@@ -165,21 +165,26 @@ class TrialExecutor:
         status, error = outcome.get(protocol.STATUS, schema.FAILED), outcome.get(protocol.ERROR)
         row = trial_row(trial, repeat, self.sweep_id, self.sweep_name, status, error, started_at)
         row["node_id"] = self.node_id
-        for key in (*protocol.MEASURED_FIELDS, STDERR_TAIL):
+        # The row's columns of the same names as outcome fields are spelled through the protocol too
+        # (the schema keeps the two equal, tests/test_protocol.py): no outcome key is retyped here.
+        for key in (*protocol.MEASURED_FIELDS, protocol.STDERR_TAIL):
             row[key] = outcome.get(key)
         row["pinned"] = cores is not None
         # The cores the backend used, where it says (asyncio pins one whatever workers is), else the plan.
-        row["cores"] = outcome.get(protocol.CORES) or cores or []
+        row[protocol.CORES] = outcome.get(protocol.CORES) or cores or []
         limits = self.noise_limits  # after the cores: the verdict weighs foreign CPU over them
         note = noise.verdict(row, limits.max_foreign_cpu, limits.max_canary_change)
-        if row["foreign_cpu"] is not None or row["canary_before_s"] is not None:  # else: not measured
+        if (
+            row[protocol.FOREIGN_CPU] is not None or row[protocol.CANARY_BEFORE_S] is not None
+        ):  # else: not measured
             row["noisy"], row["noise_note"] = note is not None, note
-        row["task_records"] = [protocol.task_record(rec) for rec in outcome.get(protocol.TASK_RECORDS) or []]
+        records = outcome.get(protocol.TASK_RECORDS) or []
+        row[protocol.TASK_RECORDS] = [protocol.task_record(rec) for rec in records]
         row.update(self.interpreter_facts(trial.python))
         if outcome.get(protocol.GIL_ENABLED) is not None:  # the state during the run, not at host start
-            row["gil_enabled"] = outcome[protocol.GIL_ENABLED]
-        if row["status"] == schema.OK and outcome.get(protocol.CHECKABLE, True):
-            row["correct"] = self._check(trial, outcome["checksum"])
+            row[protocol.GIL_ENABLED] = outcome[protocol.GIL_ENABLED]
+        if row[protocol.STATUS] == schema.OK and outcome.get(protocol.CHECKABLE, True):
+            row["correct"] = self._check(trial, outcome[protocol.CHECKSUM])
         return row
 
     def _cold(self, trial: Trial) -> bool:
@@ -200,11 +205,13 @@ class TrialExecutor:
     def _check(self, trial: Trial, checksum: str) -> bool | None:
         key = trial.reference_key
         if key not in self.references:
-            if trial.backend == "sequential":
+            if trial.backend == protocol.SEQUENTIAL:
                 self.references[key] = checksum
             else:
                 ref = self.hosts.call(trial, protocol.REFERENCE, None)
-                self.references[key] = ref.get("checksum") if ref.get(protocol.STATUS) == schema.OK else None
+                self.references[key] = (
+                    ref.get(protocol.CHECKSUM) if ref.get(protocol.STATUS) == schema.OK else None
+                )
         reference = self.references[key]
         return None if reference is None else checksum == reference
 

@@ -15,9 +15,6 @@ from conc_lab.machine.interpreters import InterpreterError, resolve
 from conc_lab.plan.matrix import Trial
 from conc_lab.run.trial_host import HostDied, HostTimeout, TrialHost
 
-#: The outcome key for the end of a failed run's stderr (the executor's, not the host's: the runner reads it).
-STDERR_TAIL = "stderr_tail"
-
 
 class HostPool:
     """The trial hosts of one executor, keyed by ``host_key``.
@@ -43,7 +40,7 @@ class HostPool:
         A host that has imported Ray holds ~150 MB more; forking multiprocessing workers from it
         would cost several times more than from the small host, and that is no number to report.
         """
-        return (trial.python, trial.backend == "ray")
+        return (trial.python, trial.backend == protocol.RAY)
 
     def host(self, key: tuple) -> TrialHost:
         python = key[0]
@@ -74,37 +71,33 @@ class HostPool:
             host = self.host(key)
         except (HostDied, HostTimeout, OSError, InterpreterError) as exc:
             self.drop(key)
-            return {
-                protocol.STATUS: schema.FAILED,
-                protocol.ERROR: f"cannot start trial host for {trial.python or 'python'}: {exc}",
-            }
+            why = f"cannot start trial host for {trial.python or 'python'}: {exc}"
+            return protocol.outcome(status=schema.FAILED, error=why)
         started = time.perf_counter()
         try:
             reply = host.request(message, self.timeout_s)
         except HostTimeout as exc:
             self.drop(key)
-            return {
-                protocol.STATUS: schema.TIMEOUT,
-                protocol.ERROR: f"{exc}; trial host killed and replaced",
-                STDERR_TAIL: host.stderr_text(),
-            }
+            why = f"{exc}; trial host killed and replaced"
+            return protocol.outcome(status=schema.TIMEOUT, error=why, stderr_tail=host.stderr_text())
         except HostDied as exc:
             self.drop(key)
-            return {protocol.STATUS: schema.FAILED, protocol.ERROR: str(exc), STDERR_TAIL: host.stderr_text()}
+            return protocol.outcome(status=schema.FAILED, error=str(exc), stderr_tail=host.stderr_text())
         finally:
             self.measured_s += time.perf_counter() - started
         if not reply.get(protocol.OK):
-            outcome = {
-                protocol.STATUS: schema.FAILED,
-                protocol.ERROR: reply.get(protocol.ERROR) or "trial host error",
-                protocol.LEFT_BEHIND: reply.get(protocol.LEFT_BEHIND),
-            }
+            why = reply.get(protocol.ERROR) or "trial host error"
+            outcome = protocol.outcome(
+                status=schema.FAILED, error=why, left_behind=reply.get(protocol.LEFT_BEHIND)
+            )
         else:
             outcome = reply[protocol.OUTCOME]
             if op == protocol.RUN:
                 self.inside_s += sum(outcome.get(k) or 0.0 for k in protocol.INSIDE_DURATIONS)
         if outcome.get(protocol.STATUS) in schema.FAILURES:
-            outcome[STDERR_TAIL] = host.stderr_text()  # the end of what it wrote, kept for failed runs
+            outcome[protocol.STDERR_TAIL] = (
+                host.stderr_text()
+            )  # the end of what it wrote, kept for failed runs
         return outcome
 
     def is_cold(self, trial: Trial) -> bool:

@@ -168,14 +168,7 @@ def sweep(
     check_size(config, shards=shard[1] if shard else 1)  # what cannot finish: refused before any write
     preflight(out)
     if cluster is not None:  # before planning, calibrating or naming a sweep folder
-        from conc_lab.run.cluster import ClusterError, missing_token, unreachable
-
-        why = missing_token(cluster)  # before Ray is imported: it would write a token of its own
-        if why is not None:
-            raise ClusterError(why)
-        why = unreachable(cluster)
-        if why is not None:
-            raise ClusterError(f"--cluster {cluster}: {why}")
+        _check_cluster(cluster)
     prepared = _prepare(config, out, resume, shard, cluster, emit)
     dispatch = _dispatch(config, prepared, cluster, ray_address)
     unavailable, interrupted = _open(dispatch, prepared.plan.trials, emit)
@@ -191,6 +184,19 @@ def sweep(
     loop_began = time.perf_counter()
     interrupted = _drive(prepared.plan, dispatch, writer, book, fail_fast, emit, interrupted)
     return _result(prepared, book, dispatch, interrupted, began, loop_began)
+
+
+def _check_cluster(cluster: str) -> None:
+    """``ClusterError`` for a cluster that cannot be joined: no token file where one is needed, or
+    nothing listening at the address."""
+    from conc_lab.run.cluster import ClusterError, missing_token, unreachable
+
+    why = missing_token(cluster)  # before Ray is imported: it would write a token of its own
+    if why is not None:
+        raise ClusterError(why)
+    why = unreachable(cluster)
+    if why is not None:
+        raise ClusterError(f"--cluster {cluster}: {why}")
 
 
 def _result(

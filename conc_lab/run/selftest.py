@@ -19,6 +19,7 @@ from pathlib import Path
 from conc_lab import schema
 from conc_lab.config.checks import workload_search_path
 from conc_lab.host import PACKAGE_ROOT
+from conc_lab.host.protocol import SEQUENTIAL
 from conc_lab.machine import environment
 from conc_lab.plan.matrix import Trial
 from conc_lab.run.executor import ExecutorSettings, TrialExecutor
@@ -64,7 +65,7 @@ def run_arms(
     settings = ExecutorSettings(
         NAME, sweep_id, affinity_mode="compact", timeout_s=120.0, search_path=search_path
     )
-    trial = Trial(workload, "sequential", workers=1, tasks=1, size=size)
+    trial = Trial(workload, SEQUENTIAL, workers=1, tasks=1, size=size)
     seed = random.randrange(2**31) if seed is None else seed
     manifest = Manifest(
         sweep_id=sweep_id,

@@ -9,15 +9,16 @@ Backends are imported on first use, so the host never imports Ray unless a trial
 Standard library only, Python 3.8 syntax.
 """
 
+from conc_lab.host import protocol
 from conc_lab.host.workload import import_function
 
 _REGISTRY = {
-    "sequential": "conc_lab.host.backends.sequential:SequentialBackend",
-    "threading": "conc_lab.host.backends.threads:ThreadingBackend",
-    "multiprocessing": "conc_lab.host.backends.processes:ProcessBackend",
-    "ray": "conc_lab.host.backends.ray_backend:RayBackend",
-    "asyncio": "conc_lab.host.backends.asyncio_backend:AsyncioBackend",
-    "subinterpreters": "conc_lab.host.backends.subinterpreters:SubinterpreterBackend",
+    protocol.SEQUENTIAL: "conc_lab.host.backends.sequential:SequentialBackend",
+    protocol.THREADING: "conc_lab.host.backends.threads:ThreadingBackend",
+    protocol.MULTIPROCESSING: "conc_lab.host.backends.processes:ProcessBackend",
+    protocol.RAY: "conc_lab.host.backends.ray_backend:RayBackend",
+    protocol.ASYNCIO: "conc_lab.host.backends.asyncio_backend:AsyncioBackend",
+    protocol.SUBINTERPRETERS: "conc_lab.host.backends.subinterpreters:SubinterpreterBackend",
 }
 _instances = {}
 

@@ -39,7 +39,7 @@ def options(trial):
 
 
 class AsyncioBackend(Backend):
-    name = "asyncio"
+    name = protocol.ASYNCIO
 
     def run(self, fn, trial):
         offload = options(trial).get("offload", OFFLOAD_NONE)

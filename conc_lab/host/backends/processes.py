@@ -16,16 +16,13 @@ from conc_lab.host import measure, protocol
 from conc_lab.host.backends import Backend
 from conc_lab.host.backends._worker import Collector, process_main
 
-#: The start method of a multiprocessing trial that names none (its rows store null): shown by name.
-DEFAULT_START_METHOD = "fork"
-
 
 class ProcessBackend(Backend):
-    name = "multiprocessing"
+    name = protocol.MULTIPROCESSING
 
     def run(self, fn, trial):
         workers, cores = trial["workers"], trial["cores"]
-        method = trial.get("start_method") or DEFAULT_START_METHOD
+        method = trial.get("start_method") or protocol.DEFAULT_START_METHOD
         ctx = multiprocessing.get_context(method)
         tasks_q = ctx.SimpleQueue()
         collector = Collector(trial["tasks"], workers)

@@ -99,7 +99,7 @@ class _RayWorker(object):
 
 
 class RayBackend(Backend):
-    name = "ray"
+    name = protocol.RAY
 
     def __init__(self):
         self.ray = None
@@ -137,10 +137,11 @@ class RayBackend(Backend):
             with hygiene.infrastructure():
                 ray = self._connect()
         except ModuleNotFoundError as exc:
-            if (exc.name or "").partition(".")[0] != "ray":
+            if (exc.name or "").partition(".")[0] != "ray":  # package, not the backend
                 raise
             # An interpreter of the python axis without Ray: skipped there, as a workload it cannot import.
-            return protocol.outcome(status=protocol.STATUS_SKIPPED, error=lacks("ray"))
+            missing = lacks("ray")  # package, not the backend
+            return protocol.outcome(status=protocol.STATUS_SKIPPED, error=missing)
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         workers, cores, tasks = trial["workers"], trial["cores"], trial["tasks"]

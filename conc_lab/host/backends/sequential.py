@@ -11,7 +11,7 @@ from conc_lab.host.backends._worker import Collector, is_async, run_worker
 
 
 class SequentialBackend(Backend):
-    name = "sequential"
+    name = protocol.SEQUENTIAL
 
     def run(self, fn, trial):
         if not is_async(fn):

@@ -104,7 +104,7 @@ def own_gil(interp):
 
 
 class SubinterpreterBackend(Backend):
-    name = "subinterpreters"
+    name = protocol.SUBINTERPRETERS
 
     def run(self, fn, trial):
         try:
