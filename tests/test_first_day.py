@@ -195,13 +195,22 @@ def test_the_resume_line_is_whole_at_80_columns_after_ctrl_c(tmp_path):
     assert len(bars) == 1 and len(bars[0]) <= 78, bars
 
 
-def test_a_multiprocessing_trial_without_a_start_method_shows_the_one_it_ran(tmp_path):
+def test_a_multiprocessing_trial_without_a_start_method_stores_and_shows_the_one_it_ran(tmp_path):
     # #26 item 10: stored as null and shown as "-"; the host ran it with fork
     (tmp_path / "mp.yaml").write_text(
         "name: mp\nrepeats: 2\nwarmup: 0\nmatrix:\n  workload: [experiments.io:sleep]\n"
         "  backend: [sequential, multiprocessing]\n  workers: [2]\n  tasks: [2]\n  size: [1]\n"
     )
     assert conclab("sweep", str(tmp_path / "mp.yaml"), "--out", str(tmp_path / "r"), "-q").returncode == 0
+    import conc_lab
+
+    stored = conc_lab.load(tmp_path / "r", columns=["backend", "start_method"]).astype(object)
+    assert stored.groupby("backend")["start_method"].agg(
+        lambda s: set(s.where(s.notna(), None))
+    ).to_dict() == {
+        "multiprocessing": {"fork"},
+        "sequential": {None},
+    }
     table = conclab("summarize", str(tmp_path / "r"), env={**_env(), "COLUMNS": "120"}).stdout
     assert "multiprocessing/fork" in table, table
     wide = conclab("summarize", str(tmp_path / "r"), "--wide", env={**_env(), "COLUMNS": "400"}).stdout

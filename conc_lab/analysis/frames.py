@@ -16,6 +16,8 @@ import pandas as pd
 from conc_lab import schema
 from conc_lab.host.protocol import (  # noqa: F401  (SEQUENTIAL: analysis/ imports it from here)
     BACKENDS,
+    DEFAULT_START_METHOD,
+    MULTIPROCESSING,
     SEQUENTIAL,
 )
 
@@ -80,6 +82,14 @@ def _node_column(df: pd.DataFrame) -> pd.Series:
     return node.astype(object).where(node.notna(), host.astype(object))
 
 
+def _start_method_column(df: pd.DataFrame) -> pd.Series:
+    """``start_method``, with the method a multiprocessing row ran with where it stored none (rows
+    written before the executor stored it), so old and new sweeps of one config match."""
+    method = df["start_method"]
+    unnamed = method.isna() & (df["backend"].astype(object) == MULTIPROCESSING)
+    return method.astype(object).where(~unnamed, DEFAULT_START_METHOD) if unnamed.any() else method
+
+
 def key_columns(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     """The key columns of ``df`` (missing optional ones as null), ``node`` derived from node id or host.
 
@@ -87,11 +97,16 @@ def key_columns(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
 
         >>> key_columns(pd.DataFrame({"hostname": ["box"], "node_id": [None]}), ["node", "python"]).values.tolist()
         [['box', None]]
+        >>> df = pd.DataFrame({"backend": ["multiprocessing", "threading"], "start_method": [None, None]})
+        >>> key_columns(df, ["start_method"])["start_method"].tolist()
+        ['fork', None]
     """
     cols = {}
     for key in keys:
         if key == "node" and "node" not in df.columns:
             cols[key] = _node_column(df)
+        elif key == "start_method" and key in df.columns and "backend" in df.columns:
+            cols[key] = _start_method_column(df)
         elif key in df.columns:
             cols[key] = df[key]
         else:

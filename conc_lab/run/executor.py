@@ -253,4 +253,7 @@ def trial_row(
         cores=[],
         task_records=[],
     )
+    if trial.backend == protocol.MULTIPROCESSING and trial.start_method is None:
+        # What the host runs it with, stored rather than null: a reader of the rows needs no default.
+        row["start_method"] = protocol.DEFAULT_START_METHOD
     return row
