@@ -85,8 +85,12 @@ def cpulike(tmp_path_factory):
 # --- tmux ----------------------------------------------------------------------------------------
 
 
-def tmux_run(command: str, width: int, timeout: float = 300) -> str:
-    """Run ``command`` in a fresh tmux terminal ``width`` columns wide; the screen and scrollback."""
+def tmux_run(command: str, width: int, timeout: float = 300, screens: list[str] | None = None) -> str:
+    """Run ``command`` in a fresh tmux terminal ``width`` columns wide; the screen and scrollback.
+
+    ``screens``: every capture taken while it ran is appended there (about two a second), for a
+    test of what showed in which order.
+    """
     need(None if shutil.which("tmux") else "tmux is not installed (Debian: apt-get install tmux)")
     sock = f"conclab-test-{uuid.uuid4().hex[:8]}"
     tmux = ["tmux", "-L", sock, "-f", "/dev/null"]
@@ -104,6 +108,8 @@ def tmux_run(command: str, width: int, timeout: float = 300) -> str:
             screen = subprocess.run(
                 [*tmux, "capture-pane", "-p", "-S", "-", "-t", "t"], capture_output=True, text=True
             ).stdout
+            if screens is not None:
+                screens.append(screen)
             if "__EXIT_" in screen or time.monotonic() > deadline:
                 return screen
             time.sleep(0.5)
@@ -293,15 +299,30 @@ matrix:
 """
 
 
-def test_ray_token_banner_is_not_printed(tmp_path):
+@pytest.mark.ray
+def test_in_a_terminal_the_ray_line_comes_before_the_bar_and_no_token_banner(tmp_path):
+    """#26 item 4: the bar sat at ``0/88 eta -:--:--`` for 10-28 s before ``ray: started ...``.
+
+    In a real terminal (tmux, 80 columns), watched as it runs: when the bar is first drawn, the
+    Ray line is already on the screen above it. Ray's token banner never shows.
+    """
     config = tmp_path / "withray.yaml"
     config.write_text(WITH_RAY)
-    env = _env()
-    env.pop("RAY_AUTH_MODE", None)  # Ray's default: the banner's case
-    proc = conclab("sweep", str(config), "--out", str(tmp_path / "r"), env=env)
-    assert proc.returncode == 0, proc.stderr
-    assert "ray: started a local runtime" in proc.stderr  # Ray did start here
-    assert "Token authentication" not in proc.stderr + proc.stdout
+    screens: list[str] = []
+    # Ray's default authentication (the banner's case), and a runtime of the sweep's own
+    command = f"env -u RAY_AUTH_MODE -u RAY_ADDRESS {shlex.quote(sys.executable)} -m conc_lab.cli sweep"
+    final = tmux_run(
+        f"{command} {shlex.quote(str(config))} --out {shlex.quote(str(tmp_path / 'r'))}", 80, screens=screens
+    )
+    assert "__EXIT_0__" in final, final
+    bar = re.compile(r"\b\d/2\b.*\beta\b")
+    first = next((screen for screen in screens if bar.search(screen)), None)
+    assert first is not None, final  # the bar was seen while the sweep ran
+    lines = first.splitlines()
+    ray_at = next((i for i, line in enumerate(lines) if "ray: started a local runtime" in line), None)
+    bar_at = next(i for i, line in enumerate(lines) if bar.search(line))
+    assert ray_at is not None and ray_at < bar_at, first
+    assert "Token authentication" not in final
 
 
 # --- failures and -q (#12 items 1, 12, 13) -------------------------------------------------------
