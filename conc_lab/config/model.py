@@ -1,8 +1,9 @@
 """An experiment matrix as the rest of conc_lab sees it: the frozen ``Config`` and its settings.
 
 ``conc_lab.config.document`` builds one from a matrix file (configs/*.yaml), checking every key;
-nothing here reads a file or imports a workload. The vocabulary of a matrix (its keys, axes,
-backends and backend options) lives here, beside the record it fills.
+nothing here reads a file or imports a workload. The vocabulary of a matrix (its keys, axes and
+backend options) lives here, beside the record it fills; the backend names themselves live in
+``conc_lab.host.protocol``, which the host registers its backends under.
 """
 
 from __future__ import annotations
