@@ -259,6 +259,7 @@ def test_a_function_that_fails_when_run_gets_one_line_and_exit_2(tmp_path):
 # --- real runs -----------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_json_parses_and_the_runs_are_a_sweep_summarize_reads(tmp_path):
     proc = advise_cli(
         "experiments.advise_cases:tiny", "--size", "1", "--budget", "40", "-f", "json", "--out", str(tmp_path)
@@ -276,6 +277,7 @@ def test_json_parses_and_the_runs_are_a_sweep_summarize_reads(tmp_path):
     assert len(conc_lab.summarize(doc["sweep_dir"])) > 0
 
 
+@pytest.mark.slow
 def test_ctrl_c_saves_what_ran_and_prints_the_command_that_resumes(tmp_path):
     proc = subprocess.Popen(
         [*CLI, "experiments.advise_cases:wait", "--size", "20", "--budget", "300", "--out", str(tmp_path)],

@@ -205,6 +205,7 @@ def test_intervals_cover_the_true_median_and_speedup_about_95_percent_of_the_tim
         max_size=6,
     )
 )
+@pytest.mark.slow
 def test_group_statistics_agree_with_numpy(groups):
     df = pd.DataFrame([r for i, g in enumerate(groups) for r in runs("sequential", 1, g, size=i)])
     s = summarize(df).set_index("size")

@@ -281,6 +281,7 @@ def test_size_auto_shows_its_steps_and_stops_growing_before_the_budget(tmp_path)
     assert conc_lab.load(tmp_path / "r")["size"].tolist() == [128]
 
 
+@pytest.mark.slow
 def test_a_step_that_hangs_is_killed_at_the_budget_and_the_steps_came_first(tmp_path):
     code, lines = _sweep_lines(tmp_path, "hangs_at_16", "calibration: {budget_s: 3}\n")
     text = "\n".join(line for _, line in lines)

@@ -21,6 +21,7 @@ def conclab(*args, cwd=None):
     return subprocess.run([*CLI, *args], capture_output=True, text=True, cwd=cwd, timeout=300)
 
 
+@pytest.mark.slow
 def test_smoke_sweep_end_to_end(tmp_path):
     proc = conclab("sweep", "configs/smoke.yaml", "--out", str(tmp_path))
     assert proc.returncode == 0, proc.stderr

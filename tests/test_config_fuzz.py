@@ -176,12 +176,14 @@ def test_malformed_yaml_text_is_a_config_error(cfg_path, content):
     assert isinstance(load_outcome(cfg_path, content), ConfigError)
 
 
+@pytest.mark.slow
 @FUZZ
 @given(content=broken_yaml_of_base())
 def test_a_damaged_good_file_loads_or_is_a_config_error(cfg_path, content):
     load_outcome(cfg_path, content)  # some damage is harmless (a doubled space); none may crash
 
 
+@pytest.mark.slow
 @settings(FUZZ, max_examples=2 * EXAMPLES)
 @given(doc=mutated_docs())
 def test_junk_anywhere_in_a_good_document_loads_or_is_a_config_error(cfg_path, doc):
@@ -280,7 +282,11 @@ MISTAKES = {
 }
 
 
-@pytest.mark.parametrize("mistake", list(MISTAKES))
+@pytest.mark.parametrize(
+    "mistake",
+    # an unimportable workload is found out in a child process, one per example: the slow one
+    [pytest.param(m, marks=pytest.mark.slow) if m == "unimportable workload" else m for m in MISTAKES],
+)
 def test_each_kind_of_mistake_is_named_at_its_key(cfg_path, mistake):
     (strategy,) = MISTAKES[mistake]
 

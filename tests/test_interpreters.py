@@ -228,6 +228,7 @@ dump.requires = ("yaml",)
 """
 
 
+@pytest.mark.slow
 def test_one_matrix_across_three_interpreters(tmp_path, three_pythons, monkeypatch):
     """Each row ran under the interpreter asked for; a workload an interpreter cannot import is skipped there."""
     monkeypatch.chdir(Path(__file__).resolve().parent.parent)  # experiments.* import from the project

@@ -61,6 +61,7 @@ def test_wall_time_is_the_whole_sweep_and_ray_start_up_is_apart(tmp_path, write_
     assert result.executed == 2 and result.overhead_per_run_s * 2 == pytest.approx(paid)
 
 
+@pytest.mark.slow
 def test_without_ray_a_smoke_sweep_records_its_ray_trials_as_skipped(tmp_path):
     hide = tmp_path / "no_ray"
     hide.mkdir()
@@ -96,6 +97,7 @@ def test_without_ray_a_smoke_sweep_records_its_ray_trials_as_skipped(tmp_path):
     assert (df.loc[df.backend != "ray", "status"] == "ok").all()
 
 
+@pytest.mark.slow
 def test_a_ray_runtime_that_does_not_start_fails_the_ray_trials_and_the_sweep_goes_on(tmp_path, write_config):
     blocker = tmp_path / "a-file"
     blocker.write_text("")

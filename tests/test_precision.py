@@ -181,6 +181,7 @@ def test_what_ray_leaves_running_counts_as_foreign_cpu_for_the_next_non_ray_tria
         os.kill(pid, signal.SIGKILL)
 
 
+@pytest.mark.slow
 @pytest.mark.host
 def test_conclab_selftest_prints_the_floor_and_records_it_where_summarize_and_compare_find_it(tmp_path):
     import json
@@ -295,6 +296,7 @@ def test_why_never_calls_pure_cpu_work_waiting_and_names_the_gil_in_every_sweep(
         assert str(th.why).startswith("GIL-bound"), th.why
 
 
+@pytest.mark.slow
 @pytest.mark.host
 def test_the_cli_and_the_api_filter_a_summary_the_same_way(tmp_path):
     import json

@@ -158,6 +158,7 @@ def check_complete_store(config: Path, out: Path) -> None:
     assert read_manifest(sweep_dir).state == "complete"
 
 
+@pytest.mark.slow
 def test_sigkill_at_random_moments_then_resume_stores_every_run_once(sweep_config, tmp_path):
     out = tmp_path / "out"
     rng = random.Random(20240607)  # a fixed seed: a failure here can be replayed
@@ -260,6 +261,7 @@ def test_sigkill_at_a_chosen_point_then_resume(sweep_config, tmp_path, point):
     check_complete_store(sweep_config, out)
 
 
+@pytest.mark.slow
 def test_a_torn_last_journal_line_is_dropped_by_load_and_rerun_by_resume(sweep_config, tmp_path):
     out = tmp_path / "out"
     tag = uuid.uuid4().hex
@@ -311,6 +313,7 @@ def wait_for_a_forked_worker(tag: str, proc: subprocess.Popen) -> None:
     [[signal.SIGINT], [signal.SIGTERM], [signal.SIGINT, signal.SIGINT]],
     ids=["ctrl-c", "sigterm", "ctrl-c-twice"],
 )
+@pytest.mark.slow
 def test_ctrl_c_or_sigterm_during_a_multiprocessing_trial_saves_and_says_how_to_resume(tmp_path, signals):
     config = tmp_path / "kr.yaml"
     # Long multiprocessing trials, so the signal lands while worker processes are running.

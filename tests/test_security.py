@@ -108,6 +108,7 @@ def _tree(root: Path) -> dict[Path, int]:
     return {p: p.lstat().st_mode for p in [root, *root.rglob("*")]}
 
 
+@pytest.mark.slow
 def test_a_sweep_writes_only_under_its_results_dir_and_nothing_world_writable(tmp_path):
     """Under umask 000, the most permissive there is: the store sets its own modes."""
     config, out, cwd = tmp_path / "sec.yaml", tmp_path / "out" / "deeper", tmp_path / "cwd"
@@ -155,6 +156,7 @@ def test_nothing_in_conc_lab_unpickles_evaluates_or_loads_yaml_unsafely():
     assert found == []
 
 
+@pytest.mark.ray  # it starts a Ray runtime of its own
 @pytest.mark.flaky(reruns=2)  # Ray opens its ports on its own clock
 def test_a_local_ray_runtime_listens_on_loopback_only_with_no_dashboard():
     import psutil  # ray[default]'s, in the dev extra

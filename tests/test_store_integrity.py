@@ -163,6 +163,7 @@ def killed_merge(point: str, root: Path) -> None:
 
 
 # what a killed merge left is read with a warning naming the shards not counted: expected here
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:.*is already in merged sweep:conc_lab.store.layout.StoreWarning")
 @pytest.mark.parametrize("point", ["before-manifest", "before-remove", "mid-remove"])
 @pytest.mark.parametrize("partial_first", [False, True])
@@ -186,6 +187,7 @@ def test_a_merge_killed_anywhere_then_merged_again_counts_each_run_once(tmp_path
     assert report.ok and report.runs == 18, report
 
 
+@pytest.mark.slow
 def test_merging_twice_makes_no_second_merged_sweep(tmp_path):
     out, root = tmp_path / "merged", tmp_path / "sh"
     shard(root, 1, 2), shard(root, 2, 2)
@@ -210,6 +212,7 @@ WRITER = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_load_during_seals_never_sees_fewer_rows_than_before(tmp_path):
     d = tmp_path / "live" / "live"
     proc = subprocess.Popen([sys.executable, "-c", WRITER, str(d), str(Path(__file__).parent)], env=ENV)
