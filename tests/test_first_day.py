@@ -14,7 +14,10 @@ import sys
 
 import pytest
 from needs import need
-from test_cli_ux import REPO, _env, conclab, tmux_run
+from test_cli_ux import REPO, _env, conclab, table_rows, tmux_run
+
+import conc_lab
+from conc_lab.analysis.summary import summarize
 
 pytestmark = pytest.mark.terminal
 
@@ -147,8 +150,10 @@ def test_doctor_never_cuts_the_values_it_tells_you_to_copy(width):
         assert "benchmarks/build_free_threaded_python.sh" in text  # whole, on one line
 
 
-def test_the_resume_line_is_whole_at_80_columns_after_ctrl_c(tmp_path):
-    """Ctrl-C in an 80-column terminal: the resume command on a line of its own, never split mid-word."""
+@pytest.mark.parametrize("width", [80, 120])
+def test_the_resume_line_is_whole_after_ctrl_c(tmp_path, width):
+    """Ctrl-C in an 80-column terminal: the resume command on a line of its own, never split mid-word;
+    at 120 it fits beside its words."""
     import os
     import time
     import uuid
@@ -164,7 +169,7 @@ def test_the_resume_line_is_whole_at_80_columns_after_ctrl_c(tmp_path):
     command = f"{shlex.quote(sys.executable)} -m conc_lab.cli sweep slow.yaml --out 'my results'"
     script = f"cd {shlex.quote(str(tmp_path))}; env {env} {command}; echo __EXIT_$?__; sleep 600"
     subprocess.run(
-        [*tmux, "new-session", "-d", "-x", "80", "-y", "50", "-s", "t", script],
+        [*tmux, "new-session", "-d", "-x", str(width), "-y", "50", "-s", "t", script],
         check=True,
         env={**os.environ, "TERM": "xterm-256color"},
     )
@@ -188,11 +193,12 @@ def test_the_resume_line_is_whole_at_80_columns_after_ctrl_c(tmp_path):
     lines = text.splitlines()
     at = next(i for i, line in enumerate(lines) if "Resume with:" in line)
     # was: "... Resume with: conclab sweep slow.yaml --resume --out 'my re" / "sults'"
-    assert shlex.split(lines[at + 1]) == ["conclab", "sweep", "slow.yaml", "--resume", "--out", "my results"]
+    command = lines[at].split("Resume with:", 1)[1].strip() if width > 80 else lines[at + 1]
+    assert shlex.split(command) == ["conclab", "sweep", "slow.yaml", "--resume", "--out", "my results"]
     assert sum("Resume with:" in line for line in lines) == 1
     # #26 item 10: the bar's last line showed twice after Ctrl-C (the echoed ^C wrapped a full line)
     bars = [line for line in lines if "/20 " in line and "━" in line]
-    assert len(bars) == 1 and len(bars[0]) <= 78, bars
+    assert len(bars) == 1 and len(bars[0]) <= width - 2, bars
 
 
 def test_a_multiprocessing_trial_without_a_start_method_stores_and_shows_the_one_it_ran(tmp_path):
@@ -202,8 +208,6 @@ def test_a_multiprocessing_trial_without_a_start_method_stores_and_shows_the_one
         "  backend: [sequential, multiprocessing]\n  workers: [2]\n  tasks: [2]\n  size: [1]\n"
     )
     assert conclab("sweep", str(tmp_path / "mp.yaml"), "--out", str(tmp_path / "r"), "-q").returncode == 0
-    import conc_lab
-
     stored = conc_lab.load(tmp_path / "r", columns=["backend", "start_method"]).astype(object)
     assert stored.groupby("backend")["start_method"].agg(
         lambda s: set(s.where(s.notna(), None))
@@ -216,3 +220,30 @@ def test_a_multiprocessing_trial_without_a_start_method_stores_and_shows_the_one
     wide = conclab("summarize", str(tmp_path / "r"), "--wide", env={**_env(), "COLUMNS": "400"}).stdout
     row = next(line for line in wide.splitlines() if "multiprocessing" in line)
     assert "fork" in row, wide
+
+
+@pytest.fixture(scope="module")
+def seed_sweep(tmp_path_factory):
+    """configs/seed.yaml as shipped, run as a user would, with one repeat and no warm-up."""
+    out = tmp_path_factory.mktemp("seed") / "results"
+    proc = conclab("sweep", "configs/seed.yaml", "--repeats", "1", "--warmup", "0", "--out", str(out), "-q")
+    assert proc.returncode == 0, proc.stderr
+    return out
+
+
+@pytest.mark.parametrize("width", [80, 120])
+def test_the_seed_table_keeps_every_row_and_backend_whole(seed_sweep, width):
+    """#26 item 9: at 80 columns the seed's process rows split ('multiprocessing/f' / 'ork')."""
+    screen = tmux_run(f"python -m conc_lab.cli summarize {shlex.quote(str(seed_sweep))}", width)
+    assert "__EXIT_0__" in screen, screen
+    summary = summarize(conc_lab.load(seed_sweep))
+    rows = table_rows(screen)
+    assert len(rows) == len(summary), screen  # a row split over two lines would add one
+    backends = [line.split()[1] for line in rows]
+    assert sorted(set(backends)) == [
+        "multiprocessing/fork",
+        "multiprocessing/spawn",
+        "sequential",
+        "threading",
+    ], screen
+    assert "…" not in screen and all(len(line) <= width for line in screen.splitlines())
