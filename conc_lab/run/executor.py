@@ -174,9 +174,8 @@ class TrialExecutor:
         row[protocol.CORES] = outcome.get(protocol.CORES) or cores or []
         limits = self.noise_limits  # after the cores: the verdict weighs foreign CPU over them
         note = noise.verdict(row, limits.max_foreign_cpu, limits.max_canary_change)
-        if (
-            row[protocol.FOREIGN_CPU] is not None or row[protocol.CANARY_BEFORE_S] is not None
-        ):  # else: not measured
+        measured = row[protocol.FOREIGN_CPU] is not None or row[protocol.CANARY_BEFORE_S] is not None
+        if measured:  # else: the run's noise was not measured
             row["noisy"], row["noise_note"] = note is not None, note
         records = outcome.get(protocol.TASK_RECORDS) or []
         row[protocol.TASK_RECORDS] = [protocol.task_record(rec) for rec in records]
