@@ -14,12 +14,8 @@ import numpy as np
 import pandas as pd
 
 from conc_lab import schema
-from conc_lab.host.protocol import (  # noqa: F401  (SEQUENTIAL: analysis/ imports it from here)
-    BACKENDS,
-    DEFAULT_START_METHOD,
-    MULTIPROCESSING,
-    SEQUENTIAL,
-)
+from conc_lab.host.protocol import BACKENDS, DEFAULT_START_METHOD, MULTIPROCESSING
+from conc_lab.host.protocol import SEQUENTIAL as SEQUENTIAL  # re-exported: analysis/ imports it from here
 
 #: Trial parameters that define one summary row; the last ones are optional (filled with
 #: null when a hand-built frame lacks them). ``node`` is ``node_id``, else ``hostname``.

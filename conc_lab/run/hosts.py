@@ -94,10 +94,8 @@ class HostPool:
             outcome = reply[protocol.OUTCOME]
             if op == protocol.RUN:
                 self.inside_s += sum(outcome.get(k) or 0.0 for k in protocol.INSIDE_DURATIONS)
-        if outcome.get(protocol.STATUS) in schema.FAILURES:
-            outcome[protocol.STDERR_TAIL] = (
-                host.stderr_text()
-            )  # the end of what it wrote, kept for failed runs
+        if outcome.get(protocol.STATUS) in schema.FAILURES:  # the end of what it wrote, kept for failed runs
+            outcome[protocol.STDERR_TAIL] = host.stderr_text()
         return outcome
 
     def is_cold(self, trial: Trial) -> bool:
