@@ -224,10 +224,10 @@ def _cpu_ticks(pid, children):
 #: Clock ticks of foreign CPU a run's figure cannot tell from nothing, beyond one per core measured:
 #: /proc/stat and each process's CPU time count whole ticks (10 ms), so the foreign figure, their
 #: difference, is off by a few ticks whatever the run. On a 40 ms run one tick reads as "others
-#: used 25% of its cores": in a smoke sweep at load 0.2, 70 of 110 runs were flagged so (31 with
-#: this margin, 18 of them ray runs). Quiet runs there read 0-2 ticks on one core, 0-4 on two; a
-#: run beside a busy process reads tens.
-FOREIGN_RESOLUTION_TICKS = 2
+#: used 25% of its cores": in a smoke sweep at load 0.2, 70 of 110 runs were flagged so. Of its 90
+#: runs other than ray's, 8 ran over 15% slower than their trial's median: with this margin 18 runs
+#: are flagged (36 of 110 with ray's), 7 of the 8 among them; with 2 ticks 13, 4 of the 8.
+FOREIGN_RESOLUTION_TICKS = 1
 
 
 def foreign_beyond_resolution(row):
@@ -239,7 +239,7 @@ def foreign_beyond_resolution(row):
     >>> foreign_beyond_resolution({"foreign_cpu": 0.25, "run_s": 0.04, "cores": [0]})  # one tick
     0.0
     >>> round(foreign_beyond_resolution({"foreign_cpu": 0.9, "run_s": 1.0, "cores": [0]}), 2)
-    0.87
+    0.88
     """
     foreign = row.get(protocol.FOREIGN_CPU)
     if foreign is None:
