@@ -28,6 +28,12 @@ here, conc_lab's host package and the workload there.
 
     python benchmarks/bench_harness.py                 # ~3 min on 2 cores; Markdown table on stdout
     python benchmarks/bench_harness.py --blocks 2 --rounds 2   # quicker, noisier
+    python benchmarks/bench_harness.py --speed-state   # also #20 item 3: slow-state runs redone, or normalized
+
+``--speed-state`` answers #20 item 3 (which of redoing a run measured in a slow state, or
+normalizing it by the speed canary, agrees better with this harness): it prints, for conc_lab's
+runs as measured, with slow-state runs left out (as a redo replaces them) and with every run
+normalized by its canary, how many cells lie within 5% of the harness.
 """
 
 from __future__ import annotations
@@ -258,10 +264,33 @@ def conclab_rows(sweep_dir: str):
     return df
 
 
-def conclab_samples(frames) -> tuple[dict, str]:
+#: A run whose speed canary (the slower of its before and after readings) is this much above the
+#: fastest canary of its sweep was measured in a slow state (#20 item 3, ``--speed-state``).
+SLOW_STATE = 0.25
+
+
+def speed_state(df, how: str):
+    """``df``'s runs as #20 item 3 would take them: ``as measured``; ``slow state redone`` (runs in a
+    slow state left out, as a redo replaces them); ``normalized by the canary`` (each run's time
+    times its sweep's fastest canary over its own)."""
+    if how == "as measured":
+        return df
+    canary = df[["canary_before_s", "canary_after_s"]].max(axis=1)
+    fastest = df.groupby("sweep_id", observed=True)["canary_before_s"].transform("min")
+    ratio = (canary / fastest).fillna(1.0)
+    if how == "slow state redone":
+        return df[ratio <= 1 + SLOW_STATE]
+    scaled = {c: df[c] / ratio for c in ("setup_s", "run_s", "teardown_s") if c in df.columns}
+    return df.assign(**scaled)
+
+
+SPEED_STATES = ("as measured", "slow state redone", "normalized by the canary")
+
+
+def conclab_samples(frames, how: str = "as measured") -> tuple[dict, str]:
     import pandas as pd
 
-    df = pd.concat(frames, ignore_index=True)
+    df = speed_state(pd.concat(frames, ignore_index=True), how)
     parts = ["setup_s", "run_s"]
     if "teardown_s" in df.columns and df["teardown_s"].notna().all():
         parts.append("teardown_s")
@@ -290,6 +319,25 @@ def speedups(samples: dict) -> dict:
                 statistics.median(samples[(cell, v)]),
             )
     return out
+
+
+def speed_state_line(h: dict, frames) -> str:
+    """#20 item 3: how many cells agree within 5% with the harness, per way of taking slow-state runs."""
+    said = []
+    for how in SPEED_STATES:
+        samples, _ = conclab_samples(frames, how)
+        if any(not v for v in samples.values()) or len(samples) < len(CELLS) * len(VARIANTS):
+            said.append(f"{how}: a cell lost every run")
+            continue
+        c = speedups(samples)
+        hits = sum(abs(c[k][0] / h[k][0] - 1) <= TOLERANCE for k in h if k[1] != "sequential")
+        kept = sum(len(v) for v in samples.values())
+        said.append(f"{how}: {hits} of {len(CELLS) * (len(VARIANTS) - 1)} cells within 5% ({kept} runs)")
+    return (
+        "\nSpeed state (#20 item 3; slow: canary > "
+        + f"{1 + SLOW_STATE:.2f}× its sweep's fastest): "
+        + "; ".join(said)
+    )
 
 
 def table(h: dict, c: dict, n_h: int, n_c: int, parts: str) -> str:
@@ -327,6 +375,11 @@ def main() -> None:
     ap.add_argument(
         "--unpinned", action="store_true", help="do not pin the harness's workers (conc_lab pins)"
     )
+    ap.add_argument(
+        "--speed-state",
+        action="store_true",
+        help="also: how many cells agree within 5%% with runs in a slow state redone, or normalized by the canary",
+    )
     args = ap.parse_args()
     if not args.unpinned and hasattr(os, "sched_setaffinity"):
         CORES[:] = sorted(os.sched_getaffinity(0))
@@ -341,10 +394,13 @@ def main() -> None:
             print(f"block {block + 1}/{args.blocks} done", file=sys.stderr)
         if not h_samples:
             raise SystemExit(f"every harness round was discarded as noisy: {discarded}")
-        c_samples, parts = conclab_samples([conclab_rows(d) for d in sweeps])
+        frames = [conclab_rows(d) for d in sweeps]
+        c_samples, parts = conclab_samples(frames)
     n_h = len(h_samples[(CELLS[0], VARIANTS[0])])
     n_c = min(len(v) for v in c_samples.values())
     print(table(speedups(h_samples), speedups(c_samples), n_h, n_c, parts))
+    if args.speed_state:
+        print(speed_state_line(speedups(h_samples), frames))
     if discarded:
         shown = ", ".join(f"round {r} ({cpus:.2f} CPUs)" for r, cpus in discarded)
         print(f"\nDiscarded as noisy (other processes used >= {args.max_foreign_cpus} CPUs): {shown}.")
