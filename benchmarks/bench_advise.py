@@ -2,7 +2,9 @@
 
 Runs ``conc_lab.advise`` ``--times`` times (default 10) on each workload, with the default budget,
 and prints per workload how often the verdict was right, how often it settled before the budget,
-and the wall time per advise (median and slowest). Right means:
+how often it said "can't tell" (too busy: no arm named, not counted as right), how often it
+ended past its budget (by more than 5%), and the wall time per advise (median and slowest).
+Right means:
 
 * ``python_loop`` (pure Python)          → use processes (multiprocessing, any start method);
 * ``hash_buffers`` (hashlib, GIL released) → use threads, said to be as fast as processes and cheaper;
@@ -28,6 +30,7 @@ import time
 from _common import ROOT  # noqa: F401 - puts the repository on sys.path
 
 import conc_lab
+from conc_lab.advice.verdict import CANT_TELL
 
 
 def _right_python_loop(v) -> bool:
@@ -64,23 +67,27 @@ def main() -> None:
     rows = []
     for name in args.only or CASES:
         expected, right = CASES[name]
-        walls, hits, settled = [], 0, 0
+        walls, hits, settled, unsure, late = [], 0, 0, 0, 0
         for i in range(args.times):
             began = time.perf_counter()
             advice = conc_lab.advise(f"experiments.advise_cases:{name}", budget_s=args.budget, out=out)
             walls.append(time.perf_counter() - began)
             ok = right(advice.verdict)
-            hits += ok
-            settled += advice.verdict.settled
-            print(
-                f"  {name} #{i + 1}: {'right' if ok else 'WRONG'} ({walls[-1]:.0f} s): {advice.verdict.headline}"
-            )
-        rows.append((name, expected, hits, settled, statistics.median(walls), max(walls)))
-    print(f"\nload average after: {os.getloadavg()[0]:.2f}")
-    print(f"{'workload':<13} {'right answer':<38} {'right':>7} {'settled':>8} {'median s':>9} {'max s':>6}")
-    for name, expected, hits, settled, med, top in rows:
+            cant = advice.verdict.choice == CANT_TELL
+            hits, settled, unsure = hits + ok, settled + advice.verdict.settled, unsure + cant
+            late += walls[-1] > 1.05 * args.budget
+            said = "right" if ok else "can't tell" if cant else "WRONG"
+            print(f"  {name} #{i + 1}: {said} ({walls[-1]:.0f} s): {advice.verdict.headline}", flush=True)
+        rows.append((name, expected, hits, settled, unsure, late, statistics.median(walls), max(walls)))
+    print(f"\nload average after: {os.getloadavg()[0]:.2f}; budget {args.budget:.0f} s")
+    head = f"{'workload':<13} {'right answer':<38} {'right':>7} {'settled':>8} {'unsure':>7} {'late':>6}"
+    print(f"{head} {'median s':>9} {'max s':>6}")
+    for name, expected, hits, settled, unsure, late, med, top in rows:
         n = args.times
-        print(f"{name:<13} {expected:<38} {hits:>3}/{n:<3} {settled:>4}/{n:<3} {med:>9.0f} {top:>6.0f}")
+        print(
+            f"{name:<13} {expected:<38} {hits:>3}/{n:<3} {settled:>4}/{n:<3} {unsure:>3}/{n:<3} {late:>2}/{n:<3}"
+            f" {med:>9.0f} {top:>6.0f}"
+        )
 
 
 if __name__ == "__main__":

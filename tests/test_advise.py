@@ -169,6 +169,105 @@ def test_a_machine_too_busy_to_measure_is_named_first_not_blamed_on_the_function
 
 
 @pytest.mark.inprocess
+def test_gil_bound_threads_are_never_the_choice_and_a_busy_machine_gets_cant_tell():
+    # as measured under load: the loop's runs slowed more than the threads', threads read 1.25x
+    s = _summary(
+        [
+            ("threading", None, 2, 1.25, 1.15, 1.60, "GIL-bound: 2 workers, CPU 1.01× wall", 0.0003),
+            ("multiprocessing", "fork", 2, 1.30, 0.95, 1.90, "", 0.005),
+        ]
+    )
+    assert verdicts.decide(s, rounds=5).choice == "threading"  # the wall clock alone: threads, cheaper
+    v = verdicts.decide(s, rounds=5, gil=True)
+    assert v.choice == "multiprocessing (fork)" and not v.settled  # threads are out of the running
+    assert "threads 1.25×" in v.headline  # still shown as evidence
+    busy = verdicts.decide(s, rounds=5, gil=True, noisy=0.7)
+    assert busy.choice == verdicts.CANT_TELL and not busy.dont_bother and busy.forecast is None
+    assert busy.headline.startswith(
+        "too busy to tell: other processes took the cores of 70% of the plain loop's"
+    )
+    # however tight, intervals from mostly noisy runs measure the load (a steady competitor slows the
+    # two sides of each pair unequally); work that waits is not judged by the CPU others take
+    clear = s.assign(
+        e2e_speedup_ci_low=[1.0, 1.2, 1.8], e2e_speedup_ci_high=[1.0, 1.3, 1.9], e2e_speedup=[1.0, 1.25, 1.85]
+    )
+    assert verdicts.decide(clear, rounds=5, gil=True).choice == "multiprocessing (fork)"
+    assert verdicts.decide(clear, rounds=5, gil=True, noisy=0.7).choice == verdicts.CANT_TELL
+    assert verdicts.decide(s, rounds=5, gil=True, noisy=0.7, waits=True).choice != verdicts.CANT_TELL
+
+
+@pytest.mark.inprocess
+def test_threads_are_gil_bound_when_they_keep_no_more_cores_busy_than_the_loop_whatever_the_wall_clock():
+    from conc_lab.advice import evidence
+
+    rows = []
+    for r in range(5):
+        share = 0.5 + 0.1 * r  # the loop's share of a core under load, round by round
+        at = pd.Timestamp("2026-01-01", tz="UTC") + pd.Timedelta(seconds=10 * r)
+        for k, (backend, workers, run_s, cores) in enumerate(
+            [
+                ("sequential", 1, 1.0, share),
+                ("threading", 2, 0.8, share),
+                ("multiprocessing", 2, 0.6, 2 * share),
+            ]
+        ):
+            rows.append(
+                {
+                    "workload": "w",
+                    "tasks": 2,
+                    "size": 1,
+                    "repeat": r,
+                    "status": "ok",
+                    "backend": backend,
+                    "workers": workers,
+                    "run_s": run_s,
+                    "cpu_user_s": cores * run_s,
+                    "cpu_sys_s": 0.0,
+                    "started_at": at + pd.Timedelta(seconds=k),
+                }
+            )
+    df = pd.DataFrame(rows)
+    assert abs(evidence.threads_capacity(df) - 1.0) < 1e-9
+    assert evidence.gil_bound(df, waits=False) and not evidence.gil_bound(df, waits=True)
+    free = df.assign(cpu_user_s=df.cpu_user_s * (1 + (df.backend == "threading")))  # threads on 2 cores
+    assert not evidence.gil_bound(free, waits=False)
+
+
+@pytest.mark.inprocess
+def test_arms_are_told_apart_run_against_run_where_their_intervals_against_the_loop_overlap():
+    from conc_lab.advice import evidence
+
+    s = _summary(
+        [
+            ("threading", None, 2, 1.25, 0.90, 1.60, "", 0.0003),
+            ("multiprocessing", "fork", 2, 1.35, 1.15, 1.70, "", 0.005),
+        ]
+    )
+    assert verdicts.decide(s, rounds=5).choice == "threading"  # within 10%, cheaper, intervals overlap
+    rows = []
+    for r, load in enumerate([1.0, 1.3, 0.9, 1.2, 1.0]):  # each round slowed alike by the load
+        for backend, method, run_s in (("threading", None, 0.84), ("multiprocessing", "fork", 0.70)):
+            rows.append(
+                {
+                    "backend": backend,
+                    "start_method": method,
+                    "python": None,
+                    "workers": 2,
+                    "repeat": r,
+                    "round": r,
+                    "status": "ok",
+                    "setup_s": 0.0,
+                    "run_s": run_s * load,
+                    "sweep_id": "s",
+                }
+            )
+    slower = evidence.paired_slower(pd.DataFrame(rows))
+    v = verdicts.decide(s, rounds=5, slower=slower)  # threads 1.2x the processes' time in every round
+    assert v.choice == "multiprocessing (fork)" and v.settled
+    assert not slower(v.arms[0], v.arms[1], 1.0)  # processes are not slower than threads
+
+
+@pytest.mark.inprocess
 def test_unequal_tasks_are_named_in_the_verdict():
     s = _summary([("multiprocessing", "fork", 2, 1.4, 1.35, 1.45, "imbalance: worker 1 idle 56%", 0.005)])
     v = verdicts.decide(s, rounds=3)
@@ -319,13 +418,7 @@ def test_at_80_columns_the_verdict_is_the_first_thing_on_screen_and_fits(tmp_pat
 @pytest.mark.parametrize(
     "function, choice",
     [
-        pytest.param(
-            "python_loop",
-            "multiprocessing",
-            # Open in #24: on this 2-core VM, with any other load, a 60 s budget settled on
-            # "use threading (tentative)" for pure Python; kept running so a pass shows (XPASS).
-            marks=pytest.mark.xfail(strict=False, reason="#24: pure-Python verdict not yet reliable here"),
-        ),
+        ("python_loop", "multiprocessing"),
         ("wait", "threading"),
         ("wait_async", "asyncio"),
         ("tiny", "sequential"),
@@ -333,8 +426,14 @@ def test_at_80_columns_the_verdict_is_the_first_thing_on_screen_and_fits(tmp_pat
 )
 def test_the_verdict_for_a_known_workload(tmp_path, function, choice):
     advice = conc_lab.advise(f"experiments.advise_cases:{function}", budget_s=60, out=tmp_path)
-    assert advice.verdict.choice.startswith(choice), str(advice)
-    assert ("don't bother" in advice.verdict.headline) == (choice == "sequential")
+    assert not advice.verdict.choice.startswith("threading") or choice == "threading", str(advice)
+    if function == "python_loop" and advice.verdict.choice == verdicts.CANT_TELL:
+        # a machine shared with others (load 3-10 here) may leave a pure-Python loop's answer
+        # unmeasurable: "can't tell" is honest, a wrong backend is not
+        assert advice.verdict.headline.startswith("too busy to tell") and not advice.verdict.settled
+    else:
+        assert advice.verdict.choice.startswith(choice), str(advice)
+        assert ("don't bother" in advice.verdict.headline) == (choice == "sequential")
     assert "<b>" in advice._repr_html_() and len(advice.summary) and advice.sweep_dir.is_dir()
 
 

@@ -31,7 +31,7 @@ import pandas as pd
 from conc_lab.advice.loop import LoopResult
 from conc_lab.advice.plan import AdvicePlan
 from conc_lab.advice.target import AdviseError, resolve
-from conc_lab.advice.verdict import Verdict, decide, unequal_tasks
+from conc_lab.advice.verdict import CANT_TELL, Verdict, decide
 
 __all__ = ["Advice", "AdviseError", "advise"]
 
@@ -123,11 +123,18 @@ def advise(
         raise AdviseError(
             f"{target.ref}: the plain loop failed: {ran.broken} (runs kept in {ran.sweep.sweep_dir})"
         )
-    return conclude(the_plan, ran, time.perf_counter() - began, budget_s)
+    return conclude(the_plan, ran, began, budget_s)
 
 
-def conclude(the_plan: AdvicePlan, ran: LoopResult, wall_s: float, budget_s: float) -> Advice:
-    """The ``Advice`` from what the sweep stored (not what it told on the way)."""
+#: Seconds the scaling fits may need (scipy's import alone took 1-10 s under load): with less of
+#: the budget left, the verdict goes without a forecast rather than past its budget.
+FIT_S = 3.0
+
+
+def conclude(the_plan: AdvicePlan, ran: LoopResult, began: float, budget_s: float) -> Advice:
+    """The ``Advice`` from what the sweep stored (not what it told on the way); ``began``: when the
+    advice began (``time.perf_counter``), so ``wall_s`` is the whole of it."""
+    from conc_lab.advice import evidence
     from conc_lab.analysis.summary import summarize
     from conc_lab.store.load import load
 
@@ -142,8 +149,11 @@ def conclude(the_plan: AdvicePlan, ran: LoopResult, wall_s: float, budget_s: flo
         "left_out": the_plan.left_out,
         "rounds": ran.rounds,
         "stop_reason": why,
-        "unequal": unequal_tasks(df),
+        "unequal": evidence.unequal_tasks(df),
         "notes": tuple(f"note: {w}" for w in ran.warnings),
+        "gil": evidence.gil_bound(df, the_plan.probe.waits),
+        "noisy": evidence.crowded_share(df),
+        "slower": evidence.paired_slower(df),
     }
     advice = Advice(
         decide(summary, **facts),
@@ -153,11 +163,20 @@ def conclude(the_plan: AdvicePlan, ran: LoopResult, wall_s: float, budget_s: flo
         ran.yaml_path,
         ran.rerun,
         ran.stopped,
-        wall_s,
+        time.perf_counter() - began,
     )
-    if advice.verdict.dont_bother or the_plan.probe.waits or len(the_plan.workers) < 2:
+    verdict = advice.verdict
+    if (
+        verdict.dont_bother
+        or verdict.choice == CANT_TELL
+        or the_plan.probe.waits
+        or len(the_plan.workers) < 2
+    ):
         return advice  # no forecast to make: the scaling laws (and scipy) are fitted only when asked for
-    return dataclasses.replace(advice, verdict=decide(summary, advice.fits, **facts))
+    if time.perf_counter() - began + FIT_S > budget_s:
+        return advice  # no time left to fit the laws: Advice.fits still fits them when read
+    verdict = decide(summary, advice.fits, **facts)
+    return dataclasses.replace(advice, verdict=verdict, wall_s=time.perf_counter() - began)
 
 
 class _importable:

@@ -26,6 +26,7 @@ from pathlib import Path
 import pandas as pd
 
 from conc_lab import events, schema
+from conc_lab.advice import evidence
 from conc_lab.advice import verdict as verdicts
 from conc_lab.advice.plan import AdvicePlan
 from conc_lab.analysis.summary import summarize
@@ -33,9 +34,16 @@ from conc_lab.config.document import load_config
 from conc_lab.run import runner
 from conc_lab.store.layout import make_dirs, write_atomic
 
-#: Seconds kept from the budget for what follows the last round: closing the hosts, reading and
-#: summarising the runs, fitting the scaling laws.
+#: Seconds kept from the budget for what follows the last round, at least: closing the hosts,
+#: reading and summarising the runs, fitting the scaling laws. Under load that takes longer, so the
+#: reserve grows with how long the loop's own check of the verdict took (``_Rounds.reserve_s``):
+#: at load 12 on 2 cores the conclusion took 6 s, and a fixed 4 s let advise end 10-50% late.
 RESERVE_S = 4.0
+#: The reserve is at least this many times the last check of the verdict (a summary of the runs
+#: so far); the conclusion reads the store, summarises again and may fit the laws.
+RESERVE_CHECKS = 4
+#: A round is expected to take up to this many times the slowest one so far: load comes and goes.
+ROUND_MARGIN = 1.2
 
 SETTLED, BUDGET, INTERRUPTED, COMPLETE, BROKEN = "settled", "budget", "interrupted", "complete", "broken"
 
@@ -65,6 +73,12 @@ class _Rounds:
         self.stopped: str | None = None
         self.broken: str | None = None  # why the plain loop failed, when it did
         self.warnings: list[str] = []
+        self.slowest_round_s = 0.0
+        self.check_s = 0.0  # how long the last check of the verdict took
+
+    def reserve_s(self) -> float:
+        """Seconds to keep for what follows the last run (see ``RESERVE_S``)."""
+        return max(RESERVE_S, RESERVE_CHECKS * self.check_s)
 
     def __call__(self, event: events.Event) -> None:
         if self.forward is not None:
@@ -85,6 +99,8 @@ class _Rounds:
             self.rows.append(event.row)
             if self.trials and len(self.rows) % self.trials == 0:
                 self._round_done()
+            elif self.rounds and time.perf_counter() - self.began + self.reserve_s() > self.budget_s:
+                self._stop(BUDGET)  # a round slower than any before: its finished runs are kept
 
     def _round_done(self) -> None:
         now = time.perf_counter()
@@ -93,17 +109,25 @@ class _Rounds:
         self.round_began = now
         if self.forward is not None:
             self.forward(RoundDone(self.rounds, round_s, now - self.began))
-        if self.rounds >= verdicts.MIN_ROUNDS and self.unsettled() is None:
+        self.slowest_round_s = max(self.slowest_round_s, round_s)
+        checked = time.perf_counter()  # every round, so the reserve knows what a summary costs now
+        done = self.unsettled() is None
+        self.check_s = time.perf_counter() - checked
+        if done and self.rounds >= verdicts.MIN_ROUNDS:
             self._stop(SETTLED)
-        if now - self.began + round_s + RESERVE_S > self.budget_s:
+        now = time.perf_counter()
+        if now - self.began + ROUND_MARGIN * self.slowest_round_s + self.reserve_s() > self.budget_s:
             self._stop(BUDGET)
 
     def unsettled(self) -> str | None:
+        df = pd.DataFrame(self.rows)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            summary = summarize(pd.DataFrame(self.rows))
-        arms = verdicts.best_arms(summary)
-        return verdicts.settled(arms, verdicts.choose(arms), self.plan.probe.waits)
+            summary = summarize(df)
+        waits, slower = self.plan.probe.waits, evidence.paired_slower(df)
+        eligible = verdicts.candidates(verdicts.best_arms(summary), evidence.gil_bound(df, waits))
+        choice = verdicts.choose(eligible, slower)
+        return verdicts.settled(eligible, choice, waits, evidence.crowded_share(df), slower)
 
     def _stop(self, why: str) -> None:
         self.stopped = why

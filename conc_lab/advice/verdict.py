@@ -18,6 +18,7 @@ import json
 import math
 import re
 import statistics
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -33,6 +34,8 @@ NARROW = 0.20
 UNEQUAL = 3.0
 #: Rounds before a verdict may be called settled: an interval from fewer runs claims too much.
 MIN_ROUNDS = 3
+#: Half the plain loop's runs or more crowded by others: an unsettled verdict measured the machine (``busy``).
+NOISY_SHARE = 0.5
 #: Cheapest first: what it costs to start and to hand work over.
 COST_ORDER = ("sequential", "asyncio", "threading", "subinterpreters", "multiprocessing", "ray")
 _METHOD_ORDER = ("fork", "forkserver", "spawn")
@@ -79,7 +82,7 @@ class Verdict:
     """The answer, first line first; ``to_json()`` for scripts."""
 
     headline: str
-    choice: str  # the arm to use, or "sequential"
+    choice: str  # the arm to use, "sequential", or CANT_TELL when the machine was too busy to settle it
     dont_bother: bool
     settled: bool
     tentative_why: str | None
@@ -173,12 +176,19 @@ def cost_rank(arm: ArmResult) -> tuple[int, int, int]:
     return backend, method, arm.workers
 
 
-def choose(arms: list[ArmResult]) -> ArmResult | None:
-    """The cheapest arm as fast as the best (within ``NEAR``, interval reaching the best's), or None."""
+def choose(arms: list[ArmResult], slower: Callable | None = None) -> ArmResult | None:
+    """The cheapest arm as fast as the best (within ``NEAR``, interval reaching the best's, and not
+    slower by more than ``NEAR`` run against run: ``evidence.paired_slower``), or None."""
     if not arms:
         return None
     top = max(arms, key=lambda a: a.speedup)
-    near = [a for a in arms if a.speedup >= (1 - NEAR) * top.speedup and _reaches(a, top)]
+    near = [
+        a
+        for a in arms
+        if a.speedup >= (1 - NEAR) * top.speedup
+        and _reaches(a, top)
+        and not (slower is not None and a is not top and slower(a, top, 1 / (1 - NEAR)))
+    ]
     return min(near or [top], key=cost_rank)
 
 
@@ -186,11 +196,24 @@ def _reaches(a: ArmResult, top: ArmResult) -> bool:
     return a is top or not (math.isfinite(a.high) and math.isfinite(top.low)) or a.high >= top.low
 
 
-def settled(arms: list[ArmResult], choice: ArmResult | None, waits: bool = False) -> str | None:
-    """None when the intervals that decide the verdict no longer overlap; else which still do."""
+def candidates(arms: list[ArmResult], gil: bool) -> list[ArmResult]:
+    """The arms that may be chosen: all but this Python's threads where the runs show them GIL-bound
+    (``evidence.gil_bound``): their wall-clock gain on CPU-bound work is the load's, not theirs."""
+    return [a for a in arms if not (gil and a.backend == "threading" and "(Python" not in a.arm)]
+
+
+def settled(
+    arms: list[ArmResult],
+    choice: ArmResult | None,
+    waits: bool = False,
+    noisy: float = 0.0,
+    slower: Callable | None = None,
+) -> str | None:
+    """None when the intervals that decide the verdict no longer overlap (or, run against run,
+    ``slower`` tells the choice and its rival apart); else which still do."""
     if choice is None:
         return "no backend has a speedup yet"
-    crowded = None if waits else busy(arms)  # work that waits hardly needs the CPU others take
+    crowded = None if waits else busy(arms, noisy)  # work that waits hardly needs the CPU others take
     if crowded is not None:  # however tight, those intervals measure the load, not the function
         return f"{crowded}, so the intervals measure the load"
     if not (math.isfinite(choice.low) and math.isfinite(choice.high)):
@@ -208,7 +231,8 @@ def settled(arms: list[ArmResult], choice: ArmResult | None, waits: bool = False
     if not others:
         return None
     rival = max(others, key=lambda a: a.speedup)
-    if rival.high < choice.low or rival.low > choice.high:
+    apart = slower is not None and (slower(rival, choice, 1.0) or slower(choice, rival, 1.0))
+    if rival.high < choice.low or rival.low > choice.high or apart:
         return None
     alike = choice.speedup >= (1 - NEAR) * rival.speedup and rival.speedup >= (1 - NEAR) * choice.speedup
     if alike and _width(choice) <= NARROW and _width(rival) <= NARROW:
@@ -235,11 +259,23 @@ def decide(
     python_labels: dict | None = None,
     unequal: str | None = None,
     notes: tuple[str, ...] = (),
+    gil: bool = False,
+    noisy: float = 0.0,
+    slower: Callable | None = None,
 ) -> Verdict:
-    """The ``Verdict`` from a summary: the choice, whether it is settled, the evidence behind it."""
+    """The ``Verdict`` from a summary: the choice, whether it is settled, the evidence behind it.
+
+    ``gil``: the runs show this Python's threads GIL-bound on this work (``evidence.gil_bound``):
+    they are never the choice. ``noisy``: the share of the plain loop's runs other processes crowded
+    (``evidence.crowded_share``); half or more, or others on most arms' cores, and an unsettled
+    verdict is "can't tell"
+    (``CANT_TELL``), never a guess. ``slower``: arms compared run against run
+    (``evidence.paired_slower``).
+    """
     arms = best_arms(summary, python_labels)
-    choice = choose(arms)
-    unsettled = settled(arms, choice, waits)
+    eligible = candidates(arms, gil)
+    choice = choose(eligible, slower)
+    unsettled = settled(eligible, choice, waits, noisy, slower)
     if rounds < MIN_ROUNDS:
         unsettled = f"only {rounds} of the {MIN_ROUNDS} rounds an interval needs ran"
     dont = choice is None or choice.speedup < WORTH
@@ -251,17 +287,16 @@ def decide(
     )
     forecast = None if dont or waits else _forecast(fits, choice, cores)
     headline = _headline(summary, arms, choice, dont, imbalance, forecast, unsettled is not None)
-    crowded = None if waits else busy(arms)
-    if crowded is not None and unsettled is not None:  # the machine, not the function, is what was measured
-        headline = f"too busy to tell: {crowded}; so far: {headline}"
-    after = "" if rounds < MIN_ROUNDS else f" after {rounds} rounds"
-    why = None if unsettled is None else unsettled + after + (f" ({stop_reason})" if stop_reason else "")
+    crowded = None if waits else busy(arms, noisy)
+    cant_tell = crowded is not None and unsettled is not None
+    if cant_tell:  # the machine, not the function, is what was measured: no arm is named
+        headline, forecast = f"too busy to tell: {crowded}; so far: {headline}", None
     return Verdict(
         headline=headline,
-        choice="sequential" if dont else choice.arm,
-        dont_bother=dont,
+        choice=CANT_TELL if cant_tell else "sequential" if dont else choice.arm,
+        dont_bother=dont and not cant_tell,
         settled=unsettled is None,
-        tentative_why=why,
+        tentative_why=_tentative_why(unsettled, rounds, stop_reason),
         arms=tuple(arms),
         imbalance=imbalance,
         break_even=breaks,
@@ -272,14 +307,28 @@ def decide(
     )
 
 
-def busy(arms: list[ArmResult]) -> str | None:
+#: ``Verdict.choice`` when the machine was too busy to settle it: no arm is named, not even tentatively.
+CANT_TELL = "can't tell"
+
+
+def _tentative_why(unsettled: str | None, rounds: int, stop_reason: str | None) -> str | None:
+    after = "" if rounds < MIN_ROUNDS else f" after {rounds} rounds"
+    return None if unsettled is None else unsettled + after + (f" ({stop_reason})" if stop_reason else "")
+
+
+def busy(arms: list[ArmResult], noisy: float = 0.0) -> str | None:
     """``other processes used 75% of the runs' cores`` when they did for most arms (attribution's
-    "not attributable"), else None.
+    "not attributable"), or where they took the cores of half the plain loop's runs or more
+    (``noisy``, the share of its runs flagged so: ``evidence.crowded_share``); else None.
 
     >>> a = ArmResult("threading", "threading", 2, 1.0, 0.9, 1.1, 1.0, 0.0, "not attributable: others used 75% of its cores", "", 3)
     >>> busy([a])
     "other processes used 75% of the runs' cores"
+    >>> busy([], noisy=0.6)
+    "other processes took the cores of 60% of the plain loop's runs"
     """
+    if noisy >= NOISY_SHARE:
+        return f"other processes took the cores of {noisy:.0%} of the plain loop's runs"
     shares = [re.search(r"others used (\d+)%", a.why) for a in arms if a.why.startswith("not attributable")]
     if not arms or len(shares) * 2 < len(arms):
         return None
@@ -293,37 +342,6 @@ def _imbalance(arms: list[ArmResult], choice: ArmResult | None, unequal: str | N
         if arm is not None and arm.why.startswith("imbalance") and arm.workers > 1:
             return arm.why + (f"; {unequal}" if unequal else "")
     return unequal
-
-
-def unequal_tasks(df: pd.DataFrame, ratio: float = UNEQUAL) -> str | None:
-    """``unequal tasks: task 0 takes 16× the median task`` from the plain loop's task records, or None.
-
-    Each task's time is its median over the sequential runs, so one slow moment is not an unequal task;
-    it is told whatever the parallel runs' attribution could vouch for on a busy machine.
-
-    >>> recs = [{"task": t, "start_s": 0.0, "end_s": 16.0 if t == 0 else 1.0} for t in range(8)]
-    >>> unequal_tasks(pd.DataFrame({"backend": ["sequential"], "status": ["ok"], "task_records": [recs]}))
-    'unequal tasks: task 0 takes 16× the median task'
-    """
-    if "task_records" not in df.columns or len(df) == 0:
-        return None
-    rows = df[(df["backend"].astype(object) == "sequential") & (df["status"].astype(object) == "ok")]
-    times = [
-        (int(r["task"]), float(r["end_s"]) - float(r["start_s"]))
-        for recs in rows["task_records"]
-        if recs is not None and not isinstance(recs, float)
-        for r in recs
-        if r.get("task") is not None and r.get("start_s") is not None and r.get("end_s") is not None
-    ]
-    if not times:
-        return None
-    per_task = pd.DataFrame(times, columns=["task", "s"]).groupby("task")["s"].median()
-    typical = float(per_task.median())
-    if len(per_task) < 2 or typical <= 0 or per_task.max() < ratio * typical:
-        return None
-    return (
-        f"unequal tasks: task {int(per_task.idxmax())} takes {per_task.max() / typical:.0f}× the median task"
-    )
 
 
 def _headline(summary, arms, choice, dont, imbalance, forecast, tentative: bool) -> str:

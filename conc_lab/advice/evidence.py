@@ -1,0 +1,195 @@
+"""What the runs themselves say beside the summary's wall-clock ratios, which a loaded machine bends.
+
+Under load (another process on a core, or five) a plain loop and its threads are slowed by
+different amounts from one run to the next, and a pure-Python loop's threads once read 1.2×
+"faster" than the loop they cannot beat. Two measures load moves far less:
+
+* **CPU time over wall time**, each threading run against the plain-loop run paired with it in its
+  round (``analysis.pairing``): how many cores the threads kept busy, relative to what the loop
+  got at that moment. Threads that hold the GIL never keep more than one core busy, whatever the
+  wall clock says (``threads_capacity``); such threads are not a candidate on CPU-bound work.
+* **arm against arm, run against run**: in each round one arm's end-to-end time over another's
+  (``paired_slower``). The load a round saw slows both alike, so two arms whose intervals against
+  the plain loop overlap may still be told apart, and a cheap arm measurably slower than the best
+  is not picked for being "as fast".
+* **the share of the plain loop's runs others crowded** (``host.noise.verdict``: "others used
+  ..."): where that is half of them or more, an unsettled verdict is "can't tell", not a guess
+  (``crowded_share``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+
+from conc_lab.advice.verdict import UNEQUAL, ArmResult, arm_label
+from conc_lab.analysis.pairing import noisy_runs, pair_runs
+from conc_lab.analysis.stats import SortedGroups, ok_runs
+
+#: Rounds with both arms before ``paired_slower`` tells them apart.
+MIN_PAIRED_ROUNDS = 3
+#: Threads that kept at most this many times the cores the paired plain-loop run kept busy are
+#: GIL-bound: one thread on the CPU at a time. Measured on this 2-core VM: threads with 2 workers on
+#: pure Python 1.01×, processes 1.6-1.9×.
+GIL_CAPACITY = 1.3
+
+
+def _cpu_per_wall(df: pd.DataFrame) -> np.ndarray:
+    """Per run, CPU seconds (user + system, every thread of the run) per second of its wall time."""
+    if "cpu_user_s" not in df.columns or "run_s" not in df.columns:
+        return np.full(len(df), np.nan)
+    cpu = df["cpu_user_s"].to_numpy(dtype=np.float64, na_value=np.nan)
+    if "cpu_sys_s" in df.columns:
+        cpu = cpu + np.nan_to_num(df["cpu_sys_s"].to_numpy(dtype=np.float64, na_value=np.nan))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return cpu / df["run_s"].to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def threads_capacity(df: pd.DataFrame) -> float | None:
+    """How many times the cores the plain loop kept busy the threads kept busy, at their most
+    workers: the median over threading runs of (CPU/wall) over their paired loop run's; None
+    where there are no such pairs.
+
+    Example::
+
+        >>> at = pd.to_datetime([0, 1, 2, 3], unit="s", utc=True)
+        >>> df = pd.DataFrame({"workload": "w", "tasks": 2, "size": 1, "repeat": [0, 0, 1, 1],
+        ...     "backend": ["sequential", "threading"] * 2, "workers": [1, 2] * 2, "status": "ok",
+        ...     "run_s": [1.0, 1.0, 1.0, 1.0], "cpu_user_s": [0.5, 0.55, 0.9, 0.95], "started_at": at})
+        >>> round(threads_capacity(df), 2)
+        1.08
+    """
+    df = df.reset_index(drop=True)
+    if len(df) == 0 or "backend" not in df.columns:
+        return None
+    threads = (df["backend"].astype(object) == "threading").to_numpy() & ok_runs(df)
+    if "python" in df.columns:  # this Python's threads: another interpreter's may be free-threaded
+        threads &= df["python"].isna().to_numpy()
+    if not threads.any():
+        return None
+    workers = df["workers"].to_numpy(dtype=np.float64)
+    most = threads & (workers == workers[threads].max())
+    if workers[threads].max() < 2:
+        return None
+    pairs = pair_runs(df)
+    rows = np.flatnonzero(most & (pairs >= 0))
+    per_wall = _cpu_per_wall(df)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = per_wall[rows] / per_wall[pairs[rows]]
+    ratio = ratio[np.isfinite(ratio) & (ratio > 0)]
+    return float(np.median(ratio)) if len(ratio) else None
+
+
+def gil_bound(df: pd.DataFrame, waits: bool) -> bool:
+    """Whether threads cannot speed this work up: CPU-bound work (not ``waits``) whose threads kept
+    no more cores busy than the plain loop (``threads_capacity`` at most ``GIL_CAPACITY``)."""
+    if waits:
+        return False
+    capacity = threads_capacity(df)
+    return capacity is not None and capacity <= GIL_CAPACITY
+
+
+def crowded_share(df: pd.DataFrame) -> float:
+    """The share of the plain loop's ok runs flagged noisy because other processes took their cores
+    (``noise_note`` "others used ..."), 0 where none is known. The plain loop is what every speedup
+    is measured against. A speed canary that moved is left out, as are the backends' runs: a
+    spawn pool's half-second start-up is long enough for foreign ticks to show, a 2 ms run of the
+    loop is not, and the answer for work that small (no start-up pays) does not hang on the load.
+
+    >>> crowded_share(pd.DataFrame({"status": ["ok", "ok", "ok", "ok"], "run_s": [1.0, 1.0, 1.0, 1.0],
+    ...     "backend": ["sequential"] * 3 + ["threading"], "noisy": [True, True, False, True],
+    ...     "noise_note": ["others used 60% of its cores", "speed canary moved +40%", None, "others used 90%"]}))
+    0.3333333333333333
+    """
+    if len(df) == 0 or "noise_note" not in df.columns or "backend" not in df.columns:
+        return 0.0
+    loop = ok_runs(df) & (df["backend"].astype(object) == "sequential").to_numpy()
+    if "python" in df.columns:
+        loop &= df["python"].isna().to_numpy()
+    if not loop.any():
+        return 0.0
+    others = df["noise_note"].astype(object).fillna("").astype(str).str.contains("others used").to_numpy()
+    return float((noisy_runs(df) & others & loop).sum() / loop.sum())
+
+
+def _e2e(df: pd.DataFrame) -> np.ndarray:
+    """Per run, start-up + run + teardown: what the verdict's end-to-end speedups compare."""
+    total = np.zeros(len(df))
+    for col in ("setup_s", "run_s", "teardown_s"):
+        if col in df.columns:
+            total = total + np.nan_to_num(df[col].to_numpy(dtype=np.float64, na_value=np.nan))
+    return total
+
+
+def paired_slower(df: pd.DataFrame) -> Callable[[ArmResult, ArmResult, float], bool]:
+    """``slower(a, b, factor)``: whether arm ``a`` took over ``factor`` times arm ``b``'s end-to-end
+    time, judged run against run: per round (its median run of each arm at its worker count), the
+    exact 95% interval of the median ratio lies above ``factor``. False with fewer than
+    ``MIN_PAIRED_ROUNDS`` rounds holding both.
+    """
+    ok = ok_runs(df) if len(df) else np.zeros(0, bool)
+    runs = df[ok].reset_index(drop=True)
+    if len(runs) == 0 or "repeat" not in runs.columns:
+        return lambda a, b, factor: False
+    rounds = runs["repeat"].astype(object)
+    if "round" in runs.columns:
+        rounds = runs["round"].astype(object).where(runs["round"].notna(), rounds)
+    sweep = runs["sweep_id"].astype(object) if "sweep_id" in runs.columns else pd.Series("", index=runs.index)
+    keyed = pd.DataFrame(
+        {
+            "arm": [arm_label(r) for r in runs.to_dict("records")],
+            "workers": runs["workers"].to_numpy(),
+            "key": list(zip(sweep, rounds)),
+            "e2e": _e2e(runs),
+        }
+    )
+
+    def per_round(arm: ArmResult) -> pd.Series:
+        mine = keyed[(keyed["arm"] == arm.arm) & (keyed["workers"] == arm.workers)]
+        return mine.groupby("key")["e2e"].median()
+
+    def slower(a: ArmResult, b: ArmResult, factor: float) -> bool:
+        ta, tb = per_round(a), per_round(b)
+        both = ta.index.intersection(tb.index)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = (ta[both] / tb[both]).to_numpy(dtype=np.float64)
+        ratio = ratio[np.isfinite(ratio) & (ratio > 0)]
+        if len(ratio) < MIN_PAIRED_ROUNDS:
+            return False
+        low, _ = SortedGroups(np.zeros(len(ratio), np.int64), ratio, 1).median_ci(0.95)
+        return bool(low[0] > factor)
+
+    return slower
+
+
+def unequal_tasks(df: pd.DataFrame, ratio: float = UNEQUAL) -> str | None:
+    """``unequal tasks: task 0 takes 16× the median task`` from the plain loop's task records, or None.
+
+    Each task's time is its median over the sequential runs, so one slow moment is not an unequal task;
+    it is told whatever the parallel runs' attribution could vouch for on a busy machine.
+
+    >>> recs = [{"task": t, "start_s": 0.0, "end_s": 16.0 if t == 0 else 1.0} for t in range(8)]
+    >>> unequal_tasks(pd.DataFrame({"backend": ["sequential"], "status": ["ok"], "task_records": [recs]}))
+    'unequal tasks: task 0 takes 16× the median task'
+    """
+    if "task_records" not in df.columns or len(df) == 0:
+        return None
+    rows = df[(df["backend"].astype(object) == "sequential") & (df["status"].astype(object) == "ok")]
+    times = [
+        (int(r["task"]), float(r["end_s"]) - float(r["start_s"]))
+        for recs in rows["task_records"]
+        if recs is not None and not isinstance(recs, float)
+        for r in recs
+        if r.get("task") is not None and r.get("start_s") is not None and r.get("end_s") is not None
+    ]
+    if not times:
+        return None
+    per_task = pd.DataFrame(times, columns=["task", "s"]).groupby("task")["s"].median()
+    typical = float(per_task.median())
+    if len(per_task) < 2 or typical <= 0 or per_task.max() < ratio * typical:
+        return None
+    return (
+        f"unequal tasks: task {int(per_task.idxmax())} takes {per_task.max() / typical:.0f}× the median task"
+    )
