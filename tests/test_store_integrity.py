@@ -25,7 +25,7 @@ from conc_lab.store.check import check
 from conc_lab.store.layout import LOCK, MANIFEST, StoreError, part_files, sweep_dirs
 from conc_lab.store.load import load
 from conc_lab.store.manifest import Manifest, SweepState, read_manifest
-from conc_lab.store.reader import latest_sweep
+from conc_lab.store.reader import journal_entries, latest_sweep
 from conc_lab.store.writer import SweepWriter
 
 REPO = Path(__file__).resolve().parent.parent
@@ -130,6 +130,44 @@ def test_check_reads_every_byte_not_only_the_key_columns(tmp_path):
     proc = conclab("check", root)
     assert proc.returncode == 1 and f"{part}: damaged Parquet part" in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def unsealed(root: Path) -> tuple[Path, Path]:
+    """A killed sweep whose last rows are only in its journal: (sweep folder, journal)."""
+    d = shard(root, 1, 1, trials=1, repeats=3, close=False)  # 4 rows a part: 3 stay in the journal
+    (journal,) = d.glob("_journal-*.jsonl")
+    assert journal.read_bytes().count(b"\n") == 3
+    return d, journal
+
+
+def test_a_journal_line_changed_on_disk_is_named_by_load_and_check_never_read(tmp_path):
+    d, journal = unsealed(tmp_path / "sh")
+    data = journal.read_bytes()
+    at = data.index(b'"run_s":0.25') + len(b'"run_s":0.2')
+    journal.write_bytes(data[:at] + b"9" + data[at + 1 :])  # run_s 0.25 -> 0.29: still a valid row
+    with pytest.raises(StoreError, match=f"{journal.name}: corrupt line 1 .*no longer match its checksum"):
+        load(d)
+    proc = conclab("check", d)
+    assert proc.returncode == 1 and f"{journal}: corrupt line 1" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_every_flipped_bit_in_a_journal_is_named_never_a_changed_or_lost_row(tmp_path):
+    d, journal = unsealed(tmp_path / "sh")
+    whole = journal.read_bytes()
+    rows = [r for _, r in journal_entries(journal)]
+    changed, silent = [], []
+    for byte in range(len(whole)):
+        for bit in range(8):
+            data = bytearray(whole)
+            data[byte] ^= 1 << bit
+            entries = [e for _, e in journal_entries(journal, bytes(data))]
+            changed += [(byte, bit) for e in entries if isinstance(e, dict) and e not in rows]
+            if all(isinstance(e, dict) for e in entries) and len(entries) < len(rows):
+                silent.append((byte, bit))
+    assert changed == []
+    # and none lost without a word: not even the last line's newline changed (a tear cuts, never changes)
+    assert silent == [], silent[:5]
 
 
 # ---- merge: killed anywhere, merged again, each run once (#25 item 3)

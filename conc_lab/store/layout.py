@@ -5,8 +5,11 @@ Layout of one sweep::
     results/<name>/<sweep_id>/
         _manifest.json            config, its fingerprint, environment, state (``manifest.SweepState``)
         part-000000.<sha>.parquet sealed batches of rows (temp file, fsynced, renamed); ``<sha>``
-                                  is the start of the file's sha256, checked on every read
-        _journal-000001.jsonl     rows since the last seal, one JSON line each, written as each run ends
+                                  is the start of the file's sha256, checked on every read;
+                                  ``_part-...`` while a complete run of the same shard stands
+                                  beside this one, unfinished (``writer.SweepWriter``)
+        _journal-000001.jsonl     rows since the last seal, one line each (sha256 start, JSON), written
+                                  as each run ends
         .lock                     held (flock) by the one conclab writing the sweep
 
 Everything but the parts starts with ``_`` or ``.``, which Parquet readers skip: pandas,

@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import time
 import warnings
 from collections import defaultdict
@@ -64,7 +65,7 @@ def read_part(part: Path, columns: list[str] | None, where, sweep_id: str | None
     ``FileNotFoundError`` when the part went meanwhile (its sweep was merged or resealed):
     the caller reads the folder again.
     """
-    data = part.read_bytes()
+    data = _arrow_bytes(part)
     expected = part_checksum(part)
     if expected is not None and hashlib.sha256(data).hexdigest()[: len(expected)] != expected:
         raise StoreError(
@@ -91,6 +92,19 @@ def read_part(part: Path, columns: list[str] | None, where, sweep_id: str | None
     return Part(table, tag if isinstance(tag, dict) else {})
 
 
+def _arrow_bytes(part: Path) -> pa.Buffer:
+    """A file's bytes in memory Arrow owns, not a Python ``bytes``.
+
+    Arrow releases a buffer from whichever of its threads drops it last, and a buffer that
+    wraps a Python object needs the GIL for that. A thread waiting for the GIL while the
+    interpreter exits (a command ending at once on a store error) is ended by Python inside
+    Arrow's C++, which aborts the process: "terminate called without an active exception"
+    after the error line, and not the exit code 2 (apache/arrow#34314).
+    """
+    with pa.OSFile(str(part)) as f:
+        return f.read_buffer()
+
+
 def part_tag(path: Path) -> dict:
     """The conc_lab tag a part was written with (``write_part``); {} when it has none or is damaged."""
     try:
@@ -110,21 +124,82 @@ def committed(part: Part, manifest: Manifest) -> bool:
     return source is None or source in {m.sweep_id for m in manifest.merged_from}
 
 
+#: Hex digits of a journal line's sha256 written before its row: 64 bits, so no damage passes by chance.
+LINE_SUM_DIGITS = 16
+
+
+def journal_line(row: dict) -> bytes:
+    """One journal line: the start of the row's sha256, a space, the row as JSON, a newline.
+
+    A line whose bytes changed on disk no longer matches its checksum, so it is named as
+    damaged, never read as a changed value. ASCII whatever text the row holds (``ensure_ascii``).
+
+    >>> journal_line({"repeat": 1})
+    b'05f13bb05a61cbcb {"repeat":1}\\n'
+    """
+    body = json.dumps(row, separators=(",", ":")).encode()
+    return _line_sum(body) + b" " + body + b"\n"
+
+
+def _line_sum(body: bytes) -> bytes:
+    return hashlib.sha256(body).hexdigest()[:LINE_SUM_DIGITS].encode()
+
+
+_SUMMED = re.compile(rb"[0-9a-f]{%d} " % LINE_SUM_DIGITS)
+
+
+def _is_summed(line: bytes) -> bool:
+    return _SUMMED.match(line) is not None
+
+
+def _line_body(line: bytes, summed: bool) -> bytes:
+    """The JSON a journal line holds, its checksum checked; ``ValueError`` saying why it cannot be trusted.
+
+    ``summed``: the journal's lines carry checksums. Only a journal none of whose lines has
+    one (written by a conc_lab from before) is read without: one bit changed cannot turn a
+    checksummed line into a plain one (its first byte is a hex digit, never ``{``).
+    """
+    if not summed:
+        return line
+    if not _is_summed(line):
+        raise ValueError("no checksum, in a journal whose lines have one")
+    body = line[LINE_SUM_DIGITS + 1 :]
+    if _line_sum(body) != line[:LINE_SUM_DIGITS]:
+        raise ValueError("its bytes no longer match its checksum: changed on disk")
+    return body
+
+
+def _whole_but_last_byte(line: bytes, summed: bool) -> bool:
+    """A last line whole but for its newline, changed into another byte: damage, not a tear."""
+    try:
+        return summed and bool(_line_body(line[:-1], summed))
+    except ValueError:
+        return False
+
+
 def journal_entries(path: Path, data: bytes | None = None) -> Iterator[tuple[int, dict | str]]:
     """``(line number, row)`` for each whole line of a journal, ``(line number, problem)`` for a damaged one.
 
-    Rows are checked against the schema (text made safe). A torn last line, with no newline
-    after it, is a kill mid-write: that run was in flight, not finished; it is skipped.
-    ``data``: the journal's bytes, when already read.
+    Each line's checksum is checked (``journal_line``), then its row against the schema (text
+    made safe). A torn last line, with no newline after it, is a kill mid-write: that run was
+    in flight, not finished; it is skipped. ``data``: the journal's bytes, when already read.
     """
     lines = (path.read_bytes() if data is None else data).split(b"\n")
+    summed = any(_is_summed(line) for line in lines)
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
+        torn = number == len(lines)  # no newline after it
         try:
-            yield number, schema.check_row(json.loads(line))
+            body = _line_body(line, summed)
+        except ValueError as exc:
+            if not torn or _whole_but_last_byte(line, summed):  # a tear cuts a line, never changes one
+                yield number, f"corrupt line {number} ({exc})"
+            continue
+        try:
+            yield number, schema.check_row(json.loads(body))
         except json.JSONDecodeError as exc:
-            if number < len(lines):  # else no newline after it: torn, not damaged
+            if not torn:
                 yield number, f"corrupt line {number} (not JSON: {exc.msg})"
         except (ValueError, RecursionError) as exc:  # RowError, or bytes that are not UTF-8
             yield number, f"corrupt line {number} (not a result row: {exc})"

@@ -41,7 +41,7 @@ from conc_lab.store.layout import (
 )
 from conc_lab.store.lock import lock, sweep_lock, unlock
 from conc_lab.store.manifest import Manifest, SweepState, read_manifest, write_manifest
-from conc_lab.store.reader import read_journal
+from conc_lab.store.reader import journal_line, read_journal
 
 #: Hex digits of a part's sha256 kept in its name (128 bits: no damage goes unseen by chance).
 CHECKSUM_DIGITS = 32
@@ -112,8 +112,7 @@ class SweepWriter:
             raise schema.RowError(f"row refused: {exc}") from None
         if row["sweep_id"] != self.manifest.sweep_id:
             raise schema.RowError(f"row refused: sweep_id {row['sweep_id']!r} in sweep {self.dir}")
-        # ensure_ascii (the default): the journal is plain ASCII whatever text the row holds
-        line = (json.dumps(row, separators=(",", ":")) + "\n").encode()
+        line = journal_line(row)  # checksummed: a line changed on disk is found, never read
         try:
             write_all(self._fd, line)
         except OSError as exc:
