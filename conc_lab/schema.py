@@ -99,6 +99,9 @@ SCHEMA = pa.schema(
         # permutation; null in sweeps recorded before the order was.
         pa.field("round", pa.int32()),
         pa.field("slot", pa.int32()),
+        # Seconds the trial host timed the run from outside (fork to reply): a clock the workload
+        # cannot reach, which setup_s + run_s + teardown_s must fit in; null in sweeps recorded before.
+        pa.field("outside_s", pa.float64()),
     ]
 )
 
@@ -223,7 +226,16 @@ def _wrong(value, wanted: str):
 
 _CHECKS = {f.name: (_value_check(f.type), f.nullable) for f in SCHEMA}
 #: Columns that hold seconds something took: never negative, never NaN or infinite (issue #25).
-DURATIONS = ("run_s", "setup_s", "teardown_s", "cpu_user_s", "cpu_sys_s", "canary_before_s", "canary_after_s")
+DURATIONS = (
+    "run_s",
+    "setup_s",
+    "teardown_s",
+    "cpu_user_s",
+    "cpu_sys_s",
+    "canary_before_s",
+    "canary_after_s",
+    "outside_s",
+)
 
 
 def check_row(row: dict) -> dict:

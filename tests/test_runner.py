@@ -42,6 +42,9 @@ def test_a_sweep_records_every_run_with_correct_answers(tmp_path, write_config):
     assert df["pinned"].all()
     assert df["hostname"].notna().all() and df["python_version"].notna().all()
     assert df["cpu_model"].notna().all()
+    # The host's own clock around each run (fork to reply) is stored, and what the run says it took fits in it.
+    inside = df["setup_s"].fillna(0) + df["run_s"] + df["teardown_s"].fillna(0)
+    assert (df["outside_s"] >= inside).all(), df[["outside_s", "setup_s", "run_s", "teardown_s"]]
     # Interleaved: every trial's repeat 0 starts before any trial's repeat 1.
     assert df.loc[df.repeat == 0, "started_at"].max() < df.loc[df.repeat == 1, "started_at"].min()
     kinds = [type(e) for e in events]
