@@ -390,3 +390,24 @@ def test_resume_refuses_a_store_it_cannot_trust_in_one_line(sweep_config, tmp_pa
     (line,) = refused.stderr.strip().splitlines()
     assert words in line and "Traceback" not in refused.stderr
     assert {p: p.stat().st_mtime_ns for p in sweep_dir.iterdir()} == before  # not "repaired" silently
+
+
+def test_a_sweep_begun_when_shuffle_defaulted_to_false_resumes_in_the_order_it_began(sweep_config, tmp_path):
+    """A sweep a conc_lab from before randomized rounds recorded (its file says nothing of shuffle,
+    which then meant matrix order, and its fingerprint says shuffle false) resumes: not "the config changed"."""
+    out = tmp_path / "out"
+    tag = uuid.uuid4().hex
+    sweep_config.write_text(CONFIG + "shuffle: false\n")  # the old default: its fingerprint, its order
+    killed = run_to_end([KILLER, "rows", str(sweep_config), str(out)], tag, PYTHON_C)
+    assert killed.returncode == -signal.SIGKILL
+    sweep_config.write_text(CONFIG)  # the file as its user wrote it
+    resumed = run_to_end(["sweep", str(sweep_config), "--out", str(out), "--resume"], tag)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resumes in matrix order" in resumed.stderr
+    check_complete_store(sweep_config, out)
+    df = load(out / "kr")
+    assert (df.groupby("trial_id", observed=True)["slot"].nunique() == 1).all()  # every round in matrix order
+    # A file that asks for shuffled rounds is another config: refused as before.
+    sweep_config.write_text(CONFIG + "shuffle: true\n")
+    refused = run_to_end(["sweep", str(sweep_config), "--out", str(out), "--resume", "-q"], tag)
+    assert refused.returncode == 2 and "the config changed since sweep" in refused.stderr

@@ -171,6 +171,7 @@ def _settings(v: Validator, doc: dict, path: str | None) -> dict[str, Any]:
         "warmup": warmup,
         "timeout_s": v.number(doc.get("timeout_s", 120), "timeout_s", maximum=MAX_TIMEOUT_S),
         "shuffle": shuffle,
+        "defaulted": frozenset(key for key in ("shuffle",) if key not in doc),
         "seed": v.integer(doc.get("seed", 0), "seed", minimum=0, maximum=INT64_MAX),
         "pairing": _pairing(v, doc.get("pairing", "round")),
         "description": description,

@@ -158,6 +158,9 @@ class Config:
     # settings the command line gave in place of the file's (sweep --repeats/--warmup), kept in the
     # manifest; the fingerprint holds their values already, so a resume must be given the same
     overrides: dict[str, int] = field(default_factory=dict)
+    # settings the file left out, whose default applies: a resume may find its sweep began under an
+    # older default (plan.runs.OLD_DEFAULTS); not in the fingerprint (their values are)
+    defaulted: frozenset[str] = frozenset()
 
     @property
     def fingerprint(self) -> str:

@@ -20,6 +20,7 @@ memory, not the runs'.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import random
 from collections import Counter
@@ -152,6 +153,7 @@ class ResumeState:
     done: frozenset[tuple[str, int]] = frozenset()  # (trial_id, repeat) already recorded
     calibrated_sizes: dict[str, int] = field(default_factory=dict)
     started_at: float | None = None
+    config: Config | None = None  # the config as the sweep began (``config_as_begun``)
 
 
 def resume_state(config: Config, out: str | os.PathLike, shard: str | None = None) -> ResumeState | None:
@@ -164,7 +166,8 @@ def resume_state(config: Config, out: str | os.PathLike, shard: str | None = Non
     if sweep_dir is None:
         return None
     manifest = read_manifest(sweep_dir)
-    if manifest.fingerprint != config.fingerprint:
+    begun = config_as_begun(config, manifest.fingerprint)
+    if begun is None:
         raise ConfigError(
             config.path,
             "(resume)",
@@ -178,7 +181,37 @@ def resume_state(config: Config, out: str | os.PathLike, shard: str | None = Non
         done=frozenset(completed_runs(sweep_dir)),
         calibrated_sizes=dict(manifest.calibrated_sizes),
         started_at=manifest.started_at,
+        config=begun,
     )
+
+
+#: Defaults that changed after sweeps were recorded under them: (setting, the default it had). A
+#: sweep whose file left the setting out began under the old default, and resumes under it.
+OLD_DEFAULTS = (("shuffle", False),)  # rounds in matrix order, until randomized rounds (#20)
+
+
+def config_as_begun(config: Config, fingerprint: str | None) -> Config | None:
+    """``config`` as the sweep with ``fingerprint`` began it, or None if that sweep ran another config.
+
+    The same config, or the same file under an old default (``OLD_DEFAULTS``): a sweep begun
+    before shuffle became the default resumes in matrix order, as it began.
+
+    >>> from conc_lab.config.document import parse_config
+    >>> cfg = parse_config({"name": "d", "matrix": {"workload": ["experiments.io:sleep"], "backend": ["threading"]}})
+    >>> before = dataclasses.replace(cfg, shuffle=False).fingerprint  # as a conc_lab before #20 wrote it
+    >>> config_as_begun(cfg, before).shuffle, config_as_begun(cfg, cfg.fingerprint).shuffle
+    (False, True)
+    >>> config_as_begun(cfg, "0" * 16) is None
+    True
+    """
+    if fingerprint == config.fingerprint:
+        return config
+    for key, old in OLD_DEFAULTS:
+        if key in config.defaulted:
+            then = dataclasses.replace(config, **{key: old})
+            if then.fingerprint == fingerprint:
+                return then
+    return None
 
 
 def _overrides_hint(then: object, now: dict[str, int]) -> str:

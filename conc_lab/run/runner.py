@@ -239,6 +239,10 @@ def _prepare(
     state = plan.resume_state(config, out, label) if resume else None
     if resume and state is None:
         emit(events.Warned(f"nothing to resume under {Path(out) / config.name}; starting a new sweep"))
+    if state is not None and state.config is not None and state.config != config:
+        config = state.config  # begun under an older default (plan.OLD_DEFAULTS): it goes on as it began
+        began = f"sweep {state.sweep_id} began when shuffle defaulted to false"
+        emit(events.Warned(f"{began}: it resumes in matrix order"))
     sweep_id = state.sweep_id if state else new_sweep_id()
     sweep_dir = state.sweep_dir if state else Path(out) / config.name / sweep_id
     search_path = workload_search_path(Path(config.path).parent if config.path else None)
