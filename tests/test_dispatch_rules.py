@@ -8,6 +8,7 @@ core planning; only where a run would execute is scripted.
 
 from __future__ import annotations
 
+import time
 from types import SimpleNamespace
 
 import pytest
@@ -15,12 +16,15 @@ import pytest
 import conc_lab
 from conc_lab import events, schema
 from conc_lab.config.document import load_config
+from conc_lab.host.protocol import PROTOCOL_VERSION
 from conc_lab.plan.matrix import Trial
 from conc_lab.plan.runs import Run
 from conc_lab.run import runner
-from conc_lab.run.cluster import ClusterDispatch
+from conc_lab.run.cluster import NO_NODE_TIMEOUT_S, ClusterDispatch, ClusterError
 from conc_lab.run.dispatch import Dispatch, LocalDispatch
 from conc_lab.run.executor import ExecutorSettings, RunResult, TrialExecutor, trial_row
+from conc_lab.run.node_runner import NodePlace
+from conc_lab.schema import SCHEMA_VERSION
 from conc_lab.store.layout import sweep_dirs
 from conc_lab.store.manifest import read_manifest
 from conc_lab.store.writer import SweepWriter
@@ -196,6 +200,7 @@ class FakeRay:
         self.in_flight: dict[Ref, tuple[str, set[int]]] = {}
         self.overlapping = 0
         self.doomed: set[str] = set()  # nodes whose next call dies with them
+        self.said: dict[str, object] = {}  # node id -> what its runner's where() answers, if not the usual
 
     def nodes(self):
         return [{"NodeID": n, "Alive": a, "NodeManagerHostname": n} for n, a in self.alive.items()]
@@ -233,7 +238,8 @@ class FakeRunner:
         self.ray, self.node, self.settings = ray, node, settings
         self.executor = TrialExecutor(settings, node_id=node)  # starts no host until a run executes
         self.killed = False
-        self.where = SimpleNamespace(remote=lambda: Ref((ray.machines[node], [0, 1])))
+        said = ray.said.get(node, NodePlace(ray.machines[node], [0, 1]))
+        self.where = SimpleNamespace(remote=lambda: Ref(said))
         self.execute = SimpleNamespace(remote=self._execute)
         self.close = SimpleNamespace(remote=lambda: Ref(None))
 
@@ -295,3 +301,34 @@ def test_a_lost_node_sends_its_run_to_another_and_a_skipped_run_is_not_sent():
     assert {r.row["node_id"] for s, r in done.items() if s != 5} == {"a"}
     lost = [e for e in told if isinstance(e, events.NodeLost)]
     assert [e.node_id for e in lost] == ["b"] and "b" in dispatch.nodes.suspect
+
+
+def test_a_node_with_another_conc_lab_is_refused_in_one_line_and_gets_no_run():
+    ray = FakeRay({"a": "m1", "old": "m2", "newer": "m3"})
+    ray.said["old"] = ("boot:m2", [0, 1])  # a runner from before nodes said their versions
+    ray.said["newer"] = NodePlace("boot:m3", [0, 1], protocol=PROTOCOL_VERSION + 1)
+    told = []
+    dispatch = ClusterDispatch("fake:1", ExecutorSettings("cpu", "s"))
+    dispatch.attach(ray, FakeRunnerClass(ray), told.append)
+    done = list(dispatch.results(_mixed_runs(6), lambda trial: None))
+    assert {result.row["node_id"] for _, result in done} == {"a"} and len(done) == 6
+    lost = {e.node_id: e.error for e in told if isinstance(e, events.NodeLost)}
+    assert set(lost) == {"old", "newer"}
+    assert "older than this driver's" in lost["old"]
+    assert f"trial protocol {PROTOCOL_VERSION + 1}" in lost["newer"]
+    assert all(why.endswith("install the same conc_lab on every node") for why in lost.values())
+    assert {"old", "newer"} <= dispatch.nodes.dropped  # never tried again
+
+
+def test_a_cluster_whose_every_node_is_refused_says_why_at_once():
+    ray = FakeRay({"old": "m1"})
+    ray.said["old"] = NodePlace("boot:m1", [0, 1], schema=SCHEMA_VERSION + 1)
+    dispatch = ClusterDispatch("fake:1", ExecutorSettings("cpu", "s"))
+    dispatch.attach(ray, FakeRunnerClass(ray), events.ignore)
+    began = time.monotonic()
+    with pytest.raises(
+        ClusterError,
+        match=f"no node can run this sweep: node old old: refused: .* row schema {SCHEMA_VERSION + 1}",
+    ):
+        list(dispatch.results(_mixed_runs(2), lambda trial: None))
+    assert time.monotonic() - began < NO_NODE_TIMEOUT_S / 2  # not the wait for a node to join

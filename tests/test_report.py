@@ -187,6 +187,30 @@ def test_report_without_task_records_or_baseline_still_draws(tmp_path):
     assert "no baseline" in (tmp_path / "index.html").read_text()
 
 
+def test_report_names_a_node_slower_than_the_others_on_the_same_trials(tmp_path):
+    nodes = ["5d4f" + "a1" * 26, "c07e" + "b2" * 26, "9e11" + "c3" * 26]
+    df = pd.DataFrame(
+        {
+            "workload": "w",
+            "tasks": 4,
+            "size": 1,
+            "trial_id": [b for b in ("seq", "thr") for _ in range(6)],
+            "backend": [b for b in ("sequential", "threading") for _ in range(6)],
+            "workers": 1,
+            "status": "ok",
+            "node_id": nodes * 4,
+            "hostname": "box",
+            "run_s": [1.0, 1.0, 1.4] * 2 + [0.6, 0.6, 0.84] * 2,  # the third node: x1.4 on both trials
+        }
+    )
+    page = write_report(df, tmp_path / "slow").read_text()
+    (section,) = re.findall(r'<div id="slow-nodes".*?</div>', page, re.S)
+    assert "node 9e11c3c3 (box) is slower than the other nodes on the same trials: x1.40" in section
+    assert "5d4f" not in section and "c07e" not in section
+    df["run_s"] = [1.0] * 6 + [0.6] * 6  # every node alike: nothing to flag
+    assert 'id="slow-nodes"' not in write_report(df, tmp_path / "even").read_text()
+
+
 def test_report_refuses_an_empty_store(tmp_path):
     with pytest.raises(ValueError, match="no trial runs"):
         write_report(pd.DataFrame(columns=["workload", "backend", "run_s"]), tmp_path)

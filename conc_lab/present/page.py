@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 
+from conc_lab.analysis.nodes import slow_nodes
 from conc_lab.analysis.selection import short_workload_names
 from conc_lab.analysis.summary import by_interpreter, interpreter_labels
 from conc_lab.present import views
@@ -74,6 +75,7 @@ def html_page(
 <body>
 <h1>{esc(title)}</h1>
 <table class="meta">{meta}</table>
+{_slow_nodes_section(df)}
 {noise_section(df, list(manifests))}
 <h2>Figures</h2>
 {left_out}{figs or "<p>No successful runs to draw.</p>"}
@@ -95,6 +97,19 @@ with them, not serial work.</p>
 <p style="color:#888;font-size:11px">Built by conc_lab in {elapsed:.1f} s.</p>
 </body></html>
 """
+
+
+def _slow_nodes_section(df: pd.DataFrame) -> str:
+    """Cluster nodes slower than the others on the same trials, each with its ratio; "" when none."""
+    slow = slow_nodes(df)
+    if not slow:
+        return ""
+    lines = "".join(f"<li>{html.escape(s.text())}</li>" for s in slow)
+    return (
+        '<div id="slow-nodes" class="warn"><p><b>Slow nodes.</b> A run time in these tables mixes the '
+        "nodes that ran it; these nodes took longer than the others on the same trials (a throttled CPU, "
+        f"a busy neighbour):</p><ul>{lines}</ul></div>"
+    )
 
 
 def _meta_table(df: pd.DataFrame) -> str:

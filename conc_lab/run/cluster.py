@@ -218,6 +218,9 @@ class ClusterDispatch(Dispatch):
                 nodes.refresh()
                 last_poll = now
             if not nodes.actors:
+                refused = nodes.refusal()
+                if refused is not None:  # another conc_lab on every node: waiting cannot help
+                    raise ClusterError(f"--cluster {self.address}: no node can run this sweep: {refused}")
                 no_node_since = no_node_since or now
                 if now - no_node_since > NO_NODE_TIMEOUT_S:
                     raise ClusterError(

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import os
 import socket
+from dataclasses import dataclass
 from pathlib import Path
 
+import conc_lab
+from conc_lab import schema
 from conc_lab.host import affinity, protocol
 from conc_lab.plan.matrix import Trial
 from conc_lab.run.executor import ExecutorSettings, RunResult, TrialExecutor
@@ -33,6 +36,21 @@ def machine_id() -> str:
         return "host:" + socket.gethostname()
 
 
+@dataclass(frozen=True)
+class NodePlace:
+    """What a node runner tells the driver before its first run: where it runs, and what it speaks.
+
+    The driver refuses a node whose conc_lab speaks another trial protocol or row schema
+    (``nodes.Nodes.placed``): its rows would not be this sweep's rows.
+    """
+
+    machine: str  # ``machine_id``: nodes on one machine share its cores
+    allowed: list[int]  # the cores this node may use there
+    protocol: int = protocol.PROTOCOL_VERSION
+    schema: int = schema.SCHEMA_VERSION
+    conclab: str = conc_lab.__version__
+
+
 class NodeRunner:
     """Runs trial runs on its node with the local executor; one per node, one call at a time.
 
@@ -51,9 +69,9 @@ class NodeRunner:
         self.executor = TrialExecutor(settings.on_node([os.getcwd()]), node_id=self.node_id)
         self.allowed = affinity.available_cores()
 
-    def where(self) -> tuple[str, list[int]]:
-        """This node's machine (``machine_id``) and the cores it may use there."""
-        return machine_id(), self.allowed
+    def where(self) -> NodePlace:
+        """This node's machine (``machine_id``), the cores it may use there, and its versions."""
+        return NodePlace(machine_id(), self.allowed)
 
     def execute(
         self, params: dict, repeat: int, warmup: bool = False, cores: list[int] | None = None

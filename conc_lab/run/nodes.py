@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import time
 
-from conc_lab import events
+import conc_lab
+from conc_lab import events, schema
 from conc_lab.events import EventHandler
-from conc_lab.host import affinity
+from conc_lab.host import affinity, protocol
 
 #: Actors that die on a node that still looks alive (a broken install there) before it is dropped.
 MAX_NODE_FAILURES = 3
@@ -29,6 +30,32 @@ def first_line(exc: BaseException) -> str:
     """
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+def version_mismatch(place) -> str | None:
+    """Why a node whose runner said ``place`` (``node_runner.NodePlace``) cannot run this sweep, or None.
+
+    Its trial protocol or row schema differs from this driver's: another conc_lab is installed
+    there. A runner from before nodes said their versions answers a bare (machine, cores).
+
+    >>> from types import SimpleNamespace as Place
+    >>> version_mismatch(Place(protocol=protocol.PROTOCOL_VERSION, schema=schema.SCHEMA_VERSION)) is None
+    True
+    >>> print(version_mismatch(("boot:x", [0]))[:57])
+    refused: its conc_lab is older than this driver's (0.1.0)
+    """
+    theirs = (getattr(place, "protocol", None), getattr(place, "schema", None))
+    ours = (protocol.PROTOCOL_VERSION, schema.SCHEMA_VERSION)
+    if theirs == ours:
+        return None
+    if theirs == (None, None):
+        said = f"its conc_lab is older than this driver's ({conc_lab.__version__}) and says no versions"
+    else:
+        said = (
+            f"its conc_lab ({getattr(place, 'conclab', '?')}) speaks trial protocol {theirs[0]} and row "
+            f"schema {theirs[1]}, this driver's ({conc_lab.__version__}) {ours[0]} and {ours[1]}"
+        )
+    return f"refused: {said}; install the same conc_lab on every node"
 
 
 class Nodes:
@@ -49,6 +76,7 @@ class Nodes:
         self.dropped: set[str] = set()
         self.suspect: dict[str, float] = {}  # node id -> when its actor died while Ray listed it alive
         self.idle_since: dict[str, float] = {}  # node id -> when its runner last became free
+        self.refused: dict[str, str] = {}  # node id -> why it is not used (another conc_lab there)
         self.used = 0
 
     def refresh(self) -> None:
@@ -77,12 +105,30 @@ class Nodes:
         """A new node runner said where it runs: its node can take runs now."""
         nid = self.probing.pop(ref)
         try:
-            machine, allowed = self.ray.get(ref)
+            place = self.ray.get(ref)
         except self.ray.exceptions.RayActorError as exc:
             self.lose(nid, first_line(exc))
             return
-        self.where[nid] = (machine, list(allowed))
+        why = version_mismatch(place)
+        if why is not None:
+            self.refuse(nid, why)
+            return
+        self.where[nid] = (place.machine, list(place.allowed))
         self.idle_since[nid] = time.monotonic()
+
+    def refuse(self, nid: str, why: str) -> None:
+        """Use a node no more, for the whole sweep: its conc_lab is not this driver's."""
+        self.lose(nid, why)
+        self.suspect.pop(nid, None)
+        self.dropped.add(nid)
+        self.refused[nid] = why
+
+    def refusal(self) -> str | None:
+        """Why no node can run the sweep, when every live node was refused (``refuse``); else None."""
+        alive = [n["NodeID"] for n in self.ray.nodes() if n["Alive"]]
+        if not alive or any(nid not in self.refused for nid in alive):
+            return None
+        return f"node {self.hostnames.get(alive[0], '?')} {alive[0][:8]}: {self.refused[alive[0]]}"
 
     def idle(self, busy: set[str]) -> list[str]:
         """Nodes ready for a run and not in ``busy``, the one idle longest first."""
