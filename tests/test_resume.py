@@ -220,8 +220,8 @@ KILLER = textwrap.dedent(
 
     if point == "after-rename":  # the part is in place, its journal not yet unlinked
         real_write_part = store_writer.write_part
-        def write_part(*args):
-            real_write_part(*args)
+        def write_part(*args, **kwargs):
+            real_write_part(*args, **kwargs)
             die()
         store_writer.write_part = write_part
     if point == "before-rename":  # the temp file is written and fsynced, not yet renamed

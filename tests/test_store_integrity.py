@@ -359,6 +359,34 @@ def test_a_shard_run_again_is_counted_once_by_plain_parquet_readers_too(tmp_path
     assert merged.returncode == 0 and "18 runs" in merged.stderr, merged.stderr
 
 
+@pytest.mark.filterwarnings("ignore:.*shard 1/2 was run twice")
+def test_while_a_shard_runs_again_plain_readers_count_what_load_counts(tmp_path):
+    def counts(root: Path) -> tuple[int, int]:
+        return len(load(root)), len(pd.read_parquet(root))
+
+    root = tmp_path / "complete-first" / "sh"
+    shard(root, 1, 2, tag="first", started_at=time.time() - 60)
+    shard(root, 2, 2)
+    assert counts(root) == (18, 18)
+    again = shard(root, 1, 2, tag="again", close=False)  # running again (here killed): 8 rows sealed
+    assert len(load(again)) == 9  # its own rows, read as its own folder
+    assert counts(root) == (18, 18)  # load keeps the complete run until this one completes; so do they
+    assert check(root).runs == 18
+    SweepWriter(again, read_manifest(again)).close(SweepState.COMPLETE)  # resumed: it had every row
+    assert counts(root) == (18, 18) and not list(root.rglob("_part-*"))
+    assert {d.name for d in sweep_dirs(root)} == {"s1of2-again", "s2of2-a"}
+
+    root = tmp_path / "killed-first" / "sh"
+    shard(root, 1, 2, tag="first", started_at=time.time() - 60, close=False)  # killed, never resumed
+    shard(root, 2, 2)
+    shard(root, 1, 2, tag="again", close=False)  # begun anew, killed too: load keeps the latest
+    assert counts(root) == (
+        18,
+        17,
+    )  # the same runs, but its last row, still in its journal (sealed rows only)
+    assert check(root).runs == 18
+
+
 # ---- manifests of the wrong shape (#25 item 10)
 
 WRONG = {

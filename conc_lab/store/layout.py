@@ -37,6 +37,9 @@ MANIFEST = "_manifest.json"
 OLD_MANIFEST, OLD_JOURNAL = "manifest.json", "journal-*.jsonl"
 JOURNAL = "_journal-*.jsonl"
 PARTS = "part-*.parquet"
+#: The parts of a shard run again while an earlier complete run of it stands beside it: hidden from
+#: plain Parquet readers (``load`` counts the complete run until this one completes, and so do they).
+HIDDEN_PARTS = "_part-*.parquet"
 LOCK = ".lock"  # hidden: plain Parquet readers skip it
 #: A sweep replaced by a later run of the same shard: hidden, so plain readers skip it as load does.
 REPLACED = "_replaced-"
@@ -45,7 +48,7 @@ FILE_MODE = 0o644
 DIR_MODE = 0o755
 #: Open flags for every file the store writes: a symlink in its place is an error, not followed.
 NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
-KNOWN = (MANIFEST, OLD_MANIFEST, LOCK, PARTS, JOURNAL, OLD_JOURNAL, ".*.tmp")
+KNOWN = (MANIFEST, OLD_MANIFEST, LOCK, PARTS, HIDDEN_PARTS, JOURNAL, OLD_JOURNAL, ".*.tmp")
 
 
 class StoreError(RuntimeError):
@@ -180,7 +183,9 @@ def file_seq(path: Path) -> int:
 
 
 def part_files(sweep_dir: Path) -> list[Path]:
-    return sorted(sweep_dir.glob(PARTS), key=lambda p: (file_seq(p), p.name))
+    """Every part of a sweep, hidden ones too (``HIDDEN_PARTS``), in the order they were sealed."""
+    found = [*sweep_dir.glob(PARTS), *sweep_dir.glob(HIDDEN_PARTS)]
+    return sorted(found, key=lambda p: (file_seq(p), p.name))
 
 
 def journal_files(sweep_dir: Path) -> list[Path]:
@@ -256,7 +261,8 @@ def visible_files(root: Path, pattern: str) -> Iterator[Path]:
 
 def orphan_dirs(root: Path) -> list[Path]:
     """Folders under ``root`` that hold result files but no manifest."""
-    found = {f.parent for pattern in (PARTS, JOURNAL, OLD_JOURNAL) for f in visible_files(root, pattern)}
+    patterns = (PARTS, HIDDEN_PARTS, JOURNAL, OLD_JOURNAL)
+    found = {f.parent for pattern in patterns for f in visible_files(root, pattern)}
     return sorted(d for d in found if not is_sweep(d))
 
 

@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
@@ -25,12 +26,14 @@ import pyarrow.parquet as pq
 
 from conc_lab import schema
 from conc_lab.store.layout import (
+    HIDDEN_PARTS,
     JOURNAL,
     MANIFEST,
     REPLACED,
     StoreError,
     SweepBusy,
     file_seq,
+    fsync_dir,
     is_sweep,
     journal_files,
     make_dirs,
@@ -76,6 +79,12 @@ class SweepWriter:
         except OSError as exc:
             raise StoreError(self._cannot_write(self.dir, exc)) from None
         try:
+            # A shard run again: the earlier unfinished runs of it are no longer what load counts (this
+            # one is the latest), and while a complete run of it stands, this one's parts stay hidden.
+            self._hidden = False
+            if self.manifest.shard:
+                replace_earlier(self.dir, self.manifest, unfinished_only=True)
+                self._hidden = any(True for _ in shard_twins(self.dir, self.manifest, complete=True))
             write_manifest(self.dir, self.manifest)
             self._seal_leftover_journals()
             self._seq = 1 + max([file_seq(p) for p in part_files(self.dir)] + [-1])
@@ -133,9 +142,8 @@ class SweepWriter:
         """Turn the journal's rows into a Parquet part (atomically), then drop the journal."""
         if self._rows:
             try:
-                write_part(
-                    self.dir, self._seq, schema.to_table(self._rows, checked=True), self.manifest.sweep_id
-                )
+                table = schema.to_table(self._rows, checked=True)
+                write_part(self.dir, self._seq, table, self.manifest.sweep_id, hidden=self._hidden)
             except OSError as exc:  # the journal still holds every row; a resume seals it
                 raise StoreError(self._cannot_write(self.dir, exc)) from None
         os.close(self._fd)
@@ -148,7 +156,8 @@ class SweepWriter:
         """Seal what is left, record the sweep's final state (complete, interrupted, stopped), unlock.
 
         The lock goes even when sealing fails (a full disk): ``--resume`` then takes over. A
-        shard sweep that completes replaces the earlier runs of its shard (``replace_earlier``).
+        shard sweep that completes replaces the earlier runs of its shard (``replace_earlier``),
+        then shows its own parts to plain readers (hidden while an earlier complete run stood).
         """
         try:
             self.seal()
@@ -156,12 +165,13 @@ class SweepWriter:
             self._journal_path.unlink()
             self.manifest = self.manifest.replace(state=SweepState(state), finished_at=time.time())
             write_manifest(self.dir, self.manifest)
+            if self.manifest.state is SweepState.COMPLETE and self.manifest.shard:
+                replace_earlier(self.dir, self.manifest)
+                show_parts(self.dir)
         except OSError as exc:
             raise StoreError(self._cannot_write(self.dir / MANIFEST, exc)) from None
         finally:
             self._unlock()
-        if self.manifest.state is SweepState.COMPLETE and self.manifest.shard:
-            replace_earlier(self.dir, self.manifest)
 
     def _seal_leftover_journals(self) -> None:
         """A resumed sweep first turns what a killed run left in journals into parts.
@@ -176,21 +186,28 @@ class SweepWriter:
             if file_seq(journal) not in sealed:
                 rows = read_journal(journal)
                 if rows:
+                    table = schema.to_table(rows, True)
                     write_part(
-                        self.dir, file_seq(journal), schema.to_table(rows, True), self.manifest.sweep_id
+                        self.dir, file_seq(journal), table, self.manifest.sweep_id, hidden=self._hidden
                     )
             journal.unlink()
 
 
 def write_part(
-    sweep_dir: Path, seq: int, table: pa.Table, sweep_id: str, merged_from: str | None = None
+    sweep_dir: Path,
+    seq: int,
+    table: pa.Table,
+    sweep_id: str,
+    merged_from: str | None = None,
+    hidden: bool = False,
 ) -> Path:
     """Write rows as one Parquet part (atomically), tagged with the schema version and sweep id.
 
     The part has Parquet page checksums, and the start of its sha256 in its name, which every
     read checks. ``merged_from``: the shard sweep whose rows these are (a merge): a merge cut
     short is not merged twice when run again, and its parts count only once the merged
-    sweep's manifest names that shard (``part_tag``).
+    sweep's manifest names that shard (``part_tag``). ``hidden``: named ``_part-...``, which
+    plain Parquet readers skip (``layout.HIDDEN_PARTS``).
     """
     tag = {"schema_version": schema.SCHEMA_VERSION, "sweep_id": sweep_id}
     if merged_from is not None:
@@ -199,19 +216,18 @@ def write_part(
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink, compression="zstd", write_page_checksum=True)
     data = sink.getvalue().to_pybytes()
-    path = sweep_dir / f"part-{seq:06d}.{hashlib.sha256(data).hexdigest()[:CHECKSUM_DIGITS]}.parquet"
+    name = f"part-{seq:06d}.{hashlib.sha256(data).hexdigest()[:CHECKSUM_DIGITS]}.parquet"
+    path = sweep_dir / ("_" + name if hidden else name)
     write_atomic(path, data)
     return path
 
 
-def replace_earlier(sweep_dir: Path, manifest: Manifest) -> list[Path]:
-    """Hide the earlier runs of a shard that has now completed: ``results/<name>/_replaced-<id>``.
+def shard_twins(sweep_dir: Path, manifest: Manifest, complete: bool | None = None) -> Iterator[Path]:
+    """The other runs of ``manifest``'s shard beside ``sweep_dir`` (same config, same K/N, not merged).
 
-    ``load`` counts a shard run twice once (the complete run, else the latest); hidden (``_``
-    first), the earlier run is skipped by plain Parquet readers too, so they count the same
-    runs. A run still being written is left alone. Returns the folders hidden.
+    ``complete``: only those complete (True) or not (False). Hidden folders, links and
+    folders whose manifest is damaged (``check`` reports those) are left out.
     """
-    hidden = []
     for other in sorted(sweep_dir.parent.iterdir()):
         if (
             other == sweep_dir
@@ -226,8 +242,33 @@ def replace_earlier(sweep_dir: Path, manifest: Manifest) -> list[Path]:
             continue  # damage is check's to report, not this sweep's to move
         if theirs.shard != manifest.shard or theirs.fingerprint != manifest.fingerprint or theirs.merged_from:
             continue
+        if complete is None or (theirs.state is SweepState.COMPLETE) == complete:
+            yield other
+
+
+def replace_earlier(sweep_dir: Path, manifest: Manifest, unfinished_only: bool = False) -> list[Path]:
+    """Hide the earlier runs of a shard that has now completed: ``results/<name>/_replaced-<id>``.
+
+    ``load`` counts a shard run twice once (the complete run, else the latest); hidden (``_``
+    first), the earlier run is skipped by plain Parquet readers too, so they count the same
+    runs. ``unfinished_only``: hide only runs that did not complete (a run of the shard
+    beginning: it is the latest now). A run still being written is left alone. Returns the
+    folders hidden.
+    """
+    hidden = []
+    for other in list(shard_twins(sweep_dir, manifest, complete=False if unfinished_only else None)):
         with contextlib.suppress(SweepBusy, OSError), sweep_lock(other):
             target = other.with_name(f"{REPLACED}{other.name}")
             os.rename(other, target)
             hidden.append(target)
     return hidden
+
+
+def show_parts(sweep_dir: Path) -> None:
+    """Give a completed shard run's hidden parts their plain names: plain readers count it now."""
+    shown = False
+    for part in sweep_dir.glob(HIDDEN_PARTS):
+        os.rename(part, part.with_name(part.name[1:]))
+        shown = True
+    if shown:
+        fsync_dir(sweep_dir)
