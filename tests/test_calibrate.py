@@ -294,3 +294,62 @@ def test_a_step_that_hangs_is_killed_at_the_budget_and_the_steps_came_first(tmp_
     import conc_lab
 
     assert conc_lab.load(tmp_path / "r")["size"].tolist() == [8]
+
+
+SHARED = """
+name: shared
+repeats: 1
+warmup: 0
+matrix:
+  workload: [experiments.seed:calc_square]
+  backend: [sequential, threading]
+  workers: [1, 2]
+  tasks: [2]
+  size: [auto]
+"""
+
+
+def test_calibrate_once_and_every_shard_measures_that_size(tmp_path, write_config):
+    """A SLURM array's shards calibrating on their own may choose different sizes (#23): calibrated once,
+    every shard reads the same sizes, and merge takes them in."""
+    import conc_lab
+    from conc_lab.store.manifest import read_manifest
+
+    path, out = write_config(SHARED), tmp_path / "results"
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent))
+    cli = [sys.executable, "-m", "conc_lab.cli"]
+    made = subprocess.run(
+        [*cli, "calibrate", str(path), "--out", str(out)], capture_output=True, text=True, env=env
+    )
+    assert made.returncode == 0, made.stderr
+    sizes = json.loads((out / "shared" / "_sizes.json").read_text())["sizes"]
+    size = sizes["experiments.seed:calc_square"]
+    assert f"wrote {out / 'shared' / '_sizes.json'}" in " ".join(made.stderr.split())
+    for k in (1, 2):
+        events = []
+        shard = conc_lab.sweep(path, out=out, shard=f"{k}/2", on_event=events.append)
+        assert shard.ok and not [e for e in events if isinstance(e, Calibrated)]  # read, not measured again
+        assert dict(read_manifest(shard.sweep_dir).calibrated_sizes) == sizes
+    merged = subprocess.run([*cli, "merge", str(out / "shared")], capture_output=True, text=True, env=env)
+    assert merged.returncode == 0, merged.stderr
+    assert set(conc_lab.load(out / "shared")["size"]) == {size}
+
+    # The config changed since: calibrated where it runs, and said so.
+    path.write_text(SHARED.replace("repeats: 1", "repeats: 2"))
+    events = []
+    assert conc_lab.sweep(path, out=out, on_event=events.append).ok
+    assert [e.workload for e in events if isinstance(e, Calibrated)] == ["experiments.seed:calc_square"]
+    assert any("calibrated for another version of this config" in getattr(e, "text", "") for e in events)
+
+
+def test_calibrate_on_a_config_without_auto_writes_nothing(tmp_path, write_config):
+    path = write_config(SHARED.replace("size: [auto]", "size: [3]"))
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent))
+    done = subprocess.run(
+        [sys.executable, "-m", "conc_lab.cli", "calibrate", str(path), "--out", str(tmp_path / "r")],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert done.returncode == 0 and "nothing to calibrate" in done.stderr, done.stderr
+    assert not (tmp_path / "r").exists()

@@ -8,6 +8,7 @@ exit codes the scheduler sees (``afterok`` ran the merge because every array tas
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import time
@@ -268,6 +269,22 @@ def test_conclab_slurm_writes_an_array_and_merge_that_run_as_printed(slurm, tmp_
     assert "--shard K/4 --resume" in array_script and "--shard K/4 --resume" in said
     array, merge = _submit(slurm, workdir, submit)  # the printed lines, as printed
     _check_array_and_merge(slurm, workdir, array, merge)
+
+
+def test_with_size_auto_the_generated_jobs_calibrate_once_and_every_shard_measures_that_size(slurm, tmp_path):
+    config = CPU.replace("size: [20000]", "size: [auto]") + "calibration: {target_s: 0.01, budget_s: 20}\n"
+    workdir = _workdir(tmp_path, "", config)
+    submit, said = _generate(slurm, workdir)
+    assert (workdir / "cpu-calibrate.sh").exists() and "cpu-calibrate.sh (size: auto" in said
+    assert "afterok:${sizes%%;*} cpu-array.sh" in submit  # the array waits for the calibration
+    array, merge = _submit(slurm, workdir, submit)  # the printed lines, as printed
+    _check_array_and_merge(slurm, workdir, array, merge)
+    sizes = json.loads((workdir / "results" / "cpu" / "_sizes.json").read_text())["sizes"]
+    (sweep_dir,) = sweep_dirs(workdir / "results" / "cpu")
+    assert dict(read_manifest(sweep_dir).calibrated_sizes) == sizes  # one size, the shards' and the merge's
+    assert set(conc_lab.load(sweep_dir)["size"]) == set(sizes.values())
+    for task in range(1, 5):  # no shard calibrated on its own
+        assert "size auto:" not in (workdir / f"slurm-{array}_{task}.out").read_text()
 
 
 @pytest.mark.flaky(reruns=2)  # the cancel must land mid-shard

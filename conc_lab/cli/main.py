@@ -14,6 +14,7 @@ from conc_lab.cli import results  # noqa: F401 - summarize, compare, report
 from conc_lab.cli import doctor  # noqa: F401
 from conc_lab.cli import storage  # noqa: F401 - merge, check
 from conc_lab.cli import slurm  # noqa: F401
+from conc_lab.cli import calibrate  # noqa: F401
 
 # isort: on
 from conc_lab.cli.advise import advise

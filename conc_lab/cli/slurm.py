@@ -40,7 +40,10 @@ def slurm(
     if time is not None and not _TIME.fullmatch(time):
         die(f"--time: {time!r} is not a SLURM time (MINUTES, H:MM:SS or D-HH:MM:SS)")
     scripts = job_scripts(cfg, str(config), shards, str(out), Path.cwd(), time=time)
-    for name, text in ((scripts.array_file, scripts.array), (scripts.merge_file, scripts.merge)):
+    files = [(scripts.array_file, scripts.array), (scripts.merge_file, scripts.merge)]
+    if scripts.calibrate is not None:
+        files.insert(0, (scripts.calibrate_file, scripts.calibrate))
+    for name, text in files:
         path = Path(name)
         tmp = path.with_name(f".{name}.tmp")
         tmp.write_text(text)
@@ -48,7 +51,12 @@ def slurm(
         os.replace(tmp, path)  # whole or not at all
     console.print(
         f"wrote {scripts.array_file} ({shards} tasks, --cpus-per-task={scripts.cpus}, "
-        f"--time={scripts.time}: {scripts.time_why}) and {scripts.merge_file}",
+        f"--time={scripts.time}: {scripts.time_why}) and {scripts.merge_file}"
+        + (
+            f", and {scripts.calibrate_file} (size: auto, calibrated once for every shard)"
+            if scripts.calibrate is not None
+            else ""
+        ),
         highlight=False,
         soft_wrap=True,
     )

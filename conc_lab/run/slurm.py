@@ -7,7 +7,9 @@ What each script holds, and why:
 * ``--cpus-per-task``: the largest worker count of the matrix, so each shard pins its workers
   inside CPUs of its own (a shard asking for more cores than its job has is refused);
 * ``--time``: the forecast for one shard: the most its runs can take (each is ended by
-  ``timeout_s``), plus start-up and ``size: auto``'s calibration budget; or as given;
+  ``timeout_s``), plus start-up; or as given;
+* with ``size: auto``, a calibration job first (``conclab calibrate``): the array waits for it
+  (``afterok``) and every shard reads its sizes, so all measure one size per workload;
 * a SIGTERM trap: ``scancel`` or a time limit sends SIGTERM; the sweep saves what ran and exits
   130, and the trap makes that the task's exit code (without it SLURM records ``0:15``);
 * the resume line for a task that did not finish, and an ``afterok`` merge that runs only
@@ -42,6 +44,11 @@ class JobScripts:
     runs_per_shard: int  # measured and warm-up runs of the largest shard
     array: str
     merge: str
+    calibrate: str | None = None  # size: auto: one job calibrates before the array, for every shard
+
+    @property
+    def calibrate_file(self) -> str:
+        return f"{self.name}-calibrate.sh"
 
     @property
     def array_file(self) -> str:
@@ -53,9 +60,15 @@ class JobScripts:
 
     @property
     def submit(self) -> str:
-        """The two lines that submit the array and, once every task exited 0, the merge."""
+        """The lines that submit the array and, once every task exited 0, the merge (after the
+        calibration job, once it exited 0, when the config has ``size: auto``)."""
+        first = ""
+        after = ""
+        if self.calibrate is not None:
+            first = f"sizes=$(sbatch --parsable {self.calibrate_file})\n"
+            after = " --dependency=afterok:${sizes%%;*}"
         return (
-            f"array=$(sbatch --parsable {self.array_file})\n"
+            f"{first}array=$(sbatch --parsable{after} {self.array_file})\n"
             f"sbatch --dependency=afterok:${{array%%;*}} {self.merge_file}\n"
         )
 
@@ -91,9 +104,6 @@ def job_scripts(
     time_s = runs * config.timeout_s + START_S
     why = f"the most {runs} runs can take (each ends by timeout_s {config.timeout_s:g} s), + {START_S / 60:g} min"
     autos = sum(AUTO in config.workload_sizes.get(w, config.axes["size"]) for w in config.axes["workload"])
-    if autos:  # each shard calibrates its auto sizes first, each within the budget
-        time_s += config.calibration.budget_s * autos
-        why += f" + size: auto's calibration budget for {autos} workloads"
     if time is None:
         time = slurm_time(min(time_s, MOST_S))
     else:
@@ -116,7 +126,16 @@ def job_scripts(
         workdir=shlex.quote(str(workdir)),
         merge=f"conclab merge {shlex.quote(str(Path(out) / config.name))}",
     )
-    return JobScripts(config.name, shards, cpus, time, why, runs, array, merge)
+    calibrate = None
+    if autos:  # one job calibrates, within its budget a workload, and every shard reads its sizes
+        calibrate = _CALIBRATE.format(
+            name=config.name,
+            cpus=cpus,
+            time=slurm_time(config.calibration.budget_s * autos + START_S),
+            workdir=shlex.quote(str(workdir)),
+            calibrate=f"conclab calibrate {shlex.quote(config_arg)} --out {shlex.quote(out)}",
+        )
+    return JobScripts(config.name, shards, cpus, time, why, runs, array, merge, calibrate)
 
 
 _ARRAY = """\
@@ -146,6 +165,19 @@ while [ "$status" -gt 128 ] && kill -0 "$child" 2>/dev/null; do  # the trap cut 
     status=$?
 done
 exit "$status"
+"""
+
+_CALIBRATE = """\
+#!/bin/bash
+# Written by `conclab slurm`: size: auto calibrated once, on a node like the array's, so that every
+# shard measures one size per workload (shards calibrating on their own may not agree, and merge
+# refuses them). The array is submitted with --dependency=afterok on this job.
+#SBATCH --job-name={name}-calibrate
+#SBATCH --cpus-per-task={cpus}
+#SBATCH --time={time}
+#SBATCH --output=slurm-%j.out
+cd {workdir} || exit 2
+exec {calibrate}
 """
 
 _MERGE = """\

@@ -201,8 +201,8 @@ def _one_size(root: Path, manifests: list[Manifest]) -> dict[str, int]:
             if sizes.setdefault(workload, size) != size:
                 raise StoreError(
                     f"{root}: shards calibrated different sizes for {workload} ({where[workload]}: "
-                    f"{sizes[workload]}, {label}: {size}); give it a size in the config (or calibrate "
-                    "once for all shards), run the shards again, then merge"
+                    f"{sizes[workload]}, {label}: {size}); run `conclab calibrate CONFIG` once (or give "
+                    "it a size in the config), run the shards again, then merge"
                 )
             where.setdefault(workload, label)
     return sizes
