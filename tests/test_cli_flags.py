@@ -27,6 +27,7 @@ COMMANDS = (
     "check",
     "selftest",
     "advise",
+    "calibrate",
 )
 
 
