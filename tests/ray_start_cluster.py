@@ -39,7 +39,7 @@ def readme_cluster_block() -> list[str]:
     """The command lines of the README's cluster block (comments dropped)."""
     text = (REPO / "README.md").read_text()
     blocks = re.findall(r"```bash\n(.*?)```", text, re.S)
-    (block,) = [b for b in blocks if "ray start --head" in b]
+    (block,) = [b for b in blocks if "ray start --head" in b and "#SBATCH" not in b]  # not the SLURM job
     lines = [line.split("#", 1)[0].strip() for line in block.splitlines()]
     return [line for line in lines if line]
 

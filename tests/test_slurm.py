@@ -55,6 +55,26 @@ def _readme_blocks() -> tuple[str, str]:
     return script, submit
 
 
+def _readme_ray_job() -> str:
+    """The README's job that runs Ray inside its SLURM allocation."""
+    blocks = re.findall(r"```bash\n(.*?)```", (REPO / "README.md").read_text(), re.S)
+    (script,) = [b for b in blocks if "#SBATCH --nodes" in b and "ray start --head" in b]
+    return script
+
+
+def _processes_mentioning(folder: str) -> list[int]:
+    """PIDs whose command line names ``folder`` (read from /proc; nothing is signalled)."""
+    found = []
+    named = re.compile(re.escape(folder.encode()) + rb"(/|\x00|$)")
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            if named.search((proc / "cmdline").read_bytes()):
+                found.append(int(proc.name))
+        except OSError:
+            continue
+    return found
+
+
 def _workdir(tmp_path: Path, script: str, config: str = CPU) -> Path:
     (tmp_path / "configs").mkdir()
     (tmp_path / "configs" / "cpu.yaml").write_text(config)
@@ -269,6 +289,24 @@ def test_conclab_slurm_writes_an_array_and_merge_that_run_as_printed(slurm, tmp_
     assert "--shard K/4 --resume" in array_script and "--shard K/4 --resume" in said
     array, merge = _submit(slurm, workdir, submit)  # the printed lines, as printed
     _check_array_and_merge(slurm, workdir, array, merge)
+
+
+def test_readme_ray_inside_a_slurm_allocation_runs_the_sweep_and_leaves_no_ray(slurm, tmp_path):
+    workdir = _workdir(tmp_path, _readme_ray_job())
+    job = slurm.sbatch("sweep.sh", cwd=workdir)
+    (done,) = slurm.wait(job, timeout_s=600)
+    head_log = workdir / f"ray-head-{job}.log"
+    logs = (workdir / f"slurm-{job}.out").read_text() + (head_log.read_text() if head_log.exists() else "")
+    assert (done["JobState"], done["ExitCode"]) == ("COMPLETED", "0:0"), logs[-3000:]
+    df = conc_lab.load(workdir / "results" / "cpu")
+    keys = list(zip(df["trial_id"], df["repeat"]))
+    trials = list(expand(load_config(workdir / "configs" / "cpu.yaml")))
+    assert len(keys) == len(set(keys)) == len(trials) * 2 and (df["status"] == "ok").all()
+    assert df["node_id"].notna().all() and df["node_id"].nunique() == 1  # run by the job's Ray node
+    deadline = time.monotonic() + 60  # the head's processes end after the job's own
+    while _processes_mentioning(f"/tmp/ray-{job}") and time.monotonic() < deadline:
+        time.sleep(1)
+    assert _processes_mentioning(f"/tmp/ray-{job}") == [], "a Ray process of the job outlived it"
 
 
 def test_with_size_auto_the_generated_jobs_calibrate_once_and_every_shard_measures_that_size(slurm, tmp_path):
