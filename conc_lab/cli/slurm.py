@@ -30,7 +30,8 @@ def slurm(
     """Write a SLURM array script and its afterok merge script here, and print how to submit them.
 
     NAME-array.sh runs one `conclab sweep --shard K/N` per array task; NAME-merge.sh merges the
-    shards once every task exited 0. Nothing is submitted.
+    shards once every task exited 0. With size: auto, NAME-calibrate.sh calibrates once first and
+    every shard reads its sizes. Nothing is submitted.
     """
     from conc_lab.run.slurm import job_scripts
 

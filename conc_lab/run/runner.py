@@ -301,6 +301,8 @@ def calibrate(
 
 def _shared_sizes(config: Config, out: str | os.PathLike, emit: EventHandler) -> dict[str, int]:
     """The sizes ``calibrate`` wrote for this config under ``out``; {} when none, or for another config."""
+    if not any(AUTO in config.workload_sizes.get(w, config.axes["size"]) for w in config.axes["workload"]):
+        return {}  # nothing to calibrate: a sizes file left from an older config is not read
     shared = read_sizes(out, config.name)
     if shared is None:
         return {}
