@@ -26,12 +26,12 @@ def calibrate(
     merge would refuse. A config changed since is calibrated again where it runs, with a warning.
     """
     from conc_lab.config.errors import ConfigError
-    from conc_lab.run import runner
+    from conc_lab.run import auto_sizes
     from conc_lab.store.layout import StoreError
 
     cfg = load(config)
     try:
-        path, sizes = runner.calibrate(cfg, out)
+        path, sizes = auto_sizes.calibrate(cfg, out)
     except (ConfigError, StoreError) as exc:
         die(str(exc))
     if path is None:

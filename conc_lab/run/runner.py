@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -23,22 +22,19 @@ from pathlib import Path
 from conc_lab import events, schema
 from conc_lab.config.checks import workload_search_path
 from conc_lab.config.document import load_config
-from conc_lab.config.errors import ConfigError
-from conc_lab.config.model import AUTO, Config
+from conc_lab.config.model import Config
 from conc_lab.events import EventHandler
 from conc_lab.host import affinity
-from conc_lab.host.units import duration
 from conc_lab.machine import doctor, environment
 from conc_lab.plan import runs as plan
 from conc_lab.plan.matrix import Trial, check_size
 from conc_lab.plan.runs import Plan, Run
-from conc_lab.run import calibration
+from conc_lab.run.auto_sizes import calibrate_trials, shared_sizes
 from conc_lab.run.dispatch import Dispatch, LocalDispatch
 from conc_lab.run.executor import ExecutorSettings, RunResult, TrialExecutor
 from conc_lab.run.progress import ProgressLines
 from conc_lab.store.layout import new_sweep_id, preflight
 from conc_lab.store.manifest import Manifest, SweepState
-from conc_lab.store.sizes import SharedSizes, read_sizes, sizes_path, write_sizes
 from conc_lab.store.writer import SweepWriter
 
 
@@ -248,8 +244,8 @@ def _prepare(
     sweep_id = state.sweep_id if state else new_sweep_id()
     sweep_dir = state.sweep_dir if state else Path(out) / config.name / sweep_id
     search_path = workload_search_path(Path(config.path).parent if config.path else None)
-    known = dict(state.calibrated_sizes) if state else _shared_sizes(config, out, emit)
-    trials, calibrated = _calibrate(config, plan.select_trials(config, shard), search_path, known, emit)
+    known = dict(state.calibrated_sizes) if state else shared_sizes(config, out, emit)
+    trials, calibrated = calibrate_trials(config, plan.select_trials(config, shard), search_path, known, emit)
     findings = doctor.diagnose()
     resumed = state is not None and state.done and state.started_at is not None
     manifest = Manifest(
@@ -273,79 +269,6 @@ def _prepare(
     return _Prepared(
         Plan(config, trials, done), sweep_dir, sweep_id, manifest, search_path, findings, settings
     )
-
-
-def calibrate(
-    config: Config | str | os.PathLike,
-    out: str | os.PathLike = "results",
-    on_event: EventHandler | None = None,
-) -> tuple[Path | None, dict[str, int]]:
-    """Calibrate every ``size: auto`` workload of ``config`` once, for all its sweeps under ``out``.
-
-    The sizes go to ``out/<name>/_sizes.json`` (``store.sizes``), which every sweep of this
-    config there reads instead of calibrating: the shards of a SLURM array then measure one
-    size per workload. Returns (that file, the sizes); (None, {}) when nothing is ``auto``.
-    """
-    emit = on_event or ProgressLines()
-    if not isinstance(config, Config):
-        config = load_config(config)
-    trials = plan.select_trials(config)
-    if not any(t.size == AUTO for t in trials):
-        return None, {}
-    preflight(out)
-    search_path = workload_search_path(Path(config.path).parent if config.path else None)
-    _, sizes = _calibrate(config, trials, search_path, {}, emit)
-    shared = SharedSizes(config.fingerprint, sizes, time.time(), socket.gethostname())
-    return write_sizes(out, config.name, shared), sizes
-
-
-def _shared_sizes(config: Config, out: str | os.PathLike, emit: EventHandler) -> dict[str, int]:
-    """The sizes ``calibrate`` wrote for this config under ``out``; {} when none, or for another config."""
-    if not any(AUTO in config.workload_sizes.get(w, config.axes["size"]) for w in config.axes["workload"]):
-        return {}  # nothing to calibrate: a sizes file left from an older config is not read
-    shared = read_sizes(out, config.name)
-    if shared is None:
-        return {}
-    if shared.fingerprint != config.fingerprint:
-        emit(
-            events.Warned(
-                f"{sizes_path(out, config.name)} holds sizes calibrated for another version of this config: "
-                "size auto calibrates here (run conclab calibrate again, so that shards share one size)"
-            )
-        )
-        return {}
-    return dict(shared.sizes)
-
-
-def _calibrate(
-    config: Config, trials: list[Trial], search_path: list[str], known: dict[str, int], emit: EventHandler
-) -> tuple[list[Trial], dict[str, int]]:
-    """Trials with ``size: auto`` resolved (``known`` sizes reused: a resume's, or ``calibrate``'s), and the sizes."""
-    settings = config.calibration
-
-    def calibrated(found: calibration.Calibration) -> None:
-        emit(events.Calibrated(found.workload, found.size, found.task_s))
-        if found.stopped:
-            emit(
-                events.Warned(
-                    f"size auto: {found.workload} got size {found.size} ({duration(found.task_s)} a task, "
-                    f"under the {duration(settings.target_s)} target): {found.stopped}; "
-                    "give it a size, or raise calibration.budget_s"
-                )
-            )
-
-    try:
-        return calibration.resolve_auto_sizes(
-            trials,
-            search_path,
-            known,
-            target_s=settings.target_s,
-            on_calibrated=calibrated,
-            budget_s=settings.budget_s,
-            on_step=lambda w, size, task_s, elapsed_s: emit(events.Calibrating(w, size, task_s, elapsed_s)),
-        )
-    except calibration.CalibrationFailed as exc:
-        raise ConfigError(config.path, "matrix.size", str(exc)) from None
 
 
 def _warn_before_running(
