@@ -234,6 +234,21 @@ def test_threads_are_gil_bound_when_they_keep_no_more_cores_busy_than_the_loop_w
 
 
 @pytest.mark.inprocess
+def test_an_arm_on_another_python_is_not_chosen_over_one_as_fast_on_this_python():
+    s = _summary(
+        [
+            ("threading", None, 2, 0.99, 0.97, 1.01, "GIL-bound: 2 workers, CPU 1.00× wall", 0.0003),
+            ("multiprocessing", "fork", 2, 1.80, 1.75, 1.86, "", 0.005),
+            ("subinterpreters", None, 2, 1.84, 1.78, 1.90, "", 0.02),
+        ]
+    )
+    s.loc[3, "python"] = "/opt/py/bin/python3.14"
+    v = verdicts.decide(s, rounds=5, python_labels={"/opt/py/bin/python3.14": "3.14.0"})
+    assert v.choice == "multiprocessing (fork)", v.headline
+    assert "≈ subinterpreters (Python 3.14.0) 1.84×, which needs another Python" in v.headline
+
+
+@pytest.mark.inprocess
 def test_arms_are_told_apart_run_against_run_where_their_intervals_against_the_loop_overlap():
     from conc_lab.advice import evidence
 

@@ -169,11 +169,19 @@ def _widest(summary: pd.DataFrame, arm: str) -> ArmResult | None:
     return _arm_result(max(rows, key=lambda r: r["workers"]), arm) if rows else None
 
 
-def cost_rank(arm: ArmResult) -> tuple[int, int, int]:
-    """Cheaper arms first: by backend, then start method, then fewer workers."""
+def cost_rank(arm: ArmResult) -> tuple[int, int, int, int]:
+    """Cheaper arms first: on the Python the function already runs on (an arm on another interpreter
+    asks the user to change Pythons), then by backend, start method, fewer workers.
+
+    >>> procs = ArmResult("multiprocessing (fork)", "multiprocessing", 2, 1.8, 1.7, 1.9, 1.8, 0.005, "", "", 5)
+    >>> subs = ArmResult("subinterpreters (Python 3.13.0)", "subinterpreters", 2, 1.8, 1.7, 1.9, 1.8, 0.02, "", "", 5)
+    >>> min([subs, procs], key=cost_rank).arm
+    'multiprocessing (fork)'
+    """
+    other_python = int("(Python " in arm.arm)
     backend = COST_ORDER.index(arm.backend) if arm.backend in COST_ORDER else len(COST_ORDER)
     method = next((i for i, m in enumerate(_METHOD_ORDER) if f"({m})" in arm.arm), 0)
-    return backend, method, arm.workers
+    return other_python, backend, method, arm.workers
 
 
 def choose(arms: list[ArmResult], slower: Callable | None = None) -> ArmResult | None:
@@ -393,7 +401,9 @@ def _contrasts(arms: list[ArmResult], choice: ArmResult, threads: ArmResult | No
         if a is not choice and a.speedup >= (1 - NEAR) * choice.speedup and a.backend != choice.backend
     ]
     if alike and cost_rank(alike[0]) > cost_rank(choice):
-        parts.append(f"≈ {alike[0].arm} {_x(alike[0].speedup)}, and {choice.backend} is cheaper")
+        other = "(Python " in alike[0].arm and "(Python " not in choice.arm
+        why = "which needs another Python" if other else f"and {choice.backend} is cheaper"
+        parts.append(f"≈ {alike[0].arm} {_x(alike[0].speedup)}, {why}")
     if threads is not None and choice.backend != "threading":
         parts.append(f"threads {_x(threads.speedup)}" + (f" ({threads.why})" if threads.why else ""))
     slow = [
