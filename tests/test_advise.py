@@ -339,6 +339,7 @@ def test_a_file_outside_the_working_directory_is_imported_from_its_folder(tmp_pa
     assert (target.ref, target.search_dir) == ("mywork:count", str(tmp_path))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "function, said",
     [
@@ -353,6 +354,7 @@ def test_a_misnamed_function_gets_one_line_and_exit_2(function, said):
     assert proc.stderr.count("\n") == 1 and said in proc.stderr and "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_a_results_folder_it_cannot_write_is_one_line_and_exit_2_before_any_planning():
     began = time.monotonic()
     proc = advise_cli("experiments.advise_cases:wait", "--out", "/proc/conclab-advise")
@@ -361,6 +363,7 @@ def test_a_results_folder_it_cannot_write_is_one_line_and_exit_2_before_any_plan
     assert proc.stderr.count("\n") == 1 and time.monotonic() - began < 30
 
 
+@pytest.mark.slow
 def test_a_function_that_fails_when_run_gets_one_line_and_exit_2(tmp_path):
     proc = advise_cli("tests/workloads_faulty.py:raises", "--out", str(tmp_path), "--budget", "60")
     assert proc.returncode == 2, proc.stderr

@@ -140,6 +140,7 @@ def test_module_reports_errors_as_data():
 # --- size: auto through a sweep ------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_sweep_resolves_auto_once_per_workload_and_resume_reuses_it(tmp_path, write_config):
     import conc_lab
     from conc_lab.store.manifest import read_manifest
@@ -265,6 +266,7 @@ def _sweep_lines(tmp_path, workload: str, extra: str = "") -> tuple[int, list[tu
     return proc.wait(timeout=120), lines
 
 
+@pytest.mark.slow
 def test_size_auto_shows_its_steps_and_stops_growing_before_the_budget(tmp_path):
     code, lines = _sweep_lines(tmp_path, "cubic", "calibration: {target_s: 30, budget_s: 10}\n")
     text = "\n".join(line for _, line in lines)

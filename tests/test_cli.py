@@ -33,6 +33,7 @@ def test_smoke_sweep_end_to_end(tmp_path):
     assert "runs recorded" in proc.stderr and "speedup" in proc.stdout.lower()
 
 
+@pytest.mark.slow
 def test_expand_lists_and_counts_without_writing(tmp_path):
     proc = conclab("expand", "configs/cpu.yaml", "--count", cwd=None)
     assert proc.returncode == 0
@@ -54,6 +55,7 @@ def test_a_bad_config_is_one_line_exit_2_and_writes_nothing(tmp_path):
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_the_overhead_per_run_is_what_the_command_paid_beyond_the_runs_and_v_says_where(tmp_path):
     # It once left out the trial host's work around each run (its fresh process, the guards) and the
     # start-up, and printed 1/9 of what a user paid. Now: the command's time less the runs' own

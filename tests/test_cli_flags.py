@@ -50,6 +50,7 @@ def manifest(sweep_dir: Path) -> dict:
     return json.loads(next(sweep_dir.glob("*manifest.json")).read_text())
 
 
+@pytest.mark.slow
 def test_repeats_and_warmup_override_the_file_and_are_recorded(tiny, tmp_path):
     out = tmp_path / "out"
     proc = conclab("sweep", str(tiny), "-o", str(out), "--repeats", "2", "--warmup", "0")
@@ -61,6 +62,7 @@ def test_repeats_and_warmup_override_the_file_and_are_recorded(tiny, tmp_path):
     assert manifest(sweep_dir)["overrides"] == {"repeats": 2, "warmup": 0}
 
 
+@pytest.mark.slow
 def test_a_resume_accepts_the_same_overrides_and_names_different_ones(tiny, tmp_path):
     out = tmp_path / "out"
     assert conclab("sweep", str(tiny), "-o", str(out), "-q", "--repeats", "2").returncode == 0
@@ -75,6 +77,7 @@ def test_a_resume_accepts_the_same_overrides_and_names_different_ones(tiny, tmp_
     assert other.returncode == 2 and "this resume gives --repeats 3" in other.stderr
 
 
+@pytest.mark.slow
 def test_overrides_are_checked_like_the_file(tiny, tmp_path):
     zero = conclab("sweep", str(tiny), "-o", str(tmp_path / "o"), "--repeats", "0")
     assert zero.returncode == 2 and "Traceback" not in zero.stderr and "--repeats" in zero.stderr

@@ -30,6 +30,7 @@ matrix:
 """
 
 
+@pytest.mark.slow
 def test_token_mode_without_a_token_is_one_line_exit_2_and_writes_nothing(tmp_path, write_config):
     home = tmp_path / "home"
     home.mkdir()
@@ -65,6 +66,7 @@ def test_a_cluster_sweeps_summary_fits_120_columns_one_line_a_row(tmp_path, writ
     assert not any(nodes[0] in line for line in lines)
 
 
+@pytest.mark.slow
 def test_expand_shard_previews_exactly_what_each_shard_runs(write_config):
     import json
 

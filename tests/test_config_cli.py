@@ -65,6 +65,7 @@ def refused(tmp_path: Path, text: str, *, commands=("sweep", "expand"), timeout:
 # --- #12 item 12: a misspelled function gets a suggestion, as a misspelled backend does ---
 
 
+@pytest.mark.slow
 def test_a_misspelled_function_gets_a_did_you_mean(tmp_path):
     line = refused(tmp_path, GOOD.replace("sum_squares", "sum_square"))
     assert "matrix.workload[0]" in line and "has no 'sum_square'" in line
@@ -119,6 +120,7 @@ def _bomb(levels: int) -> str:
     return "\n".join(lines) + "\n"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("levels", [8, 10])
 def test_an_alias_bomb_ends_in_one_short_line_in_little_memory(tmp_path, levels):
     """On main: 8 levels took 50 s and 5 GB and printed a 722 MB line; 10 levels a MemoryError."""
@@ -154,6 +156,7 @@ def test_an_alias_that_contains_itself_is_refused(tmp_path):
 # --- #14 item 14: a YAML merge key with an override -------------------------------------
 
 
+@pytest.mark.slow
 def test_a_yaml_merge_key_with_an_override_works_and_duplicates_are_still_refused(tmp_path):
     config = tmp_path / "merge.yaml"
     config.write_text(
@@ -182,6 +185,7 @@ def test_a_huge_timeout_is_a_config_error(tmp_path):
 # --- #14 item 3: workers bounded by a documented, overridable limit -----------------------
 
 
+@pytest.mark.slow
 def test_a_million_workers_is_refused_and_limits_workers_raises_the_bound(tmp_path):
     many = GOOD.replace("workers: [1, 2]", "workers: [1, 1000000]") + "affinity: none\n"
     line = refused(tmp_path, many)
@@ -199,6 +203,7 @@ def test_a_million_workers_is_refused_and_limits_workers_raises_the_bound(tmp_pa
 # --- #14 item 6: what cannot finish is refused, naming the count; expand streams ----------
 
 
+@pytest.mark.slow
 def test_a_billion_repeats_is_refused_naming_the_count(tmp_path):
     line = refused(tmp_path, GOOD.replace("repeats: 2", "repeats: 1000000000"))
     assert "repeats: 1 warm-up + 1,000,000,000 measured runs of each trial is more than limits.runs" in line
@@ -222,6 +227,7 @@ matrix:
 """
 
 
+@pytest.mark.slow
 def test_a_matrix_too_large_to_run_is_refused_and_expand_streams_it(tmp_path):
     """2.25 * 10^8 trials: on main `sweep` built the whole list and `expand` walked it before printing."""
     n = 5000
@@ -268,6 +274,7 @@ add = operator.add  # a builtin: (a, b, /)
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "function, problem",
     [
@@ -298,6 +305,7 @@ def test_workloads_that_accept_task_and_size_pass_the_check(tmp_path, function, 
 # --- #12 item 12: expand -f json / csv, and the table kept -------------------------------
 
 
+@pytest.mark.slow
 def test_expand_prints_json_and_csv_of_every_trial_and_keeps_the_table(tmp_path):
     import csv
     import io
@@ -323,6 +331,7 @@ def test_expand_prints_json_and_csv_of_every_trial_and_keeps_the_table(tmp_path)
 # --- the workload measured is the one beside the config, not a same-named module above it ---
 
 
+@pytest.mark.slow
 def test_the_workload_beside_the_config_wins_over_a_same_named_module_in_the_folder_above(tmp_path):
     """Run from the config's folder (as `cd proj && conclab sweep x.yaml` does): `python -m` puts
     that folder first on sys.path, and the config's parent, added after it, must not get in front."""

@@ -170,6 +170,7 @@ def cfg_path(tmp_path_factory):
     return tmp_path_factory.mktemp("fuzz") / "fuzzed.yaml"
 
 
+@pytest.mark.slow
 @FUZZ
 @given(content=yaml_texts)
 def test_malformed_yaml_text_is_a_config_error(cfg_path, content):
@@ -318,6 +319,7 @@ CLI_CASES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", list(CLI_CASES))
 def test_the_cli_refuses_a_bad_config_in_one_line_with_exit_2_and_writes_nothing(tmp_path, case):
     config = tmp_path / "bad.yaml"

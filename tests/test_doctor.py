@@ -142,6 +142,7 @@ def test_sweep_stores_findings_and_warns_at_most_once(tmp_path, write_config):
         assert f["name"] in warnings[0]
 
 
+@pytest.mark.slow
 def test_cli_doctor_json_and_strict_exit_code():
     import json
     import subprocess

@@ -291,6 +291,7 @@ def test_workloads_without_hooks_record_no_observation(tmp_path, write_config):
     assert df["observed"].isna().all()
 
 
+@pytest.mark.slow
 def test_seed_config_answers_the_exercise_in_one_sweep(tmp_path):
     """configs/seed.yaml as shipped (fewer repeats): every backend agrees with the plain loop."""
     import yaml

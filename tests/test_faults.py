@@ -116,14 +116,15 @@ def _expected(fault: str, backend: str) -> tuple[str, str, bool]:
     raise AssertionError(fault)
 
 
+# A hang or a spin waits out the timeout: those are slow, the developer loop keeps the others.
 CASES = [
-    pytest.param(fault, *backend, id=f"{fault}-{bid}")
+    pytest.param(fault, *backend, id=f"{fault}-{bid}", marks=pytest.mark.slow if fault == "hangs" else ())
     for fault in ("raises", "exits", "segfaults", "hangs")
     for backend, bid in zip(BACKENDS, BACKEND_IDS)
 ] + [
     # Spinning holds the GIL, so the host cannot even answer: it must be killed from outside.
-    pytest.param("spins", *BACKENDS[0], id="spins-sequential"),
-    pytest.param("spins", *BACKENDS[1], id="spins-threading"),
+    pytest.param("spins", *BACKENDS[0], id="spins-sequential", marks=pytest.mark.slow),
+    pytest.param("spins", *BACKENDS[1], id="spins-threading", marks=pytest.mark.slow),
 ]
 
 
@@ -171,6 +172,7 @@ def test_a_workload_reading_stdin_cannot_eat_the_hosts_requests(executor):
     assert row["status"] == "ok"  # it read /dev/null, not the runner's pipe
 
 
+@pytest.mark.slow
 def test_a_sweep_of_faulty_trials_goes_on_records_all_and_skips_after_a_timeout(tmp_path):
     cfg = parse_config(
         {
@@ -300,6 +302,7 @@ def test_a_full_or_nearly_full_disk_is_refused_before_the_sweep_starts(small_dis
     assert not (small_disk / "results" / "disk").exists()  # nothing started
 
 
+@pytest.mark.slow
 def test_a_read_only_results_dir_is_refused_before_anything_runs(tmp_path):
     ro = tmp_path / "ro"
     ro.mkdir()

@@ -175,6 +175,7 @@ def test_a_noisy_hosts_stderr_does_not_pile_up_in_a_hidden_file():
         assert where.startswith("pipe:"), where  # not a deleted temp file that only grows
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "backend, method", [("threading", None), ("multiprocessing", "spawn")], ids=["threading", "spawn"]
 )

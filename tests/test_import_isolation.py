@@ -54,6 +54,7 @@ def test_a_sys_exit_at_import_is_a_bad_config_not_a_silent_exit_0(tmp_path):
     assert not (root / "results").exists()
 
 
+@pytest.mark.slow
 def test_a_chdir_at_import_does_not_move_the_results(tmp_path):
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()

@@ -253,6 +253,7 @@ def test_a_result_that_is_not_shareable_crosses_back_pickled(sub_executor):
     assert (row["status"], row["correct"]) == ("ok", True), row["error"]  # a list: pickled
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "fault, status, words, replaced",
     [

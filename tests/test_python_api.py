@@ -64,6 +64,7 @@ matrix:
 """
 
 
+@pytest.mark.slow
 def test_sweep_from_python_prints_progress_where_no_terminal_is(tmp_path):
     # was: conc_lab.sweep("configs/smoke.yaml") ran almost 2 minutes printing nothing (#26 item 4)
     (tmp_path / "tiny.yaml").write_text(TINY)

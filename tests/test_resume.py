@@ -236,6 +236,7 @@ KILLER = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("point", ["warmup", "rows", "after-rename", "before-rename"])
 def test_sigkill_at_a_chosen_point_then_resume(sweep_config, tmp_path, point):
     out = tmp_path / "out"

@@ -534,6 +534,7 @@ def test_correct_is_a_nullable_boolean_so_filtering_on_it_works(plain_store):
     assert df["size"].tolist() == [10] * 8  # `size` stays; df.size is pandas' cell count
 
 
+@pytest.mark.slow
 def test_a_store_written_before_the_rename_loads_checks_and_resumes(plain_store, tmp_path):
     """manifest.json and journal-*.jsonl, as conc_lab wrote them until now."""
     root = tmp_path / "results" / "plain"

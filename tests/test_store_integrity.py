@@ -108,6 +108,7 @@ def flipped(part: Path, byte: int, bit: int) -> None:
     part.write_bytes(bytes(data))
 
 
+@pytest.mark.slow
 def test_every_flipped_bit_in_a_parts_data_pages_is_a_store_error_naming_the_part(tmp_path):
     d = shard(tmp_path / "sh", 1, 1)
     (part, *_) = part_files(d)
