@@ -12,9 +12,9 @@ different amounts from one run to the next, and a pure-Python loop's threads onc
   (``paired_slower``). The load a round saw slows both alike, so two arms whose intervals against
   the plain loop overlap may still be told apart, and a cheap arm measurably slower than the best
   is not picked for being "as fast".
-* **the share of the plain loop's runs others crowded** (``host.noise.verdict``: "others used
-  ..."): where that is half of them or more, an unsettled verdict is "can't tell", not a guess
-  (``crowded_share``).
+* **the share of the runs the verdict hangs on that others crowded** (the plain loop's and the
+  chosen arm's; ``host.noise.verdict``: "others used ..."): where that is half of them or more, an
+  unsettled verdict is "can't tell", not a guess (``crowded_share``).
 """
 
 from __future__ import annotations
@@ -91,27 +91,49 @@ def gil_bound(df: pd.DataFrame, waits: bool) -> bool:
     return capacity is not None and capacity <= GIL_CAPACITY
 
 
-def crowded_share(df: pd.DataFrame) -> float:
-    """The share of the plain loop's ok runs flagged noisy because other processes took their cores
-    (``noise_note`` "others used ..."), 0 where none is known. The plain loop is what every speedup
-    is measured against. A speed canary that moved is left out, as are the backends' runs: a
-    spawn pool's half-second start-up is long enough for foreign ticks to show, a 2 ms run of the
-    loop is not, and the answer for work that small (no start-up pays) does not hang on the load.
-
-    >>> crowded_share(pd.DataFrame({"status": ["ok", "ok", "ok", "ok"], "run_s": [1.0, 1.0, 1.0, 1.0],
-    ...     "backend": ["sequential"] * 3 + ["threading"], "noisy": [True, True, False, True],
-    ...     "noise_note": ["others used 60% of its cores", "speed canary moved +40%", None, "others used 90%"]}))
-    0.3333333333333333
-    """
-    if len(df) == 0 or "noise_note" not in df.columns or "backend" not in df.columns:
-        return 0.0
-    loop = ok_runs(df) & (df["backend"].astype(object) == "sequential").to_numpy()
-    if "python" in df.columns:
-        loop &= df["python"].isna().to_numpy()
-    if not loop.any():
+def _crowded_rows(df: pd.DataFrame, rows: np.ndarray) -> float:
+    """The share of ``rows`` (ok runs) flagged noisy because others took their cores."""
+    if not rows.any():
         return 0.0
     others = df["noise_note"].astype(object).fillna("").astype(str).str.contains("others used").to_numpy()
-    return float((noisy_runs(df) & others & loop).sum() / loop.sum())
+    return float((noisy_runs(df) & others & rows).sum() / rows.sum())
+
+
+def crowded_share(df: pd.DataFrame) -> Callable[[ArmResult | None], float]:
+    """``crowded(choice)``: the larger share, of the plain loop's ok runs and of ``choice``'s (at its
+    worker count), flagged noisy because other processes took their cores (``noise_note`` "others
+    used ..."); 0 where none is known. Those are the runs the verdict hangs on: a busy machine
+    slows two processes more than the one-core loop, and the verdict then reads 1.0x for a
+    pure-Python loop. A speed canary that moved is left out, as are the other arms' runs: a spawn
+    pool's half-second start-up is long enough for foreign ticks to show, a 2 ms run is not, and
+    the answer for work that small (no start-up pays) does not hang on the load.
+
+    >>> df = pd.DataFrame({"status": "ok", "run_s": 1.0, "backend": ["sequential"] * 3 + ["threading"],
+    ...     "workers": [1, 1, 1, 2], "noisy": [True, True, False, True],
+    ...     "noise_note": ["others used 60% of its cores", "speed canary moved +40%", None, "others used 90%"]})
+    >>> crowded = crowded_share(df)
+    >>> crowded(None)
+    0.3333333333333333
+    >>> crowded(ArmResult("threading", "threading", 2, 1.0, 0.9, 1.1, 1.0, 0.0, "", "", 1))
+    1.0
+    """
+    if len(df) == 0 or "noise_note" not in df.columns or "backend" not in df.columns:
+        return lambda choice: 0.0
+    df = df.reset_index(drop=True)
+    ok = ok_runs(df)
+    loop = ok & (df["backend"].astype(object) == "sequential").to_numpy()
+    if "python" in df.columns:
+        loop &= df["python"].isna().to_numpy()
+    labels = np.array([arm_label(r) for r in df.to_dict("records")], dtype=object)
+    workers = df["workers"].to_numpy() if "workers" in df.columns else np.ones(len(df))
+    base = _crowded_rows(df, loop)
+
+    def crowded(choice: ArmResult | None) -> float:
+        if choice is None:
+            return base
+        return max(base, _crowded_rows(df, ok & (labels == choice.arm) & (workers == choice.workers)))
+
+    return crowded
 
 
 def _e2e(df: pd.DataFrame) -> np.ndarray:

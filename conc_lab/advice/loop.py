@@ -127,7 +127,7 @@ class _Rounds:
         waits, slower = self.plan.probe.waits, evidence.paired_slower(df)
         eligible = verdicts.candidates(verdicts.best_arms(summary), evidence.gil_bound(df, waits))
         choice = verdicts.choose(eligible, slower)
-        return verdicts.settled(eligible, choice, waits, evidence.crowded_share(df), slower)
+        return verdicts.settled(eligible, choice, waits, evidence.crowded_share(df)(choice), slower)
 
     def _stop(self, why: str) -> None:
         self.stopped = why

@@ -34,7 +34,7 @@ NARROW = 0.20
 UNEQUAL = 3.0
 #: Rounds before a verdict may be called settled: an interval from fewer runs claims too much.
 MIN_ROUNDS = 3
-#: Half the plain loop's runs or more crowded by others: an unsettled verdict measured the machine (``busy``).
+#: Half the runs it hangs on or more crowded by others: an unsettled verdict measured the machine (``busy``).
 NOISY_SHARE = 0.5
 #: Cheapest first: what it costs to start and to hand work over.
 COST_ORDER = ("sequential", "asyncio", "threading", "subinterpreters", "multiprocessing", "ray")
@@ -268,21 +268,22 @@ def decide(
     unequal: str | None = None,
     notes: tuple[str, ...] = (),
     gil: bool = False,
-    noisy: float = 0.0,
+    noisy: float | Callable = 0.0,
     slower: Callable | None = None,
 ) -> Verdict:
     """The ``Verdict`` from a summary: the choice, whether it is settled, the evidence behind it.
 
     ``gil``: the runs show this Python's threads GIL-bound on this work (``evidence.gil_bound``):
-    they are never the choice. ``noisy``: the share of the plain loop's runs other processes crowded
-    (``evidence.crowded_share``); half or more, or others on most arms' cores, and an unsettled
-    verdict is "can't tell"
+    they are never the choice. ``noisy``: the share of the runs it hangs on that other processes
+    crowded, or a function of the choice giving it (``evidence.crowded_share``); half or more, or
+    others on most arms' cores, and an unsettled verdict is "can't tell"
     (``CANT_TELL``), never a guess. ``slower``: arms compared run against run
     (``evidence.paired_slower``).
     """
     arms = best_arms(summary, python_labels)
     eligible = candidates(arms, gil)
     choice = choose(eligible, slower)
+    noisy = noisy(choice) if callable(noisy) else noisy
     unsettled = settled(eligible, choice, waits, noisy, slower)
     if rounds < MIN_ROUNDS:
         unsettled = f"only {rounds} of the {MIN_ROUNDS} rounds an interval needs ran"
@@ -326,17 +327,17 @@ def _tentative_why(unsettled: str | None, rounds: int, stop_reason: str | None) 
 
 def busy(arms: list[ArmResult], noisy: float = 0.0) -> str | None:
     """``other processes used 75% of the runs' cores`` when they did for most arms (attribution's
-    "not attributable"), or where they took the cores of half the plain loop's runs or more
-    (``noisy``, the share of its runs flagged so: ``evidence.crowded_share``); else None.
+    "not attributable"), or where they took the cores of half the runs the verdict hangs on or more
+    (``noisy``, the share of those flagged so: ``evidence.crowded_share``); else None.
 
     >>> a = ArmResult("threading", "threading", 2, 1.0, 0.9, 1.1, 1.0, 0.0, "not attributable: others used 75% of its cores", "", 3)
     >>> busy([a])
     "other processes used 75% of the runs' cores"
     >>> busy([], noisy=0.6)
-    "other processes took the cores of 60% of the plain loop's runs"
+    'other processes took the cores of 60% of the runs it hangs on'
     """
     if noisy >= NOISY_SHARE:
-        return f"other processes took the cores of {noisy:.0%} of the plain loop's runs"
+        return f"other processes took the cores of {noisy:.0%} of the runs it hangs on"
     shares = [re.search(r"others used (\d+)%", a.why) for a in arms if a.why.startswith("not attributable")]
     if not arms or len(shares) * 2 < len(arms):
         return None
