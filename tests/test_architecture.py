@@ -8,6 +8,7 @@ machine/ and host/ beside them and cli/ on top). Each may import only the stages
 from __future__ import annotations
 
 import ast
+import functools
 import re
 from pathlib import Path
 
@@ -65,13 +66,19 @@ def _imports(path: Path, known: set[str]) -> set[str]:
     return found
 
 
-def import_graph() -> dict[str, set[str]]:
+@functools.cache
+def _walked_graph() -> dict[str, frozenset[str]]:
     files = {_module_name(p): p for p in PACKAGE.rglob("*.py")}
     known = set(files)
-    graph = {m: _imports(p, known) for m, p in files.items()}
+    return {m: frozenset(_imports(p, known)) for m, p in files.items()}
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Each conc_lab module and the conc_lab modules it imports: the tree is walked once a session
+    (parsing it takes seconds), and each caller gets a copy of its own to change."""
     # A package's __init__ runs before its modules: importing a.b imports a too. Parents are not
     # edges here, since conc_lab/__init__ imports its API lazily (PEP 562) and must stay that way.
-    return graph
+    return {m: set(imported) for m, imported in _walked_graph().items()}
 
 
 def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:

@@ -311,6 +311,7 @@ matrix:
 """
 
 
+@pytest.mark.slow
 def test_calibrate_once_and_every_shard_measures_that_size(tmp_path, write_config):
     """A SLURM array's shards calibrating on their own may choose different sizes (#23): calibrated once,
     every shard reads the same sizes, and merge takes them in."""

@@ -51,6 +51,7 @@ def test_token_mode_without_a_token_is_one_line_exit_2_and_writes_nothing(tmp_pa
     assert not (tmp_path / "results").exists()
 
 
+@pytest.mark.slow
 def test_a_cluster_sweeps_summary_fits_120_columns_one_line_a_row(tmp_path, write_config):
     result = runner.sweep(write_config(SMALL), tmp_path / "out")
     df = conc_lab.load(result.sweep_dir)
@@ -93,6 +94,7 @@ def test_expand_shard_previews_exactly_what_each_shard_runs(write_config):
     assert bad.exit_code == 2 and "--shard: must be K/N" in bad.output
 
 
+@pytest.mark.slow
 def test_a_node_slower_on_the_same_trials_is_named_with_its_ratio(tmp_path, write_config):
     from conc_lab.analysis.nodes import slow_nodes
 

@@ -283,11 +283,8 @@ MISTAKES = {
 }
 
 
-@pytest.mark.parametrize(
-    "mistake",
-    # an unimportable workload is found out in a child process, one per example: the slow one
-    [pytest.param(m, marks=pytest.mark.slow) if m == "unimportable workload" else m for m in MISTAKES],
-)
+@pytest.mark.slow  # a fuzz of every kind of mistake: seconds each, a child per example for some
+@pytest.mark.parametrize("mistake", list(MISTAKES))
 def test_each_kind_of_mistake_is_named_at_its_key(cfg_path, mistake):
     (strategy,) = MISTAKES[mistake]
 

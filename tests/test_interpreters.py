@@ -116,6 +116,7 @@ def _resolves(version: str) -> bool:
         return False
 
 
+@pytest.mark.slow
 def test_find_interpreters_lists_pyenv_versions_and_which_can_host():
     root = interpreters.pyenv_root()
     if root is None:
@@ -136,6 +137,7 @@ def test_find_interpreters_lists_pyenv_versions_and_which_can_host():
     )
 
 
+@pytest.mark.slow
 def test_doctor_lists_interpreters_with_what_they_can_do():
     findings = doctor.interpreters()
     assert findings and {f.status for f in findings} <= set(doctor.STATUSES)

@@ -52,7 +52,8 @@ def _asyncio_trial(prefix: str, fault: str, options: str | None, workers: int = 
     [
         ("raises", "failed", "ValueError: task 1 is broken on purpose", False),
         ("exits", "failed", "the run's process exited with code 3", False),  # the host stays
-        ("hangs", "timeout", "trial host killed and replaced", True),
+        # a hang waits out the timeout: slow; the developer loop keeps the others
+        pytest.param("hangs", "timeout", "trial host killed and replaced", True, marks=pytest.mark.slow),
     ],
 )
 def test_asyncio_faults_are_recorded_and_the_next_trial_runs(
@@ -74,6 +75,7 @@ def test_asyncio_faults_are_recorded_and_the_next_trial_runs(
     assert after["checksum"] == first["checksum"]
 
 
+@pytest.mark.slow
 def test_a_coroutine_that_blocks_the_loop_times_out(executor):
     row = executor.execute(_asyncio_trial("async_", "blocks", None), 0).row
     assert row["status"] == "timeout"

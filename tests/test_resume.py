@@ -353,6 +353,7 @@ def test_ctrl_c_or_sigterm_during_a_multiprocessing_trial_saves_and_says_how_to_
     assert len(df) == expected_rows(config) and not df.duplicated(["trial_id", "repeat"]).any()
 
 
+@pytest.mark.slow
 def test_resume_with_a_changed_config_is_refused_and_writes_nothing(sweep_config, tmp_path):
     out = tmp_path / "out"
     tag = uuid.uuid4().hex
@@ -393,6 +394,7 @@ def test_resume_refuses_a_store_it_cannot_trust_in_one_line(sweep_config, tmp_pa
     assert {p: p.stat().st_mtime_ns for p in sweep_dir.iterdir()} == before  # not "repaired" silently
 
 
+@pytest.mark.slow
 def test_a_sweep_begun_when_shuffle_defaulted_to_false_resumes_in_the_order_it_began(sweep_config, tmp_path):
     """A sweep a conc_lab from before randomized rounds recorded (its file says nothing of shuffle,
     which then meant matrix order, and its fingerprint says shuffle false) resumes: not "the config changed"."""

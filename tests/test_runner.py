@@ -58,6 +58,7 @@ def test_unpinned_sweep_records_pinned_false(tmp_path, write_config):
     assert not df["pinned"].any() and df["cores"].map(len).eq(0).all()
 
 
+@pytest.mark.slow
 def test_a_hung_trial_times_out_and_the_sweep_goes_on(tmp_path, write_config):
     cfg = write_config(
         """
