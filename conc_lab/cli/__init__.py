@@ -1,6 +1,6 @@
 """The ``conclab`` command: parses arguments, calls the library, renders. Nothing else lives here.
 
-The console script is ``conc_lab.cli:app``; ``python -m conc_lab.cli`` runs the same. ``app``
+The console script is ``conc_lab.cli.main:main``; ``python -m conc_lab.cli`` runs the same. ``app``
 is imported on first use (PEP 562), so ``python -m conc_lab.cli`` can take the working
 directory off ``sys.path`` (``__main__``) before typer, rich or YAML are imported.
 """

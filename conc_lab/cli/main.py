@@ -33,10 +33,38 @@ __all__ = ["app", "main"]
 
 
 def main() -> None:  # pragma: no cover - console entry point
+    """Run the command, then end the process once Python's own clean-up (atexit) has run.
+
+    The interpreter's final teardown is skipped: pyarrow's C++ thread pools, torn down there,
+    sometimes abort the process ("terminate called without an active exception", exit -6)
+    after a command that read Parquet had already printed its answer and chosen its exit code
+    (seen in CI on ``conclab check`` of a healthy store). Nothing of conc_lab's lives there:
+    stores are written and closed before a command returns.
+    """
+    code: int | str | None = 0
     try:
         app()
+    except SystemExit as exc:
+        code = exc.code
     except BrokenPipeError:
-        sys.exit(1)
+        code = 1
+    _end(code)
+
+
+def _end(code: int | str | None) -> None:  # pragma: no cover - ends the process
+    import atexit
+    import os
+
+    if isinstance(code, str):
+        print(code, file=sys.stderr)
+        code = 1
+    atexit._run_exitfuncs()  # what Python would run at exit: logging, multiprocessing, Ray's own
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            code = code or 1  # a closed pipe: as BrokenPipeError above
+    os._exit(code or 0)
 
 
 if __name__ == "__main__":  # pragma: no cover
