@@ -227,6 +227,10 @@ FIGURES = {"speedup": speedup, "overhead": overhead, "expand": expand, "noise": 
 
 if __name__ == "__main__":
     chosen = sys.argv[1:] or list(FIGURES)
+    unknown = [a for a in chosen[:1] + ([] if chosen[0] == "redesign" else chosen[1:]) if a not in FIGURES]
+    if chosen[0] != "redesign" and unknown:
+        print(__doc__)  # --help, or a figure that does not exist: say which there are
+        sys.exit(0 if unknown[0] in ("-h", "--help") else f"bench_core.py: no figure {unknown[0]!r}")
     with tempfile.TemporaryDirectory() as tmp:
         if chosen[0] == "redesign":
             redesign(Path(tmp), *chosen[1:])
