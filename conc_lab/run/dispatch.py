@@ -25,7 +25,6 @@ from conc_lab.host.workload import lacks
 from conc_lab.plan.matrix import Trial
 from conc_lab.plan.runs import Run
 from conc_lab.run.executor import RunResult, TrialExecutor
-from conc_lab.run.hosts import HostPool
 
 #: The driver's word on a trial: None to run it, else (status, why) for the row of a run not executed.
 Skip = Callable[[Trial], "tuple[str, str] | None"]
@@ -70,9 +69,16 @@ class LocalDispatch(Dispatch):
         self._ray = None
 
     @property
-    def hosts(self) -> HostPool:
-        """The trial hosts, whose time counters (measured, inside, starting) the overhead figure reads."""
-        return self.executor.hosts
+    def measured_s(self) -> float:
+        return self.executor.measured_s
+
+    @property
+    def inside_s(self) -> float:
+        return self.executor.inside_s
+
+    @property
+    def starting_s(self) -> float:
+        return self.executor.starting_s
 
     def open(self, trials: list[Trial], emit: EventHandler) -> dict[str, tuple[str, str]]:
         ray_trials = [t.trial_id for t in trials if t.backend == RAY]

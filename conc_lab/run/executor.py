@@ -99,6 +99,16 @@ class TrialExecutor:
         """Time spent inside trial hosts, for the overhead figure."""
         return self.hosts.measured_s
 
+    @property
+    def inside_s(self) -> float:
+        """The runs' own measured windows (setup + run + teardown) within ``measured_s``."""
+        return self.hosts.inside_s
+
+    @property
+    def starting_s(self) -> float:
+        """Time spent starting trial hosts (the first, and replacements of hung or dead ones)."""
+        return self.hosts.starting_s
+
     def cores_for(self, trial: Trial, within: list[int] | None = None) -> list[int] | None:
         """The cores of ``trial``'s workers, planned for this run within ``within`` (the cores a
         cluster node was given for it), else within all this process may use. Never cached: on a

@@ -214,9 +214,9 @@ def _result(
         warmup_failed=book.warmup_failed,
         interrupted=interrupted,
         wall_s=ended - began,
-        measured_s=dispatch.hosts.measured_s,
-        inside_s=dispatch.hosts.inside_s,
-        hosts_start_s=dispatch.hosts.starting_s,
+        measured_s=dispatch.measured_s,
+        inside_s=dispatch.inside_s,
+        hosts_start_s=dispatch.starting_s,
         executed=book.executed,
         ray_start_s=dispatch.setup_s,
         # hosts and Ray shutting down, once per sweep, are not a per-run cost
