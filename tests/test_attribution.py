@@ -3,7 +3,10 @@ split is known and on real sweeps of workloads whose cause is known by construct
 
 from __future__ import annotations
 
+import hashlib
 import textwrap
+import threading
+import time
 
 import pandas as pd
 import pytest
@@ -112,11 +115,38 @@ affinity: compact
 """
 
 
+def cores_two_hashing_threads_get(seconds: float = 0.3) -> float:
+    """Cores' worth of CPU two GIL-releasing hashing threads get side by side, now (2.0 at best).
+
+    In one CI run (load 1.0-1.3, no other process seen on the cores, no steal reported) two such
+    threads got 0.9-1.0 of a core for a minute: no attribution can show a parallelism the
+    machine did not give, so the test asks the machine first.
+    """
+    block, cpu = bytes(1 << 20), []
+
+    def spin() -> None:
+        begun, digest = time.thread_time(), hashlib.sha256()
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            digest.update(block)
+        cpu.append(time.thread_time() - begun)
+
+    threads = [threading.Thread(target=spin) for _ in range(2)]
+    began = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return sum(cpu) / (time.perf_counter() - began)
+
+
 @pytest.mark.flaky(reruns=2)  # a real sweep: other processes can blur one trial
 def test_real_sweeps_of_known_cause_workloads_are_named_correctly(tmp_path):
     config = tmp_path / "causes.yaml"
     config.write_text(textwrap.dedent(CAUSES))
+    before = cores_two_hashing_threads_get()
     result = conc_lab.sweep(config, out=tmp_path / "out")
+    side_by_side = min(before, cores_two_hashing_threads_get())
     assert result.ok
     s = summarize(conc_lab.load(result.sweep_dir)).set_index(["workload", "backend", "size"])
     why = s["why"].to_dict()
@@ -130,6 +160,9 @@ def test_real_sweeps_of_known_cause_workloads_are_named_correctly(tmp_path):
     # Where other processes had most of the trial's cores conc_lab names no cause (it cannot know
     # what the run could have had) and says so: that is checked, and the test reports it skipped.
     busy = {key: why[key] for key in expected if why[key].startswith("not attributable: others used ")}
+    if side_by_side < 1.5:  # the machine ran two hashing threads one at a time: see the probe's doc
+        print(f"two hashing threads got {side_by_side:.2f} cores here: sha256 not checked")
+        busy.setdefault(("experiments.cpu:sha256_blocks", "threading", 64), f"{side_by_side:.2f} cores")
     for key, phrase in expected.items():
         if key not in busy:
             assert why[key].startswith(phrase), (key, why[key])
