@@ -193,8 +193,8 @@ def test_every_test_file_names_its_tier():
 #: Where backend names may be spelled as literals: their one home.
 BACKEND_NAMES_HOME = PACKAGE / "host" / "protocol.py"
 #: Open items, each another helper's file at the time of writing: left for them, and named here so
-#: the exemption is seen. host/fork.py: one "sequential" (#22, hA's); advice/: ~30 (#22, hB's).
-BACKEND_NAMES_OPEN = {PACKAGE / "host" / "fork.py", *(PACKAGE / "advice").glob("*.py")}
+#: the exemption is seen. host/fork.py: one "sequential" (#22).
+BACKEND_NAMES_OPEN = {PACKAGE / "host" / "fork.py"}
 #: A literal that names something else spelled like a backend (the ray package, the YAML section
 #: ``ray:``) says so on its line.
 NOT_A_BACKEND = "not the backend"

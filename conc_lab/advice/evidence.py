@@ -27,6 +27,7 @@ import pandas as pd
 from conc_lab.advice.verdict import UNEQUAL, ArmResult, arm_label
 from conc_lab.analysis.pairing import noisy_runs, pair_runs
 from conc_lab.analysis.stats import SortedGroups, ok_runs
+from conc_lab.host.protocol import SEQUENTIAL, THREADING
 
 #: Rounds with both arms before ``paired_slower`` tells them apart.
 MIN_PAIRED_ROUNDS = 3
@@ -64,7 +65,7 @@ def threads_capacity(df: pd.DataFrame) -> float | None:
     df = df.reset_index(drop=True)
     if len(df) == 0 or "backend" not in df.columns:
         return None
-    threads = (df["backend"].astype(object) == "threading").to_numpy() & ok_runs(df)
+    threads = (df["backend"].astype(object) == THREADING).to_numpy() & ok_runs(df)
     if "python" in df.columns:  # this Python's threads: another interpreter's may be free-threaded
         threads &= df["python"].isna().to_numpy()
     if not threads.any():
@@ -121,7 +122,7 @@ def crowded_share(df: pd.DataFrame) -> Callable[[ArmResult | None], float]:
         return lambda choice: 0.0
     df = df.reset_index(drop=True)
     ok = ok_runs(df)
-    loop = ok & (df["backend"].astype(object) == "sequential").to_numpy()
+    loop = ok & (df["backend"].astype(object) == SEQUENTIAL).to_numpy()
     if "python" in df.columns:
         loop &= df["python"].isna().to_numpy()
     labels = np.array([arm_label(r) for r in df.to_dict("records")], dtype=object)
@@ -198,7 +199,7 @@ def unequal_tasks(df: pd.DataFrame, ratio: float = UNEQUAL) -> str | None:
     """
     if "task_records" not in df.columns or len(df) == 0:
         return None
-    rows = df[(df["backend"].astype(object) == "sequential") & (df["status"].astype(object) == "ok")]
+    rows = df[(df["backend"].astype(object) == SEQUENTIAL) & (df["status"].astype(object) == "ok")]
     times = [
         (int(r["task"]), float(r["end_s"]) - float(r["start_s"]))
         for recs in rows["task_records"]

@@ -31,6 +31,7 @@ from conc_lab.advice import verdict as verdicts
 from conc_lab.advice.plan import AdvicePlan
 from conc_lab.analysis.summary import summarize
 from conc_lab.config.document import load_config
+from conc_lab.host.protocol import SEQUENTIAL
 from conc_lab.run import runner
 from conc_lab.store.layout import make_dirs, write_atomic
 
@@ -89,7 +90,7 @@ class _Rounds:
             self.trials = event.trials
         elif isinstance(event, events.RunFinished):
             row = event.row
-            if row["backend"] == "sequential" and row["status"] in schema.FAILURES:
+            if row["backend"] == SEQUENTIAL and row["status"] in schema.FAILURES:
                 lines = [x for x in str(row.get("error") or row["status"]).splitlines() if x.strip()]
                 self.broken = lines[-1].strip() if lines else str(row["status"])
                 self._stop(BROKEN)  # the plain loop cannot run it: no backend will

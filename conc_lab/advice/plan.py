@@ -25,6 +25,7 @@ import yaml
 
 from conc_lab.advice.target import AdviseError, Target
 from conc_lab.host import affinity
+from conc_lab.host.protocol import ASYNCIO, MULTIPROCESSING, RAY, SEQUENTIAL, SUBINTERPRETERS, THREADING
 from conc_lab.machine import interpreters as found_interpreters
 from conc_lab.run import calibration
 from conc_lab.run.trial_host import child_env
@@ -257,16 +258,16 @@ def _arms(target: Target, ray: bool, interpreters: list) -> tuple[list[str], lis
     left_out: list[str] = []
     if target.is_async:
         left_out.append("threading, multiprocessing: an async def needs an event loop (sequential, asyncio)")
-        return ["sequential", "asyncio"], [], left_out
+        return [SEQUENTIAL, ASYNCIO], [], left_out
     methods = [m for m in START_METHODS if m in multiprocessing.get_all_start_methods()]
     gone = [m for m in START_METHODS if m not in methods]
     if gone:
         left_out.append(f"multiprocessing ({', '.join(gone)}): this platform has no such start method")
-    arms = ["sequential", "threading"] + [f"multiprocessing ({m})" for m in methods]
+    arms = [SEQUENTIAL, THREADING] + [f"{MULTIPROCESSING} ({m})" for m in methods]
     extra: list[_Extra] = []
     usable = [i for i in interpreters if i.can_host]
     if _subinterpreters_here():
-        arms.append("subinterpreters")
+        arms.append(SUBINTERPRETERS)
     else:
         sub = next((i for i in usable if i.version_info >= (3, 14) and not i.free_threaded), None)
         sub = sub or next(
@@ -278,7 +279,7 @@ def _arms(target: Target, ray: bool, interpreters: list) -> tuple[list[str], lis
             None,
         )
         if sub is not None:
-            extra.append(_Extra("subinterpreters", sub.path, f"subinterpreters (Python {sub.version})"))
+            extra.append(_Extra(SUBINTERPRETERS, sub.path, f"{SUBINTERPRETERS} (Python {sub.version})"))
         else:
             left_out.append(
                 f"subinterpreters: Python {sys.version.split()[0]} has none, and no Python ≥ 3.14 "
@@ -286,14 +287,14 @@ def _arms(target: Target, ray: bool, interpreters: list) -> tuple[list[str], lis
             )
     ft = next((i for i in usable if i.free_threaded), None)
     if ft is not None:
-        extra.append(_Extra("threading", ft.path, f"threading (free-threaded {ft.version})"))
+        extra.append(_Extra(THREADING, ft.path, f"{THREADING} (free-threaded {ft.version})"))
     else:
         left_out.append("free-threaded threads: no free-threaded Python (python3.13t, 3.14t) was found")
     if ray:
-        if importlib.util.find_spec("ray") is None:
+        if importlib.util.find_spec("ray") is None:  # package, not the backend
             left_out.append("ray: not installed (pip install 'ray[default]')")
         else:
-            arms.append("ray")
+            arms.append(RAY)
     else:
         left_out.append("ray: not asked for (--ray)")
     return arms, extra, left_out
@@ -302,7 +303,7 @@ def _arms(target: Target, ray: bool, interpreters: list) -> tuple[list[str], lis
 def _document(target, probe, workers, tasks, arms, extra, waits, cores) -> dict:
     """The YAML matrix: interleaved, shuffled rounds of every arm at every worker count."""
     backends = list(dict.fromkeys(a.split(" ")[0] for a in arms))
-    methods = [a[a.index("(") + 1 : -1] for a in arms if a.startswith("multiprocessing")]
+    methods = [a[a.index("(") + 1 : -1] for a in arms if a.startswith(MULTIPROCESSING)]
     sequential_s = probe.task_s * tasks
     doc: dict = {
         "name": f"advise-{target.name}"[:100],
@@ -324,10 +325,10 @@ def _document(target, probe, workers, tasks, arms, extra, waits, cores) -> dict:
         "affinity": "none" if workers[-1] > cores else "compact",
     }
     if methods:
-        doc["backend_options"] = {"multiprocessing": {"start_method": methods}}
+        doc["backend_options"] = {MULTIPROCESSING: {"start_method": methods}}
         # spawn and forkserver differ from fork in what they pay to start, seen at one worker count
         doc["exclude"] = [
-            {"backend": "multiprocessing", "start_method": m, "workers": w}
+            {"backend": MULTIPROCESSING, "start_method": m, "workers": w}
             for m in methods
             if m != "fork"
             for w in workers
@@ -338,7 +339,7 @@ def _document(target, probe, workers, tasks, arms, extra, waits, cores) -> dict:
         include.append(
             {
                 "workload": target.ref,
-                "backend": "sequential",
+                "backend": SEQUENTIAL,
                 "python": e.python,
                 "tasks": tasks,
                 "size": probe.size,

@@ -24,6 +24,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pandas as pd
 
+from conc_lab.host.protocol import ASYNCIO, MULTIPROCESSING, RAY, SEQUENTIAL, SUBINTERPRETERS, THREADING
+
 #: An arm within this share of the best speedup counts as just as fast.
 NEAR = 0.10
 #: The least gain worth a backend: below it, the verdict is "don't bother".
@@ -37,7 +39,7 @@ MIN_ROUNDS = 3
 #: Half the runs it hangs on or more crowded by others: an unsettled verdict measured the machine (``busy``).
 NOISY_SHARE = 0.5
 #: Cheapest first: what it costs to start and to hand work over.
-COST_ORDER = ("sequential", "asyncio", "threading", "subinterpreters", "multiprocessing", "ray")
+COST_ORDER = (SEQUENTIAL, ASYNCIO, THREADING, SUBINTERPRETERS, MULTIPROCESSING, RAY)
 _METHOD_ORDER = ("fork", "forkserver", "spawn")
 
 
@@ -132,7 +134,7 @@ def arm_label(row: pd.Series | dict, python_labels: dict | None = None) -> str:
 
 def best_arms(summary: pd.DataFrame, python_labels: dict | None = None) -> list[ArmResult]:
     """Each non-sequential arm at its best worker count (end-to-end speedup), best first."""
-    rows = summary[(summary["backend"].astype(object) != "sequential") & (summary["n"] > 0)]
+    rows = summary[(summary["backend"].astype(object) != SEQUENTIAL) & (summary["n"] > 0)]
     rows = rows[np.isfinite(rows["e2e_speedup"].to_numpy(dtype=np.float64))]
     found: dict[str, ArmResult] = {}
     for _, row in rows.iterrows():
@@ -164,7 +166,7 @@ def _arm_result(row: pd.Series, label: str) -> ArmResult:
 
 def _widest(summary: pd.DataFrame, arm: str) -> ArmResult | None:
     """``arm`` at its most workers: where its limit shows (threads at one worker cannot be GIL-bound)."""
-    rows = summary[(summary["n"] > 0) & (summary["backend"].astype(object) != "sequential")]
+    rows = summary[(summary["n"] > 0) & (summary["backend"].astype(object) != SEQUENTIAL)]
     rows = [r for _, r in rows.iterrows() if arm_label(r) == arm and np.isfinite(r["e2e_speedup"])]
     return _arm_result(max(rows, key=lambda r: r["workers"]), arm) if rows else None
 
@@ -207,7 +209,7 @@ def _reaches(a: ArmResult, top: ArmResult) -> bool:
 def candidates(arms: list[ArmResult], gil: bool) -> list[ArmResult]:
     """The arms that may be chosen: all but this Python's threads where the runs show them GIL-bound
     (``evidence.gil_bound``): their wall-clock gain on CPU-bound work is the load's, not theirs."""
-    return [a for a in arms if not (gil and a.backend == "threading" and "(Python" not in a.arm)]
+    return [a for a in arms if not (gil and a.backend == THREADING and "(Python" not in a.arm)]
 
 
 def settled(
@@ -302,7 +304,7 @@ def decide(
         headline, forecast = f"too busy to tell: {crowded}; so far: {headline}", None
     return Verdict(
         headline=headline,
-        choice=CANT_TELL if cant_tell else "sequential" if dont else choice.arm,
+        choice=CANT_TELL if cant_tell else SEQUENTIAL if dont else choice.arm,
         dont_bother=dont and not cant_tell,
         settled=unsettled is None,
         tentative_why=_tentative_why(unsettled, rounds, stop_reason),
@@ -366,7 +368,7 @@ def _headline(summary, arms, choice, dont, imbalance, forecast, tentative: bool)
             f"use {choice.arm}{mark}: {_x(choice.speedup)} ({_range(choice.low, choice.high)}) "
             f"with {_workers(choice.workers)}"
         ]
-        parts += _contrasts(arms, choice, _widest(summary, "threading"))
+        parts += _contrasts(arms, choice, _widest(summary, THREADING))
     if imbalance:
         parts.append(f"{imbalance} (split the work finer, or hand out the largest tasks first)")
     if forecast is not None:
@@ -376,7 +378,7 @@ def _headline(summary, arms, choice, dont, imbalance, forecast, tentative: bool)
 
 def _why_not(summary: pd.DataFrame, arms: list[ArmResult]) -> str:
     """Why no backend is worth it: the work is too small for the start-up, or nothing gains enough."""
-    base = summary[summary["backend"].astype(object) == "sequential"]
+    base = summary[summary["backend"].astype(object) == SEQUENTIAL]
     run_s = float(base["e2e_s"].min()) if len(base) else math.nan
     cheapest = min(arms, key=lambda a: a.setup_s if math.isfinite(a.setup_s) else math.inf)
     # the start-up eats what splitting the run over the workers could save
@@ -405,12 +407,12 @@ def _contrasts(arms: list[ArmResult], choice: ArmResult, threads: ArmResult | No
         other = "(Python " in alike[0].arm and "(Python " not in choice.arm
         why = "which needs another Python" if other else f"and {choice.backend} is cheaper"
         parts.append(f"≈ {alike[0].arm} {_x(alike[0].speedup)}, {why}")
-    if threads is not None and choice.backend != "threading":
+    if threads is not None and choice.backend != THREADING:
         parts.append(f"threads {_x(threads.speedup)}" + (f" ({threads.why})" if threads.why else ""))
     slow = [
         a
         for a in arms
-        if a.backend == choice.backend == "multiprocessing" and a.setup_s >= 0.05 and a.break_even
+        if a.backend == choice.backend == MULTIPROCESSING and a.setup_s >= 0.05 and a.break_even
     ]
     if slow:
         a = max(slow, key=lambda a: a.setup_s)
@@ -423,10 +425,10 @@ def _contrasts(arms: list[ArmResult], choice: ArmResult, threads: ArmResult | No
 
 def _forecast(fits: pd.DataFrame | None, choice: ArmResult | None, cores: int) -> Forecast | None:
     """The chosen arm's speedup at 4× the cores (at least 8), by the law that fits it better."""
-    if fits is None or choice is None or len(fits) == 0 or choice.backend in ("asyncio", "sequential"):
+    if fits is None or choice is None or len(fits) == 0 or choice.backend in (ASYNCIO, SEQUENTIAL):
         return None
     rows = fits[fits["backend"].astype(object) == choice.backend]
-    if "start_method" in rows.columns and "(" in choice.arm and choice.backend == "multiprocessing":
+    if "start_method" in rows.columns and "(" in choice.arm and choice.backend == MULTIPROCESSING:
         rows = rows[rows["start_method"].astype(object) == choice.arm.split("(")[1].rstrip(")")]
     if len(rows) == 0:
         return None
