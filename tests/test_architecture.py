@@ -192,9 +192,6 @@ def test_every_test_file_names_its_tier():
 # -- names in one home ---------------------------------------------------------------------------
 #: Where backend names may be spelled as literals: their one home.
 BACKEND_NAMES_HOME = PACKAGE / "host" / "protocol.py"
-#: Open items, each another helper's file at the time of writing: left for them, and named here so
-#: the exemption is seen. host/fork.py: one "sequential" (#22).
-BACKEND_NAMES_OPEN = {PACKAGE / "host" / "fork.py"}
 #: A literal that names something else spelled like a backend (the ray package, the YAML section
 #: ``ray:``) says so on its line.
 NOT_A_BACKEND = "not the backend"
@@ -236,7 +233,7 @@ def test_backend_names_are_spelled_only_in_their_home():
     found = [
         hit
         for path in sorted(PACKAGE.rglob("*.py"))
-        if path not in BACKEND_NAMES_OPEN and path != BACKEND_NAMES_HOME
+        if path != BACKEND_NAMES_HOME
         for hit in retyped_names(path, names)
     ]
     assert found == [], "use the names of conc_lab/host/protocol.py: " + ", ".join(found)

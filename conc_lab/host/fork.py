@@ -86,7 +86,7 @@ class Runs(object):
         """
         params = request[protocol.TRIAL]
         self.settle()  # normally done already, between the last reply and this request
-        backend = params["backend"] if request[protocol.OP] == protocol.RUN else "sequential"
+        backend = params["backend"] if request[protocol.OP] == protocol.RUN else protocol.SEQUENTIAL
         self.last = (backend, params["workload"])
         pid, request_fd, reply_fd = self.idle
         self.idle, self.current = None, pid
