@@ -130,7 +130,7 @@ def command(n: str = "1000") -> None:
 
 #: (module, attribute) of each phase ``parts`` times; "Runs.x" is a method of host.fork.Runs.
 PHASES = {
-    "host": ["Runs._fork", "Runs._clean_up", "fork._collect", "Runs._finish"],
+    "host": ["Runs._fork", "fork._clean_up", "fork._collect", "Runs._finish"],
     "run's process": [
         "codecache.install",
         "trial.load_workload",

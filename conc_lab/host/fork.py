@@ -68,8 +68,7 @@ class Runs(object):
         self.runner = os.getppid()
         #: The host's secret, which every reply carries: a run's process zeroes its copy first thing.
         self.secret = bytearray(os.urandom(16).hex().encode())
-        self.affinity = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
-        self.nice = os.getpriority(os.PRIO_PROCESS, 0)
+        self.own = _OwnSettings()  # the host's, which a run can change through its pid
         if sys.platform.startswith("linux") and not _libc:
             import ctypes  # once, in the host: the child only calls through it
 
@@ -114,7 +113,7 @@ class Runs(object):
         """
         if self.idle is None:
             if self.last is not None:
-                self._prepare(*self.last)
+                _prepare(*self.last)
             self.idle = self._fork()
         if self.ended is not None:
             pid, reaped = self.ended
@@ -124,18 +123,8 @@ class Runs(object):
                     os.waitpid(pid, 0)  # it exits right after its reply
                 except ChildProcessError:
                     pass
-            self._clean_up(pid)
+            _clean_up(pid, waiting=(self.idle[0],))  # the next run's process (forked above) is spared
             self.current = None
-
-    @staticmethod
-    def _prepare(backend, workload):
-        """The backend's module and the workload's code, prepared in the host (imported, compiled,
-        re-stat'ed) before the fork, so the next run's process inherits them."""
-        try:
-            backends.get(backend)
-            codecache.prepare(workload)
-        except Exception:  # noqa: BLE001 - the run's process imports them itself, and says what failed
-            pass
 
     def _fork(self):
         """A child that waits for its request (one JSON document, up to EOF): (pid, request fd, reply fd)."""
@@ -182,7 +171,7 @@ class Runs(object):
                 ),
             }
         out = reply.get(protocol.OUTCOME) if reply.get(protocol.OK) else reply
-        notes = lines_of(out.get(protocol.LEFT_BEHIND)) + self._host_state()
+        notes = lines_of(out.get(protocol.LEFT_BEHIND)) + self.own.restore()
         out[protocol.LEFT_BEHIND] = "; ".join(notes) or None
         if reply.get(protocol.OK):
             noise.remember(self.canary, out.pop(protocol.CANARY_READINGS, None))
@@ -192,25 +181,16 @@ class Runs(object):
             timing_failure(out, outside, "the host timed from outside (fork to reply)")
         return reply
 
-    def _clean_up(self, pid):
-        """Kill what the run left: its process group, then orphans that came to the host (before the
-        next run starts; its own report named its children already)."""
-        try:
-            os.killpg(pid, signal.SIGKILL)
-        except OSError:
-            pass
-        waiting = (self.idle[0],) if self.idle is not None else ()  # the next run's process
-        others = [p for p in hygiene.children_of(os.getpid()) if p not in waiting]
-        if not others:  # the common case: nothing came to the host, nothing to kill or reap
-            return
-        strays = [p for p in others if hygiene.state_of(p) not in ("Z", None)]
-        if strays:
-            strays = strays + [d for p in strays for d in hygiene.descendants(p)]
-            for p in strays:
-                hygiene.kill_tree_member(p)
-        hygiene.reap(strays, waiting)
 
-    def _host_state(self):
+class _OwnSettings(object):
+    """The host's CPU affinity and nice value as at its start: a run's process can change them
+    through the host's pid (``sched_setaffinity``, ``setpriority``), and ``restore`` undoes that."""
+
+    def __init__(self):
+        self.affinity = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+        self.nice = os.getpriority(os.PRIO_PROCESS, 0)
+
+    def restore(self):
         """What the run changed in the host itself (through its pid: affinity, nice), restored."""
         notes = []
         if self.affinity is not None and os.sched_getaffinity(0) != self.affinity:
@@ -223,6 +203,34 @@ class Runs(object):
             except OSError:
                 notes.append("the host's nice value (cannot restore)")
         return notes
+
+
+def _prepare(backend, workload):
+    """The backend's module and the workload's code, prepared in the host (imported, compiled,
+    re-stat'ed) before the fork, so the next run's process inherits them."""
+    try:
+        backends.get(backend)
+        codecache.prepare(workload)
+    except Exception:  # noqa: BLE001 - the run's process imports them itself, and says what failed
+        pass
+
+
+def _clean_up(pid, waiting):
+    """Kill what the run ``pid`` left: its process group, then orphans that came to the host, other
+    than ``waiting`` (before the next run starts; its own report named its children already)."""
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except OSError:
+        pass
+    others = [p for p in hygiene.children_of(os.getpid()) if p not in waiting]
+    if not others:  # the common case: nothing came to the host, nothing to kill or reap
+        return
+    strays = [p for p in others if hygiene.state_of(p) not in ("Z", None)]
+    if strays:
+        strays = strays + [d for p in strays for d in hygiene.descendants(p)]
+        for p in strays:
+            hygiene.kill_tree_member(p)
+    hygiene.reap(strays, waiting)
 
 
 def timing_failure(out, outside, what):
