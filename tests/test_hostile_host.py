@@ -170,7 +170,7 @@ def test_a_noisy_hosts_stderr_does_not_pile_up_in_a_hidden_file():
         for _ in range(3):
             reply = host.request({"op": "run", "trial": {**trial.params(), "cores": None}}, 30)
             assert reply["outcome"]["status"] == "failed"
-            assert len(host.stderr_tail) <= 64 * 1024
+            assert len(host.stderr.tail) <= 64 * 1024
         where = os.readlink(f"/proc/{host.proc.pid}/fd/2")
         assert where.startswith("pipe:"), where  # not a deleted temp file that only grows
 

@@ -79,10 +79,10 @@ class HostPool:
         except HostTimeout as exc:
             self.drop(key)
             why = f"{exc}; trial host killed and replaced"
-            return protocol.outcome(status=schema.TIMEOUT, error=why, stderr_tail=host.stderr_text())
+            return protocol.outcome(status=schema.TIMEOUT, error=why, stderr_tail=host.stderr.text())
         except HostDied as exc:
             self.drop(key)
-            return protocol.outcome(status=schema.FAILED, error=str(exc), stderr_tail=host.stderr_text())
+            return protocol.outcome(status=schema.FAILED, error=str(exc), stderr_tail=host.stderr.text())
         finally:
             self.measured_s += time.perf_counter() - started
         if not reply.get(protocol.OK):
@@ -95,7 +95,7 @@ class HostPool:
             if op == protocol.RUN:
                 self.inside_s += sum(outcome.get(k) or 0.0 for k in protocol.INSIDE_DURATIONS)
         if outcome.get(protocol.STATUS) in schema.FAILURES:  # the end of what it wrote, kept for failed runs
-            outcome[protocol.STDERR_TAIL] = host.stderr_text()
+            outcome[protocol.STDERR_TAIL] = host.stderr.text()
         return outcome
 
     def is_cold(self, trial: Trial) -> bool:

@@ -66,6 +66,93 @@ def _check_times(reply: dict, envelope: float) -> None:
             outcome[key] = None
 
 
+class StderrTail:
+    """The end of what a process writes to ``stream`` (its stderr pipe), read without blocking
+    whenever its parent waits on it: ``tail``, the last STDERR_TAIL_BYTES, where a traceback is."""
+
+    def __init__(self, stream):
+        self.stream = stream
+        self.tail = b""
+
+    def fileno(self) -> int | None:
+        """The pipe's descriptor, or None once the process closed its end (and so did this)."""
+        return None if self.stream is None or self.stream.closed else self.stream.fileno()
+
+    def drain(self, timeout: float) -> None:
+        """Read what the process wrote (without blocking), keeping the last STDERR_TAIL_BYTES."""
+        err = self.fileno()
+        if err is None:
+            return
+        while select.select([err], [], [], timeout)[0]:
+            chunk = os.read(err, 1 << 16)
+            if not chunk:
+                self.stream.close()
+                return
+            self.tail = (self.tail + chunk)[-STDERR_TAIL_BYTES:]
+            timeout = 0
+
+    def text(self) -> str | None:
+        """The tail as text (undecodable bytes replaced), or None when empty."""
+        text = self.tail.decode("utf-8", errors="replace").strip()
+        return text or None
+
+
+def _spawn(python: str, env: dict) -> tuple[subprocess.Popen, int]:
+    """``python -m conc_lab.host`` started in a session of its own: (its process, its lifeline).
+
+    The host watches the lifeline's read end and kills its process group when this process dies
+    (see host.__main__._watch_parent): no orphaned trial outlives a killed sweep. The write end,
+    returned, is held open until the host is closed.
+    """
+    watch_fd, lifeline = os.pipe()
+    env[protocol.PARENT_FD_ENV] = str(watch_fd)
+    try:
+        proc = subprocess.Popen(
+            [python, "-m", "conc_lab.host"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,  # read as replies are awaited; only a bounded tail is kept
+            env=env,
+            start_new_session=True,
+            pass_fds=(watch_fd,),
+        )
+    except BaseException:
+        os.close(lifeline)
+        raise
+    finally:
+        os.close(watch_fd)
+    return proc, lifeline
+
+
+def _kill_session(proc: subprocess.Popen) -> int | None:
+    """Kill ``proc``'s whole process group, and what left it; returns its exit code."""
+    if proc.poll() is None:
+        # Descendants that started sessions of their own are outside the group: find them first.
+        strays = hygiene.descendants(proc.pid)
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        for pid in strays:
+            hygiene.kill_tree_member(pid)
+    code = proc.wait()
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)  # workers it left behind in its group
+    except (ProcessLookupError, PermissionError):
+        pass
+    return code
+
+
+def _exit_text(code: int | None) -> str:
+    """How the host ended, from its exit code (negative: the signal that killed it)."""
+    if code is not None and code < 0:
+        try:
+            return f"trial host killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"trial host killed by signal {-code}"
+    return f"trial host exited with code {code}"
+
+
 class HostDied(RuntimeError):
     """The host exited or was killed while a request was in flight."""
 
@@ -86,27 +173,8 @@ class TrialHost:
         self, python: str | None = None, search_path: list[str] | None = None, start_timeout: float = 60
     ):
         self.python = python or sys.executable
-        env = child_env(search_path)
-        self.stderr_tail = b""  # the last STDERR_TAIL_BYTES the host wrote since the request began
-        # The host watches the read end and kills its process group when this process dies
-        # (see host.__main__._watch_parent): no orphaned trial outlives a killed sweep.
-        watch_fd, self._lifeline = os.pipe()
-        env[protocol.PARENT_FD_ENV] = str(watch_fd)
-        try:
-            self.proc = subprocess.Popen(
-                [self.python, "-m", "conc_lab.host"],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,  # read as replies are awaited; only a bounded tail is kept
-                env=env,
-                start_new_session=True,
-                pass_fds=(watch_fd,),
-            )
-        except BaseException:
-            os.close(self._lifeline)
-            raise
-        finally:
-            os.close(watch_fd)
+        self.proc, self._lifeline = _spawn(self.python, child_env(search_path))
+        self.stderr = StderrTail(self.proc.stderr)  # what the host wrote since the request began
         self._buf = b""
         self._secret = None
         self._next_id = 0
@@ -132,8 +200,8 @@ class TrialHost:
         An outcome whose own durations do not fit in the time taken here around the request
         is failed, with the reason.
         """
-        self._drain_stderr(0)  # what leftovers wrote between requests is not this trial's
-        self.stderr_tail = b""
+        self.stderr.drain(0)  # what leftovers wrote between requests is not this trial's
+        self.stderr.tail = b""
         self._next_id += 1
         request_id = self._next_id
         message = dict(message, **{protocol.ID: request_id})
@@ -188,60 +256,21 @@ class TrialHost:
 
     def _wait(self, fd: int, timeout: float) -> bool:
         """Wait until ``fd`` is readable (True) or ``timeout`` passes, keeping the stderr tail meanwhile."""
-        err = self.proc.stderr.fileno() if self.proc.stderr and not self.proc.stderr.closed else None
+        err = self.stderr.fileno()
         ready, _, _ = select.select([fd] + ([err] if err is not None else []), [], [], timeout)
         if err in ready:
-            self._drain_stderr(0)
+            self.stderr.drain(0)
         return fd in ready
-
-    def _drain_stderr(self, timeout: float) -> None:
-        """Read what the host wrote to stderr (without blocking), keeping the last STDERR_TAIL_BYTES."""
-        if self.proc.stderr is None or self.proc.stderr.closed:
-            return
-        err = self.proc.stderr.fileno()
-        while select.select([err], [], [], timeout)[0]:
-            chunk = os.read(err, 1 << 16)
-            if not chunk:
-                self.proc.stderr.close()
-                return
-            self.stderr_tail = (self.stderr_tail + chunk)[-STDERR_TAIL_BYTES:]
-            timeout = 0
-
-    def stderr_text(self) -> str | None:
-        """The kept stderr tail as text (undecodable bytes replaced), or None when empty."""
-        text = self.stderr_tail.decode("utf-8", errors="replace").strip()
-        return text or None
 
     def _death_note(self) -> str:
         code = self.kill()
-        self._drain_stderr(0.05)
-        tail = (self.stderr_text() or "")[-2000:]
-        if code is not None and code < 0:
-            try:
-                what = f"trial host killed by {signal.Signals(-code).name}"
-            except ValueError:
-                what = f"trial host killed by signal {-code}"
-        else:
-            what = f"trial host exited with code {code}"
-        return what + (f"; its stderr ended with: {tail}" if tail else "")
+        self.stderr.drain(0.05)
+        tail = (self.stderr.text() or "")[-2000:]
+        return _exit_text(code) + (f"; its stderr ended with: {tail}" if tail else "")
 
     def kill(self) -> int | None:
         """Kill the host's whole process group, and what left it; returns the host's exit code."""
-        if self.proc.poll() is None:
-            # Descendants that started sessions of their own are outside the group: find them first.
-            strays = hygiene.descendants(self.proc.pid)
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            for pid in strays:
-                hygiene.kill_tree_member(pid)
-        code = self.proc.wait()
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)  # workers it left behind in its group
-        except (ProcessLookupError, PermissionError):
-            pass
-        return code
+        return _kill_session(self.proc)
 
     def close(self):
         """Ask the host to exit; kill it if it does not within a second."""
