@@ -384,6 +384,13 @@ def test_quiet_prints_only_errors_and_the_final_line(tmp_path):
     )
     # the warm-up and both measured runs of the threading trial, nothing else
     assert len(lines) == 4 and all(line.startswith("FAILED threading w=2 broken") for line in lines[:-1])
+    # its time: the sweep's, then the command's with the interpreter's start-up and imports, which
+    # the overhead per run counts too (before, "in 0.1 s; overhead 1300 ms per run" for one run)
+    sweep_s, whole_s, per_run_ms = map(
+        float,
+        re.search(r" in ([\d.]+) s \(([\d.]+) s with start-up\); overhead ([\d.]+) ms", lines[-1]).groups(),
+    )
+    assert sweep_s < whole_s and 4 * per_run_ms / 1e3 <= whole_s + 0.05
 
 
 # --- summarize's filters (#12 item 9) ------------------------------------------------------------

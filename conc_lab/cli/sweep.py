@@ -243,6 +243,8 @@ def final_line(result, resumed: bool = False, whole_s: float | None = None) -> s
     if result.warmup_failed:  # not recorded, but a failure all the same (and exit code 1)
         line += f"; {result.warmup_failed} failed warm-up run{'s' * (result.warmup_failed > 1)}"
     line += f") in {result.wall_s:.1f} s"
+    if whole_s is not None and whole_s - result.wall_s >= 0.05:  # else "in 0.1 s; overhead 1300 ms per run"
+        line += f" ({whole_s:.1f} s with start-up)"
     if result.recorded:  # a per-run figure over no runs would be the sweep's set-up, mislabelled
         line += f"; overhead {result.overhead(whole_s).total_s * 1e3:.2f} ms per run"
     return f"{line} → {result.sweep_dir}"
