@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import functools
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -376,3 +377,12 @@ def test_the_readmes_module_table_names_every_stage_module_and_direction():
         modules = {p.stem for p in folder.glob("*.py") if p.stem != "__init__"}
         modules |= {p.name for p in folder.iterdir() if (p / "__init__.py").exists()}  # host/backends/
         assert modules <= named, f"{stage_name}/ modules the README's table does not name: {modules - named}"
+
+
+def test_collecting_the_suite_imported_no_workload_that_misbehaves_on_import():
+    """tests/workloads_hostile_import.py starts a spinning thread when imported; only trial hosts
+    may import it. Collected by --doctest-modules it spun beside every later test (conftest.py)."""
+    import threading
+
+    assert "workloads_hostile_import" not in sys.modules
+    assert "spins-from-import" not in {t.name for t in threading.enumerate()}
