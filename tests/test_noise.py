@@ -49,7 +49,7 @@ def competitor(monkeypatch, tmp_path):
 
     They are plain children of this process, which is also the sweep's runner (``runner.sweep``
     in-process): siblings of the trial host, as a notebook kernel's other work is. The sweep's
-    own processes are the host's tree and the runner alone, so these count as foreign. Each
+    own processes are the host's tree alone, so these count as foreign. Each
     ends by itself after 5 minutes at the latest.
     """
     # On every core, not only the one the trial is expected on: whichever core the sweep gives it
@@ -202,3 +202,44 @@ def test_the_cpu_of_a_runs_own_live_child_counts_as_the_sweeps_not_as_foreign():
     before, during, after = map(float, out.stdout.split())
     assert during - before >= 0.3  # CPU seconds, not wall: no load makes it smaller
     assert after - before >= 0.3  # reaped, it moved to cutime: still counted
+
+
+@pytest.fixture
+def busy_threads_here():
+    """Threads of this process, the sweep's runner, busy on every core until the test ends.
+
+    As a notebook kernel's or an app's own threads are. They hash 1 MiB at a time, which
+    releases the GIL: each takes its core whole, not a share of one interpreter lock.
+    """
+    import hashlib
+    import threading
+
+    stop = threading.Event()
+
+    def spin(core: int) -> None:
+        os.sched_setaffinity(0, {core})  # this thread alone, on Linux
+        block, digest = bytes(1 << 20), hashlib.sha256()
+        while not stop.is_set():
+            digest.update(block)
+
+    threads = [threading.Thread(target=spin, args=(c,), daemon=True) for c in sorted(os.sched_getaffinity(0))]
+    for t in threads:
+        t.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+
+
+def test_busy_threads_in_the_runners_own_process_are_foreign_to_its_runs(tmp_path, busy_threads_here):
+    # The runner only waits while a run runs: any CPU its process takes then (threads of the
+    # notebook or app that called conc_lab.sweep) is taken from the run. It once counted as the
+    # sweep's own, and such runs were never flagged.
+    # runs of about 0.2 s: a share of the cores is resolved to a tick (10 ms) of /proc/stat
+    _, rows = _sweep(tmp_path, "good", 3, {"max_foreign_cpu": 0.3, "max_canary_change": 1.0}, size=2_000_000)
+    assert rows and all(r["status"] == schema.OK for r in rows)
+    assert all(r["noisy"] and "others used" in r["noise_note"] for r in rows), [
+        (r["foreign_cpu"], r["noise_note"]) for r in rows
+    ]

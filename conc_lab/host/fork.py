@@ -65,7 +65,6 @@ class Runs(object):
         #: a recent canary reading as its before-reading; after a long one it measures its own, as the
         #: canary's share of a long run is small and a reading from up to a period ago drifts.
         self.last_short = False
-        self.runner = os.getppid()
         #: The host's secret, which every reply carries: a run's process zeroes its copy first thing.
         self.secret = bytearray(os.urandom(16).hex().encode())
         self.own = _OwnSettings()  # the host's, which a run can change through its pid
@@ -297,8 +296,10 @@ def _child(runs, request_fd, writer):
 
 def _run_and_reply(runs, request, writer, nonce):
     try:
-        # The sweep's processes besides this one's tree: the host and the runner, each alone.
-        alone = (os.getppid(), runs.runner)
+        # The sweep's processes besides this one's tree: the host, alone. Not the runner: it only
+        # waits while a run runs, so what its process takes then (threads of the notebook or app
+        # that called conc_lab.sweep) is taken from the run.
+        alone = (os.getppid(),)
         cache = runs.canary if runs.last_short else {}
         reply = {protocol.OK: True, protocol.OUTCOME: trial.handle(request, {}, cache, alone)}
     except BaseException:  # noqa: B036 - a workload's sys.exit at import fails the run, not the host

@@ -5,11 +5,12 @@ not averaged in. Around each trial the host records:
 
 * **foreign CPU**: busy time of the run's cores (all cores when unpinned) from /proc/stat,
   minus the CPU time of the sweep's own processes, as a share of those cores over the trial.
-  The sweep's own are exactly: this host and everything under it (the workers), the runner
-  itself (the host's parent) but not its other children, and, for ray trials only, the trees
-  of the Ray runtime the runner started (``protocol.SWEEP_PIDS_ENV``). Not the runner's whole
-  tree: a runner inside a Jupyter kernel or pytest has other children, and a busy one of them on the
-  run's core is exactly the noise to catch (a subreaper runner even inherits detached ones);
+  The sweep's own are exactly: this host and everything under it (the workers) and, for ray
+  trials only, the trees of the Ray runtime the runner started (``protocol.SWEEP_PIDS_ENV``).
+  Not the runner: it only waits while a run runs, so what its process and its other children
+  take then is taken from the run. A runner inside a Jupyter kernel, an app or pytest has
+  threads and children of its own, and a busy one on the run's core is exactly the noise to
+  catch (a subreaper runner even inherits detached ones);
 * **steal**: time the hypervisor gave those cores to other guests, as the same kind of share;
 * a **speed canary**: a short fixed loop timed on each of the run's cores just before and
   just after the trial, in the thread's CPU time. Foreign CPU cannot see a hypervisor that
@@ -184,10 +185,9 @@ def own_cpu_s(environ=None, alone=None):
     """CPU seconds of the sweep's own processes (see the module doc); None if unknown.
 
     Each process counts once with its reaped children (cutime, cstime: a worker that ended
-    during the run moves there from its own entry); the runner counts alone (utime, stime),
-    since what it reaped may be anything it started, not the sweep. ``alone``: the pids
-    counted so (default: this process's parent, the runner). A run's process forked from the
-    host passes the host and the runner: its own tree is walked, and is small.
+    during the run moves there from its own entry). ``alone``: pids counted without their
+    children (utime, stime), as what they reaped may be anything they started. A run's process
+    forked from the host passes the host: its own tree is walked, and is small.
     """
     environ = os.environ if environ is None else environ
     roots = [os.getpid()]
@@ -206,7 +206,7 @@ def own_cpu_s(environ=None, alone=None):
         ticks = _cpu_ticks(pid, children=True)
         if ticks is not None:
             total, found = total + ticks, True
-    for pid in [os.getppid()] if alone is None else alone:
+    for pid in alone or ():
         if pid not in pids:
             total += _cpu_ticks(pid, children=False) or 0
     return total * _TICK_S if found else None
