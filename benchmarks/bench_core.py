@@ -1,7 +1,7 @@
 """Figures for the core sweep (issue 2), measured with the real runner on this machine.
 
     python benchmarks/bench_core.py            # all four figures
-    python benchmarks/bench_core.py overhead   # one of: speedup, overhead, expand, noise
+    python benchmarks/bench_core.py overhead   # one of: speedup, overhead, expand, noise, startup
     python benchmarks/bench_core.py redesign [OLD_TREE] [ROUNDS] [TRIALS]   # not in "all": needs OLD_TREE
 
 1. speedup:  CPU-bound pure Python (tasks=8): multiprocessing and threading at workers=2 over
@@ -9,7 +9,10 @@
 2. overhead: 1,000 trials of a no-op workload, sequential, repeats=1: wall time and per trial.
 3. expand:   `conclab expand --count` on a 1,000,000-point matrix: time and peak memory.
 4. noise:    coefficient of variation of 10 repeats of a ~200 ms sequential trial, pinned vs not.
-5. redesign: runner overhead per no-op trial, this tree against an older checkout of conc_lab
+6. startup: whole commands as a user types them, each in a fresh process, interleaved over
+             rounds: `conclab --version`, and a 1-trial sweep (one no-op run) with its default
+             output (header, table) and with -q; medians and ranges, the load before and after.
+7. redesign: runner overhead per no-op trial, this tree against an older checkout of conc_lab
              (issue 11: before vs after the pipeline redesign), in one run: each round runs one
              sweep with each tree, in alternating order, each in a fresh process; medians over rounds.
              Make the old tree with ``git worktree add /tmp/old 75d9006``.
@@ -223,7 +226,40 @@ def redesign(out: Path, old_tree: str = "/tmp/old", rounds: str = "7", trials: s
         print(f"  {label:18s} " + ";  ".join(parts))
 
 
-FIGURES = {"speedup": speedup, "overhead": overhead, "expand": expand, "noise": noise}
+def startup(out: Path, rounds: int = 9) -> None:
+    import os
+    import shutil
+    import statistics
+
+    config = out / "one.yaml"
+    config.write_text(
+        "name: one\nrepeats: 1\nwarmup: 0\nmatrix:\n  workload: [experiments.overhead:noop]\n"
+        "  backend: [sequential]\n  workers: [1]\n  tasks: [1]\n  size: [1]\n"
+    )
+    conclab = shutil.which("conclab") or sys.exit("bench_core.py startup: needs the conclab command")
+    commands = {
+        "conclab --version": [conclab, "--version"],
+        "conclab sweep one.yaml (1 trial)": [conclab, "sweep", str(config), "--out", str(out / "r")],
+        "conclab sweep one.yaml -q": [conclab, "sweep", str(config), "--out", str(out / "r"), "-q"],
+    }
+    times: dict[str, list[float]] = {label: [] for label in commands}
+    load = os.getloadavg()[0]
+    for r in range(rounds):
+        order = (
+            list(commands) if r % 2 == 0 else list(reversed(commands))
+        )  # alternate, so no drift favours one
+        for label in order:
+            began = time.perf_counter()
+            subprocess.run(commands[label], capture_output=True, check=True, cwd=ROOT)
+            times[label].append(time.perf_counter() - began)
+    print(
+        f"\n# 6. whole commands, {rounds} rounds interleaved (load {load:.2f} before, {os.getloadavg()[0]:.2f} after)"
+    )
+    for label, ts in times.items():
+        print(f"  {label:34s} median {statistics.median(ts):.3f} s  ({min(ts):.3f}-{max(ts):.3f})")
+
+
+FIGURES = {"speedup": speedup, "overhead": overhead, "expand": expand, "noise": noise, "startup": startup}
 
 if __name__ == "__main__":
     chosen = sys.argv[1:] or list(FIGURES)

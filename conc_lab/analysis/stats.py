@@ -108,8 +108,6 @@ class SortedGroups:
 
     def median_ci(self, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
         """Exact bootstrap percentile interval of each group's median (see the module doc)."""
-        from scipy.special import betainc
-
         n, start, c = self.n, self.start, self.c
         lo = np.full(len(n), np.nan)
         hi = np.full(len(n), np.nan)
@@ -120,8 +118,8 @@ class SortedGroups:
         p = (np.arange(len(self.x)) - start[c] + 1) / nn  # k/n, k = 1..n within the group
         m_lo = np.floor((nn + 1) / 2)  # the median's rank (odd n) or the lower middle one
         m_hi = np.floor(nn / 2) + 1  # the median's rank (odd n) or the upper middle one
-        cdf_lo = betainc(m_lo, nn - m_lo + 1, p)  # P(Binom(n, k/n) >= m) = I_{k/n}(m, n-m+1)
-        cdf_hi = np.where(m_hi == m_lo, cdf_lo, betainc(m_hi, nn - m_hi + 1, p))
+        cdf_lo = binomial_tail(m_lo, nn, p)
+        cdf_hi = np.where(m_hi == m_lo, cdf_lo, binomial_tail(m_hi, nn, p))
         # the CDF rises within a group, so the first k with CDF >= q sits after the count below q
         below_lo = np.bincount(c, weights=cdf_lo < alpha / 2, minlength=len(n)).astype(np.int64)
         below_hi = np.bincount(c, weights=cdf_hi < 1 - alpha / 2, minlength=len(n)).astype(np.int64)
@@ -129,6 +127,40 @@ class SortedGroups:
         lo[has] = self.x[start[has] + below_lo[has]]
         hi[has] = self.x[start[has] + np.minimum(below_hi[has], n[has] - 1)]
         return lo, hi
+
+
+#: Groups of up to this many runs get their binomial tails summed here, in numpy: scipy.special,
+#: which has them too, costs 0.36 s to import, more than the rest of a small sweep's summary.
+_TABLE_MAX_N = 400
+
+
+def binomial_tail(m: np.ndarray, n: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """P(Binom(n, p) >= m), elementwise (= the regularized incomplete beta I_p(m, n-m+1)).
+
+    Example::
+
+        >>> binomial_tail(np.array([1.0, 2.0, 3.0]), np.array([2.0, 2.0, 3.0]), np.array([0.5, 0.5, 1.0])).tolist()
+        [0.75, 0.25, 1.0]
+    """
+    out = np.empty(len(p))
+    for size in np.unique(n):
+        at = n == size
+        if size > _TABLE_MAX_N:  # a table of size**2 would cost more than the import
+            from scipy.special import betainc
+
+            out[at] = betainc(m[at], size - m[at] + 1, p[at])
+            continue
+        k = int(size)
+        j = np.arange(k + 1, dtype=np.float64)
+        log_fact = np.concatenate(([0.0], np.cumsum(np.log(np.arange(1, k + 1)))))
+        log_choose = log_fact[k] - log_fact[: k + 1] - log_fact[k::-1]
+        q = p[at][:, None]
+        with np.errstate(divide="ignore", invalid="ignore"):  # p of 0 or 1: a term of 0 * log 0 is 0
+            log_p = np.where(j == 0, 0.0, j * np.log(q))
+            log_q = np.where(j == k, 0.0, (k - j) * np.log1p(-q))
+        pmf = np.exp(log_choose + log_p + log_q)
+        out[at] = np.where(j >= m[at][:, None], pmf, 0.0).sum(axis=1).clip(0.0, 1.0)
+    return out
 
 
 def ratio_ci(
