@@ -54,8 +54,11 @@ def competitor(monkeypatch, tmp_path):
     """
     # On every core, not only the one the trial is expected on: whichever core the sweep gives it
     # (this process's affinity may differ from what it was when CORE was computed), it is competed.
+    # PR_SET_PDEATHSIG (prctl 1) with SIGKILL: a loop kept stopped outlives a test process that is
+    # killed (its finally never runs), and a stopped process never reaches its own time limit.
     code = (
-        "import os, time\nos.sched_setaffinity(0, range(os.cpu_count()))\nprint(flush=True)\n"
+        "import ctypes, os, time\nctypes.CDLL(None).prctl(1, 9)\n"
+        "os.sched_setaffinity(0, range(os.cpu_count()))\nprint(flush=True)\n"
         "end = time.time() + 300\nwhile time.time() < end:\n    pass\n"
     )
     procs = []
