@@ -246,3 +246,34 @@ def test_busy_threads_in_the_runners_own_process_are_foreign_to_its_runs(tmp_pat
     assert all(r["noisy"] and "others used" in r["noise_note"] for r in rows), [
         (r["foreign_cpu"], r["noise_note"]) for r in rows
     ]
+
+
+_REAPED_BY_ITSELF = """
+import os, signal, subprocess, sys, time
+from conc_lab.host import noise
+signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # as a raylet: ended children leave no CPU time behind
+child = subprocess.Popen([sys.executable, "-c", "import time\\nt = time.process_time()\\nwhile time.process_time() - t < 0.4: pass\\nprint(flush=True)\\ntime.sleep(60)"], stdout=subprocess.PIPE)
+before = noise.Sample(alone=())
+child.stdout.readline()  # it has burnt 0.4 s of CPU inside the window
+gone = noise.cpu_s_of([child.pid])
+child.kill()
+while os.path.exists(f"/proc/{child.pid}"):
+    time.sleep(0.01)
+after = noise.Sample(alone=())
+print(after.own - before.own, gone)
+"""
+
+
+def test_the_cpu_of_a_process_ended_inside_the_window_is_counted_where_it_is_read_first():
+    # A Ray run's actors start, work and are killed inside the run's window, and the raylet reaps
+    # them itself: their CPU time vanished with them and every ray run read "others used 80-100%".
+    env = dict(
+        os.environ, PYTHONPATH=os.pathsep.join([str(Path(TESTS).parent), os.environ.get("PYTHONPATH", "")])
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", _REAPED_BY_ITSELF], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    own_diff, gone = map(float, out.stdout.split())
+    assert own_diff < 0.2  # the window's own CPU lost the child's: why the backend reads it first
+    assert gone >= 0.35 and own_diff + gone >= 0.35

@@ -145,15 +145,19 @@ class Sample(object):
         self.own = own_cpu_s(None if with_ray else {}, alone=alone)
         self.cores = cores
 
-    def since(self, before):
-        """{"foreign_cpu", "steal_cpu"}: shares of the run's cores from ``before`` to this sample."""
+    def since(self, before, gone_own_s=0.0):
+        """{"foreign_cpu", "steal_cpu"}: shares of the run's cores from ``before`` to this sample.
+
+        ``gone_own_s``: CPU of the sweep's processes that ended between the samples without it
+        reaching a parent counted here (``cpu_s_of``, read just before they were ended).
+        """
         wall = self.when - before.when
         cpus = sorted(set(self.cores)) if self.cores else sorted(self.cpus)
         if wall <= 0 or not cpus or any(c not in self.cpus or c not in before.cpus for c in cpus):
             return {protocol.FOREIGN_CPU: None, protocol.STEAL_CPU: None}
         busy = sum(self.cpus[c][0] - before.cpus[c][0] for c in cpus)
         steal = sum(self.cpus[c][1] - before.cpus[c][1] for c in cpus)
-        own = None if self.own is None or before.own is None else self.own - before.own
+        own = None if self.own is None or before.own is None else self.own + gone_own_s - before.own
         foreign = None if own is None else max(busy - own, 0.0) / (wall * len(cpus))
         return {
             protocol.FOREIGN_CPU: None if foreign is None else min(foreign, 1.0),
@@ -210,6 +214,15 @@ def own_cpu_s(environ=None, alone=None):
         if pid not in pids:
             total += _cpu_ticks(pid, children=False) or 0
     return total * _TICK_S if found else None
+
+
+def cpu_s_of(pids):
+    """CPU seconds (utime + stime) of ``pids`` over their lives so far; those gone count 0.
+
+    For processes about to be ended whose parent does not wait for them: a Ray raylet reaps
+    its workers itself, so a worker's CPU time leaves no trace in any process once it ends.
+    """
+    return sum(_cpu_ticks(pid, children=False) or 0 for pid in pids) * _TICK_S
 
 
 def _cpu_ticks(pid, children):

@@ -56,7 +56,8 @@ def _measured(backend, fn, trial, cache, alone):
     with_ray = trial["backend"] == protocol.RAY  # else what Ray still runs is foreign to this run
     sample = noise.Sample(cores, with_ray, alone)
     outcome = backend.run(fn, trial)
-    outcome.update(noise.Sample(cores, with_ray, alone).since(sample))
+    # What the backend ended during the run took its CPU time with it: it says how much (Ray's actors)
+    outcome.update(noise.Sample(cores, with_ray, alone).since(sample, getattr(backend, "gone_cpu_s", 0.0)))
     inside = sum(outcome.get(k) or 0.0 for k in (protocol.SETUP_S, protocol.RUN_S, protocol.TEARDOWN_S))
     outcome[protocol.CANARY_BEFORE_S] = before
     outcome[protocol.CANARY_AFTER_S] = canary.after(cores, inside)

@@ -23,7 +23,7 @@ import os
 import sys
 import time
 
-from conc_lab.host import hygiene, measure, protocol
+from conc_lab.host import hygiene, measure, noise, protocol
 from conc_lab.host.backends import Backend
 from conc_lab.host.backends._worker import Collector, _short_traceback, run_worker
 from conc_lab.host.workload import import_function, lacks, search_first
@@ -106,6 +106,10 @@ class RayBackend(Backend):
         self.actor_cls = None
         self.node = None
         self.connected_here = False  # ray.init was ours to call, so shutdown is ours too
+        #: The last run's actors' CPU seconds, read just before they were killed: the raylet reaps
+        #: them, so their CPU time leaves no trace once they end, and the run's foreign-CPU figure
+        #: would count it as others' (every ray run was flagged "others used 80-100%").
+        self.gone_cpu_s = 0.0
 
     def _connect(self):
         if self.ray is not None:
@@ -155,6 +159,7 @@ class RayBackend(Backend):
             for i in range(workers)
         ]
         pids = []
+        self.gone_cpu_s = 0.0
         try:
             try:
                 pids = ray.get([a.ready.remote() for a in actors])
@@ -174,6 +179,7 @@ class RayBackend(Backend):
                     collector.error = "a Ray worker died: %s" % _first_line(exc)
             outcome = collector.outcome(setup_s, run_start, cores)
         finally:
+            self.gone_cpu_s = noise.cpu_s_of(pids)
             for a in actors:
                 try:
                     ray.kill(a, no_restart=True)
