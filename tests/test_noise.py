@@ -192,17 +192,20 @@ print(before, during, after)
 """
 
 
-def test_the_cpu_of_a_runs_own_live_child_counts_as_the_sweeps_not_as_foreign():
-    # The run's process asks the kernel whether it has children at all (one waitid) before it walks
-    # /proc for them: a wrong "none" would count a live worker's CPU as other processes' (noise).
+def _printed_by(script: str) -> list[float]:
+    """The numbers ``script`` prints, run in a fresh interpreter that imports this conc_lab."""
     env = dict(
         os.environ, PYTHONPATH=os.pathsep.join([str(Path(TESTS).parent), os.environ.get("PYTHONPATH", "")])
     )
-    out = subprocess.run(
-        [sys.executable, "-c", _OWN_CHILD], env=env, capture_output=True, text=True, timeout=120
-    )
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    before, during, after = map(float, out.stdout.split())
+    return [float(x) for x in out.stdout.split()]
+
+
+def test_the_cpu_of_a_runs_own_live_child_counts_as_the_sweeps_not_as_foreign():
+    # The run's process asks the kernel whether it has children at all (one waitid) before it walks
+    # /proc for them: a wrong "none" would count a live worker's CPU as other processes' (noise).
+    before, during, after = _printed_by(_OWN_CHILD)
     assert during - before >= 0.3  # CPU seconds, not wall: no load makes it smaller
     assert after - before >= 0.3  # reaped, it moved to cutime: still counted
 
@@ -270,13 +273,6 @@ print(after.own - before.own, gone)
 def test_the_cpu_of_a_process_ended_inside_the_window_is_counted_where_it_is_read_first():
     # A Ray run's actors start, work and are killed inside the run's window, and the raylet reaps
     # them itself: their CPU time vanished with them and every ray run read "others used 80-100%".
-    env = dict(
-        os.environ, PYTHONPATH=os.pathsep.join([str(Path(TESTS).parent), os.environ.get("PYTHONPATH", "")])
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", _REAPED_BY_ITSELF], env=env, capture_output=True, text=True, timeout=120
-    )
-    assert out.returncode == 0, out.stderr
-    own_diff, gone = map(float, out.stdout.split())
+    own_diff, gone = _printed_by(_REAPED_BY_ITSELF)
     assert own_diff < 0.2  # the window's own CPU lost the child's: why the backend reads it first
     assert gone >= 0.35 and own_diff + gone >= 0.35

@@ -136,6 +136,7 @@ class RayBackend(Backend):
         return ray
 
     def run(self, fn, trial):
+        self.gone_cpu_s = 0.0  # also for a run that returns before starting actors: not the last one's
         try:
             # Ray's threads, processes and environment variables are the host's from now on.
             with hygiene.infrastructure():
@@ -159,7 +160,6 @@ class RayBackend(Backend):
             for i in range(workers)
         ]
         pids = []
-        self.gone_cpu_s = 0.0
         try:
             try:
                 pids = ray.get([a.ready.remote() for a in actors])
