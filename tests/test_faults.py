@@ -342,20 +342,21 @@ def test_a_file_where_the_results_dir_should_be_is_refused(tmp_path):
 def test_each_run_starts_from_the_clean_host_and_a_crash_does_not_replace_it(executor):
     """Each run is a process of its own, forked from the clean host: no run sees another's module
     state (``counts_calls`` counts in a module global), and a run that kills its process fails
-    alone, leaving the host (and so the warmth the warm-up round gave it) as it was."""
+    alone, leaving the host (and so the warmth the warm-up round gave it) as it was. Each run's
+    process makes one untimed call first (``host.trial.prime``), so its tasks count from 2."""
     counter = _trial("counts_calls", "sequential", None, 1)
     for repeat in range(2):
-        assert executor.execute(counter, repeat).row["checksum"] == checksum([1, 2, 3, 4])
+        assert executor.execute(counter, repeat).row["checksum"] == checksum([2, 3, 4, 5])
     host = executor.hosts.hosts[executor.hosts.host_key(counter)]
     crash = executor.execute(_trial("exits", "sequential", None, 1), 0).row
     assert crash["status"] == "failed" and "exited with code" in crash["error"]
-    assert executor.execute(counter, 2).row["checksum"] == checksum([1, 2, 3, 4])
+    assert executor.execute(counter, 2).row["checksum"] == checksum([2, 3, 4, 5])
     assert executor.hosts.hosts[executor.hosts.host_key(counter)] is host
 
 
 def test_no_untimed_run_when_the_sweep_asks_for_no_warm_up():
     with TrialExecutor(
-        ExecutorSettings("faults", "t", timeout_s=TIMEOUT_S, search_path=[TESTS], rewarm=False)
+        ExecutorSettings("faults", "t", timeout_s=TIMEOUT_S, search_path=[TESTS], rewarm=False, prime=False)
     ) as ex:
         counter = _trial("counts_calls", "sequential", None, 1)
         ex.execute(counter, 0)

@@ -23,7 +23,7 @@ import pytest
 
 from conc_lab import events, schema
 from conc_lab.config.document import parse_config
-from conc_lab.host import affinity
+from conc_lab.host import affinity, noise
 from conc_lab.run import runner
 
 TESTS = str(Path(__file__).resolve().parent)
@@ -276,3 +276,31 @@ def test_the_cpu_of_a_process_ended_inside_the_window_is_counted_where_it_is_rea
     own_diff, gone = _printed_by(_REAPED_BY_ITSELF)
     assert own_diff < 0.2  # the window's own CPU lost the child's: why the backend reads it first
     assert gone >= 0.35 and own_diff + gone >= 0.35
+
+
+def test_a_run_that_sleeps_is_not_flagged_by_the_speed_canary(tmp_path):
+    """A core that sat idle through a sleeping run reads slow for a moment afterwards (29-36% on
+    this VM after 80 ms): every sleep row was flagged so. A run's canary change now counts in
+    proportion to its time on the CPU (``noise.on_cpu_share``), which for a sleep is about 1%."""
+    doc = {
+        "name": "sleepy",
+        "repeats": 4,
+        "warmup": 0,
+        "matrix": {
+            "workload": ["experiments.io:sleep"],
+            "backend": ["sequential", "threading"],
+            "workers": [1],
+            "tasks": [2],
+            "size": [80],
+        },
+    }
+    cfg = parse_config(doc, path=str(Path(__file__).resolve().parent.parent / "configs" / "sleepy.yaml"))
+    rows = []
+    runner.sweep(
+        cfg, tmp_path, on_event=lambda e: rows.append(e.row) if isinstance(e, events.RunFinished) else None
+    )
+    assert len(rows) == 8 and all(r["status"] == schema.OK for r in rows)
+    for r in rows:
+        assert r["canary_before_s"] and r["canary_after_s"], r  # the canary read around every run
+        assert "speed canary" not in (r["noise_note"] or ""), r
+        assert noise.on_cpu_share(r) < 0.2, r

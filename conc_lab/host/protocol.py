@@ -69,6 +69,8 @@ SECRET = "secret"  # the host's per-start secret, in its hello and in every repl
 ID = "id"  # a request's number, echoed by its reply
 TRIAL = "trial"  # a request's trial: Trial.params() plus "cores"
 CORES = "cores"  # list of cores, one per worker, or None: don't pin
+#: In a run's trial: its process calls the workload once first, untimed (a warm process, see host.trial).
+PRIME = "prime"
 OK = "ok"  # a reply's flag: the host handled the request (the trial itself may have failed)
 OUTCOME = "outcome"
 ERROR = "error"

@@ -30,6 +30,8 @@ def handle(request, workloads, canary_cache=None, alone=None):
     if reference:
         trial = dict(trial, backend=protocol.SEQUENTIAL, cores=None)
     backend = backends.get(trial["backend"])
+    if trial.get(protocol.PRIME) and not reference:
+        prime(fn, trial)
     measure.reset_peak_rss()
     # Optional hooks, run here in the parent and untimed, as the seed post's main does
     # `result = None`, starts and joins its workers, then reads `result` (experiments.memory).
@@ -46,6 +48,25 @@ def handle(request, workloads, canary_cache=None, alone=None):
     outcome[protocol.CHECKABLE] = getattr(fn, "checkable", True)
     outcome[protocol.GIL_ENABLED] = measure.gil_enabled()  # a free-threaded build may have turned it back on
     return protocol.check_outcome(outcome)
+
+
+def prime(fn, trial):
+    """Call ``fn`` once on its first task, untimed, in this process: a warm process to measure in.
+
+    A run's process is fresh (``host.fork``), so without this every run would pay what only a
+    program's first call pays: a table a workload builds on first use, a lazy import, a compiled
+    pattern. Threads and forked workers then start from the warm process, as they would in a
+    program that called it before; spawned workers, subinterpreters and Ray actors start cold
+    there too. Its outcome is dropped: a task that fails fails the timed run as well. Not for
+    Ray trials, whose work runs in actors this process does not warm.
+    """
+    if trial["backend"] == protocol.RAY:
+        return
+    once = dict(trial, backend=protocol.SEQUENTIAL, workers=1, tasks=1, cores=None)
+    try:
+        backends.get(protocol.SEQUENTIAL).run(fn, once)
+    except Exception:  # noqa: BLE001 - the timed run meets the same failure and records it
+        pass
 
 
 def _measured(backend, fn, trial, cache, alone):

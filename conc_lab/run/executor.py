@@ -29,11 +29,13 @@ class ExecutorSettings:
     the local path and to every cluster node, so the two cannot drift apart.
 
     ``rewarm``: after a host is replaced, each trial runs once untimed before its next measured
-    run (a sweep with warm-up rounds wants that; one without does not).
+    run (a sweep with warm-up rounds wants that; one without does not). ``prime``: each run's
+    fresh process calls the workload once, untimed, before its timed run (``host.trial.prime``),
+    so runs are measured warm; a sweep with ``warmup: 0`` measures them cold.
 
     >>> s = ExecutorSettings("demo", "s1", search_path=("/w",))
-    >>> s.affinity_mode, s.timeout_s, s.rewarm, s.noise_limits.redo
-    ('compact', 120.0, True, 0)
+    >>> s.affinity_mode, s.timeout_s, s.rewarm, s.prime, s.noise_limits.redo
+    ('compact', 120.0, True, True, 0)
     >>> s.on_node(["/w", "/srv"]).search_path
     ('/w', '/srv')
     """
@@ -44,6 +46,7 @@ class ExecutorSettings:
     timeout_s: float = 120.0
     search_path: tuple[str, ...] = ()
     rewarm: bool = True
+    prime: bool = True
     noise_limits: NoiseLimits = field(default_factory=NoiseLimits)
 
     @classmethod
@@ -55,6 +58,7 @@ class ExecutorSettings:
             config.timeout_s,
             tuple(search_path),
             rewarm=config.warmup > 0,
+            prime=config.warmup > 0,
             noise_limits=config.noise,
         )
 
@@ -148,14 +152,15 @@ class TrialExecutor:
     def _execute_once(self, trial: Trial, repeat: int, warmup: bool, within: list[int] | None) -> dict:
         cores = self.cores_for(trial, within)
         started_at = int(time.time() * 1e6)
-        outcome = self.hosts.call(trial, protocol.RUN, cores)
+        prime = self.settings.prime
+        outcome = self.hosts.call(trial, protocol.RUN, cores, prime)
         if outcome.get(protocol.STATUS) == schema.OK and not warmup and self._cold(trial):
             # A fresh host runs a trial slower the first time (imports, caches, the interpreter
             # specialising its code): the warm-up round covered the sweep's first host, this
             # covers its replacements, so the run after a hang or crash is measured warm.
             # A first run that failed is the row itself: a hang is not waited for twice.
             self.hosts.mark_ran(trial)
-            outcome = self.hosts.call(trial, protocol.RUN, cores)
+            outcome = self.hosts.call(trial, protocol.RUN, cores, prime)
         self.hosts.mark_ran(trial)
         return self._row(trial, repeat, outcome, cores, started_at)
 

@@ -63,9 +63,15 @@ class HostPool:
         if host is not None:
             host.close()
 
-    def call(self, trial: Trial, op: str, cores: list[int] | None) -> dict:
-        """One request to the trial's host; a timeout or death becomes a failed outcome."""
-        message = protocol.request(op, {**trial.params(), protocol.CORES: cores})
+    def call(self, trial: Trial, op: str, cores: list[int] | None, prime: bool = False) -> dict:
+        """One request to the trial's host; a timeout or death becomes a failed outcome.
+
+        ``prime``: the run's process calls the workload once, untimed, first (``host.trial.prime``).
+        """
+        params = {**trial.params(), protocol.CORES: cores}
+        if prime:
+            params[protocol.PRIME] = True
+        message = protocol.request(op, params)
         key = self.host_key(trial)
         try:
             host = self.host(key)

@@ -1,0 +1,60 @@
+"""Each run is measured in a warm process (#20, #25): its fresh process calls the workload once first.
+
+A fresh process per run (host.fork) keeps runs apart, but left alone it would make every run
+pay what only a program's first call pays (a table built on first use, a lazy import): the
+sha256 workload's 1 MiB block cost 7 ms of a 28 ms threaded run, and its speedup read 1.75x
+where plain threads get 1.96x. What is checked here is the count of calls each run's process
+made, read by the workload itself, not a time.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import conc_lab
+from conc_lab.config.document import parse_config
+
+TESTS = str(Path(__file__).resolve().parent)
+
+pytestmark = pytest.mark.host
+
+
+def _observed(tmp_path, warmup: int, backend: str, **options) -> list[int]:
+    doc = {
+        "name": "warm",
+        "repeats": 2,
+        "warmup": warmup,
+        "matrix": {
+            "workload": ["workloads_warm:counted"],
+            "backend": [backend],
+            "workers": [2 if backend != "sequential" else 1],
+            "tasks": [3],
+            "size": [5],
+        },
+        **options,
+    }
+    cfg = parse_config(doc, path=str(Path(TESTS) / "warm.yaml"))  # workloads_warm is found beside it
+    result = conc_lab.sweep(cfg, tmp_path)
+    df = conc_lab.load(result.sweep_dir)
+    measured = df[df.status == "ok"]
+    assert len(measured) == 2 and measured.correct.all()
+    return sorted(json.loads(v) for v in measured.observed)
+
+
+@pytest.mark.parametrize(
+    ("backend", "options", "warm", "cold"),
+    [
+        ("sequential", {}, 4, 3),  # the first call, then the run's 3 tasks, all in the run's process
+        ("threading", {}, 4, 3),
+        # forked workers call the workload in their own processes: the run's process made the first call alone
+        ("multiprocessing", {"backend_options": {"multiprocessing": {"start_method": ["fork"]}}}, 1, 0),
+    ],
+)
+def test_a_run_is_measured_after_one_untimed_call_in_its_process_unless_warmup_is_0(
+    tmp_path, backend, options, warm, cold
+):
+    assert _observed(tmp_path / "warm", 1, backend, **options) == [warm, warm]
+    assert _observed(tmp_path / "cold", 0, backend, **options) == [cold, cold]
