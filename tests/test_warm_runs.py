@@ -16,6 +16,7 @@ import pytest
 
 import conc_lab
 from conc_lab.config.document import parse_config
+from conc_lab.host.measure import checksum
 
 TESTS = str(Path(__file__).resolve().parent)
 
@@ -58,3 +59,26 @@ def test_a_run_is_measured_after_one_untimed_call_in_its_process_unless_warmup_i
 ):
     assert _observed(tmp_path / "warm", 1, backend, **options) == [warm, warm]
     assert _observed(tmp_path / "cold", 0, backend, **options) == [cold, cold]
+
+
+def test_a_spawned_worker_does_not_import_the_trial_host(tmp_path):
+    """A spawned worker imports what a program's would (its workload and the worker loop), not the
+    host's package (17 ms): multiprocessing skips a ``__main__`` named ``*.__main__``, as the host's
+    is, so this guards that the host keeps such a name and the worker loop imports no more."""
+    doc = {
+        "name": "lean",
+        "repeats": 1,
+        "warmup": 0,
+        "matrix": {
+            "workload": ["workloads_warm:holds_the_host"],
+            "backend": ["multiprocessing"],
+            "workers": [2],
+            "tasks": [2],
+            "size": [1],
+        },
+        "backend_options": {"multiprocessing": {"start_method": ["spawn", "fork"]}},
+    }
+    cfg = parse_config(doc, path=str(Path(TESTS) / "lean.yaml"))
+    df = conc_lab.load(conc_lab.sweep(cfg, tmp_path).sweep_dir)
+    by_method = dict(zip(df.start_method, df.checksum))
+    assert by_method == {"spawn": checksum([False, False]), "fork": checksum([True, True])}

@@ -1,4 +1,4 @@
-"""Workloads that tell a warm process from a cold one (tests/test_warm_runs.py).
+"""Workloads that tell what a run's processes hold: warm or cold, lean or not (tests/test_warm_runs.py).
 
 ``counted`` counts its calls in the process that makes them; ``observe`` (called after the
 timed run, in the run's own process) reads how many came before the run's own tasks.
@@ -17,3 +17,13 @@ def _calls() -> int:
 
 
 counted.observe = _calls
+
+
+def holds_the_host(task: int, size: int) -> bool:
+    """Whether the process running this task has the trial host's own modules loaded."""
+    import sys
+
+    return "conc_lab.host.fork" in sys.modules
+
+
+holds_the_host.checkable = False  # True in the run's own process, False in a spawned worker
