@@ -8,7 +8,8 @@ work in a plain loop. Two workers, each given half of:
 * ``sha256``: 64 MiB hashed (32 MiB per worker, C that releases the GIL);
 * ``sleep``: 8 sleeps of 50 ms (4 per worker).
 
-Rounds are interleaved (every cell once, then again), and a round in which other processes
+Rounds are interleaved (every cell once, in a fresh seeded order, then again), each side's
+speedup is paired as conc_lab's own is (the median of per-round ratios), and a round in which other processes
 used >= 0.15 CPUs (``/proc/stat`` busy time minus this script's own, children included) is
 discarded and said so. In the same run conc_lab sweeps the same halves (``tasks: 2``,
 ``size`` the half) in blocks between the harness's rounds, and its end-to-end speedup is
@@ -43,6 +44,7 @@ import hashlib
 import json
 import multiprocessing
 import os
+import random
 import statistics
 import subprocess
 import sys
@@ -171,14 +173,16 @@ def own_s() -> float:
 def harness_round(samples: dict, discarded: list, round_no: int, max_foreign: float) -> None:
     """Every cell on every variant once; the round is kept only if the machine stayed quiet."""
     wall0, busy0, own0 = time.perf_counter(), busy_s(), own_s()
-    got = {(c, v): run_once(c, v) for c in CELLS for v in VARIANTS}
+    order = [(c, v) for c in CELLS for v in VARIANTS]
+    random.Random(round_no).shuffle(order)  # in a fresh order each round, as conc_lab's rounds are
+    got = {(c, v): run_once(c, v) for c, v in order}
     wall = time.perf_counter() - wall0
     foreign = max(0.0, (busy_s() - busy0) - (own_s() - own0)) / wall
     if foreign >= max_foreign:
         discarded.append((round_no, foreign))
         return
     for key, value in got.items():
-        samples.setdefault(key, []).append(value)
+        samples.setdefault(key, {})[round_no] = value
 
 
 # --- conc_lab on the same halves -------------------------------------------------------------
@@ -302,7 +306,10 @@ def conclab_samples(frames, how: str = "as measured") -> tuple[dict, str]:
         ],
         cell=df["workload"].map(_CELL_OF),
     )
-    samples = {(c, v): list(g["e2e"]) for (c, v), g in df.groupby(["cell", "variant"], observed=True)}
+    samples = {
+        (c, v): dict(zip(zip(g["sweep_id"], g["repeat"]), g["e2e"]))
+        for (c, v), g in df.groupby(["cell", "variant"], observed=True)
+    }
     return samples, " + ".join(parts)
 
 
@@ -310,14 +317,17 @@ def conclab_samples(frames, how: str = "as measured") -> tuple[dict, str]:
 
 
 def speedups(samples: dict) -> dict:
+    """(speedup, median time) per cell: each side's speedup paired as conc_lab's is, the median of
+    per-round ratios (the plain loop and the model in the same harness round, or the same conc_lab
+    sweep and repeat), so a speed state that holds for a round moves both sides of its ratio alike.
+    ``samples``: (cell, variant) -> {round: seconds}."""
     out = {}
     for cell in CELLS:
-        seq = statistics.median(samples[(cell, "sequential")])
+        seq = samples[(cell, "sequential")]
         for v in VARIANTS:
-            out[(cell, v)] = (
-                seq / statistics.median(samples[(cell, v)]),
-                statistics.median(samples[(cell, v)]),
-            )
+            mine = samples[(cell, v)]
+            ratios = [seq[r] / mine[r] for r in mine if r in seq]
+            out[(cell, v)] = (statistics.median(ratios), statistics.median(mine.values()))
     return out
 
 
@@ -357,7 +367,7 @@ def table(h: dict, c: dict, n_h: int, n_c: int, parts: str) -> str:
     lines.append("")
     lines.append(
         f"Medians of {n_h} kept harness rounds and {n_c} conc_lab runs per cell; sequential (the plain loop) "
-        "is each side's own baseline."
+        "is each side's own baseline, each speedup the median of its per-round ratios."
     )
     return "\n".join(lines)
 

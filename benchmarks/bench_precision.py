@@ -10,7 +10,8 @@
    called changed.
 3. The median 95% interval width of the speedups (as a share of the speedup) of a
    ``configs/cpu.yaml``-shaped sweep (``--cpu-repeats``, 5 as the issue asks), before (the
-   unpaired estimate: the same rows without start times, which cannot be paired) and after (paired).
+   unpaired estimate: the same rows without start times, which cannot be paired) and after (paired),
+   with the spread of the per-pair ratios behind it and how many pairs the goal would need.
 4. With ``--competitor``: a busy loop pinned to core 0 burns one core throughout; then no
    sum_squares threading row may show an interval that excludes 1.0 unless it is flagged.
 
@@ -128,6 +129,34 @@ def interval_widths(df: pd.DataFrame) -> tuple[float, float]:
     return widths[0], widths[1]
 
 
+def pairs_needed(df: pd.DataFrame, goal: float = 0.10, tries: int = 400) -> str:
+    """Why the widths are what they are: the spread of the per-pair ratios (sd of their logs, median
+    over the non-sequential trials), and how many pairs the exact interval of the median needs to be
+    ``goal`` wide at that spread (simulated: lognormal ratios, the summary's own interval)."""
+    from conc_lab.analysis.pairing import pair_runs
+    from conc_lab.analysis.stats import SortedGroups
+
+    df = df.reset_index(drop=True)
+    pairs = pair_runs(df)
+    has = pairs >= 0
+    run = df["run_s"].to_numpy(dtype=np.float64, na_value=np.nan)
+    logs = pd.Series(np.log(run[pairs[has]] / run[has]), index=df.index[has])
+    keys = ["workload", "backend", "start_method", "workers"]
+    sd = float(logs.groupby([df.loc[has, k].astype(object) for k in keys], dropna=False).std().median())
+    rng = np.random.default_rng(0)
+    widths = {}
+    for n in (5, 10, 20, 30, 40):
+        x = np.exp(rng.normal(0.0, sd, size=(tries, n)))
+        low, high = SortedGroups(np.repeat(np.arange(tries), n), x.ravel(), tries).median_ci(0.95)
+        widths[n] = float(np.median(high - low))
+    enough = next((n for n, w in widths.items() if w <= goal), None)
+    shown = ", ".join(f"{n} pairs {100 * w:.0f}%" for n, w in widths.items())
+    return (
+        f"per-pair ratios spread by {100 * sd:.1f}% (sd of log ratio, median over trials); at that spread the "
+        f"interval's width is {shown}: the goal needs {enough or 'more than 40'} pairs"
+    )
+
+
 def _selftest(out: Path) -> str:
     """``conclab selftest`` under ``out``: the floor ``compare`` then calls no change under."""
     import conc_lab
@@ -198,7 +227,9 @@ def main() -> None:
             print("A/A compare: needs at least 2 sweeps")
         if not args.skip_cpu:
             cfg = dataclasses.replace(load_config(args.cpu_config), repeats=args.cpu_repeats)
-            before, after = interval_widths(_sweep(cfg, out))
+            cpu = _sweep(cfg, out)
+            before, after = interval_widths(cpu)
+            print(pairs_needed(cpu))
             print(
                 f"median 95% interval width of the speedups ({Path(args.cpu_config).name}, repeats "
                 f"{args.cpu_repeats}): before (unpaired) {100 * before:.1f}%, after (paired) {100 * after:.1f}%"
