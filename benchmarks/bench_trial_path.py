@@ -4,6 +4,7 @@
     python benchmarks/bench_trial_path.py split 2000 # the host's split only, 2,000 requests
     python benchmarks/bench_trial_path.py command 1000
     python benchmarks/bench_trial_path.py parts 1000  # where the host's and the run's process's time goes
+    python benchmarks/bench_trial_path.py floor       # fork + exit + wait, and one page fault, here
 
 1. split: no-op requests (experiments.overhead:noop, sequential, pinned) sent straight to one
    trial host, each timed by the runner (request to reply) and by the host (``outside_s``, fork
@@ -233,6 +234,72 @@ def parts(n: str = "1000") -> None:
                 print(f"    {label:30s} median {statistics.median(got) * 1e3:7.3f} ms")
 
 
+def _fault_cost_us(pages: int = 4096, cow: bool = True) -> float:
+    """µs per page fault: a write to each page of an anonymous mapping, in a child after a fork
+    (``cow``: pages the parent had touched, so each write copies one) or fresh in this process."""
+    import mmap
+
+    size = pages * mmap.PAGESIZE
+    area = mmap.mmap(-1, size)
+    if hasattr(area, "madvise") and hasattr(mmap, "MADV_NOHUGEPAGE"):
+        area.madvise(mmap.MADV_NOHUGEPAGE)  # 4 KiB pages, as a Python heap's are
+    if not cow:
+        start = time.perf_counter()
+        for i in range(0, size, mmap.PAGESIZE):
+            area[i] = 1
+        return (time.perf_counter() - start) / pages * 1e6
+    for i in range(0, size, mmap.PAGESIZE):
+        area[i] = 1
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        start = time.perf_counter()
+        for i in range(0, size, mmap.PAGESIZE):
+            area[i] = 2
+        os.write(w, repr(time.perf_counter() - start).encode())
+        os._exit(0)
+    os.close(w)
+    took = float(os.read(r, 64))
+    os.waitpid(pid, 0)
+    loop = time.perf_counter()
+    for i in range(0, size, mmap.PAGESIZE):  # the same loop without faults (pages already private)
+        area[i] = 3
+    loop = time.perf_counter() - loop
+    return (took - loop) / pages * 1e6
+
+
+def floor() -> None:
+    """What a fresh process per run costs at least on this machine: fork + exit + wait of a bare
+    interpreter and of one the host's size, and the price of one page fault, which a run's process
+    and the host pay for every page they write after the fork (counted by ``parts``)."""
+    bare = subprocess.run(
+        [sys.executable, "-S", "-I", "-c", _BARE_FORK],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    cow = statistics.median(_fault_cost_us() for _ in range(5))
+    zero = statistics.median(_fault_cost_us(cow=False) for _ in range(5))
+    print(f"# load {os.getloadavg()[0]:.2f}; the floor of a fresh process per run here")
+    print(f"  fork + exit + wait, bare interpreter (python -S -I): {float(bare):.3f} ms")
+    print(f"  fork + exit + wait, a process the host's size:       {_bare_fork(300):.3f} ms")
+    print(f"  one page fault: copy-on-write {cow:.2f} µs, zero-filled {zero:.2f} µs")
+
+
+_BARE_FORK = """
+import os, time
+took = []
+for _ in range(300):
+    t = time.perf_counter()
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    os.waitpid(pid, 0)
+    took.append(time.perf_counter() - t)
+print(sorted(took)[150] * 1e3)
+"""
+
+
 if __name__ == "__main__":
     what = sys.argv[1] if len(sys.argv) > 1 else "all"
     args = sys.argv[2:]
@@ -242,3 +309,5 @@ if __name__ == "__main__":
         command(*args)
     if what == "parts":
         parts(*args)
+    if what in ("all", "floor"):
+        floor()
