@@ -82,3 +82,23 @@ def test_a_spawned_worker_does_not_import_the_trial_host(tmp_path):
     df = conc_lab.load(conc_lab.sweep(cfg, tmp_path).sweep_dir)
     by_method = dict(zip(df.start_method, df.checksum))
     assert by_method == {"spawn": checksum([False, False]), "fork": checksum([True, True])}
+
+
+def test_the_untimed_first_call_does_not_cut_a_long_single_task_run_short(tmp_path):
+    """One task of 0.9 s against a 1.5 s timeout: the first call and the run are 1.8 s together,
+    and the run must not time out for the call it was not timed on."""
+    doc = {
+        "name": "long",
+        "repeats": 1,
+        "warmup": 1,
+        "timeout_s": 1.5,
+        "matrix": {
+            "workload": ["experiments.io:sleep"],
+            "backend": ["sequential"],
+            "tasks": [1],
+            "size": [900],
+        },
+    }
+    cfg = parse_config(doc, path=str(Path(TESTS).parent / "configs" / "long.yaml"))
+    df = conc_lab.load(conc_lab.sweep(cfg, tmp_path).sweep_dir)
+    assert df.status.tolist() == ["ok"], df.error.tolist()

@@ -66,7 +66,8 @@ class HostPool:
     def call(self, trial: Trial, op: str, cores: list[int] | None, prime: bool = False) -> dict:
         """One request to the trial's host; a timeout or death becomes a failed outcome.
 
-        ``prime``: the run's process calls the workload once, untimed, first (``host.trial.prime``).
+        ``prime``: the run's process calls the workload once, untimed, first (``host.trial.prime``);
+        that call gets a timeout of its own, so a trial of one long task is not cut short by it.
         """
         params = {**trial.params(), protocol.CORES: cores}
         if prime:
@@ -81,10 +82,11 @@ class HostPool:
             return protocol.outcome(status=schema.FAILED, error=why)
         started = time.perf_counter()
         try:
-            reply = host.request(message, self.timeout_s)
-        except HostTimeout as exc:
+            reply = host.request(message, self.timeout_s * (2 if prime else 1))
+        except HostTimeout:
             self.drop(key)
-            why = f"{exc}; trial host killed and replaced"
+            first = f" (plus {self.timeout_s:g} s for its untimed first call)" if prime else ""
+            why = f"no answer within {self.timeout_s:g} s{first}; trial host killed and replaced"
             return protocol.outcome(status=schema.TIMEOUT, error=why, stderr_tail=host.stderr.text())
         except HostDied as exc:
             self.drop(key)
