@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pandas as pd
 
+from conc_lab.analysis.breakeven import NOT_SEEN
 from conc_lab.host.protocol import ASYNCIO, MULTIPROCESSING, RAY, SEQUENTIAL, SUBINTERPRETERS, THREADING
 
 #: An arm within this share of the best speedup counts as just as fast.
@@ -396,7 +397,18 @@ def _why_not(summary: pd.DataFrame, arms: list[ArmResult]) -> str:
 
 
 def _contrasts(arms: list[ArmResult], choice: ArmResult, threads: ArmResult | None) -> list[str]:
-    """What the chosen arm is measured against: an alike costlier arm, threads, a slow start method."""
+    """What the chosen arm is measured against: an alike costlier arm, threads, a slow start method.
+
+    >>> fork = ArmResult("multiprocessing (fork)", "multiprocessing", 2, 1.8, 1.7, 1.9, 1.8, 0.004, "", "", 5)
+    >>> spawn = ArmResult("multiprocessing (spawn)", "multiprocessing", 2, 1.2, 1.1, 1.3, 1.8, 0.2, "",
+    ...                   "not at the sizes measured", 5)
+    >>> _contrasts([fork, spawn], fork, None)
+    ['spawn pays 200 ms to start, so it does not win at the sizes measured']
+    >>> spawn = ArmResult("multiprocessing (spawn)", "multiprocessing", 2, 1.2, 1.1, 1.3, 1.8, 0.2, "",
+    ...                   "size ≥ 7.5e+05 (fit)", 5)
+    >>> _contrasts([fork, spawn], fork, None)
+    ['spawn pays 200 ms to start, so it wins only at size ≥ 7.5e+05']
+    """
     parts = []
     alike = [
         a
@@ -416,10 +428,9 @@ def _contrasts(arms: list[ArmResult], choice: ArmResult, threads: ArmResult | No
     ]
     if slow:
         a = max(slow, key=lambda a: a.setup_s)
-        method = a.arm.split(" ")[-1].strip("()")
-        parts.append(
-            f"{method} pays {_seconds(a.setup_s)} to start, so it wins only at {a.break_even.split(' (')[0]}"
-        )
+        method, where = a.arm.split(" ")[-1].strip("()"), a.break_even.split(" (")[0]
+        wins = "does not win " + where.removeprefix("not ") if where == NOT_SEEN else f"wins only at {where}"
+        parts.append(f"{method} pays {_seconds(a.setup_s)} to start, so it {wins}")
     return parts
 
 
