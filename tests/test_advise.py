@@ -480,6 +480,16 @@ def test_the_plan_is_a_valid_matrix_with_other_interpreters_and_says_what_it_lef
         ("threading", "/opt/py/bin/python3.13t"),
     }
     assert p.left_out == ("ray: not asked for (--ray)",)
+    # the verdict names an arm's interpreter by its version, not its path (it once said
+    # "subinterpreters (Python /root/.pyenv/versions/3.13.0/bin/python)")
+    rows = [
+        {"backend": b, "python": py}
+        for b, py in (("subinterpreters", "/opt/py/bin/python3.14"), ("threading", "/opt/py/bin/python3.13t"))
+    ]
+    assert [verdicts.arm_label(r, p.python_labels) for r in rows] == [
+        "subinterpreters (Python 3.14.0)",
+        "threading (Python 3.13.5, free-threaded)",
+    ]
     none = planning.plan(resolve("experiments.advise_cases:wait"), cores=2, interpreters=[], probe=probe)
     assert [x.split(":")[0] for x in none.left_out] == ["subinterpreters", "free-threaded threads", "ray"]
     with_ray = planning.plan(resolve("experiments.advise_cases:wait"), ray=True, interpreters=[], probe=probe)

@@ -154,6 +154,7 @@ def conclude(the_plan: AdvicePlan, ran: LoopResult, began: float, budget_s: floa
         "gil": evidence.gil_bound(df, the_plan.probe.waits),
         "noisy": evidence.crowded_share(df),
         "slower": evidence.paired_slower(df),
+        "python_labels": the_plan.python_labels,
     }
     advice = Advice(
         decide(summary, **facts),

@@ -103,6 +103,8 @@ class AdvicePlan:
     arms: tuple[str, ...]  # "sequential", "threading", "multiprocessing (fork)", ...
     left_out: tuple[str, ...] = ()
     document: dict = field(default_factory=dict)
+    #: An arm's interpreter as its rows name it (a path) -> as the verdict says it ("3.13.0").
+    python_labels: dict = field(default_factory=dict)
 
     def yaml_text(self) -> str:
         head = (
@@ -160,7 +162,16 @@ def plan(
     doc = _document(target, probe, workers, tasks, arms, extra, waits, cores)
     name = doc["name"]
     return AdvicePlan(
-        target, name, cores, workers, tasks, probe, tuple(arms + extra_names(extra)), tuple(left_out), doc
+        target,
+        name,
+        cores,
+        workers,
+        tasks,
+        probe,
+        tuple(arms + extra_names(extra)),
+        tuple(left_out),
+        doc,
+        {e.python: e.version for e in extra},
     )
 
 
@@ -247,6 +258,7 @@ class _Extra:
     backend: str
     python: str
     label: str
+    version: str  # how the verdict names its interpreter
 
 
 def extra_names(extra: list[_Extra]) -> list[str]:
@@ -279,7 +291,9 @@ def _arms(target: Target, ray: bool, interpreters: list) -> tuple[list[str], lis
             None,
         )
         if sub is not None:
-            extra.append(_Extra(SUBINTERPRETERS, sub.path, f"{SUBINTERPRETERS} (Python {sub.version})"))
+            extra.append(
+                _Extra(SUBINTERPRETERS, sub.path, f"{SUBINTERPRETERS} (Python {sub.version})", sub.version)
+            )
         else:
             left_out.append(
                 f"subinterpreters: Python {sys.version.split()[0]} has none, and no Python ≥ 3.14 "
@@ -287,7 +301,14 @@ def _arms(target: Target, ray: bool, interpreters: list) -> tuple[list[str], lis
             )
     ft = next((i for i in usable if i.free_threaded), None)
     if ft is not None:
-        extra.append(_Extra(THREADING, ft.path, f"{THREADING} (free-threaded {ft.version})"))
+        extra.append(
+            _Extra(
+                THREADING,
+                ft.path,
+                f"{THREADING} (free-threaded {ft.version})",
+                f"{ft.version}, free-threaded",
+            )
+        )
     else:
         left_out.append("free-threaded threads: no free-threaded Python (python3.13t, 3.14t) was found")
     if ray:
