@@ -53,6 +53,15 @@ def test_parts_add_up_to_the_worker_time_of_the_run():
     assert a.dispatch_s == pytest.approx(0.01 + 0.02 + 0.02 + 2 * 0.1)  # first starts, a gap, collecting
 
 
+def test_asyncio_tasks_in_flight_are_not_idle_workers():
+    """8 sleeps awaited together on asyncio's one loop: not 7 workers idle (it once said "imbalance:
+    worker 0 idle 0%" for every async workload)."""
+    lane = [(0.001 * i, 0.1 + 0.001 * i) for i in range(8)]
+    a = attributed(run(8, 0.11, [lane], cpu=0.002, backend="asyncio")).loc[0]
+    assert a.workers_used == 1 and a.imbalance_s == pytest.approx(0.0)
+    assert a.cause == "waiting" and not a.why.startswith("imbalance")
+
+
 def test_threads_busy_together_on_one_cpu_are_serialised_and_sleepers_are_not():
     gil = attributed(run(2, 1.0, [[(0, 1.0)], [(0, 1.0)]], cpu=1.02)).loc[0]
     assert gil.cause == "serialisation" and gil.why == "GIL-bound: 2 workers, CPU 1.02× wall"

@@ -202,7 +202,10 @@ def _one_gil(df: pd.DataFrame) -> np.ndarray:
 def _run_parts(df: pd.DataFrame, per: pd.DataFrame, union: np.ndarray) -> pd.DataFrame:
     """Per run: the worker-time parts (see the module doc), from the per-worker rows."""
     sums = _sums(per, len(df))
-    most = np.maximum(_column(df, "workers"), sums["active"])
+    # asyncio's workers are tasks in flight on its one loop, not executors that could sit idle
+    backend = df["backend"].astype(object).to_numpy() if "backend" in df.columns else np.full(len(df), "")
+    executors = np.where(backend == ASYNCIO, sums["active"], _column(df, "workers"))
+    most = np.maximum(executors, sums["active"])
     run_s = _column(df, "run_s")
     max_end = sums["max_end"]
     # idle after finishing (to the last task's end), and the whole of it for workers that got no task
