@@ -56,11 +56,20 @@ def why_not() -> str | None:
     return None
 
 
+#: Ports handed out already: the kernel may give a port just closed again (the README's SLURM job
+#: once got one port for two Ray components), so each is handed out once.
+_GIVEN: set[int] = set()
+
+
 def _free_port() -> int:
     # From the kernel's ephemeral range, so never inside Ray's worker-port range (10002-19999).
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _GIVEN:
+            _GIVEN.add(port)
+            return port
 
 
 def _node_ip() -> str:

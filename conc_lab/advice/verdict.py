@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pandas as pd
 
-from conc_lab.analysis.breakeven import NOT_SEEN
+from conc_lab.analysis.breakeven import where_it_wins
 from conc_lab.host.protocol import ASYNCIO, MULTIPROCESSING, RAY, SEQUENTIAL, SUBINTERPRETERS, THREADING
 
 #: An arm within this share of the best speedup counts as just as fast.
@@ -429,26 +429,8 @@ def _contrasts(arms: list[ArmResult], choice: ArmResult, threads: ArmResult | No
     if slow:
         a = max(slow, key=lambda a: a.setup_s)
         method = a.arm.split(" ")[-1].strip("()")
-        parts.append(f"{method} pays {_seconds(a.setup_s)} to start, so it {_wins(a.break_even)}")
+        parts.append(f"{method} pays {_seconds(a.setup_s)} to start, so it {where_it_wins(a.break_even)}")
     return parts
-
-
-def _wins(break_even: str) -> str:
-    """Where an arm wins, from its break-even text (``analysis.breakeven``), as the end of a sentence.
-
-    >>> [_wins(t) for t in ("size ≥ 7.5e+05 (extrapolated)", "any size", "never (no faster per unit of work)")]
-    ['wins only at size ≥ 7.5e+05', 'wins at any size', 'never wins (no faster per unit of work)']
-    >>> _wins("not at the sizes measured")
-    'does not win at the sizes measured'
-    """
-    where, _, why = break_even.partition(" (")
-    if where.startswith("size"):
-        return f"wins only at {where}"
-    if where == "any size":
-        return "wins at any size"
-    if where == "never":
-        return "never wins" + (f" ({why}" if why else "")
-    return "does not win " + NOT_SEEN.removeprefix("not ")
 
 
 def _forecast(fits: pd.DataFrame | None, choice: ArmResult | None, cores: int) -> Forecast | None:

@@ -181,6 +181,24 @@ def with_break_even(out: pd.DataFrame, df: pd.DataFrame, keyed: pd.DataFrame) ->
 NOT_SEEN = "not at the sizes measured"
 
 
+def where_it_wins(break_even: str) -> str:
+    """Where a backend wins, from its break-even text, as the end of a sentence ("so it ...").
+
+    >>> [where_it_wins(t) for t in ("size ≥ 7.5e+05 (extrapolated)", "any size", "never (no faster per unit of work)")]
+    ['wins only at size ≥ 7.5e+05', 'wins at any size', 'never wins (no faster per unit of work)']
+    >>> where_it_wins(NOT_SEEN)
+    'does not win at the sizes measured'
+    """
+    where, _, why = break_even.partition(" (")
+    if where.startswith("size"):
+        return f"wins only at {where}"
+    if where == "any size":
+        return "wins at any size"
+    if where == "never":
+        return "never wins" + (f" ({why}" if why else "")
+    return "does not win " + NOT_SEEN.removeprefix("not ")
+
+
 def _ahead_at_largest(out: pd.DataFrame, curve_keys: list[str]) -> np.ndarray:
     """Per row, whether its curve's row at the largest measured size has an end-to-end speedup
     interval wholly above 1."""
