@@ -1,4 +1,4 @@
-"""``need``: skip a test for lack of something on this machine, but fail it in CI.
+"""``need``: skip a test for lack of something on this machine, but fail it in CI; and ``free_port``.
 
 ``.ci/run`` installs everything the suite needs (chromium, tmux, SLURM and munge, the dev extra with
 ``ray[default]``, duckdb and polars; the subinterpreter backport from PyPI). A test that would skip
@@ -9,6 +9,7 @@ saying what was missing. On a developer's machine it skips with the same reason.
 from __future__ import annotations
 
 import os
+import socket
 
 import pytest
 
@@ -25,3 +26,20 @@ def need(reason: str | None) -> None:
     if in_ci():
         pytest.fail(f"CI installs this, yet it is missing: {reason}", pytrace=False)
     pytest.skip(reason)
+
+
+#: Ports handed out already: the kernel may give a port just closed again (the README's SLURM job
+#: once got one port for two Ray components), so each is handed out once.
+_GIVEN: set[int] = set()
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1, from the kernel's ephemeral range (never inside Ray's worker-port
+    range, 10002-19999), not one this process handed out before."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _GIVEN:
+            _GIVEN.add(port)
+            return port

@@ -31,6 +31,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from needs import free_port
+
 REPO = Path(__file__).resolve().parent.parent
 STARTED = "Ray runtime started"
 
@@ -56,22 +58,6 @@ def why_not() -> str | None:
     return None
 
 
-#: Ports handed out already: the kernel may give a port just closed again (the README's SLURM job
-#: once got one port for two Ray components), so each is handed out once.
-_GIVEN: set[int] = set()
-
-
-def _free_port() -> int:
-    # From the kernel's ephemeral range, so never inside Ray's worker-port range (10002-19999).
-    while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port not in _GIVEN:
-            _GIVEN.add(port)
-            return port
-
-
 def _node_ip() -> str:
     """This machine's address as Ray picks it (the route out), without importing Ray here."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
@@ -91,7 +77,7 @@ class RayStartCluster:
         self.root = Path(tempfile.mkdtemp(prefix="crs-", dir="/tmp"))
         self.home = self.root / "home"
         self.home.mkdir()
-        self.port, self.dashboard_port = _free_port(), _free_port()
+        self.port, self.dashboard_port = free_port(), free_port()
         self.ip = _node_ip()
         self.address = f"{self.ip}:{self.port}"
         self.dashboard = f"http://127.0.0.1:{self.dashboard_port}"
@@ -142,7 +128,7 @@ class RayStartCluster:
         return self
 
     def _fresh_head_ports(self) -> None:
-        self.port, self.dashboard_port = _free_port(), _free_port()
+        self.port, self.dashboard_port = free_port(), free_port()
         self.address = f"{self.ip}:{self.port}"
         self.dashboard = f"http://127.0.0.1:{self.dashboard_port}"
 
@@ -151,12 +137,12 @@ class RayStartCluster:
             f"--temp-dir={self.root / 't'}",
             "--dashboard-host=127.0.0.1",
             f"--dashboard-port={self.dashboard_port}",
-            f"--ray-client-server-port={_free_port()}",
-            f"--dashboard-agent-listen-port={_free_port()}",
+            f"--ray-client-server-port={free_port()}",
+            f"--dashboard-agent-listen-port={free_port()}",
         ]
 
     def _node_extra(self) -> list[str]:
-        return [f"--dashboard-agent-listen-port={_free_port()}", f"--node-manager-port={_free_port()}"]
+        return [f"--dashboard-agent-listen-port={free_port()}", f"--node-manager-port={free_port()}"]
 
     def _start_node(self, line: str, name: str, timeout_s: float, extra) -> None:
         """Start a node from README ``line``; ``extra()`` gives the added flags."""
