@@ -10,6 +10,7 @@ error and never a changed value.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -20,10 +21,9 @@ from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.dataset as ds
 
 from conc_lab import schema
 from conc_lab.store.layout import (
@@ -40,9 +40,19 @@ from conc_lab.store.layout import (
 from conc_lab.store.lock import busy, live_owner
 from conc_lab.store.manifest import Manifest, SweepState, read_manifest
 
-_FORMAT = ds.ParquetFileFormat(
-    default_fragment_scan_options=ds.ParquetFragmentScanOptions(page_checksum_verification=True)
-)
+if TYPE_CHECKING:
+    import pyarrow.dataset as ds
+
+
+@functools.lru_cache(maxsize=1)
+def _parquet_format():
+    """Parquet with every page checked, made on first read: ``pyarrow.dataset`` imports pandas,
+    0.3 s that a sweep (which only writes) should not pay at start-up (bench_core startup)."""
+    import pyarrow.dataset as ds
+
+    return ds.ParquetFileFormat(
+        default_fragment_scan_options=ds.ParquetFragmentScanOptions(page_checksum_verification=True)
+    )
 
 
 @dataclass(frozen=True)
@@ -73,12 +83,12 @@ def read_part(part: Path, columns: list[str] | None, where, sweep_id: str | None
             "changed on disk); restore it from a copy, or move it away to read the rest"
         )
     try:
-        fragment = _FORMAT.make_fragment(pa.BufferReader(data))
+        fragment = _parquet_format().make_fragment(pa.BufferReader(data))
         table = fragment.to_table(schema=schema.SCHEMA, columns=columns, filter=where)
         meta = fragment.physical_schema.metadata or {}
         tag = json.loads(meta.get(b"conc_lab", b"{}"))
         foreign = (
-            set(pc.unique(table["sweep_id"]).to_pylist()) - {sweep_id}
+            set(table["sweep_id"].unique().to_pylist()) - {sweep_id}
             if "sweep_id" in table.column_names
             else set()
         )
