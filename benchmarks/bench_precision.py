@@ -20,6 +20,11 @@ The machine's load is printed before and after: figures from a busy machine are 
     python benchmarks/bench_precision.py                     # 10 smoke sweeps + the cpu.yaml sweep
     python benchmarks/bench_precision.py --sweeps 21 --skip-cpu   # 20 A/A pairs
     python benchmarks/bench_precision.py --sweeps 10 --competitor --skip-cpu
+    python benchmarks/bench_precision.py --sweeps 0 --cpu-precision 0.05   # 5. the cpu sweep, then with precision:
+
+5. With ``--cpu-precision X``: the cpu.yaml-shaped sweep again with ``precision: {target: X,
+   max_repeats: --cpu-max-repeats}``: how many speedups came within ±X, the median width, the
+   pairs they took, and the wall time beside the plain sweep's.
 """
 
 from __future__ import annotations
@@ -157,6 +162,37 @@ def pairs_needed(df: pd.DataFrame, goal: float = 0.10, tries: int = 400) -> str:
     )
 
 
+def cpu_with_precision(args, out: Path) -> str:
+    """The cpu.yaml-shaped sweep with ``precision: {target, max_repeats}`` (and ``noise: {redo: 2}``, as
+    the README advises): how wide its speedups came out, how many rounds they took, and its wall time."""
+    from conc_lab.analysis.precision import half_widths
+    from conc_lab.analysis.summary import summarize
+    from conc_lab.config.document import load_config
+    from conc_lab.config.model import Precision
+
+    cfg = load_config(args.cpu_config)
+    cfg = dataclasses.replace(
+        cfg,
+        repeats=args.cpu_repeats,
+        precision=Precision(args.cpu_precision, args.cpu_max_repeats),
+        noise=dataclasses.replace(cfg.noise, redo=2),
+    )
+    walls: list[float] = []
+    df = _sweep(cfg, out, walls)
+    s = summarize(df)
+    s = s[s["backend"] != "sequential"]
+    half = half_widths(s)
+    within = int((half <= args.cpu_precision).sum())
+    widths = (s["speedup_ci_high"] - s["speedup_ci_low"]) / s["speedup"]
+    return (
+        f"with precision: {{target: {args.cpu_precision}, max_repeats: {args.cpu_max_repeats}}} "
+        f"(repeats {args.cpu_repeats} at least): {within} of {len(s)} speedups within "
+        f"±{100 * args.cpu_precision:.0f}%, median width {100 * float(np.nanmedian(widths)):.1f}% of the "
+        f"speedup; pairs per speedup median {int(np.median(s['n']))}, most {int(s['n'].max())}; "
+        f"{len(df)} runs in {walls[0]:.0f} s"
+    )
+
+
 def _selftest(out: Path) -> str:
     """``conclab selftest`` under ``out``: the floor ``compare`` then calls no change under."""
     import conc_lab
@@ -181,6 +217,10 @@ def main() -> None:
     ap.add_argument("--cpu-config", default=str(ROOT / "configs" / "cpu.yaml"))
     ap.add_argument("--cpu-repeats", type=int, default=5)
     ap.add_argument("--skip-cpu", action="store_true", help="leave out the cpu.yaml interval widths")
+    ap.add_argument(
+        "--cpu-precision", type=float, default=None, help="also sweep cpu.yaml with precision: {target: X}"
+    )
+    ap.add_argument("--cpu-max-repeats", type=int, default=30)
     ap.add_argument("--competitor", action="store_true", help="burn core 0 throughout (the under-load check)")
     ap.add_argument("--out", default=None, help="results root (default: a temporary folder)")
     ap.add_argument(
@@ -235,6 +275,8 @@ def main() -> None:
                 f"{args.cpu_repeats}): before (unpaired) {100 * before:.1f}%, after (paired) {100 * after:.1f}%"
                 f" of the speedup (goal: ≤ 10%, ±5%, on a quiet machine: {'yes' if after <= 0.10 else 'NO'})"
             )
+        if args.cpu_precision:
+            print(cpu_with_precision(args, out))
     finally:
         if rival is not None:
             os.kill(rival, signal.SIGKILL)

@@ -40,6 +40,29 @@ class RunFinished(Event):
 
 
 @dataclass(frozen=True)
+class RoundAdded(Event):
+    """A round past ``repeats`` begins (``precision:``): ``trials`` speedups are still wider than
+    ±``target`` of themselves (the widest ±``widest``), so ``runs`` more runs execute."""
+
+    round: int  # the measured round, counted from 0
+    trials: int
+    widest: float
+    target: float
+    runs: int
+
+
+@dataclass(frozen=True)
+class PrecisionReached(Event):
+    """The rounds ``precision:`` adds are over, after ``rounds`` measured rounds: ``wide`` speedups
+    are still wider than ±``target`` (0: every one is within it; the widest ±``widest``)."""
+
+    rounds: int
+    wide: int
+    widest: float
+    target: float
+
+
+@dataclass(frozen=True)
 class Warned(Event):
     """Something the user should know that does not stop the sweep."""
 

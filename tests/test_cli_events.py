@@ -45,6 +45,8 @@ SAMPLES = {
     events.RayStarted: events.RayStarted("127.0.0.1:6379", started=True, start_s=2.5),
     events.NodeJoined: events.NodeJoined("abcdef0123456789", "node-a"),
     events.NodeLost: events.NodeLost("abcdef0123456789", "node-a", "its runner died"),
+    events.RoundAdded: events.RoundAdded(5, 3, 0.123, 0.05, 6),
+    events.PrecisionReached: events.PrecisionReached(30, 2, 0.08, 0.05),
 }
 
 
@@ -77,5 +79,7 @@ def test_every_event_prints_what_it_says(cls):
         events.RayStarted: "ray: started a local runtime at 127.0.0.1:6379",
         events.NodeJoined: "node node-a abcdef01",
         events.NodeLost: "node lost: node-a abcdef01: its runner died",
+        events.RoundAdded: "round 6: 3 speedups still wider than ±5% (widest ±12%): 6 more runs",
+        events.PrecisionReached: "2 speedups still wider than ±5% after 30 rounds",
     }
     assert expected[cls] in text

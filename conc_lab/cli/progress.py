@@ -21,7 +21,7 @@ from rich.progress import (
 from rich.table import Column
 
 from conc_lab import events
-from conc_lab.run.progress import BatchLines
+from conc_lab.run.progress import BatchLines, precision_line, round_added_line
 
 
 class _Progress(Progress):
@@ -70,6 +70,7 @@ class SweepRenderer:
     def __init__(self, progress: Progress, name: str, quiet: bool = False):
         self.progress, self.name, self.quiet = progress, name, quiet
         self.bar = None
+        self.total = 0  # runs the bar waits for: rounds ``precision:`` adds raise it
         self.per_node: dict[str, object] = {}  # cluster sweeps: a progress line of runs done per node
         self.calibration_said: dict[str, float] = {}  # size auto: when the last step line was printed
         # Not a terminal (a batch job's log): no bar is drawn there, so plain lines tell progress.
@@ -92,6 +93,7 @@ class SweepRenderer:
         return self.per_node[node_id]
 
     def planned(self, e: events.Planned) -> None:
+        self.total = e.total
         if e.total:  # nothing to run (a complete sweep resumed): no empty 0/0 bar
             self.bar = self.progress.add_task(self.name, total=e.total, last="")
         # the bar counts every run it waits for: warm-ups too, so the header names them
@@ -149,6 +151,17 @@ class SweepRenderer:
 
         self._say(f"size auto: {e.workload} → {e.size} ({duration(e.task_s)} per task)")
 
+    def round_added(self, e: events.RoundAdded) -> None:
+        self.total += e.runs
+        if self.bar is not None:
+            self.progress.update(self.bar, total=self.total)
+        if self.batch is not None:
+            self.batch.added(e.runs)
+        self._say(round_added_line(e))
+
+    def precision_reached(self, e: events.PrecisionReached) -> None:
+        self._say(precision_line(e))
+
 
 #: Which method renders which event: looked up by class, never by name.
 HANDLERS: dict[type[events.Event], Callable[[SweepRenderer, events.Event], None]] = {
@@ -160,4 +173,6 @@ HANDLERS: dict[type[events.Event], Callable[[SweepRenderer, events.Event], None]
     events.NodeLost: SweepRenderer.node_lost,
     events.Calibrating: SweepRenderer.calibrating,
     events.Calibrated: SweepRenderer.calibrated,
+    events.RoundAdded: SweepRenderer.round_added,
+    events.PrecisionReached: SweepRenderer.precision_reached,
 }

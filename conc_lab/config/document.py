@@ -138,12 +138,15 @@ def override(config: Config, *, repeats: int | None = None, warmup: int | None =
             f"{changed['warmup']} warm-up + {changed['repeats']:,} measured runs of each trial is more than "
             f"limits.runs ({config.limits.runs:,}), more than a sweep can finish",
         )
+    most = config.precision.max_repeats if config.precision else changed["repeats"]
+    if changed["repeats"] > most:
+        v.fail("--repeats", f"must be at most precision.max_repeats ({most}) of {config.path}, got {repeats}")
     return dataclasses.replace(config, **changed, overrides={**config.overrides, **overrides})
 
 
 def _settings(v: Validator, doc: dict, path: str | None) -> dict[str, Any]:
     """The top-level settings: name, repeats, warmup, timeout_s, shuffle, seed, description, ray, noise,
-    calibration."""
+    calibration, precision."""
     name = doc.get("name")
     if name is None:
         if path is None:
@@ -178,6 +181,7 @@ def _settings(v: Validator, doc: dict, path: str | None) -> dict[str, Any]:
         "ray_address": sections.ray_section(v, doc.get("ray")),  # the YAML section, not the backend
         "noise": sections.noise_section(v, doc.get("noise")),
         "calibration": sections.calibration_section(v, doc.get("calibration")),
+        "precision": sections.precision_section(v, doc.get("precision"), repeats, warmup),
     }
 
 

@@ -61,6 +61,7 @@ TOP_KEYS = (
     "limits",
     "noise",
     "calibration",
+    "precision",
 )
 #: ``pairing:`` values: the baseline's runs once a round, or right before each backend run.
 PAIRINGS = ("round", "adjacent")
@@ -104,6 +105,23 @@ class NoiseLimits:
     max_foreign_cpu: float = 0.1  # share of the run's cores that other processes used
     max_canary_change: float = 0.25  # relative change of the speed canary from before to after
     redo: int = 0  # re-runs of a noisy run; the noisy ones are kept with status "redone"
+
+
+@dataclass(frozen=True)
+class Precision:
+    """``precision: {target: 0.05, max_repeats: 30}``: rounds are added after ``repeats`` while a
+    speedup's 95% interval is wider than ±``target`` of it, up to ``max_repeats`` rounds in all.
+
+    On a shared VM a pure-Python loop's per-pair ratios spread by 10-25% (bench_precision), so
+    five rounds give intervals of ±12%; the rounds such a speedup needs are added for it (and its
+    baseline) alone, in the same randomized interleaved order.
+
+    >>> Precision(0.05, 30).target
+    0.05
+    """
+
+    target: float  # the half-width of the interval wanted, as a share of the speedup
+    max_repeats: int  # measured rounds at most, ``repeats`` included
 
 
 @dataclass(frozen=True)
@@ -153,6 +171,7 @@ class Config:
     noise: NoiseLimits = field(default_factory=lambda: NoiseLimits())
     # calibration: {target_s, budget_s}: not in the fingerprint (a resumed sweep reuses its sizes)
     calibration: CalibrationSettings = field(default_factory=CalibrationSettings)
+    precision: Precision | None = None  # None: exactly ``repeats`` rounds
     path: str | None = None
     source_text: str = ""  # the file as read, kept in the sweep's manifest
     # settings the command line gave in place of the file's (sweep --repeats/--warmup), kept in the
@@ -182,6 +201,8 @@ class Config:
         }
         if self.pairing != "round":  # likewise: the default leaves older fingerprints as they were
             doc["pairing"] = self.pairing
+        if self.precision is not None:  # absent from older fingerprints likewise
+            doc["precision"] = dataclasses.asdict(self.precision)
         if self.noise != NoiseLimits():  # absent from older fingerprints: their sweeps still resume
             doc["noise"] = dataclasses.asdict(self.noise)
         return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]

@@ -17,6 +17,7 @@ from conc_lab.config.model import (
     CalibrationSettings,
     Limits,
     NoiseLimits,
+    Precision,
 )
 from conc_lab.config.validate import Validator
 
@@ -101,6 +102,26 @@ def noise_section(v: Validator, raw: Any) -> NoiseLimits:
     if "redo" in raw:
         limits["redo"] = v.integer(raw["redo"], "noise.redo", minimum=0, maximum=100)
     return NoiseLimits(**limits)
+
+
+def precision_section(v: Validator, raw: Any, repeats: int, warmup: int) -> Precision | None:
+    """``precision: {target: 0.05, max_repeats: 30}``: more rounds while a speedup is wider than that."""
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        v.fail("precision", f"must be a mapping such as {{target: 0.05, max_repeats: 30}}, got {kind(raw)}")
+    v.known_keys(raw, ("target", "max_repeats"), "precision.")
+    target = raw.get("target", 0.05)
+    if not isinstance(target, (int, float)) or isinstance(target, bool) or not 0 < target < 1:
+        v.fail("precision.target", f"must be a share between 0 and 1 such as 0.05 (±5%), got {show(target)}")
+    most = v.integer(raw.get("max_repeats", 6 * repeats), "precision.max_repeats", minimum=repeats)
+    if warmup + most > v.limits.runs:
+        v.fail(
+            "precision.max_repeats",
+            f"{warmup} warm-up + {most:,} measured runs of each trial is more than limits.runs "
+            f"({v.limits.runs:,}); lower it or raise limits.runs",
+        )
+    return Precision(float(target), most)
 
 
 def calibration_section(v: Validator, raw: Any) -> CalibrationSettings:

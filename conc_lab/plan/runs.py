@@ -24,7 +24,7 @@ import dataclasses
 import os
 import random
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -233,8 +233,13 @@ def _overrides_hint(then: object, now: dict[str, int]) -> str:
 # -- run order ------------------------------------------------------------------------------
 
 
-def run_order(trials: list[Trial], config: Config) -> Iterator[Run]:
-    """Every run in order: ``config.warmup`` warm-up rounds, then ``config.repeats`` measured ones.
+#: ``more(round)``: the trial ids a round past ``repeats`` runs (``precision:``), or None: no more rounds.
+More = Callable[[int], "set[str] | None"]
+
+
+def run_order(trials: list[Trial], config: Config, more: More | None = None) -> Iterator[Run]:
+    """Every run in order: ``config.warmup`` warm-up rounds, then ``config.repeats`` measured ones,
+    then, with ``config.precision``, rounds of the trials ``more(round)`` names, until it names none.
 
     Each round runs every trial once, in a fresh permutation (``config.shuffle``, the default)
     seeded by ``config.seed`` and the round, so a sweep's order can be replayed and no trial
@@ -244,13 +249,19 @@ def run_order(trials: list[Trial], config: Config) -> Iterator[Run]:
     before it (A B A C ...): see ``adjacent_round``.
     """
     serves = baseline_of(trials) if config.pairing == "adjacent" else {}
-    for round_no in range(config.warmup + config.repeats):
+    most = config.precision.max_repeats if config.precision and more else config.repeats
+    for round_no in range(config.warmup + most):
         order = trials
         if config.shuffle:
             order = list(trials)
             random.Random(config.seed * 1_000_003 + round_no).shuffle(order)
         warmup = round_no < config.warmup
         repeat = round_no if warmup else round_no - config.warmup
+        if repeat >= config.repeats and not warmup:  # a round added for precision: asked when it begins
+            keep = more(repeat)
+            if not keep:
+                return
+            order = [t for t in order if t.trial_id in keep]
         if serves and not warmup:
             yield from adjacent_round(order, serves, repeat)
             continue
@@ -328,15 +339,18 @@ class Plan:
         missing = ((tid, n - have[tid]) for tid, n in wanted.items())
         return {tid: n for tid, n in missing if n > 0}
 
-    def runs(self) -> Iterator[Run]:
-        """The runs to execute, in order (generated as they are asked for)."""
+    def runs(self, more: More | None = None) -> Iterator[Run]:
+        """The runs to execute, in order (generated as they are asked for); ``more``: see ``run_order``."""
         if not self.done:
-            yield from run_order(self.trials, self.config)
+            yield from run_order(self.trials, self.config, more)
             return
-        missing, done = self._missing, self.done
-        for run in run_order(self.trials, self.config):
+        missing, done, planned = self._missing, self.done, self.config.repeats
+        for run in run_order(self.trials, self.config, more):
             tid = run.trial.trial_id
-            if tid in missing and (run.warmup or (tid, run.repeat) not in done):
+            if run.warmup:
+                if tid in missing:
+                    yield run
+            elif (tid, run.repeat) not in done and (tid in missing or run.round >= planned):
                 yield run
 
     @property

@@ -22,6 +22,7 @@ sweep: 4 trials, 20 runs → results/x/1
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from collections.abc import Callable
@@ -65,6 +66,10 @@ class BatchLines:
         self.total = total
         self.began = self.last_at = self.clock()
 
+    def added(self, runs: int) -> None:
+        """``runs`` more to come (a round ``precision:`` added)."""
+        self.total += runs
+
     def ran(self, failed: bool) -> None:
         self.done += 1
         self.failed += failed
@@ -79,6 +84,45 @@ class BatchLines:
         self.say(
             f"{self.done}/{self.total} runs{failed_text}, {duration(elapsed)} elapsed, about {duration(left)} left"
         )
+
+
+def _share(x: float) -> str:
+    """``±12%``, or what an interval that is not there yet is.
+
+    >>> _share(0.123), _share(float("inf"))
+    ('±12%', 'no interval yet')
+    """
+    return f"±{x:.0%}" if math.isfinite(x) else "no interval yet"
+
+
+def round_added_line(e: events.RoundAdded) -> str:
+    """The line for a round ``precision:`` adds.
+
+    >>> round_added_line(events.RoundAdded(5, 3, 0.123, 0.05, 6))
+    'round 6: 3 speedups still wider than ±5% (widest ±12%): 6 more runs'
+    """
+    plural = "s" if e.trials != 1 else ""
+    return (
+        f"round {e.round + 1}: {e.trials} speedup{plural} still wider than {_share(e.target)} "
+        f"(widest {_share(e.widest)}): {e.runs} more runs"
+    )
+
+
+def precision_line(e: events.PrecisionReached) -> str:
+    """The line that ends the rounds ``precision:`` added.
+
+    >>> precision_line(events.PrecisionReached(9, 0, 0.0, 0.05))
+    'precision: every speedup within ±5% after 9 rounds'
+    >>> precision_line(events.PrecisionReached(30, 2, 0.08, 0.05))
+    'precision: 2 speedups still wider than ±5% after 30 rounds (precision.max_repeats); the widest ±8%'
+    """
+    if not e.wide:
+        return f"precision: every speedup within {_share(e.target)} after {e.rounds} rounds"
+    plural = "s" if e.wide != 1 else ""
+    return (
+        f"precision: {e.wide} speedup{plural} still wider than {_share(e.target)} after {e.rounds} rounds "
+        f"(precision.max_repeats); the widest {_share(e.widest)}"
+    )
 
 
 class ProgressLines:
@@ -106,3 +150,8 @@ class ProgressLines:
             self.say(f"size auto: {event.workload} → {event.size} ({duration(event.task_s)} per task)")
         elif isinstance(event, events.Warned):
             self.say(f"warning: {event.text}")
+        elif isinstance(event, events.RoundAdded):
+            self.runs.added(event.runs)
+            self.say(round_added_line(event))
+        elif isinstance(event, events.PrecisionReached):
+            self.say(precision_line(event))

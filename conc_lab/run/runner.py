@@ -33,6 +33,7 @@ from conc_lab.run.auto_sizes import calibrate_trials, shared_sizes
 from conc_lab.run.dispatch import Dispatch, LocalDispatch
 from conc_lab.run.executor import ExecutorSettings, RunResult, TrialExecutor
 from conc_lab.run.progress import ProgressLines
+from conc_lab.run.rounds import AddedRounds
 from conc_lab.store.layout import new_sweep_id, preflight
 from conc_lab.store.manifest import Manifest, SweepState
 from conc_lab.store.writer import SweepWriter
@@ -179,8 +180,9 @@ def sweep(
     _warn_before_running(config, prepared.findings, cluster, ray_address, emit)
     writer = SweepWriter(prepared.sweep_dir, prepared.manifest)
     book = _Book(unavailable)
+    rounds = _added_rounds(prepared, book, emit, cluster)
     loop_began = time.perf_counter()
-    interrupted = _drive(prepared.plan, dispatch, writer, book, fail_fast, emit, interrupted)
+    interrupted = _drive(prepared.plan, dispatch, writer, book, fail_fast, emit, interrupted, rounds)
     return _result(prepared, book, dispatch, interrupted, began, loop_began)
 
 
@@ -362,6 +364,20 @@ class _Book:
         return row["status"] in schema.FAILURES or row["correct"] is False
 
 
+def _added_rounds(
+    prepared: _Prepared, book: _Book, emit: EventHandler, cluster: str | None
+) -> AddedRounds | None:
+    """The rounds ``precision:`` adds, told which trials the driver gave up; None without one."""
+    if prepared.plan.config.precision is None:
+        return None
+    if cluster is not None:  # the nodes take their runs ahead: no round could wait for the last one's rows
+        emit(events.Warned("precision: rounds are not added on a cluster (--cluster): repeats rounds run"))
+        return None
+    rounds = AddedRounds(prepared.plan.config, prepared.plan.trials, prepared.sweep_dir, emit)
+    rounds.given_up = book.given_up  # the same dict: a trial given up mid-sweep asks for no round
+    return rounds
+
+
 def _drive(
     the_plan: Plan,
     dispatch: Dispatch,
@@ -370,11 +386,13 @@ def _drive(
     fail_fast: bool,
     emit: EventHandler,
     interrupted: bool = False,
+    rounds: AddedRounds | None = None,
 ) -> bool:
     """Run the plan through ``dispatch``, writing each measured row; True when interrupted."""
+    ended = False  # every run the plan (and ``rounds``) asked for was run
     try:
         if not interrupted:
-            for run, result in dispatch.results(the_plan.runs(), book.skips):
+            for run, result in dispatch.results(the_plan.runs(rounds), book.skips):
                 book.executed += 0 if result.skipped else 1 + len(result.redone)
                 result = book.settle(run, result)
                 if result is None:
@@ -395,6 +413,8 @@ def _drive(
                 if fail_fast and book.is_failure(row):
                     emit(events.Warned("stopping at the first failure (--fail-fast)"))
                     break
+            else:
+                ended = True
     except KeyboardInterrupt:
         interrupted = True
     finally:
@@ -403,13 +423,15 @@ def _drive(
         except KeyboardInterrupt:  # a second Ctrl-C may cut the clean-up short (hosts die with us) ...
             interrupted = True
         with _interrupts_held(reraise=False) as held:  # ... but never the saving
-            complete = not interrupted and book.recorded == the_plan.measured
+            complete = ended and not interrupted and book.recorded >= the_plan.measured
             writer.close(
                 SweepState.COMPLETE
                 if complete
                 else (SweepState.INTERRUPTED if interrupted else SweepState.STOPPED)
             )
         interrupted = interrupted or bool(held)
+    if rounds is not None and complete and not interrupted:
+        rounds.finish()
     return interrupted
 
 

@@ -1,0 +1,63 @@
+"""The rounds a ``precision:`` goal adds after ``repeats``: asked for one at a time, as each begins.
+
+At the start of each round past ``repeats`` the runs recorded so far (this invocation's and, on
+a resume, the earlier ones: the store is read, journal included) are summarised as ``summarize``
+would (``analysis.precision``); the round runs the trials whose speedup is still wider than
+``±target``, with their baselines, in the round's own shuffled order. The sweep ends once no
+speedup is wide, or after ``max_repeats`` rounds: then the rows say how wide each still is.
+
+Each decision reads and summarises the sweep (tens of milliseconds for a few hundred runs); it
+is made once a round, never per run.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+from conc_lab import events
+from conc_lab.analysis.precision import wide_speedups
+from conc_lab.config.model import Config
+from conc_lab.events import EventHandler
+from conc_lab.plan.matrix import Trial
+from conc_lab.plan.runs import baseline_of
+from conc_lab.store.load import load
+
+
+class AddedRounds:
+    """``more(round)`` for ``Plan.runs``: the trial ids the round runs, or None to stop."""
+
+    def __init__(self, config: Config, trials: list[Trial], sweep_dir: Path, emit: EventHandler):
+        assert config.precision is not None
+        self.target = config.precision.target
+        self.adjacent = config.pairing == "adjacent"
+        self.sweep_dir, self.emit = sweep_dir, emit
+        self.serves = baseline_of(trials)
+        self.given_up: set[str] = set()  # trials the driver stopped running (hung, cannot run here)
+        self.asked = 0  # rounds added so far
+        self.last_round = config.repeats - 1
+
+    def wide(self) -> dict[str, float]:
+        """trial_id -> half-width, for the speedups recorded so far that are wider than the target."""
+        with warnings.catch_warnings():  # the store's own warnings were told when the sweep began
+            warnings.simplefilter("ignore")
+            runs = load(self.sweep_dir, env=False)
+        wide = wide_speedups(runs, self.target)
+        return {t: h for t, h in wide.items() if t not in self.given_up and t in self.serves}
+
+    def __call__(self, round_no: int) -> set[str] | None:
+        wide = self.wide()
+        if not wide:
+            return None
+        bases = {self.serves[t].trial_id for t in wide}
+        runs = 2 * len(wide) if self.adjacent else len(wide) + len(bases)
+        self.asked += 1
+        self.last_round = round_no
+        self.emit(events.RoundAdded(round_no, len(wide), max(wide.values()), self.target, runs))
+        return set(wide) | bases
+
+    def finish(self) -> None:
+        """Tell how precise the speedups came out (``PrecisionReached``)."""
+        wide = self.wide()
+        widest = max(wide.values()) if wide else 0.0
+        self.emit(events.PrecisionReached(self.last_round + 1, len(wide), widest, self.target))

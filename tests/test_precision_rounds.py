@@ -1,0 +1,119 @@
+"""``precision:`` adds rounds after ``repeats`` for the speedups still too wide, and only for them (#20).
+
+On a shared VM five rounds leave a pure-Python speedup's interval at ±12% or more; the rounds it
+needs are added for that trial and its baseline alone, interleaved as every round is. Checked on
+real sweeps: a trial whose times scatter on purpose gets every round up to ``max_repeats``, a
+steady one stops at ``repeats``; a sweep stopped inside the added rounds resumes them.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+import conc_lab
+from conc_lab import events
+from conc_lab.config.document import parse_config
+from conc_lab.config.errors import ConfigError
+from conc_lab.plan.matrix import Trial
+from conc_lab.plan.runs import run_order
+
+TESTS = str(Path(__file__).resolve().parent)
+
+pytestmark = pytest.mark.host
+
+
+def _config(**top):
+    doc = {
+        "name": "prec",
+        "repeats": 5,
+        "warmup": 0,
+        "precision": {"target": 0.25, "max_repeats": 8},
+        "matrix": {
+            "workload": [
+                {"workload": "workloads_jitter:jittery", "size": [4]},
+                {"workload": "workloads_jitter:steady", "size": [5]},
+            ],
+            "backend": ["sequential", "threading"],
+            "workers": [1],
+            "tasks": [1],
+        },
+        **top,
+    }
+    return parse_config(doc, path=str(Path(TESTS) / "prec.yaml"))  # the workloads are found beside it
+
+
+def _rows_per(df) -> dict[tuple[str, str], int]:
+    return dict(Counter(zip(df.workload.str.rsplit(":", n=1).str[-1], df.backend.astype(str))))
+
+
+def test_rounds_are_added_for_the_wide_speedup_alone(tmp_path):
+    told = []
+    result = conc_lab.sweep(_config(), tmp_path, on_event=told.append)
+    df = conc_lab.load(result.sweep_dir)
+    assert _rows_per(df) == {
+        ("jittery", "sequential"): 8,
+        ("jittery", "threading"): 8,
+        ("steady", "sequential"): 5,
+        ("steady", "threading"): 5,
+    }
+    added = [e for e in told if isinstance(e, events.RoundAdded)]
+    assert [e.round for e in added] == [5, 6, 7] and all(e.trials == 1 and e.runs == 2 for e in added)
+    (end,) = [e for e in told if isinstance(e, events.PrecisionReached)]
+    assert (end.rounds, end.wide) == (8, 1) and end.widest > 0.25
+    assert result.ok and not result.interrupted and result.recorded == 26
+    assert sorted(df[df.workload.str.endswith("jittery")]["round"].unique()) == list(range(8))
+    summary = conc_lab.summarize(result.sweep_dir)
+    steady = summary[(summary.backend == "threading") & summary.workload.str.endswith("steady")].iloc[0]
+    assert abs(steady.speedup_ci_high - steady.speedup_ci_low) / 2 <= 0.25 * steady.speedup
+
+
+def test_a_sweep_stopped_inside_the_added_rounds_resumes_them(tmp_path):
+    def stop_at_the_second_added_round(event):
+        if isinstance(event, events.RoundAdded) and event.round == 6:
+            raise KeyboardInterrupt
+
+    first = conc_lab.sweep(_config(), tmp_path, on_event=stop_at_the_second_added_round)
+    assert first.interrupted
+    assert _rows_per(conc_lab.load(first.sweep_dir))[("jittery", "threading")] == 6
+    again = conc_lab.sweep(_config(), tmp_path, resume=True, on_event=events.ignore)
+    df = conc_lab.load(again.sweep_dir)
+    assert again.sweep_dir == first.sweep_dir and not again.interrupted
+    assert _rows_per(df)[("jittery", "threading")] == 8 and _rows_per(df)[("steady", "threading")] == 5
+    assert not df.duplicated(["trial_id", "repeat"]).any()
+
+
+def test_an_added_round_runs_only_what_it_is_given_still_shuffled_and_adjacent_pairs_stay_adjacent():
+    cfg = _config(pairing="adjacent")
+    trials = [Trial(w, b, 1, 1, 5) for w in ("m:a", "m:b") for b in ("sequential", "threading")]
+    asked = []
+
+    def more(round_no):
+        asked.append(round_no)
+        return {trials[2].trial_id, trials[3].trial_id} if round_no < 7 else None
+
+    runs = list(run_order(trials, cfg, more))
+    assert asked == [5, 6, 7]  # the planned rounds ask nothing; the first empty answer ends it
+    added = [(r.round, r.trial.workload, r.trial.backend) for r in runs if r.round >= 5]
+    assert added == [
+        (5, "m:b", "sequential"),
+        (5, "m:b", "threading"),
+        (6, "m:b", "sequential"),
+        (6, "m:b", "threading"),
+    ]
+    assert len({(r.trial.trial_id, r.repeat) for r in runs}) == len(runs)
+
+
+@pytest.mark.parametrize(
+    ("precision", "problem"),
+    [
+        ({"target": 2}, "precision.target: must be a share between 0 and 1"),
+        ({"max_repeats": 2}, "precision.max_repeats: must be an integer >= 5"),
+        ({"within": 0.1}, "precision.within: unknown key"),
+    ],
+)
+def test_a_bad_precision_is_one_line_naming_the_key(precision, problem):
+    with pytest.raises(ConfigError, match=problem):
+        _config(precision=precision)
