@@ -16,12 +16,10 @@ import warnings
 from pathlib import Path
 
 from conc_lab import events
-from conc_lab.analysis.precision import wide_speedups
 from conc_lab.config.model import Config
 from conc_lab.events import EventHandler
 from conc_lab.plan.matrix import Trial
 from conc_lab.plan.runs import baseline_of
-from conc_lab.store.load import load
 
 
 class AddedRounds:
@@ -39,6 +37,10 @@ class AddedRounds:
 
     def wide(self) -> dict[str, float]:
         """trial_id -> half-width, for the speedups recorded so far that are wider than the target."""
+        # pandas (0.3 s) only for sweeps that add rounds: not at every sweep's start-up
+        from conc_lab.analysis.precision import wide_speedups
+        from conc_lab.store.load import load
+
         with warnings.catch_warnings():  # the store's own warnings were told when the sweep began
             warnings.simplefilter("ignore")
             runs = load(self.sweep_dir, env=False)
