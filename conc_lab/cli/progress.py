@@ -81,9 +81,11 @@ class SweepRenderer:
         if handler is not None:  # every event of conc_lab.events has one (a test says so)
             handler(self, event)
 
-    def _say(self, text: str) -> None:
+    def _say(self, text: str, prose: bool = False) -> None:
+        """A line above the bar. Left whole for the terminal to wrap (a path in it copies as one),
+        or, for ``prose`` with nothing to copy, wrapped between words."""
         if not self.quiet:
-            self.progress.console.print(text, highlight=False, soft_wrap=True)
+            self.progress.console.print(text, highlight=False, soft_wrap=not prose)
 
     def _node_line(self, node_id: str, hostname: str | None) -> object:
         if node_id not in self.per_node:
@@ -157,10 +159,10 @@ class SweepRenderer:
             self.progress.update(self.bar, total=self.total)
         if self.batch is not None:
             self.batch.added(e.runs)
-        self._say(round_added_line(e))
+        self._say(round_added_line(e), prose=True)
 
     def precision_reached(self, e: events.PrecisionReached) -> None:
-        self._say(precision_line(e))
+        self._say(precision_line(e), prose=True)
 
 
 #: Which method renders which event: looked up by class, never by name.

@@ -16,8 +16,10 @@ nothing here needs to defend against a hung workload.
 Standard library only, Python 3.8 syntax: the host may run under another interpreter.
 """
 
+import hashlib  # noqa: F401 - loaded once here, so no run's process (forked from this one) loads
 import json
 import os
+import queue  # noqa: F401 - them per run; the modules a spawned worker imports load them where used
 import select
 import sys
 import time

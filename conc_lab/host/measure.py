@@ -3,10 +3,8 @@
 Standard library only, Python 3.8 syntax: this runs inside the trial host and its workers.
 """
 
-import hashlib
 import json
 import os
-import platform
 import resource
 import socket
 import sys
@@ -91,6 +89,8 @@ def checksum(results):
         blob = _canonical(list(results))
     except RecursionError:  # a list that contains itself
         raise NotJSONable(results) from None
+    import hashlib  # here: the run's process has it from the host, a spawned worker never needs it
+
     return hashlib.sha256(blob.encode("utf-8", "surrogatepass")).hexdigest()
 
 
@@ -134,12 +134,13 @@ def gil_enabled():
     is_gil_enabled = getattr(sys, "_is_gil_enabled", None)
     if is_gil_enabled is not None:
         return bool(is_gil_enabled())
-    return platform.python_implementation() == "CPython"
+    return sys.implementation.name == "cpython"
 
 
 def interpreter():
     """Facts about the running interpreter that every row records."""
-    import sysconfig  # here, not at the top: every worker imports this module, few ask this
+    import platform  # here, not at the top: every worker imports this module (6 ms), few ask this
+    import sysconfig
 
     free_threaded = bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
     return {

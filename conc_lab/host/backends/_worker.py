@@ -16,7 +16,6 @@ Standard library only, Python 3.8 syntax.
 """
 
 import os
-import queue
 import sys
 import threading
 
@@ -171,6 +170,8 @@ def run_thread_pool(trial, body, name):
     seconds. A worker that raises, before it is ready too (a core it cannot pin to), fails the
     trial at once: the pool never waits for a ready that cannot come.
     """
+    import queue  # here: the host has it loaded for its runs; a spawned worker (process_main) never needs it
+
     workers, cores = trial["workers"], trial["cores"]
     tasks_q, out_q = queue.SimpleQueue(), queue.SimpleQueue()
     collector = Collector(trial["tasks"], workers)
@@ -213,6 +214,8 @@ def run_thread_pool(trial, body, name):
 
 
 def _drain(q):
+    import queue
+
     try:
         while True:
             q.get_nowait()
