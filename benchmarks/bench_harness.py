@@ -25,7 +25,8 @@ instead of 10-19 (load ~9), enough to move the sleep/fork cell by 10%. What stay
 different by design: conc_lab's workers report ready before the first task is handed out
 (its ``setup_s``), the harness's start working at once; conc_lab's results travel back
 through a pipe (small here: an int, a hex digest); a spawned worker imports this script
-here, conc_lab's host package and the workload there.
+here (its top level imports only what the work needs), conc_lab's worker loop (~13 ms of
+imports, ``python -X importtime``) and the workload there.
 
     python benchmarks/bench_harness.py                 # ~3 min on 2 cores; Markdown table on stdout
     python benchmarks/bench_harness.py --blocks 2 --rounds 2   # quicker, noisier
@@ -39,22 +40,27 @@ normalized by its canary, how many cells lie within 5% of the harness.
 
 from __future__ import annotations
 
-import argparse
+# What the work and its timing need. A spawned worker imports this file again (as __mp_main__):
+# there it imports only these, as a lean program's workers would, not the harness's own tools
+# (statistics, subprocess, tempfile, ...: 15-20 ms a worker, which made spawn read 7-11% slow here).
 import hashlib
-import json
 import multiprocessing
 import os
-import random
-import statistics
-import subprocess
-import sys
-import tempfile
-import textwrap
 import threading
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+if __name__ == "__main__":
+    import argparse
+    import json
+    import random
+    import statistics
+    import subprocess
+    import sys
+    import tempfile
+    import textwrap
+    from pathlib import Path
+
+    ROOT = Path(__file__).resolve().parent.parent
 N_SQUARES = 10**7
 SHA_MIB = 64
 SLEEPS, SLEEP_S = 8, 0.05

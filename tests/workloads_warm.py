@@ -27,3 +27,20 @@ def holds_the_host(task: int, size: int) -> bool:
 
 
 holds_the_host.checkable = False  # True in the run's own process, False in a spawned worker
+
+
+def spawned(task: int, size: int) -> int:
+    return task * size
+
+
+def _tracker() -> list:
+    """The resource tracker the run's process uses (its pid, alive or not), read after the run."""
+    import os
+    import sys
+
+    module = sys.modules.get("multiprocessing.resource_tracker")
+    pid = getattr(getattr(module, "_resource_tracker", None), "_pid", None)
+    return [pid, pid is not None and os.path.exists("/proc/%d" % pid)]
+
+
+spawned.observe = _tracker
