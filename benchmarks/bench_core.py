@@ -2,7 +2,7 @@
 
     python benchmarks/bench_core.py            # all four figures
     python benchmarks/bench_core.py overhead   # one of: speedup, overhead, expand, noise, startup
-    python benchmarks/bench_core.py redesign [OLD_TREE] [ROUNDS] [TRIALS]   # not in "all": needs OLD_TREE
+    python benchmarks/bench_core.py redesign [OLD_TREE] [ROUNDS] [TRIALS] [WARMUP]  # not in "all": needs OLD_TREE
 
 1. speedup:  CPU-bound pure Python (tasks=8): multiprocessing and threading at workers=2 over
              sequential; I/O-bound sleep: threading at workers=2.
@@ -174,9 +174,10 @@ _ONE_SWEEP = """
 import json, sys, time
 import conc_lab
 from conc_lab.run import runner  # imported before the clock starts: pandas takes seconds to import
+import pandas, pyarrow.dataset  # likewise: a newer tree imports them only when a sweep first needs them
 from conc_lab.config.document import parse_config
-n, out, cfg_path = int(sys.argv[1]), sys.argv[2], sys.argv[3]
-doc = {"name": "bench-redesign", "repeats": 1, "warmup": 0, "affinity": "compact",
+n, out, cfg_path, warmup = int(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4])
+doc = {"name": "bench-redesign", "repeats": 1, "warmup": warmup, "affinity": "compact",
        "matrix": {"workload": ["experiments.overhead:noop"], "backend": ["sequential"], "tasks": [1],
                   "size": list(range(n))}}
 cfg = parse_config(doc, path=cfg_path)
@@ -189,14 +190,16 @@ print(json.dumps({"own": result.overhead_per_run_s, "call": wall / n, "work": fl
 """
 
 
-def redesign(out: Path, old_tree: str = "/tmp/old", rounds: str = "7", trials: str = "300") -> None:
+def redesign(
+    out: Path, old_tree: str = "/tmp/old", rounds: str = "7", trials: str = "300", warmup: str = "0"
+) -> None:
     import json
     import os
     import statistics
 
     trees = {"before (old tree)": str(Path(old_tree).resolve()), "after (this tree)": str(ROOT)}
     for tree in trees.values():
-        if not (Path(tree) / "conc_lab" / "runner.py").exists():
+        if not (Path(tree) / "conc_lab" / "__init__.py").exists():
             raise SystemExit(f"{tree}: no conc_lab checkout there (git worktree add {old_tree} 75d9006)")
     figures: dict[str, list[dict]] = {label: [] for label in trees}
     for round_no in range(int(rounds)):
@@ -210,12 +213,13 @@ def redesign(out: Path, old_tree: str = "/tmp/old", rounds: str = "7", trials: s
                 trials,
                 str(out / f"r{round_no}"),
                 str(ROOT / "bench.yaml"),
+                warmup,
             ]
             # run from the tree itself, so its experiments package is the one imported
             proc = subprocess.run(cmd, cwd=tree, env=env, capture_output=True, text=True, check=True)
             figures[label].append(json.loads(proc.stdout.strip().splitlines()[-1]))
     print(
-        f"\n# 5. runner overhead per no-op trial, before vs after the redesign ({rounds} rounds x {trials} trials,"
+        f"\n# 5. runner overhead per no-op trial, before vs after ({rounds} rounds x {trials} trials, warmup {warmup},"
     )
     print("#    alternating order, a fresh process per sweep; median over rounds, min-max in brackets)")
     for label, runs in figures.items():
