@@ -117,3 +117,13 @@ def test_an_added_round_runs_only_what_it_is_given_still_shuffled_and_adjacent_p
 def test_a_bad_precision_is_one_line_naming_the_key(precision, problem):
     with pytest.raises(ConfigError, match=problem):
         _config(precision=precision)
+
+
+def test_repeats_from_the_command_line_stay_within_max_repeats():
+    from conc_lab.config.document import override
+
+    with pytest.raises(
+        ConfigError, match=r"--repeats: must be at most the config's precision.max_repeats \(8\)"
+    ):
+        override(_config(), repeats=9)
+    assert override(_config(), repeats=8).repeats == 8

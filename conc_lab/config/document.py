@@ -140,7 +140,7 @@ def override(config: Config, *, repeats: int | None = None, warmup: int | None =
         )
     most = config.precision.max_repeats if config.precision else changed["repeats"]
     if changed["repeats"] > most:
-        v.fail("--repeats", f"must be at most precision.max_repeats ({most}) of {config.path}, got {repeats}")
+        v.fail("--repeats", f"must be at most the config's precision.max_repeats ({most}), got {repeats}")
     return dataclasses.replace(config, **changed, overrides={**config.overrides, **overrides})
 
 
