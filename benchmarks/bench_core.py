@@ -1,7 +1,7 @@
 """Figures for the core sweep (issue 2), measured with the real runner on this machine.
 
     python benchmarks/bench_core.py            # all four figures
-    python benchmarks/bench_core.py overhead   # one of: speedup, overhead, expand, noise, startup
+    python benchmarks/bench_core.py overhead   # one of: speedup, overhead, expand, noise, startup, memory
     python benchmarks/bench_core.py redesign [OLD_TREE] [ROUNDS] [TRIALS] [WARMUP]  # not in "all": needs OLD_TREE
 
 1. speedup:  CPU-bound pure Python (tasks=8): multiprocessing and threading at workers=2 over
@@ -12,6 +12,7 @@
 6. startup: whole commands as a user types them, each in a fresh process, interleaved over
              rounds: `conclab --version`, and a 1-trial sweep (one no-op run) with its default
              output (header, table) and with -q; medians and ranges, the load before and after.
+8. memory:  peak RSS of the whole `conclab sweep -q` for 1,000 and 10,000 no-op trials (GNU time).
 7. redesign: runner overhead per no-op trial, this tree against an older checkout of conc_lab
              (issue 11: before vs after the pipeline redesign), in one run: each round runs one
              sweep with each tree, in alternating order, each in a fresh process; medians over rounds.
@@ -263,7 +264,43 @@ def startup(out: Path, rounds: int = 9) -> None:
         print(f"  {label:34s} median {statistics.median(ts):.3f} s  ({min(ts):.3f}-{max(ts):.3f})")
 
 
-FIGURES = {"speedup": speedup, "overhead": overhead, "expand": expand, "noise": noise, "startup": startup}
+def memory(out: Path, sizes: tuple[int, ...] = (1_000, 10_000)) -> None:
+    """Peak RSS of the whole ``conclab sweep -q`` for 1,000 and 10,000 no-op trials (repeats 1, no
+    warm-up), from GNU time's %M: the runner's memory must stay flat as the trials grow (#21)."""
+    import os
+    import shutil
+
+    conclab = shutil.which("conclab") or sys.exit("bench_core.py memory: needs the conclab command")
+    gnu_time = shutil.which("time") or "/usr/bin/time"
+    print(f"\n# 8. peak RSS of the whole command (load {os.getloadavg()[0]:.2f} before)")
+    for n in sizes:
+        config = out / f"mem{n}.yaml"
+        config.write_text(
+            f"name: mem{n}\nrepeats: 1\nwarmup: 0\nmatrix:\n  workload: [experiments.overhead:noop]\n"
+            f"  backend: [sequential]\n  tasks: [1]\n  size: {list(range(n))}\n"
+        )
+        began = time.perf_counter()
+        proc = subprocess.run(
+            [gnu_time, "-f", "%M", conclab, "sweep", str(config), "--out", str(out / "r"), "-q"],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=ROOT,
+        )
+        took = time.perf_counter() - began
+        peak_kib = int(proc.stderr.strip().splitlines()[-1])
+        print(f"  {n:>6,} no-op trials: peak RSS {peak_kib / 1024:.0f} MiB, {took:.1f} s")
+    print(f"  (load {os.getloadavg()[0]:.2f} after)")
+
+
+FIGURES = {
+    "speedup": speedup,
+    "overhead": overhead,
+    "expand": expand,
+    "noise": noise,
+    "startup": startup,
+    "memory": memory,
+}
 
 if __name__ == "__main__":
     chosen = sys.argv[1:] or list(FIGURES)
