@@ -127,3 +127,15 @@ def test_repeats_from_the_command_line_stay_within_max_repeats():
     ):
         override(_config(), repeats=9)
     assert override(_config(), repeats=8).repeats == 8
+
+
+def test_precision_without_a_baseline_says_there_is_nothing_to_narrow(tmp_path):
+    cfg = _config(
+        matrix={"workload": ["workloads_jitter:steady"], "backend": ["threading"], "tasks": [1], "size": [1]}
+    )
+    told = []
+    result = conc_lab.sweep(cfg, tmp_path, on_event=told.append)
+    warned = [e.text for e in told if isinstance(e, events.Warned)]
+    assert any("no trial here has a sequential baseline" in w for w in warned), warned
+    assert not any(isinstance(e, (events.RoundAdded, events.PrecisionReached)) for e in told)
+    assert result.recorded == 5 and result.ok

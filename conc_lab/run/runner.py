@@ -374,6 +374,13 @@ def _added_rounds(
         emit(events.Warned("precision: rounds are not added on a cluster (--cluster): repeats rounds run"))
         return None
     rounds = AddedRounds(prepared.plan.config, prepared.plan.trials, prepared.sweep_dir, emit)
+    if not rounds.serves:  # "every speedup within ±5%" would be true of none
+        emit(
+            events.Warned(
+                "precision: no trial here has a sequential baseline, so there is no speedup to narrow"
+            )
+        )
+        return None
     rounds.given_up = book.given_up  # the same dict: a trial given up mid-sweep asks for no round
     return rounds
 
