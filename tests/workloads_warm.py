@@ -40,7 +40,7 @@ def _tracker() -> list:
 
     module = sys.modules.get("multiprocessing.resource_tracker")
     pid = getattr(getattr(module, "_resource_tracker", None), "_pid", None)
-    return [pid, pid is not None and os.path.exists("/proc/%d" % pid)]
+    return [pid, pid is not None and os.path.exists(f"/proc/{pid}")]
 
 
 spawned.observe = _tracker
