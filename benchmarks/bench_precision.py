@@ -164,7 +164,7 @@ def pairs_needed(df: pd.DataFrame, goal: float = 0.10, tries: int = 400) -> str:
 
 def cpu_with_precision(args, out: Path) -> str:
     """The cpu.yaml-shaped sweep with ``precision: {target, max_repeats}`` (and ``noise: {redo: 2}``, as
-    the README advises): how wide its speedups came out, how many rounds they took, and its wall time."""
+    the default with precision:): how wide its speedups came out, how many rounds they took, and its wall time."""
     from conc_lab.analysis.precision import half_widths
     from conc_lab.analysis.summary import summarize
     from conc_lab.config.document import load_config

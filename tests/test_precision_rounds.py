@@ -46,6 +46,8 @@ def _config(**top):
 
 
 def _rows_per(df) -> dict[tuple[str, str], int]:
+    """Runs per (workload, backend), the noisy runs that were redone left out (``noise.redo``)."""
+    df = df[df.status != "redone"]
     return dict(Counter(zip(df.workload.str.rsplit(":", n=1).str[-1], df.backend.astype(str))))
 
 
@@ -64,7 +66,8 @@ def test_rounds_are_added_for_the_wide_speedup_alone(tmp_path):
     (end,) = [e for e in told if isinstance(e, events.PrecisionReached)]
     assert (end.rounds, end.wide) == (8, 1) and end.widest > 0.25
     assert result.ok and not result.interrupted and result.recorded == 26
-    assert sorted(df[df.workload.str.endswith("jittery")]["round"].unique()) == list(range(8))
+    jittery = df[df.workload.str.endswith("jittery") & (df.status != "redone")]
+    assert sorted(jittery["round"].unique()) == list(range(8))
     summary = conc_lab.summarize(result.sweep_dir)
     steady = summary[(summary.backend == "threading") & summary.workload.str.endswith("steady")].iloc[0]
     assert abs(steady.speedup_ci_high - steady.speedup_ci_low) / 2 <= 0.25 * steady.speedup
@@ -82,7 +85,7 @@ def test_a_sweep_stopped_inside_the_added_rounds_resumes_them(tmp_path):
     df = conc_lab.load(again.sweep_dir)
     assert again.sweep_dir == first.sweep_dir and not again.interrupted
     assert _rows_per(df)[("jittery", "threading")] == 8 and _rows_per(df)[("steady", "threading")] == 5
-    assert not df.duplicated(["trial_id", "repeat"]).any()
+    assert not df[df.status != "redone"].duplicated(["trial_id", "repeat"]).any()
 
 
 def test_an_added_round_runs_only_what_it_is_given_still_shuffled_and_adjacent_pairs_stay_adjacent():
@@ -139,3 +142,10 @@ def test_precision_without_a_baseline_says_there_is_nothing_to_narrow(tmp_path):
     assert any("no trial here has a sequential baseline" in w for w in warned), warned
     assert not any(isinstance(e, (events.RoundAdded, events.PrecisionReached)) for e in told)
     assert result.recorded == 5 and result.ok
+
+
+def test_a_precision_goal_redoes_noisy_runs_unless_the_file_says_how_often():
+    """A noisy run widens its speedup's interval to cover it, and added rounds cannot undo that."""
+    assert _config().noise.redo == 2
+    assert _config(noise={"redo": 0}).noise.redo == 0
+    assert _config(precision=None).noise.redo == 0

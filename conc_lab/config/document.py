@@ -168,7 +168,7 @@ def _settings(v: Validator, doc: dict, path: str | None) -> dict[str, Any]:
             f"{warmup} warm-up + {repeats:,} measured runs of each trial is more than limits.runs "
             f"({v.limits.runs:,}), more than a sweep can finish; lower repeats or raise limits.runs",
         )
-    return {
+    settings = {
         "name": name,
         "repeats": repeats,
         "warmup": warmup,
@@ -183,6 +183,15 @@ def _settings(v: Validator, doc: dict, path: str | None) -> dict[str, Any]:
         "calibration": sections.calibration_section(v, doc.get("calibration")),
         "precision": sections.precision_section(v, doc.get("precision"), repeats, warmup),
     }
+    if settings["precision"] is not None and "redo" not in (doc.get("noise") or {}):
+        # A noisy run widens its speedup's interval to cover it, and no added round undoes that:
+        # with a precision goal, a noisy run is run again unless the file says how often.
+        settings["noise"] = dataclasses.replace(settings["noise"], redo=PRECISION_REDO)
+    return settings
+
+
+#: ``noise.redo`` where a file sets ``precision:`` and says nothing of redoing.
+PRECISION_REDO = 2
 
 
 def _pairing(v: Validator, raw: Any) -> str:
