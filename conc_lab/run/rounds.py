@@ -13,6 +13,7 @@ is made once a round, never per run.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Container
 from pathlib import Path
 
 from conc_lab import events
@@ -25,14 +26,21 @@ from conc_lab.plan.runs import baseline_of
 class AddedRounds:
     """``more(round)`` for ``Plan.runs``: the trial ids the round runs, or None to stop."""
 
-    def __init__(self, config: Config, trials: list[Trial], sweep_dir: Path, emit: EventHandler):
+    def __init__(
+        self,
+        config: Config,
+        trials: list[Trial],
+        sweep_dir: Path,
+        emit: EventHandler,
+        given_up: Container[str],
+    ):
+        """``given_up``: the trials the driver stopped running (hung, cannot run here), read as it grows."""
         assert config.precision is not None
         self.target = config.precision.target
         self.adjacent = config.pairing == "adjacent"
         self.sweep_dir, self.emit = sweep_dir, emit
         self.serves = baseline_of(trials)
-        self.given_up: set[str] = set()  # trials the driver stopped running (hung, cannot run here)
-        self.asked = 0  # rounds added so far
+        self.given_up = given_up
         self.last_round = config.repeats - 1
 
     def wide(self) -> dict[str, float]:
@@ -53,7 +61,6 @@ class AddedRounds:
             return None
         bases = {self.serves[t].trial_id for t in wide}
         runs = 2 * len(wide) if self.adjacent else len(wide) + len(bases)
-        self.asked += 1
         self.last_round = round_no
         self.emit(events.RoundAdded(round_no, len(wide), max(wide.values()), self.target, runs))
         return set(wide) | bases

@@ -373,7 +373,8 @@ def _added_rounds(
     if cluster is not None:  # the nodes take their runs ahead: no round could wait for the last one's rows
         emit(events.Warned("precision: rounds are not added on a cluster (--cluster): repeats rounds run"))
         return None
-    rounds = AddedRounds(prepared.plan.config, prepared.plan.trials, prepared.sweep_dir, emit)
+    # the driver's own dict: a trial given up mid-sweep asks for no round
+    rounds = AddedRounds(prepared.plan.config, prepared.plan.trials, prepared.sweep_dir, emit, book.given_up)
     if not rounds.serves:  # "every speedup within ±5%" would be true of none
         emit(
             events.Warned(
@@ -381,7 +382,6 @@ def _added_rounds(
             )
         )
         return None
-    rounds.given_up = book.given_up  # the same dict: a trial given up mid-sweep asks for no round
     return rounds
 
 
