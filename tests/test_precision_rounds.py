@@ -33,7 +33,7 @@ def _config(**top):
         "precision": {"target": 0.25, "max_repeats": 8},
         "matrix": {
             "workload": [
-                {"workload": "workloads_jitter:jittery", "size": [4]},
+                {"workload": "workloads_jitter:jittery", "size": [3]},
                 {"workload": "workloads_jitter:steady", "size": [5]},
             ],
             "backend": ["sequential", "threading"],
@@ -81,9 +81,12 @@ def test_a_sweep_stopped_inside_the_added_rounds_resumes_them(tmp_path):
     first = conc_lab.sweep(_config(), tmp_path, on_event=stop_at_the_second_added_round)
     assert first.interrupted
     assert _rows_per(conc_lab.load(first.sweep_dir))[("jittery", "threading")] == 6
-    again = conc_lab.sweep(_config(), tmp_path, resume=True, on_event=events.ignore)
+    told = []
+    again = conc_lab.sweep(_config(), tmp_path, resume=True, on_event=told.append)
     df = conc_lab.load(again.sweep_dir)
     assert again.sweep_dir == first.sweep_dir and not again.interrupted
+    # round 5 ran before the stop: the resume runs it no more and does not announce it again
+    assert [e.round for e in told if isinstance(e, events.RoundAdded)] == [6, 7]
     assert _rows_per(df)[("jittery", "threading")] == 8 and _rows_per(df)[("steady", "threading")] == 5
     assert not df[df.status != "redone"].duplicated(["trial_id", "repeat"]).any()
 

@@ -21,7 +21,7 @@ warmup: 0
 precision: {target: 0.25, max_repeats: 7}
 matrix:
   workload:
-    - {workload: workloads_jitter:jittery, size: [4]}
+    - {workload: workloads_jitter:jittery, size: [3]}
     - {workload: workloads_jitter:steady, size: [5]}
   backend: [sequential, threading]
   workers: [1]

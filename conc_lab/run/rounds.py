@@ -33,14 +33,17 @@ class AddedRounds:
         sweep_dir: Path,
         emit: EventHandler,
         given_up: Container[str],
+        done: Container[tuple[str, int]] = frozenset(),
     ):
-        """``given_up``: the trials the driver stopped running (hung, cannot run here), read as it grows."""
+        """``given_up``: the trials the driver stopped running (hung, cannot run here), read as it grows;
+        ``done``: (trial_id, repeat) of the runs a resumed sweep recorded before (``Plan.done``)."""
         assert config.precision is not None
         self.target = config.precision.target
         self.adjacent = config.pairing == "adjacent"
         self.sweep_dir, self.emit = sweep_dir, emit
         self.serves = baseline_of(trials)
         self.given_up = given_up
+        self.done = done
         self.last_round = config.repeats - 1
 
     def wide(self) -> dict[str, float]:
@@ -62,7 +65,8 @@ class AddedRounds:
         bases = {self.serves[t].trial_id for t in wide}
         runs = 2 * len(wide) if self.adjacent else len(wide) + len(bases)
         self.last_round = round_no
-        self.emit(events.RoundAdded(round_no, len(wide), max(wide.values()), self.target, runs))
+        if not all((t, round_no) in self.done for t in wide):  # a resume re-asks the rounds it ran
+            self.emit(events.RoundAdded(round_no, len(wide), max(wide.values()), self.target, runs))
         return set(wide) | bases
 
     def finish(self) -> None:

@@ -374,7 +374,8 @@ def _added_rounds(
         emit(events.Warned("precision: rounds are not added on a cluster (--cluster): repeats rounds run"))
         return None
     # the driver's own dict: a trial given up mid-sweep asks for no round
-    rounds = AddedRounds(prepared.plan.config, prepared.plan.trials, prepared.sweep_dir, emit, book.given_up)
+    plan = prepared.plan
+    rounds = AddedRounds(plan.config, plan.trials, prepared.sweep_dir, emit, book.given_up, plan.done)
     if not rounds.serves:  # "every speedup within ±5%" would be true of none
         emit(
             events.Warned(
