@@ -15,6 +15,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -161,6 +162,37 @@ def test_sweep_final_table_in_a_terminal_80_columns(cpulike):
     assert "0/0" not in screen, "no empty progress bar when there is nothing to run"
     rows = table_rows(screen)
     assert len(rows) == 3 * 7 and all(re.match(r"(cpu|io):\w+ ", line) for line in rows), screen
+
+
+@pytest.mark.parametrize("width", [80, 120])
+def test_the_last_lines_of_a_sweep_break_between_words_and_keep_the_path_whole(tmp_path, width):
+    """The closing lines (where every column is, where the overhead goes, what was recorded) were
+    left for the terminal to break, which it does anywhere: "o / verhead", "an / d", "fr / esh"."""
+    config = tmp_path / "w.yaml"
+    config.write_text(
+        "name: w\nrepeats: 2\nwarmup: 0\nmatrix:\n  workload: [experiments.io:sleep]\n"
+        "  backend: [sequential, threading]\n  tasks: [1]\n  size: [1]\n"
+    )
+    out = Path(tempfile.mkdtemp(prefix="w", dir="/tmp"))  # a path that fits the screen: the words are checked
+    try:
+        screen = tmux_run(f"python -m conc_lab.cli sweep {config} --out {out} -v", width)
+        (sweep_dir,) = (out / "w").iterdir()
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+    assert "__EXIT_0__" in screen, screen
+    lines = screen.splitlines()
+    words = " ".join(screen.split())  # had a word been cut, its halves would be two words here
+    for phrase in (
+        f"every column: conclab summarize {sweep_dir} --wide (or -f csv|markdown|json)",
+        "(the command's wall time less the runs' setup, run and teardown, over 4 runs): start-up",
+        "(interpreter, imports, config, hosts), runner",
+        "trial host",
+        "(each run's fresh process, its guards, the pipes)",
+        "4 runs recorded (0 failed, 0 wrong, 0 skipped) in",
+    ):
+        assert phrase in words, (phrase, screen)
+    assert sum(str(sweep_dir) in line for line in lines) >= 3, screen  # header, every column, last line
+    assert all(len(line) <= width or " " not in line.strip() for line in lines), screen
 
 
 def test_piped_tables_honour_columns():

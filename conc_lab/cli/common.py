@@ -99,9 +99,21 @@ def load(path: Path):
         die(str(exc))
 
 
-def say(text: str) -> None:
-    """A line for a person on stderr, as written (no markup read into paths or values)."""
-    console.print(text, highlight=False, soft_wrap=True, markup=False)
+def say(text: str, markup: bool = False, to: Console | None = None) -> None:
+    """A line for a person (on stderr unless ``to``), with no markup read into paths or values
+    unless ``markup``. In a terminal it wraps between words, and a word wider than the terminal
+    (a long path) starts a line of its own and is left whole, for the terminal to fold: the
+    terminal itself breaks lines anywhere ("o / verhead"). Elsewhere (a log, a pipe) it stays
+    one line, as scripts and greps expect."""
+    to = to or console
+    if not to.is_terminal:
+        to.print(text, highlight=False, soft_wrap=True, markup=markup)
+        return
+    from rich.text import Text
+
+    line = Text.from_markup(text) if markup else Text(text)
+    line.overflow = "ignore"  # never folded inside a word
+    to.print(line, highlight=False, crop=False)
 
 
 def emit(text: str) -> None:

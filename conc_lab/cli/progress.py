@@ -21,6 +21,7 @@ from rich.progress import (
 from rich.table import Column
 
 from conc_lab import events
+from conc_lab.cli.common import say
 from conc_lab.run.progress import BatchLines, precision_line, round_added_line
 
 
@@ -82,10 +83,14 @@ class SweepRenderer:
             handler(self, event)
 
     def _say(self, text: str, prose: bool = False) -> None:
-        """A line above the bar. Left whole for the terminal to wrap (a path in it copies as one),
-        or, for ``prose`` with nothing to copy, wrapped between words."""
-        if not self.quiet:
-            self.progress.console.print(text, highlight=False, soft_wrap=not prose)
+        """A line above the bar, wrapped between words in a terminal (``common.say``: a path stays
+        whole); ``prose``, with nothing to copy, is wrapped in a log too."""
+        if self.quiet:
+            return
+        if prose:
+            self.progress.console.print(text, highlight=False)
+        else:
+            say(text, markup=True, to=self.progress.console)
 
     def _node_line(self, node_id: str, hostname: str | None) -> object:
         if node_id not in self.per_node:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import typer
 
-from conc_lab.cli.common import WIDE_HELP, app, console, die, emit, example, load
+from conc_lab.cli.common import WIDE_HELP, app, console, die, emit, example, load, say
 
 _CONFIG = typer.Argument(..., help="The experiment matrix, e.g. configs/cpu.yaml.")
 _OUT = typer.Option(Path("results"), "--out", "-o", help="Results root; rows go to OUT/<name>/<sweep_id>/.")
@@ -109,7 +109,7 @@ def sweep(
             stopped_table = True
             console.print("\n[yellow]table cut short[/] (Ctrl-C); every run is saved", highlight=False)
     if verbose and result.recorded:
-        console.print(overhead_line(result, whole_s), highlight=False, soft_wrap=True)
+        say(overhead_line(result, whole_s))
     _print_outcome(result, config, out, resume, whole_s, **flags)
     if stopped_table:
         raise typer.Exit(130)
@@ -179,7 +179,7 @@ def _check_sweep_flags(cluster: str | None, ray_address: str | None, shard: str 
 
 def _print_outcome(result, config: Path, out: Path, resume: bool, whole_s: float | None, **flags) -> None:
     """The sweep's last line (its honest wall time, the overhead per run) and its exit code."""
-    console.print(final_line(result, resume, whole_s), highlight=False, soft_wrap=True)
+    say(final_line(result, resume, whole_s), markup=True)
     if result.interrupted:
         again = resume_command(config, out, **flags)
         head = "interrupted; what ran is saved. Resume with: "
@@ -278,8 +278,7 @@ def _print_summary(sweep_dir: Path, wide: bool) -> None:
     emit(summary_table(summarize(df), wide))
     slow_node_notes(df)
     if not wide:
-        console.print(
+        say(
             f"[dim]every column: conclab summarize {sweep_dir} --wide (or -f csv|markdown|json)[/]",
-            highlight=False,
-            soft_wrap=True,
+            markup=True,
         )
