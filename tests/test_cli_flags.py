@@ -72,7 +72,7 @@ def test_a_resume_accepts_the_same_overrides_and_names_different_ones(tiny, tmp_
     plain = conclab("sweep", str(tiny), "-o", str(out), "-q", "--resume")
     assert plain.returncode == 2
     (line,) = plain.stderr.strip().splitlines()
-    assert "it ran with --repeats 2, this resume gives neither --repeats nor --warmup" in line
+    assert "it ran with --repeats 2, this resume gives none of --repeats, --warmup, --precision" in line
     other = conclab("sweep", str(tiny), "-o", str(out), "-q", "--resume", "--repeats", "3")
     assert other.returncode == 2 and "this resume gives --repeats 3" in other.stderr
 
@@ -88,11 +88,49 @@ def test_overrides_are_checked_like_the_file(tiny, tmp_path):
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.slow
+def test_precision_from_the_command_line_adds_rounds_and_a_resume_must_give_it(tmp_path):
+    """``--precision`` is ``precision: {target: ...}`` for one sweep of a file that has none."""
+    import shutil
+
+    shutil.copy(REPO / "tests" / "workloads_jitter.py", tmp_path)  # found beside the config
+    config = tmp_path / "jit.yaml"
+    config.write_text(
+        "name: jit\nrepeats: 2\nwarmup: 0\nmatrix:\n  workload:\n"
+        "    - {workload: workloads_jitter:jittery, size: [3]}\n    - {workload: workloads_jitter:steady, size: [5]}\n"
+        "  backend: [sequential, threading]\n  tasks: [1]\n"
+    )
+    out = tmp_path / "out"
+    proc = conclab("sweep", str(config), "-o", str(out), "-q", "--precision", "0.25")
+    assert proc.returncode == 0, proc.stderr
+    df = conc_lab.load(out / "jit")
+    df = df[df.status != "redone"]
+    rows = df.groupby([df.workload.str.rsplit(":", n=1).str[-1], df.backend.astype(str)]).size().to_dict()
+    # the scattered trial to 6 x repeats rounds (the default max_repeats), the steady one at repeats
+    assert rows == {
+        ("jittery", "sequential"): 12,
+        ("jittery", "threading"): 12,
+        ("steady", "sequential"): 2,
+        ("steady", "threading"): 2,
+    }, rows
+    (sweep_dir,) = (out / "jit").iterdir()
+    assert manifest(sweep_dir)["overrides"] == {"precision": 0.25}
+    plain = conclab("sweep", str(config), "-o", str(out), "-q", "--resume")
+    assert plain.returncode == 2 and "it ran with --precision 0.25" in plain.stderr, plain.stderr
+    again = conclab("sweep", str(config), "-o", str(out), "-q", "--resume", "--precision", "0.25")
+    assert again.returncode == 0 and "is complete: nothing to run" in again.stderr, again.stderr
+    bad = conclab("sweep", str(config), "-o", str(tmp_path / "o2"), "--precision", "5")
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    (line,) = bad.stderr.strip().splitlines()
+    assert f"{config}: --precision: must be a share between 0 and 1" in line
+    assert not (tmp_path / "o2").exists()
+
+
 def test_an_interrupted_sweeps_resume_command_keeps_the_overrides():
     from conc_lab.cli.sweep import resume_command
 
-    again = resume_command(Path("c.yaml"), Path("r"), shard=None, repeats=2, warmup=0)
-    assert again == "conclab sweep c.yaml --resume --out r --repeats 2 --warmup 0"
+    again = resume_command(Path("c.yaml"), Path("r"), shard=None, repeats=2, warmup=0, precision=0.1)
+    assert again == "conclab sweep c.yaml --resume --out r --repeats 2 --warmup 0 --precision 0.1"
 
 
 @pytest.mark.parametrize("command", COMMANDS)

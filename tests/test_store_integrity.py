@@ -402,7 +402,7 @@ WRONG = {
     "schema_version": ["1", 1.5],
     "environment": [[], "x", {"cpu_model": {"a": 1}}],
     "calibrated_sizes": [[], {"m:f": "2"}, {"m:f": -1}],
-    "overrides": [[], {"repeats": "3"}],
+    "overrides": [[], {"repeats": "3"}, {"repeats": 0.5}, {"precision": 5}, {"precision": True}],
     "doctor": [{}, [1]],
     "merged_from": [
         {},

@@ -55,9 +55,17 @@ _WARMUP = typer.Option(
     min=0,
     help="Warm-up runs per trial, instead of the config's warmup (recorded; a --resume must give the same).",
 )
+_PRECISION = typer.Option(
+    None,
+    "--precision",
+    help="Add rounds after the repeats while a speedup's 95% interval is wider than ±this share "
+    "of it (0.05: ±5%), up to the config's precision.max_repeats (else 6 × repeats); as precision: "
+    "in the file (recorded; a --resume must give the same).",
+)
 _EXAMPLES = example(
     "conclab sweep configs/smoke.yaml",
     "conclab sweep configs/cpu.yaml -o results --repeats 3 --warmup 0",
+    "conclab sweep configs/smoke.yaml --precision 0.1",
     "conclab sweep configs/cpu.yaml --resume",
 )
 
@@ -75,6 +83,7 @@ def sweep(
     ray_address: str = _RAY_ADDRESS,
     repeats: int = _REPEATS,
     warmup: int = _WARMUP,
+    precision: float = _PRECISION,
     verbose: bool = _VERBOSE,
 ):
     """Run every trial of CONFIG, pinned to cores, and write one Parquet row per measured run.
@@ -83,7 +92,7 @@ def sweep(
     every run succeeded with the sequential answer, 1 when any failed, timed out or was wrong,
     2 for a bad config, 130 when interrupted (resume with --resume).
     """
-    cfg = _overridden(load(config), repeats, warmup)
+    cfg = _overridden(load(config), repeats, warmup, precision)
     _check_sweep_flags(cluster, ray_address, shard)
     from conc_lab.run.cluster import results_root  # no Ray import: a relative --out inside a Ray job
 
@@ -96,6 +105,7 @@ def sweep(
         "ray_address": ray_address,
         "repeats": repeats,
         "warmup": warmup,
+        "precision": precision,
     }
     result = _run(cfg, out, resume, fail_fast, quiet, flags)
     whole_s = command_s()  # the command so far: the summary table below is not a cost of the runs
@@ -115,13 +125,14 @@ def sweep(
         raise typer.Exit(130)
 
 
-def _overridden(cfg, repeats: int | None, warmup: int | None):
-    """``cfg`` with the command line's --repeats / --warmup in place of the file's; exit 2 if refused."""
+def _overridden(cfg, repeats: int | None, warmup: int | None, precision: float | None = None):
+    """``cfg`` with the command line's --repeats / --warmup / --precision in place of the file's;
+    exit 2 if refused."""
     from conc_lab.config.document import override
     from conc_lab.config.errors import ConfigError
 
     try:
-        return override(cfg, repeats=repeats, warmup=warmup)
+        return override(cfg, repeats=repeats, warmup=warmup, precision=precision)
     except ConfigError as exc:
         die(str(exc))
 

@@ -31,6 +31,7 @@ from conc_lab.config.model import (
     PAIRINGS,
     TOP_KEYS,
     Config,
+    Precision,
 )
 from conc_lab.config.validate import Validator
 from conc_lab.config.yaml_safe import load_yaml
@@ -106,12 +107,16 @@ def parse_config(
     )
 
 
-def override(config: Config, *, repeats: int | None = None, warmup: int | None = None) -> Config:
-    """``config`` with the ``repeats`` / ``warmup`` a command line gave in place of the file's.
+def override(
+    config: Config, *, repeats: int | None = None, warmup: int | None = None, precision: float | None = None
+) -> Config:
+    """``config`` with the ``repeats`` / ``warmup`` / precision target a command line gave in place
+    of the file's.
 
     They are checked as the file's would be (key ``--repeats``), listed in ``overrides`` (the
     sweep's manifest keeps them) and, as values, in the fingerprint: a resumed sweep must be
-    given the same ones.
+    given the same ones. ``precision`` is ``precision.target`` (``max_repeats`` stays the file's,
+    else 6 x repeats; a noisy run is redone as with ``precision:`` in the file).
 
     >>> cfg = parse_config({"name": "d", "matrix": {"workload": "m:f", "backend": "sequential"}},
     ...                    check_imports=False)
@@ -129,6 +134,8 @@ def override(config: Config, *, repeats: int | None = None, warmup: int | None =
     overrides = {
         k: v.integer(n, f"--{k}", minimum=int(k == "repeats")) for k, n in given.items() if n is not None
     }
+    if precision is not None:
+        config = _with_precision(v, config, precision, overrides.get("repeats", config.repeats))
     if not overrides:
         return config
     changed = {"repeats": config.repeats, "warmup": config.warmup, **overrides}
@@ -142,6 +149,27 @@ def override(config: Config, *, repeats: int | None = None, warmup: int | None =
     if changed["repeats"] > most:
         v.fail("--repeats", f"must be at most the config's precision.max_repeats ({most}), got {repeats}")
     return dataclasses.replace(config, **changed, overrides={**config.overrides, **overrides})
+
+
+def _with_precision(v: Validator, config: Config, target: float, repeats: int) -> Config:
+    """``config`` with ``precision.target`` from the command line (``--precision``)."""
+    if isinstance(target, bool) or not isinstance(target, (int, float)) or not 0 < target < 1:
+        v.fail("--precision", f"must be a share between 0 and 1 such as 0.05 (±5%), got {show(target)}")
+    most = config.precision.max_repeats if config.precision else 6 * repeats
+    if config.warmup + most > v.limits.runs:
+        v.fail(
+            "--precision",
+            f"{config.warmup} warm-up + up to {most:,} rounds is more than limits.runs ({v.limits.runs:,})",
+        )
+    noise = config.noise
+    if config.precision is None and "noise.redo" in config.defaulted:  # as precision: in the file does
+        noise = dataclasses.replace(noise, redo=PRECISION_REDO)
+    return dataclasses.replace(
+        config,
+        precision=Precision(float(target), most),
+        noise=noise,
+        overrides={**config.overrides, "precision": float(target)},
+    )
 
 
 def _settings(v: Validator, doc: dict, path: str | None) -> dict[str, Any]:
@@ -174,7 +202,8 @@ def _settings(v: Validator, doc: dict, path: str | None) -> dict[str, Any]:
         "warmup": warmup,
         "timeout_s": v.number(doc.get("timeout_s", 120), "timeout_s", maximum=MAX_TIMEOUT_S),
         "shuffle": shuffle,
-        "defaulted": frozenset(key for key in ("shuffle",) if key not in doc),
+        "defaulted": frozenset(key for key in ("shuffle",) if key not in doc)
+        | ({"noise.redo"} if "redo" not in (doc.get("noise") or {}) else set()),
         "seed": v.integer(doc.get("seed", 0), "seed", minimum=0, maximum=INT64_MAX),
         "pairing": _pairing(v, doc.get("pairing", "round")),
         "description": description,

@@ -174,9 +174,9 @@ class Config:
     precision: Precision | None = None  # None: exactly ``repeats`` rounds
     path: str | None = None
     source_text: str = ""  # the file as read, kept in the sweep's manifest
-    # settings the command line gave in place of the file's (sweep --repeats/--warmup), kept in the
+    # settings the command line gave in place of the file's (sweep --repeats/--warmup/--precision), kept in the
     # manifest; the fingerprint holds their values already, so a resume must be given the same
-    overrides: dict[str, int] = field(default_factory=dict)
+    overrides: dict[str, int | float] = field(default_factory=dict)  # precision: the target, a share
     # settings the file left out, whose default applies: a resume may find its sweep began under an
     # older default (plan.runs.OLD_DEFAULTS); not in the fingerprint (their values are)
     defaulted: frozenset[str] = frozenset()

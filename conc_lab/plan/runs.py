@@ -214,18 +214,21 @@ def config_as_begun(config: Config, fingerprint: str | None) -> Config | None:
     return None
 
 
-def _overrides_hint(then: object, now: dict[str, int]) -> str:
+def _overrides_hint(then: object, now: dict[str, int | float]) -> str:
     """What the two command lines gave in place of the file, where they differ.
 
     >>> _overrides_hint({"repeats": 3}, {})
-    ': it ran with --repeats 3, this resume gives neither --repeats nor --warmup'
+    ': it ran with --repeats 3, this resume gives none of --repeats, --warmup, --precision'
     >>> _overrides_hint(None, {})
     ''
     """
     then = then if isinstance(then, dict) else {}
 
     def flags(given: dict) -> str:
-        return " ".join(f"--{k} {v}" for k, v in sorted(given.items())) or "neither --repeats nor --warmup"
+        return (
+            " ".join(f"--{k} {v}" for k, v in sorted(given.items()))
+            or "none of --repeats, --warmup, --precision"
+        )
 
     return "" if then == now else f": it ran with {flags(then)}, this resume gives {flags(now)}"
 

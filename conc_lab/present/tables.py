@@ -248,7 +248,8 @@ def summary_table(summary: pd.DataFrame, width: int = 100, *, color: bool = Fals
 #: What a note means, for the legend under the terminal table (the HTML report says it too).
 NOTE_MEANINGS = {
     "unstable": "spread too wide to trust (CV > 10% or interval wider than 20% of the median); "
-    "next: more repeats (--repeats), or a quieter machine (conclab doctor)",
+    "next: more rounds where a speedup is still wide (sweep --precision 0.1), or a quieter "
+    "machine (conclab doctor)",
 }
 
 

@@ -55,6 +55,14 @@ def _safe_component(value: str) -> str | None:
     return None
 
 
+def _is_count(value: object, low: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+
+def _is_share(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < 1
+
+
 def _shard_problem(value: str) -> str | None:
     if not _SHARD.fullmatch(value) or int(value.split("/")[0]) > int(value.split("/")[1]):
         return f"{value!r} is not K/N with 1 <= K <= N"
@@ -105,7 +113,9 @@ class Manifest:
     cluster: str | None = None
     environment: Mapping[str, Any] = field(default_factory=dict)
     calibrated_sizes: Mapping[str, int] = field(default_factory=dict)
-    overrides: Mapping[str, int] = field(default_factory=dict)  # sweep --repeats / --warmup given
+    overrides: Mapping[str, int | float] = field(
+        default_factory=dict
+    )  # sweep --repeats / --warmup / --precision
     selftest: Mapping[str, Any] | None = None  # an A/A self-test's workload, size, repeats
     aa_floor: float | None = None  # the noise floor that self-test measured (0.03: ±3%)
     doctor: tuple[Mapping[str, Any], ...] = ()
@@ -196,8 +206,10 @@ def _checked(key: str, value: Any, bad) -> Any:
         problem = f"{wrong[0]} is {type(value[wrong[0]]).__name__}, not a plain value" if wrong else None
     elif key in ("calibrated_sizes", "overrides"):
         low = 1 if key == "calibrated_sizes" else 0
-        wrong = [k for k, v in value.items() if not isinstance(v, int) or isinstance(v, bool) or v < low]
-        problem = f"{wrong[0]!r} is not a count" if wrong else None
+        share = {"precision"} if key == "overrides" else set()  # sweep --precision: a target, not a count
+        wrong = [k for k, v in value.items() if k not in share and not _is_count(v, low)]
+        wrong += [k for k, v in value.items() if k in share and not _is_share(v)]
+        problem = f"{wrong[0]!r} is not a {'share' if wrong[0] in share else 'count'}" if wrong else None
     elif key == "doctor":
         problem = "an entry is not an object" if not all(isinstance(d, dict) for d in value) else None
         value = tuple(value)
