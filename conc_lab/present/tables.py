@@ -251,14 +251,40 @@ NOTE_MEANINGS = {
     "next: more rounds where a speedup is still wide (sweep --precision 0.1), or a quieter "
     "machine (conclab doctor)",
 }
+#: ... where every speedup's interval is already within ±``ANSWERED`` of it: the times spread,
+#: the paired speedups do not, and more rounds would not change the answer.
+ANSWERED = 0.1
+ANSWERED_MEANING = (
+    "the run times spread (CV > 10% or interval wider than 20% of the median), yet every speedup's "
+    "interval is within ±10% of it; steadier times: a quieter machine (conclab doctor)"
+)
 
 
 def note_meanings(summary: pd.DataFrame) -> list[str]:
-    """A line for each note that needs words (and a next step), when any row carries it."""
+    """A line for each note that needs words (and a next step), when any row carries it.
+
+    >>> s = pd.DataFrame({"backend": ["sequential", "threading"], "notes": ["unstable", "baseline unstable"],
+    ...     "speedup": [1.0, 2.0], "speedup_ci_low": [1.0, 1.9], "speedup_ci_high": [1.0, 2.1]})
+    >>> note_meanings(s)[0].startswith("unstable (~): the run times spread")
+    True
+    >>> note_meanings(s.assign(speedup_ci_low=1.5))[0].startswith("unstable (~): spread too wide")
+    True
+    """
     seen = ",".join(summary["notes"].fillna("").astype(str)) if "notes" in summary.columns else ""
-    return [
-        f"{name} ({NOTE_MARKS[name]}): {meaning}" for name, meaning in NOTE_MEANINGS.items() if name in seen
-    ]
+    meanings = dict(NOTE_MEANINGS)
+    if "unstable" in seen and _answered(summary):
+        meanings["unstable"] = ANSWERED_MEANING
+    return [f"{name} ({NOTE_MARKS[name]}): {meaning}" for name, meaning in meanings.items() if name in seen]
+
+
+def _answered(summary: pd.DataFrame) -> bool:
+    """Whether every speedup (the baselines' aside) has an interval within ±``ANSWERED`` of it."""
+    from conc_lab.analysis.precision import half_widths
+
+    if not {"speedup", "speedup_ci_low", "speedup_ci_high", "backend"} <= set(summary.columns):
+        return False
+    rows = summary[summary["backend"].astype(str) != SEQUENTIAL]
+    return len(rows) > 0 and bool((half_widths(rows) <= ANSWERED).all())
 
 
 def workload_lines(summary: pd.DataFrame) -> list[str]:
