@@ -1,9 +1,9 @@
 """Which speedups are not yet as precise as a sweep's ``precision:`` asks: the stopping rule of
 the rounds added after ``repeats`` (``plan.runs.run_order``'s ``more``).
 
-The rule reads the runs recorded so far and summarises them exactly as ``summarize`` would,
-so a sweep stops adding rounds when the intervals it will print are narrow enough, not when a
-cheaper estimate of them is: a speedup is precise enough when its 95% interval lies within
+The rule reads the runs recorded so far and computes their speedup intervals exactly as
+``summarize`` does (``summary.speedup_intervals``, its first steps), so a sweep stops adding
+rounds when the intervals it will print are narrow enough, not when a cheaper estimate of them is: a speedup is precise enough when its 95% interval lies within
 ``±target`` of it (``(high - low) / 2 <= target * speedup``). A speedup with no interval yet is
 not; one with no runs that ran (every run failed) never will be, and asks for nothing.
 """
@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from conc_lab.analysis.frames import GROUP_KEYS, SEQUENTIAL, key_columns
-from conc_lab.analysis.summary import summarize
+from conc_lab.analysis.summary import speedup_intervals
 
 
 def half_widths(summary: pd.DataFrame) -> np.ndarray:
@@ -54,7 +54,7 @@ def wide_speedups(runs: pd.DataFrame, target: float) -> dict[str, float]:
     """
     if runs.empty:
         return {}
-    summary = summarize(runs)
+    summary = speedup_intervals(runs)
     half = half_widths(summary)
     ran = summary["n"].to_numpy() > summary["failures"].to_numpy() + summary["skipped"].to_numpy()
     wide = (summary["backend"].astype(str) != SEQUENTIAL).to_numpy() & ran & (half > target)
