@@ -25,6 +25,10 @@ The machine's load is printed before and after: figures from a busy machine are 
 5. With ``--cpu-precision X``: the cpu.yaml-shaped sweep again with ``precision: {target: X,
    max_repeats: --cpu-max-repeats}``: how many speedups came within ±X, the median width, the
    pairs they took, and the wall time beside the plain sweep's.
+6. With ``--smoke-precision X``: the smoke once as ``conclab sweep configs/smoke.yaml --precision X``
+   runs it, with the same figures.
+
+    python benchmarks/bench_precision.py --sweeps 0 --no-selftest --skip-cpu --smoke-precision 0.1
 """
 
 from __future__ import annotations
@@ -165,8 +169,6 @@ def pairs_needed(df: pd.DataFrame, goal: float = 0.10, tries: int = 400) -> str:
 def cpu_with_precision(args, out: Path) -> str:
     """The cpu.yaml-shaped sweep with ``precision: {target, max_repeats}`` (and ``noise: {redo: 2}``, as
     the default with precision:): how wide its speedups came out, how many rounds they took, and its wall time."""
-    from conc_lab.analysis.precision import half_widths
-    from conc_lab.analysis.summary import summarize
     from conc_lab.config.document import load_config
     from conc_lab.config.model import Precision
 
@@ -177,17 +179,33 @@ def cpu_with_precision(args, out: Path) -> str:
         precision=Precision(args.cpu_precision, args.cpu_max_repeats),
         noise=dataclasses.replace(cfg.noise, redo=2),
     )
+    return with_precision(cfg, out)
+
+
+def smoke_with_precision(args, out: Path) -> str:
+    """The smoke as ``conclab sweep configs/smoke.yaml --precision X`` runs it."""
+    from conc_lab.config.document import load_config, override
+
+    return with_precision(override(load_config(args.smoke), precision=args.smoke_precision), out)
+
+
+def with_precision(cfg, out: Path) -> str:
+    """Sweep ``cfg`` (which has a ``precision``): how many speedups came within its target, how wide
+    they came out, how many rounds they took, and the sweep's wall time."""
+    from conc_lab.analysis.precision import half_widths
+    from conc_lab.analysis.summary import summarize
+
     walls: list[float] = []
     df = _sweep(cfg, out, walls)
     s = summarize(df)
     s = s[s["backend"] != "sequential"]
-    half = half_widths(s)
-    within = int((half <= args.cpu_precision).sum())
+    target = cfg.precision.target
+    within = int((half_widths(s) <= target).sum())
     widths = (s["speedup_ci_high"] - s["speedup_ci_low"]) / s["speedup"]
     return (
-        f"with precision: {{target: {args.cpu_precision}, max_repeats: {args.cpu_max_repeats}}} "
-        f"(repeats {args.cpu_repeats} at least): {within} of {len(s)} speedups within "
-        f"±{100 * args.cpu_precision:.0f}%, median width {100 * float(np.nanmedian(widths)):.1f}% of the "
+        f"{cfg.name} with precision: {{target: {target}, max_repeats: {cfg.precision.max_repeats}}} "
+        f"(repeats {cfg.repeats} at least): {within} of {len(s)} speedups within "
+        f"±{100 * target:.0f}%, median width {100 * float(np.nanmedian(widths)):.1f}% of the "
         f"speedup; pairs per speedup median {int(np.median(s['n']))}, most {int(s['n'].max())}; "
         f"{len(df)} runs in {walls[0]:.0f} s"
     )
@@ -221,6 +239,9 @@ def main() -> None:
         "--cpu-precision", type=float, default=None, help="also sweep cpu.yaml with precision: {target: X}"
     )
     ap.add_argument("--cpu-max-repeats", type=int, default=30)
+    ap.add_argument(
+        "--smoke-precision", type=float, default=None, help="also sweep the smoke with --precision X, once"
+    )
     ap.add_argument("--competitor", action="store_true", help="burn core 0 throughout (the under-load check)")
     ap.add_argument("--out", default=None, help="results root (default: a temporary folder)")
     ap.add_argument(
@@ -277,6 +298,8 @@ def main() -> None:
             )
         if args.cpu_precision:
             print(cpu_with_precision(args, out))
+        if args.smoke_precision:
+            print(smoke_with_precision(args, out))
     finally:
         if rival is not None:
             os.kill(rival, signal.SIGKILL)
