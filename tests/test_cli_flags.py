@@ -97,7 +97,7 @@ def test_precision_from_the_command_line_adds_rounds_and_a_resume_must_give_it(t
     config = tmp_path / "jit.yaml"
     config.write_text(
         "name: jit\nrepeats: 2\nwarmup: 0\nmatrix:\n  workload:\n"
-        "    - {workload: workloads_jitter:jittery, size: [3]}\n    - {workload: workloads_jitter:steady, size: [5]}\n"
+        "    - {workload: workloads_jitter:jittery, size: [3]}\n    - {workload: workloads_jitter:steady, size: [20]}\n"
         "  backend: [sequential, threading]\n  tasks: [1]\n"
     )
     out = tmp_path / "out"

@@ -34,7 +34,7 @@ def _config(**top):
         "matrix": {
             "workload": [
                 {"workload": "workloads_jitter:jittery", "size": [3]},
-                {"workload": "workloads_jitter:steady", "size": [5]},
+                {"workload": "workloads_jitter:steady", "size": [20]},
             ],
             "backend": ["sequential", "threading"],
             "workers": [1],

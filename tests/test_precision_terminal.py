@@ -22,7 +22,7 @@ precision: {target: 0.25, max_repeats: 7}
 matrix:
   workload:
     - {workload: workloads_jitter:jittery, size: [3]}
-    - {workload: workloads_jitter:steady, size: [5]}
+    - {workload: workloads_jitter:steady, size: [20]}
   backend: [sequential, threading]
   workers: [1]
   tasks: [1]
