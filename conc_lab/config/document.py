@@ -153,8 +153,7 @@ def override(
 
 def _with_precision(v: Validator, config: Config, target: float, repeats: int) -> Config:
     """``config`` with ``precision.target`` from the command line (``--precision``)."""
-    if isinstance(target, bool) or not isinstance(target, (int, float)) or not 0 < target < 1:
-        v.fail("--precision", f"must be a share between 0 and 1 such as 0.05 (±5%), got {show(target)}")
+    target = sections.precision_target(v, target, "--precision")
     most = config.precision.max_repeats if config.precision else 6 * repeats
     if config.warmup + most > v.limits.runs:
         v.fail(
@@ -166,9 +165,9 @@ def _with_precision(v: Validator, config: Config, target: float, repeats: int) -
         noise = dataclasses.replace(noise, redo=PRECISION_REDO)
     return dataclasses.replace(
         config,
-        precision=Precision(float(target), most),
+        precision=Precision(target, most),
         noise=noise,
-        overrides={**config.overrides, "precision": float(target)},
+        overrides={**config.overrides, "precision": target},
     )
 
 
@@ -212,7 +211,7 @@ def _settings(v: Validator, doc: dict, path: str | None) -> dict[str, Any]:
         "calibration": sections.calibration_section(v, doc.get("calibration")),
         "precision": sections.precision_section(v, doc.get("precision"), repeats, warmup),
     }
-    if settings["precision"] is not None and "redo" not in (doc.get("noise") or {}):
+    if settings["precision"] is not None and "noise.redo" in settings["defaulted"]:
         # A noisy run widens its speedup's interval to cover it, and no added round undoes that:
         # with a precision goal, a noisy run is run again unless the file says how often.
         settings["noise"] = dataclasses.replace(settings["noise"], redo=PRECISION_REDO)

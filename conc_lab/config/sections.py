@@ -111,9 +111,7 @@ def precision_section(v: Validator, raw: Any, repeats: int, warmup: int) -> Prec
     if not isinstance(raw, dict):
         v.fail("precision", f"must be a mapping such as {{target: 0.05, max_repeats: 30}}, got {kind(raw)}")
     v.known_keys(raw, ("target", "max_repeats"), "precision.")
-    target = raw.get("target", 0.05)
-    if not isinstance(target, (int, float)) or isinstance(target, bool) or not 0 < target < 1:
-        v.fail("precision.target", f"must be a share between 0 and 1 such as 0.05 (±5%), got {show(target)}")
+    target = precision_target(v, raw.get("target", 0.05), "precision.target")
     most = v.integer(raw.get("max_repeats", 6 * repeats), "precision.max_repeats", minimum=repeats)
     if warmup + most > v.limits.runs:
         v.fail(
@@ -121,7 +119,14 @@ def precision_section(v: Validator, raw: Any, repeats: int, warmup: int) -> Prec
             f"{warmup} warm-up + {most:,} measured runs of each trial is more than limits.runs "
             f"({v.limits.runs:,}); lower it or raise limits.runs",
         )
-    return Precision(float(target), most)
+    return Precision(target, most)
+
+
+def precision_target(v: Validator, target: Any, key: str) -> float:
+    """A precision target (``precision.target``, ``--precision``): a share between 0 and 1."""
+    if not isinstance(target, (int, float)) or isinstance(target, bool) or not 0 < target < 1:
+        v.fail(key, f"must be a share between 0 and 1 such as 0.05 (±5%), got {show(target)}")
+    return float(target)
 
 
 def calibration_section(v: Validator, raw: Any) -> CalibrationSettings:
