@@ -12,10 +12,12 @@ version it does not know.
 
 from __future__ import annotations
 
+import json
 import math
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 
 import pyarrow as pa
+import pyarrow.json as pa_json
 
 SCHEMA_VERSION = 1
 
@@ -106,6 +108,11 @@ SCHEMA = pa.schema(
 )
 
 COLUMNS = SCHEMA.names
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+# ``to_table`` reads timestamps (microseconds, as ``check_row`` takes them) as integers first.
+_JSON_SCHEMA = pa.schema([f.with_type(pa.int64()) if pa.types.is_timestamp(f.type) else f for f in SCHEMA])
+_JSON_READ = pa_json.ReadOptions(use_threads=False, block_size=1 << 24)
+_JSON_PARSE = pa_json.ParseOptions(explicit_schema=_JSON_SCHEMA, unexpected_field_behavior="error")
 
 # Run statuses: every module spells them through these names, never as literals.
 OK = "ok"
@@ -290,4 +297,23 @@ def to_table(rows: list[dict], checked: bool = False) -> pa.Table:
     """
     if not checked:
         rows = [check_row(row) for row in rows]
-    return pa.Table.from_pylist(rows, schema=SCHEMA)
+    if not rows:
+        return SCHEMA.empty_table()
+    # Through Arrow's JSON reader, not ``pa.Table.from_pylist``: converting Python lists asks
+    # pandas whether they are array-like, which imports it (0.15-0.4 s) into every sweep's first
+    # seal; the reader is C++ alone. Checked rows are plain JSON values (text made safe, floats
+    # as ``repr``, which Arrow reads back to the same double; NaN and Infinity too).
+    dumps = json.JSONEncoder(separators=(",", ":"), default=_microseconds).encode
+    lines = "".join(dumps(row) + "\n" for row in rows).encode()
+    table = pa_json.read_json(pa.BufferReader(lines), _JSON_READ, _JSON_PARSE)
+    columns = [c.cast(f.type) if c.type != f.type else c for c, f in zip(table.columns, SCHEMA)]
+    return pa.Table.from_arrays(columns, schema=SCHEMA)  # the reader drops "not null"
+
+
+def _microseconds(value: object) -> int:
+    """A ``datetime`` as microseconds since the epoch (naive ones taken as UTC, as Arrow does)."""
+    if not isinstance(value, datetime):
+        raise TypeError(f"{type(value).__name__} is not a column value")
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return (value - _EPOCH) // timedelta(microseconds=1)

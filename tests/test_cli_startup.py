@@ -49,3 +49,16 @@ def test_a_command_that_needs_no_data_imports_no_heavy_package(args):
 
 def test_the_check_sees_a_heavy_import():
     assert "pyarrow" in imported(code="import conc_lab.schema")
+
+
+def test_a_quiet_sweep_never_imports_pandas(tmp_path):
+    """`conclab sweep -q` seals its rows with Arrow alone: pandas (0.15-0.4 s here) only for a table."""
+    config = tmp_path / "one.yaml"
+    config.write_text(
+        "name: one\nrepeats: 1\nwarmup: 0\n"
+        "matrix: {workload: [experiments.overhead:noop], backend: [sequential]}\n"
+    )
+    modules = imported("sweep", str(config), "--out", str(tmp_path / "out"), "-q")
+    assert "pyarrow.parquet" in modules  # it did seal a part
+    assert sorted(m for m in modules if m.split(".")[0] == "pandas")[:3] == []
+    assert list((tmp_path / "out").glob("one/*/part-*.parquet"))

@@ -64,6 +64,48 @@ def test_rows_round_trip_with_schema_types_and_environment(tmp_path):
     assert read_manifest(tmp_path / "demo" / "s1").state == "complete"
 
 
+def test_a_sealed_row_holds_exactly_what_was_appended_whatever_its_values():
+    """Rows are sealed through Arrow's JSON reader (no pandas): every value comes back bit for bit."""
+    import math
+    from datetime import datetime, timezone
+
+    import pyarrow as pa
+
+    texts = ["", "é \udcff x", 'line\nbreak "quoted" \\ \t', "😀" * 3, "\x00\x1f", "1e5"]
+    floats = [0.0, -0.0, 5e-324, 0.1 + 0.2, 1.7976931348623157e308, float("nan"), float("inf")]
+    stamps = [
+        4_102_444_800_000_000,
+        -1,
+        datetime(2026, 12, 3, 17, 1, 2, 345678),
+        datetime(2000, 1, 1, tzinfo=timezone.utc),
+    ]
+    rows = []
+    for i in range(12):
+        row = make_row(i) | {
+            "error": texts[i % len(texts)],
+            "foreign_cpu": floats[i % len(floats)],
+            "run_s": [0.0, 5e-324, 0.1 + 0.2, 1e300][i % 4],
+            "started_at": stamps[i % len(stamps)],
+            "peak_rss_bytes": [2**63 - 1, -(2**63), 0][i % 3],
+            "workers": [2**31 - 1, 1][i % 2],
+            "cores": [[], [0, 1, 2**31 - 1], None][i % 3],
+            "correct": [True, False, None][i % 3],
+            "task_records": [[], None, make_row(0)["task_records"] * 2][i % 3],
+        }
+        rows.append(schema.check_row(row))
+    table = schema.to_table(rows, checked=True)
+    assert table.schema.equals(schema.SCHEMA, check_metadata=True)
+    expected = pa.Table.from_pylist(rows, schema=schema.SCHEMA)
+    for name in schema.COLUMNS:
+        got, want = table.column(name).to_pylist(), expected.column(name).to_pylist()
+        same = [
+            g == w or (isinstance(g, float) and math.isnan(g) and math.isnan(w)) for g, w in zip(got, want)
+        ]
+        assert all(same), (name, got, want)
+    assert [math.copysign(1, v) for v in table.column("foreign_cpu").to_pylist()[:2]] == [1, -1]
+    assert schema.to_table([], checked=True).num_rows == 0
+
+
 def test_unsealed_rows_are_read_from_the_journal_and_a_torn_line_is_dropped(tmp_path):
     w = writer(tmp_path, flush_rows=3)
     for i in range(5):  # 3 sealed into a part, 2 left in the journal: a crash now loses nothing
