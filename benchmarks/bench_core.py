@@ -12,6 +12,7 @@
 6. startup: whole commands as a user types them, each in a fresh process, interleaved over
              rounds: `conclab --version`, and a 1-trial sweep (one no-op run) with its default
              output (header, table) and with -q; medians and ranges, the load before and after.
+             `startup OLD_TREE [ROUNDS]`: the same from this tree and an older checkout, interleaved.
 8. memory:  peak RSS of the whole `conclab sweep -q` for 1,000 and 10,000 no-op trials (GNU time).
 7. redesign: runner overhead per no-op trial, this tree against an older checkout of conc_lab
              (issue 11: before vs after the pipeline redesign), in one run: each round runs one
@@ -231,7 +232,10 @@ def redesign(
         print(f"  {label:18s} " + ";  ".join(parts))
 
 
-def startup(out: Path, rounds: int = 9) -> None:
+def startup(out: Path, old_tree: str | None = None, rounds: int = 9) -> None:
+    """Whole commands, each in a fresh process, interleaved over rounds; with ``old_tree`` (a
+    checkout of an earlier commit) the same commands from both trees, as ``python -m conc_lab.cli``
+    with each tree on PYTHONPATH, in alternating order within each round."""
     import os
     import shutil
     import statistics
@@ -242,26 +246,37 @@ def startup(out: Path, rounds: int = 9) -> None:
         "  backend: [sequential]\n  workers: [1]\n  tasks: [1]\n  size: [1]\n"
     )
     conclab = shutil.which("conclab") or sys.exit("bench_core.py startup: needs the conclab command")
+    trees = {"": (str(ROOT), [conclab])}
+    if old_tree is not None:
+        trees = {
+            "this tree: ": (str(ROOT), [sys.executable, "-m", "conc_lab.cli"]),
+            "old tree:  ": (str(Path(old_tree).resolve()), [sys.executable, "-m", "conc_lab.cli"]),
+        }
+    args = {
+        "conclab --version": ["--version"],
+        "conclab sweep one.yaml (1 trial)": ["sweep", str(config), "--out", str(out / "r")],
+        "conclab sweep one.yaml -q": ["sweep", str(config), "--out", str(out / "r"), "-q"],
+    }
     commands = {
-        "conclab --version": [conclab, "--version"],
-        "conclab sweep one.yaml (1 trial)": [conclab, "sweep", str(config), "--out", str(out / "r")],
-        "conclab sweep one.yaml -q": [conclab, "sweep", str(config), "--out", str(out / "r"), "-q"],
+        (tag + label): (tree, prefix + rest)
+        for tag, (tree, prefix) in trees.items()
+        for label, rest in args.items()
     }
     times: dict[str, list[float]] = {label: [] for label in commands}
     load = os.getloadavg()[0]
     for r in range(rounds):
-        order = (
-            list(commands) if r % 2 == 0 else list(reversed(commands))
-        )  # alternate, so no drift favours one
+        order = list(commands) if r % 2 == 0 else list(reversed(commands))  # alternate: no drift favours one
         for label in order:
+            tree, cmd = commands[label]
+            env = dict(os.environ, PYTHONPATH=tree)
             began = time.perf_counter()
-            subprocess.run(commands[label], capture_output=True, check=True, cwd=ROOT)
+            subprocess.run(cmd, capture_output=True, check=True, cwd=tree, env=env)
             times[label].append(time.perf_counter() - began)
     print(
         f"\n# 6. whole commands, {rounds} rounds interleaved (load {load:.2f} before, {os.getloadavg()[0]:.2f} after)"
     )
     for label, ts in times.items():
-        print(f"  {label:34s} median {statistics.median(ts):.3f} s  ({min(ts):.3f}-{max(ts):.3f})")
+        print(f"  {label:45s} median {statistics.median(ts):.3f} s  ({min(ts):.3f}-{max(ts):.3f})")
 
 
 def memory(out: Path, sizes: tuple[int, ...] = (1_000, 10_000)) -> None:
@@ -304,13 +319,16 @@ FIGURES = {
 
 if __name__ == "__main__":
     chosen = sys.argv[1:] or list(FIGURES)
-    unknown = [a for a in chosen[:1] + ([] if chosen[0] == "redesign" else chosen[1:]) if a not in FIGURES]
-    if chosen[0] != "redesign" and unknown:
+    takes_args = chosen[0] in ("redesign", "startup")
+    unknown = [a for a in chosen[:1] + ([] if takes_args else chosen[1:]) if a not in FIGURES]
+    if unknown:
         print(__doc__)  # --help, or a figure that does not exist: say which there are
         sys.exit(0 if unknown[0] in ("-h", "--help") else f"bench_core.py: no figure {unknown[0]!r}")
     with tempfile.TemporaryDirectory() as tmp:
         if chosen[0] == "redesign":
             redesign(Path(tmp), *chosen[1:])
+        elif chosen[0] == "startup" and chosen[1:]:  # startup OLD_TREE [ROUNDS]
+            startup(Path(tmp), chosen[1], *map(int, chosen[2:3]))
         else:
             for name in chosen:
                 FIGURES[name](Path(tmp))

@@ -174,6 +174,7 @@ def _wrap(spans: dict, label: str) -> None:
 def parts(n: str = "1000") -> None:
     import resource
 
+    import conc_lab.host.__main__  # noqa: F401 - the modules the real host loads (hashlib: 3 ms a run without)
     from conc_lab.host import fork, hygiene
     from conc_lab.host.workload import search_first
 
