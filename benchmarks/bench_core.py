@@ -175,9 +175,13 @@ def noise(out: Path) -> None:
 _ONE_SWEEP = """
 import json, sys, time
 import conc_lab
-from conc_lab.run import runner  # imported before the clock starts: pandas takes seconds to import
+try:  # imported before the clock starts: pandas takes seconds to import
+    from conc_lab.run import runner
+    from conc_lab.config.document import parse_config
+except ImportError:  # a tree from before the stage folders (#22), e.g. c9b95cd
+    from conc_lab import runner
+    from conc_lab.config import parse_config
 import pandas, pyarrow.dataset  # likewise: a newer tree imports them only when a sweep first needs them
-from conc_lab.config.document import parse_config
 n, out, cfg_path, warmup = int(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4])
 doc = {"name": "bench-redesign", "repeats": 1, "warmup": warmup, "affinity": "compact",
        "matrix": {"workload": ["experiments.overhead:noop"], "backend": ["sequential"], "tasks": [1],
@@ -188,7 +192,9 @@ result = runner.sweep(cfg, out)
 wall = time.perf_counter() - t0
 df = conc_lab.load(result.sweep_dir)
 assert len(df) == n and (df.status == "ok").all()
-print(json.dumps({"own": result.overhead_per_run_s, "call": wall / n, "work": float((df.run_s + df.setup_s).sum()) / n}))
+split = result.overhead() if hasattr(result, "overhead") else None  # trees before #21 print no split
+print(json.dumps({"own": result.overhead_per_run_s, "call": wall / n, "work": float((df.run_s + df.setup_s).sum()) / n,
+                  "runner": split.runner_s if split else None, "host": split.host_s if split else None}))
 """
 
 
@@ -226,7 +232,10 @@ def redesign(
     print("#    alternating order, a fresh process per sweep; median over rounds, min-max in brackets)")
     for label, runs in figures.items():
         parts = []
-        for key, what in (("own", "runner's own estimate"), ("call", "sweep call per trial")):
+        keys = [("own", "its own overhead figure"), ("call", "sweep call per trial")]
+        if runs[0].get("runner") is not None:  # the split: the runner's own work, the trial host's
+            keys += [("runner", "of which runner"), ("host", "trial host")]
+        for key, what in keys:
             values = [r[key] * 1e3 for r in runs]
             parts.append(f"{what} {statistics.median(values):.3f} ms [{min(values):.3f}-{max(values):.3f}]")
         print(f"  {label:18s} " + ";  ".join(parts))
@@ -320,7 +329,7 @@ FIGURES = {
 if __name__ == "__main__":
     chosen = sys.argv[1:] or list(FIGURES)
     takes_args = chosen[0] in ("redesign", "startup")
-    unknown = [a for a in chosen[:1] + ([] if takes_args else chosen[1:]) if a not in FIGURES]
+    unknown = [a for a in (chosen[:1] if takes_args else chosen) if a not in (*FIGURES, "redesign")]
     if unknown:
         print(__doc__)  # --help, or a figure that does not exist: say which there are
         sys.exit(0 if unknown[0] in ("-h", "--help") else f"bench_core.py: no figure {unknown[0]!r}")
