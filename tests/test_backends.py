@@ -168,3 +168,19 @@ def test_a_worker_that_cannot_pin_fails_the_trial_at_once(backend):
     assert got, "the pool is still waiting for its worker"
     if got[0]["status"] != "skipped":  # no subinterpreters in this interpreter
         assert got[0]["status"] == "failed" and "worker 0" in got[0]["error"], got[0]
+
+
+@pytest.mark.parametrize("tasks", [4, 20000])
+def test_a_process_pool_hands_out_any_number_of_tasks(host, tasks):
+    """Few tasks go straight into the task pipe (no feeder thread to start inside ``run_s``); many
+    come from a thread, so a full task pipe never blocks the reader of the workers' result pipes."""
+    from conc_lab.host.backends.processes import DIRECT_FEED_MAX
+
+    assert (tasks <= DIRECT_FEED_MAX) == (tasks == 4)  # one case on each side of the limit
+    reference, _ = run(host, "sequential", workers=1, tasks=tasks, size=3)
+    outcome, _ = run(
+        host, "multiprocessing", workers=2 if TWO else 1, tasks=tasks, size=3, start_method="fork"
+    )
+    assert outcome["status"] == "ok", outcome["error"]
+    assert outcome["checksum"] == reference["checksum"]
+    assert sorted(r[0] for r in outcome["task_records"]) == list(range(tasks))
