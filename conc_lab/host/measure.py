@@ -3,10 +3,8 @@
 Standard library only, Python 3.8 syntax: this runs inside the trial host and its workers.
 """
 
-import json
 import os
 import resource
-import socket
 import sys
 import time
 
@@ -102,13 +100,23 @@ def check_jsonable(value):
         raise NotJSONable(value) from None
 
 
-_JSON = json.JSONEncoder(ensure_ascii=True, allow_nan=True)
+_ENCODE = []  # json's encoder, made at the first checksum
+
+
+def _json(value):
+    if not _ENCODE:
+        # Here, not at the top: a spawned worker imports this module but never checksums, and json
+        # took 2 ms of each one's set-up (setup_s) there.
+        import json
+
+        _ENCODE.append(json.JSONEncoder(ensure_ascii=True, allow_nan=True).encode)
+    return _ENCODE[0](value)
 
 
 def _canonical(value):
     # Exact types first: a subclass (IntEnum, a str subclass) is encoded as its base value.
     if value is None or isinstance(value, (bool, str)):
-        return _JSON.encode(value)
+        return _json(value)
     if isinstance(value, int):
         return str(int(value))
     if isinstance(value, float):
@@ -140,6 +148,7 @@ def gil_enabled():
 def interpreter():
     """Facts about the running interpreter that every row records."""
     import platform  # here, not at the top: every worker imports this module (6 ms), few ask this
+    import socket
     import sysconfig
 
     free_threaded = bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
