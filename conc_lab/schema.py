@@ -111,7 +111,6 @@ COLUMNS = SCHEMA.names
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 # ``to_table`` reads timestamps (microseconds, as ``check_row`` takes them) as integers first.
 _JSON_SCHEMA = pa.schema([f.with_type(pa.int64()) if pa.types.is_timestamp(f.type) else f for f in SCHEMA])
-_JSON_READ = pa_json.ReadOptions(use_threads=False, block_size=1 << 24)
 _JSON_PARSE = pa_json.ParseOptions(explicit_schema=_JSON_SCHEMA, unexpected_field_behavior="error")
 
 # Run statuses: every module spells them through these names, never as literals.
@@ -305,7 +304,9 @@ def to_table(rows: list[dict], checked: bool = False) -> pa.Table:
     # as ``repr``, which Arrow reads back to the same double; NaN and Infinity too).
     dumps = json.JSONEncoder(separators=(",", ":"), default=_microseconds).encode
     lines = "".join(dumps(row) + "\n" for row in rows).encode()
-    table = pa_json.read_json(pa.BufferReader(lines), _JSON_READ, _JSON_PARSE)
+    # One block holding every line: a block must hold the longest row whole, and the buffer is here.
+    read = pa_json.ReadOptions(use_threads=False, block_size=len(lines) + 1)
+    table = pa_json.read_json(pa.BufferReader(lines), read, _JSON_PARSE)
     columns = [c.cast(f.type) if c.type != f.type else c for c, f in zip(table.columns, SCHEMA)]
     return pa.Table.from_arrays(columns, schema=SCHEMA)  # the reader drops "not null"
 
