@@ -397,6 +397,19 @@ def test_json_parses_and_the_runs_are_a_sweep_summarize_reads(tmp_path):
 
 
 @pytest.mark.slow
+def test_a_backend_whose_answers_differ_from_the_plain_loops_is_never_the_choice(tmp_path):
+    """Threads win at waiting, but this function answers differently on a thread: the verdict must
+    not send a user to a model that breaks their program, and it says why it left threads out."""
+    advice = conc_lab.advise("tests.workloads_faulty:on_main_thread", size=20, budget_s=60, out=tmp_path)
+    df = conc_lab.load(advice.sweep_dir)
+    threads = df[df["backend"].astype(str) == "threading"]
+    assert len(threads) and not threads["correct"].any()  # the runs did show it
+    assert not advice.verdict.choice.startswith("threading"), str(advice)
+    said = [n for n in advice.verdict.notes if n.startswith("wrong answers: threading")]
+    assert said and "never the choice" in said[0], advice.verdict.notes
+
+
+@pytest.mark.slow
 def test_ctrl_c_saves_what_ran_and_prints_the_command_that_resumes(tmp_path):
     proc = subprocess.Popen(
         [*CLI, "experiments.advise_cases:wait", "--size", "20", "--budget", "300", "--out", str(tmp_path)],

@@ -129,3 +129,12 @@ async def async_hangs(task: int, size: int) -> int:
 async def async_blocks(task: int, size: int) -> int:
     """Sleeps for an hour *without* awaiting: the event loop itself is stuck."""
     return hangs(task, size)
+
+
+def on_main_thread(task: int, size: int) -> bool:
+    """Waits ``size`` ms, then answers whether it ran on its process's main thread: the plain loop and
+    worker processes say True, a thread pool False. Threads are fastest at waiting, and wrong here."""
+    import threading
+
+    time.sleep(size / 1000)
+    return threading.current_thread() is threading.main_thread()

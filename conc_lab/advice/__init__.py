@@ -143,6 +143,7 @@ def conclude(the_plan: AdvicePlan, ran: LoopResult, began: float, budget_s: floa
         df = load(ran.sweep.sweep_dir)
         summary = summarize(df) if len(df) else summarize(pd.DataFrame())
     why = {"budget": f"the {budget_s:.0f} s budget ran out", "interrupted": "interrupted"}.get(ran.stopped)
+    wrong, unchecked = evidence.wrong_answers(df, the_plan.python_labels)
     facts = {
         "cores": the_plan.cores,
         "waits": the_plan.probe.waits,
@@ -150,7 +151,8 @@ def conclude(the_plan: AdvicePlan, ran: LoopResult, began: float, budget_s: floa
         "rounds": ran.rounds,
         "stop_reason": why,
         "unequal": evidence.unequal_tasks(df),
-        "notes": tuple(f"note: {w}" for w in ran.warnings),
+        "notes": tuple(f"note: {w}" for w in ran.warnings) + ((unchecked,) if unchecked else ()),
+        "wrong": wrong,
         "gil": evidence.gil_bound(df, the_plan.probe.waits),
         "noisy": evidence.crowded_share(df),
         "slower": evidence.paired_slower(df),

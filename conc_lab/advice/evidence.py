@@ -12,6 +12,9 @@ different amounts from one run to the next, and a pure-Python loop's threads onc
   (``paired_slower``). The load a round saw slows both alike, so two arms whose intervals against
   the plain loop overlap may still be told apart, and a cheap arm measurably slower than the best
   is not picked for being "as fast".
+* **answers**: an arm whose answers differ from the plain loop's is never the choice, however fast
+  (``wrong_answers``); where the plain loop's own answers differ from run to run, nothing can be
+  checked, and the verdict says so.
 * **the share of the runs the verdict hangs on that others crowded** (the plain loop's and the
   chosen arm's; ``host.noise.verdict``: "others used ..."): where that is half of them or more, an
   unsettled verdict is "can't tell", not a guess (``crowded_share``).
@@ -29,6 +32,9 @@ from conc_lab.analysis.pairing import noisy_runs, pair_runs
 from conc_lab.analysis.stats import SortedGroups, ok_runs
 from conc_lab.host.protocol import SEQUENTIAL, THREADING
 
+#: A task shorter than this is never called unequal: at microseconds a task's time is the timer's and
+#: the first call's (a 3× "unequal" task 6 of a function that doubles its argument).
+MIN_UNEQUAL_S = 0.001
 #: Rounds with both arms before ``paired_slower`` tells them apart.
 MIN_PAIRED_ROUNDS = 3
 #: Threads that kept at most this many times the cores the paired plain-loop run kept busy are
@@ -196,6 +202,8 @@ def unequal_tasks(df: pd.DataFrame, ratio: float = UNEQUAL) -> str | None:
     >>> recs = [{"task": t, "start_s": 0.0, "end_s": 16.0 if t == 0 else 1.0} for t in range(8)]
     >>> unequal_tasks(pd.DataFrame({"backend": ["sequential"], "status": ["ok"], "task_records": [recs]}))
     'unequal tasks: task 0 takes 16× the median task'
+    >>> tiny = [dict(r, end_s=r["end_s"] * 1e-5) for r in recs]  # 160 µs against 10 µs: the timer's
+    >>> unequal_tasks(pd.DataFrame({"backend": ["sequential"], "status": ["ok"], "task_records": [tiny]}))
     """
     if "task_records" not in df.columns or len(df) == 0:
         return None
@@ -211,8 +219,39 @@ def unequal_tasks(df: pd.DataFrame, ratio: float = UNEQUAL) -> str | None:
         return None
     per_task = pd.DataFrame(times, columns=["task", "s"]).groupby("task")["s"].median()
     typical = float(per_task.median())
-    if len(per_task) < 2 or typical <= 0 or per_task.max() < ratio * typical:
+    if len(per_task) < 2 or typical <= 0 or per_task.max() < max(ratio * typical, MIN_UNEQUAL_S):
         return None
     return (
         f"unequal tasks: task {int(per_task.idxmax())} takes {per_task.max() / typical:.0f}× the median task"
     )
+
+
+def wrong_answers(df: pd.DataFrame, python_labels: dict | None = None) -> tuple[dict[str, str], str | None]:
+    """The arms whose answers differ from the plain loop's ({arm: "12 of 12 runs"}), and a note when
+    the plain loop's own answers differ from run to run (random numbers, state kept between calls):
+    then no arm can be checked, and none is left out for it.
+
+    >>> df = pd.DataFrame({"backend": ["sequential", "threading", "threading"], "start_method": None,
+    ...     "python": None, "status": "ok", "correct": [True, False, True]})
+    >>> wrong_answers(df)
+    ({'threading': "answers differ from the plain loop's in 1 of 2 runs"}, None)
+    """
+    if "correct" not in df.columns or len(df) == 0:
+        return {}, None
+    runs = df[(df["status"].astype(object) == "ok") & df["correct"].notna()]
+    checked = runs["correct"].astype(bool)
+    base = (runs["backend"].astype(object) == SEQUENTIAL).to_numpy()
+    if (~checked[base]).any():
+        return {}, (
+            "note: the plain loop's own answers differ from run to run (random numbers? state kept "
+            "between calls?), so no backend's answers can be checked: this verdict is about speed alone"
+        )
+    others = runs[~base]
+    if len(others) == 0:
+        return {}, None
+    wrong: dict[str, str] = {}
+    for label, group in others.groupby(others.apply(lambda r: arm_label(r, python_labels), axis=1)):
+        bad = int((~group["correct"].astype(bool)).sum())
+        if bad:
+            wrong[label] = f"answers differ from the plain loop's in {bad} of {len(group)} runs"
+    return wrong, None

@@ -207,10 +207,12 @@ def _reaches(a: ArmResult, top: ArmResult) -> bool:
     return a is top or not (math.isfinite(a.high) and math.isfinite(top.low)) or a.high >= top.low
 
 
-def candidates(arms: list[ArmResult], gil: bool) -> list[ArmResult]:
-    """The arms that may be chosen: all but this Python's threads where the runs show them GIL-bound
-    (``evidence.gil_bound``): their wall-clock gain on CPU-bound work is the load's, not theirs."""
-    return [a for a in arms if not (gil and a.backend == THREADING and "(Python" not in a.arm)]
+def candidates(arms: list[ArmResult], gil: bool, wrong: dict | None = None) -> list[ArmResult]:
+    """The arms that may be chosen: none with wrong answers (``evidence.wrong_answers``), and not this
+    Python's threads where the runs show them GIL-bound (``evidence.gil_bound``): their wall-clock
+    gain on CPU-bound work is the load's, not theirs."""
+    gil_bound = [a for a in arms if gil and a.backend == THREADING and "(Python" not in a.arm]
+    return [a for a in arms if a not in gil_bound and a.arm not in (wrong or {})]
 
 
 def settled(
@@ -273,6 +275,7 @@ def decide(
     gil: bool = False,
     noisy: float | Callable = 0.0,
     slower: Callable | None = None,
+    wrong: dict | None = None,
 ) -> Verdict:
     """The ``Verdict`` from a summary: the choice, whether it is settled, the evidence behind it.
 
@@ -281,10 +284,10 @@ def decide(
     crowded, or a function of the choice giving it (``evidence.crowded_share``); half or more, or
     others on most arms' cores, and an unsettled verdict is "can't tell"
     (``CANT_TELL``), never a guess. ``slower``: arms compared run against run
-    (``evidence.paired_slower``).
+    (``evidence.paired_slower``). ``wrong``: arms whose answers differ from the plain loop's, and how.
     """
     arms = best_arms(summary, python_labels)
-    eligible = candidates(arms, gil)
+    eligible = candidates(arms, gil, wrong)
     choice = choose(eligible, slower)
     noisy = noisy(choice) if callable(noisy) else noisy
     unsettled = settled(eligible, choice, waits, noisy, slower)
@@ -315,7 +318,8 @@ def decide(
         forecast=forecast,
         left_out=tuple(left_out),
         rounds=rounds,
-        notes=notes,
+        notes=tuple(f"wrong answers: {arm}: {how}; never the choice" for arm, how in (wrong or {}).items())
+        + notes,
     )
 
 
