@@ -16,8 +16,14 @@ import pandas as pd
 _TIMES = ("run_s",)
 
 
-def align_sizes(a: pd.DataFrame, b: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+def align_sizes(
+    a: pd.DataFrame, b: pd.DataFrame, calibrated: set[str] | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
     """``(a, b', notes)``: b with each single-size workload's times scaled to a's single size.
+
+    ``calibrated``: the workloads whose size both sweeps calibrated (``size: auto``; the manifests'
+    ``calibrated_sizes``); only those are scaled. Two fixed sizes differ on purpose: those trials
+    do not match (None: every single-size workload, as for frames without manifests).
 
     Example::
 
@@ -26,6 +32,8 @@ def align_sizes(a: pd.DataFrame, b: pd.DataFrame) -> tuple[pd.DataFrame, pd.Data
         >>> _, b2, notes = align_sizes(a, b)
         >>> int(b2.loc[0, "size"]), float(b2.loc[0, "run_s"]), notes
         (100, 0.5, ["w: a ran size 100, b size 200; b's times are scaled to size 100 (time per unit of work)"])
+        >>> int(align_sizes(a, b, calibrated=set())[1].loc[0, "size"])  # fixed sizes: never scaled
+        200
     """
     if "size" not in a.columns or "size" not in b.columns or "workload" not in a.columns:
         return a, b, []
@@ -34,7 +42,7 @@ def align_sizes(a: pd.DataFrame, b: pd.DataFrame) -> tuple[pd.DataFrame, pd.Data
     notes = []
     b = b.copy()
     for workload in sizes_a.index.intersection(sizes_b.index):
-        if not _single(sizes_a, sizes_b, workload):
+        if not _single(sizes_a, sizes_b, workload) or (calibrated is not None and workload not in calibrated):
             continue
         sa, sb = sizes_a[workload][0], sizes_b[workload][0]
         if sa == sb or not sa or not sb:

@@ -148,6 +148,18 @@ def _floor(*paths: Path) -> float:
     return floor or 0.0
 
 
+def _calibrated(path: Path) -> set[str]:
+    """The workloads whose size a sweep at or under ``path`` calibrated (``size: auto``)."""
+    from conc_lab.analysis import selection
+    from conc_lab.store.layout import StoreError
+    from conc_lab.store.manifest import read_manifest
+
+    try:
+        return {w for d in selection.sweeps([path], (), False) for w in read_manifest(d).calibrated_sizes}
+    except (selection.SelectError, StoreError):
+        return set()  # load_runs says what is wrong with the path
+
+
 def _select(paths: list[Path], sweep_ids: list[str], latest: bool, wanted: dict) -> tuple[list[Path], dict]:
     """The sweep folders and the exact filter values a person's names stand for; exit 2 if none."""
     from conc_lab.analysis import selection
@@ -183,7 +195,8 @@ def compare(
     _check_format(fmt)
     if not 0 < alpha < 1:
         die(f"--alpha: must be between 0 and 1, got {alpha}")
-    runs_a, runs_b, notes = align_sizes(load_runs([a], {}), load_runs([b], {}))
+    calibrated = _calibrated(a) & _calibrated(b)  # only `size: auto` sizes are scaled to match
+    runs_a, runs_b, notes = align_sizes(load_runs([a], {}), load_runs([b], {}), calibrated)
     result = comparing.compare(runs_a, runs_b, alpha=alpha, min_effect=_floor(a, b))
     if comparison.unrelated(result):
         die(comparison.unrelated_line(result, a, b))
