@@ -414,3 +414,27 @@ def test_a_sweep_begun_when_shuffle_defaulted_to_false_resumes_in_the_order_it_b
     sweep_config.write_text(CONFIG + "shuffle: true\n")
     refused = run_to_end(["sweep", str(sweep_config), "--out", str(out), "--resume", "-q"], tag)
     assert refused.returncode == 2 and "the config changed since sweep" in refused.stderr
+
+
+def test_resuming_a_complete_sweep_with_failures_still_exits_1_and_says_so(tmp_path):
+    """A CI or SLURM step that resumes a finished sweep must not read success where runs failed."""
+    from test_cli_ux import conclab
+
+    config = tmp_path / "fails.yaml"
+    config.write_text(
+        "name: fails\nrepeats: 2\nwarmup: 0\n"
+        "matrix: {workload: [tests.workloads_faulty:raises, tests.workloads_faulty:good], "
+        "backend: [sequential], tasks: [4], size: [10]}\n"
+    )
+    first = conclab("sweep", str(config), "--out", str(tmp_path / "r"), "-q")
+    assert first.returncode == 1, first.stderr
+    again = conclab("sweep", str(config), "--out", str(tmp_path / "r"), "-q", "--resume")
+    assert again.returncode == 1, again.stderr
+    assert "is complete: nothing to run (2 of 4 runs failed)" in again.stderr, again.stderr
+    good = tmp_path / "good.yaml"
+    good.write_text(
+        config.read_text().replace("tests.workloads_faulty:raises, ", "").replace("fails", "good")
+    )
+    assert conclab("sweep", str(good), "--out", str(tmp_path / "g"), "-q").returncode == 0
+    resumed = conclab("sweep", str(good), "--out", str(tmp_path / "g"), "-q", "--resume")
+    assert resumed.returncode == 0 and "nothing to run →" in resumed.stderr, resumed.stderr

@@ -190,7 +190,12 @@ def _check_sweep_flags(cluster: str | None, ray_address: str | None, shard: str 
 
 def _print_outcome(result, config: Path, out: Path, resume: bool, whole_s: float | None, **flags) -> None:
     """The sweep's last line (its honest wall time, the overhead per run) and its exit code."""
-    say(final_line(result, resume, whole_s), markup=True)
+    complete = resume and result.planned == 0 and not result.interrupted
+    stored_failures = _stored_failures(result.sweep_dir) if complete else ""
+    say(
+        final_line(result, resume, whole_s).replace(": nothing to run", f": nothing to run{stored_failures}"),
+        markup=True,
+    )
     if result.interrupted:
         again = resume_command(config, out, **flags)
         head = "interrupted; what ran is saved. Resume with: "
@@ -203,8 +208,24 @@ def _print_outcome(result, config: Path, out: Path, resume: bool, whole_s: float
             soft_wrap=True,
         )
         raise typer.Exit(130)
-    if not result.ok:
+    if not result.ok or stored_failures:
         raise typer.Exit(1)
+
+
+def _stored_failures(sweep_dir: Path) -> str:
+    """`` (2 of 12 runs failed, 1 wrong)`` for a complete sweep that recorded failures, else empty: a
+    resume that runs nothing still exits as the sweep did (1), or a script reads success."""
+    from conc_lab import schema
+    from conc_lab.store.load import load
+
+    df = load([sweep_dir], columns=["status", "correct"], env=False)
+    kept = df[df["status"].astype(str) != schema.REDONE]
+    failed = int(kept["status"].astype(str).isin(schema.FAILURES).sum())
+    wrong = int((kept["correct"] == False).sum())  # noqa: E712 - null: not checkable
+    if not failed and not wrong:
+        return ""
+    parts = [f"{failed} of {len(kept)} runs failed" if failed else "", f"{wrong} wrong" if wrong else ""]
+    return f" ({', '.join(p for p in parts if p)})"
 
 
 def _noise_counts(result) -> str:
