@@ -438,3 +438,30 @@ def test_resuming_a_complete_sweep_with_failures_still_exits_1_and_says_so(tmp_p
     assert conclab("sweep", str(good), "--out", str(tmp_path / "g"), "-q").returncode == 0
     resumed = conclab("sweep", str(good), "--out", str(tmp_path / "g"), "-q", "--resume")
     assert resumed.returncode == 0 and "nothing to run →" in resumed.stderr, resumed.stderr
+
+
+def test_resuming_a_shard_after_its_merge_runs_nothing_and_merging_again_still_works(tmp_path):
+    """'Resume every shard, then merge' (what `conclab slurm` writes) run again after the merge:
+    it re-measured each whole shard, then merge refused the folder (a hostile-user test)."""
+    from test_cli_ux import conclab
+
+    config = tmp_path / "sh.yaml"
+    config.write_text(
+        "name: sh\nrepeats: 2\nwarmup: 0\n"
+        "matrix: {workload: [experiments.overhead:noop], backend: [sequential], tasks: [1], size: [1, 2, 3, 4]}\n"
+    )
+    out = tmp_path / "r"
+    for k in (1, 2):
+        assert conclab("sweep", str(config), "--out", str(out), "--shard", f"{k}/2", "-q").returncode == 0
+    assert conclab("merge", str(out / "sh")).returncode == 0
+    folders = sorted(p.name for p in (out / "sh").iterdir())
+    for k in (1, 2):
+        again = conclab("sweep", str(config), "--out", str(out), "--shard", f"{k}/2", "-q", "--resume")
+        assert again.returncode == 0, again.stderr
+        assert (
+            f"shard {k}/2 of sh is already in merged sweep" in again.stderr
+            and "nothing to run" in again.stderr
+        )
+    assert sorted(p.name for p in (out / "sh").iterdir()) == folders  # no new sweep measured
+    assert conclab("merge", str(out / "sh")).returncode == 0
+    assert len(load(out / "sh")) == 8

@@ -102,8 +102,9 @@ def test_an_error_with_a_lone_surrogate_is_stored_and_every_reader_still_works(t
     ok = df[df["workload"] == "hostile_wl:fine"]
     assert (ok["status"] == schema.OK).all() and len(ok) == 4  # the neighbours were not poisoned
     resumed = conclab("sweep", str(config), "--out", str(out), "--resume", "--quiet")
-    # the failures stay recorded, not re-run: the resume runs nothing, and nothing of it fails
-    assert "Traceback" not in resumed.stderr and resumed.returncode == 0, resumed.stderr
+    # the failures stay recorded, not re-run: the resume runs nothing, and exits as the sweep did
+    assert "Traceback" not in resumed.stderr and resumed.returncode == 1, resumed.stderr
+    assert "nothing to run (" in resumed.stderr and "runs failed)" in resumed.stderr, resumed.stderr
     assert len(conc_lab.load(out / "hostile")) == 8
     summary = conclab("summarize", str(out / "hostile"), "-f", "csv")
     assert summary.returncode == 0 and "Traceback" not in summary.stderr, summary.stderr

@@ -141,6 +141,7 @@ def _run(cfg, out: Path, resume: bool, fail_fast: bool, quiet: bool, flags: dict
     """The sweep itself, under its progress bar; a bad config, store or cluster exits 2."""
     from conc_lab.cli.progress import SweepRenderer, sweep_progress  # rich.progress: for this command only
     from conc_lab.config.errors import ConfigError
+    from conc_lab.plan.runs import AlreadyMerged
     from conc_lab.run import runner  # pandas and pyarrow load here, for this command only
     from conc_lab.run.cluster import ClusterError
     from conc_lab.store.layout import StoreError
@@ -164,6 +165,9 @@ def _run(cfg, out: Path, resume: bool, fail_fast: bool, quiet: bool, flags: dict
             )
     except (ConfigError, StoreError, ClusterError) as exc:  # ClusterError: unreachable, or every node lost
         die(str(exc))
+    except AlreadyMerged as done:  # a SLURM step resuming each shard, then merging, after its merge
+        say(f"{done}: nothing to run")
+        raise typer.Exit(0) from None
 
 
 def _quiet_ray_banner() -> None:

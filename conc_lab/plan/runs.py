@@ -34,7 +34,7 @@ from conc_lab.config.model import Config
 from conc_lab.host.protocol import SEQUENTIAL
 from conc_lab.plan.matrix import Trial, expand
 from conc_lab.store.manifest import read_manifest
-from conc_lab.store.reader import completed_runs, latest_sweep
+from conc_lab.store.reader import completed_runs, latest_sweep, merged_holding
 
 
 @dataclass(frozen=True)
@@ -156,6 +156,14 @@ class ResumeState:
     config: Config | None = None  # the config as the sweep began (``config_as_begun``)
 
 
+class AlreadyMerged(Exception):
+    """``--resume`` of a shard that a merge already took in: nothing to run (``merged``: where it went)."""
+
+    def __init__(self, merged: Path, message: str):
+        super().__init__(message)
+        self.merged = merged
+
+
 def resume_state(config: Config, out: str | os.PathLike, shard: str | None = None) -> ResumeState | None:
     """The state of the latest sweep of ``config`` under ``out`` (of that shard), or None if none.
 
@@ -163,6 +171,10 @@ def resume_state(config: Config, out: str | os.PathLike, shard: str | None = Non
     compare trials that were not run alike.
     """
     sweep_dir = latest_sweep(Path(out) / config.name, shard=shard)
+    if sweep_dir is None and shard is not None:
+        merged = merged_holding(Path(out) / config.name, shard)
+        if merged is not None:  # resumed after its merge: measured already, never again
+            raise AlreadyMerged(merged, f"shard {shard} of {config.name} is already in merged sweep {merged}")
     if sweep_dir is None:
         return None
     manifest = read_manifest(sweep_dir)

@@ -365,7 +365,9 @@ def _rivals(rows: pd.DataFrame, best) -> str:
     highs = pd.to_numeric(rows["speedup_ci_high"], errors="coerce")
     near = [
         r.to_dict()
-        for _, r in rows[(highs >= low) & (rows["backend"] != SEQUENTIAL)].drop(index=best).iterrows()
+        for _, r in rows[(highs >= low) & (rows["backend"] != SEQUENTIAL)]
+        .drop(index=best, errors="ignore")
+        .iterrows()
     ]
     if not math.isfinite(low) or not near:
         return ""

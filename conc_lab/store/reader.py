@@ -399,3 +399,16 @@ def latest_sweep(results_dir: str | os.PathLike, shard: str | None = None) -> Pa
         key=lambda p: (manifests[p].state is not SweepState.COMPLETE, manifests[p].started_at or 0),
         default=None,
     )
+
+
+def merged_holding(results_dir: str | os.PathLike, shard: str) -> Path | None:
+    """The merged sweep under ``results/<name>`` that already took in ``shard`` (a merge moves the
+    shard's own folder into it), or None."""
+    root = Path(results_dir)
+    if not root.is_dir():
+        return None
+    for p in sorted(root.iterdir()):
+        if not p.name.startswith((".", "_")) and is_sweep(p):
+            if any(m.shard == shard for m in read_manifest(p).merged_from):
+                return p
+    return None
