@@ -84,3 +84,17 @@ def test_the_overhead_per_run_is_what_the_command_paid_beyond_the_runs_and_v_say
     wall, whole = re.search(r"\) in ([\d.]+) s \(([\d.]+) s with start-up\);", final).groups()
     assert float(wall) - 0.05 <= paid <= outside  # 0.05: the times are printed to 0.1 s
     assert paid == pytest.approx(float(whole), abs=0.051)
+
+
+def test_summarize_without_a_plain_loop_says_so_in_a_note_not_a_python_warning(tmp_path):
+    config = tmp_path / "nobase.yaml"
+    config.write_text(
+        "name: nobase\nrepeats: 1\nwarmup: 0\n"
+        "matrix: {workload: [experiments.overhead:noop], backend: [threading], tasks: [1], size: [1]}\n"
+    )
+    assert conclab("sweep", str(config), "--out", str(tmp_path / "r"), "-q").returncode == 0
+    proc = conclab("summarize", str(tmp_path / "r"))
+    assert proc.returncode == 0, proc.stderr
+    said = proc.stdout + proc.stderr
+    assert "note: no sequential runs in these results, so no speedups" in said.replace("\n", " "), said
+    assert "UserWarning" not in said and "warnings.warn" not in said, said

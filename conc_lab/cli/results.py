@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import textwrap
+import warnings
 from pathlib import Path
 
 import typer
@@ -116,7 +117,15 @@ def summarize(
     df = load_runs(dirs, filters, what=", ".join(map(str, paths)))
     # The one filter path, as the API's: rows are selected after the baseline is joined (what was
     # pushed down to the read only spared reading runs no selected row is measured against).
-    summary = summaries.summarize(df, min_effect=_floor(*paths), **filters)
+    with warnings.catch_warnings(record=True) as caught:  # said as a note, not a Python warning
+        warnings.simplefilter("always", UserWarning)
+        summary = summaries.summarize(df, min_effect=_floor(*paths), **filters)
+    if any("no sequential runs" in str(w.message) for w in caught):
+        console.print(
+            "note: no sequential runs in these results, so no speedups: the plain loop is the baseline "
+            "(backend: sequential in the config's matrix)",
+            highlight=False,
+        )
     if wide or fmt != "table":  # every column: the noisy runs behind each row too
         from conc_lab.present.noise import with_noise_columns
 

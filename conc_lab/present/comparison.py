@@ -143,6 +143,8 @@ def ending(result: pd.DataFrame) -> str:
     >>> print(ending(pd.DataFrame({"change": ["faster", "inconclusive"], "ratio": [0.5, 0.9]})))
     2 matched trials: 1 faster, 1 no answer; geometric mean b/a 0.671: b ran 1.49x faster than a
     no answer: the interval holds both faster and slower; more repeats narrow it
+    >>> print(ending(pd.DataFrame({"change": ["not significant"] * 2, "ratio": [0.7, 0.88]})))
+    2 matched trials: 2 not significant; geometric mean b/a 0.785, no trial changed
     """
     matched = result[~result["change"].astype(str).str.startswith("only in")]
     counts = matched["change"].astype(str).value_counts()
@@ -155,7 +157,9 @@ def ending(result: pd.DataFrame) -> str:
     if len(ratio):
         mean = float(np.exp(np.log(ratio).mean()))
         ran = factor(mean) + " than a" if round(mean, 2) != 1 else "as fast as a"
-        line += f"; geometric mean b/a {mean:.3g}: b ran {ran}"
+        changed = counts.get("faster", 0) + counts.get("slower", 0)
+        # No trial changed: the mean of their ratios is noise, never a claim that b ran faster.
+        line += f"; geometric mean b/a {mean:.3g}" + (f": b ran {ran}" if changed else ", no trial changed")
     only = result["change"].astype(str).value_counts()
     for side in ("only in a", "only in b"):
         if side in only.index:
