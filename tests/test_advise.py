@@ -375,6 +375,14 @@ def test_a_function_that_fails_when_run_gets_one_line_and_exit_2(tmp_path):
     assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
+def test_a_function_that_calls_sys_exit_is_named_for_it_not_for_a_signal(tmp_path):
+    proc = advise_cli("tests/workloads_faulty.py:calls_sys_exit", "--out", str(tmp_path), "--budget", "30")
+    assert proc.returncode == 2, proc.stderr
+    assert "the function called sys.exit(3)" in proc.stderr, proc.stderr  # was "calibrator exited -9"
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+
+
 # --- real runs -----------------------------------------------------------------------------------
 
 

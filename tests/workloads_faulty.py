@@ -138,3 +138,10 @@ def on_main_thread(task: int, size: int) -> bool:
 
     time.sleep(size / 1000)
     return threading.current_thread() is threading.main_thread()
+
+
+def calls_sys_exit(task: int, size: int) -> int:
+    """``sys.exit(3)`` on every call: the function's exit, which the tool must name as the function's."""
+    import sys
+
+    sys.exit(3)

@@ -174,6 +174,8 @@ def main(argv=None):
             answer[protocol.CAL_STOPPED] = why
     except Exception as exc:  # reported as data: the runner turns it into one line for the user
         answer = {protocol.CAL_ERROR: "%s: %s" % (type(exc).__name__, exc)}
+    except SystemExit as exc:  # the function's own sys.exit, not this process's: said as such
+        answer = {protocol.CAL_ERROR: "the function called sys.exit(%r)" % (exc.code,)}
     say(answer)
     return 0
 

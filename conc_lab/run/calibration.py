@@ -103,7 +103,11 @@ def calibrate_workload(
         if time.monotonic() < deadline:  # it ended without an answer
             stderr.seek(0)
             tail = (stderr.read().decode(errors="replace").strip().splitlines() or ["no output"])[-1]
-            raise CalibrationFailed(workload, f"calibrator exited {proc.returncode}: {tail}")
+            raise CalibrationFailed(
+                workload,
+                f"its process ended (code {proc.returncode}) before it answered: the function called "
+                f"os._exit, or crashed? {tail}",
+            )
     return _out_of_time(workload, last, budget_s)
 
 
