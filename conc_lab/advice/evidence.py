@@ -227,14 +227,14 @@ def unequal_tasks(df: pd.DataFrame, ratio: float = UNEQUAL) -> str | None:
 
 
 def wrong_answers(df: pd.DataFrame, python_labels: dict | None = None) -> tuple[dict[str, str], str | None]:
-    """The arms whose answers differ from the plain loop's ({arm: "12 of 12 runs"}), and a note when
+    """The arms whose answers differ from the plain loop's ({arm: the note that says so}), and a note when
     the plain loop's own answers differ from run to run (random numbers, state kept between calls):
     then no arm can be checked, and none is left out for it.
 
     >>> df = pd.DataFrame({"backend": ["sequential", "threading", "threading"], "start_method": None,
     ...     "python": None, "status": "ok", "correct": [True, False, True]})
     >>> wrong_answers(df)
-    ({'threading': "answers differ from the plain loop's in 1 of 2 runs"}, None)
+    ({'threading': "wrong answers: threading: they differ from the plain loop's in 1 of 2 runs; never the choice"}, None)
     """
     if "correct" not in df.columns or len(df) == 0:
         return {}, None
@@ -253,5 +253,7 @@ def wrong_answers(df: pd.DataFrame, python_labels: dict | None = None) -> tuple[
     for label, group in others.groupby(others.apply(lambda r: arm_label(r, python_labels), axis=1)):
         bad = int((~group["correct"].astype(bool)).sum())
         if bad:
-            wrong[label] = f"answers differ from the plain loop's in {bad} of {len(group)} runs"
+            wrong[label] = (
+                f"wrong answers: {label}: they differ from the plain loop's in {bad} of {len(group)} runs; never the choice"
+            )
     return wrong, None

@@ -284,7 +284,7 @@ def decide(
     crowded, or a function of the choice giving it (``evidence.crowded_share``); half or more, or
     others on most arms' cores, and an unsettled verdict is "can't tell"
     (``CANT_TELL``), never a guess. ``slower``: arms compared run against run
-    (``evidence.paired_slower``). ``wrong``: arms whose answers differ from the plain loop's, and how.
+    (``evidence.paired_slower``). ``wrong``: arms whose answers differ from the plain loop's: the note.
     """
     arms = best_arms(summary, python_labels)
     eligible = candidates(arms, gil, wrong)
@@ -318,8 +318,7 @@ def decide(
         forecast=forecast,
         left_out=tuple(left_out),
         rounds=rounds,
-        notes=tuple(f"wrong answers: {arm}: {how}; never the choice" for arm, how in (wrong or {}).items())
-        + notes,
+        notes=tuple((wrong or {}).values()) + notes,
     )
 
 
