@@ -429,12 +429,13 @@ def test_ctrl_c_saves_what_ran_and_prints_the_command_that_resumes(tmp_path):
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as test_resume explains
     )
     deadline = time.monotonic() + 120
-    while not any(p.stat().st_size for p in [*tmp_path.rglob("journal*"), *tmp_path.rglob("*.parquet")]):
+    while not any(p.stat().st_size for p in [*tmp_path.rglob("_journal-*"), *tmp_path.rglob("*.parquet")]):
         assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
         time.sleep(0.2)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
+    assert "Resume with: " in err, err
     hint = err.split("Resume with: ", 1)[1].strip()
     args = shlex.split(hint)
     assert args[:4] == ["conclab", "sweep", str(tmp_path / "advise-wait" / "advise.yaml"), "--resume"], hint

@@ -186,3 +186,25 @@ def test_preflight_refuses_an_unwritable_results_dir(tmp_path):
     blocker.write_text("not a directory")
     with pytest.raises(StoreError, match="not writable"):
         preflight(blocker / "results")
+
+
+def test_a_journal_of_another_sweep_is_named_never_counted_or_sealed(tmp_path):
+    """A part of another sweep was refused; a journal was read as this sweep's runs, then sealed by
+    a resume into a part that broke the sweep (a hostile-user test)."""
+    from conc_lab.store.check import check
+
+    mine = writer(tmp_path)
+    for i in range(2):
+        mine.append(make_row(i))
+    mine.close("interrupted")
+    other = SweepWriter(tmp_path / "demo" / "s2", Manifest(sweep_id="s2", environment={}))
+    other.append(make_row(5, sweep_id="s2"))  # left in its journal: never closed
+    journal = next((tmp_path / "demo" / "s2").glob("_journal-*"))
+    copied = tmp_path / "demo" / "s1" / "_journal-000009.jsonl"
+    copied.write_bytes(journal.read_bytes())
+    with pytest.raises(StoreError, match="holds a run of sweep s2, not of s1"):
+        load(tmp_path / "demo" / "s1")
+    assert any("not of s1" in p for p in check(tmp_path / "demo" / "s1").problems)
+    with pytest.raises(StoreError, match="not of s1"):
+        SweepWriter(tmp_path / "demo" / "s1", read_manifest(tmp_path / "demo" / "s1"))  # as --resume does
+    assert copied.exists() and not list((tmp_path / "demo" / "s1").glob("part-000009*"))

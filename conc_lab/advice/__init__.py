@@ -123,7 +123,18 @@ def advise(
         raise AdviseError(
             f"{target.ref}: the plain loop failed: {ran.broken} (runs kept in {ran.sweep.sweep_dir})"
         )
-    return conclude(the_plan, ran, began, budget_s)
+    try:
+        return conclude(the_plan, ran, began, budget_s)
+    except KeyboardInterrupt:  # the runs are stored: only the verdict was cut short
+        raise AdviceInterrupted(ran.rerun) from None
+
+
+class AdviceInterrupted(KeyboardInterrupt):
+    """Ctrl-C while the verdict was being drawn from runs already stored: ``rerun`` resumes them."""
+
+    def __init__(self, rerun: str):
+        super().__init__(rerun)
+        self.rerun = rerun
 
 
 #: Seconds the scaling fits may need (scipy's import alone took 1-10 s under load): with less of

@@ -51,7 +51,7 @@ def advise(
     """
     if fmt not in ("table", "json"):
         _die(f"--format: unknown format {fmt!r}; use table or json")
-    from conc_lab.advice import AdviseError
+    from conc_lab.advice import AdviceInterrupted, AdviseError
     from conc_lab.advice import advise as run_advice
     from conc_lab.config.errors import ConfigError
     from conc_lab.store.layout import StoreError
@@ -64,6 +64,9 @@ def advise(
             advice = run_advice(function, budget_s=budget, size=size, ray=ray, out=out, on_event=status)
     except (AdviseError, ConfigError, StoreError) as exc:
         _die(str(exc))
+    except AdviceInterrupted as stop:  # after the runs, while the verdict was drawn from them
+        console.print(f"[yellow]interrupted[/]; what ran is saved. Resume with: {stop.rerun}", soft_wrap=True)
+        raise typer.Exit(130) from None
     except KeyboardInterrupt:
         console.print("interrupted before any run: nothing was saved", highlight=False)
         raise typer.Exit(130) from None

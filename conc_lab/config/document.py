@@ -171,6 +171,11 @@ def _with_precision(v: Validator, config: Config, target: float, repeats: int) -
     )
 
 
+def _mapping(value: Any) -> dict:
+    """``value`` where it is a mapping, else empty: a wrong-shaped section is refused where it is read."""
+    return value if isinstance(value, dict) else {}
+
+
 def _settings(v: Validator, doc: dict, path: str | None) -> dict[str, Any]:
     """The top-level settings: name, repeats, warmup, timeout_s, shuffle, seed, description, ray, noise,
     calibration, precision."""
@@ -202,7 +207,7 @@ def _settings(v: Validator, doc: dict, path: str | None) -> dict[str, Any]:
         "timeout_s": v.number(doc.get("timeout_s", 120), "timeout_s", maximum=MAX_TIMEOUT_S),
         "shuffle": shuffle,
         "defaulted": frozenset(key for key in ("shuffle",) if key not in doc)
-        | ({"noise.redo"} if "redo" not in (doc.get("noise") or {}) else set()),
+        | ({"noise.redo"} if "redo" not in _mapping(doc.get("noise")) else set()),
         "seed": v.integer(doc.get("seed", 0), "seed", minimum=0, maximum=INT64_MAX),
         "pairing": _pairing(v, doc.get("pairing", "round")),
         "description": description,

@@ -127,7 +127,7 @@ def _check_sweep(sweep_dir: Path, report: CheckReport) -> tuple[Manifest | None,
     sealed = {file_seq(p) for p in parts}
     for journal in journals:
         if file_seq(journal) not in sealed:
-            _check_journal(journal, seen, report, runs)
+            _check_journal(journal, seen, report, runs, manifest.sweep_id)
     if manifest.state is SweepState.RUNNING and not is_live(sweep_dir):
         report.notes.append(
             f"{sweep_dir}: state running, but no conclab is writing it (killed?); --resume continues it"
@@ -135,10 +135,10 @@ def _check_sweep(sweep_dir: Path, report: CheckReport) -> tuple[Manifest | None,
     return manifest, runs[0]
 
 
-def _check_journal(journal: Path, seen: dict, report: CheckReport, runs: list[int]) -> None:
+def _check_journal(journal: Path, seen: dict, report: CheckReport, runs: list[int], sweep_id: str) -> None:
     keys = []
     try:
-        for _, entry in journal_entries(journal):
+        for _, entry in journal_entries(journal, sweep_id=sweep_id):
             if isinstance(entry, str):
                 report.problems.append(f"{journal}: {entry}")
             else:

@@ -187,12 +187,15 @@ def _whole_but_last_byte(line: bytes, summed: bool) -> bool:
         return False
 
 
-def journal_entries(path: Path, data: bytes | None = None) -> Iterator[tuple[int, dict | str]]:
+def journal_entries(
+    path: Path, data: bytes | None = None, sweep_id: str | None = None
+) -> Iterator[tuple[int, dict | str]]:
     """``(line number, row)`` for each whole line of a journal, ``(line number, problem)`` for a damaged one.
 
     Each line's checksum is checked (``journal_line``), then its row against the schema (text
     made safe). A torn last line, with no newline after it, is a kill mid-write: that run was
     in flight, not finished; it is skipped. ``data``: the journal's bytes, when already read.
+    ``sweep_id``: the sweep whose folder holds it; a row of another sweep is a problem, as in a part.
     """
     lines = (path.read_bytes() if data is None else data).split(b"\n")
     summed = any(_is_summed(line) for line in lines)
@@ -207,7 +210,14 @@ def journal_entries(path: Path, data: bytes | None = None) -> Iterator[tuple[int
                 yield number, f"corrupt line {number} ({exc})"
             continue
         try:
-            yield number, schema.check_row(json.loads(body))
+            row = schema.check_row(json.loads(body))
+            if sweep_id is not None and row["sweep_id"] != sweep_id:
+                yield (
+                    number,
+                    f"line {number} holds a run of sweep {row['sweep_id']}, not of {sweep_id} (a copied file?)",
+                )
+            else:
+                yield number, row
         except json.JSONDecodeError as exc:
             if not torn:
                 yield number, f"corrupt line {number} (not JSON: {exc.msg})"
@@ -215,9 +225,9 @@ def journal_entries(path: Path, data: bytes | None = None) -> Iterator[tuple[int
             yield number, f"corrupt line {number} (not a result row: {exc})"
 
 
-def read_journal(path: Path, data: bytes | None = None) -> list[dict]:
+def read_journal(path: Path, data: bytes | None = None, sweep_id: str | None = None) -> list[dict]:
     rows = []
-    for _, entry in journal_entries(path, data):
+    for _, entry in journal_entries(path, data, sweep_id):
         if isinstance(entry, str):
             raise StoreError(f"{path}: {entry}; `conclab check` lists all damage")
         rows.append(entry)
@@ -272,7 +282,12 @@ def _read_sweep_once(sweep_dir: Path, columns: list[str] | None, where) -> Sweep
     read = [read_part(p, need, where, manifest.sweep_id) for p in parts]
     tables = [p.table for p in read if committed(p, manifest)]
     sealed = {file_seq(p) for p in parts}
-    rows = [r for j, data in journals.items() if file_seq(j) not in sealed for r in read_journal(j, data)]
+    rows = [
+        r
+        for j, data in journals.items()
+        if file_seq(j) not in sealed
+        for r in read_journal(j, data, manifest.sweep_id)
+    ]
     if rows:
         table = schema.to_table(rows, checked=True).select(need)
         tables.append(table.filter(where) if where is not None else table)

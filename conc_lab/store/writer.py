@@ -184,7 +184,7 @@ class SweepWriter:
         sealed = {file_seq(p) for p in part_files(self.dir)}
         for journal in journal_files(self.dir):
             if file_seq(journal) not in sealed:
-                rows = read_journal(journal)
+                rows = read_journal(journal, sweep_id=self.manifest.sweep_id)
                 if rows:
                     table = schema.to_table(rows, True)
                     write_part(
