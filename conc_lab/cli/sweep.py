@@ -196,10 +196,7 @@ def _print_outcome(result, config: Path, out: Path, resume: bool, whole_s: float
     """The sweep's last line (its honest wall time, the overhead per run) and its exit code."""
     complete = resume and result.planned == 0 and not result.interrupted
     stored_failures = _stored_failures(result.sweep_dir) if complete else ""
-    say(
-        final_line(result, resume, whole_s).replace(": nothing to run", f": nothing to run{stored_failures}"),
-        markup=True,
-    )
+    say(final_line(result, resume, whole_s, stored_failures), markup=True)
     if result.interrupted:
         again = resume_command(config, out, **flags)
         head = "interrupted; what ran is saved. Resume with: "
@@ -268,13 +265,14 @@ def overhead_line(result, whole_s: float | None) -> str:
     )
 
 
-def final_line(result, resumed: bool = False, whole_s: float | None = None) -> str:
+def final_line(result, resumed: bool = False, whole_s: float | None = None, stored_failures: str = "") -> str:
     """The sweep's last line: what it recorded, and where; also under -q.
 
     ``whole_s``: the command's whole time so far, for the overhead that a user pays per run.
+    ``stored_failures``: what a complete sweep resumed had recorded as failed (``_stored_failures``).
     """
     if resumed and result.planned == 0 and not result.interrupted:
-        return f"sweep {result.sweep_id} is complete: nothing to run → {result.sweep_dir}"
+        return f"sweep {result.sweep_id} is complete: nothing to run{stored_failures} → {result.sweep_dir}"
     line = (
         f"{result.recorded} runs recorded ({result.failed} failed, {result.wrong} wrong, "
         f"{result.skipped} skipped{_noise_counts(result)}"

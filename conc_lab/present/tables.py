@@ -362,14 +362,12 @@ def _rivals(rows: pd.DataFrame, best) -> str:
     if "speedup_ci_low" not in rows.columns or "speedup_ci_high" not in rows.columns:
         return ""
     low = _float(rows.loc[best, "speedup_ci_low"])
+    if not math.isfinite(low):
+        return ""
     highs = pd.to_numeric(rows["speedup_ci_high"], errors="coerce")
-    near = [
-        r.to_dict()
-        for _, r in rows[(highs >= low) & (rows["backend"] != SEQUENTIAL)]
-        .drop(index=best, errors="ignore")
-        .iterrows()
-    ]
-    if not math.isfinite(low) or not near:
+    reach = rows[(highs >= low) & (rows["backend"] != SEQUENTIAL)].drop(index=best, errors="ignore")
+    near = [r.to_dict() for _, r in reach.iterrows()]
+    if not near:
         return ""
     more = f" and {len(near) - 2} more" if len(near) > 2 else ""
     return f"; not told apart from {', '.join(_arm(r) for r in near[:2])}{more}"
