@@ -285,6 +285,85 @@ def floor() -> None:
     print(f"  fork + exit + wait, bare interpreter (python -S -I): {float(bare):.3f} ms")
     print(f"  fork + exit + wait, a process the host's size:       {_bare_fork(300):.3f} ms")
     print(f"  one page fault: copy-on-write {cow:.2f} µs, zero-filled {zero:.2f} µs")
+    _cycles()
+
+
+#: The whole cycle a run costs with nothing of conc_lab's in it, in a fresh interpreter each: the
+#: runner sends a request, a host hands it to a child forked in advance, which times a no-op and
+#: replies (marshal, no JSON); the host forks the next child, reaps this one, and answers.
+_CYCLE = """
+import marshal, os, sys, time
+for name in sys.argv[2:]:
+    if not name.startswith("-"):
+        __import__(name)
+if "--empty-hook" in sys.argv:
+    import threading
+    threading._after_fork.__code__ = (lambda: None).__code__
+n = int(sys.argv[1])
+req_r, req_w = os.pipe()
+rep_r, rep_w = os.pipe()
+if os.fork() == 0:
+    import gc
+    os.close(req_w)  # so the runner's exit is EOF here
+    os.close(rep_r)
+    gc.freeze()
+    def ahead():
+        a, b = os.pipe()
+        c, d = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(b)  # so the host's exit is EOF here
+            os.close(c)
+            msg = os.read(a, 65536)
+            if msg:
+                t = time.perf_counter()
+                took = time.perf_counter() - t
+                os.write(d, marshal.dumps((marshal.loads(msg), took)))
+            os._exit(0)
+        os.close(a)
+        os.close(d)
+        return pid, b, c
+    idle = ahead()
+    while True:
+        msg = os.read(req_r, 65536)
+        if not msg:
+            os._exit(0)
+        pid, b, c = idle
+        os.write(b, msg)
+        os.close(b)
+        reply = os.read(c, 65536)
+        os.close(c)
+        os.write(rep_w, reply)
+        idle = ahead()
+        os.waitpid(pid, 0)
+start = time.perf_counter()
+for i in range(n):
+    os.write(req_w, marshal.dumps(i))
+    marshal.loads(os.read(rep_r, 65536))
+print((time.perf_counter() - start) / n * 1e3)
+os.close(req_w)
+os.wait()
+"""
+
+
+def _cycles(n: int = 2000, rounds: int = 3) -> None:
+    """The cycle above, bare, with ``threading`` imported, and with its after-fork hook emptied,
+    interleaved over ``rounds``: the floor under a whole run, before any guard or import."""
+    variants = {
+        "bare interpreter": [],
+        "threading imported": ["threading"],
+        "threading, its after-fork hook emptied": ["threading", "--empty-hook"],
+    }
+    took: dict = {k: [] for k in variants}
+    for _ in range(rounds):
+        for label, extra in variants.items():
+            args = [sys.executable, "-c", _CYCLE, str(n), *extra]
+            out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
+            took[label].append(float(out))
+    print("  a whole run's cycle with no conc_lab work (runner -> host -> child forked ahead -> reply;")
+    print(f"  {n} runs, median of {rounds} interleaved rounds, load {os.getloadavg()[0]:.2f}):")
+    for label, values in took.items():
+        print(f"    {label:40s} {statistics.median(values):.3f} ms a run")
 
 
 _BARE_FORK = """
