@@ -1,0 +1,73 @@
+"""What a new user met on the first day (#27), from their side: the real `conclab` on real sweeps.
+
+Each test is a defect as the user saw it: the baseline's own row never flagged noisy while every
+row against it said ``baseline noisy``; an interrupted sweep's table that looked complete; a
+``--precision`` "next:" that sent the user round the same command again; selftest sweeps pooled
+with the user's own; ``--help`` ragged at 80 columns; piped output with both the plain progress
+lines and the bar.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from test_cli_ux import _env, conclab
+
+pytestmark = pytest.mark.terminal
+
+#: A user's function that leaves a trace function behind in the thread it ran in: in the plain loop
+#: that is the trial host's own thread, so the speed canary after every sequential run is slower and
+#: each is flagged noisy; in a pool's worker thread the canary never sees it.
+SLOWED = """\
+import sys
+
+
+def _trace(frame, event, arg):
+    return _trace
+
+
+def slowed(task, size):
+    total = 0
+    for i in range(size):
+        total += i * i
+    if task == 1:
+        sys.settrace(_trace)
+    return total
+"""
+
+#: Runs of 50 ms or more get a canary of their own before and after (host/noise.CANARY_MIN_RUN_S).
+SLOWED_CONFIG = """\
+name: slowed
+repeats: 3
+warmup: 0
+timeout_s: 60
+noise: {max_foreign_cpu: 1.0, max_canary_change: 1.0, redo: 0}
+matrix:
+  workload: [slowwork:slowed]
+  backend: [sequential, threading]
+  workers: [1, 2]
+  tasks: [2]
+  size: [1000000]
+"""
+
+
+def _summary_rows(path: Path) -> list[dict]:
+    proc = conclab("summarize", str(path), "-f", "json")
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def test_the_baseline_row_is_flagged_noisy_where_the_rows_against_it_say_baseline_noisy(tmp_path):
+    (tmp_path / "slowwork.py").write_text(SLOWED)
+    (tmp_path / "slowed.yaml").write_text(SLOWED_CONFIG)
+    out = tmp_path / "r"
+    proc = conclab("sweep", str(tmp_path / "slowed.yaml"), "--out", str(out), env=_env(COLUMNS="120"))
+    assert proc.returncode == 0, proc.stderr
+    rows = {(r["backend"], r["workers"]): r["notes"] for r in _summary_rows(out)}
+    assert any("baseline noisy" in notes for notes in rows.values()), rows  # the sweep did what it should
+    # was: "" for the sequential row, whose own runs were the noisy ones
+    assert "noisy" in rows[("sequential", 1)].replace("baseline noisy", ""), rows
+    table = [line for line in proc.stdout.splitlines() if " sequential " in line]
+    assert len(table) == 1 and "noisy" in table[0], proc.stdout
