@@ -71,3 +71,28 @@ def test_the_baseline_row_is_flagged_noisy_where_the_rows_against_it_say_baselin
     assert "noisy" in rows[("sequential", 1)].replace("baseline noisy", ""), rows
     table = [line for line in proc.stdout.splitlines() if " sequential " in line]
     assert len(table) == 1 and "noisy" in table[0], proc.stdout
+
+
+TINY = """\
+name: tiny
+repeats: 3
+warmup: 0
+timeout_s: 60
+matrix:
+  workload: [experiments.cpu:sum_squares]
+  backend: [sequential, threading]
+  workers: [1, 2]
+  tasks: [4]
+  size: [2000]
+"""
+
+
+def test_piped_output_tells_progress_in_plain_lines_only(tmp_path):
+    (tmp_path / "tiny.yaml").write_text(TINY)
+    proc = conclab(
+        "sweep", str(tmp_path / "tiny.yaml"), "--out", str(tmp_path / "r")
+    )  # stdout, stderr: pipes
+    assert proc.returncode == 0, proc.stderr
+    assert "9/9 runs, " in proc.stderr, proc.stderr
+    # was: the plain lines, then the bar drawn once at the end ("tiny ━━━━ 9/9 0:00:00 eta ...")
+    assert "━" not in proc.stderr + proc.stdout and " eta " not in proc.stderr, proc.stderr

@@ -56,7 +56,9 @@ def sweep_progress(console: Console, quiet: bool) -> Progress:
             table_column=Column(width=label_width, no_wrap=True, overflow="ellipsis"),
         ),
         console=console,
-        disable=quiet,
+        # Not a terminal (a pipe, a log): the renderer's plain lines tell the progress there, and a
+        # bar would be drawn once more at the end beside them.
+        disable=quiet or not console.is_terminal,
         transient=False,
         expand=True,
     )
@@ -137,6 +139,8 @@ class SweepRenderer:
 
     def node_joined(self, e: events.NodeJoined) -> None:
         self._node_line(e.node_id, e.hostname)
+        if self.batch is not None:  # no bar (nor its per-node lines) in a log: a line of its own
+            self._say(f"node {e.hostname or '?'} {e.node_id[:8]} joined")
 
     def node_lost(self, e: events.NodeLost) -> None:
         self._node_line(e.node_id, e.hostname)
