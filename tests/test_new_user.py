@@ -10,10 +10,15 @@ lines and the bar.
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
 from test_cli_ux import _env, conclab
+
+import conc_lab
 
 pytestmark = pytest.mark.terminal
 
@@ -96,3 +101,35 @@ def test_piped_output_tells_progress_in_plain_lines_only(tmp_path):
     assert "9/9 runs, " in proc.stderr, proc.stderr
     # was: the plain lines, then the bar drawn once at the end ("tiny ━━━━ 9/9 0:00:00 eta ...")
     assert "━" not in proc.stderr + proc.stdout and " eta " not in proc.stderr, proc.stderr
+
+
+def test_an_interrupted_sweeps_table_says_it_is_partial(tmp_path):
+    from test_cli_ux import CLI, REPO, SLOW
+
+    (tmp_path / "slow.yaml").write_text(SLOW)  # 20 runs of about half a second
+    out = tmp_path / "r"
+    proc = subprocess.Popen(
+        [*CLI, "sweep", str(tmp_path / "slow.yaml"), "--out", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+        env=_env(COLUMNS="120"),
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as tests/test_resume.py explains
+    )
+    deadline = time.monotonic() + 120
+    while not any(p.stat().st_size for p in [*out.rglob("_journal*"), *out.rglob("*.parquet")]):
+        assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
+        time.sleep(0.2)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    ran = len(conc_lab.load(out))
+    assert 0 < ran < 20
+    # was: the table of the runs that ran, headed like a whole sweep's
+    lines = stdout.splitlines()
+    assert lines[0] == f"partial: {ran} of 20 runs; interrupted (the table holds only the runs that ran)", (
+        stdout
+    )
+    assert any(line.startswith("───") for line in lines[1:]), stdout

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import typer
 
-from conc_lab.cli.common import WIDE_HELP, app, console, die, emit, example, load, say
+from conc_lab.cli.common import WIDE_HELP, app, console, die, emit, example, load, out_console, say
 
 _CONFIG = typer.Argument(..., help="The experiment matrix, e.g. configs/cpu.yaml.")
 _OUT = typer.Option(Path("results"), "--out", "-o", help="Results root; rows go to OUT/<name>/<sweep_id>/.")
@@ -114,7 +114,7 @@ def sweep(
     # on some sites): the resume line comes first, and the table, which can take seconds, is left out.
     if not quiet and not (result.interrupted and "SLURM_JOB_ID" in os.environ):
         try:
-            _print_summary(result.sweep_dir, wide)
+            _print_summary(result.sweep_dir, wide, result if result.interrupted else None)
         except KeyboardInterrupt:  # every run is saved: Ctrl-C only cuts the table short
             stopped_table = True
             console.print("\n[yellow]table cut short[/] (Ctrl-C); every run is saved", highlight=False)
@@ -304,7 +304,20 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
-def _print_summary(sweep_dir: Path, wide: bool) -> None:
+def partial_line(df, result) -> str:
+    """The line above an interrupted sweep's table: without it the table of the runs that ran
+    looked like the whole sweep's. ``df``: every run stored in the sweep (an earlier invocation's
+    too, when resumed); ``result.planned`` counts only what this invocation set out to run."""
+    from conc_lab import schema
+
+    stored = int((df["status"].astype(str) != schema.REDONE).sum())  # a redone run was replaced
+    whole = max(stored - result.recorded + result.planned, stored)
+    return f"partial: {stored} of {whole} runs; interrupted (the table holds only the runs that ran)"
+
+
+def _print_summary(sweep_dir: Path, wide: bool, interrupted=None) -> None:
+    """The summary table of the sweep's stored runs; ``interrupted``: the result of a sweep that
+    was, whose table is headed by what part of the sweep it holds."""
     from conc_lab.analysis.summary import summarize
     from conc_lab.cli.results import slow_node_notes, summary_table
     from conc_lab.store.load import load
@@ -312,6 +325,8 @@ def _print_summary(sweep_dir: Path, wide: bool) -> None:
     df = load(sweep_dir)
     if df.empty:
         return
+    if interrupted is not None:
+        say(f"[yellow]{partial_line(df, interrupted)}[/]", markup=True, to=out_console)
     emit(summary_table(summarize(df), wide))
     slow_node_notes(df)
     if not wide:
