@@ -133,3 +133,56 @@ def test_an_interrupted_sweeps_table_says_it_is_partial(tmp_path):
         stdout
     )
     assert any(line.startswith("───") for line in lines[1:]), stdout
+
+
+#: Sleeps whose length is drawn anew each run (0.5-50× ``size`` ms): no number of rounds makes
+#: their speedups precise.
+JITTERY = """\
+import random
+import time
+
+_DRAW = random.SystemRandom()
+
+
+def jittery(task, size):
+    time.sleep(size / 1000 * _DRAW.uniform(0.5, 50.0))
+    return task * size
+"""
+
+JITTERY_CONFIG = """\
+name: jittery
+repeats: 2
+warmup: 0
+timeout_s: 60
+precision: {target: 0.5, max_repeats: 4}
+matrix:
+  workload: [jitterwork:jittery]
+  backend: [sequential, threading]
+  workers: [1, 2]
+  tasks: [2]
+  size: [1]
+"""
+
+
+def test_precision_that_ran_out_of_rounds_never_suggests_the_same_command_again(tmp_path):
+    (tmp_path / "jitterwork.py").write_text(JITTERY)
+    (tmp_path / "jittery.yaml").write_text(JITTERY_CONFIG)
+    config = str(tmp_path / "jittery.yaml")
+    proc = conclab(
+        "sweep", config, "--out", str(tmp_path / "r"), "--precision", "0.01", env=_env(COLUMNS="200")
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "after 4 rounds (precision.max_repeats)" in proc.stderr, proc.stderr
+    assert "unstable (~)" in proc.stdout, proc.stdout
+    # was: "next: more rounds where a speedup is still wide (sweep --precision 0.1)", the command just run
+    assert "--precision 0.1" not in proc.stdout, proc.stdout
+    assert "--precision already ran 4 rounds, its limit (precision.max_repeats)" in proc.stdout, proc.stdout
+    assert "a higher precision.max_repeats in the config" in proc.stdout
+
+
+def test_sweep_help_says_precision_redoes_noisy_runs():
+    proc = conclab("sweep", "--help", env=_env(COLUMNS="120"))
+    text = " ".join(proc.stdout.replace("│", " ").split())
+    # was: nothing about the runs --precision redoes, though the last line counts them ("1 redone")
+    assert "run flagged noisy is also run again (noise.redo: 2 unless the file sets it)" in text, text
+    assert "status redone" in text

@@ -76,6 +76,9 @@ class SweepRenderer:
         self.total = 0  # runs the bar waits for: rounds ``precision:`` adds raise it
         self.per_node: dict[str, object] = {}  # cluster sweeps: a progress line of runs done per node
         self.calibration_said: dict[str, float] = {}  # size auto: when the last step line was printed
+        # precision: the rounds after which max_repeats stopped the sweep with speedups still wide
+        # (None: it reached its target, or had none): the table's "next:" then asks for no more rounds
+        self.rounds_spent: int | None = None
         # Not a terminal (a batch job's log): no bar is drawn there, so plain lines tell progress.
         self.batch = None if progress.console.is_terminal or quiet else BatchLines(self._say)
 
@@ -171,6 +174,7 @@ class SweepRenderer:
         self._say(round_added_line(e), prose=True)
 
     def precision_reached(self, e: events.PrecisionReached) -> None:
+        self.rounds_spent = e.rounds if e.wide else None
         self._say(precision_line(e), prose=True)
 
 

@@ -31,13 +31,16 @@ def load_runs(paths: list[Path], filters: dict, what: str | None = None):
     return df
 
 
-def summary_table(summary, wide: bool) -> str:
-    """The summary for people: fitted to the terminal, or every column with ``wide``."""
+def summary_table(summary, wide: bool, rounds_spent: int | None = None) -> str:
+    """The summary for people: fitted to the terminal, or every column with ``wide``; ``rounds_spent``:
+    the rounds after which a sweep's ``precision:`` ran out of max_repeats (``tables.note_meanings``)."""
     from conc_lab.present import render, tables
 
     if wide:  # as wide as it needs: the reader asked for every column and will scroll
         return render.render(summary, "table", width=10_000)
-    return tables.summary_table(summary, out_console.width, color=out_console.is_terminal)
+    return tables.summary_table(
+        summary, out_console.width, color=out_console.is_terminal, rounds_spent=rounds_spent
+    )
 
 
 def _check_format(fmt: str) -> None:
