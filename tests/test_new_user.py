@@ -10,6 +10,7 @@ lines and the bar.
 from __future__ import annotations
 
 import json
+import shlex
 import signal
 import subprocess
 import time
@@ -186,3 +187,25 @@ def test_sweep_help_says_precision_redoes_noisy_runs():
     # was: nothing about the runs --precision redoes, though the last line counts them ("1 redone")
     assert "run flagged noisy is also run again (noise.redo: 2 unless the file sets it)" in text, text
     assert "status redone" in text
+
+
+HELP_COMMANDS = ("sweep", "summarize", "selftest", "doctor", "advise", "calibrate", "merge")
+
+
+@pytest.mark.parametrize("width", [80, 120])
+def test_every_commands_help_reads_as_paragraphs_in_a_terminal(width):
+    from test_cli_ux import tmux_run
+
+    loop = "; ".join(f"python -m conc_lab.cli {c} --help" for c in HELP_COMMANDS)
+    screen = tmux_run(f"sh -c {shlex.quote(loop)}", width)
+    assert "__EXIT_0__" in screen, screen
+    blocks = screen.split("Usage: ")[1:]
+    assert len(blocks) == len(HELP_COMMANDS), screen
+    for block in blocks:
+        prose = block.split("╭", 1)[0].splitlines()[1:]  # the description, above the first box
+        for line, following in zip(prose, prose[1:]):
+            if not line.strip() or not following.strip():
+                continue
+            word = following.split()[0]
+            # was: "Exit code 0 when" alone, the source's line breaks kept ("... with its" / "interval)")
+            assert len(line.rstrip()) + 1 + len(word) > width - 1, f"{line!r} then {word!r}:\n{block}"
