@@ -10,6 +10,7 @@ lines and the bar.
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import signal
 import subprocess
@@ -209,3 +210,35 @@ def test_every_commands_help_reads_as_paragraphs_in_a_terminal(width):
             word = following.split()[0]
             # was: "Exit code 0 when" alone, the source's line breaks kept ("... with its" / "interval)")
             assert len(line.rstrip()) + 1 + len(word) > width - 1, f"{line!r} then {word!r}:\n{block}"
+
+
+@pytest.fixture(scope="module")
+def tiny_sweep(tmp_path_factory):
+    """A finished small sweep (sequential and threading, 1 and 2 workers, 3 repeats): its results root."""
+    root = tmp_path_factory.mktemp("tiny")
+    (root / "tiny.yaml").write_text(TINY)
+    proc = conclab("sweep", str(root / "tiny.yaml"), "--out", str(root / "r"), "-q")
+    assert proc.returncode == 0, proc.stderr
+    return root / "r"
+
+
+@pytest.fixture(scope="module")
+def tiny_report(tiny_sweep, tmp_path_factory):
+    out = tmp_path_factory.mktemp("tiny-report")
+    proc = conclab("report", str(tiny_sweep), "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    return out / "index.html"
+
+
+def test_the_speedup_caption_says_how_the_speedup_was_computed(tiny_sweep, tiny_report):
+    methods = {r["speedup_method"] for r in _summary_rows(tiny_sweep) if r["backend"] != "sequential"}
+    assert methods == {"paired"}  # one sweep on one machine: every run has its baseline run in its round
+    caption = re.search(
+        r'<figure id="speedup.png">.*?<figcaption>(.*?)</figcaption>', tiny_report.read_text(), re.S
+    )
+    assert caption, "no speedup figure"
+    # was: "median run time ratio", which is not what a paired speedup is
+    assert "median run time ratio" not in caption.group(1)
+    assert (
+        "the median of per-pair ratios, each run against the sequential run nearest to it" in caption.group(1)
+    )
