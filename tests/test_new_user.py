@@ -242,3 +242,22 @@ def test_the_speedup_caption_says_how_the_speedup_was_computed(tiny_sweep, tiny_
     assert (
         "the median of per-pair ratios, each run against the sequential run nearest to it" in caption.group(1)
     )
+
+
+def test_summarize_of_a_results_root_keeps_the_selftest_apart(tiny_sweep):
+    proc = conclab("selftest", "--repeats", "3", "--size", "1000", "-o", str(tiny_sweep))
+    assert proc.returncode == 0, proc.stderr
+    proc = conclab("summarize", str(tiny_sweep), "-f", "json")
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(proc.stdout)
+    # was: two more sequential rows, the A/A arms ({"arm": "a"}, {"arm": "b"}), among the user's trials
+    assert not any("arm" in str(r.get("options") or "") for r in rows), rows
+    assert {(r["backend"], r["workers"]) for r in rows} == {
+        ("sequential", 1),
+        ("threading", 1),
+        ("threading", 2),
+    }
+    note = " ".join(proc.stderr.split())
+    assert "1 A/A self-test sweep left out" in note and str(tiny_sweep / "selftest") in note, proc.stderr
+    alone = conclab("summarize", str(tiny_sweep / "selftest"), "-f", "json")  # its own folder: read as asked
+    assert alone.returncode == 0 and len(json.loads(alone.stdout)) == 2, alone.stderr

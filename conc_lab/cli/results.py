@@ -172,6 +172,22 @@ def _calibrated(path: Path) -> set[str]:
         return set()  # load_runs says what is wrong with the path
 
 
+def _without_selftests(dirs: list[Path]) -> list[Path]:
+    """``dirs`` less the A/A self-tests among a person's sweeps (``selection.apart_from_selftests``), with a note."""
+    from conc_lab.analysis import selection
+
+    kept, left_out = selection.apart_from_selftests(dirs)
+    if left_out:
+        where = " ".join(sorted({str(d.parent) for d in left_out}))
+        console.print(
+            f"note: {len(left_out)} A/A self-test sweep{'s' * (len(left_out) > 1)} left out (conclab selftest: "
+            f"two identical arms, not your trials); to read {'them' if len(left_out) > 1 else 'it'}: {where}",
+            highlight=False,
+            soft_wrap=True,
+        )
+    return kept
+
+
 def _select(paths: list[Path], sweep_ids: list[str], latest: bool, wanted: dict) -> tuple[list[Path], dict]:
     """The sweep folders and the exact filter values a person's names stand for; exit 2 if none."""
     from conc_lab.analysis import selection
@@ -180,6 +196,8 @@ def _select(paths: list[Path], sweep_ids: list[str], latest: bool, wanted: dict)
 
     try:
         dirs = selection.sweeps(paths, sweep_ids or (), latest)
+        if not sweep_ids:  # a self-test named by its id is read as asked
+            dirs = _without_selftests(dirs)
         filters = {}
         for column, values in wanted.items():
             present = load(dirs, columns=[column], env=False)[column].unique() if dirs else []
@@ -229,9 +247,10 @@ def report(
     from conc_lab.present.report import write_report
 
     t0 = time.perf_counter()
-    df = load_runs(paths, {})
+    dirs, _ = _select(paths, [], False, {})
+    df = load_runs(dirs, {}, what=", ".join(map(str, paths)))
     try:
-        page = write_report(df, out, title=title, sources=paths)
+        page = write_report(df, out, title=title, sources=dirs)
     except OSError as exc:
         die(f"{out}: cannot write the report ({exc.strerror or exc})")
     elapsed = time.perf_counter() - t0
