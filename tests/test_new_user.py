@@ -261,3 +261,12 @@ def test_summarize_of_a_results_root_keeps_the_selftest_apart(tiny_sweep):
     assert "1 A/A self-test sweep left out" in note and str(tiny_sweep / "selftest") in note, proc.stderr
     alone = conclab("summarize", str(tiny_sweep / "selftest"), "-f", "json")  # its own folder: read as asked
     assert alone.returncode == 0 and len(json.loads(alone.stdout)) == 2, alone.stderr
+
+
+def test_selftest_tells_the_machines_load_before_and_after(tmp_path):
+    proc = conclab("selftest", "--repeats", "3", "--size", "1000", "-o", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    # was: nothing about the load, which decides the floor it reports as this machine's
+    assert re.search(
+        r"load average \d+\.\d\d before, \d+\.\d\d after \(over 1 min on \d+ CPUs\)", proc.stderr
+    ), proc.stderr
