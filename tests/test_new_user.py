@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
+from needs import need
 from test_cli_ux import _env, conclab
 
 import conc_lab
@@ -222,16 +223,31 @@ def tiny_sweep(tmp_path_factory):
     return root / "r"
 
 
+#: The matrix of the report a new user measured at 1213 px: two start-method-less backends and fork.
+REPORT = TINY.replace("[sequential, threading]", "[sequential, threading, multiprocessing]").replace(
+    "size: [2000]", "size: [20000]\nbackend_options:\n  multiprocessing: {start_method: [fork]}"
+)
+
+
 @pytest.fixture(scope="module")
-def tiny_report(tiny_sweep, tmp_path_factory):
-    out = tmp_path_factory.mktemp("tiny-report")
-    proc = conclab("report", str(tiny_sweep), "-o", str(out))
+def report_sweep(tmp_path_factory):
+    root = tmp_path_factory.mktemp("report")
+    (root / "report.yaml").write_text(REPORT)
+    proc = conclab("sweep", str(root / "report.yaml"), "--out", str(root / "r"), "-q")
+    assert proc.returncode == 0, proc.stderr
+    return root / "r"
+
+
+@pytest.fixture(scope="module")
+def tiny_report(report_sweep, tmp_path_factory):
+    out = tmp_path_factory.mktemp("report-page")
+    proc = conclab("report", str(report_sweep), "-o", str(out))
     assert proc.returncode == 0, proc.stderr
     return out / "index.html"
 
 
-def test_the_speedup_caption_says_how_the_speedup_was_computed(tiny_sweep, tiny_report):
-    methods = {r["speedup_method"] for r in _summary_rows(tiny_sweep) if r["backend"] != "sequential"}
+def test_the_speedup_caption_says_how_the_speedup_was_computed(report_sweep, tiny_report):
+    methods = {r["speedup_method"] for r in _summary_rows(report_sweep) if r["backend"] != "sequential"}
     assert methods == {"paired"}  # one sweep on one machine: every run has its baseline run in its round
     caption = re.search(
         r'<figure id="speedup.png">.*?<figcaption>(.*?)</figcaption>', tiny_report.read_text(), re.S
@@ -270,3 +286,33 @@ def test_selftest_tells_the_machines_load_before_and_after(tmp_path):
     assert re.search(
         r"load average \d+\.\d\d before, \d+\.\d\d after \(over 1 min on \d+ CPUs\)", proc.stderr
     ), proc.stderr
+
+
+#: Where the summary table ends and how wide the window is, once the page has loaded.
+WIDTH_PROBE = """<script>
+window.addEventListener("load", function () {
+  var rect = document.getElementById("summary").getBoundingClientRect();
+  var out = document.createElement("pre");
+  out.id = "probe";
+  out.textContent = JSON.stringify({view: window.innerWidth, right: rect.right,
+                                    page: document.documentElement.scrollWidth});
+  document.body.appendChild(out);
+});
+</script>"""
+
+
+@pytest.mark.browser
+def test_the_reports_summary_table_fits_a_1200_px_window(tiny_report, tmp_path):
+    from test_report import _chromium, chromium
+
+    need(None if chromium() else "no chromium on PATH (Debian: apt-get install chromium)")
+    page = tmp_path / "probe.html"
+    page.write_text(tiny_report.read_text().replace("</body>", WIDTH_PROBE + "</body>"))
+    proc = _chromium(page, tmp_path, "--window-size=1200,1000", "--dump-dom")
+    match = re.search(r'<pre id="probe"[^>]*>([^<]*)</pre>', proc.stdout)
+    assert match, f"the page did not load in chromium (rc {proc.returncode}): {proc.stderr[-2000:]}"
+    seen = json.loads(match.group(1).replace("&quot;", '"'))
+    # was: the table ran to 1213 px in a 1200 px window (the page scrolled sideways)
+    assert seen["right"] <= seen["view"] and seen["page"] <= seen["view"], seen
+    text = tiny_report.read_text()
+    assert "multiprocessing/fork" in text and "Every row: tasks 4, size 20000." in text
