@@ -121,6 +121,19 @@ def sweeps(
     return dirs
 
 
+def apart_from_selftests(dirs: Sequence[Path]) -> tuple[list[Path], list[Path]]:
+    """``dirs`` split into the sweeps to read and the A/A self-tests (``conclab selftest``) left out.
+
+    A self-test's two arms are one sequential trial measured twice: pooled with a person's own
+    sweeps they read as rows of theirs, and as runs of their baseline where the trial matches.
+    They are kept only where nothing else is there (its own folder, ``results/selftest``).
+    """
+    tests = [d for d in dirs if read_manifest(d).selftest is not None]
+    if len(tests) == len(dirs):
+        return list(dirs), []
+    return [d for d in dirs if d not in tests], tests
+
+
 def keep_baseline(backends: Sequence[str] | None) -> list[str] | None:
     """A backend filter with the sequential baseline added (every speedup is measured against it).
 

@@ -125,6 +125,26 @@ def _noise_moves(out: pd.DataFrame, side: str, tolerance: float) -> np.ndarray:
     )
 
 
+def _baseline_row_noisy(out: pd.DataFrame, base_moves: np.ndarray, tolerance: float) -> np.ndarray:
+    """Per row, whether it is a baseline (the sequential runs every other row is measured against)
+    whose noisy runs decide something: its own median (widened by them beyond ``tolerance`` of it,
+    or they are half its runs), or a speedup measured against it (a row flagged ``baseline noisy``).
+
+    Its speedup is 1 by definition, so the speedup's rule never flags it: every row against it
+    said ``baseline noisy`` while the baseline's own row, where those runs are, said nothing.
+    """
+    is_base = (out["backend"].astype(object) == SEQUENTIAL).to_numpy() & (
+        out["speedup_method"].to_numpy(dtype=object) == ""
+    )
+    col = lambda c: out[c].to_numpy(dtype=np.float64)  # noqa: E731
+    widened = [col(c) for c in ("baseline_s", "_b_lo", "_b_hi", "_b_wlo", "_b_whi", "_b_noisy", "_b_n")]
+    own = noise_moves(*widened, tolerance)
+    # the rows measured against it share its baseline keys (as _attach_baseline joins them)
+    key = join_key(out, BASELINE_KEYS)
+    against = pd.Series(base_moves, index=out.index).groupby(key.to_numpy()).transform("any")
+    return is_base & (own | against.to_numpy(dtype=bool))
+
+
 def _with_flags(
     out: pd.DataFrame, cv_threshold: float, ci_threshold: float, min_effect: float
 ) -> pd.DataFrame:
@@ -151,7 +171,7 @@ def _with_flags(
             "incorrect": np.nan_to_num(out["correct_share"].to_numpy(), nan=1.0) < 1.0,
             "unstable": own,
             "baseline unstable": base_unstable & ~own,
-            "noisy": moves["own"],
+            "noisy": moves["own"] | _baseline_row_noisy(out, moves["base"], max(min_effect, NOISE_TOLERANCE)),
             "baseline noisy": moves["base"],
             "superlinear": superlinear,
             "within A/A floor": within_floor,

@@ -82,6 +82,30 @@ def example(*commands: str) -> str:
     return ("Example:" if len(commands) == 1 else "Examples:") + "".join(f"\n{c}" for c in commands)
 
 
+def reflow(doc: str | None) -> str | None:
+    r"""A command's docstring as its ``--help`` text: each paragraph one line, for rich to wrap.
+
+    typer keeps the docstring's single newlines, so lines broken for the source's 100 columns
+    came out ragged at 80 ("Exit code 0 when" alone on a line) and short at 120. A line that
+    begins a list item ("- ", "* ") keeps its own line.
+
+    >>> reflow("Summary line.\n\n    One paragraph\n    over two lines.\n    - an item\n    - another")
+    'Summary line.\n\nOne paragraph over two lines.\n- an item\n- another'
+    """
+    if doc is None:
+        return None
+    import inspect
+
+    paragraphs = []
+    for paragraph in inspect.cleandoc(doc).split("\n\n"):
+        lines = [line.strip() for line in paragraph.splitlines() if line.strip()]
+        text = lines[0] if lines else ""
+        for line in lines[1:]:
+            text += ("\n" if line.startswith(("- ", "* ")) else " ") + line
+        paragraphs.append(text)
+    return "\n\n".join(paragraphs)
+
+
 def die(message: str, code: int = 2) -> NoReturn:
     """Print ``error: message`` (one line, on stderr) and exit ``code`` (2: bad input)."""
     console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)

@@ -18,7 +18,7 @@ from conc_lab.cli import calibrate  # noqa: F401
 
 # isort: on
 from conc_lab.cli.advise import advise
-from conc_lab.cli.common import app, example
+from conc_lab.cli.common import app, example, reflow
 from conc_lab.cli.selftest import selftest
 
 # Commands whose modules keep to themselves (no app import): registered here, after check.
@@ -28,6 +28,10 @@ app.command(
         "conclab advise experiments.cpu:sum_squares", "conclab advise mywork.py:crunch --budget 60"
     )
 )(advise)
+
+# Each command's docstring, reflowed into paragraphs for --help to wrap at the terminal's width.
+for _command in app.registered_commands:
+    _command.help = reflow(_command.help or _command.callback.__doc__)
 
 __all__ = ["app", "main"]
 

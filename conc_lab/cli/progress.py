@@ -56,7 +56,9 @@ def sweep_progress(console: Console, quiet: bool) -> Progress:
             table_column=Column(width=label_width, no_wrap=True, overflow="ellipsis"),
         ),
         console=console,
-        disable=quiet,
+        # Not a terminal (a pipe, a log): the renderer's plain lines tell the progress there, and a
+        # bar would be drawn once more at the end beside them.
+        disable=quiet or not console.is_terminal,
         transient=False,
         expand=True,
     )
@@ -74,6 +76,9 @@ class SweepRenderer:
         self.total = 0  # runs the bar waits for: rounds ``precision:`` adds raise it
         self.per_node: dict[str, object] = {}  # cluster sweeps: a progress line of runs done per node
         self.calibration_said: dict[str, float] = {}  # size auto: when the last step line was printed
+        # precision: the rounds after which max_repeats stopped the sweep with speedups still wide
+        # (None: it reached its target, or had none): the table's "next:" then asks for no more rounds
+        self.rounds_spent: int | None = None
         # Not a terminal (a batch job's log): no bar is drawn there, so plain lines tell progress.
         self.batch = None if progress.console.is_terminal or quiet else BatchLines(self._say)
 
@@ -137,6 +142,8 @@ class SweepRenderer:
 
     def node_joined(self, e: events.NodeJoined) -> None:
         self._node_line(e.node_id, e.hostname)
+        if self.batch is not None:  # no bar (nor its per-node lines) in a log: a line of its own
+            self._say(f"node {e.hostname or '?'} {e.node_id[:8]} joined")
 
     def node_lost(self, e: events.NodeLost) -> None:
         self._node_line(e.node_id, e.hostname)
@@ -167,6 +174,7 @@ class SweepRenderer:
         self._say(round_added_line(e), prose=True)
 
     def precision_reached(self, e: events.PrecisionReached) -> None:
+        self.rounds_spent = e.rounds if e.wide else None
         self._say(precision_line(e), prose=True)
 
 

@@ -31,13 +31,16 @@ def load_runs(paths: list[Path], filters: dict, what: str | None = None):
     return df
 
 
-def summary_table(summary, wide: bool) -> str:
-    """The summary for people: fitted to the terminal, or every column with ``wide``."""
+def summary_table(summary, wide: bool, rounds_spent: int | None = None) -> str:
+    """The summary for people: fitted to the terminal, or every column with ``wide``; ``rounds_spent``:
+    the rounds after which a sweep's ``precision:`` ran out of max_repeats (``tables.note_meanings``)."""
     from conc_lab.present import render, tables
 
     if wide:  # as wide as it needs: the reader asked for every column and will scroll
         return render.render(summary, "table", width=10_000)
-    return tables.summary_table(summary, out_console.width, color=out_console.is_terminal)
+    return tables.summary_table(
+        summary, out_console.width, color=out_console.is_terminal, rounds_spent=rounds_spent
+    )
 
 
 def _check_format(fmt: str) -> None:
@@ -169,6 +172,22 @@ def _calibrated(path: Path) -> set[str]:
         return set()  # load_runs says what is wrong with the path
 
 
+def _without_selftests(dirs: list[Path]) -> list[Path]:
+    """``dirs`` less the A/A self-tests among a person's sweeps (``selection.apart_from_selftests``), with a note."""
+    from conc_lab.analysis import selection
+
+    kept, left_out = selection.apart_from_selftests(dirs)
+    if left_out:
+        where = " ".join(sorted({str(d.parent) for d in left_out}))
+        console.print(
+            f"note: {len(left_out)} A/A self-test sweep{'s' * (len(left_out) > 1)} left out (conclab selftest: "
+            f"two identical arms, not your trials); to read {'them' if len(left_out) > 1 else 'it'}: {where}",
+            highlight=False,
+            soft_wrap=True,
+        )
+    return kept
+
+
 def _select(paths: list[Path], sweep_ids: list[str], latest: bool, wanted: dict) -> tuple[list[Path], dict]:
     """The sweep folders and the exact filter values a person's names stand for; exit 2 if none."""
     from conc_lab.analysis import selection
@@ -177,6 +196,8 @@ def _select(paths: list[Path], sweep_ids: list[str], latest: bool, wanted: dict)
 
     try:
         dirs = selection.sweeps(paths, sweep_ids or (), latest)
+        if not sweep_ids:  # a self-test named by its id is read as asked
+            dirs = _without_selftests(dirs)
         filters = {}
         for column, values in wanted.items():
             present = load(dirs, columns=[column], env=False)[column].unique() if dirs else []
@@ -226,9 +247,10 @@ def report(
     from conc_lab.present.report import write_report
 
     t0 = time.perf_counter()
-    df = load_runs(paths, {})
+    dirs, _ = _select(paths, [], False, {})
+    df = load_runs(dirs, {}, what=", ".join(map(str, paths)))
     try:
-        page = write_report(df, out, title=title, sources=paths)
+        page = write_report(df, out, title=title, sources=dirs)
     except OSError as exc:
         die(f"{out}: cannot write the report ({exc.strerror or exc})")
     elapsed = time.perf_counter() - t0

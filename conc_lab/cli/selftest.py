@@ -21,6 +21,17 @@ def _die(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
+def _load_line(before, after) -> str:
+    """``load average 0.50 before, 0.62 after (over 1 min on 2 CPUs)``, from the doctor's two load
+    findings (their detail: ``load average 0.50 over 1 min on 2 CPUs``); each as it was read."""
+    prefix = "load average "
+    if not (before.detail.startswith(prefix) and after.detail.startswith(prefix)):
+        return f"load: {before.detail} before, {after.detail} after"
+    b, _, over = before.detail[len(prefix) :].partition(" ")
+    a = after.detail[len(prefix) :].partition(" ")[0]
+    return f"{prefix}{b} before, {a} after ({over})"
+
+
 def selftest(
     out: Path = typer.Option(
         Path("results"), "--out", "-o", help="Results root; recorded under OUT/selftest/."
@@ -46,6 +57,11 @@ def selftest(
         _die(f"--repeats: at least 3 rounds are needed for an interval, got {repeats}")
     if size < 1:
         _die(f"--size: must be a positive integer, got {size}")
+    from conc_lab.machine import doctor
+
+    before = doctor.load()
+    if before.spoils:  # as a sweep warns: a floor measured under load is the load's floor
+        console.print(f"[yellow]warning:[/] {doctor.summary_line([before])}", highlight=False, soft_wrap=True)
     try:
         with console.status(f"A/A self-test: {repeats} rounds of two arms of {workload} ..."):
             arms = run_arms(out, workload=workload, size=size, repeats=repeats)
@@ -60,5 +76,6 @@ def selftest(
         highlight=False,
         soft_wrap=True,
     )
+    console.print(_load_line(before, doctor.load()), highlight=False, soft_wrap=True)
     if arms.failed:
         _die(f"{arms.failed} of {arms.runs} runs failed: the floor stands on the others", code=1)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import typer
 
-from conc_lab.cli.common import WIDE_HELP, app, console, die, emit, example, load, say
+from conc_lab.cli.common import WIDE_HELP, app, console, die, emit, example, load, out_console, say
 
 _CONFIG = typer.Argument(..., help="The experiment matrix, e.g. configs/cpu.yaml.")
 _OUT = typer.Option(Path("results"), "--out", "-o", help="Results root; rows go to OUT/<name>/<sweep_id>/.")
@@ -60,7 +60,9 @@ _PRECISION = typer.Option(
     "--precision",
     help="Add rounds after the repeats while a speedup's 95% interval is wider than ±this share "
     "of it (0.05: ±5%), up to the config's precision.max_repeats (else 6 × repeats); as precision: "
-    "in the file (recorded; a --resume must give the same).",
+    "in the file (recorded; a --resume must give the same). A run flagged noisy is also run again "
+    "(noise.redo: 2 unless the file sets it); the run it replaces is kept with status redone and "
+    "the last line counts it as redone.",
 )
 _EXAMPLES = example(
     "conclab sweep configs/smoke.yaml",
@@ -107,14 +109,14 @@ def sweep(
         "warmup": warmup,
         "precision": precision,
     }
-    result = _run(cfg, out, resume, fail_fast, quiet, flags)
+    result, spent = _run(cfg, out, resume, fail_fast, quiet, flags)
     whole_s = command_s()  # the command so far: the summary table below is not a cost of the runs
     stopped_table = False
     # A batch scheduler that stopped the sweep kills it KillWait seconds later (30 s by default, 5
     # on some sites): the resume line comes first, and the table, which can take seconds, is left out.
     if not quiet and not (result.interrupted and "SLURM_JOB_ID" in os.environ):
         try:
-            _print_summary(result.sweep_dir, wide)
+            _print_summary(result.sweep_dir, wide, result if result.interrupted else None, spent)
         except KeyboardInterrupt:  # every run is saved: Ctrl-C only cuts the table short
             stopped_table = True
             console.print("\n[yellow]table cut short[/] (Ctrl-C); every run is saved", highlight=False)
@@ -138,7 +140,8 @@ def _overridden(cfg, repeats: int | None, warmup: int | None, precision: float |
 
 
 def _run(cfg, out: Path, resume: bool, fail_fast: bool, quiet: bool, flags: dict):
-    """The sweep itself, under its progress bar; a bad config, store or cluster exits 2."""
+    """The sweep itself, under its progress bar, and the rounds after which ``precision:`` ran out
+    of max_repeats with speedups still wide (else None); a bad config, store or cluster exits 2."""
     from conc_lab.cli.progress import SweepRenderer, sweep_progress  # rich.progress: for this command only
     from conc_lab.config.errors import ConfigError
     from conc_lab.plan.runs import AlreadyMerged
@@ -153,7 +156,7 @@ def _run(cfg, out: Path, resume: bool, fail_fast: bool, quiet: bool, flags: dict
     _quiet_ray_banner()
     try:
         with progress:
-            return runner.sweep(
+            result = runner.sweep(
                 cfg,
                 out,
                 resume=resume,
@@ -163,6 +166,7 @@ def _run(cfg, out: Path, resume: bool, fail_fast: bool, quiet: bool, flags: dict
                 cluster=flags["cluster"],
                 ray_address=flags["ray_address"],
             )
+        return result, None if result.interrupted else render.rounds_spent
     except (ConfigError, StoreError, ClusterError) as exc:  # ClusterError: unreachable, or every node lost
         die(str(exc))
     except AlreadyMerged as done:  # a SLURM step resuming each shard, then merging, after its merge
@@ -304,7 +308,20 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
-def _print_summary(sweep_dir: Path, wide: bool) -> None:
+def partial_line(df, result) -> str:
+    """The line above an interrupted sweep's table: without it the table of the runs that ran
+    looked like the whole sweep's. ``df``: every run stored in the sweep (an earlier invocation's
+    too, when resumed); ``result.planned`` counts only what this invocation set out to run."""
+    from conc_lab import schema
+
+    stored = int((df["status"].astype(str) != schema.REDONE).sum())  # a redone run was replaced
+    whole = max(stored - result.recorded + result.planned, stored)
+    return f"partial: {stored} of {whole} runs; interrupted (the table holds only the runs that ran)"
+
+
+def _print_summary(sweep_dir: Path, wide: bool, interrupted=None, rounds_spent: int | None = None) -> None:
+    """The summary table of the sweep's stored runs; ``interrupted``: the result of a sweep that
+    was, whose table is headed by what part of the sweep it holds; ``rounds_spent``: see ``_run``."""
     from conc_lab.analysis.summary import summarize
     from conc_lab.cli.results import slow_node_notes, summary_table
     from conc_lab.store.load import load
@@ -312,7 +329,9 @@ def _print_summary(sweep_dir: Path, wide: bool) -> None:
     df = load(sweep_dir)
     if df.empty:
         return
-    emit(summary_table(summarize(df), wide))
+    if interrupted is not None:
+        say(f"[yellow]{partial_line(df, interrupted)}[/]", markup=True, to=out_console)
+    emit(summary_table(summarize(df), wide, rounds_spent))
     slow_node_notes(df)
     if not wide:
         say(

@@ -80,6 +80,17 @@ def diagnose(root: str | os.PathLike = "/") -> list[Finding]:
     return out
 
 
+def load(root: str | os.PathLike = "/") -> Finding:
+    """The load check alone, as ``diagnose`` makes it: for a command that tells the load before and
+    after its runs without the other checks (``conclab selftest``).
+
+    >>> load().name
+    'load'
+    """
+    sysfs = _Sys(Path(root))
+    return _load(sysfs, _allowed_cpus(sysfs))
+
+
 def worst(findings: list[Finding]) -> str:
     """The most serious status among ``findings`` ("ok" for none).
 

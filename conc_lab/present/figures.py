@@ -42,8 +42,39 @@ def _png(fig) -> bytes:
     return buf.getvalue()
 
 
-SPEEDUP_CAPTION = (
-    "Speedup over the sequential baseline (median run time ratio, bars: 95% interval) against workers. "
+#: How a speedup was estimated (``summarize``'s ``speedup_method``), as the caption says it.
+_PAIRED_HOW = (
+    "paired: the median of per-pair ratios, each run against the sequential run nearest to it in its round"
+)
+_UNPAIRED_HOW = "the ratio of the median run times"
+
+
+def speedup_caption(summary: pd.DataFrame) -> str:
+    """The speedup figure's caption, saying how its speedups were computed: paired where the runs
+    allow (``analysis.pairing``), else the ratio of the medians. A caption that said "median run
+    time ratio" over paired speedups described a number the figure does not show.
+
+    >>> s = pd.DataFrame({"speedup_method": ["", "paired", "paired"]})
+    >>> speedup_caption(s).split(" against workers")[0]
+    'Speedup over the sequential baseline (paired: the median of per-pair ratios, each run against the sequential run nearest to it in its round; bars: 95% interval)'
+    >>> "else the ratio of the median run times" in speedup_caption(s.assign(speedup_method=["", "paired", "unpaired"]))
+    True
+    """
+    from conc_lab.analysis.pairing import PAIRED, UNPAIRED
+
+    methods = set(summary["speedup_method"].astype(object).dropna()) - {""} if len(summary) else set()
+    if methods == {UNPAIRED}:
+        how = _UNPAIRED_HOW
+    elif methods <= {PAIRED}:
+        how = _PAIRED_HOW
+    else:  # some of each: the rows whose runs could not be paired (other nodes, shards, no start times)
+        how = f"{_PAIRED_HOW} where the runs allow, else {_UNPAIRED_HOW}"
+    return (
+        f"Speedup over the sequential baseline ({how}; bars: 95% interval) against workers. {_SPEEDUP_REST}"
+    )
+
+
+_SPEEDUP_REST = (
     "Grey dashes: ideal (speedup = workers). Per backend, the scaling law that fits better (see Scaling): "
     "dotted, Amdahl's law with its serial fraction f (0 ≤ f ≤ 1); dash-dot, the Universal Scalability Law "
     "with contention σ and coherency κ. No line: too few worker counts to fit. "

@@ -95,7 +95,7 @@ def _figures(df, summary, fits, panels: list[dict], timelines: list[dict]) -> li
     figures = []
     if panels:
         figures.append(
-            ("speedup.png", fig.SPEEDUP_CAPTION, fig.speedup_figure(summary, fits, panels, colors))
+            ("speedup.png", fig.speedup_caption(summary), fig.speedup_figure(summary, fits, panels, colors))
         )
         figures.append(("runtimes.png", fig.RUNTIME_CAPTION, fig.runtime_figure(df, panels, colors)))
     for i, panel in enumerate(timelines):

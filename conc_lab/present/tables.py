@@ -210,8 +210,11 @@ def _columns(summary: pd.DataFrame, width: int) -> tuple[dict[str, list[str]], l
 _WHOLE = {"workload", "backend"}
 
 
-def summary_table(summary: pd.DataFrame, width: int = 100, *, color: bool = False) -> str:
-    """The summary as a table of at most ``width`` columns (see the module docstring); text."""
+def summary_table(
+    summary: pd.DataFrame, width: int = 100, *, color: bool = False, rounds_spent: int | None = None
+) -> str:
+    """The summary as a table of at most ``width`` columns (see the module docstring); text.
+    ``rounds_spent``: see ``note_meanings``."""
     if summary.empty:
         return ""
     cols, caption, legend = _columns(summary, width)
@@ -237,7 +240,7 @@ def summary_table(summary: pd.DataFrame, width: int = 100, *, color: bool = Fals
     console.print(table, markup=False)
     for line in legend:
         console.print(line, markup=False)  # wrapped between words, never mid-word by the terminal
-    after = note_meanings(summary) + workload_lines(summary)
+    after = note_meanings(summary, rounds_spent) + workload_lines(summary)
     if after:
         console.print()  # a blank line: the table ends where its rows end
     for line in after:
@@ -260,8 +263,22 @@ ANSWERED_MEANING = (
 )
 
 
-def note_meanings(summary: pd.DataFrame) -> list[str]:
+def spent_meaning(rounds: int) -> str:
+    """What ``unstable`` means once ``precision:`` ran out of rounds: the next step is never the
+    same command again, which would stop at the same limit with the same doubts."""
+    return (
+        "spread too wide to trust (CV > 10% or interval wider than 20% of the median), and "
+        f"--precision already ran {rounds} rounds, its limit (precision.max_repeats): the same "
+        "command again stops there too; next: a quieter machine (conclab doctor), longer runs (a "
+        "larger size), a looser --precision, or a higher precision.max_repeats in the config"
+    )
+
+
+def note_meanings(summary: pd.DataFrame, rounds_spent: int | None = None) -> list[str]:
     """A line for each note that needs words (and a next step), when any row carries it.
+
+    ``rounds_spent``: the rounds after which a sweep's ``precision:`` stopped at its max_repeats
+    with speedups still wide; ``unstable`` then asks for something other than more rounds.
 
     >>> s = pd.DataFrame({"backend": ["sequential", "threading"], "notes": ["unstable", "baseline unstable"],
     ...     "speedup": [1.0, 2.0], "speedup_ci_low": [1.0, 1.9], "speedup_ci_high": [1.0, 2.1]})
@@ -274,6 +291,8 @@ def note_meanings(summary: pd.DataFrame) -> list[str]:
     meanings = dict(NOTE_MEANINGS)
     if "unstable" in seen and _answered(summary):
         meanings["unstable"] = ANSWERED_MEANING
+    elif rounds_spent is not None:
+        meanings["unstable"] = spent_meaning(rounds_spent)
     return [f"{name} ({NOTE_MARKS[name]}): {meaning}" for name, meaning in meanings.items() if name in seen]
 
 
