@@ -30,7 +30,15 @@ from conc_lab.store.layout import (
 )
 from conc_lab.store.lock import is_live
 from conc_lab.store.manifest import Manifest, SweepState, read_manifest
-from conc_lab.store.reader import committed, doubled_sweeps, journal_entries, read_part, run_keys
+from conc_lab.store.reader import (
+    committed,
+    doubled_sweeps,
+    journal_entries,
+    lost_line,
+    lost_parts,
+    read_part,
+    run_keys,
+)
 
 
 @dataclass
@@ -124,6 +132,7 @@ def _check_sweep(sweep_dir: Path, report: CheckReport) -> tuple[Manifest | None,
             report.notes.append(f"{part}: written by a merge cut short, not counted; merge again")
             continue
         _count(run_keys(read.table), part, seen, report, runs)
+    _check_parts(sweep_dir, manifest, parts, report)
     sealed = {file_seq(p) for p in parts}
     for journal in journals:
         if file_seq(journal) not in sealed:
@@ -133,6 +142,17 @@ def _check_sweep(sweep_dir: Path, report: CheckReport) -> tuple[Manifest | None,
             f"{sweep_dir}: state running, but no conclab is writing it (killed?); --resume continues it"
         )
     return manifest, runs[0]
+
+
+def _check_parts(sweep_dir: Path, manifest: Manifest, parts: list[Path], report: CheckReport) -> None:
+    """A part the manifest records that is not on disk is named; a manifest from before cannot tell."""
+    if manifest.parts is None:
+        report.notes.append(
+            f"{manifest_path(sweep_dir)}: written by an older conc_lab, it does not record its parts: "
+            "a deleted part cannot be found"
+        )
+    for name, rows in lost_parts(manifest, parts).items():
+        report.problems.append(lost_line(sweep_dir, manifest, name, rows))
 
 
 def _check_journal(journal: Path, seen: dict, report: CheckReport, runs: list[int], sweep_id: str) -> None:

@@ -188,6 +188,11 @@ def part_files(sweep_dir: Path) -> list[Path]:
     return sorted(found, key=lambda p: (file_seq(p), p.name))
 
 
+def part_name(part: Path) -> str:
+    """A part's name as its manifest records it: hidden or not (``_part-...``), ``part-...``."""
+    return part.name[1:] if part.name.startswith("_") else part.name
+
+
 def journal_files(sweep_dir: Path) -> list[Path]:
     return sorted([*sweep_dir.glob(JOURNAL), *sweep_dir.glob(OLD_JOURNAL)], key=file_seq)
 
