@@ -125,3 +125,23 @@ def test_merge_refuses_a_shard_whose_part_was_deleted(tmp_path):
     assert proc.returncode == 2
     assert f"{part}: missing: its 2 runs" in one_line_error(proc)
     assert len(list((results / "tiny").iterdir())) == 2  # both shards left as they were
+
+
+# ---- check on what is not a results folder
+
+
+def test_check_on_a_file_says_it_is_not_a_results_folder(swept):
+    config, results = swept
+    (part,) = results.glob("tiny/*/part-*.parquet")
+    for path in (config, part):
+        proc = conclab("check", path)
+        assert proc.returncode == 2, proc.stderr
+        assert one_line_error(proc) == f"error: {path}: a file, not a results folder or a sweep folder"
+
+
+def test_check_on_a_folder_without_sweeps_says_no_sweep_is_there(tmp_path):
+    (tmp_path / "empty" / "sub").mkdir(parents=True)
+    proc = conclab("check", tmp_path / "empty")
+    assert proc.returncode == 2, proc.stderr
+    line = one_line_error(proc)
+    assert line == f"error: {tmp_path / 'empty'}: no sweep there (no {MANIFEST} in it or below it)"

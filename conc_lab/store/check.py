@@ -50,14 +50,19 @@ class CheckReport:
     problems: list[str] = field(default_factory=list)  # each one line, naming a file or folder
     notes: list[str] = field(default_factory=list)  # worth knowing, not damage (a killed sweep)
     missing: list[Path] = field(default_factory=list)  # paths given that do not exist
+    not_folders: list[Path] = field(default_factory=list)  # paths given that are files
+    empty: list[Path] = field(default_factory=list)  # folders given with no sweep in them or below
 
     @property
     def ok(self) -> bool:
-        return not self.problems and not self.missing
+        return not self.problems and not self.missing and not self.not_folders and not self.empty
 
 
 def check(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> CheckReport:
     """Read every file of every sweep under ``paths`` and report all damage and duplicates.
+
+    A path that is a file (``not_folders``) or a folder with no sweep in it or below (``empty``)
+    is not ``ok``: there is nothing there to call whole.
 
     >>> check("no/such/folder").missing
     [PosixPath('no/such/folder')]
@@ -70,10 +75,16 @@ def check(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> CheckReport
         if not root.exists():
             report.missing.append(root)
             continue
+        if not root.is_dir():
+            report.not_folders.append(root)
+            continue
+        told = len(report.problems) + len(report.notes)
         for d in orphan_dirs(root):
             report.problems.append(f"{d}: result files without a {MANIFEST} (deleted?)")
         _note_hidden(root, report)
         dirs = [root] if is_sweep(root) else sweeps_below(root)
+        if not dirs and len(report.problems) + len(report.notes) == told:
+            report.empty.append(root)  # nothing there to call whole: a wrong path, or a copy that failed
         for d in dirs:
             manifest, runs[d] = _check_sweep(d, report)
             if manifest is not None:
