@@ -145,3 +145,20 @@ def test_check_on_a_folder_without_sweeps_says_no_sweep_is_there(tmp_path):
     assert proc.returncode == 2, proc.stderr
     line = one_line_error(proc)
     assert line == f"error: {tmp_path / 'empty'}: no sweep there (no {MANIFEST} in it or below it)"
+
+
+# ---- names too long
+
+
+def test_a_sweep_name_too_long_is_named_as_too_long(tmp_path):
+    for name, problem in [
+        ("a" * 101, "name: too long (101 characters; at most 100)"),
+        ("tiny\n", "name: must be letters, digits, '_', '.', '-' only: '\\n' is not"),
+        ("-tiny", "name: must start with a letter or a digit, got '-tiny'"),
+    ]:
+        config = tiny_config(tmp_path)
+        config.write_text(config.read_text().replace("name: tiny", f"name: {json.dumps(name)}"))
+        proc = conclab("sweep", config, "--out", tmp_path / "results")
+        assert proc.returncode == 2, proc.stderr
+        assert problem in one_line_error(proc)
+        assert not (tmp_path / "results").exists()
