@@ -147,7 +147,27 @@ def test_check_on_a_folder_without_sweeps_says_no_sweep_is_there(tmp_path):
     assert line == f"error: {tmp_path / 'empty'}: no sweep there (no {MANIFEST} in it or below it)"
 
 
-# ---- names too long
+# ---- paths near PATH_MAX, names too long
+
+
+def deep_folder(root: Path, length: int) -> Path:
+    """A folder path of exactly ``length`` bytes under ``root`` (made, but its last folder)."""
+    path = str(root)
+    while len(path) < length - 201:
+        path += "/" + "d" * 200
+    path += "/" + "e" * (length - len(path) - 1)
+    Path(path).parent.mkdir(parents=True)
+    return Path(path)
+
+
+def test_a_results_path_too_long_for_the_sweeps_files_is_refused_before_anything_runs(tmp_path):
+    limit = os.pathconf(tmp_path, "PC_PATH_MAX") - 1  # the longest path the system opens (4095)
+    out = deep_folder(tmp_path, limit - 40)  # room for its sweep folder, not for its parts
+    proc = conclab("sweep", tiny_config(tmp_path), "--out", out)
+    assert proc.returncode == 2, proc.stderr
+    line = one_line_error(proc)
+    assert line.startswith(f"error: {out}: too long a results path") and f"limit of {limit} bytes" in line
+    assert not out.exists()  # nothing written: no manifest or journal left behind
 
 
 def test_a_sweep_name_too_long_is_named_as_too_long(tmp_path):

@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 
 from conc_lab import schema
 from conc_lab.store.layout import (
+    CHECKSUM_DIGITS,
     HIDDEN_PARTS,
     JOURNAL,
     MANIFEST,
@@ -46,9 +47,6 @@ from conc_lab.store.layout import (
 from conc_lab.store.lock import lock, sweep_lock, unlock
 from conc_lab.store.manifest import Manifest, SweepState, read_manifest, write_manifest
 from conc_lab.store.reader import journal_line, read_journal
-
-#: Hex digits of a part's sha256 kept in its name (128 bits: no damage goes unseen by chance).
-CHECKSUM_DIGITS = 32
 
 
 class SweepWriter:
