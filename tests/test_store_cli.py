@@ -111,6 +111,11 @@ def test_an_error_with_a_lone_surrogate_is_stored_and_every_reader_still_works(t
     assert "hostile_wl:fsname" in summary.stdout and "hostile_wl:fine" in summary.stdout
 
 
+def unrecord_parts(sweep_dir: Path) -> None:
+    """The manifest as a conc_lab from before parts were recorded wrote it (no ``parts``)."""
+    write_manifest(sweep_dir, read_manifest(sweep_dir).replace(parts=None))
+
+
 @pytest.mark.slow
 def test_a_journal_left_with_a_surrogate_by_an_older_conclab_is_read_and_resumed(tmp_path):
     """A store stuck before the fix (rows only in the journal, one with a surrogate) reads again."""
@@ -123,6 +128,7 @@ def test_a_journal_left_with_a_surrogate_by_an_older_conclab_is_read_and_resumed
     row |= dict(sweep_name="hostile", workers=2, tasks=4, size=10, affinity="compact", repeat=0)
     row |= dict(status=schema.FAILED, error="cannot read caf\udce9.txt")
     part.unlink()
+    unrecord_parts(sweep_dir)  # as a conclab from before left it: a journal, and no parts recorded
     # what json.dumps wrote before: a \udce9 escape, which json.loads turns back into a lone surrogate
     (sweep_dir / "journal-000000.jsonl").write_text(json.dumps(row) + "\n")
     df = conc_lab.load(out / "hostile")
@@ -541,6 +547,7 @@ def test_a_store_written_before_the_rename_loads_checks_and_resumes(plain_store,
     root = tmp_path / "results" / "plain"
     shutil.copytree(plain_store, root)
     (sweep_dir,) = root.iterdir()
+    unrecord_parts(sweep_dir)
     (sweep_dir / MANIFEST).rename(sweep_dir / "manifest.json")
     part = sorted(sweep_dir.glob("part-*.parquet"))[-1]
     rows = conc_lab.load(sweep_dir, env=False).tail(2)

@@ -404,6 +404,7 @@ WRONG = {
     "calibrated_sizes": [[], {"m:f": "2"}, {"m:f": -1}],
     "overrides": [[], {"repeats": "3"}, {"repeats": 0.5}, {"precision": 5}, {"precision": True}],
     "doctor": [{}, [1]],
+    "parts": [[], {"../x.parquet": 2}, {"part-000001.parquet": "2"}, {"part-000001.parquet": -1}],
     "merged_from": [
         {},
         [1],

@@ -113,7 +113,7 @@ def advise(
     if size is not None and size < 1:
         raise AdviseError(f"--size: must be a positive integer, got {size}")
     target = resolve(what)
-    preflight(out)  # now, not after the planning: a results folder it cannot write to
+    preflight(out, f"advise-{target.name}")  # now, not after the planning: a folder it cannot write to
     with _importable(target.search_dir):
         the_plan = planning.plan(target, size=size, ray=ray, interpreters=interpreters, budget_s=budget_s)
         if on_event is not None:

@@ -68,13 +68,19 @@ def check(
 ):
     """Read every file under PATHS; report damaged files and runs stored twice, one line each.
 
-    Exit code 0 when all is whole, 1 when anything is damaged or doubled, 2 when a path is missing.
+    Exit code 0 when all is whole, 1 when anything is damaged or doubled, 2 when a path is
+    missing, a file, or a folder with no sweep in it (nothing there to call whole).
     """
     from conc_lab.store.check import check as check_store
+    from conc_lab.store.layout import MANIFEST
 
     report = check_store(paths)
     if report.missing:  # nothing there to call damaged: a mistyped path
         die(f"{report.missing[0]}: no such file or folder")
+    if report.not_folders:
+        die(f"{report.not_folders[0]}: a file, not a results folder or a sweep folder")
+    if report.empty:  # "0 sweeps: ok" would pass a copy that failed, or a wrong path, as whole
+        die(f"{report.empty[0]}: no sweep there (no {MANIFEST} in it or below it)")
     for line in report.problems:
         console.print(f"[bold red]damaged:[/] {line}", highlight=False, soft_wrap=True)
     for line in report.notes:

@@ -37,7 +37,33 @@ from conc_lab.config.validate import Validator
 from conc_lab.config.yaml_safe import load_yaml
 from conc_lab.host import affinity as host_affinity
 
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+_NAME_CHARS = re.compile(r"[A-Za-z0-9_.-]")
+#: The most characters in a sweep's name: it is a folder in every results path.
+MAX_NAME_CHARS = 100
+
+
+def _name_problem(name: Any) -> str | None:
+    """Why ``name`` cannot name a sweep (it is a folder of every results path), or None.
+
+    >>> _name_problem("a" * 101)
+    'too long (101 characters; at most 100)'
+    >>> _name_problem("cpu x")
+    "must be letters, digits, '_', '.', '-' only: ' ' is not, got 'cpu x'"
+    """
+    if not isinstance(name, str):
+        return f"must be text: letters, digits, '_', '.', '-', got {show(name)}"
+    if not name:
+        return "must not be empty"
+    if "/" in name or "\\" in name:
+        return f"must be one folder name (no path separators), got {show(name)}"
+    if len(name) > MAX_NAME_CHARS:
+        return f"too long ({len(name)} characters; at most {MAX_NAME_CHARS})"
+    wrong = next((c for c in name if not _NAME_CHARS.fullmatch(c)), None)
+    if wrong is not None:
+        return f"must be letters, digits, '_', '.', '-' only: {wrong!r} is not, got {show(name)}"
+    if not name[0].isalnum():
+        return f"must start with a letter or a digit, got {show(name)}"
+    return None
 
 
 def load_config(path: str | os.PathLike, *, check_imports: bool = True) -> Config:
@@ -184,8 +210,9 @@ def _settings(v: Validator, doc: dict, path: str | None) -> dict[str, Any]:
         if path is None:
             v.fail("name", "is required")
         name = Path(path).stem
-    if not isinstance(name, str) or not _NAME_RE.match(name):
-        v.fail("name", f"must be letters, digits, '_', '.', '-' (no path separators), got {show(name)}")
+    problem = _name_problem(name)
+    if problem:
+        v.fail("name", problem if "name" in doc else f"{problem} (from the file's name; set name: in it)")
     shuffle = doc.get("shuffle", True)
     if not isinstance(shuffle, bool):
         v.fail("shuffle", f"must be true or false, got {show(shuffle)}")

@@ -46,7 +46,7 @@ def calibrate(
     trials = plan.select_trials(config)
     if not any(t.size == AUTO for t in trials):
         return None, {}
-    preflight(out)
+    preflight(out, config.name)
     search_path = workload_search_path(Path(config.path).parent if config.path else None)
     _, sizes = calibrate_trials(config, trials, search_path, {}, emit)
     shared = SharedSizes(config.fingerprint, sizes, time.time(), socket.gethostname())

@@ -165,7 +165,7 @@ def sweep(
         config = load_config(config)
     shard = plan.parse_shard(shard) if isinstance(shard, str) else shard
     check_size(config, shards=shard[1] if shard else 1)  # what cannot finish: refused before any write
-    preflight(out)
+    preflight(out, config.name)
     if cluster is not None:  # before planning, calibrating or naming a sweep folder
         _check_cluster(cluster)
     prepared = _prepare(config, out, resume, shard, cluster, emit)

@@ -23,7 +23,7 @@ from conc_lab.host.protocol import SEQUENTIAL
 from conc_lab.machine import environment
 from conc_lab.plan.matrix import Trial
 from conc_lab.run.executor import ExecutorSettings, TrialExecutor
-from conc_lab.store.layout import new_sweep_id
+from conc_lab.store.layout import new_sweep_id, preflight
 from conc_lab.store.manifest import Manifest, SweepState, read_manifest, write_manifest
 from conc_lab.store.writer import SweepWriter
 
@@ -59,6 +59,7 @@ def run_arms(
     ``on_run(done, total)`` is told after each run.
     """
     began = time.perf_counter()
+    preflight(out, NAME)  # before any run: a folder it cannot write, a path too long for its files
     sweep_id = new_sweep_id()
     sweep_dir = Path(out) / NAME / sweep_id
     search_path = tuple(workload_search_path(Path(PACKAGE_ROOT) / "configs"))

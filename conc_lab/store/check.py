@@ -30,7 +30,15 @@ from conc_lab.store.layout import (
 )
 from conc_lab.store.lock import is_live
 from conc_lab.store.manifest import Manifest, SweepState, read_manifest
-from conc_lab.store.reader import committed, doubled_sweeps, journal_entries, read_part, run_keys
+from conc_lab.store.reader import (
+    committed,
+    doubled_sweeps,
+    journal_entries,
+    lost_line,
+    lost_parts,
+    read_part,
+    run_keys,
+)
 
 
 @dataclass
@@ -42,14 +50,19 @@ class CheckReport:
     problems: list[str] = field(default_factory=list)  # each one line, naming a file or folder
     notes: list[str] = field(default_factory=list)  # worth knowing, not damage (a killed sweep)
     missing: list[Path] = field(default_factory=list)  # paths given that do not exist
+    not_folders: list[Path] = field(default_factory=list)  # paths given that are files
+    empty: list[Path] = field(default_factory=list)  # folders given with no sweep in them or below
 
     @property
     def ok(self) -> bool:
-        return not self.problems and not self.missing
+        return not self.problems and not self.missing and not self.not_folders and not self.empty
 
 
 def check(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> CheckReport:
     """Read every file of every sweep under ``paths`` and report all damage and duplicates.
+
+    A path that is a file (``not_folders``) or a folder with no sweep in it or below (``empty``)
+    is not ``ok``: there is nothing there to call whole.
 
     >>> check("no/such/folder").missing
     [PosixPath('no/such/folder')]
@@ -62,10 +75,16 @@ def check(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> CheckReport
         if not root.exists():
             report.missing.append(root)
             continue
+        if not root.is_dir():
+            report.not_folders.append(root)
+            continue
+        told = len(report.problems) + len(report.notes)
         for d in orphan_dirs(root):
             report.problems.append(f"{d}: result files without a {MANIFEST} (deleted?)")
         _note_hidden(root, report)
         dirs = [root] if is_sweep(root) else sweeps_below(root)
+        if not dirs and len(report.problems) + len(report.notes) == told:
+            report.empty.append(root)  # nothing there to call whole: a wrong path, or a copy that failed
         for d in dirs:
             manifest, runs[d] = _check_sweep(d, report)
             if manifest is not None:
@@ -124,6 +143,7 @@ def _check_sweep(sweep_dir: Path, report: CheckReport) -> tuple[Manifest | None,
             report.notes.append(f"{part}: written by a merge cut short, not counted; merge again")
             continue
         _count(run_keys(read.table), part, seen, report, runs)
+    _check_parts(sweep_dir, manifest, parts, report)
     sealed = {file_seq(p) for p in parts}
     for journal in journals:
         if file_seq(journal) not in sealed:
@@ -133,6 +153,17 @@ def _check_sweep(sweep_dir: Path, report: CheckReport) -> tuple[Manifest | None,
             f"{sweep_dir}: state running, but no conclab is writing it (killed?); --resume continues it"
         )
     return manifest, runs[0]
+
+
+def _check_parts(sweep_dir: Path, manifest: Manifest, parts: list[Path], report: CheckReport) -> None:
+    """A part the manifest records that is not on disk is named; a manifest from before cannot tell."""
+    if manifest.parts is None:
+        report.notes.append(
+            f"{manifest_path(sweep_dir)}: written by an older conc_lab, it does not record its parts: "
+            "a deleted part cannot be found"
+        )
+    for name, rows in lost_parts(manifest, parts).items():
+        report.problems.append(lost_line(sweep_dir, manifest, name, rows))
 
 
 def _check_journal(journal: Path, seen: dict, report: CheckReport, runs: list[int], sweep_id: str) -> None:

@@ -44,6 +44,8 @@ LOCK = ".lock"  # hidden: plain Parquet readers skip it
 #: A sweep replaced by a later run of the same shard: hidden, so plain readers skip it as load does.
 REPLACED = "_replaced-"
 MIN_FREE_BYTES = 64 << 20
+#: Hex digits of a part's sha256 kept in its name (128 bits: no damage goes unseen by chance).
+CHECKSUM_DIGITS = 32
 FILE_MODE = 0o644
 DIR_MODE = 0o755
 #: Open flags for every file the store writes: a symlink in its place is an error, not followed.
@@ -67,8 +69,11 @@ def new_sweep_id() -> str:
     return time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + secrets.token_hex(3)
 
 
-def preflight(out: str | os.PathLike) -> None:
+def preflight(out: str | os.PathLike, name: str = "") -> None:
     """Fail now, not after an hour, if results cannot be written under ``out``.
+
+    ``name``: the sweep's, for the check that its files' paths under ``out`` stay within the
+    system's limit (``PATH_MAX``).
 
     The folders it makes to find out are removed again: a sweep refused later (an unreachable
     cluster, a config error) leaves nothing behind; the sweep's writer makes them for good.
@@ -79,6 +84,7 @@ def preflight(out: str | os.PathLike) -> None:
     False
     """
     out = Path(out)
+    _check_length(out, name)
     made: list[Path] = []
     try:
         made = make_dirs(out)
@@ -94,6 +100,34 @@ def preflight(out: str | os.PathLike) -> None:
                 folder.rmdir()
     if free < MIN_FREE_BYTES:
         raise StoreError(f"{out}: only {free >> 20} MiB free; need at least {MIN_FREE_BYTES >> 20} MiB")
+
+
+#: Bytes a sweep adds under ``out/<name>`` at most: its folder (``/_replaced-<sweep id>``, a shard
+#: run again; ``/.merging-merged-<N>-<12 hex>``, a merge), then its longest file name, a hidden
+#: part's temp file (``/._part-000000.<sha>.parquet.<pid>.tmp``, a pid of up to 7 digits).
+SWEEP_PATH_BYTES = 40 + len("/._part-000000.") + CHECKSUM_DIGITS + len(".parquet.") + 7 + len(".tmp")
+
+
+def _check_length(out: Path, name: str) -> None:
+    """``StoreError`` when the paths of a sweep's files under ``out`` would pass ``PATH_MAX``.
+
+    Refused before anything is written or run: past the limit, the first seal fails after the
+    runs, leaving a manifest and a journal no ``--resume`` can finish.
+    """
+    folder = out.absolute()
+    while not os.path.exists(folder) and folder.parent != folder:  # no OSError for a path too long
+        folder = folder.parent
+    try:
+        limit = os.pathconf(folder, "PC_PATH_MAX") - 1  # it counts the closing NUL
+    except (OSError, ValueError):
+        limit = 4095
+    length = len(os.fsencode(out))
+    need = length + 1 + len(os.fsencode(name)) + SWEEP_PATH_BYTES
+    if need > limit:
+        raise StoreError(
+            f"{out}: too long a results path ({length} bytes): a sweep's files under it take paths of up "
+            f"to {need} bytes, past this system's limit of {limit} bytes; give a shorter --out"
+        )
 
 
 def make_dirs(path: Path) -> list[Path]:
@@ -186,6 +220,11 @@ def part_files(sweep_dir: Path) -> list[Path]:
     """Every part of a sweep, hidden ones too (``HIDDEN_PARTS``), in the order they were sealed."""
     found = [*sweep_dir.glob(PARTS), *sweep_dir.glob(HIDDEN_PARTS)]
     return sorted(found, key=lambda p: (file_seq(p), p.name))
+
+
+def part_name(part: Path) -> str:
+    """A part's name as its manifest records it: hidden or not (``_part-...``), ``part-...``."""
+    return part.name[1:] if part.name.startswith("_") else part.name
 
 
 def journal_files(sweep_dir: Path) -> list[Path]:

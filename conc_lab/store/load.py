@@ -14,7 +14,7 @@ import pyarrow.dataset as ds
 from conc_lab import schema
 from conc_lab.store.layout import StoreWarning, sweep_dirs
 from conc_lab.store.manifest import Manifest, read_manifest
-from conc_lab.store.reader import doubled_sweeps, read_sweep
+from conc_lab.store.reader import doubled_sweeps, lost_line, read_sweep
 
 
 def load(
@@ -45,6 +45,8 @@ def load(
     for d in dirs:  # a loop, not a comprehension: read_sweep's warnings name the caller's line
         if d not in doubled:
             reads.append(read_sweep(d, need, where))
+            for name, rows in reads[-1].lost.items():
+                warnings.warn(lost_line(d, reads[-1].manifest, name, rows), StoreWarning, stacklevel=2)
     tables = [r.table for r in reads]
     table = pa.concat_tables(tables) if tables else schema.SCHEMA.empty_table()
     df = table.select(wanted).to_pandas()

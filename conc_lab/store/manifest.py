@@ -46,6 +46,7 @@ class SweepState(str, enum.Enum):
 
 
 _SHARD = re.compile(r"[1-9][0-9]{0,8}/[1-9][0-9]{0,8}")
+_PART = re.compile(r"part-[0-9]+(\.[0-9a-f]+)?\.parquet")  # as ``writer.write_part`` names it
 
 
 def _safe_component(value: str) -> str | None:
@@ -120,6 +121,9 @@ class Manifest:
     aa_floor: float | None = None  # the noise floor that self-test measured (0.03: ±3%)
     doctor: tuple[Mapping[str, Any], ...] = ()
     merged_from: tuple[MergedShard, ...] = ()
+    #: Every part sealed, by its plain name (``part-000003.<sha>.parquet``), with its runs: a part
+    #: deleted is named by check and load. None in a manifest written before parts were recorded.
+    parts: Mapping[str, int] | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)  # keys another conc_lab wrote
 
     @property
@@ -140,6 +144,7 @@ class Manifest:
             overrides=dict(self.overrides),
             doctor=[dict(d) for d in self.doctor],
             merged_from=[m.to_json() for m in self.merged_from],
+            parts=None if self.parts is None else dict(self.parts),
         )
         return {**self.extra, **doc}
 
@@ -181,6 +186,7 @@ _TYPES: dict[str, type | tuple[type, ...]] = {
     "aa_floor": (int, float),
     "doctor": list,
     "merged_from": list,
+    "parts": dict,
 }
 
 
@@ -204,12 +210,8 @@ def _checked(key: str, value: Any, bad) -> Any:
     elif key == "environment":
         wrong = [k for k in schema.ENV_COLUMNS if not isinstance(value.get(k), (str, int, float, type(None)))]
         problem = f"{wrong[0]} is {type(value[wrong[0]]).__name__}, not a plain value" if wrong else None
-    elif key in ("calibrated_sizes", "overrides"):
-        low = 1 if key == "calibrated_sizes" else 0
-        share = {"precision"} if key == "overrides" else set()  # sweep --precision: a target, not a count
-        wrong = [k for k, v in value.items() if k not in share and not _is_count(v, low)]
-        wrong += [k for k, v in value.items() if k in share and not _is_share(v)]
-        problem = f"{wrong[0]!r} is not a {'share' if wrong[0] in share else 'count'}" if wrong else None
+    elif key in ("calibrated_sizes", "overrides", "parts"):
+        problem = _counts_problem(key, value)
     elif key == "doctor":
         problem = "an entry is not an object" if not all(isinstance(d, dict) for d in value) else None
         value = tuple(value)
@@ -218,6 +220,18 @@ def _checked(key: str, value: Any, bad) -> Any:
     if problem:
         raise bad(key, problem)
     return value
+
+
+def _counts_problem(key: str, value: dict) -> str | None:
+    """What is wrong with a mapping of counts (calibrated sizes, overrides, parts), or None."""
+    if key == "parts":
+        wrong = [k for k, v in value.items() if not _PART.fullmatch(k) or not _is_count(v, 0)]
+        return f"{wrong[0]!r} is not a part's name with its count of runs" if wrong else None
+    low = 1 if key == "calibrated_sizes" else 0
+    share = {"precision"} if key == "overrides" else set()  # sweep --precision: a target, not a count
+    wrong = [k for k, v in value.items() if k not in share and not _is_count(v, low)]
+    wrong += [k for k, v in value.items() if k in share and not _is_share(v)]
+    return f"{wrong[0]!r} is not a {'share' if wrong[0] in share else 'count'}" if wrong else None
 
 
 def _merged_shard(i: int, entry: Any, bad) -> MergedShard:

@@ -40,8 +40,8 @@ from conc_lab.store.layout import (
 from conc_lab.store.load import timing_note
 from conc_lab.store.lock import sweep_lock
 from conc_lab.store.manifest import Manifest, MergedShard, SweepState, read_manifest, write_manifest
-from conc_lab.store.reader import RUN_KEY, part_tag, read_sweep, run_keys
-from conc_lab.store.writer import write_part
+from conc_lab.store.reader import RUN_KEY, lost_line, part_tag, read_sweep, run_keys
+from conc_lab.store.writer import parts_on_disk, write_part
 
 #: ``conclab merge`` exit code when the merged sweep is not complete (shards missing, running or
 #: stopped early): a batch job depending on the merge (``--dependency=afterok``) sees it failed.
@@ -290,6 +290,9 @@ def _write(
             table = table.set_column(table.schema.get_field_index("sweep_id"), "sweep_id", ids)
             write_part(merged_dir, seq, table, manifest.sweep_id, taken[d].sweep_id)
             seq += 1
+    # the parts it held (one deleted stays named), and every part there now: this merge's, a cut-short one's
+    held = dict(target[1].parts or {}) if target else {}
+    manifest = manifest.replace(parts={**held, **parts_on_disk(merged_dir, held)})
     write_manifest(merged_dir, manifest)  # the commit: from here the new parts count
     if target is None:  # appears whole, or not at all
         os.replace(merged_dir, dest / manifest.sweep_id)
@@ -301,7 +304,11 @@ def _write(
 
 
 def _rows(d: Path) -> pa.Table:
-    return read_sweep(d).table.select(schema.COLUMNS)
+    """A shard's runs; ``StoreError`` when a part it records is gone: merged, its runs would be lost."""
+    read = read_sweep(d)
+    for name, rows in read.lost.items():
+        raise StoreError(lost_line(d, read.manifest, name, rows) + "; then merge again")
+    return read.table.select(schema.COLUMNS)
 
 
 def _no_run_twice(root: Path, target: tuple[Path, Manifest] | None, tables: dict[Path, pa.Table]) -> None:

@@ -36,6 +36,7 @@ from conc_lab.store.layout import (
     journal_files,
     orphan_dirs,
     part_files,
+    part_name,
 )
 from conc_lab.store.lock import busy, live_owner
 from conc_lab.store.manifest import Manifest, SweepState, read_manifest
@@ -241,6 +242,7 @@ class SweepRows:
     dir: Path
     manifest: Manifest
     table: pa.Table
+    lost: dict[str, int]  # parts the manifest records that are not on disk (deleted?), with their runs
 
 
 def read_sweep(
@@ -279,6 +281,9 @@ def _read_sweep_once(sweep_dir: Path, columns: list[str] | None, where) -> Sweep
         with contextlib.suppress(FileNotFoundError):
             journals[journal] = journal.read_bytes()
     parts = part_files(sweep_dir)
+    lost = lost_parts(manifest, parts)
+    if lost and not sweep_dir.is_dir():  # moved meanwhile (a shard run again, hidden): read it again
+        raise FileNotFoundError(sweep_dir)
     read = [read_part(p, need, where, manifest.sweep_id) for p in parts]
     tables = [p.table for p in read if committed(p, manifest)]
     sealed = {file_seq(p) for p in parts}
@@ -292,7 +297,22 @@ def _read_sweep_once(sweep_dir: Path, columns: list[str] | None, where) -> Sweep
         table = schema.to_table(rows, checked=True).select(need)
         tables.append(table.filter(where) if where is not None else table)
     table = pa.concat_tables(tables) if tables else schema.SCHEMA.empty_table().select(need)
-    return SweepRows(sweep_dir, manifest, once_per_run(table, sweep_dir).select(wanted))
+    return SweepRows(sweep_dir, manifest, once_per_run(table, sweep_dir).select(wanted), lost)
+
+
+def lost_parts(manifest: Manifest, parts: list[Path]) -> dict[str, int]:
+    """The parts ``manifest`` records that are not among ``parts`` (deleted?), with their runs."""
+    there = {part_name(p) for p in parts}
+    return {name: rows for name, rows in (manifest.parts or {}).items() if name not in there}
+
+
+def lost_line(sweep_dir: Path, manifest: Manifest, name: str, rows: int) -> str:
+    """One line naming a part recorded but not on disk, and how to get its runs back."""
+    again = "" if manifest.merged_from else ", or run the sweep again with --resume (it runs them again)"
+    return (
+        f"{sweep_dir / name}: missing: its {rows} runs, recorded in the manifest, are not there "
+        f"(deleted?); restore it from a copy{again}"
+    )
 
 
 #: Columns that tell one stored run from another: (trial_id, repeat), and for the noisy runs a

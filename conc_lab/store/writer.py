@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 
 from conc_lab import schema
 from conc_lab.store.layout import (
+    CHECKSUM_DIGITS,
     HIDDEN_PARTS,
     JOURNAL,
     MANIFEST,
@@ -39,15 +40,13 @@ from conc_lab.store.layout import (
     make_dirs,
     open_new,
     part_files,
+    part_name,
     write_all,
     write_atomic,
 )
 from conc_lab.store.lock import lock, sweep_lock, unlock
 from conc_lab.store.manifest import Manifest, SweepState, read_manifest, write_manifest
 from conc_lab.store.reader import journal_line, read_journal
-
-#: Hex digits of a part's sha256 kept in its name (128 bits: no damage goes unseen by chance).
-CHECKSUM_DIGITS = 32
 
 
 class SweepWriter:
@@ -85,6 +84,8 @@ class SweepWriter:
             if self.manifest.shard:
                 replace_earlier(self.dir, self.manifest, unfinished_only=True)
                 self._hidden = any(True for _ in shard_twins(self.dir, self.manifest, complete=True))
+            # a resumed sweep runs again what is not on disk: the parts there are the sweep's now
+            self.manifest = self.manifest.replace(parts=parts_on_disk(self.dir, _recorded_parts(self.dir)))
             write_manifest(self.dir, self.manifest)
             self._seal_leftover_journals()
             self._seq = 1 + max([file_seq(p) for p in part_files(self.dir)] + [-1])
@@ -143,7 +144,8 @@ class SweepWriter:
         if self._rows:
             try:
                 table = schema.to_table(self._rows, checked=True)
-                write_part(self.dir, self._seq, table, self.manifest.sweep_id, hidden=self._hidden)
+                part = write_part(self.dir, self._seq, table, self.manifest.sweep_id, hidden=self._hidden)
+                self._record(part, table.num_rows)
             except OSError as exc:  # the journal still holds every row; a resume seals it
                 raise StoreError(self._cannot_write(self.dir, exc)) from None
         os.close(self._fd)
@@ -187,10 +189,42 @@ class SweepWriter:
                 rows = read_journal(journal, sweep_id=self.manifest.sweep_id)
                 if rows:
                     table = schema.to_table(rows, True)
-                    write_part(
+                    part = write_part(
                         self.dir, file_seq(journal), table, self.manifest.sweep_id, hidden=self._hidden
                     )
+                    self._record(part, table.num_rows)
             journal.unlink()
+
+    def _record(self, part: Path, rows: int) -> None:
+        """Name a part just sealed in the manifest (before its journal goes): check finds it if deleted."""
+        self.manifest = self.manifest.replace(parts={**(self.manifest.parts or {}), part_name(part): rows})
+        write_manifest(self.dir, self.manifest)
+
+
+def _recorded_parts(sweep_dir: Path) -> dict[str, int]:
+    """The parts a sweep folder's manifest records (none for a new folder, or one from before)."""
+    if not is_sweep(sweep_dir):
+        return {}
+    try:
+        return dict(read_manifest(sweep_dir).parts or {})
+    except StoreError:
+        return {}
+
+
+def parts_on_disk(sweep_dir: Path, known: dict[str, int]) -> dict[str, int]:
+    """Every part in ``sweep_dir``, by its plain name, with its runs (``known``, else its footer's count).
+
+    A part whose footer cannot be read is left out: check names it as damaged.
+    """
+    parts = {}
+    for part in part_files(sweep_dir):
+        name = part_name(part)
+        if name in known:
+            parts[name] = known[name]
+            continue
+        with contextlib.suppress(Exception):
+            parts[name] = pq.read_metadata(part).num_rows
+    return parts
 
 
 def write_part(
