@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pandas as pd
 
+from conc_lab.advice.words import clean, n_workers, seconds, span, x_text
 from conc_lab.analysis.breakeven import where_it_wins
 from conc_lab.host.protocol import ASYNCIO, MULTIPROCESSING, RAY, SEQUENTIAL, SUBINTERPRETERS, THREADING
 
@@ -63,7 +64,7 @@ class ArmResult:
     def text(self) -> str:
         """``threading  0.99× (0.97–1.01) with 2 workers: GIL-bound: …``"""
         why = f": {self.why}" if self.why else ""
-        return f"{self.arm} {_x(self.speedup)} ({_range(self.low, self.high)}) with {_workers(self.workers)}{why}"
+        return f"{self.arm} {x_text(self.speedup)} ({span(self.low, self.high)}) with {n_workers(self.workers)}{why}"
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,7 @@ class Forecast:
 
     def text(self) -> str:
         tail = ", extrapolated" if self.extrapolated else ""
-        return f"forecast at {self.cores} cores: {_x(self.speedup, 1)} ({self.law}{tail})"
+        return f"forecast at {self.cores} cores: {x_text(self.speedup, 1)} ({self.law}{tail})"
 
 
 @dataclass(frozen=True)
@@ -111,7 +112,7 @@ class Verdict:
         return out
 
     def to_dict(self) -> dict:
-        return _clean(asdict(self))
+        return clean(asdict(self))
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, ensure_ascii=False)
@@ -232,13 +233,13 @@ def settled(
     if not (math.isfinite(choice.low) and math.isfinite(choice.high)):
         return f"{choice.arm} has no interval yet"
     if choice.low <= WORTH <= choice.high:
-        return f"{choice.arm}'s interval ({_range(choice.low, choice.high)}) still straddles {_x(WORTH)}, the least gain worth a backend"
+        return f"{choice.arm}'s interval ({span(choice.low, choice.high)}) still straddles {x_text(WORTH)}, the least gain worth a backend"
     if choice.high < WORTH:  # don't bother: every arm's interval below the line says so
         doubtful = [a for a in arms if a.high >= WORTH]
         return (
             None
             if not doubtful
-            else f"{doubtful[0].arm}'s interval ({_range(doubtful[0].low, doubtful[0].high)}) still reaches {_x(WORTH)}"
+            else f"{doubtful[0].arm}'s interval ({span(doubtful[0].low, doubtful[0].high)}) still reaches {x_text(WORTH)}"
         )
     others = [a for a in arms if a.arm != choice.arm]
     if not others:
@@ -251,8 +252,8 @@ def settled(
     if alike and _width(choice) <= NARROW and _width(rival) <= NARROW:
         return None  # as fast as each other, measured closely enough to say so
     return (
-        f"{choice.arm} {_x(choice.speedup)} ({_range(choice.low, choice.high)}) and {rival.arm} "
-        f"{_x(rival.speedup)} ({_range(rival.low, rival.high)}) still overlap"
+        f"{choice.arm} {x_text(choice.speedup)} ({span(choice.low, choice.high)}) and {rival.arm} "
+        f"{x_text(rival.speedup)} ({span(rival.low, rival.high)}) still overlap"
     )
 
 
@@ -296,7 +297,7 @@ def decide(
     dont = choice is None or choice.speedup < WORTH
     imbalance = _imbalance(arms, choice, unequal)
     breaks = tuple(
-        f"{a.arm} pays {_seconds(a.setup_s)} to start: it wins {a.break_even.replace('size ≥', 'at size ≥')}"
+        f"{a.arm} pays {seconds(a.setup_s)} to start: it wins {a.break_even.replace('size ≥', 'at size ≥')}"
         for a in arms
         if a.setup_s >= 0.01 and a.break_even and a is not choice
     )
@@ -366,11 +367,11 @@ def _headline(summary, arms, choice, dont, imbalance, forecast, tentative: bool)
     mark = " (tentative)" if tentative else ""
     if dont:
         parts = [f"don't bother{mark}: stay sequential; {_why_not(summary, arms)}"]
-        parts.append(f"best: {choice.arm} {_x(choice.speedup)} ({_range(choice.low, choice.high)})")
+        parts.append(f"best: {choice.arm} {x_text(choice.speedup)} ({span(choice.low, choice.high)})")
     else:
         parts = [
-            f"use {choice.arm}{mark}: {_x(choice.speedup)} ({_range(choice.low, choice.high)}) "
-            f"with {_workers(choice.workers)}"
+            f"use {choice.arm}{mark}: {x_text(choice.speedup)} ({span(choice.low, choice.high)}) "
+            f"with {n_workers(choice.workers)}"
         ]
         parts += _contrasts(arms, choice, _widest(summary, THREADING))
     if imbalance:
@@ -393,8 +394,8 @@ def _why_not(summary: pd.DataFrame, arms: list[ArmResult]) -> str:
     )
     if small:
         return (
-            f"the work ({_seconds(run_s)} a run) is too small for any backend to pay its start-up "
-            f"({cheapest.arm} takes {_seconds(cheapest.setup_s)})"
+            f"the work ({seconds(run_s)} a run) is too small for any backend to pay its start-up "
+            f"({cheapest.arm} takes {seconds(cheapest.setup_s)})"
         )
     return f"no backend beats the plain loop by {WORTH - 1:.0%}"
 
@@ -421,9 +422,9 @@ def _contrasts(arms: list[ArmResult], choice: ArmResult, threads: ArmResult | No
     if alike and cost_rank(alike[0]) > cost_rank(choice):
         other = "(Python " in alike[0].arm and "(Python " not in choice.arm
         why = "which needs another Python" if other else f"and {choice.backend} is cheaper"
-        parts.append(f"≈ {alike[0].arm} {_x(alike[0].speedup)}, {why}")
+        parts.append(f"≈ {alike[0].arm} {x_text(alike[0].speedup)}, {why}")
     if threads is not None and choice.backend != THREADING:
-        parts.append(f"threads {_x(threads.speedup)}" + (f" ({threads.why})" if threads.why else ""))
+        parts.append(f"threads {x_text(threads.speedup)}" + (f" ({threads.why})" if threads.why else ""))
     slow = [
         a
         for a in arms
@@ -432,7 +433,7 @@ def _contrasts(arms: list[ArmResult], choice: ArmResult, threads: ArmResult | No
     if slow:
         a = max(slow, key=lambda a: a.setup_s)
         method = a.arm.split(" ")[-1].strip("()")
-        parts.append(f"{method} pays {_seconds(a.setup_s)} to start, so it {where_it_wins(a.break_even)}")
+        parts.append(f"{method} pays {seconds(a.setup_s)} to start, so it {where_it_wins(a.break_even)}")
     return parts
 
 
@@ -458,42 +459,3 @@ def _forecast(fits: pd.DataFrame | None, choice: ArmResult | None, cores: int) -
     else:
         return None
     return Forecast(target, speed, law, bool(target > row.get("max_workers", target)))
-
-
-def _x(value: float, digits: int = 2) -> str:
-    return "?×" if not math.isfinite(value) else f"{value:.{digits}f}×"
-
-
-def _range(low: float, high: float) -> str:
-    if not (math.isfinite(low) and math.isfinite(high)):
-        return "no interval"
-    return f"{low:.2f}–{high:.2f}"
-
-
-def _workers(n: int) -> str:
-    return f"{n} worker" + ("s" if n != 1 else "")
-
-
-def _seconds(s: float) -> str:
-    if not math.isfinite(s):
-        return "?"
-    return f"{s * 1e6:.0f} µs" if s < 1e-3 else f"{s * 1e3:.3g} ms" if s < 1 else f"{s:.3g} s"
-
-
-def _plain(value):
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (np.floating,)):
-        return float(value)
-    return str(value)
-
-
-def _clean(doc):
-    """NaN and infinities as null: JSON has none."""
-    if isinstance(doc, dict):
-        return {k: _clean(v) for k, v in doc.items()}
-    if isinstance(doc, (list, tuple)):
-        return [_clean(v) for v in doc]
-    if isinstance(doc, float) and not math.isfinite(doc):
-        return None
-    return _plain(doc) if isinstance(doc, (np.integer, np.floating)) else doc
