@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pandas as pd
 
-from conc_lab.advice.words import clean, n_workers, seconds, span, x_text
+from conc_lab.advice.words import clean, interval, n_workers, seconds, x_text
 from conc_lab.analysis.breakeven import where_it_wins
 from conc_lab.host.protocol import ASYNCIO, MULTIPROCESSING, RAY, SEQUENTIAL, SUBINTERPRETERS, THREADING
 
@@ -64,7 +64,11 @@ class ArmResult:
     def text(self) -> str:
         """``threading  0.99× (0.97–1.01) with 2 workers: GIL-bound: …``"""
         why = f": {self.why}" if self.why else ""
-        return f"{self.arm} {x_text(self.speedup)} ({span(self.low, self.high)}) with {n_workers(self.workers)}{why}"
+        return f"{self.arm} {x_text(self.speedup)} ({self.interval()}) with {n_workers(self.workers)}{why}"
+
+    def interval(self) -> str:
+        """``1.80–1.91``, or why there is none (one run)."""
+        return interval(self.low, self.high, self.runs)
 
 
 @dataclass(frozen=True)
@@ -151,6 +155,8 @@ def _arm_result(row: pd.Series, label: str) -> ArmResult:
         value = row.get(col)
         return float(value) if value is not None and pd.notna(value) else math.nan
 
+    if int(row["n"]) < 2:  # one run's "interval" is that run twice: none, for scripts too
+        row = row.drop(["e2e_speedup_ci_low", "e2e_speedup_ci_high"], errors="ignore")
     return ArmResult(
         arm=label,
         backend=str(row["backend"]),
@@ -233,13 +239,13 @@ def settled(
     if not (math.isfinite(choice.low) and math.isfinite(choice.high)):
         return f"{choice.arm} has no interval yet"
     if choice.low <= WORTH <= choice.high:
-        return f"{choice.arm}'s interval ({span(choice.low, choice.high)}) still straddles {x_text(WORTH)}, the least gain worth a backend"
+        return f"{choice.arm}'s interval ({choice.interval()}) still straddles {x_text(WORTH)}, the least gain worth a backend"
     if choice.high < WORTH:  # don't bother: every arm's interval below the line says so
         doubtful = [a for a in arms if a.high >= WORTH]
         return (
             None
             if not doubtful
-            else f"{doubtful[0].arm}'s interval ({span(doubtful[0].low, doubtful[0].high)}) still reaches {x_text(WORTH)}"
+            else f"{doubtful[0].arm}'s interval ({doubtful[0].interval()}) still reaches {x_text(WORTH)}"
         )
     others = [a for a in arms if a.arm != choice.arm]
     if not others:
@@ -252,8 +258,8 @@ def settled(
     if alike and _width(choice) <= NARROW and _width(rival) <= NARROW:
         return None  # as fast as each other, measured closely enough to say so
     return (
-        f"{choice.arm} {x_text(choice.speedup)} ({span(choice.low, choice.high)}) and {rival.arm} "
-        f"{x_text(rival.speedup)} ({span(rival.low, rival.high)}) still overlap"
+        f"{choice.arm} {x_text(choice.speedup)} ({choice.interval()}) and {rival.arm} "
+        f"{x_text(rival.speedup)} ({rival.interval()}) still overlap"
     )
 
 
@@ -367,10 +373,10 @@ def _headline(summary, arms, choice, dont, imbalance, forecast, tentative: bool)
     mark = " (tentative)" if tentative else ""
     if dont:
         parts = [f"don't bother{mark}: stay sequential; {_why_not(summary, arms)}"]
-        parts.append(f"best: {choice.arm} {x_text(choice.speedup)} ({span(choice.low, choice.high)})")
+        parts.append(f"best: {choice.arm} {x_text(choice.speedup)} ({choice.interval()})")
     else:
         parts = [
-            f"use {choice.arm}{mark}: {x_text(choice.speedup)} ({span(choice.low, choice.high)}) "
+            f"use {choice.arm}{mark}: {x_text(choice.speedup)} ({choice.interval()}) "
             f"with {n_workers(choice.workers)}"
         ]
         parts += _contrasts(arms, choice, _widest(summary, THREADING))

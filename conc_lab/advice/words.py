@@ -21,6 +21,19 @@ def span(low: float, high: float) -> str:
     return f"{low:.2f}–{high:.2f}"
 
 
+def interval(low: float, high: float, runs: int) -> str:
+    """An arm's interval as the verdict shows it; with one run there is none to show.
+
+    A single run's "interval" is that run twice (``1.54–1.54``): it claims a precision no run gave.
+
+    >>> interval(1.5, 1.6, 5), interval(1.54, 1.54, 1), interval(float("nan"), 1.0, 3)
+    ('1.50–1.60', '1 run: too few for an interval', 'no interval')
+    """
+    if runs < 2:
+        return f"{runs} run{'s' * (runs != 1)}: too few for an interval"
+    return span(low, high)
+
+
 def n_workers(n: int) -> str:
     return f"{n} worker" + ("s" if n != 1 else "")
 

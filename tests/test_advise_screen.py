@@ -1,0 +1,55 @@
+"""What a new user reads from `conclab advise` in a terminal 80 columns wide (found by new-user tests).
+
+One real advice, on a function in a temp module, shared by the tests: a call that waits while
+holding the GIL (a ``ctypes.PyDLL`` call keeps it), so whatever the load, threads take turns
+(about 1×) and processes wait side by side; and a budget that leaves room for one measured round,
+so every arm has a single run. Each test reads what the screen says about it.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import sys
+
+import pytest
+from test_cli_ux import tmux_run
+
+pytestmark = [pytest.mark.terminal, pytest.mark.slow]
+
+GIL_SLEEP = """
+import ctypes
+
+_libc = ctypes.PyDLL(None)  # a PyDLL call keeps the GIL: threads take turns, processes do not
+
+
+def work(task, size):
+    _libc.usleep(size * 1000)
+    return task
+"""
+
+
+@pytest.fixture(scope="module")
+def screen(tmp_path_factory) -> str:
+    folder = tmp_path_factory.mktemp("advise-screen")
+    (folder / "gilwait.py").write_text(GIL_SLEEP)
+    command = shlex.join(
+        [sys.executable, "-m", "conc_lab.cli", "advise", f"{folder / 'gilwait.py'}:work"]
+        + ["--size", "20", "--budget", "8", "--out", str(folder / "results")]
+    )
+    shown = tmux_run(command, 80)
+    assert "__EXIT_0__" in shown, shown
+    return shown.split("__EXIT_0__")[0]
+
+
+def _said(screen: str) -> str:
+    """The screen as one line: what it says, wherever the terminal broke its lines."""
+    return " ".join(screen.split())
+
+
+def test_one_run_is_said_to_be_too_few_for_an_interval_not_shown_as_a_zero_width_one(screen):
+    said = _said(screen)
+    assert "1 round in" in said, screen  # the budget left room for one measured round
+    # was "threading 0.99× (0.99–0.99) with 1 worker": one run, shown as an interval
+    assert not re.search(r"\((\d+\.\d\d)–\1\)", said), screen
+    assert "(1 run: too few for an interval)" in said, screen
