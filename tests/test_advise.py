@@ -285,6 +285,24 @@ def test_arms_are_told_apart_run_against_run_where_their_intervals_against_the_l
 
 
 @pytest.mark.inprocess
+def test_an_arm_whose_interval_holds_1_is_not_said_to_win_anywhere():
+    s = _summary(
+        [
+            ("multiprocessing", "fork", 2, 1.86, 1.80, 1.91, "", 0.005),
+            ("multiprocessing", "spawn", 2, 1.34, 0.92, 1.71, "start-up: 110 ms of 500 ms", 0.11),
+        ]
+    )
+    s.loc[s["start_method"] == "spawn", "break_even"] = "not at the sizes measured"
+    v = verdicts.decide(s, rounds=5)
+    # was "multiprocessing (spawn) pays 110 ms to start: it wins not at the sizes measured"
+    assert v.break_even == (
+        "multiprocessing (spawn) pays 110 ms to start: it is not told apart from the plain loop at the "
+        "sizes measured",
+    )
+    assert "spawn pays 110 ms to start, so it is not told apart from the plain loop" in v.headline
+
+
+@pytest.mark.inprocess
 def test_unequal_tasks_are_named_in_the_verdict():
     s = _summary([("multiprocessing", "fork", 2, 1.4, 1.35, 1.45, "imbalance: worker 1 idle 56%", 0.005)])
     v = verdicts.decide(s, rounds=3)

@@ -53,3 +53,15 @@ def test_one_run_is_said_to_be_too_few_for_an_interval_not_shown_as_a_zero_width
     # was "threading 0.99× (0.99–0.99) with 1 worker": one run, shown as an interval
     assert not re.search(r"\((\d+\.\d\d)–\1\)", said), screen
     assert "(1 run: too few for an interval)" in said, screen
+
+
+def test_where_an_arm_wins_is_told_as_its_interval_allows_never_wins_not_at(screen):
+    said = _said(screen)
+    # was "break-even: multiprocessing (spawn) pays 69.2 ms to start: it wins not at the sizes
+    # measured", and from one run alone "it wins at size ≥ 20"
+    assert "wins not at" not in said, screen
+    breaks = re.findall(r"break-even: (.+?) pays \S+ \S+ to start: (.+?)(?= break-even:| left out:|$)", said)
+    assert breaks, screen  # spawn and forkserver pay tens of ms to start
+    for arm, where in breaks:
+        assert where.startswith("it is not told apart from the plain loop yet (1 run"), (arm, where)
+    assert not re.search(r"to start, so it (wins|does not win)", said), screen

@@ -24,8 +24,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pandas as pd
 
-from conc_lab.advice.words import clean, interval, n_workers, seconds, x_text
-from conc_lab.analysis.breakeven import where_it_wins
+from conc_lab.advice.words import clean, interval, n_workers, seconds, where_it_wins_here, x_text
 from conc_lab.host.protocol import ASYNCIO, MULTIPROCESSING, RAY, SEQUENTIAL, SUBINTERPRETERS, THREADING
 
 #: An arm within this share of the best speedup counts as just as fast.
@@ -65,6 +64,10 @@ class ArmResult:
         """``threading  0.99× (0.97–1.01) with 2 workers: GIL-bound: …``"""
         why = f": {self.why}" if self.why else ""
         return f"{self.arm} {x_text(self.speedup)} ({self.interval()}) with {n_workers(self.workers)}{why}"
+
+    def wins(self) -> str:
+        """Where it wins despite its start-up, as its own interval allows (``words.where_it_wins_here``)."""
+        return where_it_wins_here(self.break_even, self.low, self.high, self.runs)
 
     def interval(self) -> str:
         """``1.80–1.91``, or why there is none (one run)."""
@@ -303,7 +306,8 @@ def decide(
     dont = choice is None or choice.speedup < WORTH
     imbalance = _imbalance(arms, choice, unequal)
     breaks = tuple(
-        f"{a.arm} pays {seconds(a.setup_s)} to start: it wins {a.break_even.replace('size ≥', 'at size ≥')}"
+        f"{a.arm} pays {seconds(a.setup_s)} to start: "
+        + where_it_wins_here(a.break_even, a.low, a.high, a.runs, full=True)
         for a in arms
         if a.setup_s >= 0.01 and a.break_even and a is not choice
     )
@@ -410,10 +414,10 @@ def _contrasts(arms: list[ArmResult], choice: ArmResult, threads: ArmResult | No
     """What the chosen arm is measured against: an alike costlier arm, threads, a slow start method.
 
     >>> fork = ArmResult("multiprocessing (fork)", "multiprocessing", 2, 1.8, 1.7, 1.9, 1.8, 0.004, "", "", 5)
-    >>> spawn = ArmResult("multiprocessing (spawn)", "multiprocessing", 2, 1.2, 1.1, 1.3, 1.8, 0.2, "",
+    >>> spawn = ArmResult("multiprocessing (spawn)", "multiprocessing", 2, 1.2, 0.9, 1.5, 1.8, 0.2, "",
     ...                   "not at the sizes measured", 5)
     >>> _contrasts([fork, spawn], fork, None)
-    ['spawn pays 200 ms to start, so it does not win at the sizes measured']
+    ['spawn pays 200 ms to start, so it is not told apart from the plain loop at the sizes measured']
     >>> spawn = ArmResult("multiprocessing (spawn)", "multiprocessing", 2, 1.2, 1.1, 1.3, 1.8, 0.2, "",
     ...                   "size ≥ 7.5e+05 (fit)", 5)
     >>> _contrasts([fork, spawn], fork, None)
@@ -439,7 +443,7 @@ def _contrasts(arms: list[ArmResult], choice: ArmResult, threads: ArmResult | No
     if slow:
         a = max(slow, key=lambda a: a.setup_s)
         method = a.arm.split(" ")[-1].strip("()")
-        parts.append(f"{method} pays {seconds(a.setup_s)} to start, so it {where_it_wins(a.break_even)}")
+        parts.append(f"{method} pays {seconds(a.setup_s)} to start, so {a.wins()}")
     return parts
 
 

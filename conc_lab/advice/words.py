@@ -10,6 +10,8 @@ import math
 
 import numpy as np
 
+from conc_lab.analysis.breakeven import NOT_SEEN, where_it_wins
+
 
 def x_text(value: float, digits: int = 2) -> str:
     return "?×" if not math.isfinite(value) else f"{value:.{digits}f}×"
@@ -32,6 +34,30 @@ def interval(low: float, high: float, runs: int) -> str:
     if runs < 2:
         return f"{runs} run{'s' * (runs != 1)}: too few for an interval"
     return span(low, high)
+
+
+def where_it_wins_here(break_even: str, low: float, high: float, runs: int, full: bool = False) -> str:
+    """Where an arm that pays to start wins, as a clause ("it wins only at size ≥ …"), told as its own
+    interval tells it: with too few runs, or an interval holding 1×, it is not said to win anywhere
+    (it once read "it wins not at the sizes measured" beside a 1.34× whose interval held 1).
+    ``full`` keeps the break-even's own caveat ("(extrapolated; one size measured, …)").
+
+    >>> where_it_wins_here(NOT_SEEN, 0.9, 1.6, 5), where_it_wins_here(NOT_SEEN, 0.2, 0.4, 5)
+    ('it is not told apart from the plain loop at the sizes measured', 'it is slower than the plain loop at the sizes measured')
+    >>> where_it_wins_here("size ≥ 12 (extrapolated)", 1.2, 1.3, 1)
+    'it is not told apart from the plain loop yet (1 run: too few for an interval)'
+    >>> where_it_wins_here("size ≥ 12 (extrapolated)", 1.2, 1.3, 5, full=True)
+    'it wins at size ≥ 12 (extrapolated)'
+    """
+    if runs < 2:
+        return f"it is not told apart from the plain loop yet ({interval(low, high, runs)})"
+    if break_even == NOT_SEEN or break_even.startswith("not "):
+        if math.isfinite(high) and high < 1:
+            return "it is slower than the plain loop at the sizes measured"
+        return "it is not told apart from the plain loop at the sizes measured"
+    if full and break_even.startswith("size"):
+        return f"it wins at {break_even}"
+    return f"it {where_it_wins(break_even)}"
 
 
 def n_workers(n: int) -> str:
