@@ -434,7 +434,12 @@ def _contrasts(arms: list[ArmResult], choice: ArmResult, threads: ArmResult | No
         why = "which needs another Python" if other else f"and {choice.backend} is cheaper"
         parts.append(f"≈ {alike[0].arm} {x_text(alike[0].speedup)}, {why}")
     if threads is not None and choice.backend != THREADING:
-        parts.append(f"threads {x_text(threads.speedup)}" + (f" ({threads.why})" if threads.why else ""))
+        # at their most workers, where their limit shows; the evidence line has their best count:
+        # each names its count, so two figures for threads never read as one
+        best = next((a for a in arms if a.arm == threads.arm), threads)
+        most = ", their most" if best.workers != threads.workers else ""
+        said = f"threads {x_text(threads.speedup)} with {n_workers(threads.workers)}{most}"
+        parts.append(said + (f" ({threads.why})" if threads.why else ""))
     slow = [
         a
         for a in arms
