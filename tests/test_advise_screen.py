@@ -78,3 +78,18 @@ def test_the_headlines_threads_figure_says_which_it_is_beside_the_evidence_line(
         assert head.group(1) == line.group(1), screen  # the same count: the same figure
     else:
         assert head.group(3), screen  # another count: the headline's is their most workers
+
+
+def test_at_80_columns_an_evidence_line_that_wraps_keeps_its_indent(screen):
+    lines = screen.splitlines()
+    first = next(i for i, line in enumerate(lines) if re.match(r"  \S", line))  # the first arm
+    last = next(i for i, line in enumerate(lines) if re.match(r"\d+ rounds? in ", line))
+    labels = ("break-even: ", "left out: ", "note: ", "forecast at ")
+    wrapped = 0
+    for line in lines[first:last]:
+        assert len(line) <= 80, line
+        item = re.match(r"  \S", line) or line.startswith(labels)
+        # was "others used 71% of its cores" at column 0, under "  multiprocessing (fork) 3.99× …"
+        assert item or line.startswith("    "), (line, screen)
+        wrapped += not item
+    assert wrapped, screen  # at 80 columns some evidence line did wrap
