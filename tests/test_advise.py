@@ -417,7 +417,7 @@ def test_json_parses_and_the_runs_are_a_sweep_summarize_reads(tmp_path):
     assert (
         doc["headline"] and doc["choice"] and doc["rounds"] >= 1 and doc["stopped"] in ("settled", "budget")
     )
-    assert Path(doc["advise_yaml"]) == tmp_path / "advise-tiny" / "advise.yaml"
+    assert Path(doc["advise_yaml"]) == tmp_path / "advise-experiments.advise_cases.tiny" / "advise.yaml"
     args = shlex.split(doc["rerun"])
     assert args[:3] == ["conclab", "sweep", doc["advise_yaml"]] and "--resume" in args
     df = conc_lab.load(doc["sweep_dir"])
@@ -458,9 +458,10 @@ def test_ctrl_c_saves_what_ran_and_prints_the_command_that_resumes(tmp_path):
     assert proc.returncode == 130, err
     assert "Resume with: " in err, err
     hint = err.split("Resume with: ", 1)[1].strip()
+    folder = tmp_path / "advise-experiments.advise_cases.wait"
     args = shlex.split(hint)
-    assert args[:4] == ["conclab", "sweep", str(tmp_path / "advise-wait" / "advise.yaml"), "--resume"], hint
-    assert len(conc_lab.load(tmp_path / "advise-wait")) > 0
+    assert args[:4] == ["conclab", "sweep", str(folder / "advise.yaml"), "--resume"], hint
+    assert len(conc_lab.load(folder)) > 0
 
 
 @pytest.mark.terminal

@@ -99,7 +99,7 @@ def advise(
     ``what`` is ``"module:function"``, ``"path/to/file.py:function"`` or the function (defined
     in a module: a child process cannot import one from ``__main__`` or a notebook cell).
     ``budget_s`` bounds the whole of it; ``size`` skips calibration; ``ray`` adds Ray.
-    The runs are a sweep under ``out/advise-<function>/``; Ctrl-C stops after saving them
+    The runs are a sweep under ``out/advise-<module>.<function>/``; Ctrl-C stops after saving them
     (``Advice.stopped == "interrupted"``; ``Advice.rerun`` resumes). Raises ``AdviseError``
     (one line) when the function cannot be run.
     """

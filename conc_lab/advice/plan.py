@@ -13,6 +13,7 @@ The plan is plain data (``AdvicePlan``), its ``document`` the YAML matrix a swee
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import multiprocessing
@@ -321,13 +322,29 @@ def _arms(target: Target, ray: bool, interpreters: list) -> tuple[list[str], lis
     return arms, extra, left_out
 
 
+def folder_name(target: Target) -> str:
+    """The sweep's name, its folder under the results: the function with its module, so that
+    ``a.work`` and ``b.work`` do not share one (the second's advise.yaml once replaced the first's).
+
+    >>> folder_name(Target("experiments.advise_cases:tiny", None, False))
+    'advise-experiments.advise_cases.tiny'
+    >>> len(folder_name(Target("m" * 200 + ":f", None, False)))
+    100
+    """
+    name = "advise-" + target.ref.replace(":", ".")
+    if len(name) <= 100:  # a sweep's name is at most 100 characters
+        return name
+    digest = hashlib.sha1(target.ref.encode()).hexdigest()[:8]  # cut names stay apart
+    return f"{name[:91]}-{digest}"
+
+
 def _document(target, probe, workers, tasks, arms, extra, waits, cores) -> dict:
     """The YAML matrix: interleaved, shuffled rounds of every arm at every worker count."""
     backends = list(dict.fromkeys(a.split(" ")[0] for a in arms))
     methods = [a[a.index("(") + 1 : -1] for a in arms if a.startswith(MULTIPROCESSING)]
     sequential_s = probe.task_s * tasks
     doc: dict = {
-        "name": f"advise-{target.name}"[:100],
+        "name": folder_name(target),
         "description": f"conclab advise {target.ref}: {', '.join(arms + extra_names(extra))}",
         "repeats": MAX_ROUNDS,
         "warmup": 1,

@@ -37,7 +37,7 @@ def advise(
     ),
     ray: bool = typer.Option(False, "--ray", help="Also measure Ray (off by default: it is slow to start)."),
     out: Path = typer.Option(
-        Path("results"), "--out", "-o", help="Results root; runs go to OUT/advise-<function>/."
+        Path("results"), "--out", "-o", help="Results root; runs go to OUT/advise-<module>.<function>/."
     ),
     fmt: str = typer.Option("table", "--format", "-f", help="table, or json for scripts."),
 ):

@@ -1,0 +1,44 @@
+"""`conclab advise` as a new user meets it, on functions of their own in temp modules (#24; each
+test was a defect a new-user test found): the real CLI in subprocesses, with small budgets."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.host, pytest.mark.slow]
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def advise_cli(cwd: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO)] + [p for p in [env.get("PYTHONPATH")] if p])
+    return subprocess.run(
+        [sys.executable, "-m", "conc_lab.cli", "advise", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=timeout,
+    )
+
+
+def test_two_functions_of_one_name_from_two_modules_keep_their_own_folders(tmp_path):
+    for module in ("a", "b"):
+        (tmp_path / f"{module}.py").write_text(f"def work(task, size):\n    return task + {len(module)}\n")
+    docs = {}
+    for module in ("a", "b"):
+        proc = advise_cli(tmp_path, f"{module}.py:work", "--size", "1", "--budget", "8", "-f", "json")
+        assert proc.returncode == 0, proc.stderr
+        docs[module] = json.loads(proc.stdout)
+    # both were results/advise-work/: b's advise.yaml replaced a's, its runs beside a's
+    yamls = {m: Path(tmp_path, d["advise_yaml"]) for m, d in docs.items()}
+    assert yamls["a"].parent != yamls["b"].parent, yamls
+    assert "a:work" in yamls["a"].read_text() and "b:work" in yamls["b"].read_text()
+    assert [p.name for p in sorted((tmp_path / "results").iterdir())] == ["advise-a.work", "advise-b.work"]
