@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -42,3 +43,27 @@ def test_two_functions_of_one_name_from_two_modules_keep_their_own_folders(tmp_p
     assert yamls["a"].parent != yamls["b"].parent, yamls
     assert "a:work" in yamls["a"].read_text() and "b:work" in yamls["b"].read_text()
     assert [p.name for p in sorted((tmp_path / "results").iterdir())] == ["advise-a.work", "advise-b.work"]
+
+
+LEAVES_A_THREAD = """
+import threading
+import time
+
+
+def work(task, size):
+    threading.Thread(target=time.sleep, args=(3600,)).start()  # never joined, not a daemon
+    return sum(i * i for i in range(size))
+"""
+
+
+def test_a_function_that_leaves_a_non_daemon_thread_is_advised_and_told_so(tmp_path):
+    (tmp_path / "leaky.py").write_text(LEAVES_A_THREAD)
+    began = time.monotonic()
+    proc = advise_cli(tmp_path, "leaky.py:work", "--size", "2000", "--budget", "20")
+    # was, after 30 s: "error: leaky:work: one call at size 2000 took over 30 s; give a smaller
+    # --size" (its probe's process could not end, so its answer was never read)
+    assert proc.returncode == 0, proc.stderr
+    said = " ".join(proc.stdout.split())
+    assert "note: leaky:work returned but left a non-daemon thread running ('Thread-" in said, said
+    assert "Join the thread before returning, or start it with daemon=True" in said
+    assert time.monotonic() - began < 20 + 10

@@ -162,7 +162,9 @@ def conclude(the_plan: AdvicePlan, ran: LoopResult, began: float, budget_s: floa
         "rounds": ran.rounds,
         "stop_reason": why,
         "unequal": evidence.unequal_tasks(df),
-        "notes": tuple(f"note: {w}" for w in ran.warnings) + ((unchecked,) if unchecked else ()),
+        "notes": the_plan.probe.notes(the_plan.target.ref)
+        + tuple(f"note: {w}" for w in ran.warnings)
+        + ((unchecked,) if unchecked else ()),
         "wrong": wrong,
         "gil": evidence.gil_bound(df, the_plan.probe.waits),
         "noisy": evidence.crowded_share(df),

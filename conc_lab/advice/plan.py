@@ -44,7 +44,7 @@ START_METHODS = ("fork", "forkserver", "spawn")
 
 # Runs in a fresh process: one warm call, then two timed ones (wall and the whole process's CPU time).
 _PROBE = r"""
-import asyncio, inspect, json, sys, time
+import asyncio, inspect, json, sys, threading, time
 from conc_lab.host.workload import import_function, search_first
 from conc_lab.host import protocol
 import os
@@ -67,9 +67,13 @@ try:
         walls.append(wall)
         # a busy machine keeps a computing call off the CPU too: that wait is not the call's own
         shares.append(cpu / max(wall - (queued() - q), cpu, 1e-9))
-    print(json.dumps({"wall": min(walls), "cpu_share": max(shares)}))
+    left = [t.name for t in threading.enumerate()
+            if t is not threading.main_thread() and t.is_alive() and not t.daemon]
+    print(json.dumps({"wall": min(walls), "cpu_share": max(shares), "threads": left}))
 except BaseException as exc:
     print(json.dumps({"error": "%s: %s" % (type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")}))
+sys.stdout.flush()
+os._exit(0)  # a non-daemon thread the function left would keep this process from ending: said above
 """
 
 
@@ -85,10 +89,26 @@ class Probe:
     task_s: float  # wall time of one call at ``size``
     cpu_share: float  # CPU time / wall time of that call: ~1 computing, ~0 waiting
     size_note: str | None = None  # why the size is what it is, where that is worth saying
+    threads: tuple[str, ...] = ()  # non-daemon threads its calls left running (their names)
 
     @property
     def waits(self) -> bool:
         return self.cpu_share < WAITS_BELOW
+
+    def notes(self, ref: str) -> tuple[str, ...]:
+        """What the verdict should say about the call itself: a thread it left that keeps a process alive.
+
+        >>> Probe(1, 0.1, 1.0, threads=("Thread-1 (sleep)",)).notes("m:f")[0][:70]
+        "note: m:f returned but left a non-daemon thread running ('Thread-1 (sl"
+        """
+        if not self.threads:
+            return ()
+        names = ", ".join(repr(t) for t in self.threads[:3]) + (" …" if len(self.threads) > 3 else "")
+        return (
+            f"note: {ref} returned but left a non-daemon thread running ({names}), so a process that "
+            "calls it cannot end until that thread does; advise ended its own processes. Join the "
+            "thread before returning, or start it with daemon=True",
+        )
 
 
 @dataclass(frozen=True)
@@ -223,7 +243,8 @@ def _time_one_call(target: Target, size: int, note: str | None, budget_s: float)
         raise AdviseError(f"{target.ref}: calling it in a fresh process failed: {tail}") from None
     if "error" in doc:
         raise AdviseError(f"{target.ref}({0}, {size}) raised {doc['error']}")
-    return Probe(size, float(doc["wall"]), min(float(doc["cpu_share"]), 1.0), note)
+    threads = tuple(str(t) for t in doc.get("threads", ()))
+    return Probe(size, float(doc["wall"]), min(float(doc["cpu_share"]), 1.0), note, threads)
 
 
 def _search_path(target: Target) -> list[str]:
