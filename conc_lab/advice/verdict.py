@@ -69,6 +69,11 @@ class ArmResult:
         """Where it wins despite its start-up, as its own interval allows (``words.where_it_wins_here``)."""
         return where_it_wins_here(self.break_even, self.low, self.high, self.runs)
 
+    def pays(self) -> str:
+        """Its break-even line: what it pays to start, and where that pays off."""
+        full = where_it_wins_here(self.break_even, self.low, self.high, self.runs, full=True)
+        return f"{self.arm} pays {seconds(self.setup_s)} to start: {full}"
+
     def interval(self) -> str:
         """``1.80–1.91``, or why there is none (one run)."""
         return interval(self.low, self.high, self.runs)
@@ -305,12 +310,7 @@ def decide(
         unsettled = f"only {rounds} of the {MIN_ROUNDS} rounds an interval needs ran"
     dont = choice is None or choice.speedup < WORTH
     imbalance = _imbalance(arms, choice, unequal)
-    breaks = tuple(
-        f"{a.arm} pays {seconds(a.setup_s)} to start: "
-        + where_it_wins_here(a.break_even, a.low, a.high, a.runs, full=True)
-        for a in arms
-        if a.setup_s >= 0.01 and a.break_even and a is not choice
-    )
+    breaks = tuple(a.pays() for a in arms if a.setup_s >= 0.01 and a.break_even and a is not choice)
     forecast = None if dont or waits else _forecast(fits, choice, cores)
     headline = _headline(summary, arms, choice, dont, imbalance, forecast, unsettled is not None)
     crowded = None if waits else busy(arms, noisy)
