@@ -67,3 +67,26 @@ def test_a_function_that_leaves_a_non_daemon_thread_is_advised_and_told_so(tmp_p
     assert "note: leaky:work returned but left a non-daemon thread running ('Thread-" in said, said
     assert "Join the thread before returning, or start it with daemon=True" in said
     assert time.monotonic() - began < 20 + 10
+
+
+CUBIC = """
+import time
+
+
+def work(task, size):
+    time.sleep(size**3 * 1e-6)  # cubic in size, as a matrix product is (a sleep: the same on any machine)
+    return task
+"""
+
+
+def test_work_that_grows_as_the_cube_of_its_size_is_advised_within_the_budget(tmp_path):
+    (tmp_path / "cubic.py").write_text(CUBIC)
+    began = time.monotonic()
+    proc = advise_cli(tmp_path, "cubic.py:work", "--budget", "15", "-f", "json")
+    took = time.monotonic() - began
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    # was 35 s: calibration stopped at size 64 (262 ms a call, 5x the 50 ms aimed for), and the
+    # warm-up and first rounds, which always run whole, took the rest
+    assert doc["wall_s"] <= 15 and took < 15 + 5, (took, doc["wall_s"])
+    assert doc["rounds"] >= 1

@@ -13,6 +13,7 @@ The plan is plain data (``AdvicePlan``), its ``document`` the YAML matrix a swee
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import importlib.util
 import json
@@ -20,10 +21,12 @@ import multiprocessing
 import os
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 
 import yaml
 
+from conc_lab.advice import sizing
 from conc_lab.advice.target import AdviseError, Target
 from conc_lab.host import affinity
 from conc_lab.host.protocol import ASYNCIO, MULTIPROCESSING, RAY, SEQUENTIAL, SUBINTERPRETERS, THREADING
@@ -90,6 +93,7 @@ class Probe:
     cpu_share: float  # CPU time / wall time of that call: ~1 computing, ~0 waiting
     size_note: str | None = None  # why the size is what it is, where that is worth saying
     threads: tuple[str, ...] = ()  # non-daemon threads its calls left running (their names)
+    steps: tuple[tuple[int, float], ...] = ()  # calibration's (size, seconds of one call), when calibrated
 
     @property
     def waits(self) -> bool:
@@ -172,6 +176,7 @@ def plan(
     subinterpreters and free-threaded threads; None looks for them.
     A ``probe`` given is used as it is (nothing is run).
     """
+    began = time.perf_counter()
     cores = cores or usable_cores()
     # before the probe, not beside it: starting a dozen interpreters would slow the calls it times
     interpreters = found_interpreters.find_interpreters() if interpreters is None else interpreters
@@ -180,6 +185,9 @@ def plan(
     workers = worker_counts(cores, waits)
     tasks = workers[-1] if waits else 4 * workers[-1]
     arms, extra, left_out = _arms(target, ray, interpreters)
+    if probe.steps:  # calibrated here: brought down where it overshot, or the rounds would not fit
+        runs = sizing.round_weight(tuple(arms + extra_names(extra)), workers, cores, waits) * tasks
+        probe = _within_budget(target, probe, runs, cores, budget_s - (time.perf_counter() - began))
     doc = _document(target, probe, workers, tasks, arms, extra, waits, cores)
     name = doc["name"]
     return AdvicePlan(
@@ -196,23 +204,48 @@ def plan(
     )
 
 
+def _per_task(cores: int) -> float:
+    """Seconds one call is aimed at: the sequential run (4 tasks a core) about ``SEQUENTIAL_RUN_S``."""
+    return max(SEQUENTIAL_RUN_S / (4 * cores), 0.005)
+
+
+def _within_budget(target: Target, probe: Probe, runs: float, cores: int, left_s: float) -> Probe:
+    """``probe``, or one at a smaller size (``sizing.fitted_size``) timed again; ``runs``: a round's
+    runs in sequential runs' worth, each ``tasks`` calls."""
+    left_s -= sizing.RESERVE_S + 2 * 3 * probe.task_s  # the conclusion, and timing a smaller size again
+    size = sizing.fitted_size(
+        probe.size, probe.task_s, _per_task(cores), list(probe.steps), left_s, runs * probe.task_s
+    )
+    if size >= probe.size:
+        return probe
+    smaller = _time_one_call(target, size, probe.size_note, max(left_s, 1.0))
+    return dataclasses.replace(smaller, steps=probe.steps)
+
+
 def probe_function(target: Target, size: int | None, cores: int, budget_s: float) -> Probe:
     """Calibrate the size (unless given) so the sequential run takes about ``SEQUENTIAL_RUN_S``; time one call."""
     if size is not None:
         return _time_one_call(target, size, None, budget_s)
-    per_task = max(SEQUENTIAL_RUN_S / (4 * cores), 0.005)
-    probe = _time_one_call(target, *_calibrate(target, per_task, budget_s), budget_s)
+    per_task = _per_task(cores)
+    probe = _calibrated(target, per_task, budget_s)
     if probe.size_note is None and probe.task_s < per_task / 4:
         # two slow calls in a row on a busy machine stop calibration early: measure again, once
-        probe = _time_one_call(target, *_calibrate(target, per_task, budget_s), budget_s)
+        probe = _calibrated(target, per_task, budget_s)
     return probe
 
 
-def _calibrate(target: Target, per_task: float, budget_s: float) -> tuple[int, str | None]:
+def _calibrated(target: Target, per_task: float, budget_s: float) -> Probe:
+    """One call timed at the size calibration found, with calibration's steps."""
+    steps: list[tuple[int, float]] = []
+    size, note = _calibrate(target, per_task, budget_s, lambda w, size, s, e: steps.append((size, s)))
+    return dataclasses.replace(_time_one_call(target, size, note, budget_s), steps=tuple(steps))
+
+
+def _calibrate(target: Target, per_task: float, budget_s: float, on_step=None) -> tuple[int, str | None]:
     """(size, why it is below the target or None), as ``size: auto`` finds it."""
     try:
         found = calibration.calibrate_workload(
-            target.ref, per_task, _search_path(target), budget_s=max(budget_s / 8, 5.0)
+            target.ref, per_task, _search_path(target), budget_s=max(budget_s / 8, 5.0), on_step=on_step
         )
     except calibration.CalibrationFailed as exc:
         if "does not take longer with size" not in exc.reason:
