@@ -87,11 +87,14 @@ def test_pure_python_work_is_told_to_use_processes_with_threads_gil_bound():
     )
     v = verdicts.decide(s, rounds=5)
     assert v.headline.startswith(
-        "use multiprocessing (fork): 1.86× (1.80–1.91) with 2 workers; threads 0.99× (GIL-bound"
+        "use multiprocessing (fork): 1.86× (1.80–1.91) with 2 workers; threads 0.99× with 2 workers, "
+        "their most (GIL-bound"
     )
     assert v.choice == "multiprocessing (fork)" and v.settled and not v.dont_bother
-    # threads are shown where their limit shows: at their most workers, not their fastest count
-    assert "threads 0.99× (GIL-bound: 2 workers, CPU 1.00× wall)" in v.headline
+    # threads are shown where their limit shows: at their most workers, not their fastest count,
+    # and said to be (the evidence line shows their fastest, "threading 1.00× … with 1 worker")
+    assert "threads 0.99× with 2 workers, their most (GIL-bound: 2 workers, CPU 1.00× wall)" in v.headline
+    assert "  threading 1.00× (0.98–1.02) with 1 worker: none dominant: workers busy 99%" in v.lines()
 
 
 @pytest.mark.inprocess
@@ -285,6 +288,24 @@ def test_arms_are_told_apart_run_against_run_where_their_intervals_against_the_l
 
 
 @pytest.mark.inprocess
+def test_an_arm_whose_interval_holds_1_is_not_said_to_win_anywhere():
+    s = _summary(
+        [
+            ("multiprocessing", "fork", 2, 1.86, 1.80, 1.91, "", 0.005),
+            ("multiprocessing", "spawn", 2, 1.34, 0.92, 1.71, "start-up: 110 ms of 500 ms", 0.11),
+        ]
+    )
+    s.loc[s["start_method"] == "spawn", "break_even"] = "not at the sizes measured"
+    v = verdicts.decide(s, rounds=5)
+    # was "multiprocessing (spawn) pays 110 ms to start: it wins not at the sizes measured"
+    assert v.break_even == (
+        "multiprocessing (spawn) pays 110 ms to start: it is not told apart from the plain loop at the "
+        "sizes measured",
+    )
+    assert "spawn pays 110 ms to start, so it is not told apart from the plain loop" in v.headline
+
+
+@pytest.mark.inprocess
 def test_unequal_tasks_are_named_in_the_verdict():
     s = _summary([("multiprocessing", "fork", 2, 1.4, 1.35, 1.45, "imbalance: worker 1 idle 56%", 0.005)])
     v = verdicts.decide(s, rounds=3)
@@ -396,7 +417,7 @@ def test_json_parses_and_the_runs_are_a_sweep_summarize_reads(tmp_path):
     assert (
         doc["headline"] and doc["choice"] and doc["rounds"] >= 1 and doc["stopped"] in ("settled", "budget")
     )
-    assert Path(doc["advise_yaml"]) == tmp_path / "advise-tiny" / "advise.yaml"
+    assert Path(doc["advise_yaml"]) == tmp_path / "advise-experiments.advise_cases.tiny" / "advise.yaml"
     args = shlex.split(doc["rerun"])
     assert args[:3] == ["conclab", "sweep", doc["advise_yaml"]] and "--resume" in args
     df = conc_lab.load(doc["sweep_dir"])
@@ -437,9 +458,10 @@ def test_ctrl_c_saves_what_ran_and_prints_the_command_that_resumes(tmp_path):
     assert proc.returncode == 130, err
     assert "Resume with: " in err, err
     hint = err.split("Resume with: ", 1)[1].strip()
+    folder = tmp_path / "advise-experiments.advise_cases.wait"
     args = shlex.split(hint)
-    assert args[:4] == ["conclab", "sweep", str(tmp_path / "advise-wait" / "advise.yaml"), "--resume"], hint
-    assert len(conc_lab.load(tmp_path / "advise-wait")) > 0
+    assert args[:4] == ["conclab", "sweep", str(folder / "advise.yaml"), "--resume"], hint
+    assert len(conc_lab.load(folder)) > 0
 
 
 @pytest.mark.terminal

@@ -9,7 +9,7 @@ to use, how much faster, and why. The folder is ``advice`` rather than ``advise`
 
 >>> advice = advise("mywork:count_words", budget_s=60)  # doctest: +SKIP
 >>> print(advice.verdict.headline)  # doctest: +SKIP
-use multiprocessing (fork): 1.86× (1.80–1.91) with 2 workers; threads 0.99× (GIL-bound: …)
+use multiprocessing (fork): 1.86× (1.80–1.91) with 2 workers; threads 0.99× with 2 workers (GIL-bound: …)
 """
 
 from __future__ import annotations
@@ -99,7 +99,7 @@ def advise(
     ``what`` is ``"module:function"``, ``"path/to/file.py:function"`` or the function (defined
     in a module: a child process cannot import one from ``__main__`` or a notebook cell).
     ``budget_s`` bounds the whole of it; ``size`` skips calibration; ``ray`` adds Ray.
-    The runs are a sweep under ``out/advise-<function>/``; Ctrl-C stops after saving them
+    The runs are a sweep under ``out/advise-<module>.<function>/``; Ctrl-C stops after saving them
     (``Advice.stopped == "interrupted"``; ``Advice.rerun`` resumes). Raises ``AdviseError``
     (one line) when the function cannot be run.
     """
@@ -162,7 +162,9 @@ def conclude(the_plan: AdvicePlan, ran: LoopResult, began: float, budget_s: floa
         "rounds": ran.rounds,
         "stop_reason": why,
         "unequal": evidence.unequal_tasks(df),
-        "notes": tuple(f"note: {w}" for w in ran.warnings) + ((unchecked,) if unchecked else ()),
+        "notes": the_plan.probe.notes(the_plan.target.ref)
+        + tuple(f"note: {w}" for w in ran.warnings)
+        + ((unchecked,) if unchecked else ()),
         "wrong": wrong,
         "gil": evidence.gil_bound(df, the_plan.probe.waits),
         "noisy": evidence.crowded_share(df),

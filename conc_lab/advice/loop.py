@@ -29,17 +29,13 @@ from conc_lab import events, schema
 from conc_lab.advice import evidence
 from conc_lab.advice import verdict as verdicts
 from conc_lab.advice.plan import AdvicePlan
+from conc_lab.advice.sizing import RESERVE_S
 from conc_lab.analysis.summary import summarize
 from conc_lab.config.document import load_config
 from conc_lab.host.protocol import SEQUENTIAL
 from conc_lab.run import runner
 from conc_lab.store.layout import make_dirs, write_atomic
 
-#: Seconds kept from the budget for what follows the last round, at least: closing the hosts,
-#: reading and summarising the runs, fitting the scaling laws. Under load that takes longer, so the
-#: reserve grows with how long the loop's own check of the verdict took (``_Rounds.reserve_s``):
-#: at load 12 on 2 cores the conclusion took 6 s, and a fixed 4 s let advise end 10-50% late.
-RESERVE_S = 4.0
 #: The reserve is at least this many times the last check of the verdict (a summary of the runs
 #: so far); the conclusion reads the store, summarises again and may fit the laws.
 RESERVE_CHECKS = 4

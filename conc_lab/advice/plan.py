@@ -13,16 +13,20 @@ The plan is plain data (``AdvicePlan``), its ``document`` the YAML matrix a swee
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import importlib.util
 import json
 import multiprocessing
 import os
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 
 import yaml
 
+from conc_lab.advice import sizing
 from conc_lab.advice.target import AdviseError, Target
 from conc_lab.host import affinity
 from conc_lab.host.protocol import ASYNCIO, MULTIPROCESSING, RAY, SEQUENTIAL, SUBINTERPRETERS, THREADING
@@ -43,7 +47,7 @@ START_METHODS = ("fork", "forkserver", "spawn")
 
 # Runs in a fresh process: one warm call, then two timed ones (wall and the whole process's CPU time).
 _PROBE = r"""
-import asyncio, inspect, json, sys, time
+import asyncio, inspect, json, sys, threading, time
 from conc_lab.host.workload import import_function, search_first
 from conc_lab.host import protocol
 import os
@@ -66,9 +70,13 @@ try:
         walls.append(wall)
         # a busy machine keeps a computing call off the CPU too: that wait is not the call's own
         shares.append(cpu / max(wall - (queued() - q), cpu, 1e-9))
-    print(json.dumps({"wall": min(walls), "cpu_share": max(shares)}))
+    left = [t.name for t in threading.enumerate()
+            if t is not threading.main_thread() and t.is_alive() and not t.daemon]
+    print(json.dumps({"wall": min(walls), "cpu_share": max(shares), "threads": left}))
 except BaseException as exc:
     print(json.dumps({"error": "%s: %s" % (type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")}))
+sys.stdout.flush()
+os._exit(0)  # a non-daemon thread the function left would keep this process from ending: said above
 """
 
 
@@ -84,10 +92,27 @@ class Probe:
     task_s: float  # wall time of one call at ``size``
     cpu_share: float  # CPU time / wall time of that call: ~1 computing, ~0 waiting
     size_note: str | None = None  # why the size is what it is, where that is worth saying
+    threads: tuple[str, ...] = ()  # non-daemon threads its calls left running (their names)
+    steps: tuple[tuple[int, float], ...] = ()  # calibration's (size, seconds of one call), when calibrated
 
     @property
     def waits(self) -> bool:
         return self.cpu_share < WAITS_BELOW
+
+    def notes(self, ref: str) -> tuple[str, ...]:
+        """What the verdict should say about the call itself: a thread it left that keeps a process alive.
+
+        >>> Probe(1, 0.1, 1.0, threads=("Thread-1 (sleep)",)).notes("m:f")[0][:70]
+        "note: m:f returned but left a non-daemon thread running ('Thread-1 (sl"
+        """
+        if not self.threads:
+            return ()
+        names = ", ".join(repr(t) for t in self.threads[:3]) + (" …" if len(self.threads) > 3 else "")
+        return (
+            f"note: {ref} returned but left a non-daemon thread running ({names}), so a process that "
+            "calls it cannot end until that thread does; advise ended its own processes. Join the "
+            "thread before returning, or start it with daemon=True",
+        )
 
 
 @dataclass(frozen=True)
@@ -151,6 +176,7 @@ def plan(
     subinterpreters and free-threaded threads; None looks for them.
     A ``probe`` given is used as it is (nothing is run).
     """
+    began = time.perf_counter()
     cores = cores or usable_cores()
     # before the probe, not beside it: starting a dozen interpreters would slow the calls it times
     interpreters = found_interpreters.find_interpreters() if interpreters is None else interpreters
@@ -159,6 +185,9 @@ def plan(
     workers = worker_counts(cores, waits)
     tasks = workers[-1] if waits else 4 * workers[-1]
     arms, extra, left_out = _arms(target, ray, interpreters)
+    if probe.steps:  # calibrated here: brought down where it overshot, or the rounds would not fit
+        runs = sizing.round_weight(tuple(arms + extra_names(extra)), workers, cores, waits) * tasks
+        probe = _within_budget(target, probe, runs, cores, budget_s - (time.perf_counter() - began))
     doc = _document(target, probe, workers, tasks, arms, extra, waits, cores)
     name = doc["name"]
     return AdvicePlan(
@@ -175,23 +204,48 @@ def plan(
     )
 
 
+def _per_task(cores: int) -> float:
+    """Seconds one call is aimed at: the sequential run (4 tasks a core) about ``SEQUENTIAL_RUN_S``."""
+    return max(SEQUENTIAL_RUN_S / (4 * cores), 0.005)
+
+
+def _within_budget(target: Target, probe: Probe, runs: float, cores: int, left_s: float) -> Probe:
+    """``probe``, or one at a smaller size (``sizing.fitted_size``) timed again; ``runs``: a round's
+    runs in sequential runs' worth, each ``tasks`` calls."""
+    left_s -= sizing.RESERVE_S + 2 * 3 * probe.task_s  # the conclusion, and timing a smaller size again
+    size = sizing.fitted_size(
+        probe.size, probe.task_s, _per_task(cores), list(probe.steps), left_s, runs * probe.task_s
+    )
+    if size >= probe.size:
+        return probe
+    smaller = _time_one_call(target, size, probe.size_note, max(left_s, 1.0))
+    return dataclasses.replace(smaller, steps=probe.steps)
+
+
 def probe_function(target: Target, size: int | None, cores: int, budget_s: float) -> Probe:
     """Calibrate the size (unless given) so the sequential run takes about ``SEQUENTIAL_RUN_S``; time one call."""
     if size is not None:
         return _time_one_call(target, size, None, budget_s)
-    per_task = max(SEQUENTIAL_RUN_S / (4 * cores), 0.005)
-    probe = _time_one_call(target, *_calibrate(target, per_task, budget_s), budget_s)
+    per_task = _per_task(cores)
+    probe = _calibrated(target, per_task, budget_s)
     if probe.size_note is None and probe.task_s < per_task / 4:
         # two slow calls in a row on a busy machine stop calibration early: measure again, once
-        probe = _time_one_call(target, *_calibrate(target, per_task, budget_s), budget_s)
+        probe = _calibrated(target, per_task, budget_s)
     return probe
 
 
-def _calibrate(target: Target, per_task: float, budget_s: float) -> tuple[int, str | None]:
+def _calibrated(target: Target, per_task: float, budget_s: float) -> Probe:
+    """One call timed at the size calibration found, with calibration's steps."""
+    steps: list[tuple[int, float]] = []
+    size, note = _calibrate(target, per_task, budget_s, lambda w, size, s, e: steps.append((size, s)))
+    return dataclasses.replace(_time_one_call(target, size, note, budget_s), steps=tuple(steps))
+
+
+def _calibrate(target: Target, per_task: float, budget_s: float, on_step=None) -> tuple[int, str | None]:
     """(size, why it is below the target or None), as ``size: auto`` finds it."""
     try:
         found = calibration.calibrate_workload(
-            target.ref, per_task, _search_path(target), budget_s=max(budget_s / 8, 5.0)
+            target.ref, per_task, _search_path(target), budget_s=max(budget_s / 8, 5.0), on_step=on_step
         )
     except calibration.CalibrationFailed as exc:
         if "does not take longer with size" not in exc.reason:
@@ -222,7 +276,8 @@ def _time_one_call(target: Target, size: int, note: str | None, budget_s: float)
         raise AdviseError(f"{target.ref}: calling it in a fresh process failed: {tail}") from None
     if "error" in doc:
         raise AdviseError(f"{target.ref}({0}, {size}) raised {doc['error']}")
-    return Probe(size, float(doc["wall"]), min(float(doc["cpu_share"]), 1.0), note)
+    threads = tuple(str(t) for t in doc.get("threads", ()))
+    return Probe(size, float(doc["wall"]), min(float(doc["cpu_share"]), 1.0), note, threads)
 
 
 def _search_path(target: Target) -> list[str]:
@@ -321,13 +376,29 @@ def _arms(target: Target, ray: bool, interpreters: list) -> tuple[list[str], lis
     return arms, extra, left_out
 
 
+def folder_name(target: Target) -> str:
+    """The sweep's name, its folder under the results: the function with its module, so that
+    ``a.work`` and ``b.work`` do not share one (the second's advise.yaml once replaced the first's).
+
+    >>> folder_name(Target("experiments.advise_cases:tiny", None, False))
+    'advise-experiments.advise_cases.tiny'
+    >>> len(folder_name(Target("m" * 200 + ":f", None, False)))
+    100
+    """
+    name = "advise-" + target.ref.replace(":", ".")
+    if len(name) <= 100:  # a sweep's name is at most 100 characters
+        return name
+    digest = hashlib.sha1(target.ref.encode()).hexdigest()[:8]  # cut names stay apart
+    return f"{name[:91]}-{digest}"
+
+
 def _document(target, probe, workers, tasks, arms, extra, waits, cores) -> dict:
     """The YAML matrix: interleaved, shuffled rounds of every arm at every worker count."""
     backends = list(dict.fromkeys(a.split(" ")[0] for a in arms))
     methods = [a[a.index("(") + 1 : -1] for a in arms if a.startswith(MULTIPROCESSING)]
     sequential_s = probe.task_s * tasks
     doc: dict = {
-        "name": f"advise-{target.name}"[:100],
+        "name": folder_name(target),
         "description": f"conclab advise {target.ref}: {', '.join(arms + extra_names(extra))}",
         "repeats": MAX_ROUNDS,
         "warmup": 1,

@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pandas as pd
 
-from conc_lab.analysis.breakeven import where_it_wins
+from conc_lab.advice.words import clean, interval, n_workers, seconds, where_it_wins_here, x_text
 from conc_lab.host.protocol import ASYNCIO, MULTIPROCESSING, RAY, SEQUENTIAL, SUBINTERPRETERS, THREADING
 
 #: An arm within this share of the best speedup counts as just as fast.
@@ -63,7 +63,20 @@ class ArmResult:
     def text(self) -> str:
         """``threading  0.99× (0.97–1.01) with 2 workers: GIL-bound: …``"""
         why = f": {self.why}" if self.why else ""
-        return f"{self.arm} {_x(self.speedup)} ({_range(self.low, self.high)}) with {_workers(self.workers)}{why}"
+        return f"{self.arm} {x_text(self.speedup)} ({self.interval()}) with {n_workers(self.workers)}{why}"
+
+    def wins(self) -> str:
+        """Where it wins despite its start-up, as its own interval allows (``words.where_it_wins_here``)."""
+        return where_it_wins_here(self.break_even, self.low, self.high, self.runs)
+
+    def pays(self) -> str:
+        """Its break-even line: what it pays to start, and where that pays off."""
+        full = where_it_wins_here(self.break_even, self.low, self.high, self.runs, full=True)
+        return f"{self.arm} pays {seconds(self.setup_s)} to start: {full}"
+
+    def interval(self) -> str:
+        """``1.80–1.91``, or why there is none (one run)."""
+        return interval(self.low, self.high, self.runs)
 
 
 @dataclass(frozen=True)
@@ -77,7 +90,7 @@ class Forecast:
 
     def text(self) -> str:
         tail = ", extrapolated" if self.extrapolated else ""
-        return f"forecast at {self.cores} cores: {_x(self.speedup, 1)} ({self.law}{tail})"
+        return f"forecast at {self.cores} cores: {x_text(self.speedup, 1)} ({self.law}{tail})"
 
 
 @dataclass(frozen=True)
@@ -111,7 +124,7 @@ class Verdict:
         return out
 
     def to_dict(self) -> dict:
-        return _clean(asdict(self))
+        return clean(asdict(self))
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, ensure_ascii=False)
@@ -150,6 +163,8 @@ def _arm_result(row: pd.Series, label: str) -> ArmResult:
         value = row.get(col)
         return float(value) if value is not None and pd.notna(value) else math.nan
 
+    if int(row["n"]) < 2:  # one run's "interval" is that run twice: none, for scripts too
+        row = row.drop(["e2e_speedup_ci_low", "e2e_speedup_ci_high"], errors="ignore")
     return ArmResult(
         arm=label,
         backend=str(row["backend"]),
@@ -232,13 +247,13 @@ def settled(
     if not (math.isfinite(choice.low) and math.isfinite(choice.high)):
         return f"{choice.arm} has no interval yet"
     if choice.low <= WORTH <= choice.high:
-        return f"{choice.arm}'s interval ({_range(choice.low, choice.high)}) still straddles {_x(WORTH)}, the least gain worth a backend"
+        return f"{choice.arm}'s interval ({choice.interval()}) still straddles {x_text(WORTH)}, the least gain worth a backend"
     if choice.high < WORTH:  # don't bother: every arm's interval below the line says so
         doubtful = [a for a in arms if a.high >= WORTH]
         return (
             None
             if not doubtful
-            else f"{doubtful[0].arm}'s interval ({_range(doubtful[0].low, doubtful[0].high)}) still reaches {_x(WORTH)}"
+            else f"{doubtful[0].arm}'s interval ({doubtful[0].interval()}) still reaches {x_text(WORTH)}"
         )
     others = [a for a in arms if a.arm != choice.arm]
     if not others:
@@ -251,8 +266,8 @@ def settled(
     if alike and _width(choice) <= NARROW and _width(rival) <= NARROW:
         return None  # as fast as each other, measured closely enough to say so
     return (
-        f"{choice.arm} {_x(choice.speedup)} ({_range(choice.low, choice.high)}) and {rival.arm} "
-        f"{_x(rival.speedup)} ({_range(rival.low, rival.high)}) still overlap"
+        f"{choice.arm} {x_text(choice.speedup)} ({choice.interval()}) and {rival.arm} "
+        f"{x_text(rival.speedup)} ({rival.interval()}) still overlap"
     )
 
 
@@ -295,11 +310,7 @@ def decide(
         unsettled = f"only {rounds} of the {MIN_ROUNDS} rounds an interval needs ran"
     dont = choice is None or choice.speedup < WORTH
     imbalance = _imbalance(arms, choice, unequal)
-    breaks = tuple(
-        f"{a.arm} pays {_seconds(a.setup_s)} to start: it wins {a.break_even.replace('size ≥', 'at size ≥')}"
-        for a in arms
-        if a.setup_s >= 0.01 and a.break_even and a is not choice
-    )
+    breaks = tuple(a.pays() for a in arms if a.setup_s >= 0.01 and a.break_even and a is not choice)
     forecast = None if dont or waits else _forecast(fits, choice, cores)
     headline = _headline(summary, arms, choice, dont, imbalance, forecast, unsettled is not None)
     crowded = None if waits else busy(arms, noisy)
@@ -366,11 +377,11 @@ def _headline(summary, arms, choice, dont, imbalance, forecast, tentative: bool)
     mark = " (tentative)" if tentative else ""
     if dont:
         parts = [f"don't bother{mark}: stay sequential; {_why_not(summary, arms)}"]
-        parts.append(f"best: {choice.arm} {_x(choice.speedup)} ({_range(choice.low, choice.high)})")
+        parts.append(f"best: {choice.arm} {x_text(choice.speedup)} ({choice.interval()})")
     else:
         parts = [
-            f"use {choice.arm}{mark}: {_x(choice.speedup)} ({_range(choice.low, choice.high)}) "
-            f"with {_workers(choice.workers)}"
+            f"use {choice.arm}{mark}: {x_text(choice.speedup)} ({choice.interval()}) "
+            f"with {n_workers(choice.workers)}"
         ]
         parts += _contrasts(arms, choice, _widest(summary, THREADING))
     if imbalance:
@@ -393,8 +404,8 @@ def _why_not(summary: pd.DataFrame, arms: list[ArmResult]) -> str:
     )
     if small:
         return (
-            f"the work ({_seconds(run_s)} a run) is too small for any backend to pay its start-up "
-            f"({cheapest.arm} takes {_seconds(cheapest.setup_s)})"
+            f"the work ({seconds(run_s)} a run) is too small for any backend to pay its start-up "
+            f"({cheapest.arm} takes {seconds(cheapest.setup_s)})"
         )
     return f"no backend beats the plain loop by {WORTH - 1:.0%}"
 
@@ -403,10 +414,10 @@ def _contrasts(arms: list[ArmResult], choice: ArmResult, threads: ArmResult | No
     """What the chosen arm is measured against: an alike costlier arm, threads, a slow start method.
 
     >>> fork = ArmResult("multiprocessing (fork)", "multiprocessing", 2, 1.8, 1.7, 1.9, 1.8, 0.004, "", "", 5)
-    >>> spawn = ArmResult("multiprocessing (spawn)", "multiprocessing", 2, 1.2, 1.1, 1.3, 1.8, 0.2, "",
+    >>> spawn = ArmResult("multiprocessing (spawn)", "multiprocessing", 2, 1.2, 0.9, 1.5, 1.8, 0.2, "",
     ...                   "not at the sizes measured", 5)
     >>> _contrasts([fork, spawn], fork, None)
-    ['spawn pays 200 ms to start, so it does not win at the sizes measured']
+    ['spawn pays 200 ms to start, so it is not told apart from the plain loop at the sizes measured']
     >>> spawn = ArmResult("multiprocessing (spawn)", "multiprocessing", 2, 1.2, 1.1, 1.3, 1.8, 0.2, "",
     ...                   "size ≥ 7.5e+05 (fit)", 5)
     >>> _contrasts([fork, spawn], fork, None)
@@ -421,9 +432,14 @@ def _contrasts(arms: list[ArmResult], choice: ArmResult, threads: ArmResult | No
     if alike and cost_rank(alike[0]) > cost_rank(choice):
         other = "(Python " in alike[0].arm and "(Python " not in choice.arm
         why = "which needs another Python" if other else f"and {choice.backend} is cheaper"
-        parts.append(f"≈ {alike[0].arm} {_x(alike[0].speedup)}, {why}")
+        parts.append(f"≈ {alike[0].arm} {x_text(alike[0].speedup)}, {why}")
     if threads is not None and choice.backend != THREADING:
-        parts.append(f"threads {_x(threads.speedup)}" + (f" ({threads.why})" if threads.why else ""))
+        # at their most workers, where their limit shows; the evidence line has their best count:
+        # each names its count, so two figures for threads never read as one
+        best = next((a for a in arms if a.arm == threads.arm), threads)
+        most = ", their most" if best.workers != threads.workers else ""
+        said = f"threads {x_text(threads.speedup)} with {n_workers(threads.workers)}{most}"
+        parts.append(said + (f" ({threads.why})" if threads.why else ""))
     slow = [
         a
         for a in arms
@@ -432,7 +448,7 @@ def _contrasts(arms: list[ArmResult], choice: ArmResult, threads: ArmResult | No
     if slow:
         a = max(slow, key=lambda a: a.setup_s)
         method = a.arm.split(" ")[-1].strip("()")
-        parts.append(f"{method} pays {_seconds(a.setup_s)} to start, so it {where_it_wins(a.break_even)}")
+        parts.append(f"{method} pays {seconds(a.setup_s)} to start, so {a.wins()}")
     return parts
 
 
@@ -458,42 +474,3 @@ def _forecast(fits: pd.DataFrame | None, choice: ArmResult | None, cores: int) -
     else:
         return None
     return Forecast(target, speed, law, bool(target > row.get("max_workers", target)))
-
-
-def _x(value: float, digits: int = 2) -> str:
-    return "?×" if not math.isfinite(value) else f"{value:.{digits}f}×"
-
-
-def _range(low: float, high: float) -> str:
-    if not (math.isfinite(low) and math.isfinite(high)):
-        return "no interval"
-    return f"{low:.2f}–{high:.2f}"
-
-
-def _workers(n: int) -> str:
-    return f"{n} worker" + ("s" if n != 1 else "")
-
-
-def _seconds(s: float) -> str:
-    if not math.isfinite(s):
-        return "?"
-    return f"{s * 1e6:.0f} µs" if s < 1e-3 else f"{s * 1e3:.3g} ms" if s < 1 else f"{s:.3g} s"
-
-
-def _plain(value):
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (np.floating,)):
-        return float(value)
-    return str(value)
-
-
-def _clean(doc):
-    """NaN and infinities as null: JSON has none."""
-    if isinstance(doc, dict):
-        return {k: _clean(v) for k, v in doc.items()}
-    if isinstance(doc, (list, tuple)):
-        return [_clean(v) for v in doc]
-    if isinstance(doc, float) and not math.isfinite(doc):
-        return None
-    return _plain(doc) if isinstance(doc, (np.integer, np.floating)) else doc

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import signal
+import textwrap
 from pathlib import Path
 
 import typer
@@ -36,7 +37,7 @@ def advise(
     ),
     ray: bool = typer.Option(False, "--ray", help="Also measure Ray (off by default: it is slow to start)."),
     out: Path = typer.Option(
-        Path("results"), "--out", "-o", help="Results root; runs go to OUT/advise-<function>/."
+        Path("results"), "--out", "-o", help="Results root; runs go to OUT/advise-<module>.<function>/."
     ),
     fmt: str = typer.Option("table", "--format", "-f", help="table, or json for scripts."),
 ):
@@ -103,7 +104,7 @@ def _print(advice, console: Console) -> None:
     lines = advice.verdict.lines()
     console.print(lines[0], style="bold", highlight=False, markup=False)
     for line in lines[1:]:
-        console.print(line, highlight=False, markup=False)
+        console.print(_hanging(line, console.width), highlight=False, markup=False, soft_wrap=True)
     how = _STOPPED.get(advice.stopped, advice.stopped)
     console.print(
         f"{advice.verdict.rounds} round{'s' * (advice.verdict.rounds != 1)} in {advice.wall_s:.0f} s ({how}) → {advice.sweep_dir}",
@@ -112,6 +113,24 @@ def _print(advice, console: Console) -> None:
     )
     verb = "run it longer" if not advice.verdict.settled else "rerun or extend it"
     console.print(f"to {verb}: {advice.rerun}", highlight=False, markup=False)
+
+
+def _hanging(line: str, width: int) -> str:
+    """``line`` wrapped to ``width`` with its continuation lines indented past its own indent, so an
+    evidence line's second half does not read as a line of its own at column 0.
+
+    >>> print(_hanging("  threading 0.99× (0.97–1.01) with 2 workers: GIL-bound", 40))
+      threading 0.99× (0.97–1.01) with 2
+          workers: GIL-bound
+    """
+    indent = line[: len(line) - len(line.lstrip())]
+    return textwrap.fill(
+        line,
+        width=max(width, 40),
+        subsequent_indent=indent + "    ",
+        break_long_words=False,  # a path or a command stays whole, to be copied
+        break_on_hyphens=False,
+    )
 
 
 class _Status:

@@ -1,0 +1,87 @@
+"""Keeping a calibrated size within what advise aims for and within its budget.
+
+Calibration doubles the size until one call takes the target time, so work that grows faster
+than its size overshoots: a numpy matrix product (cubic) stopped at 2.5 s a sequential run where
+0.4 s was aimed for, and ``advise --budget 30`` took 50 s (its warm-up round and first measured
+round always run whole). Here the growth calibration saw (time as ``size**k``, ``k`` from its last
+two steps) brings the size back down: to the time aimed for, and below what lets the warm-up and
+``verdict.MIN_ROUNDS`` rounds fit in the budget that is left.
+"""
+
+from __future__ import annotations
+
+import math
+
+from conc_lab.advice.verdict import MIN_ROUNDS
+from conc_lab.host.protocol import MULTIPROCESSING, THREADING
+
+#: Seconds kept from the budget for what follows the last round, at least: closing the hosts,
+#: reading and summarising the runs, fitting the scaling laws. Under load that takes longer, so the
+#: reserve grows with how long the loop's own check of the verdict took (``_Rounds.reserve_s``):
+#: at load 12 on 2 cores the conclusion took 6 s, and a fixed 4 s let advise end 10-50% late.
+RESERVE_S = 4.0
+#: A round is taken to cost up to this many times the sum of its runs' forecast times: start-ups,
+#: the hosts' own work, a machine that others load.
+ROUND_SLACK = 1.5
+#: A calibrated call may take up to this many times the time aimed for before the size is brought down.
+OVERSHOOT = 1.5
+
+
+def growth(steps: list[tuple[int, float]]) -> float:
+    """``k`` in time ∝ ``size**k``, from the last two calibration steps of different sizes; at least 1
+    (a forecast of slower growth would shrink too little), 1 where they cannot tell.
+
+    >>> round(growth([(16, 0.004), (32, 0.033), (64, 0.264)]), 2), growth([(1, 1e-6)])
+    (3.0, 1.0)
+    """
+    sized = {}
+    for size, seconds in steps:
+        sized[size] = seconds  # the last time measured at each size (a step is timed twice at the end)
+    pairs = sorted(sized.items())[-2:]
+    if len(pairs) < 2 or min(s for _, s in pairs) <= 0:
+        return 1.0
+    (s1, t1), (s2, t2) = pairs
+    return max(math.log(t2 / t1) / math.log(s2 / s1), 1.0)
+
+
+def round_weight(arms: tuple[str, ...], workers: tuple[int, ...], cores: int, waits: bool) -> float:
+    """A round's runs in sequential runs' worth: a run with ``w`` workers counted as 1/min(w, cores) of
+    one (1/w for work that waits), threads on work that computes as a whole one (the GIL).
+
+    >>> round_weight(("sequential", "threading", "multiprocessing (fork)", "multiprocessing (spawn)"), (1, 2), 2, False)
+    5.0
+    """
+    total = 0.0
+    for arm in arms:
+        backend = arm.split(" ")[0]
+        if backend == MULTIPROCESSING and "(fork)" not in arm:
+            counts = [min(cores, workers[-1])]  # spawn and forkserver run at one worker count
+        elif backend in (THREADING, MULTIPROCESSING) or "(Python" in arm or "free-threaded" in arm:
+            counts = list(workers) + ([1] if "(Python" in arm or "free-threaded" in arm else [])
+        else:
+            counts = [1]
+        for w in counts:
+            gil = backend == THREADING and not waits and "free-threaded" not in arm
+            total += 1.0 if gil else 1.0 / (w if waits else min(w, cores))
+    return total
+
+
+def fitted_size(
+    size: int, task_s: float, want_s: float, steps: list[tuple[int, float]], left_s: float, runs_s: float
+) -> int:
+    """The size to run: ``size``, or smaller where its call (``task_s``) is over ``OVERSHOOT`` times
+    ``want_s``, or where the warm-up and ``MIN_ROUNDS`` rounds (``runs_s`` a round, at ``size``) would
+    not fit in ``left_s``; scaled by the growth calibration saw (``growth``), at least 1.
+
+    >>> fitted_size(64, 0.262, 0.05, [(32, 0.033), (64, 0.262)], 100.0, 0.262 * 40)
+    36
+    >>> fitted_size(64, 0.06, 0.05, [(32, 0.0075), (64, 0.06)], 1000.0, 0.06 * 40)
+    64
+    >>> fitted_size(64, 0.06, 0.05, [(32, 0.0075), (64, 0.06)], 6.0, 0.06 * 40)  # 10 s left: a smaller round
+    47
+    """
+    fits = left_s / ((1 + MIN_ROUNDS) * ROUND_SLACK * max(runs_s, 1e-9))  # share of today's round
+    want = min(want_s / task_s if task_s > OVERSHOOT * want_s else 1.0, fits)
+    if want >= 1.0:
+        return size
+    return max(1, int(size * want ** (1 / growth(steps))))

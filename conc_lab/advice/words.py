@@ -1,0 +1,89 @@
+"""How the verdict says its numbers: speedups, intervals, worker counts, durations, and JSON without NaN.
+
+Kept apart from ``verdict`` so that the rules of the verdict and the words it is told in can each
+grow without the other's module passing its size.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from conc_lab.analysis.breakeven import NOT_SEEN, where_it_wins
+
+
+def x_text(value: float, digits: int = 2) -> str:
+    return "?×" if not math.isfinite(value) else f"{value:.{digits}f}×"
+
+
+def span(low: float, high: float) -> str:
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return "no interval"
+    return f"{low:.2f}–{high:.2f}"
+
+
+def interval(low: float, high: float, runs: int) -> str:
+    """An arm's interval as the verdict shows it; with one run there is none to show.
+
+    A single run's "interval" is that run twice (``1.54–1.54``): it claims a precision no run gave.
+
+    >>> interval(1.5, 1.6, 5), interval(1.54, 1.54, 1), interval(float("nan"), 1.0, 3)
+    ('1.50–1.60', '1 run: too few for an interval', 'no interval')
+    """
+    if runs < 2:
+        return f"{runs} run{'s' * (runs != 1)}: too few for an interval"
+    return span(low, high)
+
+
+def where_it_wins_here(break_even: str, low: float, high: float, runs: int, full: bool = False) -> str:
+    """Where an arm that pays to start wins, as a clause ("it wins only at size ≥ …"), told as its own
+    interval tells it: with too few runs, or an interval holding 1×, it is not said to win anywhere
+    (it once read "it wins not at the sizes measured" beside a 1.34× whose interval held 1).
+    ``full`` keeps the break-even's own caveat ("(extrapolated; one size measured, …)").
+
+    >>> where_it_wins_here(NOT_SEEN, 0.9, 1.6, 5), where_it_wins_here(NOT_SEEN, 0.2, 0.4, 5)
+    ('it is not told apart from the plain loop at the sizes measured', 'it is slower than the plain loop at the sizes measured')
+    >>> where_it_wins_here("size ≥ 12 (extrapolated)", 1.2, 1.3, 1)
+    'it is not told apart from the plain loop yet (1 run: too few for an interval)'
+    >>> where_it_wins_here("size ≥ 12 (extrapolated)", 1.2, 1.3, 5, full=True)
+    'it wins at size ≥ 12 (extrapolated)'
+    """
+    if runs < 2:
+        return f"it is not told apart from the plain loop yet ({interval(low, high, runs)})"
+    if break_even == NOT_SEEN or break_even.startswith("not "):
+        if math.isfinite(high) and high < 1:
+            return "it is slower than the plain loop at the sizes measured"
+        return "it is not told apart from the plain loop at the sizes measured"
+    if full and break_even.startswith("size"):
+        return f"it wins at {break_even}"
+    return f"it {where_it_wins(break_even)}"
+
+
+def n_workers(n: int) -> str:
+    return f"{n} worker" + ("s" if n != 1 else "")
+
+
+def seconds(s: float) -> str:
+    if not math.isfinite(s):
+        return "?"
+    return f"{s * 1e6:.0f} µs" if s < 1e-3 else f"{s * 1e3:.3g} ms" if s < 1 else f"{s:.3g} s"
+
+
+def _plain(value):
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating,)):
+        return float(value)
+    return str(value)
+
+
+def clean(doc):
+    """NaN and infinities as null: JSON has none."""
+    if isinstance(doc, dict):
+        return {k: clean(v) for k, v in doc.items()}
+    if isinstance(doc, (list, tuple)):
+        return [clean(v) for v in doc]
+    if isinstance(doc, float) and not math.isfinite(doc):
+        return None
+    return _plain(doc) if isinstance(doc, (np.integer, np.floating)) else doc
