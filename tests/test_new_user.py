@@ -136,6 +136,15 @@ def test_an_interrupted_sweeps_table_says_it_is_partial(tmp_path):
         stdout
     )
     assert any(line.startswith("───") for line in lines[1:]), stdout
+    # was: read again later, the same runs summarized and checked as if the sweep were whole
+    for command in (["summarize", str(out)], ["check", str(out)]):
+        later = subprocess.run(
+            [*CLI, *command], capture_output=True, text=True, cwd=REPO, env=_env(COLUMNS="120")
+        )
+        said = " ".join((later.stdout + later.stderr).split())
+        assert "interrupted (Ctrl-C or SIGTERM) before every planned run was made" in said, (command, said)
+        assert "--resume continues it" in said, (command, said)
+    assert "1 sweep, " in said, said
 
 
 #: Sleeps whose length is drawn anew each run (0.5-50× ``size`` ms): no number of rounds makes

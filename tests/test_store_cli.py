@@ -353,7 +353,7 @@ def test_a_copied_part_counts_once_everywhere_and_check_names_it(shard_store, tm
 def test_check_passes_a_whole_store(shard_store):
     proc = conclab("check", str(shard_store))
     assert proc.returncode == 0, proc.stderr
-    assert proc.stderr.strip().splitlines()[-1] == "1 sweeps, 4 runs: ok"
+    assert proc.stderr.strip().splitlines()[-1] == "1 sweep, 4 runs: ok"
 
 
 # ---- merging shards (#13 items 1, 2, 7; #12 item 4)

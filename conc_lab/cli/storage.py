@@ -86,6 +86,7 @@ def check(
     for line in report.notes:
         console.print(f"note: {line}", highlight=False, soft_wrap=True)
     verdict = "ok" if report.ok else f"{len(report.problems)} problems"
-    console.print(f"{report.sweeps} sweeps, {report.runs} runs: {verdict}", highlight=False)
+    sweeps = f"{report.sweeps} sweep" + ("" if report.sweeps == 1 else "s")
+    console.print(f"{sweeps}, {report.runs} runs: {verdict}", highlight=False)
     if not report.ok:
         raise typer.Exit(1)

@@ -29,7 +29,7 @@ from conc_lab.store.layout import (
     sweeps_below,
 )
 from conc_lab.store.lock import is_live
-from conc_lab.store.manifest import Manifest, SweepState, read_manifest
+from conc_lab.store.manifest import Manifest, SweepState, read_manifest, state_note
 from conc_lab.store.reader import (
     committed,
     doubled_sweeps,
@@ -152,6 +152,8 @@ def _check_sweep(sweep_dir: Path, report: CheckReport) -> tuple[Manifest | None,
         report.notes.append(
             f"{sweep_dir}: state running, but no conclab is writing it (killed?); --resume continues it"
         )
+    elif manifest.state not in (SweepState.COMPLETE, SweepState.RUNNING):  # whole files, not a whole sweep
+        report.notes.append(f"{sweep_dir}: {runs[0]} runs, {state_note(manifest)}")
     return manifest, runs[0]
 
 

@@ -13,7 +13,7 @@ import pyarrow.dataset as ds
 
 from conc_lab import schema
 from conc_lab.store.layout import StoreWarning, sweep_dirs
-from conc_lab.store.manifest import Manifest, read_manifest
+from conc_lab.store.manifest import Manifest, read_manifest, state_note
 from conc_lab.store.reader import doubled_sweeps, lost_line, read_sweep
 
 
@@ -55,7 +55,10 @@ def load(
     df = _with_dtypes(df)
     # what a summary of these rows should say too (e.g. merged shards that ran at different times)
     df.attrs["notes"] = [
-        f"sweep {r.dir.name}: {note}" for r in reads for note in [timing_note(r.manifest)] if note
+        f"sweep {r.dir.name}: {note}"
+        for r in reads
+        for note in [state_note(r.manifest, r.dir), timing_note(r.manifest)]
+        if note
     ]
     return df
 

@@ -20,6 +20,7 @@ from typing import Any
 
 from conc_lab import schema
 from conc_lab.store.layout import MANIFEST, OLD_MANIFEST, StoreError, manifest_path, write_atomic
+from conc_lab.store.lock import is_live
 
 
 class SweepState(str, enum.Enum):
@@ -281,3 +282,28 @@ def write_manifest(sweep_dir: Path, manifest: Manifest) -> None:
     write_atomic(sweep_dir / MANIFEST, data)
     # a resumed sweep of an older store moves to the new name (kept until the new one is on disk)
     (sweep_dir / OLD_MANIFEST).unlink(missing_ok=True)
+
+
+def state_note(manifest: Manifest, sweep_dir: os.PathLike | None = None) -> str | None:
+    """A note when the sweep did not make every planned run: its rows are only those that ran.
+
+    Without it a summary of an interrupted sweep reads as complete (found by a new-user test).
+
+    >>> state_note(Manifest("m", state=SweepState.INTERRUPTED))
+    'interrupted (Ctrl-C or SIGTERM) before every planned run was made: only the runs that ran are here; --resume continues it'
+    >>> state_note(Manifest("m", state=SweepState.COMPLETE)) is None
+    True
+    """
+    why = {
+        SweepState.INTERRUPTED: "interrupted (Ctrl-C or SIGTERM)",
+        SweepState.STOPPED: "stopped early on purpose (--fail-fast or a stop rule)",
+        SweepState.RUNNING: "still being written",
+        SweepState.PARTIAL: "a merge still missing shards",
+    }.get(manifest.state)
+    if why is None:
+        return None
+    if manifest.state is SweepState.PARTIAL:
+        return f"{why}: only the shards merged so far are here; merge again once the rest have run"
+    if manifest.state is SweepState.RUNNING and sweep_dir is not None and not is_live(sweep_dir):
+        why = "killed while running (no conclab is writing it)"
+    return f"{why} before every planned run was made: only the runs that ran are here; --resume continues it"
