@@ -21,6 +21,12 @@ class Event:
     """Base class of every sweep event."""
 
 
+class StopSweep(KeyboardInterrupt):
+    """Raised by an event handler to end the sweep on purpose (advise: its verdict settled, or its
+    budget is spent). The sweep saves every run as for a Ctrl-C, and its state is ``stopped``, not
+    ``interrupted``: a reader later is not told that someone pressed Ctrl-C."""
+
+
 @dataclass(frozen=True)
 class Planned(Event):
     """The plan is made: ``total`` runs will execute (``measured`` of them recorded) into ``sweep_dir``."""

@@ -43,6 +43,18 @@ def test_two_functions_of_one_name_from_two_modules_keep_their_own_folders(tmp_p
     assert yamls["a"].parent != yamls["b"].parent, yamls
     assert "a:work" in yamls["a"].read_text() and "b:work" in yamls["b"].read_text()
     assert [p.name for p in sorted((tmp_path / "results").iterdir())] == ["advise-a.work", "advise-b.work"]
+    # was: advise ended its sweep as a Ctrl-C does, so its runs read later as 'interrupted (Ctrl-C ...)'
+    later = subprocess.run(
+        [sys.executable, "-m", "conc_lab.cli", "summarize", str(yamls["a"].parent)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    said = " ".join((later.stdout + later.stderr).split())
+    assert "Ctrl-C" not in said and "interrupted" not in said, said
+    if docs["a"]["stopped"] in ("settled", "budget"):
+        assert "stopped early on purpose (--fail-fast, or advise settled or out of budget)" in said, said
 
 
 LEAVES_A_THREAD = """

@@ -128,7 +128,7 @@ class _Rounds:
 
     def _stop(self, why: str) -> None:
         self.stopped = why
-        raise KeyboardInterrupt  # the sweep saves every run first, and can be resumed
+        raise events.StopSweep  # the sweep saves every run first, and can be resumed
 
 
 @dataclass(frozen=True)

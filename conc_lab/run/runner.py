@@ -398,6 +398,7 @@ def _drive(
 ) -> bool:
     """Run the plan through ``dispatch``, writing each measured row; True when interrupted."""
     ended = False  # every run the plan (and ``rounds``) asked for was run
+    on_purpose = False  # ended by an event handler's StopSweep, not a Ctrl-C
     try:
         if not interrupted:
             for run, result in dispatch.results(the_plan.runs(rounds), book.skips):
@@ -423,8 +424,8 @@ def _drive(
                     break
             else:
                 ended = True
-    except KeyboardInterrupt:
-        interrupted = True
+    except KeyboardInterrupt as exc:
+        interrupted, on_purpose = True, isinstance(exc, events.StopSweep)
     finally:
         try:
             dispatch.close()
@@ -435,7 +436,7 @@ def _drive(
             writer.close(
                 SweepState.COMPLETE
                 if complete
-                else (SweepState.INTERRUPTED if interrupted else SweepState.STOPPED)
+                else (SweepState.INTERRUPTED if interrupted and not on_purpose else SweepState.STOPPED)
             )
         interrupted = interrupted or bool(held)
     if rounds is not None and complete and not interrupted:

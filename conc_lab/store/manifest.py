@@ -296,7 +296,7 @@ def state_note(manifest: Manifest, sweep_dir: os.PathLike | None = None) -> str 
     """
     why = {
         SweepState.INTERRUPTED: "interrupted (Ctrl-C or SIGTERM)",
-        SweepState.STOPPED: "stopped early on purpose (--fail-fast or a stop rule)",
+        SweepState.STOPPED: "stopped early on purpose (--fail-fast, or advise settled or out of budget)",
         SweepState.RUNNING: "still being written",
         SweepState.PARTIAL: "a merge still missing shards",
     }.get(manifest.state)
