@@ -222,14 +222,19 @@ def test_every_commands_help_reads_as_paragraphs_in_a_terminal(width):
             assert len(line.rstrip()) + 1 + len(word) > width - 1, f"{line!r} then {word!r}:\n{block}"
 
 
+def _swept(tmp_path_factory, name: str, text: str) -> Path:
+    """The results root of a finished sweep of config ``text``."""
+    root = tmp_path_factory.mktemp(name)
+    (root / f"{name}.yaml").write_text(text)
+    proc = conclab("sweep", str(root / f"{name}.yaml"), "--out", str(root / "r"), "-q")
+    assert proc.returncode == 0, proc.stderr
+    return root / "r"
+
+
 @pytest.fixture(scope="module")
 def tiny_sweep(tmp_path_factory):
     """A finished small sweep (sequential and threading, 1 and 2 workers, 3 repeats): its results root."""
-    root = tmp_path_factory.mktemp("tiny")
-    (root / "tiny.yaml").write_text(TINY)
-    proc = conclab("sweep", str(root / "tiny.yaml"), "--out", str(root / "r"), "-q")
-    assert proc.returncode == 0, proc.stderr
-    return root / "r"
+    return _swept(tmp_path_factory, "tiny", TINY)
 
 
 #: The matrix of the report a new user measured at 1213 px: two start-method-less backends and fork.
@@ -240,11 +245,7 @@ REPORT = TINY.replace("[sequential, threading]", "[sequential, threading, multip
 
 @pytest.fixture(scope="module")
 def report_sweep(tmp_path_factory):
-    root = tmp_path_factory.mktemp("report")
-    (root / "report.yaml").write_text(REPORT)
-    proc = conclab("sweep", str(root / "report.yaml"), "--out", str(root / "r"), "-q")
-    assert proc.returncode == 0, proc.stderr
-    return root / "r"
+    return _swept(tmp_path_factory, "report", REPORT)
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,7 @@ import warnings
 from pathlib import Path
 
 import pytest
+from test_store_integrity import one_line_error
 
 from conc_lab.store.layout import MANIFEST, StoreWarning
 from conc_lab.store.load import load
@@ -30,13 +31,6 @@ def conclab(*args, timeout=300):
     return subprocess.run(
         [*CLI, *map(str, args)], capture_output=True, text=True, timeout=timeout, env=env, cwd=REPO
     )
-
-
-def one_line_error(proc) -> str:
-    assert "Traceback" not in proc.stderr, proc.stderr
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, proc.stderr
-    return lines[0]
 
 
 def tiny_config(folder: Path, name: str = "tiny") -> Path:
