@@ -54,3 +54,25 @@ def test_a_shard_without_sequential_runs_says_where_its_speedups_come_not_a_pyth
     assert "conc_lab.load(path" not in said, said  # the API's advice is not the shard user's
     assert "note: shard 2/2 holds no sequential runs, so no speedups here" in said, said
     assert "conclab merge results/cpu" in said, said
+
+
+def test_merge_of_shards_run_with_different_configs_names_the_odd_shard_and_the_difference(tmp_path):
+    config = _config(tmp_path)
+    shard = ("sweep", "configs/cpu.yaml", "--out", "results", "-q", "--shard")
+    assert conclab(*shard, "1/2", cwd=tmp_path).returncode == 0
+    config.write_text(CONFIG.replace("repeats: 2", "repeats: 3"))  # edited between two array tasks
+    assert conclab(*shard, "2/2", cwd=tmp_path).returncode == 0
+    config.write_text(CONFIG)
+    assert conclab(*shard, "2/2", cwd=tmp_path).returncode == 0  # the user runs 2/2 again, as 1/2 ran
+    odd = [
+        d.name
+        for d in (tmp_path / "results" / "cpu").iterdir()
+        if "repeats: 3" in (d / "_manifest.json").read_text()
+    ]
+    proc = conclab("merge", "results/cpu", cwd=tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    (line,) = proc.stderr.strip().splitlines()
+    assert "results/cpu: shards of different configs" in line, line
+    assert f"2/2 ({odd[0]})" in line, line  # the shard that differs, by its folder
+    assert "'repeats: 2' against 'repeats: 3'" in line, line  # and how
+    assert "move" in line and "then merge" in line, line
