@@ -76,3 +76,31 @@ def test_merge_of_shards_run_with_different_configs_names_the_odd_shard_and_the_
     assert f"2/2 ({odd[0]})" in line, line  # the shard that differs, by its folder
     assert "'repeats: 2' against 'repeats: 3'" in line, line  # and how
     assert "move" in line and "then merge" in line, line
+
+
+# Four trials, so that a split of 4 and one of 2 both fit.
+FOUR = CONFIG.replace("workers: [1]", "workers: [1, 2]").replace("tasks: [2]", "tasks: [2, 4]")
+
+
+def test_a_task_resubmitted_as_a_smaller_array_is_refused_not_run_as_another_split(tmp_path):
+    _config(tmp_path, FOUR)
+    shard = ("sweep", "configs/cpu.yaml", "--out", "results", "-q", "--shard")
+    for k in (1, 4):
+        assert conclab(*shard, f"{k}/4", cwd=tmp_path).returncode == 0
+    before = sorted(p.name for p in (tmp_path / "results" / "cpu").iterdir())
+    # Tasks 2 and 3 of `--array=1-4` failed; the user resubmits them: sbatch --array=2-3 sweep.sh
+    array = {"SLURM_ARRAY_TASK_ID": "2", "SLURM_ARRAY_TASK_MIN": "2", "SLURM_ARRAY_TASK_MAX": "3"}
+    array |= {"SLURM_ARRAY_TASK_COUNT": "2", "SLURM_ARRAY_TASK_STEP": "1"}
+    env = dict(os.environ, PYTHONPATH=str(REPO), **array)
+    proc = subprocess.run(
+        [*CLI, *shard, "auto"], capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path
+    )
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    (line,) = proc.stderr.strip().splitlines()
+    assert "1/2" in line and "1/4, 4/4" in line and "split 4 ways" in line, line
+    assert "--shard 2/4" in line and "--array" in line, line  # how to run the slice that failed
+    assert sorted(p.name for p in (tmp_path / "results" / "cpu").iterdir()) == before  # nothing written
+    # given as K/N, another split of the same config is refused alike
+    proc = conclab(*shard, "2/2", cwd=tmp_path)
+    assert proc.returncode == 2 and "split 4 ways" in proc.stderr, proc.stderr
+    assert conclab(*shard, "2/4", cwd=tmp_path).returncode == 0  # the slice itself runs
