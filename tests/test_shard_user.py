@@ -104,3 +104,15 @@ def test_a_task_resubmitted_as_a_smaller_array_is_refused_not_run_as_another_spl
     proc = conclab(*shard, "2/2", cwd=tmp_path)
     assert proc.returncode == 2 and "split 4 ways" in proc.stderr, proc.stderr
     assert conclab(*shard, "2/4", cwd=tmp_path).returncode == 0  # the slice itself runs
+
+
+def test_conclab_slurm_gives_a_shard_time_for_every_round_precision_and_redo_can_add(tmp_path):
+    # 2 trials; shard 1/2 takes one: up to 10 rounds (precision) of a run that may be redone twice
+    text = CONFIG.replace("repeats: 2\n", "repeats: 2\nprecision: {target: 0.05, max_repeats: 10}\n")
+    _config(tmp_path, text + "noise: {redo: 2}\n")
+    proc = conclab("slurm", "configs/cpu.yaml", "--shards", "2", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    # the most: 1 trial x 10 rounds x 3 tries x timeout_s 60 s = 30 min, + 5 min of start-up
+    assert "#SBATCH --time=0:35:00" in (tmp_path / "cpu-array.sh").read_text()
+    said = " ".join((proc.stdout + proc.stderr).split())
+    assert "the most 30 runs can take" in said and "max_repeats 10" in said and "redo 2" in said, said
