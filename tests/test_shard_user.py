@@ -116,3 +116,19 @@ def test_conclab_slurm_gives_a_shard_time_for_every_round_precision_and_redo_can
     assert "#SBATCH --time=0:35:00" in (tmp_path / "cpu-array.sh").read_text()
     said = " ".join((proc.stdout + proc.stderr).split())
     assert "the most 30 runs can take" in said and "max_repeats 10" in said and "redo 2" in said, said
+
+
+def test_merge_of_two_splits_names_each_splits_shards_and_what_to_do(tmp_path):
+    _config(tmp_path, FOUR)
+    shard = ("sweep", "configs/cpu.yaml", "--out", "results", "-q", "--shard")
+    assert conclab(*shard, "1/2", cwd=tmp_path).returncode == 0
+    # another split beside it, as a conc_lab before check_split let it be (or a copy brought in)
+    assert conclab(*shard, "1/4", "--out", "elsewhere", cwd=tmp_path).returncode == 0
+    (quarter,) = (tmp_path / "elsewhere" / "cpu").iterdir()
+    quarter.rename(tmp_path / "results" / "cpu" / quarter.name)
+    proc = conclab("merge", "results/cpu", cwd=tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    (line,) = proc.stderr.strip().splitlines()
+    assert "results/cpu: shards of different splits" in line, line
+    assert f"1/4 ({quarter.name})" in line and "split 4 ways" in line and "split 2 ways" in line, line
+    assert "move the shards of one split out" in line, line

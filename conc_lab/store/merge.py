@@ -181,7 +181,7 @@ def _one_config(root: Path, shards: dict[Path, Manifest]) -> _Config:
         raise StoreError(f"{root}: shards of different configs: {_different_configs(chosen)}")
     splits = {m.split_n for m in manifests}
     if len(splits) > 1:
-        raise StoreError(f"{root}: shards of different splits ({sorted(str(m.shard) for m in manifests)})")
+        raise StoreError(f"{root}: shards of different splits: {_different_splits(chosen)}")
     sizes = _one_size(root, [*manifests, *(m for m in merged if m.fingerprint in fingerprints)])
     first = manifests[0]
     # a manifest's name is checked to be one folder name; the folder's own, resolved, cannot be ".." either
@@ -206,6 +206,20 @@ def _different_configs(sweeps: dict[Path, Manifest]) -> str:
         "; ".join(ran) + (f" ({how})" if how else "") + "; move the shards of one config out of this "
         "folder (or run them again with the other config), then merge"
     )
+
+
+def _different_splits(sweeps: dict[Path, Manifest]) -> str:
+    """Each split's shards by K/N and folder (most shards first), and what to do."""
+    groups: dict[int | None, list[str]] = {}
+    for d, m in sorted(sweeps.items(), key=lambda dm: (_shard_key(dm[1].shard or "1/1"), dm[0].name)):
+        groups.setdefault(m.split_n, []).append(f"{m.shard or 'merged'} ({d.name})")
+    ordered = sorted(groups.items(), key=lambda kv: len(kv[1]), reverse=True)
+    parts = [
+        f"{', '.join(names[:_MAX_NAMED])}{f' and {len(names) - _MAX_NAMED} more' if len(names) > _MAX_NAMED else ''}"
+        f" split {n} ways"
+        for n, names in ordered
+    ]
+    return "; ".join(parts) + "; move the shards of one split out of this folder, then merge"
 
 
 def _config_change(a: Manifest, b: Manifest) -> str:
