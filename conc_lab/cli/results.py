@@ -43,6 +43,32 @@ def summary_table(summary, wide: bool, rounds_spent: int | None = None) -> str:
     )
 
 
+def summarize_noting(df, shard: str | None = None, results: Path | None = None, **kwargs):
+    """``summarize(df, **kwargs)``, its warning of no sequential runs said as one note, not a Python
+    warning (with its source line); for ``shard`` K/N, where its speedups come: the merge of ``results``."""
+    from conc_lab.analysis import summary as summaries
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        summary = summaries.summarize(df, **kwargs)
+    for w in caught:
+        if "no sequential runs" not in str(w.message):  # any other warning goes on as it came
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        elif shard:  # the sequential runs are in another shard
+            console.print(
+                f"note: shard {shard} holds no sequential runs, so no speedups here; they come once every "
+                f"shard has run and `conclab merge {results}` joined them",
+                highlight=False,
+            )
+        else:
+            console.print(
+                "note: no sequential runs in these results, so no speedups: the plain loop is the baseline "
+                "(backend: sequential in the config's matrix)",
+                highlight=False,
+            )
+    return summary
+
+
 def _check_format(fmt: str) -> None:
     from conc_lab.present.render import FORMATS
 
@@ -120,15 +146,7 @@ def summarize(
     df = load_runs(dirs, filters, what=", ".join(map(str, paths)))
     # The one filter path, as the API's: rows are selected after the baseline is joined (what was
     # pushed down to the read only spared reading runs no selected row is measured against).
-    with warnings.catch_warnings(record=True) as caught:  # said as a note, not a Python warning
-        warnings.simplefilter("always", UserWarning)
-        summary = summaries.summarize(df, min_effect=_floor(*paths), **filters)
-    if any("no sequential runs" in str(w.message) for w in caught):
-        console.print(
-            "note: no sequential runs in these results, so no speedups: the plain loop is the baseline "
-            "(backend: sequential in the config's matrix)",
-            highlight=False,
-        )
+    summary = summarize_noting(df, min_effect=_floor(*paths), **filters)
     if wide or fmt != "table":  # every column: the noisy runs behind each row too
         from conc_lab.present.noise import with_noise_columns
 

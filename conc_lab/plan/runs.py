@@ -141,6 +141,50 @@ def select_trials(config: Config, shard: str | tuple[int, int] | None = None) ->
     return shard_trials(trials, (k, n))
 
 
+def check_split(
+    config: Config, out: str | os.PathLike, shard: tuple[int, int] | None, auto: bool = False
+) -> None:
+    """``ConfigError`` when ``out`` holds unmerged shards of this config split another way than
+    ``shard`` (``auto``: taken from ``--shard auto``): merge refuses to mix splits, so this shard
+    could never be merged with them.
+
+    The usual way here: failed tasks of ``--array=1-4`` resubmitted as ``--array=2-3`` with
+    ``--shard auto``, which makes them 1/2 and 2/2: half the sweep each, not slices 2 and 3.
+    """
+    if shard is None:
+        return
+    from conc_lab.store.layout import StoreError, sweep_dirs
+
+    root = Path(out) / config.name
+    others: dict[int, list[str]] = {}
+    try:
+        for d in sweep_dirs(root) if root.is_dir() else ():
+            m = read_manifest(d)
+            if m.shard and m.fingerprint == config.fingerprint and m.split_n != shard[1]:
+                others.setdefault(m.split_n, []).append(m.shard)
+    except StoreError:
+        return  # the sweep and merge name what is wrong there
+    if not others:
+        return
+    n = max(others, key=lambda k: len(others[k]))
+    labels = sorted(set(others[n]), key=lambda s: int(s.split("/")[0]))
+    from_auto = f" (from --shard auto: this array has {shard[1]} tasks)" if auto else ""
+    raise ConfigError(
+        config.path,
+        "--shard",
+        f"{shard[0]}/{shard[1]}{from_auto} "
+        f"splits the sweep {shard[1]} ways, but {root} holds shards {', '.join(labels)} of this config, "
+        f"split {n} ways, which merge cannot mix with it; run a slice of those again with --shard K/{n} "
+        f"(e.g. --shard {_first_missing(labels, n)}/{n}, with --resume if it began; in an array script "
+        f"resubmitted with --array=K, give K/{n}, not auto), or move those shards out first",
+    )
+
+
+def _first_missing(labels: list[str], n: int) -> int:
+    have = {int(s.split("/")[0]) for s in labels}
+    return next((k for k in range(1, n + 1) if k not in have), 1)
+
+
 # -- resume ---------------------------------------------------------------------------------
 
 

@@ -163,8 +163,10 @@ def sweep(
     emit = on_event or ProgressLines()  # from Python: plain lines, so a notebook sees it move
     if not isinstance(config, Config):
         config = load_config(config)
+    auto = isinstance(shard, str) and shard.strip().lower() == "auto"
     shard = plan.parse_shard(shard) if isinstance(shard, str) else shard
     check_size(config, shards=shard[1] if shard else 1)  # what cannot finish: refused before any write
+    plan.check_split(config, out, shard, auto)
     preflight(out, config.name)
     if cluster is not None:  # before planning, calibrating or naming a sweep folder
         _check_cluster(cluster)

@@ -73,6 +73,23 @@ class JobScripts:
         )
 
 
+def _most_runs(config, trials: int) -> tuple[int, str]:
+    """The most runs ``trials`` of ``config`` can make, and what beyond ``repeats`` adds to them, in
+    words: every round up to ``precision``'s ``max_repeats``, each measured run redone ``noise.redo`` times.
+
+    >>> from conc_lab.config.document import parse_config
+    >>> cfg = parse_config({"name": "p", "repeats": 3, "warmup": 1, "precision": {"target": 0.05, "max_repeats": 10},
+    ...     "noise": {"redo": 2}, "matrix": {"workload": ["experiments.io:sleep"], "backend": ["sequential"]}})
+    >>> _most_runs(cfg, 2)
+    (62, 'up to max_repeats 10 rounds, each run redone up to redo 2 times if noisy; ')
+    """
+    measured = config.precision.max_repeats if config.precision else config.repeats
+    redo = config.noise.redo
+    words = f"up to max_repeats {measured} rounds, " if config.precision else ""
+    words += f"each run redone up to redo {redo} times if noisy; " if redo else ""
+    return trials * (config.warmup + measured * (1 + redo)), words
+
+
 def slurm_time(seconds: float) -> str:
     """SLURM's ``--time`` format, rounded up to the minute.
 
@@ -99,10 +116,9 @@ def job_scripts(
     resume line is what they would type. ``time`` (SLURM's format) overrides the forecast.
     """
     trials = matrix.count(config)
-    rounds = config.warmup + config.repeats
-    runs = math.ceil(trials / shards) * rounds
+    runs, more = _most_runs(config, math.ceil(trials / shards))
     time_s = runs * config.timeout_s + START_S
-    why = f"the most {runs} runs can take (each ends by timeout_s {config.timeout_s:g} s), + {START_S / 60:g} min"
+    why = f"the most {runs} runs can take ({more}each ends by timeout_s {config.timeout_s:g} s), + {START_S / 60:g} min"
     autos = sum(AUTO in config.workload_sizes.get(w, config.axes["size"]) for w in config.axes["workload"])
     if time is None:
         time = slurm_time(min(time_s, MOST_S))

@@ -167,24 +167,78 @@ def _shard_key(label: str) -> tuple[int, int]:
 
 def _one_config(root: Path, shards: dict[Path, Manifest]) -> _Config:
     """The shards' common config: name, fingerprint, split N, sizes; ``StoreError`` if they differ."""
-    merged = [m for d in sweep_dirs(root) for m in [read_manifest(d)] if m.merged_from]
-    partial = [m for m in merged if m.state is SweepState.PARTIAL]
+    found = {d: m for d in sweep_dirs(root) for m in [read_manifest(d)] if m.merged_from}
+    merged = list(found.values())
+    partial = {d: m for d, m in found.items() if m.state is SweepState.PARTIAL}
     if not shards and not merged:
         raise StoreError(f"{root}: no shard sweeps to merge (run: conclab sweep CONFIG --shard K/N)")
     # no shards left: a merge run again (after one that was cut short) finds its work done
-    manifests = list(shards.values()) or partial or [max(merged, key=lambda m: m.started_at or 0)]
+    newest = max(found, key=lambda d: found[d].started_at or 0, default=None)
+    chosen = shards or partial or {newest: found[newest]}
+    manifests = list(chosen.values())
     fingerprints = {m.fingerprint for m in manifests}
     if len(fingerprints) > 1:
-        raise StoreError(
-            f"{root}: shards of different configs (fingerprints {sorted(map(str, fingerprints))})"
-        )
+        raise StoreError(f"{root}: shards of different configs: {_different_configs(chosen)}")
     splits = {m.split_n for m in manifests}
     if len(splits) > 1:
-        raise StoreError(f"{root}: shards of different splits ({sorted(str(m.shard) for m in manifests)})")
+        raise StoreError(f"{root}: shards of different splits: {_different_splits(chosen)}")
     sizes = _one_size(root, [*manifests, *(m for m in merged if m.fingerprint in fingerprints)])
     first = manifests[0]
     # a manifest's name is checked to be one folder name; the folder's own, resolved, cannot be ".." either
     return _Config(first.name or root.resolve().name, first.fingerprint, splits.pop(), sizes)
+
+
+def _different_configs(sweeps: dict[Path, Manifest]) -> str:
+    """Which shards ran which config (most shards first), how the first two differ, and what to do."""
+    groups: dict[str | None, list[tuple[Path, Manifest]]] = {}
+    for d, m in sorted(sweeps.items(), key=lambda dm: (_shard_key(dm[1].shard or "1/1"), dm[0].name)):
+        groups.setdefault(m.fingerprint, []).append((d, m))
+    ordered = sorted(groups.values(), key=len, reverse=True)
+
+    def named(group: list[tuple[Path, Manifest]]) -> str:
+        shown = [f"{m.shard or 'merged'} ({d.name})" for d, m in group[:_MAX_NAMED]]
+        more = f" and {len(group) - _MAX_NAMED} more" if len(group) > _MAX_NAMED else ""
+        return ", ".join(shown) + more
+
+    ran = [f"{named(g)} ran {'one config' if i == 0 else 'another'}" for i, g in enumerate(ordered)]
+    how = _config_change(ordered[0][0][1], ordered[1][0][1])
+    return (
+        "; ".join(ran) + (f" ({how})" if how else "") + "; move the shards of one config out of this "
+        "folder (or run them again with the other config), then merge"
+    )
+
+
+def _different_splits(sweeps: dict[Path, Manifest]) -> str:
+    """Each split's shards by K/N and folder (most shards first), and what to do."""
+    groups: dict[int | None, list[str]] = {}
+    for d, m in sorted(sweeps.items(), key=lambda dm: (_shard_key(dm[1].shard or "1/1"), dm[0].name)):
+        groups.setdefault(m.split_n, []).append(f"{m.shard or 'merged'} ({d.name})")
+    ordered = sorted(groups.items(), key=lambda kv: len(kv[1]), reverse=True)
+    parts = [
+        f"{', '.join(names[:_MAX_NAMED])}{f' and {len(names) - _MAX_NAMED} more' if len(names) > _MAX_NAMED else ''}"
+        f" split {n} ways"
+        for n, names in ordered
+    ]
+    return "; ".join(parts) + "; move the shards of one split out of this folder, then merge"
+
+
+def _config_change(a: Manifest, b: Manifest) -> str:
+    """The first line of config (or sweep option) that differs between two sweeps, quoted; '' if unknown."""
+    lines_a = [line.rstrip() for line in (a.config_text or "").splitlines() if line.strip()]
+    lines_b = [line.rstrip() for line in (b.config_text or "").splitlines() if line.strip()]
+    for x, y in zip(lines_a, lines_b):
+        if x != y:
+            return f"{x.strip()!r} against {y.strip()!r}"
+    if len(lines_a) != len(lines_b):
+        longer = lines_a if len(lines_a) > len(lines_b) else lines_b
+        extra = longer[min(len(lines_a), len(lines_b))].strip()
+        return f"{extra!r} in only one of them"
+    if dict(a.overrides) != dict(b.overrides):
+        opts = [
+            " ".join(f"--{k} {v}" for k, v in sorted(m.overrides.items())) or "no options" for m in (a, b)
+        ]
+        return f"sweep {opts[0]} against {opts[1]}"
+    return ""
 
 
 def _one_size(root: Path, manifests: list[Manifest]) -> dict[str, int]:
