@@ -215,7 +215,10 @@ def test_group_statistics_agree_with_numpy(groups):
         assert got.median_s == pytest.approx(np.median(g), rel=1e-12)
         assert got.q1_s == pytest.approx(np.quantile(g, 0.25), rel=1e-12)
         assert got.q3_s == pytest.approx(np.quantile(g, 0.75), rel=1e-12)
-        assert min(g) <= got.ci_low_s <= got.median_s <= got.ci_high_s <= max(g)
+        if len(g) == 1:  # one run says nothing of the spread: no interval
+            assert np.isnan(got.ci_low_s) and np.isnan(got.ci_high_s)
+        else:
+            assert min(g) <= got.ci_low_s <= got.median_s <= got.ci_high_s <= max(g)
 
 
 def test_unstable_and_superlinear_are_flagged():
@@ -358,6 +361,28 @@ def test_compare_says_inconclusive_when_the_test_lacks_power_not_same():
     assert compare(a, a.assign(run_s=a.run_s * 2.2)).change.tolist() == ["slower"]
     b = pd.DataFrame(runs("threading", 2, r.lognormal(0, 0.02, 12)))
     assert compare(a, b).change.tolist() == ["same"]
+
+
+def test_one_run_has_no_95_percent_interval():
+    """A sweep with ``repeats: 1``: one run per trial, one pair per speedup. Its "95% CI" read as
+    the run itself (5.41 ms – 5.41 ms, speedup 1.05 (1.05–1.05), compare's b/a 0.53–0.53): an
+    interval of no width from one observation, as if the number were certain."""
+    at = pd.to_datetime(["2026-01-01 00:00:00", "2026-01-01 00:00:01"], utc=True)
+    one = pd.DataFrame(runs("sequential", 1, [2.0]) + runs("threading", 2, [1.0]))
+    one = one.assign(round=0, started_at=at, setup_s=0.0, teardown_s=0.0, noisy=[False, True])
+    s = summarize(one)
+    t = row(s, backend="threading")
+    assert t.n == 1 and t.speedup == pytest.approx(2.0) and t.speedup_method == "paired"
+    assert t[["ci_low_s", "ci_high_s", "speedup_ci_low", "speedup_ci_high"]].isna().all()
+    assert t[["e2e_speedup_ci_low", "e2e_speedup_ci_high"]].isna().all()
+    assert row(s, backend="sequential")[["ci_low_s", "ci_high_s"]].isna().all()
+    unpaired = summarize(one.drop(columns=["round", "started_at"]))
+    assert row(unpaired, backend="threading")[["speedup_ci_low", "speedup_ci_high"]].isna().all()
+    c = compare(one, one.assign(run_s=one.run_s / 2))
+    assert c.ratio.tolist() == [0.5, 0.5] and c[["ratio_ci_low", "ratio_ci_high"]].isna().all(axis=None)
+    # two runs: an interval again (the exact bootstrap's: the two runs themselves)
+    two = summarize(pd.DataFrame(runs("threading", 2, [1.0, 1.2])))
+    assert two[["ci_low_s", "ci_high_s"]].iloc[0].tolist() == [1.0, 1.2]
 
 
 def usl_runs(backend: str, sigma: float, kappa: float, workers=(1, 2, 4, 8, 16), seed=5, noise=0.01):
