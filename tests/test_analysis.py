@@ -363,6 +363,24 @@ def test_compare_says_inconclusive_when_the_test_lacks_power_not_same():
     assert compare(a, b).change.tolist() == ["same"]
 
 
+def test_compare_text_says_why_an_interval_clear_of_one_is_still_no_answer():
+    """A 2.2x slowdown measured 3 times a side: every b run slower than every a run, the medians'
+    interval well clear of 1, yet "no answer" (3 runs a side cannot reach p < 0.05). The footnote
+    said "the interval holds both faster and slower", which the line's own interval belies."""
+    from conc_lab.present.comparison import compare_text
+
+    a = pd.DataFrame(runs("threading", 2, [1.0, 1.05, 0.95]))
+    c = compare(a, a.assign(run_s=a.run_s * 2.2))
+    assert c.change.tolist() == ["inconclusive"] and c.ratio_ci_low[0] > 1.5
+    text = compare_text(c, width=100)
+    assert "no answer (b/a" in text and "holds both faster and slower" not in text
+    assert "no answer: the interval says slower, but 3 runs against 3 cannot give a p below 0.1" in text
+    # an interval that does hold 1 keeps the old footnote
+    c = compare(a, a.assign(run_s=[1.05, 0.95, 1.0]))
+    assert c.ratio_ci_low[0] < 1 < c.ratio_ci_high[0]
+    assert "no answer: the interval holds both faster and slower" in compare_text(c, width=100)
+
+
 def test_one_run_has_no_95_percent_interval():
     """A sweep with ``repeats: 1``: one run per trial, one pair per speedup. Its "95% CI" read as
     the run itself (5.41 ms – 5.41 ms, speedup 1.05 (1.05–1.05), compare's b/a 0.53–0.53): an
