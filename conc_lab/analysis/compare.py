@@ -132,12 +132,11 @@ def compare(
     ``faster``, ``slower``, ``same``, ``inconclusive`` (not significant, and either with so few
     runs that no change could have been: with 3 runs a side the smallest exact p is 0.1, so more
     repeats buy power; or with the medians' interval clear of 1 while the rank test does not
-    confirm it), ``only in a`` or ``only in b``. A side with one run has no interval (NaN). Failures and the correct share of
-    each side are carried along.
+    confirm it), ``only in a`` or ``only in b``. One run has no interval (NaN). Failures and the
+    correct share of each side are carried along.
 
     No change smaller than ``min_effect`` (the A/A floor of ``conclab selftest``; None: the largest
-    recorded at or above the paths ``a`` and ``b``) is called.
-    ``a`` and ``b`` are DataFrames or paths to stores.
+    recorded at or above the paths ``a`` and ``b``) is called. ``a``, ``b``: frames or store paths.
 
     Example::
 
