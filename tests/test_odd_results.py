@@ -1,0 +1,53 @@
+"""Offline analysis of odd but legitimate results, from real small sweeps: a sweep whose every run
+failed, a sweep without the sequential baseline. A user reads them with summarize and report,
+from Python and from the command line, and gets tables and pages, never a traceback."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+import conc_lab
+from conc_lab import events
+from conc_lab.cli import app
+from conc_lab.config.document import parse_config
+
+pytestmark = pytest.mark.host
+
+TESTS = Path(__file__).resolve().parent
+
+
+def _sweep(tmp_path: Path, name: str, workload: str, backends: list[str]) -> Path:
+    cfg = parse_config(
+        {
+            "name": name,
+            "repeats": 2,
+            "warmup": 0,
+            "timeout_s": 30,
+            "matrix": {
+                "workload": [workload],
+                "backend": backends,
+                "workers": [1, 2],
+                "tasks": [2],
+                "size": [5],
+            },
+        },
+        path=str(TESTS / f"{name}.yaml"),  # so the host finds workloads_faulty beside it
+    )
+    return conc_lab.sweep(cfg, out=tmp_path, on_event=events.ignore).sweep_dir
+
+
+def test_a_sweep_whose_every_run_failed_is_reported_not_a_traceback(tmp_path):
+    """Every run raised: `conclab report` died with "TypeError: operation 'add' not supported for
+    dtype 'str' with dtype 'int32'" (the attribution figure labelled an empty set of trials)."""
+    sweep_dir = _sweep(tmp_path, "allfail", "workloads_faulty:raises", ["sequential", "threading"])
+    df = conc_lab.load(sweep_dir)
+    assert len(df) == 6 and (df["status"] == "failed").all()
+    summary = conc_lab.summarize(df)
+    assert (summary["n"] == 0).all() and summary["notes"].str.contains("failures").all()
+    res = CliRunner().invoke(app, ["report", str(sweep_dir), "-o", str(tmp_path / "report")])
+    assert res.exit_code == 0, res.output
+    assert res.exception is None and (tmp_path / "report" / "index.html").exists()
