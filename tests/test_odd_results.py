@@ -51,3 +51,20 @@ def test_a_sweep_whose_every_run_failed_is_reported_not_a_traceback(tmp_path):
     res = CliRunner().invoke(app, ["report", str(sweep_dir), "-o", str(tmp_path / "report")])
     assert res.exit_code == 0, res.output
     assert res.exception is None and (tmp_path / "report" / "index.html").exists()
+
+
+def test_a_sweep_without_the_baseline_says_so_in_words_that_fit_it(tmp_path):
+    """A config without ``sequential``: `conclab report` printed a Python warning with its source
+    line ("report.py:68: UserWarning: ... summary = summarize(df)"), and from Python the warning
+    blamed a filter nobody used ("conc_lab.load(path, backend=...) leaves them out")."""
+    sweep_dir = _sweep(tmp_path, "nobase", "experiments.io:sleep", ["threading"])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        summary = conc_lab.summarize(sweep_dir)
+    assert summary["speedup"].isna().all()
+    (message,) = [str(w.message) for w in caught if "sequential" in str(w.message)]
+    assert "backend: sequential in the config's matrix" in message
+    res = CliRunner().invoke(app, ["report", str(sweep_dir), "-o", str(tmp_path / "report")])
+    assert res.exit_code == 0, res.output
+    assert "UserWarning" not in res.output and "summarize(df)" not in res.output
+    assert "note: no sequential runs in these results, so no speedups" in res.output

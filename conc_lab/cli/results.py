@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import textwrap
 import warnings
 from pathlib import Path
@@ -120,15 +121,8 @@ def summarize(
     df = load_runs(dirs, filters, what=", ".join(map(str, paths)))
     # The one filter path, as the API's: rows are selected after the baseline is joined (what was
     # pushed down to the read only spared reading runs no selected row is measured against).
-    with warnings.catch_warnings(record=True) as caught:  # said as a note, not a Python warning
-        warnings.simplefilter("always", UserWarning)
+    with _baseline_note():
         summary = summaries.summarize(df, min_effect=_floor(*paths), **filters)
-    if any("no sequential runs" in str(w.message) for w in caught):
-        console.print(
-            "note: no sequential runs in these results, so no speedups: the plain loop is the baseline "
-            "(backend: sequential in the config's matrix)",
-            highlight=False,
-        )
     if wide or fmt != "table":  # every column: the noisy runs behind each row too
         from conc_lab.present.noise import with_noise_columns
 
@@ -235,6 +229,24 @@ def compare(
     emit(render(result, fmt, width=width()))
 
 
+@contextlib.contextmanager
+def _baseline_note():
+    """Summarize's warning of results without the sequential baseline, said as a note (its advice on
+    the Python API's filters is no use here), not as a Python warning with its source line."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        yield
+    for w in caught:
+        if "no sequential runs" not in str(w.message):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    if any("no sequential runs" in str(w.message) for w in caught):
+        console.print(
+            "note: no sequential runs in these results, so no speedups: the plain loop is the baseline "
+            "(backend: sequential in the config's matrix)",
+            highlight=False,
+        )
+
+
 @app.command(epilog=example("conclab report results/cpu -o report && xdg-open report/index.html"))
 def report(
     paths: list[Path] = typer.Argument(..., help=PATHS_HELP),
@@ -250,7 +262,8 @@ def report(
     dirs, _ = _select(paths, [], False, {})
     df = load_runs(dirs, {}, what=", ".join(map(str, paths)))
     try:
-        page = write_report(df, out, title=title, sources=dirs)
+        with _baseline_note():
+            page = write_report(df, out, title=title, sources=dirs)
     except OSError as exc:
         die(f"{out}: cannot write the report ({exc.strerror or exc})")
     elapsed = time.perf_counter() - t0
