@@ -68,3 +68,16 @@ def test_a_sweep_without_the_baseline_says_so_in_words_that_fit_it(tmp_path):
     assert res.exit_code == 0, res.output
     assert "UserWarning" not in res.output and "summarize(df)" not in res.output
     assert "note: no sequential runs in these results, so no speedups" in res.output
+
+
+def test_two_sweeps_of_different_configs_in_one_folder_are_not_called_mixed(tmp_path):
+    """Two sweeps of different configs under one results root: summarize said "2 sweeps pooled
+    (each row mixes their runs)", though no row held runs of both; two sweeps of one config do."""
+    _sweep(tmp_path, "first", "experiments.io:sleep", ["sequential", "threading"])
+    _sweep(tmp_path, "second", "experiments.cpu:sum_squares", ["sequential", "threading"])
+    said = CliRunner().invoke(app, ["summarize", str(tmp_path)]).output.replace("\n", " ")
+    assert "each row mixes" not in said and "2 sweeps pooled (though no row mixes their runs)" in said, said
+    _sweep(tmp_path, "first", "experiments.io:sleep", ["sequential", "threading"])
+    said = CliRunner().invoke(app, ["summarize", str(tmp_path)]).output.replace("\n", " ")
+    # the first config's 3 rows (sequential, threading x1, x2) hold both of its sweeps; the second's 3 do not
+    assert "3 sweeps pooled (3 of 6 rows mix their runs)" in said, said

@@ -128,11 +128,7 @@ def summarize(
 
         summary = with_noise_columns(df, summary)
     if len(dirs) > 1 and not latest and not sweep_ids:
-        console.print(
-            f"note: {len(dirs)} sweeps pooled (each row mixes their runs); --latest reads each config's "
-            "newest sweep alone, --sweep ID one of them",
-            highlight=False,
-        )
+        _pooled_note(len(dirs), df)
     emit(summary_table(summary, wide) if fmt == "table" else render.render(summary, fmt))
     if fmt in ("table", "markdown") and _noise_line(df):
         emit("\n" + "\n".join(textwrap.wrap(_noise_line(df), width())) + "\n")  # between words
@@ -227,6 +223,22 @@ def compare(
     for note in notes:  # wrapped between words: a terminal would cut them anywhere
         console.print(f"note: {note}", highlight=False, markup=False)
     emit(render(result, fmt, width=width()))
+
+
+def _pooled_note(n: int, df) -> None:
+    """Which rows pool runs of several sweeps: none where the sweeps ran different trials."""
+    from conc_lab.analysis.frames import pooled_rows
+
+    mixed, rows = pooled_rows(df)
+    which = (
+        "though no row mixes their runs"
+        if mixed == 0
+        else f"{'every' if mixed == rows else f'{mixed} of {rows}'} rows mix their runs"
+    )
+    console.print(
+        f"note: {n} sweeps pooled ({which}); --latest reads each config's newest sweep alone, --sweep ID one of them",
+        highlight=False,
+    )
 
 
 @contextlib.contextmanager
