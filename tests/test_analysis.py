@@ -403,6 +403,19 @@ def test_one_run_has_no_95_percent_interval():
     assert two[["ci_low_s", "ci_high_s"]].iloc[0].tolist() == [1.0, 1.2]
 
 
+def test_the_noise_line_counts_one_run_as_one_run_and_says_what_the_csv_holds():
+    """It read "1 runs are noisy (... -f csv has noisy and noise_note per run)": the csv has one row
+    per trial, its ``noisy`` the count of that trial's noisy runs."""
+    from conc_lab.cli.results import _noise_line
+
+    df = pd.DataFrame(runs("threading", 2, [1.0, 1.1])).assign(noisy=[True, False])
+    line = _noise_line(df)
+    assert line.startswith("1 run is noisy (") and "per run" not in line
+    assert "-f csv has per row how many (noisy) and why (noise_note)" in line
+    redone = pd.concat([df, pd.DataFrame(runs("threading", 2, [3.0], status="redone"))])
+    assert _noise_line(redone).startswith("1 run was redone as noisy; 1 run is still noisy (")
+
+
 def usl_runs(backend: str, sigma: float, kappa: float, workers=(1, 2, 4, 8, 16), seed=5, noise=0.01):
     r = np.random.default_rng(seed)
     frames = runs("sequential", 1, 10.0 * r.lognormal(0, noise, 9))

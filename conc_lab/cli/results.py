@@ -69,14 +69,16 @@ def _noise_line(df) -> str:
         flagged = df["noisy"].astype(object).fillna(False).astype(bool)
         noisy = int(((df["status"].astype(object) == schema.OK) & flagged).sum())
     parts = [
-        f"{redone} runs were redone as noisy" if redone else "",
+        (f"{redone} runs were" if redone != 1 else "1 run was") + " redone as noisy" if redone else "",
         # "still" only where something was redone: else nothing was tried that they could still be
-        f"{noisy} runs are {'still ' if redone else ''}noisy" if noisy else "",
+        (f"{noisy} runs are " if noisy != 1 else "1 run is ") + ("still " if redone else "") + "noisy"
+        if noisy
+        else "",
     ]
     text = "; ".join(p for p in parts if p)
     if not text:
         return ""
-    why = "other processes took CPU, or the speed canary moved: -f csv has noisy and noise_note per run"
+    why = "other processes took CPU, or the speed canary moved: -f csv has per row how many (noisy) and why (noise_note)"
     step = (
         "" if redone else "; next: `noise: {redo: 3}` in the config reruns a noisy run, or `conclab doctor`"
     )
