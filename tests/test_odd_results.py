@@ -81,3 +81,16 @@ def test_two_sweeps_of_different_configs_in_one_folder_are_not_called_mixed(tmp_
     said = CliRunner().invoke(app, ["summarize", str(tmp_path)]).output.replace("\n", " ")
     # the first config's 3 rows (sequential, threading x1, x2) hold both of its sweeps; the second's 3 do not
     assert "3 sweeps pooled (3 of 6 rows mix their runs)" in said, said
+
+
+def test_load_names_a_workload_as_summarize_does(tmp_path):
+    """`conc_lab.summarize(path, workload="sleep")` found experiments.io:sleep, but
+    `conc_lab.load(path, workload="sleep")` returned an empty frame without a word."""
+    sweep_dir = _sweep(tmp_path, "names", "experiments.io:sleep", ["sequential", "threading"])
+    whole = conc_lab.load(sweep_dir)
+    assert len(whole) == 6
+    assert len(conc_lab.load(sweep_dir, workload="sleep")) == 6
+    assert len(conc_lab.load(sweep_dir, workload=["experiments.io:sleep"], workers=2)) == 2
+    assert conc_lab.load(sweep_dir, workload="sleep", backend="threading")["backend"].eq("threading").all()
+    with pytest.raises(ValueError, match="no run has workload 'slep'; did you mean"):
+        conc_lab.load(sweep_dir, workload="slep")

@@ -143,3 +143,30 @@ def keep_baseline(backends: Sequence[str] | None) -> list[str] | None:
     if not backends or SEQUENTIAL in backends:
         return list(backends) if backends else None
     return [*backends, SEQUENTIAL]
+
+
+def load(paths, columns: list[str] | None = None, env: bool = True, **filters):
+    """Every recorded run under ``paths`` (a sweep, a sweep name's folder, many), as a DataFrame.
+
+    ``conc_lab.load``: the store's ``load`` (``conc_lab.store.load.load``: ``filters`` pushed down
+    to Parquet, a value by equality, a list, tuple or set by membership; ``env`` joins the sweep's
+    environment), with a ``workload`` named as ``summarize`` and ``conclab summarize --workload``
+    name it: ``workload="sleep"`` for ``experiments.io:sleep`` (a unique short or function name),
+    and one that names no stored workload a ``SelectError`` with a did-you-mean, not an empty frame.
+
+    >>> df = load("results/smoke", workload="sleep", backend=["threading", "sequential"])  # doctest: +SKIP
+    """
+    import warnings
+
+    from conc_lab.store.layout import StoreWarning
+    from conc_lab.store.load import load as load_store
+
+    if "workload" in filters:
+        wanted = filters["workload"]
+        with warnings.catch_warnings():  # the read below warns of the same store, once
+            warnings.simplefilter("ignore", StoreWarning)
+            present = load_store(paths, columns=["workload"], env=False)["workload"].unique()
+        names = list(wanted) if isinstance(wanted, (list, tuple, set)) else [wanted]
+        found = resolve("workload", names, present, label="workload")
+        filters["workload"] = found if isinstance(wanted, (list, tuple, set)) else found[0]
+    return load_store(paths, columns=columns, env=env, **filters)
