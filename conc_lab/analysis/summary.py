@@ -270,7 +270,7 @@ def _warn_without_baseline(df: pd.DataFrame) -> None:
         warnings.warn(
             "no sequential runs to measure speedups against, so no speedups: the plain loop is the baseline "
             "(backend: sequential in the config's matrix); a frame from conc_lab.load(path, backend=...) "
-            "leaves it out, conc_lab.summarize(path, backend=...) keeps it",
+            "leaves them out, conc_lab.summarize(path, backend=...) keeps them",
             UserWarning,
             stacklevel=3,
         )
