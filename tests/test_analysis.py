@@ -426,6 +426,17 @@ def usl_runs(backend: str, sigma: float, kappa: float, workers=(1, 2, 4, 8, 16),
     return frames
 
 
+def test_predict_scaling_takes_the_summary_the_readme_fits_from():
+    """`predict_scaling(summary)` died with KeyError: 'amdahl_f' (it wanted fit_scaling's frame)."""
+    s = summarize(pd.DataFrame(usl_runs("threading", 0.05, 0.02)))
+    from_summary = predict_scaling(s, (32,))
+    assert from_summary.equals(predict_scaling(fit_scaling(s), (32,)))
+    usl = from_summary.set_index("law").loc["usl"]
+    assert usl.speedup == pytest.approx(usl_speedup(0.05, 0.02, np.array([32]))[0], rel=0.05)
+    with pytest.raises(ValueError, match="fit_scaling"):
+        predict_scaling(pd.DataFrame({"workload": ["w"], "workers": [2]}))
+
+
 def test_usl_fit_recovers_known_contention_and_coherency_and_wins_over_amdahl():
     s = summarize(pd.DataFrame(usl_runs("threading", 0.05, 0.02)))
     fit = fit_scaling(s).set_index("backend").loc["threading"]
