@@ -221,6 +221,23 @@ def test_group_statistics_agree_with_numpy(groups):
             assert min(g) <= got.ci_low_s <= got.median_s <= got.ci_high_s <= max(g)
 
 
+def test_break_even_says_when_the_baselines_line_stands_on_one_size():
+    """The plain loop ran ok at size 20 only (its size-10 runs failed), the backend at 10 and 20:
+    the loop's time per unit is then its one run over its size, which the text says of a backend
+    measured at one size ("one size measured, run ∝ size assumed") but did not say of the loop."""
+    seq = runs("sequential", 1, [2.0, 2.02, 1.98], size=20) + runs(
+        "sequential", 1, [1.0] * 3, size=10, status="failed"
+    )
+    thr = runs("threading", 2, [0.6, 0.61, 0.59], size=10) + runs("threading", 2, [1.1, 1.11, 1.09], size=20)
+    s = summarize(
+        pd.DataFrame(seq + thr).assign(setup_s=lambda d: d.backend.map({"sequential": 0.0}).fillna(0.05))
+    )
+    t = row(s, backend="threading", size=20)
+    # loop: 0.1 s a unit, no fixed cost; threads: 0.05 s a unit (0.6 -> 1.1 over 10 units), fixed 0.1 + 0.05
+    assert t.break_even_size == pytest.approx((0.1 + 0.05) / (0.1 - 0.05))
+    assert t.break_even == "size ≥ 3 (extrapolated; one size measured, run ∝ size assumed)"
+
+
 def test_unstable_and_superlinear_are_flagged():
     df = pd.DataFrame(
         runs("sequential", 1, [4.0, 4.01, 3.99, 4.0, 4.02])
