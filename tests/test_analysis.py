@@ -238,6 +238,13 @@ def test_break_even_says_when_the_baselines_line_stands_on_one_size():
     assert t.break_even == "size ≥ 3 (extrapolated; one size measured, run ∝ size assumed)"
 
 
+def test_a_size_that_names_no_run_lists_the_sizes_in_numeric_order():
+    """`conclab summarize --size 7` said "there are: 20, 20000, 5, 80000" (sorted as text)."""
+    df = pd.DataFrame([r for z in (5, 20, 20000, 80000) for r in runs("sequential", 1, [1.0], size=z)])
+    with pytest.raises(ValueError, match=r"no run has size 7; there are: 5, 20, 20000, 80000$"):
+        summarize(df, size=7)
+
+
 def test_unstable_and_superlinear_are_flagged():
     df = pd.DataFrame(
         runs("sequential", 1, [4.0, 4.01, 3.99, 4.0, 4.02])

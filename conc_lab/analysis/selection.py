@@ -17,9 +17,12 @@ conc_lab.analysis.selection.SelectError: --backend: no run has backend 'threadin
 from __future__ import annotations
 
 import difflib
+import numbers
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+
+import numpy as np
 
 from conc_lab.host.protocol import SEQUENTIAL
 from conc_lab.store.layout import sweep_dirs
@@ -65,7 +68,7 @@ def resolve(column: str, wanted: Sequence, present: Iterable, label: str | None 
     [2]
     """
     label = label or f"--{column}"
-    present = sorted({v for v in present if v is not None and v == v}, key=str)  # v != v: NaN
+    present = sorted({v for v in present if v is not None and v == v}, key=_order)  # v != v: NaN
     short = short_workload_names(present) if column == "workload" else {}
     out = []
     for value in wanted:
@@ -79,6 +82,12 @@ def resolve(column: str, wanted: Sequence, present: Iterable, label: str | None 
             raise SelectError(f"{label}: no run has {column} {value!r}{_suggest(value, present, short)}")
         out.append(hits[0])
     return out
+
+
+def _order(value: object) -> tuple:
+    """Numbers by value (5 before 20000), then text: how the ``there are`` list reads."""
+    number = isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+    return (0, value, "") if number else (1, 0, str(value))
 
 
 def _suggest(value: object, present: list, short: dict) -> str:
