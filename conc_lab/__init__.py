@@ -15,7 +15,7 @@ This file must therefore stay importable by Python 3.8 and import nothing heavy.
 __version__ = "0.1.0"
 
 _LAZY = {
-    "load": "conc_lab.store.load",
+    "load": "conc_lab.analysis.selection",
     "sweep": "conc_lab.run.runner",
     "SweepResult": "conc_lab.run.runner",
     "load_config": "conc_lab.config.document",

@@ -215,7 +215,34 @@ def test_group_statistics_agree_with_numpy(groups):
         assert got.median_s == pytest.approx(np.median(g), rel=1e-12)
         assert got.q1_s == pytest.approx(np.quantile(g, 0.25), rel=1e-12)
         assert got.q3_s == pytest.approx(np.quantile(g, 0.75), rel=1e-12)
-        assert min(g) <= got.ci_low_s <= got.median_s <= got.ci_high_s <= max(g)
+        if len(g) == 1:  # one run says nothing of the spread: no interval
+            assert np.isnan(got.ci_low_s) and np.isnan(got.ci_high_s)
+        else:
+            assert min(g) <= got.ci_low_s <= got.median_s <= got.ci_high_s <= max(g)
+
+
+def test_break_even_says_when_the_baselines_line_stands_on_one_size():
+    """The plain loop ran ok at size 20 only (its size-10 runs failed), the backend at 10 and 20:
+    the loop's time per unit is then its one run over its size, which the text says of a backend
+    measured at one size ("one size measured, run ∝ size assumed") but did not say of the loop."""
+    seq = runs("sequential", 1, [2.0, 2.02, 1.98], size=20) + runs(
+        "sequential", 1, [1.0] * 3, size=10, status="failed"
+    )
+    thr = runs("threading", 2, [0.6, 0.61, 0.59], size=10) + runs("threading", 2, [1.1, 1.11, 1.09], size=20)
+    s = summarize(
+        pd.DataFrame(seq + thr).assign(setup_s=lambda d: d.backend.map({"sequential": 0.0}).fillna(0.05))
+    )
+    t = row(s, backend="threading", size=20)
+    # loop: 0.1 s a unit, no fixed cost; threads: 0.05 s a unit (0.6 -> 1.1 over 10 units), fixed 0.1 + 0.05
+    assert t.break_even_size == pytest.approx((0.1 + 0.05) / (0.1 - 0.05))
+    assert t.break_even == "size ≥ 3 (extrapolated; one size measured, run ∝ size assumed)"
+
+
+def test_a_size_that_names_no_run_lists_the_sizes_in_numeric_order():
+    """`conclab summarize --size 7` said "there are: 20, 20000, 5, 80000" (sorted as text)."""
+    df = pd.DataFrame([r for z in (5, 20, 20000, 80000) for r in runs("sequential", 1, [1.0], size=z)])
+    with pytest.raises(ValueError, match=r"no run has size 7; there are: 5, 20, 20000, 80000$"):
+        summarize(df, size=7)
 
 
 def test_unstable_and_superlinear_are_flagged():
@@ -360,6 +387,59 @@ def test_compare_says_inconclusive_when_the_test_lacks_power_not_same():
     assert compare(a, b).change.tolist() == ["same"]
 
 
+def test_compare_text_says_why_an_interval_clear_of_one_is_still_no_answer():
+    """A 2.2x slowdown measured 3 times a side: every b run slower than every a run, the medians'
+    interval well clear of 1, yet "no answer" (3 runs a side cannot reach p < 0.05). The footnote
+    said "the interval holds both faster and slower", which the line's own interval belies."""
+    from conc_lab.present.comparison import compare_text
+
+    a = pd.DataFrame(runs("threading", 2, [1.0, 1.05, 0.95]))
+    c = compare(a, a.assign(run_s=a.run_s * 2.2))
+    assert c.change.tolist() == ["inconclusive"] and c.ratio_ci_low[0] > 1.5
+    text = compare_text(c, width=100)
+    assert "no answer (b/a" in text and "holds both faster and slower" not in text
+    assert "no answer: the interval says slower, but 3 runs against 3 cannot give a p below 0.1" in text
+    # an interval that does hold 1 keeps the old footnote
+    c = compare(a, a.assign(run_s=[1.05, 0.95, 1.0]))
+    assert c.ratio_ci_low[0] < 1 < c.ratio_ci_high[0]
+    assert "no answer: the interval holds both faster and slower" in compare_text(c, width=100)
+
+
+def test_one_run_has_no_95_percent_interval():
+    """A sweep with ``repeats: 1``: one run per trial, one pair per speedup. Its "95% CI" read as
+    the run itself (5.41 ms – 5.41 ms, speedup 1.05 (1.05–1.05), compare's b/a 0.53–0.53): an
+    interval of no width from one observation, as if the number were certain."""
+    at = pd.to_datetime(["2026-01-01 00:00:00", "2026-01-01 00:00:01"], utc=True)
+    one = pd.DataFrame(runs("sequential", 1, [2.0]) + runs("threading", 2, [1.0]))
+    one = one.assign(round=0, started_at=at, setup_s=0.0, teardown_s=0.0, noisy=[False, True])
+    s = summarize(one)
+    t = row(s, backend="threading")
+    assert t.n == 1 and t.speedup == pytest.approx(2.0) and t.speedup_method == "paired"
+    assert t[["ci_low_s", "ci_high_s", "speedup_ci_low", "speedup_ci_high"]].isna().all()
+    assert t[["e2e_speedup_ci_low", "e2e_speedup_ci_high"]].isna().all()
+    assert row(s, backend="sequential")[["ci_low_s", "ci_high_s"]].isna().all()
+    unpaired = summarize(one.drop(columns=["round", "started_at"]))
+    assert row(unpaired, backend="threading")[["speedup_ci_low", "speedup_ci_high"]].isna().all()
+    c = compare(one, one.assign(run_s=one.run_s / 2))
+    assert c.ratio.tolist() == [0.5, 0.5] and c[["ratio_ci_low", "ratio_ci_high"]].isna().all(axis=None)
+    # two runs: an interval again (the exact bootstrap's: the two runs themselves)
+    two = summarize(pd.DataFrame(runs("threading", 2, [1.0, 1.2])))
+    assert two[["ci_low_s", "ci_high_s"]].iloc[0].tolist() == [1.0, 1.2]
+
+
+def test_the_noise_line_counts_one_run_as_one_run_and_says_what_the_csv_holds():
+    """It read "1 runs are noisy (... -f csv has noisy and noise_note per run)": the csv has one row
+    per trial, its ``noisy`` the count of that trial's noisy runs."""
+    from conc_lab.cli.results import _noise_line
+
+    df = pd.DataFrame(runs("threading", 2, [1.0, 1.1])).assign(noisy=[True, False])
+    line = _noise_line(df)
+    assert line.startswith("1 run is noisy (") and "per run" not in line
+    assert "-f csv has per row how many (noisy) and why (noise_note)" in line
+    redone = pd.concat([df, pd.DataFrame(runs("threading", 2, [3.0], status="redone"))])
+    assert _noise_line(redone).startswith("1 run was redone as noisy; 1 run is still noisy (")
+
+
 def usl_runs(backend: str, sigma: float, kappa: float, workers=(1, 2, 4, 8, 16), seed=5, noise=0.01):
     r = np.random.default_rng(seed)
     frames = runs("sequential", 1, 10.0 * r.lognormal(0, noise, 9))
@@ -368,6 +448,17 @@ def usl_runs(backend: str, sigma: float, kappa: float, workers=(1, 2, 4, 8, 16),
             backend, n, 10.0 / usl_speedup(sigma, kappa, np.array([n]))[0] * r.lognormal(0, noise, 9)
         )
     return frames
+
+
+def test_predict_scaling_takes_the_summary_the_readme_fits_from():
+    """`predict_scaling(summary)` died with KeyError: 'amdahl_f' (it wanted fit_scaling's frame)."""
+    s = summarize(pd.DataFrame(usl_runs("threading", 0.05, 0.02)))
+    from_summary = predict_scaling(s, (32,))
+    assert from_summary.equals(predict_scaling(fit_scaling(s), (32,)))
+    usl = from_summary.set_index("law").loc["usl"]
+    assert usl.speedup == pytest.approx(usl_speedup(0.05, 0.02, np.array([32]))[0], rel=0.05)
+    with pytest.raises(ValueError, match="fit_scaling"):
+        predict_scaling(pd.DataFrame({"workload": ["w"], "workers": [2]}))
 
 
 def test_usl_fit_recovers_known_contention_and_coherency_and_wins_over_amdahl():

@@ -62,6 +62,19 @@ def test_asyncio_tasks_in_flight_are_not_idle_workers():
     assert a.cause == "waiting" and not a.why.startswith("imbalance")
 
 
+def test_a_worker_that_got_no_task_is_the_one_named_idle():
+    """Worker 1 ran all 4 tasks, worker 0 got none (a real 3 ms threading run did this): the
+    imbalance is worker 0's whole run, and the phrase named worker 1 "idle 0%"."""
+    lanes = [[], [(0.0, 0.25), (0.25, 0.5), (0.5, 0.75), (0.75, 1.0)]]
+    a = attributed(run(2, 1.0, lanes, cpu=1.0, backend="multiprocessing")).loc[0]
+    assert a.imbalance_s == pytest.approx(1.0) and a.cause == "imbalance"
+    assert a.why == "imbalance: worker 0 got no task"
+    # one of three workers idle: still the worker with no task, not the busiest's 0%
+    lanes = [[(0.0, 0.5)], [], [(0.0, 0.5), (0.5, 1.0)]]
+    b = attributed(run(3, 1.0, lanes, cpu=1.5, backend="multiprocessing")).loc[0]
+    assert b.why == "imbalance: worker 1 got no task"
+
+
 def test_threads_busy_together_on_one_cpu_are_serialised_and_sleepers_are_not():
     gil = attributed(run(2, 1.0, [[(0, 1.0)], [(0, 1.0)]], cpu=1.02)).loc[0]
     assert gil.cause == "serialisation" and gil.why == "GIL-bound: 2 workers, CPU 1.02× wall"

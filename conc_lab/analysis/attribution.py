@@ -225,8 +225,19 @@ def _run_parts(df: pd.DataFrame, per: pd.DataFrame, union: np.ndarray) -> pd.Dat
     return pd.DataFrame(parts, index=df.index)
 
 
+def _taskless(per: pd.DataFrame, parts: pd.DataFrame) -> np.ndarray:
+    """Per run, the lowest-numbered of its workers that got no task at all; -1 where each got one."""
+    out = np.full(len(parts), -1)
+    most = parts["workers_used"].to_numpy()
+    got = per.groupby("run")["worker"].agg(set)
+    for pos in np.flatnonzero(np.nan_to_num(most) > np.bincount(per["run"], minlength=len(parts))):
+        out[pos] = min(set(range(int(most[pos]))) - got.get(pos, set()), default=-1)
+    return out
+
+
 def _idlest(per: pd.DataFrame, parts: pd.DataFrame, run_s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per run: the worker idle longest after its last task, and that idle time's share of the run."""
+    """Per run: the worker idle longest after its last task, and that idle time's share of the run
+    (NaN for a worker that got no task at all: idle throughout, the first such one named)."""
     n = len(parts)
     worker, share = np.full(n, -1), np.full(n, np.nan)
     if len(per):
@@ -238,6 +249,8 @@ def _idlest(per: pd.DataFrame, parts: pd.DataFrame, run_s: np.ndarray) -> tuple[
         worker[runs] = per["worker"].to_numpy()[first]
         with np.errstate(divide="ignore", invalid="ignore"):
             share[runs] = idle[first] / run_s[runs]
+        taskless = _taskless(per, parts)
+        worker, share = np.where(taskless >= 0, taskless, worker), np.where(taskless >= 0, np.nan, share)
     return worker, share
 
 
@@ -257,6 +270,8 @@ def _cause_phrase(cause: str, row: dict) -> str:
     if cause == "serialisation":
         return f"GIL-bound: {int(row['workers_used'])} workers, CPU {row['_cpu_walls']:.2f}× wall"
     if cause == "imbalance":
+        if not np.isfinite(row["_idle_share"]):  # a worker that got no task (see ``_idlest``)
+            return f"imbalance: worker {int(row['_idlest'])} got no task"
         return f"imbalance: worker {int(row['_idlest'])} idle {row['_idle_share']:.0%}"
     if cause == "start-up":
         return f"start-up: {duration(row['startup_s'] / row['workers_used'])} of {duration(row['wall_s'])}"

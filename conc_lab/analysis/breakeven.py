@@ -168,10 +168,12 @@ def with_break_even(out: pd.DataFrame, df: pd.DataFrame, keyed: pd.DataFrame) ->
     # pure Python, a hair "faster" per unit) would otherwise extrapolate a crossing never seen.
     unsupported = found & np.isfinite(sizes) & ~_ahead_at_largest(out, curve_keys)
     sizes = np.where(unsupported, np.nan, sizes)
+    # one size measured on either side: that side's run is taken as proportional to the size
+    measured = np.fmin(pick["sizes"], _take(base, "sizes", b))
     text = [
         NOT_SEEN if no else describe_break_even(x, n, lo, hi) if ok else ""
         for x, n, lo, hi, ok, no in zip(
-            sizes, pick["sizes"], pick["min_size"], pick["max_size"], found, unsupported, strict=True
+            sizes, measured, pick["min_size"], pick["max_size"], found, unsupported, strict=True
         )
     ]
     return out.assign(break_even_size=sizes, break_even=text)

@@ -129,14 +129,14 @@ def compare(
     faster) with ``ratio_ci_low``/``ratio_ci_high``, the two-sided Mann–Whitney U
     ``p_value`` (exact for small samples without ties), ``q_value`` (Benjamini–Hochberg, since
     many trials are compared at once), ``significant`` (``q_value < alpha``) and ``change``:
-    ``faster``, ``slower``, ``same``, ``inconclusive`` (not significant, and with so few runs
-    that no change could have been: with 3 runs a side the smallest exact p is 0.1, so more
-    repeats buy power), ``only in a`` or ``only in b``. Failures and the correct share of
-    each side are carried along.
+    ``faster``, ``slower``, ``same``, ``inconclusive`` (not significant, and either with so few
+    runs that no change could have been: with 3 runs a side the smallest exact p is 0.1, so more
+    repeats buy power; or with the medians' interval clear of 1 while the rank test does not
+    confirm it), ``only in a`` or ``only in b``. One run has no interval (NaN). Failures and the
+    correct share of each side are carried along.
 
     No change smaller than ``min_effect`` (the A/A floor of ``conclab selftest``; None: the largest
-    recorded at or above the paths ``a`` and ``b``) is called.
-    ``a`` and ``b`` are DataFrames or paths to stores.
+    recorded at or above the paths ``a`` and ``b``) is called. ``a``, ``b``: frames or store paths.
 
     Example::
 

@@ -173,3 +173,21 @@ def as_frame_filtered(data, **filters) -> pd.DataFrame:
     from conc_lab.store.load import load
 
     return load(data, **filters)
+
+
+def pooled_rows(df: pd.DataFrame) -> tuple[int, int]:
+    """How many summary rows (``GROUP_KEYS``) hold runs of more than one sweep, and how many rows
+    there are: sweeps of different configs read together share no row.
+
+    Example::
+
+        >>> df = pd.DataFrame({"workload": "w", "backend": ["sequential", "sequential", "threading"],
+        ...                    "sweep_id": ["s1", "s2", "s2"]})
+        >>> pooled_rows(df)
+        (1, 2)
+    """
+    if "sweep_id" not in df.columns or len(df) == 0:
+        return 0, 0
+    key = join_key(key_columns(df, GROUP_KEYS), GROUP_KEYS)
+    sweeps = df["sweep_id"].astype(object).groupby(key.to_numpy()).nunique()
+    return int((sweeps > 1).sum()), len(sweeps)

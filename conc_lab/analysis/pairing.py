@@ -148,7 +148,7 @@ def paired_speedup(
     found = {"n_pairs": srt.n, "speedup": srt.quantile(0.5), "low0": low0, "high0": high0}
     own, base = has & noisy, has & noisy[np.clip(pairs, 0, None)]
     for side, doubt in (("own", own), ("base", base), ("", own | base)):
-        low, high = _cover(codes, ratio, doubt, low0, high0)
+        low, high = _cover(codes, ratio, doubt & (srt.n[codes] > 1), low0, high0)  # one pair: no interval
         found[f"{side}_low" if side else "low"], found[f"{side}_high" if side else "high"] = low, high
         if side:
             found[f"n_{side}"] = np.bincount(codes[doubt], minlength=ngroups)
@@ -165,7 +165,9 @@ def _cover(
     highs = np.full(len(high), -np.inf)
     np.minimum.at(lows, codes[doubt], ratio[doubt])
     np.maximum.at(highs, codes[doubt], ratio[doubt])
-    return np.fmin(low, lows), np.fmax(high, highs)
+    return np.where(np.isnan(low), np.nan, np.fmin(low, lows)), np.where(
+        np.isnan(high), np.nan, np.fmax(high, highs)
+    )
 
 
 def noise_moves(
@@ -236,6 +238,7 @@ def cover_noisy(
     """
     low, high = low.astype(np.float64).copy(), high.astype(np.float64).copy()
     rows = rows & np.isfinite(values)
+    rows &= np.isfinite(low[codes]) & np.isfinite(high[codes])  # no interval (one run) stays none
     np.fmin.at(low, codes[rows], values[rows])
     np.fmax.at(high, codes[rows], values[rows])
     return low, high

@@ -334,6 +334,9 @@ def predict_scaling(
 ) -> pd.DataFrame:
     """Each fitted law's forecast at ``workers``, with its interval; ``extrapolated`` beyond the measured range.
 
+    ``fits`` is what ``fit_scaling`` returns; a summary (``summarize``'s, with ``speedup``) is
+    fitted first.
+
     One row per curve, law and worker count: the curve's keys, ``law``, ``workers``, ``speedup``,
     ``speedup_low``/``speedup_high`` (at ``level``), ``extrapolated`` (outside the worker counts
     measured: a forecast, not a measurement) and ``better`` (this law fits the curve better).
@@ -346,6 +349,10 @@ def predict_scaling(
         >>> p[p.law == "amdahl"][["workers", "extrapolated"]].values.tolist()
         [[4, False], [8, True]]
     """
+    if "amdahl_f" not in fits.columns:
+        if "speedup" not in fits.columns:
+            raise ValueError("predict_scaling needs fit_scaling(summary) or a summary with speedups")
+        fits = fit_scaling(fits)
     keys = [k for k in fits.columns if k not in FIT_COLUMNS]
     out = []
     n = np.asarray(workers, dtype=np.float64)

@@ -17,9 +17,12 @@ conc_lab.analysis.selection.SelectError: --backend: no run has backend 'threadin
 from __future__ import annotations
 
 import difflib
+import numbers
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+
+import numpy as np
 
 from conc_lab.host.protocol import SEQUENTIAL
 from conc_lab.store.layout import sweep_dirs
@@ -65,7 +68,7 @@ def resolve(column: str, wanted: Sequence, present: Iterable, label: str | None 
     [2]
     """
     label = label or f"--{column}"
-    present = sorted({v for v in present if v is not None and v == v}, key=str)  # v != v: NaN
+    present = sorted({v for v in present if v is not None and v == v}, key=_order)  # v != v: NaN
     short = short_workload_names(present) if column == "workload" else {}
     out = []
     for value in wanted:
@@ -79,6 +82,12 @@ def resolve(column: str, wanted: Sequence, present: Iterable, label: str | None 
             raise SelectError(f"{label}: no run has {column} {value!r}{_suggest(value, present, short)}")
         out.append(hits[0])
     return out
+
+
+def _order(value: object) -> tuple:
+    """Numbers by value (5 before 20000), then text: how the ``there are`` list reads."""
+    number = isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+    return (0, value, "") if number else (1, 0, str(value))
 
 
 def _suggest(value: object, present: list, short: dict) -> str:
@@ -143,3 +152,30 @@ def keep_baseline(backends: Sequence[str] | None) -> list[str] | None:
     if not backends or SEQUENTIAL in backends:
         return list(backends) if backends else None
     return [*backends, SEQUENTIAL]
+
+
+def load(paths, columns: list[str] | None = None, env: bool = True, **filters):
+    """Every recorded run under ``paths`` (a sweep, a sweep name's folder, many), as a DataFrame.
+
+    ``conc_lab.load``: the store's ``load`` (``conc_lab.store.load.load``: ``filters`` pushed down
+    to Parquet, a value by equality, a list, tuple or set by membership; ``env`` joins the sweep's
+    environment), with a ``workload`` named as ``summarize`` and ``conclab summarize --workload``
+    name it: ``workload="sleep"`` for ``experiments.io:sleep`` (a unique short or function name),
+    and one that names no stored workload a ``SelectError`` with a did-you-mean, not an empty frame.
+
+    >>> df = load("results/smoke", workload="sleep", backend=["threading", "sequential"])  # doctest: +SKIP
+    """
+    import warnings
+
+    from conc_lab.store.layout import StoreWarning
+    from conc_lab.store.load import load as load_store
+
+    if "workload" in filters:
+        wanted = filters["workload"]
+        with warnings.catch_warnings():  # the read below warns of the same store, once
+            warnings.simplefilter("ignore", StoreWarning)
+            present = load_store(paths, columns=["workload"], env=False)["workload"].unique()
+        names = list(wanted) if isinstance(wanted, (list, tuple, set)) else [wanted]
+        found = resolve("workload", names, present, label="workload")
+        filters["workload"] = found if isinstance(wanted, (list, tuple, set)) else found[0]
+    return load_store(paths, columns=columns, env=env, **filters)

@@ -107,7 +107,14 @@ class SortedGroups:
         return out
 
     def median_ci(self, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
-        """Exact bootstrap percentile interval of each group's median (see the module doc)."""
+        """Exact bootstrap percentile interval of each group's median (see the module doc); NaN for a
+        group of one value, which says nothing of its spread (its bootstrap is that value alone).
+
+        Example::
+
+            >>> SortedGroups(np.array([0, 1, 1]), np.array([1.0, 2.0, 3.0]), 2).median_ci()
+            (array([nan,  2.]), array([nan,  3.]))
+        """
         n, start, c = self.n, self.start, self.c
         lo = np.full(len(n), np.nan)
         hi = np.full(len(n), np.nan)
@@ -123,7 +130,7 @@ class SortedGroups:
         # the CDF rises within a group, so the first k with CDF >= q sits after the count below q
         below_lo = np.bincount(c, weights=cdf_lo < alpha / 2, minlength=len(n)).astype(np.int64)
         below_hi = np.bincount(c, weights=cdf_hi < 1 - alpha / 2, minlength=len(n)).astype(np.int64)
-        has = n > 0
+        has = n > 1
         lo[has] = self.x[start[has] + below_lo[has]]
         hi[has] = self.x[start[has] + np.minimum(below_hi[has], n[has] - 1)]
         return lo, hi

@@ -268,8 +268,9 @@ def _warn_without_baseline(df: pd.DataFrame) -> None:
     backend = df["backend"].astype(object) if "backend" in df.columns else pd.Series(dtype=object)
     if len(backend) and not (backend == SEQUENTIAL).any():
         warnings.warn(
-            "no sequential runs to measure speedups against (conc_lab.load(path, backend=...) leaves them "
-            "out): conc_lab.summarize(path, backend=...) keeps them",
+            "no sequential runs to measure speedups against, so no speedups: the plain loop is the baseline "
+            "(backend: sequential in the config's matrix); a frame from conc_lab.load(path, backend=...) "
+            "leaves them out, conc_lab.summarize(path, backend=...) keeps them",
             UserWarning,
             stacklevel=3,
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import textwrap
 import warnings
 from pathlib import Path
@@ -48,25 +49,8 @@ def summarize_noting(df, shard: str | None = None, results: Path | None = None, 
     warning (with its source line); for ``shard`` K/N, where its speedups come: the merge of ``results``."""
     from conc_lab.analysis import summary as summaries
 
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", UserWarning)
-        summary = summaries.summarize(df, **kwargs)
-    for w in caught:
-        if "no sequential runs" not in str(w.message):  # any other warning goes on as it came
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-        elif shard:  # the sequential runs are in another shard
-            console.print(
-                f"note: shard {shard} holds no sequential runs, so no speedups here; they come once every "
-                f"shard has run and `conclab merge {results}` joined them",
-                highlight=False,
-            )
-        else:
-            console.print(
-                "note: no sequential runs in these results, so no speedups: the plain loop is the baseline "
-                "(backend: sequential in the config's matrix)",
-                highlight=False,
-            )
-    return summary
+    with _baseline_note(shard, results):
+        return summaries.summarize(df, **kwargs)
 
 
 def _check_format(fmt: str) -> None:
@@ -94,14 +78,16 @@ def _noise_line(df) -> str:
         flagged = df["noisy"].astype(object).fillna(False).astype(bool)
         noisy = int(((df["status"].astype(object) == schema.OK) & flagged).sum())
     parts = [
-        f"{redone} runs were redone as noisy" if redone else "",
+        (f"{redone} runs were" if redone != 1 else "1 run was") + " redone as noisy" if redone else "",
         # "still" only where something was redone: else nothing was tried that they could still be
-        f"{noisy} runs are {'still ' if redone else ''}noisy" if noisy else "",
+        (f"{noisy} runs are " if noisy != 1 else "1 run is ") + ("still " if redone else "") + "noisy"
+        if noisy
+        else "",
     ]
     text = "; ".join(p for p in parts if p)
     if not text:
         return ""
-    why = "other processes took CPU, or the speed canary moved: -f csv has noisy and noise_note per run"
+    why = "other processes took CPU, or the speed canary moved: -f csv has per row how many (noisy) and why (noise_note)"
     step = (
         "" if redone else "; next: `noise: {redo: 3}` in the config reruns a noisy run, or `conclab doctor`"
     )
@@ -152,11 +138,7 @@ def summarize(
 
         summary = with_noise_columns(df, summary)
     if len(dirs) > 1 and not latest and not sweep_ids:
-        console.print(
-            f"note: {len(dirs)} sweeps pooled (each row mixes their runs); --latest reads each config's "
-            "newest sweep alone, --sweep ID one of them",
-            highlight=False,
-        )
+        _pooled_note(len(dirs), df)
     emit(summary_table(summary, wide) if fmt == "table" else render.render(summary, fmt))
     if fmt in ("table", "markdown") and _noise_line(df):
         emit("\n" + "\n".join(textwrap.wrap(_noise_line(df), width())) + "\n")  # between words
@@ -253,6 +235,47 @@ def compare(
     emit(render(result, fmt, width=width()))
 
 
+def _pooled_note(n: int, df) -> None:
+    """Which rows pool runs of several sweeps: none where the sweeps ran different trials."""
+    from conc_lab.analysis.frames import pooled_rows
+
+    mixed, rows = pooled_rows(df)
+    which = (
+        "though no row mixes their runs"
+        if mixed == 0
+        else f"{'every' if mixed == rows else f'{mixed} of {rows}'} rows mix their runs"
+    )
+    console.print(
+        f"note: {n} sweeps pooled ({which}); --latest reads each config's newest sweep alone, --sweep ID one of them",
+        highlight=False,
+    )
+
+
+@contextlib.contextmanager
+def _baseline_note(shard: str | None = None, results: Path | None = None):
+    """Summarize's warning of results without the sequential baseline, said as a note (its advice on
+    the Python API's filters is no use here), not as a Python warning with its source line."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        yield
+    for w in caught:
+        if "no sequential runs" not in str(w.message):  # any other warning goes on as it came
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    if not any("no sequential runs" in str(w.message) for w in caught):
+        return
+    if shard:  # the sequential runs are in another shard
+        note = (
+            f"note: shard {shard} holds no sequential runs, so no speedups here; they come once every "
+            f"shard has run and `conclab merge {results}` joined them"
+        )
+    else:
+        note = (
+            "note: no sequential runs in these results, so no speedups: the plain loop is the baseline "
+            "(backend: sequential in the config's matrix)"
+        )
+    console.print(note, highlight=False)
+
+
 @app.command(epilog=example("conclab report results/cpu -o report && xdg-open report/index.html"))
 def report(
     paths: list[Path] = typer.Argument(..., help=PATHS_HELP),
@@ -268,7 +291,8 @@ def report(
     dirs, _ = _select(paths, [], False, {})
     df = load_runs(dirs, {}, what=", ".join(map(str, paths)))
     try:
-        page = write_report(df, out, title=title, sources=dirs)
+        with _baseline_note():
+            page = write_report(df, out, title=title, sources=dirs)
     except OSError as exc:
         die(f"{out}: cannot write the report ({exc.strerror or exc})")
     elapsed = time.perf_counter() - t0

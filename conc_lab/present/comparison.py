@@ -27,6 +27,7 @@ import pandas as pd
 from rich.cells import cell_len
 
 from conc_lab.analysis.selection import short_workload_names
+from conc_lab.analysis.stats import min_p_value
 from conc_lab.host.units import duration
 from conc_lab.present.panels import backend_label
 
@@ -140,7 +141,8 @@ def _lines(rows: list[dict], varying: list[str], width: int) -> list[str]:
 def ending(result: pd.DataFrame) -> str:
     """The last line, hyperfine-style: how b did against a over the matched trials.
 
-    >>> print(ending(pd.DataFrame({"change": ["faster", "inconclusive"], "ratio": [0.5, 0.9]})))
+    >>> print(ending(pd.DataFrame({"change": ["faster", "inconclusive"], "ratio": [0.5, 0.9],
+    ...                            "ratio_ci_low": [0.45, 0.7], "ratio_ci_high": [0.55, 1.2]})))
     2 matched trials: 1 faster, 1 no answer; geometric mean b/a 0.671: b ran 1.49x faster than a
     no answer: the interval holds both faster and slower; more repeats narrow it
     >>> print(ending(pd.DataFrame({"change": ["not significant"] * 2, "ratio": [0.7, 0.88]})))
@@ -164,9 +166,48 @@ def ending(result: pd.DataFrame) -> str:
     for side in ("only in a", "only in b"):
         if side in only.index:
             line += f"; {only[side]} trial(s) {side}"
-    if "inconclusive" in counts.index:
-        line += "\nno answer: the interval holds both faster and slower; more repeats narrow it"
-    return line
+    return line + "".join("\nno answer: " + note for note in _no_answer_notes(matched))
+
+
+def _no_answer_notes(matched: pd.DataFrame) -> list[str]:
+    """Why the ``inconclusive`` trials have no answer: their interval holds both faster and slower,
+    a side has one run (no interval), or the interval is clear of 1 but the rank test cannot
+    confirm it (too few runs, or many trials at once).
+
+    >>> r = pd.DataFrame({"change": ["inconclusive"], "ratio_ci_low": [2.05], "ratio_ci_high": [2.36],
+    ...                   "n_a": [3], "n_b": [3], "p_value": [0.1]})
+    >>> _no_answer_notes(r)
+    ['the interval says slower, but 3 runs against 3 cannot give a p below 0.1; more repeats decide']
+    """
+    rows = matched[matched["change"].astype(str) == "inconclusive"]
+    nan = pd.Series(np.nan, index=rows.index)
+    lo, hi = (rows.get(c, nan).to_numpy(dtype=np.float64) for c in ("ratio_ci_low", "ratio_ci_high"))
+    slower, faster, none = lo > 1, hi < 1, ~(np.isfinite(lo) & np.isfinite(hi))
+    notes = []
+    if (~(slower | faster | none)).any():
+        notes.append("the interval holds both faster and slower; more repeats narrow it")
+    if none.any():
+        notes.append("a side with one run has no interval; more repeats give one")
+    if (slower | faster).any():
+        way = "slower" if not faster.any() else "faster" if not slower.any() else "one way or the other"
+        notes.append(
+            f"the interval says {way}, but {_unconfirmed(rows[slower | faster])}; more repeats decide"
+        )
+    return notes
+
+
+def _unconfirmed(clear: pd.DataFrame) -> str:
+    """Why the rank test did not confirm what the interval says: the run counts allow no smaller p
+    (said with them where every such trial has the same counts), or the correction for many trials."""
+    nan = pd.Series(np.nan, index=clear.index)
+    n_a, n_b = (clear.get(c, nan).to_numpy(dtype=float) for c in ("n_a", "n_b"))
+    best = min_p_value(n_a, n_b)
+    p = clear.get("p_value", nan).to_numpy(dtype=float)
+    if len(set(zip(n_a, n_b, strict=True))) == 1 and np.all(p <= best * (1 + 1e-9)):
+        return (
+            f"{integer_text(n_a[0])} runs against {integer_text(n_b[0])} cannot give a p below {best[0]:.2g}"
+        )
+    return "the rank test does not confirm it (too few runs, or too many trials compared at once)"
 
 
 def compare_text(result: pd.DataFrame, width: int = 100) -> str:

@@ -396,6 +396,8 @@ def _attribution_rows(df: pd.DataFrame) -> pd.DataFrame:
     codes, groups = group_codes(keyed, GROUP_KEYS)
     pick = median_rows(att, df, codes, len(groups))
     groups, pick = groups[pick >= 0].reset_index(drop=True), pick[pick >= 0]
+    if len(pick) == 0:  # no run to attribute (every run failed): no figure
+        return groups
     parts = att.iloc[pick].reset_index(drop=True)
     shares = parts[PARTS].div(parts["capacity_s"], axis=0)
     label = curve_label(groups) + " · " + groups["workers"].map(workers_text)
