@@ -153,6 +153,18 @@ def test_doctor_never_cuts_the_values_it_tells_you_to_copy(width):
         assert "benchmarks/build_free_threaded_python.sh" in text  # whole, on one line
 
 
+def test_doctor_at_80_columns_indents_what_wraps_under_its_finding():
+    screen = tmux_run("python -m conc_lab.cli doctor", 80)
+    assert "__EXIT_0__" in screen, screen
+    lines = [line for line in screen[: screen.index("__EXIT_")].splitlines() if line.strip()]
+    statuses = ("ok ", "info ", "warn ", "bad ")
+    # was: a wrapped seen/advice line went on at column 0 ("advice); affinity then uses them first",
+    # "GIL on; can host trials"), reading as a line of its own under no finding
+    stray = [line for line in lines if not line.startswith((" ", *statuses))]
+    assert not stray, screen
+    assert any(line.startswith("    ") for line in lines), screen  # something did wrap, under its label
+
+
 @pytest.mark.parametrize("width", [80, 120])
 def test_the_resume_line_is_whole_after_ctrl_c(tmp_path, width):
     """Ctrl-C in an 80-column terminal: the resume command on a line of its own, never split mid-word;
