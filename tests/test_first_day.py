@@ -89,6 +89,36 @@ def test_compare_matches_two_sizes_and_reads_one_line_per_trial(two_sweeps, widt
         assert not line.startswith(("orkserver", "ignificant", "nswer")), line
 
 
+#: Sleeps whose medians print at two widths: ~160 ms for the plain loop, ~80.3 ms on two threads.
+SLEEPS = """\
+name: sleeps
+repeats: 3
+warmup: 0
+matrix:
+  workload: [experiments.io:sleep]
+  backend: [sequential, threading]
+  workers: [2]
+  tasks: [4]
+  size: [40]
+"""
+
+
+def test_compare_keeps_its_arrows_in_one_column(tmp_path):
+    (tmp_path / "sleeps.yaml").write_text(SLEEPS)
+    proc = conclab("sweep", str(tmp_path / "sleeps.yaml"), "--out", str(tmp_path / "r"), "-q")
+    assert proc.returncode == 0, proc.stderr
+    folder = shlex.quote(str(tmp_path / "r"))
+    screen = tmux_run(f"python -m conc_lab.cli compare {folder} {folder}", 80)
+    assert "__EXIT_0__" in screen, screen
+    lines = [line for line in screen.splitlines() if "→" in line]
+    assert len(lines) == 2, screen
+    widths = {len(re.search(r"\d[\d.]* [mµn]?s → ", line).group(0)) for line in lines}
+    assert len(widths) > 1, f"both medians printed as wide; nothing to align: {screen}"
+    # was: the pair was right-aligned as one cell, so "  160 ms → 160 ms" stood one column right of
+    # "80.3 ms → 80.3 ms" (and "71 ms" two)
+    assert len({line.index("→") for line in lines}) == 1, screen
+
+
 def test_compare_on_two_unrelated_folders_is_one_error_line(two_sweeps, tmp_path):
     config = tmp_path / "unrelated.yaml"
     config.write_text(UNRELATED)
