@@ -297,6 +297,33 @@ def test_selftest_tells_the_machines_load_before_and_after(tmp_path):
     ), proc.stderr
 
 
+def test_selftest_at_80_columns_wraps_between_words_and_keeps_its_path_whole():
+    import shutil
+    import tempfile
+
+    short = Path(tempfile.mkdtemp(prefix="st", dir="/tmp"))  # a path as short as a user's results/
+    out = short / "results"
+    try:
+        _selftest_screen_keeps_the_path(out)
+    finally:
+        shutil.rmtree(short, ignore_errors=True)
+
+
+def _selftest_screen_keeps_the_path(out: Path) -> None:
+    from test_cli_ux import tmux_run
+
+    screen = tmux_run(
+        f"python -m conc_lab.cli selftest --repeats 3 --size 1000 -o {shlex.quote(str(out))}", 80
+    )
+    assert "__EXIT_0__" in screen, screen
+    (recorded,) = (out / "selftest").iterdir()
+    # was: printed unwrapped, the terminal cut it at column 80 wherever that fell: "recorded in r" /
+    # "esults/selftest/…", a path that no longer pastes
+    assert str(recorded) in screen, screen
+    text = " ".join(screen[: screen.index("__EXIT_")].split())
+    assert "at size 1000 (median run" in text and "); recorded in" in text, screen
+
+
 #: Where the summary table ends and how wide the window is, once the page has loaded.
 WIDTH_PROBE = """<script>
 window.addEventListener("load", function () {
