@@ -93,3 +93,26 @@ def test_at_80_columns_an_evidence_line_that_wraps_keeps_its_indent(screen):
         assert item or line.startswith("    "), (line, screen)
         wrapped += not item
     assert wrapped, screen  # at 80 columns some evidence line did wrap
+
+
+def test_at_80_columns_the_rerun_command_is_one_line_to_copy(tmp_path):
+    (tmp_path / "gilwait.py").write_text(GIL_SLEEP)
+    command = shlex.join(
+        [sys.executable, "-m", "conc_lab.cli", "advise", "gilwait:work"]
+        + ["--size", "20", "--budget", "8", "--out", "results"]
+    )
+    shown = tmux_run(f"sh -c {shlex.quote(f'cd {shlex.quote(str(tmp_path))} && {command}')}", 80, joined=True)
+    assert "__EXIT_0__" in shown, shown
+    lines = shown.split("__EXIT_0__")[0].splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("to run it longer:"))
+    # was: "to run it longer: conclab sweep results/advise-gilwait.work/advise.yaml" / "--resume
+    # --out results": a newline inside the command, which a copy from the terminal keeps
+    rerun = lines[at].split(":", 1)[1].strip() or lines[at + 1].strip()
+    assert shlex.split(rerun) == [
+        "conclab",
+        "sweep",
+        "results/advise-gilwait.work/advise.yaml",
+        "--resume",
+        "--out",
+        "results",
+    ], shown
