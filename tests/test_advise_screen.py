@@ -116,3 +116,14 @@ def test_at_80_columns_the_rerun_command_is_one_line_to_copy(tmp_path):
         "--out",
         "results",
     ], shown
+
+
+def test_a_budget_stop_says_no_round_fits_never_that_the_budget_ran_out_seconds_early(screen):
+    said = _said(screen)
+    took = re.search(r"(\d+) rounds? in (\d+) s \(([^)]*)\)", said)
+    assert took, screen
+    # was: "1 round in 3 s (budget spent)" and "(the 8 s budget ran out)" from an 8 s budget: the
+    # loop stops when another round would not end in the budget, long before the budget is spent
+    assert "budget spent" not in said and "budget ran out" not in said, screen
+    if int(took.group(2)) < 8:
+        assert took.group(3) in ("no time left in the budget for another round", "settled"), screen

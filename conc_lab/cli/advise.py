@@ -25,7 +25,7 @@ out_console = Console()
 
 _STOPPED = {
     "settled": "settled",
-    "budget": "budget spent",
+    "budget": "no time left in the budget for another round",
     "complete": "every planned round ran",
     "interrupted": "interrupted",
 }
