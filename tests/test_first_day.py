@@ -292,3 +292,51 @@ def test_the_seed_table_keeps_every_row_and_backend_whole(seed_sweep, width):
         "threading",
     ], screen
     assert "…" not in screen and all(len(line) <= width for line in screen.splitlines())
+
+
+def test_summarize_wide_in_an_80_column_terminal_keeps_each_row_on_one_line(tmp_path):
+    import os
+    import time
+    import uuid
+
+    need(None if shutil.which("tmux") else "tmux is not installed (Debian: apt-get install tmux)")
+    need(None if shutil.which("less") else "less is not installed (Debian: apt-get install less)")
+    (tmp_path / "sleeps.yaml").write_text(SLEEPS)
+    proc = conclab("sweep", str(tmp_path / "sleeps.yaml"), "--out", str(tmp_path / "r"), "-q")
+    assert proc.returncode == 0, proc.stderr
+    sock = f"conclab-test-{uuid.uuid4().hex[:8]}"
+    tmux = ["tmux", "-L", sock, "-f", "/dev/null"]
+    env = " ".join(f"{k}={shlex.quote(v)}" for k, v in _env().items() if k in ("PATH", "PYTHONPATH", "HOME"))
+    command = (
+        f"{shlex.quote(sys.executable)} -m conc_lab.cli summarize {shlex.quote(str(tmp_path / 'r'))} --wide"
+    )
+    script = f"cd {shlex.quote(str(REPO))}; env {env} {command}; echo __EXIT_$?__; sleep 600"
+    subprocess.run(
+        [*tmux, "new-session", "-d", "-x", "80", "-y", "50", "-s", "t", script],
+        check=True,
+        env={**os.environ, "TERM": "xterm-256color"},
+    )
+
+    def screen() -> str:
+        return subprocess.run([*tmux, "capture-pane", "-p", "-t", "t"], capture_output=True, text=True).stdout
+
+    try:
+        deadline = time.monotonic() + 120
+        while "sequential" not in (shown := screen()) and time.monotonic() < deadline:
+            time.sleep(0.3)
+        time.sleep(0.5)
+        shown = screen()
+        subprocess.run([*tmux, "send-keys", "-t", "t", "q"], check=True)
+        while "__EXIT_" not in (after := screen()) and time.monotonic() < deadline:
+            time.sleep(0.3)
+    finally:
+        subprocess.run([*tmux, "kill-server"], capture_output=True)
+    # was: the table (400 columns) printed as it was, each row folded over six screen lines, its
+    # columns no longer under their headings; now shown through less -S, a row a line
+    lines = shown.splitlines()
+    top = next(i for i, line in enumerate(lines) if line.startswith("┏"))
+    bottom = next(i for i, line in enumerate(lines) if line.startswith("└"))
+    assert all(line[:1] in "┃┡│" for line in lines[top + 1 : bottom]), shown
+    rows = [line for line in lines[top:bottom] if line.startswith("│ ")]
+    assert [r.split("│")[1].strip() for r in rows] == ["experiments.io:sleep"] * 2, shown
+    assert "__EXIT_0__" in after, after
