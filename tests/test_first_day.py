@@ -340,3 +340,30 @@ def test_summarize_wide_in_an_80_column_terminal_keeps_each_row_on_one_line(tmp_
     rows = [line for line in lines[top:bottom] if line.startswith("│ ")]
     assert [r.split("│")[1].strip() for r in rows] == ["experiments.io:sleep"] * 2, shown
     assert "__EXIT_0__" in after, after
+
+
+#: A sleep calibrated to 5 ms a task: sizes 1, 2, 4, 8, and 8 timed once more.
+AUTO_SLEEP = """\
+name: autosleep
+repeats: 1
+warmup: 0
+calibration: {target_s: 0.005}
+matrix:
+  workload: [experiments.io:sleep]
+  backend: [sequential]
+  workers: [1]
+  tasks: [1]
+  size: [auto]
+"""
+
+
+def test_size_auto_says_which_step_is_timed_again(tmp_path):
+    (tmp_path / "auto.yaml").write_text(AUTO_SLEEP)
+    config, out = shlex.quote(str(tmp_path / "auto.yaml")), shlex.quote(str(tmp_path / "r"))
+    screen = tmux_run(f"python -m conc_lab.cli sweep {config} --out {out}", 80)
+    assert "__EXIT_0__" in screen, screen
+    steps = re.findall(r"^  size ([\d,]+)( again, to confirm)?: ", screen, re.M)
+    # was: "size 8: 8.1 ms" then "size 8: 8.08 ms", the second timing of the size that reached the
+    # target told as if it were another step
+    assert steps[-2:] == [("8", ""), ("8", " again, to confirm")], screen
+    assert "→ 8 (" in screen, screen
