@@ -367,3 +367,11 @@ def test_size_auto_says_which_step_is_timed_again(tmp_path):
     # target told as if it were another step
     assert steps[-2:] == [("8", ""), ("8", " again, to confirm")], screen
     assert "→ 8 (" in screen, screen
+
+
+def test_a_sweep_of_one_run_says_1_run_recorded(tmp_path):
+    (tmp_path / "auto.yaml").write_text(AUTO_SLEEP.replace("[auto]", "[2]"))
+    proc = conclab("sweep", str(tmp_path / "auto.yaml"), "--out", str(tmp_path / "r"), "-q")
+    assert proc.returncode == 0, proc.stderr
+    # was: "1 runs recorded (0 failed, 0 wrong, 0 skipped) in 0.1 s"
+    assert "1 run recorded (0 failed, 0 wrong, 0 skipped)" in proc.stderr, proc.stderr
