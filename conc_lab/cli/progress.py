@@ -157,7 +157,7 @@ class SweepRenderer:
         said = self.calibration_said.get(e.workload)
         if said is None:
             self._say(f"size auto: calibrating {e.workload} (size: time of one task)")
-        # the size that reached the target is timed twice: the second line said so not ("size
+        # the size that reached the target is timed twice, and the second line did not say so ("size
         # 16,384: 59.7 ms" / "size 16,384: 58.9 ms" read as a slip), so it says "again" now
         again = self.calibration_sizes.get(e.workload) == e.size
         self.calibration_sizes[e.workload] = e.size

@@ -43,7 +43,7 @@ def selftest(
     ),
     repeats: int = typer.Option(20, "--repeats", help="Rounds; each runs both arms in a random order."),
     size: int = typer.Option(
-        100_000, "--size", help="Work size of the trial (sum_squares: ~4 ms at 100000 here)."
+        100_000, "--size", help="Work size of the trial (sum_squares: ~4 ms at 100000 on a 2-core VM)."
     ),
     workload: str = typer.Option("experiments.cpu:sum_squares", "--workload", help="The trial's workload."),
 ):
