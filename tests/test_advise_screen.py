@@ -93,3 +93,37 @@ def test_at_80_columns_an_evidence_line_that_wraps_keeps_its_indent(screen):
         assert item or line.startswith("    "), (line, screen)
         wrapped += not item
     assert wrapped, screen  # at 80 columns some evidence line did wrap
+
+
+def test_at_80_columns_the_rerun_command_is_one_line_to_copy(tmp_path):
+    (tmp_path / "gilwait.py").write_text(GIL_SLEEP)
+    command = shlex.join(
+        [sys.executable, "-m", "conc_lab.cli", "advise", "gilwait:work"]
+        + ["--size", "20", "--budget", "8", "--out", "results"]
+    )
+    shown = tmux_run(f"sh -c {shlex.quote(f'cd {shlex.quote(str(tmp_path))} && {command}')}", 80, joined=True)
+    assert "__EXIT_0__" in shown, shown
+    lines = shown.split("__EXIT_0__")[0].splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("to run it longer:"))
+    # was: "to run it longer: conclab sweep results/advise-gilwait.work/advise.yaml" / "--resume
+    # --out results": a newline inside the command, which a copy from the terminal keeps
+    rerun = lines[at].split(":", 1)[1].strip() or lines[at + 1].strip()
+    assert shlex.split(rerun) == [
+        "conclab",
+        "sweep",
+        "results/advise-gilwait.work/advise.yaml",
+        "--resume",
+        "--out",
+        "results",
+    ], shown
+
+
+def test_a_budget_stop_says_no_round_fits_never_that_the_budget_ran_out_seconds_early(screen):
+    said = _said(screen)
+    took = re.search(r"(\d+) rounds? in (\d+) s \(([^)]*)\)", said)
+    assert took, screen
+    # was: "1 round in 3 s (budget spent)" and "(the 8 s budget ran out)" from an 8 s budget: the
+    # loop stops when another round would not end in the budget, long before the budget is spent
+    assert "budget spent" not in said and "budget ran out" not in said, screen
+    if int(took.group(2)) < 8:
+        assert took.group(3) in ("no time left in the budget for another round", "settled"), screen

@@ -276,7 +276,7 @@ def test_size_auto_shows_its_steps_and_stops_growing_before_the_budget(tmp_path)
     warning = next(line for _, line in lines if "under the 30 s target" in line)
     assert "growing:cubic got size 128" in warning and "size 256 is forecast to take" in warning
     assert "raise calibration.budget_s" in warning
-    assert "1 runs recorded (0 failed" in text
+    assert "1 run recorded (0 failed" in text
     # the sweep really ran at the size chosen
     import conc_lab
 

@@ -86,11 +86,14 @@ def cpulike(tmp_path_factory):
 # --- tmux ----------------------------------------------------------------------------------------
 
 
-def tmux_run(command: str, width: int, timeout: float = 300, screens: list[str] | None = None) -> str:
+def tmux_run(
+    command: str, width: int, timeout: float = 300, screens: list[str] | None = None, joined: bool = False
+) -> str:
     """Run ``command`` in a fresh tmux terminal ``width`` columns wide; the screen and scrollback.
 
     ``screens``: every capture taken while it ran is appended there (about two a second), for a
-    test of what showed in which order.
+    test of what showed in which order. ``joined``: lines the terminal folded are joined, as a copy
+    from the terminal joins them (a newline the program printed stays).
     """
     need(None if shutil.which("tmux") else "tmux is not installed (Debian: apt-get install tmux)")
     sock = f"conclab-test-{uuid.uuid4().hex[:8]}"
@@ -107,7 +110,9 @@ def tmux_run(command: str, width: int, timeout: float = 300, screens: list[str] 
         deadline = time.monotonic() + timeout
         while True:
             screen = subprocess.run(
-                [*tmux, "capture-pane", "-p", "-S", "-", "-t", "t"], capture_output=True, text=True
+                [*tmux, "capture-pane", "-p", *(["-J"] if joined else []), "-S", "-", "-t", "t"],
+                capture_output=True,
+                text=True,
             ).stdout
             if screens is not None:
                 screens.append(screen)

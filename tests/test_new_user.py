@@ -298,6 +298,33 @@ def test_selftest_tells_the_machines_load_before_and_after(tmp_path):
     ), proc.stderr
 
 
+def test_selftest_at_80_columns_wraps_between_words_and_keeps_its_path_whole():
+    import shutil
+    import tempfile
+
+    short = Path(tempfile.mkdtemp(prefix="st", dir="/tmp"))  # a path as short as a user's results/
+    out = short / "results"
+    try:
+        _selftest_screen_keeps_the_path(out)
+    finally:
+        shutil.rmtree(short, ignore_errors=True)
+
+
+def _selftest_screen_keeps_the_path(out: Path) -> None:
+    from test_cli_ux import tmux_run
+
+    screen = tmux_run(
+        f"python -m conc_lab.cli selftest --repeats 3 --size 1000 -o {shlex.quote(str(out))}", 80
+    )
+    assert "__EXIT_0__" in screen, screen
+    (recorded,) = (out / "selftest").iterdir()
+    # was: printed unwrapped, the terminal cut it at column 80 wherever that fell: "recorded in r" /
+    # "esults/selftest/…", a path that no longer pastes
+    assert str(recorded) in screen, screen
+    text = " ".join(screen[: screen.index("__EXIT_")].split())
+    assert "at size 1000 (median run" in text and "); recorded in" in text, screen
+
+
 #: Where the summary table ends and how wide the window is, once the page has loaded.
 WIDTH_PROBE = """<script>
 window.addEventListener("load", function () {
@@ -325,4 +352,51 @@ def test_the_reports_summary_table_fits_a_1200_px_window(tiny_report, tmp_path):
     # was: the table ran to 1213 px in a 1200 px window (the page scrolled sideways)
     assert seen["right"] <= seen["view"] and seen["page"] <= seen["view"], seen
     text = tiny_report.read_text()
-    assert "multiprocessing/fork" in text and "Every row: tasks 4, size 20000." in text
+    # the label whole, though it may break after its slash (test_the_smokes_report_table_fits…)
+    assert "multiprocessing/<wbr>fork" in text and "Every row: tasks 4, size 20000." in text
+
+
+#: The README's smoke matrix without Ray, sized down: every start method, two workloads of two sizes.
+SMOKE_LIKE = """\
+name: smokelike
+repeats: 3
+warmup: 0
+timeout_s: 60
+matrix:
+  workload:
+    - experiments.cpu:sum_squares
+    - {workload: experiments.io:sleep, size: [2]}
+  backend: [sequential, threading, multiprocessing]
+  workers: [1, 2]
+  tasks: [4]
+  size: [20000]
+exclude:
+  - {backend: multiprocessing, start_method: spawn, workers: 1}
+  - {backend: multiprocessing, start_method: forkserver, workers: 1}
+backend_options:
+  multiprocessing: {start_method: [fork, spawn, forkserver]}
+"""
+
+
+@pytest.mark.browser
+def test_the_smokes_report_table_fits_a_1200_px_window(tmp_path):
+    from test_report import _chromium, chromium
+
+    need(None if chromium() else "no chromium on PATH (Debian: apt-get install chromium)")
+    (tmp_path / "smokelike.yaml").write_text(SMOKE_LIKE)
+    proc = conclab("sweep", str(tmp_path / "smokelike.yaml"), "--out", str(tmp_path / "r"), "-q")
+    assert proc.returncode == 0, proc.stderr
+    proc = conclab("report", str(tmp_path / "r"), "-o", str(tmp_path / "report"))
+    assert proc.returncode == 0, proc.stderr
+    text = (tmp_path / "report" / "index.html").read_text()
+    page = tmp_path / "probe.html"
+    page.write_text(text.replace("</body>", WIDTH_PROBE + "</body>"))
+    proc = _chromium(page, tmp_path, "--window-size=1200,1000", "--dump-dom")
+    match = re.search(r'<pre id="probe"[^>]*>([^<]*)</pre>', proc.stdout)
+    assert match, f"the page did not load in chromium (rc {proc.returncode}): {proc.stderr[-2000:]}"
+    seen = json.loads(match.group(1).replace("&quot;", '"'))
+    # was: "multiprocessing/forkserver", unbreakable, the widest word of the table, pushed it past
+    # the window (by 7 px for one such sweep, 18 px for the README's smoke: its notes column cut at
+    # the edge); how far depends on the words of the why and notes columns, so the break is checked too
+    assert seen["right"] <= seen["view"] and seen["page"] <= seen["view"], seen
+    assert "multiprocessing/<wbr>forkserver" in text

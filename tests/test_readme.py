@@ -101,6 +101,14 @@ def test_the_python_snippet_then_the_folder_commands_run_as_written(scratch):
     assert "no sequential runs" not in proc.stderr  # was: the snippet's summary had no baseline
     assert (scratch / "report" / "index.html").exists()
     assert "sweep:" in proc.stderr and " runs, " in proc.stderr  # progress while it ran
+    printed = proc.stdout.splitlines()
+    top = next(i for i, line in enumerate(printed) if "median_s" in line)
+    end = next(i for i, line in enumerate(printed) if "amdahl_f" in line)
+    rows = [line.split()[1:-2] for line in printed[top + 1 : end]]  # less the index, median and speedup
+    # was: three rows "experiments.cpu:sum_squares  multiprocessing  2" with three different
+    # speedups (fork, spawn, forkserver), the start method not among the columns printed
+    assert rows and len(set(map(tuple, rows))) == len(rows), proc.stdout
+    assert "..." not in printed[top], proc.stdout  # every column asked for, none elided by pandas
     ran = []
     for line in commands("conclab "):
         words = shlex.split(line)

@@ -153,7 +153,10 @@ def conclude(the_plan: AdvicePlan, ran: LoopResult, began: float, budget_s: floa
         warnings.simplefilter("ignore")  # a sweep stopped before its first round: an empty summary
         df = load(ran.sweep.sweep_dir)
         summary = summarize(df) if len(df) else summarize(pd.DataFrame())
-    why = {"budget": f"the {budget_s:.0f} s budget ran out", "interrupted": "interrupted"}.get(ran.stopped)
+    # "the 8 s budget ran out" was said 3 s in: the loop stops when another round would not end in
+    # the budget, which is what is said now
+    budget = f"another round would not end within the {budget_s:.0f} s budget"
+    why = {"budget": budget, "interrupted": "interrupted"}.get(ran.stopped)
     wrong, unchecked = evidence.wrong_answers(df, the_plan.python_labels)
     facts = {
         "cores": the_plan.cores,

@@ -13,7 +13,9 @@ import textwrap
 from pathlib import Path
 
 import typer
+from rich.cells import cell_len
 from rich.console import Console
+from rich.text import Text
 
 from conc_lab import events
 
@@ -23,7 +25,7 @@ out_console = Console()
 
 _STOPPED = {
     "settled": "settled",
-    "budget": "budget spent",
+    "budget": "no time left in the budget for another round",
     "complete": "every planned round ran",
     "interrupted": "interrupted",
 }
@@ -66,7 +68,7 @@ def advise(
     except (AdviseError, ConfigError, StoreError) as exc:
         _die(str(exc))
     except AdviceInterrupted as stop:  # after the runs, while the verdict was drawn from them
-        console.print(f"[yellow]interrupted[/]; what ran is saved. Resume with: {stop.rerun}", soft_wrap=True)
+        _command(console, "[yellow]interrupted[/]; what ran is saved. Resume with:", stop.rerun)
         raise typer.Exit(130) from None
     except KeyboardInterrupt:
         console.print("interrupted before any run: nothing was saved", highlight=False)
@@ -76,11 +78,7 @@ def advise(
     elif advice.verdict.rounds or not advice.interrupted:  # stopped in the warm-up: no verdict to show
         _print(advice, out_console)
     if advice.interrupted:
-        console.print(
-            f"[yellow]interrupted[/]; what ran is saved. Resume with: {advice.rerun}",
-            highlight=False,
-            soft_wrap=True,
-        )
+        _command(console, "[yellow]interrupted[/]; what ran is saved. Resume with:", advice.rerun)
         raise typer.Exit(130)
 
 
@@ -112,7 +110,17 @@ def _print(advice, console: Console) -> None:
         markup=False,
     )
     verb = "run it longer" if not advice.verdict.settled else "rerun or extend it"
-    console.print(f"to {verb}: {advice.rerun}", highlight=False, markup=False)
+    _command(console, f"to {verb}:", advice.rerun)
+
+
+def _command(console: Console, head: str, command: str) -> None:
+    """``head command``, the command never broken by a newline of ours: at 80 columns the last line
+    was wrapped between its words ("… advise.yaml" / "--resume --out results"), and a command copied
+    from two lines runs as two. Where both do not fit a terminal, the command starts its own line and
+    the terminal folds it if it must (a copy joins what a terminal folded); a log keeps one line."""
+    plain = Text.from_markup(head).plain
+    gap = "\n  " if console.is_terminal and cell_len(plain) + 1 + cell_len(command) > console.width else " "
+    console.print(Text.from_markup(head) + Text(gap + command), highlight=False, soft_wrap=True)
 
 
 def _hanging(line: str, width: int) -> str:

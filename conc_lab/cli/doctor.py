@@ -54,11 +54,22 @@ _TABLE_WIDTH = 120
 
 
 def _blocks(findings: list, colour: dict) -> None:
-    """Each finding as ``status  check`` then its seen and advice lines, wrapped between words."""
+    """Each finding as ``status  check`` then its seen and advice lines, wrapped between words with
+    their continuation indented under the label's text, so a wrapped line never starts at column 0
+    (where it read as a finding of its own); a path or a word longer than the line is kept whole."""
+    import textwrap
+
     from rich.text import Text
 
     for f in findings:
         out_console.print(Text.assemble((f"{f.status:<5} ", colour[f.status]), (f.name, "bold")))
         for label, value in (("seen", f.detail), ("advice", f.advice)):
             if value:
-                out_console.print(Text(f"  {label}: {value}", overflow="fold"), soft_wrap=False)
+                text = textwrap.fill(
+                    f"  {label}: {value}",
+                    width=max(out_console.width, 40),
+                    subsequent_indent="    ",
+                    break_long_words=False,
+                    break_on_hyphens=False,
+                )
+                out_console.print(Text(text), soft_wrap=True)

@@ -76,6 +76,7 @@ class SweepRenderer:
         self.total = 0  # runs the bar waits for: rounds ``precision:`` adds raise it
         self.per_node: dict[str, object] = {}  # cluster sweeps: a progress line of runs done per node
         self.calibration_said: dict[str, float] = {}  # size auto: when the last step line was printed
+        self.calibration_sizes: dict[str, int] = {}  # size auto: the size each workload last timed
         # precision: the rounds after which max_repeats stopped the sweep with speedups still wide
         # (None: it reached its target, or had none): the table's "next:" then asks for no more rounds
         self.rounds_spent: int | None = None
@@ -156,8 +157,12 @@ class SweepRenderer:
         said = self.calibration_said.get(e.workload)
         if said is None:
             self._say(f"size auto: calibrating {e.workload} (size: time of one task)")
+        # the size that reached the target is timed twice, and the second line did not say so ("size
+        # 16,384: 59.7 ms" / "size 16,384: 58.9 ms" read as a slip), so it says "again" now
+        again = self.calibration_sizes.get(e.workload) == e.size
+        self.calibration_sizes[e.workload] = e.size
         if said is None or e.task_s >= 1e-3 or e.elapsed_s - said >= 2.0:
-            self._say(f"  size {e.size:,}: {duration(e.task_s)}")
+            self._say(f"  size {e.size:,}{' again, to confirm' if again else ''}: {duration(e.task_s)}")
             self.calibration_said[e.workload] = e.elapsed_s
 
     def calibrated(self, e: events.Calibrated) -> None:

@@ -32,6 +32,9 @@ def load_runs(paths: list[Path], filters: dict, what: str | None = None):
     return df
 
 
+_WIDE = typer.Option(False, "--wide", help=WIDE_HELP + " In a narrower terminal through less -S (q quits).")
+
+
 def summary_table(summary, wide: bool, rounds_spent: int | None = None) -> str:
     """The summary for people: fitted to the terminal, or every column with ``wide``; ``rounds_spent``:
     the rounds after which a sweep's ``precision:`` ran out of max_repeats (``tables.note_meanings``)."""
@@ -51,6 +54,33 @@ def summarize_noting(df, shard: str | None = None, results: Path | None = None, 
 
     with _baseline_note(shard, results):
         return summaries.summarize(df, **kwargs)
+
+
+def _show(summary, wide: bool, fmt: str) -> None:
+    """The summary in ``fmt``; a wide table through ``_page``."""
+    from conc_lab.present import render
+
+    if fmt != "table":
+        emit(render.render(summary, fmt))
+    else:
+        (_page if wide else emit)(summary_table(summary, wide))
+
+
+def _page(text: str) -> None:
+    """The wide table: in a terminal narrower than it, through ``less -S`` (lines kept whole, the
+    arrow keys scroll sideways; q ends it), as git shows a long diff. Printed as it was, a terminal
+    folded each of its rows over several screen lines and its columns could no longer be read."""
+    import shutil
+    import subprocess
+
+    widest = max((len(line) for line in text.splitlines()), default=0)
+    if not (out_console.is_terminal and widest > out_console.width and shutil.which("less")):
+        emit(text)
+        return
+    try:
+        subprocess.run(["less", "-S", "-R", "-X"], input=text, text=True, check=False)
+    except (OSError, KeyboardInterrupt):
+        emit(text)
 
 
 def _check_format(fmt: str) -> None:
@@ -114,7 +144,7 @@ def summarize(
         None, "--sweep", help="Only this sweep: its id, or the start of one (repeatable)."
     ),
     latest: bool = typer.Option(False, "--latest", help="Only the most recent sweep of each config."),
-    wide: bool = typer.Option(False, "--wide", help=WIDE_HELP),
+    wide: bool = _WIDE,
 ):
     """Median, 95% interval, speedup over sequential, efficiency and flags per trial parameter set.
 
@@ -139,7 +169,7 @@ def summarize(
         summary = with_noise_columns(df, summary)
     if len(dirs) > 1 and not latest and not sweep_ids:
         _pooled_note(len(dirs), df)
-    emit(summary_table(summary, wide) if fmt == "table" else render.render(summary, fmt))
+    _show(summary, wide, fmt)
     if fmt in ("table", "markdown") and _noise_line(df):
         emit("\n" + "\n".join(textwrap.wrap(_noise_line(df), width())) + "\n")  # between words
     slow_node_notes(df)

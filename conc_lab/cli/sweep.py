@@ -278,7 +278,7 @@ def final_line(result, resumed: bool = False, whole_s: float | None = None, stor
     if resumed and result.planned == 0 and not result.interrupted:
         return f"sweep {result.sweep_id} is complete: nothing to run{stored_failures} → {result.sweep_dir}"
     line = (
-        f"{result.recorded} runs recorded ({result.failed} failed, {result.wrong} wrong, "
+        f"{result.recorded} run{'s' * (result.recorded != 1)} recorded ({result.failed} failed, {result.wrong} wrong, "
         f"{result.skipped} skipped{_noise_counts(result)}"
     )
     if result.warmup_failed:  # not recorded, but a failure all the same (and exit code 1)

@@ -96,11 +96,17 @@ def _float(x: object) -> float:
         return math.nan
 
 
-def _times(row: dict) -> str:
-    a, b = _float(row.get("median_a")), _float(row.get("median_b"))
-    if not np.isfinite(a) and not np.isfinite(b):
-        return ""
-    return f"{duration(a)} → {duration(b)}"
+def _times(rows: list[dict]) -> list[str]:
+    """Each row's ``a → b`` medians, both sides right-aligned, so the arrows stand in one column
+    (the pair used to be aligned as one cell: ``  72.9 ms → 72.9 ms`` over ``    112 ms → 112 ms``)."""
+    pairs = [(_float(r.get("median_a")), _float(r.get("median_b"))) for r in rows]
+    texts = [(duration(a), duration(b)) for a, b in pairs]
+    wa = max((cell_len(a) for a, _ in texts), default=0)
+    wb = max((cell_len(b) for _, b in texts), default=0)
+    return [
+        "" if not np.isfinite(a) and not np.isfinite(b) else f"{ta.rjust(wa)} → {tb.rjust(wb)}"
+        for (a, b), (ta, tb) in zip(pairs, texts, strict=True)
+    ]
 
 
 def _heading(short: str, rows: list[dict]) -> tuple[str, list[str]]:
@@ -120,8 +126,8 @@ def _lines(rows: list[dict], varying: list[str], width: int) -> list[str]:
     cells = [
         [backend_label(r), f"{integer_text(r.get('workers'))}w"]
         + [f"{k} {integer_text(r.get(k))}" for k in varying]
-        + [_times(r)]
-        for r in rows
+        + [times]
+        for r, times in zip(rows, _times(rows), strict=True)
     ]
     widths = [max(cell_len(c[i]) for c in cells) for i in range(len(cells[0]))]
     out = []
