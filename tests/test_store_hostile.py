@@ -83,7 +83,7 @@ def test_a_deleted_part_of_a_complete_sweep_is_named_by_check_and_load(store):
     proc = conclab("check", sweep_dir.parent.parent)
     assert proc.returncode == 1, proc.stderr
     assert f"{part}: missing: its 4 runs" in proc.stderr.replace("\n", "")
-    assert "0 runs: 1 problems" in proc.stderr
+    assert "0 runs: 1 problem" in proc.stderr
     with pytest.warns(StoreWarning, match=rf"{part.name}: missing: its 4 runs"):
         assert len(load(sweep_dir)) == 0
     # --resume runs the lost runs again; the sweep is whole then

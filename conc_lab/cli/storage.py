@@ -85,8 +85,18 @@ def check(
         console.print(f"[bold red]damaged:[/] {line}", highlight=False, soft_wrap=True)
     for line in report.notes:
         console.print(f"note: {line}", highlight=False, soft_wrap=True)
-    verdict = "ok" if report.ok else f"{len(report.problems)} problems"
-    sweeps = f"{report.sweeps} sweep" + ("" if report.sweeps == 1 else "s")
-    console.print(f"{sweeps}, {report.runs} runs: {verdict}", highlight=False)
+    verdict = "ok" if report.ok else _counted(len(report.problems), "problem")
+    console.print(
+        f"{_counted(report.sweeps, 'sweep')}, {_counted(report.runs, 'run')}: {verdict}", highlight=False
+    )
     if not report.ok:
         raise typer.Exit(1)
+
+
+def _counted(n: int, noun: str) -> str:
+    """``n`` and its noun, singular for one: "1 problem", "2 runs".
+
+    >>> _counted(1, "problem"), _counted(0, "run")
+    ('1 problem', '0 runs')
+    """
+    return f"{n:,} {noun}" + ("" if n == 1 else "s")
