@@ -224,8 +224,9 @@ def parts(n: str = "1000") -> None:
             child.setdefault(k, []).append(v)
     print(f"# load {os.getloadavg()[0]:.2f}; {n} no-op runs, this process as the trial host; per run:")
     for who, (a, b) in (("host", (host0, host1)), ("run's process", (runs0, runs1))):
-        cpu = (b.ru_utime - a.ru_utime + b.ru_stime - a.ru_stime) / n * 1e3
-        print(f"  {who:14s} CPU {cpu:6.3f} ms, page faults {(b.ru_minflt - a.ru_minflt) / n:6.0f}")
+        user, system = (b.ru_utime - a.ru_utime) / n * 1e3, (b.ru_stime - a.ru_stime) / n * 1e3
+        faults = (b.ru_minflt - a.ru_minflt) / n
+        print(f"  {who:14s} CPU {user + system:6.3f} ms (user {user:.3f}, system {system:.3f}), page faults {faults:4.0f}")
         first = ["request to reply (Runs.run)", "after the reply (Runs.settle)"]
         for label in (
             first if who == "host" else ["request in hand (wake-up)", "request to reply written"]
