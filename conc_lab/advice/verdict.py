@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from conc_lab.advice.words import clean, interval, n_workers, seconds, where_it_wins_here, x_text
+from conc_lab.analysis.stats import MIN_RUNS_FOR_INTERVAL
 from conc_lab.host.protocol import ASYNCIO, MULTIPROCESSING, RAY, SEQUENTIAL, SUBINTERPRETERS, THREADING
 
 #: An arm within this share of the best speedup counts as just as fast.
@@ -163,7 +164,7 @@ def _arm_result(row: pd.Series, label: str) -> ArmResult:
         value = row.get(col)
         return float(value) if value is not None and pd.notna(value) else math.nan
 
-    if int(row["n"]) < 2:  # one run's "interval" is that run twice: none, for scripts too
+    if int(row["n"]) < MIN_RUNS_FOR_INTERVAL:  # one run's "interval" is that run twice: none, for scripts too
         row = row.drop(["e2e_speedup_ci_low", "e2e_speedup_ci_high"], errors="ignore")
     return ArmResult(
         arm=label,

@@ -11,6 +11,7 @@ import math
 import numpy as np
 
 from conc_lab.analysis.breakeven import NOT_SEEN, where_it_wins
+from conc_lab.analysis.stats import MIN_RUNS_FOR_INTERVAL, too_few_for_interval
 
 
 def x_text(value: float, digits: int = 2) -> str:
@@ -31,8 +32,8 @@ def interval(low: float, high: float, runs: int) -> str:
     >>> interval(1.5, 1.6, 5), interval(1.54, 1.54, 1), interval(float("nan"), 1.0, 3)
     ('1.50–1.60', '1 run: too few for an interval', 'no interval')
     """
-    if runs < 2:
-        return f"{runs} run{'s' * (runs != 1)}: too few for an interval"
+    if runs < MIN_RUNS_FOR_INTERVAL:
+        return too_few_for_interval(runs)
     return span(low, high)
 
 
@@ -49,7 +50,7 @@ def where_it_wins_here(break_even: str, low: float, high: float, runs: int, full
     >>> where_it_wins_here("size ≥ 12 (extrapolated)", 1.2, 1.3, 5, full=True)
     'it wins at size ≥ 12 (extrapolated)'
     """
-    if runs < 2:
+    if runs < MIN_RUNS_FOR_INTERVAL:
         return f"it is not told apart from the plain loop yet ({interval(low, high, runs)})"
     if break_even == NOT_SEEN or break_even.startswith("not "):
         if math.isfinite(high) and high < 1:

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from conc_lab.analysis.frames import BASELINE_KEYS, SEQUENTIAL, key_columns
-from conc_lab.analysis.stats import SortedGroups, ok_runs
+from conc_lab.analysis.stats import SortedGroups, ok_runs, too_few_runs
 
 #: ``speedup_method`` values: the estimate a summary row's speedup comes from.
 PAIRED = "paired"
@@ -148,7 +148,9 @@ def paired_speedup(
     found = {"n_pairs": srt.n, "speedup": srt.quantile(0.5), "low0": low0, "high0": high0}
     own, base = has & noisy, has & noisy[np.clip(pairs, 0, None)]
     for side, doubt in (("own", own), ("base", base), ("", own | base)):
-        low, high = _cover(codes, ratio, doubt & (srt.n[codes] > 1), low0, high0)  # one pair: no interval
+        low, high = _cover(
+            codes, ratio, doubt & ~too_few_runs(srt.n[codes]), low0, high0
+        )  # one pair: no interval
         found[f"{side}_low" if side else "low"], found[f"{side}_high" if side else "high"] = low, high
         if side:
             found[f"n_{side}"] = np.bincount(codes[doubt], minlength=ngroups)

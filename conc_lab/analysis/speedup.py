@@ -6,7 +6,8 @@
 * The speedup is paired where the runs can be paired (``conc_lab.analysis.pairing``: the median
   of per-pair ratios, each backend run against the baseline run nearest to it in its round),
   else the ratio of the two medians with an interval that combines theirs (``stats.ratio_ci``);
-  ``speedup_method`` says which.
+  ``speedup_method`` says which. A side of one run (the row's, or its node's baseline's) gives
+  no interval (NaN), whichever the estimate (``stats.too_few_runs``).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import pandas as pd
 from conc_lab.analysis.breakeven import end_to_end
 from conc_lab.analysis.frames import BASELINE_KEYS, CROSS_NODE_KEYS, GROUP_KEYS, SEQUENTIAL, match_rows
 from conc_lab.analysis.pairing import PAIRED, UNPAIRED, cover_noisy, noisy_runs, paired_speedup, use_paired
-from conc_lab.analysis.stats import group_codes, ok_runs, ratio_ci, run_stats
+from conc_lab.analysis.stats import group_codes, ok_runs, ratio_ci, run_stats, too_few_runs
 
 _BASE_COLS = ["_b_med", "_b_lo", "_b_hi", "_b_n", "_b_cv", "_b_noisy", "_b_wlo", "_b_whi"]
 
@@ -123,10 +124,12 @@ def _speedups(base: pd.DataFrame, st: dict, is_base: np.ndarray, paired: dict) -
         "_base_k": pick(paired["n_base"], np.nan_to_num(base["_b_noisy"].to_numpy(dtype=np.float64))),
         "_base_n": pick(paired["n_pairs"], np.nan_to_num(base["_b_n"].to_numpy(dtype=np.float64))),
     }
+    # a side of one run has no interval, whichever estimate: never a point claimed as certain
+    none = too_few_runs(st["n"], base["_b_n"].to_numpy(dtype=np.float64)) & ~is_base
     return {
         "speedup": pick(paired["speedup"], speed),
-        "low": np.where(is_base, 1.0, pick(paired["low"], lo)),
-        "high": np.where(is_base, 1.0, pick(paired["high"], hi)),
+        "low": np.where(is_base, 1.0, np.where(none, np.nan, pick(paired["low"], lo))),
+        "high": np.where(is_base, 1.0, np.where(none, np.nan, pick(paired["high"], hi))),
         "method": method,
         "doubt": doubt,
     }

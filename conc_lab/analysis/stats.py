@@ -76,6 +76,36 @@ def sum_by(codes: np.ndarray, weights: np.ndarray, ngroups: int) -> np.ndarray:
     return np.bincount(codes, weights=weights, minlength=ngroups)
 
 
+#: Fewer runs than this (on either side of a ratio, or pairs behind a paired one) give no interval:
+#: one run's "interval" is that run twice, a precision no run gave.
+MIN_RUNS_FOR_INTERVAL = 2
+
+
+def too_few_runs(*counts: np.ndarray) -> np.ndarray:
+    """Where any of ``counts`` (runs per group, one array per side) is some runs but fewer than an
+    interval needs; none (0) or unknown (NaN) is not "too few" (it is "no runs", "no baseline").
+
+    Example::
+
+        >>> too_few_runs(np.array([1, 3, 3, 0]), np.array([3.0, 1.0, 3.0, np.nan])).tolist()
+        [True, True, False, False]
+    """
+    found = np.zeros(np.broadcast(*counts).shape, dtype=bool)
+    for count in counts:
+        count = np.asarray(count, dtype=np.float64)
+        found |= (count >= 1) & (count < MIN_RUNS_FOR_INTERVAL)
+    return found
+
+
+def too_few_for_interval(runs: int) -> str:
+    """Why a number resting on ``runs`` runs has no interval, in the words every command uses.
+
+    >>> too_few_for_interval(1)
+    '1 run: too few for an interval'
+    """
+    return f"{runs} run{'s' * (runs != 1)}: too few for an interval"
+
+
 class SortedGroups:
     """Values sorted within their group: what medians, quantiles and the bootstrap need.
 
@@ -130,7 +160,7 @@ class SortedGroups:
         # the CDF rises within a group, so the first k with CDF >= q sits after the count below q
         below_lo = np.bincount(c, weights=cdf_lo < alpha / 2, minlength=len(n)).astype(np.int64)
         below_hi = np.bincount(c, weights=cdf_hi < 1 - alpha / 2, minlength=len(n)).astype(np.int64)
-        has = n > 1
+        has = n >= MIN_RUNS_FOR_INTERVAL
         lo[has] = self.x[start[has] + below_lo[has]]
         hi[has] = self.x[start[has] + np.minimum(below_hi[has], n[has] - 1)]
         return lo, hi

@@ -29,7 +29,8 @@ The columns, after the keys (``GROUP_KEYS``):
   its speedup: they widened its interval by more than ``NOISE_TOLERANCE`` of it, or are half its
   pairs or more: ``pairing.noise_moves``; a noisy run inside what the quiet ones say flags
   nothing), ``within A/A floor``, ``unpaired``: the speedup is the ratio of two medians, its runs
-  could not be paired).
+  could not be paired), ``too few runs`` (one run of its own, or of its baseline: the sequential
+  runs on its node; or one pair: its speedup has no interval, NaN, and is never superlinear).
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ from conc_lab.analysis.interpreters import interpreter_labels
 from conc_lab.analysis.pairing import UNPAIRED, noise_moves, pair_runs
 from conc_lab.analysis.selftest import floor_of
 from conc_lab.analysis.speedup import with_baseline, with_end_to_end, with_speedup
-from conc_lab.analysis.stats import group_codes, run_stats
+from conc_lab.analysis.stats import group_codes, run_stats, too_few_runs
 
 SUMMARY_COLUMNS = [
     "n",
@@ -95,6 +96,11 @@ SUMMARY_COLUMNS = [
     "why",
     "notes",
 ]
+
+
+#: The note on a row that rests on one run, its own or its baseline's (``stats.too_few_runs``), or on
+#: one pair: its speedup has no interval, so nothing (superlinear, the fastest) is claimed from it.
+TOO_FEW_RUNS = "too few runs"
 
 
 def _unstable(
@@ -164,6 +170,13 @@ def _with_flags(
         effect = np.abs(np.log(out["speedup"].to_numpy(dtype=np.float64)))
     within_floor = measured & (np.nan_to_num(effect, nan=np.inf) <= np.log1p(min_effect)) & (min_effect > 0)
     has_runs = out["n"].to_numpy() > 0
+    # one run of its own or of its baseline (its node's), or one pair: a speedup with no interval
+    few = too_few_runs(out["n"].to_numpy(), out["_b_n"].to_numpy(dtype=np.float64)) & has_runs
+    few |= (
+        measured
+        & np.isfinite(out["speedup"].to_numpy(dtype=np.float64))
+        & ~np.isfinite(out["speedup_ci_low"].to_numpy(dtype=np.float64))
+    )
     notes = flag_text(
         {
             "no runs": ~has_runs,
@@ -174,6 +187,7 @@ def _with_flags(
             "noisy": moves["own"] | _baseline_row_noisy(out, moves["base"], max(min_effect, NOISE_TOLERANCE)),
             "baseline noisy": moves["base"],
             "superlinear": superlinear,
+            TOO_FEW_RUNS: few,
             "within A/A floor": within_floor,
             # where the runs carry start times (a store's do) but could not be paired: said in the table
             "unpaired": (out["speedup_method"].to_numpy(dtype=object) == UNPAIRED) & out["_timed"].to_numpy(),

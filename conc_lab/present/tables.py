@@ -30,6 +30,8 @@ from rich.console import Console
 from rich.table import Table
 
 from conc_lab.analysis.selection import short_workload_names  # how a person names workloads
+from conc_lab.analysis.stats import too_few_for_interval
+from conc_lab.analysis.summary import TOO_FEW_RUNS
 from conc_lab.host.protocol import MULTIPROCESSING, SEQUENTIAL, THREADING
 from conc_lab.host.units import duration
 from conc_lab.present.panels import backend_label
@@ -51,6 +53,7 @@ NOTE_MARKS = {
     "superlinear": "^",
     "no baseline": "?",
     "baseline from other nodes": "b",
+    TOO_FEW_RUNS: "1",
 }
 GAP = 2  # spaces between columns
 
@@ -253,6 +256,11 @@ NOTE_MEANINGS = {
     "unstable": "spread too wide to trust (CV > 10% or interval wider than 20% of the median); "
     "next: more rounds where a speedup is still wide (sweep --precision 0.1), or a quieter "
     "machine (conclab doctor)",
+    # the 80-column table has no room for n: this is where a reader learns one run stands behind a row
+    TOO_FEW_RUNS: f"the row, or the baseline it is measured against (the plain loop's runs on its node), "
+    f"rests on {too_few_for_interval(1)} (or on 1 pair of runs, where paired), so its speedup has none "
+    "(-–-) and is never called superlinear; "
+    "next: more repeats (repeats: in the config)",
 }
 #: ... where every speedup's interval is already within ±``ANSWERED`` of it: the times spread,
 #: the paired speedups do not, and more rounds would not change the answer.
@@ -367,7 +375,15 @@ def _arm(row: dict) -> str:
 
 
 #: The notes that put a row's number in doubt: said beside the fastest, which a reader acts on.
-_DOUBTFUL = ("unstable", "noisy", "baseline unstable", "baseline noisy", "incorrect", "failures")
+_DOUBTFUL = (
+    "unstable",
+    "noisy",
+    "baseline unstable",
+    "baseline noisy",
+    TOO_FEW_RUNS,
+    "incorrect",
+    "failures",
+)
 
 
 def _doubts(row: dict) -> str:
