@@ -280,8 +280,9 @@ def _phrase(cause: str, row: dict) -> str:
         )
     tail = (
         f" (others used {row['_others_share']:.0%} of its cores)"
-        # others' share of a run a few ticks long is whole ticks too (0% or 100% of a core): not said
-        if row["_others_share"] >= DOMINANT_SHARE and not row["_run_s"] < TOO_SHORT_TICKS * CPU_TICK_S
+        # others' share over a window (start-up + run + teardown) a few ticks long is whole ticks too
+        # (0% or 100% of a core): not said
+        if row["_others_share"] >= DOMINANT_SHARE and not row["wall_s"] < TOO_SHORT_TICKS * CPU_TICK_S
         else ""
     )
     return _cause_phrase(cause, row) + tail
