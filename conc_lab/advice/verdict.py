@@ -24,7 +24,15 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pandas as pd
 
-from conc_lab.advice.words import clean, interval, n_workers, seconds, where_it_wins_here, x_text
+from conc_lab.advice.words import (
+    clean,
+    interval,
+    n_workers,
+    seconds,
+    start_up_why,
+    where_it_wins_here,
+    x_text,
+)
 from conc_lab.analysis.stats import MIN_RUNS_FOR_INTERVAL
 from conc_lab.host.protocol import ASYNCIO, MULTIPROCESSING, RAY, SEQUENTIAL, SUBINTERPRETERS, THREADING
 
@@ -175,7 +183,7 @@ def _arm_result(row: pd.Series, label: str) -> ArmResult:
         high=num("e2e_speedup_ci_high"),
         run_speedup=num("speedup"),
         setup_s=num("setup_s"),
-        why=str(row["why"]) if isinstance(row.get("why"), str) else "",
+        why=start_up_why(row["why"], num("setup_s"), num("e2e_s")) if isinstance(row.get("why"), str) else "",
         break_even=str(row["break_even"]) if isinstance(row.get("break_even"), str) else "",
         runs=int(row["n"]),
     )

@@ -24,6 +24,11 @@ workers times its wall time (start-up + run + teardown), is split into:
 The parts add up to the capacity. Where other processes used at least ``NOT_ATTRIBUTABLE`` of the run's cores, no cause is
 vouched for ("not attributable: others used 92% of its cores"): what the run could have had
 is unknown (a start-up or teardown that took most of the wall time is named all the same).
+Nor for runs shorter than ``TOO_SHORT_TICKS`` ticks of ``CPU_TICK_S``: CPU times (and other
+processes' share) advance a scheduler tick at a time, so a run of a few ms reads 0 or a whole tick
+of CPU, and its split into work, waiting and the GIL is an artefact ("runs of 4.15 ms are too short
+for CPU-time accounting (resolution ~10 ms): no cause named"); a start-up or teardown that took
+most of the wall time is named all the same, being measured by the wall clock alone.
 Else the *dominant* cause is the largest non-work part when it
 holds at least ``DOMINANT_SHARE`` of the capacity (less what other processes took), told as a short phrase such as
 "GIL-bound: 2 workers, CPU 1.02× wall", "imbalance: worker 1 idle 31%" or
@@ -71,6 +76,15 @@ GIL_CPU_MAX = 1.15
 GIL_CPU_MIN = 0.4
 #: A workload whose sequential loop spent this share of its task time on the CPU is CPU-bound.
 CPU_BOUND = 0.9
+#: How often CPU times advance: the workers' ``getrusage`` figures (and /proc/stat's, behind other
+#: processes' share) move a scheduler tick at a time, 10 ms on the coarsest common Linux kernels
+#: (HZ=100; steps of up to 4 ms were measured on a 2-core HZ=250 VM: a 1 ms spin read 0 or 3.8 ms).
+#: ``time.get_clock_info("process_time").resolution`` says 1 ns: the unit, not how often it moves.
+CPU_TICK_S = 0.010
+#: Runs shorter than this many ticks name no cause: each worker's CPU time is off by up to a tick,
+#: and at 5 ticks two workers' CPU over wall is still known within ±0.4 cores, enough to tell one
+#: core's worth (the GIL, at most ``GIL_CPU_MAX``) from two.
+TOO_SHORT_TICKS = 5
 ATTRIBUTION_COLUMNS = ["workers_used", "wall_s", "capacity_s", *PARTS, "cause", "why"]
 
 
@@ -221,6 +235,7 @@ def _run_parts(df: pd.DataFrame, per: pd.DataFrame, union: np.ndarray) -> pd.Dat
         startup_s=most * setup,
         teardown_s=most * teardown,
         _max_end=max_end,
+        _run_s=run_s,
     )
     return pd.DataFrame(parts, index=df.index)
 
@@ -258,9 +273,16 @@ def _phrase(cause: str, row: dict) -> str:
     """The dominant cause as a short phrase with the number that shows it; other processes' share after it."""
     if cause == "noisy":
         return f"not attributable: others used {row['_others_share']:.0%} of its cores"
+    if cause == "too short":
+        return (
+            f"runs of {duration(row['_run_s'])} are too short for CPU-time accounting "
+            f"(resolution ~{duration(CPU_TICK_S)}): no cause named"
+        )
     tail = (
         f" (others used {row['_others_share']:.0%} of its cores)"
-        if row["_others_share"] >= DOMINANT_SHARE
+        # others' share over a window (start-up + run + teardown) a few ticks long is whole ticks too
+        # (0% or 100% of a core): not said
+        if row["_others_share"] >= DOMINANT_SHARE and not row["wall_s"] < TOO_SHORT_TICKS * CPU_TICK_S
         else ""
     )
     return _cause_phrase(cause, row) + tail
@@ -318,24 +340,31 @@ def attribute(df: pd.DataFrame) -> pd.DataFrame:
     usable = (
         (status == schema.OK) & np.isin(np.arange(len(df)), run) & np.isfinite(parts["wall_s"].to_numpy())
     )
+    cause = _causes(parts)
+    records = parts.to_dict(orient="records")
+    why = [_phrase(c, r) if ok else None for c, r, ok in zip(cause, records, usable, strict=True)]
+    parts = parts.assign(cause=np.where(usable, cause, None), why=why)
+    out.loc[usable] = parts.loc[usable, ATTRIBUTION_COLUMNS].to_numpy()
+    return out.astype({c: np.float64 for c in ATTRIBUTION_COLUMNS if c not in ("cause", "why")})
+
+
+def _causes(parts: pd.DataFrame) -> np.ndarray:
+    """Per run, its dominant cause's name; "noisy" or "too short" where none can be vouched for."""
     # shares of what the run could have used: the time other processes took is not the backend's
     usable_s = (parts["capacity_s"] - parts["others_s"]).to_numpy()
     shares = parts[list(CAUSES)].to_numpy() / usable_s[:, None]
     top = np.nanargmax(np.where(np.isfinite(shares), shares, -1), axis=1)
     dominant = np.take_along_axis(shares, top[:, None], axis=1)[:, 0] >= DOMINANT_SHARE
     cause = np.where(dominant, np.array(list(CAUSES.values()), dtype=object)[top], "none")
-    # others had most of the cores: what the run could have had is unknown, so no cause is vouched for
-    # ... unless starting or joining the workers took most of the wall time: that is not in doubt
+    # starting or joining the workers took most of the wall time: the wall clock says so, not in doubt
     fixed = ((parts["startup_s"] + parts["teardown_s"]) / parts["capacity_s"]).to_numpy()
-    noisy = (parts["_others_share"].to_numpy() >= NOT_ATTRIBUTABLE) & ~(
-        np.isin(cause, ["start-up", "teardown"]) & (fixed >= 0.5)
-    )
+    sure = np.isin(cause, ["start-up", "teardown"]) & (fixed >= 0.5)
+    # else, others had most of the cores: what the run could have had is unknown, so no cause is vouched for
+    noisy = (parts["_others_share"].to_numpy() >= NOT_ATTRIBUTABLE) & ~sure
     cause = np.where(noisy, "noisy", cause)
-    records = parts.to_dict(orient="records")
-    why = [_phrase(c, r) if ok else None for c, r, ok in zip(cause, records, usable, strict=True)]
-    parts = parts.assign(cause=np.where(usable, cause, None), why=why)
-    out.loc[usable] = parts.loc[usable, ATTRIBUTION_COLUMNS].to_numpy()
-    return out.astype({c: np.float64 for c in ATTRIBUTION_COLUMNS if c not in ("cause", "why")})
+    # a run of a few ticks: its CPU times (others' share too) are whole ticks, its split an artefact
+    short = (parts["_run_s"].to_numpy() < TOO_SHORT_TICKS * CPU_TICK_S) & ~sure
+    return np.where(short, "too short", cause)
 
 
 def median_rows(att: pd.DataFrame, df: pd.DataFrame, codes: np.ndarray, ngroups: int) -> np.ndarray:

@@ -7,6 +7,7 @@ report never touches global GUI state. Each ``*_CAPTION`` is the text the page p
 from __future__ import annotations
 
 import io
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -19,6 +20,9 @@ from conc_lab.analysis.summary import GROUP_KEYS, interpreter_labels, key_column
 from conc_lab.host.protocol import MULTIPROCESSING, SEQUENTIAL, THREADING
 from conc_lab.host.units import duration
 from conc_lab.present.panels import curve_label, in_panel, panel_title, workers_text
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 DPI = 110
 LAYOUT = "constrained"
@@ -34,6 +38,14 @@ def _grid(n: int, width: float = 5.2, height: float = 3.8):
     for ax in axes[n:]:
         ax.set_visible(False)
     return fig, axes[:n]
+
+
+def _legend_beside(ax, fontsize: float) -> None:
+    """The axes' legend to the right of its data area, outside it: constrained layout makes room for
+    it, so it covers no curve, point or interval (``loc="best"`` only picks the emptiest spot inside)."""
+    ax.legend(
+        fontsize=fontsize, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, frameon=False
+    )
 
 
 def _png(fig) -> bytes:
@@ -101,9 +113,16 @@ def _draw_fit(ax, fit: pd.Series, max_w: int, color) -> str:
 
 
 def speedup_figure(summary: pd.DataFrame, fits: pd.DataFrame, panels: list[dict], colors: dict) -> bytes:
+    """The speedup figure as PNG bytes (``draw_speedup``'s figure)."""
+    return _png(draw_speedup(summary, fits, panels, colors))
+
+
+def draw_speedup(summary: pd.DataFrame, fits: pd.DataFrame, panels: list[dict], colors: dict) -> Figure:
+    """Speedup against workers, one panel per parameter set: a curve per backend with its interval,
+    the ideal line and the scaling law that fits it better."""
     from matplotlib.ticker import MaxNLocator
 
-    fig, axes = _grid(len(panels))
+    fig, axes = _grid(len(panels), width=7.2)  # wider than the others: the legend is beside each panel
     labels = curve_label(summary)
     fit_labels = curve_label(fits) if len(fits) else pd.Series(dtype=object)
     for ax, panel in zip(axes, panels, strict=True):
@@ -138,8 +157,8 @@ def speedup_figure(summary: pd.DataFrame, fits: pd.DataFrame, panels: list[dict]
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylim(bottom=0)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="upper left")
-    return _png(fig)
+        _legend_beside(ax, 7)
+    return fig
 
 
 RUNTIME_CAPTION = (
@@ -311,6 +330,12 @@ _PYTHON_MAX_LINES = 8
 
 
 def python_figure(df: pd.DataFrame, summary: pd.DataFrame) -> bytes | None:
+    """The per-Python-version figure as PNG bytes, when more than one interpreter ran (``draw_python``)."""
+    fig = draw_python(df, summary)
+    return None if fig is None else _png(fig)
+
+
+def draw_python(df: pd.DataFrame, summary: pd.DataFrame) -> Figure | None:
     """Threading (and multiprocessing) speedup against the Python version, when more than one ran."""
     labels = interpreter_labels(df)
     if len(labels) < 2:
@@ -330,7 +355,7 @@ def python_figure(df: pd.DataFrame, summary: pd.DataFrame) -> bytes | None:
     most = part.groupby(["backend", "_line"], observed=True)["workers"].transform("max")
     part = part[part["workers"] == most]
     backends = [b for b in (THREADING, MULTIPROCESSING) if (part["backend"] == b).any()]
-    fig, axes = _grid(len(backends), width=6.0)
+    fig, axes = _grid(len(backends), width=7.6)  # the legend is beside each panel
     x_of = {label: i for i, label in enumerate(labels.values())}
     palette = colormaps["tab10"].colors
     for ax, backend in zip(axes, backends, strict=True):
@@ -364,8 +389,8 @@ def python_figure(df: pd.DataFrame, summary: pd.DataFrame) -> bytes | None:
         ax.set_ylabel("speedup over sequential")
         ax.set_title(f"{backend} speedup per Python version", fontsize=9)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=6, loc="best")
-    return _png(fig)
+        _legend_beside(ax, 6)
+    return fig
 
 
 ATTRIBUTION_CAPTION = (
