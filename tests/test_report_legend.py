@@ -12,27 +12,11 @@ import conc_lab
 from conc_lab.analysis.scaling import fit_scaling
 from conc_lab.present.figures import draw_python, draw_speedup
 from conc_lab.present.panels import curve_colors, pick_panels
+from tests.test_report import SWEEP
 
 pytestmark = pytest.mark.host
 
-# test_report's sweep, smaller: two workloads (one that scales, one that does not), three backends
-SWEEP = """
-name: legend-test
-repeats: 3
-warmup: 0
-timeout_s: 60
-matrix:
-  workload:
-    - experiments.cpu:sum_squares
-    - {workload: experiments.io:sleep, size: [10]}
-  backend: [sequential, threading, multiprocessing]
-  workers: [1, 2]
-  tasks: [4]
-  size: [20000]
-backend_options:
-  multiprocessing: {start_method: [fork]}
-affinity: compact
-"""
+# test_report's sweep: two workloads (one that scales, one that does not), three backends
 
 
 @pytest.fixture(scope="module")
