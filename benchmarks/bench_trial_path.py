@@ -226,7 +226,9 @@ def parts(n: str = "1000") -> None:
     for who, (a, b) in (("host", (host0, host1)), ("run's process", (runs0, runs1))):
         user, system = (b.ru_utime - a.ru_utime) / n * 1e3, (b.ru_stime - a.ru_stime) / n * 1e3
         faults = (b.ru_minflt - a.ru_minflt) / n
-        print(f"  {who:14s} CPU {user + system:6.3f} ms (user {user:.3f}, system {system:.3f}), page faults {faults:4.0f}")
+        print(
+            f"  {who:14s} CPU {user + system:6.3f} ms (user {user:.3f}, system {system:.3f}), page faults {faults:4.0f}"
+        )
         first = ["request to reply (Runs.run)", "after the reply (Runs.settle)"]
         for label in (
             first if who == "host" else ["request in hand (wake-up)", "request to reply written"]
