@@ -380,3 +380,20 @@ def test_a_tick_of_foreign_cpu_in_a_short_run_is_not_noise_but_a_busy_core_is():
     assert verdict({"foreign_cpu": 0.3, "run_s": 0.05, "cores": [0, 1]}) is None  # 3 ticks over 2 cores
     assert verdict({"foreign_cpu": 0.9, "run_s": 0.5, "cores": [0]}) == "others used 90% of its cores"
     assert verdict({"foreign_cpu": 0.5, "run_s": 0.2, "cores": [0, 1]}) == "others used 50% of its cores"
+
+
+def test_one_pair_standing_for_two_runs_gives_way_to_the_unpaired_interval():
+    # Three rounds: the plain loop failed in round 1, threading in round 2, so each side has two ok
+    # runs but only round 0 pairs. One pair has no interval; both sides' two runs do.
+    df = _rounds(3, set(), set())
+    lost = ((df["backend"] == "sequential") & (df["repeat"] == 1)) | (
+        (df["backend"] == "threading") & (df["repeat"] == 2)
+    )
+    df.loc[lost, ["status", "run_s"]] = ["failed", np.nan]
+    row = _threading(summarize(df))
+    assert row.speedup_method == "unpaired" and "too few runs" not in row.notes
+    assert row.baseline_n == 2  # the runs the baseline is the median of, a column of its own
+    with pytest.warns(UserWarning, match="no sequential runs"):
+        alone = summarize(df[df.backend != "sequential"])
+    assert pd.isna(alone.baseline_n.iloc[0])  # no baseline: <NA>
+    assert row.speedup_ci_low <= row.speedup <= row.speedup_ci_high and 1.9 < row.speedup < 2.1

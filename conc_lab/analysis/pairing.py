@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from conc_lab.analysis.frames import BASELINE_KEYS, SEQUENTIAL, key_columns
-from conc_lab.analysis.stats import SortedGroups, ok_runs, too_few_runs
+from conc_lab.analysis.stats import MIN_RUNS_FOR_INTERVAL, SortedGroups, ok_runs, too_few_runs
 
 #: ``speedup_method`` values: the estimate a summary row's speedup comes from.
 PAIRED = "paired"
@@ -216,14 +216,16 @@ def use_paired(n_pairs: np.ndarray, n: np.ndarray) -> np.ndarray:
     """Whether a group's paired estimate stands: pairs for at least half its ok runs (and one).
 
     Fewer, and the pairs would speak for runs they do not cover (a merged shard whose baseline
-    ran at another time): the unpaired estimate is used instead.
+    ran at another time): the unpaired estimate is used instead. So it is where one pair stands
+    for two runs or more: one pair gives no interval, while the runs unpaired can.
 
     Example::
 
-        >>> use_paired(np.array([0, 2, 3, 5]), np.array([5, 5, 5, 5])).tolist()
-        [False, False, True, True]
+        >>> use_paired(np.array([0, 2, 3, 5, 1, 1]), np.array([5, 5, 5, 5, 2, 1])).tolist()
+        [False, False, True, True, False, True]
     """
-    return (n_pairs >= 1) & (2 * n_pairs >= n)
+    enough = (n_pairs >= MIN_RUNS_FOR_INTERVAL) | (n < MIN_RUNS_FOR_INTERVAL)
+    return (n_pairs >= 1) & (2 * n_pairs >= n) & enough
 
 
 def cover_noisy(

@@ -12,7 +12,8 @@ The columns, after the keys (``GROUP_KEYS``):
   ``iqr_s``, ``ci_low_s``/``ci_high_s`` (exact bootstrap interval of the median), ``cv``;
   ``setup_s`` (median); ``correct_share`` (over runs whose answer could be checked);
 * ``baseline_s``: median of the sequential runs with the same workload, tasks, size, python and
-  node (same affinity where one exists; on other nodes, flagged, where this node ran none);
+  node (same affinity where one exists; on other nodes, flagged, where this node ran none), and
+  ``baseline_n``, the ok runs it is the median of (<NA> without a baseline);
 * ``speedup`` with ``speedup_ci_low``/``speedup_ci_high`` and ``speedup_method``: ``paired``
   (median of per-pair ratios, each run against the baseline run nearest to it in its round) or
   ``unpaired`` (ratio of the two medians, for runs that cannot be paired); ``efficiency``
@@ -79,6 +80,7 @@ SUMMARY_COLUMNS = [
     "setup_s",
     "correct_share",
     "baseline_s",
+    "baseline_n",
     "speedup",
     "speedup_ci_low",
     "speedup_ci_high",
@@ -244,6 +246,7 @@ def summarize(
     out = with_end_to_end(out, df, keyed, codes, pairs, level)
     out = with_break_even(out, df, keyed)
     out = _with_flags(out, cv_threshold, ci_threshold, min_effect)
+    out["baseline_n"] = pd.array(np.where(np.isfinite(out["_b_n"]), out["_b_n"], np.nan), dtype="Int64")
     return ordered(out[GROUP_KEYS + SUMMARY_COLUMNS])
 
 
