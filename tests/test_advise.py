@@ -544,3 +544,28 @@ def test_the_plan_is_a_valid_matrix_with_other_interpreters_and_says_what_it_lef
         resolve("experiments.advise_cases:wait_async"), cores=2, interpreters=found, probe=probe
     )
     assert asyncs.arms == ("sequential", "asyncio") and parse_config(asyncs.document, check_imports=False)
+
+
+@pytest.mark.inprocess
+def test_runs_too_short_for_cpu_times_never_make_threads_gil_bound():
+    # Measured here: a thread's CPU time moves a scheduler tick (4 ms) at a time, so a 1 ms loop
+    # read 0.00, 2.91, 0.00, 3.98 cores busy run after run. Threads hashing in 3 ms runs (the GIL
+    # released, both cores busy: 6 ms of CPU) read one tick, the 6 ms loop two: the threads looked
+    # no busier than the loop, "GIL-bound", and were dropped from the verdict.
+    from conc_lab.advice import evidence
+
+    at = pd.Timestamp("2026-01-01", tz="UTC")
+    rows = [
+        {
+            "workload": "w", "tasks": 4, "size": 1, "repeat": r, "status": "ok", "backend": backend,
+            "workers": workers, "run_s": run_s, "cpu_user_s": cpu, "cpu_sys_s": 0.0,
+            "started_at": at + pd.Timedelta(seconds=10 * r + k),
+        }
+        for r in range(5)
+        for k, (backend, workers, run_s, cpu) in enumerate([("sequential", 1, 0.006, 0.008), ("threading", 2, 0.003, 0.004)])
+    ]  # fmt: skip
+    df = pd.DataFrame(rows)
+    assert evidence.threads_capacity(df) is None
+    assert not evidence.gil_bound(df, waits=False)
+    longer = df.assign(run_s=df.run_s * 100, cpu_user_s=df.run_s * 100 * (1 + (df.backend == "threading")))
+    assert evidence.threads_capacity(longer) == pytest.approx(2.0)  # long runs still tell

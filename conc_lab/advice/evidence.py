@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from conc_lab.advice.verdict import UNEQUAL, ArmResult, arm_label
+from conc_lab.analysis.attribution import CPU_TICK_S, TOO_SHORT_TICKS
 from conc_lab.analysis.pairing import noisy_runs, pair_runs
 from conc_lab.analysis.stats import SortedGroups, ok_runs
 from conc_lab.host.protocol import SEQUENTIAL, THREADING
@@ -57,7 +58,8 @@ def _cpu_per_wall(df: pd.DataFrame) -> np.ndarray:
 def threads_capacity(df: pd.DataFrame) -> float | None:
     """How many times the cores the plain loop kept busy the threads kept busy, at their most
     workers: the median over threading runs of (CPU/wall) over their paired loop run's; None
-    where there are no such pairs.
+    where there are no such pairs, or none of runs long enough for CPU times to tell
+    (``attribution.TOO_SHORT_TICKS`` ticks).
 
     Example::
 
@@ -67,6 +69,8 @@ def threads_capacity(df: pd.DataFrame) -> float | None:
         ...     "run_s": [1.0, 1.0, 1.0, 1.0], "cpu_user_s": [0.5, 0.55, 0.9, 0.95], "started_at": at})
         >>> round(threads_capacity(df), 2)
         1.08
+        >>> print(threads_capacity(df.assign(run_s=0.003)))  # 3 ms runs: CPU times a tick apart
+        None
     """
     df = df.reset_index(drop=True)
     if len(df) == 0 or "backend" not in df.columns:
@@ -81,7 +85,12 @@ def threads_capacity(df: pd.DataFrame) -> float | None:
     if workers[threads].max() < 2:
         return None
     pairs = pair_runs(df)
-    rows = np.flatnonzero(most & (pairs >= 0))
+    # CPU times move a scheduler tick (up to 4 ms here) at a time: a few-ms run reads 0 or 4x its
+    # wall time, so only runs long enough for the ticks to even out, on both sides, say anything.
+    run = df["run_s"].to_numpy(dtype=np.float64, na_value=np.nan)
+    long_enough = run >= TOO_SHORT_TICKS * CPU_TICK_S
+    rows = np.flatnonzero(most & (pairs >= 0) & long_enough)
+    rows = rows[long_enough[pairs[rows]]]
     per_wall = _cpu_per_wall(df)
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = per_wall[rows] / per_wall[pairs[rows]]
