@@ -263,8 +263,18 @@ def foreign_beyond_resolution(row):
         return foreign
     cores = row.get(protocol.CORES)
     ncores = (len(cores) if cores is not None else 0) or os.cpu_count() or 1
-    margin = (FOREIGN_RESOLUTION_TICKS + ncores) * _TICK_S
-    return max(foreign * window * ncores - margin, 0.0) / (window * ncores)
+    return resolved_share(foreign, window, ncores)
+
+
+def resolved_share(foreign, window, ncores):
+    """``foreign`` (a share of ``ncores`` cores over ``window`` seconds) less what ticks cannot
+    resolve, at least 0; elementwise on numpy arrays too (``analysis.attribution`` uses it so).
+
+    >>> round(resolved_share(0.9, 1.0, 1), 2), resolved_share(0.25, 0.04, 1)
+    (0.88, 0.0)
+    """
+    excess = foreign * window * ncores - (FOREIGN_RESOLUTION_TICKS + ncores) * _TICK_S
+    return (excess + abs(excess)) / 2 / (window * ncores)  # max(excess, 0), for floats and arrays alike
 
 
 def verdict(row, max_foreign_cpu=MAX_FOREIGN_CPU, max_canary_change=MAX_CANARY_CHANGE):
