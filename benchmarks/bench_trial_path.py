@@ -5,6 +5,7 @@
     python benchmarks/bench_trial_path.py command 1000
     python benchmarks/bench_trial_path.py parts 1000  # where the host's and the run's process's time goes
     python benchmarks/bench_trial_path.py floor       # fork + exit + wait, and one page fault, here
+    python benchmarks/bench_trial_path.py stripped    # the run's process with less and less to do
 
 1. split: no-op requests (experiments.overhead:noop, sequential, pinned) sent straight to one
    trial host, each timed by the runner (request to reply) and by the host (``outside_s``, fork
@@ -19,6 +20,11 @@
    requests, with a gap of 0.5 ms after each reply for the runner's own work; every phase of the
    host and of each run's process is wrapped and timed (wall medians; the wrapping itself costs a
    few microseconds a call), and the CPU time and page faults per run of both come from rusage.
+
+4. stripped: this process plays the trial host (``host.fork.Runs``) as in ``parts``, and each run's
+   process does (a) all of ``trial.handle`` and the after-run report, (b) only import the workload
+   and call it, (c) that without the report, (d) nothing: request to reply, medians over
+   interleaved blocks. What the guards cost cold in a fresh process, and the floor under them.
 
 Run it on a quiet machine (load in the first line it prints).
 """
@@ -369,6 +375,49 @@ def _cycles(n: int = 2000, rounds: int = 3) -> None:
         print(f"    {label:40s} {statistics.median(values):.3f} ms a run")
 
 
+def stripped(n: str = "50", blocks: str = "12") -> None:
+    import conc_lab.host.__main__  # noqa: F401 - the modules the real host loads
+    from conc_lab.host import fork, hygiene, state
+    from conc_lab.host import trial as trial_mod
+    from conc_lab.host.workload import search_first
+
+    search_first([str(ROOT)])
+    hygiene.become_subreaper()
+
+    def call_only(request, workloads, cache=None, alone=None):
+        fn = trial_mod.load_workload(request[protocol.TRIAL]["workload"])
+        start = time.perf_counter()
+        fn(0, 0)
+        return {"status": "ok", "run_s": time.perf_counter() - start, "setup_s": 0.0, "teardown_s": 0.0}
+
+    def nothing(request, workloads, cache=None, alone=None):
+        return {"status": "ok", "run_s": 0.0, "setup_s": 0.0, "teardown_s": 0.0}
+
+    no_report = lambda *args, **kwargs: []  # noqa: E731
+    variants = {
+        "all of trial.handle, the report": (trial_mod.handle, state.left),
+        "import and call, the report": (call_only, state.left),
+        "import and call": (call_only, no_report),
+        "nothing": (nothing, no_report),
+    }
+    runs, took = fork.Runs(os.pipe()), {k: [] for k in variants}
+    trial = {**NOOP, protocol.CORES: [0]}
+    for _ in range(int(blocks)):
+        for label, (handle, left) in variants.items():
+            trial_mod.handle, state.left = handle, left
+            for i in range(int(n) + 10):
+                start = time.perf_counter()
+                assert runs.run(protocol.request(protocol.RUN, trial))[protocol.OK]
+                if i >= 10:  # the first after a switch: the host's own code warms again
+                    took[label].append(time.perf_counter() - start)
+                runs.settle()
+                time.sleep(0.0005)
+    runs.close()
+    print(f"# load {os.getloadavg()[0]:.2f}; a no-op run's request to reply, the run's process doing:")
+    for label, values in took.items():
+        print(f"  {label:34s} median {statistics.median(values) * 1e3:6.3f} ms")
+
+
 _BARE_FORK = """
 import os, time
 took = []
@@ -394,3 +443,5 @@ if __name__ == "__main__":
         parts(*args)
     if what in ("all", "floor"):
         floor()
+    if what == "stripped":
+        stripped(*args)
