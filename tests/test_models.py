@@ -194,25 +194,16 @@ def backport(tmp_path_factory):
     if python is None:
         pytest.skip(f"no pyenv Python 3.13 under {PYENV} to run subinterpreters on")
     target = tmp_path_factory.mktemp("backport313")
-    done = subprocess.run(
-        [
-            python,
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            "--target",
-            str(target),
-            BACKPORT,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    _install_backport(python, target)
+    return python, str(target)
+
+
+def _install_backport(python: str, target) -> None:
+    """pip install the backport into ``target`` for ``python``; a failure fails the test, saying why."""
+    args = ["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--target", str(target)]
+    done = subprocess.run([python, *args, BACKPORT], capture_output=True, text=True, timeout=300)
     if done.returncode != 0:
         need(f"cannot install {BACKPORT} for {python}: {done.stderr.strip()[-300:]}")
-    return python, str(target)
 
 
 @pytest.fixture
@@ -351,24 +342,7 @@ def test_the_backport_on_312_is_skipped_with_the_reason_it_does_not_import(tmp_p
     if python is None:
         pytest.skip(f"no pyenv Python 3.12 under {PYENV}")
     target = tmp_path / "backport312"
-    done = subprocess.run(
-        [
-            python,
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            "--target",
-            str(target),
-            BACKPORT,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    if done.returncode != 0:
-        need(f"cannot install {BACKPORT} for {python}: {done.stderr.strip()[-300:]}")
+    _install_backport(python, target)
     with TrialExecutor(
         ExecutorSettings("models", "t", "compact", timeout_s=30, search_path=[TESTS, str(target)])
     ) as ex:

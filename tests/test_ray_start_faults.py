@@ -14,6 +14,7 @@ import sys
 import time
 
 import pytest
+from test_cluster import SLOW  # the same 16 sleeps, so the added node still has work queued
 
 import conc_lab
 from conc_lab.store.layout import sweep_dirs
@@ -76,17 +77,6 @@ def test_three_colocated_nodes_on_two_cores_never_run_two_trials_on_one_core(ray
     assert overlapping  # the nodes did run side by side
 
 
-SLOW = """\
-name: slow
-repeats: 1
-warmup: 0
-timeout_s: 60
-matrix:
-  workload: [{workload: experiments.io:sleep, size: [700, 701, 702, 703, 704, 705, 706, 707,
-                                                     708, 709, 710, 711, 712, 713, 714, 715]}]
-  backend: [sequential]
-  tasks: [1]
-"""
 
 DRIVER = """
 import json, sys
