@@ -77,7 +77,6 @@ def test_three_colocated_nodes_on_two_cores_never_run_two_trials_on_one_core(ray
     assert overlapping  # the nodes did run side by side
 
 
-
 DRIVER = """
 import json, sys
 from conc_lab import events
