@@ -58,8 +58,13 @@ def restore(previous):
 def current_cpu():
     """The CPU the calling thread last ran on (field 39 of /proc/thread-self/stat), or -1."""
     try:
-        with open("/proc/thread-self/stat", "rb") as f:
-            stat = f.read()
+        # os.read, no file object: in a run's fresh process the first open() costs ~0.1 ms more
+        # (the io stack's first use after the fork), and this is read once per task.
+        fd = os.open("/proc/thread-self/stat", os.O_RDONLY)
+        try:
+            stat = os.read(fd, 4096)
+        finally:
+            os.close(fd)
         return int(stat[stat.rindex(b")") + 2 :].split()[36])
     except (OSError, ValueError, IndexError):
         return -1
