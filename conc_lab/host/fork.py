@@ -28,7 +28,7 @@ import signal
 import sys
 import time
 
-from conc_lab.host import backends, codecache, hygiene, noise, protocol, state, trial
+from conc_lab.host import backends, codecache, hygiene, noise, own, protocol, state, trial
 
 #: How often a wait for a run's reply also checks that its process still lives: a process it
 #: forked may hold the reply pipe open, so EOF alone cannot tell that the run's process died.
@@ -67,7 +67,7 @@ class Runs(object):
         self.last_short = False
         #: The host's secret, which every reply carries: a run's process zeroes its copy first thing.
         self.secret = bytearray(os.urandom(16).hex().encode())
-        self.own = _OwnSettings()  # the host's, which a run can change through its pid
+        self.own = own.Settings()  # the host's, which a run can change through its pid
         if sys.platform.startswith("linux") and not _libc:
             import ctypes  # once, in the host: the child only calls through it
 
@@ -179,8 +179,11 @@ class Runs(object):
                 ),
             }
         out = reply.get(protocol.OUTCOME) if reply.get(protocol.OK) else reply
-        notes = lines_of(out.get(protocol.LEFT_BEHIND)) + self.own.restore()
+        restored, retire = self.own.restore()
+        notes = lines_of(out.get(protocol.LEFT_BEHIND)) + restored
         out[protocol.LEFT_BEHIND] = "; ".join(notes) or None
+        if retire:  # a fresh host from the runner has the settings this one cannot get back
+            reply[protocol.RETIRE] = True
         if reply.get(protocol.OK):
             noise.remember(self.canary, out.pop(protocol.CANARY_READINGS, None))
             inside = sum(out.get(k) or 0.0 for k in protocol.INSIDE_DURATIONS)
@@ -188,29 +191,6 @@ class Runs(object):
             out[protocol.OUTSIDE_S] = outside
             timing_failure(out, outside, "the host timed from outside (fork to reply)")
         return reply
-
-
-class _OwnSettings(object):
-    """The host's CPU affinity and nice value as at its start: a run's process can change them
-    through the host's pid (``sched_setaffinity``, ``setpriority``), and ``restore`` undoes that."""
-
-    def __init__(self):
-        self.affinity = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
-        self.nice = os.getpriority(os.PRIO_PROCESS, 0)
-
-    def restore(self):
-        """What the run changed in the host itself (through its pid: affinity, nice), restored."""
-        notes = []
-        if self.affinity is not None and os.sched_getaffinity(0) != self.affinity:
-            os.sched_setaffinity(0, self.affinity)
-            notes.append("the host's CPU affinity (restored)")
-        if os.getpriority(os.PRIO_PROCESS, 0) != self.nice:
-            try:
-                os.setpriority(os.PRIO_PROCESS, 0, self.nice)
-                notes.append("the host's nice value (restored)")
-            except OSError:
-                notes.append("the host's nice value (cannot restore)")
-        return notes
 
 
 def _needs_tracker(params):
@@ -312,6 +292,9 @@ def _child(runs, request_fd, writer):
             os._exit(0)  # the host is exiting
         message = json.loads(message)
         nonce, request = message["nonce"], message["request"]
+        # What the host was forked from may have changed after its last restore (a leftover of the last
+        # run, still alive as this process was forked, changing the host's settings through its pid).
+        runs.own.restore()
         codecache.install()
         _run_and_reply(runs, request, writer, nonce)
     except BaseException:  # noqa: B036 - nothing may escape into the host's loop in the child

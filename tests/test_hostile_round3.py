@@ -1,0 +1,86 @@
+"""Hostile workloads, round 3: a run that reaches the trial host or the runner through their pids.
+
+A run's process is forked for it alone, so what it does to *its* process ends with it. But the
+host that forked it and the runner above it are processes of the same user: with ``os.getppid()``
+a workload changes what every later run's process inherits (a timer slack, a scheduling policy,
+a resource limit), or kills the host and leaves its own children running beside later trials,
+or changes conc_lab's own clock in its process. Each test runs the guilty workload, then an
+innocent one, in real sweeps (tests/workloads_hostile3.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from conc_lab import events, schema
+from conc_lab.config.document import parse_config
+from conc_lab.run import runner
+
+try:
+    import resource
+except ImportError:  # pragma: no cover - not on Linux
+    resource = None
+
+pytestmark = [
+    pytest.mark.host,
+    pytest.mark.skipif(not Path("/proc/self/timerslack_ns").exists(), reason="needs Linux /proc"),
+]
+
+TESTS = str(Path(__file__).resolve().parent)
+
+
+def sweep(tmp_path, workloads, **extra):
+    """Run the workloads in order (one repeat, no warm-up) in one host; return their rows in order."""
+    doc = {
+        "name": "hostile3",
+        "repeats": 1,
+        "warmup": 0,
+        "shuffle": False,  # the order is the test: a guilty run, then an innocent one
+        "timeout_s": extra.pop("timeout_s", 30),
+        "affinity": "none",
+        "matrix": {
+            "workload": [f"workloads_hostile3:{w}" for w in workloads],
+            "backend": ["sequential"],
+            "workers": [1],
+            "tasks": [extra.pop("tasks", 2)],
+            "size": [2000],
+        },
+        **extra,
+    }
+    cfg = parse_config(doc, path=str(Path(TESTS) / "hostile3.yaml"))
+    rows = []
+    runner.sweep(
+        cfg, tmp_path, on_event=lambda e: rows.append(e.row) if isinstance(e, events.RunFinished) else None
+    )
+    return rows
+
+
+def observed(row) -> dict:
+    return json.loads(row["observed"])
+
+
+def _slack() -> int:
+    return int(Path("/proc/self/timerslack_ns").read_text())
+
+
+def test_settings_a_run_gives_the_host_through_its_pid_do_not_reach_later_runs(tmp_path):
+    slack, idle, limit, probe = sweep(
+        tmp_path, ["slacks_host", "idles_host", "limits_host", "probe_settings"]
+    )
+    assert all(r["status"] == schema.OK for r in (slack, idle, limit, probe)), [
+        r["error"] for r in (slack, idle, limit, probe)
+    ]
+    seen = observed(probe)
+    # Before: the probe's process inherited a 200 ms timer slack (a 50 ms sleep took 230-440 ms),
+    # SCHED_IDLE, and an open-file limit of 12, and only the limit was noted (on the innocent row).
+    assert seen["slack"] == _slack()
+    assert seen["policy"] == os.sched_getscheduler(0)
+    assert seen["nofile"] == list(resource.getrlimit(resource.RLIMIT_NOFILE))
+    assert "the host's timer slack" in slack["left_behind"], slack["left_behind"]
+    assert "the host's scheduling policy" in idle["left_behind"], idle["left_behind"]
+    assert "the host's RLIMIT_NOFILE" in limit["left_behind"], limit["left_behind"]
+    assert probe["left_behind"] is None

@@ -1,0 +1,128 @@
+"""Workloads that change the trial host (or the runner) through its pid, for tests/test_hostile_round3.py.
+
+A run's process is forked for it alone, but the host that forked it, and the runner above it,
+are other processes of the same user: a workload reaches them with their pid (``os.getppid()``)
+and changes what every later run's process inherits from them. ``probe_settings`` is the
+innocent trial: its ``observe`` hook reports what its process inherited.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+try:
+    import resource
+except ImportError:  # pragma: no cover - not on Linux
+    resource = None
+
+#: What the workloads set: a timer slack of 200 ms makes a 50 ms sleep take up to 250 ms.
+SLACK_NS = 200_000_000
+NOFILE = 12
+
+
+def _work(task: int, size: int) -> int:
+    return sum(i * i for i in range(task * size, (task + 1) * size))
+
+
+def _host() -> int:
+    return os.getppid()
+
+
+def _runner() -> int:
+    with open(f"/proc/{_host()}/stat") as f:
+        return int(f.read().rpartition(")")[2].split()[1])
+
+
+def slacks_host(task: int, size: int) -> int:
+    """Gives the host a timer slack of 200 ms (every sleep of a later run's process would oversleep)."""
+    with open(f"/proc/{_host()}/timerslack_ns", "w") as f:
+        f.write(str(SLACK_NS))
+    return _work(task, size)
+
+
+def idles_host(task: int, size: int) -> int:
+    """Puts the host under SCHED_IDLE: later runs' processes would run only when nothing else wants a core."""
+    os.sched_setscheduler(_host(), os.SCHED_IDLE, os.sched_param(0))
+    return _work(task, size)
+
+
+def limits_host(task: int, size: int) -> int:
+    """Lowers the host's open-file limit to 12 (later runs' processes could not open a 13th file)."""
+    resource.prlimit(_host(), resource.RLIMIT_NOFILE, (NOFILE, NOFILE))
+    return _work(task, size)
+
+
+def probe_settings(task: int, size: int) -> int:
+    """The innocent trial; ``observe`` reports the scheduling settings and limits its process inherited."""
+    time.sleep(0.001)
+    return _work(task, size)
+
+
+def _observe_settings() -> dict:
+    with open("/proc/self/timerslack_ns") as f:
+        slack = int(f.read())
+    return {
+        "policy": os.sched_getscheduler(0),
+        "nofile": list(resource.getrlimit(resource.RLIMIT_NOFILE)),
+        "slack": slack,
+        "affinity": sorted(os.sched_getaffinity(0)),
+        "nice": os.getpriority(os.PRIO_PROCESS, 0),
+    }
+
+
+probe_settings.observe = _observe_settings
+
+
+def pins_runner_then_kills_host(task: int, size: int) -> int:
+    """Pins the runner to CPU 0 and raises its nice value, then kills the host: the runner starts a
+    fresh host, which would inherit both (and take them for its own clean state)."""
+    runner = _runner()
+    os.sched_setaffinity(runner, {0})
+    os.setpriority(os.PRIO_PROCESS, runner, os.getpriority(os.PRIO_PROCESS, runner) + 5)
+    os.kill(_host(), signal.SIGKILL)
+    time.sleep(5)  # killed with the host
+    return _work(task, size)
+
+
+#: Marks the processes a test started, so it can find survivors by their command line.
+MARKER_ENV = "CONCLAB_TEST_MARKER"
+
+
+def _spinner(new_session: bool) -> None:
+    marker = os.environ.get(MARKER_ENV, "conclab-test")
+    code = "import sys, time\nend = time.time() + 30\nwhile time.time() < end: pass"
+    subprocess.Popen([sys.executable, "-c", code, marker], start_new_session=new_session)
+
+
+def kills_host_leaving_child(task: int, size: int) -> int:
+    """Starts a spinning child (in its group), then kills the host: the child must not outlive it."""
+    _spinner(new_session=False)
+    time.sleep(0.2)
+    os.kill(_host(), signal.SIGKILL)
+    time.sleep(5)
+    return _work(task, size)
+
+
+def kills_host_leaving_session(task: int, size: int) -> int:
+    """Starts a spinning child in a session of its own, then kills the host."""
+    _spinner(new_session=True)
+    time.sleep(0.2)
+    os.kill(_host(), signal.SIGKILL)
+    time.sleep(5)
+    return _work(task, size)
+
+
+def slows_its_clock(task: int, size: int) -> int:
+    """Sleeps 0.3 s a task, but replaces conc_lab's clock with one at 1% speed on its first call."""
+    from conc_lab.host import measure
+
+    if not hasattr(measure, "_slowed"):
+        real, start = measure.clock, measure.clock()
+        measure.clock = lambda: start + (real() - start) * 0.01
+        measure._slowed = True
+    time.sleep(0.3)
+    return task
