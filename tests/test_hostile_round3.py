@@ -84,3 +84,24 @@ def test_settings_a_run_gives_the_host_through_its_pid_do_not_reach_later_runs(t
     assert "the host's scheduling policy" in idle["left_behind"], idle["left_behind"]
     assert "the host's RLIMIT_NOFILE" in limit["left_behind"], limit["left_behind"]
     assert probe["left_behind"] is None
+
+
+def test_a_run_that_pins_the_runner_and_kills_its_host_does_not_pin_the_next_host(tmp_path):
+    affinity, nice = os.sched_getaffinity(0), os.getpriority(os.PRIO_PROCESS, 0)
+    if len(affinity) < 2:
+        pytest.skip("needs two CPUs to tell a pinned host from an unpinned one")
+    try:
+        guilty, probe = sweep(tmp_path, ["pins_runner_then_kills_host", "probe_settings"])
+        now = os.sched_getaffinity(0), os.getpriority(os.PRIO_PROCESS, 0)
+    finally:
+        os.sched_setaffinity(0, affinity)
+        try:
+            os.setpriority(os.PRIO_PROCESS, 0, nice)
+        except OSError:
+            pass
+    assert guilty["status"] == schema.FAILED and "SIGKILL" in guilty["error"]
+    assert "the runner's CPU affinity (restored)" in guilty["left_behind"], guilty["left_behind"]
+    # Before: the fresh host inherited CPU {0} and nice +5 from the runner and took them for its
+    # clean state, so every later run was pinned to CPU 0 and reniced, with no word of it.
+    assert observed(probe)["affinity"] == sorted(affinity) and observed(probe)["nice"] == nice
+    assert now == (affinity, nice)  # the runner's own, put back before it started the next host

@@ -7,7 +7,9 @@ CPU affinity (``sched_setaffinity``), nice value (``setpriority``), scheduling p
 resource limits (``prlimit``: an open-file limit of 12) and timer slack
 (``/proc/PID/timerslack_ns``: a 200 ms slack made a 50 ms sleep take 230-440 ms), and every
 later run's process would inherit them. ``Settings`` takes them at the host's start;
-``restore`` puts back what changed, and says so on the row of the run that changed it.
+``restore`` puts back what changed, and says so on the row of the run that changed it. The
+runner (the host's parent) keeps one too, checked after every run: each fresh host it starts
+(after a run killed the last one) would take the runner's settings for its clean state.
 
 Standard library only, Python 3.8 syntax: this runs inside the trial host.
 """
@@ -36,9 +38,14 @@ def _prctl():
 
 
 class Settings(object):
-    """This process's settings as at its start; ``restore`` returns (notes, whether to retire it)."""
+    """This process's settings as at its start; ``restore`` returns (notes, whether to retire it).
 
-    def __init__(self):
+    ``whose`` names the process in the notes: the host's, or the runner's (which starts every
+    fresh host, and so hands its settings on to it).
+    """
+
+    def __init__(self, whose="the host's"):
+        self.whose = whose
         self._prctl = _prctl()
         self.items = [item for item in self._items() if item[1]() is not None]
         self.start = [get() for _name, get, _set in self.items]
@@ -64,9 +71,9 @@ class Settings(object):
                 continue
             try:
                 put(start)
-                notes.append("the host's %s (restored)" % name)
+                notes.append("%s %s (restored)" % (self.whose, name))
             except (OSError, ValueError):  # raising a limit or lowering nice back may need a privilege
-                notes.append("the host's %s (cannot restore: host retired)" % name)
+                notes.append("%s %s (cannot restore)" % (self.whose, name))
                 retire = True
         return notes, retire
 

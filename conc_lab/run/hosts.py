@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 
 from conc_lab import schema
-from conc_lab.host import protocol
+from conc_lab.host import own, protocol
 from conc_lab.machine.interpreters import InterpreterError, resolve
 from conc_lab.plan.matrix import Trial
 from conc_lab.run.trial_host import HostDied, HostTimeout, TrialHost
@@ -32,6 +32,9 @@ class HostPool:
         self.measured_s = 0.0  # time spent inside trial hosts, for the overhead figure
         self.inside_s = 0.0  # the runs' own windows (setup + run + teardown) within it
         self.starting_s = 0.0  # starting trial hosts (a start-up cost, not a per-run one)
+        #: The runner's settings as the sweep starts: a run can change them through the runner's pid
+        #: (the host's parent), and every fresh host would inherit them as its clean state.
+        self.runner = own.Settings("the runner's")
 
     @staticmethod
     def host_key(trial: Trial) -> tuple:
@@ -68,7 +71,16 @@ class HostPool:
 
         ``prime``: the run's process calls the workload once, untimed, first (``host.trial.prime``);
         that call gets a timeout of its own, so a trial of one long task is not cut short by it.
+        What the run changed in the runner itself is put back and said on its row.
         """
+        outcome = self._call(trial, op, cores, prime)
+        notes = self.runner.restore()[0]
+        if notes:
+            left = [outcome.get(protocol.LEFT_BEHIND)] + notes
+            outcome[protocol.LEFT_BEHIND] = "; ".join(n for n in left if n)
+        return outcome
+
+    def _call(self, trial: Trial, op: str, cores: list[int] | None, prime: bool) -> dict:
         params = {**trial.params(), protocol.CORES: cores}
         if prime:
             params[protocol.PRIME] = True
