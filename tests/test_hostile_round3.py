@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -105,3 +107,35 @@ def test_a_run_that_pins_the_runner_and_kills_its_host_does_not_pin_the_next_hos
     # clean state, so every later run was pinned to CPU 0 and reniced, with no word of it.
     assert observed(probe)["affinity"] == sorted(affinity) and observed(probe)["nice"] == nice
     assert now == (affinity, nice)  # the runner's own, put back before it started the next host
+
+
+def _marked(marker: str) -> list[int]:
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+                if marker.encode() in Path(f"/proc/{entry}/cmdline").read_bytes() and ") Z" not in stat:
+                    pids.append(int(entry))
+            except OSError:
+                pass
+    return pids
+
+
+@pytest.mark.parametrize("workload", ["kills_host_leaving_child", "kills_host_leaving_session"])
+def test_children_of_a_run_that_kills_its_host_do_not_outlive_it(tmp_path, monkeypatch, workload):
+    marker = f"conclab-test-{os.getpid()}-{workload}-{time.monotonic_ns()}"
+    monkeypatch.setenv("CONCLAB_TEST_MARKER", marker)
+    try:
+        guilty, probe = sweep(tmp_path, [workload, "probe_settings"])
+        # Before: the host's death re-parented them to init, out of every clean-up's reach, and
+        # they spun for 30 s beside every later run (a 21 ms loop read 69 ms, flagged noisy).
+        deadline = time.monotonic() + 5
+        while _marked(marker) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _marked(marker) == []
+    finally:
+        for pid in _marked(marker):  # only what this test started
+            os.kill(pid, signal.SIGKILL)
+    assert guilty["status"] == schema.FAILED and "SIGKILL" in guilty["error"]
+    assert probe["status"] == schema.OK

@@ -278,6 +278,26 @@ def descendants(root=None, skip=()):
     return found
 
 
+def carrying(variable, value):
+    """Pids of the processes whose environment (as they started) holds ``variable=value``, this one aside.
+
+    A walk of every /proc/PID/environ (the other users' cannot be read, and are not ours to kill):
+    for what left a process tree whose root died, so no parent or subreaper leads to it any more.
+    """
+    entry = ("%s=%s" % (variable, value)).encode()
+    me, found = os.getpid(), []
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) == me:
+            continue
+        try:
+            environ = read_proc("/proc/%s/environ" % name)
+        except OSError:
+            continue
+        if entry in environ.split(b"\0"):
+            found.append(int(name))
+    return found
+
+
 def read_proc(path, until=None):
     """The bytes of a /proc file: a raw ``os.read`` (no file object: this runs several times a run).
 

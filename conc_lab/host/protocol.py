@@ -177,6 +177,10 @@ HELLO_FACTS = ("hostname", "python_version", "python_impl", "gil_enabled", "free
 # -- environment variables the parent sets for the child ---------------------------------
 PATH_ENV = "CONCLAB_PATH"  # os.pathsep-separated folders workloads import from
 PARENT_FD_ENV = "CONCLAB_PARENT_FD"  # read end of the lifeline pipe (see host.__main__._watch_parent)
+#: A mark unique to one trial host, in its environment and so in every process it and its runs start
+#: (unless one clears its environment): what the runner kills with a host that died, whose orphans
+#: left its process tree.
+HOST_MARK_ENV = "CONCLAB_HOST_MARK"
 RAY_ADDRESS_ENV = "CONCLAB_RAY_ADDRESS"  # the Ray runtime ray trials join
 RAY_NODE_ENV = "CONCLAB_RAY_NODE"  # the Ray node a cluster node's ray trials stay on
 #: Comma-separated pids whose process trees are the sweep's own besides the host's: the Ray

@@ -106,6 +106,7 @@ def _spawn(python: str, env: dict) -> tuple[subprocess.Popen, int]:
     """
     watch_fd, lifeline = os.pipe()
     env[protocol.PARENT_FD_ENV] = str(watch_fd)
+    env[protocol.HOST_MARK_ENV] = os.urandom(8).hex()
     try:
         proc = subprocess.Popen(
             [python, "-m", "conc_lab.host"],
@@ -124,8 +125,13 @@ def _spawn(python: str, env: dict) -> tuple[subprocess.Popen, int]:
     return proc, lifeline
 
 
-def _kill_session(proc: subprocess.Popen) -> int | None:
-    """Kill ``proc``'s whole process group, and what left it; returns its exit code."""
+def _kill_session(proc: subprocess.Popen, mark: str | None = None) -> int | None:
+    """Kill ``proc``'s whole process group, and what left it; returns its exit code.
+
+    ``mark``: the host's HOST_MARK_ENV. Processes that still carry it are killed too: a run that
+    killed the host (``os.kill(os.getppid(), SIGKILL)``) orphaned its children to init, where no
+    walk of the host's tree finds them, and they would spin beside every later run.
+    """
     if proc.poll() is None:
         # Descendants that started sessions of their own are outside the group: find them first.
         strays = hygiene.descendants(proc.pid)
@@ -140,7 +146,17 @@ def _kill_session(proc: subprocess.Popen) -> int | None:
         os.killpg(proc.pid, signal.SIGKILL)  # workers it left behind in its group
     except (ProcessLookupError, PermissionError):
         pass
+    for _ in range(_MARK_ROUNDS) if mark else ():
+        marked = hygiene.carrying(protocol.HOST_MARK_ENV, mark)
+        if not marked:
+            break
+        for pid in marked:  # again until none is left: one may have forked as the walk read it
+            hygiene.kill_tree_member(pid)
     return code
+
+
+#: How many walks of /proc for a dead host's marked processes, at most (a forking one may need two).
+_MARK_ROUNDS = 5
 
 
 def _exit_text(code: int | None) -> str:
@@ -173,7 +189,9 @@ class TrialHost:
         self, python: str | None = None, search_path: list[str] | None = None, start_timeout: float = 60
     ):
         self.python = python or sys.executable
-        self.proc, self._lifeline = _spawn(self.python, child_env(search_path))
+        env = child_env(search_path)
+        self.proc, self._lifeline = _spawn(self.python, env)
+        self._mark = env[protocol.HOST_MARK_ENV]
         self.stderr = StderrTail(self.proc.stderr)  # what the host wrote since the request began
         self._buf = b""
         self._secret = None
@@ -270,7 +288,7 @@ class TrialHost:
 
     def kill(self) -> int | None:
         """Kill the host's whole process group, and what left it; returns the host's exit code."""
-        return _kill_session(self.proc)
+        return _kill_session(self.proc, self._mark)
 
     def close(self):
         """Ask the host to exit; kill it if it does not within a second."""
