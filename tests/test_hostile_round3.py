@@ -139,3 +139,12 @@ def test_children_of_a_run_that_kills_its_host_do_not_outlive_it(tmp_path, monke
             os.kill(pid, signal.SIGKILL)
     assert guilty["status"] == schema.FAILED and "SIGKILL" in guilty["error"]
     assert probe["status"] == schema.OK
+
+
+def test_a_run_that_replaces_conc_labs_clock_fails_and_no_other(tmp_path):
+    slowed, probe = sweep(tmp_path, ["slows_its_clock", "probe_settings"])
+    # Before: two 0.3 s sleeps were stored as an ok run of 0.006 s (its clock ran at 1% speed),
+    # with nothing on its row: any duration shorter than the host's outside time passed.
+    assert slowed["status"] == schema.FAILED and slowed["run_s"] is None
+    assert "conc_lab's clock" in slowed["error"], slowed["error"]
+    assert probe["status"] == schema.OK

@@ -73,6 +73,14 @@ def prime(fn, trial):
         pass
 
 
+#: conc_lab's clock as the host loaded it, before any workload ran: what every run is timed with.
+_CLOCK = measure.clock
+CLOCK_REPLACED = (
+    "conc_lab's clock (conc_lab.host.measure.clock) was replaced during the run: its durations "
+    "cannot be trusted"
+)
+
+
 def _measured(backend, fn, trial, cache, alone):
     """``backend.run`` with the noise around it: foreign CPU, steal, and the speed canary."""
     cores = trial.get(protocol.CORES)
@@ -81,6 +89,13 @@ def _measured(backend, fn, trial, cache, alone):
     with_ray = trial["backend"] == protocol.RAY  # else what Ray still runs is foreign to this run
     sample = noise.Sample(cores, with_ray, alone)
     outcome = backend.run(fn, trial)
+    if measure.clock is not _CLOCK:
+        # The host bounds a run's durations from above only (its outside time): a clock that runs
+        # slow (a 1% one stored two 0.3 s sleeps as 0.006 s) or stands still (a frozen-time test
+        # helper) passes that. Caught here when it is replaced, not when it is rewired in C.
+        outcome[protocol.STATUS], outcome[protocol.ERROR] = protocol.STATUS_FAILED, CLOCK_REPLACED
+        for key in protocol.INSIDE_DURATIONS:
+            outcome[key] = None
     # What the backend ended during the run took its CPU time with it: it says how much (Ray's actors)
     outcome.update(noise.Sample(cores, with_ray, alone).since(sample, getattr(backend, "gone_cpu_s", 0.0)))
     inside = sum(outcome.get(k) or 0.0 for k in (protocol.SETUP_S, protocol.RUN_S, protocol.TEARDOWN_S))
