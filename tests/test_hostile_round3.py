@@ -148,3 +148,13 @@ def test_a_run_that_replaces_conc_labs_clock_fails_and_no_other(tmp_path):
     assert slowed["status"] == schema.FAILED and slowed["run_s"] is None
     assert "conc_lab's clock" in slowed["error"], slowed["error"]
     assert probe["status"] == schema.OK
+
+
+def test_a_run_finds_no_copy_of_the_hosts_secret_to_sign_a_forged_reply_with(tmp_path):
+    forger, probe = sweep(tmp_path, ["forges_with_the_hosts_secret", "probe_settings"])
+    # Before: the run's process found the secret in its own memory (the host's output buffer and
+    # freed strings, copied at the fork) and its forged line was stored as an ok run of 1 ms (two
+    # 0.3 s sleeps), while the innocent run after it failed for the host the forger had killed.
+    assert not (forger["status"] == schema.OK and forger["run_s"] == 0.001), forger
+    assert forger["status"] == schema.FAILED and "forged" in forger["error"], forger["error"]
+    assert probe["status"] == schema.OK, probe["error"]

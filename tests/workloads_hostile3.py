@@ -8,6 +8,7 @@ innocent trial: its ``observe`` hook reports what its process inherited.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -124,5 +125,67 @@ def slows_its_clock(task: int, size: int) -> int:
         real, start = measure.clock, measure.clock()
         measure.clock = lambda: start + (real() - start) * 0.01
         measure._slowed = True
+    time.sleep(0.3)
+    return task
+
+
+def _secrets_in_own_memory() -> list[str]:
+    """Every host secret as a reply line carries it ('"secret": "<32 hex>"') left in this process's
+    memory, which the run's process was forked with: freed strings, the host's output buffer."""
+    import re
+
+    pattern, found = re.compile(rb'"secret": "([0-9a-f]{32})"'), []
+    with open("/proc/self/maps") as maps, open("/proc/self/mem", "rb", 0) as mem:
+        for line in maps:
+            span, perms = line.split()[:2]
+            if not perms.startswith("rw"):
+                continue
+            low, high = (int(x, 16) for x in span.split("-"))
+            try:
+                mem.seek(low)
+                data = mem.read(high - low)
+            except (OSError, ValueError, OverflowError):
+                continue
+            found.extend(m.group(1).decode() for m in pattern.finditer(data))
+    return found
+
+
+def _reply_pipe_of(host: int) -> str:
+    """The path that opens the host's reply pipe to the runner: its one write-only pipe but stderr."""
+    for fd in os.listdir(f"/proc/{host}/fd"):
+        path = f"/proc/{host}/fd/{fd}"
+        try:
+            if fd == "2" or not os.readlink(path).startswith("pipe:"):
+                continue
+            with open(f"/proc/{host}/fdinfo/{fd}") as f:
+                flags = int(f.read().split("flags:")[1].split()[0], 8)
+        except (OSError, IndexError, ValueError):
+            continue
+        if flags & 3 == os.O_WRONLY:
+            return path
+    raise OSError("no reply pipe found")
+
+
+def forges_with_the_hosts_secret(task: int, size: int) -> int:
+    """Sleeps 0.3 s a task; its reply goes straight to the runner, saying 1 ms, signed with the secret
+    found in its own memory, and the host is killed before it can send the true one."""
+    from conc_lab.host import fork
+
+    if task == 0 and not hasattr(fork, "_forging"):
+        fork._forging = True
+        secrets = _secrets_in_own_memory() or ["0" * 32]
+        host = os.getppid()
+
+        def write_all(fd, data):
+            reply = json.loads(data.partition(b"\n")[2])["reply"]
+            reply["outcome"].pop("canary_readings", None)
+            reply["outcome"].update(run_s=0.001, outside_s=0.002)
+            reply["id"] = sys._getframe(1).f_locals["request"]["id"]
+            reply["secret"] = secrets[-1]
+            pipe = os.open(_reply_pipe_of(host), os.O_WRONLY)
+            os.write(pipe, (json.dumps(reply) + "\n").encode())
+            os.kill(host, signal.SIGKILL)
+
+        fork._write_all = write_all
     time.sleep(0.3)
     return task

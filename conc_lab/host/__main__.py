@@ -75,25 +75,21 @@ def main():
     # The protocol keeps stdin/stdout for itself: a workload that prints, or reads stdin,
     # sees /dev/null instead of eating or corrupting the runner's requests and replies.
     proto_in = _Lines(os.dup(0))
-    proto_out = os.fdopen(os.dup(1), "w", buffering=1)
+    proto_out = os.dup(1)  # written with os.write alone: no file object's buffer keeps a line
     devnull = os.open(os.devnull, os.O_RDWR)
     os.dup2(devnull, 0)
     os.dup2(devnull, 1)
     os.close(devnull)
     sys.stdin = open(os.devnull)
-    _hide_protocol_from_forks(proto_in.fd, proto_out.fileno())
+    _hide_protocol_from_forks(proto_in.fd, proto_out)
     # User code resolves relative imports (experiments.*) against the directory the sweep runs from.
     search_first(protocol.search_path(os.environ))
     hygiene.become_subreaper()  # what a run's process orphans comes to the host, which kills it
-    runs = fork.Runs((proto_in.fd, proto_out.fileno()))
+    runs = fork.Runs((proto_in.fd, proto_out))
     _watch_parent(runs)
 
     def send(obj):
-        # The secret lives in runs.secret alone (a run's process zeroes its copy): added to the
-        # line as it is written, and gone from the reply again.
-        obj[protocol.SECRET] = runs.secret.decode()
-        proto_out.write(json.dumps(obj, default=repr) + "\n")
-        del obj[protocol.SECRET]
+        _send_signed(proto_out, obj, runs.secret)
 
     send(_hello())
     ray_runs = None
@@ -116,13 +112,38 @@ def main():
         reply[protocol.ID] = request.get(protocol.ID)
         send(reply)
         if reply.get(protocol.RETIRE):
-            proto_out.flush()
             os._exit(0)  # a leftover thread may be spinning or non-daemon: no orderly shutdown
         # While the runner records the reply: reap the run's process, kill what it left, and fork
         # the next run's process, so none of that is on the path the runner waits on.
         runs.settle()
     runs.close()
     backends.close_all()
+
+
+def _send_signed(fd, obj, secret):
+    """Write ``obj`` on ``fd`` as one line with the host's ``secret`` added.
+
+    The secret lives in ``secret`` (a bytearray a run's process zeroes) alone: the line is put
+    together in a buffer zeroed once written, never in a str or a file object's buffer. A freed
+    copy would stay in the host's memory, which every run's process is forked with: a run found
+    the secret there, and signed a forged reply with it.
+    """
+    head = json.dumps(obj, default=repr).encode()[:-1]  # without its closing brace
+    field = (
+        b', "%s": "' % protocol.SECRET.encode() if len(head) > 1 else b'"%s": "' % protocol.SECRET.encode()
+    )
+    at = len(head) + len(field)
+    line = bytearray(at + len(secret) + 3)
+    line[: len(head)], line[len(head) : at] = head, field
+    line[at : at + len(secret)] = secret
+    line[at + len(secret) :] = b'"}\n'
+    try:
+        view = memoryview(line)
+        while view:
+            view = view[os.write(fd, view) :]
+        view.release()
+    finally:
+        line[:] = bytes(len(line))
 
 
 FORGED_REQUEST = "a line was written into the trial host's request pipe during this run (a forged request)"

@@ -66,7 +66,7 @@ class Runs(object):
         #: canary's share of a long run is small and a reading from up to a period ago drifts.
         self.last_short = False
         #: The host's secret, which every reply carries: a run's process zeroes its copy first thing.
-        self.secret = bytearray(os.urandom(16).hex().encode())
+        self.secret = _new_secret()
         self.own = own.Settings()  # the host's, which a run can change through its pid
         if sys.platform.startswith("linux") and not _libc:
             import ctypes  # once, in the host: the child only calls through it
@@ -407,6 +407,23 @@ def _collect(fd, pid, nonce):
 
 
 _BAD = object()
+_HEX = b"0123456789abcdef"
+
+
+def _new_secret():
+    """32 random hex digits in a bytearray, made with no str or bytes copy of them: a freed copy
+    would stay in the host's memory, which every run's process is forked with (and can read)."""
+    raw = bytearray(16)
+    fd = os.open("/dev/urandom", os.O_RDONLY)
+    try:
+        os.readv(fd, [raw])
+    finally:
+        os.close(fd)
+    secret = bytearray(2 * len(raw))
+    for i, byte in enumerate(raw):
+        secret[2 * i], secret[2 * i + 1] = _HEX[byte >> 4], _HEX[byte & 15]
+    raw[:] = bytes(len(raw))
+    return secret
 
 
 def _frame(buf, nonce):
