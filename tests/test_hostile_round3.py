@@ -156,5 +156,14 @@ def test_a_run_finds_no_copy_of_the_hosts_secret_to_sign_a_forged_reply_with(tmp
     # freed strings, copied at the fork) and its forged line was stored as an ok run of 1 ms (two
     # 0.3 s sleeps), while the innocent run after it failed for the host the forger had killed.
     assert not (forger["status"] == schema.OK and forger["run_s"] == 0.001), forger
-    assert forger["status"] == schema.FAILED and "forged" in forger["error"], forger["error"]
+    # Now it finds no secret to sign with (and no pipe of the host's to write into): its run fails.
+    assert forger["status"] == schema.FAILED and forger["run_s"] is None, forger["error"]
+    assert probe["status"] == schema.OK, probe["error"]
+
+
+def test_a_process_a_run_leaves_cannot_rewrite_the_hosts_reply_on_its_way(tmp_path):
+    thief, probe = sweep(tmp_path, ["steals_the_hosts_reply", "probe_settings"])
+    # Before: it opened the host's reply pipe through /proc/<host>/fd, read the true reply as the
+    # host sent it, and put back one that said 1 ms: stored as an ok run of two 0.3 s sleeps.
+    assert not (thief["status"] == schema.OK and thief["run_s"] < 0.6), (thief["status"], thief["run_s"])
     assert probe["status"] == schema.OK, probe["error"]

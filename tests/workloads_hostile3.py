@@ -189,3 +189,36 @@ def forges_with_the_hosts_secret(task: int, size: int) -> int:
         fork._write_all = write_all
     time.sleep(0.3)
     return task
+
+
+def _steal_and_rewrite(path: str) -> None:
+    """Read the host's next line off its reply pipe before the runner does; put it back saying 1 ms."""
+    os.setsid()
+    reader, writer = os.open(path, os.O_RDONLY | os.O_NONBLOCK), os.open(path, os.O_WRONLY)
+    buf, end = b"", time.monotonic() + 10
+    while time.monotonic() < end and not buf.endswith(b"\n"):
+        try:
+            buf += os.read(reader, 1 << 16)
+        except BlockingIOError:
+            continue
+    line = json.loads(buf)
+    line["outcome"].update(run_s=0.001, outside_s=0.002)
+    os.write(writer, (json.dumps(line) + "\n").encode())
+    os._exit(0)
+
+
+def steals_the_hosts_reply(task: int, size: int) -> int:
+    """Sleeps 0.3 s a task; a process it leaves behind steals the host's true reply (secret and
+    all) off the pipe to the runner, as the host sends it, and puts back one that says 1 ms."""
+    if task == 0:
+        try:
+            path = _reply_pipe_of(os.getppid())
+        except OSError:  # no pipe of the host's to open
+            path = None
+        if path is not None and os.fork() == 0:
+            try:
+                _steal_and_rewrite(path)
+            finally:
+                os._exit(0)
+    time.sleep(0.3)
+    return task

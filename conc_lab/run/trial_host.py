@@ -15,6 +15,7 @@ import json
 import os
 import select
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -97,21 +98,27 @@ class StderrTail:
         return text or None
 
 
-def _spawn(python: str, env: dict) -> tuple[subprocess.Popen, int]:
-    """``python -m conc_lab.host`` started in a session of its own: (its process, its lifeline).
+def _spawn(python: str, env: dict) -> tuple[subprocess.Popen, int, socket.socket]:
+    """``python -m conc_lab.host`` started in a session of its own: (its process, its lifeline, its channel).
 
     The host watches the lifeline's read end and kills its process group when this process dies
     (see host.__main__._watch_parent): no orphaned trial outlives a killed sweep. The write end,
     returned, is held open until the host is closed.
+
+    Requests and replies travel on a socket pair (the host's stdin and stdout), not on pipes: a
+    pipe's end can be opened again through /proc/PID/fd by any process of the user, and a process
+    a run left behind read the host's true reply off it and put back one that said 1 ms; a
+    socket cannot be opened that way.
     """
     watch_fd, lifeline = os.pipe()
     env[protocol.PARENT_FD_ENV] = str(watch_fd)
     env[protocol.HOST_MARK_ENV] = os.urandom(8).hex()
+    ours, theirs = socket.socketpair()
     try:
         proc = subprocess.Popen(
             [python, "-m", "conc_lab.host"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
+            stdin=theirs.fileno(),
+            stdout=theirs.fileno(),
             stderr=subprocess.PIPE,  # read as replies are awaited; only a bounded tail is kept
             env=env,
             start_new_session=True,
@@ -119,10 +126,12 @@ def _spawn(python: str, env: dict) -> tuple[subprocess.Popen, int]:
         )
     except BaseException:
         os.close(lifeline)
+        ours.close()
         raise
     finally:
         os.close(watch_fd)
-    return proc, lifeline
+        theirs.close()
+    return proc, lifeline, ours
 
 
 def _kill_session(proc: subprocess.Popen, mark: str | None = None) -> int | None:
@@ -190,7 +199,7 @@ class TrialHost:
     ):
         self.python = python or sys.executable
         env = child_env(search_path)
-        self.proc, self._lifeline = _spawn(self.python, env)
+        self.proc, self._lifeline, self._channel = _spawn(self.python, env)
         self._mark = env[protocol.HOST_MARK_ENV]
         self.stderr = StderrTail(self.proc.stderr)  # what the host wrote since the request began
         self._buf = b""
@@ -225,9 +234,8 @@ class TrialHost:
         message = dict(message, **{protocol.ID: request_id})
         started = time.perf_counter()
         try:
-            self.proc.stdin.write(json.dumps(message).encode() + b"\n")
-            self.proc.stdin.flush()
-        except (BrokenPipeError, OSError):
+            self._channel.sendall(json.dumps(message).encode() + b"\n")
+        except OSError:
             raise HostDied(self._death_note()) from None
         reply = self._read(timeout)
         envelope = time.perf_counter() - started
@@ -247,7 +255,7 @@ class TrialHost:
     def _read(self, timeout: float | None) -> dict:
         """The next JSON line from the host (a reply, or the hello)."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        fd = self.proc.stdout.fileno()
+        fd = self._channel.fileno()
         while True:
             while b"\n" not in self._buf:
                 left = None if deadline is None else deadline - time.monotonic()
@@ -295,14 +303,13 @@ class TrialHost:
         if self.proc.poll() is None:
             try:
                 bye = protocol.request(protocol.EXIT, request_id=0)
-                self.proc.stdin.write(json.dumps(bye).encode() + b"\n")
-                self.proc.stdin.flush()
+                self._channel.sendall(json.dumps(bye).encode() + b"\n")
                 self.proc.wait(1)
             except (OSError, subprocess.TimeoutExpired):
                 pass
         self.kill()
-        for f in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
-            f.close()
+        self.proc.stderr.close()
+        self._channel.close()
         if self._lifeline is not None:
             os.close(self._lifeline)
             self._lifeline = None
