@@ -167,3 +167,13 @@ def test_a_process_a_run_leaves_cannot_rewrite_the_hosts_reply_on_its_way(tmp_pa
     # host sent it, and put back one that said 1 ms: stored as an ok run of two 0.3 s sleeps.
     assert not (thief["status"] == schema.OK and thief["run_s"] < 0.6), (thief["status"], thief["run_s"])
     assert probe["status"] == schema.OK, probe["error"]
+
+
+def test_a_process_a_run_leaves_cannot_reach_the_next_runs_process(tmp_path):
+    started = time.monotonic()
+    guilty, probe = sweep(tmp_path, ["stops_the_next_run", "probe_settings"], timeout_s=8)
+    # Before: the next run's process was forked before the last run's leftovers were killed, and
+    # one stopped it with SIGSTOP: the innocent run timed out (and its later repeats were skipped).
+    assert probe["status"] == schema.OK, probe["error"]
+    assert guilty["status"] == schema.OK and "killed" in guilty["left_behind"]
+    assert time.monotonic() - started < 8

@@ -222,3 +222,40 @@ def steals_the_hosts_reply(task: int, size: int) -> int:
                 os._exit(0)
     time.sleep(0.3)
     return task
+
+
+def _children(pid: int) -> set[int]:
+    out = set()
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/children") as f:
+                out.update(int(c) for c in f.read().split())
+        except OSError:
+            pass
+    return out
+
+
+def _stop_newcomers(host: int, known: set[int]) -> None:
+    os.setsid()
+    known = known | {os.getpid()}
+    end = time.monotonic() + 10
+    while time.monotonic() < end:
+        for pid in _children(host) - known:
+            known.add(pid)
+            try:
+                os.kill(pid, signal.SIGSTOP)
+            except OSError:
+                pass
+    os._exit(0)
+
+
+def stops_the_next_run(task: int, size: int) -> int:
+    """Leaves a process that watches the host for the next run's process, forked as this run ends,
+    and stops it (it could as well renice, trace or rewrite it)."""
+    host = os.getppid()
+    if task == 0 and os.fork() == 0:
+        try:
+            _stop_newcomers(host, _children(host))
+        finally:
+            os._exit(0)
+    return _work(task, size)

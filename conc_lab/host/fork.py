@@ -109,10 +109,13 @@ class Runs(object):
     def settle(self):
         """After a reply: fork the next run's process to wait, reap the run's, and kill what it left.
 
-        The fork comes first: it overlaps the ended process's exit (its memory torn down), which
-        the reap waits for. Both are done before the next request is handed on, so nothing of a
-        run's process, or of what it left, runs beside the next run.
+        What the run left is killed first (``_kill_leftovers``), then the fork: it overlaps the
+        ended process's exit (its memory torn down), which the reap waits for. All is done before
+        the next request is handed on, so nothing of a run's process, or of what it left, runs
+        beside the next run, nor reaches the next run's process as it waits (a leftover stopped it).
         """
+        if self.ended is not None:
+            _kill_leftovers(*self.ended, spared=tuple(hygiene.multiprocessing_helpers()))
         if self.idle is None:
             if self.last is not None:
                 _prepare(*self.last)
@@ -228,6 +231,24 @@ def _prepare(backend, workload):
         codecache.prepare(workload)
     except Exception:  # noqa: BLE001 - the run's process imports them itself, and says what failed
         pass
+
+
+def _kill_leftovers(pid, reaped, spared):
+    """SIGKILL the ended run ``pid``'s process group and every process it left, without waiting.
+
+    Its process may still be exiting: what it started is then its child, or already the host's
+    (re-parented), so its tree is read first and the host's children after, and nothing moving
+    from one to the other is missed. Costs a /proc read or two when it left nothing. (``reaped``:
+    its process is gone already, and its pid may be another's: its tree is the host's now.)
+    """
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except OSError:
+        pass
+    left = ([] if reaped else hygiene.descendants(pid)) + hygiene.children_of(os.getpid())
+    for p in left:
+        if p != pid and p not in spared and hygiene.state_of(p) not in ("Z", None):
+            hygiene.kill_tree_member(p)
 
 
 def _clean_up(pid, waiting):
