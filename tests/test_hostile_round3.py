@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -177,3 +179,29 @@ def test_a_process_a_run_leaves_cannot_reach_the_next_runs_process(tmp_path):
     assert probe["status"] == schema.OK, probe["error"]
     assert guilty["status"] == schema.OK and "killed" in guilty["left_behind"]
     assert time.monotonic() - started < 8
+
+
+def test_children_of_a_run_that_kills_the_runner_do_not_outlive_the_sweep(tmp_path):
+    marker = f"conclab-test-{os.getpid()}-runner-{time.monotonic_ns()}"
+    config = tmp_path / "killer.yaml"
+    config.write_text(
+        "name: killer\nrepeats: 1\nwarmup: 0\ntimeout_s: 30\naffinity: none\nmatrix:\n"
+        "  workload: [workloads_hostile3:kills_runner_leaving_session]\n"
+        "  backend: [sequential]\n  workers: [1]\n  tasks: [1]\n  size: [10]\n"
+    )
+    env = dict(os.environ, CONCLAB_TEST_MARKER=marker, PYTHONPATH=str(Path(TESTS).parent))
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "conc_lab.cli", "sweep", str(config), "--out", str(tmp_path), "-q"],
+            cwd=TESTS, env=env, capture_output=True, timeout=120,
+        )  # fmt: skip
+        assert done.returncode == -signal.SIGKILL, done.stderr
+        # Before: the host's lifeline killed the run and the host's process group, and the child in
+        # a session of its own spun on (30 s here), beside the --resume that would follow.
+        deadline = time.monotonic() + 5
+        while _marked(marker) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _marked(marker) == []
+    finally:
+        for pid in _marked(marker):  # only what this test started
+            os.kill(pid, signal.SIGKILL)

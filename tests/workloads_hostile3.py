@@ -259,3 +259,12 @@ def stops_the_next_run(task: int, size: int) -> int:
         finally:
             os._exit(0)
     return _work(task, size)
+
+
+def kills_runner_leaving_session(task: int, size: int) -> int:
+    """Starts a spinning child in a session of its own, then kills the runner (the sweep itself)."""
+    _spinner(new_session=True)
+    time.sleep(0.2)
+    os.kill(_runner(), signal.SIGKILL)
+    time.sleep(5)
+    return _work(task, size)

@@ -236,6 +236,10 @@ def _watch_parent(runs):
                 os.killpg(runs.current, signal.SIGKILL)
             except OSError:
                 pass
+        # And what it started in sessions of its own: still in this subreaper's tree, which is gone
+        # once this process dies (they would spin on beside the --resume that follows).
+        for pid in hygiene.descendants():
+            hygiene.kill_tree_member(pid)
         if os.getpgid(0) == os.getpid():  # our own session (TrialHost): take the workers along
             os.killpg(os.getpid(), signal.SIGKILL)
         os.kill(os.getpid(), signal.SIGKILL)
