@@ -87,6 +87,7 @@ def test_settings_a_run_gives_the_host_through_its_pid_do_not_reach_later_runs(t
     assert "the host's timer slack" in slack["left_behind"], slack["left_behind"]
     assert "the host's scheduling policy" in idle["left_behind"], idle["left_behind"]
     assert "the host's RLIMIT_NOFILE" in limit["left_behind"], limit["left_behind"]
+    assert "RLIMIT_OFILE" not in limit["left_behind"]  # the same limit, said once
     assert probe["left_behind"] is None
 
 
@@ -205,3 +206,20 @@ def test_children_of_a_run_that_kills_the_runner_do_not_outlive_the_sweep(tmp_pa
     finally:
         for pid in _marked(marker):  # only what this test started
             os.kill(pid, signal.SIGKILL)
+
+
+def test_a_process_forked_by_a_run_and_never_ended_does_not_reply_in_its_place(tmp_path):
+    careless, probe = sweep(tmp_path, ["forks_without_exit", "probe_settings"])
+    # Before: the child, a copy of the run's process, ran on through the run's code and replied
+    # first: its CPU times were below zero, the row was refused, and the sweep died of a traceback.
+    assert careless["status"] == schema.OK and careless["run_s"] >= 0.2, careless["error"]
+    assert careless["cpu_sys_s"] >= 0 and careless["cpu_user_s"] >= 0
+    assert probe["status"] == schema.OK
+
+
+def test_an_outcome_the_store_refuses_fails_its_run_not_the_sweep(tmp_path):
+    rewound, probe = sweep(tmp_path, ["rewinds_cpu_time", "probe_settings"])
+    # Before: "row refused: column cpu_user_s: ... is not a duration" ended the sweep with a traceback.
+    assert rewound["status"] == schema.FAILED and "cannot be stored" in rewound["error"], rewound["error"]
+    assert rewound["run_s"] is None and rewound["cpu_user_s"] is None
+    assert probe["status"] == schema.OK

@@ -268,3 +268,21 @@ def kills_runner_leaving_session(task: int, size: int) -> int:
     os.kill(_runner(), signal.SIGKILL)
     time.sleep(5)
     return _work(task, size)
+
+
+def forks_without_exit(task: int, size: int) -> int:
+    """The careless fork: its child is not ended with os._exit, so it returns into the run's own code
+    (and, quicker than its parent, would reply in the run's place: with CPU times below zero)."""
+    if task == 0 and os.fork() != 0:
+        time.sleep(0.2)  # the parent: the child, returning at once, gets to the reply first
+    return _work(task, size)
+
+
+def rewinds_cpu_time(task: int, size: int) -> int:
+    """Makes conc_lab's CPU clock of its thread run backwards: a CPU time below zero for its run."""
+    from conc_lab.host import measure
+
+    if not hasattr(measure, "_rewound"):
+        measure._rewound, real = True, measure.cpu_times
+        measure.cpu_times = lambda: tuple(-t for t in real())
+    return _work(task, size)

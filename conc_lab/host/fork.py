@@ -317,7 +317,7 @@ def _child(runs, request_fd, writer):
         # run, still alive as this process was forked, changing the host's settings through its pid).
         runs.own.restore()
         codecache.install()
-        _run_and_reply(runs, request, writer, nonce)
+        _run_and_reply(runs, request, writer, nonce, os.getpid())
     except BaseException:  # noqa: B036 - nothing may escape into the host's loop in the child
         code = 70
         try:
@@ -334,7 +334,7 @@ def _child(runs, request_fd, writer):
         os._exit(code)
 
 
-def _run_and_reply(runs, request, writer, nonce):
+def _run_and_reply(runs, request, writer, nonce, pid):
     try:
         # The sweep's processes besides this one's tree: the host, alone. Not the runner: it only
         # waits while a run runs, so what its process takes then (threads of the notebook or app
@@ -350,6 +350,11 @@ def _run_and_reply(runs, request, writer, nonce):
     if left:
         notes.append("left in its process, which ended with it: " + "; ".join(left))
     out[protocol.LEFT_BEHIND] = "; ".join(notes) or None
+    if os.getpid() != pid:
+        # A copy of the run's process that the workload forked and never ended (no os._exit) ran on
+        # through the run's code to here: only the run's own process replies (the copy, quicker, once
+        # replied first, with CPU times below zero).
+        os._exit(0)
     payload = json.dumps({"nonce": nonce, "reply": reply}, default=repr).encode()
     _write_all(writer, b"%d\n" % len(payload) + payload)
 

@@ -58,8 +58,10 @@ class Settings(object):
             items.append(("scheduling policy", _policy, _set_policy))
         if self._prctl is not None:
             items.append(("timer slack", self._get_slack, self._set_slack))
+        names = {}  # one name per limit: RLIMIT_OFILE is RLIMIT_NOFILE under another name
         for name in sorted(n for n in dir(resource) if n.startswith("RLIMIT_")) if resource else ():
-            which = getattr(resource, name)
+            names.setdefault(getattr(resource, name), name)
+        for which, name in sorted(names.items()):
             items.append((name, _rlimit_getter(which), _rlimit_setter(which)))
         return items
 

@@ -229,6 +229,20 @@ class TrialExecutor:
         self.close()
 
 
+def unstorable(row: dict, problem: str) -> dict:
+    """``row`` made the row of a failed run, its measured values dropped: the store refused them
+    (``problem``: a CPU time below zero, from a workload that rewound conc_lab's CPU clock).
+
+    What the run left behind is kept. The row is changed in place and returned.
+    """
+    for key in protocol.MEASURED_FIELDS:
+        if key != protocol.LEFT_BEHIND:
+            row[key] = None
+    row.update(status=schema.FAILED, error=f"its outcome cannot be stored: {problem}", correct=None)
+    row.update(noisy=None, noise_note=None, task_records=[])
+    return row
+
+
 def trial_row(
     trial: Trial,
     repeat: int,

@@ -31,7 +31,7 @@ from conc_lab.plan.matrix import Trial, check_size
 from conc_lab.plan.runs import Plan, Run
 from conc_lab.run.auto_sizes import calibrate_trials, shared_sizes
 from conc_lab.run.dispatch import Dispatch, LocalDispatch
-from conc_lab.run.executor import ExecutorSettings, RunResult, TrialExecutor
+from conc_lab.run.executor import ExecutorSettings, RunResult, TrialExecutor, unstorable
 from conc_lab.run.progress import ProgressLines
 from conc_lab.run.rounds import AddedRounds
 from conc_lab.store.layout import new_sweep_id, preflight
@@ -388,6 +388,18 @@ def _added_rounds(
     return rounds
 
 
+def _append(writer: SweepWriter, row: dict) -> None:
+    """Write ``row``; one the store refuses (a measured value it cannot hold) as a failed run instead.
+
+    The store checks each row before it writes anything, so nothing of the refused one is on disk:
+    a workload that made its own CPU time negative once ended the whole sweep with a traceback.
+    """
+    try:
+        writer.append(row)
+    except schema.RowError as exc:
+        writer.append(unstorable(row, str(exc)))
+
+
 def _drive(
     the_plan: Plan,
     dispatch: Dispatch,
@@ -413,10 +425,10 @@ def _drive(
                     with _interrupts_held():  # a Ctrl-C lands after the row is whole on disk, never inside
                         for replaced in result.redone:
                             replaced.update(round=run.round, slot=run.slot)
-                            writer.append(replaced)  # kept, never counted as the run's result
+                            _append(writer, replaced)  # kept, never counted as the run's result
                             book.redone += 1
                         row.update(round=run.round, slot=run.slot)  # the order, recorded (#20)
-                        writer.append(row)
+                        _append(writer, row)
                         book.count(row)
                 else:
                     book.warmup_failed += book.is_failure(row)
