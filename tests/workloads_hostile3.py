@@ -286,3 +286,35 @@ def rewinds_cpu_time(task: int, size: int) -> int:
         measure._rewound, real = True, measure.cpu_times
         measure.cpu_times = lambda: tuple(-t for t in real())
     return _work(task, size)
+
+
+#: The canary reading (seconds) that ``poisons_the_canary`` hands the host for every core.
+POISON_S = 1e-7
+
+
+def poisons_the_canary(task: int, size: int) -> int:
+    """A short run whose reply tells the host its speed canary took 0.1 µs on every core: the host
+    keeps such readings as the next short-spaced run's before-reading."""
+    from conc_lab.host import fork
+
+    if not hasattr(fork, "_poisoning"):
+        fork._poisoning, write_all = True, fork._write_all
+
+        def poisoned(fd, data):
+            doc = json.loads(data.partition(b"\n")[2])
+            out = doc["reply"].get("outcome") or {}
+            if "canary_readings" in out:
+                cores = [None, *range(os.cpu_count() or 1)]
+                out["canary_readings"] = [[core, POISON_S] for core in cores]
+                body = json.dumps(doc).encode()
+                data = b"%d\n" % len(body) + body
+            write_all(fd, data)
+
+        fork._write_all = poisoned
+    return task
+
+
+def sleeps_60ms(task: int, size: int) -> int:
+    """Innocent, and long enough (>= 50 ms) to get a canary after-reading of its own."""
+    time.sleep(0.06)
+    return task

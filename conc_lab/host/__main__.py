@@ -208,6 +208,10 @@ def _hide_protocol_from_forks(*fds):
         os.register_at_fork(after_in_child=in_child)
 
 
+#: How many walks of its tree the host makes, at most, for what to kill as the runner dies (10 ms apart).
+_LAST_WALKS = 20
+
+
 def _watch_parent(runs):
     """Kill this host's whole process group when the runner dies, even by SIGKILL.
 
@@ -237,9 +241,15 @@ def _watch_parent(runs):
             except OSError:
                 pass
         # And what it started in sessions of its own: still in this subreaper's tree, which is gone
-        # once this process dies (they would spin on beside the --resume that follows).
-        for pid in hygiene.descendants():
-            hygiene.kill_tree_member(pid)
+        # once this process dies (they would spin on beside the --resume that follows). Again until
+        # none is left: the run's process, dying, hands its children on to this one meanwhile.
+        for _ in range(_LAST_WALKS):
+            left = [p for p in hygiene.descendants() if hygiene.state_of(p) not in ("Z", None)]
+            if not left:
+                break
+            for pid in left:
+                hygiene.kill_tree_member(pid)
+            time.sleep(0.01)
         if os.getpgid(0) == os.getpid():  # our own session (TrialHost): take the workers along
             os.killpg(os.getpid(), signal.SIGKILL)
         os.kill(os.getpid(), signal.SIGKILL)
