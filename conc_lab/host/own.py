@@ -41,16 +41,17 @@ class Settings(object):
     """This process's settings as at its start; ``restore`` returns (notes, whether to retire it).
 
     ``whose`` names the process in the notes: the host's, or the runner's (which starts every
-    fresh host, and so hands its settings on to it).
+    fresh host, and so hands its settings on to it). ``limits``: resource limits too (not the
+    runner's: Ray's start in it raises its open-file limit, which no run did).
     """
 
-    def __init__(self, whose="the host's"):
+    def __init__(self, whose="the host's", limits=True):
         self.whose = whose
         self._prctl = _prctl()
-        self.items = [item for item in self._items() if item[1]() is not None]
+        self.items = [item for item in self._items(limits) if item[1]() is not None]
         self.start = [get() for _name, get, _set in self.items]
 
-    def _items(self):
+    def _items(self, limits):
         """(name, get, set) for each setting; a getter that returns None marks one this OS lacks."""
         items = [("CPU affinity", _affinity, lambda v: os.sched_setaffinity(0, v))]
         items.append(("nice value", lambda: os.getpriority(os.PRIO_PROCESS, 0), _set_nice))
@@ -59,7 +60,9 @@ class Settings(object):
         if self._prctl is not None:
             items.append(("timer slack", self._get_slack, self._set_slack))
         names = {}  # one name per limit: RLIMIT_OFILE is RLIMIT_NOFILE under another name
-        for name in sorted(n for n in dir(resource) if n.startswith("RLIMIT_")) if resource else ():
+        for name in (
+            sorted(n for n in dir(resource) if n.startswith("RLIMIT_")) if resource and limits else ()
+        ):
             names.setdefault(getattr(resource, name), name)
         for which, name in sorted(names.items()):
             items.append((name, _rlimit_getter(which), _rlimit_setter(which)))

@@ -34,7 +34,7 @@ class HostPool:
         self.starting_s = 0.0  # starting trial hosts (a start-up cost, not a per-run one)
         #: The runner's settings as the sweep starts: a run can change them through the runner's pid
         #: (the host's parent), and every fresh host would inherit them as its clean state.
-        self.runner = own.Settings("the runner's")
+        self.runner = own.Settings("the runner's", limits=False)
 
     @staticmethod
     def host_key(trial: Trial) -> tuple:
