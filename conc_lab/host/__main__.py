@@ -21,6 +21,7 @@ import json
 import os
 import queue  # noqa: F401 - them per run; the modules a spawned worker imports load them where used
 import select
+import signal
 import sys
 import time
 
@@ -208,8 +209,30 @@ def _hide_protocol_from_forks(*fds):
         os.register_at_fork(after_in_child=in_child)
 
 
-#: How many walks of its tree the host makes, at most, for what to kill as the runner dies (10 ms apart).
+#: How many walks of its tree the host makes, at most, for what to kill as the runner dies.
 _LAST_WALKS = 20
+
+
+def _kill_tree(current):
+    """Kill every process below this one: the run in progress (``current``, a process group of its
+    own) and what it started in sessions of their own, which die with no process group of the host's
+    (they would spin on beside the --resume that follows the runner's death).
+
+    The run's group is stopped first: a stopped process neither forks nor dies, so it hands no child
+    on to this one while the tree is read, and this host's main thread, which waits for it, is not
+    woken to end the process (the reply it then sends finds the runner gone) halfway through.
+    """
+    if current is not None:
+        try:
+            os.killpg(current, signal.SIGSTOP)
+        except OSError:
+            pass
+    for _ in range(_LAST_WALKS):  # again until none is left: one may have forked as it was read
+        left = [p for p in hygiene.descendants() if hygiene.state_of(p) not in ("Z", None)]
+        if not left:
+            break
+        for pid in left:
+            hygiene.kill_tree_member(pid)
 
 
 def _watch_parent(runs):
@@ -223,7 +246,6 @@ def _watch_parent(runs):
     fd = os.environ.pop(protocol.PARENT_FD_ENV, None)
     if not fd:
         return
-    import signal
     import threading
 
     fd = int(fd)
@@ -235,21 +257,7 @@ def _watch_parent(runs):
                 pass
         except OSError:
             pass
-        if runs.current is not None:  # the run in progress has a process group of its own
-            try:
-                os.killpg(runs.current, signal.SIGKILL)
-            except OSError:
-                pass
-        # And what it started in sessions of its own: still in this subreaper's tree, which is gone
-        # once this process dies (they would spin on beside the --resume that follows). Again until
-        # none is left: the run's process, dying, hands its children on to this one meanwhile.
-        for _ in range(_LAST_WALKS):
-            left = [p for p in hygiene.descendants() if hygiene.state_of(p) not in ("Z", None)]
-            if not left:
-                break
-            for pid in left:
-                hygiene.kill_tree_member(pid)
-            time.sleep(0.01)
+        _kill_tree(runs.current)
         if os.getpgid(0) == os.getpid():  # our own session (TrialHost): take the workers along
             os.killpg(os.getpid(), signal.SIGKILL)
         os.kill(os.getpid(), signal.SIGKILL)
