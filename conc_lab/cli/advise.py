@@ -20,8 +20,10 @@ from rich.text import Text
 from conc_lab import events
 
 # Both consoles take their width from the terminal, else COLUMNS, else 80 (as the other commands').
-console = Console(stderr=True)
-out_console = Console()
+# No emoji codes: the function's name is printed everywhere, and "mywork:sleepy" read as one
+# (":sleepy:") came out "mywork😪".
+console = Console(stderr=True, emoji=False)
+out_console = Console(emoji=False)
 
 _STOPPED = {
     "settled": "settled",
@@ -83,7 +85,8 @@ def advise(
 
 
 def _die(message: str) -> None:
-    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    # the message as Text: it holds what the user typed, and "[...]" in a path is not markup
+    console.print(Text.assemble(("error:", "bold red"), " ", message), highlight=False, soft_wrap=True)
     raise typer.Exit(2)
 
 
