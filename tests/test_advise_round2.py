@@ -4,11 +4,16 @@ user's own on the path (the first things they type are a module name and a funct
 from __future__ import annotations
 
 import os
+import shlex
+import shutil
 import subprocess
 import sys
+import time
+import uuid
 from pathlib import Path
 
 import pytest
+from needs import need
 
 pytestmark = pytest.mark.host
 
@@ -21,6 +26,32 @@ def smile(task, size):
     time.sleep(size / 1e6)
     return task
 """
+
+
+def _tmux_advise(tmp_path: Path, args: str, width: int, timeout: float = 120) -> str:
+    """``advise args`` typed into a fresh tmux terminal ``width`` columns wide; the screen as shown."""
+    need(None if shutil.which("tmux") else "tmux is not installed (Debian: apt-get install tmux)")
+    (tmp_path / "userwork.py").write_text(USER_MODULE)
+    tmux = ["tmux", "-L", f"conclab-test-{uuid.uuid4().hex[:8]}", "-f", "/dev/null"]
+    path = os.pathsep.join([str(REPO), str(tmp_path)])
+    env = f"PATH={shlex.quote(os.environ['PATH'])} PYTHONPATH={shlex.quote(path)}"
+    script = f"cd {shlex.quote(str(tmp_path))}; env {env} {sys.executable} -m conc_lab.cli advise {args}"
+    script += "; echo __EXIT_$?__; sleep 600"
+    subprocess.run(
+        [*tmux, "new-session", "-d", "-x", str(width), "-y", "50", "-s", "t", script],
+        check=True,
+        env={**os.environ, "TERM": "xterm-256color"},
+    )
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            capture = [*tmux, "capture-pane", "-p", "-S", "-", "-t", "t"]
+            screen = subprocess.run(capture, capture_output=True, text=True).stdout
+            if "__EXIT_" in screen or time.monotonic() > deadline:
+                return screen
+            time.sleep(0.3)
+    finally:
+        subprocess.run([*tmux, "kill-server"], capture_output=True)
 
 
 def _advise(tmp_path: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -50,3 +81,16 @@ def test_an_error_with_brackets_is_printed_as_typed(tmp_path):
     proc = _advise(tmp_path, "no[bold]such/file.py:smile")
     assert proc.returncode == 2, proc.stderr
     assert "no[bold]such/file.py" in proc.stderr, proc.stderr
+
+
+def test_a_long_error_in_a_terminal_is_wrapped_between_words(tmp_path):
+    # seen at 80 columns: "error: mywork:flaky: the plain loop failed: ValueError: task 1 is bad
+    # (runs kep" / "t in results/advise-mywork.flaky/…": the terminal folded the one line mid-word
+    (tmp_path / "userwork_sig.py").write_text("def picky(x):\n    return x\n")
+    screen = _tmux_advise(tmp_path, "userwork_sig:picky", 80)
+    assert "__EXIT_2__" in screen, screen
+    lines = screen[: screen.index("__EXIT_")].rstrip().splitlines()
+    assert len(lines) >= 2 and lines[0].startswith("error: "), screen  # longer than 80: wrapped
+    assert all(len(line) < 80 for line in lines), screen  # a line the terminal folded fills the width
+    flat = " ".join(line.strip() for line in lines)
+    assert "takes (x), but a workload is called as userwork_sig:picky(task, size)" in flat, screen

@@ -85,8 +85,15 @@ def advise(
 
 
 def _die(message: str) -> None:
-    # the message as Text: it holds what the user typed, and "[...]" in a path is not markup
-    console.print(Text.assemble(("error:", "bold red"), " ", message), highlight=False, soft_wrap=True)
+    """``error: message`` on stderr, exit 2. The message as Text: it holds what the user typed, and
+    "[...]" in a path is not markup. One line in a log or a pipe; in a terminal wrapped between
+    words, as common.say does: the terminal folds anywhere ("ValueError: … (runs kep" / "t in")."""
+    line = Text.assemble(("error:", "bold red"), " ", message)
+    if console.is_terminal:
+        line.overflow = "ignore"  # a word wider than the terminal is left whole
+        console.print(line, highlight=False, crop=False)
+    else:
+        console.print(line, highlight=False, soft_wrap=True)
     raise typer.Exit(2)
 
 

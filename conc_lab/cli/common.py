@@ -111,7 +111,7 @@ def reflow(doc: str | None) -> str | None:
 def die(message: str, code: int = 2) -> NoReturn:
     """Print ``error: message`` (one line, on stderr) and exit ``code`` (2: bad input)."""
     # the message as Text: it holds what the user typed, and "[...]" in a path is not markup
-    console.print(Text.assemble(("error:", "bold red"), " ", message), highlight=False, soft_wrap=True)
+    say(Text.assemble(("error:", "bold red"), " ", message))
     raise typer.Exit(code)
 
 
@@ -126,7 +126,7 @@ def load(path: Path):
         die(str(exc))
 
 
-def say(text: str, markup: bool = False, to: Console | None = None) -> None:
+def say(text: str | Text, markup: bool = False, to: Console | None = None) -> None:
     """A line for a person (on stderr unless ``to``), with no markup read into paths or values
     unless ``markup``. In a terminal it wraps between words, and a word wider than the terminal
     (a long path) starts a line of its own and is left whole, for the terminal to fold: the
@@ -136,9 +136,7 @@ def say(text: str, markup: bool = False, to: Console | None = None) -> None:
     if not to.is_terminal:
         to.print(text, highlight=False, soft_wrap=True, markup=markup)
         return
-    from rich.text import Text
-
-    line = Text.from_markup(text) if markup else Text(text)
+    line = text.copy() if isinstance(text, Text) else Text.from_markup(text) if markup else Text(text)
     line.overflow = "ignore"  # never folded inside a word
     to.print(line, highlight=False, crop=False)
 
