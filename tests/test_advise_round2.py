@@ -3,7 +3,9 @@ user's own on the path (the first things they type are a module name and a funct
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -25,6 +27,10 @@ import time
 def smile(task, size):
     time.sleep(size / 1e6)
     return task
+
+
+def tiny(task, size):
+    return task + 1
 """
 
 
@@ -94,3 +100,30 @@ def test_a_long_error_in_a_terminal_is_wrapped_between_words(tmp_path):
     assert all(len(line) < 80 for line in lines), screen  # a line the terminal folded fills the width
     flat = " ".join(line.strip() for line in lines)
     assert "takes (x), but a workload is called as userwork_sig:picky(task, size)" in flat, screen
+
+
+def test_a_speedup_far_below_one_is_not_printed_as_zero(tmp_path):
+    # seen for a function of microseconds: "multiprocessing (spawn) 0.00× (0.00–0.01) with 2 workers:
+    # start-up: 53.1 ms of 65.7 ms": zero times as fast, and an interval that says nothing
+    proc = _advise(tmp_path, "userwork:tiny", "--budget", "10")
+    assert proc.returncode == 0, proc.stderr
+    figures = re.findall(r"(\d+\.\d+)×", proc.stdout)
+    figures += [f for pair in re.findall(r"\((\d+\.\d+)–(\d+\.\d+)\)", proc.stdout) for f in pair]
+    small = [f for f in figures if float(f) < 0.1]
+    assert small, proc.stdout  # a process pool's start-up is many times these runs
+    # two significant digits however small: 0.0046×, never 0.00× or 0.01× for 0.0046
+    assert all(len(re.sub(r"^0\.0*", "", f)) >= 2 for f in small), (small, proc.stdout)
+
+
+def test_the_size_it_ran_is_said(tmp_path):
+    # seen: "break-even: multiprocessing (spawn) pays 52.6 ms to start: it wins at size ≥ 5.4e+05
+    # (extrapolated; one size measured, …)", and the size measured (calibrated) named nowhere
+    proc = _advise(tmp_path, "userwork:smile", "--size", "2000", "--budget", "8")
+    assert proc.returncode == 0, proc.stderr
+    assert re.search(r"(?m)^\d+ rounds? in \d+ s \(.*\); each run \d+ tasks of size 2,000 →", proc.stdout), (
+        proc.stdout
+    )
+    proc = _advise(tmp_path, "userwork:smile", "--size", "2000", "--budget", "4", "-f", "json")
+    assert proc.returncode == 0, proc.stderr
+    said = json.loads(proc.stdout)
+    assert said["size"] == 2000 and said["tasks"] >= 1, said
