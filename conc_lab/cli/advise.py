@@ -100,6 +100,8 @@ def _die(message: str) -> None:
 def _json(advice) -> dict:
     return {
         **advice.verdict.to_dict(),
+        "size": advice.plan.probe.size,  # calibrated unless --size: the size its break-evens are told against
+        "tasks": advice.plan.tasks,
         "stopped": advice.stopped,
         "wall_s": round(advice.wall_s, 3),
         "sweep_dir": str(advice.sweep_dir),
@@ -114,8 +116,11 @@ def _print(advice, console: Console) -> None:
     for line in lines[1:]:
         console.print(_hanging(line, console.width), highlight=False, markup=False, soft_wrap=True)
     how = _STOPPED.get(advice.stopped, advice.stopped)
+    # the size it ran, calibrated unless --size, said: the break-evens ("wins at size ≥ 5.4e+05") are
+    # read against it, and it was named nowhere but the transient status line
+    ran = f"each run {advice.plan.tasks} tasks of size {advice.plan.probe.size:,}"
     console.print(
-        f"{advice.verdict.rounds} round{'s' * (advice.verdict.rounds != 1)} in {advice.wall_s:.0f} s ({how}) → {advice.sweep_dir}",
+        f"{advice.verdict.rounds} round{'s' * (advice.verdict.rounds != 1)} in {advice.wall_s:.0f} s ({how}); {ran} → {advice.sweep_dir}",
         highlight=False,
         markup=False,
     )
