@@ -127,3 +127,15 @@ def test_the_size_it_ran_is_said(tmp_path):
     assert proc.returncode == 0, proc.stderr
     said = json.loads(proc.stdout)
     assert said["size"] == 2000 and said["tasks"] >= 1, said
+
+
+def test_a_wrong_signature_names_the_function_once_per_clause(tmp_path):
+    # seen: "error: mywork:wrong_sig: mywork:wrong_sig takes (x), but a workload is called as
+    # mywork:wrong_sig(task, size): …": the name twice before a word of what is wrong
+    (tmp_path / "userwork_sig.py").write_text("def picky(x):\n    return x\n")
+    proc = _advise(tmp_path, "userwork_sig:picky")
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        "error: userwork_sig:picky takes (x), but a workload is called as userwork_sig:picky(task, size): "
+        "too many positional arguments"
+    ]
