@@ -139,3 +139,27 @@ def test_a_wrong_signature_names_the_function_once_per_clause(tmp_path):
         "error: userwork_sig:picky takes (x), but a workload is called as userwork_sig:picky(task, size): "
         "too many positional arguments"
     ]
+
+
+def test_piped_into_a_log_each_line_stays_one_line(tmp_path):
+    # seen in `conclab advise … | tee log` (80 columns assumed): "1 round in 2 s (no time left in the
+    # budget for another round) → " / "results/advise-…": the folder where the runs are on a line of
+    # its own, and every verdict line folded, where `grep` finds half of it
+    (tmp_path / "userwork.py").write_text(USER_MODULE)
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), str(tmp_path)])
+    proc = subprocess.run(
+        [sys.executable, "-m", "conc_lab.cli", "advise", "userwork:tiny", "--budget", "4"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert re.search(r"; best: \w+", lines[0]), proc.stdout  # the headline whole, on its first line
+    assert any(re.match(r"\d+ rounds? in \d+ s .* → results/advise-userwork\.tiny/\S+$", x) for x in lines), (
+        lines
+    )
+    assert not any(x.endswith(" ") or x.startswith("    ") for x in lines), proc.stdout  # nothing folded

@@ -112,9 +112,14 @@ def _json(advice) -> dict:
 
 def _print(advice, console: Console) -> None:
     lines = advice.verdict.lines()
-    console.print(lines[0], style="bold", highlight=False, markup=False)
+    # folded to the terminal's width in a terminal; a log or a pipe keeps each line whole, as
+    # common.say does, for grep (the folder of the runs came on a line of its own after "→ ")
+    fold = console.is_terminal
+    console.print(lines[0], style="bold", highlight=False, markup=False, soft_wrap=not fold)
     for line in lines[1:]:
-        console.print(_hanging(line, console.width), highlight=False, markup=False, soft_wrap=True)
+        console.print(
+            _hanging(line, console.width) if fold else line, highlight=False, markup=False, soft_wrap=True
+        )
     how = _STOPPED.get(advice.stopped, advice.stopped)
     # the size it ran, calibrated unless --size, said: the break-evens ("wins at size ≥ 5.4e+05") are
     # read against it, and it was named nowhere but the transient status line
@@ -123,6 +128,7 @@ def _print(advice, console: Console) -> None:
         f"{advice.verdict.rounds} round{'s' * (advice.verdict.rounds != 1)} in {advice.wall_s:.0f} s ({how}); {ran} → {advice.sweep_dir}",
         highlight=False,
         markup=False,
+        soft_wrap=not fold,
     )
     verb = "run it longer" if not advice.verdict.settled else "rerun or extend it"
     _command(console, f"to {verb}:", advice.rerun)
