@@ -14,8 +14,11 @@ import time
 import uuid
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from needs import need
+
+from conc_lab.advice import verdict as verdicts
 
 pytestmark = pytest.mark.host
 
@@ -163,3 +166,42 @@ def test_piped_into_a_log_each_line_stays_one_line(tmp_path):
         lines
     )
     assert not any(x.endswith(" ") or x.startswith("    ") for x in lines), proc.stdout  # nothing folded
+
+
+@pytest.mark.inprocess
+def test_dont_bother_never_calls_an_arm_best_below_one_it_set_aside():
+    # seen on a loaded machine, pure-Python work: "don't bother …; best: multiprocessing (fork) 1.03×
+    # (0.61–1.26)", and the line under it "threading 1.08× (0.87–1.25) with 1 worker": a "best" below
+    # another arm's figure, and nothing saying threads were set aside (GIL-bound: the load's gain)
+    rows = [
+        ("sequential", None, 1, 1.0, 1.0, 1.0, "", 0.0),
+        ("threading", None, 1, 1.08, 0.87, 1.25, "none dominant: workers busy 99%", 0.0002),
+        ("threading", None, 2, 0.95, 0.80, 1.10, "GIL-bound: 2 workers, CPU 0.97× wall", 0.0003),
+        ("multiprocessing", "fork", 1, 1.03, 0.61, 1.26, "none dominant: workers busy 98%", 0.004),
+        ("multiprocessing", "spawn", 2, 0.93, 0.65, 1.34, "start-up: 125 ms of 728 ms", 0.125),
+    ]
+    summary = pd.DataFrame(
+        [
+            {
+                "backend": b,
+                "start_method": m,
+                "workers": w,
+                "n": 5,
+                "e2e_speedup": x,
+                "e2e_speedup_ci_low": lo,
+                "e2e_speedup_ci_high": hi,
+                "speedup": x,
+                "why": why,
+                "setup_s": setup,
+                "break_even": "",
+                "e2e_s": 0.4,
+                "python": None,
+            }
+            for b, m, w, x, lo, hi, why, setup in rows
+        ]
+    )
+    v = verdicts.decide(summary, rounds=5, gil=True)
+    assert v.dont_bother and "best: multiprocessing (fork) 1.03×" in v.headline, v.headline
+    assert "  threading 1.08× (0.87–1.25) with 1 worker: none dominant: workers busy 99%" in v.lines()
+    # the faster figure is named in the headline with why it does not count
+    assert "threading 1.08× with 1 worker not counted (GIL-bound: 2 workers, CPU 0.97× wall)" in v.headline
