@@ -37,8 +37,9 @@ def tiny(task, size):
 """
 
 
-def _tmux_advise(tmp_path: Path, args: str, width: int, timeout: float = 120) -> str:
-    """``advise args`` typed into a fresh tmux terminal ``width`` columns wide; the screen as shown."""
+def _tmux_advise(tmp_path: Path, args: str, width: int, timeout: float = 120, until: str = "__EXIT_") -> str:
+    """``advise args`` typed into a fresh tmux terminal ``width`` columns wide; the screen as shown
+    once ``until`` shows (then the terminal is closed, whatever still runs in it)."""
     need(None if shutil.which("tmux") else "tmux is not installed (Debian: apt-get install tmux)")
     (tmp_path / "userwork.py").write_text(USER_MODULE)
     tmux = ["tmux", "-L", f"conclab-test-{uuid.uuid4().hex[:8]}", "-f", "/dev/null"]
@@ -56,9 +57,9 @@ def _tmux_advise(tmp_path: Path, args: str, width: int, timeout: float = 120) ->
         while True:
             capture = [*tmux, "capture-pane", "-p", "-S", "-", "-t", "t"]
             screen = subprocess.run(capture, capture_output=True, text=True).stdout
-            if "__EXIT_" in screen or time.monotonic() > deadline:
+            if until in screen or time.monotonic() > deadline:
                 return screen
-            time.sleep(0.3)
+            time.sleep(0.1)
     finally:
         subprocess.run([*tmux, "kill-server"], capture_output=True)
 
@@ -205,3 +206,10 @@ def test_dont_bother_never_calls_an_arm_best_below_one_it_set_aside():
     assert "  threading 1.08× (0.87–1.25) with 1 worker: none dominant: workers busy 99%" in v.lines()
     # the faster figure is named in the headline with why it does not count
     assert "threading 1.08× with 1 worker not counted (GIL-bound: 2 workers, CPU 0.97× wall)" in v.headline
+
+
+def test_the_status_line_names_the_function_as_typed(tmp_path):
+    # seen while it warmed up: "⠙ advise wt3work😪 5 backends × workers 1, 2, 4, 8, size …" for
+    # wt3work:sleepy, the name the user typed turned into an emoji on the line they watch
+    screen = _tmux_advise(tmp_path, "userwork:smile --size 3000000", 80, timeout=60, until="advise userwork")
+    assert "advise userwork:smile: " in screen, screen

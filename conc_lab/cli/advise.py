@@ -64,7 +64,8 @@ def advise(
     signal.signal(signal.SIGTERM, _interrupt)
     status = _Status(console, function, budget)
     try:
-        with console.status(f"advise {function}: checking the function", spinner="dots") as live:
+        # Text, not a string: a status string is read as markup and emoji codes whatever the console
+        with console.status(Text(f"advise {function}: checking the function"), spinner="dots") as live:
             status.live = live
             advice = run_advice(function, budget_s=budget, size=size, ray=ray, out=out, on_event=status)
     except (AdviseError, ConfigError, StoreError) as exc:
@@ -189,7 +190,7 @@ class _Status:
 
     def _show(self, text: str) -> None:
         if self.live is not None:
-            self.live.update(f"advise {self.function}: {text}")
+            self.live.update(Text(f"advise {self.function}: {text}"))
 
 
 def _interrupt(signum, frame):
