@@ -213,3 +213,16 @@ def test_the_status_line_names_the_function_as_typed(tmp_path):
     # wt3work:sleepy, the name the user typed turned into an emoji on the line they watch
     screen = _tmux_advise(tmp_path, "userwork:smile --size 3000000", 80, timeout=60, until="advise userwork")
     assert "advise userwork:smile: " in screen, screen
+
+
+def test_a_size_whose_warm_up_cannot_fit_the_budget_is_refused_at_once(tmp_path):
+    # seen: `advise mywork:sleepy --size 3000000 --budget 20` (3 s a call) sat on "warming up" for
+    # over two minutes of a 20 s budget, nothing saying why, until Ctrl-C
+    began = time.monotonic()
+    proc = _advise(tmp_path, "userwork:smile", "--size", "1500000", "--budget", "5", timeout=45)
+    took = time.monotonic() - began
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: --size 1,500,000: "), proc.stderr
+    assert "5 s budget" in lines[0] and "--budget" in lines[0].split("budget", 1)[1], proc.stderr
+    assert took < 20, took  # one call timed, nothing more

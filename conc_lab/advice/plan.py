@@ -185,9 +185,14 @@ def plan(
     workers = worker_counts(cores, waits)
     tasks = workers[-1] if waits else 4 * workers[-1]
     arms, extra, left_out = _arms(target, ray, interpreters)
+    runs = sizing.round_weight(tuple(arms + extra_names(extra)), workers, cores, waits) * tasks
+    left_s = budget_s - (time.perf_counter() - began)
     if probe.steps:  # calibrated here: brought down where it overshot, or the rounds would not fit
-        runs = sizing.round_weight(tuple(arms + extra_names(extra)), workers, cores, waits) * tasks
-        probe = _within_budget(target, probe, runs, cores, budget_s - (time.perf_counter() - began))
+        probe = _within_budget(target, probe, runs, cores, left_s)
+    elif size is not None:  # the user's own: kept as it is, unless nothing can be measured within the budget
+        problem = sizing.over_budget(probe.size, probe.task_s, runs * probe.task_s, left_s, budget_s)
+        if problem:
+            raise AdviseError(problem)
     doc = _document(target, probe, workers, tasks, arms, extra, waits, cores)
     name = doc["name"]
     return AdvicePlan(
