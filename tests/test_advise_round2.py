@@ -34,6 +34,14 @@ def smile(task, size):
 
 def tiny(task, size):
     return task + 1
+
+
+def main_thread_only(task, size):
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        raise RuntimeError("needs the main thread")
+    return sum(range(size))
 """
 
 
@@ -226,3 +234,13 @@ def test_a_size_whose_warm_up_cannot_fit_the_budget_is_refused_at_once(tmp_path)
     assert len(lines) == 1 and lines[0].startswith("error: --size 1,500,000: "), proc.stderr
     assert "5 s budget" in lines[0] and "--budget" in lines[0].split("budget", 1)[1], proc.stderr
     assert took < 20, took  # one call timed, nothing more
+
+
+def test_a_backend_whose_runs_all_failed_is_said_to_have_failed(tmp_path):
+    # seen for a function that needs the main thread: a verdict on fork, forkserver and spawn, and
+    # threading nowhere (not an arm, not left out): every one of its runs had failed, unsaid
+    proc = _advise(tmp_path, "userwork:main_thread_only", "--size", "1000", "--budget", "6")
+    assert proc.returncode == 0, proc.stderr
+    assert re.search(
+        r"(?m)^failed: threading: (\d+) of \1 runs \(RuntimeError: needs the main thread\)$", proc.stdout
+    ), proc.stdout
