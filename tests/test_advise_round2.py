@@ -244,3 +244,19 @@ def test_a_backend_whose_runs_all_failed_is_said_to_have_failed(tmp_path):
     assert re.search(
         r"(?m)^failed: threading: (\d+) of \1 runs \(RuntimeError: needs the main thread\)$", proc.stdout
     ), proc.stdout
+
+
+@pytest.mark.inprocess
+def test_what_an_async_def_leaves_out_says_why_in_words():
+    # seen: "left out: threading, multiprocessing: an async def needs an event loop (sequential,
+    # asyncio)": the two names in parentheses unexplained (they are what does give it one)
+    from conc_lab.advice import plan as planning
+    from conc_lab.advice.target import resolve
+
+    probe = planning.Probe(size=1000, task_s=0.05, cpu_share=0.01)
+    p = planning.plan(resolve("experiments.advise_cases:wait_async"), cores=2, interpreters=[], probe=probe)
+    said = [x for x in p.left_out if x.startswith("threading, multiprocessing: ")]
+    assert said == [
+        "threading, multiprocessing: an async def runs on an event loop, which only the plain loop "
+        "(sequential) and asyncio give it"
+    ], p.left_out

@@ -329,7 +329,11 @@ def _arms(target: Target, ray: bool, interpreters: list) -> tuple[list[str], lis
     """The backends to run here, those on other interpreters, and what was left out (with why)."""
     left_out: list[str] = []
     if target.is_async:
-        left_out.append("threading, multiprocessing: an async def needs an event loop (sequential, asyncio)")
+        # the two that run it named as what gives it a loop: "(sequential, asyncio)" read as a riddle
+        left_out.append(
+            "threading, multiprocessing: an async def runs on an event loop, which only the plain loop "
+            "(sequential) and asyncio give it"
+        )
         return [SEQUENTIAL, ASYNCIO], [], left_out
     methods = [m for m in START_METHODS if m in multiprocessing.get_all_start_methods()]
     gone = [m for m in START_METHODS if m not in methods]
