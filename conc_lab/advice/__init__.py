@@ -165,7 +165,8 @@ def conclude(the_plan: AdvicePlan, ran: LoopResult, began: float, budget_s: floa
         "rounds": ran.rounds,
         "stop_reason": why,
         "unequal": evidence.unequal_tasks(df),
-        "notes": the_plan.probe.notes(the_plan.target.ref)
+        "notes": evidence.failed_runs(df, the_plan.python_labels)
+        + the_plan.probe.notes(the_plan.target.ref)
         + tuple(f"note: {w}" for w in ran.warnings)
         + ((unchecked,) if unchecked else ()),
         "wrong": wrong,

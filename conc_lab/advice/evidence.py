@@ -32,6 +32,7 @@ from conc_lab.analysis.attribution import CPU_TICK_S, TOO_SHORT_TICKS
 from conc_lab.analysis.pairing import noisy_runs, pair_runs
 from conc_lab.analysis.stats import SortedGroups, ok_runs
 from conc_lab.host.protocol import SEQUENTIAL, THREADING
+from conc_lab.schema import FAILURES
 
 #: A task shorter than this is never called unequal: at microseconds a task's time is the timer's and
 #: the first call's (a 3× "unequal" task 6 of a function that doubles its argument).
@@ -266,3 +267,28 @@ def wrong_answers(df: pd.DataFrame, python_labels: dict | None = None) -> tuple[
                 f"wrong answers: {label}: they differ from the plain loop's in {bad} of {len(group)} runs; never the choice"
             )
     return wrong, None
+
+
+def failed_runs(df: pd.DataFrame, python_labels: dict | None = None) -> tuple[str, ...]:
+    """A line per arm with failed runs, with the last line of its last error: an arm whose every run
+    failed has no speedup, so it was in no line of the verdict (threading for a function that needs
+    the main thread was simply missing).
+
+    >>> df = pd.DataFrame({"backend": ["sequential", "threading", "threading"], "start_method": None,
+    ...     "python": None, "status": ["ok", "failed", "failed"], "error": [None, "x", "Tb\\nKeyError: 3\\n"]})
+    >>> failed_runs(df), failed_runs(df.assign(status=["ok", "ok", "timeout"], error=None))
+    (('failed: threading: 2 of 2 runs (KeyError: 3)',), ('failed: threading: 1 of 2 runs (timeout)',))
+    """
+    if "status" not in df.columns or len(df) == 0:
+        return ()
+    labels = df.apply(lambda r: arm_label(r, python_labels), axis=1)
+    failed = df["status"].astype(object).isin(FAILURES).to_numpy()
+    out = []
+    for label, group in df[failed].groupby(labels[failed], sort=False):
+        last = group.iloc[-1]
+        text = last.get("error") if isinstance(last.get("error"), str) else ""
+        why = [x.strip() for x in text.splitlines() if x.strip()] or [
+            str(last["status"])
+        ]  # a timeout: no error
+        out.append(f"failed: {label}: {len(group)} of {int((labels == label).sum())} runs ({why[-1]})")
+    return tuple(out)

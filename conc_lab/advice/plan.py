@@ -185,9 +185,14 @@ def plan(
     workers = worker_counts(cores, waits)
     tasks = workers[-1] if waits else 4 * workers[-1]
     arms, extra, left_out = _arms(target, ray, interpreters)
+    runs = sizing.round_weight(tuple(arms + extra_names(extra)), workers, cores, waits) * tasks
+    left_s = budget_s - (time.perf_counter() - began)
     if probe.steps:  # calibrated here: brought down where it overshot, or the rounds would not fit
-        runs = sizing.round_weight(tuple(arms + extra_names(extra)), workers, cores, waits) * tasks
-        probe = _within_budget(target, probe, runs, cores, budget_s - (time.perf_counter() - began))
+        probe = _within_budget(target, probe, runs, cores, left_s)
+    elif size is not None:  # the user's own: kept as it is, unless nothing can be measured within the budget
+        problem = sizing.over_budget(probe.size, probe.task_s, runs * probe.task_s, left_s, budget_s)
+        if problem:
+            raise AdviseError(problem)
     doc = _document(target, probe, workers, tasks, arms, extra, waits, cores)
     name = doc["name"]
     return AdvicePlan(
@@ -324,7 +329,11 @@ def _arms(target: Target, ray: bool, interpreters: list) -> tuple[list[str], lis
     """The backends to run here, those on other interpreters, and what was left out (with why)."""
     left_out: list[str] = []
     if target.is_async:
-        left_out.append("threading, multiprocessing: an async def needs an event loop (sequential, asyncio)")
+        # the two that run it named as what gives it a loop: "(sequential, asyncio)" read as a riddle
+        left_out.append(
+            "threading, multiprocessing: an async def runs on an event loop, which only the plain loop "
+            "(sequential) and asyncio give it"
+        )
         return [SEQUENTIAL, ASYNCIO], [], left_out
     methods = [m for m in START_METHODS if m in multiprocessing.get_all_start_methods()]
     gone = [m for m in START_METHODS if m not in methods]

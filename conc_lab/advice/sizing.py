@@ -85,3 +85,22 @@ def fitted_size(
     if want >= 1.0:
         return size
     return max(1, int(size * want ** (1 / growth(steps))))
+
+
+def over_budget(size: int, task_s: float, runs_s: float, left_s: float, budget_s: float) -> str | None:
+    """Why a size the user gave (``--size``) cannot be advised on within the budget: the warm-up and
+    one round (``runs_s`` each) take longer than ``left_s``; else None. Such a size is never brought
+    down as a calibrated one is, and once sat on "warming up" for minutes of a 20 s budget.
+
+    >>> over_budget(3_000_000, 3.0, 138.0, 18.0, 20.0)
+    '--size 3,000,000: a call takes 3 s, so the warm-up and one round take about 276 s, over the 20 s budget: a smaller --size, or --budget 834 or more'
+    >>> over_budget(1000, 0.01, 0.5, 18.0, 20.0) is None
+    True
+    """
+    if 2 * runs_s <= left_s:
+        return None
+    enough = RESERVE_S + (1 + MIN_ROUNDS) * ROUND_SLACK * runs_s + (budget_s - left_s)
+    return (
+        f"--size {size:,}: a call takes {task_s:.2g} s, so the warm-up and one round take about "
+        f"{2 * runs_s:.0f} s, over the {budget_s:g} s budget: a smaller --size, or --budget {enough:.0f} or more"
+    )

@@ -61,7 +61,10 @@ def resolve(what: Any) -> Target:
     facts = _facts(ref, search_dir)
     if facts.problem:
         problem = facts.problem.replace(f" for {ref!r}", "")
-        raise AdviseError(f"{what if isinstance(what, str) else ref}: {problem}")
+        named = what if isinstance(what, str) else ref
+        if problem.startswith(f"{ref} "):  # "m:f takes (x), …": named once, not "m:f: m:f takes (x)"
+            raise AdviseError(named + problem[len(ref) :])
+        raise AdviseError(f"{named}: {problem}")
     return Target(ref, search_dir, facts.is_async)
 
 

@@ -15,14 +15,26 @@ from conc_lab.analysis.breakeven import NOT_SEEN, where_it_wins
 from conc_lab.analysis.stats import MIN_RUNS_FOR_INTERVAL, too_few_for_interval
 
 
+def ratio(value: float, digits: int = 2) -> str:
+    """``value`` to ``digits`` decimals, but two significant digits below 0.1: a process pool's
+    start-up over a run of microseconds read "0.00× (0.00–0.01)", as if nothing ran at all.
+
+    >>> ratio(1.234), ratio(0.0046), ratio(0.05), ratio(0.0)
+    ('1.23', '0.0046', '0.050', '0.00')
+    """
+    if 0 < value < 0.1:
+        digits = max(digits, 1 - math.floor(math.log10(value)))
+    return f"{value:.{digits}f}"
+
+
 def x_text(value: float, digits: int = 2) -> str:
-    return "?×" if not math.isfinite(value) else f"{value:.{digits}f}×"
+    return "?×" if not math.isfinite(value) else f"{ratio(value, digits)}×"
 
 
 def span(low: float, high: float) -> str:
     if not (math.isfinite(low) and math.isfinite(high)):
         return "no interval"
-    return f"{low:.2f}–{high:.2f}"
+    return f"{ratio(low)}–{ratio(high)}"
 
 
 def interval(low: float, high: float, runs: int) -> str:

@@ -20,8 +20,10 @@ from rich.text import Text
 from conc_lab import events
 
 # Both consoles take their width from the terminal, else COLUMNS, else 80 (as the other commands').
-console = Console(stderr=True)
-out_console = Console()
+# No emoji codes: the function's name is printed everywhere, and "mywork:sleepy" read as one
+# (":sleepy:") came out "mywork😪".
+console = Console(stderr=True, emoji=False)
+out_console = Console(emoji=False)
 
 _STOPPED = {
     "settled": "settled",
@@ -62,7 +64,8 @@ def advise(
     signal.signal(signal.SIGTERM, _interrupt)
     status = _Status(console, function, budget)
     try:
-        with console.status(f"advise {function}: checking the function", spinner="dots") as live:
+        # Text, not a string: a status string is read as markup and emoji codes whatever the console
+        with console.status(Text(f"advise {function}: checking the function"), spinner="dots") as live:
             status.live = live
             advice = run_advice(function, budget_s=budget, size=size, ray=ray, out=out, on_event=status)
     except (AdviseError, ConfigError, StoreError) as exc:
@@ -83,13 +86,23 @@ def advise(
 
 
 def _die(message: str) -> None:
-    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    """``error: message`` on stderr, exit 2. The message as Text: it holds what the user typed, and
+    "[...]" in a path is not markup. One line in a log or a pipe; in a terminal wrapped between
+    words, as common.say does: the terminal folds anywhere ("ValueError: … (runs kep" / "t in")."""
+    line = Text.assemble(("error:", "bold red"), " ", message)
+    if console.is_terminal:
+        line.overflow = "ignore"  # a word wider than the terminal is left whole
+        console.print(line, highlight=False, crop=False)
+    else:
+        console.print(line, highlight=False, soft_wrap=True)
     raise typer.Exit(2)
 
 
 def _json(advice) -> dict:
     return {
         **advice.verdict.to_dict(),
+        "size": advice.plan.probe.size,  # calibrated unless --size: the size its break-evens are told against
+        "tasks": advice.plan.tasks,
         "stopped": advice.stopped,
         "wall_s": round(advice.wall_s, 3),
         "sweep_dir": str(advice.sweep_dir),
@@ -100,14 +113,23 @@ def _json(advice) -> dict:
 
 def _print(advice, console: Console) -> None:
     lines = advice.verdict.lines()
-    console.print(lines[0], style="bold", highlight=False, markup=False)
+    # folded to the terminal's width in a terminal; a log or a pipe keeps each line whole, as
+    # common.say does, for grep (the folder of the runs came on a line of its own after "→ ")
+    fold = console.is_terminal
+    console.print(lines[0], style="bold", highlight=False, markup=False, soft_wrap=not fold)
     for line in lines[1:]:
-        console.print(_hanging(line, console.width), highlight=False, markup=False, soft_wrap=True)
+        console.print(
+            _hanging(line, console.width) if fold else line, highlight=False, markup=False, soft_wrap=True
+        )
     how = _STOPPED.get(advice.stopped, advice.stopped)
+    # the size it ran, calibrated unless --size, said: the break-evens ("wins at size ≥ 5.4e+05") are
+    # read against it, and it was named nowhere but the transient status line
+    ran = f"each run {advice.plan.tasks} tasks of size {advice.plan.probe.size:,}"
     console.print(
-        f"{advice.verdict.rounds} round{'s' * (advice.verdict.rounds != 1)} in {advice.wall_s:.0f} s ({how}) → {advice.sweep_dir}",
+        f"{advice.verdict.rounds} round{'s' * (advice.verdict.rounds != 1)} in {advice.wall_s:.0f} s ({how}); {ran} → {advice.sweep_dir}",
         highlight=False,
         markup=False,
+        soft_wrap=not fold,
     )
     verb = "run it longer" if not advice.verdict.settled else "rerun or extend it"
     _command(console, f"to {verb}:", advice.rerun)
@@ -168,7 +190,7 @@ class _Status:
 
     def _show(self, text: str) -> None:
         if self.live is not None:
-            self.live.update(f"advise {self.function}: {text}")
+            self.live.update(Text(f"advise {self.function}: {text}"))
 
 
 def _interrupt(signum, frame):

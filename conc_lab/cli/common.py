@@ -15,6 +15,7 @@ from typing import NoReturn
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 import conc_lab
 
@@ -26,8 +27,9 @@ app = typer.Typer(
 )
 # Both consoles take their width from the terminal, else from COLUMNS, else 80: a table piped
 # into `head` or a file is as wide as the person's terminal, not 200 columns.
-console = Console(stderr=True)
-out_console = Console()
+# No emoji codes: names the user typed ("mywork:sleepy") are printed, never read as ":sleepy:".
+console = Console(stderr=True, emoji=False)
+out_console = Console(emoji=False)
 
 WIDE_HELP = "Every column of the summary table, however wide (default: what fits the terminal)."
 PATHS_HELP = "Results: a sweep directory, a sweep name's folder or a results root."
@@ -108,7 +110,8 @@ def reflow(doc: str | None) -> str | None:
 
 def die(message: str, code: int = 2) -> NoReturn:
     """Print ``error: message`` (one line, on stderr) and exit ``code`` (2: bad input)."""
-    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    # the message as Text: it holds what the user typed, and "[...]" in a path is not markup
+    say(Text.assemble(("error:", "bold red"), " ", message))
     raise typer.Exit(code)
 
 
@@ -123,7 +126,7 @@ def load(path: Path):
         die(str(exc))
 
 
-def say(text: str, markup: bool = False, to: Console | None = None) -> None:
+def say(text: str | Text, markup: bool = False, to: Console | None = None) -> None:
     """A line for a person (on stderr unless ``to``), with no markup read into paths or values
     unless ``markup``. In a terminal it wraps between words, and a word wider than the terminal
     (a long path) starts a line of its own and is left whole, for the terminal to fold: the
@@ -133,9 +136,7 @@ def say(text: str, markup: bool = False, to: Console | None = None) -> None:
     if not to.is_terminal:
         to.print(text, highlight=False, soft_wrap=True, markup=markup)
         return
-    from rich.text import Text
-
-    line = Text.from_markup(text) if markup else Text(text)
+    line = text.copy() if isinstance(text, Text) else Text.from_markup(text) if markup else Text(text)
     line.overflow = "ignore"  # never folded inside a word
     to.print(line, highlight=False, crop=False)
 
