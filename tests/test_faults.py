@@ -81,6 +81,19 @@ def settles(measure, expected, within_s: float = 5.0) -> bool:
     return True
 
 
+def steady_group(pgid: int) -> set[int]:
+    """``live_group`` once it holds still: the host forks the next run's process as the runner
+    records a reply, and that process is in the host's group until it takes its own (a moment
+    after the fork; under load the test read it then, 1 run in 6)."""
+    seen = live_group(pgid)
+    while True:
+        time.sleep(0.05)
+        now = live_group(pgid)
+        if now == seen:
+            return now
+        seen = now
+
+
 def thread_count(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/task"))
 
@@ -137,7 +150,7 @@ def test_a_faulty_trial_is_recorded_and_leaves_nothing_behind(
     first = executor.execute(good, 0).row
     assert (first["status"], first["correct"]) == ("ok", True), first["error"]
     host = executor.hosts.hosts[executor.hosts.host_key(good)]
-    group_before, threads_before = live_group(host.proc.pid), thread_count(host.proc.pid)
+    group_before, threads_before = steady_group(host.proc.pid), thread_count(host.proc.pid)
 
     row = executor.execute(_trial(fault, backend, start_method, workers), 0).row
 
