@@ -225,15 +225,10 @@ def test_an_outcome_the_store_refuses_fails_its_run_not_the_sweep(tmp_path):
     assert probe["status"] == schema.OK
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known, not fixed: the host keeps the canary readings a run's own reply carries, and "
-    "a workload writes that reply; the fix is readings taken before any workload code runs in the "
-    "run's process, sent to the host in a frame of their own",
-)
 def test_a_run_cannot_hand_the_next_run_a_forged_canary_reading(tmp_path):
     poisoner, probe = sweep(tmp_path, ["poisons_the_canary", "sleeps_60ms"], tasks=1)
-    # Now: the innocent run's before-reading is the forged 0.1 µs, and its row is flagged noisy
-    # ("speed canary moved +43000%"); a slow forged reading would hide a real slowdown instead.
+    # Before: the innocent run's before-reading was the forged 0.1 µs, and its row was flagged noisy
+    # ("speed canary moved +43000%"); a slow forged reading would hide a real slowdown instead. Now
+    # the host keeps only the readings a run's process sent before the workload's code ran.
     assert poisoner["status"] == probe["status"] == schema.OK
     assert probe["canary_before_s"] is None or probe["canary_before_s"] > 100 * 1e-7

@@ -99,11 +99,12 @@ class Runs(object):
             pass  # it died already: _collect says how
         os.close(request_fd)
         try:
-            reply, status = _collect(reply_fd, pid, nonce)
+            reply, status, readings = _collect(reply_fd, pid, nonce)
         finally:
             os.close(reply_fd)
         outside = time.perf_counter() - started
         self.ended = (pid, status is not None)
+        noise.remember(self.canary, readings)
         return self._finish(reply, status, outside)
 
     def settle(self):
@@ -188,7 +189,9 @@ class Runs(object):
         if retire:  # a fresh host from the runner has the settings this one cannot get back
             reply[protocol.RETIRE] = True
         if reply.get(protocol.OK):
-            noise.remember(self.canary, out.pop(protocol.CANARY_READINGS, None))
+            out.pop(
+                protocol.CANARY_READINGS, None
+            )  # the workload wrote this copy: the early frame's are kept
             inside = sum(out.get(k) or 0.0 for k in protocol.INSIDE_DURATIONS)
             self.last_short = inside < noise.CANARY_MIN_RUN_S
             out[protocol.OUTSIDE_S] = outside
@@ -341,7 +344,13 @@ def _run_and_reply(runs, request, writer, nonce, pid):
         # that called conc_lab.sweep) is taken from the run.
         alone = (os.getppid(),)
         cache = runs.canary if runs.last_short else {}
-        reply = {protocol.OK: True, protocol.OUTCOME: trial.handle(request, {}, cache, alone)}
+        early = None
+        if request[protocol.OP] == protocol.RUN:
+            # Before any of the workload's code: what the host keeps for later runs is sent now,
+            # in a frame of its own, which nothing the workload does can change.
+            early = trial.canary_before(request, cache)
+            _write_frame(writer, {"nonce": nonce, CANARY_FRAME: early[0].fresh})
+        reply = {protocol.OK: True, protocol.OUTCOME: trial.handle(request, {}, cache, alone, early)}
     except BaseException:  # noqa: B036 - a workload's sys.exit at import fails the run, not the host
         reply = failure_reply()
     out = reply.get(protocol.OUTCOME) if reply.get(protocol.OK) else reply
@@ -355,8 +364,16 @@ def _run_and_reply(runs, request, writer, nonce, pid):
         # through the run's code to here: only the run's own process replies (the copy, quicker, once
         # replied first, with CPU times below zero).
         os._exit(0)
-    payload = json.dumps({"nonce": nonce, "reply": reply}, default=repr).encode()
-    _write_all(writer, b"%d\n" % len(payload) + payload)
+    _write_frame(writer, {"nonce": nonce, "reply": reply})
+
+
+#: The key of the frame a run's process sends first, before the workload's code runs: its fresh canary readings.
+CANARY_FRAME = "canary"
+
+
+def _write_frame(fd, doc):
+    payload = json.dumps(doc, default=repr).encode()
+    _write_all(fd, b"%d\n" % len(payload) + payload)
 
 
 def _read_all(fd):
@@ -410,26 +427,44 @@ def _write_all(fd, data):
 
 
 def _collect(fd, pid, nonce):
-    """(reply, None) once the run's one frame is read; (None, status) if its process died (reaped) first."""
-    buf = b""
+    """(reply, None, readings) once the run's reply is read; (None, status, readings) if its process
+    died (reaped) first. ``readings``: the fresh canary readings of the frame a run's process sends
+    first, before the workload's code runs; never taken from a later frame or from the reply."""
+    buf, frames, readings = b"", 0, None
     while True:
         ready = select.select([fd], [], [], _LIVENESS_S)[0]
         chunk = os.read(fd, 1 << 20) if ready else None
         if chunk:
             buf += chunk
-            reply = _frame(buf, nonce)
-            if reply is _BAD:
-                os.kill(pid, signal.SIGKILL)  # its reply can no longer be told from what was forged
-                return _corrupt(buf), None
-            if reply is not None:
-                return reply, None
+            while True:
+                doc, rest = _frame(buf, nonce)
+                if doc is None:
+                    break
+                frames += 1
+                if doc is not _BAD and frames == 1 and _readings(doc) is not None:
+                    readings = _readings(doc)
+                elif doc is not _BAD and isinstance(doc.get("reply"), dict):
+                    return doc["reply"], None, readings
+                else:  # not a frame of this run's process, or one out of its place
+                    os.kill(pid, signal.SIGKILL)  # its reply can no longer be told from what was forged
+                    return _corrupt(buf), None, readings
+                buf = rest
             continue
         # EOF (no process holds the pipe any more: wait for it), or a quiet pipe (is it alive?)
         done, status = os.waitpid(pid, 0 if chunk == b"" else os.WNOHANG)
         if done:
             if buf:
-                return _corrupt(buf), None
-            return None, status
+                return _corrupt(buf), None, readings
+            return None, status, readings
+
+
+def _readings(doc):
+    """A canary frame's readings ([core, seconds] pairs), or None if ``doc`` is no such frame."""
+    found = doc.get(CANARY_FRAME) if isinstance(doc, dict) and "reply" not in doc else None
+    if not isinstance(found, list):
+        return None
+    ok = all(isinstance(r, list) and len(r) == 2 and isinstance(r[1], float) for r in found)
+    return found if ok else None
 
 
 _BAD = object()
@@ -453,21 +488,22 @@ def _new_secret():
 
 
 def _frame(buf, nonce):
-    """The reply in ``buf`` once it holds a whole frame; _BAD when it is not one this run's child wrote."""
+    """(doc, the rest of ``buf``) once ``buf`` starts with a whole frame; (None, buf) before; (_BAD,
+    b"") when it is not one this run's process wrote."""
     head, sep, rest = buf.partition(b"\n")
     if not sep:
-        return None if len(head) < 24 and head.isdigit() else _BAD
+        return (None, buf) if not head or (len(head) < 24 and head.isdigit()) else (_BAD, b"")
     if not head.isdigit():
-        return _BAD
+        return _BAD, b""
     if len(rest) < int(head):
-        return None
+        return None, buf
     try:
         doc = json.loads(rest[: int(head)])
     except ValueError:
-        return _BAD
-    if not isinstance(doc, dict) or doc.get("nonce") != nonce or not isinstance(doc.get("reply"), dict):
-        return _BAD
-    return doc["reply"]
+        return _BAD, b""
+    if not isinstance(doc, dict) or doc.get("nonce") != nonce:
+        return _BAD, b""
+    return doc, rest[int(head) :]
 
 
 def _corrupt(buf):

@@ -14,11 +14,12 @@ from conc_lab.host.backends._worker import is_async
 from conc_lab.host.workload import import_function, lacks
 
 
-def handle(request, workloads, canary_cache=None, alone=None):
+def handle(request, workloads, canary_cache=None, alone=None, early=None):
     """The outcome of ``request`` (a run or reference op); ``workloads`` caches imported functions.
 
     ``canary_cache``: the host's recent canary readings per core (see ``noise.Canary``).
     ``alone``: the sweep's processes counted without their children (``noise.own_cpu_s``).
+    ``early``: the canary's before-reading, taken already (``canary_before``).
     """
     trial = request[protocol.TRIAL]
     ref = trial["workload"]
@@ -42,7 +43,7 @@ def handle(request, workloads, canary_cache=None, alone=None):
     if reference:  # untimed: no noise to measure
         outcome = backend.run(fn, trial)
     else:
-        outcome = _measured(backend, fn, trial, canary_cache, alone)
+        outcome = _measured(backend, fn, trial, early or canary_before(request, canary_cache), alone)
     if observe is not None and outcome.get(protocol.STATUS) == protocol.STATUS_OK:
         outcome[protocol.OBSERVED] = json.dumps(observe(), sort_keys=True, default=repr)
     outcome[protocol.PEAK_RSS_BYTES] = (outcome.get(protocol.PEAK_RSS_BYTES) or 0) + measure.peak_rss_bytes()
@@ -81,11 +82,21 @@ CLOCK_REPLACED = (
 )
 
 
-def _measured(backend, fn, trial, cache, alone):
+def canary_before(request, cache):
+    """(``noise.Canary``, its before-reading) for the run ``request``, taken now.
+
+    A run's process takes it before any of the workload's code runs (fork._run_and_reply), and
+    sends its fresh readings to the host at once: a reading in the run's reply, which the
+    workload writes, once handed the next run a canary of 0.1 µs (flagged +43000% noisy).
+    """
+    canary = noise.Canary(cache)
+    return canary, canary.before(request[protocol.TRIAL].get(protocol.CORES))
+
+
+def _measured(backend, fn, trial, early, alone):
     """``backend.run`` with the noise around it: foreign CPU, steal, and the speed canary."""
     cores = trial.get(protocol.CORES)
-    canary = noise.Canary(cache)
-    before = canary.before(cores)
+    canary, before = early
     with_ray = trial["backend"] == protocol.RAY  # else what Ray still runs is foreign to this run
     sample = noise.Sample(cores, with_ray, alone)
     outcome = backend.run(fn, trial)
@@ -101,7 +112,7 @@ def _measured(backend, fn, trial, cache, alone):
     inside = sum(outcome.get(k) or 0.0 for k in (protocol.SETUP_S, protocol.RUN_S, protocol.TEARDOWN_S))
     outcome[protocol.CANARY_BEFORE_S] = before
     outcome[protocol.CANARY_AFTER_S] = canary.after(cores, inside)
-    outcome[protocol.CANARY_READINGS] = canary.fresh
+    outcome[protocol.CANARY_READINGS] = canary.fresh  # for the host's in-process runs (Ray's) alone
     return outcome
 
 
