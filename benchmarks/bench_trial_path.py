@@ -137,7 +137,7 @@ def command(n: str = "1000") -> None:
 
 #: (module, attribute) of each phase ``parts`` times; "Runs.x" is a method of host.fork.Runs.
 PHASES = {
-    "host": ["Runs._fork", "fork._clean_up", "fork._collect", "Runs._finish"],
+    "host": ["Runs._fork", "fork._clean_up", "wire.collect", "Runs._finish"],
     "run's process": [
         "codecache.install",
         "trial.load_workload",
@@ -149,7 +149,7 @@ PHASES = {
         "measure.peak_rss_bytes",
         "state.left",
         "fork._children_note",
-        "fork._write_all",
+        "wire.write_all",
     ],
 }
 
@@ -157,7 +157,7 @@ PHASES = {
 def _wrap(spans: dict, label: str) -> None:
     import functools
 
-    from conc_lab.host import codecache, fork, measure, noise, state, trial  # noqa: F401
+    from conc_lab.host import codecache, fork, measure, noise, state, trial, wire  # noqa: F401
     from conc_lab.host.backends.sequential import SequentialBackend  # noqa: F401
 
     names = label.split(".")
@@ -194,10 +194,10 @@ def parts(n: str = "1000") -> None:
     log = Path(tempfile.mkdtemp()) / "run-spans.jsonl"
     reply_and_end = fork._run_and_reply
 
-    def run_and_reply(runs, request, writer, nonce):  # in the run's process: its spans go to the log
-        spans.pop("fork._write_all", None)
+    def run_and_reply(runs, request, writer, nonce, *rest):  # in the run's process: its spans go to the log
+        spans.pop("wire.write_all", None)
         spans["request in hand (wake-up)"] = [time.perf_counter() - request["sent"]]
-        reply_and_end(runs, request, writer, nonce)
+        reply_and_end(runs, request, writer, nonce, *rest)
         spans["request to reply written"] = [time.perf_counter() - request["sent"]]
         with open(log, "a") as f:
             f.write(json.dumps({k: v[-1] for k, v in spans.items()}) + "\n")

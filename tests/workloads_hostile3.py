@@ -169,10 +169,10 @@ def _reply_pipe_of(host: int) -> str:
 def forges_with_the_hosts_secret(task: int, size: int) -> int:
     """Sleeps 0.3 s a task; its reply goes straight to the runner, saying 1 ms, signed with the secret
     found in its own memory, and the host is killed before it can send the true one."""
-    from conc_lab.host import fork
+    from conc_lab.host import wire
 
-    if task == 0 and not hasattr(fork, "_forging"):
-        fork._forging = True
+    if task == 0 and not hasattr(wire, "_forging"):
+        wire._forging = True
         secrets = _secrets_in_own_memory() or ["0" * 32]
         host = os.getppid()
 
@@ -180,13 +180,13 @@ def forges_with_the_hosts_secret(task: int, size: int) -> int:
             reply = json.loads(data.partition(b"\n")[2])["reply"]
             reply["outcome"].pop("canary_readings", None)
             reply["outcome"].update(run_s=0.001, outside_s=0.002)
-            reply["id"] = sys._getframe(1).f_locals["request"]["id"]
+            reply["id"] = sys._getframe(2).f_locals["request"]["id"]  # in fork._run_and_reply
             reply["secret"] = secrets[-1]
             pipe = os.open(_reply_pipe_of(host), os.O_WRONLY)
             os.write(pipe, (json.dumps(reply) + "\n").encode())
             os.kill(host, signal.SIGKILL)
 
-        fork._write_all = write_all
+        wire.write_all = write_all
     time.sleep(0.3)
     return task
 
@@ -295,10 +295,10 @@ POISON_S = 1e-7
 def poisons_the_canary(task: int, size: int) -> int:
     """A short run whose reply tells the host its speed canary took 0.1 µs on every core: the host
     keeps such readings as the next short-spaced run's before-reading."""
-    from conc_lab.host import fork
+    from conc_lab.host import wire
 
-    if not hasattr(fork, "_poisoning"):
-        fork._poisoning, write_all = True, fork._write_all
+    if not hasattr(wire, "_poisoning"):
+        wire._poisoning, write_all = True, wire.write_all
 
         def poisoned(fd, data):
             doc = json.loads(data.partition(b"\n")[2])
@@ -310,7 +310,7 @@ def poisons_the_canary(task: int, size: int) -> int:
                 data = b"%d\n" % len(body) + body
             write_all(fd, data)
 
-        fork._write_all = poisoned
+        wire.write_all = poisoned
     return task
 
 

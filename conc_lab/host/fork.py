@@ -23,16 +23,12 @@ the host lives on. Standard library only, Python 3.8 syntax.
 import gc
 import json
 import os
-import select
 import signal
 import sys
 import time
 
-from conc_lab.host import backends, codecache, hygiene, noise, own, protocol, state, trial
+from conc_lab.host import backends, codecache, hygiene, noise, own, protocol, state, trial, wire
 
-#: How often a wait for a run's reply also checks that its process still lives: a process it
-#: forked may hold the reply pipe open, so EOF alone cannot tell that the run's process died.
-_LIVENESS_S = 0.2
 #: PR_SET_PDEATHSIG from <linux/prctl.h>.
 _PR_SET_PDEATHSIG = 1
 _libc = []
@@ -66,7 +62,7 @@ class Runs(object):
         #: canary's share of a long run is small and a reading from up to a period ago drifts.
         self.last_short = False
         #: The host's secret, which every reply carries: a run's process zeroes its copy first thing.
-        self.secret = _new_secret()
+        self.secret = wire.new_secret()
         self.own = own.Settings()  # the host's, which a run can change through its pid
         if sys.platform.startswith("linux") and not _libc:
             import ctypes  # once, in the host: the child only calls through it
@@ -94,12 +90,12 @@ class Runs(object):
         nonce = os.urandom(8).hex()
         started = time.perf_counter()
         try:
-            _write_all(request_fd, json.dumps({"nonce": nonce, "request": request}).encode())
+            wire.write_all(request_fd, json.dumps({"nonce": nonce, "request": request}).encode())
         except OSError:
-            pass  # it died already: _collect says how
+            pass  # it died already: wire.collect says how
         os.close(request_fd)
         try:
-            reply, status, readings = _collect(reply_fd, pid, nonce)
+            reply, status, readings = wire.collect(reply_fd, pid, nonce)
         finally:
             os.close(reply_fd)
         outside = time.perf_counter() - started
@@ -310,7 +306,7 @@ def _child(runs, request_fd, writer):
         except OSError:
             pass
         _die_with_parent()
-        message = _read_all(request_fd)
+        message = wire.read_all(request_fd)
         os.close(request_fd)
         if not message:
             os._exit(0)  # the host is exiting
@@ -349,7 +345,7 @@ def _run_and_reply(runs, request, writer, nonce, pid):
             # Before any of the workload's code: what the host keeps for later runs is sent now,
             # in a frame of its own, which nothing the workload does can change.
             early = trial.canary_before(request, cache)
-            _write_frame(writer, {"nonce": nonce, CANARY_FRAME: early[0].fresh})
+            wire.write_frame(writer, {"nonce": nonce, wire.CANARY_FRAME: early[0].fresh})
         reply = {protocol.OK: True, protocol.OUTCOME: trial.handle(request, {}, cache, alone, early)}
     except BaseException:  # noqa: B036 - a workload's sys.exit at import fails the run, not the host
         reply = failure_reply()
@@ -364,25 +360,7 @@ def _run_and_reply(runs, request, writer, nonce, pid):
         # through the run's code to here: only the run's own process replies (the copy, quicker, once
         # replied first, with CPU times below zero).
         os._exit(0)
-    _write_frame(writer, {"nonce": nonce, "reply": reply})
-
-
-#: The key of the frame a run's process sends first, before the workload's code runs: its fresh canary readings.
-CANARY_FRAME = "canary"
-
-
-def _write_frame(fd, doc):
-    payload = json.dumps(doc, default=repr).encode()
-    _write_all(fd, b"%d\n" % len(payload) + payload)
-
-
-def _read_all(fd):
-    chunks = []
-    while True:
-        chunk = os.read(fd, 1 << 16)
-        if not chunk:
-            return b"".join(chunks)
-        chunks.append(chunk)
+    wire.write_frame(writer, {"nonce": nonce, "reply": reply})
 
 
 def lines_of(value):
@@ -418,103 +396,6 @@ def _children_note():
     names = ", ".join("%d (%s)" % (p, hygiene.command_of(p)) for p in running[:5])
     more = " and %d more" % (len(running) - 5) if len(running) > 5 else ""
     return ["%d child process(es) still running: %s%s; killed" % (len(running), names, more)]
-
-
-def _write_all(fd, data):
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
-
-
-def _collect(fd, pid, nonce):
-    """(reply, None, readings) once the run's reply is read; (None, status, readings) if its process
-    died (reaped) first. ``readings``: the fresh canary readings of the frame a run's process sends
-    first, before the workload's code runs; never taken from a later frame or from the reply."""
-    buf, frames, readings = b"", 0, None
-    while True:
-        ready = select.select([fd], [], [], _LIVENESS_S)[0]
-        chunk = os.read(fd, 1 << 20) if ready else None
-        if chunk:
-            buf += chunk
-            while True:
-                doc, rest = _frame(buf, nonce)
-                if doc is None:
-                    break
-                frames += 1
-                if doc is not _BAD and frames == 1 and _readings(doc) is not None:
-                    readings = _readings(doc)
-                elif doc is not _BAD and isinstance(doc.get("reply"), dict):
-                    return doc["reply"], None, readings
-                else:  # not a frame of this run's process, or one out of its place
-                    os.kill(pid, signal.SIGKILL)  # its reply can no longer be told from what was forged
-                    return _corrupt(buf), None, readings
-                buf = rest
-            continue
-        # EOF (no process holds the pipe any more: wait for it), or a quiet pipe (is it alive?)
-        done, status = os.waitpid(pid, 0 if chunk == b"" else os.WNOHANG)
-        if done:
-            if buf:
-                return _corrupt(buf), None, readings
-            return None, status, readings
-
-
-def _readings(doc):
-    """A canary frame's readings ([core, seconds] pairs), or None if ``doc`` is no such frame."""
-    found = doc.get(CANARY_FRAME) if isinstance(doc, dict) and "reply" not in doc else None
-    if not isinstance(found, list):
-        return None
-    ok = all(isinstance(r, list) and len(r) == 2 and isinstance(r[1], float) for r in found)
-    return found if ok else None
-
-
-_BAD = object()
-_HEX = b"0123456789abcdef"
-
-
-def _new_secret():
-    """32 random hex digits in a bytearray, made with no str or bytes copy of them: a freed copy
-    would stay in the host's memory, which every run's process is forked with (and can read)."""
-    raw = bytearray(16)
-    fd = os.open("/dev/urandom", os.O_RDONLY)
-    try:
-        os.readv(fd, [raw])
-    finally:
-        os.close(fd)
-    secret = bytearray(2 * len(raw))
-    for i, byte in enumerate(raw):
-        secret[2 * i], secret[2 * i + 1] = _HEX[byte >> 4], _HEX[byte & 15]
-    raw[:] = bytes(len(raw))
-    return secret
-
-
-def _frame(buf, nonce):
-    """(doc, the rest of ``buf``) once ``buf`` starts with a whole frame; (None, buf) before; (_BAD,
-    b"") when it is not one this run's process wrote."""
-    head, sep, rest = buf.partition(b"\n")
-    if not sep:
-        return (None, buf) if not head or (len(head) < 24 and head.isdigit()) else (_BAD, b"")
-    if not head.isdigit():
-        return _BAD, b""
-    if len(rest) < int(head):
-        return None, buf
-    try:
-        doc = json.loads(rest[: int(head)])
-    except ValueError:
-        return _BAD, b""
-    if not isinstance(doc, dict) or doc.get("nonce") != nonce:
-        return _BAD, b""
-    return doc, rest[int(head) :]
-
-
-def _corrupt(buf):
-    return {
-        protocol.OK: True,
-        protocol.OUTCOME: protocol.outcome(
-            status=protocol.STATUS_FAILED,
-            error="the run's reply channel carried a line its process did not write as its reply "
-            "(a forged reply: the workload wrote into it?): %r" % buf[:80],
-        ),
-    }
 
 
 def _exit_text(status):
