@@ -19,9 +19,10 @@ from rich.text import Text
 
 from conc_lab import events
 
-# Both consoles take their width from the terminal, else COLUMNS, else 80 (as the other commands').
-console = Console(stderr=True)
-out_console = Console()
+# Both consoles take their width from the terminal, else COLUMNS, else 80, and read no emoji
+# codes in the user's colons (as the other commands').
+console = Console(stderr=True, emoji=False)
+out_console = Console(emoji=False)
 
 _STOPPED = {
     "settled": "settled",
@@ -62,7 +63,7 @@ def advise(
     signal.signal(signal.SIGTERM, _interrupt)
     status = _Status(console, function, budget)
     try:
-        with console.status(f"advise {function}: checking the function", spinner="dots") as live:
+        with console.status(Text(f"advise {function}: checking the function"), spinner="dots") as live:
             status.live = live
             advice = run_advice(function, budget_s=budget, size=size, ray=ray, out=out, on_event=status)
     except (AdviseError, ConfigError, StoreError) as exc:
@@ -83,8 +84,9 @@ def advise(
 
 
 def _die(message: str) -> None:
-    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(2)
+    from conc_lab.cli.common import die
+
+    die(message, to=console)
 
 
 def _json(advice) -> dict:
@@ -168,7 +170,7 @@ class _Status:
 
     def _show(self, text: str) -> None:
         if self.live is not None:
-            self.live.update(f"advise {self.function}: {text}")
+            self.live.update(Text(f"advise {self.function}: {text}"))  # the name as typed, no markup
 
 
 def _interrupt(signum, frame):

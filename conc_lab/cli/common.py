@@ -25,9 +25,10 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 # Both consoles take their width from the terminal, else from COLUMNS, else 80: a table piped
-# into `head` or a file is as wide as the person's terminal, not 200 columns.
-console = Console(stderr=True)
-out_console = Console()
+# into `head` or a file is as wide as the person's terminal, not 200 columns. No emoji codes: what
+# they print is full of the user's colons ("nomod:x: cannot import" printed as "nomod❌ cannot import").
+console = Console(stderr=True, emoji=False)
+out_console = Console(emoji=False)
 
 WIDE_HELP = "Every column of the summary table, however wide (default: what fits the terminal)."
 PATHS_HELP = "Results: a sweep directory, a sweep name's folder or a results root."
@@ -106,10 +107,18 @@ def reflow(doc: str | None) -> str | None:
     return "\n\n".join(paragraphs)
 
 
-def die(message: str, code: int = 2) -> NoReturn:
+def die(message: str, code: int = 2, to: Console | None = None) -> NoReturn:
     """Print ``error: message`` (one line, on stderr) and exit ``code`` (2: bad input)."""
-    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    (to or console).print(error_line(message), highlight=False, soft_wrap=True)
     raise typer.Exit(code)
+
+
+def error_line(message: str):
+    """``error: message``, the message as it is: it holds what the user typed, and a name or path
+    read as markup was mangled ("sub/[bold]y.py" said as "sub/y.py") or, holding "[/]", a traceback."""
+    from rich.text import Text
+
+    return Text.assemble(("error:", "bold red"), " ", message)
 
 
 def load(path: Path):

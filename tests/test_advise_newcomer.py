@@ -1,0 +1,71 @@
+"""`conclab advise` read line by line as a newcomer reads it, on functions of their own in a temp
+module: each test was something such a reading found wrong or unexplained (the real CLI)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.host]
+
+REPO = Path(__file__).resolve().parent.parent
+
+MYWORK = """
+import random
+
+
+def flat(task, size):
+    return task + 1
+
+
+def picky(task, size):
+    if size > 50:
+        raise ValueError("too big for me")
+    return task
+
+
+def scaled(task, size):
+    return sum(range(size))
+"""
+
+
+def conclab(cwd: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), str(cwd)])
+    return subprocess.run(
+        [sys.executable, "-m", "conc_lab.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture
+def mywork(tmp_path: Path) -> Path:
+    (tmp_path / "mywork.py").write_text(MYWORK)
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    "args, said",
+    [
+        # was: "error: nomod❌ cannot import 'nomod'": rich read ":x:" as an emoji code
+        (["advise", "nomod:x"], "nomod:x"),
+        # was: a traceback, "rich.errors.MarkupError: closing tag '[/]' at position 14 has nothing to close"
+        (["advise", "mywork:[/]"], "'[/]'"),
+        # was: "error: sub/y.py: no such file": "[bold]" read as a style and dropped
+        (["advise", "sub/[bold]y.py:f"], "sub/[bold]y.py"),
+        (["sweep", "[/]x.yaml"], "[/]x.yaml"),
+    ],
+)
+def test_a_name_is_echoed_as_typed_in_one_error_line_never_read_as_markup(mywork, args, said):
+    proc = conclab(mywork, *args, "--out", str(mywork / "results"), timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1, proc.stderr
+    assert said in proc.stderr and "❌" not in proc.stderr, proc.stderr
