@@ -69,3 +69,14 @@ def test_a_name_is_echoed_as_typed_in_one_error_line_never_read_as_markup(mywork
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1, proc.stderr
     assert said in proc.stderr and "❌" not in proc.stderr, proc.stderr
+
+
+@pytest.mark.slow
+def test_a_function_that_raises_at_a_size_calibration_chose_says_so_and_how_to_avoid_it(mywork):
+    proc = conclab(mywork, "advise", "mywork:picky", "--budget", "20", "--out", "results")
+    assert proc.returncode == 2, proc.stderr
+    said = proc.stderr
+    assert said.count("\n") == 1 and "Traceback" not in said, said
+    # was: "error: mywork:picky: ValueError: too big for me": a size the user never gave, and no way out
+    assert "ValueError: too big for me" in said, said
+    assert "calibrat" in said and "--size" in said, said

@@ -243,13 +243,25 @@ def _calibrated(target: Target, per_task: float, budget_s: float) -> Probe:
 
 def _calibrate(target: Target, per_task: float, budget_s: float, on_step=None) -> tuple[int, str | None]:
     """(size, why it is below the target or None), as ``size: auto`` finds it."""
+    ran = [0]  # the largest size that ran: the size the user never gave is said with the failure
+
+    def step(w, size, s, e):
+        ran[0] = max(ran[0], size)
+        if on_step is not None:
+            on_step(w, size, s, e)
+
     try:
         found = calibration.calibrate_workload(
-            target.ref, per_task, _search_path(target), budget_s=max(budget_s / 8, 5.0), on_step=on_step
+            target.ref, per_task, _search_path(target), budget_s=max(budget_s / 8, 5.0), on_step=step
         )
     except calibration.CalibrationFailed as exc:
         if "does not take longer with size" not in exc.reason:
-            raise AdviseError(f"{target.ref}: {exc.reason}") from None
+            # was "mywork:picky: ValueError: size 65536 too big for me": a size nobody gave, no way out
+            last = f"sizes up to {ran[0]:,} ran" if ran[0] else "at size 1"
+            raise AdviseError(
+                f"{target.ref}: while advise calibrated its size (doubling it from 1; {last}): "
+                f"{exc.reason}; give a size it takes with --size"
+            ) from None
         return 1, "its time does not grow with size: size 1"
     return found.size, found.stopped
 
