@@ -3,7 +3,9 @@ module: each test was something such a reading found wrong or unexplained (the r
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -80,3 +82,17 @@ def test_a_function_that_raises_at_a_size_calibration_chose_says_so_and_how_to_a
     # was: "error: mywork:picky: ValueError: too big for me": a size the user never gave, and no way out
     assert "ValueError: too big for me" in said, said
     assert "calibrat" in said and "--size" in said, said
+
+
+@pytest.mark.slow
+def test_the_size_measured_is_said_with_how_it_was_chosen(mywork):
+    # was: never said: "spawn … wins only at size ≥ 5.7e+05" could not be set against the size run,
+    # and calibration's "its time does not grow with size" was kept and never shown
+    proc = conclab(mywork, "advise", "mywork:flat", "--budget", "15", "--out", "results")
+    assert proc.returncode == 0, proc.stderr
+    said = " ".join(proc.stdout.split())
+    assert re.search(r"size: 1 \(calibrated: its time does not grow with size; one call took ", said), said
+    given = conclab(mywork, "advise", "mywork:scaled", "--size", "3000", "--budget", "10", "-f", "json")
+    assert given.returncode == 0, given.stderr
+    doc = json.loads(given.stdout)
+    assert doc["size"] == 3000 and doc["size_why"].startswith("given: one call took "), doc

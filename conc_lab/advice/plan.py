@@ -28,6 +28,7 @@ import yaml
 
 from conc_lab.advice import sizing
 from conc_lab.advice.target import AdviseError, Target
+from conc_lab.advice.words import seconds
 from conc_lab.host import affinity
 from conc_lab.host.protocol import ASYNCIO, MULTIPROCESSING, RAY, SEQUENTIAL, SUBINTERPRETERS, THREADING
 from conc_lab.machine import interpreters as found_interpreters
@@ -98,6 +99,15 @@ class Probe:
     @property
     def waits(self) -> bool:
         return self.cpu_share < WAITS_BELOW
+
+    def told(self) -> str:
+        """How the size came to be, for the verdict's size line: break-even sizes are read against it.
+
+        >>> Probe(1, 3e-6, 1.0, "its time does not grow with size", steps=((1, 3e-6),)).told()
+        'calibrated: its time does not grow with size; one call took 3 µs'
+        """
+        how = "calibrated" if self.steps else "given"
+        return f"{how}: {self.size_note + '; ' if self.size_note else ''}one call took {seconds(self.task_s)}"
 
     def notes(self, ref: str) -> tuple[str, ...]:
         """What the verdict should say about the call itself: a thread it left that keeps a process alive.
@@ -262,7 +272,7 @@ def _calibrate(target: Target, per_task: float, budget_s: float, on_step=None) -
                 f"{target.ref}: while advise calibrated its size (doubling it from 1; {last}): "
                 f"{exc.reason}; give a size it takes with --size"
             ) from None
-        return 1, "its time does not grow with size: size 1"
+        return 1, "its time does not grow with size"
     return found.size, found.stopped
 
 
