@@ -84,15 +84,31 @@ def test_a_function_that_raises_at_a_size_calibration_chose_says_so_and_how_to_a
     assert "calibrat" in said and "--size" in said, said
 
 
+@pytest.fixture(scope="module")
+def flat_advice(tmp_path_factory) -> str:
+    """``advise`` on a function whose time does not grow with its size: microseconds a call."""
+    folder = tmp_path_factory.mktemp("flat")
+    (folder / "mywork.py").write_text(MYWORK)
+    proc = conclab(folder, "advise", "mywork:flat", "--budget", "15", "--out", "results")
+    assert proc.returncode == 0, proc.stderr
+    return " ".join(proc.stdout.split())
+
+
 @pytest.mark.slow
-def test_the_size_measured_is_said_with_how_it_was_chosen(mywork):
+def test_the_size_measured_is_said_with_how_it_was_chosen(flat_advice, mywork):
     # was: never said: "spawn … wins only at size ≥ 5.7e+05" could not be set against the size run,
     # and calibration's "its time does not grow with size" was kept and never shown
-    proc = conclab(mywork, "advise", "mywork:flat", "--budget", "15", "--out", "results")
-    assert proc.returncode == 0, proc.stderr
-    said = " ".join(proc.stdout.split())
+    said = flat_advice
     assert re.search(r"size: 1 \(calibrated: its time does not grow with size; one call took ", said), said
     given = conclab(mywork, "advise", "mywork:scaled", "--size", "3000", "--budget", "10", "-f", "json")
     assert given.returncode == 0, given.stderr
     doc = json.loads(given.stdout)
     assert doc["size"] == 3000 and doc["size_why"].startswith("given: one call took "), doc
+
+
+@pytest.mark.slow
+def test_an_arm_hundreds_of_times_slower_is_not_shown_as_a_speedup_of_zero(flat_advice):
+    # was "multiprocessing (spawn) 0.00× (0.00–0.00) with 2 workers": it took 0.003× the time of nothing
+    said = flat_advice
+    assert not re.search(r"(?<![\d.])0\.00[×–)]", said), said
+    assert re.search(r"multiprocessing \(spawn\) 0\.00[1-9]\d*× \(0\.\d+–0\.\d+\)", said), said

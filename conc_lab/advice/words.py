@@ -16,13 +16,25 @@ from conc_lab.analysis.stats import MIN_RUNS_FOR_INTERVAL, too_few_for_interval
 
 
 def x_text(value: float, digits: int = 2) -> str:
-    return "?×" if not math.isfinite(value) else f"{value:.{digits}f}×"
+    return "?×" if not math.isfinite(value) else f"{figure(value, digits)}×"
+
+
+def figure(value: float, digits: int = 2) -> str:
+    """``value`` to ``digits`` decimals, or, below 0.1, to ``digits`` significant ones: spawn on
+    microseconds of work read "0.00× (0.00–0.00)", a speedup of nothing, where it took 300× as long.
+
+    >>> figure(1.857), figure(0.0031), figure(0.05), figure(0.0)
+    ('1.86', '0.0031', '0.050', '0.00')
+    """
+    if not 0 < abs(value) < 0.1:
+        return f"{value:.{digits}f}"
+    return f"{value:.{digits - 1 - math.floor(math.log10(abs(value)))}f}"
 
 
 def span(low: float, high: float) -> str:
     if not (math.isfinite(low) and math.isfinite(high)):
         return "no interval"
-    return f"{low:.2f}–{high:.2f}"
+    return f"{figure(low)}–{figure(high)}"
 
 
 def interval(low: float, high: float, runs: int) -> str:
