@@ -32,6 +32,7 @@ def picky(task, size):
 
 def scaled(task, size):
     return sum(range(size))
+
 """
 
 
@@ -112,3 +113,12 @@ def test_an_arm_hundreds_of_times_slower_is_not_shown_as_a_speedup_of_zero(flat_
     said = flat_advice
     assert not re.search(r"(?<![\d.])0\.00[×–)]", said), said
     assert re.search(r"multiprocessing \(spawn\) 0\.00[1-9]\d*× \(0\.\d+–0\.\d+\)", said), said
+
+
+def test_the_help_says_how_the_function_is_called(tmp_path):
+    # was: "The function: module:function or path/to/file.py:function." and nothing on what it is
+    # given: a newcomer learnt fn(task, size) only from the error for a function that takes (task)
+    proc = conclab(tmp_path, "advise", "--help")
+    assert proc.returncode == 0, proc.stderr
+    said = " ".join(proc.stdout.replace("│", " ").split())
+    assert "fn(task, size)" in said, said
