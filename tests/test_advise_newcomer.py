@@ -33,6 +33,9 @@ def picky(task, size):
 def scaled(task, size):
     return sum(range(size))
 
+
+def nosize(task):
+    return task
 """
 
 
@@ -122,3 +125,11 @@ def test_the_help_says_how_the_function_is_called(tmp_path):
     assert proc.returncode == 0, proc.stderr
     said = " ".join(proc.stdout.replace("│", " ").split())
     assert "fn(task, size)" in said, said
+
+
+def test_a_function_that_takes_no_size_is_named_once_with_the_call_it_gets(mywork):
+    proc = conclab(mywork, "advise", "mywork:nosize", timeout=120)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    # was "error: mywork:nosize: mywork:nosize takes (task), but …": the name twice before the problem
+    assert proc.stderr.startswith("error: mywork:nosize takes (task), but "), proc.stderr
+    assert "mywork:nosize(task, size)" in proc.stderr, proc.stderr

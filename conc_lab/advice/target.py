@@ -61,7 +61,9 @@ def resolve(what: Any) -> Target:
     facts = _facts(ref, search_dir)
     if facts.problem:
         problem = facts.problem.replace(f" for {ref!r}", "")
-        raise AdviseError(f"{what if isinstance(what, str) else ref}: {problem}")
+        label = what if isinstance(what, str) else ref
+        # a problem that begins with the name already says whose it is ("m:f takes (task), but …")
+        raise AdviseError(problem if problem.startswith(f"{label} ") else f"{label}: {problem}")
     return Target(ref, search_dir, facts.is_async)
 
 
