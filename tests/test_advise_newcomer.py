@@ -36,6 +36,10 @@ def scaled(task, size):
 
 def nosize(task):
     return task
+
+
+def squared(task, size):
+    return sum(i * j for i in range(size) for j in range(size))
 """
 
 
@@ -133,3 +137,17 @@ def test_a_function_that_takes_no_size_is_named_once_with_the_call_it_gets(mywor
     # was "error: mywork:nosize: mywork:nosize takes (task), but …": the name twice before the problem
     assert proc.stderr.startswith("error: mywork:nosize takes (task), but "), proc.stderr
     assert "mywork:nosize(task, size)" in proc.stderr, proc.stderr
+
+
+@pytest.mark.slow
+def test_a_size_brought_down_to_fit_a_short_budget_says_so_and_never_fails(mywork):
+    # was a traceback from --budget 3 on work that grows faster than its size: "TypeError: int()
+    # argument must be a string, … not 'complex'" (a negative time left, to a fractional power)
+    proc = conclab(mywork, "advise", "mywork:squared", "--budget", "3", "--out", "results")
+    assert proc.returncode == 0, proc.stderr
+    said = " ".join(proc.stdout.split())
+    size = re.search(r"size: ([\d,]+) \(([^)]*)\)", said)
+    assert size, said
+    # was "size: 1 (calibrated: one call took 9 µs)": calibration had found a size of 0.05 s a call,
+    # and the budget, not calibration, made it 1 (where threads then read 11× the plain loop)
+    assert "budget" in size.group(2) and "brought down from " in size.group(2), said

@@ -14,9 +14,11 @@ The plan is plain data (``AdvicePlan``), its ``document`` the YAML matrix a swee
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import importlib.util
 import json
+import math
 import multiprocessing
 import os
 import subprocess
@@ -223,12 +225,14 @@ def _within_budget(target: Target, probe: Probe, runs: float, cores: int, left_s
     """``probe``, or one at a smaller size (``sizing.fitted_size``) timed again; ``runs``: a round's
     runs in sequential runs' worth, each ``tasks`` calls."""
     left_s -= sizing.RESERVE_S + 2 * 3 * probe.task_s  # the conclusion, and timing a smaller size again
-    size = sizing.fitted_size(
-        probe.size, probe.task_s, _per_task(cores), list(probe.steps), left_s, runs * probe.task_s
-    )
+    fit = functools.partial(sizing.fitted_size, probe.size, probe.task_s, _per_task(cores), list(probe.steps))
+    size, aimed = fit(left_s, runs * probe.task_s), fit(math.inf, runs * probe.task_s)
     if size >= probe.size:
         return probe
-    smaller = _time_one_call(target, size, probe.size_note, max(left_s, 1.0))
+    note = probe.size_note
+    if size < aimed:  # the budget, not calibration, chose it: said, as a size of 1 reads oddly
+        note = f"brought down from {aimed:,} to fit the budget"
+    smaller = _time_one_call(target, size, note, max(left_s, 1.0))
     return dataclasses.replace(smaller, steps=probe.steps)
 
 
