@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -151,3 +152,19 @@ def test_a_size_brought_down_to_fit_a_short_budget_says_so_and_never_fails(mywor
     # was "size: 1 (calibrated: one call took 9 µs)": calibration had found a size of 0.05 s a call,
     # and the budget, not calibration, made it 1 (where threads then read 11× the plain loop)
     assert "budget" in size.group(2) and "brought down from " in size.group(2), said
+
+
+@pytest.mark.slow
+def test_a_size_given_too_large_for_the_budget_is_one_line_before_any_round(mywork):
+    # was: `--budget 10 --size 200000000` ran for minutes past its budget (killed at 200 s): the
+    # warm-up round and the first measured one always run whole
+    began = time.monotonic()
+    try:
+        proc = conclab(mywork, "advise", "mywork:scaled", "--size", "100000000", "--budget", "10", timeout=90)
+    except subprocess.TimeoutExpired:
+        pytest.fail("advise --budget 10 still ran after 90 s")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    said = proc.stderr
+    assert said.count("\n") == 1 and "Traceback" not in said, said
+    assert "size 100,000,000" in said and "--size" in said and "--budget" in said, said
+    assert time.monotonic() - began < 45, said

@@ -197,9 +197,18 @@ def plan(
     workers = worker_counts(cores, waits)
     tasks = workers[-1] if waits else 4 * workers[-1]
     arms, extra, left_out = _arms(target, ray, interpreters)
+    runs = sizing.round_weight(tuple(arms + extra_names(extra)), workers, cores, waits) * tasks
+    left_s = budget_s - (time.perf_counter() - began)
     if probe.steps:  # calibrated here: brought down where it overshot, or the rounds would not fit
-        runs = sizing.round_weight(tuple(arms + extra_names(extra)), workers, cores, waits) * tasks
-        probe = _within_budget(target, probe, runs, cores, budget_s - (time.perf_counter() - began))
+        probe = _within_budget(target, probe, runs, cores, left_s)
+    elif 2 * runs * probe.task_s > left_s - sizing.RESERVE_S:
+        # the warm-up and the first round are run whole: a size given too large for the budget
+        # once ran for minutes past a 10 s one
+        raise AdviseError(
+            f"{target.ref}: one call at size {probe.size:,} takes {seconds(probe.task_s)}, so the warm-up "
+            f"and one round (about {seconds(2 * runs * probe.task_s)}) do not fit the {budget_s:.0f} s "
+            "budget; give a smaller --size, or a larger --budget"
+        )
     doc = _document(target, probe, workers, tasks, arms, extra, waits, cores)
     name = doc["name"]
     return AdvicePlan(
