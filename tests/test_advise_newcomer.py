@@ -100,14 +100,14 @@ def flat_advice(tmp_path_factory) -> str:
     (folder / "mywork.py").write_text(MYWORK)
     proc = conclab(folder, "advise", "mywork:flat", "--budget", "15", "--out", "results")
     assert proc.returncode == 0, proc.stderr
-    return " ".join(proc.stdout.split())
+    return proc.stdout
 
 
 @pytest.mark.slow
 def test_the_size_measured_is_said_with_how_it_was_chosen(flat_advice, mywork):
     # was: never said: "spawn … wins only at size ≥ 5.7e+05" could not be set against the size run,
     # and calibration's "its time does not grow with size" was kept and never shown
-    said = flat_advice
+    said = " ".join(flat_advice.split())
     assert re.search(r"size: 1 \(calibrated: its time does not grow with size; one call took ", said), said
     given = conclab(mywork, "advise", "mywork:scaled", "--size", "3000", "--budget", "10", "-f", "json")
     assert given.returncode == 0, given.stderr
@@ -118,9 +118,28 @@ def test_the_size_measured_is_said_with_how_it_was_chosen(flat_advice, mywork):
 @pytest.mark.slow
 def test_an_arm_hundreds_of_times_slower_is_not_shown_as_a_speedup_of_zero(flat_advice):
     # was "multiprocessing (spawn) 0.00× (0.00–0.00) with 2 workers": it took 0.003× the time of nothing
-    said = flat_advice
+    said = " ".join(flat_advice.split())
     assert not re.search(r"(?<![\d.])0\.00[×–)]", said), said
     assert re.search(r"multiprocessing \(spawn\) 0\.00[1-9]\d*× \(0\.\d+–0\.\d+\)", said), said
+
+
+@pytest.mark.slow
+def test_piped_each_line_of_the_advice_is_whole_for_grep(flat_advice):
+    # was: wrapped at 80 columns in a pipe, "… the runs it hangs " / "on; so far: …" with a trailing
+    # space, and "→ " / "results/advise-…" apart: `advise f | grep ^size:` cut the line it found
+    lines = flat_advice.splitlines()
+    assert all(line == line.rstrip() for line in lines), flat_advice
+    assert all(
+        line.startswith(
+            ("  ", "size: ", "break-even: ", "left out: ", "note: ", "forecast at ", "tentative: ", "to ")
+        )
+        or re.match(r"\d+ rounds? in ", line)
+        for line in lines[1:]
+    ), flat_advice
+    assert re.search(r"^size: 1 \(.*one call took \S+ \S+\)$", flat_advice, re.M), flat_advice
+    assert re.search(r"^\d+ rounds? in \d+ s \(.*\) → results/advise-mywork\.flat/\S+$", flat_advice, re.M), (
+        flat_advice
+    )
 
 
 def test_the_help_says_how_the_function_is_called(tmp_path):

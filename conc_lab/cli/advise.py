@@ -105,15 +105,21 @@ def _json(advice) -> dict:
 
 
 def _print(advice, console: Console) -> None:
+    # wrapped for a terminal only: in a pipe or a log each line stays whole, for grep (at 80 columns
+    # "→ results/…" was cut from its line, and a line found by grep was half of one)
+    whole = not console.is_terminal
     lines = advice.verdict.lines()
-    console.print(lines[0], style="bold", highlight=False, markup=False)
+    console.print(lines[0], style="bold", highlight=False, markup=False, soft_wrap=whole)
     for line in lines[1:]:
-        console.print(_hanging(line, console.width), highlight=False, markup=False, soft_wrap=True)
+        console.print(
+            line if whole else _hanging(line, console.width), highlight=False, markup=False, soft_wrap=True
+        )
     how = _STOPPED.get(advice.stopped, advice.stopped)
     console.print(
         f"{advice.verdict.rounds} round{'s' * (advice.verdict.rounds != 1)} in {advice.wall_s:.0f} s ({how}) → {advice.sweep_dir}",
         highlight=False,
         markup=False,
+        soft_wrap=whole,
     )
     verb = "run it longer" if not advice.verdict.settled else "rerun or extend it"
     _command(console, f"to {verb}:", advice.rerun)
