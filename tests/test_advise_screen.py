@@ -84,7 +84,7 @@ def test_at_80_columns_an_evidence_line_that_wraps_keeps_its_indent(screen):
     lines = screen.splitlines()
     first = next(i for i, line in enumerate(lines) if re.match(r"  \S", line))  # the first arm
     last = next(i for i, line in enumerate(lines) if re.match(r"\d+ rounds? in ", line))
-    labels = ("break-even: ", "left out: ", "note: ", "forecast at ")
+    labels = ("size: ", "break-even: ", "left out: ", "note: ", "forecast at ")
     wrapped = 0
     for line in lines[first:last]:
         assert len(line) <= 80, line

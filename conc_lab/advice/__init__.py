@@ -174,6 +174,8 @@ def conclude(the_plan: AdvicePlan, ran: LoopResult, began: float, budget_s: floa
         "noisy": evidence.crowded_share(df),
         "slower": evidence.paired_slower(df),
         "python_labels": the_plan.python_labels,
+        "size": the_plan.probe.size,
+        "size_why": the_plan.probe.told(),
     }
     advice = Advice(
         decide(summary, **facts),

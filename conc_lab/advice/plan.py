@@ -14,9 +14,11 @@ The plan is plain data (``AdvicePlan``), its ``document`` the YAML matrix a swee
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import importlib.util
 import json
+import math
 import multiprocessing
 import os
 import subprocess
@@ -28,6 +30,7 @@ import yaml
 
 from conc_lab.advice import sizing
 from conc_lab.advice.target import AdviseError, Target
+from conc_lab.advice.words import seconds
 from conc_lab.host import affinity
 from conc_lab.host.protocol import ASYNCIO, MULTIPROCESSING, RAY, SEQUENTIAL, SUBINTERPRETERS, THREADING
 from conc_lab.machine import interpreters as found_interpreters
@@ -98,6 +101,15 @@ class Probe:
     @property
     def waits(self) -> bool:
         return self.cpu_share < WAITS_BELOW
+
+    def told(self) -> str:
+        """How the size came to be, for the verdict's size line: break-even sizes are read against it.
+
+        >>> Probe(1, 3e-6, 1.0, "its time does not grow with size", steps=((1, 3e-6),)).told()
+        'calibrated: its time does not grow with size; one call took 3 µs'
+        """
+        how = "calibrated" if self.steps else "given"
+        return f"{how}: {self.size_note + '; ' if self.size_note else ''}one call took {seconds(self.task_s)}"
 
     def notes(self, ref: str) -> tuple[str, ...]:
         """What the verdict should say about the call itself: a thread it left that keeps a process alive.
@@ -218,12 +230,14 @@ def _within_budget(target: Target, probe: Probe, runs: float, cores: int, left_s
     """``probe``, or one at a smaller size (``sizing.fitted_size``) timed again; ``runs``: a round's
     runs in sequential runs' worth, each ``tasks`` calls."""
     left_s -= sizing.RESERVE_S + 2 * 3 * probe.task_s  # the conclusion, and timing a smaller size again
-    size = sizing.fitted_size(
-        probe.size, probe.task_s, _per_task(cores), list(probe.steps), left_s, runs * probe.task_s
-    )
+    fit = functools.partial(sizing.fitted_size, probe.size, probe.task_s, _per_task(cores), list(probe.steps))
+    size, aimed = fit(left_s, runs * probe.task_s), fit(math.inf, runs * probe.task_s)
     if size >= probe.size:
         return probe
-    smaller = _time_one_call(target, size, probe.size_note, max(left_s, 1.0))
+    note = probe.size_note
+    if size < aimed:  # the budget, not calibration, chose it: said, as a size of 1 reads oddly
+        note = f"brought down from {aimed:,} to fit the budget"
+    smaller = _time_one_call(target, size, note, max(left_s, 1.0))
     return dataclasses.replace(smaller, steps=probe.steps)
 
 
@@ -248,14 +262,26 @@ def _calibrated(target: Target, per_task: float, budget_s: float) -> Probe:
 
 def _calibrate(target: Target, per_task: float, budget_s: float, on_step=None) -> tuple[int, str | None]:
     """(size, why it is below the target or None), as ``size: auto`` finds it."""
+    ran = [0]  # the largest size that ran: the size the user never gave is said with the failure
+
+    def step(w, size, s, e):
+        ran[0] = max(ran[0], size)
+        if on_step is not None:
+            on_step(w, size, s, e)
+
     try:
         found = calibration.calibrate_workload(
-            target.ref, per_task, _search_path(target), budget_s=max(budget_s / 8, 5.0), on_step=on_step
+            target.ref, per_task, _search_path(target), budget_s=max(budget_s / 8, 5.0), on_step=step
         )
     except calibration.CalibrationFailed as exc:
         if "does not take longer with size" not in exc.reason:
-            raise AdviseError(f"{target.ref}: {exc.reason}") from None
-        return 1, "its time does not grow with size: size 1"
+            # was "mywork:picky: ValueError: size 65536 too big for me": a size nobody gave, no way out
+            last = f"sizes up to {ran[0]:,} ran" if ran[0] else "at size 1"
+            raise AdviseError(
+                f"{target.ref}: while advise calibrated its size (doubling it from 1; {last}): "
+                f"{exc.reason}; give a size it takes with --size"
+            ) from None
+        return 1, "its time does not grow with size"
     return found.size, found.stopped
 
 

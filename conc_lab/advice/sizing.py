@@ -79,8 +79,12 @@ def fitted_size(
     64
     >>> fitted_size(64, 0.06, 0.05, [(32, 0.0075), (64, 0.06)], 6.0, 0.06 * 40)  # 10 s left: a smaller round
     47
+    >>> fitted_size(64, 0.06, 0.05, [(32, 0.0075), (64, 0.06)], -2.0, 0.06 * 40)  # none left: the least
+    1
     """
-    fits = left_s / ((1 + MIN_ROUNDS) * ROUND_SLACK * max(runs_s, 1e-9))  # share of today's round
+    # no time left (a budget shorter than the planning) is the least size, not a negative share:
+    # to the power 1/growth that was a complex number, and a traceback from `advise --budget 3`
+    fits = max(left_s, 0.0) / ((1 + MIN_ROUNDS) * ROUND_SLACK * max(runs_s, 1e-9))  # share of today's round
     want = min(want_s / task_s if task_s > OVERSHOOT * want_s else 1.0, fits)
     if want >= 1.0:
         return size

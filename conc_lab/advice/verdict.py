@@ -118,13 +118,18 @@ class Verdict:
     left_out: tuple[str, ...] = ()
     rounds: int = 0
     notes: tuple[str, ...] = field(default_factory=tuple)
+    size: int | None = None  # the size every run was called with
+    size_why: str = ""  # how it came to be (``plan.Probe.told``)
 
     def lines(self) -> list[str]:
-        """The verdict line, then the evidence: one line per arm, break-even, the forecast, what was left out."""
+        """The verdict line, then the evidence: one line per arm, the size (the break-even sizes are
+        read against it), break-even, the forecast, what was left out."""
         out = [self.headline]
         if not self.settled and self.tentative_why:
             out.append(f"tentative: {self.tentative_why}")
         out += [f"  {a.text()}" for a in self.arms]
+        if self.size is not None:
+            out.append(f"size: {self.size:,}" + (f" ({self.size_why})" if self.size_why else ""))
         out += [f"break-even: {b}" for b in self.break_even]
         if self.forecast is not None:
             out.append(self.forecast.text())
@@ -300,6 +305,8 @@ def decide(
     noisy: float | Callable = 0.0,
     slower: Callable | None = None,
     wrong: dict | None = None,
+    size: int | None = None,
+    size_why: str = "",
 ) -> Verdict:
     """The ``Verdict`` from a summary: the choice, whether it is settled, the evidence behind it.
 
@@ -340,6 +347,8 @@ def decide(
         left_out=tuple(left_out),
         rounds=rounds,
         notes=tuple((wrong or {}).values()) + notes,
+        size=size,
+        size_why=size_why,
     )
 
 

@@ -34,7 +34,11 @@ _STOPPED = {
 
 
 def advise(
-    function: str = typer.Argument(..., help="The function: module:function or path/to/file.py:function."),
+    function: str = typer.Argument(
+        ...,
+        help="The function, called as fn(task, size) for tasks 0, 1, …, the size calibrated unless "
+        "given: module:function or path/to/file.py:function.",
+    ),
     budget: float = typer.Option(120.0, "--budget", help="Seconds the whole advice may take (default 120)."),
     size: int = typer.Option(
         None, "--size", help="The size to call it with (default: calibrated, as size: auto)."

@@ -108,10 +108,11 @@ def reflow(doc: str | None) -> str | None:
     return "\n\n".join(paragraphs)
 
 
-def die(message: str, code: int = 2) -> NoReturn:
+def die(message: str, code: int = 2, to: Console | None = None) -> NoReturn:
     """Print ``error: message`` (one line, on stderr) and exit ``code`` (2: bad input)."""
-    # the message as Text: it holds what the user typed, and "[...]" in a path is not markup
-    say(Text.assemble(("error:", "bold red"), " ", message))
+    # the message as Text: it holds what the user typed, and "[...]" in a path is not markup (a name
+    # or path was mangled: "sub/[bold]y.py" said as "sub/y.py", or, holding "[/]", a traceback)
+    say(Text.assemble(("error:", "bold red"), " ", message), to=to)
     raise typer.Exit(code)
 
 

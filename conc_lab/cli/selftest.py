@@ -12,13 +12,14 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-console = Console(stderr=True)
-out_console = Console()
+console = Console(stderr=True, emoji=False)
+out_console = Console(emoji=False)
 
 
 def _die(message: str, code: int = 2) -> None:
-    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
+    from conc_lab.cli.common import die
+
+    die(message, code, to=console)
 
 
 #: Each fact one line where stderr is piped (for grep); in a terminal, wrapped between words: a
