@@ -136,7 +136,9 @@ def test_piped_each_line_of_the_advice_is_whole_for_grep(flat_advice):
         or re.match(r"\d+ rounds? in ", line)
         for line in lines[1:]
     ), flat_advice
-    assert re.search(r"^size: 1 \(.*one call took \S+ \S+\)$", flat_advice, re.M), flat_advice
+    assert re.search(r"^size: 1 \(.*one call took \S+ \S+; \d+ tasks? a run\)$", flat_advice, re.M), (
+        flat_advice
+    )
     assert re.search(r"^\d+ rounds? in \d+ s \(.*\) → results/advise-mywork\.flat/\S+$", flat_advice, re.M), (
         flat_advice
     )

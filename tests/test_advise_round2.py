@@ -132,7 +132,7 @@ def test_the_size_it_ran_is_said(tmp_path):
     # (extrapolated; one size measured, …)", and the size measured (calibrated) named nowhere
     proc = _advise(tmp_path, "userwork:smile", "--size", "2000", "--budget", "8")
     assert proc.returncode == 0, proc.stderr
-    assert re.search(r"(?m)^\d+ rounds? in \d+ s \(.*\); each run \d+ tasks of size 2,000 →", proc.stdout), (
+    assert re.search(r"(?m)^size: 2,000 \(given: one call took .+; \d+ tasks? a run\)$", proc.stdout), (
         proc.stdout
     )
     proc = _advise(tmp_path, "userwork:smile", "--size", "2000", "--budget", "4", "-f", "json")

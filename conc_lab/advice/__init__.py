@@ -174,11 +174,10 @@ def conclude(the_plan: AdvicePlan, ran: LoopResult, began: float, budget_s: floa
         "noisy": evidence.crowded_share(df),
         "slower": evidence.paired_slower(df),
         "python_labels": the_plan.python_labels,
-        "size": the_plan.probe.size,
-        "size_why": the_plan.probe.told(),
     }
+    sized = {"size": the_plan.probe.size, "size_why": the_plan.probe.told(), "tasks": the_plan.tasks}
     advice = Advice(
-        decide(summary, **facts),
+        dataclasses.replace(decide(summary, **facts), **sized),
         summary,
         the_plan,
         ran.sweep.sweep_dir,
@@ -197,7 +196,7 @@ def conclude(the_plan: AdvicePlan, ran: LoopResult, began: float, budget_s: floa
         return advice  # no forecast to make: the scaling laws (and scipy) are fitted only when asked for
     if time.perf_counter() - began + FIT_S > budget_s:
         return advice  # no time left to fit the laws: Advice.fits still fits them when read
-    verdict = decide(summary, advice.fits, **facts)
+    verdict = dataclasses.replace(decide(summary, advice.fits, **facts), **sized)
     return dataclasses.replace(advice, verdict=verdict, wall_s=time.perf_counter() - began)
 
 

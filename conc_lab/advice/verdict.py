@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pandas as pd
 
+from conc_lab.advice.forecast import Forecast, at_more_cores
 from conc_lab.advice.words import (
     clean,
     interval,
@@ -89,20 +90,6 @@ class ArmResult:
 
 
 @dataclass(frozen=True)
-class Forecast:
-    """The chosen arm's speedup forecast at more cores, from a scaling law: a forecast, not a measurement."""
-
-    cores: int
-    speedup: float
-    law: str  # "Amdahl f=0.06" or "USL σ=0.02 κ=0.001"
-    extrapolated: bool
-
-    def text(self) -> str:
-        tail = ", extrapolated" if self.extrapolated else ""
-        return f"forecast at {self.cores} cores: {x_text(self.speedup, 1)} ({self.law}{tail})"
-
-
-@dataclass(frozen=True)
 class Verdict:
     """The answer, first line first; ``to_json()`` for scripts."""
 
@@ -118,8 +105,10 @@ class Verdict:
     left_out: tuple[str, ...] = ()
     rounds: int = 0
     notes: tuple[str, ...] = field(default_factory=tuple)
-    size: int | None = None  # the size every run was called with
-    size_why: str = ""  # how it came to be (``plan.Probe.told``)
+    # the size every run was called with, how it came to be (``plan.Probe.told``), the calls a run
+    size: int | None = None
+    size_why: str = ""
+    tasks: int | None = None
 
     def lines(self) -> list[str]:
         """The verdict line, then the evidence: one line per arm, the size (the break-even sizes are
@@ -129,7 +118,9 @@ class Verdict:
             out.append(f"tentative: {self.tentative_why}")
         out += [f"  {a.text()}" for a in self.arms]
         if self.size is not None:
-            out.append(f"size: {self.size:,}" + (f" ({self.size_why})" if self.size_why else ""))
+            told = [self.size_why] if self.size_why else []
+            told += [f"{self.tasks} task{'s' * (self.tasks != 1)} a run"] if self.tasks else []
+            out.append(f"size: {self.size:,}" + (f" ({'; '.join(told)})" if told else ""))
         out += [f"break-even: {b}" for b in self.break_even]
         if self.forecast is not None:
             out.append(self.forecast.text())
@@ -305,8 +296,6 @@ def decide(
     noisy: float | Callable = 0.0,
     slower: Callable | None = None,
     wrong: dict | None = None,
-    size: int | None = None,
-    size_why: str = "",
 ) -> Verdict:
     """The ``Verdict`` from a summary: the choice, whether it is settled, the evidence behind it.
 
@@ -327,7 +316,7 @@ def decide(
     dont = choice is None or choice.speedup < WORTH
     imbalance = _imbalance(arms, choice, unequal)
     breaks = tuple(a.pays() for a in arms if a.setup_s >= 0.01 and a.break_even and a is not choice)
-    forecast = None if dont or waits else _forecast(fits, choice, cores)
+    forecast = None if dont or waits else at_more_cores(fits, choice, cores)
     aside = _set_aside(arms, eligible, choice, _widest(summary, THREADING)) if dont and choice else []
     headline = _headline(summary, arms, choice, dont, imbalance, forecast, unsettled is not None, aside)
     crowded = None if waits else busy(arms, noisy)
@@ -347,8 +336,6 @@ def decide(
         left_out=tuple(left_out),
         rounds=rounds,
         notes=tuple((wrong or {}).values()) + notes,
-        size=size,
-        size_why=size_why,
     )
 
 
@@ -483,27 +470,3 @@ def _contrasts(arms: list[ArmResult], choice: ArmResult, threads: ArmResult | No
         method = a.arm.split(" ")[-1].strip("()")
         parts.append(f"{method} pays {seconds(a.setup_s)} to start, so {a.wins()}")
     return parts
-
-
-def _forecast(fits: pd.DataFrame | None, choice: ArmResult | None, cores: int) -> Forecast | None:
-    """The chosen arm's speedup at 4× the cores (at least 8), by the law that fits it better."""
-    if fits is None or choice is None or len(fits) == 0 or choice.backend in (ASYNCIO, SEQUENTIAL):
-        return None
-    rows = fits[fits["backend"].astype(object) == choice.backend]
-    if "start_method" in rows.columns and "(" in choice.arm and choice.backend == MULTIPROCESSING:
-        rows = rows[rows["start_method"].astype(object) == choice.arm.split("(")[1].rstrip(")")]
-    if len(rows) == 0:
-        return None
-    row = rows.iloc[0]
-    target = max(8, 4 * cores)
-    f = row.get("amdahl_f")
-    if row.get("better") == "usl" and pd.notna(row.get("usl_sigma")):
-        s, k = float(row["usl_sigma"]), float(row["usl_kappa"])
-        speed = target / (1 + s * (target - 1) + k * target * (target - 1))
-        law = f"USL σ={s:.2g} κ={k:.2g}"
-    elif f is not None and pd.notna(f):
-        speed = 1 / (float(f) + (1 - float(f)) / target)
-        law = f"Amdahl f={float(f):.2f}"
-    else:
-        return None
-    return Forecast(target, speed, law, bool(target > row.get("max_workers", target)))

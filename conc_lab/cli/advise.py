@@ -126,11 +126,8 @@ def _print(advice, console: Console) -> None:
             _hanging(line, console.width) if fold else line, highlight=False, markup=False, soft_wrap=True
         )
     how = _STOPPED.get(advice.stopped, advice.stopped)
-    # the size it ran, calibrated unless --size, said: the break-evens ("wins at size ≥ 5.4e+05") are
-    # read against it, and it was named nowhere but the transient status line
-    ran = f"each run {advice.plan.tasks} tasks of size {advice.plan.probe.size:,}"
     console.print(
-        f"{advice.verdict.rounds} round{'s' * (advice.verdict.rounds != 1)} in {advice.wall_s:.0f} s ({how}); {ran} → {advice.sweep_dir}",
+        f"{advice.verdict.rounds} round{'s' * (advice.verdict.rounds != 1)} in {advice.wall_s:.0f} s ({how}) → {advice.sweep_dir}",
         highlight=False,
         markup=False,
         soft_wrap=not fold,
