@@ -19,6 +19,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 MYWORK = """
 import random
+import time
 
 
 def flat(task, size):
@@ -41,6 +42,11 @@ def nosize(task):
 
 def squared(task, size):
     return sum(i * j for i in range(size) for j in range(size))
+
+
+def half_second(task, size):
+    time.sleep(0.5)  # whatever the size
+    return task
 """
 
 
@@ -187,3 +193,16 @@ def test_a_size_given_too_large_for_the_budget_is_one_line_before_any_round(mywo
     assert said.count("\n") == 1 and "Traceback" not in said, said
     assert "size 100,000,000" in said and "--size" in said and "--budget" in said, said
     assert time.monotonic() - began < 45, said
+
+
+@pytest.mark.slow
+def test_work_too_slow_for_the_budget_at_its_least_size_is_one_line_before_any_round(mywork):
+    # was: "1 round in 59 s" from --budget 15: half a second a call whatever the size, and the
+    # warm-up and first round are run whole
+    began = time.monotonic()
+    proc = conclab(mywork, "advise", "mywork:half_second", "--budget", "15", timeout=120)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    said = proc.stderr
+    assert said.count("\n") == 1 and "Traceback" not in said, said
+    assert "do not fit the 15 s budget" in said and "--budget" in said, said
+    assert time.monotonic() - began < 30, said
