@@ -177,7 +177,7 @@ def conclude(the_plan: AdvicePlan, ran: LoopResult, began: float, budget_s: floa
     }
     sized = {"size": the_plan.probe.size, "size_why": the_plan.probe.told(), "tasks": the_plan.tasks}
     advice = Advice(
-        dataclasses.replace(decide(summary, **facts), **sized),
+        _explained(dataclasses.replace(decide(summary, **facts), **sized), the_plan),
         summary,
         the_plan,
         ran.sweep.sweep_dir,
@@ -198,6 +198,17 @@ def conclude(the_plan: AdvicePlan, ran: LoopResult, began: float, budget_s: floa
         return advice  # no time left to fit the laws: Advice.fits still fits them when read
     verdict = dataclasses.replace(decide(summary, advice.fits, **facts), **sized)
     return dataclasses.replace(advice, verdict=verdict, wall_s=time.perf_counter() - began)
+
+
+def _explained(verdict: Verdict, the_plan: AdvicePlan) -> Verdict:
+    """``verdict`` with what the plan knows of the function that explains it: an ``async def`` that
+    waits yet gains nothing blocks its event loop (``evidence.blocked_loop``). A verdict that is not
+    don't-bother, the only one this explains, goes on to the forecast and is left as it is."""
+    from conc_lab.advice import evidence
+
+    target = the_plan.target
+    blocked = evidence.blocked_loop(target.ref, target.is_async, the_plan.probe.waits, verdict.dont_bother)
+    return verdict if blocked is None else dataclasses.replace(verdict, notes=verdict.notes + (blocked,))
 
 
 class _importable:

@@ -292,3 +292,22 @@ def failed_runs(df: pd.DataFrame, python_labels: dict | None = None) -> tuple[st
         ]  # a timeout: no error
         out.append(f"failed: {label}: {len(group)} of {int((labels == label).sum())} runs ({why[-1]})")
     return tuple(out)
+
+
+def blocked_loop(ref: str, is_async: bool, waits: bool, dont_bother: bool) -> str | None:
+    """The note for an ``async def`` whose calls mostly wait, yet asyncio gains nothing: a call that
+    does not await blocks the event loop, and its coroutines take turns (a ``time.sleep`` in an
+    ``async def`` read as "no backend beats the plain loop", beside "waiting off-CPU: 99%").
+
+    >>> blocked_loop("m:f", True, True, True)[:60]
+    'note: m:f waits through most of a call, yet asyncio gains no'
+    >>> blocked_loop("m:f", True, False, True) is None
+    True
+    """
+    if not (is_async and waits and dont_bother):
+        return None
+    return (
+        f"note: {ref} waits through most of a call, yet asyncio gains nothing: a call in it that is "
+        "not awaited (time.sleep, requests, a blocking read) blocks its event loop, so its coroutines "
+        "take turns; await asyncio.sleep or an async client instead"
+    )
