@@ -202,7 +202,11 @@ def plan(
     if probe.steps:  # calibrated here: brought down where it overshot, or the rounds would not fit
         probe = _within_budget(target, probe, runs, cores, left_s)
         # work slow at any size: half a second a call took 59 s of a 15 s budget
-        _refuse_past_budget(target, probe, runs, budget_s, budget_s - (time.perf_counter() - began))
+        problem = sizing.past_budget(
+            target.ref, probe, runs, budget_s, budget_s - (time.perf_counter() - began)
+        )
+        if problem:
+            raise AdviseError(problem)
     elif size is not None:  # the user's own: kept as it is, unless nothing can be measured within the budget
         problem = sizing.over_budget(probe.size, probe.task_s, runs * probe.task_s, left_s, budget_s)
         if problem:
@@ -241,20 +245,6 @@ def _within_budget(target: Target, probe: Probe, runs: float, cores: int, left_s
         note = f"brought down from {aimed:,} to fit the budget"
     smaller = _time_one_call(target, size, note, max(left_s, 1.0))
     return dataclasses.replace(smaller, steps=probe.steps)
-
-
-def _refuse_past_budget(target: Target, probe: Probe, runs: float, budget_s: float, left_s: float) -> None:
-    """Raise ``AdviseError`` where the warm-up and the first round, which are run whole, take longer
-    than the budget has left: a size given too large ran for minutes past a 10 s budget, and work of
-    half a second a call at any size took 59 s of a 15 s one."""
-    round_s = 2 * runs * probe.task_s
-    if round_s <= left_s:
-        return
-    way_out = "a larger --budget" if probe.steps else "a smaller --size, or a larger --budget"
-    raise AdviseError(
-        f"{target.ref}: one call at size {probe.size:,} takes {seconds(probe.task_s)}, so the warm-up and "
-        f"one round (about {seconds(round_s)}) do not fit the {budget_s:.0f} s budget; give {way_out}"
-    )
 
 
 def probe_function(target: Target, size: int | None, cores: int, budget_s: float) -> Probe:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 
+from conc_lab.advice import words
 from conc_lab.advice.verdict import MIN_ROUNDS
 from conc_lab.host.protocol import MULTIPROCESSING, THREADING
 
@@ -107,4 +108,17 @@ def over_budget(size: int, task_s: float, runs_s: float, left_s: float, budget_s
     return (
         f"--size {size:,}: a call takes {task_s:.2g} s, so the warm-up and one round take about "
         f"{2 * runs_s:.0f} s, over the {budget_s:g} s budget: a smaller --size, or --budget {enough:.0f} or more"
+    )
+
+
+def past_budget(ref: str, probe, runs: float, budget_s: float, left_s: float) -> str | None:
+    """Why a calibrated ``probe`` (a ``plan.Probe``) cannot be advised on within the budget, or None:
+    the warm-up and the first round, run whole, take longer than it has left (work of half a second
+    a call at any size took 59 s of a 15 s budget)."""
+    round_s = 2 * runs * probe.task_s
+    if round_s <= left_s:
+        return None
+    return (
+        f"{ref}: one call at size {probe.size:,} takes {words.seconds(probe.task_s)}, so the warm-up and "
+        f"one round (about {words.seconds(round_s)}) do not fit the {budget_s:.0f} s budget; give a larger --budget"
     )
