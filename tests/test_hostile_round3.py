@@ -10,7 +10,6 @@ innocent one, in real sweeps (tests/workloads_hostile3.py).
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -19,10 +18,10 @@ import time
 from pathlib import Path
 
 import pytest
+from test_hostile_host import observed
+from test_hostile_host import sweep as hostile_sweep
 
-from conc_lab import events, schema
-from conc_lab.config.document import parse_config
-from conc_lab.run import runner
+from conc_lab import schema
 
 try:
     import resource
@@ -38,33 +37,8 @@ TESTS = str(Path(__file__).resolve().parent)
 
 
 def sweep(tmp_path, workloads, **extra):
-    """Run the workloads in order (one repeat, no warm-up) in one host; return their rows in order."""
-    doc = {
-        "name": "hostile3",
-        "repeats": 1,
-        "warmup": 0,
-        "shuffle": False,  # the order is the test: a guilty run, then an innocent one
-        "timeout_s": extra.pop("timeout_s", 30),
-        "affinity": "none",
-        "matrix": {
-            "workload": [f"workloads_hostile3:{w}" for w in workloads],
-            "backend": ["sequential"],
-            "workers": [1],
-            "tasks": [extra.pop("tasks", 2)],
-            "size": [2000],
-        },
-        **extra,
-    }
-    cfg = parse_config(doc, path=str(Path(TESTS) / "hostile3.yaml"))
-    rows = []
-    runner.sweep(
-        cfg, tmp_path, on_event=lambda e: rows.append(e.row) if isinstance(e, events.RunFinished) else None
-    )
-    return rows
-
-
-def observed(row) -> dict:
-    return json.loads(row["observed"])
+    """test_hostile_host's sweep (in order, one repeat, one host) of workloads_hostile3's workloads."""
+    return hostile_sweep(tmp_path, [f"workloads_hostile3:{w}" for w in workloads], **extra)
 
 
 def _slack() -> int:
