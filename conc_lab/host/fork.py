@@ -111,8 +111,9 @@ class Runs(object):
         the next request is handed on, so nothing of a run's process, or of what it left, runs
         beside the next run, nor reaches the next run's process as it waits (a leftover stopped it).
         """
+        helpers = tuple(hygiene.multiprocessing_helpers())  # spared: the resource tracker, the forkserver
         if self.ended is not None:
-            _kill_leftovers(*self.ended, spared=tuple(hygiene.multiprocessing_helpers()))
+            _kill_leftovers(*self.ended, spared=helpers)
         if self.idle is None:
             if self.last is not None:
                 _prepare(*self.last)
@@ -125,9 +126,7 @@ class Runs(object):
                     os.waitpid(pid, 0)  # it exits right after its reply
                 except ChildProcessError:
                     pass
-            # the next run's process (forked above) is spared, and multiprocessing's resource tracker
-            spared = (self.idle[0],) + tuple(hygiene.multiprocessing_helpers())
-            _clean_up(pid, waiting=spared)
+            _clean_up(pid, waiting=(self.idle[0],) + helpers)  # and the next run's process, forked above
             self.current = None
 
     def _fork(self):

@@ -58,8 +58,9 @@ def collect(fd, pid, nonce):
                 if doc is None:
                     break
                 frames += 1
-                if doc is not _BAD and frames == 1 and _readings(doc) is not None:
-                    readings = _readings(doc)
+                first = _readings(doc) if frames == 1 and doc is not _BAD else None
+                if first is not None:
+                    readings = first
                 elif doc is not _BAD and isinstance(doc.get("reply"), dict):
                     return doc["reply"], None, readings
                 else:  # not a frame of this run's process, or one out of its place
