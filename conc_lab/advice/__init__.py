@@ -173,6 +173,7 @@ def conclude(the_plan: AdvicePlan, ran: LoopResult, began: float, budget_s: floa
         "gil": evidence.gil_bound(df, the_plan.probe.waits),
         "noisy": evidence.crowded_share(df),
         "slower": evidence.paired_slower(df),
+        "squeezed": the_plan.probe.squeezed,
         "python_labels": the_plan.python_labels,
     }
     sized = {"size": the_plan.probe.size, "size_why": the_plan.probe.told(), "tasks": the_plan.tasks}

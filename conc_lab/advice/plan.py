@@ -97,6 +97,7 @@ class Probe:
     size_note: str | None = None  # why the size is what it is, where that is worth saying
     threads: tuple[str, ...] = ()  # non-daemon threads its calls left running (their names)
     steps: tuple[tuple[int, float], ...] = ()  # calibration's (size, seconds of one call), when calibrated
+    squeezed: str | None = None  # why the answer is for a size the budget chose: ``sizing.squeezed``
 
     @property
     def waits(self) -> bool:
@@ -200,11 +201,10 @@ def plan(
     runs = sizing.round_weight(tuple(arms + extra_names(extra)), workers, cores, waits) * tasks
     left_s = budget_s - (time.perf_counter() - began)
     if probe.steps:  # calibrated here: brought down where it overshot, or the rounds would not fit
-        probe = _within_budget(target, probe, runs, cores, left_s)
+        calibrated, probe = probe, _within_budget(target, probe, runs, cores, (left_s, budget_s))
         # work slow at any size: half a second a call took 59 s of a 15 s budget
-        problem = sizing.past_budget(
-            target.ref, probe, runs, budget_s, budget_s - (time.perf_counter() - began)
-        )
+        left_s = budget_s - (time.perf_counter() - began)
+        problem = sizing.past_budget(target.ref, probe, runs, budget_s, left_s, calibrated.task_s)
         if problem:
             raise AdviseError(problem)
     elif size is not None:  # the user's own: kept as it is, unless nothing can be measured within the budget
@@ -232,19 +232,22 @@ def _per_task(cores: int) -> float:
     return max(SEQUENTIAL_RUN_S / (4 * cores), 0.005)
 
 
-def _within_budget(target: Target, probe: Probe, runs: float, cores: int, left_s: float) -> Probe:
+def _within_budget(target: Target, probe: Probe, runs: float, cores: int, budget: tuple) -> Probe:
     """``probe``, or one at a smaller size (``sizing.fitted_size``) timed again; ``runs``: a round's
-    runs in sequential runs' worth, each ``tasks`` calls."""
-    left_s -= sizing.RESERVE_S + 2 * 3 * probe.task_s  # the conclusion, and timing a smaller size again
+    runs in sequential runs' worth, each ``tasks`` calls; ``budget``: (seconds left, the budget)."""
+    # what is left for the rounds once the conclusion and timing a smaller size again are kept
+    left_s = budget[0] - sizing.RESERVE_S - 2 * 3 * probe.task_s
     fit = functools.partial(sizing.fitted_size, probe.size, probe.task_s, _per_task(cores), list(probe.steps))
     size, aimed = fit(left_s, runs * probe.task_s), fit(math.inf, runs * probe.task_s)
     if size >= probe.size:
         return probe
-    note = probe.size_note
+    note, squeezed = probe.size_note, None
     if size < aimed:  # the budget, not calibration, chose it: said, as a size of 1 reads oddly
         note = f"brought down from {aimed:,} to fit the budget"
+        aimed_s = probe.task_s * (aimed / probe.size) ** sizing.growth(list(probe.steps))
+        squeezed = sizing.squeezed(size, aimed, aimed_s, runs, budget[1], budget[1] - budget[0])
     smaller = _time_one_call(target, size, note, max(left_s, 1.0))
-    return dataclasses.replace(smaller, steps=probe.steps)
+    return dataclasses.replace(smaller, steps=probe.steps, squeezed=squeezed)
 
 
 def probe_function(target: Target, size: int | None, cores: int, budget_s: float) -> Probe:

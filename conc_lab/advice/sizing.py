@@ -92,6 +92,16 @@ def fitted_size(
     return max(1, int(size * want ** (1 / growth(steps))))
 
 
+def budget_for(round_s: float, spent_s: float) -> float:
+    """Seconds a budget needs for the warm-up and ``MIN_ROUNDS`` rounds of ``round_s`` each (with the
+    slack a round takes), the conclusion, and the ``spent_s`` already gone (planning, calibration).
+
+    >>> round(budget_for(10.0, 3.0))
+    67
+    """
+    return spent_s + RESERVE_S + (1 + MIN_ROUNDS) * ROUND_SLACK * round_s
+
+
 def over_budget(size: int, task_s: float, runs_s: float, left_s: float, budget_s: float) -> str | None:
     """Why a size the user gave (``--size``) cannot be advised on within the budget: the warm-up and
     one round (``runs_s`` each) take longer than ``left_s``; else None. Such a size is never brought
@@ -104,21 +114,52 @@ def over_budget(size: int, task_s: float, runs_s: float, left_s: float, budget_s
     """
     if 2 * runs_s <= left_s:
         return None
-    enough = RESERVE_S + (1 + MIN_ROUNDS) * ROUND_SLACK * runs_s + (budget_s - left_s)
+    enough = budget_for(runs_s, budget_s - left_s)
     return (
         f"--size {size:,}: a call takes {task_s:.2g} s, so the warm-up and one round take about "
         f"{2 * runs_s:.0f} s, over the {budget_s:g} s budget: a smaller --size, or --budget {enough:.0f} or more"
     )
 
 
-def past_budget(ref: str, probe, runs: float, budget_s: float, left_s: float) -> str | None:
+def past_budget(
+    ref: str, probe, runs: float, budget_s: float, left_s: float, aimed_task_s: float = 0.0
+) -> str | None:
     """Why a calibrated ``probe`` (a ``plan.Probe``) cannot be advised on within the budget, or None:
     the warm-up and the first round, run whole, take longer than it has left (work of half a second
-    a call at any size took 59 s of a 15 s budget)."""
+    a call at any size took 59 s of a 15 s budget). The budget it asks for runs the size calibration
+    aimed at (a call ``aimed_task_s``), not only the smaller one this budget brought it down to.
+
+    >>> from types import SimpleNamespace as P
+    >>> past_budget("m:f", P(size=1, task_s=9e-6), 40, 1.0, -0.6)
+    'm:f: calibrating its size took 1.6 s of the 1 s budget, leaving none for the rounds; give --budget 6 or more'
+    """
     round_s = 2 * runs * probe.task_s
     if round_s <= left_s:
         return None
+    enough = math.ceil(budget_for(runs * max(probe.task_s, aimed_task_s), budget_s - left_s))
+    # was "one round (about 769 µs) do not fit the 1 s budget": it was calibration that did not
+    if left_s <= 0:
+        return (
+            f"{ref}: calibrating its size took {budget_s - left_s:.2g} s of the {budget_s:g} s budget, "
+            f"leaving none for the rounds; give --budget {enough} or more"
+        )
     return (
         f"{ref}: one call at size {probe.size:,} takes {words.seconds(probe.task_s)}, so the warm-up and "
-        f"one round (about {words.seconds(round_s)}) do not fit the {budget_s:.0f} s budget; give a larger --budget"
+        f"one round (about {words.seconds(round_s)}) do not fit the {left_s:.2g} s left of the "
+        f"{budget_s:g} s budget; give --budget {enough} or more"
+    )
+
+
+def squeezed(size: int, aimed: int, aimed_task_s: float, runs: float, budget_s: float, spent_s: float) -> str:
+    """Why a verdict at ``size`` is tentative when the budget, not calibration, chose it: calibration
+    aimed at ``aimed`` (a call ``aimed_task_s``), and at size 1 work too small for any start-up once
+    read "don't bother" as if it were the user's work.
+
+    >>> squeezed(1, 2_097_152, 0.05, 48, 5.0, 3.0)
+    'the 5 s budget brought the size down from 2,097,152 to 1: the answer is for that size; --budget 22 or more measures at 2,097,152'
+    """
+    enough = math.ceil(budget_for(runs * aimed_task_s, spent_s))
+    return (
+        f"the {budget_s:g} s budget brought the size down from {aimed:,} to {size:,}: the answer is for "
+        f"that size; --budget {enough} or more measures at {aimed:,}"
     )

@@ -296,6 +296,7 @@ def decide(
     noisy: float | Callable = 0.0,
     slower: Callable | None = None,
     wrong: dict | None = None,
+    squeezed: str | None = None,
 ) -> Verdict:
     """The ``Verdict`` from a summary: the choice, whether it is settled, the evidence behind it.
 
@@ -305,6 +306,7 @@ def decide(
     others on most arms' cores, and an unsettled verdict is "can't tell"
     (``CANT_TELL``), never a guess. ``slower``: arms compared run against run
     (``evidence.paired_slower``). ``wrong``: arms whose answers differ from the plain loop's: the note.
+    ``squeezed``: why the size is the budget's, not calibration's (``sizing.squeezed``): tentative.
     """
     arms = best_arms(summary, python_labels)
     eligible = candidates(arms, gil, wrong)
@@ -318,7 +320,8 @@ def decide(
     breaks = tuple(a.pays() for a in arms if a.setup_s >= 0.01 and a.break_even and a is not choice)
     forecast = None if dont or waits else at_more_cores(fits, choice, cores)
     aside = _set_aside(arms, eligible, choice, _widest(summary, THREADING)) if dont and choice else []
-    headline = _headline(summary, arms, choice, dont, imbalance, forecast, unsettled is not None, aside)
+    tentative = unsettled is not None or squeezed is not None
+    headline = _headline(summary, arms, choice, dont, imbalance, forecast, tentative, aside)
     crowded = None if waits else busy(arms, noisy)
     cant_tell = crowded is not None and unsettled is not None
     if cant_tell:  # the machine, not the function, is what was measured: no arm is named
@@ -327,8 +330,9 @@ def decide(
         headline=headline,
         choice=CANT_TELL if cant_tell else SEQUENTIAL if dont else choice.arm,
         dont_bother=dont and not cant_tell,
-        settled=unsettled is None,
-        tentative_why=_tentative_why(unsettled, rounds, stop_reason),
+        settled=not tentative,
+        tentative_why="; ".join(w for w in (_tentative_why(unsettled, rounds, stop_reason), squeezed) if w)
+        or None,
         arms=tuple(arms),
         imbalance=imbalance,
         break_even=breaks,
