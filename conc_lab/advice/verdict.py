@@ -331,8 +331,7 @@ def decide(
         choice=CANT_TELL if cant_tell else SEQUENTIAL if dont else choice.arm,
         dont_bother=dont and not cant_tell,
         settled=not tentative,
-        tentative_why="; ".join(w for w in (_tentative_why(unsettled, rounds, stop_reason), squeezed) if w)
-        or None,
+        tentative_why=_tentative_why(unsettled, rounds, stop_reason, squeezed),
         arms=tuple(arms),
         imbalance=imbalance,
         break_even=breaks,
@@ -347,9 +346,10 @@ def decide(
 CANT_TELL = "can't tell"
 
 
-def _tentative_why(unsettled: str | None, rounds: int, stop_reason: str | None) -> str | None:
+def _tentative_why(unsettled: str | None, rounds: int, stop_reason: str | None, squeezed=None) -> str | None:
     after = "" if rounds < MIN_ROUNDS else f" after {rounds} rounds"
-    return None if unsettled is None else unsettled + after + (f" ({stop_reason})" if stop_reason else "")
+    why = None if unsettled is None else unsettled + after + (f" ({stop_reason})" if stop_reason else "")
+    return "; ".join(w for w in (why, squeezed) if w) or None
 
 
 def busy(arms: list[ArmResult], noisy: float = 0.0) -> str | None:
