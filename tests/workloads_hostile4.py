@@ -4,13 +4,18 @@
   work runs when conc_lab *reads* them, which it did after the timed window (checksumming the
   answers), so the row's ``run_s`` held almost nothing while the work ran untimed. Each counts
   the seconds its work ran that way, and ``observe`` (run after the backend) reports them.
+* The leaky ones create a POSIX shared-memory segment, or a plain file in /dev/shm, and never
+  unlink it: it outlives the run's process. Names carry the test's marker (``MARKER_ENV``), so
+  the test removes only what it made.
 """
 
 from __future__ import annotations
 
 import collections.abc
+import os
 import time
 
+MARKER_ENV = "CONCLAB_TEST_MARKER"
 #: How long each lazy answer's hidden work takes when it is read.
 HIDDEN_S = 0.15
 _late = [0.0]  # seconds of hidden work that ran after the workload returned
@@ -129,3 +134,36 @@ def returns_subclassed_plain_data(task: int, size: int):
         collections.Counter("aab"),
         collections.defaultdict(int, b=2),
     ]
+
+
+def _marker() -> str:
+    return os.environ.get(MARKER_ENV, "conclab-hostile4")
+
+
+_kept = []  # segments kept open, as a careless program keeps them in a global
+
+
+def leaks_shared_memory(task: int, size: int) -> int:
+    """Creates a shared-memory segment and never unlinks it (nor closes it: it is kept in a global)."""
+    from multiprocessing import shared_memory
+
+    shm = shared_memory.SharedMemory(name=f"{_marker()}-shm-{task}", create=True, size=4096)
+    shm.buf[:4] = b"left"
+    _kept.append(shm)
+    return task
+
+
+def leaks_closed_shared_memory(task: int, size: int) -> int:
+    """Creates a segment, closes it, and never unlinks it: what a worker process that forgets does."""
+    from multiprocessing import shared_memory
+
+    shm = shared_memory.SharedMemory(name=f"{_marker()}-worker-{task}", create=True, size=4096)
+    shm.close()
+    return task
+
+
+def leaks_shm_file(task: int, size: int) -> int:
+    """Writes a plain file into /dev/shm and leaves it there."""
+    with open(f"/dev/shm/{_marker()}-raw-{task}", "wb") as f:
+        f.write(b"x" * 100)
+    return task
