@@ -27,7 +27,7 @@ import signal
 import sys
 import time
 
-from conc_lab.host import backends, codecache, hygiene, noise, own, protocol, state, trial, wire
+from conc_lab.host import backends, codecache, hygiene, noise, own, protocol, shm, state, trial, wire
 
 #: PR_SET_PDEATHSIG from <linux/prctl.h>.
 _PR_SET_PDEATHSIG = 1
@@ -333,6 +333,7 @@ def _child(runs, request_fd, writer):
 
 
 def _run_and_reply(runs, request, writer, nonce, pid):
+    in_shm = shm.names()  # before any of the workload's code: what it leaves there is told by the difference
     try:
         # The sweep's processes besides this one's tree: the host, alone. Not the runner: it only
         # waits while a run runs, so what its process takes then (threads of the notebook or app
@@ -353,6 +354,7 @@ def _run_and_reply(runs, request, writer, nonce, pid):
     left = state.left(runs.snapshot, threads_expected=1) + _children_note()
     if left:
         notes.append("left in its process, which ended with it: " + "; ".join(left))
+    notes.extend(shm.left(in_shm))  # which outlives the process, unless removed
     out[protocol.LEFT_BEHIND] = "; ".join(notes) or None
     if os.getpid() != pid:
         # A copy of the run's process that the workload forked and never ended (no os._exit) ran on

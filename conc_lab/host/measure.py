@@ -63,8 +63,8 @@ def peak_rss_bytes():
 class NotJSONable(TypeError):
     """A task result outside the checksum's contract; ``str()`` is the row's error text."""
 
-    def __init__(self, value):
-        TypeError.__init__(self, "result is not JSON-able: %s" % type(value).__name__)
+    def __init__(self, value, why=""):
+        TypeError.__init__(self, "result is not JSON-able: %s%s" % (_type_name(type(value)), why))
 
 
 def checksum(results):
@@ -75,6 +75,12 @@ def checksum(results):
     dict's entries are sorted by their own encoding, so neither hash seeds nor insertion
     order change the checksum, and a dict may mix key types. Anything else (a lambda, a
     generator, an object) raises ``NotJSONable``: its ``repr`` would name its address.
+
+    It runs after the timed window, so no code of the workload's may run in it: an answer
+    that computed itself when read (a dict subclass whose ``items()`` does the work) did the
+    work untimed. Every value is read through its builtin type's own methods, never its
+    subclass's: an IntEnum, a namedtuple or an OrderedDict is its builtin value; a list,
+    tuple, set or dict subclass that overrides how it is read is refused (``_READS``).
 
     >>> checksum([{"b", "a"}, {1: "x", "k": None}]) == checksum([{"a", "b"}, {"k": None, 1: "x"}])
     True
@@ -114,23 +120,76 @@ def _json(value):
 
 
 def _canonical(value):
-    # Exact types first: a subclass (IntEnum, a str subclass) is encoded as its base value.
-    if value is None or isinstance(value, (bool, str)):
-        return _json(value)
-    if isinstance(value, int):
-        return str(int(value))
-    if isinstance(value, float):
-        return repr(float(value))
-    if isinstance(value, (list, tuple)):
-        return "[" + ",".join([_canonical(v) for v in value]) + "]"
-    if isinstance(value, dict):
-        items = sorted(_canonical(k) + ":" + _canonical(v) for k, v in value.items())
-        return "{" + ",".join(items) + "}"
-    if isinstance(value, (set, frozenset)):
-        return "set[" + ",".join(sorted(_canonical(v) for v in value)) + "]"
-    if isinstance(value, (bytes, bytearray)):
-        return 'b"' + bytes(value).hex() + '"'
-    raise NotJSONable(value)
+    kind = type(value)
+    encode = _ENCODERS.get(kind)
+    if encode is None:  # a subclass of a builtin (read as its builtin value), or not JSON-able
+        base = _builtin_base(value, kind)
+        if base is str:  # an exact copy: no encoder, C or Python, can meet the subclass's methods
+            value = str.__str__(value)
+        encode = _ENCODERS[base]
+    return encode(value)
+
+
+# Each reads its value only through the builtin type's own (C) methods, so no method of a subclass
+# runs: ``int.__repr__`` of an IntEnum is its number, ``dict.items`` of a dict subclass its entries.
+_ENCODERS = {
+    type(None): _json,
+    bool: _json,
+    str: _json,
+    int: int.__repr__,
+    float: float.__repr__,
+    list: lambda v: "[" + ",".join([_canonical(x) for x in list.__iter__(v)]) + "]",
+    tuple: lambda v: "[" + ",".join([_canonical(x) for x in tuple.__iter__(v)]) + "]",
+    dict: lambda v: (
+        "{" + ",".join(sorted(_canonical(k) + ":" + _canonical(x) for k, x in dict.items(v))) + "}"
+    ),
+    set: lambda v: "set[" + ",".join(sorted(_canonical(x) for x in set.__iter__(v))) + "]",
+    frozenset: lambda v: "set[" + ",".join(sorted(_canonical(x) for x in frozenset.__iter__(v))) + "]",
+    bytes: lambda v: 'b"' + bytes.hex(v) + '"',
+    bytearray: lambda v: 'b"' + bytearray.hex(v) + '"',
+}
+#: The builtins a subclass may extend, scalars first (bool cannot be subclassed).
+_BASES = (int, float, str, bytes, bytearray, tuple, list, dict, set, frozenset)
+#: How a container is read: a subclass that defines one of these would compute its answer when read.
+_READS = ("__iter__", "__getitem__", "__len__", "items", "keys", "values")
+_MRO = type.__dict__["__mro__"].__get__  # the type's own, not a metaclass property's
+_VARS = type.__dict__["__dict__"].__get__
+
+
+def _builtin_base(value, kind):
+    """The builtin ``kind`` extends, or ``NotJSONable``; a container subclass must not override ``_READS``."""
+    for base in _BASES:
+        if issubclass(kind, base):  # on a type: its MRO, no __subclasscheck__ of the workload's
+            break
+    else:
+        raise NotJSONable(value)
+    if base in (tuple, list, dict, set, frozenset) and kind not in _trusted():
+        for klass in _MRO(kind):
+            if klass is base:
+                break
+            own = _VARS(klass)
+            for name in _READS:
+                if name in own:
+                    raise NotJSONable(value, " overrides %s(), which would run after the timed window" % name)
+    return base
+
+
+_TRUSTED = []
+
+
+def _trusted():
+    """Standard-library subclasses that override how they are read, in C, honestly."""
+    if not _TRUSTED:
+        import collections  # loaded already in every process that runs a workload
+
+        _TRUSTED.append(frozenset((collections.OrderedDict,)))
+    return _TRUSTED[0]
+
+
+def _type_name(kind):
+    name = type.__dict__["__qualname__"].__get__(kind)
+    module = type.__dict__["__module__"].__get__(kind)
+    return name if module in ("builtins", None) else "%s.%s" % (module, name)
 
 
 def gil_enabled():

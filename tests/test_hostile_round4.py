@@ -1,0 +1,136 @@
+"""Hostile workloads, round 4: work hidden in the answer, and shared memory left in /dev/shm.
+
+* An answer that looks like plain data but computes itself when read (a dict subclass whose
+  ``items()`` does the work, an int whose ``__int__`` does) had conc_lab do the work after the
+  timed window, when it checksummed the answers: an ok row of almost nothing, the work untimed.
+  Now no workload code runs when an answer is read: every value is read through its builtin
+  type's own methods, and a container subclass that overrides how it is read is refused.
+* A run that leaves a shared-memory segment (or any file) in /dev/shm left it there for good,
+  unmentioned. Now its row names it, and it is removed.
+
+Each test runs real sweeps of tests/workloads_hostile4.py.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import workloads_hostile4 as w4
+from test_hostile_host import observed
+from test_hostile_host import sweep as hostile_sweep
+
+from conc_lab import schema
+from conc_lab.host import measure
+
+pytestmark = [
+    pytest.mark.host,
+    pytest.mark.skipif(not Path("/dev/shm").is_dir(), reason="needs Linux /dev/shm"),
+]
+
+
+def sweep(tmp_path, workloads, **extra):
+    """test_hostile_host's sweep (in order, one repeat, one host) of workloads_hostile4's workloads."""
+    return hostile_sweep(tmp_path, [w if ":" in w else f"workloads_hostile4:{w}" for w in workloads], **extra)
+
+
+# -- 1. work hidden in the answer --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", ["sequential", "threading"])
+def test_an_answer_that_computes_itself_when_read_does_no_work_outside_the_window(tmp_path, backend):
+    rows = sweep(
+        tmp_path,
+        [
+            "returns_lazy_dict",
+            "returns_lazy_list",
+            "returns_lazy_mapping",
+            "returns_lazy_int",
+            "returns_lazy_bytes",
+        ],
+        backend=backend,
+        workers=2 if backend == "threading" else 1,
+    )
+    by = {r["workload"].split(":")[1]: r for r in rows}
+    # Before: each was an ok, correct row of a few microseconds, while 0.3 s of work per run ran
+    # when conc_lab checksummed the answers, after the window (late_s 0.3 in every row).
+    for name, how in (("returns_lazy_dict", "items()"), ("returns_lazy_list", "__iter__()")):
+        row = by[name]
+        assert row["status"] == schema.FAILED, (name, row["status"], row["observed"])
+        assert "workloads_hostile4.Lazy" in row["error"] and how in row["error"], row["error"]
+        assert "\n" not in row["error"]
+    assert by["returns_lazy_mapping"]["status"] == schema.FAILED
+    assert "result is not JSON-able: workloads_hostile4.LazyMapping" in by["returns_lazy_mapping"]["error"]
+    # Scalars hold their value: it is read as the builtin's (0, b""), never through the subclass.
+    for name in ("returns_lazy_int", "returns_lazy_bytes"):
+        row = by[name]
+        assert row["status"] == schema.OK and row["correct"] is True, row["error"]
+        assert observed(row) == {"late_s": 0.0}, (name, row["observed"])
+
+
+def test_no_workload_code_runs_when_an_answer_is_checksummed():
+    late = w4._late[0]
+    assert measure.checksum([w4.LazyInt(3), w4.LazyBytes(3)]) == measure.checksum([0, b""])
+    for lazy, method in ((w4.LazyDict(3), "items()"), (w4.LazyList(3), "__iter__()")):
+        with pytest.raises(measure.NotJSONable, match=r"workloads_hostile4\.Lazy\w+ overrides " + method):
+            measure.checksum([[lazy]])
+    assert w4._late[0] == late
+
+
+def test_honest_subclasses_of_builtins_are_still_checked_by_their_value(tmp_path):
+    import collections
+
+    answer = w4.returns_subclassed_plain_data(1, 5)
+    plain = [2, [1, 5], {"a": 1}, {"a": 2, "b": 1}, {"b": 2}]
+    assert measure.checksum(answer) == measure.checksum(plain)
+    assert measure.checksum([collections.OrderedDict(a=1)]) == measure.checksum([{"a": 1}])
+    (row,) = sweep(tmp_path, ["returns_subclassed_plain_data"], backend="threading", workers=2)
+    assert row["status"] == schema.OK and row["correct"] is True, row["error"]
+
+
+# -- 2. shared memory left in /dev/shm ---------------------------------------------------------------
+
+
+@pytest.fixture
+def marker(monkeypatch):
+    """A marker the workloads name their segments with; what carries it is removed afterwards."""
+    mark = f"conclab-test-{os.getpid()}-{os.urandom(4).hex()}"
+    monkeypatch.setenv(w4.MARKER_ENV, mark)
+    yield mark
+    for name in _marked(mark):  # only what this test made
+        os.unlink(f"/dev/shm/{name}")
+
+
+def _marked(mark: str) -> list[str]:
+    return sorted(n for n in os.listdir("/dev/shm") if n.startswith(mark))
+
+
+@pytest.mark.parametrize("workload", ["leaks_shared_memory", "leaks_shm_file"])
+def test_what_a_run_leaves_in_dev_shm_is_named_and_removed(tmp_path, marker, workload):
+    guilty, probe = sweep(tmp_path, [workload, "workloads_hostile:probe"])
+    # Before: both files stayed in /dev/shm after the sweep (4 kB each here; a leak of a real
+    # payload keeps its memory until reboot), and the row said nothing of them.
+    assert guilty["status"] == probe["status"] == schema.OK
+    assert _marked(marker) == []
+    note = guilty["left_behind"] or ""
+    for task in (0, 1):
+        assert f"{marker}-{'shm' if 'memory' in workload else 'raw'}-{task}" in note, note
+    assert "/dev/shm" in note and "removed" in note, note
+    assert probe["left_behind"] is None
+
+
+def test_segments_leaked_by_spawned_workers_are_named_and_removed(tmp_path, marker):
+    guilty, honest = sweep(
+        tmp_path,
+        ["leaks_closed_shared_memory", "experiments.memory:payload_shared_memory"],
+        backend="multiprocessing",
+        workers=2,
+        backend_options={"multiprocessing": {"start_method": ["spawn"]}},
+    )
+    # The workers' segments are registered with multiprocessing's resource tracker, which the
+    # host keeps for all its runs: it would unlink them only when the host exits.
+    assert guilty["status"] == honest["status"] == schema.OK, (guilty["error"], honest["error"])
+    assert _marked(marker) == []
+    assert f"{marker}-worker-0" in guilty["left_behind"] and f"{marker}-worker-1" in guilty["left_behind"]
+    assert honest["left_behind"] is None  # it unlinks its own segment
