@@ -14,6 +14,7 @@ Each test runs real sweeps of tests/workloads_hostile4.py.
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -134,3 +135,38 @@ def test_segments_leaked_by_spawned_workers_are_named_and_removed(tmp_path, mark
     assert _marked(marker) == []
     assert f"{marker}-worker-0" in guilty["left_behind"] and f"{marker}-worker-1" in guilty["left_behind"]
     assert honest["left_behind"] is None  # it unlinks its own segment
+
+
+def test_a_semaphore_another_program_makes_during_a_run_is_neither_removed_nor_blamed_on_it(
+    tmp_path, monkeypatch
+):
+    # Was: the run's process matched /dev/shm entries to their holders by path, and sem_open maps a
+    # semaphore under a temporary name before linking it to its own, so a named semaphore another
+    # program (here this test's process, as another sweep's spawned pool) made during the run looked
+    # held by nobody and was removed: that program's spawned worker then failed in SemLock._rebuild
+    # with FileNotFoundError (seen in `conclab sweep configs/smoke.yaml` beside these tests).
+    import multiprocessing
+    import threading
+
+    started, go = tmp_path / "started", tmp_path / "go"
+    monkeypatch.setenv(w4.STARTED_ENV, str(started))
+    monkeypatch.setenv(w4.GO_ENV, str(go))
+    made = []
+
+    def another_program():
+        deadline = time.monotonic() + 20
+        while not started.exists() and time.monotonic() < deadline:
+            time.sleep(0.005)
+        made.append(multiprocessing.get_context("spawn").Lock())  # /dev/shm/sem.mp-…, kept open here
+        go.touch()
+
+    helper = threading.Thread(target=another_program)
+    helper.start()
+    (row,) = sweep(tmp_path, ["waits_while_another_program_makes_a_semaphore"], tasks=1)
+    helper.join()
+    path = "/dev/shm/sem." + made[0]._semlock.name.lstrip("/")
+    assert row["status"] == schema.OK, row["error"]
+    assert os.path.exists(path), "another program's semaphore was removed by a run"
+    assert "sem." not in (row["left_behind"] or ""), row["left_behind"]  # and not told as the run's
+    assert made[0].acquire(timeout=1)
+    made[0].release()

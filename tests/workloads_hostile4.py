@@ -167,3 +167,17 @@ def leaks_shm_file(task: int, size: int) -> int:
     with open(f"/dev/shm/{_marker()}-raw-{task}", "wb") as f:
         f.write(b"x" * 100)
     return task
+
+
+#: A file the run writes when it starts, and one it waits for (set by the test around it).
+STARTED_ENV, GO_ENV = "CONCLAB_TEST_STARTED", "CONCLAB_TEST_GO"
+
+
+def waits_while_another_program_makes_a_semaphore(task: int, size: int) -> int:
+    """Innocent: says it started, then waits (up to 20 s) for the test to say go; leaves nothing."""
+    with open(os.environ[STARTED_ENV], "a") as f:
+        f.write(f"{task}\n")
+    deadline = time.monotonic() + 20
+    while not os.path.exists(os.environ[GO_ENV]) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    return task

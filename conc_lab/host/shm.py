@@ -28,7 +28,7 @@ False
 import os
 import stat
 
-from conc_lab.host.hygiene import read_proc
+from conc_lab.host.hygiene import descendants, read_proc
 
 DIR = "/dev/shm"
 #: How many names a note lists before it counts the rest.
@@ -52,7 +52,8 @@ def left(before):
     """Notes on what appeared in /dev/shm since ``before`` (``names()``) and is still there.
 
     This user's entries are named with their size; a plain file no process outside this one's
-    process group holds is removed, else the note says which process holds it.
+    process group holds is removed, else the note says which of the run's processes holds it. One
+    that a process which is not the run's holds is another program's, made meanwhile: left out.
     """
     if before is None:
         return []
@@ -74,6 +75,9 @@ def left(before):
     if not found:
         return []
     holders = _holders([name for name, _size, _plain in found])
+    if holders:  # held by a process that is not the run's (another program's, made meanwhile): not told
+        ours = set(descendants())
+        found = [f for f in found if holders.get(f[0]) in ours or f[0] not in holders]
     parts, removed = [], 0
     for name, size, plain in found:
         why = _kept_because(name, plain, holders.get(name))
@@ -102,8 +106,20 @@ def _kept_because(name, plain, holder):
 
 
 def _holders(wanted):
-    """{name: pid} for the names a process outside this one's process group has open or mapped."""
-    paths = dict((os.path.join(DIR, n).encode(errors="surrogateescape"), n) for n in wanted)
+    """{name: pid} for the names a process outside this one's process group has open or mapped.
+
+    Matched by inode, not by path: ``sem_open`` makes a semaphore under a temporary name, maps it
+    and only then links it to its own, so its maker's maps name the temporary file (deleted). By
+    path, a named semaphore another sweep's spawned worker was about to open was removed under it
+    ("FileNotFoundError" from ``SemLock._rebuild``, its run failed).
+    """
+    inodes = {}
+    for name in wanted:
+        try:
+            st = os.lstat(os.path.join(DIR, name))
+        except OSError:
+            continue
+        inodes[(st.st_dev, st.st_ino)] = name
     group, held = os.getpgid(0), {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -112,22 +128,24 @@ def _holders(wanted):
         try:
             if os.getpgid(pid) == group:
                 continue
-            for path in _used_by(pid):
-                if path in paths:
-                    held.setdefault(paths[path], pid)
+            for inode in _used_by(pid):
+                if inode in inodes:
+                    held.setdefault(inodes[inode], pid)
         except OSError:  # gone, or another user's (it cannot open this user's 0600 segments)
             continue
     return held
 
 
 def _used_by(pid):
-    """The paths ``pid`` has mapped or open (bytes; " (deleted)" ones too, which match nothing here)."""
+    """(device, inode) of each file ``pid`` has mapped or open, deleted or renamed ones too."""
     for line in read_proc("/proc/%d/maps" % pid).split(b"\n"):
-        at = line.find(b" /")
-        if at >= 0:
-            yield line[at + 1 :]
+        fields = line.split(None, 5)
+        if len(fields) >= 5 and fields[4] != b"0":
+            major, _, minor = fields[3].partition(b":")
+            yield os.makedev(int(major, 16), int(minor, 16)), int(fields[4])
     for number in os.listdir("/proc/%d/fd" % pid):
         try:
-            yield os.readlink("/proc/%d/fd/%s" % (pid, number)).encode(errors="surrogateescape")
+            st = os.stat("/proc/%d/fd/%s" % (pid, number))
         except OSError:
             continue
+        yield st.st_dev, st.st_ino
