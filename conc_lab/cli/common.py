@@ -41,7 +41,7 @@ class _Group(typer.core.TyperGroup):
             code = _said(usage_message(exc))
         except _clicks.ClickException as exc:
             code = _said(exc.format_message(), exc.exit_code)
-        except _clicks.Abort:
+        except typer.Abort:  # EOF at a prompt (typer.Exit, Ctrl-C included, is returned as a code)
             code = _said("aborted", 1)
         sys.exit(code if isinstance(code, int) else 0)  # else: a command's return value, not a code
 
