@@ -32,6 +32,7 @@ from conc_lab.advice.loop import LoopResult
 from conc_lab.advice.plan import AdvicePlan
 from conc_lab.advice.target import AdviseError, resolve
 from conc_lab.advice.verdict import CANT_TELL, Verdict, decide
+from conc_lab.config.model import INT64_MAX
 
 __all__ = ["Advice", "AdviseError", "advise"]
 
@@ -84,6 +85,10 @@ class Advice:
         return head + f"<ul>{rest}</ul>" + shown.to_html(index=False, float_format=lambda x: f"{x:.3g}")
 
 
+#: The longest --budget: a week (a select() or a wait of more than ~24 days overflows).
+MAX_BUDGET_S = 7 * 86400
+
+
 def advise(
     what: str | os.PathLike | Callable,
     *,
@@ -110,8 +115,14 @@ def advise(
     began = time.perf_counter()
     if not budget_s > 0:
         raise AdviseError(f"--budget: must be a positive number of seconds, got {budget_s}")
+    if not budget_s <= MAX_BUDGET_S:  # inf and 1e12 too: select() overflows on a wait past ~24 days
+        raise AdviseError(
+            f"--budget: must be at most {MAX_BUDGET_S:,.0f} seconds ({MAX_BUDGET_S / 86400:.0f} days), got {budget_s}"
+        )
     if size is not None and size < 1:
         raise AdviseError(f"--size: must be a positive integer, got {size}")
+    if size is not None and size > INT64_MAX:  # the store's size column
+        raise AdviseError(f"--size: must be at most {INT64_MAX}, got {size}")
     target = resolve(what)
     preflight(out, f"advise-{target.name}")  # now, not after the planning: a folder it cannot write to
     with _importable(target.search_dir):

@@ -1,5 +1,7 @@
 """The ``conclab`` Typer app and what every command shares: the consoles, errors, output.
 
+A usage error (``--budget abc``, an unknown option, a missing argument) is one line in conc_lab's
+own words, ``error: --budget: 'abc' is not a number``, exit 2, not typer's boxed panel (``_Group``).
 Importing this module changes two things process-wide, both for how the command prints:
 typer's ``--help`` stops labelling on/off flags ``<bool>``, and the store's warnings print as
 one line. Nothing here imports pyarrow, pandas or any other heavy package: ``--version``,
@@ -19,7 +21,33 @@ from rich.text import Text
 
 import conc_lab
 
+#: click's exceptions, as typer raises them: typer carries its own copy of click (typer._click),
+#: whose classes are not the click package's.
+_clicks = sys.modules[typer.BadParameter.__module__]
+
+
+class _Group(typer.core.TyperGroup):
+    """The ``conclab`` command group: a usage error (a value that does not parse, an option it does
+    not have, an argument left out) is said as conc_lab's own one line, not typer's boxed panel."""
+
+    def main(self, *args, standalone_mode: bool = True, **kwargs):
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            code = super().main(*args, standalone_mode=False, **kwargs)
+        except _clicks.NoArgsIsHelpError:  # `conclab` alone: the help has been printed
+            code = 2
+        except _clicks.UsageError as exc:
+            code = _said(usage_message(exc))
+        except _clicks.ClickException as exc:
+            code = _said(exc.format_message(), exc.exit_code)
+        except typer.Abort:  # EOF at a prompt (typer.Exit, Ctrl-C included, is returned as a code)
+            code = _said("aborted", 1)
+        sys.exit(code if isinstance(code, int) else 0)  # else: a command's return value, not a code
+
+
 app = typer.Typer(
+    cls=_Group,
     help="conc_lab: threads or processes (or Ray), and how much faster, for your work? "
     "Run a YAML experiment matrix as core-pinned trials and analyse the Parquet results.",
     no_args_is_help=True,
@@ -110,10 +138,63 @@ def reflow(doc: str | None) -> str | None:
 
 def die(message: str, code: int = 2, to: Console | None = None) -> NoReturn:
     """Print ``error: message`` (one line, on stderr) and exit ``code`` (2: bad input)."""
+    raise typer.Exit(_said(message, code, to))
+
+
+def _said(message: str, code: int = 2, to: Console | None = None) -> int:
+    """``error: message`` said (one line, on stderr); ``code`` returned, for the caller to exit with."""
     # the message as Text: it holds what the user typed, and "[...]" in a path is not markup (a name
     # or path was mangled: "sub/[bold]y.py" said as "sub/y.py", or, holding "[/]", a traceback)
     say(Text.assemble(("error:", "bold red"), " ", message), to=to)
-    raise typer.Exit(code)
+    return code
+
+
+def usage_message(exc) -> str:
+    """click's usage error ``exc`` as conc_lab's one line: the option or argument, what was given, what is wrong.
+
+    ``--budget: 'abc' is not a number``; ``--bogus: no such option of conclab sweep; did you mean
+    --repeats? (conclab sweep --help lists them)``; ``CONFIG: missing; conclab sweep needs it``.
+    """
+    where = exc.ctx.command_path if exc.ctx is not None else "conclab"
+    if isinstance(exc, _clicks.NoSuchOption):
+        guess = f"; did you mean {' or '.join(exc.possibilities)}?" if exc.possibilities else ""
+        return f"{exc.option_name}: no such option of {where}{guess} ({where} --help lists them)"
+    if isinstance(exc, _clicks.BadOptionUsage) and exc.option_name:
+        # "Option '--repeats' requires an argument." / "Option '--ray' does not take a value."
+        said = exc.message.removeprefix(f"Option {exc.option_name!r} ").rstrip(".")
+        return f"{exc.option_name}: {'needs a value' if said.startswith('requires') else said}"
+    param = getattr(exc, "param", None)
+    if (
+        param is None
+    ):  # "No such command 'swep'. Did you mean 'sweep'?", "Got unexpected extra argument(s) (x)"
+        text = exc.format_message().rstrip(".")
+        return f"{where}: {text[:1].lower()}{text[1:]} ({where} --help)"
+    name = param.opts[0] if param.param_type_name == "option" else param.name.upper()
+    if isinstance(exc, _clicks.MissingParameter):
+        return f"{name}: missing; {where} needs it ({where} --help)"
+    return f"{name}: {_bad_value(exc)}"
+
+
+#: pydantic's error types (typer checks values with it), as what is wrong with the value given.
+_NOT_A = {"int_parsing": "a whole number", "int_from_float": "a whole number", "float_parsing": "a number"}
+_BOUNDS = {"greater_than_equal": "at least", "greater_than": "more than", "less_than_equal": "at most"}
+_BOUND_KEYS = {"greater_than_equal": "ge", "greater_than": "gt", "less_than_equal": "le"}
+
+
+def _bad_value(exc) -> str:
+    """What is wrong with the value of ``exc.param``: ``'abc' is not a number``, ``must be at least 1, got 0``."""
+    errors = getattr(exc.__cause__, "errors", None)  # typer's values are checked by pydantic
+    if not callable(errors) or not errors():  # as click says it: "'abc' is not a valid integer."
+        text = exc.message.rstrip(".")
+        return text[:1].lower() + text[1:]
+    first = errors()[0]
+    kind, value = first["type"], first.get("input")
+    if kind in _NOT_A:
+        return f"{value!r} is not {_NOT_A[kind]}"
+    if kind in _BOUNDS:
+        return f"must be {_BOUNDS[kind]} {(first.get('ctx') or {}).get(_BOUND_KEYS[kind])}, got {value}"
+    text = str(first["msg"])
+    return f"{value!r}: {text[:1].lower()}{text[1:]}"
 
 
 def load(path: Path):

@@ -33,6 +33,8 @@ def expand(
 
     if fmt not in EXPAND_FORMATS:
         die(f"--format: unknown format {fmt!r}; use one of {', '.join(EXPAND_FORMATS)}")
+    if limit < 0:
+        die(f"--limit: must be 0 or more, got {limit}")
     cfg = load(config)
     sliced = None
     if shard is not None:
@@ -58,7 +60,8 @@ def _expand_table(cfg, limit: int, sliced: list | None = None, shard: str | None
     from conc_lab.plan import matrix
     from conc_lab.present import tables
 
-    shown = list(itertools.islice(matrix.expand(cfg) if sliced is None else sliced, max(limit, 0)))
+    # a limit past sys.maxsize (--limit 99999999999999999999) is no limit: islice refuses it
+    shown = list(itertools.islice(matrix.expand(cfg) if sliced is None else sliced, min(limit, sys.maxsize)))
     table, constant = tables.trials_table(shown)
     which = "trials" if sliced is None else f"shard {shard}: trials"
     title = f"{cfg.name}: {which} (each runs {cfg.warmup} warm-up + {cfg.repeats} measured)"

@@ -56,13 +56,24 @@ def selftest(
     """
     import conc_lab
     from conc_lab.analysis.selftest import FLOOR_FIELD, aa_spread
-    from conc_lab.run.selftest import record_floor, run_arms
+    from conc_lab.run.selftest import record_floor, run_arms, workload_problem
     from conc_lab.store.layout import StoreError
 
     if repeats < 3:
         _die(f"--repeats: at least 3 rounds are needed for an interval, got {repeats}")
     if size < 1:
         _die(f"--size: must be a positive integer, got {size}")
+    from conc_lab.config.model import INT64_MAX, Limits
+
+    if size > INT64_MAX:  # the store's size column
+        _die(f"--size: must be at most {INT64_MAX}, got {size}")
+    if 2 * repeats + 1 > Limits().runs:  # as a sweep is refused: a warm-up and two runs a round
+        _die(
+            f"--repeats: {repeats:,} rounds of two runs is more than limits.runs ({Limits().runs:,}), more than it can finish"
+        )
+    problem = workload_problem(workload)
+    if problem:  # before the load's warning and any run: nothing is written
+        _die(f"--workload: {problem}")
     from conc_lab.machine import doctor
 
     before = doctor.load()

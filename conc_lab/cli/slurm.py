@@ -38,6 +38,12 @@ def slurm(
     cfg = load(config)
     if shards < 1:
         die(f"--shards: must be 1 or more, not {shards}")
+    from conc_lab.plan import matrix
+    from conc_lab.plan.runs import too_many_shards
+
+    problem = too_many_shards(shards, matrix.count(cfg))
+    if problem:  # else every task of the array would refuse its empty shard
+        die(f"--shards: {problem}")
     if time is not None and not _TIME.fullmatch(time):
         die(f"--time: {time!r} is not a SLURM time (MINUTES, H:MM:SS or D-HH:MM:SS)")
     scripts = job_scripts(cfg, str(config), shards, str(out), Path.cwd(), time=time)

@@ -185,6 +185,9 @@ def _quiet_ray_banner() -> None:
 
 
 def _check_sweep_flags(cluster: str | None, ray_address: str | None, shard: str | None) -> None:
+    for flag, value in (("--cluster", cluster), ("--ray-address", ray_address)):
+        if value is not None and not value.strip():  # "$RAY_ADDRESS" unset: not "here, locally"
+            die(f"{flag}: empty ({value!r}); give an address (HOST:PORT) or leave {flag} out")
     if cluster is not None and ray_address is not None:
         die("--ray-address: a cluster sweep's ray trials run on the --cluster cluster; give one or the other")
     if shard is not None:

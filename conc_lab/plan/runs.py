@@ -132,13 +132,22 @@ def select_trials(config: Config, shard: str | tuple[int, int] | None = None) ->
         return list(expand(config))
     k, n = parse_shard(shard) if isinstance(shard, str) else shard
     trials = list(expand(config))
-    if n > len(trials):  # an empty shard is a mistyped N, and merge would wait for it forever
-        raise ConfigError(
-            config.path,
-            "--shard",
-            f"{k}/{n}: {n} shards of {len(trials)} trials; give N at most {len(trials)}, one trial a shard or more",
-        )
+    problem = too_many_shards(n, len(trials))
+    if problem:
+        raise ConfigError(config.path, "--shard", f"{k}/{n}: {problem}")
     return shard_trials(trials, (k, n))
+
+
+def too_many_shards(n: int, trials: int) -> str | None:
+    """What is wrong with splitting ``trials`` trials into ``n`` shards, else None: an empty shard
+    is a mistyped N, and merge would wait for it forever (``sweep --shard``, ``slurm --shards``).
+
+    >>> too_many_shards(3, 2)
+    '3 shards of 2 trials; give N at most 2, one trial a shard or more'
+    """
+    if n > trials:
+        return f"{n} shards of {trials} trials; give N at most {trials}, one trial a shard or more"
+    return None
 
 
 def check_split(

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from conc_lab import schema
-from conc_lab.config.checks import workload_search_path
+from conc_lab.config.checks import check_workload, workload_search_path
 from conc_lab.host import PACKAGE_ROOT
 from conc_lab.host.protocol import SEQUENTIAL
 from conc_lab.machine import environment
@@ -56,13 +56,18 @@ def run_arms(
 ) -> ArmsRun:
     """Run ``workload`` at ``size`` as two arms, ``repeats`` rounds, each in a random order.
 
+    Raises ValueError, before anything is written, when ``workload`` cannot be imported and called.
+
     ``on_run(done, total)`` is told after each run.
     """
     began = time.perf_counter()
+    search_path = tuple(_search_path())
+    problem = check_workload(workload, list(search_path))
+    if problem:  # before anything is written: else a sweep of failed runs was left behind
+        raise ValueError(f"workload {workload!r}: {problem}")
     preflight(out, NAME)  # before any run: a folder it cannot write, a path too long for its files
     sweep_id = new_sweep_id()
     sweep_dir = Path(out) / NAME / sweep_id
-    search_path = tuple(workload_search_path(Path(PACKAGE_ROOT) / "configs"))
     settings = ExecutorSettings(
         NAME, sweep_id, affinity_mode="compact", timeout_s=120.0, search_path=search_path
     )
@@ -97,6 +102,15 @@ def run_arms(
     finally:
         writer.close(state)
     return ArmsRun(sweep_dir, done, failed, time.perf_counter() - began)
+
+
+def workload_problem(workload: str) -> str | None:
+    """None if the self-test can import and call ``workload``, else what is wrong (run_arms refuses it)."""
+    return check_workload(workload, _search_path())
+
+
+def _search_path() -> list[str]:
+    return workload_search_path(Path(PACKAGE_ROOT) / "configs")
 
 
 def record_floor(sweep_dir: str | os.PathLike, field: str, floor: float) -> None:
