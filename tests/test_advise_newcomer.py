@@ -40,6 +40,12 @@ def nosize(task):
     return task
 
 
+def stalls(task, size):
+    if size > 1:  # calibration's second size, or any size given: as a call at a huge size computes on
+        time.sleep(600)
+    return task
+
+
 def squared(task, size):
     return sum(i * j for i in range(size) for j in range(size))
 
@@ -254,3 +260,54 @@ def test_an_async_def_that_blocks_its_event_loop_is_told_why_asyncio_gains_nothi
     said = " ".join(proc.stdout.split())
     assert said.startswith("don't bother"), said
     assert "blocks its event loop" in said and "await" in said, said
+
+
+def _calls_of(pid: int) -> list[int]:
+    """Processes below ``pid`` that call a function for advise (its probe, or calibration)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            parent = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            args = Path(f"/proc/{entry}/cmdline").read_bytes()
+        except (OSError, ValueError, IndexError):
+            continue
+        if parent == pid and b"mywork:stalls" in args:
+            found.append(int(entry))
+    return found
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("args", [("--size", "5"), ()], ids=["probe", "calibration"])
+def test_a_killed_advise_leaves_no_call_of_the_function_running(mywork, args):
+    # was: kill -9 of `advise --size 99999999999999999999` left its probe computing for ever (3 such
+    # processes loaded a 2-core machine for an hour); calibration's process likewise
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(mywork)])}
+    advise = subprocess.Popen(
+        [sys.executable, "-m", "conc_lab.cli", "advise", "mywork:stalls", *args, "--budget", "60"],
+        cwd=mywork,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline, calls = time.monotonic() + 60, []
+    while not calls and time.monotonic() < deadline:
+        time.sleep(0.1)
+        calls = _calls_of(advise.pid)
+    assert calls, "advise never started a call of the function"
+    time.sleep(0.5)  # the call is under way
+    advise.kill()
+    advise.wait()
+    alive = calls
+    for _ in range(50):
+        alive = [
+            p
+            for p in calls
+            if os.path.exists(f"/proc/{p}")
+            and "Z" not in Path(f"/proc/{p}/stat").read_text().split(")")[-1][:3]
+        ]
+        if not alive:
+            break
+        time.sleep(0.1)
+    for p in alive:  # ours: started by this test's advise
+        os.kill(p, 9)
+    assert not alive, f"the call went on after advise was killed: {alive}"

@@ -53,7 +53,9 @@ _PROBE = r"""
 import asyncio, inspect, json, sys, threading, time
 from conc_lab.host.workload import import_function, search_first
 from conc_lab.host import protocol
+from conc_lab.host.hygiene import die_with_parent
 import os
+die_with_parent()  # a call at a huge size must not outlive a killed advise
 search_first(protocol.search_path(os.environ))
 fn = import_function(sys.argv[1]); size = int(sys.argv[2])
 call = (lambda: asyncio.run(fn(0, size))) if inspect.iscoroutinefunction(fn) else (lambda: fn(0, size))

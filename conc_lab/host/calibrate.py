@@ -144,7 +144,10 @@ def main(argv=None):
     if not 1 <= len(argv) <= 3:
         sys.stderr.write("usage: python -m conc_lab.host.calibrate module:function [target_s [budget_s]]\n")
         return 2
+    from conc_lab.host.hygiene import die_with_parent
     from conc_lab.host.workload import import_function, search_first
+
+    die_with_parent()  # a call at a huge size must not outlive a killed sweep or advise
 
     extra = protocol.search_path(os.environ)
     search_first(extra)

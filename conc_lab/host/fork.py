@@ -29,8 +29,6 @@ import time
 
 from conc_lab.host import backends, codecache, hygiene, noise, own, protocol, shm, state, trial, wire
 
-#: PR_SET_PDEATHSIG from <linux/prctl.h>.
-_PR_SET_PDEATHSIG = 1
 _libc = []
 
 
@@ -40,7 +38,7 @@ def _die_with_parent():
     if not _libc:
         return
     try:
-        _libc[0].prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        _libc[0].prctl(hygiene.PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
         _libc[0].prctl(hygiene.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     except (OSError, AttributeError):
         pass

@@ -26,6 +26,8 @@ import sys
 import threading
 import time
 
+from conc_lab.host import protocol
+
 #: Clock and sleep functions a workload might replace; later trials' timings depend on them.
 TIMERS = (
     "perf_counter",
@@ -40,8 +42,8 @@ TIMERS = (
     "thread_time_ns",
     "sleep",
 )
-#: PR_SET_CHILD_SUBREAPER from <linux/prctl.h>.
-PR_SET_CHILD_SUBREAPER = 36
+#: PR_SET_PDEATHSIG and PR_SET_CHILD_SUBREAPER from <linux/prctl.h>.
+PR_SET_PDEATHSIG, PR_SET_CHILD_SUBREAPER = 1, 36
 #: How long reaping killed leftovers may take before the host stops waiting for them.
 REAP_S = 2.0
 #: How long a trial's own threads may take to finish after it before they count as left behind.
@@ -51,6 +53,22 @@ _adopted = {"threads": set(), "pids": set(), "env": {}}
 #: Packages whose threads and environment variables are a backend's, wherever they start them: a
 #: Ray driver starts threads and sets RAY_* variables lazily, after the connection was adopted.
 INFRASTRUCTURE = ("ray", "grpc")  # package, not the backend
+
+
+def die_with_parent():
+    """SIGKILL this process when the conc_lab process that started it (``protocol.PARENT_PID_ENV``)
+    dies, however it dies (Linux, PR_SET_PDEATHSIG); at once where it died already."""
+    parent = os.environ.get(protocol.PARENT_PID_ENV)
+    if not parent or not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != int(parent):  # it died before the call: no signal would come
+        os._exit(1)
 
 
 def become_subreaper():

@@ -177,6 +177,10 @@ HELLO_FACTS = ("hostname", "python_version", "python_impl", "gil_enabled", "free
 # -- environment variables the parent sets for the child ---------------------------------
 PATH_ENV = "CONCLAB_PATH"  # os.pathsep-separated folders workloads import from
 PARENT_FD_ENV = "CONCLAB_PARENT_FD"  # read end of the lifeline pipe (see host.__main__._watch_parent)
+#: The pid of the conc_lab process that started this child (``run.trial_host.child_env``): a child
+#: that calls a workload outside a trial host (calibration, advise's probe) dies with it
+#: (``hygiene.die_with_parent``), not left computing a call at a huge size after a kill -9.
+PARENT_PID_ENV = "CONCLAB_PARENT_PID"
 #: A mark unique to one trial host, in its environment and so in every process it and its runs start
 #: (unless one clears its environment): what the runner kills with a host that died, whose orphans
 #: left its process tree.

@@ -38,6 +38,7 @@ def child_env(search_path: Iterable[str] | None = None, base: dict | None = None
     env["PYTHONPATH"] = os.pathsep.join([PACKAGE_ROOT] + [p for p in [env.get("PYTHONPATH")] if p])
     env[protocol.PATH_ENV] = os.pathsep.join(search_path or [os.getcwd()])
     env["PYTHONUNBUFFERED"] = "1"
+    env[protocol.PARENT_PID_ENV] = str(os.getpid())
     for var in protocol.THREAD_ENV:
         env.setdefault(var, "1")
     return env
