@@ -170,3 +170,16 @@ def test_a_semaphore_another_program_makes_during_a_run_is_neither_removed_nor_b
     assert "sem." not in (row["left_behind"] or ""), row["left_behind"]  # and not told as the run's
     assert made[0].acquire(timeout=1)
     made[0].release()
+
+
+def test_what_a_run_that_timed_out_left_in_dev_shm_is_named_and_removed(tmp_path, marker):
+    # Was: a run killed at its timeout never reached its own /dev/shm check, and the resource tracker
+    # that would have unlinked its segment died with it: the segment stayed for good, unmentioned
+    # (two sem.mp-* a timed-out spawn run, found by tests/test_faults.py's hangs cases).
+    hung, probe = sweep(
+        tmp_path, ["leaks_shared_memory_then_hangs", "workloads_hostile:probe"], timeout_s=3, tasks=1
+    )
+    assert hung["status"] == schema.TIMEOUT and probe["status"] == schema.OK
+    assert _marked(marker) == []
+    assert f"left in /dev/shm: {marker}-hung-0 (4096 bytes); removed" in (hung["left_behind"] or ""), hung
+    assert probe["left_behind"] is None

@@ -181,3 +181,12 @@ def waits_while_another_program_makes_a_semaphore(task: int, size: int) -> int:
     while not os.path.exists(os.environ[GO_ENV]) and time.monotonic() < deadline:
         time.sleep(0.005)
     return task
+
+
+def leaks_shared_memory_then_hangs(task: int, size: int) -> int:
+    """Creates a segment (registered with its own process's resource tracker), then hangs past the timeout."""
+    from multiprocessing import shared_memory
+
+    _kept.append(shared_memory.SharedMemory(name=f"{_marker()}-hung-{task}", create=True, size=4096))
+    time.sleep(600)
+    return task

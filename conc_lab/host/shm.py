@@ -48,6 +48,30 @@ def _stamp():
     return st.st_mtime_ns, st.st_size, st.st_ino  # tmpfs: each entry made or removed changes both
 
 
+class Watch(object):
+    """/dev/shm as the runner last listed it: for runs killed before they could report (a timeout,
+    a dead host), whose own check never ran and whose resource trackers died with them. ``mark``
+    before each request costs one ``os.stat``; the directory is listed again only when it changed."""
+
+    def __init__(self):
+        self.before = names()
+
+    def mark(self):
+        if self.before is None:
+            return
+        try:
+            if _stamp() != self.before[0]:
+                self.before = names()
+        except OSError:
+            pass
+
+    def left(self):
+        """Notes on what appeared since ``mark`` (removed where nothing else holds it): ``left``."""
+        notes = left(self.before)
+        self.before = names()
+        return notes
+
+
 def left(before):
     """Notes on what appeared in /dev/shm since ``before`` (``names()``) and is still there.
 

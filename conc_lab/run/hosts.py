@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 
 from conc_lab import schema
-from conc_lab.host import own, protocol
+from conc_lab.host import own, protocol, shm
 from conc_lab.machine.interpreters import InterpreterError, resolve
 from conc_lab.plan.matrix import Trial
 from conc_lab.run.trial_host import HostDied, HostTimeout, TrialHost
@@ -35,6 +35,7 @@ class HostPool:
         #: The runner's settings as the sweep starts: a run can change them through the runner's pid
         #: (the host's parent), and every fresh host would inherit them as its clean state.
         self.runner = own.Settings("the runner's", limits=False)
+        self.shm = shm.Watch()  # what a run killed before it could report left in /dev/shm
 
     @staticmethod
     def host_key(trial: Trial) -> tuple:
@@ -93,16 +94,17 @@ class HostPool:
             why = f"cannot start trial host for {trial.python or 'python'}: {exc}"
             return protocol.outcome(status=schema.FAILED, error=why)
         started = time.perf_counter()
+        self.shm.mark()
         try:
             reply = host.request(message, self.timeout_s * (2 if prime else 1))
         except HostTimeout:
             self.drop(key)
             first = f" (plus {self.timeout_s:g} s for its untimed first call)" if prime else ""
             why = f"no answer within {self.timeout_s:g} s{first}; trial host killed and replaced"
-            return protocol.outcome(status=schema.TIMEOUT, error=why, stderr_tail=host.stderr.text())
+            return self._killed(schema.TIMEOUT, why, host)
         except HostDied as exc:
             self.drop(key)
-            return protocol.outcome(status=schema.FAILED, error=str(exc), stderr_tail=host.stderr.text())
+            return self._killed(schema.FAILED, str(exc), host)
         finally:
             self.measured_s += time.perf_counter() - started
         if not reply.get(protocol.OK):
@@ -117,6 +119,12 @@ class HostPool:
         if outcome.get(protocol.STATUS) in schema.FAILURES:  # the end of what it wrote, kept for failed runs
             outcome[protocol.STDERR_TAIL] = host.stderr.text()
         return outcome
+
+    def _killed(self, status: str, why: str, host: TrialHost) -> dict:
+        """The outcome of a run whose host was killed or died: with what it left in /dev/shm (its
+        resource trackers, which would have unlinked it, died with it)."""
+        left = "; ".join(self.shm.left()) or None
+        return protocol.outcome(status=status, error=why, stderr_tail=host.stderr.text(), left_behind=left)
 
     def is_cold(self, trial: Trial) -> bool:
         """True when a host that replaced a failed one has not yet run ``trial``."""
