@@ -1,0 +1,81 @@
+"""A data scientist's first afternoon with two finished sweeps: ``conc_lab.load``, ``summarize``,
+``check``, ``report`` and the scaling forecasts, each as a person runs them (real sweeps, real
+Parquet, the real CLI in a subprocess)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import conc_lab
+
+pytestmark = pytest.mark.host
+
+REPO = Path(__file__).resolve().parent.parent
+
+# Two worker counts of a sleep, three runs each: about a second a sweep on a busy 2-core machine.
+TINY = """
+name: tiny
+repeats: 3
+warmup: 0
+timeout_s: 30
+matrix:
+  workload: [experiments.io:sleep]
+  backend: [sequential, threading]
+  workers: [1, 2]
+  tasks: [2]
+  size: [5]
+"""
+
+
+def conclab(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO)] + [p for p in [env.get("PYTHONPATH")] if p])
+    return subprocess.run(
+        [sys.executable, "-m", "conc_lab.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=300,
+    )
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory) -> Path:
+    """``results/tiny/`` holding two sweeps of one config, as after running it twice."""
+    root = tmp_path_factory.mktemp("newcomer")
+    config = root / "tiny.yaml"
+    config.write_text(textwrap.dedent(TINY))
+    for _ in range(2):
+        assert conc_lab.sweep(config, out=root / "results", on_event=lambda event: None).ok
+    return root
+
+
+def test_a_folder_named_twice_counts_each_run_once(results):
+    # was: `load(["results/tiny", "results/tiny/<id>"])` read that sweep twice: 27 rows of 18 runs,
+    # and `summarize results results/tiny` said n 6 where 3 ran, with intervals narrowed to match
+    one = sorted((results / "results" / "tiny").iterdir())[0]
+    assert len(conc_lab.load(results / "results")) == 18
+    assert len(conc_lab.load([results / "results", results / "results" / "tiny", one])) == 18
+    assert len(conc_lab.load([one, Path(os.path.relpath(one, Path.cwd()))])) == 9
+
+    proc = conclab("summarize", "results", "results/tiny", str(one), "-f", "json", cwd=results)
+    assert proc.returncode == 0, proc.stderr
+    assert {row["n"] for row in json.loads(proc.stdout)} == {6}  # 3 runs in each of 2 sweeps
+    proc = conclab("summarize", "results", "results/tiny", cwd=results)
+    said = " ".join((proc.stderr + proc.stdout).split())
+    assert "note: 2 sweeps pooled (every row mixes their runs)" in said, said
+
+
+def test_check_counts_a_folder_named_twice_once(results):
+    # was: `conclab check results results/tiny` said "4 sweeps" of a store holding 2
+    proc = conclab("check", "results", "results/tiny", cwd=results)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert (proc.stderr + proc.stdout).strip() == "2 sweeps, 18 runs: ok"
