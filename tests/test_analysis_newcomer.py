@@ -79,3 +79,15 @@ def test_check_counts_a_folder_named_twice_once(results):
     proc = conclab("check", "results", "results/tiny", cwd=results)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert (proc.stderr + proc.stdout).strip() == "2 sweeps, 18 runs: ok"
+
+
+def test_forecast_intervals_stay_within_what_each_law_can_forecast(results):
+    # was: predict_scaling(summary) of 1 and 2 workers gave Amdahl at 64 workers 1.9 (0.0001–35000):
+    # the law's f is bounded to [0, 1], so no Amdahl forecast lies outside 1 … the worker count
+    forecasts = conc_lab.predict_scaling(conc_lab.summarize(results / "results"))
+    assert len(forecasts) and set(forecasts["workers"]) == {4, 8, 16, 64}
+    assert (forecasts["speedup_high"] <= forecasts["workers"]).all(), forecasts
+    assert (forecasts["speedup_low"] <= forecasts["speedup"]).all()
+    assert (forecasts["speedup"] <= forecasts["speedup_high"]).all()
+    amdahl = forecasts[forecasts["law"] == "amdahl"]
+    assert len(amdahl) and (amdahl["speedup_low"] >= 1.0).all(), amdahl
