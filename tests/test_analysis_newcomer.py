@@ -91,3 +91,11 @@ def test_forecast_intervals_stay_within_what_each_law_can_forecast(results):
     assert (forecasts["speedup"] <= forecasts["speedup_high"]).all()
     amdahl = forecasts[forecasts["law"] == "amdahl"]
     assert len(amdahl) and (amdahl["speedup_low"] >= 1.0).all(), amdahl
+
+
+def test_compare_prints_the_geometric_mean_as_it_prints_every_ratio(results):
+    # was: "geometric mean b/a 1, no trial changed" beside "b/a 0.94–1.05": `.3g` drops the zeros
+    one = sorted((results / "results" / "tiny").iterdir())[0]
+    proc = conclab("compare", str(one), str(one), cwd=results)
+    assert proc.returncode == 0, proc.stderr
+    assert "geometric mean b/a 1.00, no trial changed" in " ".join(proc.stdout.split()), proc.stdout
