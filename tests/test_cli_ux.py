@@ -158,6 +158,47 @@ def test_summary_table_fits_a_terminal_without_cutting_or_wrapping(cpulike, widt
     assert "speedup (95% CI)" in header
 
 
+# Two workloads from modules that share no prefix, each at two sizes: the short names stay whole
+# (``experiments.cpu:sum_squares``) and the table needs a size column.
+MIXED = """\
+name: mixed
+repeats: 2
+warmup: 0
+timeout_s: 60
+matrix:
+  workload: [experiments.cpu:sum_squares, mywork:squares]
+  backend: [sequential, multiprocessing]
+  workers: [1, 2]
+  tasks: [2]
+  size: [20000, 100000]
+backend_options:
+  multiprocessing: {start_method: [fork]}
+"""
+
+
+def test_summary_of_two_modules_at_80_columns_keeps_every_number_whole(tmp_path):
+    # was: at 80 columns the essentials did not fit, and every cell folded: size 100000 showed as
+    # "10000" over "0", a median as "14.6" over "ms", a speedup's interval over three lines
+    (tmp_path / "mywork.py").write_text(
+        "def squares(task, size):\n    return sum(i * i for i in range(size))\n"
+    )
+    (tmp_path / "mixed.yaml").write_text(MIXED)
+    env = _env()
+    env["PYTHONPATH"] += os.pathsep + str(tmp_path)
+    proc = conclab("sweep", str(tmp_path / "mixed.yaml"), "--out", str(tmp_path / "results"), "-q", env=env)
+    assert proc.returncode == 0, proc.stderr
+    screen = tmux_run(f"python -m conc_lab.cli summarize {shlex.quote(str(tmp_path / 'results'))}", 80)
+    assert "__EXIT_0__" in screen, screen
+    summary = summarize(conc_lab.load(tmp_path / "results"))
+    rows = table_rows(screen)
+    assert len(rows) == len(summary), screen  # one line a row: nothing folded onto a second line
+    for line, (_, expect) in zip(rows, summary.iterrows()):
+        cells = line.split()
+        assert cells[0] == str(expect["workload"]).split(":")[1], line  # the function names tell them apart
+        assert str(expect["size"]) in cells, line
+    assert all(len(line) <= 80 for line in screen.splitlines())
+
+
 def test_sweep_final_table_in_a_terminal_80_columns(cpulike):
     """The table a sweep prints at its end, in an 80-column terminal: its resume of a done sweep."""
     config, out = cpulike

@@ -198,8 +198,8 @@ def compare_verdict(result: pd.DataFrame, alpha: float = 0.05) -> str:
     ratio = ratio[np.isfinite(ratio) & (ratio > 0)]
     line = ", ".join(parts) or "nothing to compare"
     if len(ratio):
-        line += (
-            f"; geometric mean of b/a over {len(ratio)} matched trials: {np.exp(np.log(ratio).mean()):.3g}"
+        line += f"; geometric mean of b/a over {len(ratio)} matched trials: {np.exp(np.log(ratio).mean()):#.3g}".rstrip(
+            "."
         )
     if "n_a" in result.columns and "n_b" in result.columns:
         n_a, n_b = result["n_a"].to_numpy(dtype=float), result["n_b"].to_numpy(dtype=float)

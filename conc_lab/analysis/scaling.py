@@ -198,6 +198,9 @@ def predict_law(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Speedup the fitted ``law`` forecasts at ``workers`` and its interval at ``level`` (delta method, t).
 
+    The interval is bounded to what the law can forecast with its parameters in their bounds:
+    neither law exceeds the worker count, and Amdahl's (0 ≤ f ≤ 1) never falls below 1.
+
     Example::
 
         >>> n = np.array([1, 2, 4, 8])
@@ -213,8 +216,10 @@ def predict_law(
     grad = _law_gradient(law, params, n)
     se = np.sqrt(np.clip(np.einsum("ij,jk,ik->i", grad, fit["cov"], grad), 0, None))
     half = t.ppf(0.5 + level / 2, fit["dof"]) * se
-    with np.errstate(over="ignore"):  # one degree of freedom can make an interval unbounded: inf says so
-        return np.exp(log_s), np.exp(log_s - half), np.exp(log_s + half)
+    floor = 1.0 if law == "amdahl" else 0.0
+    with np.errstate(over="ignore"):  # one degree of freedom can make an interval unbounded
+        low, high = np.exp(log_s - half), np.exp(log_s + half)
+    return np.exp(log_s), np.maximum(low, floor), np.minimum(high, n)
 
 
 def _log_sd(part: pd.DataFrame) -> np.ndarray:
@@ -338,7 +343,8 @@ def predict_scaling(
     fitted first.
 
     One row per curve, law and worker count: the curve's keys, ``law``, ``workers``, ``speedup``,
-    ``speedup_low``/``speedup_high`` (at ``level``), ``extrapolated`` (outside the worker counts
+    ``speedup_low``/``speedup_high`` (at ``level``; within what the law can forecast: at most the
+    worker count, and at least 1 for Amdahl), ``extrapolated`` (outside the worker counts
     measured: a forecast, not a measurement) and ``better`` (this law fits the curve better).
 
     Example::

@@ -167,8 +167,9 @@ def summarize(
         from conc_lab.present.noise import with_noise_columns
 
         summary = with_noise_columns(df, summary)
-    if len(dirs) > 1 and not latest and not sweep_ids:
-        _pooled_note(len(dirs), df)
+    pooled = df["sweep_id"].nunique() if "sweep_id" in df.columns else 0  # a copy not counted: not pooled
+    if pooled > 1 and not latest and not sweep_ids:
+        _pooled_note(pooled, df)
     _show(summary, wide, fmt)
     if fmt in ("table", "markdown") and _noise_line(df):
         emit("\n" + "\n".join(textwrap.wrap(_noise_line(df), width())) + "\n")  # between words
@@ -273,7 +274,7 @@ def _pooled_note(n: int, df) -> None:
     which = (
         "though no row mixes their runs"
         if mixed == 0
-        else f"{'every' if mixed == rows else f'{mixed} of {rows}'} rows mix their runs"
+        else ("every row mixes their runs" if mixed == rows else f"{mixed} of {rows} rows mix their runs")
     )
     console.print(
         f"note: {n} sweeps pooled ({which}); --latest reads each config's newest sweep alone, --sweep ID one of them",

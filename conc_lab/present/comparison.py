@@ -14,7 +14,7 @@ line, indented, never cut. Every number comes from ``analysis.compare``; this mo
 f  (tasks 8, size 100)
   threading  4w  20 ms → 10 ms  2.00x faster (significant)
 <BLANKLINE>
-1 matched trial: 1 faster; geometric mean b/a 0.5: b ran 2.00x faster than a
+1 matched trial: 1 faster; geometric mean b/a 0.500: b ran 2.00x faster than a
 """
 
 from __future__ import annotations
@@ -167,7 +167,9 @@ def ending(result: pd.DataFrame) -> str:
         ran = factor(mean) + " than a" if round(mean, 2) != 1 else "as fast as a"
         changed = counts.get("faster", 0) + counts.get("slower", 0)
         # No trial changed: the mean of their ratios is noise, never a claim that b ran faster.
-        line += f"; geometric mean b/a {mean:.3g}" + (f": b ran {ran}" if changed else ", no trial changed")
+        line += f"; geometric mean b/a {mean:#.3g}".rstrip(".") + (
+            f": b ran {ran}" if changed else ", no trial changed"
+        )
     only = result["change"].astype(str).value_counts()
     for side in ("only in a", "only in b"):
         if side in only.index:

@@ -182,8 +182,9 @@ def _scaling_section(fits: pd.DataFrame) -> str:
     pred_html = (
         "<p>Forecast speedup (95% interval) on more workers. <b>*</b> marks an extrapolation beyond the "
         "worker counts measured: a forecast of the law, not a measurement, and only as good as the law. "
-        "Neither law forecasts more than the worker count, so intervals stop there; <i>too uncertain</i>: "
-        f"the interval spans more than {views.FORECAST_MAX_SPREAD:g}× (measure more worker counts).</p>"
+        "Neither law forecasts more than the worker count, nor Amdahl's less than 1, so intervals stop there; "
+        "<i>too uncertain</i>: "
+        f"the interval spans {views.FORECAST_MAX_SPREAD:g}× or more (measure more worker counts).</p>"
         f'<div class="wide">{_table(pred, "predictions")}</div>'
         if len(pred)
         else "<p>No forecasts: no law could be fitted.</p>"

@@ -2,14 +2,16 @@
 
 ``summarize`` gives ~30 columns; a terminal shows about 100. This table keeps what answers
 "how much faster?": the workload by its short name (the module prefix every workload
-shares is dropped), backend and start method in one cell, workers, the median run time,
+shares is dropped; where the table would not fit, the function name alone, if no two
+workloads share it), backend and start method in one cell, workers, the median run time,
 and the speedup with its 95% interval in one cell; parameters appear only where they vary
 (the ones that do not are named once above the table). Notes are spelled out when they fit,
 else shortened to marks with a legend below. Columns beyond these (``n``, ``eff``, ``setup``)
 are added while they fit. Every column is ``conclab summarize --wide`` or ``-f csv|json``.
 
 Nothing is cut short: a table that cannot fit even its essential columns wraps inside its
-cells rather than truncating a name.
+cells rather than truncating a name, between words where each column's longest word fits (a
+speedup's interval on a line of its own, never a number split).
 
 >>> short_workload_names(["experiments.cpu:sum_squares", "experiments.io:sleep"])
 {'experiments.cpu:sum_squares': 'cpu:sum_squares', 'experiments.io:sleep': 'io:sleep'}
@@ -98,14 +100,28 @@ def short_node_ids(values: list[str]) -> dict[str, str]:
     return {v: v[:n] if v in ids else v for v in values}
 
 
-def _cells(summary: pd.DataFrame) -> tuple[dict[str, list[str]], list[str]]:
+def _function_names(summary: pd.DataFrame) -> dict[str, str] | None:
+    """{workload: its function's name}, where the function names tell every workload apart
+    (``--workload sleep`` takes them too); None where two share one.
+
+    >>> _function_names(pd.DataFrame({"workload": ["experiments.cpu:sum_squares", "mywork:flaky"]}))
+    {'experiments.cpu:sum_squares': 'sum_squares', 'mywork:flaky': 'flaky'}
+    """
+    names = {str(w): str(w).rsplit(":", 1)[-1] for w in summary["workload"]}
+    return names if len(set(names.values())) == len(names) else None
+
+
+def _cells(
+    summary: pd.DataFrame, short: dict[str, str] | None = None
+) -> tuple[dict[str, list[str]], list[str]]:
     """Every essential column as text, and the caption naming parameters no column needs.
 
     A parameter that does not vary is named once; one that varies only with the workload
-    (each workload's own ``size``) is named once per workload.
+    (each workload's own ``size``) is named once per workload. ``short``: the workloads' names
+    (default: the module prefix all of them share dropped).
     """
     rows = summary.astype(object).where(summary.notna(), None).to_dict(orient="records")
-    short = short_workload_names(r["workload"] for r in rows)
+    short = short or short_workload_names(r["workload"] for r in rows)
     cols: dict[str, list[str]] = {
         "workload": [short[str(r["workload"])] for r in rows],
         "backend": [backend_label(r) for r in rows],
@@ -197,6 +213,10 @@ def _columns(summary: pd.DataFrame, width: int) -> tuple[dict[str, list[str]], l
     if _total(cols) > width:  # the header is the widest cell of the workers column
         cols = {("w" if k == "workers" else k): v for k, v in cols.items()}
     legend = _fit_notes(cols, width)
+    functions = _function_names(summary)
+    if _total(cols) > width and functions:  # modules that share no prefix: the function names will do
+        names, caption = _cells(summary, functions)
+        cols["workload"] = names["workload"]
     notes = cols.pop("notes", None)
     for name, make in _EXTRAS.items():
         if name == "failed" and not summary["failures"].any():
@@ -213,6 +233,19 @@ def _columns(summary: pd.DataFrame, width: int) -> tuple[dict[str, list[str]], l
 _WHOLE = {"workload", "backend"}
 
 
+def _widest_words(cols: dict[str, list[str]], width: int) -> dict[str, int] | None:
+    """Each column, in a table that must wrap, no narrower than its longest word, where that fits:
+    a speedup may put its interval on a line of its own, but ``100000`` is never ``10000`` over
+    ``0``. None where even that does not fit (every column then folds)."""
+    least = {
+        name: max(cell_len(word) for v in [name, *values] for word in v.split() or [""])
+        for name, values in cols.items()
+    }
+    if sum(least.values()) + GAP * (len(cols) - 1) > width:
+        return None
+    return least
+
+
 def summary_table(
     summary: pd.DataFrame, width: int = 100, *, color: bool = False, rounds_spent: int | None = None
 ) -> str:
@@ -222,6 +255,7 @@ def summary_table(
         return ""
     cols, caption, legend = _columns(summary, width)
     fits = _total(cols) <= width
+    words = _widest_words(cols, width)
     table = _plain_table()
     for name, values in cols.items():
         table.add_column(
@@ -229,7 +263,7 @@ def summary_table(
             justify="right" if name in _RIGHT else "left",
             no_wrap=fits or name in _WHOLE,
             overflow="fold",  # too narrow even for the essentials: wrap the numbers, never elide a name
-            min_width=_width(name, values) if fits else None,
+            min_width=_width(name, values) if fits else (words or {}).get(name),
         )
     for row in zip(*cols.values()):
         table.add_row(*row)

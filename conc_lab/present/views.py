@@ -66,14 +66,14 @@ def _peak(x: float) -> str:
     return f"{x:.1f} workers" if x < 1000 else "beyond 1000 workers"
 
 
-#: A forecast whose interval spans more than this factor says nothing a reader can use.
+#: A forecast whose interval spans this factor or more says nothing a reader can use.
 FORECAST_MAX_SPREAD = 4.0
 
 
 def forecast_cell(speedup: float, low: float, high: float, workers: int) -> str:
     """A forecast speedup with its interval, bounded: neither law can forecast more than ``workers``
-    nor less than 0, so the interval is clipped there; one still wider than ``FORECAST_MAX_SPREAD``
-    times is omitted as too uncertain rather than printed as ``64.00 (0.00–4.38e+17)``.
+    nor less than 0, so the interval is clipped there; one still spanning ``FORECAST_MAX_SPREAD``
+    times or more is omitted as too uncertain rather than printed as ``64.00 (0.00–4.38e+17)``.
 
     >>> forecast_cell(64.0, 0.0, 4.38e17, 64), forecast_cell(3.1, 2.8, 5.0, 4), forecast_cell(3.0, 1.0, 3.5, 4)
     ('too uncertain', '3.10 (2.80–4.00)', '3.00 (1.00–3.50)')
@@ -82,7 +82,7 @@ def forecast_cell(speedup: float, low: float, high: float, workers: int) -> str:
         return "–"
     low = max(low, 0.0) if np.isfinite(low) else 0.0
     high = float(workers) if np.isnan(high) else min(high, float(workers))
-    if low <= 0 or high / low > FORECAST_MAX_SPREAD:
+    if low <= 0 or high / low >= FORECAST_MAX_SPREAD:  # 1–4 at 4 workers: all Amdahl can say
         return "too uncertain"
     return f"{_speed(speedup)} ({_speed(low)}–{_speed(high)})"
 

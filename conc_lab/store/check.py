@@ -86,6 +86,8 @@ def check(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> CheckReport
         if not dirs and len(report.problems) + len(report.notes) == told:
             report.empty.append(root)  # nothing there to call whole: a wrong path, or a copy that failed
         for d in dirs:
+            if any(d.resolve() == seen.resolve() for seen in runs):
+                continue  # a folder reached through two of the paths is checked, and counted, once
             manifest, runs[d] = _check_sweep(d, report)
             if manifest is not None:
                 manifests[d] = manifest

@@ -248,7 +248,8 @@ def sweep_dirs(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list[P
     Hidden folders (``.`` or ``_`` first, as Parquet readers skip them) are not searched. A
     folder holding result files but no manifest (deleted?) is a ``StoreError``: its runs
     would otherwise be left out in silence. So is a sweep folder that is a symbolic link
-    below a results folder (readers do not follow links): load it by its own path.
+    below a results folder (readers do not follow links): load it by its own path. A folder
+    reached through two of ``paths`` is listed once.
     """
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
@@ -272,7 +273,16 @@ def sweep_dirs(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list[P
                 "its runs would be missed by Parquet readers: move the folder in, or load it by its own path"
             )
         found.extend(sweeps_below(p))
-    return found
+    return _each_once(found)
+
+
+def _each_once(dirs: list[Path]) -> list[Path]:
+    """``dirs`` with a folder named twice (``results results/smoke``, ``./x`` and ``x``) kept once:
+    the same folder holds the same runs, and reading it twice would count every run twice."""
+    seen: dict[Path, Path] = {}
+    for d in dirs:
+        seen.setdefault(d.resolve(), d)
+    return list(seen.values())
 
 
 def sweeps_below(root: Path) -> list[Path]:
