@@ -444,6 +444,15 @@ def test_fail_fast_on_a_warmup_failure_exits_1_and_counts_it(tmp_path, workload,
     assert "overhead" not in final  # no per-run figure over no runs
 
 
+def test_progress_lines_count_wrong_answers_as_wrong_as_the_last_line_does(tmp_path):
+    # was "3/3 runs (3 failed)" on the way, then "0 failed, 2 wrong" at the end, for the same runs
+    proc = conclab("sweep", str(_my_config(tmp_path, "wrong")), "--out", str(tmp_path / "r"))
+    progress = [line for line in proc.stderr.splitlines() if re.match(r"\d+/\d+ runs", line)]
+    assert progress and progress[-1].startswith("3/3 runs (3 wrong), "), proc.stderr
+    assert not any("failed" in line for line in progress), progress
+    assert "(0 failed, 2 wrong, " in proc.stderr.strip().splitlines()[-1]
+
+
 def test_quiet_prints_only_errors_and_the_final_line(tmp_path):
     """-q: no header, no doctor warning, no table; the failures as they happen, and the last line."""
     config = _my_config(tmp_path, "broken", backends="[sequential, threading]")

@@ -123,7 +123,7 @@ class SweepRenderer:
         label = f"{row['backend']} w={row['workers']} {row['workload'].rsplit(':', 1)[-1]}"
         self.progress.update(self.bar, advance=1, last=label)
         if self.batch is not None:
-            self.batch.ran(row["status"] in schema.FAILURES or row["correct"] is False)
+            self.batch.ran(row["status"] in schema.FAILURES, row["correct"] is False)
         if row.get("node_id"):
             self.progress.update(self._node_line(row["node_id"], row.get("hostname")), advance=1, last=label)
         if row["status"] not in (schema.OK, schema.SKIPPED) or row["correct"] is False:

@@ -59,7 +59,7 @@ class BatchLines:
 
     def __init__(self, say: Callable[[str], None], clock: Callable[[], float] = time.monotonic):
         self.say, self.clock = say, clock
-        self.total = self.done = self.failed = self.last_done = 0
+        self.total = self.done = self.failed = self.wrong = self.last_done = 0
         self.began = self.last_at = clock()
 
     def planned(self, total: int) -> None:
@@ -70,9 +70,12 @@ class BatchLines:
         """``runs`` more to come (a round ``precision:`` added)."""
         self.total += runs
 
-    def ran(self, failed: bool) -> None:
+    def ran(self, failed: bool, wrong: bool = False) -> None:
+        """One more run done: ``failed`` (failed, hung), or ``wrong`` (ok, another answer than the
+        plain loop's), counted apart as the sweep's last line counts them."""
         self.done += 1
         self.failed += failed
+        self.wrong += wrong and not failed
         now = self.clock()
         step = max(1, self.total // STEPS)
         if self.done - self.last_done < step and now - self.last_at < EVERY_S and self.done != self.total:
@@ -80,7 +83,8 @@ class BatchLines:
         self.last_at, self.last_done = now, self.done
         elapsed = now - self.began
         left = elapsed / self.done * max(self.total - self.done, 0)
-        failed_text = f" ({self.failed} failed)" if self.failed else ""
+        counts = [f"{n} {what}" for n, what in ((self.failed, "failed"), (self.wrong, "wrong")) if n]
+        failed_text = f" ({', '.join(counts)})" if counts else ""
         self.say(
             f"{self.done}/{self.total} runs{failed_text}, {duration(elapsed)} elapsed, about {duration(left)} left"
         )
@@ -142,7 +146,7 @@ class ProgressLines:
             self.runs.planned(event.total)
             self.say(f"sweep: {event.trials} trials, {event.total} runs → {event.sweep_dir}")
         elif isinstance(event, events.RunFinished):
-            self.runs.ran(event.row.get("status") in schema.FAILURES)
+            self.runs.ran(event.row.get("status") in schema.FAILURES, event.row.get("correct") is False)
         elif isinstance(event, events.RayStarted):
             how = "started a local runtime" if event.started else "joined"
             self.say(f"ray: {how} at {event.address} ({event.start_s:.1f} s)")
