@@ -387,3 +387,22 @@ def test_a_host_interpreter_that_prints_at_start_up_still_serves_trials(tmp_path
     with TrialExecutor(ExecutorSettings("faults", "t", timeout_s=TIMEOUT_S, search_path=[TESTS])) as ex:
         row = ex.execute(_trial("good", "threading", None, 2), 0).row
     assert (row["status"], row["correct"]) == ("ok", True), row["error"]
+
+
+def test_a_reference_call_that_failed_is_taken_from_the_plain_loops_own_run(tmp_path, monkeypatch):
+    # Was: the check's reference call failed once (a flaky workload) and every later run of the
+    # workload, the plain loop's own ok runs included, stayed unchecked (correct None) for the sweep.
+    monkeypatch.setenv("CONCLAB_TEST_CALLS_FILE", str(tmp_path / "calls"))
+    settings = ExecutorSettings(
+        "faults", "t", "compact", timeout_s=TIMEOUT_S, search_path=[TESTS], prime=False
+    )
+    fn = "workloads_faulty:fails_one_call"
+    threads = Trial(fn, "threading", 2, tasks=2, size=2000)
+    plain = Trial(fn, "sequential", 1, tasks=2, size=2000)
+    with TrialExecutor(settings) as ex:
+        first = ex.execute(threads, 0).row  # calls 1, 2; then the reference's, call 3, raises
+        seq = ex.execute(plain, 0).row
+        later = ex.execute(threads, 1).row
+    assert (first["status"], seq["status"], later["status"]) == ("ok", "ok", "ok")
+    assert first["correct"] is None  # nothing to check it against yet: said, not guessed
+    assert later["correct"] is True, later

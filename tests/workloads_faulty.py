@@ -145,3 +145,28 @@ def calls_sys_exit(task: int, size: int) -> int:
     import sys
 
     sys.exit(3)
+
+
+#: A file that counts calls of ``fails_one_call`` across processes (set by the test).
+CALLS_FILE_ENV = "CONCLAB_TEST_CALLS_FILE"
+#: Which call (1-based, across every process) of ``fails_one_call`` raises.
+FAILING_CALL = 3
+
+
+def fails_one_call(task: int, size: int) -> int:
+    """Raises on the ``FAILING_CALL``-th call across all processes, else does the work: with 2 tasks a
+    run, the first run's two calls pass and the check's reference call after it fails (a flaky
+    reference), while every later run passes."""
+    import fcntl
+
+    fd = os.open(os.environ[CALLS_FILE_ENV], os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        calls = int(os.read(fd, 32) or b"0") + 1
+        os.lseek(fd, 0, os.SEEK_SET)
+        os.write(fd, str(calls).encode())
+    finally:
+        os.close(fd)
+    if calls == FAILING_CALL:
+        raise RuntimeError("a flaky call")
+    return _work(task, size)

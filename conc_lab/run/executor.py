@@ -208,10 +208,12 @@ class TrialExecutor:
 
     def _check(self, trial: Trial, checksum: str) -> bool | None:
         key = trial.reference_key
-        if key not in self.references:
+        # the plain loop's own ok run is the reference, also where the reference call failed once
+        # (a flaky workload): unchecked until then, not for the rest of the sweep
+        if self.references.get(key) is None:
             if trial.backend == protocol.SEQUENTIAL:
                 self.references[key] = checksum
-            else:
+            elif key not in self.references:
                 ref = self.hosts.call(trial, protocol.REFERENCE, None)
                 self.references[key] = (
                     ref.get(protocol.CHECKSUM) if ref.get(protocol.STATUS) == schema.OK else None
