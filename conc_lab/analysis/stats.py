@@ -242,6 +242,8 @@ def run_stats(codes: np.ndarray, df: pd.DataFrame, ngroups: int, level: float) -
         >>> st = run_stats(np.zeros(4, np.int64), df, 1, 0.95)
         >>> st["n"].tolist(), st["failures"].tolist(), st["median_s"].tolist()
         ([3], [1], [2.0])
+        >>> run_stats(np.zeros(1, np.int64), df.head(1), 1, 0.95)["iqr_s"].tolist()  # one run: no spread
+        [nan]
     """
     status = df["status"].to_numpy(dtype=object) if "status" in df.columns else np.full(len(df), schema.OK)
     run = df["run_s"].to_numpy(dtype=np.float64, na_value=np.nan)
@@ -261,7 +263,7 @@ def run_stats(codes: np.ndarray, df: pd.DataFrame, ngroups: int, level: float) -
         "median_s": srt.quantile(0.5),
         "q1_s": q1,
         "q3_s": q3,
-        "iqr_s": q3 - q1,
+        "iqr_s": np.where(n > 1, q3 - q1, np.nan),  # one run has no spread to tell (was "0 s")
         "ci_low_s": ci_lo,
         "ci_high_s": ci_hi,
         "cv": cv,
