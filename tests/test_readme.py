@@ -125,3 +125,13 @@ def test_the_python_snippet_then_the_folder_commands_run_as_written(scratch):
 def test_quick_commands_run_as_written(line, scratch):
     proc = _run([*CLI, *shlex.split(line)[1:]], scratch, timeout=300)
     assert proc.returncode == 0, f"`{line}`: {proc.stderr[-2000:]}"
+
+
+def test_every_parquet_column_is_named_in_the_readme_s_column_table():
+    # was: own_gil, stored since the subinterpreters backend, missing from the table a reader of the
+    # Parquet files looks columns up in
+    from conc_lab.schema import COLUMNS
+
+    table = [line for line in README.splitlines() if line.startswith("| `")]
+    named = set(re.findall(r"`([a-z_]+)`", "\n".join(table)))
+    assert [c for c in COLUMNS if c not in named] == []
