@@ -94,3 +94,14 @@ def test_load_names_a_workload_as_summarize_does(tmp_path):
     assert conc_lab.load(sweep_dir, workload="sleep", backend="threading")["backend"].eq("threading").all()
     with pytest.raises(ValueError, match="no run has workload 'slep'; did you mean"):
         conc_lab.load(sweep_dir, workload="slep")
+
+
+def test_an_answer_too_long_for_decimal_is_checked_not_failed(tmp_path):
+    # was: every run of a workload returning 3000! failed with "Exceeds the limit (4300 digits) for
+    # integer string conversion", the checksum's int.__repr__ refusing it
+    df = conc_lab.load(
+        _sweep(tmp_path, "bigint", "workloads_faulty:big_factorial", ["sequential", "threading"])
+    )
+    assert (df["status"] == "ok").all(), df["error"].dropna().tolist()
+    assert df["correct"].astype(bool).all()
+    assert df["checksum"].nunique() == 1

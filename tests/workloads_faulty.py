@@ -170,3 +170,10 @@ def fails_one_call(task: int, size: int) -> int:
     if calls == FAILING_CALL:
         raise RuntimeError("a flaky call")
     return _work(task, size)
+
+
+def big_factorial(task: int, size: int) -> int:
+    """A legitimate answer of 9,131 digits (3000!): past the 4,300 that Python converts to decimal."""
+    import math
+
+    return math.factorial(3000 + task)

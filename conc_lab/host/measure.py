@@ -119,6 +119,19 @@ def _json(value):
     return _ENCODE[0](value)
 
 
+def _int(value):
+    """``int.__repr__``, or the number in hex past the digits Python converts to decimal (3.11+:
+    4,300 by default): a workload that computes a large factorial is answered, not failed.
+
+    >>> _int(12), _int(1 << 20000)[:6], len(_int(1 << 20000))
+    ('12', '0x1000', 5003)
+    """
+    try:
+        return int.__repr__(value)
+    except ValueError:
+        return "0x" + int.__format__(value, "x")
+
+
 def _canonical(value):
     kind = type(value)
     encode = _ENCODERS.get(kind)
@@ -136,7 +149,7 @@ _ENCODERS = {
     type(None): _json,
     bool: _json,
     str: _json,
-    int: int.__repr__,
+    int: _int,
     float: float.__repr__,
     list: lambda v: "[" + ",".join([_canonical(x) for x in list.__iter__(v)]) + "]",
     tuple: lambda v: "[" + ",".join([_canonical(x) for x in tuple.__iter__(v)]) + "]",
