@@ -164,3 +164,28 @@ def test_merge_of_an_out_folder_with_two_configs_names_each_configs_folder(tmp_p
     assert "results: holds the shards of 2 configs (results/cpu, results/io)" in line, line
     assert "conclab merge results/cpu" in line, line
     assert sorted(p.name for p in (tmp_path / "results").iterdir()) == ["cpu", "io"]  # nothing written
+
+
+def test_a_shard_run_again_after_its_merge_is_refused_before_running_saying_how_to_measure_again(tmp_path):
+    # The whole array resubmitted to measure again, after the first one's merge. Before: every task
+    # ran and exited 0, load and summarize left the new runs out ("not counted"), check called
+    # them damaged and the afterok merge failed (exit 2: "already merged ...; remove one").
+    _config(tmp_path)
+    shard = ("sweep", "configs/cpu.yaml", "--out", "results", "-q", "--shard")
+    for k in (1, 2):
+        assert conclab(*shard, f"{k}/2", cwd=tmp_path).returncode == 0
+    assert conclab("merge", "results/cpu", cwd=tmp_path).returncode == 0
+    (merged,) = (tmp_path / "results" / "cpu").iterdir()
+    proc = conclab(*shard, "1/2", cwd=tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    (line,) = proc.stderr.strip().splitlines()
+    assert f"shard 1/2 of cpu is measured already, in merged sweep results/cpu/{merged.name}" in line, line
+    assert f"mv results/cpu/{merged.name} SOMEWHERE" in line and "another --out" in line, line
+    assert [p.name for p in (tmp_path / "results" / "cpu").iterdir()] == [merged.name]  # nothing written
+    check = conclab("check", "results", cwd=tmp_path)
+    assert check.returncode == 0, check.stderr
+    # moved away as it says, the shards run and merge again
+    merged.rename(tmp_path / "before")
+    for k in (1, 2):
+        assert conclab(*shard, f"{k}/2", cwd=tmp_path).returncode == 0
+    assert conclab("merge", "results/cpu", cwd=tmp_path).returncode == 0
