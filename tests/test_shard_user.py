@@ -132,3 +132,60 @@ def test_merge_of_two_splits_names_each_splits_shards_and_what_to_do(tmp_path):
     assert "results/cpu: shards of different splits" in line, line
     assert f"1/4 ({quarter.name})" in line and "split 4 ways" in line and "split 2 ways" in line, line
     assert "move the shards of one split out" in line, line
+
+
+def test_merge_given_the_out_folder_merges_beside_the_shards_so_resume_and_load_find_it(tmp_path):
+    # `sweep --out results` wrote results/cpu/<id>; the user merges what they named: results.
+    # Before: the merged sweep landed in results/merged-2-…, outside results/cpu, so load of
+    # results/cpu found nothing and `--resume` of a shard ran it all again.
+    _config(tmp_path)
+    shard = ("sweep", "configs/cpu.yaml", "--out", "results", "-q", "--shard")
+    for k in (1, 2):
+        assert conclab(*shard, f"{k}/2", cwd=tmp_path).returncode == 0
+    proc = conclab("merge", "results", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert [p.name for p in (tmp_path / "results").iterdir()] == ["cpu"]
+    (merged,) = (tmp_path / "results" / "cpu").iterdir()
+    assert merged.name.startswith("merged-2-") and f"→ results/cpu/{merged.name}" in proc.stderr
+    again = conclab(*shard, "1/2", "--resume", cwd=tmp_path)  # the merged shard is not run again
+    assert again.returncode == 0 and "already in merged sweep" in again.stderr, again.stderr
+    assert [p.name for p in (tmp_path / "results" / "cpu").iterdir()] == [merged.name]
+
+
+def test_merge_of_an_out_folder_with_two_configs_names_each_configs_folder(tmp_path):
+    _config(tmp_path)
+    (tmp_path / "configs" / "io.yaml").write_text(CONFIG.replace("name: cpu", "name: io"))
+    for name in ("cpu", "io"):
+        ran = conclab("sweep", f"configs/{name}.yaml", "-o", "results", "-q", "--shard", "1/2", cwd=tmp_path)
+        assert ran.returncode == 0, ran.stderr
+    proc = conclab("merge", "results", cwd=tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    (line,) = proc.stderr.strip().splitlines()
+    assert "results: holds the shards of 2 configs (results/cpu, results/io)" in line, line
+    assert "conclab merge results/cpu" in line, line
+    assert sorted(p.name for p in (tmp_path / "results").iterdir()) == ["cpu", "io"]  # nothing written
+
+
+def test_a_shard_run_again_after_its_merge_is_refused_before_running_saying_how_to_measure_again(tmp_path):
+    # The whole array resubmitted to measure again, after the first one's merge. Before: every task
+    # ran and exited 0, load and summarize left the new runs out ("not counted"), check called
+    # them damaged and the afterok merge failed (exit 2: "already merged ...; remove one").
+    _config(tmp_path)
+    shard = ("sweep", "configs/cpu.yaml", "--out", "results", "-q", "--shard")
+    for k in (1, 2):
+        assert conclab(*shard, f"{k}/2", cwd=tmp_path).returncode == 0
+    assert conclab("merge", "results/cpu", cwd=tmp_path).returncode == 0
+    (merged,) = (tmp_path / "results" / "cpu").iterdir()
+    proc = conclab(*shard, "1/2", cwd=tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    (line,) = proc.stderr.strip().splitlines()
+    assert f"shard 1/2 of cpu is measured already, in merged sweep results/cpu/{merged.name}" in line, line
+    assert f"mv results/cpu/{merged.name} SOMEWHERE" in line and "another --out" in line, line
+    assert [p.name for p in (tmp_path / "results" / "cpu").iterdir()] == [merged.name]  # nothing written
+    check = conclab("check", "results", cwd=tmp_path)
+    assert check.returncode == 0, check.stderr
+    # moved away as it says, the shards run and merge again
+    merged.rename(tmp_path / "before")
+    for k in (1, 2):
+        assert conclab(*shard, f"{k}/2", cwd=tmp_path).returncode == 0
+    assert conclab("merge", "results/cpu", cwd=tmp_path).returncode == 0

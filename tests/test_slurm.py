@@ -82,8 +82,16 @@ def _workdir(tmp_path: Path, script: str, config: str = CPU) -> Path:
     return tmp_path
 
 
-def _submit(slurm, workdir: Path, submit: str, *sbatch_args: str) -> tuple[str, str]:
-    """Run the README's submission lines in ``workdir``; (array job id, merge job id)."""
+def _login_env(slurm) -> dict[str, str]:
+    """A fresh login shell's environment: SLURM's clients on PATH, but not this venv's conclab."""
+    env = dict(slurm.env, PATH="/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin")
+    env.pop("VIRTUAL_ENV", None)
+    return env
+
+
+def _submit(slurm, workdir: Path, submit: str, *sbatch_args: str, env=None) -> tuple[str, str]:
+    """Run the README's submission lines in ``workdir`` (in ``env``, else the cluster's); (array
+    job id, merge job id)."""
     if sbatch_args:  # options given to the array's sbatch, as a user would type them
         submit = submit.replace(
             "sbatch --parsable sweep.sh", f"sbatch --parsable {' '.join(sbatch_args)} sweep.sh"
@@ -91,7 +99,7 @@ def _submit(slurm, workdir: Path, submit: str, *sbatch_args: str) -> tuple[str, 
     shell = subprocess.run(
         ["bash", "-euc", submit + 'echo "array=$array"\n'],
         cwd=workdir,
-        env=slurm.env,
+        env=env or slurm.env,
         capture_output=True,
         text=True,
         timeout=60,
@@ -286,8 +294,12 @@ def test_conclab_slurm_writes_an_array_and_merge_that_run_as_printed(slurm, tmp_
     assert "#SBATCH --array=1-4" in array_script and "#SBATCH --cpus-per-task=2" in array_script
     # --time: the most a shard's runs can take: 2 trials x 2 runs x timeout_s 60 s, + 5 min = 9 min
     assert "#SBATCH --time=0:09:00" in array_script and "the most 4 runs can take" in said
-    assert "--shard K/4 --resume" in array_script and "--shard K/4 --resume" in said
-    array, merge = _submit(slurm, workdir, submit)  # the printed lines, as printed
+    assert "--shard K/4 --resume" in array_script and "sbatch --array=K cpu-array.sh --resume" in said
+    # Submitted, as printed, from a login shell where conclab's venv is not active: the jobs still
+    # run the conclab that wrote them (before: FAILED 127:0, "conclab: command not found").
+    login = _login_env(slurm)
+    assert subprocess.run(["bash", "-c", "command -v conclab"], env=login).returncode != 0
+    array, merge = _submit(slurm, workdir, submit, env=login)
     _check_array_and_merge(slurm, workdir, array, merge)
 
 
@@ -345,3 +357,15 @@ def test_a_cancelled_task_of_the_generated_array_records_130_and_how_to_resume(s
     assert (tasks["2"]["JobState"], tasks["2"]["ExitCode"]) == ("CANCELLED", "130:0"), (tasks["2"], log)
     assert "Resume with: conclab sweep configs/cpu.yaml --resume --out results --shard 2/4" in log
     slurm.run(["scancel", merge])
+    # Resumed as `conclab slurm` says, as a job of the array (its CPUs, not the login node's), then merged
+    assert "sbatch --array=K cpu-array.sh --resume" in (workdir / "cpu-array.sh").read_text()
+    again = slurm.sbatch("--array=2", "cpu-array.sh", "--resume", cwd=workdir)
+    (resumed,) = slurm.wait(again)
+    resumed_log = (workdir / f"slurm-{again}_2.out").read_text()
+    assert (resumed["JobState"], resumed["ExitCode"]) == ("COMPLETED", "0:0"), resumed_log
+    assert "nothing to resume" not in resumed_log, resumed_log  # the cancelled sweep went on
+    merged = slurm.run(["conclab", "merge", "results/cpu"], check=False, cwd=workdir)
+    assert merged.returncode == 0, merged.stdout + merged.stderr
+    df = conc_lab.load(workdir / "results" / "cpu")
+    keys = list(zip(df["trial_id"], df["repeat"]))
+    assert len(keys) == len(set(keys)) == 8 * 2 and (df["status"] == "ok").all()

@@ -70,8 +70,9 @@ def slurm(
     console.print("submit with:", highlight=False)
     out_console.print(scripts.submit, end="", highlight=False, markup=False, soft_wrap=True)
     console.print(
-        f"a task that did not finish (exit 130 after scancel or its time limit): run "
-        f"`conclab sweep {config} --out {out} --shard K/{shards} --resume`, then {scripts.merge_file}",
+        f"a task that did not finish (exit 130 after scancel or its time limit): resume it as a job, "
+        f"`{scripts.resume}` (K: its array index), then `sbatch {scripts.merge_file}` "
+        "(scancel the first merge job: it waits for the array forever)",
         highlight=False,
         markup=False,
         soft_wrap=True,

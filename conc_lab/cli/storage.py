@@ -16,7 +16,8 @@ from conc_lab.cli.common import app, console, die, example
 )
 def merge(
     results: Path = typer.Argument(
-        ..., help="A config's results folder holding --shard sweeps, e.g. results/cpu."
+        ...,
+        help="A config's results folder holding --shard sweeps, e.g. results/cpu (or the --out folder above it).",
     ),
     out: Path = typer.Option(
         None,

@@ -189,6 +189,32 @@ def check_split(
     )
 
 
+def check_not_merged(config: Config, out: str | os.PathLike, shard: tuple[int, int] | None) -> None:
+    """``ConfigError`` when a merged sweep under ``out`` already holds this shard of this config.
+
+    Run again (the whole array resubmitted to measure anew), the shard's runs would be recorded
+    beside the merged ones, never counted by ``load`` and refused by ``merge``: every run wasted,
+    the merge job failed. Refused before anything runs, saying how to measure again.
+    """
+    if shard is None:
+        return
+    from conc_lab.store.layout import StoreError
+
+    label = f"{shard[0]}/{shard[1]}"
+    try:
+        merged = merged_holding(Path(out) / config.name, label)
+        if merged is None or read_manifest(merged).fingerprint != config.fingerprint:
+            return
+    except StoreError:
+        return  # the sweep names what is wrong there
+    raise ConfigError(
+        config.path,
+        "--shard",
+        f"{label}: shard {label} of {config.name} is measured already, in merged sweep {merged}; to "
+        f"measure again, move that sweep out of {out} first (mv {merged} SOMEWHERE) or give another --out",
+    )
+
+
 def _first_missing(labels: list[str], n: int) -> int:
     have = {int(s.split("/")[0]) for s in labels}
     return next((k for k in range(1, n + 1) if k not in have), 1)

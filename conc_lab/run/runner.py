@@ -167,6 +167,8 @@ def sweep(
     shard = plan.parse_shard(shard) if isinstance(shard, str) else shard
     check_size(config, shards=shard[1] if shard else 1)  # what cannot finish: refused before any write
     plan.check_split(config, out, shard, auto)
+    if not resume:  # a resume of a merged shard says it has nothing to run
+        plan.check_not_merged(config, out, shard)
     preflight(out, config.name)
     if cluster is not None:  # before planning, calibrating or naming a sweep folder
         _check_cluster(cluster)

@@ -12,14 +12,19 @@ What each script holds, and why:
   (``afterok``) and every shard reads its sizes, so all measure one size per workload;
 * a SIGTERM trap: ``scancel`` or a time limit sends SIGTERM; the sweep saves what ran and exits
   130, and the trap makes that the task's exit code (without it SLURM records ``0:15``);
-* the resume line for a task that did not finish, and an ``afterok`` merge that runs only
-  when every task exited 0.
+* the resume line for a task that did not finish (``sbatch --array=K NAME-array.sh --resume``:
+  the script passes its arguments on to ``conclab sweep``, so the slice resumes as a job with the
+  array's CPUs, not on a login node), and an ``afterok`` merge that runs only when every task exited 0;
+* the folder of the ``conclab`` that wrote them put first on ``PATH``: a job submitted from a shell
+  where its environment is not active still runs it (else ``conclab: command not found``, exit 127).
 """
 
 from __future__ import annotations
 
 import math
 import shlex
+import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,6 +62,11 @@ class JobScripts:
     @property
     def merge_file(self) -> str:
         return f"{self.name}-merge.sh"
+
+    @property
+    def resume(self) -> str:
+        """The line that resumes task K of the array as a job like the others."""
+        return f"sbatch --array=K {self.array_file} --resume"
 
     @property
     def submit(self) -> str:
@@ -102,6 +112,25 @@ def slurm_time(seconds: float) -> str:
     return f"{days}-{rest // 60:02d}:{rest % 60:02d}:00" if days else text
 
 
+def conclab_dir() -> str | None:
+    """The folder of the ``conclab`` command this interpreter runs (its venv's ``bin``), or None."""
+    beside = Path(sys.executable).parent
+    if (beside / "conclab").is_file():
+        return str(beside)
+    found = shutil.which("conclab")
+    return str(Path(found).resolve().parent) if found else None
+
+
+def _path_line(bindir: str | None) -> str:
+    """Put ``bindir`` first on PATH in a job, then stop with exit 2 (refused) where no conclab is found."""
+    line = f'export PATH={shlex.quote(bindir)}:"$PATH"\n' if bindir else ""
+    return (
+        "# The conclab that wrote this script, whether or not its environment is active in the job:\n"
+        f'{line}command -v conclab >/dev/null || {{ echo "conclab not found on $(hostname): activate '
+        'its environment in this script or install conc_lab there" >&2; exit 2; }\n'
+    )
+
+
 def job_scripts(
     config: Config,
     config_arg: str,
@@ -109,12 +138,15 @@ def job_scripts(
     out: str,
     workdir: Path,
     time: str | None = None,
+    bindir: str | None = None,
 ) -> JobScripts:
     """The job scripts for ``config`` in ``shards`` shards, run from ``workdir`` with ``--out out``.
 
     ``config_arg``: the config as the user named it (relative to ``workdir``), so the printed
     resume line is what they would type. ``time`` (SLURM's format) overrides the forecast.
+    ``bindir``: the folder of the ``conclab`` the jobs run (default: this one's, ``conclab_dir``).
     """
+    path = _path_line(bindir or conclab_dir())
     trials = matrix.count(config)
     runs, more = _most_runs(config, math.ceil(trials / shards))
     time_s = runs * config.timeout_s + START_S
@@ -133,13 +165,16 @@ def job_scripts(
         cpus=cpus,
         time=time,
         workdir=shlex.quote(str(workdir)),
-        sweep=f"{cmd} --shard ${{SLURM_ARRAY_TASK_ID}}/{shards}",
+        sweep=f'{cmd} --shard ${{SLURM_ARRAY_TASK_ID}}/{shards} "$@"',
+        path=path,
         resume=resume,
         array_file=f"{config.name}-array.sh",
+        merge_file=f"{config.name}-merge.sh",
     )
     merge = _MERGE.format(
         name=config.name,
         workdir=shlex.quote(str(workdir)),
+        path=path,
         merge=f"conclab merge {shlex.quote(str(Path(out) / config.name))}",
     )
     calibrate = None
@@ -149,6 +184,7 @@ def job_scripts(
             cpus=cpus,
             time=slurm_time(config.calibration.budget_s * autos + START_S),
             workdir=shlex.quote(str(workdir)),
+            path=path,
             calibrate=f"conclab calibrate {shlex.quote(config_arg)} --out {shlex.quote(out)}",
         )
     return JobScripts(config.name, shards, cpus, time, why, runs, array, merge, calibrate)
@@ -165,11 +201,12 @@ _ARRAY = """\
 #
 # Exit codes (scontrol/sacct ExitCode): 0 every run ok and correct; 1 some run failed, timed out
 # or was wrong (recorded); 2 bad config or arguments (nothing written); 130 cancelled (scancel)
-# or out of time: what ran is saved. Run a task that did not finish again with:
-#   {resume}
-# (K is its array index), then merge.
+# or out of time: what ran is saved. Resume a task that did not finish as a job like this one
+# (K is its array index; arguments given after the script are passed on to conclab sweep):
+#   sbatch --array=K {array_file} --resume
+# (it runs: {resume}), then merge: sbatch {merge_file}
 cd {workdir} || exit 2
-# scancel and the time limit send SIGTERM: conclab saves what ran and exits 130. Without this
+{path}# scancel and the time limit send SIGTERM: conclab saves what ran and exits 130. Without this
 # trap bash dies of the signal and SLURM records 0:15 instead of the sweep's own 130.
 trap 'kill -TERM "$child" 2>/dev/null' TERM
 {sweep} &
@@ -193,7 +230,7 @@ _CALIBRATE = """\
 #SBATCH --time={time}
 #SBATCH --output=slurm-%j.out
 cd {workdir} || exit 2
-exec {calibrate}
+{path}exec {calibrate}
 """
 
 _MERGE = """\
@@ -204,5 +241,5 @@ _MERGE = """\
 #SBATCH --cpus-per-task=1
 #SBATCH --output=slurm-%j.out
 cd {workdir} || exit 2
-exec {merge}
+{path}exec {merge}
 """

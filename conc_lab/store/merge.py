@@ -102,7 +102,7 @@ def merge(results_dir: str | os.PathLike, out: str | os.PathLike | None = None) 
     >>> merge("results/cpu").shards  # doctest: +SKIP
     ('1/2', '2/2')
     """
-    root = Path(results_dir)
+    root = _config_folder(Path(results_dir))
     shards = {d: m for d in sweep_dirs(root) for m in [read_manifest(d)] if m.shard}
     config = _one_config(root, shards)
     dest = root if out is None else Path(out) / config.name
@@ -115,6 +115,30 @@ def merge(results_dir: str | os.PathLike, out: str | os.PathLike | None = None) 
         raise StoreError(
             f"{where}cannot write the merged sweep ({exc.strerror or exc}); nothing was removed"
         ) from None
+
+
+def _config_folder(root: Path) -> Path:
+    """The config's folder to merge in: ``root``, or ``root/<name>`` when ``root`` is the folder
+    the shards were written to with ``sweep --out root`` (``conclab merge results`` for
+    ``results/cpu``): the merged sweep belongs beside its shards, where ``load``, ``--resume`` and a
+    later merge look for it. A folder holding the shards of several configs is refused, naming them.
+    """
+    if not root.is_dir() or root.name.startswith((".", "_")):
+        return root
+    sweeps = {d: read_manifest(d) for d in sweep_dirs(root)}
+    names = {m.name for m in sweeps.values() if m.shard or m.merged_from}
+    if not names or root.name in names or any(d.parent == root for d in sweeps):
+        return root
+    below = sorted(n for n in names if n and (root / n).is_dir())
+    if len(below) == 1 and all(root / below[0] in d.parents for d in sweeps):
+        return root / below[0]
+    if len(below) > 1:
+        folders = ", ".join(str(root / n) for n in below)
+        raise StoreError(
+            f"{root}: holds the shards of {len(below)} configs ({folders}); merge one config's "
+            f"folder: conclab merge {root / below[0]}"
+        )
+    return root
 
 
 def _merge(root: Path, dest: Path, shards: dict[Path, Manifest], config: _Config, keep: bool) -> MergeResult:
