@@ -356,6 +356,8 @@ def test_a_cancelled_task_of_the_generated_array_records_130_and_how_to_resume(s
     # The trap: the sweep's own exit code, not the signal (before: CANCELLED 0:15)
     assert (tasks["2"]["JobState"], tasks["2"]["ExitCode"]) == ("CANCELLED", "130:0"), (tasks["2"], log)
     assert "Resume with: conclab sweep configs/cpu.yaml --resume --out results --shard 2/4" in log
+    # and, in the task's own log, how to resume it as a job (was only the line above: the login node)
+    assert "as a job of this array: sbatch --array=2 cpu-array.sh --resume; then sbatch cpu-merge.sh" in log
     slurm.run(["scancel", merge])
     # Resumed as `conclab slurm` says, as a job of the array (its CPUs, not the login node's), then merged
     assert "sbatch --array=K cpu-array.sh --resume" in (workdir / "cpu-array.sh").read_text()

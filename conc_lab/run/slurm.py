@@ -217,6 +217,9 @@ while [ "$status" -gt 128 ] && kill -0 "$child" 2>/dev/null; do  # the trap cut 
     wait "$child"
     status=$?
 done
+if [ "$status" -eq 130 ]; then  # the sweep's own resume line runs it here; as a job it keeps its CPUs
+    echo "or, as a job of this array: sbatch --array=$SLURM_ARRAY_TASK_ID {array_file} --resume; then sbatch {merge_file}" >&2
+fi
 exit "$status"
 """
 
