@@ -1,9 +1,9 @@
 """The README's SLURM job array, run as written on a real single-node SLURM (conftest's ``slurm``).
 
-The array script and the ``afterok`` merge job are taken from the README's own code blocks, so
+The array script and the ``afterany`` merge job are taken from the README's own code blocks, so
 the README cannot drift from what works. Each test checks what a SLURM user relies on: every
 (trial, repeat) exactly once after the merge, every worker inside its job's CPU mask, and the
-exit codes the scheduler sees (``afterok`` ran the merge because every array task exited 0).
+exit codes the scheduler sees (``afterany`` runs the merge once every array task has ended).
 """
 
 from __future__ import annotations
@@ -48,10 +48,10 @@ affinity: compact
 
 
 def _readme_blocks() -> tuple[str, str]:
-    """The README's SLURM array script and its afterok merge submission."""
+    """The README's SLURM array script and its afterany merge submission."""
     blocks = re.findall(r"```bash\n(.*?)```", (REPO / "README.md").read_text(), re.S)
     (script,) = [b for b in blocks if "#SBATCH --array" in b]
-    (submit,) = [b for b in blocks if "--dependency=afterok" in b]
+    (submit,) = [b for b in blocks if "--dependency=afterany" in b]
     return script, submit
 
 
@@ -246,12 +246,12 @@ def test_scancel_mid_shard_merge_exits_3_naming_it_and_resume_completes(slurm, t
     assert "Resume with: conclab sweep configs/cpu.yaml --resume --out results --shard 2/4" in " ".join(
         cancelled_log.split()
     )
-    deadline = time.monotonic() + 30
-    while (merged := slurm.jobs(merge)[0])["Reason"] == "Dependency" and time.monotonic() < deadline:
-        time.sleep(0.5)  # slurmctld re-evaluates dependencies every few seconds
-    # afterok: the merge never runs after a cancelled shard
-    assert merged["JobState"] == "PENDING" and merged["Reason"] == "DependencyNeverSatisfied", merged
-    slurm.run(["scancel", merge])
+    # afterany: the merge runs once the array has ended, takes in the three complete shards and
+    # names the cancelled one, exit 3 (with afterok it waited for ever: DependencyNeverSatisfied)
+    (merged,) = slurm.wait(merge)
+    merge_log = " ".join((workdir / f"slurm-{merge}.out").read_text().split())
+    assert (merged["JobState"], merged["ExitCode"]) == ("FAILED", "3:0"), (merged, merge_log)
+    assert "shard 2/4 is not complete" in merge_log, merge_log
 
     partial = slurm.run(["conclab", "merge", "results/cpu"], check=False, cwd=workdir)
     assert partial.returncode == 3, partial.stdout + partial.stderr  # what afterok would see
@@ -371,3 +371,34 @@ def test_a_cancelled_task_of_the_generated_array_records_130_and_how_to_resume(s
     df = conc_lab.load(workdir / "results" / "cpu")
     keys = list(zip(df["trial_id"], df["repeat"]))
     assert len(keys) == len(set(keys)) == 8 * 2 and (df["status"] == "ok").all()
+
+
+FAILING = """\
+name: cpu
+repeats: 1
+warmup: 0
+timeout_s: 60
+matrix:
+  workload: [mywork:good, mywork:broken]
+  backend: [sequential]
+  tasks: [1]
+  size: [1]
+"""
+
+
+def test_a_shard_whose_run_failed_is_merged_not_left_waiting(slurm, tmp_path):
+    # was: the task whose run failed exited 1 (the failure recorded, as every run is) and the afterok
+    # merge sat in DependencyNeverSatisfied for ever; the shard's log did not say so
+    workdir = _workdir(tmp_path, "", FAILING)
+    (workdir / "mywork.py").write_text(
+        "def good(task, size):\n    return task\n\n\ndef broken(task, size):\n    raise ValueError('broken')\n"
+    )
+    submit, _ = _generate(slurm, workdir, shards=2)
+    array, merge = _submit(slurm, workdir, submit)
+    codes = sorted(t["ExitCode"] for t in slurm.wait(array))
+    (merged,) = slurm.wait(merge, timeout_s=120)
+    merge_log = (workdir / f"slurm-{merge}.out").read_text()
+    assert codes == ["0:0", "1:0"], codes
+    assert (merged["JobState"], merged["ExitCode"]) == ("COMPLETED", "0:0"), (merged, merge_log)
+    df = conc_lab.load(workdir / "results" / "cpu")
+    assert sorted(df["status"].astype(str)) == ["failed", "ok"]

@@ -1,4 +1,4 @@
-"""``conclab slurm CONFIG --shards N``: write a SLURM array script and its afterok merge, and say how to submit them."""
+"""``conclab slurm CONFIG --shards N``: write a SLURM array script and its afterany merge, and say how to submit them."""
 
 from __future__ import annotations
 
@@ -27,10 +27,10 @@ def slurm(
         None, "--time", help="Each task's --time (SLURM's format); default: the most a shard's runs can take."
     ),
 ):
-    """Write a SLURM array script and its afterok merge script here, and print how to submit them.
+    """Write a SLURM array script and its afterany merge script here, and print how to submit them.
 
     NAME-array.sh runs one `conclab sweep --shard K/N` per array task; NAME-merge.sh merges the
-    shards once every task exited 0. With size: auto, NAME-calibrate.sh calibrates once first and
+    shards once every task has ended (a shard that did not finish is named: exit 3, partial). With size: auto, NAME-calibrate.sh calibrates once first and
     every shard reads its sizes. Nothing is submitted.
     """
     from conc_lab.run.slurm import job_scripts

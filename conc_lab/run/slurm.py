@@ -1,4 +1,4 @@
-"""SLURM job scripts for a sharded sweep: an array of ``conclab sweep --shard K/N`` and its ``afterok`` merge.
+"""SLURM job scripts for a sharded sweep: an array of ``conclab sweep --shard K/N`` and its ``afterany`` merge.
 
 ``job_scripts`` writes nothing: it returns the two scripts and the lines that submit them, so the
 CLI (``conclab slurm``) shows and writes them, and a test can run them on a real SLURM.
@@ -14,7 +14,9 @@ What each script holds, and why:
   130, and the trap makes that the task's exit code (without it SLURM records ``0:15``);
 * the resume line for a task that did not finish (``sbatch --array=K NAME-array.sh --resume``:
   the script passes its arguments on to ``conclab sweep``, so the slice resumes as a job with the
-  array's CPUs, not on a login node), and an ``afterok`` merge that runs only when every task exited 0;
+  array's CPUs, not on a login node), and an ``afterany`` merge that runs when every task has ended:
+  a task whose runs failed (exit 1, recorded) kept an ``afterok`` merge waiting for ever
+  (DependencyNeverSatisfied); merge itself names a shard that did not finish (exit 3, partial);
 * the folder of the ``conclab`` that wrote them put first on ``PATH``: a job submitted from a shell
   where its environment is not active still runs it (else ``conclab: command not found``, exit 127).
 """
@@ -70,7 +72,7 @@ class JobScripts:
 
     @property
     def submit(self) -> str:
-        """The lines that submit the array and, once every task exited 0, the merge (after the
+        """The lines that submit the array and, once every task ended, the merge (after the
         calibration job, once it exited 0, when the config has ``size: auto``)."""
         first = ""
         after = ""
@@ -79,7 +81,7 @@ class JobScripts:
             after = " --dependency=afterok:${sizes%%;*}"
         return (
             f"{first}array=$(sbatch --parsable{after} {self.array_file})\n"
-            f"sbatch --dependency=afterok:${{array%%;*}} {self.merge_file}\n"
+            f"sbatch --dependency=afterany:${{array%%;*}} {self.merge_file}\n"
         )
 
 
@@ -238,8 +240,10 @@ cd {workdir} || exit 2
 
 _MERGE = """\
 #!/bin/bash
-# Written by `conclab slurm`: merges the shards of {name}; submitted with --dependency=afterok,
-# so it runs only when every array task exited 0. Exit 0 complete, 3 partial, 2 refused.
+# Written by `conclab slurm`: merges the shards of {name}; submitted with --dependency=afterany,
+# so it runs when every array task has ended, failed runs or not (they are recorded). Exit 0
+# complete, 3 partial (a shard cancelled or out of time is named: resume it, then merge again),
+# 2 refused.
 #SBATCH --job-name={name}-merge
 #SBATCH --cpus-per-task=1
 #SBATCH --output=slurm-%j.out
