@@ -292,6 +292,8 @@ def test_conclab_slurm_writes_an_array_and_merge_that_run_as_printed(slurm, tmp_
     assert "--cpus-per-task=2" in said  # the largest worker count pinned
     array_script = (workdir / "cpu-array.sh").read_text()
     assert "#SBATCH --array=1-4" in array_script and "#SBATCH --cpus-per-task=2" in array_script
+    # a site that requires --time of every job takes the merge too (it had none)
+    assert "#SBATCH --time=" in (workdir / "cpu-merge.sh").read_text()
     # --time: the most a shard's runs can take: 2 trials x 2 runs x timeout_s 60 s, + 5 min = 9 min
     assert "#SBATCH --time=0:09:00" in array_script and "the most 4 runs can take" in said
     assert "--shard K/4 --resume" in array_script and "sbatch --array=K cpu-array.sh --resume" in said

@@ -246,6 +246,7 @@ _MERGE = """\
 # 2 refused.
 #SBATCH --job-name={name}-merge
 #SBATCH --cpus-per-task=1
+#SBATCH --time=1:00:00
 #SBATCH --output=slurm-%j.out
 cd {workdir} || exit 2
 {path}exec {merge}
