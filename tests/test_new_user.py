@@ -81,6 +81,21 @@ def test_the_baseline_row_is_flagged_noisy_where_the_rows_against_it_say_baselin
     assert len(table) == 1 and "noisy" in table[0], proc.stdout
 
 
+def test_the_sweeps_own_table_says_what_its_noisy_runs_are_and_what_to_do(tmp_path):
+    """The sweep's legend said ``N noisy`` and its last line ``3 noisy``, but only ``summarize`` of the
+    same folder said what noisy means and what to do next (``noise: {redo: 3}``, ``conclab doctor``)."""
+    (tmp_path / "slowwork.py").write_text(SLOWED)
+    (tmp_path / "slowed.yaml").write_text(SLOWED_CONFIG)
+    out = tmp_path / "r"
+    proc = conclab("sweep", str(tmp_path / "slowed.yaml"), "--out", str(out), env=_env(COLUMNS="80"))
+    assert proc.returncode == 0, proc.stderr
+    assert re.search(r"\d+ noisy\)", proc.stderr), proc.stderr  # the sweep did what it should
+    summary = conclab("summarize", str(out), env=_env(COLUMNS="80"))
+    paragraph = re.search(r"^\d+ runs? (?:is|are) noisy \(.*?conclab doctor`$", summary.stdout, re.M | re.S)
+    assert paragraph and "next:" in paragraph[0], summary.stdout
+    assert paragraph[0] in proc.stdout, proc.stdout  # was: the rows' "noisy", and nothing more
+
+
 TINY = """\
 name: tiny
 repeats: 3
