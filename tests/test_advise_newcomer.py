@@ -311,3 +311,26 @@ def test_a_killed_advise_leaves_no_call_of_the_function_running(mywork, args):
     for p in alive:  # ours: started by this test's advise
         os.kill(p, 9)
     assert not alive, f"the call went on after advise was killed: {alive}"
+
+
+def test_the_readmes_first_command_run_as_written_says_where_it_looked_and_what_to_write(tmp_path):
+    # was: "error: mywork:count_words: cannot import 'mywork': No module named 'mywork'" and no way on,
+    # for the README's first command, typed in a folder with no mywork.py
+    proc = conclab(tmp_path, "advise", "mywork:count_words", "--out", str(tmp_path / "results"), timeout=120)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    said = proc.stderr
+    assert "no mywork.py in" in said and str(tmp_path) in said, said
+    assert "def count_words(task, size)" in said and "conclab advise experiments.cpu:sum_squares" in said, (
+        said
+    )
+    shipped = conclab(tmp_path, "advise", "experiments.cpu:sum_squaresx", "--out", str(tmp_path / "r"))
+    assert "did you mean 'experiments.cpu:sum_squares'" in shipped.stderr, shipped.stderr  # it is importable
+
+
+def test_a_module_that_imports_a_missing_package_is_not_told_to_write_itself(tmp_path):
+    (tmp_path / "needsit.py").write_text(
+        "import no_such_package_here\n\n\ndef f(task, size):\n    return 1\n"
+    )
+    proc = conclab(tmp_path, "advise", "needsit:f", "--out", str(tmp_path / "results"), timeout=120)
+    assert proc.returncode == 2 and "no_such_package_here" in proc.stderr, proc.stderr
+    assert "no needsit.py" not in proc.stderr, proc.stderr

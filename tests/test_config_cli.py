@@ -374,3 +374,26 @@ def test_the_workload_beside_the_config_wins_over_a_same_named_module_in_the_fol
 
     df = conc_lab.load(proj / "r")
     assert len(df) == 4 and (df["status"] == "ok").all() and df["correct"].all(), df[["backend", "error"]]
+
+
+@pytest.mark.parametrize(
+    "typed, meant",
+    [
+        ("configs/smoke.yml", "configs/smoke.yaml"),
+        ("configs/smok.yaml", "configs/smoke.yaml"),
+        ("configs/CPU.yaml", "configs/cpu.yaml"),
+    ],
+)
+def test_a_mistyped_config_file_gets_a_did_you_mean(typed, meant):
+    # was: "error: configs/smoke.yml: (file): no such file", beside configs/smoke.yaml
+    for command in ("sweep", "expand"):
+        proc = conclab(command, typed)
+        assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+        assert proc.stderr.strip() == f"error: {typed}: (file): no such file; did you mean '{meant}'?"
+
+
+def test_a_config_name_like_none_there_lists_what_is_there_and_no_folder_says_nothing_more(tmp_path):
+    proc = conclab("sweep", "configs/zzz.yaml")
+    assert proc.returncode == 2 and "configs holds cpu.yaml, " in proc.stderr and "smoke.yaml" in proc.stderr
+    proc = conclab("sweep", str(tmp_path / "nowhere" / "x.yaml"))
+    assert proc.stderr.strip() == f"error: {tmp_path / 'nowhere' / 'x.yaml'}: (file): no such file"

@@ -157,3 +157,40 @@ def test_cli_doctor_json_and_strict_exit_code():
     assert out.returncode == (1 if spoils else 0), out.stderr
     table = subprocess.run([sys.executable, "-m", "conc_lab.cli", "doctor"], capture_output=True, text=True)
     assert table.returncode == 0 and "cpu_governor" in table.stdout
+
+
+def test_doctor_names_the_process_using_the_cpus_and_ends_with_its_verdict():
+    """A newcomer told "load: bad … other work is competing for the CPUs: stop it" could not tell
+    what to stop (and the load average lags a minute behind); the one line that said whether anything
+    could spoil a measurement was nowhere: ``bad load`` sat mid-page above 30 lines of interpreters."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass", "firstday-hog"])
+    try:
+        time.sleep(0.5)
+        env = {**os.environ, "COLUMNS": "80"}
+        proc = subprocess.run(
+            [sys.executable, "-m", "conc_lab.cli", "doctor"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+        )
+    finally:
+        hog.kill()
+        hog.wait()
+    assert proc.returncode == 0, proc.stderr
+    said = " ".join(proc.stdout.split())
+    assert f"firstday-hog (pid {hog.pid})" in said, proc.stdout  # was: no process named anywhere
+    assert "processes" in said and "kill PID" in said, proc.stdout
+    import re
+
+    verdict = re.search(r"\n(warn |bad  ) can spoil a measurement here: ", proc.stdout)  # the worst leads
+    assert verdict, proc.stdout
+    closing = proc.stdout[verdict.start() :]
+    assert "seen:" not in closing, proc.stdout  # after every finding
+    assert "processes (warn)" in " ".join(closing.split()), proc.stdout
+    assert all(len(line) <= 80 for line in proc.stdout.splitlines()), proc.stdout

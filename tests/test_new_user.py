@@ -81,6 +81,42 @@ def test_the_baseline_row_is_flagged_noisy_where_the_rows_against_it_say_baselin
     assert len(table) == 1 and "noisy" in table[0], proc.stdout
 
 
+@pytest.fixture(scope="module")
+def slowed_sweep(tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path]:
+    """The sweep of ``SLOWED`` at 80 columns, every sequential run flagged noisy; its output and folder."""
+    folder = tmp_path_factory.mktemp("slowed")
+    (folder / "slowwork.py").write_text(SLOWED)
+    (folder / "slowed.yaml").write_text(SLOWED_CONFIG)
+    out = folder / "r"
+    proc = conclab("sweep", str(folder / "slowed.yaml"), "--out", str(out), env=_env(COLUMNS="80"))
+    assert proc.returncode == 0, proc.stderr
+    assert re.search(r"\d+ noisy\)", proc.stderr), proc.stderr  # the sweep did what it should
+    return proc, out
+
+
+def test_the_sweeps_own_table_says_what_its_noisy_runs_are_and_what_to_do(slowed_sweep):
+    """The sweep's legend said ``N noisy`` and its last line ``3 noisy``, but only ``summarize`` of the
+    same folder said what noisy means and what to do next (``noise: {redo: 3}``, ``conclab doctor``)."""
+    proc, out = slowed_sweep
+    summary = conclab("summarize", str(out), env=_env(COLUMNS="80"))
+    paragraph = re.search(r"^\d+ runs? (?:is|are) noisy \(.*?conclab doctor`$", summary.stdout, re.M | re.S)
+    assert paragraph and "next:" in paragraph[0], summary.stdout
+    assert paragraph[0] in proc.stdout, proc.stdout  # was: the rows' "noisy", and nothing more
+
+
+def test_the_reports_noise_section_gives_the_figures_not_a_placeholder(slowed_sweep, tmp_path):
+    # was: "most often: “speed canary moved N% (on a CPU N% of its time)” (3)": N% as printed
+    _, out = slowed_sweep
+    proc = conclab("report", str(out), "-o", str(tmp_path / "report"))
+    assert proc.returncode == 0, proc.stderr
+    page = (tmp_path / "report" / "index.html").read_text()
+    said = re.search(r"were flagged noisy, most often: (.*?)\. ", page)
+    assert said and "N%" not in said[1], said
+    assert re.search(
+        r"“speed canary moved \+\d+(–\d+)?% \(on a CPU \d+(–\d+)?% of its time\)” \(3\)", said[1]
+    ), said[1]
+
+
 TINY = """\
 name: tiny
 repeats: 3

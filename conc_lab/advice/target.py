@@ -64,8 +64,30 @@ def resolve(what: Any) -> Target:
         named = what if isinstance(what, str) else ref
         if problem.startswith(f"{ref} "):  # "m:f takes (x), …": named once, not "m:f: m:f takes (x)"
             raise AdviseError(named + problem[len(ref) :])
-        raise AdviseError(f"{named}: {problem}")
+        raise AdviseError(f"{named}: {problem}{_no_module_hint(ref, problem)}")
     return Target(ref, search_dir, facts.is_async)
+
+
+def _no_module_hint(ref: str, problem: str) -> str:
+    """Where the module was looked for and how to make one, when the module named is itself missing
+    (not a package it imports): the README's own ``conclab advise mywork:count_words``, run as
+    written, ended at "No module named 'mywork'" with no way on.
+
+    >>> _no_module_hint("mywork:f", "cannot import 'mywork': No module named 'mywork'").split(",")[0]
+    ' (there is no mywork.py in the folder advise imports from'
+    >>> _no_module_hint("mywork:f", "cannot import 'mywork': No module named 'numpy'")
+    ''
+    """
+    module, _, function = ref.partition(":")
+    top = module.split(".")[0]
+    if not problem.startswith("cannot import") or f"No module named '{top}'" not in problem:
+        return ""
+    file = module.replace(".", "/") + ".py"
+    return (
+        f" (there is no {file} in the folder advise imports from, {os.getcwd()}, nor on the path: "
+        f"write def {function}(task, size) in {file} there, or give its file as "
+        f"path/to/{file}:{function}; or try a shipped one: conclab advise experiments.cpu:sum_squares)"
+    )
 
 
 def _ref_of_text(text: str) -> tuple[str, str | None]:

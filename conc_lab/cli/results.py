@@ -98,6 +98,14 @@ def slow_node_notes(df) -> None:
         console.print(f"[yellow]note:[/] {slow.text()}", highlight=False, soft_wrap=True)
 
 
+def noise_note(df) -> None:
+    """The paragraph under a summary table that says how many runs are noisy, why, and what next:
+    after ``summarize`` and after a sweep's own table alike (the sweep's said ``N noisy`` unexplained)."""
+    line = _noise_line(df)
+    if line:
+        emit("\n" + "\n".join(textwrap.wrap(line, width())) + "\n")  # between words
+
+
 def _noise_line(df) -> str:
     """How many runs were redone as noisy and how many are still noisy: those the medians cannot vouch for."""
     from conc_lab import schema
@@ -171,8 +179,8 @@ def summarize(
     if pooled > 1 and not latest and not sweep_ids:
         _pooled_note(pooled, df)
     _show(summary, wide, fmt)
-    if fmt in ("table", "markdown") and _noise_line(df):
-        emit("\n" + "\n".join(textwrap.wrap(_noise_line(df), width())) + "\n")  # between words
+    if fmt in ("table", "markdown"):
+        noise_note(df)
     slow_node_notes(df)
     if fmt in ("table", "markdown") and len(summaries.interpreter_labels(df)) > 1:
         side = summaries.by_interpreter(df, summary).round(2)

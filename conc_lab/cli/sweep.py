@@ -325,7 +325,7 @@ def partial_line(df, result) -> str:
 def _print_summary(sweep_dir: Path, wide: bool, interrupted=None, rounds_spent: int | None = None) -> None:
     """The summary table of the sweep's stored runs; ``interrupted``: the result of a sweep that
     was, whose table is headed by what part of the sweep it holds; ``rounds_spent``: see ``_run``."""
-    from conc_lab.cli.results import slow_node_notes, summarize_noting, summary_table
+    from conc_lab.cli.results import noise_note, slow_node_notes, summarize_noting, summary_table
     from conc_lab.store.load import load
     from conc_lab.store.manifest import read_manifest
 
@@ -336,6 +336,7 @@ def _print_summary(sweep_dir: Path, wide: bool, interrupted=None, rounds_spent: 
         say(f"[yellow]{partial_line(df, interrupted)}[/]", markup=True, to=out_console)
     shard = read_manifest(sweep_dir).shard
     emit(summary_table(summarize_noting(df, shard, sweep_dir.parent), wide, rounds_spent))
+    noise_note(df)
     slow_node_notes(df)
     if not wide:
         say(

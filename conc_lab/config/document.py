@@ -66,6 +66,28 @@ def _name_problem(name: Any) -> str | None:
     return None
 
 
+def _near_file(path: Path) -> str:
+    """``; did you mean 'configs/smoke.yaml'?`` for a mistyped matrix file (``smoke.yml``, ``smok.yaml``),
+    from the YAML files beside where it was looked for; else what is there to choose from, or nothing.
+
+    >>> _near_file(Path("configs/smoke.yml"))
+    "; did you mean 'configs/smoke.yaml'?"
+    """
+    import difflib
+
+    try:
+        there = sorted(f.name for f in path.parent.iterdir() if f.suffix in (".yaml", ".yml") and f.is_file())
+    except OSError:
+        return ""
+    stems = {Path(name).stem.lower(): name for name in there}  # without .yaml: zzz.yaml is not io.yaml
+    close = difflib.get_close_matches(path.stem.lower(), list(stems), n=1, cutoff=0.6)
+    if close:
+        return f"; did you mean {str(path.with_name(stems[close[0]]))!r}?"
+    if there and len(there) <= 12:
+        return f"; {path.parent} holds {', '.join(there)}"
+    return ""
+
+
 def load_config(path: str | os.PathLike, *, check_imports: bool = True) -> Config:
     """Read and validate a matrix file; raises ``ConfigError`` on any problem.
 
@@ -76,7 +98,7 @@ def load_config(path: str | os.PathLike, *, check_imports: bool = True) -> Confi
     try:
         text = p.read_text()
     except FileNotFoundError:
-        raise ConfigError(path, "(file)", "no such file") from None
+        raise ConfigError(path, "(file)", "no such file" + _near_file(p)) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(path, "(file)", f"cannot read: {exc}") from None
     try:

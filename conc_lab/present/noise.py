@@ -9,6 +9,7 @@ sweep's manifest (its ``doctor`` findings, when it started).
 from __future__ import annotations
 
 import html
+import re
 import time
 
 import numpy as np
@@ -36,12 +37,7 @@ def noise_facts(df: pd.DataFrame) -> dict:
     counted = df[~redone.to_numpy()]  # a redone run is kept for the record, never as the result
     noisy = counted["noisy"].fillna(False).astype(bool) if "noisy" in counted.columns else None
     notes = (
-        counted.loc[noisy.to_numpy(), "noise_note"]
-        .dropna()
-        .astype(str)
-        .str.replace(r"[+-]?\d+%", "N%", regex=True)
-        .str.split("; ")
-        .explode()
+        counted.loc[noisy.to_numpy(), "noise_note"].dropna().astype(str).str.split("; ").explode()
         if noisy is not None and "noise_note" in counted.columns
         else pd.Series(dtype=object)
     )
@@ -49,10 +45,37 @@ def noise_facts(df: pd.DataFrame) -> dict:
         "runs": len(counted),
         "noisy": int(noisy.sum()) if noisy is not None else 0,
         "redone": int(redone.sum()),
-        "reasons": notes.value_counts().head(3).to_dict(),
+        "reasons": _reasons(notes),
         "foreign": _quantiles(counted, "foreign_cpu"),
         "steal": _quantiles(counted, "steal_cpu"),
     }
+
+
+_PERCENT = re.compile(r"[+-]?\d+%")
+
+
+def _reasons(notes: pd.Series, most: int = 3) -> dict[str, int]:
+    """The commonest kinds of note, each with the range its figures took: ``others used 26–100% of
+    its cores``, not ``others used N% of its cores`` (a placeholder the report printed as it was).
+
+    >>> _reasons(pd.Series(["others used 41% of its cores", "others used 100% of its cores",
+    ...     "speed canary moved +338% (on a CPU 99% of its time)"]))
+    {'others used 41–100% of its cores': 2, 'speed canary moved +338% (on a CPU 99% of its time)': 1}
+    """
+    kinds = notes.str.replace(_PERCENT, "\0", regex=True)  # a kind: the note with its figures taken out
+    out = {}
+    for kind, n in kinds.value_counts().head(most).items():
+        figures = zip(*(_PERCENT.findall(note) for note in notes[(kinds == kind).to_numpy()]))
+        pieces = kind.split("\0")
+        spans = [_span(list(values)) for values in figures] + [""]
+        out["".join(p + spans[i] for i, p in enumerate(pieces))] = int(n)
+    return out
+
+
+def _span(values: list[str]) -> str:
+    """``41–100%`` for the figures ``41%`` … ``100%`` of one place in a kind of note; one figure as it is."""
+    lo, hi = min(values, key=lambda v: int(v[:-1])), max(values, key=lambda v: int(v[:-1]))
+    return lo if lo == hi else f"{lo[:-1]}–{hi.lstrip('+') if lo.startswith('+') else hi}"  # +323–340%
 
 
 def _quantiles(df: pd.DataFrame, col: str) -> tuple[float, float] | None:
