@@ -27,6 +27,7 @@ False
 
 import os
 import stat
+import time
 
 from conc_lab.host.hygiene import descendants, read_proc
 
@@ -67,12 +68,18 @@ class Watch(object):
 
     def left(self):
         """Notes on what appeared since ``mark`` (removed where nothing else holds it): ``left``."""
-        notes = left(self.before)
+        notes = left(self.before, settle_s=SETTLE_S)
         self.before = names()
         return notes
 
 
-def left(before):
+#: How long the runner waits for the processes it just killed to let go of what they held: a
+#: SIGKILLed process keeps its mappings until its exit is through, and one re-parented away from
+#: the runner then looked like another program's, its segment kept and untold (seen in CI).
+SETTLE_S = 1.0
+
+
+def left(before, settle_s=0.0):
     """Notes on what appeared in /dev/shm since ``before`` (``names()``) and is still there.
 
     This user's entries are named with their size; a plain file no process outside this one's
@@ -99,6 +106,10 @@ def left(before):
     if not found:
         return []
     holders = _holders([name for name, _size, _plain in found])
+    deadline = time.monotonic() + settle_s
+    while holders and time.monotonic() < deadline:  # a killed process still exiting holds its maps
+        time.sleep(0.02)
+        holders = _holders([name for name, _size, _plain in found])
     if holders:  # held by a process that is not the run's (another program's, made meanwhile): not told
         ours = set(descendants())
         found = [f for f in found if holders.get(f[0]) in ours or f[0] not in holders]
