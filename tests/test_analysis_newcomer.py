@@ -7,11 +7,11 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
+from test_advise_newcomer import conclab as advise_conclab
 
 import conc_lab
 
@@ -35,16 +35,7 @@ matrix:
 
 
 def conclab(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO)] + [p for p in [env.get("PYTHONPATH")] if p])
-    return subprocess.run(
-        [sys.executable, "-m", "conc_lab.cli", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env=env,
-        timeout=300,
-    )
+    return advise_conclab(cwd, *args)  # the real CLI in a fresh process, as test_advise_newcomer runs it
 
 
 @pytest.fixture(scope="module")
