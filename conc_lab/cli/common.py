@@ -62,15 +62,17 @@ out_console = Console(emoji=False)
 WIDE_HELP = "Every column of the summary table, however wide (default: what fits the terminal)."
 PATHS_HELP = "Results: a sweep directory, a sweep name's folder or a results root."
 
-_display_type_rich = typer.core.TyperOption.display_type_rich
+# typer labels every on/off flag "<bool>" in --help, as if it took a value; a flag takes none. The
+# method that does it came with typer 0.28; earlier typers (0.27 on a CUDA image) have none to mend.
+_display_type_rich = getattr(typer.core.TyperOption, "display_type_rich", None)
 
 
 def _no_flag_type(self, ctx):
-    # typer labels every on/off flag "<bool>" in --help, as if it took a value; a flag takes none
     return None if self.is_flag else _display_type_rich(self, ctx)
 
 
-typer.core.TyperOption.display_type_rich = _no_flag_type
+if _display_type_rich is not None:
+    typer.core.TyperOption.display_type_rich = _no_flag_type
 
 _format_warning = warnings.formatwarning
 
