@@ -14,6 +14,10 @@
              output (header, table) and with -q; medians and ranges, the load before and after.
              `startup OLD_TREE [ROUNDS]`: the same from this tree and an older checkout, interleaved.
 8. memory:  peak RSS of the whole `conclab sweep -q` for 1,000 and 10,000 no-op trials (GNU time).
+9. marginal: issue #21's figures in one run: the whole `python -m conc_lab.cli sweep -q` for 1, 1,000
+             and 10,000 no-op trials, each in a fresh process, over interleaved rounds: medians, the
+             marginal cost per trial from 1 to 1,000 and from 1,000 to 10,000, peak RSS (wait4), and
+             `--version`. `marginal OLD_TREE [ROUNDS]` interleaves an older checkout too.
 7. redesign: runner overhead per no-op trial, this tree against an older checkout of conc_lab
              (issue 11: before vs after the pipeline redesign), in one run: each round runs one
              sweep with each tree, in alternating order, each in a fresh process; medians over rounds.
@@ -28,11 +32,12 @@ import tempfile
 import time
 from pathlib import Path
 
-import conc_lab
-from conc_lab.analysis.summary import summarize
-from conc_lab.config.document import parse_config
-
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # run as a script from a checkout: this tree's conc_lab
+
+import conc_lab  # noqa: E402
+from conc_lab.analysis.summary import summarize  # noqa: E402
+from conc_lab.config.document import parse_config  # noqa: E402
 
 
 def _sweep(doc: dict, out: Path):
@@ -317,6 +322,61 @@ def memory(out: Path, sizes: tuple[int, ...] = (1_000, 10_000)) -> None:
     print(f"  (load {os.getloadavg()[0]:.2f} after)")
 
 
+def _timed(cmd: list[str], tree: str) -> tuple[float, int]:
+    """Wall seconds and peak RSS (KiB, the command and the children it waited for) of one command."""
+    import os
+
+    env = dict(os.environ, PYTHONPATH=tree)
+    began = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=tree, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    took = time.perf_counter() - began
+    if os.waitstatus_to_exitcode(status) != 0:
+        sys.exit(f"bench_core.py marginal: {' '.join(cmd)} failed: {proc.stderr.read().decode()[-500:]}")
+    proc.returncode = 0  # reaped above; keeps Popen from waiting again
+    return took, usage.ru_maxrss
+
+
+def marginal(out: Path, old_tree: str | None = None, rounds: int = 3, sizes=(1, 1_000, 10_000)) -> None:
+    """Issue #21's "done when" figures: whole commands, each tree and size once a round, alternating."""
+    import os
+    import statistics
+
+    trees = {"this tree": str(ROOT)}
+    if old_tree is not None:
+        trees["old tree"] = str(Path(old_tree).resolve())
+    for n in sizes:
+        (out / f"noop{n}.yaml").write_text(
+            f"name: noop{n}\nrepeats: 1\nwarmup: 0\nmatrix:\n  workload: [experiments.overhead:noop]\n"
+            f"  backend: [sequential]\n  tasks: [1]\n  size: {list(range(n))}\n"
+        )
+    cli = [sys.executable, "-m", "conc_lab.cli"]
+    runs = [(t, n) for t in trees for n in (*sizes, "--version")]
+    took: dict[tuple, list] = {key: [] for key in runs}
+    load = os.getloadavg()[0]
+    for r in range(rounds):
+        for tree, n in runs if r % 2 == 0 else runs[::-1]:
+            args = ["--version"] if n == "--version" else ["sweep", "-q", str(out / f"noop{n}.yaml")]
+            args += [] if n == "--version" else ["--out", str(out / f"r{r}")]
+            took[(tree, n)].append(_timed(cli + args, trees[tree]))
+    print(
+        f"\n# 9. whole commands, {rounds} rounds interleaved, {os.cpu_count()} CPUs, {sys.version.split()[0]}"
+        f" (load {load:.2f} before, {os.getloadavg()[0]:.2f} after); medians"
+    )
+    for tree in trees:
+        wall = {n: statistics.median(t for t, _ in took[(tree, n)]) for n in (*sizes, "--version")}
+        rss = {n: max(m for _, m in took[(tree, n)]) / 1024 for n in sizes}
+        print(
+            f"  {tree}: --version {wall['--version']:.3f} s; "
+            + "; ".join(f"{n:,} trials {wall[n]:.2f} s (peak RSS {rss[n]:.0f} MiB)" for n in sizes)
+        )
+        for a, b in zip(sizes, sizes[1:]):
+            per = (wall[b] - wall[a]) / (b - a) * 1e3
+            print(
+                f"    marginal {a:,} -> {b:,} trials: {per:.3f} ms a trial; RSS growth {rss[b] - rss[a]:+.0f} MiB"
+            )
+
+
 FIGURES = {
     "speedup": speedup,
     "overhead": overhead,
@@ -324,11 +384,12 @@ FIGURES = {
     "noise": noise,
     "startup": startup,
     "memory": memory,
+    "marginal": marginal,
 }
 
 if __name__ == "__main__":
     chosen = sys.argv[1:] or list(FIGURES)
-    takes_args = chosen[0] in ("redesign", "startup")
+    takes_args = chosen[0] in ("redesign", "startup", "marginal")
     unknown = [a for a in (chosen[:1] if takes_args else chosen) if a not in (*FIGURES, "redesign")]
     if unknown:
         print(__doc__)  # --help, or a figure that does not exist: say which there are
@@ -338,6 +399,9 @@ if __name__ == "__main__":
             redesign(Path(tmp), *chosen[1:])
         elif chosen[0] == "startup" and chosen[1:]:  # startup OLD_TREE [ROUNDS]
             startup(Path(tmp), chosen[1], *map(int, chosen[2:3]))
+        elif chosen[0] == "marginal":  # marginal [OLD_TREE [ROUNDS [SIZES,...]]]
+            sizes = tuple(int(n) for n in chosen[3].split(",")) if chosen[3:] else (1, 1_000, 10_000)
+            marginal(Path(tmp), *(chosen[1:2] or [None]), *map(int, chosen[2:3]), sizes=sizes)
         else:
             for name in chosen:
                 FIGURES[name](Path(tmp))

@@ -29,14 +29,14 @@ import yaml
 from _common import ROOT, sweep_frame
 
 
-def config(workers: list[int], repeats: int, workloads: list[str] | None) -> dict:
+def config(workers: list[int], repeats: int, workloads: list[str] | None, tasks: int = 12) -> dict:
     """configs/cpu.yaml with the workers axis (and tasks, to divide evenly) replaced."""
     doc = yaml.safe_load((ROOT / "configs" / "cpu.yaml").read_text())
     doc["name"] = "cpu-fits"
     doc["description"] = f"configs/cpu.yaml at {workers} workers (benchmarks/bench_fits.py)"
     doc["repeats"] = repeats
     doc["matrix"]["workers"] = workers
-    doc["matrix"]["tasks"] = [12]
+    doc["matrix"]["tasks"] = [tasks]
     if max(workers) > len(os.sched_getaffinity(0)):
         doc["affinity"] = "none"  # conc_lab pins no more workers than cores: oversubscribed on purpose
     if workloads:
@@ -51,7 +51,10 @@ def config(workers: list[int], repeats: int, workloads: list[str] | None) -> dic
 
 
 def uptime() -> str:
-    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    try:
+        return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    except FileNotFoundError:  # a bare image without procps
+        return "load average: " + ", ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def table(frame: pd.DataFrame) -> str:
@@ -84,10 +87,49 @@ def report(df: pd.DataFrame) -> None:
     print(f"\n{len(df)} runs, {noisy} flagged noisy")
 
 
+def holdout(df: pd.DataFrame, upto: int) -> None:
+    """Fit on the worker counts up to ``upto`` only, and set each forecast beside what was measured
+    at the larger counts: does the forecast's interval hold the measured speedup?"""
+    from conc_lab.analysis.scaling import fit_scaling, predict_scaling
+    from conc_lab.analysis.summary import summarize
+
+    s = summarize(df)
+    s = s.assign(method=s["start_method"].fillna("-"))
+    later = sorted(int(w) for w in s["workers"].unique() if w > upto)
+    if not later:
+        raise SystemExit(f"--holdout {upto}: no worker count above it was measured")
+    pred = predict_scaling(fit_scaling(s[s["workers"] <= upto]), tuple(later))
+    keys = ["workload", "backend", "start_method", "workers"]
+    both = pred.merge(s[keys + ["speedup"]], on=keys, suffixes=("_forecast", "_measured"))
+    both["held"] = both["speedup_low"].le(both["speedup_measured"]) & both["speedup_high"].ge(
+        both["speedup_measured"]
+    )
+    both = both.assign(workload=both["workload"].str.rpartition(":")[2])
+    cols = keys + [
+        "law",
+        "better",
+        "speedup_forecast",
+        "speedup_low",
+        "speedup_high",
+        "speedup_measured",
+        "held",
+    ]
+    print(f"\n## forecasts from the worker counts up to {upto}, against what was measured beyond\n")
+    print(table(both[cols].round(2)))
+    best = both[both["better"]]
+    print(
+        f"\nthe better-fitting law's interval held {int(best['held'].sum())} of {len(best)} measured speedups"
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--workers", default="1,2,3,4", help="worker counts (default %(default)s)")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--tasks", type=int, default=12, help="tasks per trial (default %(default)s)")
+    ap.add_argument(
+        "--holdout", type=int, default=None, help="also fit on counts up to N and check the forecasts beyond"
+    )
     ap.add_argument(
         "--workloads", default=None, help="comma-separated function names of cpu.yaml's workloads"
     )
@@ -99,9 +141,12 @@ def main() -> None:
     out = Path(args.out or tempfile.mkdtemp(prefix="bench-fits-"))
     out.mkdir(parents=True, exist_ok=True)
     path = out / "cpu-fits.yaml"
-    path.write_text(yaml.safe_dump(config(workers, args.repeats, workloads), sort_keys=False))
+    path.write_text(yaml.safe_dump(config(workers, args.repeats, workloads, args.tasks), sort_keys=False))
     print(f"uptime before: {uptime()}")
-    report(sweep_frame(path, out / "results", reuse=args.results))
+    df = sweep_frame(path, out / "results", reuse=args.results)
+    report(df)
+    if args.holdout is not None:
+        holdout(df, args.holdout)
     print(f"\nuptime after: {uptime()}")
     sys.stdout.flush()
 
