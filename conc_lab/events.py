@@ -48,24 +48,30 @@ class RunFinished(Event):
 @dataclass(frozen=True)
 class RoundAdded(Event):
     """A round past ``repeats`` begins (``precision:``): ``trials`` speedups are still wider than
-    ±``target`` of themselves (the widest ±``widest``), so ``runs`` more runs execute."""
+    ±``target`` of themselves (the widest ±``widest``) or, ``few`` of them, within it on fewer than
+    ``min_pairs`` runs a side, so ``runs`` more runs execute."""
 
     round: int  # the measured round, counted from 0
     trials: int
     widest: float
     target: float
     runs: int
+    few: int = 0
+    min_pairs: int = 0
 
 
 @dataclass(frozen=True)
 class PrecisionReached(Event):
     """The rounds ``precision:`` adds are over, after ``rounds`` measured rounds: ``wide`` speedups
-    are still wider than ±``target`` (0: every one is within it; the widest ±``widest``)."""
+    are still wider than ±``target`` (0: every one is within it; the widest ±``widest``), ``few``
+    within it on fewer than ``min_pairs`` runs a side (their other runs failed)."""
 
     rounds: int
     wide: int
     widest: float
     target: float
+    few: int = 0
+    min_pairs: int = 0
 
 
 @dataclass(frozen=True)

@@ -73,6 +73,32 @@ def test_rounds_are_added_for_the_wide_speedup_alone(tmp_path):
     assert abs(steady.speedup_ci_high - steady.speedup_ci_low) / 2 <= 0.25 * steady.speedup
 
 
+def test_two_narrow_pairs_are_not_yet_precise_the_sweep_says_so_and_runs_to_five(tmp_path):
+    """With ``repeats: 2`` a steady trial's two pairs agree within ±25%, and a sweep stopped there:
+    the interval of two values is their range, which holds the median half the time. Two of twelve
+    sweeps of a trial scattered by 10x stopped so too. Precision wants 5 pairs (``MIN_PAIRS``)."""
+    import shutil
+    import subprocess
+    import sys
+
+    shutil.copy(Path(TESTS) / "workloads_jitter.py", tmp_path)
+    (tmp_path / "steady.yaml").write_text(
+        "name: steady\nrepeats: 2\nwarmup: 0\nprecision: {target: 0.25}\nmatrix:\n"
+        "  workload: [{workload: workloads_jitter:steady, size: [20]}]\n"
+        "  backend: [sequential, threading]\n  tasks: [1]\n"
+    )
+    cmd = [sys.executable, "-m", "conc_lab.cli", "sweep", "steady.yaml", "-o", "out"]
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    said = " ".join((proc.stdout + proc.stderr).split())  # lines wrapped at the terminal's width
+    assert "round 3: 1 speedup within ±25% but on fewer than 5 pairs: 2 more runs" in said, said
+    assert "round 6" not in said and "precision: every speedup within ±25% after 5 rounds" in said, said
+    assert _rows_per(conc_lab.load(tmp_path / "out" / "steady")) == {
+        ("steady", "sequential"): 5,
+        ("steady", "threading"): 5,
+    }
+
+
 def test_a_sweep_stopped_inside_the_added_rounds_resumes_them(tmp_path):
     def stop_at_the_second_added_round(event):
         if isinstance(event, events.RoundAdded) and event.round == 6:

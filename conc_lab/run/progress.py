@@ -104,12 +104,21 @@ def round_added_line(e: events.RoundAdded) -> str:
 
     >>> round_added_line(events.RoundAdded(5, 3, 0.123, 0.05, 6))
     'round 6: 3 speedups still wider than ±5% (widest ±12%): 6 more runs'
+    >>> round_added_line(events.RoundAdded(2, 2, 0.0, 0.25, 4, few=2, min_pairs=5))
+    'round 3: 2 speedups within ±25% but on fewer than 5 pairs: 4 more runs'
+    >>> round_added_line(events.RoundAdded(2, 2, 0.4, 0.25, 4, few=1, min_pairs=5))
+    'round 3: 1 speedup still wider than ±25% (widest ±40%) and 1 on fewer than 5 pairs: 4 more runs'
     """
-    plural = "s" if e.trials != 1 else ""
-    return (
-        f"round {e.round + 1}: {e.trials} speedup{plural} still wider than {_share(e.target)} "
-        f"(widest {_share(e.widest)}): {e.runs} more runs"
-    )
+    wide = e.trials - e.few
+    said = f"{_count(wide)} still wider than {_share(e.target)} (widest {_share(e.widest)})" if wide else ""
+    if e.few:
+        said += f" and {e.few}" if wide else f"{_count(e.few)} within {_share(e.target)} but"
+        said += f" on fewer than {e.min_pairs} pairs"
+    return f"round {e.round + 1}: {said}: {e.runs} more runs"
+
+
+def _count(speedups: int) -> str:
+    return f"{speedups} speedup{'s' * (speedups != 1)}"
 
 
 def precision_line(e: events.PrecisionReached) -> str:
@@ -119,14 +128,21 @@ def precision_line(e: events.PrecisionReached) -> str:
     'precision: every speedup within ±5% after 9 rounds'
     >>> precision_line(events.PrecisionReached(30, 2, 0.08, 0.05))
     'precision: 2 speedups still wider than ±5% after 30 rounds (precision.max_repeats); the widest ±8%'
+    >>> precision_line(events.PrecisionReached(30, 0, 0.0, 0.05, few=1, min_pairs=5))
+    'precision: 1 speedup within ±5% but on fewer than 5 pairs (its other runs failed) after 30 rounds'
     """
-    if not e.wide:
+    if not e.wide and not e.few:
         return f"precision: every speedup within {_share(e.target)} after {e.rounds} rounds"
-    plural = "s" if e.wide != 1 else ""
-    return (
-        f"precision: {e.wide} speedup{plural} still wider than {_share(e.target)} after {e.rounds} rounds "
-        f"(precision.max_repeats); the widest {_share(e.widest)}"
-    )
+    said = []
+    if e.wide:
+        said.append(f"{_count(e.wide)} still wider than {_share(e.target)}")
+    if e.few:
+        its = "its" if e.few == 1 else "their"
+        said.append(
+            f"{_count(e.few)} within {_share(e.target)} but on fewer than {e.min_pairs} pairs ({its} other runs failed)"
+        )
+    line = f"precision: {' and '.join(said)} after {e.rounds} rounds"
+    return line + (f" (precision.max_repeats); the widest {_share(e.widest)}" if e.wide else "")
 
 
 class ProgressLines:

@@ -66,11 +66,22 @@ class AddedRounds:
         runs = 2 * len(wide) if self.adjacent else len(wide) + len(bases)
         self.last_round = round_no
         if not all((t, round_no) in self.done for t in wide):  # a resume re-asks the rounds it ran
-            self.emit(events.RoundAdded(round_no, len(wide), max(wide.values()), self.target, runs))
+            widest, few, pairs = self._split(wide)
+            self.emit(events.RoundAdded(round_no, len(wide), widest, self.target, runs, few, pairs))
         return set(wide) | bases
+
+    def _split(self, wide: dict[str, float]) -> tuple[float, int, int]:
+        """The widest of the speedups wider than the target, how many are within it (so on too few
+        pairs), and how many pairs a speedup needs."""
+        from conc_lab.analysis.precision import MIN_PAIRS  # imported with pandas by ``wide``
+
+        over = [h for h in wide.values() if h > self.target]
+        return max(over, default=0.0), len(wide) - len(over), MIN_PAIRS
 
     def finish(self) -> None:
         """Tell how precise the speedups came out (``PrecisionReached``)."""
         wide = self.wide()
-        widest = max(wide.values()) if wide else 0.0
-        self.emit(events.PrecisionReached(self.last_round + 1, len(wide), widest, self.target))
+        widest, few, pairs = self._split(wide)
+        self.emit(
+            events.PrecisionReached(self.last_round + 1, len(wide) - few, widest, self.target, few, pairs)
+        )
