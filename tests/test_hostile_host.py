@@ -224,6 +224,16 @@ def test_a_clock_rewired_in_c_fails_its_own_run_and_no_other(tmp_path):
     assert slow["status"] == schema.OK and slow["run_s"] >= 0.6
 
 
+def test_a_clock_rewired_in_c_to_run_slow_before_the_run_fails_its_run_and_no_other(tmp_path):
+    # Rewired at import, before any window: every duration is small, positive and fits in the
+    # outside time; before, the 2 x 300 ms sleep was stored ok at ~0.1 ms. The run's process times
+    # itself from its first frame to its reply, and the host times the same span.
+    slowed, slow = sweep(tmp_path, ["workloads_slow_clock:sleeps", "sleepy"])
+    assert slowed["status"] == schema.FAILED and slowed["run_s"] is None, slowed
+    assert "its clock was rewired" in slowed["error"] and "the host timed" in slowed["error"], slowed["error"]
+    assert slow["status"] == schema.OK and slow["run_s"] >= 0.6
+
+
 def test_the_store_refuses_negative_or_endless_durations():
     row = schema.empty_row() | dict(
         sweep_id="s", sweep_name="n", trial_id="t", workload="m:f", backend="sequential", workers=1,

@@ -27,7 +27,7 @@ import signal
 import sys
 import time
 
-from conc_lab.host import backends, codecache, hygiene, noise, own, protocol, shm, state, trial, wire
+from conc_lab.host import backends, codecache, hygiene, measure, noise, own, protocol, shm, state, trial, wire
 
 _libc = []
 
@@ -93,13 +93,13 @@ class Runs(object):
             pass  # it died already: wire.collect says how
         os.close(request_fd)
         try:
-            reply, status, readings = wire.collect(reply_fd, pid, nonce)
+            reply, status, readings, first_at = wire.collect(reply_fd, pid, nonce)
         finally:
             os.close(reply_fd)
-        outside = time.perf_counter() - started
+        now = time.perf_counter()
         self.ended = (pid, status is not None)
         noise.remember(self.canary, readings)
-        return self._finish(reply, status, outside)
+        return self._finish(reply, status, now - started, None if first_at is None else now - first_at)
 
     def settle(self):
         """After a reply: fork the next run's process to wait, reap the run's, and kill what it left.
@@ -166,7 +166,7 @@ class Runs(object):
             except ChildProcessError:
                 pass
 
-    def _finish(self, reply, status, outside):
+    def _finish(self, reply, status, outside, span=None):
         if reply is None:
             reply = {
                 protocol.OK: True,
@@ -188,7 +188,9 @@ class Runs(object):
             inside = sum(out.get(k) or 0.0 for k in protocol.INSIDE_DURATIONS)
             self.last_short = inside < noise.CANARY_MIN_RUN_S
             out[protocol.OUTSIDE_S] = outside
-            timing_failure(out, outside, "the host timed from outside (fork to reply)")
+            inside_span = out.pop(protocol.SPAN_S, None)
+            if not timing_failure(out, outside, "the host timed from outside (fork to reply)"):
+                _clock_failure(out, inside_span, span)
         return reply
 
 
@@ -287,6 +289,30 @@ def timing_failure(out, outside, what):
     return True
 
 
+#: The clock every run is timed with, as the host loaded it: a workload that patches ``time`` in
+#: Python for its own ends (freezegun) does not reach it; one that rewires it in C does, and is told.
+_CLOCK = measure.clock
+
+
+def _clock_failure(out, inside, outside):
+    """Fail an ok ``out`` whose own clock ran slow against the host's between its two frames (rewired
+    in C: its durations all fit in the outside time, and are all too short). True when it failed it.
+
+    >>> out = {"status": "ok", "run_s": 0.0005, "setup_s": 0.0, "teardown_s": 0.0}
+    >>> _clock_failure(out, 0.0006, 0.61), out["status"], out["run_s"]
+    (True, 'failed', None)
+    """
+    if outside is None or inside is None or out.get(protocol.STATUS) != protocol.STATUS_OK:
+        return False  # no first frame (a run's process that died), or a run that failed already
+    problem = protocol.clock_problem(inside, outside)
+    if problem is None:
+        return False
+    out[protocol.STATUS], out[protocol.ERROR] = protocol.STATUS_FAILED, problem
+    for key in protocol.INSIDE_DURATIONS:
+        out[key] = None
+    return True
+
+
 def _child(runs, request_fd, writer):
     """The forked child: wait for a request, run it, write one framed reply on ``writer``, and end."""
     code = 0
@@ -332,6 +358,7 @@ def _child(runs, request_fd, writer):
 
 def _run_and_reply(runs, request, writer, nonce, pid):
     in_shm = shm.names()  # before any of the workload's code: what it leaves there is told by the difference
+    first_sent = None
     try:
         # The sweep's processes besides this one's tree: the host, alone. Not the runner: it only
         # waits while a run runs, so what its process takes then (threads of the notebook or app
@@ -344,6 +371,7 @@ def _run_and_reply(runs, request, writer, nonce, pid):
             # in a frame of its own, which nothing the workload does can change.
             early = trial.canary_before(request, cache)
             wire.write_frame(writer, {"nonce": nonce, wire.CANARY_FRAME: early[0].fresh})
+            first_sent = _CLOCK()  # the span the host times too: from this frame to the reply
         reply = {protocol.OK: True, protocol.OUTCOME: trial.handle(request, {}, cache, alone, early)}
     except BaseException:  # noqa: B036 - a workload's sys.exit at import fails the run, not the host
         reply = failure_reply()
@@ -359,6 +387,8 @@ def _run_and_reply(runs, request, writer, nonce, pid):
         # through the run's code to here: only the run's own process replies (the copy, quicker, once
         # replied first, with CPU times below zero).
         os._exit(0)
+    if first_sent is not None and reply.get(protocol.OK):
+        out[protocol.SPAN_S] = _CLOCK() - first_sent
     wire.write_frame(writer, {"nonce": nonce, "reply": reply})
 
 

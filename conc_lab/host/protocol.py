@@ -108,6 +108,10 @@ GIL_ENABLED = "gil_enabled"  # the GIL's state during the run (a free-threaded b
 OUTSIDE_S = "outside_s"
 #: Canary readings a run's process measured fresh ([core, seconds] pairs): child to host only.
 CANARY_READINGS = "canary_readings"
+#: Seconds a run's process timed itself, by the clock the workload can reach, from its first frame
+#: (sent before any of the workload's code) to its reply: child to host only, where the host's own
+#: time between the two frames is set beside it (``clock_problem``).
+SPAN_S = "span_s"
 #: The end of what a failed run's host wrote to stderr: added by the runner's side (run/hosts.py),
 #: which reads the host's stderr; never sent by a host.
 STDERR_TAIL = "stderr_tail"
@@ -265,6 +269,34 @@ def time_problem(out, outside, what):
             )
         )
     return None
+
+
+#: A run's own clock may fall behind the host's by this share of the span, plus CLOCK_SLACK_S, before
+#: the run is failed: the host wakes for the reply a little late (a few ms; 100 ms under heavy load).
+CLOCK_SLACK_SHARE = 0.25
+CLOCK_SLACK_S = 0.1
+
+
+def clock_problem(inside, outside):
+    """Why a run's clock cannot be true, when it timed ``inside`` seconds between its first frame and
+    its reply where the host timed ``outside``: it ran slow (rewired in C, where no Python-level
+    check sees it), or it is not a number; None when the two agree.
+
+    >>> clock_problem(0.6001, 0.6012) is None
+    True
+    >>> clock_problem(0.0005, 0.6012)
+    "the run's clock read 0.0005 s between its first frame and its reply, where the host timed 0.601 s (its clock was rewired?)"
+    """
+    if not isinstance(inside, (int, float)) or inside != inside or inside in (float("inf"), float("-inf")):
+        return "the run's clock gave %r for its own span: not a finite number (its clock was rewired?)" % (
+            inside,
+        )
+    if inside >= outside * (1 - CLOCK_SLACK_SHARE) - CLOCK_SLACK_S:
+        return None
+    return (
+        "the run's clock read %.3g s between its first frame and its reply, where the host timed %.3g s"
+        " (its clock was rewired?)" % (inside, outside)
+    )
 
 
 def version_problem(hello):

@@ -12,6 +12,7 @@ import json
 import os
 import select
 import signal
+import time
 
 from conc_lab.host import protocol
 
@@ -44,10 +45,11 @@ def write_all(fd, data):
 
 
 def collect(fd, pid, nonce):
-    """(reply, None, readings) once the run's reply is read; (None, status, readings) if its process
-    died (reaped) first. ``readings``: the fresh canary readings of the frame a run's process sends
-    first, before the workload's code runs; never taken from a later frame or from the reply."""
-    buf, frames, readings = b"", 0, None
+    """(reply, None, readings, first_at) once the run's reply is read; (None, status, readings,
+    first_at) if its process died (reaped) first. ``readings``: the fresh canary readings of the
+    frame a run's process sends first, before the workload's code runs; never taken from a later
+    frame or from the reply. ``first_at``: ``time.perf_counter()`` here as that frame was read."""
+    buf, frames, readings, first_at = b"", 0, None, None
     while True:
         ready = select.select([fd], [], [], _LIVENESS_S)[0]
         chunk = os.read(fd, 1 << 20) if ready else None
@@ -60,20 +62,20 @@ def collect(fd, pid, nonce):
                 frames += 1
                 first = _readings(doc) if frames == 1 and doc is not _BAD else None
                 if first is not None:
-                    readings = first
+                    readings, first_at = first, time.perf_counter()
                 elif doc is not _BAD and isinstance(doc.get("reply"), dict):
-                    return doc["reply"], None, readings
+                    return doc["reply"], None, readings, first_at
                 else:  # not a frame of this run's process, or one out of its place
                     os.kill(pid, signal.SIGKILL)  # its reply can no longer be told from what was forged
-                    return corrupt(buf), None, readings
+                    return corrupt(buf), None, readings, first_at
                 buf = rest
             continue
         # EOF (no process holds the pipe any more: wait for it), or a quiet pipe (is it alive?)
         done, status = os.waitpid(pid, 0 if chunk == b"" else os.WNOHANG)
         if done:
             if buf:
-                return corrupt(buf), None, readings
-            return None, status, readings
+                return corrupt(buf), None, readings, first_at
+            return None, status, readings, first_at
 
 
 def _readings(doc):
