@@ -9,20 +9,30 @@ for all its runs (and kills a run's own with the run's process group), so nothin
 The run's process lists /dev/shm when its request arrives (``names``: one ``os.listdir``) and,
 before it replies (``left``), lists it again only if the directory changed (its mtime and size:
 one ``os.stat``; 200 entries take 70 us to list). What appeared between the two, is still there
-and is this user's was made during the run; it is removed unless a process outside the run's
-process group has it open or mapped (another program that made one meanwhile): only then is
-/proc read, once, for all of them.
+and is this user's was made during the run, by the run or by another program meanwhile; /proc is
+then read, once, for who has each open or mapped. One the run's processes hold is the run's: named
+and removed. One only other processes hold is another program's: left out. One nobody holds cannot
+be told from another program's (a file written and closed), so it is named and kept: removing it
+deleted another sweep's files when two ran at once.
 
 Standard library only, Python 3.8 syntax: this runs inside the trial host.
 
 >>> before = names()
 >>> path = os.path.join(DIR, "conclab-doctest-%d" % os.getpid())
->>> with open(path, "wb") as f: _ = f.write(b"x" * 10)
+>>> f = open(path, "wb"); _ = f.write(b"x" * 10); f.flush()
 >>> any(n.startswith("left in /dev/shm: ") and "-%d (10 bytes); removed" % os.getpid() in n
 ...     for n in left(before))
 True
 >>> os.path.exists(path)
 False
+>>> f.close()
+>>> before = names()
+>>> with open(path, "wb") as f: _ = f.write(b"x" * 10)
+>>> [n for n in left(before) if str(os.getpid()) in n] == [
+...     "left in /dev/shm: conclab-doctest-%d (10 bytes; held by no process, so perhaps another"
+...     " program's: kept)" % os.getpid()]
+True
+>>> os.remove(path)
 """
 
 import os
@@ -66,9 +76,20 @@ class Watch(object):
         except OSError:
             pass
 
-    def left(self):
-        """Notes on what appeared since ``mark`` (removed where nothing else holds it): ``left``."""
-        notes = left(self.before, settle_s=SETTLE_S)
+    def held(self, root):
+        """What appeared since ``mark`` that process ``root`` (a trial host about to be killed, a
+        child subreaper: its run's processes are under it) and its descendants hold: (device,
+        inode) pairs for ``left``; one ``os.stat`` when nothing appeared."""
+        try:
+            if self.before is None or _stamp() == self.before[0]:
+                return set()
+        except OSError:
+            return set()
+        return held_by([root] + descendants(root))
+
+    def left(self, ours=()):
+        """Notes on what appeared since ``mark``: ``left``, with ``ours`` from ``held``."""
+        notes = left(self.before, settle_s=SETTLE_S, ours=ours)
         self.before = names()
         return notes
 
@@ -79,13 +100,47 @@ class Watch(object):
 SETTLE_S = 1.0
 
 
-def left(before, settle_s=0.0):
+def left(before, settle_s=0.0, ours=()):
     """Notes on what appeared in /dev/shm since ``before`` (``names()``) and is still there.
 
-    This user's entries are named with their size; a plain file no process outside this one's
-    process group holds is removed, else the note says which of the run's processes holds it. One
-    that a process which is not the run's holds is another program's, made meanwhile: left out.
+    An entry of this user's is the run's when a process of this one's process group (or one it
+    started) has it open or mapped, or when its (device, inode) is in ``ours`` (what a run's
+    processes held before they were killed, ``held_by``): named and removed, unless a process
+    outside holds it too (waited for up to ``settle_s``: a killed process exiting still holds its
+    maps). One only other processes hold is another program's, made meanwhile: left out. One that
+    nobody holds is named and kept (module doc).
     """
+    found = _new_entries(before)
+    if not found:
+        return []
+    holders = _holders(found)
+    deadline = time.monotonic() + settle_s
+    while ours and time.monotonic() < deadline and any(holders[f[3]][1] for f in found if f[3] in ours):
+        time.sleep(0.02)
+        holders = _holders(found)
+    parts, removed = [], 0
+    for name, size, plain, key in found:
+        inside, outside = holders[key]
+        if not (inside or key in ours):
+            if outside is not None:
+                continue  # another program's, made meanwhile: not this run's to tell
+            parts.append(
+                "%s (%d bytes; held by no process, so perhaps another program's: kept)" % (name, size)
+            )
+            continue
+        why = _kept_because(name, plain, outside)
+        removed += why is None
+        parts.append(
+            "%s (%d bytes)" % (name, size) if why is None else "%s (%d bytes; %s)" % (name, size, why)
+        )
+    if not parts:
+        return []
+    shown = ", ".join(parts[:SHOWN]) + (" and %d more" % (len(parts) - SHOWN) if len(parts) > SHOWN else "")
+    return ["left in /dev/shm: %s%s" % (shown, "; removed" if removed else "")]
+
+
+def _new_entries(before):
+    """(name, size, is a plain file, (device, inode)) of this user's entries not in ``before``."""
     if before is None:
         return []
     stamp, had = before
@@ -95,34 +150,15 @@ def left(before, settle_s=0.0):
         new = [n for n in os.listdir(DIR) if n not in had]
     except OSError:
         return []
-    found = []  # (name, size, is a plain file)
+    found = []
     for name in sorted(new):
         try:
             st = os.lstat(os.path.join(DIR, name))
         except OSError:  # removed meanwhile (a resource tracker, the workload's own clean-up)
             continue
         if st.st_uid == os.getuid():
-            found.append((name, st.st_size, stat.S_ISREG(st.st_mode)))
-    if not found:
-        return []
-    holders = _holders([name for name, _size, _plain in found])
-    deadline = time.monotonic() + settle_s
-    while holders and time.monotonic() < deadline:  # a killed process still exiting holds its maps
-        time.sleep(0.02)
-        holders = _holders([name for name, _size, _plain in found])
-    if holders:  # held by a process that is not the run's (another program's, made meanwhile): not told
-        ours = set(descendants())
-        found = [f for f in found if holders.get(f[0]) in ours or f[0] not in holders]
-    parts, removed = [], 0
-    for name, size, plain in found:
-        why = _kept_because(name, plain, holders.get(name))
-        if why is None:
-            removed += 1
-            parts.append("%s (%d bytes)" % (name, size))
-        else:
-            parts.append("%s (%d bytes; %s)" % (name, size, why))
-    shown = ", ".join(parts[:SHOWN]) + (" and %d more" % (len(parts) - SHOWN) if len(parts) > SHOWN else "")
-    return ["left in /dev/shm: %s%s" % (shown, "; removed" if removed else "")]
+            found.append((name, st.st_size, stat.S_ISREG(st.st_mode), (st.st_dev, st.st_ino)))
+    return found
 
 
 def _kept_because(name, plain, holder):
@@ -140,35 +176,49 @@ def _kept_because(name, plain, holder):
     return None
 
 
-def _holders(wanted):
-    """{name: pid} for the names a process outside this one's process group has open or mapped.
+def held_by(pids):
+    """(device, inode) of every /dev/shm entry that one of ``pids`` has open or mapped."""
+    try:
+        device = os.stat(DIR).st_dev
+    except OSError:
+        return set()
+    held = set()
+    for pid in pids:
+        try:
+            held.update(key for key in _used_by(pid) if key[0] == device)
+        except OSError:  # gone already
+            continue
+    return held
+
+
+def _holders(found):
+    """{(device, inode): (held by this process group or a process it started, the pid of a process
+    outside that holds it, or None)} for the entries ``found`` (``_new_entries``).
 
     Matched by inode, not by path: ``sem_open`` makes a semaphore under a temporary name, maps it
     and only then links it to its own, so its maker's maps name the temporary file (deleted). By
     path, a named semaphore another sweep's spawned worker was about to open was removed under it
     ("FileNotFoundError" from ``SemLock._rebuild``, its run failed).
     """
-    inodes = {}
-    for name in wanted:
-        try:
-            st = os.lstat(os.path.join(DIR, name))
-        except OSError:
-            continue
-        inodes[(st.st_dev, st.st_ino)] = name
-    group, held = os.getpgid(0), {}
+    out = {f[3]: (False, None) for f in found}
+    group, ours = os.getpgid(0), None
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         pid = int(entry)
         try:
-            if os.getpgid(pid) == group:
+            held = [key for key in _used_by(pid) if key in out]
+            if not held:
                 continue
-            for inode in _used_by(pid):
-                if inode in inodes:
-                    held.setdefault(inodes[inode], pid)
+            if ours is None:
+                ours = set(descendants())
+            inside = pid in ours or os.getpgid(pid) == group
         except OSError:  # gone, or another user's (it cannot open this user's 0600 segments)
             continue
-    return held
+        for key in held:
+            was_inside, outside = out[key]
+            out[key] = (was_inside or inside, outside if inside or outside is not None else pid)
+    return out
 
 
 def _used_by(pid):

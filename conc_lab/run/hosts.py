@@ -53,7 +53,7 @@ class HostPool:
             started = time.perf_counter()
             try:
                 # a matrix names "3.12" or "python3.12"; the host needs the executable it stands for
-                host = self.hosts[key] = TrialHost(resolve(python), self.search_path)
+                host = self.hosts[key] = TrialHost(resolve(python), self.search_path, shm_watch=self.shm)
             finally:
                 self.starting_s += time.perf_counter() - started
             self._facts[python] = host.info  # kept for the row of a trial that kills its host
@@ -122,8 +122,9 @@ class HostPool:
 
     def _killed(self, status: str, why: str, host: TrialHost) -> dict:
         """The outcome of a run whose host was killed or died: with what it left in /dev/shm (its
-        resource trackers, which would have unlinked it, died with it)."""
-        left = "; ".join(self.shm.left()) or None
+        resource trackers, which would have unlinked it, died with it); what its processes held
+        as they were killed (``TrialHost.shm_held``) is the run's, and removed."""
+        left = "; ".join(self.shm.left(host.shm_held)) or None
         return protocol.outcome(status=status, error=why, stderr_tail=host.stderr.text(), left_behind=left)
 
     def is_cold(self, trial: Trial) -> bool:

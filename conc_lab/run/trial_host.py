@@ -21,7 +21,7 @@ import sys
 import time
 from collections.abc import Iterable
 
-from conc_lab.host import PACKAGE_ROOT, hygiene, protocol
+from conc_lab.host import PACKAGE_ROOT, hygiene, protocol, shm
 
 THREAD_ENV = protocol.THREAD_ENV
 
@@ -196,9 +196,16 @@ class TrialHost:
     """
 
     def __init__(
-        self, python: str | None = None, search_path: list[str] | None = None, start_timeout: float = 60
+        self,
+        python: str | None = None,
+        search_path: list[str] | None = None,
+        start_timeout: float = 60,
+        shm_watch: shm.Watch | None = None,
     ):
+        """``shm_watch``: /dev/shm as the runner last listed it; a kill first notes in ``shm_held``
+        what the host's processes hold there that appeared since (the run's, to be removed)."""
         self.python = python or sys.executable
+        self._shm_watch, self.shm_held = shm_watch, set()
         env = child_env(search_path)
         self.proc, self._lifeline, self._channel = _spawn(self.python, env)
         self._mark = env[protocol.HOST_MARK_ENV]
@@ -297,6 +304,8 @@ class TrialHost:
 
     def kill(self) -> int | None:
         """Kill the host's whole process group, and what left it; returns the host's exit code."""
+        if self._shm_watch is not None and self.proc.poll() is None:
+            self.shm_held = self._shm_watch.held(self.proc.pid)  # while its processes still hold it
         return _kill_session(self.proc, self._mark)
 
     def close(self):
