@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parent.parent
 # import them into the test process itself. One left a spinning thread there for the whole run:
 # every later test ran beside it, the suite took 3-7x its time, and sweeps run in-process counted
 # the spinner's CPU as their own (in CI two hashing threads got one core's worth for a minute).
-collect_ignore = ["workloads_hostile_import.py"]
+collect_ignore = ["workloads_hostile_import.py", "workloads_slow_clock.py"]  # side effects at import
 
 # A fixture that starts infrastructure marks every test that uses it.
 _FIXTURE_MARKS = {"ray_cluster": "ray", "ray_start": "ray_start", "slurm": "slurm"}
