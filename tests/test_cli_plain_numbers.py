@@ -8,6 +8,8 @@ threads-against-processes ratio names the two configurations it sets side by sid
 
 from __future__ import annotations
 
+import csv
+import io
 import re
 
 import pytest
@@ -72,3 +74,15 @@ def test_the_last_line_says_whose_overhead_it_is_in_three_figures_as_v_does(naps
     )
     assert set(parts) == {"start-up", "runner", "trial host"}, split_line
     assert all(_figures(v) <= 3 for v in parts.values()), split_line
+
+
+def test_break_even_sizes_read_as_plain_numbers(naps):
+    # was: "size ≥ 1.2e+04" in summarize's csv, markdown and --wide, the report and advise
+    out, _ = naps
+    proc = conclab("summarize", str(out), "-f", "csv")
+    assert proc.returncode == 0, proc.stderr
+    rows = list(csv.DictReader(io.StringIO(proc.stdout)))
+    told = [r["break_even"] for r in rows if r["break_even"].startswith("size")]
+    assert told, [(r["backend"], r["break_even"]) for r in rows]  # the process pool's, at least
+    assert all(re.fullmatch(r"size ≥ \d{1,3}(,\d{3})*( \(.*\))?", t) for t in told), told
+    assert not any("e+" in r["break_even"] for r in rows), [r["break_even"] for r in rows]
