@@ -86,3 +86,14 @@ def test_break_even_sizes_read_as_plain_numbers(naps):
     assert told, [(r["backend"], r["break_even"]) for r in rows]  # the process pool's, at least
     assert all(re.fullmatch(r"size ≥ \d{1,3}(,\d{3})*( \(.*\))?", t) for t in told), told
     assert not any("e+" in r["break_even"] for r in rows), [r["break_even"] for r in rows]
+
+
+def test_threads_against_processes_names_the_two_configurations(naps):
+    # was: "nap size 100000: fastest ...; threads take 2.01x the time of processes": which threads?
+    _, proc = naps
+    flat = " ".join(proc.stdout.split())
+    said = re.findall(
+        r"threads \((\d) workers?\) take \d+\.\d\dx the time of processes \((\w+), (\d) workers?\)", flat
+    )
+    # one line per size; sleeping threads are fastest at 2 workers; the processes ran fork at 2
+    assert said == [("2", "fork", "2")] * 2, flat
