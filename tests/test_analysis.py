@@ -528,7 +528,7 @@ def test_break_even_size_from_start_up_cost_and_time_per_unit_of_work():
     s = summarize(pd.DataFrame(frames))
     mp = s[s.backend == "multiprocessing"]
     assert mp.break_even_size.to_numpy() == pytest.approx([40_000] * 4, rel=1e-6)
-    assert (mp.break_even == "size ≥ 4e+04").all()
+    assert (mp.break_even == "size ≥ 40,000").all()
     small, big = mp[mp["size"] == 10_000].iloc[0], mp[mp["size"] == 100_000].iloc[0]
     assert small.e2e_speedup < 1 < big.e2e_speedup  # the two sides of it, measured
     assert (s[s.backend == "threading"].break_even == "never (no faster per unit of work)").all()
@@ -536,7 +536,7 @@ def test_break_even_size_from_start_up_cost_and_time_per_unit_of_work():
     # one size measured: the run is taken as proportional to it, and the text says so
     one = summarize(pd.DataFrame([f for f in frames if f["size"] == 300_000]))
     assert row(one, backend="multiprocessing").break_even == (
-        "size ≥ 4e+04 (extrapolated; one size measured, run ∝ size assumed)"
+        "size ≥ 40,000 (extrapolated; one size measured, run ∝ size assumed)"
     )
 
 

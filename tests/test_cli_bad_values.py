@@ -124,6 +124,32 @@ def test_a_value_that_parses_but_cannot_be_meant_is_one_line_and_nothing_is_writ
         assert name in line, line
 
 
+# an empty path, which click reads as "." (a sweep was written to the working directory, `summarize
+# ''` read every results folder under it): each command's path options and arguments
+EMPTY = [
+    (["sweep", "tiny.yaml", "-o", ""], "--out"),
+    (["sweep", "tiny.yaml", "--out="], "--out"),
+    (["sweep", ""], "CONFIG"),
+    (["expand", ""], "CONFIG"),
+    (["calibrate", "tiny.yaml", "-o", ""], "--out"),
+    (["summarize", ""], "PATHS"),
+    (["summarize", "results", ""], "PATHS"),
+    (["compare", "", "results"], "A"),
+    (["report", "results", "-o", ""], "--out"),
+    (["advise", FUNCTION, "-o", ""], "--out"),
+    (["selftest", "-o", ""], "--out"),
+    (["slurm", "tiny.yaml", "-n", "1", "-o", ""], "--out"),
+    (["merge", ""], "RESULTS"),
+    (["merge", "results", "--out", ""], "--out"),
+    (["check", ""], "PATHS"),
+]
+
+
+@pytest.mark.parametrize("args,name", EMPTY, ids=[shlex.join(a) for a, _ in EMPTY])
+def test_an_empty_path_is_one_line_not_the_working_directory(tmp_path, args, name):
+    assert refused(tmp_path, *args) == f"error: {name}: an empty path"
+
+
 def test_a_limit_past_sys_maxsize_lists_every_trial_not_a_traceback(tmp_path):
     (tmp_path / "tiny.yaml").write_text(TWO_TRIALS)
     proc = subprocess.run(

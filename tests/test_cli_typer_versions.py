@@ -63,3 +63,7 @@ def test_the_cli_runs_under_an_older_typer(version, tmp_path):
     done = run("sweep", "-q", "one.yaml", "--out", "results")
     assert done.returncode == 0, done.stderr
     assert "1 run recorded (0 failed" in done.stdout + done.stderr
+    # an empty path is refused under each typer too (0.28+ coerces values itself; older, click.Path)
+    for args, name in ((["sweep", "one.yaml", "-o", ""], "--out"), (["summarize", "results", ""], "PATHS")):
+        empty = run(*args)
+        assert (empty.returncode, empty.stderr) == (2, f"error: {name}: an empty path\n"), empty.stderr

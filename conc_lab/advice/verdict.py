@@ -443,9 +443,9 @@ def _contrasts(arms: list[ArmResult], choice: ArmResult, threads: ArmResult | No
     >>> _contrasts([fork, spawn], fork, None)
     ['spawn pays 200 ms to start, so it is not told apart from the plain loop at the sizes measured']
     >>> spawn = ArmResult("multiprocessing (spawn)", "multiprocessing", 2, 1.2, 1.1, 1.3, 1.8, 0.2, "",
-    ...                   "size ≥ 7.5e+05 (fit)", 5)
+    ...                   "size ≥ 750,000 (fit)", 5)
     >>> _contrasts([fork, spawn], fork, None)
-    ['spawn pays 200 ms to start, so it wins only at size ≥ 7.5e+05']
+    ['spawn pays 200 ms to start, so it wins only at size ≥ 750,000']
     """
     parts = []
     alike = [

@@ -17,6 +17,8 @@ else the text is "not at the sizes measured", whatever a fit through the noise w
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import numpy as np
 import pandas as pd
 
@@ -123,19 +125,31 @@ def describe_break_even(size: float, sizes: int, min_size: float, max_size: floa
     Example::
 
         >>> describe_break_even(2.5e5, 3, 1e4, 1e6), describe_break_even(2e7, 1, 1e5, 1e5)
-        ('size ≥ 2.5e+05', 'size ≥ 2e+07 (extrapolated; one size measured, run ∝ size assumed)')
+        ('size ≥ 250,000', 'size ≥ 20,000,000 (extrapolated; one size measured, run ∝ size assumed)')
     """
     if not np.isfinite(size):
         return "never (no faster per unit of work)" if size == np.inf else ""
     if size == 0:
         return "any size"
-    text = f"size ≥ {size:.2g}"
+    text = f"size ≥ {size_text(size)}"
     notes = []
     if size < min_size or size > max_size:
         notes.append("extrapolated")
     if sizes < 2:
         notes.append("one size measured, run ∝ size assumed")
     return text + (f" ({'; '.join(notes)})" if notes else "")
+
+
+def size_text(size: float) -> str:
+    """A work size to 2 significant figures as people write it, never in e-notation (a fit's
+    break-even is no more precise than that, and ``3.7e+05`` was read as a typo).
+
+    Example::
+
+        >>> [size_text(x) for x in (3.74e5, 1234, 99.6, 12, 0.25, 1e-5, 1.2e21)]
+        ['370,000', '1,200', '100', '12', '0.25', '0.00001', '1,200,000,000,000,000,000,000']
+    """
+    return format(Decimal(f"{size:.2g}"), ",f")
 
 
 def _take(frame: pd.DataFrame, column: str, rows: np.ndarray) -> np.ndarray:
@@ -186,8 +200,8 @@ NOT_SEEN = "not at the sizes measured"
 def where_it_wins(break_even: str) -> str:
     """Where a backend wins, from its break-even text, as the end of a sentence ("so it ...").
 
-    >>> [where_it_wins(t) for t in ("size ≥ 7.5e+05 (extrapolated)", "any size", "never (no faster per unit of work)")]
-    ['wins only at size ≥ 7.5e+05', 'wins at any size', 'never wins (no faster per unit of work)']
+    >>> [where_it_wins(t) for t in ("size ≥ 750,000 (extrapolated)", "any size", "never (no faster per unit of work)")]
+    ['wins only at size ≥ 750,000', 'wins at any size', 'never wins (no faster per unit of work)']
     >>> where_it_wins(NOT_SEEN)
     'does not win at the sizes measured'
     """

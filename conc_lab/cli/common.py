@@ -11,8 +11,9 @@ one line. Nothing here imports pyarrow, pandas or any other heavy package: ``--v
 from __future__ import annotations
 
 import sys
+import typing
 import warnings
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import NoReturn
 
 import typer
@@ -28,7 +29,15 @@ _clicks = sys.modules[typer.BadParameter.__module__]
 
 class _Group(typer.core.TyperGroup):
     """The ``conclab`` command group: a usage error (a value that does not parse, an option it does
-    not have, an argument left out) is said as conc_lab's own one line, not typer's boxed panel."""
+    not have, an argument left out, an empty path) is said as conc_lab's own one line, not typer's
+    boxed panel."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for command in self.commands.values():
+            for param in command.params:
+                if _takes_paths(param):
+                    _refuse_empty(param)
 
     def main(self, *args, standalone_mode: bool = True, **kwargs):
         if not standalone_mode:
@@ -44,6 +53,32 @@ class _Group(typer.core.TyperGroup):
         except typer.Abort:  # EOF at a prompt (typer.Exit, Ctrl-C included, is returned as a code)
             code = _said("aborted", 1)
         sys.exit(code if isinstance(code, int) else 0)  # else: a command's return value, not a code
+
+
+def _takes_paths(param) -> bool:
+    """Whether ``param`` takes a path or a list of them: typer 0.28+ says so in its own type
+    descriptor (the annotation), older typer by giving it a click.Path."""
+    descriptor = getattr(param, "type_descriptor", None)
+    if descriptor is None:
+        return getattr(getattr(param, "type", None), "name", None) == "path"
+    annotation = descriptor.annotation
+    kinds = typing.get_args(annotation) if typing.get_origin(annotation) is list else (annotation,)
+    return any(isinstance(kind, type) and issubclass(kind, PurePath) for kind in kinds)
+
+
+def _refuse_empty(param) -> None:
+    """``param`` refuses ``''`` as typed, which would reach conc_lab as the working directory
+    (``Path('')`` is ``.``): ``-o ''`` wrote a sweep there, ``summarize ''`` read every results
+    folder under it."""
+    process = param.process_value
+
+    def checked(ctx, value):
+        given = value if isinstance(value, (list, tuple)) else (value,)
+        if any(isinstance(v, str) and not v for v in given):
+            raise typer.BadParameter("an empty path", ctx=ctx, param=param)
+        return process(ctx, value)
+
+    param.process_value = checked
 
 
 app = typer.Typer(

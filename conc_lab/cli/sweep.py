@@ -12,6 +12,7 @@ from pathlib import Path
 import typer
 
 from conc_lab.cli.common import WIDE_HELP, app, console, die, emit, example, load, out_console, say
+from conc_lab.host.units import duration
 
 _CONFIG = typer.Argument(..., help="The experiment matrix, e.g. configs/cpu.yaml.")
 _OUT = typer.Option(Path("results"), "--out", "-o", help="Results root; rows go to OUT/<name>/<sweep_id>/.")
@@ -263,13 +264,22 @@ def overhead_line(result, whole_s: float | None) -> str:
     """Under -v: where the overhead per run goes (``runner.Overhead``), and over how many runs."""
     split = result.overhead(whole_s)
     runs = result.executed or result.recorded
-    ms = lambda s: f"{s * 1e3:.2f} ms"  # noqa: E731
     return (
-        f"overhead per run {ms(split.total_s)} (the {'command' if whole_s else 'sweep'}'s wall time less "
-        f"the runs' setup, run and teardown, over {runs} run{'s' * (runs != 1)}): start-up {ms(split.startup_s)} "
-        f"(interpreter, imports, config, hosts), runner {ms(split.runner_s)} (rows, journal, progress), "
-        f"trial host {ms(split.host_s)} (each run's fresh process, its guards, the pipes)"
+        f"{own_overhead(split.total_s)} (the {'command' if whole_s else 'sweep'}'s wall time less "
+        f"the runs' setup, run and teardown, over {runs} run{'s' * (runs != 1)}): start-up "
+        f"{duration(split.startup_s)} (interpreter, imports, config, hosts), runner {duration(split.runner_s)} "
+        f"(rows, journal, progress), trial host {duration(split.host_s)} (each run's fresh process, its "
+        "guards, the pipes)"
     )
+
+
+def own_overhead(seconds: float) -> str:
+    """The overhead per run as the last line and ``-v`` both name it: whose it is, in 3 figures.
+
+    >>> own_overhead(0.34681)
+    "conc_lab's own overhead 347 ms a run"
+    """
+    return f"conc_lab's own overhead {duration(seconds)} a run"
 
 
 def final_line(result, resumed: bool = False, whole_s: float | None = None, stored_failures: str = "") -> str:
@@ -287,10 +297,10 @@ def final_line(result, resumed: bool = False, whole_s: float | None = None, stor
     if result.warmup_failed:  # not recorded, but a failure all the same (and exit code 1)
         line += f"; {result.warmup_failed} failed warm-up run{'s' * (result.warmup_failed > 1)}"
     line += f") in {result.wall_s:.1f} s"
-    if whole_s is not None and whole_s - result.wall_s >= 0.05:  # else "in 0.1 s; overhead 1300 ms per run"
+    if whole_s is not None and whole_s - result.wall_s >= 0.05:  # else "in 0.1 s; … overhead 1.3 s a run"
         line += f" ({whole_s:.1f} s with start-up)"
     if result.recorded:  # a per-run figure over no runs would be the sweep's set-up, mislabelled
-        line += f"; overhead {result.overhead(whole_s).total_s * 1e3:.2f} ms per run"
+        line += f"; {own_overhead(result.overhead(whole_s).total_s)}"
     return f"{line} → {result.sweep_dir}"
 
 

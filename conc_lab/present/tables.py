@@ -355,7 +355,7 @@ def workload_lines(summary: pd.DataFrame) -> list[str]:
     ...     "start_method": [None, None, "fork"], "workers": [1, 2, 2], "median_s": [1.0, 0.98, 0.52],
     ...     "speedup": [1.0, 1.02, 1.92]})
     >>> workload_lines(s)
-    ['f: fastest multiprocessing/fork, 2 workers (1.92x); threads take 1.88x the time of processes']
+    ['f: fastest multiprocessing/fork, 2 workers (1.92x); threads (2 workers) take 1.88x the time of processes (fork, 2 workers)']
 
     The fastest is the highest speedup (the number beside it); its doubts and the arms whose
     interval reaches it are said, so noise is never read as a winner:
@@ -383,12 +383,28 @@ def workload_lines(summary: pd.DataFrame) -> list[str]:
         line = f"{name}: fastest {_arm(best)}"
         if best["backend"] != SEQUENTIAL:
             line += _doubts(best) + _rivals(rows, best_at)
-        threads = rows[rows["backend"] == THREADING]["median_s"]
-        procs = rows[rows["backend"] == MULTIPROCESSING]["median_s"]
-        if len(threads) and len(procs):
-            line += f"; threads take {float(threads.min()) / float(procs.min()):.2f}x the time of processes"
+        line += _threads_against_processes(rows)
         out.append(line)
     return out
+
+
+def _threads_against_processes(rows: pd.DataFrame) -> str:
+    """``; threads (2 workers) take 1.88x the time of processes (fork, 2 workers)``: the fastest
+    threading row's median over the fastest multiprocessing row's, each named; empty without both."""
+    threads = rows[rows["backend"] == THREADING]["median_s"]
+    procs = rows[rows["backend"] == MULTIPROCESSING]["median_s"]
+    if not (len(threads) and len(procs)):
+        return ""
+    t, p = rows.loc[threads.idxmin()].to_dict(), rows.loc[procs.idxmin()].to_dict()
+    method = backend_label(p).partition("/")[2]
+    return (
+        f"; threads ({_n_workers(t)}) take {float(t['median_s']) / float(p['median_s']):.2f}x the time of "
+        f"processes ({f'{method}, ' if method else ''}{_n_workers(p)})"
+    )
+
+
+def _n_workers(row: dict) -> str:
+    return f"{row['workers']} worker" + ("s" if row["workers"] != 1 else "")
 
 
 def _fastest(rows: pd.DataFrame):
@@ -403,7 +419,7 @@ def _fastest(rows: pd.DataFrame):
 
 def _arm(row: dict) -> str:
     """``multiprocessing/fork, 2 workers (1.92x)``"""
-    text = f"{backend_label(row)}, {row['workers']} worker" + ("s" if row["workers"] != 1 else "")
+    text = f"{backend_label(row)}, {_n_workers(row)}"
     speedup = _float(row.get("speedup"))
     return text + (f" ({speedup:.2f}x)" if math.isfinite(speedup) and row["backend"] != SEQUENTIAL else "")
 
