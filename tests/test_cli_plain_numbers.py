@@ -97,3 +97,26 @@ def test_threads_against_processes_names_the_two_configurations(naps):
     )
     # one line per size; sleeping threads are fastest at 2 workers; the processes ran fork at 2
     assert said == [("2", "fork", "2")] * 2, flat
+
+
+def test_threads_against_processes_names_the_processes_the_table_calls_fastest():
+    # Seen in a smoke sweep under load: "fastest multiprocessing/fork, 2 workers (1.95x)", then "threads
+    # (1 worker) take 1.90x the time of processes (spawn, 2 workers)": spawn had the least median
+    # (38.5 ms against fork's 40.6), fork the highest speedup (paired against the plain loop).
+    import pandas as pd
+
+    from conc_lab.present.tables import workload_lines
+
+    summary = pd.DataFrame(
+        {
+            "workload": ["cpu:sum_squares"] * 4,
+            "backend": ["sequential", "threading", "multiprocessing", "multiprocessing"],
+            "start_method": [None, None, "fork", "spawn"],
+            "workers": [1, 1, 2, 2],
+            "median_s": [0.0715, 0.0731, 0.0406, 0.0385],
+            "speedup": pd.array([1.0, 0.99, 1.95, 1.94], dtype="Float64"),
+        }
+    )
+    (line,) = workload_lines(summary)
+    assert "fastest multiprocessing/fork, 2 workers (1.95x)" in line, line
+    assert line.endswith("threads (1 worker) take 1.97x the time of processes (fork, 2 workers)"), line
