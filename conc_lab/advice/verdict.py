@@ -186,7 +186,8 @@ def _arm_result(row: pd.Series, label: str) -> ArmResult:
 
 
 def _widest(summary: pd.DataFrame, arm: str) -> ArmResult | None:
-    """``arm`` at its most workers: where its limit shows (threads at one worker cannot be GIL-bound)."""
+    """``arm`` at its most workers: where its limit shows (threads at one worker cannot be GIL-bound).
+    Its why is told; its speedup never is (the arm's figure is its best count's, as in its line)."""
     rows = summary[(summary["n"] > 0) & (summary["backend"].astype(object) != SEQUENTIAL)]
     rows = [r for _, r in rows.iterrows() if arm_label(r) == arm and np.isfinite(r["e2e_speedup"])]
     return _arm_result(max(rows, key=lambda r: r["workers"]), arm) if rows else None
@@ -458,12 +459,7 @@ def _contrasts(arms: list[ArmResult], choice: ArmResult, threads: ArmResult | No
         why = "which needs another Python" if other else f"and {choice.backend} is cheaper"
         parts.append(f"≈ {alike[0].arm} {x_text(alike[0].speedup)}, {why}")
     if threads is not None and choice.backend != THREADING:
-        # at their most workers, where their limit shows; the evidence line has their best count:
-        # each names its count, so two figures for threads never read as one
-        best = next((a for a in arms if a.arm == threads.arm), threads)
-        most = ", their most" if best.workers != threads.workers else ""
-        said = f"threads {x_text(threads.speedup)} with {n_workers(threads.workers)}{most}"
-        parts.append(said + (f" ({threads.why})" if threads.why else ""))
+        parts.append(_threads_said(arms, threads))
     slow = [
         a
         for a in arms
@@ -474,3 +470,25 @@ def _contrasts(arms: list[ArmResult], choice: ArmResult, threads: ArmResult | No
         method = a.arm.split(" ")[-1].strip("()")
         parts.append(f"{method} pays {seconds(a.setup_s)} to start, so {a.wins()}")
     return parts
+
+
+def _threads_said(arms: list[ArmResult], most: ArmResult) -> str:
+    """Threads as their evidence line has them, at their best count (one figure per arm on the
+    screen), and, where that is fewer than their ``most`` workers, that more did not help, with why
+    where their most workers show a GIL (its phrase names that count).
+
+    >>> most = ArmResult("threading", "threading", 2, 0.93, 0.9, 0.96, 0.93, 0.0003,
+    ...                  "GIL-bound: 2 workers, CPU 1.00× wall", "", 5)
+    >>> best = ArmResult("threading", "threading", 1, 0.97, 0.95, 0.99, 0.97, 0.0002,
+    ...                  "none dominant: workers busy 99%", "", 5)
+    >>> _threads_said([best], most)
+    'threads 0.97× with 1 worker, no faster with more (GIL-bound: 2 workers, CPU 1.00× wall)'
+    >>> _threads_said([most], most)
+    'threads 0.93× with 2 workers (GIL-bound: 2 workers, CPU 1.00× wall)'
+    """
+    best = next((a for a in arms if a.arm == most.arm), most)
+    said = f"threads {x_text(best.speedup)} with {n_workers(best.workers)}"
+    if best.workers == most.workers:
+        return said + (f" ({best.why})" if best.why else "")
+    why = f" ({most.why})" if most.why.startswith("GIL-bound") else ""
+    return f"{said}, no faster with more{why}"
