@@ -26,6 +26,7 @@ from test_cli_ux import tmux_run
 
 import conc_lab
 from conc_lab.advice import AdviseError
+from conc_lab.advice import arms as arm_results
 from conc_lab.advice import plan as planning
 from conc_lab.advice import verdict as verdicts
 from conc_lab.advice.target import resolve
@@ -538,7 +539,7 @@ def test_the_plan_is_a_valid_matrix_with_other_interpreters_and_says_what_it_lef
         {"backend": b, "python": py}
         for b, py in (("subinterpreters", "/opt/py/bin/python3.14"), ("threading", "/opt/py/bin/python3.13t"))
     ]
-    assert [verdicts.arm_label(r, p.python_labels) for r in rows] == [
+    assert [arm_results.arm_label(r, p.python_labels) for r in rows] == [
         "subinterpreters (Python 3.14.0)",
         "threading (Python 3.13.5, free-threaded)",
     ]
