@@ -105,6 +105,29 @@ def test_pure_python_work_is_told_to_use_processes_with_threads_gil_bound():
 
 
 @pytest.mark.inprocess
+def test_an_arm_run_at_fewer_workers_than_the_others_says_it_ran_at_that_count_only():
+    # work that waits runs to 4x the cores, spawn and forkserver at the cores' count only: the screen
+    # read "fork 5.85× … with 8 workers" over "forkserver 1.64× … with 2 workers", as if forkserver
+    # were 3.5 times slower, not never run at 8
+    s = _summary(
+        [
+            ("threading", None, 2, 1.9, 1.8, 2.0, "", 0.0003),
+            ("threading", None, 8, 6.9, 6.5, 7.4, "", 0.0003),
+            ("multiprocessing", "fork", 2, 1.8, 1.7, 1.9, "", 0.015),
+            ("multiprocessing", "fork", 8, 5.8, 5.7, 6.1, "", 0.015),
+            ("multiprocessing", "forkserver", 2, 1.6, 1.5, 1.7, "", 0.05),
+        ]
+    )
+    lines = verdicts.decide(s, rounds=5).lines()
+    assert (
+        "  multiprocessing (forkserver) 1.60× (1.50–1.70) with 2 workers, the only count it ran at" in lines
+    )
+    assert "  multiprocessing (fork) 5.80× (5.70–6.10) with 8 workers" in lines
+    alone = verdicts.decide(s[s["workers"] <= 2], rounds=5).lines()  # every arm's most: nothing to say
+    assert "  multiprocessing (forkserver) 1.60× (1.50–1.70) with 2 workers" in alone
+
+
+@pytest.mark.inprocess
 def test_threads_as_fast_as_processes_win_being_cheaper():
     s = _summary(
         [

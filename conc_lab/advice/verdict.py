@@ -69,7 +69,8 @@ class Verdict:
         out = [self.headline]
         if not self.settled and self.tentative_why:
             out.append(f"tentative: {self.tentative_why}")
-        out += [f"  {a.text()}" for a in self.arms]
+        most = max((w for a in self.arms for w in a.tried), default=0)
+        out += [f"  {a.text(most)}" for a in self.arms]
         if self.size is not None:
             told = [self.size_why] if self.size_why else []
             told += [f"{self.tasks} task{'s' * (self.tasks != 1)} a run"] if self.tasks else []
