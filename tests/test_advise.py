@@ -164,9 +164,10 @@ def test_overlapping_intervals_leave_the_verdict_tentative_and_say_which():
     )
     v = verdicts.decide(s, rounds=4, stop_reason="the 120 s budget ran out")
     assert not v.settled
+    # was "…, the least gain worth a backend after 4 rounds (…)": the rounds read as part of the gain
     assert v.tentative_why == (
         "multiprocessing (fork)'s interval (1.05–2.20) still straddles 1.10×, the least gain worth a backend "
-        "after 4 rounds (the 120 s budget ran out)"
+        "(after 4 rounds; the 120 s budget ran out)"
     )
     assert v.headline.startswith("use multiprocessing (fork) (tentative): 1.60× (1.05–2.20) with 2 workers")
     assert verdicts.decide(s, rounds=2).tentative_why.startswith("only 2 of the 3 rounds")

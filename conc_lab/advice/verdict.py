@@ -229,8 +229,16 @@ CANT_TELL = "can't tell"
 
 
 def _tentative_why(unsettled: str | None, rounds: int, stop_reason: str | None, squeezed=None) -> str | None:
-    after = "" if rounds < MIN_ROUNDS else f" after {rounds} rounds"
-    why = None if unsettled is None else unsettled + after + (f" ({stop_reason})" if stop_reason else "")
+    """What still keeps the verdict open, then after how many rounds and why they stopped, in one
+    parenthesis: "so the intervals measure the load after 12 rounds" read as if the load came after.
+
+    >>> _tentative_why("so the intervals measure the load", 12, "another round would not end in the 60 s budget")
+    'so the intervals measure the load (after 12 rounds; another round would not end in the 60 s budget)'
+    >>> _tentative_why("only 2 of the 3 rounds an interval needs ran", 2, "interrupted")
+    'only 2 of the 3 rounds an interval needs ran (interrupted)'
+    """
+    told = [f"after {rounds} rounds"] * (rounds >= MIN_ROUNDS) + [stop_reason] * bool(stop_reason)
+    why = None if unsettled is None else unsettled + (f" ({'; '.join(told)})" if told else "")
     return "; ".join(w for w in (why, squeezed) if w) or None
 
 
