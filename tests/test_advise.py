@@ -128,6 +128,26 @@ def test_an_arm_run_at_fewer_workers_than_the_others_says_it_ran_at_that_count_o
 
 
 @pytest.mark.inprocess
+def test_the_forecast_is_said_once_a_screen():
+    s = _summary([("multiprocessing", "fork", 2, 1.86, 1.80, 1.91, "", 0.005)])
+    fits = pd.DataFrame(
+        [
+            {
+                "backend": "multiprocessing",
+                "start_method": "fork",
+                "amdahl_f": 0.03,
+                "better": "amdahl",
+                "max_workers": 2,
+            }
+        ]
+    )
+    v = verdicts.decide(s, fits, cores=2, rounds=5)
+    said = "\n".join(v.lines())
+    # was in the headline and again as a line of its own, ten lines below it
+    assert "forecast at 8 cores: " in v.headline and said.count("forecast at 8 cores: ") == 1, said
+
+
+@pytest.mark.inprocess
 def test_threads_as_fast_as_processes_win_being_cheaper():
     s = _summary(
         [

@@ -65,7 +65,7 @@ class Verdict:
 
     def lines(self) -> list[str]:
         """The verdict line, then the evidence: one line per arm, the size (the break-even sizes are
-        read against it), break-even, the forecast, what was left out."""
+        read against it), break-even, the forecast where the headline has none, what was left out."""
         out = [self.headline]
         if not self.settled and self.tentative_why:
             out.append(f"tentative: {self.tentative_why}")
@@ -76,7 +76,7 @@ class Verdict:
             told += [f"{self.tasks} task{'s' * (self.tasks != 1)} a run"] if self.tasks else []
             out.append(f"size: {self.size:,}" + (f" ({'; '.join(told)})" if told else ""))
         out += [f"break-even: {b}" for b in self.break_even]
-        if self.forecast is not None:
+        if self.forecast is not None and self.forecast.text() not in self.headline:  # once a screen
             out.append(self.forecast.text())
         out += [f"left out: {x}" for x in self.left_out]
         out += list(self.notes)
