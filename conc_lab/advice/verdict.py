@@ -25,7 +25,7 @@ import pandas as pd
 
 from conc_lab.advice.arms import ArmResult, best_arms, cost_rank, widest
 from conc_lab.advice.forecast import Forecast, at_more_cores
-from conc_lab.advice.words import aside, clean, n_workers, seconds, x_text
+from conc_lab.advice.words import bracketed, clean, n_workers, seconds, x_text
 from conc_lab.host.protocol import MULTIPROCESSING, SEQUENTIAL, THREADING
 
 #: An arm within this share of the best speedup counts as just as fast.
@@ -302,7 +302,7 @@ def _set_aside(arms, eligible, choice, threads) -> list[str]:
     why = "its answers differ from the plain loop's"
     if top.backend == THREADING and "(Python" not in top.arm:  # this Python's threads: set aside as GIL-bound
         why = threads.why if threads is not None and threads.why.startswith("GIL-bound") else "GIL-bound"
-    return [f"{top.arm} {x_text(top.speedup)} with {n_workers(top.workers)} not counted{aside(why)}"]
+    return [f"{top.arm} {x_text(top.speedup)} with {n_workers(top.workers)} not counted{bracketed(why)}"]
 
 
 def _why_not(summary: pd.DataFrame, arms: list[ArmResult]) -> str:
@@ -378,6 +378,6 @@ def _threads_said(arms: list[ArmResult], most: ArmResult) -> str:
     best = next((a for a in arms if a.arm == most.arm), most)
     said = f"threads {x_text(best.speedup)} with {n_workers(best.workers)}"
     if best.workers == most.workers:
-        return said + aside(best.why)
-    why = aside(most.why) if most.why.startswith("GIL-bound") else ""
+        return said + bracketed(best.why)
+    why = bracketed(most.why) if most.why.startswith("GIL-bound") else ""
     return f"{said}, no faster with more{why}"

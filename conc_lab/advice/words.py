@@ -74,13 +74,13 @@ def where_it_wins_here(break_even: str, low: float, high: float, runs: int, full
     return f"it {where_it_wins(break_even)}"
 
 
-def aside(text: str) -> str:
+def bracketed(text: str) -> str:
     """`` (text)``, its own closing parenthetical made a clause: a why inside the headline's
     parentheses read "(GIL-bound: 2 workers, CPU 0.55× wall (others used 47% of its cores))".
 
-    >>> aside("GIL-bound: 2 workers, CPU 0.55× wall (others used 47% of its cores)")
+    >>> bracketed("GIL-bound: 2 workers, CPU 0.55× wall (others used 47% of its cores)")
     ' (GIL-bound: 2 workers, CPU 0.55× wall; others used 47% of its cores)'
-    >>> aside("GIL-bound: 2 workers, CPU 1.00× wall"), aside("")
+    >>> bracketed("GIL-bound: 2 workers, CPU 1.00× wall"), bracketed("")
     (' (GIL-bound: 2 workers, CPU 1.00× wall)', '')
     """
     if not text:
