@@ -1,8 +1,9 @@
 """The verdict: which backend to use for this function on this machine, how much faster, and why.
 
 Built from a ``conc_lab.summarize`` frame (and ``fit_scaling`` fits). Each *arm* (a backend with
-its start method or interpreter) is represented by its best worker count, measured end to end
-(start-up + run + teardown: what a program using it pays). The choice is the *cheapest* arm
+its start method or interpreter) is represented by its best worker count (``arms``), measured end
+to end (start-up + run + teardown: what a program using it pays), and told at that count wherever
+the screen names it, the headline too. The choice is the *cheapest* arm
 whose speedup is within ``NEAR`` of the best and whose interval reaches the best one's: threads
 that are as fast as processes win, being cheaper (no processes to start, nothing pickled).
 When even that gains less than ``WORTH`` over the plain loop, the verdict is "don't bother".
