@@ -33,7 +33,7 @@ def work(task, size):
 
 def test_the_headline_gives_threads_the_figure_and_count_of_their_evidence_line(tmp_path):
     (tmp_path / "crowdwait.py").write_text(CROWDWAIT)
-    proc = conclab(tmp_path, "advise", "crowdwait:work", "--size", "5", "--budget", "10", "--out", "results")
+    proc = conclab(tmp_path, "advise", "crowdwait:work", "--size", "5", "--budget", "20", "--out", "results")
     assert proc.returncode == 0, proc.stderr
     said = " ".join(proc.stdout.split())
     head = re.search(r"; threads (\S+×) with (\d+) workers?", said)
