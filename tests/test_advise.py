@@ -26,6 +26,7 @@ from test_cli_ux import tmux_run
 
 import conc_lab
 from conc_lab.advice import AdviseError
+from conc_lab.advice import arms as arm_results
 from conc_lab.advice import plan as planning
 from conc_lab.advice import verdict as verdicts
 from conc_lab.advice.target import resolve
@@ -87,14 +88,63 @@ def test_pure_python_work_is_told_to_use_processes_with_threads_gil_bound():
     )
     v = verdicts.decide(s, rounds=5)
     assert v.headline.startswith(
-        "use multiprocessing (fork): 1.86× (1.80–1.91) with 2 workers; threads 0.99× with 2 workers, "
-        "their most (GIL-bound"
+        "use multiprocessing (fork): 1.86× (1.80–1.91) with 2 workers; threads 1.00× with 1 worker, "
+        "no faster with more (GIL-bound"
     )
     assert v.choice == "multiprocessing (fork)" and v.settled and not v.dont_bother
-    # threads are shown where their limit shows: at their most workers, not their fastest count,
-    # and said to be (the evidence line shows their fastest, "threading 1.00× … with 1 worker")
-    assert "threads 0.99× with 2 workers, their most (GIL-bound: 2 workers, CPU 1.00× wall)" in v.headline
+    # threads in the headline are their evidence line's figure and count, their best; their most
+    # workers give only why more did not help. This pinned "threads 0.99× with 2 workers, their
+    # most" beside "threading 1.00× … with 1 worker": two figures for threads on one screen, which
+    # a newcomer read as a contradiction, ", their most" notwithstanding
+    assert (
+        "threads 1.00× with 1 worker, no faster with more (GIL-bound: 2 workers, CPU 1.00× wall)"
+        in v.headline
+    )
     assert "  threading 1.00× (0.98–1.02) with 1 worker: none dominant: workers busy 99%" in v.lines()
+    assert "0.99×" not in " ".join(v.lines())
+
+
+@pytest.mark.inprocess
+def test_an_arm_run_at_fewer_workers_than_the_others_says_it_ran_at_that_count_only():
+    # work that waits runs to 4x the cores, spawn and forkserver at the cores' count only: the screen
+    # read "fork 5.85× … with 8 workers" over "forkserver 1.64× … with 2 workers", as if forkserver
+    # were 3.5 times slower, not never run at 8
+    s = _summary(
+        [
+            ("threading", None, 2, 1.9, 1.8, 2.0, "", 0.0003),
+            ("threading", None, 8, 6.9, 6.5, 7.4, "", 0.0003),
+            ("multiprocessing", "fork", 2, 1.8, 1.7, 1.9, "", 0.015),
+            ("multiprocessing", "fork", 8, 5.8, 5.7, 6.1, "", 0.015),
+            ("multiprocessing", "forkserver", 2, 1.6, 1.5, 1.7, "", 0.05),
+        ]
+    )
+    lines = verdicts.decide(s, rounds=5).lines()
+    assert (
+        "  multiprocessing (forkserver) 1.60× (1.50–1.70) with 2 workers, the only count it ran at" in lines
+    )
+    assert "  multiprocessing (fork) 5.80× (5.70–6.10) with 8 workers" in lines
+    alone = verdicts.decide(s[s["workers"] <= 2], rounds=5).lines()  # every arm's most: nothing to say
+    assert "  multiprocessing (forkserver) 1.60× (1.50–1.70) with 2 workers" in alone
+
+
+@pytest.mark.inprocess
+def test_the_forecast_is_said_once_a_screen():
+    s = _summary([("multiprocessing", "fork", 2, 1.86, 1.80, 1.91, "", 0.005)])
+    fits = pd.DataFrame(
+        [
+            {
+                "backend": "multiprocessing",
+                "start_method": "fork",
+                "amdahl_f": 0.03,
+                "better": "amdahl",
+                "max_workers": 2,
+            }
+        ]
+    )
+    v = verdicts.decide(s, fits, cores=2, rounds=5)
+    said = "\n".join(v.lines())
+    # was in the headline and again as a line of its own, ten lines below it
+    assert "forecast at 8 cores: " in v.headline and said.count("forecast at 8 cores: ") == 1, said
 
 
 @pytest.mark.inprocess
@@ -134,9 +184,10 @@ def test_overlapping_intervals_leave_the_verdict_tentative_and_say_which():
     )
     v = verdicts.decide(s, rounds=4, stop_reason="the 120 s budget ran out")
     assert not v.settled
+    # was "…, the least gain worth a backend after 4 rounds (…)": the rounds read as part of the gain
     assert v.tentative_why == (
         "multiprocessing (fork)'s interval (1.05–2.20) still straddles 1.10×, the least gain worth a backend "
-        "after 4 rounds (the 120 s budget ran out)"
+        "(after 4 rounds; the 120 s budget ran out)"
     )
     assert v.headline.startswith("use multiprocessing (fork) (tentative): 1.60× (1.05–2.20) with 2 workers")
     assert verdicts.decide(s, rounds=2).tentative_why.startswith("only 2 of the 3 rounds")
@@ -532,7 +583,7 @@ def test_the_plan_is_a_valid_matrix_with_other_interpreters_and_says_what_it_lef
         {"backend": b, "python": py}
         for b, py in (("subinterpreters", "/opt/py/bin/python3.14"), ("threading", "/opt/py/bin/python3.13t"))
     ]
-    assert [verdicts.arm_label(r, p.python_labels) for r in rows] == [
+    assert [arm_results.arm_label(r, p.python_labels) for r in rows] == [
         "subinterpreters (Python 3.14.0)",
         "threading (Python 3.13.5, free-threaded)",
     ]

@@ -9,7 +9,7 @@ to use, how much faster, and why. The folder is ``advice`` rather than ``advise`
 
 >>> advice = advise("mywork:count_words", budget_s=60)  # doctest: +SKIP
 >>> print(advice.verdict.headline)  # doctest: +SKIP
-use multiprocessing (fork): 1.86× (1.80–1.91) with 2 workers; threads 0.99× with 2 workers (GIL-bound: …)
+use multiprocessing (fork): 1.86× (1.80–1.91) with 2 workers; threads 1.00× with 1 worker, no faster with more (GIL-bound: …)
 """
 
 from __future__ import annotations

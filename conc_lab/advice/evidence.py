@@ -27,7 +27,8 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
-from conc_lab.advice.verdict import UNEQUAL, ArmResult, arm_label
+from conc_lab.advice.arms import ArmResult, arm_label
+from conc_lab.advice.verdict import UNEQUAL
 from conc_lab.analysis.attribution import CPU_TICK_S, TOO_SHORT_TICKS
 from conc_lab.analysis.pairing import noisy_runs, pair_runs
 from conc_lab.analysis.stats import SortedGroups, ok_runs

@@ -28,6 +28,7 @@ import pandas as pd
 from conc_lab import events, schema
 from conc_lab.advice import evidence
 from conc_lab.advice import verdict as verdicts
+from conc_lab.advice.arms import best_arms
 from conc_lab.advice.plan import AdvicePlan
 from conc_lab.advice.sizing import RESERVE_S
 from conc_lab.analysis.summary import summarize
@@ -122,7 +123,7 @@ class _Rounds:
             warnings.simplefilter("ignore")
             summary = summarize(df)
         waits, slower = self.plan.probe.waits, evidence.paired_slower(df)
-        eligible = verdicts.candidates(verdicts.best_arms(summary), evidence.gil_bound(df, waits))
+        eligible = verdicts.candidates(best_arms(summary), evidence.gil_bound(df, waits))
         choice = verdicts.choose(eligible, slower)
         return verdicts.settled(eligible, choice, waits, evidence.crowded_share(df)(choice), slower)
 

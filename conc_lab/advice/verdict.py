@@ -1,8 +1,9 @@
 """The verdict: which backend to use for this function on this machine, how much faster, and why.
 
 Built from a ``conc_lab.summarize`` frame (and ``fit_scaling`` fits). Each *arm* (a backend with
-its start method or interpreter) is represented by its best worker count, measured end to end
-(start-up + run + teardown: what a program using it pays). The choice is the *cheapest* arm
+its start method or interpreter) is represented by its best worker count (``arms``), measured end
+to end (start-up + run + teardown: what a program using it pays), and told at that count wherever
+the screen names it, the headline too. The choice is the *cheapest* arm
 whose speedup is within ``NEAR`` of the best and whose interval reaches the best one's: threads
 that are as fast as processes win, being cheaper (no processes to start, nothing pickled).
 When even that gains less than ``WORTH`` over the plain loop, the verdict is "don't bother".
@@ -21,21 +22,12 @@ import statistics
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
-import numpy as np
 import pandas as pd
 
+from conc_lab.advice.arms import ArmResult, best_arms, cost_rank, widest
 from conc_lab.advice.forecast import Forecast, at_more_cores
-from conc_lab.advice.words import (
-    clean,
-    interval,
-    n_workers,
-    seconds,
-    start_up_why,
-    where_it_wins_here,
-    x_text,
-)
-from conc_lab.analysis.stats import MIN_RUNS_FOR_INTERVAL
-from conc_lab.host.protocol import ASYNCIO, MULTIPROCESSING, RAY, SEQUENTIAL, SUBINTERPRETERS, THREADING
+from conc_lab.advice.words import bracketed, clean, n_workers, seconds, x_text
+from conc_lab.host.protocol import MULTIPROCESSING, SEQUENTIAL, THREADING
 
 #: An arm within this share of the best speedup counts as just as fast.
 NEAR = 0.10
@@ -49,44 +41,6 @@ UNEQUAL = 3.0
 MIN_ROUNDS = 3
 #: Half the runs it hangs on or more crowded by others: an unsettled verdict measured the machine (``busy``).
 NOISY_SHARE = 0.5
-#: Cheapest first: what it costs to start and to hand work over.
-COST_ORDER = (SEQUENTIAL, ASYNCIO, THREADING, SUBINTERPRETERS, MULTIPROCESSING, RAY)
-_METHOD_ORDER = ("fork", "forkserver", "spawn")
-
-
-@dataclass(frozen=True)
-class ArmResult:
-    """One arm at its best worker count: end-to-end speedup over the plain loop, with its interval."""
-
-    arm: str
-    backend: str
-    workers: int
-    speedup: float
-    low: float
-    high: float
-    run_speedup: float  # the run alone, start-up left out
-    setup_s: float  # median start-up of its pool
-    why: str
-    break_even: str
-    runs: int
-
-    def text(self) -> str:
-        """``threading  0.99× (0.97–1.01) with 2 workers: GIL-bound: …``"""
-        why = f": {self.why}" if self.why else ""
-        return f"{self.arm} {x_text(self.speedup)} ({self.interval()}) with {n_workers(self.workers)}{why}"
-
-    def wins(self) -> str:
-        """Where it wins despite its start-up, as its own interval allows (``words.where_it_wins_here``)."""
-        return where_it_wins_here(self.break_even, self.low, self.high, self.runs)
-
-    def pays(self) -> str:
-        """Its break-even line: what it pays to start, and where that pays off."""
-        full = where_it_wins_here(self.break_even, self.low, self.high, self.runs, full=True)
-        return f"{self.arm} pays {seconds(self.setup_s)} to start: {full}"
-
-    def interval(self) -> str:
-        """``1.80–1.91``, or why there is none (one run)."""
-        return interval(self.low, self.high, self.runs)
 
 
 @dataclass(frozen=True)
@@ -112,17 +66,18 @@ class Verdict:
 
     def lines(self) -> list[str]:
         """The verdict line, then the evidence: one line per arm, the size (the break-even sizes are
-        read against it), break-even, the forecast, what was left out."""
+        read against it), break-even, the forecast where the headline has none, what was left out."""
         out = [self.headline]
         if not self.settled and self.tentative_why:
             out.append(f"tentative: {self.tentative_why}")
-        out += [f"  {a.text()}" for a in self.arms]
+        most = max((w for a in self.arms for w in a.tried), default=0)
+        out += [f"  {a.text(most)}" for a in self.arms]
         if self.size is not None:
             told = [self.size_why] if self.size_why else []
             told += [f"{self.tasks} task{'s' * (self.tasks != 1)} a run"] if self.tasks else []
             out.append(f"size: {self.size:,}" + (f" ({'; '.join(told)})" if told else ""))
         out += [f"break-even: {b}" for b in self.break_even]
-        if self.forecast is not None:
+        if self.forecast is not None and self.forecast.text() not in self.headline:  # once a screen
             out.append(self.forecast.text())
         out += [f"left out: {x}" for x in self.left_out]
         out += list(self.notes)
@@ -133,78 +88,6 @@ class Verdict:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, ensure_ascii=False)
-
-
-def arm_label(row: pd.Series | dict, python_labels: dict | None = None) -> str:
-    """``multiprocessing (fork)``, ``threading``, ``subinterpreters (Python 3.14.0)``.
-
-    >>> arm_label({"backend": "multiprocessing", "start_method": "spawn", "python": None})
-    'multiprocessing (spawn)'
-    """
-    label = str(row["backend"])
-    method = row.get("start_method")
-    if isinstance(method, str) and method:
-        label += f" ({method})"
-    python = row.get("python")
-    if isinstance(python, str) and python:
-        label += f" (Python {(python_labels or {}).get(python, python)})"
-    return label
-
-
-def best_arms(summary: pd.DataFrame, python_labels: dict | None = None) -> list[ArmResult]:
-    """Each non-sequential arm at its best worker count (end-to-end speedup), best first."""
-    rows = summary[(summary["backend"].astype(object) != SEQUENTIAL) & (summary["n"] > 0)]
-    rows = rows[np.isfinite(rows["e2e_speedup"].to_numpy(dtype=np.float64))]
-    found: dict[str, ArmResult] = {}
-    for _, row in rows.iterrows():
-        arm = _arm_result(row, arm_label(row, python_labels))
-        if arm.arm not in found or arm.speedup > found[arm.arm].speedup:
-            found[arm.arm] = arm
-    return sorted(found.values(), key=lambda a: -a.speedup)
-
-
-def _arm_result(row: pd.Series, label: str) -> ArmResult:
-    def num(col: str) -> float:
-        value = row.get(col)
-        return float(value) if value is not None and pd.notna(value) else math.nan
-
-    if int(row["n"]) < MIN_RUNS_FOR_INTERVAL:  # one run's "interval" is that run twice: none, for scripts too
-        row = row.drop(["e2e_speedup_ci_low", "e2e_speedup_ci_high"], errors="ignore")
-    return ArmResult(
-        arm=label,
-        backend=str(row["backend"]),
-        workers=int(row["workers"]),
-        speedup=num("e2e_speedup"),
-        low=num("e2e_speedup_ci_low"),
-        high=num("e2e_speedup_ci_high"),
-        run_speedup=num("speedup"),
-        setup_s=num("setup_s"),
-        why=start_up_why(row["why"], num("setup_s"), num("e2e_s")) if isinstance(row.get("why"), str) else "",
-        break_even=str(row["break_even"]) if isinstance(row.get("break_even"), str) else "",
-        runs=int(row["n"]),
-    )
-
-
-def _widest(summary: pd.DataFrame, arm: str) -> ArmResult | None:
-    """``arm`` at its most workers: where its limit shows (threads at one worker cannot be GIL-bound)."""
-    rows = summary[(summary["n"] > 0) & (summary["backend"].astype(object) != SEQUENTIAL)]
-    rows = [r for _, r in rows.iterrows() if arm_label(r) == arm and np.isfinite(r["e2e_speedup"])]
-    return _arm_result(max(rows, key=lambda r: r["workers"]), arm) if rows else None
-
-
-def cost_rank(arm: ArmResult) -> tuple[int, int, int, int]:
-    """Cheaper arms first: on the Python the function already runs on (an arm on another interpreter
-    asks the user to change Pythons), then by backend, start method, fewer workers.
-
-    >>> procs = ArmResult("multiprocessing (fork)", "multiprocessing", 2, 1.8, 1.7, 1.9, 1.8, 0.005, "", "", 5)
-    >>> subs = ArmResult("subinterpreters (Python 3.13.0)", "subinterpreters", 2, 1.8, 1.7, 1.9, 1.8, 0.02, "", "", 5)
-    >>> min([subs, procs], key=cost_rank).arm
-    'multiprocessing (fork)'
-    """
-    other_python = int("(Python " in arm.arm)
-    backend = COST_ORDER.index(arm.backend) if arm.backend in COST_ORDER else len(COST_ORDER)
-    method = next((i for i, m in enumerate(_METHOD_ORDER) if f"({m})" in arm.arm), 0)
-    return other_python, backend, method, arm.workers
 
 
 def choose(arms: list[ArmResult], slower: Callable | None = None) -> ArmResult | None:
@@ -319,7 +202,7 @@ def decide(
     imbalance = _imbalance(arms, choice, unequal)
     breaks = tuple(a.pays() for a in arms if a.setup_s >= 0.01 and a.break_even and a is not choice)
     forecast = None if dont or waits else at_more_cores(fits, choice, cores)
-    aside = _set_aside(arms, eligible, choice, _widest(summary, THREADING)) if dont and choice else []
+    aside = _set_aside(arms, eligible, choice, widest(summary, THREADING)) if dont and choice else []
     tentative = unsettled is not None or squeezed is not None
     headline = _headline(summary, arms, choice, dont, imbalance, forecast, tentative, aside)
     crowded = None if waits else busy(arms, noisy)
@@ -347,8 +230,16 @@ CANT_TELL = "can't tell"
 
 
 def _tentative_why(unsettled: str | None, rounds: int, stop_reason: str | None, squeezed=None) -> str | None:
-    after = "" if rounds < MIN_ROUNDS else f" after {rounds} rounds"
-    why = None if unsettled is None else unsettled + after + (f" ({stop_reason})" if stop_reason else "")
+    """What still keeps the verdict open, then after how many rounds and why they stopped, in one
+    parenthesis: "so the intervals measure the load after 12 rounds" read as if the load came after.
+
+    >>> _tentative_why("so the intervals measure the load", 12, "another round would not end in the 60 s budget")
+    'so the intervals measure the load (after 12 rounds; another round would not end in the 60 s budget)'
+    >>> _tentative_why("only 2 of the 3 rounds an interval needs ran", 2, "interrupted")
+    'only 2 of the 3 rounds an interval needs ran (interrupted)'
+    """
+    told = [f"after {rounds} rounds"] * (rounds >= MIN_ROUNDS) + [stop_reason] * bool(stop_reason)
+    why = None if unsettled is None else unsettled + (f" ({'; '.join(told)})" if told else "")
     return "; ".join(w for w in (why, squeezed) if w) or None
 
 
@@ -394,7 +285,7 @@ def _headline(summary, arms, choice, dont, imbalance, forecast, tentative: bool,
             f"use {choice.arm}{mark}: {x_text(choice.speedup)} ({choice.interval()}) "
             f"with {n_workers(choice.workers)}"
         ]
-        parts += _contrasts(arms, choice, _widest(summary, THREADING))
+        parts += _contrasts(arms, choice, widest(summary, THREADING))
     if imbalance:
         parts.append(f"{imbalance} (split the work finer, or hand out the largest tasks first)")
     if forecast is not None:
@@ -412,7 +303,7 @@ def _set_aside(arms, eligible, choice, threads) -> list[str]:
     why = "its answers differ from the plain loop's"
     if top.backend == THREADING and "(Python" not in top.arm:  # this Python's threads: set aside as GIL-bound
         why = threads.why if threads is not None and threads.why.startswith("GIL-bound") else "GIL-bound"
-    return [f"{top.arm} {x_text(top.speedup)} with {n_workers(top.workers)} not counted ({why})"]
+    return [f"{top.arm} {x_text(top.speedup)} with {n_workers(top.workers)} not counted{bracketed(why)}"]
 
 
 def _why_not(summary: pd.DataFrame, arms: list[ArmResult]) -> str:
@@ -458,12 +349,7 @@ def _contrasts(arms: list[ArmResult], choice: ArmResult, threads: ArmResult | No
         why = "which needs another Python" if other else f"and {choice.backend} is cheaper"
         parts.append(f"≈ {alike[0].arm} {x_text(alike[0].speedup)}, {why}")
     if threads is not None and choice.backend != THREADING:
-        # at their most workers, where their limit shows; the evidence line has their best count:
-        # each names its count, so two figures for threads never read as one
-        best = next((a for a in arms if a.arm == threads.arm), threads)
-        most = ", their most" if best.workers != threads.workers else ""
-        said = f"threads {x_text(threads.speedup)} with {n_workers(threads.workers)}{most}"
-        parts.append(said + (f" ({threads.why})" if threads.why else ""))
+        parts.append(_threads_said(arms, threads))
     slow = [
         a
         for a in arms
@@ -474,3 +360,25 @@ def _contrasts(arms: list[ArmResult], choice: ArmResult, threads: ArmResult | No
         method = a.arm.split(" ")[-1].strip("()")
         parts.append(f"{method} pays {seconds(a.setup_s)} to start, so {a.wins()}")
     return parts
+
+
+def _threads_said(arms: list[ArmResult], most: ArmResult) -> str:
+    """Threads as their evidence line has them, at their best count (one figure per arm on the
+    screen), and, where that is fewer than their ``most`` workers, that more did not help, with why
+    where their most workers show a GIL (its phrase names that count).
+
+    >>> most = ArmResult("threading", "threading", 2, 0.93, 0.9, 0.96, 0.93, 0.0003,
+    ...                  "GIL-bound: 2 workers, CPU 1.00× wall", "", 5)
+    >>> best = ArmResult("threading", "threading", 1, 0.97, 0.95, 0.99, 0.97, 0.0002,
+    ...                  "none dominant: workers busy 99%", "", 5)
+    >>> _threads_said([best], most)
+    'threads 0.97× with 1 worker, no faster with more (GIL-bound: 2 workers, CPU 1.00× wall)'
+    >>> _threads_said([most], most)
+    'threads 0.93× with 2 workers (GIL-bound: 2 workers, CPU 1.00× wall)'
+    """
+    best = next((a for a in arms if a.arm == most.arm), most)
+    said = f"threads {x_text(best.speedup)} with {n_workers(best.workers)}"
+    if best.workers == most.workers:
+        return said + bracketed(best.why)
+    why = bracketed(most.why) if most.why.startswith("GIL-bound") else ""
+    return f"{said}, no faster with more{why}"

@@ -74,6 +74,21 @@ def where_it_wins_here(break_even: str, low: float, high: float, runs: int, full
     return f"it {where_it_wins(break_even)}"
 
 
+def bracketed(text: str) -> str:
+    """`` (text)``, its own closing parenthetical made a clause: a why inside the headline's
+    parentheses read "(GIL-bound: 2 workers, CPU 0.55× wall (others used 47% of its cores))".
+
+    >>> bracketed("GIL-bound: 2 workers, CPU 0.55× wall (others used 47% of its cores)")
+    ' (GIL-bound: 2 workers, CPU 0.55× wall; others used 47% of its cores)'
+    >>> bracketed("GIL-bound: 2 workers, CPU 1.00× wall"), bracketed("")
+    (' (GIL-bound: 2 workers, CPU 1.00× wall)', '')
+    """
+    if not text:
+        return ""
+    inner = re.fullmatch(r"(.*[^(]) \(([^()]*)\)", text)
+    return f" ({inner.group(1)}; {inner.group(2)})" if inner else f" ({text})"
+
+
 def n_workers(n: int) -> str:
     return f"{n} worker" + ("s" if n != 1 else "")
 
