@@ -92,6 +92,7 @@ SCHEMA = pa.schema(
         pa.field("foreign_cpu", pa.float64()),
         pa.field("steal_cpu", pa.float64()),
         pa.field("involuntary_switches", pa.int64()),  # summed over the workers' task loops
+        pa.field("cpu_wait_s", pa.float64()),  # ... and their wait for a CPU (schedstat's run_delay)
         pa.field("canary_before_s", pa.float64()),  # a fixed reference loop on the run's cores, before
         pa.field("canary_after_s", pa.float64()),  # ... and after the run
         pa.field("noisy", pa.bool_()),  # foreign CPU or the canary passed the config's noise limits
@@ -241,6 +242,7 @@ DURATIONS = (
     "canary_before_s",
     "canary_after_s",
     "outside_s",
+    "cpu_wait_s",
 )
 
 

@@ -202,6 +202,16 @@ competed.prepare = _let_competitor_run
 competed.observe = _stop_competitor
 
 
+def competed_naps(task: int, size: int) -> int:
+    """Sleeps 50 ms a task, off the CPU; its ``prepare`` lets the competing loops run as ``competed``'s does."""
+    time.sleep(0.05)
+    return task
+
+
+competed_naps.prepare = _let_competitor_run
+competed_naps.observe = _stop_competitor
+
+
 def _trace(frame, event, arg):
     return _trace
 

@@ -30,6 +30,23 @@ def involuntary_switches():
     return resource.getrusage(resource.RUSAGE_SELF).ru_nivcsw
 
 
+def cpu_wait_s():
+    """Seconds the calling thread has spent ready to run but waiting for a CPU (the scheduler's
+    ``run_delay``, /proc/thread-self/schedstat), or None where the kernel does not say.
+
+    What a busy core costs a run is this wait: a worker that sleeps barely has one, one that
+    computes beside others waits for most of what they take.
+    """
+    try:  # raw calls, no file object: this runs twice in each worker of every run
+        fd = os.open("/proc/thread-self/schedstat", os.O_RDONLY)
+        try:
+            return int(os.read(fd, 256).split()[1]) / 1e9
+        finally:
+            os.close(fd)
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def reset_peak_rss():
     """Reset this process's peak-RSS watermark (Linux >= 4.0), so a reused host measures each trial anew."""
     try:  # raw calls, no file object: this runs in every run's process

@@ -99,6 +99,7 @@ LEFT_BEHIND = (
 FOREIGN_CPU = "foreign_cpu"  # noise around the run (host.noise): share of its cores others used
 STEAL_CPU = "steal_cpu"  # ... and the hypervisor stole
 INVOLUNTARY_SWITCHES = "involuntary_switches"  # the workers' task loops', summed
+CPU_WAIT_S = "cpu_wait_s"  # seconds the workers' task loops were ready to run but waited for a CPU, summed
 CANARY_BEFORE_S = "canary_before_s"  # the speed canary on the run's cores before the run (CPU seconds)
 CANARY_AFTER_S = "canary_after_s"  # ... and after it (None: a short run, see noise.CANARY_MIN_RUN_S)
 TASK_RECORDS = "task_records"  # positional lists, see TASK_RECORD_FIELDS
@@ -131,6 +132,7 @@ MEASURED_FIELDS = (
     FOREIGN_CPU,
     STEAL_CPU,
     INVOLUNTARY_SWITCHES,
+    CPU_WAIT_S,
     CANARY_BEFORE_S,
     CANARY_AFTER_S,
     OUTSIDE_S,

@@ -49,7 +49,7 @@ def run_worker(index, core, fn, size, next_task, emit, node=None):
         pid = os.getpid()
         core_no = -1 if core is None else core
         user0, sys0 = measure.cpu_times()
-        switches0 = measure.involuntary_switches()
+        switches0, wait0 = measure.involuntary_switches(), measure.cpu_wait_s()
         emit(("ready", index))
         while True:
             task = next_task()
@@ -69,7 +69,9 @@ def run_worker(index, core, fn, size, next_task, emit, node=None):
                 emit(("error", task, _unsendable(result, exc)))
                 break
         user1, sys1 = measure.cpu_times()
-        emit(("switches", index, measure.involuntary_switches() - switches0))
+        wait1 = measure.cpu_wait_s()
+        waited = None if wait0 is None or wait1 is None else wait1 - wait0
+        emit(("switches", index, measure.involuntary_switches() - switches0, waited))
         return user1 - user0, sys1 - sys0
     finally:
         affinity.restore(previous)
@@ -93,6 +95,7 @@ class Collector(object):
         self.run_end = None
         self.stopped = None
         self.switches = 0
+        self.waited = 0.0  # None once a worker could not tell
         self.left = []
 
     def feed(self, msg):
@@ -116,6 +119,7 @@ class Collector(object):
                 self.error = "task %s raised:\n%s" % (msg[1], msg[2])
         elif kind == "switches":
             self.switches += msg[2]
+            self.waited = None if self.waited is None or msg[3] is None else self.waited + msg[3]
         elif kind == "left":
             self.left.append(msg[2])
         else:
@@ -145,6 +149,7 @@ class Collector(object):
             task_records=[r[:6] + [r[6] - run_start, r[7] - run_start] for r in self.records],
             checksum=checksum,
             involuntary_switches=self.switches,
+            cpu_wait_s=self.waited,
             left_behind=list(self.left),
         )
 
