@@ -404,3 +404,38 @@ def test_a_shard_whose_run_failed_is_merged_not_left_waiting(slurm, tmp_path):
     assert (merged["JobState"], merged["ExitCode"]) == ("COMPLETED", "0:0"), (merged, merge_log)
     df = conc_lab.load(workdir / "results" / "cpu")
     assert sorted(df["status"].astype(str)) == ["failed", "ok"]
+
+
+def _jobs_in(slurm, workdir: Path) -> dict[str, dict[str, str]]:
+    """Every job of this cluster run from ``workdir``, by name (an array's tasks as NAME_K)."""
+    jobs = {}
+    for line in slurm.run(["scontrol", "show", "job", "-o"]).stdout.splitlines():
+        job = dict(f.split("=", 1) for f in line.split() if "=" in f)
+        if job.get("WorkDir") == str(workdir):
+            task = f"_{job['ArrayTaskId']}" if "ArrayTaskId" in job else ""
+            jobs[job["JobName"] + task] = job
+    return jobs
+
+
+def test_where_the_default_memory_is_tiny_every_generated_job_asks_its_own(slurm, tmp_path):
+    # was: the calibration and the merge set no --mem (nor did the array): on a partition whose
+    # default is 64 MiB a CPU, each was killed ('exceeded memory limit') and the merge never ran
+    from slurm_cluster import TINY_MEM
+
+    config = CPU.replace("size: [20000]", "size: [auto]") + "calibration: {target_s: 0.01, budget_s: 20}\n"
+    workdir = _workdir(tmp_path, "", config)
+    submit, said = _generate(slurm, workdir)
+    scripts = {n: (workdir / f"cpu-{n}.sh").read_text() for n in ("calibrate", "array", "merge")}
+    asked = {n: re.search(r"^#SBATCH --mem=(\S+)$", text, re.M).group(1) for n, text in scripts.items()}
+    assert asked["calibrate"] == asked["array"] == asked["merge"] == "2G", asked  # 1 GiB + 512 MiB a CPU
+    assert "--mem=2G: 1024 MiB for conclab + 512 MiB a CPU" in said, said
+    # submitted as printed, to the partition with the tiny default (the site's, not the script's)
+    array, merge = _submit(slurm, workdir, submit, env=dict(slurm.env, SBATCH_PARTITION=TINY_MEM))
+    _check_array_and_merge(slurm, workdir, array, merge)
+    jobs = _jobs_in(slurm, workdir)
+    assert sorted(jobs) == ["cpu-calibrate", "cpu-merge", "cpu_1", "cpu_2", "cpu_3", "cpu_4"], sorted(jobs)
+    for name, job in jobs.items():
+        assert (job["Partition"], job["MinMemoryNode"]) == (TINY_MEM, "2G"), (name, job)
+        assert (job["JobState"], job["ExitCode"]) == ("COMPLETED", "0:0"), (name, job)
+    logs = " ".join(p.read_text() for p in workdir.glob("slurm-*.out"))
+    assert "exceeded memory limit" not in logs, logs
