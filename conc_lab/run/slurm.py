@@ -15,7 +15,8 @@ What each script holds, and why:
 * with ``size: auto``, a calibration job first (``conclab calibrate``): the array waits for it
   (``afterok``) and every shard reads its sizes, so all measure one size per workload;
 * a SIGTERM trap: ``scancel`` or a time limit sends SIGTERM; the sweep saves what ran and exits
-  130, and the trap makes that the task's exit code (without it SLURM records ``0:15``);
+  130, and the trap makes that the task's exit code (without it SLURM records ``0:15``); one that
+  came once every run was stored leaves the shard complete, its exit code 0 or 1 (``TIMEOUT 0:0``);
 * the resume line for a task that did not finish (``sbatch --array=K NAME-array.sh --resume``:
   the script passes its arguments on to ``conclab sweep``, so the slice resumes as a job with the
   array's CPUs, not on a login node), and an ``afterany`` merge that runs when every task has ended:
@@ -258,7 +259,8 @@ _ARRAY = """\
 #
 # Exit codes (scontrol/sacct ExitCode): 0 every run ok and correct; 1 some run failed, timed out
 # or was wrong (recorded); 2 bad config or arguments (nothing written); 130 cancelled (scancel)
-# or out of time: what ran is saved. Resume a task that did not finish as a job like this one
+# or out of time: what ran is saved (a time limit once every run was stored: TIMEOUT with 0 or 1,
+# the shard complete, nothing to resume). Resume a task that did not finish as a job like this one
 # (K is its array index; arguments given after the script are passed on to conclab sweep):
 #   sbatch --array=K {array_file} --resume
 # (it runs: {resume}), then merge: sbatch {merge_file}
