@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shlex
@@ -111,6 +112,14 @@ def sweep(
     }
     result, spent = _run(cfg, out, resume, fail_fast, quiet, flags)
     whole_s = command_s()  # the command so far: the summary table below is not a cost of the runs
+    # A stop came: the ones after it (SLURM signals every process of the job, and the job script's
+    # trap passes its own on) must not cut the outcome short; the first one was enough.
+    with _sigterm_ignored(result.interrupted or result.stopped_late):
+        _report(result, spent, whole_s, config, out, resume, quiet, wide, verbose, flags)
+
+
+def _report(result, spent, whole_s, config, out, resume, quiet, wide, verbose, flags) -> None:
+    """What the sweep did: its table, its last line, its exit code."""
     stopped_table, late = False, result.stopped_late  # late: stopped once every run was stored
     # A batch scheduler that stopped the sweep kills it KillWait seconds later (30 s by default, 5
     # on some sites): the resume line comes first, and the table, which can take seconds, is left out.
@@ -126,6 +135,17 @@ def sweep(
     _print_outcome(result, config, out, resume, whole_s, late=late, **flags)
     if stopped_table and not late:  # Ctrl-C at the table: 130, as a shell expects
         raise typer.Exit(130)
+
+
+@contextlib.contextmanager
+def _sigterm_ignored(active: bool):
+    """SIGTERM ignored for the duration, where ``active``; its handler put back after."""
+    previous = signal.signal(signal.SIGTERM, signal.SIG_IGN) if active else None
+    try:
+        yield
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _overridden(cfg, repeats: int | None, warmup: int | None, precision: float | None = None):
@@ -323,6 +343,7 @@ class Terminated(KeyboardInterrupt):
 
 
 def _interrupt(signum, frame):
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # one stops the sweep; SLURM's others are the same stop
     raise Terminated
 
 
