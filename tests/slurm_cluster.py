@@ -9,8 +9,11 @@ missing), for the tests to skip with.
 
 The settings are the ones that made a working single-node cluster with SLURM 22.05 here: a
 node of 2 CPUs at 127.0.0.1, ``proctrack/linuxproc`` (no cgroup set-up needed), CPU binding by
-``task/affinity``, ``select/cons_tres`` with ``CR_Core`` (so ``--cpus-per-task=1`` gives each
-job one core), no accounting.
+``task/affinity``, ``select/cons_tres`` with ``CR_Core_Memory`` (so ``--cpus-per-task=1`` gives each
+job one core), no accounting database. Memory is a resource as on most clusters: the node offers
+80% of this machine's, a job without ``--mem`` gets its CPUs' share of it, and a job past what it
+was given is killed (``jobacct_gather/linux`` with ``OverMemoryKill``, no cgroups needed). The
+partition ``TINY_MEM`` gives a job without ``--mem`` only 64 MiB a CPU, as some sites' defaults do.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from needs import free_port
 DAEMONS = ("munged", "slurmctld", "slurmd")
 CLIENTS = ("sbatch", "squeue", "scontrol", "scancel", "sinfo")
 PACKAGES = "apt-get install slurm-wlm munge"
+TINY_MEM = "tinymem"  # a partition whose default memory per CPU is tiny
 TERMINAL = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "PREEMPTED"}
 
 
@@ -46,6 +50,14 @@ def why_not() -> str | None:
     except KeyError:
         return f"real SLURM tests: no 'munge' user (the munge package makes it: {PACKAGES})"
     return None
+
+
+def _memory_mb() -> int:
+    """This machine's memory, in MiB (``MemTotal``)."""
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            return int(line.split()[1]) // 1024
+    raise RuntimeError("no MemTotal in /proc/meminfo")
 
 
 def _which(name: str) -> str | None:
@@ -120,6 +132,7 @@ class SlurmCluster:
 
     def _write_conf(self) -> None:
         r = self.root
+        memory_mb = _memory_mb() * 4 // 5  # slurmd drains a node that has less than it is said to
         for sub in ("state", "spool", "log"):
             (r / sub).mkdir()
         self.conf.write_text(
@@ -142,17 +155,20 @@ SlurmdLogFile={r}/log/slurmd.log
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/affinity
 SelectType=select/cons_tres
-SelectTypeParameters=CR_Core
+SelectTypeParameters=CR_Core_Memory
 AccountingStorageType=accounting_storage/none
-JobAcctGatherType=jobacct_gather/none
+JobAcctGatherType=jobacct_gather/linux
+JobAcctGatherFrequency=task=1
+JobAcctGatherParams=OverMemoryKill
 JobCompType=jobcomp/none
 MpiDefault=none
 ReturnToService=2
 SchedulerParameters=sched_interval=1
 MinJobAge=600
 KillWait=5
-NodeName=localhost NodeAddr=127.0.0.1 CPUs={self.cpus} State=UNKNOWN
-PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
+NodeName=localhost NodeAddr=127.0.0.1 CPUs={self.cpus} RealMemory={memory_mb} State=UNKNOWN
+PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP DefMemPerCPU={memory_mb // self.cpus}
+PartitionName={TINY_MEM} Nodes=localhost MaxTime=INFINITE State=UP DefMemPerCPU=64
 """
         )
 
@@ -180,8 +196,8 @@ PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
         return result.returncode == 0 and needle in result.stdout
 
     def _node_ready(self) -> bool:
-        state = self.run(["sinfo", "-h", "-N", "-o", "%T"], check=False).stdout.strip()
-        return state in ("idle", "mixed", "allocated")
+        states = set(self.run(["sinfo", "-h", "-N", "-o", "%T"], check=False).stdout.split())
+        return bool(states) and states <= {"idle", "mixed", "allocated"}  # one line per partition
 
     def logs(self, lines: int = 15) -> str:
         out = []

@@ -81,6 +81,7 @@ USAGE = [
     (["summarize", "results", "--workers", "abc"], ["--workers", "'abc'"]),
     (["compare", "a", "b", "--alpha", "five"], ["--alpha", "'five'"]),
     (["slurm", "tiny.yaml", "-n", "abc"], ["--shards", "'abc'"]),
+    (["slurm", "tiny.yaml", "-n", "2", "--mem", "lots"], ["--mem", "'lots'", "8G"]),
     (["selftest", "--repeats", "x"], ["--repeats", "'x'"]),
     (["sweep", "tiny.yaml", "--repaets", "3"], ["--repaets", "no such option", "--repeats"]),
     (["--bogus"], ["--bogus", "no such option"]),

@@ -89,7 +89,7 @@ def _drive(tmp_path, write_config, dispatch: Dispatch, fail_fast: bool = False):
     dispatch.sweep_id = prepared.sweep_id
     book = runner._Book({})
     told = []
-    interrupted = runner._drive(prepared.plan, dispatch, writer, book, fail_fast, told.append)
+    interrupted, _late = runner._drive(prepared.plan, dispatch, writer, book, fail_fast, told.append)
     df = conc_lab.load(prepared.sweep_dir) if sweep_dirs(tmp_path / "out" / "rules") else None
     return book, interrupted, df, read_manifest(prepared.sweep_dir).state, told
 

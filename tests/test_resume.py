@@ -465,3 +465,35 @@ def test_resuming_a_shard_after_its_merge_runs_nothing_and_merging_again_still_w
     assert sorted(p.name for p in (out / "sh").iterdir()) == folders  # no new sweep measured
     assert conclab("merge", str(out / "sh")).returncode == 0
     assert len(load(out / "sh")) == 8
+
+
+@pytest.mark.parametrize("where", ["closing the hosts", "after the last row"])
+def test_a_stop_once_every_run_is_stored_leaves_the_sweep_complete(tmp_path, monkeypatch, where):
+    # was: a Ctrl-C or SIGTERM (a SLURM job's time limit) after the last run was stored, while the
+    # hosts closed, marked the sweep interrupted: a merge left the shard out, a resume had nothing to run
+    from conc_lab import events
+    from conc_lab.run import dispatch, runner
+
+    config = tmp_path / "kr.yaml"
+    config.write_text(CONFIG.replace(", multiprocessing]", "]").split("backend_options")[0])
+    runs = expected_rows(config)
+    seen = []
+
+    def on_event(event):
+        seen.append(event)
+        if where == "after the last row" and isinstance(event, events.RunFinished):
+            if sum(isinstance(e, events.RunFinished) and e.measured for e in seen) == runs:
+                raise KeyboardInterrupt  # what the SIGTERM handler raises
+
+    close = dispatch.LocalDispatch.close
+
+    def stopped_close(self):
+        close(self)
+        raise KeyboardInterrupt  # the hosts are closed; the stop came as they closed
+
+    if where == "closing the hosts":
+        monkeypatch.setattr(dispatch.LocalDispatch, "close", stopped_close)
+    result = runner.sweep(config, tmp_path / "out", on_event=on_event)
+    assert read_manifest(result.sweep_dir).state == "complete"  # merge takes it; nothing to resume
+    assert (result.interrupted, result.stopped_late, result.recorded) == (False, True, runs)
+    assert len(load(result.sweep_dir)) == runs

@@ -7,6 +7,7 @@ tells them when the shards do not fit together.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -116,6 +117,23 @@ def test_conclab_slurm_gives_a_shard_time_for_every_round_precision_and_redo_can
     assert "#SBATCH --time=0:35:00" in (tmp_path / "cpu-array.sh").read_text()
     said = " ".join((proc.stdout + proc.stderr).split())
     assert "the most 30 runs can take" in said and "max_repeats 10" in said and "redo 2" in said, said
+
+
+def test_conclab_slurm_asks_memory_of_every_job_the_merge_more_for_many_runs(tmp_path):
+    # was: no --mem in any script; a site whose default is tiny killed the merge and calibration
+    scripts = ("cpu-array.sh", "cpu-merge.sh")
+    _config(tmp_path, CONFIG.replace("repeats: 2\n", "repeats: 200000\n"))
+    proc = conclab("slurm", "configs/cpu.yaml", "--shards", "2", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    array, merge = (re.search(r"^#SBATCH --mem=(\S+)$", (tmp_path / s).read_text(), re.M)[1] for s in scripts)
+    assert array == "1536M" and merge.endswith("M") and int(merge[:-1]) > 1536, (array, merge)
+    said = " ".join(proc.stderr.split())
+    assert "--mem=1536M: 1024 MiB for conclab + 512 MiB a CPU" in said, said
+    assert f"the merge: as much, or what its 400000 runs need) and cpu-merge.sh (--mem={merge})" in said, said
+    # --mem: every job's, as given
+    assert conclab("slurm", "configs/cpu.yaml", "--shards", "2", "--mem", "8G", cwd=tmp_path).returncode == 0
+    for s in scripts:
+        assert "#SBATCH --mem=8G\n" in (tmp_path / s).read_text()
 
 
 def test_merge_of_two_splits_names_each_splits_shards_and_what_to_do(tmp_path):

@@ -404,3 +404,105 @@ def test_a_shard_whose_run_failed_is_merged_not_left_waiting(slurm, tmp_path):
     assert (merged["JobState"], merged["ExitCode"]) == ("COMPLETED", "0:0"), (merged, merge_log)
     df = conc_lab.load(workdir / "results" / "cpu")
     assert sorted(df["status"].astype(str)) == ["failed", "ok"]
+
+
+def _jobs_in(slurm, workdir: Path) -> dict[str, dict[str, str]]:
+    """Every job of this cluster run from ``workdir``, by name (an array's tasks as NAME_K)."""
+    jobs = {}
+    for line in slurm.run(["scontrol", "show", "job", "-o"]).stdout.splitlines():
+        job = dict(f.split("=", 1) for f in line.split() if "=" in f)
+        if job.get("WorkDir") == str(workdir):
+            task = f"_{job['ArrayTaskId']}" if "ArrayTaskId" in job else ""
+            jobs[job["JobName"] + task] = job
+    return jobs
+
+
+def test_where_the_default_memory_is_tiny_every_generated_job_asks_its_own(slurm, tmp_path):
+    # was: the calibration and the merge set no --mem (nor did the array): on a partition whose
+    # default is 64 MiB a CPU, each was killed ('exceeded memory limit') and the merge never ran
+    from slurm_cluster import TINY_MEM
+
+    config = CPU.replace("size: [20000]", "size: [auto]") + "calibration: {target_s: 0.01, budget_s: 20}\n"
+    workdir = _workdir(tmp_path, "", config)
+    submit, said = _generate(slurm, workdir)
+    scripts = {n: (workdir / f"cpu-{n}.sh").read_text() for n in ("calibrate", "array", "merge")}
+    asked = {n: re.search(r"^#SBATCH --mem=(\S+)$", text, re.M).group(1) for n, text in scripts.items()}
+    assert asked["calibrate"] == asked["array"] == asked["merge"] == "2G", asked  # 1 GiB + 512 MiB a CPU
+    assert "--mem=2G: 1024 MiB for conclab + 512 MiB a CPU" in said, said
+    # submitted as printed, to the partition with the tiny default (the site's, not the script's)
+    array, merge = _submit(slurm, workdir, submit, env=dict(slurm.env, SBATCH_PARTITION=TINY_MEM))
+    _check_array_and_merge(slurm, workdir, array, merge)
+    jobs = _jobs_in(slurm, workdir)
+    assert sorted(jobs) == ["cpu-calibrate", "cpu-merge", "cpu_1", "cpu_2", "cpu_3", "cpu_4"], sorted(jobs)
+    for name, job in jobs.items():
+        assert (job["Partition"], job["MinMemoryNode"]) == (TINY_MEM, "2G"), (name, job)
+        assert (job["JobState"], job["ExitCode"]) == ("COMPLETED", "0:0"), (name, job)
+    logs = " ".join(p.read_text() for p in workdir.glob("slurm-*.out"))
+    assert "exceeded memory limit" not in logs, logs
+
+
+QUICK = """\
+name: cpu
+repeats: 2
+warmup: 0
+timeout_s: 30
+matrix:
+  workload: [{workload: experiments.io:sleep, size: [50, 60]}]
+  backend: [sequential]
+  tasks: [1]
+"""
+
+# Loaded into each `conclab sweep` of the array (PYTHONPATH): once every run is stored, the step
+# after it outlasts the job's --time, as a Ray runtime's teardown or a large shard's summary table
+# on a loaded node can. Task 1: closing the trial hosts; task 2: the summary table.
+SLOW_AFTER_THE_RUNS = """\
+import os, sys, time
+if os.path.basename(sys.argv[0]) == "conclab" and sys.argv[1:2] == ["sweep"]:
+    task = os.environ.get("SLURM_ARRAY_TASK_ID")
+    if task == "1":
+        from conc_lab.run import dispatch
+        close = dispatch.LocalDispatch.close
+        def slow_close(self):
+            dispatch.LocalDispatch.close = close
+            print("runs done; closing the hosts", file=sys.stderr, flush=True)
+            time.sleep(600)
+            close(self)
+        dispatch.LocalDispatch.close = slow_close
+    elif task == "2":
+        from conc_lab.cli import sweep
+        summary = sweep._print_summary
+        def slow_summary(*args, **kwargs):
+            print("runs done; the summary table", file=sys.stderr, flush=True)
+            time.sleep(600)
+            summary(*args, **kwargs)
+        sweep._print_summary = slow_summary
+"""
+
+
+def test_a_shard_that_stored_every_run_before_its_time_limit_is_complete_and_merged(slurm, tmp_path):
+    # was: SLURM's SIGTERM at the time limit, once every run was stored, marked the shard
+    # interrupted (it came while the hosts closed: merge exit 3, 'shard 1/2 is not complete') or
+    # exited 130 (it cut the table short), and each task's log said to resume what had nothing to run
+    workdir = _workdir(tmp_path, "", QUICK)
+    (workdir / "hooks").mkdir()
+    (workdir / "hooks" / "sitecustomize.py").write_text(SLOW_AFTER_THE_RUNS)
+    made = slurm.run(["conclab", "slurm", "configs/cpu.yaml", "--shards", "2", "--time", "1"], cwd=workdir)
+    path = f"{workdir / 'hooks'}:{slurm.env.get('PYTHONPATH', '')}".rstrip(":")
+    array, merge = _submit(slurm, workdir, made.stdout, env=dict(slurm.env, PYTHONPATH=path))
+    tasks = {t["ArrayTaskId"]: t for t in slurm.wait(array, timeout_s=240)}
+    (merged,) = slurm.wait(merge)
+    logs = {k: " ".join((workdir / f"slurm-{array}_{k}.out").read_text().split()) for k in tasks}
+    for k, task in tasks.items():  # SLURM ended each at its time limit; the sweep's own exit code is 0
+        assert "runs done" in logs[k] and "DUE TO TIME LIMIT" in logs[k], logs[k]
+        assert (task["JobState"], task["ExitCode"]) == ("TIMEOUT", "0:0"), (task, logs[k])
+        assert "once every run was stored: the sweep is complete; nothing to resume" in logs[k], logs[k]
+        assert "--resume" not in logs[k], logs[k]
+    assert "table cut short (SIGTERM)" in logs["2"], logs["2"]
+    merge_log = (workdir / f"slurm-{merge}.out").read_text()
+    assert (merged["JobState"], merged["ExitCode"]) == ("COMPLETED", "0:0"), (merged, merge_log)
+    assert "merged 2 shards (1/2, 2/2), 4 runs" in merge_log, merge_log
+    (sweep_dir,) = sweep_dirs(workdir / "results" / "cpu")
+    assert read_manifest(sweep_dir).state == "complete"
+    df = conc_lab.load(workdir / "results" / "cpu")
+    keys = list(zip(df["trial_id"], df["repeat"]))
+    assert len(keys) == len(set(keys)) == 4 and (df["status"] == "ok").all()

@@ -12,11 +12,14 @@ from conc_lab.cli.common import app, console, die, example, load, out_console
 
 #: SLURM's --time forms: minutes, M:S, H:M:S, D-H, D-H:M, D-H:M:S.
 _TIME = re.compile(r"\d+(:\d{1,2}){0,2}|\d+-\d+(:\d{1,2}){0,2}")
+#: SLURM's --mem forms: MiB, or a number with K, M, G or T.
+_MEM = re.compile(r"\d+[KMGT]?", re.I)
 
 
 @app.command(
     epilog=example(
-        "conclab slurm configs/cpu.yaml --shards 4", "conclab slurm configs/cpu.yaml -n 8 --time 2:00:00"
+        "conclab slurm configs/cpu.yaml --shards 4",
+        "conclab slurm configs/cpu.yaml -n 8 --time 2:00:00 --mem 8G",
     )
 )
 def slurm(
@@ -25,6 +28,12 @@ def slurm(
     out: Path = typer.Option(Path("results"), "--out", "-o", help="Results folder the shards write to."),
     time: str = typer.Option(
         None, "--time", help="Each task's --time (SLURM's format); default: the most a shard's runs can take."
+    ),
+    mem: str = typer.Option(
+        None,
+        "--mem",
+        help="Every job's --mem (SLURM's format, e.g. 8G): the array's tasks, the calibration and the merge; "
+        "default: conclab's own + 512 MiB a CPU, the merge more where its runs need it.",
     ),
 ):
     """Write a SLURM array script and its afterany merge script here, and print how to submit them.
@@ -36,17 +45,8 @@ def slurm(
     from conc_lab.run.slurm import job_scripts
 
     cfg = load(config)
-    if shards < 1:
-        die(f"--shards: must be 1 or more, not {shards}")
-    from conc_lab.plan import matrix
-    from conc_lab.plan.runs import too_many_shards
-
-    problem = too_many_shards(shards, matrix.count(cfg))
-    if problem:  # else every task of the array would refuse its empty shard
-        die(f"--shards: {problem}")
-    if time is not None and not _TIME.fullmatch(time):
-        die(f"--time: {time!r} is not a SLURM time (MINUTES, H:MM:SS or D-HH:MM:SS)")
-    scripts = job_scripts(cfg, str(config), shards, str(out), Path.cwd(), time=time)
+    _check(cfg, shards, time, mem)
+    scripts = job_scripts(cfg, str(config), shards, str(out), Path.cwd(), time=time, mem=mem)
     files = [(scripts.array_file, scripts.array), (scripts.merge_file, scripts.merge)]
     if scripts.calibrate is not None:
         files.insert(0, (scripts.calibrate_file, scripts.calibrate))
@@ -58,7 +58,8 @@ def slurm(
         os.replace(tmp, path)  # whole or not at all
     console.print(
         f"wrote {scripts.array_file} ({shards} tasks, --cpus-per-task={scripts.cpus}, "
-        f"--time={scripts.time}: {scripts.time_why}) and {scripts.merge_file}"
+        f"--time={scripts.time}: {scripts.time_why}; --mem={scripts.mem}: {scripts.mem_why}) "
+        f"and {scripts.merge_file} (--mem={scripts.merge_mem})"
         + (
             f", and {scripts.calibrate_file} (size: auto, calibrated once for every shard)"
             if scripts.calibrate is not None
@@ -77,3 +78,19 @@ def slurm(
         markup=False,
         soft_wrap=True,
     )
+
+
+def _check(cfg, shards: int, time: str | None, mem: str | None) -> None:
+    """Exit 2, one line, for an option the jobs could not run with."""
+    from conc_lab.plan import matrix
+    from conc_lab.plan.runs import too_many_shards
+
+    if shards < 1:
+        die(f"--shards: must be 1 or more, not {shards}")
+    problem = too_many_shards(shards, matrix.count(cfg))
+    if problem:  # else every task of the array would refuse its empty shard
+        die(f"--shards: {problem}")
+    if time is not None and not _TIME.fullmatch(time):
+        die(f"--time: {time!r} is not a SLURM time (MINUTES, H:MM:SS or D-HH:MM:SS)")
+    if mem is not None and not _MEM.fullmatch(mem):
+        die(f"--mem: {mem!r} is not a SLURM memory size (MiB, or a number with K, M, G or T: 8G)")

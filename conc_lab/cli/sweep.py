@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shlex
@@ -112,20 +113,40 @@ def sweep(
     }
     result, spent = _run(cfg, out, resume, fail_fast, quiet, flags)
     whole_s = command_s()  # the command so far: the summary table below is not a cost of the runs
-    stopped_table = False
+    # A stop came: the ones after it (SLURM signals every process of the job, and the job script's
+    # trap passes its own on) must not cut the outcome short; the first one was enough.
+    with _sigterm_ignored(result.interrupted or result.stopped_late):
+        _report(result, spent, whole_s, config, out, resume, quiet, wide, verbose, flags)
+
+
+def _report(result, spent, whole_s, config, out, resume, quiet, wide, verbose, flags) -> None:
+    """What the sweep did: its table, its last line, its exit code."""
+    stopped_table, late = False, result.stopped_late  # late: stopped once every run was stored
     # A batch scheduler that stopped the sweep kills it KillWait seconds later (30 s by default, 5
     # on some sites): the resume line comes first, and the table, which can take seconds, is left out.
-    if not quiet and not (result.interrupted and "SLURM_JOB_ID" in os.environ):
+    if not quiet and not late and not (result.interrupted and "SLURM_JOB_ID" in os.environ):
         try:
             _print_summary(result.sweep_dir, wide, result if result.interrupted else None, spent)
-        except KeyboardInterrupt:  # every run is saved: Ctrl-C only cuts the table short
-            stopped_table = True
-            console.print("\n[yellow]table cut short[/] (Ctrl-C); every run is saved", highlight=False)
+        except KeyboardInterrupt as exc:  # every run is saved: a stop only cuts the table short
+            stopped_table, late = True, isinstance(exc, Terminated)
+            how = "SIGTERM" if late else "Ctrl-C"
+            console.print(f"\n[yellow]table cut short[/] ({how}); every run is saved", highlight=False)
     if verbose and result.recorded:
         say(overhead_line(result, whole_s))
-    _print_outcome(result, config, out, resume, whole_s, **flags)
-    if stopped_table:
+    _print_outcome(result, config, out, resume, whole_s, late=late, **flags)
+    if stopped_table and not late:  # Ctrl-C at the table: 130, as a shell expects
         raise typer.Exit(130)
+
+
+@contextlib.contextmanager
+def _sigterm_ignored(active: bool):
+    """SIGTERM ignored for the duration, where ``active``; its handler put back after."""
+    previous = signal.signal(signal.SIGTERM, signal.SIG_IGN) if active else None
+    try:
+        yield
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _overridden(cfg, repeats: int | None, warmup: int | None, precision: float | None = None):
@@ -200,11 +221,21 @@ def _check_sweep_flags(cluster: str | None, ray_address: str | None, shard: str 
             die(str(exc))
 
 
-def _print_outcome(result, config: Path, out: Path, resume: bool, whole_s: float | None, **flags) -> None:
-    """The sweep's last line (its honest wall time, the overhead per run) and its exit code."""
+def _print_outcome(
+    result, config: Path, out: Path, resume: bool, whole_s: float | None, late: bool = False, **flags
+) -> None:
+    """The sweep's last line (its honest wall time, the overhead per run) and its exit code.
+
+    ``late``: a stop (SIGTERM: a SLURM job's time limit, scancel) came once every run was stored:
+    the sweep is complete, and exits with its own code, not 130, which asks for a resume."""
     complete = resume and result.planned == 0 and not result.interrupted
     stored_failures = _stored_failures(result.sweep_dir) if complete else ""
     say(final_line(result, resume, whole_s, stored_failures), markup=True)
+    if late and not result.interrupted:
+        say(
+            "stopped (Ctrl-C or SIGTERM: in a job, its time limit or scancel) once every run was "
+            "stored: the sweep is complete; nothing to resume"
+        )
     if result.interrupted:
         again = resume_command(config, out, **flags)
         head = "interrupted; what ran is saved. Resume with: "
@@ -317,8 +348,13 @@ def resume_command(config: Path, out: Path, **options: str | int | None) -> str:
     return shlex.join(words)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a batch scheduler's time limit or scancel), told apart from Ctrl-C where it matters."""
+
+
 def _interrupt(signum, frame):
-    raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # one stops the sweep; SLURM's others are the same stop
+    raise Terminated
 
 
 def partial_line(df, result) -> str:

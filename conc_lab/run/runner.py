@@ -92,6 +92,8 @@ class SweepResult:
     inside_s: float = 0.0  # the runs' own windows (setup + run + teardown) within measured_s
     hosts_start_s: float = 0.0  # starting trial hosts, within loop_s: told as start-up
     executed: int = 0  # runs a trial host ran: measured, warm-up and redone ones
+    # Ctrl-C or SIGTERM (a SLURM job's time limit) came once every run was stored: complete all the same
+    stopped_late: bool = False
 
     @property
     def ok(self) -> bool:
@@ -186,8 +188,8 @@ def sweep(
     book = _Book(unavailable)
     rounds = _added_rounds(prepared, book, emit, cluster)
     loop_began = time.perf_counter()
-    interrupted = _drive(prepared.plan, dispatch, writer, book, fail_fast, emit, interrupted, rounds)
-    return _result(prepared, book, dispatch, interrupted, began, loop_began)
+    ending = _drive(prepared.plan, dispatch, writer, book, fail_fast, emit, interrupted, rounds)
+    return _result(prepared, book, dispatch, ending, began, loop_began)
 
 
 def _check_cluster(cluster: str) -> None:
@@ -204,7 +206,7 @@ def _check_cluster(cluster: str) -> None:
 
 
 def _result(
-    prepared: _Prepared, book: _Book, dispatch: Dispatch, interrupted: bool, began: float, loop_began: float
+    prepared: _Prepared, book: _Book, dispatch: Dispatch, ending: tuple[bool, bool], began: float, loop: float
 ) -> SweepResult:
     ended = time.perf_counter()
     return SweepResult(
@@ -218,7 +220,8 @@ def _result(
         redone=book.redone,
         noisy=book.noisy,
         warmup_failed=book.warmup_failed,
-        interrupted=interrupted,
+        interrupted=ending[0],
+        stopped_late=ending[1],
         wall_s=ended - began,
         measured_s=dispatch.measured_s,
         inside_s=dispatch.inside_s,
@@ -226,7 +229,7 @@ def _result(
         executed=book.executed,
         ray_start_s=dispatch.setup_s,
         # hosts and Ray shutting down, once per sweep, are not a per-run cost
-        loop_s=ended - loop_began - dispatch.teardown_s,
+        loop_s=ended - loop - dispatch.teardown_s,
     )
 
 
@@ -411,8 +414,9 @@ def _drive(
     emit: EventHandler,
     interrupted: bool = False,
     rounds: AddedRounds | None = None,
-) -> bool:
-    """Run the plan through ``dispatch``, writing each measured row; True when interrupted."""
+) -> tuple[bool, bool]:
+    """Run the plan through ``dispatch``, writing each measured row: (interrupted before every run
+    was stored, stopped once every run was stored: complete all the same)."""
     ended = False  # every run the plan (and ``rounds``) asked for was run
     on_purpose = False  # ended by an event handler's StopSweep, not a Ctrl-C
     try:
@@ -443,21 +447,31 @@ def _drive(
     except KeyboardInterrupt as exc:
         interrupted, on_purpose = True, isinstance(exc, events.StopSweep)
     finally:
-        try:
-            dispatch.close()
-        except KeyboardInterrupt:  # a second Ctrl-C may cut the clean-up short (hosts die with us) ...
-            interrupted = True
-        with _interrupts_held(reraise=False) as held:  # ... but never the saving
-            complete = ended and not interrupted and book.recorded >= the_plan.measured
-            writer.close(
-                SweepState.COMPLETE
-                if complete
-                else (SweepState.INTERRUPTED if interrupted and not on_purpose else SweepState.STOPPED)
-            )
-        interrupted = interrupted or bool(held)
-    if rounds is not None and complete and not interrupted:
+        # Every run the plan asks for is stored: complete, whatever stop came after the last (a
+        # scheduler's time limit as the hosts close).
+        complete = book.recorded >= the_plan.measured and (ended or rounds is None)
+        stopped = _close(writer, dispatch, complete, interrupted, on_purpose)
+    if rounds is not None and complete and not stopped:
         rounds.finish()
-    return interrupted
+    return stopped and not complete, stopped and complete
+
+
+def _close(
+    writer: SweepWriter, dispatch: Dispatch, complete: bool, interrupted: bool, on_purpose: bool
+) -> bool:
+    """Save the sweep's state, then close the hosts (their teardown, Ray's, may outlast the KillWait
+    after which a scheduler that stopped the sweep kills it); True when a stop came before or meanwhile."""
+    with _interrupts_held(reraise=False) as held:  # never cut the saving short
+        writer.close(
+            SweepState.COMPLETE
+            if complete
+            else (SweepState.INTERRUPTED if interrupted and not on_purpose else SweepState.STOPPED)
+        )
+    try:
+        dispatch.close()
+    except KeyboardInterrupt:  # a second Ctrl-C may cut the clean-up short (hosts die with us)
+        held.append(signal.SIGINT)
+    return interrupted or bool(held)
 
 
 @contextlib.contextmanager

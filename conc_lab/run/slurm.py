@@ -8,10 +8,15 @@ What each script holds, and why:
   inside CPUs of its own (a shard asking for more cores than its job has is refused);
 * ``--time``: the forecast for one shard: the most its runs can take (each is ended by
   ``timeout_s``), plus start-up; or as given;
+* ``--mem``, in every job (the array's tasks, the calibration, the merge): a site's default can be
+  tiny (``DefMemPerCPU``), and a job past it is killed. A shard's and the calibration's: conclab
+  itself plus room for each CPU's workers (and Ray's runtime for ``ray`` trials); the merge's: the
+  same, more where the runs it holds at once need it; or as given (``--mem``), for every job;
 * with ``size: auto``, a calibration job first (``conclab calibrate``): the array waits for it
   (``afterok``) and every shard reads its sizes, so all measure one size per workload;
 * a SIGTERM trap: ``scancel`` or a time limit sends SIGTERM; the sweep saves what ran and exits
-  130, and the trap makes that the task's exit code (without it SLURM records ``0:15``);
+  130, and the trap makes that the task's exit code (without it SLURM records ``0:15``); one that
+  came once every run was stored leaves the shard complete, its exit code 0 or 1 (``TIMEOUT 0:0``);
 * the resume line for a task that did not finish (``sbatch --array=K NAME-array.sh --resume``:
   the script passes its arguments on to ``conclab sweep``, so the slice resumes as a job with the
   array's CPUs, not on a login node), and an ``afterany`` merge that runs when every task has ended:
@@ -31,10 +36,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from conc_lab.config.model import AUTO, Config
+from conc_lab.host.protocol import RAY
 from conc_lab.plan import matrix
 
 #: Added to every shard's --time: interpreter and host start-up, a Ray-free sweep's setup, the store's seal.
 START_S = 300.0
+#: A job's memory (MiB): conclab itself (the interpreter, pandas, pyarrow: about 150 MiB measured), with room.
+BASE_MB = 1024
+#: And for each CPU of a shard: the workers its trials start there (processes, threads) and their data.
+PER_CPU_MB = 512
+#: And for a Ray runtime, where the matrix has ``ray`` trials (its GCS, raylet and workers).
+RAY_MB = 2048
+#: The merge holds every shard's runs at once (read, written, read back): bytes per run, and per task of it.
+RUN_BYTES, TASK_BYTES = 3 * 1024, 3 * 64
 #: A shard's --time is at most this (SLURM's own upper bounds are per site; 7 days is common).
 MOST_S = 7 * 24 * 3600.0
 
@@ -48,6 +62,9 @@ class JobScripts:
     cpus: int  # --cpus-per-task
     time: str  # --time, in SLURM's format
     time_why: str  # where --time came from, in words
+    mem: str  # --mem of the array's tasks and the calibration job, in SLURM's format
+    merge_mem: str  # --mem of the merge job
+    mem_why: str  # where --mem came from, in words
     runs_per_shard: int  # measured and warm-up runs of the largest shard
     array: str
     merge: str
@@ -114,6 +131,38 @@ def slurm_time(seconds: float) -> str:
     return f"{days}-{rest // 60:02d}:{rest % 60:02d}:00" if days else text
 
 
+def slurm_mem(mb: float) -> str:
+    """SLURM's ``--mem`` format, rounded up to the MiB (whole GiB as ``G``).
+
+    >>> slurm_mem(1536), slurm_mem(2048), slurm_mem(100.2)
+    ('1536M', '2G', '101M')
+    """
+    mb = max(1, math.ceil(mb))
+    return f"{mb // 1024}G" if mb % 1024 == 0 else f"{mb}M"
+
+
+def memory(config: Config, cpus: int) -> tuple[str, str, str]:
+    """The ``--mem`` forecasts: (a shard's and the calibration's, the merge's, why, in words).
+
+    >>> from conc_lab.config.document import parse_config
+    >>> cfg = parse_config({"name": "m", "repeats": 2, "matrix": {"workload": ["experiments.io:sleep"],
+    ...     "backend": ["sequential", "threading"], "workers": [1, 2], "tasks": [8]}})
+    >>> memory(cfg, 2)
+    ('2G', '2G', '1024 MiB for conclab + 512 MiB a CPU; the merge: as much, or what its 9 runs need')
+    """
+    ray = RAY in config.axes["backend"]
+    shard = BASE_MB + PER_CPU_MB * cpus + RAY_MB * ray
+    runs, _ = _most_runs(config, matrix.count(config))
+    axes = config.axes
+    tasks = max(axes["tasks"]) if "tasks" in axes else max(axes["tasks_per_worker"]) * cpus
+    merge = max(shard, BASE_MB + runs * (RUN_BYTES + TASK_BYTES * tasks) / 2**20)
+    why = (
+        f"{BASE_MB} MiB for conclab + {PER_CPU_MB} MiB a CPU{f' + {RAY_MB} MiB for Ray' if ray else ''}; "
+        f"the merge: as much, or what its {runs} runs need"
+    )
+    return slurm_mem(shard), slurm_mem(merge), why
+
+
 def conclab_dir() -> str | None:
     """The folder of the ``conclab`` command this interpreter runs (its venv's ``bin``), or None."""
     beside = Path(sys.executable).parent
@@ -133,6 +182,16 @@ def _path_line(bindir: str | None) -> str:
     )
 
 
+def _time(config: Config, shards: int, time: str | None) -> tuple[int, str, str]:
+    """The most runs a shard makes, its ``--time`` (``time``, else the forecast) and why, in words."""
+    runs, more = _most_runs(config, math.ceil(matrix.count(config) / shards))
+    if time is not None:
+        return runs, time, "as given (--time)"
+    time_s = runs * config.timeout_s + START_S
+    why = f"the most {runs} runs can take ({more}each ends by timeout_s {config.timeout_s:g} s), + {START_S / 60:g} min"
+    return runs, slurm_time(min(time_s, MOST_S)), why
+
+
 def job_scripts(
     config: Config,
     config_arg: str,
@@ -141,55 +200,51 @@ def job_scripts(
     workdir: Path,
     time: str | None = None,
     bindir: str | None = None,
+    mem: str | None = None,
 ) -> JobScripts:
     """The job scripts for ``config`` in ``shards`` shards, run from ``workdir`` with ``--out out``.
 
     ``config_arg``: the config as the user named it (relative to ``workdir``), so the printed
-    resume line is what they would type. ``time`` (SLURM's format) overrides the forecast.
+    resume line is what they would type. ``time`` (SLURM's format) overrides the forecast;
+    ``mem`` (SLURM's format) every job's memory forecast (``memory``).
     ``bindir``: the folder of the ``conclab`` the jobs run (default: this one's, ``conclab_dir``).
     """
-    path = _path_line(bindir or conclab_dir())
-    trials = matrix.count(config)
-    runs, more = _most_runs(config, math.ceil(trials / shards))
-    time_s = runs * config.timeout_s + START_S
-    why = f"the most {runs} runs can take ({more}each ends by timeout_s {config.timeout_s:g} s), + {START_S / 60:g} min"
-    autos = sum(AUTO in config.workload_sizes.get(w, config.axes["size"]) for w in config.axes["workload"])
-    if time is None:
-        time = slurm_time(min(time_s, MOST_S))
-    else:
-        why = "as given (--time)"
+    runs, time, why = _time(config, shards, time)
     cpus = max(config.axes["workers"]) if config.axes.get("workers") else 1
+    shard_mem, merge_mem, mem_why = memory(config, cpus) if mem is None else (mem, mem, "as given (--mem)")
+    common = {
+        "name": config.name,
+        "workdir": shlex.quote(str(workdir)),
+        "path": _path_line(bindir or conclab_dir()),
+    }
     cmd = f"conclab sweep {shlex.quote(config_arg)} --out {shlex.quote(out)}"
-    resume = f"{cmd} --shard K/{shards} --resume"
     array = _ARRAY.format(
-        name=config.name,
+        **common,
         shards=shards,
         cpus=cpus,
         time=time,
-        workdir=shlex.quote(str(workdir)),
+        mem=shard_mem,
         sweep=f'{cmd} --shard ${{SLURM_ARRAY_TASK_ID}}/{shards} "$@"',
-        path=path,
-        resume=resume,
+        resume=f"{cmd} --shard K/{shards} --resume",
         array_file=f"{config.name}-array.sh",
         merge_file=f"{config.name}-merge.sh",
     )
     merge = _MERGE.format(
-        name=config.name,
-        workdir=shlex.quote(str(workdir)),
-        path=path,
-        merge=f"conclab merge {shlex.quote(str(Path(out) / config.name))}",
+        **common, mem=merge_mem, merge=f"conclab merge {shlex.quote(str(Path(out) / config.name))}"
     )
+    autos = sum(AUTO in config.workload_sizes.get(w, config.axes["size"]) for w in config.axes["workload"])
     calibrate = None
     if autos:  # one job calibrates, within its budget a workload, and every shard reads its sizes
         calibrate = _CALIBRATE.format(
-            name=config.name,
+            **common,
             cpus=cpus,
+            mem=shard_mem,
             time=slurm_time(config.calibration.budget_s * autos + START_S),
-            workdir=shlex.quote(str(workdir)),
-            path=path,
             calibrate=f"conclab calibrate {shlex.quote(config_arg)} --out {shlex.quote(out)}",
         )
-    return JobScripts(config.name, shards, cpus, time, why, runs, array, merge, calibrate)
+    return JobScripts(
+        config.name, shards, cpus, time, why, shard_mem, merge_mem, mem_why, runs, array, merge, calibrate
+    )
 
 
 _ARRAY = """\
@@ -198,12 +253,14 @@ _ARRAY = """\
 #SBATCH --job-name={name}
 #SBATCH --array=1-{shards}
 #SBATCH --cpus-per-task={cpus}
+#SBATCH --mem={mem}
 #SBATCH --time={time}
 #SBATCH --output=slurm-%A_%a.out
 #
 # Exit codes (scontrol/sacct ExitCode): 0 every run ok and correct; 1 some run failed, timed out
 # or was wrong (recorded); 2 bad config or arguments (nothing written); 130 cancelled (scancel)
-# or out of time: what ran is saved. Resume a task that did not finish as a job like this one
+# or out of time: what ran is saved (a time limit once every run was stored: TIMEOUT with 0 or 1,
+# the shard complete, nothing to resume). Resume a task that did not finish as a job like this one
 # (K is its array index; arguments given after the script are passed on to conclab sweep):
 #   sbatch --array=K {array_file} --resume
 # (it runs: {resume}), then merge: sbatch {merge_file}
@@ -232,6 +289,7 @@ _CALIBRATE = """\
 # refuses them). The array is submitted with --dependency=afterok on this job.
 #SBATCH --job-name={name}-calibrate
 #SBATCH --cpus-per-task={cpus}
+#SBATCH --mem={mem}
 #SBATCH --time={time}
 #SBATCH --output=slurm-%j.out
 cd {workdir} || exit 2
@@ -246,6 +304,7 @@ _MERGE = """\
 # 2 refused.
 #SBATCH --job-name={name}-merge
 #SBATCH --cpus-per-task=1
+#SBATCH --mem={mem}
 #SBATCH --time=1:00:00
 #SBATCH --output=slurm-%j.out
 cd {workdir} || exit 2
