@@ -497,3 +497,19 @@ def test_a_stop_once_every_run_is_stored_leaves_the_sweep_complete(tmp_path, mon
     assert read_manifest(result.sweep_dir).state == "complete"  # merge takes it; nothing to resume
     assert (result.interrupted, result.stopped_late, result.recorded) == (False, True, runs)
     assert len(load(result.sweep_dir)) == runs
+
+
+def test_a_resume_s_last_line_says_its_runs_are_more_and_the_sweep_s_total(sweep_config, tmp_path):
+    """Resumed, the table holds every run of the sweep, and the last line under it counted only this
+    invocation's: "66 runs are noisy" above "62 runs recorded (…, 55 noisy)" on the smoke."""
+    out = tmp_path / "out"
+    tag = uuid.uuid4().hex
+    killed = run_to_end([KILLER, "rows", str(sweep_config), str(out)], tag, PYTHON_C)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    (sweep_dir,) = (out / "kr").iterdir()
+    saved, whole = len(load(sweep_dir)), expected_rows(sweep_config)
+    done = run_to_end(["sweep", str(sweep_config), "--out", str(out), "--resume"], tag)
+    assert done.returncode == 0, done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"{whole - saved} more runs recorded ("), last
+    assert f"; {whole} in the sweep → {sweep_dir}" in last, last

@@ -122,18 +122,19 @@ def sweep(
 def _report(result, spent, whole_s, config, out, resume, quiet, wide, verbose, flags) -> None:
     """What the sweep did: its table, its last line, its exit code."""
     stopped_table, late = False, result.stopped_late  # late: stopped once every run was stored
+    in_sweep = None  # runs the table above holds: a resumed sweep's earlier ones too
     # A batch scheduler that stopped the sweep kills it KillWait seconds later (30 s by default, 5
     # on some sites): the resume line comes first, and the table, which can take seconds, is left out.
     if not quiet and not late and not (result.interrupted and "SLURM_JOB_ID" in os.environ):
         try:
-            _print_summary(result.sweep_dir, wide, result if result.interrupted else None, spent)
+            in_sweep = _print_summary(result.sweep_dir, wide, result if result.interrupted else None, spent)
         except KeyboardInterrupt as exc:  # every run is saved: a stop only cuts the table short
             stopped_table, late = True, isinstance(exc, Terminated)
             how = "SIGTERM" if late else "Ctrl-C"
             console.print(f"\n[yellow]table cut short[/] ({how}); every run is saved", highlight=False)
     if verbose and result.recorded:
         say(overhead_line(result, whole_s))
-    _print_outcome(result, config, out, resume, whole_s, late=late, **flags)
+    _print_outcome(result, config, out, resume, whole_s, in_sweep if resume else None, late=late, **flags)
     if stopped_table and not late:  # Ctrl-C at the table: 130, as a shell expects
         raise typer.Exit(130)
 
@@ -222,15 +223,23 @@ def _check_sweep_flags(cluster: str | None, ray_address: str | None, shard: str 
 
 
 def _print_outcome(
-    result, config: Path, out: Path, resume: bool, whole_s: float | None, late: bool = False, **flags
+    result,
+    config: Path,
+    out: Path,
+    resume: bool,
+    whole_s: float | None,
+    in_sweep: int | None = None,
+    late: bool = False,
+    **flags,
 ) -> None:
     """The sweep's last line (its honest wall time, the overhead per run) and its exit code.
 
     ``late``: a stop (SIGTERM: a SLURM job's time limit, scancel) came once every run was stored:
-    the sweep is complete, and exits with its own code, not 130, which asks for a resume."""
+    the sweep is complete, and exits with its own code, not 130, which asks for a resume.
+    ``in_sweep``: the runs the table above holds, where a resume shows earlier runs too."""
     complete = resume and result.planned == 0 and not result.interrupted
     stored_failures = _stored_failures(result.sweep_dir) if complete else ""
-    say(final_line(result, resume, whole_s, stored_failures), markup=True)
+    say(final_line(result, resume, whole_s, stored_failures, in_sweep), markup=True)
     if late and not result.interrupted:
         say(
             "stopped (Ctrl-C or SIGTERM: in a job, its time limit or scancel) once every run was "
@@ -313,17 +322,27 @@ def own_overhead(seconds: float) -> str:
     return f"conc_lab's own overhead {duration(seconds)} a run"
 
 
-def final_line(result, resumed: bool = False, whole_s: float | None = None, stored_failures: str = "") -> str:
+def final_line(
+    result,
+    resumed: bool = False,
+    whole_s: float | None = None,
+    stored_failures: str = "",
+    in_sweep: int | None = None,
+) -> str:
     """The sweep's last line: what it recorded, and where; also under -q.
 
     ``whole_s``: the command's whole time so far, for the overhead that a user pays per run.
     ``stored_failures``: what a complete sweep resumed had recorded as failed (``_stored_failures``).
+    ``in_sweep``: the runs of the table above; where a resume's table holds more than it recorded,
+    the line says "more" and the sweep's total (under a table of 75 runs, "66 runs are noisy",
+    it read "62 runs recorded (…, 55 noisy)").
     """
     if resumed and result.planned == 0 and not result.interrupted:
         return f"sweep {result.sweep_id} is complete: nothing to run{stored_failures} → {result.sweep_dir}"
+    earlier = in_sweep is not None and in_sweep > result.recorded
     line = (
-        f"{result.recorded} run{'s' * (result.recorded != 1)} recorded ({result.failed} failed, {result.wrong} wrong, "
-        f"{result.skipped} skipped{_noise_counts(result)}"
+        f"{result.recorded}{' more' * earlier} run{'s' * (result.recorded != 1)} recorded "
+        f"({result.failed} failed, {result.wrong} wrong, {result.skipped} skipped{_noise_counts(result)}"
     )
     if result.warmup_failed:  # not recorded, but a failure all the same (and exit code 1)
         line += f"; {result.warmup_failed} failed warm-up run{'s' * (result.warmup_failed > 1)}"
@@ -332,6 +351,8 @@ def final_line(result, resumed: bool = False, whole_s: float | None = None, stor
         line += f" ({whole_s:.1f} s with start-up)"
     if result.recorded:  # a per-run figure over no runs would be the sweep's set-up, mislabelled
         line += f"; {own_overhead(result.overhead(whole_s).total_s)}"
+    if earlier:
+        line += f"; {in_sweep} in the sweep"
     return f"{line} → {result.sweep_dir}"
 
 
@@ -368,16 +389,18 @@ def partial_line(df, result) -> str:
     return f"partial: {stored} of {whole} runs; interrupted (the table holds only the runs that ran)"
 
 
-def _print_summary(sweep_dir: Path, wide: bool, interrupted=None, rounds_spent: int | None = None) -> None:
+def _print_summary(sweep_dir: Path, wide: bool, interrupted=None, rounds_spent: int | None = None) -> int:
     """The summary table of the sweep's stored runs; ``interrupted``: the result of a sweep that
-    was, whose table is headed by what part of the sweep it holds; ``rounds_spent``: see ``_run``."""
+    was, whose table is headed by what part of the sweep it holds; ``rounds_spent``: see ``_run``.
+    Returns how many runs the table holds (a redone run was replaced: not counted)."""
+    from conc_lab import schema
     from conc_lab.cli.results import noise_note, slow_node_notes, summarize_noting, summary_table
     from conc_lab.store.load import load
     from conc_lab.store.manifest import read_manifest
 
     df = load(sweep_dir)
     if df.empty:
-        return
+        return 0
     if interrupted is not None:
         say(f"[yellow]{partial_line(df, interrupted)}[/]", markup=True, to=out_console)
     shard = read_manifest(sweep_dir).shard
@@ -389,3 +412,4 @@ def _print_summary(sweep_dir: Path, wide: bool, interrupted=None, rounds_spent: 
             f"[dim]every column: conclab summarize {sweep_dir} --wide (or -f csv|markdown|json)[/]",
             markup=True,
         )
+    return int((df["status"].astype(str) != schema.REDONE).sum())
