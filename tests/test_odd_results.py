@@ -96,6 +96,20 @@ def test_load_names_a_workload_as_summarize_does(tmp_path):
         conc_lab.load(sweep_dir, workload="slep")
 
 
+def test_a_misspelled_backend_is_named_against_every_stored_one(tmp_path):
+    """`conc_lab.summarize(path, backend="threadin")` said "there are: sequential" (it had read only
+    the baseline's rows), where the CLI's --backend says did-you-mean; `conc_lab.load(path,
+    backend="threadin")` returned an empty frame without a word."""
+    sweep_dir = _sweep(tmp_path, "backends", "experiments.io:sleep", ["sequential", "threading"])
+    for read in (conc_lab.load, conc_lab.summarize):
+        with pytest.raises(ValueError, match="no run has backend 'threadin'; did you mean 'threading'"):
+            read(sweep_dir, backend="threadin")
+        with pytest.raises(ValueError, match="no run has backend 'ray'; there are: sequential, threading$"):
+            read(sweep_dir, backend="ray")
+    assert conc_lab.load(sweep_dir, backend="threading")["backend"].eq("threading").all()
+    assert set(conc_lab.summarize(sweep_dir, backend="threading")["backend"]) == {"sequential", "threading"}
+
+
 def test_an_answer_too_long_for_decimal_is_checked_not_failed(tmp_path):
     # was: every run of a workload returning 3000! failed with "Exceeds the limit (4300 digits) for
     # integer string conversion", the checksum's int.__repr__ refusing it

@@ -154,6 +154,24 @@ def keep_baseline(backends: Sequence[str] | None) -> list[str] | None:
     return [*backends, SEQUENTIAL]
 
 
+#: The filters a person names by hand, checked against what is stored (a did-you-mean, not an
+#: empty frame): ``backend="threadin"`` read no row and said nothing.
+NAMED_FILTERS = ("workload", "backend")
+
+
+def stored_values(paths, columns: Sequence[str]) -> dict:
+    """{column: the values stored under ``paths``}, reading those columns alone."""
+    import warnings
+
+    from conc_lab.store.layout import StoreWarning
+    from conc_lab.store.load import load as load_store
+
+    with warnings.catch_warnings():  # the read that follows warns of the same store, once
+        warnings.simplefilter("ignore", StoreWarning)
+        df = load_store(paths, columns=list(columns), env=False)
+    return {c: df[c].astype(object).unique() for c in columns}
+
+
 def load(paths, columns: list[str] | None = None, env: bool = True, **filters):
     """Every recorded run under ``paths`` (a sweep, a sweep name's folder, many), as a DataFrame.
 
@@ -161,21 +179,18 @@ def load(paths, columns: list[str] | None = None, env: bool = True, **filters):
     to Parquet, a value by equality, a list, tuple or set by membership; ``env`` joins the sweep's
     environment), with a ``workload`` named as ``summarize`` and ``conclab summarize --workload``
     name it: ``workload="sleep"`` for ``experiments.io:sleep`` (a unique short or function name),
-    and one that names no stored workload a ``SelectError`` with a did-you-mean, not an empty frame.
+    and a workload or backend that names nothing stored a ``SelectError`` with a did-you-mean, not
+    an empty frame.
 
     >>> df = load("results/smoke", workload="sleep", backend=["threading", "sequential"])  # doctest: +SKIP
     """
-    import warnings
-
-    from conc_lab.store.layout import StoreWarning
     from conc_lab.store.load import load as load_store
 
-    if "workload" in filters:
-        wanted = filters["workload"]
-        with warnings.catch_warnings():  # the read below warns of the same store, once
-            warnings.simplefilter("ignore", StoreWarning)
-            present = load_store(paths, columns=["workload"], env=False)["workload"].unique()
+    named = [c for c in NAMED_FILTERS if c in filters]
+    present = stored_values(paths, named) if named else {}
+    for column in named:
+        wanted = filters[column]
         names = list(wanted) if isinstance(wanted, (list, tuple, set)) else [wanted]
-        found = resolve("workload", names, present, label="workload")
-        filters["workload"] = found if isinstance(wanted, (list, tuple, set)) else found[0]
+        found = resolve(column, names, present[column], label=column)
+        filters[column] = found if isinstance(wanted, (list, tuple, set)) else found[0]
     return load_store(paths, columns=columns, env=env, **filters)

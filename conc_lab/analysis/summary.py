@@ -321,9 +321,12 @@ def _summarize_selected(data, filters: dict, **options) -> pd.DataFrame:
     if unknown:
         raise ValueError(f"cannot filter a summary on {sorted(unknown)}: use {', '.join(GROUP_KEYS)}")
     if not isinstance(data, pd.DataFrame) and set(filters) == {"backend"}:
-        wanted = (
-            filters["backend"] if isinstance(filters["backend"], (list, tuple, set)) else [filters["backend"]]
-        )
+        from conc_lab.analysis.selection import stored_values
+
+        # named against every stored backend, before the read that keeps the chosen ones alone
+        # (else "no run has backend 'threadin'; there are: sequential")
+        stored = stored_values(data, ["backend"])["backend"]
+        wanted = resolve_filter("backend", filters["backend"], stored)
         data = as_frame_filtered(data, backend=[*wanted, SEQUENTIAL])  # read only what is needed
     df = as_frame(data)
     keyed = key_columns(df, list(filters))
