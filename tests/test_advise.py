@@ -30,6 +30,7 @@ from conc_lab.advice import arms as arm_results
 from conc_lab.advice import plan as planning
 from conc_lab.advice import verdict as verdicts
 from conc_lab.advice.target import resolve
+from conc_lab.store.layout import StoreError
 
 pytestmark = pytest.mark.host
 
@@ -513,6 +514,42 @@ def test_ctrl_c_saves_what_ran_and_prints_the_command_that_resumes(tmp_path):
     args = shlex.split(hint)
     assert args[:4] == ["conclab", "sweep", str(folder / "advise.yaml"), "--resume"], hint
     assert len(conc_lab.load(folder)) > 0
+
+
+def _rows_so_far(folder: Path) -> int:
+    """Runs stored so far under ``folder`` (none while the sweep is being set up)."""
+    if not folder.is_dir():
+        return 0
+    try:
+        return len(conc_lab.load(folder, columns=["status"], env=False))
+    except StoreError:  # its first sweep folder not written yet
+        return 0
+
+
+@pytest.mark.slow
+def test_ctrl_c_after_a_round_names_the_resume_command_once(tmp_path):
+    """Ctrl-C once rounds ran: the verdict so far, then "to run it longer: conclab sweep …" and,
+    right under it, "Resume with: conclab sweep …", the same command twice."""
+    proc = subprocess.Popen(
+        [*CLI, "experiments.advise_cases:wait", "--size", "20", "--budget", "300", "--out", str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+        env=_env(),
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as test_resume explains
+    )
+    folder = tmp_path / "advise-experiments.advise_cases.wait"
+    deadline = time.monotonic() + 180
+    while _rows_so_far(folder) < 30:  # more than a round's runs: a verdict so far to print
+        assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
+        time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert out.startswith("use "), out  # the verdict so far was printed
+    assert "Resume with: " in err and "to run it longer" not in out, out + err
+    assert (out + err).count("advise.yaml --resume") == 1, out + err
 
 
 @pytest.mark.terminal

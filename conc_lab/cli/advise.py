@@ -132,6 +132,9 @@ def _print(advice, console: Console) -> None:
         markup=False,
         soft_wrap=not fold,
     )
+    # interrupted, "Resume with:" follows with this command: it read twice, one line under the other
+    if advice.interrupted:
+        return
     verb = "run it longer" if not advice.verdict.settled else "rerun or extend it"
     _command(console, f"to {verb}:", advice.rerun)
 
