@@ -513,3 +513,29 @@ def test_a_resume_s_last_line_says_its_runs_are_more_and_the_sweep_s_total(sweep
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith(f"{whole - saved} more runs recorded ("), last
     assert f"; {whole} in the sweep → {sweep_dir}" in last, last
+
+
+def test_a_resume_keeps_the_machine_check_made_as_the_sweep_began(sweep_config, tmp_path):
+    """The manifest's ``doctor`` is what the machine check found as the sweep began (the report
+    says so); a resume put its own there, even one with nothing left to run: the smoke, run under
+    a load of 6.33 and resumed once complete at 2.47, was reported as begun at 2.47."""
+    out = tmp_path / "out"
+    tag = uuid.uuid4().hex
+    killed = run_to_end([KILLER, "rows", str(sweep_config), str(out)], tag, PYTHON_C)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    (sweep_dir,) = (out / "kr").iterdir()
+    path = sweep_dir / MANIFEST
+    manifest = json.loads(path.read_text())
+    began = [dict(f) for f in manifest["doctor"] if f["name"] != "load"]
+    began.append(
+        {"name": "load", "status": "bad", "detail": "load average 9.87 over 1 min", "advice": "stop it"}
+    )
+    path.write_text(json.dumps({**manifest, "doctor": began}))  # as a busy machine's check would read
+    for _ in range(2):  # the runs left, then nothing left to run
+        done = run_to_end(["sweep", str(sweep_config), "--out", str(out), "--resume", "-q"], tag)
+        assert done.returncode == 0, done.stderr
+        assert [dict(f) for f in read_manifest(sweep_dir).doctor] == began
+    assert "complete: nothing to run" in done.stderr
+    report = run_to_end(["report", str(sweep_dir), "-o", str(tmp_path / "report")], tag)
+    assert report.returncode == 0, report.stderr
+    assert "load average 9.87 over 1 min" in (tmp_path / "report" / "index.html").read_text()

@@ -233,6 +233,7 @@ class ResumeState:
     calibrated_sizes: dict[str, int] = field(default_factory=dict)
     started_at: float | None = None
     config: Config | None = None  # the config as the sweep began (``config_as_begun``)
+    doctor: tuple = ()  # the machine check's findings as the sweep began (the manifest's ``doctor``)
 
 
 class AlreadyMerged(Exception):
@@ -273,6 +274,7 @@ def resume_state(config: Config, out: str | os.PathLike, shard: str | None = Non
         calibrated_sizes=dict(manifest.calibrated_sizes),
         started_at=manifest.started_at,
         config=begun,
+        doctor=tuple(manifest.doctor),
     )
 
 

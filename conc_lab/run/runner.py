@@ -269,7 +269,9 @@ def _prepare(
         seed=config.seed,
         shuffle=config.shuffle,
         calibrated_sizes=calibrated,
-        doctor=tuple(f.to_dict() for f in findings),
+        # as the sweep began, as started_at is: a resume (one with nothing left to run too) put its
+        # own there, and the report said the load it met was the one the sweep's runs had met
+        doctor=state.doctor if resumed and state.doctor else tuple(f.to_dict() for f in findings),
         shard=label,
         cluster=cluster,
     )
