@@ -178,3 +178,45 @@ def test_a_precision_goal_redoes_noisy_runs_unless_the_file_says_how_often():
     assert _config().noise.redo == 2
     assert _config(noise={"redo": 0}).noise.redo == 0
     assert _config(precision=None).noise.redo == 0
+
+
+def test_ctrl_c_inside_the_added_rounds_does_not_say_every_run_ran(tmp_path):
+    """Stopped in a round ``--precision`` added, the table was headed "partial: 65 of 65 runs;
+    interrupted": the plan's count, which the added rounds had passed, read as the sweep done."""
+    import shutil
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    shutil.copy(Path(TESTS) / "workloads_jitter.py", tmp_path)
+    (tmp_path / "jit.yaml").write_text(
+        "name: jit\nrepeats: 3\nwarmup: 0\nmatrix:\n"
+        "  workload: [{workload: workloads_jitter:jittery, size: [3]}]\n"
+        "  backend: [sequential, threading]\n  tasks: [1]\n"
+    )
+    cmd = [sys.executable, "-m", "conc_lab.cli", "sweep", "jit.yaml", "-o", "out", "--precision", "0.001"]
+    proc = subprocess.Popen(
+        cmd,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as test_resume explains
+    )
+
+    def stored() -> int:  # a redone run was replaced by its redo
+        folder = tmp_path / "out" / "jit"
+        return len(conc_lab.load(folder).query("status != 'redone'")) if folder.is_dir() else 0
+
+    deadline = time.monotonic() + 120
+    while stored() < 10:  # 6 runs planned: 10 stored are inside the added rounds
+        assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    said = " ".join(out.split())
+    kept = stored()
+    added = f"partial: {kept} runs, {kept - 6} of them in rounds added for precision; interrupted"
+    assert added in said, said

@@ -385,7 +385,10 @@ def partial_line(df, result) -> str:
     from conc_lab import schema
 
     stored = int((df["status"].astype(str) != schema.REDONE).sum())  # a redone run was replaced
-    whole = max(stored - result.recorded + result.planned, stored)
+    whole = stored - result.recorded + result.planned
+    if stored > whole:  # a precision goal's rounds ran past the plan: "partial: 65 of 65 runs" read as done
+        added = f"{stored - whole} of them in rounds added for precision"
+        return f"partial: {stored} runs, {added}; interrupted (the table holds only the runs that ran)"
     return f"partial: {stored} of {whole} runs; interrupted (the table holds only the runs that ran)"
 
 
