@@ -180,9 +180,10 @@ def test_a_precision_goal_redoes_noisy_runs_unless_the_file_says_how_often():
     assert _config(precision=None).noise.redo == 0
 
 
-def test_ctrl_c_inside_the_added_rounds_does_not_say_every_run_ran(tmp_path):
+def test_ctrl_c_inside_the_added_rounds_does_not_say_every_run_ran_and_resumes(tmp_path):
     """Stopped in a round ``--precision`` added, the table was headed "partial: 65 of 65 runs;
-    interrupted": the plan's count, which the added rounds had passed, read as the sweep done."""
+    interrupted": the plan's count, which the added rounds had passed, read as the sweep done. Its
+    resume, with every planned run done, crashed ("KeyError: None": no progress bar for 0 runs)."""
     import shutil
     import signal
     import subprocess
@@ -220,3 +221,7 @@ def test_ctrl_c_inside_the_added_rounds_does_not_say_every_run_ran(tmp_path):
     kept = stored()
     added = f"partial: {kept} runs, {kept - 6} of them in rounds added for precision; interrupted"
     assert added in said, said
+    # resumed, it runs added rounds alone (every planned run is done): "KeyError: None" from the bar
+    again = subprocess.run([*cmd, "--resume"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and "Traceback" not in again.stderr, again.stderr
+    assert "more runs recorded" in again.stderr and "0 measured runs" in again.stdout + again.stderr

@@ -174,6 +174,8 @@ class SweepRenderer:
         self.total += e.runs
         if self.bar is not None:
             self.progress.update(self.bar, total=self.total)
+        else:  # a resume whose planned runs were all done: the added rounds are all it runs (it crashed)
+            self.bar = self.progress.add_task(self.name, total=self.total, last="")
         if self.batch is not None:
             self.batch.added(e.runs)
         self._say(round_added_line(e), prose=True)

@@ -337,7 +337,8 @@ def final_line(
     the line says "more" and the sweep's total (under a table of 75 runs, "66 runs are noisy",
     it read "62 runs recorded (…, 55 noisy)").
     """
-    if resumed and result.planned == 0 and not result.interrupted:
+    # a resume that ran only rounds a precision goal added has runs to tell: not "nothing to run"
+    if resumed and result.planned == 0 and not result.recorded and not result.interrupted:
         return f"sweep {result.sweep_id} is complete: nothing to run{stored_failures} → {result.sweep_dir}"
     earlier = in_sweep is not None and in_sweep > result.recorded
     line = (
