@@ -151,7 +151,8 @@ def test_summarize_says_it_pools_and_ends_with_an_answer_per_workload(two_sweeps
     # #26 item 11: per workload, the fastest backend and threads against processes as one ratio
     assert re.search(r"sum_squares size \d+: fastest [\w/]+, \d workers?", flat), flat
     assert re.search(
-        r"threads \(\d workers?\) take \d+\.\d\dx the time of processes \(forkserver, \d workers?\)", flat
+        r"threads \(\d workers?, \d+\.\d\dx\) take \d+\.\d\dx the time of processes \(forkserver, \d workers?, \d+\.\d\dx\)",
+        flat,
     )
     if "~" in text or "unstable" in text:  # #26 item 6: what unstable means, and what to do
         # spread too wide, or (tables.ANSWERED_MEANING) times that spread under speedups already

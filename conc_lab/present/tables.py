@@ -355,7 +355,7 @@ def workload_lines(summary: pd.DataFrame) -> list[str]:
     ...     "start_method": [None, None, "fork"], "workers": [1, 2, 2], "median_s": [1.0, 0.98, 0.52],
     ...     "speedup": [1.0, 1.02, 1.92]})
     >>> workload_lines(s)
-    ['f: fastest multiprocessing/fork, 2 workers (1.92x); threads (2 workers) take 1.88x the time of processes (fork, 2 workers)']
+    ['f: fastest multiprocessing/fork, 2 workers (1.92x); threads (2 workers, 1.02x) take 1.88x the time of processes (fork, 2 workers, 1.92x)']
 
     The fastest is the highest speedup (the number beside it); its doubts and the arms whose
     interval reaches it are said, so noise is never read as a winner:
@@ -389,25 +389,28 @@ def workload_lines(summary: pd.DataFrame) -> list[str]:
 
 
 def _threads_against_processes(rows: pd.DataFrame) -> str:
-    """``; threads (2 workers) take 1.88x the time of processes (fork, 2 workers)``: the fastest
-    threading row against the fastest multiprocessing row, each named; empty without both.
+    """``; threads (2 workers, 1.02x) take 1.88x the time of processes (fork, 2 workers, 1.92x)``:
+    the fastest threading row against the fastest multiprocessing row, each named; empty without both.
 
     Fastest and the ratio as the table beside it says them: by speedup (paired against the plain
-    loop, so a slow spell of the machine cancels), where both have one; by median time where not.
-    By medians alone, a line once named spawn (38.5 ms) as the processes beside "fastest
-    multiprocessing/fork (1.95x)" two lines above (40.6 ms, its runs paired in faster moments).
+    loop, so a slow spell of the machine cancels), where both have one, and then the two speedups
+    are shown, so the ratio is read from them and not from the medians (which a newcomer divided,
+    getting 1.88 beside a line that said 1.67); by median time where not. By medians alone, a line
+    once named spawn (38.5 ms) as the processes beside "fastest multiprocessing/fork (1.95x)" two
+    lines above (40.6 ms, its runs paired in faster moments).
     """
     threads, procs = rows[rows["backend"] == THREADING], rows[rows["backend"] == MULTIPROCESSING]
     if not (len(threads) and len(procs)):
         return ""
     t, p = _fastest_of(threads), _fastest_of(procs)
-    ratio = _float(p.get("speedup")) / _float(t.get("speedup"))
-    if not (math.isfinite(ratio) and ratio > 0):
-        ratio = float(t["median_s"]) / float(p["median_s"])
+    ts, ps = _float(t.get("speedup")), _float(p.get("speedup"))
+    paired = math.isfinite(ts) and math.isfinite(ps) and ts > 0 and ps > 0
+    ratio = ps / ts if paired else float(t["median_s"]) / float(p["median_s"])
     method = backend_label(p).partition("/")[2]
+    t_at, p_at = (f", {ts:.2f}x", f", {ps:.2f}x") if paired else ("", "")
     return (
-        f"; threads ({_n_workers(t)}) take {ratio:.2f}x the time of "
-        f"processes ({f'{method}, ' if method else ''}{_n_workers(p)})"
+        f"; threads ({_n_workers(t)}{t_at}) take {ratio:.2f}x the time of "
+        f"processes ({f'{method}, ' if method else ''}{_n_workers(p)}{p_at})"
     )
 
 
