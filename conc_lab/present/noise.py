@@ -152,8 +152,8 @@ def noise_section(df: pd.DataFrame, manifests: list[Manifest]) -> str:
         + (f", most often: {reasons}" if reasons else "")
         + ". "
         + (
-            f"{f['redone']:,} noisy runs were redone (config <code>noise: {{redo: N}}</code>); the table counts "
-            "their reruns."
+            f"{f['redone']:,} noisy runs were redone (<code>noise.redo</code>: the config's, or 2 where "
+            "<code>precision:</code> or <code>--precision</code> adds rounds); the table counts their reruns."
             if f["redone"]
             else "None was redone: <code>noise: {redo: 3}</code> in the config reruns a noisy run up to 3 times."
         )
