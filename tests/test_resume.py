@@ -536,6 +536,10 @@ def test_a_resume_keeps_the_machine_check_made_as_the_sweep_began(sweep_config, 
         assert done.returncode == 0, done.stderr
         assert [dict(f) for f in read_manifest(sweep_dir).doctor] == began
     assert "complete: nothing to run" in done.stderr
+    # nor did the resume that ran nothing end the sweep again (its record ran 18:58-19:08)
+    ended = read_manifest(sweep_dir).finished_at
+    again = run_to_end(["sweep", str(sweep_config), "--out", str(out), "--resume", "-q"], tag)
+    assert again.returncode == 0 and read_manifest(sweep_dir).finished_at == ended, again.stderr
     report = run_to_end(["report", str(sweep_dir), "-o", str(tmp_path / "report")], tag)
     assert report.returncode == 0, report.stderr
     assert "load average 9.87 over 1 min" in (tmp_path / "report" / "index.html").read_text()

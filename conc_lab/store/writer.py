@@ -69,6 +69,7 @@ class SweepWriter:
         self, sweep_dir: str | os.PathLike, manifest: Manifest, flush_rows: int = 2000, flush_s: float = 10.0
     ):
         self.dir = Path(sweep_dir)
+        self._before, self._appended = _earlier(self.dir), 0  # a resume that stores nothing keeps its end
         self.manifest = manifest.replace(schema_version=schema.SCHEMA_VERSION, state=SweepState.RUNNING)
         self.flush_rows, self.flush_s = flush_rows, flush_s
         self._lock_fd = None
@@ -130,6 +131,7 @@ class SweepWriter:
             raise StoreError(self._cannot_write(self._journal_path, exc)) from None
         self._journal_size += len(line)
         self._rows.append(row)
+        self._appended += 1
         if len(self._rows) >= self.flush_rows or time.monotonic() - self._last_seal >= self.flush_s:
             self.seal()
 
@@ -165,7 +167,12 @@ class SweepWriter:
             self.seal()
             os.close(self._fd)
             self._journal_path.unlink()
-            self.manifest = self.manifest.replace(state=SweepState(state), finished_at=time.time())
+            state = SweepState(state)
+            before = self._before
+            same = not self._appended and before is not None and before.finished_at and before.state is state
+            # a resume that ran nothing did not end the sweep again: it ended when it last stored a run
+            ended = before.finished_at if same else time.time()
+            self.manifest = self.manifest.replace(state=state, finished_at=ended)
             write_manifest(self.dir, self.manifest)
             if self.manifest.state is SweepState.COMPLETE and self.manifest.shard:
                 replace_earlier(self.dir, self.manifest)
@@ -199,6 +206,14 @@ class SweepWriter:
         """Name a part just sealed in the manifest (before its journal goes): check finds it if deleted."""
         self.manifest = self.manifest.replace(parts={**(self.manifest.parts or {}), part_name(part): rows})
         write_manifest(self.dir, self.manifest)
+
+
+def _earlier(sweep_dir: Path) -> Manifest | None:
+    """The manifest a resumed sweep had when it last ended; None for a new sweep (or a damaged one)."""
+    try:
+        return read_manifest(sweep_dir)
+    except StoreError:
+        return None
 
 
 def _recorded_parts(sweep_dir: Path) -> dict[str, int]:
