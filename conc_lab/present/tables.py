@@ -392,12 +392,9 @@ def _threads_against_processes(rows: pd.DataFrame) -> str:
     """``; threads (2 workers, 1.02x) take 1.88x the time of processes (fork, 2 workers, 1.92x)``:
     the fastest threading row against the fastest multiprocessing row, each named; empty without both.
 
-    Fastest and the ratio as the table beside it says them: by speedup (paired against the plain
-    loop, so a slow spell of the machine cancels), where both have one, and then the two speedups
-    are shown, so the ratio is read from them and not from the medians (which a newcomer divided,
-    getting 1.88 beside a line that said 1.67); by median time where not. By medians alone, a line
-    once named spawn (38.5 ms) as the processes beside "fastest multiprocessing/fork (1.95x)" two
-    lines above (40.6 ms, its runs paired in faster moments).
+    By speedup, as the table says them (paired: a slow spell cancels), both shown so that the ratio
+    is read from them, not from the medians (a newcomer divided those); by median where none is
+    known. By medians, a line once named spawn as the processes beside "fastest fork (1.95x)".
     """
     threads, procs = rows[rows["backend"] == THREADING], rows[rows["backend"] == MULTIPROCESSING]
     if not (len(threads) and len(procs)):

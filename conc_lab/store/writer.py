@@ -52,9 +52,8 @@ from conc_lab.store.reader import journal_line, read_journal
 class SweepWriter:
     """Appends rows of one sweep as they come; seals them into Parquet parts in batches.
 
-    Each row is checked against the schema on ``append`` (``schema.RowError`` otherwise),
-    so a malformed row is refused alone and the sweep folder stays readable. The writer holds
-    the folder's lock (``.lock``) from start to ``close``: a second writer gets ``SweepBusy``.
+    Each row is checked against the schema on ``append`` (a malformed one is refused alone,
+    ``schema.RowError``). It holds the folder's lock from start to ``close`` (``SweepBusy``).
 
     >>> import tempfile
     >>> w = SweepWriter(Path(tempfile.mkdtemp()) / "demo" / "s1", Manifest(sweep_id="s1"))
@@ -68,8 +67,7 @@ class SweepWriter:
     def __init__(
         self, sweep_dir: str | os.PathLike, manifest: Manifest, flush_rows: int = 2000, flush_s: float = 10.0
     ):
-        self.dir = Path(sweep_dir)
-        self._before, self._appended = _earlier(self.dir), 0  # a resume that stores nothing keeps its end
+        self.dir, self._before, self._appended = Path(sweep_dir), _earlier(Path(sweep_dir)), 0
         self.manifest = manifest.replace(schema_version=schema.SCHEMA_VERSION, state=SweepState.RUNNING)
         self.flush_rows, self.flush_s = flush_rows, flush_s
         self._lock_fd = None
@@ -159,20 +157,15 @@ class SweepWriter:
     def close(self, state: SweepState | str) -> None:
         """Seal what is left, record the sweep's final state (complete, interrupted, stopped), unlock.
 
-        The lock goes even when sealing fails (a full disk): ``--resume`` then takes over. A
-        shard sweep that completes replaces the earlier runs of its shard (``replace_earlier``),
-        then shows its own parts to plain readers (hidden while an earlier complete run stood).
+        The lock goes even when sealing fails (a full disk): ``--resume`` then takes over. A shard sweep
+        that completes replaces its shard's earlier runs, then shows its parts (hidden while one stood).
         """
         try:
             self.seal()
             os.close(self._fd)
             self._journal_path.unlink()
-            state = SweepState(state)
-            before = self._before
-            same = not self._appended and before is not None and before.finished_at and before.state is state
-            # a resume that ran nothing did not end the sweep again: it ended when it last stored a run
-            ended = before.finished_at if same else time.time()
-            self.manifest = self.manifest.replace(state=state, finished_at=ended)
+            ended = _ended_at(self._before, SweepState(state), self._appended)  # a resume that ran nothing
+            self.manifest = self.manifest.replace(state=SweepState(state), finished_at=ended)
             write_manifest(self.dir, self.manifest)
             if self.manifest.state is SweepState.COMPLETE and self.manifest.shard:
                 replace_earlier(self.dir, self.manifest)
@@ -206,6 +199,13 @@ class SweepWriter:
         """Name a part just sealed in the manifest (before its journal goes): check finds it if deleted."""
         self.manifest = self.manifest.replace(parts={**(self.manifest.parts or {}), part_name(part): rows})
         write_manifest(self.dir, self.manifest)
+
+
+def _ended_at(before: Manifest | None, state: SweepState, appended: int) -> float:
+    """Now, unless a resume stored nothing and leaves the sweep as it was: it did not end it again."""
+    if not appended and before is not None and before.finished_at and before.state is state:
+        return before.finished_at
+    return time.time()
 
 
 def _earlier(sweep_dir: Path) -> Manifest | None:
