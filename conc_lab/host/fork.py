@@ -188,9 +188,8 @@ class Runs(object):
             inside = sum(out.get(k) or 0.0 for k in protocol.INSIDE_DURATIONS)
             self.last_short = inside < noise.CANARY_MIN_RUN_S
             out[protocol.OUTSIDE_S] = outside
-            inside_span = out.pop(protocol.SPAN_S, None)
-            if not timing_failure(out, outside, "the host timed from outside (fork to reply)"):
-                _clock_failure(out, inside_span, span)
+            spans = (out.pop(protocol.SPAN_S, None), span)
+            timing_failure(out, outside, "the host timed from outside (fork to reply)", spans)
         return reply
 
 
@@ -267,8 +266,10 @@ def _clean_up(pid, waiting):
     hygiene.reap(strays, waiting)
 
 
-def timing_failure(out, outside, what):
-    """Fail ``out`` when its inside durations are negative, not finite, or longer than ``outside``.
+def timing_failure(out, outside, what, span=None):
+    """Fail ``out`` when its inside durations are negative, not finite, or longer than ``outside``,
+    or, with ``span`` (the run's own time between its two frames, the host's), when its clock fell
+    behind the host's there (rewired in C: every duration fits, and all are too short).
 
     The durations are then dropped: no clock the workload could rewire becomes a number.
     True when it failed the run.
@@ -278,39 +279,27 @@ def timing_failure(out, outside, what):
     (True, 'failed', None)
     >>> out["error"]
     'run_s is -3.81e+03 s: a run cannot take negative time (its clock was rewired?)'
+    >>> out = {"status": "ok", "run_s": 0.0005, "setup_s": 0.0, "teardown_s": 0.0}
+    >>> timing_failure(out, 0.62, "the host timed", (0.0006, 0.61)), out["status"], out["run_s"]
+    (True, 'failed', None)
     """
     problem = protocol.time_problem(out, outside, what)
+    if (
+        problem is None
+        and span is not None
+        and None not in span
+        and out.get(protocol.STATUS) == protocol.STATUS_OK
+    ):
+        problem = protocol.clock_problem(*span)
     if problem is None:
         return False
-    out[protocol.STATUS] = protocol.STATUS_FAILED
-    out[protocol.ERROR] = problem
-    for key in protocol.INSIDE_DURATIONS:
-        out[key] = None
+    protocol.fail_times(out, problem)
     return True
 
 
 #: The clock every run is timed with, as the host loaded it: a workload that patches ``time`` in
 #: Python for its own ends (freezegun) does not reach it; one that rewires it in C does, and is told.
 _CLOCK = measure.clock
-
-
-def _clock_failure(out, inside, outside):
-    """Fail an ok ``out`` whose own clock ran slow against the host's between its two frames (rewired
-    in C: its durations all fit in the outside time, and are all too short). True when it failed it.
-
-    >>> out = {"status": "ok", "run_s": 0.0005, "setup_s": 0.0, "teardown_s": 0.0}
-    >>> _clock_failure(out, 0.0006, 0.61), out["status"], out["run_s"]
-    (True, 'failed', None)
-    """
-    if outside is None or inside is None or out.get(protocol.STATUS) != protocol.STATUS_OK:
-        return False  # no first frame (a run's process that died), or a run that failed already
-    problem = protocol.clock_problem(inside, outside)
-    if problem is None:
-        return False
-    out[protocol.STATUS], out[protocol.ERROR] = protocol.STATUS_FAILED, problem
-    for key in protocol.INSIDE_DURATIONS:
-        out[key] = None
-    return True
 
 
 def _child(runs, request_fd, writer):

@@ -301,8 +301,7 @@ def verdict(row, max_foreign_cpu=MAX_FOREIGN_CPU, max_canary_change=MAX_CANARY_C
     """
     reasons = []
     foreign = foreign_beyond_resolution(row)
-    wanted = wanted_cpu_share(row) if foreign else 1.0
-    if foreign is not None and foreign * wanted > max_foreign_cpu:
+    if foreign is not None and foreign * wanted_cpu_share(row) > max_foreign_cpu:
         reasons.append("others used %.0f%% of its cores" % (100 * row[protocol.FOREIGN_CPU]))
     before, after = row.get(protocol.CANARY_BEFORE_S), row.get(protocol.CANARY_AFTER_S)
     if before and after:

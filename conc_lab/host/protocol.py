@@ -273,6 +273,19 @@ def time_problem(out, outside, what):
     return None
 
 
+def fail_times(out, problem):
+    """Fail outcome ``out`` for ``problem`` (a ``time_problem`` or ``clock_problem``), dropping its
+    inside durations: no clock the workload could rewire becomes a number.
+
+    >>> fail_times({"status": "ok", "run_s": -1.0}, "run_s is -1 s")
+    {'status': 'failed', 'run_s': None, 'error': 'run_s is -1 s', 'setup_s': None, 'teardown_s': None}
+    """
+    out[STATUS], out[ERROR] = STATUS_FAILED, problem
+    for key in INSIDE_DURATIONS:
+        out[key] = None
+    return out
+
+
 #: A run's own clock may fall behind the host's by this share of the span, plus CLOCK_SLACK_S, before
 #: the run is failed: the host wakes for the reply a little late (a few ms; 100 ms under heavy load).
 CLOCK_SLACK_SHARE = 0.25

@@ -63,9 +63,7 @@ def _check_times(reply: dict, envelope: float) -> None:
             f"the host's outside time {outside:.3g} s is longer than the {envelope:.3g} s the runner timed"
         )
     if problem is not None:
-        outcome[protocol.STATUS], outcome[protocol.ERROR] = protocol.STATUS_FAILED, problem
-        for key in protocol.INSIDE_DURATIONS:
-            outcome[key] = None
+        protocol.fail_times(outcome, problem)
 
 
 class StderrTail:

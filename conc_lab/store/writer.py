@@ -18,7 +18,7 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pyarrow as pa
@@ -67,7 +67,7 @@ class SweepWriter:
     def __init__(
         self, sweep_dir: str | os.PathLike, manifest: Manifest, flush_rows: int = 2000, flush_s: float = 10.0
     ):
-        self.dir, self._before, self._appended = Path(sweep_dir), _earlier(Path(sweep_dir)), 0
+        self.dir = Path(sweep_dir)
         self.manifest = manifest.replace(schema_version=schema.SCHEMA_VERSION, state=SweepState.RUNNING)
         self.flush_rows, self.flush_s = flush_rows, flush_s
         self._lock_fd = None
@@ -83,8 +83,9 @@ class SweepWriter:
             if self.manifest.shard:
                 replace_earlier(self.dir, self.manifest, unfinished_only=True)
                 self._hidden = any(True for _ in shard_twins(self.dir, self.manifest, complete=True))
-            # a resumed sweep runs again what is not on disk: the parts there are the sweep's now
-            self.manifest = self.manifest.replace(parts=parts_on_disk(self.dir, _recorded_parts(self.dir)))
+            # a resume runs again what is not on disk: the parts there are the sweep's now
+            self._before = _earlier(self.dir)
+            self.manifest = self.manifest.replace(parts=parts_on_disk(self.dir, _parts(self._before)))
             write_manifest(self.dir, self.manifest)
             self._seal_leftover_journals()
             self._seq = 1 + max([file_seq(p) for p in part_files(self.dir)] + [-1])
@@ -129,7 +130,6 @@ class SweepWriter:
             raise StoreError(self._cannot_write(self._journal_path, exc)) from None
         self._journal_size += len(line)
         self._rows.append(row)
-        self._appended += 1
         if len(self._rows) >= self.flush_rows or time.monotonic() - self._last_seal >= self.flush_s:
             self.seal()
 
@@ -164,7 +164,7 @@ class SweepWriter:
             self.seal()
             os.close(self._fd)
             self._journal_path.unlink()
-            ended = _ended_at(self._before, SweepState(state), self._appended)  # a resume that ran nothing
+            ended = _ended_at(self._before, SweepState(state), self.manifest.parts)
             self.manifest = self.manifest.replace(state=SweepState(state), finished_at=ended)
             write_manifest(self.dir, self.manifest)
             if self.manifest.state is SweepState.COMPLETE and self.manifest.shard:
@@ -201,29 +201,26 @@ class SweepWriter:
         write_manifest(self.dir, self.manifest)
 
 
-def _ended_at(before: Manifest | None, state: SweepState, appended: int) -> float:
-    """Now, unless a resume stored nothing and leaves the sweep as it was: it did not end it again."""
-    if not appended and before is not None and before.finished_at and before.state is state:
+def _parts(manifest: Manifest | None) -> dict[str, int]:
+    return dict(manifest.parts or {}) if manifest is not None else {}
+
+
+def _ended_at(before: Manifest | None, state: SweepState, parts: Mapping[str, int] | None) -> float:
+    """Now, unless a resume stored nothing (the same parts) and leaves the sweep as it was: it did
+    not end it again."""
+    same = before is not None and before.state is state and _parts(before) == dict(parts or {})
+    if same and before.finished_at:
         return before.finished_at
     return time.time()
 
 
 def _earlier(sweep_dir: Path) -> Manifest | None:
-    """The manifest a resumed sweep had when it last ended; None for a new sweep (or a damaged one)."""
+    """The manifest a resumed sweep had when it last ended; None for a new sweep (or one whose
+    manifest is damaged: its parts are then read from their footers)."""
     try:
         return read_manifest(sweep_dir)
     except StoreError:
         return None
-
-
-def _recorded_parts(sweep_dir: Path) -> dict[str, int]:
-    """The parts a sweep folder's manifest records (none for a new folder, or one from before)."""
-    if not is_sweep(sweep_dir):
-        return {}
-    try:
-        return dict(read_manifest(sweep_dir).parts or {})
-    except StoreError:
-        return {}
 
 
 def parts_on_disk(sweep_dir: Path, known: dict[str, int]) -> dict[str, int]:
