@@ -60,8 +60,26 @@ def _shown_keys(frame: pd.DataFrame, keys: list[str]) -> list[str]:
     return always + varying
 
 
-def _interval(values, lows, highs, fmt) -> list[str]:
-    return [f"{fmt(v)} ({fmt(lo)}–{fmt(hi)})" for v, lo, hi in zip(values, lows, highs, strict=True)]
+def interval_cell(value: float, low: float, high: float, digits: int = 2) -> str:
+    """``value (low–high)`` to ``digits`` decimals, or more (up to 4) where that many would show
+    two different ends as one number: an interval printed ``1.00 (1.00–1.00)`` reads as certainty.
+
+    Example::
+
+        >>> interval_cell(1.0, 0.9812, 1.034), interval_cell(1.0, 0.9981, 1.0042)
+        ('1.00 (0.98–1.03)', '1.000 (0.998–1.004)')
+        >>> interval_cell(0.87, float("nan"), float("nan")), interval_cell(1.0, 1.0, 1.0)
+        ('0.87 (-–-)', '1.00 (1.00–1.00)')
+    """
+    spec = f".{digits}f"
+    while digits < 4 and low != high and fmt_num(low, spec) == fmt_num(high, spec) != "-":
+        digits += 1
+        spec = f".{digits}f"
+    return f"{fmt_num(value, spec)} ({fmt_num(low, spec)}–{fmt_num(high, spec)})"
+
+
+def _interval(values, lows, highs, digits: int = 2) -> list[str]:
+    return [interval_cell(v, lo, hi, digits) for v, lo, hi in zip(values, lows, highs, strict=True)]
 
 
 def display(frame: pd.DataFrame) -> pd.DataFrame:
@@ -90,10 +108,10 @@ def display(frame: pd.DataFrame) -> pd.DataFrame:
         for lo, hi in zip(frame["ci_low_s"], frame["ci_high_s"], strict=True)
     ]
     out["IQR"] = [duration(x) for x in frame["iqr_s"]]
-    out["speedup"] = _interval(frame["speedup"], frame["speedup_ci_low"], frame["speedup_ci_high"], fmt_num)
+    out["speedup"] = _interval(frame["speedup"], frame["speedup_ci_low"], frame["speedup_ci_high"])
     if "e2e_speedup" in frame.columns:
         out["e2e speedup"] = _interval(
-            frame["e2e_speedup"], frame["e2e_speedup_ci_low"], frame["e2e_speedup_ci_high"], fmt_num
+            frame["e2e_speedup"], frame["e2e_speedup_ci_low"], frame["e2e_speedup_ci_high"]
         )
     out["eff"] = [fmt_num(x) for x in frame["efficiency"]]
     out["setup"] = [duration(x) for x in frame["setup_s"]]
@@ -129,9 +147,7 @@ def _display_compare(cmp: pd.DataFrame) -> pd.DataFrame:
     out["n a/b"] = [f"{a}/{b}" for a, b in zip(cmp["n_a"], cmp["n_b"], strict=True)]
     out["median a"] = [duration(x) for x in cmp["median_a"]]
     out["median b"] = [duration(x) for x in cmp["median_b"]]
-    out["b/a"] = _interval(
-        cmp["ratio"], cmp["ratio_ci_low"], cmp["ratio_ci_high"], lambda x: fmt_num(x, ".3f")
-    )
+    out["b/a"] = _interval(cmp["ratio"], cmp["ratio_ci_low"], cmp["ratio_ci_high"], digits=3)
     out["p"] = [fmt_num(x, ".3g") for x in cmp["p_value"]]
     out["q"] = [fmt_num(x, ".3g") for x in cmp["q_value"]]
     out["change"] = cmp["change"]

@@ -37,7 +37,7 @@ from conc_lab.analysis.summary import TOO_FEW_RUNS
 from conc_lab.host.protocol import MULTIPROCESSING, SEQUENTIAL, THREADING
 from conc_lab.host.units import duration
 from conc_lab.present.panels import backend_label
-from conc_lab.present.render import fmt_num
+from conc_lab.present.render import fmt_num, interval_cell
 
 #: Parameters shown as a column only where they vary; a constant one is named in the caption.
 VARYING_KEYS = ["tasks", "size", "python", "node", "affinity", "options"]
@@ -70,7 +70,7 @@ def _speedup(row) -> str:
         return "-"
     if lo == hi == s:  # the baseline itself (speedup 1 by definition)
         return f"{s:.2f}"
-    return f"{s:.2f} ({fmt_num(lo)}–{fmt_num(hi)})"
+    return interval_cell(s, lo, hi)
 
 
 def _plain_table() -> Table:

@@ -12,7 +12,7 @@ from conc_lab import schema
 from conc_lab.analysis.scaling import predict_scaling
 from conc_lab.host.protocol import SEQUENTIAL
 from conc_lab.host.units import duration
-from conc_lab.present.render import fmt_num
+from conc_lab.present.render import interval_cell
 
 
 def varying(frame: pd.DataFrame, keys: list[str]) -> list[str]:
@@ -139,11 +139,11 @@ def end_to_end_view(summary: pd.DataFrame) -> pd.DataFrame:
     view = part[keys].astype(object).where(part[keys].notna(), "-").copy()
     view["workers"] = part["workers"]
     view["run-only speedup"] = [
-        f"{fmt_num(s)} ({fmt_num(lo)}–{fmt_num(hi)})"
+        interval_cell(s, lo, hi)
         for s, lo, hi in zip(part["speedup"], part["speedup_ci_low"], part["speedup_ci_high"], strict=True)
     ]
     view["end-to-end speedup"] = [
-        f"{fmt_num(s)} ({fmt_num(lo)}–{fmt_num(hi)})"
+        interval_cell(s, lo, hi)
         for s, lo, hi in zip(
             part["e2e_speedup"], part["e2e_speedup_ci_low"], part["e2e_speedup_ci_high"], strict=True
         )
