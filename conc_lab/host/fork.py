@@ -151,8 +151,9 @@ class Runs(object):
         return pid, request_w, reply_r
 
     def close(self):
-        """Stop the waiting child (the host is exiting)."""
+        """Stop the waiting child and the resource tracker (the host is exiting)."""
         self._stop_idle()
+        _stop_tracker()
 
     def _stop_idle(self):
         """End the child waiting for a request: it reads EOF and exits without running anything."""
@@ -218,6 +219,19 @@ def _start_tracker():
     except Exception:  # noqa: BLE001 - each run then starts its own, as before
         return False
     return True
+
+
+def _stop_tracker():
+    """End the host's resource tracker and wait for it: it unlinks what spawned workers registered
+    and left (closed, not unlinked) as it ends. Left to end on its own when the host exits, it
+    could still be at that when the runner kills the host's process group, and the segments
+    stayed in /dev/shm for good.
+    """
+    module = sys.modules.get("multiprocessing.resource_tracker")
+    try:
+        module._resource_tracker._stop()  # closes its pipe: it cleans up, exits, is reaped
+    except Exception:  # noqa: BLE001 - none running, or reaped already: nothing to wait for
+        pass
 
 
 def _prepare(backend, workload):
