@@ -13,7 +13,7 @@ from conc_lab.analysis.selection import short_workload_names
 from conc_lab.analysis.summary import by_interpreter, interpreter_labels
 from conc_lab.present import views
 from conc_lab.present.noise import noise_section
-from conc_lab.present.render import display
+from conc_lab.present.render import NO_INTERVAL, display
 from conc_lab.store.manifest import Manifest
 
 _CSS = """
@@ -40,9 +40,14 @@ def _table(frame: pd.DataFrame, table_id: str) -> str:
     if "workload" in frame.columns:
         short = short_workload_names(frame["workload"].astype(str))
         frame["workload"] = frame["workload"].astype(str).map(short)
-    frame = frame.map(lambda v: v.replace("–", "\u2060–\u2060") if isinstance(v, str) else v)
+    frame = frame.map(lambda v: _unbroken(v) if isinstance(v, str) else v)
     body = frame.to_html(index=False, escape=True, border=0)
     return body.replace("<table", f'<table id="{table_id}"', 1)
+
+
+def _unbroken(cell: str) -> str:
+    """An interval held whole: word joiners around its dash, and "(no CI)" one word."""
+    return cell.replace("–", "\u2060–\u2060").replace(NO_INTERVAL, NO_INTERVAL.replace(" ", "\xa0"))
 
 
 def _summary_table(summary: pd.DataFrame) -> str:

@@ -60,17 +60,28 @@ def _shown_keys(frame: pd.DataFrame, keys: list[str]) -> list[str]:
     return always + varying
 
 
+#: What an interval cell says for a value without an interval (too few runs for one).
+NO_INTERVAL = "no CI"
+
+
 def interval_cell(value: float, low: float, high: float, digits: int = 2) -> str:
     """``value (low–high)`` to ``digits`` decimals, or more (up to 4) where that many would show
     two different ends as one number: an interval printed ``1.00 (1.00–1.00)`` reads as certainty.
+    A value without an interval says so in words (it read ``0.87 (-–-)``); no value is ``-``.
 
     Example::
 
         >>> interval_cell(1.0, 0.9812, 1.034), interval_cell(1.0, 0.9981, 1.0042)
         ('1.00 (0.98–1.03)', '1.000 (0.998–1.004)')
         >>> interval_cell(0.87, float("nan"), float("nan")), interval_cell(1.0, 1.0, 1.0)
-        ('0.87 (-–-)', '1.00 (1.00–1.00)')
+        ('0.87 (no CI)', '1.00 (1.00–1.00)')
+        >>> interval_cell(float("nan"), float("nan"), float("nan"))
+        '-'
     """
+    if fmt_num(value) == "-":
+        return "-"
+    if "-" in (fmt_num(low), fmt_num(high)):
+        return f"{fmt_num(value, f'.{digits}f')} ({NO_INTERVAL})"
     spec = f".{digits}f"
     while digits < 4 and low != high and fmt_num(low, spec) == fmt_num(high, spec) != "-":
         digits += 1

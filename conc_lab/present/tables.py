@@ -37,7 +37,7 @@ from conc_lab.analysis.summary import TOO_FEW_RUNS
 from conc_lab.host.protocol import MULTIPROCESSING, SEQUENTIAL, THREADING
 from conc_lab.host.units import duration
 from conc_lab.present.panels import backend_label
-from conc_lab.present.render import fmt_num, interval_cell
+from conc_lab.present.render import NO_INTERVAL, fmt_num, interval_cell
 
 #: Parameters shown as a column only where they vary; a constant one is named in the caption.
 VARYING_KEYS = ["tasks", "size", "python", "node", "affinity", "options"]
@@ -292,8 +292,8 @@ NOTE_MEANINGS = {
     "machine (conclab doctor)",
     # the 80-column table has no room for n: this is where a reader learns one run stands behind a row
     TOO_FEW_RUNS: f"the row, or the baseline it is measured against (the plain loop's runs on its node), "
-    f"rests on {too_few_for_interval(1)} (or on 1 pair of runs, where paired), so its speedup has none "
-    "(-–-) and is never called superlinear; "
+    f"rests on {too_few_for_interval(1)} (or on 1 pair of runs, where paired), so its speedup has no "
+    f'interval ("{NO_INTERVAL}") and is never called superlinear; '
     "next: more repeats (repeats: in the config)",
 }
 #: ... where every speedup's interval is already within ±``ANSWERED`` of it: the times spread,
