@@ -8,11 +8,16 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from test_cli_ux import table_rows, tmux_run
+
+import conc_lab
+from conc_lab.analysis.summary import summarize
 
 pytestmark = pytest.mark.host
 
@@ -40,6 +45,48 @@ def _sweep(tmp_path: Path, text: str, name: str, extra_path: Path | None = None)
     proc = conclab("sweep", str(config), "--out", str(out), "-q", extra_path=extra_path)
     assert proc.returncode == 0, proc.stderr
     return out
+
+
+# --- 1. summarize at 80 columns with a size column --------------------------------------------
+
+LONG_NAME = "def count_squares_of_integers(task, size):\n    return sum(i * i for i in range(size))\n"
+SIZES = """\
+name: sizes
+repeats: 2
+warmup: 0
+timeout_s: 60
+matrix:
+  workload: [longname:count_squares_of_integers]
+  backend: [sequential, threading, multiprocessing]
+  workers: [1, 2]
+  tasks: [2]
+  size: [20000, 40000]
+backend_options:
+  multiprocessing: {start_method: [fork, forkserver]}
+exclude:
+  - {backend: sequential, workers: 2}
+"""
+
+
+@pytest.mark.terminal
+def test_summary_at_80_columns_with_a_size_column_keeps_every_speedup_on_its_line(tmp_path):
+    # was: "1.90" on the row's line, "(1.85–1.95)" alone on the next, for every row; the one
+    # workload that every row shares took 32 columns of the 80
+    (tmp_path / "longname.py").write_text(LONG_NAME)
+    out = _sweep(tmp_path, SIZES, "sizes", extra_path=tmp_path)
+    path = shlex.quote(os.pathsep.join([str(REPO), str(tmp_path)]))  # tmux_run runs it after `env …`
+    screen = tmux_run(f"PYTHONPATH={path} python -m conc_lab.cli summarize {shlex.quote(str(out))}", 80)
+    assert "__EXIT_0__" in screen, screen
+    summary = summarize(conc_lab.load(out))
+    rows = table_rows(screen)
+    assert len(rows) == len(summary), screen  # one line a row: nothing folded onto a second line
+    header = next(line for line in screen.splitlines() if "speedup (95% CI)" in line)
+    assert re.search(r"\bsize\b", header), screen
+    for line in rows:
+        speedup = re.search(r"(\d+\.\d\d)( \((\d+\.\d+–\d+\.\d+|no CI)\))?", line)
+        assert speedup, line
+    assert "workload count_squares_of_integers" in screen, screen  # named once, above the table
+    assert all(len(line) <= 80 for line in screen.splitlines()), screen
 
 
 # --- 3. a speedup with no interval ------------------------------------------------------------
