@@ -6,6 +6,7 @@ window of theirs) and reads what they read.
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import shlex
@@ -14,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 from test_cli_ux import table_rows, tmux_run
 
 import conc_lab
@@ -87,6 +89,28 @@ def test_summary_at_80_columns_with_a_size_column_keeps_every_speedup_on_its_lin
         assert speedup, line
     assert "workload count_squares_of_integers" in screen, screen  # named once, above the table
     assert all(len(line) <= 80 for line in screen.splitlines()), screen
+
+
+# --- 2. the overhead a run, one unit wherever the line breaks ---------------------------------
+
+
+def test_the_overhead_a_run_is_never_split_where_a_terminal_line_breaks():
+    from conc_lab.cli.common import say
+    from conc_lab.cli.sweep import own_overhead
+
+    # was "…; conc_lab's own overhead 60.4" at one line's end and "ms a run → …" at the next's
+    line = (
+        "30 runs recorded (0 failed, 0 wrong, 0 skipped) in 2.8 s; " + own_overhead(0.0604) + " → results/x"
+    )
+    for width in range(40, 121):
+        buf = io.StringIO()
+        say(line, to=Console(file=buf, width=width, force_terminal=True, color_system=None))
+        shown = buf.getvalue()
+        assert "\xa0" not in shown, shown  # spaces, as typed
+        assert any("60.4 ms a run" in row for row in shown.splitlines()), (width, shown)
+    buf = io.StringIO()
+    say(line, to=Console(file=buf, width=40, force_terminal=False))  # a log: one line, plain spaces
+    assert buf.getvalue() == line.replace("\xa0", " ") + "\n"
 
 
 # --- 3. a speedup with no interval ------------------------------------------------------------

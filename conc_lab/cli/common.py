@@ -10,6 +10,7 @@ one line. Nothing here imports pyarrow, pandas or any other heavy package: ``--v
 
 from __future__ import annotations
 
+import re
 import sys
 import typing
 import warnings
@@ -17,6 +18,7 @@ from pathlib import Path, PurePath
 from typing import NoReturn
 
 import typer
+from rich.cells import cell_len
 from rich.console import Console
 from rich.text import Text
 
@@ -245,19 +247,50 @@ def load(path: Path):
         die(str(exc))
 
 
+#: Joins words that read as one unit (``60.4 ms a run``): ``say`` breaks a line anywhere else.
+GLUE = "\xa0"
+
+
+def together(words: str) -> str:
+    """``words`` that ``say`` keeps on one line (it prints them with plain spaces)."""
+    return words.replace(" ", GLUE)
+
+
 def say(text: str | Text, markup: bool = False, to: Console | None = None) -> None:
     """A line for a person (on stderr unless ``to``), with no markup read into paths or values
-    unless ``markup``. In a terminal it wraps between words, and a word wider than the terminal
-    (a long path) starts a line of its own and is left whole, for the terminal to fold: the
-    terminal itself breaks lines anywhere ("o / verhead"). Elsewhere (a log, a pipe) it stays
-    one line, as scripts and greps expect."""
+    unless ``markup``. In a terminal it wraps between words, never inside ``together``'s, and a word
+    wider than the terminal (a long path) starts a line of its own and is left whole, for the
+    terminal to fold: the terminal itself breaks lines anywhere ("o / verhead"). Elsewhere (a log,
+    a pipe) it stays one line, as scripts and greps expect."""
     to = to or console
-    if not to.is_terminal:
-        to.print(text, highlight=False, soft_wrap=True, markup=markup)
-        return
     line = text.copy() if isinstance(text, Text) else Text.from_markup(text) if markup else Text(text)
-    line.overflow = "ignore"  # never folded inside a word
-    to.print(line, highlight=False, crop=False)
+    if not to.is_terminal:
+        to.print(_unglued(line), highlight=False, soft_wrap=True)
+        return
+    for part in _broken(line, to.width):
+        to.print(part, highlight=False, crop=False, no_wrap=True, overflow="ignore")
+
+
+def _unglued(line: Text) -> Text:
+    line.plain = line.plain.replace(GLUE, " ")  # as long as before: the styles stay where they were
+    return line
+
+
+def _broken(line: Text, width: int) -> list[Text]:
+    """``line`` cut between words to lines of ``width``, as rich cuts them, but at plain spaces only:
+    a rich line put "60.4" at one line's end and "ms a run" at the next's."""
+    lines = []
+    for part in line.split("\n", allow_blank=True):
+        cuts, column = [], 0
+        for word in re.finditer(r"[^ ]+ *", part.plain):
+            if column and column + cell_len(word.group().rstrip(" ")) > width:
+                cuts.append(word.start())
+                column = 0
+            column += cell_len(word.group())
+        for piece in part.divide(cuts):
+            piece.rstrip()
+            lines.append(_unglued(piece))
+    return lines
 
 
 def emit(text: str) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import typer
 
-from conc_lab.cli.common import WIDE_HELP, app, console, die, emit, example, load, out_console, say
+from conc_lab.cli.common import WIDE_HELP, app, console, die, emit, example, load, out_console, say, together
 from conc_lab.host.units import duration
 
 _CONFIG = typer.Argument(..., help="The experiment matrix, e.g. configs/cpu.yaml.")
@@ -314,12 +314,13 @@ def overhead_line(result, whole_s: float | None) -> str:
 
 
 def own_overhead(seconds: float) -> str:
-    """The overhead per run as the last line and ``-v`` both name it: whose it is, in 3 figures.
+    r"""The overhead per run as the last line and ``-v`` both name it: whose it is, in 3 figures,
+    the figure and "a run" one unit that ``say`` never breaks (it read "… overhead 60.4" / "ms a run").
 
     >>> own_overhead(0.34681)
-    "conc_lab's own overhead 347 ms a run"
+    "conc_lab's own overhead 347\xa0ms\xa0a\xa0run"
     """
-    return f"conc_lab's own overhead {duration(seconds)} a run"
+    return f"conc_lab's own overhead {together(f'{duration(seconds)} a run')}"
 
 
 def final_line(
