@@ -142,3 +142,33 @@ def test_a_speedup_without_an_interval_says_so_in_words(tmp_path):
     assert 'its speedup has no interval ("no CI")' in " ".join(proc.stdout.split()), proc.stdout
     wide = conclab("summarize", str(out), "--wide", COLUMNS="200")
     assert "-–-" not in wide.stdout and "(no CI)" in wide.stdout, wide.stdout
+
+
+# --- 4. the Python API's progress counts ------------------------------------------------------
+
+WARM = """\
+name: warm
+repeats: 2
+warmup: 1
+timeout_s: 60
+matrix:
+  workload: [experiments.cpu:sum_squares]
+  backend: [sequential, threading]
+  workers: [1]
+  tasks: [2]
+  size: [20000]
+"""
+
+
+def test_the_python_apis_progress_names_the_measured_runs_apart_from_the_warm_ups(tmp_path, capsys):
+    config = tmp_path / "warm.yaml"
+    config.write_text(WARM)
+    result = conc_lab.sweep(config, out=tmp_path / "results")
+    said = capsys.readouterr().err
+    # was "sweep: 2 trials, 6 runs → …" for a sweep that recorded 4: its warm-ups counted in
+    assert result.recorded == 4
+    header = re.search(r"^sweep: 2 trials, (\d+) measured runs \+ (\d+) warm-up → ", said, re.M)
+    assert header and header.groups() == ("4", "2"), said
+    counts = re.findall(r"^(\d+)/(\d+) runs", said, re.M)
+    assert counts and all(int(total) == 4 + 2 for _, total in counts), said
+    assert counts[-1][0] == counts[-1][1], said

@@ -85,7 +85,7 @@ def test_sweep_from_python_prints_progress_where_no_terminal_is(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "recorded 6"
     lines = proc.stderr.splitlines()
-    assert lines[0].startswith("sweep: 3 trials, 6 runs → results/tiny/")
+    assert lines[0].startswith("sweep: 3 trials, 6 measured runs → results/tiny/")
     assert lines[-1].startswith("6/6 runs, ") and "elapsed" in lines[-1]
     assert len([line for line in lines if line.startswith("sweep:")]) == 1  # events.ignore: silent
 

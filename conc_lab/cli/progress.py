@@ -22,7 +22,7 @@ from rich.table import Column
 
 from conc_lab import events
 from conc_lab.cli.common import say
-from conc_lab.run.progress import BatchLines, precision_line, round_added_line
+from conc_lab.run.progress import BatchLines, planned_runs, precision_line, round_added_line
 
 
 class _Progress(Progress):
@@ -110,9 +110,7 @@ class SweepRenderer:
         if e.total:  # nothing to run (a complete sweep resumed): no empty 0/0 bar
             self.bar = self.progress.add_task(self.name, total=e.total, last="")
         # the bar counts every run it waits for: warm-ups too, so the header names them
-        warmups = e.total - e.measured
-        runs = f"{e.measured} measured runs" + (f" + {warmups} warm-up" if warmups else "")
-        self._say(f"{e.trials} trials, {runs} → {e.sweep_dir}")
+        self._say(f"{e.trials} trials, {planned_runs(e)} → {e.sweep_dir}")
         if self.batch is not None:
             self.batch.planned(e.total)
 

@@ -15,7 +15,7 @@ size, a Ray runtime started, warnings as they come, and a line every tenth of th
 ...     now[0] += 1.0
 ...     lines(events.RunFinished(row={"status": "failed" if i == 1 else "ok"}, measured=True))
 >>> print(out.getvalue(), end="")
-sweep: 4 trials, 20 runs → results/x/1
+sweep: 4 trials, 20 measured runs → results/x/1
 2/20 runs (1 failed), 2 s elapsed, about 18 s left
 4/20 runs (1 failed), 4 s elapsed, about 16 s left
 """
@@ -90,6 +90,19 @@ class BatchLines:
         )
 
 
+def planned_runs(e: events.Planned) -> str:
+    """What a sweep's ``done/total runs`` count up to: its measured runs and its warm-ups, apart
+    (``conc_lab.sweep`` said "sweep: 3 trials, 6 runs" of a sweep that recorded 3).
+
+    >>> planned_runs(events.Planned(total=6, measured=3, sweep_dir="d", trials=3))
+    '3 measured runs + 3 warm-up'
+    """
+    warmups = e.total - e.measured
+    return f"{e.measured} measured run{'s' * (e.measured != 1)}" + (
+        f" + {warmups} warm-up" if warmups else ""
+    )
+
+
 def _share(x: float) -> str:
     """``±12%``, or what an interval that is not there yet is.
 
@@ -160,7 +173,7 @@ class ProgressLines:
     def __call__(self, event: events.Event) -> None:
         if isinstance(event, events.Planned):
             self.runs.planned(event.total)
-            self.say(f"sweep: {event.trials} trials, {event.total} runs → {event.sweep_dir}")
+            self.say(f"sweep: {event.trials} trials, {planned_runs(event)} → {event.sweep_dir}")
         elif isinstance(event, events.RunFinished):
             self.runs.ran(event.row.get("status") in schema.FAILURES, event.row.get("correct") is False)
         elif isinstance(event, events.RayStarted):
