@@ -7,6 +7,7 @@ window of theirs) and reads what they read.
 from __future__ import annotations
 
 import io
+import json
 import os
 import re
 import shlex
@@ -15,6 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from needs import need
 from rich.console import Console
 from test_cli_ux import table_rows, tmux_run
 
@@ -172,3 +174,57 @@ def test_the_python_apis_progress_names_the_measured_runs_apart_from_the_warm_up
     counts = re.findall(r"^(\d+)/(\d+) runs", said, re.M)
     assert counts and all(int(total) == 4 + 2 for _, total in counts), said
     assert counts[-1][0] == counts[-1][1], said
+
+
+# --- 5. the report in a 900 px window -----------------------------------------------------------
+
+REPORT = """\
+name: narrow
+repeats: 2
+warmup: 0
+timeout_s: 60
+matrix:
+  workload: [experiments.cpu:sum_squares]
+  backend: [sequential, threading, multiprocessing]
+  workers: [1, 2]
+  tasks: [2]
+  size: [20000]
+backend_options:
+  multiprocessing: {start_method: [fork]}
+exclude:
+  - {backend: sequential, workers: 2}
+"""
+
+WIDTH_PROBE = """<script>
+window.addEventListener("load", function () {
+  var box = document.getElementById("summary").parentNode;
+  var out = document.createElement("pre");
+  out.id = "probe";
+  out.textContent = JSON.stringify({view: window.innerWidth, page: document.documentElement.scrollWidth,
+    box: box.getBoundingClientRect().right, boxScrolls: box.scrollWidth > box.clientWidth,
+    boxOverflow: getComputedStyle(box).overflowX});
+  document.body.appendChild(out);
+});
+</script>"""
+
+
+@pytest.mark.browser
+def test_the_report_fits_a_900_px_window_its_summary_scrolling_in_its_own_box(tmp_path):
+    from test_report import _chromium, chromium
+
+    need(None if chromium() else "no chromium on PATH (Debian: apt-get install chromium)")
+    out = _sweep(tmp_path, REPORT, "narrow")
+    proc = conclab("report", str(out), "-o", str(tmp_path / "report"))
+    assert proc.returncode == 0, proc.stderr
+    page = tmp_path / "probe.html"
+    page.write_text(
+        (tmp_path / "report" / "index.html").read_text().replace("</body>", WIDTH_PROBE + "</body>")
+    )
+    proc = _chromium(page, tmp_path, "--window-size=900,1000", "--dump-dom")
+    match = re.search(r'<pre id="probe"[^>]*>([^<]*)</pre>', proc.stdout)
+    assert match, f"the page did not load in chromium (rc {proc.returncode}): {proc.stderr[-2000:]}"
+    seen = json.loads(match.group(1).replace("&quot;", '"'))
+    # was: the page 1082 px wide in a 900 px window, the whole page scrolling sideways
+    assert seen["page"] <= seen["view"] and seen["box"] <= seen["view"], seen
+    if seen["boxScrolls"]:  # the table wider than the window: reachable, in its own box
+        assert seen["boxOverflow"] == "auto", seen

@@ -177,7 +177,7 @@ def noise_section(df: pd.DataFrame, manifests: list[Manifest]) -> str:
             f"<p class='warn'>This page pools {len(manifests)} sweeps: each row's numbers mix their runs. "
             "<code>conclab summarize DIR --latest</code> reads the newest sweep of each config alone, and "
             "<code>conclab report</code> on one sweep's folder reports it alone.</p>"
-            + _sweeps_table(df, manifests)
+            + f'<div class="wide">{_sweeps_table(df, manifests)}</div>'
         )
     if share > 0.1 or any(status == "bad" for status, *_ in findings):
         parts.append(

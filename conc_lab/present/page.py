@@ -30,6 +30,10 @@ figure { margin: 1em 0; } figure img { max-width: 100%; border: 1px solid #eee; 
 figcaption { font-size: 12px; color: #555; max-width: 70em; }
 .scroll { max-height: 36em; overflow-y: auto; }
 #summary { width: 100%; }
+/* below the 1200 px the tables are made to fit whole, a table wider than the window scrolls
+   sideways in its own box, and the page does not (at 900 px the summary ran the page to 1082 px,
+   its rows squeezed to a word a line): the summary keeps the layout it has at 1200 px */
+@media (max-width: 1199px) { .wide { overflow-x: auto; } #summary { min-width: 1170px; } }
 .meta td { text-align: left; } .warn { color: #a40; }
 """
 
@@ -73,7 +77,7 @@ def _summary_table(summary: pd.DataFrame) -> str:
     for label in {str(b) for b in view.get("backend", []) if "/" in str(b)}:
         first, rest = html.escape(label).split("/", 1)
         body = body.replace(f">{first}/{rest}<", f">{first}/<wbr>{rest}<")
-    return f"{head}<div>{body}</div>"
+    return f'{head}<div class="wide">{body}</div>'
 
 
 def html_page(
@@ -105,7 +109,7 @@ def html_page(
 <title>{esc(title)}</title><style>{_CSS}</style></head>
 <body>
 <h1>{esc(title)}</h1>
-<table class="meta">{meta}</table>
+<div class="wide"><table class="meta">{meta}</table></div>
 {_slow_nodes_section(df)}
 {noise_section(df, list(manifests))}
 <h2>Figures</h2>
@@ -229,4 +233,5 @@ def _failures(df: pd.DataFrame, limit: int = 50) -> str:
     if failed == 0:
         return "<p>None: every run finished.</p>"
     more = f"<p class='warn'>… and {failed - limit:,} more.</p>" if failed > limit else ""
-    return f"<p class='warn'>{failed:,} run(s) failed or timed out.</p>" + _table(view, "failures") + more
+    table = f'<div class="wide">{_table(view, "failures")}</div>'
+    return f"<p class='warn'>{failed:,} run(s) failed or timed out.</p>" + table + more
