@@ -228,3 +228,17 @@ def test_the_report_fits_a_900_px_window_its_summary_scrolling_in_its_own_box(tm
     assert seen["page"] <= seen["view"] and seen["box"] <= seen["view"], seen
     if seen["boxScrolls"]:  # the table wider than the window: reachable, in its own box
         assert seen["boxOverflow"] == "auto", seen
+
+
+# --- 6. compare of two sweeps that share no trial ---------------------------------------------
+
+
+def test_compare_of_two_sizes_says_the_sizes_differ(tmp_path):
+    a = _sweep(tmp_path, ONE_RUN, "a")
+    b = _sweep(tmp_path, ONE_RUN.replace("size: [20000]", "size: [30000]"), "b")
+    proc = conclab("compare", str(a), str(b), COLUMNS="200")
+    # was "(a holds sum_squares; b holds sum_squares)": the same name twice, and no word of why
+    assert proc.returncode == 2 and proc.stdout == "", proc.stdout
+    assert "share no trial" in proc.stderr, proc.stderr
+    assert "(a: size 20000; b: size 30000)" in proc.stderr, proc.stderr
+    assert "sum_squares" not in proc.stderr, proc.stderr  # the workload is the same on both sides

@@ -36,6 +36,18 @@ _HEADING_KEYS = ("tasks", "size", "affinity", "options")
 #: What each ``change`` value is called here: "inconclusive" is what a reader needs to hear as
 #: "the data cannot say", not as a hint of a change.
 _WORDS = {"inconclusive": "no answer", "same": "not significant"}
+#: The parameters that match trials (``analysis.compare.COMPARE_KEYS``), as a person names them.
+_UNRELATED_KEYS = (
+    "workload",
+    "backend",
+    "start_method",
+    "workers",
+    "tasks",
+    "size",
+    "python",
+    "affinity",
+    "options",
+)
 
 
 def integer_text(value: object) -> str:
@@ -239,20 +251,46 @@ def unrelated(result: pd.DataFrame) -> bool:
 
 
 def unrelated_line(result: pd.DataFrame, a: object, b: object) -> str:
-    """The one line for two result sets that share no trial, naming what each holds.
+    """The one line for two result sets that share no trial: the parameters whose values differ
+    between them, each side's values (it named only the workloads, "a holds sum_squares; b holds
+    sum_squares", where the sizes differed).
 
-    >>> r = pd.DataFrame({"workload": ["m.x:f", "m.y:g"], "change": ["only in a", "only in b"]})
+    >>> r = pd.DataFrame({"workload": ["m.x:f", "m.y:g"], "size": [10, 20], "change": ["only in a", "only in b"]})
     >>> unrelated_line(r, "results/one", "results/two")
-    'results/one and results/two share no trial with the same parameters (a holds x:f; b holds y:g): nothing to compare'
+    'results/one and results/two share no trial with the same parameters (a: workload x:f, size 10; b: workload y:g, size 20): nothing to compare'
+    >>> unrelated_line(r.assign(workload="m:f"), "A", "B")
+    'A and B share no trial with the same parameters (a: size 10; b: size 20): nothing to compare'
     """
     names = short_workload_names(result["workload"].astype(str))
+    sides = {side: result[result["change"].astype(str) == f"only in {side}"] for side in ("a", "b")}
+
+    def values(side: str, key: str) -> list[str]:
+        column = sides[side][key].astype(object)
+        found = {_value(v, names) for v in column}
+        return sorted(found, key=lambda v: (len(v), v) if v.isdigit() else (0, v))
+
+    keys = [k for k in _UNRELATED_KEYS if k in result.columns and values("a", k) != values("b", k)]
 
     def holds(side: str) -> str:
-        mine = result[result["change"].astype(str) == f"only in {side}"]["workload"].astype(str)
-        found = sorted({names[w] for w in mine})
-        return ", ".join(found[:4]) + (f" and {len(found) - 4} more" if len(found) > 4 else "")
+        said = []
+        for key in keys:
+            found = values(side, key)
+            said.append(
+                f"{key} {' and '.join(found[:4])}" + (f" and {len(found) - 4} more" if len(found) > 4 else "")
+            )
+        return ", ".join(said)
 
-    return (
-        f"{a} and {b} share no trial with the same parameters (a holds {holds('a')}; b holds {holds('b')}): "
-        "nothing to compare"
+    why = (
+        f"a: {holds('a')}; b: {holds('b')}" if keys else "each value is on both sides, in other combinations"
     )
+    return f"{a} and {b} share no trial with the same parameters ({why}): nothing to compare"
+
+
+def _value(v: object, names: dict[str, str]) -> str:
+    """A parameter's value as the table shows it: a workload by its short name, ``100000`` never
+    ``100000.0`` (a column with gaps is float), ``none`` for no value."""
+    if v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v)):
+        return "none"
+    if isinstance(v, (float, np.floating)) and float(v).is_integer():
+        return str(int(v))
+    return names.get(str(v), str(v))
