@@ -242,3 +242,63 @@ def test_compare_of_two_sizes_says_the_sizes_differ(tmp_path):
     assert "share no trial" in proc.stderr, proc.stderr
     assert "(a: size 20000; b: size 30000)" in proc.stderr, proc.stderr
     assert "sum_squares" not in proc.stderr, proc.stderr  # the workload is the same on both sides
+
+
+# --- 7. advise says each thing once ---------------------------------------------------------
+
+
+def _repeats(advice: str) -> list[str]:
+    """What the advice says twice: a break-even caveat, or a break-even line the headline holds."""
+    said = " ".join(advice.split())
+    twice = ["the size caveat"] * (said.count("run ∝ size assumed") > 1)
+    headline = advice.splitlines()[0]
+    for method, figure, clause in re.findall(
+        r"^break-even: \S+ \((\w+)\) pays (.+?) to start: (.+)$", advice, re.M
+    ):
+        if f"{method} pays {figure} to start, so {clause}" in headline:
+            twice.append(f"{method}'s start-up")
+    return twice
+
+
+@pytest.mark.slow
+def test_advise_at_80_columns_says_each_thing_once(tmp_path):
+    proc = conclab(
+        "advise", "experiments.cpu:sum_squares", "--budget", "15", "--out", str(tmp_path / "r"), COLUMNS="80"
+    )
+    assert proc.returncode == 0, proc.stderr
+    # was, at 80 columns, "(extrapolated; one size measured, run ∝ size assumed)" closing both of two
+    # break-even lines in a row; or "spawn pays 73.4 ms to start, so it is not told apart from the plain
+    # loop yet (1 run: too few for an interval)" in the headline, and in the break-even line under it
+    assert _repeats(proc.stdout) == [], proc.stdout
+
+
+def test_an_advices_lines_say_a_break_even_once():
+    """The two repetitions above, on the lines of a verdict that has both (a real advice has one or
+    the other, or neither, as the machine's load and the budget fall)."""
+    from conc_lab.advice.verdict import Verdict
+
+    pays = "multiprocessing ({}) pays {} ms to start: it wins at size ≥ {} (extrapolated; one size measured, run ∝ size assumed)"
+    verdict = Verdict(
+        headline="use threading: 1.90× (1.85–1.95) with 2 workers; spawn pays 73.4 ms to start, so it is "
+        "not told apart from the plain loop yet (1 run: too few for an interval)",
+        choice="threading",
+        dont_bother=False,
+        settled=False,
+        tentative_why=None,
+        arms=(),
+        break_even=(
+            "multiprocessing (spawn) pays 73.4 ms to start: it is not told apart from the plain loop yet "
+            "(1 run: too few for an interval)",
+            pays.format("forkserver", "45.4", "360,000"),
+            pays.format("fork", "12.1", "90,000"),
+        ),
+    )
+    advice = "\n".join(verdict.lines())
+    assert _repeats(advice) == [], advice
+    assert (
+        "break-even: multiprocessing (forkserver) pays 45.4 ms to start: it wins at size ≥ 360,000\n"
+        in advice
+    )
+    assert advice.endswith("break-even: both sizes (extrapolated; one size measured, run ∝ size assumed)"), (
+        advice
+    )

@@ -26,7 +26,7 @@ import pandas as pd
 
 from conc_lab.advice.arms import ArmResult, best_arms, cost_rank, widest
 from conc_lab.advice.forecast import Forecast, at_more_cores
-from conc_lab.advice.words import bracketed, clean, n_workers, seconds, x_text
+from conc_lab.advice.words import bracketed, caveat_once, clean, n_workers, seconds, x_text
 from conc_lab.host.protocol import MULTIPROCESSING, SEQUENTIAL, THREADING
 
 #: An arm within this share of the best speedup counts as just as fast.
@@ -76,7 +76,9 @@ class Verdict:
             told = [self.size_why] if self.size_why else []
             told += [f"{self.tasks} task{'s' * (self.tasks != 1)} a run"] if self.tasks else []
             out.append(f"size: {self.size:,}" + (f" ({'; '.join(told)})" if told else ""))
-        out += [f"break-even: {b}" for b in self.break_even]
+        # one the headline tells in the same words ("spawn pays 73.4 ms to start, so …") is not repeated
+        breaks = [b for b in self.break_even if _headline_words(b) not in self.headline]
+        out += [f"break-even: {b}" for b in caveat_once(breaks)]
         if self.forecast is not None and self.forecast.text() not in self.headline:  # once a screen
             out.append(self.forecast.text())
         out += [f"left out: {x}" for x in self.left_out]
@@ -88,6 +90,16 @@ class Verdict:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, ensure_ascii=False)
+
+
+def _headline_words(pays: str) -> str:
+    """A break-even line (``ArmResult.pays``) in the headline's words (``_contrasts``), to tell the two
+    said the same: the headline names the start method alone.
+
+    >>> _headline_words("multiprocessing (spawn) pays 73.4 ms to start: it is not told apart (1 run)")
+    'spawn pays 73.4 ms to start, so it is not told apart (1 run)'
+    """
+    return re.sub(r"^\S+ \((\w+)\) pays (.+?) to start: ", r"\1 pays \2 to start, so ", pays, count=1)
 
 
 def choose(arms: list[ArmResult], slower: Callable | None = None) -> ArmResult | None:

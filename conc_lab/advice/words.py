@@ -139,3 +139,19 @@ def clean(doc):
     if isinstance(doc, float) and not math.isfinite(doc):
         return None
     return _plain(doc) if isinstance(doc, (np.integer, np.floating)) else doc
+
+
+def caveat_once(break_evens: tuple[str, ...] | list[str]) -> list[str]:
+    """Break-even lines whose sizes all carry one caveat, it said once under them: two lines each
+    ending "(extrapolated; one size measured, run ∝ size assumed)" crowded the screen with it twice.
+
+    >>> caveat_once(["a: it wins at size ≥ 1 (extrapolated)", "b: it wins at size ≥ 2 (extrapolated)"])
+    ['a: it wins at size ≥ 1', 'b: it wins at size ≥ 2', 'both sizes (extrapolated)']
+    >>> caveat_once(["a: it wins at size ≥ 1 (extrapolated)", "b: it wins at size ≥ 2"])
+    ['a: it wins at size ≥ 1 (extrapolated)', 'b: it wins at size ≥ 2']
+    """
+    found = [re.fullmatch(r"(.* size ≥ [\d,.]+) (\([^()]+\))", line) for line in break_evens]
+    if len(found) < 2 or not all(found) or len({m.group(2) for m in found}) > 1:
+        return list(break_evens)
+    which = "both" if len(found) == 2 else f"all {len(found)}"
+    return [m.group(1) for m in found] + [f"{which} sizes {found[0].group(2)}"]
