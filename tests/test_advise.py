@@ -31,6 +31,7 @@ from conc_lab.advice import plan as planning
 from conc_lab.advice import verdict as verdicts
 from conc_lab.advice.target import resolve
 from conc_lab.analysis.precision import MIN_PAIRS
+from conc_lab.cli.advise import advise as advise_command
 from conc_lab.store.layout import StoreError
 
 pytestmark = pytest.mark.host
@@ -176,6 +177,8 @@ def test_work_too_small_for_start_up_is_dont_bother_and_settles_when_every_inter
     # on fewer runs a side than a sweep's precision asks (analysis.precision.MIN_PAIRS) it is not settled
     # however clear the intervals: it was, after 3 rounds, which `--precision` would call too few
     assert verdicts.MIN_ROUNDS == MIN_PAIRS == 5
+    said = " ".join(advise_command.__doc__.split())  # what `conclab advise --help` says
+    assert f"after {verdicts.MIN_ROUNDS} rounds at least ({verdicts.MIN_ROUNDS} runs a side" in said
     early = verdicts.decide(s, rounds=4)
     assert not early.settled and early.tentative_why == "only 4 of the 5 rounds an interval needs ran"
 
