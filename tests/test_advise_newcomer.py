@@ -244,7 +244,7 @@ def test_work_too_slow_for_the_budget_at_its_least_size_is_one_line_before_any_r
     assert proc.returncode == 2, proc.stdout + proc.stderr
     said = proc.stderr
     assert said.count("\n") == 1 and "Traceback" not in said, said
-    # and the budget that would do (was "give a larger --budget"): the warm-up and 3 rounds of 46 s
+    # and the budget that would do (was "give a larger --budget"): the warm-up and 5 rounds of 46 s
     enough = re.search(r"do not fit the [\d.]+ s left of the 15 s budget; give --budget (\d+) or more", said)
     assert enough and int(enough.group(1)) > 100, said
     assert time.monotonic() - began < 30, said

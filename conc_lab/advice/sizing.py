@@ -78,8 +78,8 @@ def fitted_size(
     36
     >>> fitted_size(64, 0.06, 0.05, [(32, 0.0075), (64, 0.06)], 1000.0, 0.06 * 40)
     64
-    >>> fitted_size(64, 0.06, 0.05, [(32, 0.0075), (64, 0.06)], 6.0, 0.06 * 40)  # 10 s left: a smaller round
-    47
+    >>> fitted_size(64, 0.06, 0.05, [(32, 0.0075), (64, 0.06)], 6.0, 0.06 * 40)  # 6 s left: a smaller round
+    41
     >>> fitted_size(64, 0.06, 0.05, [(32, 0.0075), (64, 0.06)], -2.0, 0.06 * 40)  # none left: the least
     1
     """
@@ -97,7 +97,7 @@ def budget_for(round_s: float, spent_s: float) -> float:
     slack a round takes), the conclusion, and the ``spent_s`` already gone (planning, calibration).
 
     >>> round(budget_for(10.0, 3.0))
-    67
+    97
     """
     return spent_s + RESERVE_S + (1 + MIN_ROUNDS) * ROUND_SLACK * round_s
 
@@ -108,7 +108,7 @@ def over_budget(size: int, task_s: float, runs_s: float, left_s: float, budget_s
     down as a calibrated one is, and once sat on "warming up" for minutes of a 20 s budget.
 
     >>> over_budget(3_000_000, 3.0, 138.0, 18.0, 20.0)
-    '--size 3,000,000: a call takes 3 s, so the warm-up and one round take about 276 s, over the 20 s budget: a smaller --size, or --budget 834 or more'
+    '--size 3,000,000: a call takes 3 s, so the warm-up and one round take about 276 s, over the 20 s budget: a smaller --size, or --budget 1248 or more'
     >>> over_budget(1000, 0.01, 0.5, 18.0, 20.0) is None
     True
     """
@@ -155,10 +155,17 @@ def squeezed(size: int, aimed: int, aimed_task_s: float, runs: float, budget_s: 
     aimed at ``aimed`` (a call ``aimed_task_s``), and at size 1 work too small for any start-up once
     read "don't bother" as if it were the user's work.
 
+    The budget it asks for keeps, as ``plan._within_budget`` does, the time to time a call again,
+    and is more than the one given: at the edge a size brought down by 1% once asked
+    ``advise --budget 25`` for "--budget 25 or more".
+
     >>> squeezed(1, 2_097_152, 0.05, 48, 5.0, 3.0)
-    'the 5 s budget brought the size down from 2,097,152 to 1: the answer is for that size; --budget 22 or more measures at 2,097,152'
+    'the 5 s budget brought the size down from 2,097,152 to 1: the answer is for that size; --budget 29 or more measures at 2,097,152'
+    >>> squeezed(1_262_556, 1_271_091, 0.0498, 44, 25.0, 0.5).split("; ")[1]
+    '--budget 26 or more measures at 1,271,091'
     """
-    enough = math.ceil(budget_for(runs * aimed_task_s, spent_s))
+    enough = math.ceil(budget_for(runs * aimed_task_s, spent_s) + 2 * 3 * aimed_task_s)
+    enough = max(enough, math.floor(budget_s) + 1)
     return (
         f"the {budget_s:g} s budget brought the size down from {aimed:,} to {size:,}: the answer is for "
         f"that size; --budget {enough} or more measures at {aimed:,}"

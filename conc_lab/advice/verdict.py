@@ -27,6 +27,7 @@ import pandas as pd
 from conc_lab.advice.arms import ArmResult, best_arms, cost_rank, widest
 from conc_lab.advice.forecast import Forecast, at_more_cores
 from conc_lab.advice.words import bracketed, caveat_once, clean, n_workers, seconds, x_text
+from conc_lab.analysis.precision import MIN_PAIRS
 from conc_lab.host.protocol import MULTIPROCESSING, SEQUENTIAL, THREADING
 
 #: An arm within this share of the best speedup counts as just as fast.
@@ -37,8 +38,10 @@ WORTH = 1.10
 NARROW = 0.20
 #: A task this many times the median one makes the tasks unequal (the last to finish keeps others idle).
 UNEQUAL = 3.0
-#: Rounds before a verdict may be called settled: an interval from fewer runs claims too much.
-MIN_ROUNDS = 3
+#: Rounds before a verdict may be called settled: a round runs every arm once, so these are the runs
+#: a side, and the floor a sweep's speedup needs to be called precise (``precision.MIN_PAIRS``, why
+#: 5): an interval from fewer runs claims too much. Was 3, which a sweep would call too few.
+MIN_ROUNDS = MIN_PAIRS
 #: Half the runs it hangs on or more crowded by others: an unsettled verdict measured the machine (``busy``).
 NOISY_SHARE = 0.5
 
@@ -247,8 +250,8 @@ def _tentative_why(unsettled: str | None, rounds: int, stop_reason: str | None, 
 
     >>> _tentative_why("so the intervals measure the load", 12, "another round would not end in the 60 s budget")
     'so the intervals measure the load (after 12 rounds; another round would not end in the 60 s budget)'
-    >>> _tentative_why("only 2 of the 3 rounds an interval needs ran", 2, "interrupted")
-    'only 2 of the 3 rounds an interval needs ran (interrupted)'
+    >>> _tentative_why("only 2 of the 5 rounds an interval needs ran", 2, "interrupted")
+    'only 2 of the 5 rounds an interval needs ran (interrupted)'
     """
     told = [f"after {rounds} rounds"] * (rounds >= MIN_ROUNDS) + [stop_reason] * bool(stop_reason)
     why = None if unsettled is None else unsettled + (f" ({'; '.join(told)})" if told else "")

@@ -52,8 +52,10 @@ def advise(
     """Threads or processes (or asyncio, …) for FUNCTION on this machine: a verdict, measured.
 
     Plans a matrix from the function (every backend this machine can run, 1 … the cores
-    workers, further for work that waits), runs it in shuffled, interleaved rounds until the
-    verdict settles or the budget is spent, and prints the verdict first, then the evidence.
+    workers, further for work that waits), runs it in shuffled, interleaved rounds (a round runs
+    each backend once at each worker count) until the verdict settles, after 5 rounds at least (5
+    runs a side, as a precise speedup needs), or the budget is spent, and prints the verdict
+    first, then the evidence.
     The runs are an ordinary sweep (summarize, report and compare read it); its YAML is saved
     beside them as advise.yaml. Exit code 0; 2 when the function cannot be run; 130 when
     interrupted (what ran is saved, and the command to resume is printed).
