@@ -246,6 +246,7 @@ def _within_budget(target: Target, probe: Probe, runs: float, cores: int, budget
     note, squeezed = probe.size_note, None
     if size < aimed:  # the budget, not calibration, chose it: said, as a size of 1 reads oddly
         note = f"brought down from {aimed:,} to fit the budget"
+    if sizing.cut_matters(size, aimed):  # by enough to be another size: tentative
         aimed_s = probe.task_s * (aimed / probe.size) ** sizing.growth(list(probe.steps))
         squeezed = sizing.squeezed(size, aimed, aimed_s, runs, budget[1], budget[1] - budget[0])
     smaller = _time_one_call(target, size, note, max(left_s, 1.0))

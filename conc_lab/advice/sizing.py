@@ -26,6 +26,9 @@ RESERVE_S = 4.0
 ROUND_SLACK = 1.5
 #: A calibrated call may take up to this many times the time aimed for before the size is brought down.
 OVERSHOOT = 1.5
+#: A size the budget brought down by less than this share of calibration's still answers for it: the
+#: size is said, the verdict not made tentative (a 0.7% cut once made a settled verdict tentative).
+CUT_TOLERANCE = 0.1
 
 
 def growth(steps: list[tuple[int, float]]) -> float:
@@ -148,6 +151,16 @@ def past_budget(
         f"one round (about {words.seconds(round_s)}) do not fit the {left_s:.2g} s left of the "
         f"{budget_s:g} s budget; give --budget {enough} or more"
     )
+
+
+def cut_matters(size: int, aimed: int) -> bool:
+    """Whether the budget brought ``size`` down from calibration's ``aimed`` by enough
+    (``CUT_TOLERANCE``) that the answer is for another size, and so tentative.
+
+    >>> cut_matters(1_262_556, 1_271_091), cut_matters(1, 2_097_152), cut_matters(900, 1_000)
+    (False, True, False)
+    """
+    return size < aimed * (1 - CUT_TOLERANCE)
 
 
 def squeezed(size: int, aimed: int, aimed_task_s: float, runs: float, budget_s: float, spent_s: float) -> str:
