@@ -65,27 +65,28 @@ NO_INTERVAL = "no CI"
 
 
 def interval_cell(value: float, low: float, high: float, digits: int = 2) -> str:
-    """``value (low–high)`` to ``digits`` decimals, or more (up to 4) where that many would show
-    two different ends as one number: an interval printed ``1.00 (1.00–1.00)`` reads as certainty.
-    A value without an interval says so in words (it read ``0.87 (-–-)``); no value is ``-``.
+    """``value (low–high)`` to ``digits`` decimals; where those would show two different ends as
+    one number (``1.00 (1.00–1.00)`` reads as certainty), how far the farther end lies from the
+    value instead, as a share: no wider than the cell it replaces. A value without an interval says
+    so in words (it read ``0.87 (-–-)``); no value is ``-``.
 
     Example::
 
         >>> interval_cell(1.0, 0.9812, 1.034), interval_cell(1.0, 0.9981, 1.0042)
-        ('1.00 (0.98–1.03)', '1.000 (0.998–1.004)')
-        >>> interval_cell(0.87, float("nan"), float("nan")), interval_cell(1.0, 1.0, 1.0)
-        ('0.87 (no CI)', '1.00 (1.00–1.00)')
-        >>> interval_cell(float("nan"), float("nan"), float("nan"))
-        '-'
+        ('1.00 (0.98–1.03)', '1.00 (±0.4%)')
+        >>> interval_cell(1.9042, 1.90418, 1.90424), interval_cell(1.0, 1.0, 1.0)
+        ('1.90 (±<0.1%)', '1.00 (1.00–1.00)')
+        >>> interval_cell(0.87, float("nan"), float("nan")), interval_cell(float("nan"), 1.0, 1.0)
+        ('0.87 (no CI)', '-')
     """
+    spec = f".{digits}f"
     if fmt_num(value) == "-":
         return "-"
     if "-" in (fmt_num(low), fmt_num(high)):
-        return f"{fmt_num(value, f'.{digits}f')} ({NO_INTERVAL})"
-    spec = f".{digits}f"
-    while digits < 4 and low != high and fmt_num(low, spec) == fmt_num(high, spec) != "-":
-        digits += 1
-        spec = f".{digits}f"
+        return f"{fmt_num(value, spec)} ({NO_INTERVAL})"
+    if low != high and fmt_num(low, spec) == fmt_num(high, spec) and value:
+        share = 100 * max(abs(high - value), abs(value - low)) / abs(value)
+        return f"{fmt_num(value, spec)} (±{'<0.1' if share < 0.05 else format(share, '.1f')}%)"
     return f"{fmt_num(value, spec)} ({fmt_num(low, spec)}–{fmt_num(high, spec)})"
 
 
