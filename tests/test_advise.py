@@ -501,10 +501,10 @@ def test_a_backend_whose_answers_differ_from_the_plain_loops_is_never_the_choice
     assert said and "never the choice" in said[0], advice.verdict.notes
 
 
-@pytest.mark.slow
-def test_ctrl_c_saves_what_ran_and_prints_the_command_that_resumes(tmp_path):
-    proc = subprocess.Popen(
-        [*CLI, "experiments.advise_cases:wait", "--size", "20", "--budget", "300", "--out", str(tmp_path)],
+def _advise_sleeps_to_interrupt(out: Path) -> subprocess.Popen:
+    """``conclab advise`` on sleeps with a long budget, started so that Ctrl-C reaches it."""
+    return subprocess.Popen(
+        [*CLI, "experiments.advise_cases:wait", "--size", "20", "--budget", "300", "--out", str(out)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -512,6 +512,11 @@ def test_ctrl_c_saves_what_ran_and_prints_the_command_that_resumes(tmp_path):
         env=_env(),
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as test_resume explains
     )
+
+
+@pytest.mark.slow
+def test_ctrl_c_saves_what_ran_and_prints_the_command_that_resumes(tmp_path):
+    proc = _advise_sleeps_to_interrupt(tmp_path)
     deadline = time.monotonic() + 120
     while not any(p.stat().st_size for p in [*tmp_path.rglob("_journal-*"), *tmp_path.rglob("*.parquet")]):
         assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
@@ -541,15 +546,7 @@ def _rows_so_far(folder: Path) -> int:
 def test_ctrl_c_after_a_round_names_the_resume_command_once(tmp_path):
     """Ctrl-C once rounds ran: the verdict so far, then "to run it longer: conclab sweep …" and,
     right under it, "Resume with: conclab sweep …", the same command twice."""
-    proc = subprocess.Popen(
-        [*CLI, "experiments.advise_cases:wait", "--size", "20", "--budget", "300", "--out", str(tmp_path)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=REPO,
-        env=_env(),
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as test_resume explains
-    )
+    proc = _advise_sleeps_to_interrupt(tmp_path)
     folder = tmp_path / "advise-experiments.advise_cases.wait"
     deadline = time.monotonic() + 180
     while _rows_so_far(folder) < 30:  # more than a round's runs: a verdict so far to print

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 from rich.cells import cell_len
 
+from conc_lab.analysis.compare import COMPARE_KEYS
 from conc_lab.analysis.selection import short_workload_names
 from conc_lab.analysis.stats import min_p_value
 from conc_lab.host.units import duration
@@ -36,18 +37,6 @@ _HEADING_KEYS = ("tasks", "size", "affinity", "options")
 #: What each ``change`` value is called here: "inconclusive" is what a reader needs to hear as
 #: "the data cannot say", not as a hint of a change.
 _WORDS = {"inconclusive": "no answer", "same": "not significant"}
-#: The parameters that match trials (``analysis.compare.COMPARE_KEYS``), as a person names them.
-_UNRELATED_KEYS = (
-    "workload",
-    "backend",
-    "start_method",
-    "workers",
-    "tasks",
-    "size",
-    "python",
-    "affinity",
-    "options",
-)
 
 
 def integer_text(value: object) -> str:
@@ -269,7 +258,7 @@ def unrelated_line(result: pd.DataFrame, a: object, b: object) -> str:
         found = {_value(v, names) for v in column}
         return sorted(found, key=lambda v: (len(v), v) if v.isdigit() else (0, v))
 
-    keys = [k for k in _UNRELATED_KEYS if k in result.columns and values("a", k) != values("b", k)]
+    keys = [k for k in COMPARE_KEYS if k in result.columns and values("a", k) != values("b", k)]
 
     def holds(side: str) -> str:
         said = []
